@@ -1,0 +1,50 @@
+/**
+ * Errors raised by stores. Codes are stable: the runtime maps them to readiness and retries,
+ * and the control API passes them to clients unchanged.
+ */
+
+/** Base of every store error; `retryable` tells the caller whether trying again can help. */
+export class StoreError extends Error {
+  override readonly name: string = 'StoreError';
+  readonly code: string = 'STORE_ERROR';
+  readonly retryable: boolean = true;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** The store cannot be reached (connection refused, reset, timed out): retry later. */
+export class StoreUnavailableError extends StoreError {
+  override readonly name = 'StoreUnavailableError';
+  override readonly code = 'STORE_UNAVAILABLE';
+}
+
+/** The database was migrated by a newer release; running older code against it could corrupt it. */
+export class SchemaTooNewError extends StoreError {
+  override readonly name = 'SchemaTooNewError';
+  override readonly code = 'SCHEMA_TOO_NEW';
+  override readonly retryable = false;
+  constructor(readonly found: number, readonly supported: number) {
+    super(`database schema version ${found} is newer than this release supports (${supported}); upgrade agentry or restore a matching backup`);
+  }
+}
+
+/** A commit expected a session version the database no longer holds: another writer got there first. */
+export class StaleVersionError extends StoreError {
+  override readonly name = 'StaleVersionError';
+  override readonly code = 'STALE_VERSION';
+  override readonly retryable = false;
+  constructor(readonly sessionId: string, readonly expected: number) {
+    super(`session ${sessionId}: expected stored version ${expected}, found another; the session was changed elsewhere`);
+  }
+}
+
+/** The writer's partition lease is older than the one recorded on the session: it was deposed. */
+export class FencedError extends StoreError {
+  override readonly name = 'FencedError';
+  override readonly code = 'FENCED';
+  override readonly retryable = false;
+  constructor(readonly sessionId: string, readonly epoch: number) {
+    super(`session ${sessionId}: owner epoch ${epoch} is older than the stored one; this node no longer owns the partition`);
+  }
+}

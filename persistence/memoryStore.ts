@@ -1,0 +1,107 @@
+/**
+ * Owns an in-process store with the same contract as the SQL backends. It keeps nothing
+ * across restarts: it serves ephemeral runs (`AGENTRY_STORE=memory`) and nothing else.
+ */
+import { FencedError, StaleVersionError } from './errors.js';
+import type {
+  CommitRecord, DeadLetter, HistoryEntry, ListSessionsQuery, MigrationResult, OutboxRecord,
+  SessionRecord, SessionStatus, SessionSummary, Store, TransitionRecord,
+} from './types.js';
+
+/** Creates an empty in-memory store (no durability: for ephemeral runs only). */
+export function createMemoryStore(now: () => number = Date.now): Store {
+  const sessions = new Map<string, SessionRecord>();
+  const history = new Map<string, HistoryEntry[]>();
+  const transitions = new Map<string, TransitionRecord[]>();
+  const deadLetters = new Map<string, DeadLetter>();
+  const outbox = new Map<string, OutboxRecord>();
+
+  const push = <T>(map: Map<string, T[]>, key: string, rows: readonly T[]): void => {
+    if (rows.length === 0) return;
+    const list = map.get(key) ?? [];
+    list.push(...rows);
+    map.set(key, list);
+  };
+
+  return {
+    kind: 'memory',
+    migrate(): Promise<MigrationResult> {
+      return Promise.resolve({ applied: [], current: 0 });
+    },
+    ping: () => Promise.resolve(),
+    loadSession: (id) => Promise.resolve(sessions.get(id) ?? null),
+    commit(records: readonly CommitRecord[]): Promise<void> {
+      // Validate everything first so a failing batch changes nothing, as a transaction would.
+      const versions = new Map<string, SessionRecord | undefined>();
+      for (const r of records) {
+        const cur = versions.has(r.sessionId) ? versions.get(r.sessionId) : sessions.get(r.sessionId);
+        if ((cur?.version ?? 0) !== r.version - 1) return Promise.reject(new StaleVersionError(r.sessionId, r.version - 1));
+        if (cur && cur.ownerEpoch > r.ownerEpoch) return Promise.reject(new FencedError(r.sessionId, r.ownerEpoch));
+        versions.set(r.sessionId, { ...toRecord(r, cur, now()) });
+      }
+      for (const r of records) {
+        const cur = sessions.get(r.sessionId);
+        sessions.set(r.sessionId, toRecord(r, cur, now()));
+        push(history, r.sessionId, r.history);
+        push(transitions, r.sessionId, r.transitions);
+        for (const o of r.outbox) outbox.set(o.id, o);
+      }
+      return Promise.resolve();
+    },
+    getHistory(sessionId, opts = {}) {
+      const rows = (history.get(sessionId) ?? []).filter((h) => opts.before === undefined || h.seq < opts.before);
+      return Promise.resolve(rows.slice(-(opts.limit ?? 100)).reverse());
+    },
+    getTransitions(sessionId, opts = {}) {
+      const rows = (transitions.get(sessionId) ?? []).filter((t) => opts.after === undefined || t.at > opts.after);
+      return Promise.resolve(rows.slice(0, opts.limit ?? 1000));
+    },
+    listSessions(query: ListSessionsQuery = {}): Promise<SessionSummary[]> {
+      const out: SessionSummary[] = [];
+      const ids = [...sessions.keys()].sort();
+      for (const id of ids) {
+        const s = sessions.get(id)!;
+        if (query.after !== undefined && id <= query.after) continue;
+        if (query.status && s.status !== query.status) continue;
+        if (query.type && s.type !== query.type) continue;
+        if (query.idContains && !id.includes(query.idContains)) continue;
+        out.push({ id, type: s.type, status: s.status, wakeAt: s.wakeAt, updatedAt: s.updatedAt });
+        if (out.length >= (query.limit ?? 100)) break;
+      }
+      return Promise.resolve(out);
+    },
+    countSessionsByStatus() {
+      const counts: Record<SessionStatus, number> = { idle: 0, active: 0, sleeping: 0, waiting: 0, stopped: 0 };
+      for (const s of sessions.values()) counts[s.status]++;
+      return Promise.resolve(counts);
+    },
+    addDeadLetter(dl) {
+      if (!deadLetters.has(dl.id)) deadLetters.set(dl.id, dl);
+      return Promise.resolve();
+    },
+    listDeadLetters(opts = {}) {
+      const rows = [...deadLetters.values()].filter((d) => !opts.sessionId || d.sessionId === opts.sessionId);
+      return Promise.resolve(rows.slice(-(opts.limit ?? 100)).reverse());
+    },
+    getDeadLetter: (id) => Promise.resolve(deadLetters.get(id) ?? null),
+    markDeadLetterReplayed(id, at) {
+      const dl = deadLetters.get(id);
+      if (dl) deadLetters.set(id, { ...dl, replayedAt: at });
+      return Promise.resolve();
+    },
+    pendingOutbox: (limit) => Promise.resolve([...outbox.values()].slice(0, limit)),
+    deleteOutbox(ids) {
+      for (const id of ids) outbox.delete(id);
+      return Promise.resolve();
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+function toRecord(r: CommitRecord, cur: SessionRecord | undefined, at: number): SessionRecord {
+  return {
+    id: r.sessionId, type: r.type, status: r.status, snapshot: r.snapshot, lastSeq: r.lastSeq,
+    version: r.version, partition: r.partition, ownerEpoch: r.ownerEpoch, wakeAt: r.wakeAt,
+    wakeEvents: r.wakeEvents, wakePriority: r.wakePriority, createdAt: cur?.createdAt ?? at, updatedAt: at,
+  };
+}

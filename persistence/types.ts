@@ -1,0 +1,159 @@
+/**
+ * The store contract between the runtime and its durable backends (Postgres via `pg`,
+ * PGlite, and the in-memory store used for ephemeral runs).
+ *
+ * Persistence knows nothing of XState or NATS: a session snapshot is opaque JSON, a
+ * sequence number is just the highest inbox stream sequence a commit covers. Row types
+ * (snake_case, as SQL returns them) stay inside the backends; these are the domain types.
+ */
+
+/** The five states a session can rest in, as stored in `sessions.status`. */
+export type SessionStatus = 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped';
+
+/** A session as loaded for hydration or inspection. */
+export interface SessionRecord {
+  readonly id: string;
+  readonly type: string;
+  readonly status: SessionStatus;
+  /** The XState persisted snapshot (JSON), as committed. */
+  readonly snapshot: unknown;
+  /** Highest inbox stream sequence whose effect is contained in `snapshot`. */
+  readonly lastSeq: number;
+  /** Incremented by every commit; used for optimistic concurrency. */
+  readonly version: number;
+  readonly partition: number;
+  /** Epoch of the partition lease under which the last commit was made (fencing). */
+  readonly ownerEpoch: number;
+  readonly wakeAt: number | null;
+  readonly wakeEvents: readonly string[];
+  readonly wakePriority: string | null;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+/** One original inbox message as kept in a session's history. */
+export interface HistoryEntry {
+  readonly sessionId: string;
+  /** Inbox stream sequence (unique per session); 0-based internal records use negative numbers. */
+  readonly seq: number;
+  readonly kind: string;
+  readonly body: unknown;
+  readonly priority: string;
+  readonly from: string | null;
+  /** The handler run the message was part of; several messages share one when merged. */
+  readonly batchId: string;
+  /** `ok`, `dead-letter`, `interrupted`, `deferred`. */
+  readonly outcome: string;
+  /** Milliseconds since the epoch when the message was received. */
+  readonly at: number;
+}
+
+/** One state transition, for the inspector's timeline. */
+export interface TransitionRecord {
+  readonly sessionId: string;
+  readonly at: number;
+  readonly event: string;
+  readonly from: string;
+  readonly to: string;
+}
+
+/** A message to publish after its commit: replies, mail, events. */
+export interface OutboxRecord {
+  /** Deterministic id, used as the `Nats-Msg-Id` so a resend is dropped by JetStream. */
+  readonly id: string;
+  readonly sessionId: string;
+  readonly subject: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+  readonly createdAt: number;
+}
+
+/** Everything one session changes in one step; the runtime acks inbox messages only after it commits. */
+export interface CommitRecord {
+  readonly sessionId: string;
+  readonly type: string;
+  readonly status: SessionStatus;
+  readonly snapshot: unknown;
+  readonly lastSeq: number;
+  /** The version this commit writes; the row must currently hold `version - 1` (or not exist when 1). */
+  readonly version: number;
+  readonly partition: number;
+  readonly ownerEpoch: number;
+  readonly wakeAt: number | null;
+  readonly wakeEvents: readonly string[];
+  readonly wakePriority: string | null;
+  readonly history: readonly HistoryEntry[];
+  readonly transitions: readonly TransitionRecord[];
+  readonly outbox: readonly OutboxRecord[];
+}
+
+/** A batch that could not be processed, kept for inspection and replay. */
+export interface DeadLetter {
+  /** Deterministic id (e.g. `<sessionId>:<firstSeq>` or `nomatch:<seq>`), so a redelivery records it once. */
+  readonly id: string;
+  readonly sessionId: string;
+  readonly reason: string;
+  readonly error: string | null;
+  readonly attempts: number;
+  readonly payload: unknown;
+  readonly createdAt: number;
+  readonly replayedAt: number | null;
+}
+
+export interface ListSessionsQuery {
+  readonly status?: SessionStatus;
+  readonly type?: string;
+  /** Substring of the session id. */
+  readonly idContains?: string;
+  /** Opaque cursor from a previous page (the last id seen). */
+  readonly after?: string;
+  readonly limit?: number;
+}
+
+export interface SessionSummary {
+  readonly id: string;
+  readonly type: string;
+  readonly status: SessionStatus;
+  readonly wakeAt: number | null;
+  readonly updatedAt: number;
+}
+
+export interface MigrationResult {
+  /** Migration versions applied by this call (empty when the schema was current). */
+  readonly applied: readonly number[];
+  readonly current: number;
+}
+
+/**
+ * The durable store. Every method is one query or one transaction; backends must make
+ * `commit` atomic over all its records (group commit relies on it).
+ */
+export interface Store {
+  readonly kind: 'pg' | 'pglite' | 'memory';
+  /** Applies pending migrations under an advisory lock; throws `SchemaTooNewError` for a newer schema. */
+  migrate(): Promise<MigrationResult>;
+  /** Cheap round trip used by readiness checks. */
+  ping(): Promise<void>;
+  loadSession(id: string): Promise<SessionRecord | null>;
+  /**
+   * Commits records in one transaction, in order (a session may appear more than once).
+   * Throws `StaleVersionError` (and commits nothing) when a session's stored version is not
+   * the one a record expects, or `FencedError` when its stored owner epoch is newer.
+   */
+  commit(records: readonly CommitRecord[]): Promise<void>;
+  /** Newest first; `before` is an exclusive upper bound on `seq`. */
+  getHistory(sessionId: string, opts?: { limit?: number; before?: number }): Promise<HistoryEntry[]>;
+  /** Oldest first. */
+  getTransitions(sessionId: string, opts?: { limit?: number; after?: number }): Promise<TransitionRecord[]>;
+  listSessions(query?: ListSessionsQuery): Promise<SessionSummary[]>;
+  countSessionsByStatus(): Promise<Record<SessionStatus, number>>;
+  /** Ignores a dead letter whose id already exists. */
+  addDeadLetter(dl: DeadLetter): Promise<void>;
+  listDeadLetters(opts?: { sessionId?: string; limit?: number }): Promise<DeadLetter[]>;
+  getDeadLetter(id: string): Promise<DeadLetter | null>;
+  markDeadLetterReplayed(id: string, at: number): Promise<void>;
+  /** Outbox rows committed but not yet confirmed published (flushed again after a crash). */
+  pendingOutbox(limit: number): Promise<OutboxRecord[]>;
+  deleteOutbox(ids: readonly string[]): Promise<void>;
+  close(): Promise<void>;
+}
