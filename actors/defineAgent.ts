@@ -1,0 +1,188 @@
+/**
+ * The agent-definition API: what a user writes to make an agent type. A definition is pure
+ * data plus a handler; it holds no mutable state shared between sessions (each run gets its
+ * own `ctx.state` draft, committed only when the run completes).
+ */
+import type {
+  InboxMessage, MessagePolicy, NextStep, Priority, SessionLimits, WaitCondition, WakeCondition,
+} from './types.js';
+
+/** A past message as the handler sees it in `ctx.history`. */
+export interface HistoryItem {
+  readonly seq: number;
+  readonly kind: string;
+  readonly body: unknown;
+  readonly from: string | null;
+  readonly batchId: string;
+  readonly outcome: string;
+  readonly at: number;
+}
+
+/** The log functions a handler gets: a child logger bound to its session and run. */
+export interface HandlerLog {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+/** Options of `ctx.sleep()`: wake by time, by named events, or by mail at or above a priority. */
+export interface SleepOptions {
+  /** Wake at this time (Date or epoch ms). */
+  readonly until?: Date | number;
+  /** Or wake after this many milliseconds. */
+  readonly durationMs?: number;
+  readonly wakeEvents?: readonly string[];
+  readonly wakeOnMailPriority?: Priority;
+}
+
+/** Options of `ctx.waitFor()`: an event or a reply from a sender, with an optional timeout. */
+export interface WaitOptions {
+  readonly event?: string;
+  readonly replyFrom?: string;
+  readonly timeoutMs?: number;
+}
+
+const NEXT: unique symbol = Symbol.for('agentry.next');
+
+/** What `ctx.sleep()` / `ctx.waitFor()` return; a handler returns it to leave `active` that way. */
+export interface HandlerResult {
+  readonly [NEXT]: NextStep;
+}
+
+/** Everything a handler run can see and do. Effects are buffered and committed with the run. */
+export interface HandlerContext<S = unknown> {
+  readonly sessionId: string;
+  readonly agentType: string;
+  /** Identifies this run; a merged or retried batch gets a new one. */
+  readonly runId: number;
+  /** 1 on the first try, then 2, 3, … on retries. */
+  readonly attempt: number;
+  /** Aborted when a newer message supersedes this run (cancel-and-merge), on interrupt, or at shutdown. */
+  readonly signal: AbortSignal;
+  /** The session's user state: a private copy, persisted when the run completes. */
+  state: S;
+  /** The most recent history (trimmed to the agent's `maxHistory`), oldest first. */
+  readonly history: readonly HistoryItem[];
+  readonly log: HandlerLog;
+  /** The runtime's clock (fake in tests). */
+  now(): number;
+  /** Sends a reply to `agentry.out.<sessionId>`, published after the run commits (never for an aborted run). */
+  reply(body: unknown): void;
+  /** Streams a partial output now (not durable; `Agentry-Run` header tells runs apart). */
+  stream(chunk: unknown): void;
+  /** Sends mail to another session's inbox after the run commits. */
+  mail(to: string, body: unknown, opts?: { priority?: Priority }): void;
+  /** Publishes an event on the event bus after the run commits. */
+  publish(type: string, data?: unknown, opts?: { priority?: Priority }): void;
+  /** Ends the run by going to sleep; return its result from the handler. */
+  sleep(opts: SleepOptions): HandlerResult;
+  /** Ends the run by waiting for an event or a reply; return its result from the handler. */
+  waitFor(opts: WaitOptions): HandlerResult;
+}
+
+/** A handler: receives the batch (merged messages, oldest first) and the run context. */
+export type Handler<S> = (batch: readonly InboxMessage[], ctx: HandlerContext<S>) =>
+  Promise<HandlerResult | undefined> | HandlerResult | undefined;
+
+/** What a user writes to define an agent type. */
+export interface AgentDefinition<S = unknown> {
+  readonly type: string;
+  /** `cancel-and-merge` (default): a new message aborts the run and re-runs on both; `queue`: strict one by one. */
+  readonly onMessage?: MessagePolicy;
+  readonly initialState?: () => S;
+  /** Most messages merged into one run (default 50). */
+  readonly maxMerge?: number;
+  /** A run stops absorbing messages after this long, so a steady stream cannot starve it (default 2000 ms). */
+  readonly maxMergeDelayMs?: number;
+  /** Attempts per batch before it is dead-lettered (default 3). */
+  readonly maxAttempts?: number;
+  readonly retryBaseMs?: number;
+  readonly retryCapMs?: number;
+  /** How many history messages `ctx.history` holds (default 50). */
+  readonly maxHistory?: number;
+  readonly handle: Handler<S>;
+}
+
+/** A definition with every default filled in, as the runtime uses it. */
+export interface ResolvedAgent<S = unknown> {
+  readonly type: string;
+  readonly limits: SessionLimits;
+  readonly maxHistory: number;
+  readonly initialState: () => S;
+  readonly handle: Handler<S>;
+}
+
+export const DEFAULT_LIMITS: SessionLimits = Object.freeze({
+  policy: 'cancel-and-merge',
+  maxMerge: 50,
+  maxMergeDelayMs: 2000,
+  maxAttempts: 3,
+  retryBaseMs: 200,
+  retryCapMs: 30_000,
+});
+
+/**
+ * Declares an agent type. Validates the options once, at definition time, so a typo fails at
+ * start-up rather than on the first message.
+ *
+ * @example
+ * export default defineAgent({
+ *   type: 'echo',
+ *   handle(batch, ctx) { ctx.reply({ text: batch.map((m) => String(m.body)).join('\n') }); },
+ * });
+ */
+export function defineAgent<S = unknown>(def: AgentDefinition<S>): ResolvedAgent<S> {
+  if (typeof def.type !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(def.type)) {
+    throw new TypeError(`agent type must be 1-64 characters of [A-Za-z0-9_-], got ${JSON.stringify(def.type)}`);
+  }
+  if (typeof def.handle !== 'function') throw new TypeError(`agent ${def.type}: handle must be a function`);
+  const positive = (name: string, v: number | undefined, dflt: number): number => {
+    if (v === undefined) return dflt;
+    if (!Number.isFinite(v) || v < 0) throw new TypeError(`agent ${def.type}: ${name} must be a non-negative number`);
+    return v;
+  };
+  const policy = def.onMessage ?? DEFAULT_LIMITS.policy;
+  if (policy !== 'cancel-and-merge' && policy !== 'queue') throw new TypeError(`agent ${def.type}: onMessage must be 'cancel-and-merge' or 'queue'`);
+  return Object.freeze({
+    type: def.type,
+    limits: Object.freeze({
+      policy,
+      maxMerge: Math.max(1, positive('maxMerge', def.maxMerge, DEFAULT_LIMITS.maxMerge)),
+      maxMergeDelayMs: positive('maxMergeDelayMs', def.maxMergeDelayMs, DEFAULT_LIMITS.maxMergeDelayMs),
+      maxAttempts: Math.max(1, positive('maxAttempts', def.maxAttempts, DEFAULT_LIMITS.maxAttempts)),
+      retryBaseMs: positive('retryBaseMs', def.retryBaseMs, DEFAULT_LIMITS.retryBaseMs),
+      retryCapMs: positive('retryCapMs', def.retryCapMs, DEFAULT_LIMITS.retryCapMs),
+    }),
+    maxHistory: positive('maxHistory', def.maxHistory, 50),
+    initialState: def.initialState ?? (() => ({}) as S),
+    handle: def.handle,
+  });
+}
+
+/** Builds the result of `ctx.sleep()` (exported for the runtime, which implements ctx). */
+export function sleepResult(opts: SleepOptions, now: number): HandlerResult {
+  let until: number | null = null;
+  if (opts.until !== undefined) until = typeof opts.until === 'number' ? opts.until : opts.until.getTime();
+  else if (opts.durationMs !== undefined) until = now + opts.durationMs;
+  if (until !== null && !Number.isFinite(until)) throw new TypeError('sleep: until/durationMs must be a finite time');
+  const wake: WakeCondition = { until, events: [...(opts.wakeEvents ?? [])], mailPriority: opts.wakeOnMailPriority ?? null };
+  return { [NEXT]: { type: 'sleep', wake } };
+}
+
+/** Builds the result of `ctx.waitFor()`. */
+export function waitResult(opts: WaitOptions, now: number): HandlerResult {
+  if (opts.event === undefined && opts.replyFrom === undefined) throw new TypeError('waitFor needs an event or replyFrom');
+  const wait: WaitCondition = {
+    event: opts.event ?? null,
+    replyFrom: opts.replyFrom ?? null,
+    timeoutAt: opts.timeoutMs === undefined ? null : now + opts.timeoutMs,
+  };
+  return { [NEXT]: { type: 'wait', wait } };
+}
+
+/** Reads the next step out of a handler's return value (idle when it returned nothing). */
+export function nextStepOf(result: unknown): NextStep {
+  if (result !== null && typeof result === 'object' && NEXT in result) return (result as HandlerResult)[NEXT];
+  return { type: 'idle' };
+}

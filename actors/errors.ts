@@ -1,0 +1,99 @@
+/**
+ * Typed errors of the runtime, with stable codes. The same code and `retryable` flag reach
+ * JSON-RPC clients (as `error.data.type` / `error.data.retryable`), so never match on messages.
+ */
+
+/** Stable application error codes; JSON-RPC numeric codes are assigned in `codes`. */
+export type ErrorCode =
+  | 'INVALID_SESSION_ID'
+  | 'INVALID_ARGUMENT'
+  | 'UNKNOWN_SESSION'
+  | 'UNKNOWN_AGENT_TYPE'
+  | 'SESSION_EXISTS'
+  | 'INVALID_TRANSITION'
+  | 'SESSION_STOPPED'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'NOT_READY'
+  | 'TIMEOUT'
+  | 'HANDLER_FAILED'
+  | 'TERMINAL'
+  | 'CONFIG_INVALID'
+  | 'PARTITION_MISMATCH'
+  | 'INTERNAL';
+
+/** JSON-RPC error numbers, outside the reserved -32768..-32000 range. */
+export const codes: Readonly<Record<ErrorCode, number>> = Object.freeze({
+  INVALID_SESSION_ID: 4001,
+  INVALID_ARGUMENT: 4002,
+  UNKNOWN_SESSION: 4004,
+  UNKNOWN_AGENT_TYPE: 4005,
+  SESSION_EXISTS: 4009,
+  INVALID_TRANSITION: 4010,
+  SESSION_STOPPED: 4011,
+  PAYLOAD_TOO_LARGE: 4013,
+  NOT_READY: 5003,
+  TIMEOUT: 5004,
+  HANDLER_FAILED: 5010,
+  TERMINAL: 5011,
+  CONFIG_INVALID: 5020,
+  PARTITION_MISMATCH: 5021,
+  INTERNAL: 5000,
+});
+
+/** Base class: every error the runtime raises on purpose has a code and says whether a retry can help. */
+export class AgentryError extends Error {
+  override readonly name: string = 'AgentryError';
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+  constructor(code: ErrorCode, message: string, opts: { retryable?: boolean; cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.retryable = opts.retryable ?? false;
+    this.details = opts.details;
+  }
+}
+
+/** A session id that cannot be a NATS subject token (or is too long). */
+export class InvalidSessionIdError extends AgentryError {
+  override readonly name = 'InvalidSessionIdError';
+  constructor(id: unknown, reason: string) {
+    super('INVALID_SESSION_ID', `invalid session id ${JSON.stringify(id)}: ${reason}`, { details: { reason } });
+  }
+}
+
+/** A command that the session's current state cannot accept (e.g. waking a stopped session). */
+export class InvalidTransitionError extends AgentryError {
+  override readonly name = 'InvalidTransitionError';
+  constructor(readonly sessionId: string, readonly state: string, readonly command: string) {
+    super('INVALID_TRANSITION', `session ${sessionId} is ${state}: cannot ${command}`, { details: { state, command } });
+  }
+}
+
+/** Throw from a handler to fail the batch without retries (it goes straight to the dead letters). */
+export class TerminalError extends AgentryError {
+  override readonly name = 'TerminalError';
+  constructor(message: string, opts: { cause?: unknown } = {}) {
+    super('TERMINAL', message, opts);
+  }
+}
+
+/** Turns anything thrown into an Error, so logging and dead letters always have a message. */
+export function ensureError(e: unknown): Error {
+  if (e instanceof Error) return e;
+  return new Error(typeof e === 'string' ? e : JSON.stringify(e));
+}
+
+/** The shape of an error as stored in snapshots and dead letters (Errors do not serialize). */
+export interface ErrorInfo {
+  readonly message: string;
+  readonly code: string;
+  readonly terminal: boolean;
+}
+
+/** Reduces an error to the serializable facts the machine and the dead letters keep. */
+export function errorInfo(e: unknown): ErrorInfo {
+  const err = ensureError(e);
+  const code = err instanceof AgentryError ? err.code : (err as { code?: unknown }).code;
+  return { message: err.message, code: typeof code === 'string' ? code : 'HANDLER_FAILED', terminal: err instanceof TerminalError };
+}

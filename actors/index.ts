@@ -1,0 +1,9 @@
+/** Public surface of the actors layer: the session statechart, its types, the agent API and errors. */
+export * from './types.js';
+export * from './errors.js';
+export * from './sessionId.js';
+export * from './defineAgent.js';
+export {
+  sessionMachine, toDurableSnapshot, snapshotContext, topState, statePath, wakesSleeper, endsWait, backoffDelay,
+} from './sessionMachine.js';
+export type { SessionContext, SessionEvent, SessionInput, SessionMachine, CompletedRun, RunOutcome } from './sessionMachine.js';

@@ -1,0 +1,389 @@
+/**
+ * Owns the session statechart: `idle`, `active` (`running`, `retrying`), `sleeping`, `waiting`,
+ * `stopped`. Pure: no I/O. The runtime provides the handler (`runHandler`) and the retry delay
+ * (`backoff`), and stamps every event with the time (`at`), so tests drive it with a fake clock.
+ *
+ * The mailbox lives in the context: `pending` (received, not yet acked), `batch` (the run in
+ * flight), `deferred` (received while asleep: already committed and acked, delivered at wake).
+ * `version` increments on every change that must be committed; `lastSeq` is the highest inbox
+ * sequence whose effect the context holds. `completed` describes the last finished run so the
+ * host can write its history, outbox and dead letters in the same commit.
+ *
+ * No durable timer lives here (XState does not restore `after` delays): sleep and wait
+ * deadlines are data (`wake.until`, `wait.timeoutAt`) that the scheduler turns into WAKE events.
+ * The one `after` (retry backoff) is transient: a restored session re-runs from redelivery.
+ */
+import { assign, fromPromise, setup } from 'xstate';
+import type { ErrorInfo } from './errors.js';
+import { errorInfo } from './errors.js';
+import type {
+  InboxMessage, NextStep, RunInput, RunOutput, SessionLimits, WaitCondition, WakeCondition, WakeReason,
+} from './types.js';
+import { priorityRank } from './types.js';
+
+/** How a finished batch ended. */
+export type RunOutcome = 'ok' | 'dead-letter' | 'interrupted' | 'stopped';
+
+/** The last batch that left `active`, for the host to commit. */
+export interface CompletedRun {
+  readonly runId: number;
+  readonly batch: readonly InboxMessage[];
+  readonly outcome: RunOutcome;
+  readonly attempts: number;
+  readonly error: ErrorInfo | null;
+}
+
+export interface SessionContext {
+  readonly sessionId: string;
+  readonly agentType: string;
+  readonly limits: SessionLimits;
+  readonly userState: unknown;
+  readonly pending: readonly InboxMessage[];
+  readonly deferred: readonly InboxMessage[];
+  readonly batch: readonly InboxMessage[];
+  readonly batchStartedAt: number;
+  /** Latest time seen on an event; the machine's only notion of "now". */
+  readonly clock: number;
+  readonly runId: number;
+  readonly attempt: number;
+  readonly lastSeq: number;
+  readonly version: number;
+  readonly completed: CompletedRun | null;
+  readonly wake: WakeCondition | null;
+  readonly wait: WaitCondition | null;
+  /** A sleep asked for while a run was in flight; applied when it ends. */
+  readonly sleepRequested: WakeCondition | null;
+  readonly lastError: ErrorInfo | null;
+}
+
+export type SessionEvent =
+  | { type: 'MESSAGE'; message: InboxMessage; at: number }
+  | { type: 'SLEEP'; wake: WakeCondition; at: number }
+  | { type: 'WAIT'; wait: WaitCondition; at: number }
+  | { type: 'WAKE'; reason: WakeReason; at: number; detail?: unknown }
+  | { type: 'INTERRUPT'; at: number; reason?: string }
+  | { type: 'STOP'; at: number; reason?: string };
+
+export interface SessionInput {
+  readonly sessionId: string;
+  readonly agentType: string;
+  readonly limits: SessionLimits;
+  readonly userState: unknown;
+  readonly at: number;
+}
+
+const maxSeq = (seq: number, msgs: readonly InboxMessage[]): number =>
+  msgs.reduce((m, x) => (x.seq > m ? x.seq : m), seq);
+
+const wakeRecord = (reason: WakeReason, at: number, detail?: unknown): InboxMessage => ({
+  seq: 0, kind: 'wake', body: detail === undefined ? { reason } : { reason, detail }, priority: 'normal', at,
+});
+
+/** Does this message wake a sleeper with these conditions? Mail by threshold, events by name or `urgent`. */
+export function wakesSleeper(wake: WakeCondition | null, m: InboxMessage): WakeReason | null {
+  if (!wake) return null;
+  if (m.kind === 'mail' && wake.mailPriority !== null && priorityRank(m.priority) >= priorityRank(wake.mailPriority)) return 'mail';
+  if (m.kind === 'event' && (m.priority === 'urgent' || (m.eventType !== undefined && wake.events.includes(m.eventType)))) return 'event';
+  return null;
+}
+
+/** Does this message end a wait? The awaited event, or any mail/message from the awaited sender. */
+export function endsWait(wait: WaitCondition | null, m: InboxMessage): boolean {
+  if (!wait) return false;
+  if (wait.event !== null && m.kind === 'event' && m.eventType === wait.event) return true;
+  return wait.replyFrom !== null && m.from === wait.replyFrom && (m.kind === 'mail' || m.kind === 'message');
+}
+
+/** Default retry delay without jitter; the runtime provides a jittered one. */
+export function backoffDelay(limits: SessionLimits, attempt: number): number {
+  return Math.min(limits.retryCapMs, limits.retryBaseMs * 2 ** Math.max(0, attempt - 1));
+}
+
+export const sessionMachine = setup({
+  types: {
+    context: {} as SessionContext,
+    events: {} as SessionEvent,
+    input: {} as SessionInput,
+  },
+  actors: {
+    // Replaced by the runtime through `sessionMachine.provide({ actors: { runHandler } })`.
+    runHandler: fromPromise<RunOutput, RunInput>(() => Promise.reject(new Error('runHandler was not provided'))),
+  },
+  delays: {
+    backoff: ({ context }) => backoffDelay(context.limits, context.attempt),
+  },
+  guards: {
+    hasPending: ({ context }) => context.pending.length > 0,
+    canMerge: ({ context, event }) =>
+      event.type === 'MESSAGE' &&
+      context.limits.policy === 'cancel-and-merge' &&
+      context.batch.length < context.limits.maxMerge &&
+      event.at - context.batchStartedAt < context.limits.maxMergeDelayMs,
+    wakesSleeper: ({ context, event }) => event.type === 'MESSAGE' && wakesSleeper(context.wake, event.message) !== null,
+    endsWait: ({ context, event }) => event.type === 'MESSAGE' && endsWait(context.wait, event.message),
+  },
+  actions: {
+    tick: assign({ clock: ({ context, event }) => ('at' in event ? Math.max(context.clock, event.at) : context.clock) }),
+    enqueue: assign({
+      pending: ({ context, event }) => (event.type === 'MESSAGE' ? [...context.pending, event.message] : context.pending),
+    }),
+    takeBatch: assign(({ context }) => {
+      const n = context.limits.policy === 'queue' ? 1 : context.limits.maxMerge;
+      return {
+        batch: context.pending.slice(0, n),
+        pending: context.pending.slice(n),
+        batchStartedAt: context.clock,
+        runId: context.runId + 1,
+        attempt: 1,
+      };
+    }),
+    mergeIntoBatch: assign(({ context, event }) => ({
+      batch: event.type === 'MESSAGE' ? [...context.batch, event.message] : context.batch,
+      runId: context.runId + 1,
+    })),
+    nextAttempt: assign({ attempt: ({ context }) => context.attempt + 1, runId: ({ context }) => context.runId + 1 }),
+    defer: assign(({ context, event }) => {
+      if (event.type !== 'MESSAGE') return {};
+      return {
+        deferred: [...context.deferred, event.message],
+        lastSeq: maxSeq(context.lastSeq, [event.message]),
+        version: context.version + 1,
+        completed: null,
+      };
+    }),
+
+    deferPending: assign(({ context }) => (context.pending.length === 0 ? {} : {
+      deferred: [...context.deferred, ...context.pending],
+      lastSeq: maxSeq(context.lastSeq, context.pending),
+      pending: [],
+      version: context.version + 1,
+    })),
+    finishOk: assign(({ context, event }) => {
+      const out = (event as unknown as { output: RunOutput }).output;
+      const next: NextStep = out.next;
+      return {
+        userState: out.userState,
+        completed: { runId: context.runId, batch: context.batch, outcome: 'ok', attempts: context.attempt, error: null },
+        lastSeq: maxSeq(context.lastSeq, context.batch),
+        version: context.version + 1,
+        batch: [],
+        lastError: null,
+        clock: Math.max(context.clock, out.finishedAt),
+        wake: next.type === 'sleep' ? next.wake : null,
+        wait: next.type === 'wait' ? next.wait : null,
+      };
+    }),
+    finishDeadLetter: assign(({ context, event }) => {
+      const info = errorInfo((event as unknown as { error: unknown }).error);
+      return {
+        completed: { runId: context.runId, batch: context.batch, outcome: 'dead-letter', attempts: context.attempt, error: info },
+        lastSeq: maxSeq(context.lastSeq, context.batch),
+        version: context.version + 1,
+        batch: [],
+        lastError: info,
+      };
+    }),
+    finishInterrupted: assign(({ context, event }) => ({
+      completed: {
+        runId: context.runId, batch: context.batch, outcome: 'interrupted', attempts: context.attempt,
+        error: { message: (event as { reason?: string }).reason ?? 'interrupted', code: 'INTERRUPTED', terminal: true },
+      },
+      lastSeq: maxSeq(context.lastSeq, context.batch),
+      version: context.version + 1,
+      batch: [],
+    })),
+    stopAll: assign(({ context, event }) => {
+      const all = [...context.batch, ...context.deferred, ...context.pending];
+      return {
+        completed: {
+          runId: context.runId + 1, batch: all, outcome: 'stopped', attempts: 0,
+          error: { message: (event as { reason?: string }).reason ?? 'session stopped', code: 'SESSION_STOPPED', terminal: true },
+        },
+        lastSeq: maxSeq(context.lastSeq, all),
+        version: context.version + 1,
+        batch: [], pending: [], deferred: [], wake: null, wait: null, sleepRequested: null,
+      };
+    }),
+    wakeUp: assign(({ context, event }) => {
+      const reason: WakeReason = event.type === 'WAKE' ? event.reason : 'manual';
+      const detail = event.type === 'WAKE' ? event.detail : undefined;
+      return {
+        pending: [wakeRecord(reason, context.clock, detail), ...context.deferred, ...context.pending],
+        deferred: [], wake: null, wait: null, version: context.version + 1, completed: null,
+      };
+    }),
+    wakeByMessage: assign(({ context, event }) => {
+      if (event.type !== 'MESSAGE') return {};
+      const reason = wakesSleeper(context.wake, event.message) ?? 'manual';
+      return {
+        pending: [wakeRecord(reason, context.clock), ...context.deferred, ...context.pending, event.message],
+        deferred: [], wake: null, version: context.version + 1, completed: null,
+      };
+    }),
+    resumeWithMessage: assign(({ context, event }) => {
+      if (event.type !== 'MESSAGE') return {};
+      // The awaited message comes first: it is what the handler asked to wait for.
+      return {
+        pending: [event.message, ...context.deferred, ...context.pending],
+        deferred: [], wait: null, version: context.version + 1, completed: null,
+      };
+    }),
+  },
+}).createMachine({
+  id: 'session',
+  context: ({ input }) => ({
+    sessionId: input.sessionId,
+    agentType: input.agentType,
+    limits: input.limits,
+    userState: input.userState,
+    pending: [],
+    deferred: [],
+    batch: [],
+    batchStartedAt: input.at,
+    clock: input.at,
+    runId: 0,
+    attempt: 0,
+    lastSeq: 0,
+    version: 0,
+    completed: null,
+    wake: null,
+    wait: null,
+    sleepRequested: null,
+    lastError: null,
+  }),
+  initial: 'idle',
+  states: {
+    idle: {
+      always: [
+        {
+          guard: ({ context }) => context.sleepRequested !== null,
+          target: 'sleeping',
+          actions: assign(({ context }) => ({ wake: context.sleepRequested, sleepRequested: null, version: context.version + 1, completed: null })),
+        },
+        { guard: 'hasPending', target: 'active' },
+      ],
+      on: {
+        MESSAGE: { actions: ['tick', 'enqueue'] },
+        SLEEP: {
+          target: 'sleeping',
+          actions: ['tick', assign(({ context, event }) => ({ wake: event.wake, version: context.version + 1, completed: null }))],
+        },
+        WAIT: {
+          target: 'waiting',
+          actions: ['tick', assign(({ context, event }) => ({ wait: event.wait, version: context.version + 1, completed: null }))],
+        },
+        STOP: { target: 'stopped', actions: ['tick', 'stopAll'] },
+      },
+    },
+    active: {
+      initial: 'running',
+      entry: 'takeBatch',
+      on: {
+        MESSAGE: { actions: ['tick', 'enqueue'] },
+        SLEEP: { actions: ['tick', assign(({ context, event }) => ({ sleepRequested: event.wake, version: context.version + 1, completed: null }))] },
+        INTERRUPT: { target: 'idle', actions: ['tick', 'finishInterrupted'] },
+        STOP: { target: 'stopped', actions: ['tick', 'stopAll'] },
+      },
+      states: {
+        running: {
+          on: {
+            // Cancel-and-merge: re-entering `running` stops the invoked handler (its signal aborts)
+            // and starts it again on the merged batch. When the guard refuses, `active` queues it.
+            MESSAGE: { guard: 'canMerge', target: 'running', reenter: true, actions: ['tick', 'mergeIntoBatch'] },
+          },
+          invoke: {
+            id: 'handler',
+            src: 'runHandler',
+            input: ({ context }) => ({
+              sessionId: context.sessionId,
+              agentType: context.agentType,
+              runId: context.runId,
+              attempt: context.attempt,
+              batch: context.batch,
+              userState: context.userState,
+            }),
+            onDone: [
+              { guard: ({ event }) => event.output.next.type === 'sleep', target: '#session.sleeping', actions: 'finishOk' },
+              { guard: ({ event }) => event.output.next.type === 'wait', target: '#session.waiting', actions: 'finishOk' },
+              { target: '#session.idle', actions: 'finishOk' },
+            ],
+            onError: [
+              {
+                guard: ({ context, event }) => !errorInfo(event.error).terminal && context.attempt < context.limits.maxAttempts,
+                target: 'retrying',
+                actions: assign({ lastError: ({ event }) => errorInfo(event.error) }),
+              },
+              { target: '#session.idle', actions: 'finishDeadLetter' },
+            ],
+          },
+        },
+        retrying: {
+          after: { backoff: { target: 'running', actions: 'nextAttempt' } },
+        },
+      },
+    },
+    sleeping: {
+      entry: 'deferPending',
+      on: {
+        MESSAGE: [
+          { guard: 'wakesSleeper', target: 'idle', actions: ['tick', 'wakeByMessage'] },
+          { actions: ['tick', 'defer'] },
+        ],
+        WAKE: { target: 'idle', actions: ['tick', 'wakeUp'] },
+        SLEEP: { actions: ['tick', assign(({ context, event }) => ({ wake: event.wake, version: context.version + 1, completed: null }))] },
+        STOP: { target: 'stopped', actions: ['tick', 'stopAll'] },
+      },
+    },
+    waiting: {
+      entry: 'deferPending',
+      on: {
+        MESSAGE: [
+          { guard: 'endsWait', target: 'idle', actions: ['tick', 'resumeWithMessage'] },
+          { actions: ['tick', 'defer'] },
+        ],
+        WAKE: { target: 'idle', actions: ['tick', 'wakeUp'] },
+        STOP: { target: 'stopped', actions: ['tick', 'stopAll'] },
+      },
+    },
+    stopped: { type: 'final' },
+  },
+});
+
+export type SessionMachine = typeof sessionMachine;
+
+/** The top-level state name of a snapshot value (`{ active: 'running' }` → `active`). */
+export function topState(value: unknown): 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped' {
+  const v = typeof value === 'string' ? value : Object.keys(value as object)[0];
+  return v as 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped';
+}
+
+/** Full state path for timelines (`active.running`). */
+export function statePath(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const [k, v] = Object.entries(value as Record<string, unknown>)[0] ?? ['?', ''];
+  return `${k}.${statePath(v)}`;
+}
+
+interface PersistedShape {
+  value: unknown;
+  context: SessionContext;
+  children: Record<string, unknown>;
+  [k: string]: unknown;
+}
+
+/**
+ * Reduces a persisted snapshot to what is durable: a session caught mid-run is stored as `idle`
+ * with no batch and no pending messages, because those messages are not acked and JetStream
+ * delivers them again (in order) after a restart. Deferred messages stay: they were acked.
+ */
+export function toDurableSnapshot(persisted: unknown): unknown {
+  const p = persisted as PersistedShape;
+  const state = topState(p.value);
+  const ctx: SessionContext = { ...p.context, pending: [], batch: [], completed: null, attempt: 0, lastError: p.context.lastError };
+  return { ...p, value: state === 'active' ? 'idle' : p.value, context: ctx, children: {} };
+}
+
+/** The context of a durable snapshot (for reads that do not need a live actor). */
+export function snapshotContext(snapshot: unknown): SessionContext {
+  return (snapshot as PersistedShape).context;
+}

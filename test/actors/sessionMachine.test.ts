@@ -1,0 +1,233 @@
+// Unit tests of the pure session statechart: every transition, driven with a fake clock and a
+// controllable handler (the handler here is the "LLM" fake; no I/O is involved in the machine).
+import { describe, expect, it } from 'vitest';
+import { createActor, fromPromise, SimulatedClock } from 'xstate';
+import {
+  DEFAULT_LIMITS, TerminalError, sessionMachine, snapshotContext, toDurableSnapshot, topState,
+  type InboxMessage, type RunInput, type RunOutput, type SessionLimits, type NextStep,
+} from '../../actors/index.js';
+
+interface Call { input: RunInput; signal: AbortSignal; resolve: (o: { next?: NextStep; userState?: unknown }) => void; reject: (e: unknown) => void }
+
+function harness(limits: Partial<SessionLimits> = {}) {
+  const calls: Call[] = [];
+  const clock = new SimulatedClock();
+  const machine = sessionMachine.provide({
+    actors: {
+      runHandler: fromPromise<RunOutput, RunInput>(({ input, signal }) => new Promise<RunOutput>((res, rej) => {
+        calls.push({
+          input, signal,
+          resolve: (o) => { res({ userState: o.userState ?? input.userState, next: o.next ?? { type: 'idle' }, finishedAt: clock.now() }); },
+          reject: rej,
+        });
+      })),
+    },
+  });
+  const actor = createActor(machine, {
+    clock,
+    input: { sessionId: 's1', agentType: 't', limits: { ...DEFAULT_LIMITS, ...limits }, userState: { n: 0 }, at: 0 },
+  });
+  actor.start();
+  let seq = 0;
+  const msg = (body: unknown, extra: Partial<InboxMessage> = {}): InboxMessage => ({ seq: ++seq, kind: 'message', body, priority: 'normal', at: clock.now(), ...extra });
+  const send = (m: InboxMessage) => { actor.send({ type: 'MESSAGE', message: m, at: clock.now() }); };
+  const state = () => topState(actor.getSnapshot().value);
+  const ctx = () => actor.getSnapshot().context;
+  const flush = () => new Promise((r) => setTimeout(r, 0));
+  return { actor, calls, clock, msg, send, state, ctx, flush };
+}
+
+describe('session statechart', () => {
+  it('idle → active on a message, → idle when the handler returns; lastSeq/version advance', async () => {
+    const h = harness();
+    expect(h.state()).toBe('idle');
+    h.send(h.msg('a'));
+    expect(h.state()).toBe('active');
+    expect(h.calls).toHaveLength(1);
+    h.calls[0]!.resolve({ userState: { n: 1 } });
+    await h.flush();
+    expect(h.state()).toBe('idle');
+    expect(h.ctx().userState).toEqual({ n: 1 });
+    expect(h.ctx().lastSeq).toBe(1);
+    expect(h.ctx().version).toBe(1);
+    expect(h.ctx().completed?.outcome).toBe('ok');
+    expect(h.ctx().completed?.batch.map((m) => m.body)).toEqual(['a']);
+  });
+
+  it('cancel-and-merge aborts the running handler and re-runs once on both messages', async () => {
+    const h = harness({ policy: 'cancel-and-merge' });
+    h.send(h.msg('m1'));
+    h.clock.increment(50);
+    h.send(h.msg('m2'));
+    expect(h.calls).toHaveLength(2);
+    expect(h.calls[0]!.signal.aborted).toBe(true);
+    expect(h.calls[1]!.input.batch.map((m) => m.body)).toEqual(['m1', 'm2']);
+    h.calls[1]!.resolve({});
+    await h.flush();
+    expect(h.ctx().completed?.batch.map((m) => m.body)).toEqual(['m1', 'm2']);
+    expect(h.ctx().lastSeq).toBe(2);
+    expect(h.state()).toBe('idle');
+  });
+
+  it('stops merging after maxMergeDelayMs or maxMerge; later messages run next, in order', async () => {
+    const h = harness({ maxMergeDelayMs: 100, maxMerge: 3 });
+    h.send(h.msg(1));
+    h.clock.increment(150);
+    h.send(h.msg(2)); // too late to merge: queued
+    expect(h.calls).toHaveLength(1);
+    expect(h.calls[0]!.signal.aborted).toBe(false);
+    h.calls[0]!.resolve({});
+    await h.flush();
+    expect(h.state()).toBe('active');
+    expect(h.calls[1]!.input.batch.map((m) => m.body)).toEqual([2]);
+    h.send(h.msg(3)); h.send(h.msg(4)); h.send(h.msg(5)); // merge up to 3 in the batch
+    expect(h.calls.at(-1)!.input.batch.map((m) => m.body)).toEqual([2, 3, 4]);
+    h.calls.at(-1)!.resolve({});
+    await h.flush();
+    expect(h.calls.at(-1)!.input.batch.map((m) => m.body)).toEqual([5]);
+  });
+
+  it('queue policy runs one message per call, FIFO', async () => {
+    const h = harness({ policy: 'queue' });
+    for (const b of ['a', 'b', 'c']) h.send(h.msg(b));
+    const seen: unknown[] = [];
+    for (let i = 0; i < 3; i++) {
+      const c = h.calls[i]!;
+      seen.push(...c.input.batch.map((m) => m.body));
+      expect(c.signal.aborted).toBe(false);
+      c.resolve({});
+      await h.flush();
+    }
+    expect(seen).toEqual(['a', 'b', 'c']);
+    expect(h.state()).toBe('idle');
+  });
+
+  it('retries with backoff then dead-letters; a TerminalError is not retried', async () => {
+    const h = harness({ maxAttempts: 3, retryBaseMs: 100, retryCapMs: 1000 });
+    h.send(h.msg('x'));
+    h.calls[0]!.reject(new Error('boom'));
+    await h.flush();
+    expect(h.actor.getSnapshot().value).toEqual({ active: 'retrying' });
+    h.clock.increment(99);
+    expect(h.calls).toHaveLength(1);
+    h.clock.increment(1);
+    expect(h.calls).toHaveLength(2);
+    expect(h.calls[1]!.input.attempt).toBe(2);
+    h.calls[1]!.reject(new Error('boom'));
+    await h.flush();
+    h.clock.increment(200);
+    h.calls[2]!.reject(new Error('boom3'));
+    await h.flush();
+    expect(h.state()).toBe('idle');
+    expect(h.ctx().completed).toMatchObject({ outcome: 'dead-letter', attempts: 3, error: { message: 'boom3' } });
+    h.send(h.msg('y'));
+    h.calls[3]!.reject(new TerminalError('no'));
+    await h.flush();
+    expect(h.ctx().completed).toMatchObject({ outcome: 'dead-letter', attempts: 1, error: { terminal: true } });
+  });
+
+  it('sleeps from the handler, defers mail below the threshold, wakes on high mail with both in order', async () => {
+    const h = harness();
+    h.send(h.msg('go'));
+    h.calls[0]!.resolve({ next: { type: 'sleep', wake: { until: 10_000, events: ['system_alert'], mailPriority: 'high' } } });
+    await h.flush();
+    expect(h.state()).toBe('sleeping');
+    const v = h.ctx().version;
+    h.send(h.msg('low mail', { kind: 'mail', priority: 'normal', from: 'x' }));
+    expect(h.state()).toBe('sleeping');
+    expect(h.ctx().deferred).toHaveLength(1);
+    expect(h.ctx().version).toBe(v + 1);
+    expect(h.ctx().lastSeq).toBe(2);
+    h.send(h.msg('high mail', { kind: 'mail', priority: 'high', from: 'x' }));
+    expect(h.state()).toBe('active');
+    expect(h.calls[1]!.input.batch.map((m) => m.kind === 'wake' ? `wake:${(m.body as { reason: string }).reason}` : m.body)).toEqual(['wake:mail', 'low mail', 'high mail']);
+  });
+
+  it('wakes on a listed event or an urgent one, and by WAKE; SLEEP/WAKE/STOP from outside', async () => {
+    const h = harness({ policy: 'queue' });
+    h.actor.send({ type: 'SLEEP', wake: { until: null, events: ['system_alert'], mailPriority: null }, at: 0 });
+    expect(h.state()).toBe('sleeping');
+    h.send(h.msg('other', { kind: 'event', eventType: 'other' }));
+    expect(h.state()).toBe('sleeping');
+    h.send(h.msg('alert', { kind: 'event', eventType: 'system_alert' }));
+    expect(h.state()).toBe('active');
+    expect(h.calls[0]!.input.batch[0]!.kind).toBe('wake');
+    for (let i = 0; i < 3; i++) { h.calls[i]!.resolve({}); await h.flush(); }
+    expect(h.state()).toBe('idle');
+    h.actor.send({ type: 'SLEEP', wake: { until: null, events: [], mailPriority: null }, at: 0 });
+    h.send(h.msg('u', { kind: 'event', eventType: 'x', priority: 'urgent' }));
+    expect(h.state()).toBe('active');
+    h.calls.at(-1)!.resolve({}); await h.flush();
+    h.calls.at(-1)!.resolve({}); await h.flush();
+    h.actor.send({ type: 'SLEEP', wake: { until: 5, events: [], mailPriority: null }, at: 0 });
+    h.actor.send({ type: 'WAKE', reason: 'time', at: 5 });
+    expect(h.calls.at(-1)!.input.batch[0]!.body).toEqual({ reason: 'time' });
+    h.calls.at(-1)!.resolve({}); await h.flush();
+    h.actor.send({ type: 'STOP', at: 6 });
+    expect(h.state()).toBe('stopped');
+    expect(h.actor.getSnapshot().status).toBe('done');
+  });
+
+  it('waitFor resumes with the awaited event first; a timeout arrives as a wake record', async () => {
+    const h = harness({ policy: 'queue' });
+    h.send(h.msg('q'));
+    h.calls[0]!.resolve({ next: { type: 'wait', wait: { event: 'answer', replyFrom: null, timeoutAt: 1000 } } });
+    await h.flush();
+    expect(h.state()).toBe('waiting');
+    h.send(h.msg('unrelated'));
+    expect(h.ctx().deferred).toHaveLength(1);
+    h.send(h.msg({ a: 42 }, { kind: 'event', eventType: 'answer' }));
+    expect(h.calls[1]!.input.batch[0]!.body).toEqual({ a: 42 });
+    h.calls[1]!.resolve({});
+    await h.flush();
+    expect(h.calls[2]!.input.batch[0]!.body).toBe('unrelated'); // deferred, delivered after the resume
+    h.calls[2]!.resolve({ next: { type: 'wait', wait: { event: 'answer', replyFrom: null, timeoutAt: 1000 } } });
+    await h.flush();
+    expect(h.state()).toBe('waiting');
+    h.actor.send({ type: 'WAKE', reason: 'timeout', at: 1000 });
+    expect(h.calls.at(-1)!.input.batch[0]!.body).toEqual({ reason: 'timeout' });
+  });
+
+  it('interrupt ends the run as interrupted, returns to idle and keeps later messages', async () => {
+    const h = harness({ policy: 'queue' });
+    h.send(h.msg('long'));
+    h.send(h.msg('next'));
+    h.actor.send({ type: 'INTERRUPT', at: 1, reason: 'user pressed stop' });
+    expect(h.calls[0]!.signal.aborted).toBe(true);
+    expect(h.ctx().completed).toMatchObject({ outcome: 'interrupted' });
+    expect(h.calls[1]!.input.batch[0]!.body).toBe('next');
+  });
+
+  it('a sleep asked for during a run applies when the run ends, deferring what arrived meanwhile', async () => {
+    const h = harness({ policy: 'queue' });
+    h.send(h.msg('a'));
+    h.actor.send({ type: 'SLEEP', wake: { until: null, events: [], mailPriority: null }, at: 1 });
+    h.send(h.msg('b'));
+    h.calls[0]!.resolve({});
+    await h.flush();
+    expect(h.state()).toBe('sleeping');
+    expect(h.ctx().deferred.map((m) => m.body)).toEqual(['b']);
+    expect(h.ctx().lastSeq).toBe(2);
+  });
+
+  it('durable snapshots round-trip through JSON; a mid-run session restores idle with its last committed state', async () => {
+    const h = harness();
+    h.send(h.msg('a'));
+    h.calls[0]!.resolve({ userState: { n: 7 } });
+    await h.flush();
+    h.send(h.msg('b')); // in flight
+    const durable = JSON.parse(JSON.stringify(toDurableSnapshot(h.actor.getPersistedSnapshot()))) as unknown;
+    const restoredCalls: unknown[] = [];
+    const machine = sessionMachine.provide({ actors: { runHandler: fromPromise<RunOutput, RunInput>(async ({ input }) => { restoredCalls.push(input); return { userState: input.userState, next: { type: 'idle' }, finishedAt: 0 }; }) } });
+    const restored = createActor(machine, { snapshot: durable as never, input: undefined as never }).start();
+    expect(topState(restored.getSnapshot().value)).toBe('idle');
+    expect(snapshotContext(durable).userState).toEqual({ n: 7 });
+    expect(restored.getSnapshot().context.pending).toEqual([]);
+    expect(restoredCalls).toHaveLength(0); // nothing re-runs on restore: the unacked message is redelivered instead
+    restored.send({ type: 'MESSAGE', message: { seq: 2, kind: 'message', body: 'b', priority: 'normal', at: 1 }, at: 1 });
+    await new Promise((r) => setTimeout(r, 0));
+    expect(restoredCalls).toHaveLength(1);
+    expect(topState(restored.getSnapshot().value)).toBe('idle');
+    expect(restored.getSnapshot().context.lastSeq).toBe(2);
+  });
+});
