@@ -113,6 +113,10 @@ export interface ResolvedAgent<S = unknown> {
   readonly handle: Handler<S>;
 }
 
+/** Any agent definition, whatever its user-state type (handlers are contravariant in it). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyAgent = ResolvedAgent<any>;
+
 export const DEFAULT_LIMITS: SessionLimits = Object.freeze({
   policy: 'cancel-and-merge',
   maxMerge: 50,

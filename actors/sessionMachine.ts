@@ -148,7 +148,6 @@ export const sessionMachine = setup({
         deferred: [...context.deferred, event.message],
         lastSeq: maxSeq(context.lastSeq, [event.message]),
         version: context.version + 1,
-        completed: null,
       };
     }),
 
@@ -209,7 +208,7 @@ export const sessionMachine = setup({
       const detail = event.type === 'WAKE' ? event.detail : undefined;
       return {
         pending: [wakeRecord(reason, context.clock, detail), ...context.deferred, ...context.pending],
-        deferred: [], wake: null, wait: null, version: context.version + 1, completed: null,
+        deferred: [], wake: null, wait: null, version: context.version + 1,
       };
     }),
     wakeByMessage: assign(({ context, event }) => {
@@ -217,7 +216,7 @@ export const sessionMachine = setup({
       const reason = wakesSleeper(context.wake, event.message) ?? 'manual';
       return {
         pending: [wakeRecord(reason, context.clock), ...context.deferred, ...context.pending, event.message],
-        deferred: [], wake: null, version: context.version + 1, completed: null,
+        deferred: [], wake: null, version: context.version + 1,
       };
     }),
     resumeWithMessage: assign(({ context, event }) => {
@@ -225,7 +224,7 @@ export const sessionMachine = setup({
       // The awaited message comes first: it is what the handler asked to wait for.
       return {
         pending: [event.message, ...context.deferred, ...context.pending],
-        deferred: [], wait: null, version: context.version + 1, completed: null,
+        deferred: [], wait: null, version: context.version + 1,
       };
     }),
   },
@@ -258,7 +257,7 @@ export const sessionMachine = setup({
         {
           guard: ({ context }) => context.sleepRequested !== null,
           target: 'sleeping',
-          actions: assign(({ context }) => ({ wake: context.sleepRequested, sleepRequested: null, version: context.version + 1, completed: null })),
+          actions: assign(({ context }) => ({ wake: context.sleepRequested, sleepRequested: null, version: context.version + 1 })),
         },
         { guard: 'hasPending', target: 'active' },
       ],
@@ -266,11 +265,11 @@ export const sessionMachine = setup({
         MESSAGE: { actions: ['tick', 'enqueue'] },
         SLEEP: {
           target: 'sleeping',
-          actions: ['tick', assign(({ context, event }) => ({ wake: event.wake, version: context.version + 1, completed: null }))],
+          actions: ['tick', assign(({ context, event }) => ({ wake: event.wake, version: context.version + 1 }))],
         },
         WAIT: {
           target: 'waiting',
-          actions: ['tick', assign(({ context, event }) => ({ wait: event.wait, version: context.version + 1, completed: null }))],
+          actions: ['tick', assign(({ context, event }) => ({ wait: event.wait, version: context.version + 1 }))],
         },
         STOP: { target: 'stopped', actions: ['tick', 'stopAll'] },
       },
@@ -280,7 +279,7 @@ export const sessionMachine = setup({
       entry: 'takeBatch',
       on: {
         MESSAGE: { actions: ['tick', 'enqueue'] },
-        SLEEP: { actions: ['tick', assign(({ context, event }) => ({ sleepRequested: event.wake, version: context.version + 1, completed: null }))] },
+        SLEEP: { actions: ['tick', assign(({ context, event }) => ({ sleepRequested: event.wake, version: context.version + 1 }))] },
         INTERRUPT: { target: 'idle', actions: ['tick', 'finishInterrupted'] },
         STOP: { target: 'stopped', actions: ['tick', 'stopAll'] },
       },
@@ -330,7 +329,7 @@ export const sessionMachine = setup({
           { actions: ['tick', 'defer'] },
         ],
         WAKE: { target: 'idle', actions: ['tick', 'wakeUp'] },
-        SLEEP: { actions: ['tick', assign(({ context, event }) => ({ wake: event.wake, version: context.version + 1, completed: null }))] },
+        SLEEP: { actions: ['tick', assign(({ context, event }) => ({ wake: event.wake, version: context.version + 1 }))] },
         STOP: { target: 'stopped', actions: ['tick', 'stopAll'] },
       },
     },

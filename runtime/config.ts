@@ -1,0 +1,94 @@
+/**
+ * Owns the runtime configuration: defaults, environment variables and explicit overrides,
+ * validated once into a frozen object. A bad value fails start-up with an error naming the key.
+ */
+import { z } from 'zod';
+import { AgentryError } from '../actors/errors.js';
+
+const schema = z.object({
+  /** NATS server URL; unset: `npm start` runs its own nats-server. */
+  natsUrl: z.string().min(1).optional(),
+  /** Postgres connection string; unset: PGlite under `dataDir`. */
+  databaseUrl: z.string().min(1).optional(),
+  /** `auto` (Postgres or PGlite) or `memory` (nothing durable: demos only). */
+  store: z.enum(['auto', 'memory']).default('auto'),
+  /** Local data (PGlite, the dev nats-server's store). */
+  dataDir: z.string().min(1).default('.agentry'),
+  /** Postgres schema to use (created if missing); tests give each run its own. */
+  databaseSchema: z.string().regex(/^[a-z_][a-z0-9_]*$/).optional(),
+  /** Must equal the partition count in nats.conf's mappings. */
+  partitions: z.number().int().min(1).max(1024).default(64),
+  /** Prefix of every stream and consumer name (lets several runtimes share one server in tests). */
+  streamPrefix: z.string().regex(/^[A-Z0-9_]+$/).default('AGENTRY'),
+  /** How long JetStream waits for an ack before redelivering; held messages are kept alive with `working()`. */
+  ackWaitMs: z.number().int().min(1000).default(30_000),
+  /** Messages each partition consumer buffers. */
+  consumerBuffer: z.number().int().min(1).optional(),
+  /** Live actors above this are passivated, least recently used first. */
+  maxLiveSessions: z.number().int().min(1).default(10_000),
+  /** A session idle this long is passivated. */
+  idleTimeoutMs: z.number().int().min(0).default(60_000),
+  /** Agent type given to a session that receives a message before anyone created it; unset: dead-letter. */
+  defaultAgentType: z.string().min(1).optional(),
+  /** Most session commits grouped into one transaction. */
+  groupCommitMaxBatch: z.number().int().min(1).default(500),
+  /** How long a commit waits for company before its transaction starts. */
+  groupCommitLingerMs: z.number().min(0).default(2),
+  /** On SIGTERM, running handlers get this long to finish before they are aborted. */
+  shutdownGraceMs: z.number().int().min(0).default(10_000),
+  /** Payloads above this many bytes are dead-lettered (the server's max_payload caps them first). */
+  maxPayloadBytes: z.number().int().min(1).default(1024 * 1024),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** This node's name in logs and leases. */
+  nodeId: z.string().min(1).default(`node-${process.pid}`),
+  /** HTTP control plane. */
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(7070),
+});
+
+export type RuntimeConfig = Readonly<z.infer<typeof schema>>;
+export type RuntimeConfigInput = z.input<typeof schema>;
+
+const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boolean }>> = {
+  NATS_URL: { key: 'natsUrl' },
+  DATABASE_URL: { key: 'databaseUrl' },
+  AGENTRY_STORE: { key: 'store' },
+  AGENTRY_DATA_DIR: { key: 'dataDir' },
+  AGENTRY_DB_SCHEMA: { key: 'databaseSchema' },
+  AGENTRY_PARTITIONS: { key: 'partitions', number: true },
+  AGENTRY_STREAM_PREFIX: { key: 'streamPrefix' },
+  AGENTRY_ACK_WAIT_MS: { key: 'ackWaitMs', number: true },
+  AGENTRY_MAX_LIVE_SESSIONS: { key: 'maxLiveSessions', number: true },
+  AGENTRY_IDLE_TIMEOUT_MS: { key: 'idleTimeoutMs', number: true },
+  AGENTRY_DEFAULT_AGENT: { key: 'defaultAgentType' },
+  AGENTRY_SHUTDOWN_GRACE_MS: { key: 'shutdownGraceMs', number: true },
+  AGENTRY_LOG_LEVEL: { key: 'logLevel' },
+  AGENTRY_NODE_ID: { key: 'nodeId' },
+  HOST: { key: 'host' },
+  PORT: { key: 'port', number: true },
+};
+
+/**
+ * Builds the configuration from defaults < environment < overrides. Throws an `AgentryError`
+ * with code CONFIG_INVALID naming every bad key (with its environment variable where it has one).
+ */
+export function loadConfig(overrides: RuntimeConfigInput = {}, env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
+  const fromEnv: Record<string, unknown> = {};
+  for (const [name, { key, number }] of Object.entries(ENV)) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    fromEnv[key] = number ? Number(raw) : raw;
+  }
+  const merged = { ...fromEnv, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) };
+  const parsed = schema.safeParse(merged);
+  if (!parsed.success) {
+    const envOf = (k: string) => Object.entries(ENV).find(([, v]) => v.key === k)?.[0];
+    const problems = parsed.error.issues.map((i) => {
+      const key = i.path.join('.');
+      const envName = envOf(key);
+      return `${key}${envName ? ` (${envName})` : ''}: ${i.message}`;
+    });
+    throw new AgentryError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, { details: { problems } });
+  }
+  return Object.freeze(parsed.data);
+}

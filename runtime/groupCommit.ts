@@ -1,0 +1,114 @@
+/**
+ * Owns group commit: session commits arriving within a few milliseconds share one
+ * transaction, which is what lets throughput approach Postgres' batched write rate.
+ *
+ * One transaction is in flight at a time, so records reach the store in submission order (a
+ * session's version v always lands before v+1). While the store is unavailable the batch is
+ * retried with capped backoff and `healthy()` reports false; nothing is dropped and nothing is
+ * acked meanwhile. A non-retryable failure (stale version, fenced) is isolated by committing
+ * the batch's records one by one, so one bad session cannot block the others.
+ */
+import type { CommitRecord, Store } from '../persistence/types.js';
+import type { Logger } from './logger.js';
+
+export interface GroupCommitter {
+  /** Resolves once the record is durably committed; rejects only with a non-retryable error. */
+  submit(record: CommitRecord): Promise<void>;
+  /** False while commits are failing for want of a store. */
+  healthy(): boolean;
+  /** Records submitted and not yet committed. */
+  backlog(): number;
+  /** Resolves when everything submitted so far is committed (or failed). */
+  drain(): Promise<void>;
+  /** Stops retrying; pending submissions reject. */
+  close(): void;
+}
+
+interface Pending {
+  readonly record: CommitRecord;
+  readonly resolve: () => void;
+  readonly reject: (e: unknown) => void;
+}
+
+/** Creates a group committer over `store`. */
+export function createGroupCommitter(opts: {
+  store: Store;
+  logger: Logger;
+  maxBatch: number;
+  lingerMs: number;
+  onCommitted?: (records: number, ms: number) => void;
+}): GroupCommitter {
+  const { store, logger } = opts;
+  let queue: Pending[] = [];
+  let running = false;
+  let closed = false;
+  let isHealthy = true;
+  let drainWaiters: (() => void)[] = [];
+
+  const isRetryable = (e: unknown): boolean => (e as { retryable?: boolean }).retryable !== false;
+
+  async function commitWithRetry(batch: Pending[]): Promise<void> {
+    let delay = 50;
+    for (;;) {
+      if (closed) { for (const p of batch) p.reject(new Error('runtime is shutting down')); return; }
+      const t0 = performance.now();
+      try {
+        await store.commit(batch.map((p) => p.record));
+        if (!isHealthy) logger.info('store commits succeed again');
+        isHealthy = true;
+        opts.onCommitted?.(batch.length, performance.now() - t0);
+        for (const p of batch) p.resolve();
+        return;
+      } catch (e) {
+        if (!isRetryable(e)) {
+          if (batch.length === 1) { batch[0]!.reject(e); return; }
+          for (const p of batch) await commitWithRetry([p]);
+          return;
+        }
+        if (isHealthy) logger.error({ err: e }, 'store commit failed; retrying until the store is back (messages stay unacked)');
+        isHealthy = false;
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
+  }
+
+  async function loop(): Promise<void> {
+    running = true;
+    try {
+      while (queue.length > 0) {
+        if (opts.lingerMs > 0 && queue.length < opts.maxBatch) await new Promise((r) => setTimeout(r, opts.lingerMs));
+        const batch = queue.slice(0, opts.maxBatch);
+        queue = queue.slice(batch.length);
+        await commitWithRetry(batch);
+      }
+    } finally {
+      running = false;
+      const waiters = drainWaiters;
+      drainWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  return {
+    submit(record) {
+      return new Promise<void>((resolve, reject) => {
+        if (closed) { reject(new Error('runtime is shutting down')); return; }
+        queue.push({ record, resolve, reject });
+        if (!running) void loop();
+      });
+    },
+    healthy: () => isHealthy,
+    backlog: () => queue.length,
+    drain() {
+      if (!running && queue.length === 0) return Promise.resolve();
+      return new Promise((r) => drainWaiters.push(r));
+    },
+    close() {
+      closed = true;
+      const q = queue;
+      queue = [];
+      for (const p of q) p.reject(new Error('runtime is shutting down'));
+    },
+  };
+}

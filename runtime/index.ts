@@ -1,0 +1,8 @@
+/** Public surface of the runtime: create a node, configure it, and the agent API re-exported for convenience. */
+export { createRuntime } from './runtime.js';
+export type { Runtime, RuntimeOptions, SendOptions, SleepAgentOptions, Readiness } from './runtime.js';
+export { loadConfig } from './config.js';
+export type { RuntimeConfig, RuntimeConfigInput } from './config.js';
+export { partitionOf } from './partition.js';
+export type { SessionView, Clock, HostListener } from './sessionHost.js';
+export * from '../actors/index.js';

@@ -1,0 +1,210 @@
+/**
+ * Owns one runtime node: it opens the store (running migrations), connects to NATS, makes sure
+ * the streams exist and the partition mapping agrees, starts a consumer per partition, and
+ * exposes the session operations the control plane, the CLI and embedders call.
+ */
+import { AgentryError } from '../actors/errors.js';
+import type { AnyAgent, ResolvedAgent } from '../actors/defineAgent.js';
+import { assertSessionId } from '../actors/sessionId.js';
+import { isPriority, type MessageKind, type Priority, type WakeCondition } from '../actors/types.js';
+import type { DeadLetter, HistoryEntry, ListSessionsQuery, SessionSummary, Store } from '../persistence/types.js';
+import { loadConfig, type RuntimeConfig, type RuntimeConfigInput } from './config.js';
+import { createGroupCommitter, type GroupCommitter } from './groupCommit.js';
+import { createLogger, type Logger } from './logger.js';
+import { SessionHost, type Clock, type SessionView } from './sessionHost.js';
+import { openStoreFor } from './store.js';
+import { H, createTransport, type Transport } from './transport.js';
+
+export interface RuntimeOptions {
+  /** Configuration overrides (on top of environment variables and defaults). */
+  readonly config?: RuntimeConfigInput;
+  /** The agent types this node can run (from `defineAgent`). */
+  readonly agents: readonly AnyAgent[];
+  /** A store to use instead of the configured one (tests, embedding). */
+  readonly store?: Store;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+}
+
+/** Options of `sendMessage`: the kind and headers a producer would set on the wire. */
+export interface SendOptions {
+  readonly kind?: Exclude<MessageKind, 'wake'>;
+  readonly priority?: Priority;
+  readonly from?: string;
+  readonly eventType?: string;
+  /** De-duplication id: a second publish with the same id within 2 minutes is dropped. */
+  readonly msgId?: string;
+}
+
+/** Options of `sleepAgent`. */
+export interface SleepAgentOptions {
+  readonly untilTime?: string | number;
+  readonly durationMs?: number;
+  readonly wakeEvents?: readonly string[];
+  readonly wakeOnMailPriority?: Priority;
+}
+
+export interface Readiness {
+  readonly ok: boolean;
+  readonly checks: { readonly nats: boolean; readonly store: boolean; readonly migrations: boolean };
+}
+
+/** A running node. Create with `createRuntime`, then `start()`; `stop()` is graceful. */
+export interface Runtime {
+  readonly config: RuntimeConfig;
+  readonly logger: Logger;
+  readonly store: Store;
+  readonly host: SessionHost;
+  readonly transport: Transport;
+  readonly committer: GroupCommitter;
+  readiness(): Readiness;
+  createAgent(agentId: string, type: string, userState?: unknown): Promise<SessionView>;
+  getAgent(agentId: string): Promise<SessionView>;
+  listAgents(query?: ListSessionsQuery): Promise<SessionSummary[]>;
+  sendMessage(agentId: string, message: unknown, opts?: SendOptions): Promise<{ seq: number }>;
+  sendMail(to: string, body: unknown, opts: { from?: string; priority?: Priority }): Promise<{ seq: number }>;
+  sleepAgent(agentId: string, opts?: SleepAgentOptions): Promise<SessionView>;
+  wakeAgent(agentId: string): Promise<SessionView>;
+  stopAgent(agentId: string, reason?: string): Promise<SessionView>;
+  interruptAgent(agentId: string, reason?: string): Promise<SessionView & { interrupted: boolean }>;
+  getHistory(agentId: string, opts?: { limit?: number; before?: number }): Promise<HistoryEntry[]>;
+  listDeadLetters(opts?: { sessionId?: string; limit?: number }): Promise<DeadLetter[]>;
+  /** Publishes a dead letter's messages to its session's inbox again (once: the ids are deterministic). */
+  replayDeadLetter(id: string): Promise<{ published: number }>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a runtime node and resolves when it is consuming. Fails fast (with a clear message) when
+ * the store's schema is newer than this code or the NATS server's partition mapping disagrees.
+ *
+ * @example
+ * const rt = await createRuntime({ agents: [echo], config: { natsUrl: 'nats://127.0.0.1:4222' } });
+ * await rt.sendMessage('s1', { text: 'hi' });
+ */
+export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
+  const config = loadConfig(opts.config ?? {});
+  if (!config.natsUrl) throw new AgentryError('CONFIG_INVALID', 'natsUrl (NATS_URL) is required; `agentry dev` starts a nats-server for you');
+  const logger = opts.logger ?? createLogger(config.logLevel, { node: config.nodeId });
+  const agents = new Map<string, ResolvedAgent<unknown>>();
+  for (const a of opts.agents as readonly ResolvedAgent<unknown>[]) {
+    if (agents.has(a.type)) throw new AgentryError('CONFIG_INVALID', `agent type ${a.type} is registered twice`);
+    agents.set(a.type, a);
+  }
+  if (config.defaultAgentType !== undefined && !agents.has(config.defaultAgentType)) {
+    throw new AgentryError('CONFIG_INVALID', `defaultAgentType (AGENTRY_DEFAULT_AGENT) ${config.defaultAgentType} is not a registered agent type`);
+  }
+
+  const store = opts.store ?? (await openStoreFor(config));
+  let migrated = false;
+  await store.migrate();
+  migrated = true;
+  let storeOk = true;
+
+  const transport = await createTransport({
+    url: config.natsUrl, partitions: config.partitions, streamPrefix: config.streamPrefix, ackWaitMs: config.ackWaitMs,
+    consumerBuffer: config.consumerBuffer ?? Math.max(64, Math.ceil(8192 / config.partitions)),
+    maxPayloadBytes: config.maxPayloadBytes, logger, name: `agentry-${config.nodeId}`,
+  });
+  try {
+    await transport.ensureStreams();
+    await transport.probePartitions();
+  } catch (e) {
+    await transport.close();
+    if (!opts.store) await store.close();
+    throw e;
+  }
+
+  const committer = createGroupCommitter({ store, logger, maxBatch: config.groupCommitMaxBatch, lingerMs: config.groupCommitLingerMs });
+  const host = new SessionHost({ config, store, committer, transport, agents, logger, ...(opts.clock ? { clock: opts.clock } : {}) });
+  host.start();
+  await host.flushStaleOutbox();
+  for (let p = 0; p < config.partitions; p++) await transport.startPartition(p, (part, m) => { host.dispatch(part, m); });
+
+  const pinger = setInterval(() => {
+    store.ping().then(() => { storeOk = true; }, () => { storeOk = false; });
+  }, 1000);
+  pinger.unref();
+  logger.info({ partitions: config.partitions, store: store.kind, agents: [...agents.keys()] }, 'runtime started');
+
+  const publishToInbox = async (agentId: string, body: unknown, o: SendOptions): Promise<{ seq: number }> => {
+    assertSessionId(agentId);
+    if (o.priority !== undefined && !isPriority(o.priority)) throw new AgentryError('INVALID_ARGUMENT', `priority must be low, normal, high or urgent`);
+    const hdrs: Record<string, string> = { [H.kind]: o.kind ?? 'message', [H.priority]: o.priority ?? 'normal' };
+    if (o.from) hdrs[H.from] = o.from;
+    if (o.eventType) hdrs[H.eventType] = o.eventType;
+    const payload = typeof body === 'string' ? body : JSON.stringify(body ?? null);
+    if (Buffer.byteLength(payload) > config.maxPayloadBytes) throw new AgentryError('PAYLOAD_TOO_LARGE', `message is larger than ${config.maxPayloadBytes} bytes`);
+    try {
+      return { seq: await transport.publishInbox(agentId, payload, hdrs, o.msgId) };
+    } catch (e) {
+      throw new AgentryError('NOT_READY', `could not publish to NATS: ${(e as Error).message}`, { retryable: true, cause: e });
+    }
+  };
+
+  const existing = async (agentId: string): Promise<SessionView> => {
+    const v = await host.get(agentId);
+    if (!v) throw new AgentryError('UNKNOWN_SESSION', `no session ${agentId}`);
+    return v;
+  };
+
+  const runtime: Runtime = {
+    config, logger, store, host, transport, committer,
+    readiness() {
+      const checks = { nats: transport.isConnected(), store: storeOk && committer.healthy(), migrations: migrated };
+      return { ok: checks.nats && checks.store && checks.migrations, checks };
+    },
+    createAgent: (agentId, type, userState) => host.create(agentId, type, userState),
+    getAgent: existing,
+    listAgents: (query) => store.listSessions(query),
+    sendMessage: (agentId, message, o = {}) => publishToInbox(agentId, message, o),
+    sendMail: (to, body, o) => publishToInbox(to, body, { kind: 'mail', priority: o.priority ?? 'normal', ...(o.from ? { from: o.from } : {}) }),
+    async sleepAgent(agentId, o = {}) {
+      let until: number | null = null;
+      if (o.untilTime !== undefined) until = typeof o.untilTime === 'number' ? o.untilTime : Date.parse(o.untilTime);
+      else if (o.durationMs !== undefined) until = Date.now() + o.durationMs;
+      if (until !== null && !Number.isFinite(until)) throw new AgentryError('INVALID_ARGUMENT', 'untilTime must be an ISO time or epoch milliseconds');
+      const wake: WakeCondition = { until, events: [...(o.wakeEvents ?? [])], mailPriority: o.wakeOnMailPriority ?? null };
+      return host.command(agentId, { type: 'SLEEP', wake, at: Date.now() });
+    },
+    wakeAgent: (agentId) => host.command(agentId, { type: 'WAKE', reason: 'manual', at: Date.now() }),
+    stopAgent: (agentId, reason) => host.command(agentId, { type: 'STOP', at: Date.now(), ...(reason ? { reason } : {}) }),
+    async interruptAgent(agentId, reason) {
+      const r = await host.command(agentId, { type: 'INTERRUPT', at: Date.now(), ...(reason ? { reason } : {}) });
+      return { ...r, interrupted: r.changed };
+    },
+    async getHistory(agentId, o = {}) {
+      await existing(agentId);
+      return store.getHistory(agentId, o);
+    },
+    listDeadLetters: (o) => store.listDeadLetters(o),
+    async replayDeadLetter(id) {
+      const dl = await store.getDeadLetter(id);
+      if (!dl) throw new AgentryError('INVALID_ARGUMENT', `no dead letter ${id}`);
+      const msgs = Array.isArray(dl.payload) && dl.payload.every((m) => m && typeof m === 'object' && 'kind' in m && 'body' in m)
+        ? (dl.payload as { kind: string; body: unknown; priority?: Priority; from?: string; eventType?: string }[]).filter((m) => m.kind !== 'wake')
+        : [{ kind: 'message', body: dl.payload }];
+      let i = 0;
+      for (const m of msgs) {
+        await publishToInbox(dl.sessionId, m.body, {
+          kind: m.kind as SendOptions['kind'], msgId: `replay:${dl.id}:${i++}`,
+          ...(m.priority ? { priority: m.priority } : {}), ...(m.from ? { from: m.from } : {}), ...(m.eventType ? { eventType: m.eventType } : {}),
+        });
+      }
+      await store.markDeadLetterReplayed(id, Date.now());
+      return { published: msgs.length };
+    },
+    async stop() {
+      logger.info('runtime stopping');
+      clearInterval(pinger);
+      await transport.stopConsuming();
+      await host.shutdown(config.shutdownGraceMs);
+      await committer.drain();
+      committer.close();
+      await transport.close();
+      if (!opts.store) await store.close();
+      logger.info('runtime stopped');
+    },
+  };
+  return runtime;
+}

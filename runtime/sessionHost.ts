@@ -1,0 +1,696 @@
+/**
+ * Owns the live session actors of this node: hydrating them from their snapshots on demand,
+ * dispatching inbox messages to them in order, committing every durable change (snapshot,
+ * `last_seq`, history, transitions, outbox, dead letters) through group commit, acking inbox
+ * messages only after their commit, publishing the outbox, and passivating idle sessions.
+ *
+ * Exactly-once state per message: a message whose sequence is ≤ the session's committed
+ * `last_seq` is acked and skipped. A redelivery of a message still in flight replaces the
+ * ack handle instead of entering the mailbox twice. Handlers run at least once per message
+ * (a crash between a run and its commit re-runs the batch): handlers must tolerate re-runs.
+ */
+import type { JsMsg } from '@nats-io/jetstream';
+import { createActor, fromPromise, type Actor, type AnyActorRef, type Snapshot } from 'xstate';
+import { AgentryError, InvalidTransitionError, TerminalError, errorInfo } from '../actors/errors.js';
+import { assertSessionId, sessionIdProblem } from '../actors/sessionId.js';
+import { nextStepOf, sleepResult, waitResult, type HandlerContext, type HistoryItem, type ResolvedAgent } from '../actors/defineAgent.js';
+import {
+  backoffDelay, sessionMachine, statePath, toDurableSnapshot, topState, snapshotContext,
+  type CompletedRun, type SessionContext, type SessionEvent,
+} from '../actors/sessionMachine.js';
+import type { InboxMessage, Priority, RunInput, RunOutput } from '../actors/types.js';
+import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, SessionRecord, Store, TransitionRecord } from '../persistence/types.js';
+import type { RuntimeConfig } from './config.js';
+import type { GroupCommitter } from './groupCommit.js';
+import { decodeInbox, sessionIdOfSubject } from './inbox.js';
+import type { Logger } from './logger.js';
+import { partitionOf } from './partition.js';
+import { DLQ_SUBJECT, EVENT_SUBJECT, H, INBOX_SUBJECT, OUT_SUBJECT, type Transport } from './transport.js';
+
+type SessionActor = Actor<ReturnType<typeof sessionMachine.provide>>;
+
+/** Time source and timers; the default is the real clock, tests inject a fake one. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: (...args: unknown[]) => void, ms: number): unknown;
+  clearTimeout(id: unknown): void;
+}
+
+export const realClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (id) => { clearTimeout(id as NodeJS.Timeout); },
+};
+
+/** Live notifications for subscribers (control plane, inspector). */
+export interface HostListener {
+  onState?(sessionId: string, from: string, to: string, event: string, at: number): void;
+  onCommitted?(record: CommitRecord): void;
+  onOutput?(sessionId: string, kind: 'reply' | 'chunk', body: unknown, runId: number): void;
+}
+
+interface PendingOutput { subject: string; headers: Record<string, string>; body: unknown; kind: 'reply' | 'mail' | 'event' }
+
+interface LiveSession {
+  readonly id: string;
+  readonly type: string;
+  readonly partition: number;
+  readonly actor: SessionActor;
+  readonly log: Logger;
+  /** Unacked inbox messages by stream sequence. */
+  readonly acks: Map<number, JsMsg>;
+  readonly outputs: Map<number, PendingOutput[]>;
+  historyView: HistoryItem[];
+  maxEnqueuedSeq: number;
+  committedLastSeq: number;
+  storeVersion: number;
+  submittedVersion: number;
+  lastCompletedRunId: number;
+  lastPath: string;
+  lastEvent: string;
+  transitions: TransitionRecord[];
+  chain: Promise<void>;
+  inflight: number;
+  lastActivity: number;
+  broken: boolean;
+}
+
+export interface HostDeps {
+  readonly config: RuntimeConfig;
+  readonly store: Store;
+  readonly committer: GroupCommitter;
+  readonly transport: Pick<Transport, 'publishCore' | 'publishInbox' | 'publishEvent'>;
+  readonly agents: ReadonlyMap<string, ResolvedAgent<unknown>>;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  readonly random?: () => number;
+  /** Lease epoch of the partition (fencing); 0 when leases are not in use. */
+  readonly ownerEpoch?: (partition: number) => number;
+}
+
+/** Counters the metrics endpoint and benchmarks read. */
+export interface HostStats {
+  hydrations: number;
+  passivations: number;
+  merges: number;
+  runs: number;
+  retries: number;
+  deadLetters: number;
+  duplicatesSkipped: number;
+  commits: number;
+}
+
+/** Live view of a session for `getAgent` and the inspector. */
+export interface SessionView {
+  readonly agentId: string;
+  readonly type: string;
+  readonly state: 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped';
+  readonly stateValue: string;
+  readonly userState: unknown;
+  readonly lastSeq: number;
+  readonly wake: SessionContext['wake'];
+  readonly wait: SessionContext['wait'];
+  readonly mailbox: { readonly pending: number; readonly deferred: readonly { seq: number; kind: string; priority: Priority; from?: string; at: number }[]; readonly running: number };
+  readonly lastError: SessionContext['lastError'];
+  readonly live: boolean;
+  readonly updatedAt: number | null;
+}
+
+/** The runtime's set of live sessions on this node. */
+export class SessionHost {
+  private readonly live = new Map<string, LiveSession>();
+  private readonly loading = new Map<string, { buffer: JsMsg[]; promise: Promise<LiveSession | null> }>();
+  private readonly admissionWaiters: (() => void)[] = [];
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  private readonly machine;
+  private readonly listeners = new Set<HostListener>();
+  private outboxDeletes: string[] = [];
+  private sweeper: NodeJS.Timeout | undefined;
+  private stopping = false;
+  readonly stats: HostStats = { hydrations: 0, passivations: 0, merges: 0, runs: 0, retries: 0, deadLetters: 0, duplicatesSkipped: 0, commits: 0 };
+
+  constructor(private readonly deps: HostDeps) {
+    this.clock = deps.clock ?? realClock;
+    this.random = deps.random ?? Math.random;
+    this.machine = sessionMachine.provide({
+      actors: { runHandler: fromPromise<RunOutput, RunInput>(({ input, signal }) => this.runHandler(input, signal)) },
+      delays: {
+        // Exponential backoff with up to +25% jitter: never shorter than the configured spacing.
+        backoff: ({ context }) => {
+          const d = backoffDelay(context.limits, context.attempt);
+          return Math.round(d + d * 0.25 * this.random());
+        },
+      },
+    });
+  }
+
+  /** Starts periodic work: ack keep-alives (`working()`), passivation, outbox clean-up. */
+  start(): void {
+    const every = Math.max(200, Math.min(1000, Math.floor(this.deps.config.ackWaitMs / 3)));
+    let lastWorking = 0;
+    this.sweeper = setInterval(() => {
+      const now = Date.now();
+      if (now - lastWorking >= this.deps.config.ackWaitMs / 3) { lastWorking = now; this.keepAlive(); }
+      this.passivateIdle();
+      this.flushOutboxDeletes();
+    }, every);
+    this.sweeper.unref();
+  }
+
+  /** Registers a listener for live notifications; returns the function that removes it. */
+  listen(l: HostListener): () => void {
+    this.listeners.add(l);
+    return () => { this.listeners.delete(l); };
+  }
+
+  /** Number of live actors (bounded by maxLiveSessions). */
+  liveCount(): number { return this.live.size; }
+
+  /** Number of sessions whose handler is running now. */
+  activeCount(): number {
+    let n = 0;
+    for (const s of this.live.values()) if (topState(s.actor.getSnapshot().value) === 'active') n++;
+    return n;
+  }
+
+  // ---- inbound -------------------------------------------------------------------------
+
+  /** Entry point for every inbox message of an owned partition (the consumer callback). */
+  dispatch(partition: number, m: JsMsg): void {
+    const sid = sessionIdOfSubject(m.subject);
+    if (sid.startsWith('_agentry-probe-')) { m.ack(); return; }
+    const problem = sessionIdProblem(sid);
+    if (problem !== null) {
+      this.deadLetterRaw(m, sid, 'invalid-session-id', problem);
+      return;
+    }
+    const session = this.live.get(sid);
+    if (session) { this.deliver(session, m); return; }
+    const loading = this.loading.get(sid);
+    if (loading) { loading.buffer.push(m); return; }
+    const entry = { buffer: [m], promise: Promise.resolve<LiveSession | null>(null) };
+    this.loading.set(sid, entry);
+    entry.promise = this.hydrate(sid, partition, undefined);
+    entry.promise.then((s) => {
+      this.loading.delete(sid);
+      for (const msg of entry.buffer) {
+        if (s) this.deliver(s, msg);
+        else this.deadLetterRaw(msg, sid, 'unknown-session', 'no session with this id exists and no default agent type is configured');
+      }
+    }, (err: unknown) => {
+      // Only reached at shutdown (hydration retries store outages itself); leave the messages unacked.
+      this.loading.delete(sid);
+      this.deps.logger.warn({ err, sessionId: sid }, 'hydration abandoned');
+    });
+  }
+
+  private deliver(s: LiveSession, m: JsMsg): void {
+    const seq = m.seq;
+    if (seq <= s.committedLastSeq) { this.stats.duplicatesSkipped++; m.ack(); return; }
+    if (seq <= s.maxEnqueuedSeq) { this.stats.duplicatesSkipped++; s.acks.set(seq, m); return; }
+    if (s.broken) return; // left unacked: redelivered to a fresh hydration
+    const now = this.clock.now();
+    const decoded = decodeInbox(m, now, this.deps.config.maxPayloadBytes);
+    if (!decoded.ok) {
+      s.maxEnqueuedSeq = seq;
+      this.deadLetterRaw(m, s.id, decoded.reason, decoded.detail, decoded.payload);
+      return;
+    }
+    if (s.actor.getSnapshot().status === 'done') {
+      s.maxEnqueuedSeq = seq;
+      this.deadLetterRaw(m, s.id, 'stopped', `session ${s.id} is stopped`, decoded.message.body);
+      return;
+    }
+    s.acks.set(seq, m);
+    s.maxEnqueuedSeq = seq;
+    this.touch(s);
+    this.send(s, { type: 'MESSAGE', message: decoded.message, at: now });
+  }
+
+  private send(s: LiveSession, event: SessionEvent): void {
+    s.lastEvent = event.type;
+    if (event.type === 'MESSAGE' && topState(s.actor.getSnapshot().value) === 'active') this.stats.merges++;
+    s.actor.send(event);
+  }
+
+  /** Dead-letters a message that never reached a session, then acks it (the dead letter keeps it). */
+  private deadLetterRaw(m: JsMsg, sessionId: string, reason: string, detail: string, payload?: unknown): void {
+    const dl: DeadLetter = {
+      id: `${sessionId.slice(0, 200)}:${m.seq}`, sessionId: sessionId.slice(0, 200), reason, error: detail, attempts: 0,
+      payload: payload ?? decodePayloadLoose(m), createdAt: this.clock.now(), replayedAt: null,
+    };
+    this.deps.logger.warn({ sessionId: dl.sessionId, seq: m.seq, reason, detail }, 'message dead-lettered');
+    this.stats.deadLetters++;
+    void this.retryStore(() => this.deps.store.addDeadLetter(dl)).then(() => {
+      m.ack();
+      this.deps.transport.publishCore(DLQ_SUBJECT(sessionIdProblem(sessionId) === null ? sessionId : '_invalid'), JSON.stringify(dl));
+    }, () => undefined);
+  }
+
+  // ---- hydration, creation, passivation --------------------------------------------------
+
+  /**
+   * Loads a session (or creates it with `createType`, else the default agent type) and makes it
+   * live. Waits for a free slot under maxLiveSessions; retries while the store is unavailable.
+   */
+  private async hydrate(sid: string, partition: number, createType: string | undefined): Promise<LiveSession | null> {
+    await this.admit();
+    try {
+      const rec = await this.retryStore(() => this.deps.store.loadSession(sid));
+      if (this.live.has(sid)) return this.live.get(sid)!;
+      if (rec) {
+        const history = await this.retryStore(() => this.deps.store.getHistory(sid, { limit: this.agentOf(rec.type)?.maxHistory ?? 50 }));
+        return this.makeLive(sid, rec.type, partition, rec, history.reverse().map(toHistoryItem));
+      }
+      const type = createType ?? this.deps.config.defaultAgentType;
+      if (type === undefined) return null;
+      const agent = this.agentOf(type);
+      if (!agent) {
+        this.deps.logger.error({ sessionId: sid, type }, 'default agent type is not registered');
+        return null;
+      }
+      return this.makeLive(sid, type, partition, null, []);
+    } finally {
+      this.release();
+    }
+  }
+
+  private agentOf(type: string): ResolvedAgent<unknown> | undefined {
+    return this.deps.agents.get(type);
+  }
+
+  private makeLive(sid: string, type: string, partition: number, rec: SessionRecord | null, history: HistoryItem[]): LiveSession {
+    this.stats.hydrations++;
+    const agent = this.agentOf(type);
+    const now = this.clock.now();
+    let session: LiveSession | undefined;
+    const inspect = (ev: { type: string; actorRef?: AnyActorRef; event?: { type: string } }): void => {
+      if (session && ev.type === '@xstate.event' && ev.actorRef === session.actor && ev.event) session.lastEvent = ev.event.type;
+    };
+    const actor: SessionActor = rec
+      ? createActor(this.machine, { snapshot: rec.snapshot as Snapshot<unknown>, clock: this.clock, inspect } as never)
+      : createActor(this.machine, {
+        clock: this.clock, inspect,
+        input: {
+          sessionId: sid, agentType: type, userState: agent ? agent.initialState() : {}, at: now,
+          limits: agent?.limits ?? { policy: 'queue', maxMerge: 1, maxMergeDelayMs: 0, maxAttempts: 1, retryBaseMs: 0, retryCapMs: 0 },
+        },
+      } as never);
+    const ctx = rec ? snapshotContext(rec.snapshot) : null;
+    session = {
+      id: sid, type, partition, actor,
+      log: this.deps.logger.child({ sessionId: sid, agentType: type }),
+      acks: new Map(), outputs: new Map(), historyView: history,
+      maxEnqueuedSeq: rec?.lastSeq ?? 0, committedLastSeq: rec?.lastSeq ?? 0,
+      storeVersion: rec?.version ?? 0, submittedVersion: ctx?.version ?? 0,
+      lastCompletedRunId: ctx?.runId ?? 0,
+      lastPath: rec ? statePath((rec.snapshot as { value: unknown }).value) : 'idle',
+      lastEvent: 'hydrate', transitions: [], chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), broken: false,
+    };
+    const s = session;
+    actor.subscribe({
+      next: (snap) => { this.onSnapshot(s, snap as ReturnType<SessionActor['getSnapshot']>); },
+      error: (err) => { s.log.error({ err }, 'session actor failed'); },
+    });
+    this.live.set(sid, s);
+    actor.start();
+    return s;
+  }
+
+  /** Creates a session explicitly (createAgent); fails if it exists. Resolves after its first commit. */
+  async create(sid: string, type: string, userState?: unknown): Promise<SessionView> {
+    assertSessionId(sid);
+    const agent = this.agentOf(type);
+    if (!agent) throw new AgentryError('UNKNOWN_AGENT_TYPE', `no agent type ${JSON.stringify(type)} is registered (known: ${[...this.deps.agents.keys()].join(', ')})`);
+    if (this.live.has(sid) || this.loading.has(sid) || (await this.retryStore(() => this.deps.store.loadSession(sid)))) {
+      throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
+    }
+    await this.admit();
+    let s: LiveSession;
+    try {
+      if (this.live.has(sid)) throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
+      s = this.makeLive(sid, type, partitionOf(sid, this.deps.config.partitions), null, []);
+    } finally { this.release(); }
+    if (userState !== undefined) {
+      // Seed user state by restoring from an adjusted snapshot: the machine has no "set state" event on purpose.
+      const snap = s.actor.getPersistedSnapshot() as unknown as { context: SessionContext };
+      snap.context = { ...snap.context, userState };
+      s.actor.stop();
+      this.live.delete(sid);
+      s = this.makeLive(sid, type, s.partition, { snapshot: snap, lastSeq: 0, version: 0 } as unknown as SessionRecord, []);
+    }
+    s.transitions.push({ sessionId: sid, at: this.clock.now(), event: 'create', from: '', to: 'idle' });
+    this.commit(s, true);
+    await s.chain;
+    return this.view(s);
+  }
+
+  /** Live session, hydrating it if needed; throws UNKNOWN_SESSION when it does not exist. */
+  private async ensureLive(sid: string): Promise<LiveSession> {
+    assertSessionId(sid);
+    const s = this.live.get(sid);
+    if (s) return s;
+    const loading = this.loading.get(sid);
+    const got = loading ? await loading.promise : await this.hydrateForCommand(sid);
+    if (!got) throw new AgentryError('UNKNOWN_SESSION', `no session ${sid}`);
+    return got;
+  }
+
+  private async hydrateForCommand(sid: string): Promise<LiveSession | null> {
+    const rec = await this.retryStore(() => this.deps.store.loadSession(sid));
+    if (!rec) return null;
+    const entry = { buffer: [] as JsMsg[], promise: this.hydrate(sid, rec.partition, undefined) };
+    this.loading.set(sid, entry);
+    try {
+      const s = await entry.promise;
+      for (const m of entry.buffer) if (s) this.deliver(s, m);
+      return s;
+    } finally { this.loading.delete(sid); }
+  }
+
+  private touch(s: LiveSession): void {
+    s.lastActivity = Date.now();
+    // Map order is the LRU order: re-insert on use.
+    this.live.delete(s.id);
+    this.live.set(s.id, s);
+  }
+
+  private quiescent(s: LiveSession): boolean {
+    const snap = s.actor.getSnapshot();
+    return s.inflight === 0 && s.acks.size === 0 && topState(snap.value) !== 'active' && snap.context.pending.length === 0 && s.submittedVersion === snap.context.version;
+  }
+
+  private evict(s: LiveSession): void {
+    s.actor.stop();
+    this.live.delete(s.id);
+    this.stats.passivations++;
+  }
+
+  private passivateIdle(): void {
+    const cutoff = Date.now() - this.deps.config.idleTimeoutMs;
+    for (const s of this.live.values()) {
+      if (s.lastActivity > cutoff) break; // LRU order: the rest are newer
+      if (this.quiescent(s)) this.evict(s);
+    }
+    this.admitNext();
+  }
+
+  /** Waits until a live slot is free, evicting the least recently used quiescent sessions; reserves it. */
+  private async admit(): Promise<void> {
+    for (;;) {
+      if (this.live.size + this.reserved < this.deps.config.maxLiveSessions) { this.reserved++; return; }
+      for (const s of this.live.values()) {
+        if (this.quiescent(s)) { this.evict(s); break; }
+      }
+      if (this.live.size + this.reserved < this.deps.config.maxLiveSessions) { this.reserved++; return; }
+      if (this.stopping) throw new Error('runtime is shutting down');
+      await new Promise<void>((r) => this.admissionWaiters.push(r));
+    }
+  }
+
+  /** Slots reserved by hydrations in progress. */
+  private reserved = 0;
+
+  private release(): void {
+    this.reserved--;
+    this.admitNext();
+  }
+
+  /** Lets waiting hydrations re-check for a slot (after a release, an eviction or a commit). */
+  private admitNext(): void {
+    for (const fn of this.admissionWaiters.splice(0)) fn();
+  }
+
+  // ---- handler runs ---------------------------------------------------------------------
+
+  private async runHandler(input: RunInput, signal: AbortSignal): Promise<RunOutput> {
+    const s = this.live.get(input.sessionId);
+    const agent = this.agentOf(input.agentType);
+    if (!s) throw new TerminalError(`session ${input.sessionId} is not live`);
+    if (!agent) throw new TerminalError(`agent type ${input.agentType} is not registered on this node`);
+    this.stats.runs++;
+    if (input.attempt > 1) this.stats.retries++;
+    const outputs: PendingOutput[] = [];
+    const sid = input.sessionId;
+    const log = s.log.child({ runId: input.runId, attempt: input.attempt });
+    const now = (): number => this.clock.now();
+    const ctx: HandlerContext<unknown> = {
+      sessionId: sid, agentType: input.agentType, runId: input.runId, attempt: input.attempt, signal,
+      state: structuredClone(input.userState),
+      history: s.historyView.slice(),
+      log: {
+        debug: (msg, f) => { log.debug(f ?? {}, msg); },
+        info: (msg, f) => { log.info(f ?? {}, msg); },
+        warn: (msg, f) => { log.warn(f ?? {}, msg); },
+        error: (msg, f) => { log.error(f ?? {}, msg); },
+      },
+      now,
+      reply: (body) => { outputs.push({ kind: 'reply', subject: OUT_SUBJECT(sid), headers: { [H.kind]: 'reply' }, body }); },
+      stream: (chunk) => {
+        if (signal.aborted) return;
+        this.deps.transport.publishCore(OUT_SUBJECT(sid), JSON.stringify(chunk), { [H.kind]: 'chunk', [H.run]: String(input.runId) });
+        for (const l of this.listeners) l.onOutput?.(sid, 'chunk', chunk, input.runId);
+      },
+      mail: (to, body, o = {}) => {
+        assertSessionId(to);
+        outputs.push({ kind: 'mail', subject: INBOX_SUBJECT(to), headers: { [H.kind]: 'mail', [H.from]: sid, [H.priority]: o.priority ?? 'normal' }, body });
+      },
+      publish: (type, data, o = {}) => {
+        if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(type)) throw new AgentryError('INVALID_ARGUMENT', `invalid event type ${JSON.stringify(type)}`);
+        outputs.push({ kind: 'event', subject: EVENT_SUBJECT(type), headers: { [H.kind]: 'event', [H.from]: sid, [H.priority]: o.priority ?? 'normal', [H.eventType]: type }, body: data ?? null });
+      },
+      sleep: (o) => sleepResult(o, now()),
+      waitFor: (o) => waitResult(o, now()),
+    };
+    const result = await agent.handle(input.batch, ctx);
+    let userState: unknown;
+    try {
+      userState = JSON.parse(JSON.stringify(ctx.state ?? null)) as unknown;
+    } catch (e) {
+      throw new TerminalError(`handler left user state that is not JSON-serializable: ${errorInfo(e).message}`);
+    }
+    if (!signal.aborted) s.outputs.set(input.runId, outputs);
+    return { userState, next: nextStepOf(result), finishedAt: now() };
+  }
+
+  // ---- commit pipeline ------------------------------------------------------------------
+
+  private onSnapshot(s: LiveSession, snap: ReturnType<SessionActor['getSnapshot']>): void {
+    try {
+      const path = statePath(snap.value);
+      if (path !== s.lastPath) {
+        const at = this.clock.now();
+        const event = s.lastEvent;
+        s.transitions.push({ sessionId: s.id, at, event, from: s.lastPath, to: path });
+        for (const l of this.listeners) l.onState?.(s.id, s.lastPath, path, event, at);
+        s.lastPath = path;
+      }
+      if (snap.context.version > s.submittedVersion) this.commit(s, false);
+    } catch (err) {
+      s.log.error({ err }, 'failed to record a session change');
+    }
+  }
+
+  private commit(s: LiveSession, force: boolean): void {
+    const snap = s.actor.getSnapshot();
+    const ctx = snap.context;
+    if (!force && ctx.version <= s.submittedVersion) return;
+    s.submittedVersion = ctx.version;
+    const version = ++s.storeVersion;
+    const completed = ctx.completed && ctx.completed.runId !== s.lastCompletedRunId ? ctx.completed : null;
+    if (completed) s.lastCompletedRunId = completed.runId;
+    const now = this.clock.now();
+    const batchId = completed ? String(completed.runId) : '';
+    const history: HistoryEntry[] = completed ? completed.batch.map((m) => ({
+      sessionId: s.id, seq: m.seq, kind: m.kind, body: m.body ?? null, priority: m.priority, from: m.from ?? null,
+      batchId, outcome: completed.outcome, at: m.at,
+    })) : [];
+    const outputs = completed?.outcome === 'ok' ? (s.outputs.get(completed.runId) ?? []) : [];
+    if (completed) for (const k of s.outputs.keys()) if (k <= completed.runId) s.outputs.delete(k);
+    const outbox: OutboxRecord[] = outputs.map((o, i) => ({
+      id: `${s.id}:${version}:${i}`, sessionId: s.id, subject: o.subject, headers: o.headers,
+      body: JSON.stringify(o.body ?? null), createdAt: now,
+    }));
+    const deadLetters = completed ? this.deadLettersOf(s, completed, now) : [];
+    const wake = ctx.wake;
+    const record: CommitRecord = {
+      sessionId: s.id, type: s.type, status: topState(snap.value), snapshot: toDurableSnapshot(s.actor.getPersistedSnapshot()),
+      lastSeq: ctx.lastSeq, version, partition: s.partition, ownerEpoch: this.deps.ownerEpoch?.(s.partition) ?? 0,
+      wakeAt: wake?.until ?? ctx.wait?.timeoutAt ?? null, wakeEvents: wake?.events ?? (ctx.wait?.event ? [ctx.wait.event] : []),
+      wakePriority: wake?.mailPriority ?? null,
+      history, transitions: s.transitions.splice(0), outbox,
+    };
+    s.inflight++;
+    s.chain = s.chain.then(async () => {
+      for (const dl of deadLetters) await this.retryStore(() => this.deps.store.addDeadLetter(dl));
+      await this.deps.committer.submit(record);
+      this.stats.commits++;
+      this.afterCommit(s, record, completed, deadLetters);
+      await this.publishOutbox(outbox);
+    }).catch((err: unknown) => {
+      s.log.error({ err, version }, 'commit failed; dropping the live session so it re-hydrates from the store');
+      s.broken = true;
+      if (this.live.get(s.id) === s) { s.actor.stop(); this.live.delete(s.id); }
+    }).finally(() => {
+      s.inflight--;
+      if (this.admissionWaiters.length > 0) this.admitNext();
+    });
+  }
+
+  private deadLettersOf(s: LiveSession, c: CompletedRun, now: number): DeadLetter[] {
+    if ((c.outcome !== 'dead-letter' && c.outcome !== 'stopped') || c.batch.length === 0) return [];
+    const seqs = c.batch.map((m) => m.seq).filter((q) => q > 0);
+    const id = `${s.id}:${seqs.length ? `${Math.min(...seqs)}-${Math.max(...seqs)}` : `run${c.runId}`}`;
+    return [{
+      id, sessionId: s.id, reason: c.outcome === 'stopped' ? 'stopped' : 'handler-failed', error: c.error?.message ?? null,
+      attempts: c.attempts, payload: c.batch, createdAt: now, replayedAt: null,
+    }];
+  }
+
+  private afterCommit(s: LiveSession, record: CommitRecord, completed: CompletedRun | null, deadLetters: DeadLetter[]): void {
+    s.committedLastSeq = Math.max(s.committedLastSeq, record.lastSeq);
+    for (const [seq, m] of s.acks) {
+      if (seq <= record.lastSeq) { m.ack(); s.acks.delete(seq); }
+    }
+    if (completed) {
+      const agent = this.agentOf(s.type);
+      const max = agent?.maxHistory ?? 50;
+      s.historyView.push(...record.history.map(toHistoryItem));
+      if (s.historyView.length > max) s.historyView.splice(0, s.historyView.length - max);
+    }
+    for (const dl of deadLetters) {
+      this.stats.deadLetters++;
+      this.deps.transport.publishCore(DLQ_SUBJECT(s.id), JSON.stringify(dl));
+    }
+    for (const l of this.listeners) l.onCommitted?.(record);
+  }
+
+  /** Publishes committed outbox rows; JetStream subjects carry the row id as Nats-Msg-Id so resends are dropped. */
+  private async publishOutbox(rows: readonly OutboxRecord[]): Promise<void> {
+    for (const o of rows) {
+      try {
+        if (o.subject.startsWith('agentry.in.')) {
+          await this.deps.transport.publishInbox(o.subject.slice('agentry.in.'.length), o.body, { ...o.headers }, o.id);
+        } else if (o.subject.startsWith('agentry.events.')) {
+          await this.deps.transport.publishEvent(o.subject.slice('agentry.events.'.length), o.body, { ...o.headers }, o.id);
+        } else {
+          this.deps.transport.publishCore(o.subject, o.body, { ...o.headers, [H.msgId]: o.id });
+          for (const l of this.listeners) l.onOutput?.(o.sessionId, 'reply', JSON.parse(o.body), 0);
+        }
+        this.outboxDeletes.push(o.id);
+      } catch (err) {
+        this.deps.logger.warn({ err, id: o.id }, 'outbox publish failed; it stays in the outbox and is retried');
+        return;
+      }
+    }
+  }
+
+  /** Re-publishes outbox rows left by a crash or a NATS outage. */
+  async flushStaleOutbox(): Promise<number> {
+    const rows = await this.deps.store.pendingOutbox(1000);
+    await this.publishOutbox(rows);
+    this.flushOutboxDeletes();
+    return rows.length;
+  }
+
+  private flushOutboxDeletes(): void {
+    if (this.outboxDeletes.length === 0) return;
+    const ids = this.outboxDeletes;
+    this.outboxDeletes = [];
+    this.deps.store.deleteOutbox(ids).catch((err: unknown) => {
+      this.outboxDeletes.push(...ids);
+      this.deps.logger.warn({ err }, 'outbox clean-up failed; will retry');
+    });
+  }
+
+  private keepAlive(): void {
+    for (const s of this.live.values()) for (const m of s.acks.values()) m.working();
+    for (const l of this.loading.values()) for (const m of l.buffer) m.working();
+  }
+
+  /** Retries a store call while the store is unavailable (it fails readiness meanwhile). */
+  private async retryStore<T>(fn: () => Promise<T>): Promise<T> {
+    let delay = 50;
+    for (;;) {
+      try { return await fn(); } catch (e) {
+        if ((e as { retryable?: boolean }).retryable === false || !(e as { code?: string }).code?.startsWith('STORE')) throw e;
+        if (this.stopping) throw e;
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
+  }
+
+  // ---- commands -------------------------------------------------------------------------
+
+  /** Current view of a session, live or stored; null when it does not exist. */
+  async get(sid: string): Promise<SessionView | null> {
+    assertSessionId(sid);
+    const s = this.live.get(sid);
+    if (s) return this.view(s);
+    const rec = await this.deps.store.loadSession(sid);
+    if (!rec) return null;
+    const ctx = snapshotContext(rec.snapshot);
+    return viewOf(sid, rec.type, (rec.snapshot as { value: unknown }).value, ctx, false, rec.updatedAt);
+  }
+
+  private view(s: LiveSession): SessionView {
+    const snap = s.actor.getSnapshot();
+    return viewOf(s.id, s.type, snap.value, snap.context, true, null);
+  }
+
+  /**
+   * Applies a control command and resolves once its effect is committed. Commands a state
+   * cannot accept fail with INVALID_TRANSITION naming the state.
+   */
+  async command(sid: string, event: SessionEvent): Promise<SessionView & { changed: boolean }> {
+    const s = await this.ensureLive(sid);
+    const state = topState(s.actor.getSnapshot().value);
+    const verb = event.type.toLowerCase();
+    const accepts: Record<SessionEvent['type'], readonly string[]> = {
+      SLEEP: ['idle', 'active', 'sleeping'], WAIT: ['idle'], WAKE: ['sleeping', 'waiting', 'idle', 'active'],
+      STOP: ['idle', 'active', 'sleeping', 'waiting'], INTERRUPT: ['active', 'idle', 'sleeping', 'waiting'], MESSAGE: [],
+    };
+    if (state === 'stopped' || !accepts[event.type].includes(state)) throw new InvalidTransitionError(sid, state, verb);
+    const before = s.actor.getSnapshot().context.version;
+    this.touch(s);
+    this.send(s, event);
+    const changed = s.actor.getSnapshot().context.version !== before;
+    await s.chain;
+    return { ...this.view(s), changed };
+  }
+
+  /** Stops taking work, lets running handlers finish for up to `graceMs`, then aborts them and drains commits. */
+  async shutdown(graceMs: number): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    while (this.activeCount() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    this.stopping = true;
+    for (const w of this.admissionWaiters.splice(0)) w();
+    if (this.sweeper) clearInterval(this.sweeper);
+    for (const s of this.live.values()) s.actor.stop(); // aborts what still runs: its messages stay unacked
+    await Promise.all([...this.live.values()].map((s) => s.chain));
+    this.flushOutboxDeletes();
+    this.live.clear();
+  }
+}
+
+function toHistoryItem(h: HistoryEntry): HistoryItem {
+  return { seq: h.seq, kind: h.kind, body: h.body, from: h.from, batchId: h.batchId, outcome: h.outcome, at: h.at };
+}
+
+function decodePayloadLoose(m: JsMsg): unknown {
+  try { return new TextDecoder().decode(m.data.subarray(0, 64 * 1024)); } catch { return null; }
+}
+
+function viewOf(sid: string, type: string, value: unknown, ctx: SessionContext, live: boolean, updatedAt: number | null): SessionView {
+  return {
+    agentId: sid, type, state: topState(value), stateValue: statePath(value), userState: ctx.userState, lastSeq: ctx.lastSeq,
+    wake: ctx.wake, wait: ctx.wait,
+    mailbox: {
+      pending: ctx.pending.length, running: ctx.batch.length,
+      deferred: ctx.deferred.map((m: InboxMessage) => ({ seq: m.seq, kind: m.kind, priority: m.priority, at: m.at, ...(m.from ? { from: m.from } : {}) })),
+    },
+    lastError: ctx.lastError, live, updatedAt,
+  };
+}
