@@ -1,0 +1,77 @@
+// Shared test infrastructure: a real nats-server per suite (free port, temp store, the project's
+// nats.conf), a real Postgres schema per suite (CI's 127.0.0.1:5432) or PGlite, runtimes wired
+// to them, and polling helpers. Nothing here fakes NATS or Postgres.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import pg from 'pg';
+import { startNatsServer, type NatsServerHandle } from '../ops/natsServer.js';
+import { createRuntime, type Runtime, type RuntimeOptions } from '../runtime/index.js';
+import type { RuntimeConfigInput } from '../runtime/config.js';
+import { createLogger } from '../runtime/logger.js';
+
+export const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/** A temp directory removed by the returned cleanup. */
+export function tempDir(prefix = 'agentry-test-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => { rmSync(dir, { recursive: true, force: true }); } };
+}
+
+/** Starts a nats-server with the project's nats.conf on a free port. */
+export async function startNats(partitions = 8): Promise<NatsServerHandle & { dir: string; cleanup: () => Promise<void> }> {
+  const t = tempDir('agentry-nats-');
+  const srv = await startNatsServer({ storeDir: join(t.dir, 'js'), partitions });
+  return Object.assign(srv, {
+    dir: t.dir,
+    cleanup: async () => { await srv.stop(); t.cleanup(); },
+  });
+}
+
+/** A fresh Postgres schema name; `dropSchema` removes it. */
+export function schemaName(tag: string): string {
+  return `t_${tag}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+}
+
+export async function dropSchema(schema: string): Promise<void> {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  try { await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`); } finally { await c.end(); }
+}
+
+/** Starts a runtime against the given server with test-friendly defaults (quiet logs, short ack wait). */
+export async function startRuntime(natsUrl: string, opts: Omit<RuntimeOptions, 'config'> & { config?: RuntimeConfigInput; partitions?: number }): Promise<Runtime> {
+  return createRuntime({
+    ...opts,
+    logger: opts.logger ?? createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'),
+    config: { natsUrl, partitions: opts.partitions ?? 8, ackWaitMs: 5000, store: 'memory', groupCommitLingerMs: 1, ...opts.config },
+  });
+}
+
+/** Connects a plain NATS client (the "producer" side of tests). */
+export function natsClient(url: string): Promise<NatsConnection> {
+  return connect({ servers: url });
+}
+
+/** Publishes to a session inbox through JetStream with Agentry headers, as any producer would. */
+export async function publish(nc: NatsConnection, sessionId: string, body: unknown, h: Record<string, string> = {}): Promise<number> {
+  const hdrs = natsHeaders();
+  for (const [k, v] of Object.entries(h)) hdrs.set(k, v);
+  const ack = await jetstream(nc).publish(`agentry.in.${sessionId}`, typeof body === 'string' ? body : JSON.stringify(body), { headers: hdrs });
+  return ack.seq;
+}
+
+/** Polls `fn` until it returns a truthy value or the timeout passes (then throws with `what`). */
+export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 20_000, everyMs = 20): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

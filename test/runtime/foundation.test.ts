@@ -1,0 +1,192 @@
+// Foundation: per-session FIFO, cancel-and-merge, anti-starvation, raw-protocol producers and
+// bad input, against a real nats-server (the project's nats.conf) and real Postgres.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createConnection } from 'node:net';
+import { defineAgent, TerminalError, type InboxMessage } from '../../actors/index.js';
+import { abortableDelay } from '../../examples/slowWriter.js';
+import { echo } from '../../examples/echo.js';
+import { openStore } from '../../persistence/index.js';
+import type { Store } from '../../persistence/types.js';
+import type { Runtime } from '../../runtime/index.js';
+import { PG_URL, dropSchema, natsClient, publish, schemaName, sleep, startNats, startRuntime, waitFor } from '../helpers.js';
+
+type Nats = Awaited<ReturnType<typeof startNats>>;
+
+let nats: Nats;
+let schema: string;
+let store: Store;
+let rt: Runtime;
+
+// What the handlers saw, by session: recorded in the test process (the handler is the "LLM" here).
+const seen = new Map<string, number[]>();
+const calls: { sid: string; bodies: unknown[]; aborted: boolean; completed: boolean; endedAt: number }[] = [];
+
+const fifo = defineAgent({
+  type: 'fifo',
+  onMessage: 'queue',
+  handle(batch, ctx) {
+    for (const m of batch) {
+      const list = seen.get(ctx.sessionId) ?? [];
+      list.push((m.body as { i: number }).i);
+      seen.set(ctx.sessionId, list);
+    }
+    return undefined;
+  },
+});
+
+const slow = defineAgent({
+  type: 'slow',
+  onMessage: 'cancel-and-merge',
+  maxMergeDelayMs: 300,
+  async handle(batch, ctx) {
+    const rec = { sid: ctx.sessionId, bodies: batch.map((m) => m.body), aborted: false, completed: false, endedAt: 0 };
+    calls.push(rec);
+    const ms = (batch[0]?.body as { ms?: number } | null)?.ms ?? 200;
+    try {
+      await abortableDelay(ms, ctx.signal);
+    } catch {
+      rec.aborted = ctx.signal.aborted;
+      rec.endedAt = Date.now();
+      throw new Error('aborted');
+    }
+    rec.completed = true;
+    rec.endedAt = Date.now();
+    ctx.reply({ bodies: rec.bodies });
+    return undefined;
+  },
+});
+
+const failing = defineAgent({
+  type: 'failing',
+  onMessage: 'queue',
+  maxAttempts: 1,
+  handle(batch: readonly InboxMessage[]) {
+    throw new TerminalError(`cannot handle ${JSON.stringify(batch[0]?.body)}`);
+  },
+});
+
+beforeAll(async () => {
+  nats = await startNats(8);
+  schema = schemaName('foundation');
+  store = openStore({ databaseUrl: PG_URL, schema });
+  rt = await startRuntime(nats.url, { agents: [fifo, slow, failing, echo], store, config: { defaultAgentType: 'echo' } });
+});
+
+afterAll(async () => {
+  await rt?.stop();
+  await store?.close();
+  await nats?.cleanup();
+  await dropSchema(schema);
+});
+
+describe('foundation runtime', () => {
+  it('keeps per-session FIFO: 500 sessions × 40 messages from 4 concurrent publishers, none lost or doubled', async () => {
+    const sessions = Array.from({ length: 500 }, (_, i) => `fifo-${i}`);
+    for (const sid of sessions) await rt.createAgent(sid, 'fifo');
+    const publishers = await Promise.all([0, 1, 2, 3].map(() => natsClient(nats.url)));
+    await Promise.all(publishers.map(async (nc, k) => {
+      const mine = sessions.filter((_, i) => i % 4 === k);
+      const acks: Promise<number>[] = [];
+      for (let i = 0; i < 40; i++) {
+        for (const sid of mine) acks.push(publish(nc, sid, { i }));
+        if (acks.length > 500) await Promise.all(acks.splice(0)); // pipelined, order per connection kept
+      }
+      await Promise.all(acks);
+    }));
+    await Promise.all(publishers.map((nc) => nc.close()));
+    await waitFor(() => sessions.every((sid) => (seen.get(sid)?.length ?? 0) >= 40), 'all 20,000 messages handled', 120_000, 100);
+    await sleep(300); // a duplicate would show up now
+    const expected = Array.from({ length: 40 }, (_, i) => i);
+    for (const sid of sessions) expect(seen.get(sid), sid).toEqual(expected);
+    const hist = await waitFor(async () => { const h = await store.getHistory('fifo-123', { limit: 100 }); return h.length >= 40 ? h : null; }, 'history of fifo-123');
+    expect(hist.map((h) => (h.body as { i: number }).i).reverse()).toEqual(expected);
+  }, 180_000);
+
+  it('cancel-and-merge: m2 aborts the run on m1; one completed call gets [m1, m2]; history keeps both; others unaffected', async () => {
+    await rt.createAgent('merge-a', 'slow');
+    await rt.createAgent('merge-b', 'slow');
+    await rt.sendMessage('merge-a', { m: 1, ms: 200 });
+    await rt.sendMessage('merge-b', { m: 3, ms: 200 });
+    await sleep(50);
+    await rt.sendMessage('merge-a', { m: 2 });
+    await waitFor(() => calls.filter((c) => c.sid === 'merge-a' && c.completed).length === 1 && calls.some((c) => c.sid === 'merge-b' && c.completed), 'runs to complete');
+    await waitFor(async () => (await rt.getAgent('merge-a')).state === 'idle', 'merge-a idle');
+    await sleep(100);
+    const a = calls.filter((c) => c.sid === 'merge-a');
+    expect(a[0]).toMatchObject({ bodies: [{ m: 1, ms: 200 }], aborted: true, completed: false });
+    const done = a.filter((c) => c.completed);
+    expect(done).toHaveLength(1);
+    expect(done[0]!.bodies).toEqual([{ m: 1, ms: 200 }, { m: 2 }]);
+    const hist = await waitFor(async () => { const h = await rt.getHistory('merge-a'); return h.length === 2 ? h : null; }, 'history of merge-a');
+    expect(hist.map((h) => h.body).reverse()).toEqual([{ m: 1, ms: 200 }, { m: 2 }]);
+    expect(new Set(hist.map((h) => h.batchId)).size).toBe(1); // one handler call over both messages
+    const b = calls.filter((c) => c.sid === 'merge-b');
+    expect(b).toHaveLength(1);
+    expect(b[0]).toMatchObject({ bodies: [{ m: 3, ms: 200 }], aborted: false, completed: true });
+  });
+
+  it('a steady stream cannot starve a cancel-and-merge session: runs complete at least once per max merge delay (+ one run)', async () => {
+    await rt.createAgent('steady', 'slow');
+    const start = Date.now();
+    const nc = await natsClient(nats.url);
+    let n = 0;
+    while (Date.now() - start < 2000) {
+      await publish(nc, 'steady', { n: n++, ms: 100 });
+      await sleep(20);
+    }
+    await nc.close();
+    await waitFor(async () => (await rt.getAgent('steady')).lastSeq > 0 && (await rt.getAgent('steady')).state === 'idle' && (await rt.getAgent('steady')).mailbox.pending === 0, 'steady to drain', 20_000);
+    const completions = calls.filter((c) => c.sid === 'steady' && c.completed).map((c) => c.endedAt);
+    // maxMergeDelayMs = 300 and a run takes 100 ms: the bound between completions is 400 ms, plus scheduling slack.
+    const inWindow = completions.filter((t) => t <= start + 2000);
+    expect(inWindow.length).toBeGreaterThanOrEqual(3);
+    const gaps = [inWindow[0]! - start, ...inWindow.slice(1).map((t, i) => t - inWindow[i]!)];
+    expect(Math.max(...gaps)).toBeLessThan(300 + 100 + 400);
+    const handled = calls.filter((c) => c.sid === 'steady' && c.completed).flatMap((c) => c.bodies.map((b) => (b as { n: number }).n));
+    expect(handled).toEqual(Array.from({ length: n }, (_, i) => i)); // every message in exactly one completed run, in order
+  });
+
+  it('a plain TCP client speaking the NATS text protocol feeds session s1 and gets its reply on agentry.out.s1', async () => {
+    const sock = createConnection(nats.port, '127.0.0.1');
+    let buf = '';
+    sock.on('data', (d) => { buf += d.toString(); });
+    await waitFor(() => buf.startsWith('INFO'), 'server INFO');
+    sock.write('CONNECT {"verbose":false,"pedantic":false}\r\nSUB agentry.out.s1 1\r\nPING\r\n');
+    await waitFor(() => buf.includes('PONG'), 'PONG');
+    sock.write('PUB agentry.in.s1 11\r\nhello world\r\n');
+    await waitFor(() => /MSG agentry\.out\.s1 1 \d+\r\n.*hello world/s.test(buf), 'reply on agentry.out.s1');
+    sock.destroy();
+    const v = await rt.getAgent('s1');
+    expect(v.type).toBe('echo'); // created with the default agent type
+  });
+
+  it('rejects invalid session ids with a clear error and dead-letters bad input without disturbing other sessions', async () => {
+    for (const bad of ['a.b', 'a*', 'x>', 'white space', '', 'x'.repeat(200), 'ctl\u0001']) {
+      await expect(rt.sendMessage(bad, 'x')).rejects.toMatchObject({ code: 'INVALID_SESSION_ID' });
+    }
+    // An over-long id can still arrive over raw NATS: it is dead-lettered with a reason, not crashed on.
+    const nc = await natsClient(nats.url);
+    const longId = 'y'.repeat(150);
+    await publish(nc, longId, 'hi');
+    await waitFor(async () => (await store.listDeadLetters({ limit: 100 })).some((d) => d.reason === 'invalid-session-id'), 'invalid id dead letter');
+    // Non-JSON payload: delivered as text.
+    await publish(nc, 'texty', 'not { json');
+    const sub = nc.subscribe('agentry.out.texty', { max: 1 });
+    const reply = (async () => { for await (const m of sub) return m.json<{ text: string }>(); return null; })();
+    expect((await reply)?.text).toBe('not { json');
+    // A bad header is dead-lettered with the reason.
+    await publish(nc, 'texty', 'x', { 'Agentry-Kind': 'bogus' });
+    await waitFor(async () => (await store.listDeadLetters({ sessionId: 'texty' })).some((d) => d.reason === 'invalid-header'), 'invalid header dead letter');
+    // A throwing handler: its batch is dead-lettered; a neighbour keeps working.
+    await rt.createAgent('bad-handler', 'failing');
+    await rt.createAgent('good-neighbour', 'fifo');
+    await publish(nc, 'bad-handler', { i: -1 });
+    for (let i = 0; i < 5; i++) await publish(nc, 'good-neighbour', { i });
+    await waitFor(() => seen.get('good-neighbour')?.length === 5, 'neighbour handled');
+    const dls = await waitFor(async () => { const d = await store.listDeadLetters({ sessionId: 'bad-handler' }); return d.length ? d : null; }, 'handler dead letter');
+    expect(dls[0]).toMatchObject({ reason: 'handler-failed', attempts: 1 });
+    expect(dls[0]!.error).toContain('cannot handle');
+    expect((await rt.getAgent('bad-handler')).state).toBe('idle');
+    await nc.close();
+  });
+});
