@@ -7,7 +7,7 @@ import { AgentryError } from '../actors/errors.js';
 import type { AnyAgent, ResolvedAgent } from '../actors/defineAgent.js';
 import { assertSessionId } from '../actors/sessionId.js';
 import { isPriority, type MessageKind, type Priority, type WakeCondition } from '../actors/types.js';
-import type { DeadLetter, HistoryEntry, ListSessionsQuery, SessionSummary, Store } from '../persistence/types.js';
+import type { DeadLetter, HistoryEntry, ListSessionsQuery, SessionSummary, Store, TransitionRecord } from '../persistence/types.js';
 import { loadConfig, type RuntimeConfig, type RuntimeConfigInput } from './config.js';
 import { createGroupCommitter, type GroupCommitter } from './groupCommit.js';
 import { createLogger, type Logger } from './logger.js';
@@ -44,6 +44,17 @@ export interface SleepAgentOptions {
   readonly wakeOnMailPriority?: Priority;
 }
 
+/** A cron task as stored and listed. */
+export interface TaskInfo {
+  readonly taskId: string;
+  readonly agentId: string;
+  readonly task: unknown;
+  readonly schedule: string;
+  readonly timezone: string;
+  readonly nextRunAt: number | null;
+  readonly lastRunAt: number | null;
+}
+
 export interface Readiness {
   readonly ok: boolean;
   readonly checks: { readonly nats: boolean; readonly store: boolean; readonly migrations: boolean };
@@ -68,6 +79,13 @@ export interface Runtime {
   stopAgent(agentId: string, reason?: string): Promise<SessionView>;
   interruptAgent(agentId: string, reason?: string): Promise<SessionView & { interrupted: boolean }>;
   getHistory(agentId: string, opts?: { limit?: number; before?: number }): Promise<HistoryEntry[]>;
+  getTransitions(agentId: string, opts?: { limit?: number; after?: number }): Promise<TransitionRecord[]>;
+  /** Schedules a cron task (croner syntax, IANA time zone; default UTC); each firing reaches the inbox as a `task`. */
+  scheduleTask(agentId: string, task: unknown, schedule: string, opts?: { timezone?: string; taskId?: string }): Promise<{ taskId: string; nextRunAt: number | null }>;
+  cancelTask(taskId: string): Promise<{ cancelled: boolean }>;
+  listTasks(agentId?: string): Promise<TaskInfo[]>;
+  /** Publishes on the event bus; `recipients` counts the sessions it was delivered to. */
+  publishEvent(type: string, data?: unknown, opts?: { priority?: Priority; from?: string }): Promise<{ seq: number; recipients: number }>;
   listDeadLetters(opts?: { sessionId?: string; limit?: number }): Promise<DeadLetter[]>;
   /** Publishes a dead letter's messages to its session's inbox again (once: the ids are deterministic). */
   replayDeadLetter(id: string): Promise<{ published: number }>;
@@ -177,6 +195,15 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       await existing(agentId);
       return store.getHistory(agentId, o);
     },
+    async getTransitions(agentId, o = {}) {
+      await existing(agentId);
+      return store.getTransitions(agentId, o);
+    },
+    // Wake-ups (scheduler, event bus, cron) land with the wake-ups issue; until then these say so.
+    scheduleTask: () => Promise.reject(new AgentryError('INTERNAL', 'scheduleTask is not available yet')),
+    cancelTask: () => Promise.reject(new AgentryError('INTERNAL', 'cancelTask is not available yet')),
+    listTasks: () => Promise.reject(new AgentryError('INTERNAL', 'listTasks is not available yet')),
+    publishEvent: () => Promise.reject(new AgentryError('INTERNAL', 'publishEvent is not available yet')),
     listDeadLetters: (o) => store.listDeadLetters(o),
     async replayDeadLetter(id) {
       const dl = await store.getDeadLetter(id);

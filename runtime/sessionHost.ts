@@ -25,7 +25,7 @@ import type { GroupCommitter } from './groupCommit.js';
 import { decodeInbox, sessionIdOfSubject } from './inbox.js';
 import type { Logger } from './logger.js';
 import { partitionOf } from './partition.js';
-import { DLQ_SUBJECT, EVENT_SUBJECT, H, INBOX_SUBJECT, OUT_SUBJECT, type Transport } from './transport.js';
+import { DLQ_SUBJECT, EVENT_SUBJECT, H, INBOX_SUBJECT, OUT_SUBJECT, STATE_SUBJECT, type Transport } from './transport.js';
 
 type SessionActor = Actor<ReturnType<typeof sessionMachine.provide>>;
 
@@ -484,6 +484,7 @@ export class SessionHost {
         const event = s.lastEvent;
         s.transitions.push({ sessionId: s.id, at, event, from: s.lastPath, to: path });
         for (const l of this.listeners) l.onState?.(s.id, s.lastPath, path, event, at);
+        this.deps.transport.publishCore(STATE_SUBJECT(s.id), JSON.stringify({ agentId: s.id, from: s.lastPath, to: path, state: topState(snap.value), event, at }));
         s.lastPath = path;
       }
       if (snap.context.version > s.submittedVersion) this.commit(s, false);

@@ -21,6 +21,8 @@ import { partitionOf } from './partition.js';
 export const INBOX_SUBJECT = (sessionId: string): string => `agentry.in.${sessionId}`;
 export const OUT_SUBJECT = (sessionId: string): string => `agentry.out.${sessionId}`;
 export const EVENT_SUBJECT = (type: string): string => `agentry.events.${type}`;
+/** Core-NATS notices of state changes, for subscribers on any node (not durable: the store has the transitions). */
+export const STATE_SUBJECT = (sessionId: string): string => `agentry.state.${sessionId}`;
 export const DLQ_SUBJECT = (sessionId: string): string => `agentry.dlq.${sessionId}`;
 export const PARTITION_FILTER = (p: number): string => `agentry.part.${p}.>`;
 
