@@ -1,0 +1,66 @@
+/**
+ * Owns the mapping from driver errors (`pg`, PGlite) to store errors. It is the only place
+ * that inspects Postgres error codes, so retry and readiness logic can match by class.
+ */
+import { StoreError, StoreUnavailableError } from './errors.js';
+
+/** Socket-level failures reported by Node (`err.code`). */
+const SOCKET_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH',
+  'ENETUNREACH', 'EAI_AGAIN',
+]);
+
+/**
+ * SQLSTATEs that mean the server is going away, not accepting work or too slow: 57P01
+ * admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 53300 too_many_connections,
+ * 57014 query_canceled (our statement_timeout). Class 08 (connection exceptions) is matched by prefix.
+ */
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '57014']);
+
+/** SQLSTATEs where the same transaction can succeed if run again: serialization failure, deadlock. */
+const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']);
+
+/**
+ * `pg` raises these without a code (the socket closed under it, the pool timed out or was
+ * ended); PGlite says it is closed. Message text is the only signal the drivers give here.
+ */
+const UNAVAILABLE_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Cannot use a pool after calling end|PGlite is closed/i;
+
+/**
+ * Turns any error thrown by a driver into a `StoreError` subclass when we know what it means,
+ * so callers retry on `StoreUnavailableError` and never parse messages themselves. Store
+ * errors pass through; unknown errors (bugs, constraint violations) are returned unchanged.
+ */
+export function normalizePgError(err: unknown): unknown {
+  if (err instanceof StoreError) return err;
+  if (isUnavailable(err)) {
+    return new StoreUnavailableError(`store unavailable: ${messageOf(err)}`, { cause: err });
+  }
+  const code = codeOf(err);
+  if (code !== undefined && RETRYABLE_SQLSTATES.has(code)) {
+    return new StoreError(`transaction aborted, safe to retry: ${messageOf(err)}`, { cause: err });
+  }
+  return err;
+}
+
+function isUnavailable(err: unknown): boolean {
+  // Node's happy-eyeballs connect reports every failed address in an AggregateError.
+  if (err instanceof AggregateError && err.errors.some(isUnavailable)) return true;
+  const code = codeOf(err);
+  if (code !== undefined) {
+    if (SOCKET_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code)) return true;
+    if (/^08[0-9A-Z]{3}$/.test(code)) return true;
+  }
+  return err instanceof Error && UNAVAILABLE_MESSAGES.test(err.message);
+}
+
+function codeOf(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null || !('code' in err)) return undefined;
+  const code = err.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message || codeOf(err) || err.name;
+  return String(err);
+}

@@ -1,0 +1,363 @@
+/**
+ * Owns every SQL statement of the session store, one function per query with explicit casts
+ * (the same text runs on Postgres 15 and on PGlite's Postgres 18, so only PG 15 features).
+ * Rows come back snake_case with int8 as string (`pg`) or number (PGlite); the `to…`
+ * mappers turn them into the domain types of `types.ts` and nothing else leaks out.
+ *
+ * Multi-row writes bind one array per column and `unnest` them: one statement per table per
+ * commit however many sessions it holds. JSON travels as text and is cast to jsonb in SQL, so
+ * both drivers bind it identically (`pg` would turn a JS array into a Postgres array).
+ */
+import type { Queryable } from './sqlDb.js';
+import type {
+  CommitRecord, DeadLetter, HistoryEntry, ListSessionsQuery, OutboxRecord, SessionRecord,
+  SessionStatus, SessionSummary, TransitionRecord,
+} from './types.js';
+
+/** int8 columns: `pg` returns strings, PGlite numbers. Values stay below 2^53 (ms, counters). */
+type Int8 = string | number | bigint;
+
+export interface SessionRow {
+  id: string;
+  type: string;
+  status: string;
+  snapshot: unknown;
+  last_seq: Int8;
+  version: Int8;
+  partition: number;
+  owner_epoch: Int8;
+  wake_at: Int8 | null;
+  wake_events: string[] | null;
+  wake_priority: string | null;
+  created_at: Int8;
+  updated_at: Int8;
+}
+
+export interface SessionSummaryRow {
+  id: string;
+  type: string;
+  status: string;
+  wake_at: Int8 | null;
+  updated_at: Int8;
+}
+
+export interface HistoryRow {
+  session_id: string;
+  seq: Int8;
+  batch_id: string;
+  kind: string;
+  body: unknown;
+  priority: string;
+  from: string | null;
+  outcome: string;
+  at: Int8;
+}
+
+export interface TransitionRow {
+  session_id: string;
+  at: Int8;
+  event: string;
+  from_state: string;
+  to_state: string;
+}
+
+export interface OutboxRow {
+  id: string;
+  session_id: string;
+  subject: string;
+  headers: Record<string, string> | null;
+  body: string;
+  created_at: Int8;
+}
+
+export interface DeadLetterRow {
+  id: string;
+  session_id: string;
+  reason: string;
+  error: string | null;
+  attempts: number;
+  payload: unknown;
+  created_at: Int8;
+  replayed_at: Int8 | null;
+}
+
+/** What one commit writes to one session row: the last record for it, checked against the first. */
+export interface SessionWrite {
+  readonly record: CommitRecord;
+  /** The version the row must hold now (0: the row must not exist). */
+  readonly expectedVersion: number;
+  /** The stored owner epoch must not exceed this (the epoch of the session's first record). */
+  readonly checkEpoch: number;
+}
+
+const num = (v: Int8): number => Number(v);
+const numOrNull = (v: Int8 | null): number | null => (v === null ? null : Number(v));
+/** `undefined` has no JSON form: it is stored as SQL NULL and read back as `null`. */
+const json = (v: unknown): string | null => JSON.stringify(v) ?? null;
+
+// ---------------------------------------------------------------------------------- sessions
+
+const SESSION_COLUMNS = `id, type, status, snapshot, last_seq, version, partition, owner_epoch,
+  wake_at, wake_events, wake_priority, created_at, updated_at`;
+
+export function toSessionRecord(row: SessionRow): SessionRecord {
+  return {
+    id: row.id, type: row.type, status: row.status as SessionStatus, snapshot: row.snapshot,
+    lastSeq: num(row.last_seq), version: num(row.version), partition: row.partition,
+    ownerEpoch: num(row.owner_epoch), wakeAt: numOrNull(row.wake_at), wakeEvents: row.wake_events ?? [],
+    wakePriority: row.wake_priority, createdAt: num(row.created_at), updatedAt: num(row.updated_at),
+  };
+}
+
+export async function selectSession(q: Queryable, id: string): Promise<SessionRow | null> {
+  const { rows } = await q.query<SessionRow>(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE id = $1::text`, [id]);
+  return rows[0] ?? null;
+}
+
+/** Current version and epoch of the given sessions, to explain why a commit matched no row. */
+export async function selectSessionVersions(
+  q: Queryable, ids: readonly string[],
+): Promise<Map<string, { version: number; ownerEpoch: number }>> {
+  const { rows } = await q.query<{ id: string; version: Int8; owner_epoch: Int8 }>(
+    'SELECT id, version, owner_epoch FROM sessions WHERE id = ANY($1::text[])', [ids],
+  );
+  return new Map(rows.map((r) => [r.id, { version: num(r.version), ownerEpoch: num(r.owner_epoch) }]));
+}
+
+/**
+ * Writes all sessions of a commit in one statement: UPDATE where the stored version and epoch
+ * match, INSERT where the commit creates the session. Returns the ids it wrote; a missing id
+ * means that session's check failed and the caller must roll back. Under READ COMMITTED a
+ * concurrent writer's row is re-checked after its commit, so the optimistic check holds.
+ */
+export async function upsertSessions(q: Queryable, writes: readonly SessionWrite[], now: number): Promise<Set<string>> {
+  const cols = {
+    id: [] as string[], type: [] as string[], status: [] as string[], snapshot: [] as (string | null)[],
+    lastSeq: [] as number[], version: [] as number[], expected: [] as number[], partition: [] as number[],
+    epoch: [] as number[], checkEpoch: [] as number[], wakeAt: [] as (number | null)[],
+    wakeEvents: [] as string[], wakePriority: [] as (string | null)[],
+  };
+  for (const { record: r, expectedVersion, checkEpoch } of writes) {
+    cols.id.push(r.sessionId); cols.type.push(r.type); cols.status.push(r.status);
+    cols.snapshot.push(json(r.snapshot)); cols.lastSeq.push(r.lastSeq); cols.version.push(r.version);
+    cols.expected.push(expectedVersion); cols.partition.push(r.partition); cols.epoch.push(r.ownerEpoch);
+    cols.checkEpoch.push(checkEpoch); cols.wakeAt.push(r.wakeAt);
+    cols.wakeEvents.push(JSON.stringify(r.wakeEvents)); cols.wakePriority.push(r.wakePriority);
+  }
+  const { rows } = await q.query<{ id: string }>(
+    `WITH input AS (
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
+                            $7::bigint[], $8::integer[], $9::bigint[], $10::bigint[], $11::bigint[],
+                            $12::text[], $13::text[])
+         AS t(id, type, status, snapshot, last_seq, version, expected_version, partition, owner_epoch,
+              check_epoch, wake_at, wake_events, wake_priority)
+     ),
+     updated AS (
+       UPDATE sessions s SET
+         type = i.type, status = i.status, snapshot = i.snapshot::jsonb, last_seq = i.last_seq,
+         version = i.version, partition = i.partition, owner_epoch = i.owner_epoch, wake_at = i.wake_at,
+         wake_events = ARRAY(SELECT jsonb_array_elements_text(i.wake_events::jsonb)),
+         wake_priority = i.wake_priority, updated_at = $14::bigint
+       FROM input i
+       WHERE s.id = i.id AND i.expected_version > 0
+         AND s.version = i.expected_version AND s.owner_epoch <= i.check_epoch
+       RETURNING s.id
+     ),
+     inserted AS (
+       INSERT INTO sessions (${SESSION_COLUMNS})
+       SELECT i.id, i.type, i.status, i.snapshot::jsonb, i.last_seq, i.version, i.partition, i.owner_epoch,
+              i.wake_at, ARRAY(SELECT jsonb_array_elements_text(i.wake_events::jsonb)), i.wake_priority,
+              $14::bigint, $14::bigint
+       FROM input i WHERE i.expected_version = 0
+       ON CONFLICT (id) DO NOTHING
+       RETURNING id
+     )
+     SELECT id FROM updated UNION ALL SELECT id FROM inserted`,
+    [cols.id, cols.type, cols.status, cols.snapshot, cols.lastSeq, cols.version, cols.expected, cols.partition,
+      cols.epoch, cols.checkEpoch, cols.wakeAt, cols.wakeEvents, cols.wakePriority, now],
+  );
+  return new Set(rows.map((r) => r.id));
+}
+
+export function toSessionSummary(row: SessionSummaryRow): SessionSummary {
+  return {
+    id: row.id, type: row.type, status: row.status as SessionStatus, wakeAt: numOrNull(row.wake_at),
+    updatedAt: num(row.updated_at),
+  };
+}
+
+/** Keyset page ordered by id (byte order, the column is COLLATE "C"); every filter is optional. */
+export async function selectSessionSummaries(
+  q: Queryable, query: ListSessionsQuery, limit: number,
+): Promise<SessionSummaryRow[]> {
+  const { rows } = await q.query<SessionSummaryRow>(
+    `SELECT id, type, status, wake_at, updated_at FROM sessions
+     WHERE ($1::text IS NULL OR id > $1::text)
+       AND ($2::text IS NULL OR status = $2::text)
+       AND ($3::text IS NULL OR type = $3::text)
+       AND ($4::text IS NULL OR position($4::text IN id) > 0)
+     ORDER BY id LIMIT $5::integer`,
+    [query.after ?? null, query.status ?? null, query.type ?? null, query.idContains || null, limit],
+  );
+  return rows;
+}
+
+export async function countSessionsGroupedByStatus(q: Queryable): Promise<{ status: string; n: number }[]> {
+  const { rows } = await q.query<{ status: string; n: number }>(
+    'SELECT status, count(*)::integer AS n FROM sessions GROUP BY status',
+  );
+  return rows;
+}
+
+// ----------------------------------------------------------------------------------- history
+
+export function toHistoryEntry(row: HistoryRow): HistoryEntry {
+  return {
+    sessionId: row.session_id, seq: num(row.seq), kind: row.kind, body: row.body, priority: row.priority,
+    from: row.from, batchId: row.batch_id, outcome: row.outcome, at: num(row.at),
+  };
+}
+
+/** One statement for all history of a commit; a redelivered batch (same key) inserts nothing. */
+export async function insertHistory(q: Queryable, entries: readonly HistoryEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  await q.query(
+    `INSERT INTO history (session_id, seq, batch_id, kind, body, priority, "from", outcome, at)
+     SELECT t.session_id, t.seq, t.batch_id, t.kind, t.body::jsonb, t.priority, t.sender, t.outcome, t.at
+     FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                 $8::text[], $9::bigint[])
+       AS t(session_id, seq, batch_id, kind, body, priority, sender, outcome, at)
+     ON CONFLICT (session_id, seq, batch_id) DO NOTHING`,
+    [entries.map((h) => h.sessionId), entries.map((h) => h.seq), entries.map((h) => h.batchId),
+      entries.map((h) => h.kind), entries.map((h) => json(h.body)), entries.map((h) => h.priority),
+      entries.map((h) => h.from), entries.map((h) => h.outcome), entries.map((h) => h.at)],
+  );
+}
+
+/** Newest first by seq; `before` is exclusive, so the last seq of a page is the next cursor. */
+export async function selectHistory(
+  q: Queryable, sessionId: string, before: number | null, limit: number,
+): Promise<HistoryRow[]> {
+  const { rows } = await q.query<HistoryRow>(
+    `SELECT session_id, seq, batch_id, kind, body, priority, "from", outcome, at FROM history
+     WHERE session_id = $1::text AND ($2::bigint IS NULL OR seq < $2::bigint)
+     ORDER BY seq DESC, at DESC, batch_id DESC LIMIT $3::integer`,
+    [sessionId, before, limit],
+  );
+  return rows;
+}
+
+// ------------------------------------------------------------------------------- transitions
+
+export function toTransitionRecord(row: TransitionRow): TransitionRecord {
+  return { sessionId: row.session_id, at: num(row.at), event: row.event, from: row.from_state, to: row.to_state };
+}
+
+/** Ids follow array order (WITH ORDINALITY), which keeps the timeline in commit order. */
+export async function insertTransitions(q: Queryable, rows: readonly TransitionRecord[]): Promise<void> {
+  if (rows.length === 0) return;
+  await q.query(
+    `INSERT INTO transitions (session_id, at, event, from_state, to_state)
+     SELECT t.session_id, t.at, t.event, t.from_state, t.to_state
+     FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[])
+       WITH ORDINALITY AS t(session_id, at, event, from_state, to_state, ord)
+     ORDER BY t.ord`,
+    [rows.map((t) => t.sessionId), rows.map((t) => t.at), rows.map((t) => t.event),
+      rows.map((t) => t.from), rows.map((t) => t.to)],
+  );
+}
+
+/** Oldest first; `after` is an exclusive lower bound on `at` (ms), as in the memory store. */
+export async function selectTransitions(
+  q: Queryable, sessionId: string, after: number | null, limit: number,
+): Promise<TransitionRow[]> {
+  const { rows } = await q.query<TransitionRow>(
+    `SELECT session_id, at, event, from_state, to_state FROM transitions
+     WHERE session_id = $1::text AND ($2::bigint IS NULL OR at > $2::bigint)
+     ORDER BY id LIMIT $3::integer`,
+    [sessionId, after, limit],
+  );
+  return rows;
+}
+
+// ------------------------------------------------------------------------------------ outbox
+
+export function toOutboxRecord(row: OutboxRow): OutboxRecord {
+  return {
+    id: row.id, sessionId: row.session_id, subject: row.subject, headers: row.headers ?? {}, body: row.body,
+    createdAt: num(row.created_at),
+  };
+}
+
+/** Outbox ids are deterministic, so a re-run commit does not queue a second copy. */
+export async function insertOutbox(q: Queryable, rows: readonly OutboxRecord[]): Promise<void> {
+  if (rows.length === 0) return;
+  await q.query(
+    `INSERT INTO outbox (id, session_id, subject, headers, body, created_at)
+     SELECT t.id, t.session_id, t.subject, t.headers::jsonb, t.body, t.created_at
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+       AS t(id, session_id, subject, headers, body, created_at)
+     ON CONFLICT (id) DO NOTHING`,
+    [rows.map((o) => o.id), rows.map((o) => o.sessionId), rows.map((o) => o.subject),
+      rows.map((o) => JSON.stringify(o.headers)), rows.map((o) => o.body), rows.map((o) => o.createdAt)],
+  );
+}
+
+export async function selectPendingOutbox(q: Queryable, limit: number): Promise<OutboxRow[]> {
+  const { rows } = await q.query<OutboxRow>(
+    `SELECT id, session_id, subject, headers, body, created_at FROM outbox
+     ORDER BY created_at, id LIMIT $1::integer`,
+    [limit],
+  );
+  return rows;
+}
+
+export async function deleteOutboxByIds(q: Queryable, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await q.query('DELETE FROM outbox WHERE id = ANY($1::text[])', [ids]);
+}
+
+// ------------------------------------------------------------------------------ dead letters
+
+export function toDeadLetter(row: DeadLetterRow): DeadLetter {
+  return {
+    id: row.id, sessionId: row.session_id, reason: row.reason, error: row.error, attempts: row.attempts,
+    payload: row.payload, createdAt: num(row.created_at), replayedAt: numOrNull(row.replayed_at),
+  };
+}
+
+/** Dead-letter ids are deterministic: a redelivered failure keeps the first record. */
+export async function insertDeadLetter(q: Queryable, dl: DeadLetter): Promise<void> {
+  await q.query(
+    `INSERT INTO dead_letters (id, session_id, reason, error, attempts, payload, created_at, replayed_at)
+     VALUES ($1::text, $2::text, $3::text, $4::text, $5::integer, $6::text::jsonb, $7::bigint, $8::bigint)
+     ON CONFLICT (id) DO NOTHING`,
+    [dl.id, dl.sessionId, dl.reason, dl.error, dl.attempts, json(dl.payload), dl.createdAt, dl.replayedAt],
+  );
+}
+
+/** Newest first, optionally for one session. */
+export async function selectDeadLetters(
+  q: Queryable, sessionId: string | null, limit: number,
+): Promise<DeadLetterRow[]> {
+  const { rows } = await q.query<DeadLetterRow>(
+    `SELECT id, session_id, reason, error, attempts, payload, created_at, replayed_at FROM dead_letters
+     WHERE ($1::text IS NULL OR session_id = $1::text)
+     ORDER BY created_at DESC, id DESC LIMIT $2::integer`,
+    [sessionId, limit],
+  );
+  return rows;
+}
+
+export async function selectDeadLetter(q: Queryable, id: string): Promise<DeadLetterRow | null> {
+  const { rows } = await q.query<DeadLetterRow>(
+    `SELECT id, session_id, reason, error, attempts, payload, created_at, replayed_at FROM dead_letters
+     WHERE id = $1::text`,
+    [id],
+  );
+  return rows[0] ?? null;
+}
+
+export async function updateDeadLetterReplayed(q: Queryable, id: string, at: number): Promise<void> {
+  await q.query('UPDATE dead_letters SET replayed_at = $2::bigint WHERE id = $1::text', [id, at]);
+}

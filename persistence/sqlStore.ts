@@ -1,0 +1,150 @@
+/**
+ * Owns the store contract on top of SQL: the single implementation behind both the `pg` and
+ * the PGlite backend (they differ only in the `SqlDb` adapter they pass in).
+ */
+import { FencedError, StaleVersionError } from './errors.js';
+import { migrate } from './migrate.js';
+import * as sql from './queries.js';
+import type { SessionWrite } from './queries.js';
+import type { SqlDb } from './sqlDb.js';
+import type { CommitRecord, SessionStatus, Store } from './types.js';
+
+export interface SqlStoreOptions {
+  /** Schema the adapter's search_path points at; created by `migrate()` when missing. */
+  readonly schema?: string;
+  /** Clock for created_at/updated_at (ms), injectable like the memory store's. */
+  readonly now?: () => number;
+}
+
+const STATUSES: readonly SessionStatus[] = ['idle', 'active', 'sleeping', 'waiting', 'stopped'];
+
+/**
+ * Builds a `Store` over any `SqlDb`, so Postgres and PGlite share every query and every
+ * commit rule. `commit` is one transaction: a stale version or a fenced epoch anywhere in
+ * the batch rolls all of it back.
+ */
+export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreOptions = {}): Store {
+  const now = opts.now ?? Date.now;
+  return {
+    kind,
+    migrate: () => migrate(db, { schema: opts.schema, now }),
+    async ping() {
+      await db.query('SELECT 1');
+    },
+    async loadSession(id) {
+      const row = await sql.selectSession(db, id);
+      return row && sql.toSessionRecord(row);
+    },
+    async commit(records) {
+      if (records.length === 0) return;
+      await db.transaction(async (tx) => {
+        const writes = planSessionWrites(records);
+        let written = new Set<string>();
+        if (writes) {
+          written = await sql.upsertSessions(tx, writes, now());
+          if (written.size === writes.length) {
+            await sql.insertHistory(tx, records.flatMap((r) => r.history));
+            await sql.insertTransitions(tx, records.flatMap((r) => r.transitions));
+            await sql.insertOutbox(tx, records.flatMap((r) => r.outbox));
+            return;
+          }
+        }
+        // Some check failed: find which record, in commit order, the way the memory store would.
+        // Rows this transaction already wrote read back changed, so use what their check proved.
+        const stored = await sql.selectSessionVersions(tx, [...new Set(records.map((r) => r.sessionId))]);
+        for (const w of writes ?? []) {
+          if (!written.has(w.record.sessionId)) continue;
+          if (w.expectedVersion === 0) stored.delete(w.record.sessionId);
+          else stored.set(w.record.sessionId, { version: w.expectedVersion, ownerEpoch: w.checkEpoch });
+        }
+        throw firstConflict(records, stored);
+      });
+    },
+    async getHistory(sessionId, opts = {}) {
+      const rows = await sql.selectHistory(db, sessionId, opts.before ?? null, clampLimit(opts.limit, 100, 1000));
+      return rows.map(sql.toHistoryEntry);
+    },
+    async getTransitions(sessionId, opts = {}) {
+      const rows = await sql.selectTransitions(db, sessionId, opts.after ?? null, clampLimit(opts.limit, 1000, 10_000));
+      return rows.map(sql.toTransitionRecord);
+    },
+    async listSessions(query = {}) {
+      const rows = await sql.selectSessionSummaries(db, query, clampLimit(query.limit, 100, 1000));
+      return rows.map(sql.toSessionSummary);
+    },
+    async countSessionsByStatus() {
+      const counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<SessionStatus, number>;
+      for (const { status, n } of await sql.countSessionsGroupedByStatus(db)) {
+        if (status in counts) counts[status as SessionStatus] = n;
+      }
+      return counts;
+    },
+    async addDeadLetter(dl) {
+      await sql.insertDeadLetter(db, dl);
+    },
+    async listDeadLetters(opts = {}) {
+      const rows = await sql.selectDeadLetters(db, opts.sessionId || null, clampLimit(opts.limit, 100, 1000));
+      return rows.map(sql.toDeadLetter);
+    },
+    async getDeadLetter(id) {
+      const row = await sql.selectDeadLetter(db, id);
+      return row && sql.toDeadLetter(row);
+    },
+    async markDeadLetterReplayed(id, at) {
+      await sql.updateDeadLetterReplayed(db, id, at);
+    },
+    async pendingOutbox(limit) {
+      const rows = await sql.selectPendingOutbox(db, clampLimit(limit, 100, 10_000));
+      return rows.map(sql.toOutboxRecord);
+    },
+    async deleteOutbox(ids) {
+      await sql.deleteOutboxByIds(db, ids);
+    },
+    close: () => db.close(),
+  };
+}
+
+/**
+ * Collapses the records into one write per session (its last record), checked against the
+ * version and epoch the session's first record expects. Returns null when records for one
+ * session do not follow each other (version gap, falling epoch): that batch cannot commit.
+ */
+export function planSessionWrites(records: readonly CommitRecord[]): SessionWrite[] | null {
+  const bySession = new Map<string, SessionWrite>();
+  for (const r of records) {
+    const prev = bySession.get(r.sessionId);
+    if (prev) {
+      if (r.version !== prev.record.version + 1 || r.ownerEpoch < prev.record.ownerEpoch) return null;
+      bySession.set(r.sessionId, { ...prev, record: r });
+    } else {
+      bySession.set(r.sessionId, { record: r, expectedVersion: r.version - 1, checkEpoch: r.ownerEpoch });
+    }
+  }
+  // Id order, so concurrent commits touching the same sessions lock rows in the same order.
+  return [...bySession.values()].sort((a, b) => (a.record.sessionId < b.record.sessionId ? -1 : 1));
+}
+
+/**
+ * Replays the memory store's checks over the stored versions to name the first failing
+ * record. Stale is checked before fenced, as there. If nothing fails any more (the row changed
+ * between the two statements), the batch is still reported stale: it did not commit.
+ */
+export function firstConflict(
+  records: readonly CommitRecord[], stored: ReadonlyMap<string, { version: number; ownerEpoch: number }>,
+): StaleVersionError | FencedError {
+  const cur = new Map(stored);
+  for (const r of records) {
+    const c = cur.get(r.sessionId);
+    if ((c?.version ?? 0) !== r.version - 1) return new StaleVersionError(r.sessionId, r.version - 1);
+    if (c && c.ownerEpoch > r.ownerEpoch) return new FencedError(r.sessionId, r.ownerEpoch);
+    cur.set(r.sessionId, { version: r.version, ownerEpoch: r.ownerEpoch });
+  }
+  const first = records[0]!;
+  return new StaleVersionError(first.sessionId, first.version - 1);
+}
+
+/** Missing or nonsensical limits fall back to the default; large ones are capped. */
+function clampLimit(limit: number | undefined, fallback: number, max: number): number {
+  if (limit === undefined || !Number.isFinite(limit)) return fallback;
+  return Math.max(0, Math.min(max, Math.floor(limit)));
+}
