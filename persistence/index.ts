@@ -2,3 +2,9 @@
 export type * from './types.js';
 export * from './errors.js';
 export { createMemoryStore } from './memoryStore.js';
+export { createPgStore } from './pgStore.js';
+export type { PgStoreOptions } from './pgStore.js';
+export { createPgliteStore } from './pgliteStore.js';
+export type { PgliteStoreOptions } from './pgliteStore.js';
+export { openStore } from './openStore.js';
+export type { OpenStoreConfig } from './openStore.js';
