@@ -1,0 +1,472 @@
+/**
+ * One suite, three real backends: Postgres 15 (a fresh schema per suite, dropped after),
+ * PGlite in memory, and PGlite on a temp directory (closed and reopened). No mocks.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { PGlite } from '@electric-sql/pglite';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createPgStore, createPgliteStore, FencedError, openStore, SchemaTooNewError, StaleVersionError,
+  StoreUnavailableError,
+} from '../../persistence/index.js';
+import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, Store } from '../../persistence/index.js';
+import { bundledMigrations } from '../../persistence/migrate.js';
+import { createPgliteDb } from '../../persistence/pgliteStore.js';
+import { createPgDb } from '../../persistence/pgStore.js';
+import { createSqlStore } from '../../persistence/sqlStore.js';
+
+const DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/** A test clock: every store reads it for created_at/updated_at. */
+let clock = 1_700_000_000_000;
+const now = (): number => clock;
+
+interface Harness {
+  store: Store;
+  /** Raw SQL on the same database, for what the contract cannot do (plant a newer migration). */
+  raw(sql: string): Promise<unknown[]>;
+  /** A second, independent store on the same (fresh) database, or null when there is none. */
+  freshPair(): Promise<{ a: Store; b: Store; done: () => Promise<void> }>;
+  /** Closes and opens the store again on the same data; null for in-memory databases. */
+  reopen: (() => Promise<Store>) | null;
+  teardown(): Promise<void>;
+}
+
+const randomSchema = (): string => `agentry_test_${randomBytes(6).toString('hex')}`;
+
+function pgHarness(): Promise<Harness> {
+  const schema = randomSchema();
+  const admin = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
+  const rawPool = new pg.Pool({ connectionString: DATABASE_URL, max: 2, options: `-c search_path=${schema}` });
+  const schemas = [schema];
+  const h: Harness = {
+    store: createPgStore({ connectionString: DATABASE_URL, schema, now }),
+    raw: async (sql) => (await rawPool.query<Record<string, unknown>>(sql)).rows,
+    freshPair() {
+      const s = randomSchema();
+      schemas.push(s);
+      const a = createPgStore({ connectionString: DATABASE_URL, schema: s, now });
+      const b = createPgStore({ connectionString: DATABASE_URL, schema: s, now });
+      return Promise.resolve({ a, b, done: async () => { await a.close(); await b.close(); } });
+    },
+    async reopen() {
+      await h.store.close();
+      h.store = createPgStore({ connectionString: DATABASE_URL, schema, now });
+      return h.store;
+    },
+    async teardown() {
+      await h.store.close();
+      await rawPool.end();
+      for (const s of schemas) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+      await admin.end();
+    },
+  };
+  return Promise.resolve(h);
+}
+
+async function pgliteHarness(dataDir: string | undefined): Promise<Harness> {
+  // Built from the same parts as createPgliteStore, keeping the PGlite handle for raw SQL.
+  const db = await PGlite.create({ dataDir });
+  const h: Harness = {
+    store: createSqlStore(createPgliteDb(Promise.resolve(db)), 'pglite', { now }),
+    raw: async (sql) => (await db.query(sql)).rows,
+    async freshPair() {
+      const fresh = await PGlite.create();
+      const a = createSqlStore(createPgliteDb(Promise.resolve(fresh)), 'pglite', { now });
+      const b = createSqlStore(createPgliteDb(Promise.resolve(fresh)), 'pglite', { now });
+      return { a, b, done: () => fresh.close() };
+    },
+    reopen: dataDir === undefined ? null : async () => {
+      await h.store.close();
+      // The public constructor this time: it must find the data the first instance wrote.
+      h.store = createPgliteStore({ dataDir, now });
+      return h.store;
+    },
+    async teardown() {
+      await h.store.close();
+      if (!db.closed) await db.close();
+      if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+  return h;
+}
+
+function rec(sessionId: string, version: number, over: Partial<CommitRecord> = {}): CommitRecord {
+  return {
+    sessionId, type: 'chat', status: 'idle', snapshot: { value: 'idle', context: { n: version } },
+    lastSeq: version * 10, version, partition: 0, ownerEpoch: 1, wakeAt: null, wakeEvents: [],
+    wakePriority: null, history: [], transitions: [], outbox: [], ...over,
+  };
+}
+
+function hist(sessionId: string, seq: number, over: Partial<HistoryEntry> = {}): HistoryEntry {
+  return {
+    sessionId, seq, kind: 'message', body: { text: `m${seq}` }, priority: 'normal', from: 'user:1',
+    batchId: `b${seq}`, outcome: 'ok', at: clock + seq, ...over,
+  };
+}
+
+function out(sessionId: string, id: string, createdAt: number): OutboxRecord {
+  return { id, sessionId, subject: `agentry.out.${sessionId}`, headers: { 'Nats-Msg-Id': id }, body: `{"id":"${id}"}`, createdAt };
+}
+
+const backends: [string, () => Promise<Harness>][] = [
+  ['pg', pgHarness],
+  ['pglite (memory)', () => pgliteHarness(undefined)],
+  ['pglite (dataDir)', async () => pgliteHarness(await mkdtemp(join(tmpdir(), 'agentry-pglite-')))],
+];
+
+describe.each(backends)('store on %s', (_name, makeHarness) => {
+  let h: Harness;
+  let store: Store;
+  let supported: number;
+
+  beforeAll(async () => {
+    h = await makeHarness();
+    store = h.store;
+    supported = (await bundledMigrations()).at(-1)!.version;
+  });
+  afterAll(async () => {
+    await h?.teardown();
+  });
+
+  it('migrates once; running it again twice is a no-op', async () => {
+    const first = await store.migrate();
+    expect(first).toEqual({ applied: [1], current: supported });
+    expect(await store.migrate()).toEqual({ applied: [], current: supported });
+    expect(await store.migrate()).toEqual({ applied: [], current: supported });
+    const rows = await h.raw('SELECT version, name FROM agentry_migrations ORDER BY version');
+    expect(rows).toEqual([{ version: 1, name: 'init' }]);
+  });
+
+  it('refuses a database migrated by a newer release', async () => {
+    await h.raw(`INSERT INTO agentry_migrations (version, name, applied_at) VALUES (9999, 'future', 0)`);
+    try {
+      const err = await store.migrate().then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(SchemaTooNewError);
+      expect(err).toMatchObject({ found: 9999, supported, code: 'SCHEMA_TOO_NEW', retryable: false });
+    } finally {
+      await h.raw('DELETE FROM agentry_migrations WHERE version = 9999');
+    }
+    expect(await store.migrate()).toEqual({ applied: [], current: supported });
+  });
+
+  it('concurrent migrate() calls on a fresh database apply each file once', async () => {
+    const { a, b, done } = await h.freshPair();
+    try {
+      const results = await Promise.all([a.migrate(), b.migrate(), a.migrate(), b.migrate()]);
+      expect(results.flatMap((r) => r.applied)).toEqual([1]);
+      for (const r of results) expect(r.current).toBe(supported);
+      await a.commit([rec('pair-1', 1)]);
+      expect((await b.loadSession('pair-1'))?.version).toBe(1);
+    } finally {
+      await done();
+    }
+  });
+
+  it('pings', async () => {
+    await expect(store.ping()).resolves.toBeUndefined();
+  });
+
+  it('round-trips every field of a session, snapshot JSON included', async () => {
+    clock = 1_700_000_000_123;
+    const snapshot = {
+      status: 'active', value: { active: 'running' }, historyValue: {},
+      context: { text: 'héllo ✓ "quoted" \\ back', n: 1.5, big: 9007199254740991, neg: -3, t: true, nil: null, list: [1, 'two', { three: [3] }], empty: {} },
+    };
+    await store.commit([rec('rt-1', 1, {
+      type: 'support', status: 'sleeping', snapshot, lastSeq: 42, partition: 3, ownerEpoch: 7,
+      wakeAt: 1_700_000_060_000, wakeEvents: ['mail', 'timer.fired'], wakePriority: 'high',
+    })]);
+    expect(await store.loadSession('rt-1')).toEqual({
+      id: 'rt-1', type: 'support', status: 'sleeping', snapshot, lastSeq: 42, version: 1, partition: 3,
+      ownerEpoch: 7, wakeAt: 1_700_000_060_000, wakeEvents: ['mail', 'timer.fired'], wakePriority: 'high',
+      createdAt: 1_700_000_000_123, updatedAt: 1_700_000_000_123,
+    });
+
+    clock += 5000;
+    await store.commit([rec('rt-1', 2, { status: 'active', snapshot: ['top', 'level', 'array'], ownerEpoch: 7 })]);
+    const v2 = await store.loadSession('rt-1');
+    expect(v2).toMatchObject({
+      version: 2, status: 'active', snapshot: ['top', 'level', 'array'], wakeAt: null, wakeEvents: [],
+      wakePriority: null, createdAt: 1_700_000_000_123, updatedAt: 1_700_000_005_123,
+    });
+
+    await store.commit([rec('rt-2', 1, { snapshot: 'just a string' }), rec('rt-3', 1, { snapshot: null })]);
+    expect((await store.loadSession('rt-2'))?.snapshot).toBe('just a string');
+    expect((await store.loadSession('rt-3'))?.snapshot).toBeNull();
+    expect(await store.loadSession('missing')).toBeNull();
+  });
+
+  it('rejects a stale version and persists nothing from that transaction', async () => {
+    await store.commit([rec('st-1', 1, { history: [hist('st-1', 1)] })]);
+    const conflicting = [
+      rec('st-new', 1, { history: [hist('st-new', 1)], transitions: [{ sessionId: 'st-new', at: clock, event: 'go', from: 'idle', to: 'active' }], outbox: [out('st-new', 'st-new:o1', clock)] }),
+      rec('st-1', 1, { history: [hist('st-1', 2)] }), // row exists: version 1 was already written
+    ];
+    const err = await store.commit(conflicting).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(StaleVersionError);
+    expect(err).toMatchObject({ sessionId: 'st-1', expected: 0, code: 'STALE_VERSION' });
+    expect(await store.loadSession('st-new')).toBeNull();
+    expect(await store.getHistory('st-new')).toEqual([]);
+    expect(await store.getTransitions('st-new')).toEqual([]);
+    expect((await store.pendingOutbox(10_000)).filter((o) => o.sessionId === 'st-new')).toEqual([]);
+    expect((await store.getHistory('st-1')).map((e) => e.seq)).toEqual([1]);
+
+    // Skipping a version is stale too; the stored row is untouched.
+    await expect(store.commit([rec('st-1', 3)])).rejects.toMatchObject({ name: 'StaleVersionError', expected: 2 });
+    expect((await store.loadSession('st-1'))?.version).toBe(1);
+  });
+
+  it('rejects a deposed writer (older owner epoch) with FencedError', async () => {
+    await store.commit([rec('fe-1', 1, { ownerEpoch: 5 })]);
+    const err = await store.commit([rec('fe-2', 1), rec('fe-1', 2, { ownerEpoch: 4 })]).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(FencedError);
+    expect(err).toMatchObject({ sessionId: 'fe-1', epoch: 4, code: 'FENCED' });
+    expect(await store.loadSession('fe-2')).toBeNull();
+    await store.commit([rec('fe-1', 2, { ownerEpoch: 5 })]);
+    await store.commit([rec('fe-1', 3, { ownerEpoch: 6 })]);
+    expect(await store.loadSession('fe-1')).toMatchObject({ version: 3, ownerEpoch: 6 });
+  });
+
+  it('commits several versions of one session in one call', async () => {
+    await store.commit([
+      rec('mv-1', 1, { status: 'active', history: [hist('mv-1', 1)], transitions: [{ sessionId: 'mv-1', at: 1, event: 'msg', from: 'idle', to: 'active' }] }),
+      rec('mv-2', 1),
+      rec('mv-1', 2, { status: 'waiting', ownerEpoch: 2, history: [hist('mv-1', 2)], transitions: [{ sessionId: 'mv-1', at: 2, event: 'wait', from: 'active', to: 'waiting' }] }),
+      rec('mv-1', 3, { status: 'idle', ownerEpoch: 2, lastSeq: 99, transitions: [{ sessionId: 'mv-1', at: 3, event: 'done', from: 'waiting', to: 'idle' }] }),
+    ]);
+    expect(await store.loadSession('mv-1')).toMatchObject({ version: 3, status: 'idle', ownerEpoch: 2, lastSeq: 99 });
+    expect((await store.getHistory('mv-1')).map((e) => e.seq)).toEqual([2, 1]);
+    expect((await store.getTransitions('mv-1')).map((t) => t.event)).toEqual(['msg', 'wait', 'done']);
+
+    // A gap or a falling epoch inside one call is refused as a whole.
+    await expect(store.commit([rec('mv-3', 1), rec('mv-3', 3)])).rejects.toMatchObject({ name: 'StaleVersionError', sessionId: 'mv-3', expected: 2 });
+    await expect(store.commit([rec('mv-3', 1, { ownerEpoch: 3 }), rec('mv-3', 2, { ownerEpoch: 2 })])).rejects.toBeInstanceOf(FencedError);
+    expect(await store.loadSession('mv-3')).toBeNull();
+  });
+
+  it('keeps history newest first, idempotent on redelivery, with limit and before', async () => {
+    const entries = [1, 2, 3, 4, 5].map((s) => hist('hi-1', s));
+    await store.commit([rec('hi-1', 1, { history: entries })]);
+    // A redelivered batch carries the same (seq, batch) keys: nothing is added.
+    await store.commit([rec('hi-1', 2, { history: [entries[3]!, entries[4]!, hist('hi-1', 6)] })]);
+    // Internal records may reuse a seq under another batch.
+    await store.commit([rec('hi-1', 3, { history: [hist('hi-1', -1, { kind: 'internal', batchId: 'x1', body: undefined, from: null }), hist('hi-1', 6, { batchId: 'b6-retry', outcome: 'interrupted' })] })]);
+
+    const all = await store.getHistory('hi-1');
+    expect(all.map((e) => [e.seq, e.batchId])).toEqual([[6, 'b6-retry'], [6, 'b6'], [5, 'b5'], [4, 'b4'], [3, 'b3'], [2, 'b2'], [1, 'b1'], [-1, 'x1']]);
+    expect(all[2]).toEqual(hist('hi-1', 5));
+    expect(all.at(-1)).toMatchObject({ body: null, from: null, kind: 'internal' });
+    expect((await store.getHistory('hi-1', { limit: 2 })).map((e) => e.seq)).toEqual([6, 6]);
+    expect((await store.getHistory('hi-1', { before: 4, limit: 2 })).map((e) => e.seq)).toEqual([3, 2]);
+    expect((await store.getHistory('hi-1', { before: 1 })).map((e) => e.seq)).toEqual([-1]);
+    expect(await store.getHistory('nobody')).toEqual([]);
+  });
+
+  it('keeps transitions oldest first with after and limit', async () => {
+    const t = (at: number, event: string) => ({ sessionId: 'tr-1', at, event, from: `s${at - 1}`, to: `s${at}` });
+    await store.commit([rec('tr-1', 1, { transitions: [t(10, 'a'), t(20, 'b')] })]);
+    await store.commit([rec('tr-1', 2, { transitions: [t(30, 'c'), t(40, 'd')] })]);
+    expect(await store.getTransitions('tr-1')).toEqual([t(10, 'a'), t(20, 'b'), t(30, 'c'), t(40, 'd')]);
+    expect((await store.getTransitions('tr-1', { after: 20 })).map((x) => x.event)).toEqual(['c', 'd']);
+    expect((await store.getTransitions('tr-1', { limit: 3 })).map((x) => x.event)).toEqual(['a', 'b', 'c']);
+  });
+
+  it('lists sessions with filters and keyset pagination, and counts them by status', async () => {
+    const before = await store.countSessionsByStatus();
+    expect(Object.keys(before).sort()).toEqual(['active', 'idle', 'sleeping', 'stopped', 'waiting']);
+    const statuses = ['idle', 'active', 'sleeping', 'waiting', 'idle'] as const;
+    // Mixed case and punctuation: the order must match JavaScript's string order.
+    const ids = Array.from({ length: 25 }, (_, i) => `ls-${i % 2 ? 'A' : 'b'}-${String(i).padStart(2, '0')}`);
+    await store.commit(ids.map((id, i) => rec(id, 1, { status: statuses[i % 5]!, type: i % 3 ? 'chat' : 'mail', wakeAt: i === 0 ? 123 : null })));
+    const sorted = [...ids].sort();
+
+    const pages: string[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await store.listSessions({ idContains: 'ls-', limit: 7, after });
+      pages.push(...page.map((s) => s.id));
+      if (page.length < 7) break;
+      after = page.at(-1)!.id;
+    }
+    expect(pages).toEqual(sorted);
+
+    const first = (await store.listSessions({ idContains: 'ls-b-00' }))[0];
+    expect(first).toEqual({ id: 'ls-b-00', type: 'mail', status: 'idle', wakeAt: 123, updatedAt: clock });
+    const sleepingChat = await store.listSessions({ idContains: 'ls-', status: 'sleeping', type: 'chat' });
+    expect(sleepingChat.map((s) => s.id)).toEqual(sorted.filter((id) => {
+      const i = ids.indexOf(id);
+      return statuses[i % 5] === 'sleeping' && i % 3 !== 0;
+    }));
+    expect((await store.listSessions({ idContains: 'ls-A' })).every((s) => s.id.includes('ls-A'))).toBe(true);
+    expect(await store.listSessions({ idContains: 'LS-' })).toEqual([]); // substring match is exact
+    expect(await store.listSessions({ idContains: '%' })).toEqual([]); // no LIKE wildcards
+    expect((await store.listSessions({ limit: 5000 })).length).toBeLessThanOrEqual(1000);
+
+    await store.commit([rec('ls-b-00', 2, { status: 'stopped' })]);
+    const after2 = await store.countSessionsByStatus();
+    expect({
+      idle: after2.idle - before.idle, active: after2.active - before.active, sleeping: after2.sleeping - before.sleeping,
+      waiting: after2.waiting - before.waiting, stopped: after2.stopped - before.stopped,
+    }).toEqual({ idle: 9, active: 5, sleeping: 5, waiting: 5, stopped: 1 });
+  });
+
+  it('keeps dead letters once per id, lists them newest first and marks replays', async () => {
+    const dl = (id: string, sessionId: string, createdAt: number): DeadLetter => ({
+      id, sessionId, reason: 'handler-failed', error: 'boom', attempts: 3, payload: { msgs: [{ seq: 1 }] }, createdAt, replayedAt: null,
+    });
+    await store.addDeadLetter(dl('dl-1:1', 'dl-1', 100));
+    await store.addDeadLetter({ ...dl('dl-1:1', 'dl-1', 999), reason: 'second' });
+    await store.addDeadLetter(dl('dl-1:5', 'dl-1', 200));
+    await store.addDeadLetter(dl('dl-2:1', 'dl-2', 300));
+
+    expect(await store.getDeadLetter('dl-1:1')).toEqual(dl('dl-1:1', 'dl-1', 100));
+    expect((await store.listDeadLetters({ sessionId: 'dl-1' })).map((d) => d.id)).toEqual(['dl-1:5', 'dl-1:1']);
+    expect((await store.listDeadLetters({ sessionId: 'dl-1', limit: 1 })).map((d) => d.id)).toEqual(['dl-1:5']);
+    expect((await store.listDeadLetters()).map((d) => d.id).filter((id) => id.startsWith('dl-'))).toEqual(['dl-2:1', 'dl-1:5', 'dl-1:1']);
+
+    await store.markDeadLetterReplayed('dl-1:1', 4242);
+    expect(await store.getDeadLetter('dl-1:1')).toMatchObject({ replayedAt: 4242, reason: 'handler-failed' });
+    await store.markDeadLetterReplayed('nope', 1);
+    expect(await store.getDeadLetter('nope')).toBeNull();
+  });
+
+  it('keeps outbox rows until deleted, once per id', async () => {
+    const mine = async () => (await store.pendingOutbox(10_000)).filter((o) => o.sessionId === 'ob-1');
+    await store.commit([rec('ob-1', 1, { outbox: [out('ob-1', 'ob-1:2', 20), out('ob-1', 'ob-1:1', 10)] })]);
+    await store.commit([rec('ob-1', 2, { outbox: [out('ob-1', 'ob-1:1', 10), out('ob-1', 'ob-1:3', 30)] })]);
+    expect(await mine()).toEqual([out('ob-1', 'ob-1:1', 10), out('ob-1', 'ob-1:2', 20), out('ob-1', 'ob-1:3', 30)]);
+    await store.deleteOutbox(['ob-1:1', 'ob-1:3', 'not-there']);
+    await store.deleteOutbox([]);
+    expect((await mine()).map((o) => o.id)).toEqual(['ob-1:2']);
+  });
+
+  it('commits 500 sessions in one call (group commit)', async () => {
+    const batch = (version: number) => Array.from({ length: 500 }, (_, i) => {
+      const id = `gc-${String(i).padStart(3, '0')}`;
+      return rec(id, version, {
+        status: version === 1 ? 'active' : 'idle', snapshot: { pad: 'x'.repeat(800), i },
+        history: [hist(id, version * 2 - 1), hist(id, version * 2)],
+        transitions: [{ sessionId: id, at: version, event: `e${version}`, from: 'a', to: 'b' }],
+        outbox: [out(id, `${id}:${version}`, version)],
+      });
+    });
+    const t0 = performance.now();
+    await store.commit(batch(1));
+    const t1 = performance.now();
+    await store.commit(batch(2));
+    const t2 = performance.now();
+    console.log(`${_name}: 500-session commit ${(t1 - t0).toFixed(0)} ms (insert), ${(t2 - t1).toFixed(0)} ms (update)`);
+
+    const page = await store.listSessions({ idContains: 'gc-', limit: 1000 });
+    expect(page).toHaveLength(500);
+    expect(page.every((s) => s.status === 'idle')).toBe(true);
+    expect(await store.loadSession('gc-499')).toMatchObject({ version: 2, snapshot: { pad: 'x'.repeat(800), i: 499 } });
+    expect((await store.getHistory('gc-250')).map((e) => e.seq)).toEqual([4, 3, 2, 1]);
+    expect((await store.getTransitions('gc-250')).map((e) => e.event)).toEqual(['e1', 'e2']);
+    const pending = (await store.pendingOutbox(10_000)).filter((o) => o.sessionId.startsWith('gc-'));
+    expect(pending).toHaveLength(1000);
+    await store.deleteOutbox(pending.map((o) => o.id));
+  });
+
+  it('serialises concurrent commits: independent ones all land, racing ones fail stale', async () => {
+    await Promise.all(Array.from({ length: 20 }, (_, i) => store.commit([rec(`cc-${i}`, 1, { history: [hist(`cc-${i}`, 1)] })])));
+    const loads = await Promise.all(Array.from({ length: 20 }, (_, i) => store.loadSession(`cc-${i}`)));
+    expect(loads.every((s) => s?.version === 1)).toBe(true);
+
+    const racers = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => store.commit([rec('cc-0', 2, { lastSeq: i })])));
+    expect(racers.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    for (const r of racers) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(StaleVersionError);
+    expect((await store.loadSession('cc-0'))?.version).toBe(2);
+  });
+
+  it('keeps everything across close and reopen', async (ctx) => {
+    if (!h.reopen) return ctx.skip();
+    await store.commit([rec('ro-1', 1, { snapshot: { keep: [1, 2, 3] }, history: [hist('ro-1', 1)], outbox: [out('ro-1', 'ro-1:1', 1)] })]);
+    const before = await store.loadSession('ro-1');
+    store = await h.reopen();
+    expect(await store.migrate()).toEqual({ applied: [], current: supported });
+    expect(await store.loadSession('ro-1')).toEqual(before);
+    expect((await store.getHistory('ro-1')).map((e) => e.seq)).toEqual([1]);
+    expect((await store.pendingOutbox(10_000)).map((o) => o.id)).toContain('ro-1:1');
+    await store.commit([rec('ro-1', 2)]);
+    expect((await store.loadSession('ro-1'))?.version).toBe(2);
+  });
+});
+
+describe('store errors and construction', () => {
+  it('reports an unreachable Postgres as StoreUnavailableError with the cause', async () => {
+    const store = createPgStore({ connectionString: 'postgres://postgres@127.0.0.1:1/test' });
+    try {
+      const err = await store.ping().then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(StoreUnavailableError);
+      expect(err).toMatchObject({ code: 'STORE_UNAVAILABLE', retryable: true });
+      expect((err as Error).cause).toBeDefined();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('reports a statement timeout and a terminated backend as StoreUnavailableError', async () => {
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 1, statement_timeout: 50 });
+    pool.on('error', () => undefined);
+    const db = createPgDb(pool);
+    const admin = new pg.Client({ connectionString: DATABASE_URL });
+    await admin.connect();
+    try {
+      await expect(db.query('SELECT pg_sleep(1)')).rejects.toBeInstanceOf(StoreUnavailableError);
+      const [{ pid }] = (await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows as [{ pid: number }];
+      // Handle the outcome at once: the rejection may land before the admin query returns.
+      const killed = db.transaction((tx) => tx.query('SELECT pg_sleep(0.04) FROM generate_series(1, 100)'))
+        .then(() => null, (e: unknown) => e);
+      await new Promise((r) => setTimeout(r, 20));
+      await admin.query('SELECT pg_terminate_backend($1::integer)', [pid]);
+      const err = await killed;
+      expect(err).toBeInstanceOf(StoreUnavailableError);
+      expect((err as Error).cause).toMatchObject({ code: '57P01' });
+      // The pool replaced the dead connection.
+      expect((await db.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await admin.end();
+      await db.close();
+    }
+  });
+
+  it('reports a closed PGlite store as StoreUnavailableError', async () => {
+    const store = createPgliteStore();
+    await store.migrate();
+    await store.close();
+    await expect(store.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
+  });
+
+  it('openStore picks pg for a URL and PGlite otherwise', async () => {
+    const schema = randomSchema();
+    const pgStore = openStore({ databaseUrl: DATABASE_URL, schema, dataDir: '/nonexistent' });
+    const lite = openStore({});
+    try {
+      expect(pgStore.kind).toBe('pg');
+      expect(lite.kind).toBe('pglite');
+      for (const s of [pgStore, lite]) {
+        await s.migrate();
+        await s.commit([rec('os-1', 1)]);
+        expect((await s.loadSession('os-1'))?.version).toBe(1);
+      }
+    } finally {
+      await pgStore.close();
+      await lite.close();
+      const admin = new pg.Client({ connectionString: DATABASE_URL });
+      await admin.connect();
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await admin.end();
+    }
+  });
+
+  it('refuses a schema name that is not a plain identifier', () => {
+    expect(() => createPgStore({ connectionString: DATABASE_URL, schema: 'a b; drop' })).toThrow(TypeError);
+  });
+});
