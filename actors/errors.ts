@@ -19,6 +19,12 @@ export type ErrorCode =
   | 'TERMINAL'
   | 'CONFIG_INVALID'
   | 'PARTITION_MISMATCH'
+  | 'RATE_LIMITED'
+  | 'STORE_ERROR'
+  | 'STORE_UNAVAILABLE'
+  | 'SCHEMA_TOO_NEW'
+  | 'STALE_VERSION'
+  | 'FENCED'
   | 'INTERNAL';
 
 /** JSON-RPC error numbers, outside the reserved -32768..-32000 range. */
@@ -37,6 +43,14 @@ export const codes: Readonly<Record<ErrorCode, number>> = Object.freeze({
   TERMINAL: 5011,
   CONFIG_INVALID: 5020,
   PARTITION_MISMATCH: 5021,
+  /** A control-API client sent requests faster than its connection's rate limit. */
+  RATE_LIMITED: 4029,
+  /** Store errors (persistence/errors.ts) keep their codes on the wire. */
+  STORE_ERROR: 5030,
+  STORE_UNAVAILABLE: 5031,
+  SCHEMA_TOO_NEW: 5032,
+  STALE_VERSION: 5033,
+  FENCED: 5034,
   INTERNAL: 5000,
 });
 

@@ -1,0 +1,298 @@
+/**
+ * Owns the wire contract of the control API: the zod schema of every JSON-RPC method's params
+ * and result, the notification shape, and the error codes each method can return. The server
+ * validates params with these schemas, `/openrpc.json` is generated from them, and the typed
+ * client derives its signatures from them, so the three cannot drift apart.
+ *
+ * Conventions: times are epoch milliseconds; params objects are strict (an unknown key is
+ * -32602, so a typo such as `until` for `untilTime` never passes silently); results may grow
+ * new fields.
+ */
+import { z } from 'zod';
+
+/** Version of this contract, reported by `ping` and in the OpenRPC document. */
+export const PROTOCOL_VERSION = '1.0.0';
+
+const priority = z.enum(['low', 'normal', 'high', 'urgent']).describe('message priority; sleepers wake for mail at or above their threshold');
+const sessionState = z.enum(['idle', 'active', 'sleeping', 'waiting', 'stopped']);
+const agentId = z.string().describe("session id: 1-128 characters, no '.', '*', '>' or whitespace (it becomes a NATS subject token)");
+const epochMs = z.number().describe('epoch milliseconds');
+const limit = (max: number, dflt: number) => z.number().int().min(1).max(max).optional().describe(`page size (default ${dflt}, at most ${max})`);
+
+// ---- result pieces -------------------------------------------------------------------------
+
+const wakeCondition = z.object({
+  until: epochMs.nullable(),
+  events: z.array(z.string()),
+  mailPriority: priority.nullable(),
+});
+const waitCondition = z.object({
+  event: z.string().nullable(),
+  replyFrom: z.string().nullable(),
+  timeoutAt: epochMs.nullable(),
+});
+const agentView = z.object({
+  agentId: z.string(),
+  type: z.string(),
+  state: sessionState,
+  stateValue: z.string().describe("full state path, e.g. 'active.retrying'"),
+  userState: z.unknown(),
+  lastSeq: z.number(),
+  wake: wakeCondition.nullable(),
+  wait: waitCondition.nullable(),
+  mailbox: z.object({
+    pending: z.number(),
+    running: z.number(),
+    deferred: z.array(z.object({ seq: z.number(), kind: z.string(), priority, from: z.string().optional(), at: epochMs })),
+  }),
+  lastError: z.object({ message: z.string(), code: z.string(), terminal: z.boolean() }).nullable(),
+  live: z.boolean().describe('true when the actor is in memory on the serving node'),
+  updatedAt: epochMs.nullable(),
+});
+const agentSummary = z.object({ agentId: z.string(), type: z.string(), state: sessionState, wakeAt: epochMs.nullable(), updatedAt: epochMs });
+const stateResult = z.object({ agentId: z.string(), state: sessionState });
+const seqResult = z.object({ seq: z.number().describe('JetStream sequence of the stored message') });
+const taskInfo = z.object({
+  taskId: z.string(), agentId: z.string(), task: z.unknown(), schedule: z.string(), timezone: z.string(),
+  nextRunAt: epochMs.nullable(), lastRunAt: epochMs.nullable(),
+});
+const historyMessage = z.object({
+  seq: z.number(), kind: z.string(), body: z.unknown(), priority: z.string(), from: z.string().nullable(),
+  batchId: z.string().describe('handler run the message was part of (merged messages share one)'),
+  outcome: z.string(), at: epochMs,
+});
+const transition = z.object({ at: epochMs, event: z.string(), from: z.string(), to: z.string() });
+const deadLetter = z.object({
+  id: z.string(), agentId: z.string(), reason: z.string(), error: z.string().nullable(), attempts: z.number(),
+  payload: z.unknown(), createdAt: epochMs, replayedAt: epochMs.nullable(),
+});
+
+/** Kinds of notification a subscription can ask for. */
+export const SUBSCRIPTION_KINDS = ['state', 'output', 'event'] as const;
+export type SubscriptionKind = (typeof SUBSCRIPTION_KINDS)[number];
+
+/** An event-type pattern: dot-separated tokens, `*` for one token, `>` for the rest. */
+const eventPattern = z.string().max(256).regex(/^(\*|[A-Za-z0-9_-]+)(\.(\*|[A-Za-z0-9_-]+))*(\.>)?$|^>$/, 'must be dot-separated tokens of [A-Za-z0-9_-], * or a final >');
+
+// ---- methods -------------------------------------------------------------------------------
+
+/** One method: what it does, its params and result schemas, and the application errors it can return. */
+export interface MethodSpec {
+  readonly summary: string;
+  readonly params: z.ZodType;
+  readonly result: z.ZodType;
+  readonly errors: readonly string[];
+}
+
+const SESSION_ERRORS = ['INVALID_SESSION_ID', 'UNKNOWN_SESSION'] as const;
+
+/** Every method of the API, by canonical name (`async.<name>` is accepted as an alias of each). */
+export const methods = {
+  createAgent: {
+    summary: 'Creates a session of a registered agent type; resolves after its first commit.',
+    params: z.strictObject({
+      agentId,
+      type: z.string().min(1).describe('agent type (as registered with defineAgent)'),
+      config: z.strictObject({
+        checkMailInterval: z.number().optional(),
+        maxConcurrentTasks: z.number().int().optional(),
+        wakeOnPriority: priority.optional(),
+      }).optional().describe('accepted for compatibility with existing clients; not used yet (sleeps take their own wakeOnMailPriority)'),
+      state: z.unknown().optional().describe('initial user state (default: the agent\'s initialState())'),
+    }),
+    result: z.object({ agentId: z.string(), type: z.string(), state: sessionState }),
+    errors: ['INVALID_SESSION_ID', 'UNKNOWN_AGENT_TYPE', 'SESSION_EXISTS'],
+  },
+  getAgent: {
+    summary: 'Returns the current view of a session (live or stored).',
+    params: z.strictObject({ agentId }),
+    result: agentView,
+    errors: SESSION_ERRORS,
+  },
+  listAgents: {
+    summary: 'Lists sessions by id, filtered; pass `next` of one page as `after` to get the following page.',
+    params: z.strictObject({
+      status: sessionState.optional(),
+      type: z.string().optional(),
+      idContains: z.string().max(128).optional(),
+      after: z.string().max(256).optional().describe('cursor: `next` of the previous page'),
+      limit: limit(500, 100),
+    }),
+    result: z.object({ agents: z.array(agentSummary), next: z.string().nullable().describe('cursor of the next page; null on the last page') }),
+    errors: [],
+  },
+  sendMessage: {
+    summary: "Publishes a message to a session's inbox (JetStream); resolves when it is stored, not when it is handled.",
+    params: z.strictObject({
+      agentId,
+      message: z.unknown().describe('any JSON; strings are delivered as text'),
+      priority: priority.optional(),
+      kind: z.enum(['message', 'task', 'event', 'control']).optional().describe("Agentry-Kind (default 'message'; use sendMail for mail)"),
+      from: z.string().max(256).optional(),
+      msgId: z.string().min(1).max(256).optional().describe('de-duplication id: a repeat within 2 minutes is dropped'),
+    }),
+    result: seqResult,
+    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'PAYLOAD_TOO_LARGE', 'NOT_READY'],
+  },
+  sendMail: {
+    summary: "Sends mail (a message with a sender and a priority) to a session's inbox; a sleeper wakes when the priority reaches its threshold.",
+    params: z.strictObject({ to: agentId, from: z.string().max(256).optional(), body: z.unknown(), priority: priority.optional().describe("default 'normal'") }),
+    result: seqResult,
+    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'PAYLOAD_TOO_LARGE', 'NOT_READY'],
+  },
+  sleepAgent: {
+    summary: 'Puts a session to sleep until a time, a listed event, mail at or above a priority, or wakeAgent.',
+    params: z.strictObject({
+      agentId,
+      untilTime: z.union([z.string(), z.number()]).optional().describe('ISO 8601 time or epoch milliseconds'),
+      durationMs: z.number().int().min(0).optional().describe('alternative to untilTime'),
+      wakeEvents: z.array(z.string().min(1).max(256)).max(100).optional(),
+      wakeOnMailPriority: priority.optional(),
+    }),
+    result: z.object({ agentId: z.string(), state: sessionState, wakeAt: epochMs.nullable() }),
+    errors: [...SESSION_ERRORS, 'INVALID_ARGUMENT', 'INVALID_TRANSITION'],
+  },
+  wakeAgent: {
+    summary: 'Wakes a sleeping or waiting session now.',
+    params: z.strictObject({ agentId }),
+    result: stateResult,
+    errors: [...SESSION_ERRORS, 'INVALID_TRANSITION'],
+  },
+  stopAgent: {
+    summary: 'Stops a session for good; later messages are dead-lettered; its history stays readable.',
+    params: z.strictObject({ agentId, reason: z.string().max(1024).optional() }),
+    result: stateResult,
+    errors: [...SESSION_ERRORS, 'INVALID_TRANSITION'],
+  },
+  interruptAgent: {
+    summary: 'Aborts the running handler (its batch is kept in history as interrupted); the session returns to idle.',
+    params: z.strictObject({ agentId, reason: z.string().max(1024).optional() }),
+    result: z.object({ agentId: z.string(), state: sessionState, interrupted: z.boolean() }),
+    errors: [...SESSION_ERRORS, 'INVALID_TRANSITION'],
+  },
+  scheduleTask: {
+    summary: "Schedules a cron task (croner syntax, IANA time zone); each firing reaches the session's inbox as a `task`.",
+    params: z.strictObject({
+      agentId,
+      task: z.unknown().describe('body of each task message'),
+      schedule: z.string().min(1).max(256).describe("cron expression, e.g. '0 9 * * 1-5' (seconds field optional)"),
+      timezone: z.string().max(64).optional().describe("IANA time zone (default 'UTC')"),
+      taskId: z.string().min(1).max(128).optional().describe('stable id (default: generated)'),
+    }),
+    result: z.object({ taskId: z.string(), nextRunAt: epochMs.nullable() }),
+    errors: [...SESSION_ERRORS, 'INVALID_ARGUMENT'],
+  },
+  cancelTask: {
+    summary: 'Cancels a scheduled task.',
+    params: z.strictObject({ taskId: z.string().min(1).max(128) }),
+    result: z.object({ cancelled: z.boolean() }),
+    errors: [],
+  },
+  listTasks: {
+    summary: 'Lists scheduled tasks, of one session or all.',
+    params: z.strictObject({ agentId: agentId.optional() }),
+    result: z.object({ tasks: z.array(taskInfo) }),
+    errors: ['INVALID_SESSION_ID'],
+  },
+  publishEvent: {
+    summary: 'Publishes an event on the bus (agentry.events.<type>); sessions waiting for or subscribed to it receive it.',
+    params: z.strictObject({
+      type: z.string().min(1).max(256).regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'must be dot-separated tokens of [A-Za-z0-9_-]'),
+      data: z.unknown().optional(),
+      priority: priority.optional(),
+      from: z.string().max(256).optional(),
+    }),
+    result: z.object({ seq: z.number(), recipients: z.number().describe('sessions the event was delivered to') }),
+    errors: ['INVALID_ARGUMENT', 'PAYLOAD_TOO_LARGE', 'NOT_READY'],
+  },
+  getHistory: {
+    summary: "Returns a session's messages, newest first; page with `before` (exclusive upper bound on seq).",
+    params: z.strictObject({ agentId, limit: limit(1000, 50), before: z.number().int().optional() }),
+    result: z.object({ messages: z.array(historyMessage) }),
+    errors: SESSION_ERRORS,
+  },
+  getTransitions: {
+    summary: "Returns a session's state transitions, oldest first; page with `after` (exclusive lower bound on `at`).",
+    params: z.strictObject({ agentId, limit: limit(1000, 100), after: z.number().optional() }),
+    result: z.object({ transitions: z.array(transition) }),
+    errors: SESSION_ERRORS,
+  },
+  listDeadLetters: {
+    summary: 'Lists dead letters (batches or messages that could not be processed), newest first.',
+    params: z.strictObject({ agentId: agentId.optional(), limit: limit(1000, 100) }),
+    result: z.object({ deadLetters: z.array(deadLetter) }),
+    errors: ['INVALID_SESSION_ID'],
+  },
+  replayDeadLetter: {
+    summary: "Publishes a dead letter's messages to its session's inbox again (once: replay ids are deterministic).",
+    params: z.strictObject({ id: z.string().min(1).max(512) }),
+    result: z.object({ published: z.number() }),
+    errors: ['INVALID_ARGUMENT', 'NOT_READY'],
+  },
+  subscribe: {
+    summary: "Starts notifications (method 'notify') of state changes, outputs and events; works whichever node owns the session.",
+    params: z.strictObject({
+      agentId: agentId.optional().describe('session whose state changes and outputs to follow (default: all sessions)'),
+      pattern: eventPattern.optional().describe("event types for kind 'event', e.g. 'invoice.*' (default: '>' = all)"),
+      kinds: z.array(z.enum(SUBSCRIPTION_KINDS)).min(1).max(3),
+    }),
+    result: z.object({ subscriptionId: z.string() }),
+    errors: ['INVALID_SESSION_ID', 'INVALID_ARGUMENT', 'NOT_READY'],
+  },
+  unsubscribe: {
+    summary: 'Ends a subscription of this connection.',
+    params: z.strictObject({ subscriptionId: z.string().max(64) }),
+    result: z.object({ unsubscribed: z.boolean().describe('false when no such subscription was open') }),
+    errors: [],
+  },
+  ping: {
+    summary: 'Round trip; reports the protocol version and server time.',
+    params: z.strictObject({}),
+    result: z.object({ pong: z.literal(true), at: epochMs, protocol: z.string() }),
+    errors: [],
+  },
+  'rpc.discover': {
+    summary: 'Returns the OpenRPC document of this API.',
+    params: z.strictObject({}),
+    result: z.record(z.string(), z.unknown()),
+    errors: [],
+  },
+} as const satisfies Record<string, MethodSpec>;
+
+/** Canonical method names. */
+export type MethodName = keyof typeof methods;
+/** What a caller passes (defaults still optional). */
+export type ParamsOf<M extends MethodName> = z.input<(typeof methods)[M]['params']>;
+/** What the server returns. */
+export type ResultOf<M extends MethodName> = z.output<(typeof methods)[M]['result']>;
+
+/** The list of canonical method names, in documentation order. */
+export const METHOD_NAMES = Object.keys(methods) as MethodName[];
+
+/** Prefix of the alias names (`async.createAgent` calls `createAgent`). */
+export const ALIAS_PREFIX = 'async.';
+
+/** Params of the server's `notify` notifications. */
+export const notificationSchema = z.object({
+  subscriptionId: z.string(),
+  seq: z.number().int().min(1).describe('1, 2, 3… per subscription: a jump means notifications were lost'),
+  kind: z.enum(SUBSCRIPTION_KINDS),
+  agentId: z.string().optional(),
+  data: z.unknown().describe("state: {agentId,from,to,state,event,at}; output: {kind:'reply'|'chunk',body,run?}; event: {type,body,priority,from}"),
+});
+export type Notification = z.output<typeof notificationSchema>;
+
+/** `data` of a `state` notification. */
+export interface StateChange { readonly agentId: string; readonly from: string; readonly to: string; readonly state: string; readonly event: string; readonly at: number }
+/** `data` of an `output` notification. */
+export interface OutputData { readonly kind: 'reply' | 'chunk'; readonly body: unknown; readonly run?: number }
+/** `data` of an `event` notification. */
+export interface EventData { readonly type: string; readonly body: unknown; readonly priority: string | null; readonly from: string | null }
+
+/** JSON-RPC's reserved codes, used for protocol faults only. */
+export const PROTOCOL_ERRORS = {
+  PARSE_ERROR: -32700,
+  INVALID_REQUEST: -32600,
+  METHOD_NOT_FOUND: -32601,
+  INVALID_PARAMS: -32602,
+} as const;
