@@ -44,12 +44,20 @@ const schema = z.object({
   /** HTTP control plane. */
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(7070),
+  /** Bearer token for /rpc, /metrics and the UI; required when `host` is not loopback. */
+  token: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** Browser origins allowed on /rpc (e.g. `https://ops.example.com`); default: the server's own origins. */
+  allowedOrigins: z.array(z.url()).optional(),
+  /** Per-connection JSON-RPC rate limit: sustained requests per second (token bucket refill). */
+  rpcRatePerSec: z.number().positive().default(200),
+  /** Per-connection JSON-RPC burst (token bucket size). */
+  rpcBurst: z.number().int().min(1).default(400),
 });
 
 export type RuntimeConfig = Readonly<z.infer<typeof schema>>;
 export type RuntimeConfigInput = z.input<typeof schema>;
 
-const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boolean }>> = {
+const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boolean; list?: boolean }>> = {
   NATS_URL: { key: 'natsUrl' },
   DATABASE_URL: { key: 'databaseUrl' },
   AGENTRY_STORE: { key: 'store' },
@@ -66,6 +74,10 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_NODE_ID: { key: 'nodeId' },
   HOST: { key: 'host' },
   PORT: { key: 'port', number: true },
+  AGENTRY_TOKEN: { key: 'token' },
+  AGENTRY_ALLOWED_ORIGINS: { key: 'allowedOrigins', list: true },
+  AGENTRY_RPC_RATE: { key: 'rpcRatePerSec', number: true },
+  AGENTRY_RPC_BURST: { key: 'rpcBurst', number: true },
 };
 
 /**
@@ -74,10 +86,10 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
  */
 export function loadConfig(overrides: RuntimeConfigInput = {}, env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
   const fromEnv: Record<string, unknown> = {};
-  for (const [name, { key, number }] of Object.entries(ENV)) {
+  for (const [name, { key, number, list }] of Object.entries(ENV)) {
     const raw = env[name];
     if (raw === undefined || raw === '') continue;
-    fromEnv[key] = number ? Number(raw) : raw;
+    fromEnv[key] = number ? Number(raw) : list ? raw.split(',').map((x) => x.trim()).filter(Boolean) : raw;
   }
   const merged = { ...fromEnv, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) };
   const parsed = schema.safeParse(merged);

@@ -2,6 +2,8 @@
 export { createRuntime } from './runtime.js';
 export type { Runtime, RuntimeOptions, SendOptions, SleepAgentOptions, Readiness, TaskInfo } from './runtime.js';
 export { loadConfig } from './config.js';
+export { startControlPlane } from './http/index.js';
+export type { ControlPlane, ControlPlaneOptions } from './http/index.js';
 export type { RuntimeConfig, RuntimeConfigInput } from './config.js';
 export { partitionOf } from './partition.js';
 export type { SessionView, Clock, HostListener } from './sessionHost.js';

@@ -16,6 +16,7 @@ import {
 } from '@nats-io/jetstream';
 import { AgentryError } from '../actors/errors.js';
 import type { Logger } from './logger.js';
+import { natsConnectOptions } from './natsUrl.js';
 import { partitionOf } from './partition.js';
 
 export const INBOX_SUBJECT = (sessionId: string): string => `agentry.in.${sessionId}`;
@@ -83,11 +84,12 @@ function toHeaders(h: Record<string, string>): MsgHdrs {
 /** Connects to NATS and returns the transport. Reconnects forever; status changes are logged once each. */
 export async function createTransport(opts: TransportOptions): Promise<Transport> {
   const log = opts.logger;
-  const nc = await connect({ servers: opts.url, name: opts.name, maxReconnectAttempts: -1, reconnectTimeWait: 500, pingInterval: 10_000 });
+  // Credentials in the URL (nats://user:pass@host) become connect options: nats.js does not read them itself.
+  const nc = await connect({ ...natsConnectOptions(opts.url), name: opts.name, maxReconnectAttempts: -1, reconnectTimeWait: 500, pingInterval: 10_000 });
   let connected = true;
   void (async () => {
     for await (const s of nc.status()) {
-      if (s.type === 'disconnect') { connected = false; log.warn({ server: opts.url }, 'NATS connection lost; reconnecting'); }
+      if (s.type === 'disconnect') { connected = false; log.warn({ server: natsConnectOptions(opts.url).servers.join(',') }, 'NATS connection lost; reconnecting'); }
       if (s.type === 'reconnect') { connected = true; log.info('NATS connection restored'); }
     }
   })();

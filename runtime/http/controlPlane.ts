@@ -1,0 +1,286 @@
+/**
+ * Owns the control plane's HTTP server: `/rpc` (WebSocket JSON-RPC 2.0), `/healthz`, `/readyz`,
+ * `/metrics`, `/openrpc.json` and the inspector UI at `/`. It decides who may connect (token,
+ * Origin, Host), enforces the transport limits (frame size, heartbeats) and wires each accepted
+ * WebSocket to an `RpcConnection`.
+ *
+ * Auth: when a token is configured, `/rpc`, `/metrics` and the UI need it as
+ * `Authorization: Bearer <token>`, as `?token=<token>` (browsers cannot set WebSocket headers),
+ * or as the HttpOnly cookie the UI sets after a `?token=` visit. Refusals happen at the HTTP
+ * handshake (401/403), so an unauthenticated peer never holds a WebSocket. `/healthz`, `/readyz`
+ * and `/openrpc.json` stay open for probes and tooling: they reveal no session data.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { createJSONRPCErrorResponse, JSONRPCServer } from 'json-rpc-2.0';
+import { WebSocketServer } from 'ws';
+import { AgentryError } from '../../actors/errors.js';
+import { ALIAS_PREFIX, METHOD_NAMES, PROTOCOL_ERRORS } from '../../client/index.js';
+import type { Logger } from '../logger.js';
+import type { Runtime } from '../runtime.js';
+import { TOKEN_COOKIE, defaultOrigins, hostAllowed, isLoopbackHost, originAllowed, presentedToken, tokenMatches } from './auth.js';
+import { createMethodTable, registerMethods } from './methods.js';
+import { createMetrics } from './metrics.js';
+import { buildOpenRpcDocument } from './openrpc.js';
+import { RpcConnection, type ConnectionLimits } from './rpcConnection.js';
+import { toRpcError } from './rpcErrors.js';
+import { loadStaticFiles, lookupStatic, type StaticFile } from './staticFiles.js';
+
+export interface ControlPlaneOptions {
+  /** Interface to bind; default the runtime's `host` (127.0.0.1). */
+  readonly host?: string;
+  /** Port; 0 picks a free one. Default the runtime's `port` (7070). */
+  readonly port?: number;
+  /** Bearer token; default the runtime's `token` (AGENTRY_TOKEN). Required when `host` is not loopback. */
+  readonly token?: string;
+  /** Browser origins allowed on /rpc; default the runtime's `allowedOrigins`, else this server's own origins. */
+  readonly allowedOrigins?: readonly string[];
+  /** Largest WebSocket frame; a bigger one closes the socket with 1009. Default 1 MiB. */
+  readonly maxPayloadBytes?: number;
+  readonly maxBatch?: number;
+  readonly maxDepth?: number;
+  /** Per-connection rate limit; default the runtime's `rpcRatePerSec` / `rpcBurst`. */
+  readonly ratePerSec?: number;
+  readonly burst?: number;
+  /** Unread bytes after which a client is disconnected. Default 4 MiB. */
+  readonly maxBufferedBytes?: number;
+  /** Ping interval; a socket that has not answered the previous ping is closed. Default 30 s. */
+  readonly heartbeatMs?: number;
+  readonly maxSubscriptions?: number;
+  /** Directory of the built inspector; default `<package>/inspector/dist`. */
+  readonly staticDir?: string;
+  /** How often store counts and JetStream backlog are re-read for /metrics. Default 5 s. */
+  readonly metricsRefreshMs?: number;
+  readonly logger?: Logger;
+}
+
+/** A running control plane. */
+export interface ControlPlane {
+  /** Base URL, e.g. `http://127.0.0.1:7070` (the UI). */
+  readonly url: string;
+  /** The WebSocket JSON-RPC endpoint, e.g. `ws://127.0.0.1:7070/rpc`. */
+  readonly rpcUrl: string;
+  readonly port: number;
+  /** Closes every connection and the server. */
+  close(): Promise<void>;
+}
+
+const MiB = 1024 * 1024;
+
+function hostForUrl(host: string): string {
+  if (host === '0.0.0.0' || host === '::') return '127.0.0.1';
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
+  const body = JSON.stringify({ error: reason });
+  const text = status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : status === 404 ? 'Not Found' : 'Bad Request';
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  socket.destroy();
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown, head = false): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
+  res.end(head ? undefined : body);
+}
+
+function sendText(res: ServerResponse, status: number, text: string, extra: Record<string, string> = {}): void {
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...extra });
+  res.end(text);
+}
+
+/** Method name as a metric label: canonical names only, so a client cannot grow the label set. */
+function methodLabel(method: string): string {
+  const name = method.startsWith(ALIAS_PREFIX) ? method.slice(ALIAS_PREFIX.length) : method;
+  return (METHOD_NAMES as readonly string[]).includes(name) ? name : '_unknown';
+}
+
+/**
+ * Starts the control plane for `runtime` and resolves once it listens. Refuses to start
+ * (CONFIG_INVALID) on a non-loopback host without a token.
+ *
+ * @example
+ * const cp = await startControlPlane(runtime, { port: 0 });
+ * console.log(`API at ${cp.rpcUrl}`);
+ * await cp.close();
+ */
+export async function startControlPlane(runtime: Runtime, opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const host = opts.host ?? runtime.config.host;
+  const token = opts.token ?? runtime.config.token;
+  if (!isLoopbackHost(host) && !token) {
+    throw new AgentryError('CONFIG_INVALID', `AGENTRY_TOKEN is required when the control plane binds to ${host} (not loopback): set a token of at least 16 characters`);
+  }
+  const log = (opts.logger ?? runtime.logger).child({ component: 'control-plane' });
+  const limits: ConnectionLimits = {
+    maxBatch: opts.maxBatch ?? 100,
+    maxDepth: opts.maxDepth ?? 128,
+    ratePerSec: opts.ratePerSec ?? runtime.config.rpcRatePerSec,
+    burst: opts.burst ?? runtime.config.rpcBurst,
+    maxBufferedBytes: opts.maxBufferedBytes ?? 4 * MiB,
+    maxSubscriptions: opts.maxSubscriptions ?? 100,
+  };
+  const metrics = createMetrics(runtime, opts.metricsRefreshMs ?? 5000);
+  const files: ReadonlyMap<string, StaticFile> = loadStaticFiles(opts.staticDir);
+  const openRpcDoc = buildOpenRpcDocument();
+  const openRpcJson = JSON.stringify(openRpcDoc);
+
+  const rpc = new JSONRPCServer<RpcConnection>({ errorListener: () => undefined });
+  rpc.handleMethodNotFound = (request) => Promise.resolve(request.id === undefined ? null : createJSONRPCErrorResponse(
+    request.id, PROTOCOL_ERRORS.METHOD_NOT_FOUND, `Method not found: ${request.method.slice(0, 100)}`, { type: 'METHOD_NOT_FOUND', retryable: false },
+  ));
+  rpc.applyMiddleware(async (next, request, conn) => {
+    const started = performance.now();
+    const label = methodLabel(request.method);
+    try {
+      const res = await next(request, conn);
+      const dataType = (res?.error?.data as { type?: unknown } | undefined)?.type;
+      const errType = res?.error ? (typeof dataType === 'string' ? dataType : String(res.error.code)) : null;
+      metrics.observeRpc(label, (performance.now() - started) / 1000, errType);
+      return res;
+    } catch (e) {
+      const err = toRpcError(e, (requestId, cause) => {
+        log.error({ err: cause, requestId, method: label, conn: conn.id }, 'internal error in a control API method');
+      });
+      metrics.observeRpc(label, (performance.now() - started) / 1000, String(err.data.type));
+      return request.id === undefined ? null : createJSONRPCErrorResponse(request.id, err.code, err.message, err.data);
+    }
+  });
+  registerMethods(rpc, createMethodTable(runtime, () => openRpcDoc));
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayloadBytes ?? MiB, perMessageDeflate: false });
+  const connections = new Set<RpcConnection>();
+  let allowedOrigins = new Set<string>();
+  const authorized = (req: IncomingMessage, url: URL): boolean => !token || tokenMatches(token, presentedToken(req, url)?.token);
+
+  const onRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    if (!token && !hostAllowed(req.headers.host, allowedOrigins)) { sendText(res, 403, 'forbidden: unexpected Host header\n'); return; }
+    const head = req.method === 'HEAD';
+    if (req.method !== 'GET' && !head) { sendText(res, 405, 'method not allowed\n', { Allow: 'GET, HEAD' }); return; }
+    switch (url.pathname) {
+      case '/healthz':
+        sendJson(res, 200, { status: 'ok' }, head);
+        return;
+      case '/readyz': {
+        const r = runtime.readiness();
+        sendJson(res, r.ok ? 200 : 503, r, head);
+        return;
+      }
+      case '/openrpc.json':
+        res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(openRpcJson) });
+        res.end(head ? undefined : openRpcJson);
+        return;
+      case '/metrics': {
+        if (!authorized(req, url)) { sendText(res, 401, 'unauthorized: send Authorization: Bearer <AGENTRY_TOKEN>\n', { 'WWW-Authenticate': 'Bearer' }); return; }
+        const text = await metrics.registry.metrics();
+        res.writeHead(200, { 'Content-Type': metrics.registry.contentType, 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
+        res.end(head ? undefined : text);
+        return;
+      }
+      case '/rpc':
+        sendText(res, 426, 'upgrade required: /rpc is a WebSocket endpoint\n', { Upgrade: 'websocket' });
+        return;
+      default:
+        break;
+    }
+    const presented = token ? presentedToken(req, url) : undefined;
+    if (token && !tokenMatches(token, presented?.token)) {
+      sendText(res, 401, 'unauthorized: open this page as /?token=<AGENTRY_TOKEN>\n', { 'WWW-Authenticate': 'Bearer' });
+      return;
+    }
+    if (presented?.via === 'query') {
+      // Keep the token out of the address bar and history: move it into a cookie and redirect.
+      url.searchParams.delete('token');
+      res.writeHead(303, {
+        Location: url.pathname + (url.search || ''),
+        'Set-Cookie': `${TOKEN_COOKIE}=${encodeURIComponent(presented.token)}; HttpOnly; SameSite=Strict; Path=/`,
+      });
+      res.end();
+      return;
+    }
+    const file = lookupStatic(files, url.pathname);
+    if (!file) { sendText(res, 404, 'not found\n'); return; }
+    if (req.headers['if-none-match'] === file.etag) { res.writeHead(304, { ETag: file.etag }); res.end(); return; }
+    res.writeHead(200, {
+      'Content-Type': file.type, 'Content-Length': file.body.length, ETag: file.etag, 'Cache-Control': 'no-cache',
+      'Content-Security-Policy': "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+      'Referrer-Policy': 'no-referrer',
+    });
+    res.end(head ? undefined : file.body);
+  };
+
+  const server = createServer((req, res) => {
+    onRequest(req, res).catch((err: unknown) => {
+      log.error({ err, path: req.url?.split('?')[0] }, 'http request failed');
+      if (!res.headersSent) sendText(res, 500, 'internal error\n');
+      else res.destroy();
+    });
+  });
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => undefined);
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname !== '/rpc') { refuseUpgrade(socket, 404, 'WebSocket endpoint is /rpc'); return; }
+    if (!token && !hostAllowed(req.headers.host, allowedOrigins)) { refuseUpgrade(socket, 403, 'unexpected Host header'); return; }
+    if (!originAllowed(req.headers.origin, allowedOrigins)) {
+      log.warn({ origin: req.headers.origin?.slice(0, 200) }, 'websocket refused: origin not allowed');
+      refuseUpgrade(socket, 403, 'origin not allowed (AGENTRY_ALLOWED_ORIGINS)');
+      return;
+    }
+    if (!authorized(req, url)) { refuseUpgrade(socket, 401, 'missing or wrong token'); return; }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const conn = new RpcConnection(ws, { rpc, metrics, logger: log, limits });
+      connections.add(conn);
+      metrics.connectionOpened();
+      ws.on('close', (code) => {
+        connections.delete(conn);
+        if (code === 1009) log.info({ conn: conn.id }, 'websocket closed: frame above maxPayload');
+      });
+    });
+  });
+  server.on('clientError', (_err, socket) => { socket.destroy(); });
+
+  const heartbeat = setInterval(() => { for (const c of connections) c.heartbeat(); }, opts.heartbeatMs ?? 30_000);
+  heartbeat.unref();
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      reject(err.code === 'EADDRINUSE'
+        ? new AgentryError('CONFIG_INVALID', `port ${opts.port ?? runtime.config.port} on ${host} is in use: set PORT (or --port) to another one`, { cause: err })
+        : err);
+    });
+    server.listen(opts.port ?? runtime.config.port, host, () => {
+      const addr = server.address();
+      resolve(typeof addr === 'object' && addr ? addr.port : 0);
+    });
+  }).catch((e: unknown) => {
+    clearInterval(heartbeat);
+    metrics.close();
+    throw e;
+  });
+  allowedOrigins = new Set((opts.allowedOrigins ?? runtime.config.allowedOrigins ?? defaultOrigins(host, port)).map((o) => o.toLowerCase().replace(/\/$/, '')));
+  const base = `${hostForUrl(host)}:${port}`;
+  log.info({ url: `http://${base}`, auth: token ? 'token' : 'none (loopback only)' }, 'control plane listening');
+
+  let closing: Promise<void> | null = null;
+  return {
+    url: `http://${base}`,
+    rpcUrl: `ws://${base}/rpc`,
+    port,
+    close() {
+      closing ??= (async () => {
+        clearInterval(heartbeat);
+        metrics.close();
+        for (const c of connections) c.ws.close(1001, 'server shutting down');
+        await new Promise((r) => setTimeout(r, connections.size > 0 ? 100 : 0));
+        for (const c of connections) c.ws.terminate();
+        wss.close();
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => { server.close(() => { resolve(); }); });
+      })();
+      return closing;
+    },
+  };
+}

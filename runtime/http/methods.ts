@@ -1,0 +1,169 @@
+/**
+ * Owns what each JSON-RPC method does: validates params against its schema in
+ * `client/protocol.ts`, calls the `Runtime` (which routes session commands to the owning node),
+ * and shapes the result as the schema says. Registered under the canonical name and the
+ * `async.` alias.
+ */
+import type { JSONRPCServer } from 'json-rpc-2.0';
+import type { z } from 'zod';
+import { AgentryError } from '../../actors/errors.js';
+import { assertSessionId } from '../../actors/sessionId.js';
+import { ALIAS_PREFIX, METHOD_NAMES, PROTOCOL_VERSION, methods, type MethodName, type ResultOf } from '../../client/index.js';
+import type { Runtime } from '../runtime.js';
+import type { SessionView } from '../sessionHost.js';
+import { invalidParams } from './rpcErrors.js';
+import type { RpcConnection } from './rpcConnection.js';
+import { openNatsSubscriptions } from './subscriptions.js';
+
+type ParsedParams<M extends MethodName> = z.output<(typeof methods)[M]['params']>;
+type Impl<M extends MethodName> = (p: ParsedParams<M>, conn: RpcConnection) => Promise<ResultOf<M>>;
+/** One implementation per method. */
+export type MethodTable = { readonly [M in MethodName]: Impl<M> };
+
+function viewResult(v: SessionView): ResultOf<'getAgent'> {
+  return {
+    agentId: v.agentId, type: v.type, state: v.state, stateValue: v.stateValue, userState: v.userState, lastSeq: v.lastSeq,
+    wake: v.wake ? { until: v.wake.until, events: [...v.wake.events], mailPriority: v.wake.mailPriority } : null,
+    wait: v.wait ? { event: v.wait.event, replyFrom: v.wait.replyFrom, timeoutAt: v.wait.timeoutAt } : null,
+    mailbox: { pending: v.mailbox.pending, running: v.mailbox.running, deferred: v.mailbox.deferred.map((d) => ({ ...d })) },
+    lastError: v.lastError ? { message: v.lastError.message, code: v.lastError.code, terminal: v.lastError.terminal } : null,
+    live: v.live, updatedAt: v.updatedAt,
+  };
+}
+
+/**
+ * The implementations over `runtime`. `openRpc` supplies the discovery document. Messages and
+ * mail to a stopped session are refused here (instead of being dead-lettered later), and to an
+ * unknown one unless the runtime has a default agent type that would create it.
+ */
+export function createMethodTable(runtime: Runtime, openRpc: () => Record<string, unknown>): MethodTable {
+  const acceptsMessages = async (agentId: string, verb: string): Promise<void> => {
+    let v: SessionView;
+    try {
+      v = await runtime.getAgent(agentId);
+    } catch (e) {
+      if ((e as { code?: unknown }).code === 'UNKNOWN_SESSION' && runtime.config.defaultAgentType !== undefined) return;
+      throw e;
+    }
+    if (v.state === 'stopped') throw new AgentryError('SESSION_STOPPED', `session ${agentId} is stopped: cannot ${verb}`, { details: { state: 'stopped' } });
+  };
+
+  return {
+    async createAgent(p) {
+      const v = await runtime.createAgent(p.agentId, p.type, p.state);
+      return { agentId: v.agentId, type: v.type, state: v.state };
+    },
+    async getAgent(p) {
+      return viewResult(await runtime.getAgent(p.agentId));
+    },
+    async listAgents(p) {
+      const limit = p.limit ?? 100;
+      const rows = await runtime.listAgents({
+        ...(p.status ? { status: p.status } : {}), ...(p.type ? { type: p.type } : {}),
+        ...(p.idContains ? { idContains: p.idContains } : {}), ...(p.after !== undefined ? { after: p.after } : {}),
+        limit: limit + 1,
+      });
+      const page = rows.slice(0, limit);
+      return {
+        agents: page.map((r) => ({ agentId: r.id, type: r.type, state: r.status, wakeAt: r.wakeAt, updatedAt: r.updatedAt })),
+        next: rows.length > limit ? page[page.length - 1]!.id : null,
+      };
+    },
+    async sendMessage(p) {
+      await acceptsMessages(p.agentId, 'receive messages');
+      return runtime.sendMessage(p.agentId, p.message, {
+        ...(p.kind ? { kind: p.kind } : {}), ...(p.priority ? { priority: p.priority } : {}),
+        ...(p.from ? { from: p.from } : {}), ...(p.msgId ? { msgId: p.msgId } : {}),
+      });
+    },
+    async sendMail(p) {
+      await acceptsMessages(p.to, 'receive mail');
+      return runtime.sendMail(p.to, p.body, { priority: p.priority ?? 'normal', ...(p.from ? { from: p.from } : {}) });
+    },
+    async sleepAgent(p) {
+      const v = await runtime.sleepAgent(p.agentId, {
+        ...(p.untilTime !== undefined ? { untilTime: p.untilTime } : {}), ...(p.durationMs !== undefined ? { durationMs: p.durationMs } : {}),
+        ...(p.wakeEvents ? { wakeEvents: p.wakeEvents } : {}), ...(p.wakeOnMailPriority ? { wakeOnMailPriority: p.wakeOnMailPriority } : {}),
+      });
+      return { agentId: v.agentId, state: v.state, wakeAt: v.wake?.until ?? null };
+    },
+    async wakeAgent(p) {
+      const v = await runtime.wakeAgent(p.agentId);
+      return { agentId: v.agentId, state: v.state };
+    },
+    async stopAgent(p) {
+      const v = await runtime.stopAgent(p.agentId, p.reason);
+      return { agentId: v.agentId, state: v.state };
+    },
+    async interruptAgent(p) {
+      const v = await runtime.interruptAgent(p.agentId, p.reason);
+      return { agentId: v.agentId, state: v.state, interrupted: v.interrupted };
+    },
+    async scheduleTask(p) {
+      return runtime.scheduleTask(p.agentId, p.task, p.schedule, { ...(p.timezone ? { timezone: p.timezone } : {}), ...(p.taskId ? { taskId: p.taskId } : {}) });
+    },
+    async cancelTask(p) {
+      return runtime.cancelTask(p.taskId);
+    },
+    async listTasks(p) {
+      if (p.agentId !== undefined) assertSessionId(p.agentId);
+      const tasks = await runtime.listTasks(p.agentId);
+      return { tasks: tasks.map((t) => ({ ...t })) };
+    },
+    async publishEvent(p) {
+      return runtime.publishEvent(p.type, p.data, { ...(p.priority ? { priority: p.priority } : {}), ...(p.from ? { from: p.from } : {}) });
+    },
+    async getHistory(p) {
+      const rows = await runtime.getHistory(p.agentId, { limit: p.limit ?? 50, ...(p.before !== undefined ? { before: p.before } : {}) });
+      return { messages: rows.map((h) => ({ seq: h.seq, kind: h.kind, body: h.body, priority: h.priority, from: h.from, batchId: h.batchId, outcome: h.outcome, at: h.at })) };
+    },
+    async getTransitions(p) {
+      const rows = await runtime.getTransitions(p.agentId, { limit: p.limit ?? 100, ...(p.after !== undefined ? { after: p.after } : {}) });
+      return { transitions: rows.map((t) => ({ at: t.at, event: t.event, from: t.from, to: t.to })) };
+    },
+    async listDeadLetters(p) {
+      if (p.agentId !== undefined) assertSessionId(p.agentId);
+      const rows = await runtime.listDeadLetters({ ...(p.agentId !== undefined ? { sessionId: p.agentId } : {}), limit: p.limit ?? 100 });
+      return {
+        deadLetters: rows.map((d) => ({
+          id: d.id, agentId: d.sessionId, reason: d.reason, error: d.error, attempts: d.attempts, payload: d.payload, createdAt: d.createdAt, replayedAt: d.replayedAt,
+        })),
+      };
+    },
+    async replayDeadLetter(p) {
+      return runtime.replayDeadLetter(p.id);
+    },
+    subscribe(p, conn) {
+      if (p.agentId !== undefined) assertSessionId(p.agentId);
+      if (runtime.transport.nc.isClosed()) return Promise.reject(new AgentryError('NOT_READY', 'the NATS connection is closed', { retryable: true }));
+      const subscriptionId = conn.addSubscription((sink) => openNatsSubscriptions(runtime.transport.nc, {
+        kinds: p.kinds, ...(p.agentId !== undefined ? { agentId: p.agentId } : {}), ...(p.pattern !== undefined ? { pattern: p.pattern } : {}),
+      }, sink));
+      return Promise.resolve({ subscriptionId });
+    },
+    unsubscribe(p, conn) {
+      return Promise.resolve({ unsubscribed: conn.removeSubscription(p.subscriptionId) });
+    },
+    ping() {
+      return Promise.resolve({ pong: true as const, at: Date.now(), protocol: PROTOCOL_VERSION });
+    },
+    'rpc.discover'() {
+      return Promise.resolve(openRpc());
+    },
+  };
+}
+
+/** Adds every method (and its `async.` alias) to the JSON-RPC server, with params validation. */
+export function registerMethods(server: JSONRPCServer<RpcConnection>, table: MethodTable): void {
+  for (const name of METHOD_NAMES) {
+    const schema = methods[name].params;
+    const impl = table[name] as (p: unknown, conn: RpcConnection) => Promise<unknown>;
+    const handler = (params: unknown, conn: RpcConnection): Promise<unknown> => {
+      const parsed = schema.safeParse(params ?? {});
+      if (!parsed.success) throw invalidParams(parsed.error);
+      return impl(parsed.data, conn);
+    };
+    server.addMethod(name, handler);
+    server.addMethod(`${ALIAS_PREFIX}${name}`, handler);
+  }
+}

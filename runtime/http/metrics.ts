@@ -1,0 +1,121 @@
+/**
+ * Owns the Prometheus metrics of one control plane (its own registry, so two control planes in
+ * one process do not collide): session counts by state (read from the store every few seconds,
+ * never per scrape), live and running actors, the session host's counters, inbox backlog per
+ * partition (from JetStream consumer info), readiness, and the API's own requests, errors and
+ * connections. Labels are bounded sets (method names, states, partitions): never a session id.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { SessionStatus } from '../../persistence/types.js';
+import type { Runtime } from '../runtime.js';
+import type { HostStats } from '../sessionHost.js';
+
+const STATES: readonly SessionStatus[] = ['idle', 'active', 'sleeping', 'waiting', 'stopped'];
+
+/** Why the server closed a WebSocket. */
+export type DisconnectReason = 'slow_consumer' | 'heartbeat' | 'protocol' | 'shutdown';
+
+/** The metrics the control plane updates, plus the registry to render. */
+export interface ControlPlaneMetrics {
+  readonly registry: Registry;
+  /** Records one JSON-RPC request (`method` must already be a known name or `_unknown`/`_protocol`). */
+  observeRpc(method: string, seconds: number, errorType: string | null): void;
+  connectionOpened(): void;
+  connectionClosed(reason: DisconnectReason | null): void;
+  rateLimited(): void;
+  /** Stops the periodic store and JetStream reads. */
+  close(): void;
+}
+
+/** Creates the registry and starts refreshing the cached values every `refreshMs`. */
+export function createMetrics(runtime: Runtime, refreshMs = 5000): ControlPlaneMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  let byStatus: Partial<Record<SessionStatus, number>> = {};
+  let partitions: { partition: number; pending: number; ackPending: number }[] = [];
+  const refresh = async (): Promise<void> => {
+    try { byStatus = await runtime.store.countSessionsByStatus(); } catch { /* keep the last counts; readiness reports the store */ }
+    if (!runtime.transport.isConnected()) return;
+    const next: typeof partitions = [];
+    for (let p = 0; p < runtime.config.partitions; p++) {
+      try {
+        const info = await runtime.transport.jsm.consumers.info(runtime.transport.inboxStream, `part-${p}`);
+        next.push({ partition: p, pending: info.num_pending, ackPending: info.num_ack_pending });
+      } catch { /* not created yet, or owned elsewhere and gone */ }
+    }
+    partitions = next;
+  };
+  void refresh();
+  const timer = setInterval(() => { void refresh(); }, refreshMs);
+  timer.unref();
+
+  new Gauge({
+    name: 'agentry_sessions', help: 'Sessions by state (from the store, refreshed every few seconds)', labelNames: ['state'], registers,
+    collect() { for (const s of STATES) this.set({ state: s }, byStatus[s] ?? 0); },
+  });
+  new Gauge({ name: 'agentry_sessions_live', help: 'Session actors in memory on this node (the rest are passivated)', registers, collect() { this.set(runtime.host.liveCount()); } });
+  new Gauge({ name: 'agentry_sessions_running', help: 'Sessions whose handler is running now on this node', registers, collect() { this.set(runtime.host.activeCount()); } });
+  new Gauge({
+    name: 'agentry_inbox_pending', help: 'Inbox messages not yet delivered, per partition consumer', labelNames: ['partition'], registers,
+    collect() { this.reset(); for (const p of partitions) this.set({ partition: String(p.partition) }, p.pending); },
+  });
+  new Gauge({
+    name: 'agentry_inbox_ack_pending', help: 'Inbox messages delivered but not yet acked (in processing), per partition consumer', labelNames: ['partition'], registers,
+    collect() { this.reset(); for (const p of partitions) this.set({ partition: String(p.partition) }, p.ackPending); },
+  });
+  new Gauge({
+    name: 'agentry_ready', help: 'Readiness of this node (1 ready, 0 not), by check', labelNames: ['check'], registers,
+    collect() {
+      const r = runtime.readiness();
+      this.set({ check: 'all' }, r.ok ? 1 : 0);
+      for (const [k, v] of Object.entries(r.checks)) this.set({ check: k }, v ? 1 : 0);
+    },
+  });
+
+  const hostCounter = (name: string, help: string, key: keyof HostStats): void => {
+    let last = 0;
+    new Counter({
+      name, help, registers,
+      collect() {
+        const v = runtime.host.stats[key];
+        if (v > last) { this.inc(v - last); last = v; }
+      },
+    });
+  };
+  hostCounter('agentry_hydrations_total', 'Sessions loaded into memory from their snapshots', 'hydrations');
+  hostCounter('agentry_passivations_total', 'Idle sessions evicted from memory', 'passivations');
+  hostCounter('agentry_handler_runs_total', 'Handler runs started', 'runs');
+  hostCounter('agentry_handler_retries_total', 'Handler runs that were retries', 'retries');
+  hostCounter('agentry_merges_total', 'Messages that arrived while a handler ran (cancel-and-merge or queued)', 'merges');
+  hostCounter('agentry_dead_letters_total', 'Batches and messages dead-lettered', 'deadLetters');
+  hostCounter('agentry_duplicates_skipped_total', 'Redelivered inbox messages skipped (already committed)', 'duplicatesSkipped');
+  hostCounter('agentry_commits_total', 'Session commits', 'commits');
+
+  const requests = new Counter({ name: 'agentry_rpc_requests_total', help: 'JSON-RPC requests by method and outcome', labelNames: ['method', 'outcome'], registers });
+  const errors = new Counter({ name: 'agentry_rpc_errors_total', help: 'JSON-RPC errors by type', labelNames: ['type'], registers });
+  const duration = new Histogram({
+    name: 'agentry_rpc_request_duration_seconds', help: 'JSON-RPC request duration by method', labelNames: ['method'], registers,
+    buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  });
+  const connections = new Gauge({ name: 'agentry_ws_connections', help: 'Open WebSocket connections', registers });
+  const disconnects = new Counter({ name: 'agentry_ws_server_disconnects_total', help: 'WebSockets closed by the server, by reason', labelNames: ['reason'], registers });
+  const limited = new Counter({ name: 'agentry_rpc_rate_limited_total', help: 'Requests refused by the per-connection rate limit', registers });
+
+  return {
+    registry,
+    observeRpc(method, seconds, errorType) {
+      requests.inc({ method, outcome: errorType === null ? 'ok' : 'error' });
+      duration.observe({ method }, seconds);
+      if (errorType !== null) errors.inc({ type: errorType });
+    },
+    connectionOpened() { connections.inc(); },
+    connectionClosed(reason) {
+      connections.dec();
+      if (reason) disconnects.inc({ reason });
+    },
+    rateLimited() { limited.inc(); },
+    close() { clearInterval(timer); },
+  };
+}
