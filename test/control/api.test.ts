@@ -1,0 +1,342 @@
+/* eslint-disable @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-unsafe-argument -- the raw client deals in untyped JSON on purpose: it must not share the server's types */
+// Issue 5, proof 1: every control-API method exercised over a real WebSocket by an independent
+// JSON-RPC client (raw `ws` + JSON), including the error cases, against a runtime on a real
+// nats-server and real Postgres. Results are also checked against the published schemas.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineAgent, TerminalError } from '../../actors/index.js';
+import { METHOD_NAMES, methods } from '../../client/index.js';
+import { echo } from '../../examples/echo.js';
+import { slowWriter } from '../../examples/slowWriter.js';
+import { openStore } from '../../persistence/index.js';
+import type { Store } from '../../persistence/types.js';
+import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
+import { PG_URL, dropSchema, natsClient, schemaName, startNats, startRuntime, waitFor } from '../helpers.js';
+import { RawRpc } from './rawRpc.js';
+
+type Nats = Awaited<ReturnType<typeof startNats>>;
+
+let nats: Nats;
+let schema: string;
+let store: Store;
+let rt: Runtime;
+let cp: ControlPlane;
+let c: RawRpc;
+
+const failing = defineAgent({
+  type: 'failing',
+  maxAttempts: 1,
+  handle(batch) { throw new TerminalError(`cannot handle ${JSON.stringify(batch[0]?.body)}`); },
+});
+
+/** Asserts a result matches the method's published result schema. */
+function conforms(method: keyof typeof methods, result: unknown): void {
+  const r = methods[method].result.safeParse(result);
+  expect(r.success, `${method} result ${JSON.stringify(result)?.slice(0, 300)} vs schema: ${r.error?.message ?? ''}`).toBe(true);
+}
+
+beforeAll(async () => {
+  nats = await startNats(8);
+  schema = schemaName('control_api');
+  store = openStore({ databaseUrl: PG_URL, schema });
+  rt = await startRuntime(nats.url, { agents: [echo, slowWriter, failing], store });
+  cp = await startControlPlane(rt, { port: 0 });
+  c = await RawRpc.open(cp.rpcUrl);
+});
+
+afterAll(async () => {
+  c?.close();
+  await cp?.close();
+  await rt?.stop();
+  await store?.close();
+  await nats?.cleanup();
+  await dropSchema(schema);
+});
+
+describe('control API over a raw WebSocket', () => {
+  it('ping, its async. alias, and rpc.discover listing every method', async () => {
+    const pong = await c.ok('ping');
+    expect(pong).toMatchObject({ pong: true, protocol: expect.any(String) });
+    conforms('ping', pong);
+    expect((await c.ok('async.ping', {})).pong).toBe(true);
+    const doc = await c.ok('rpc.discover');
+    expect(doc.openrpc).toMatch(/^1\.2/);
+    expect(doc.methods.map((m: { name: string }) => m.name).sort()).toEqual([...METHOD_NAMES].sort());
+  });
+
+  it('createAgent / getAgent, with their errors', async () => {
+    const created = await c.ok('createAgent', { agentId: 'api-a', type: 'echo' });
+    expect(created).toEqual({ agentId: 'api-a', type: 'echo', state: 'idle' });
+    conforms('createAgent', created);
+    const view = await c.ok('getAgent', { agentId: 'api-a' });
+    expect(view).toMatchObject({ agentId: 'api-a', type: 'echo', state: 'idle', userState: { turns: 0 } });
+    conforms('getAgent', view);
+    // alias
+    expect((await c.ok('async.getAgent', { agentId: 'api-a' })).agentId).toBe('api-a');
+    // initial user state
+    await c.ok('async.createAgent', { agentId: 'api-b', type: 'echo', state: { turns: 41 }, config: { wakeOnPriority: 'high' } });
+    expect((await c.ok('getAgent', { agentId: 'api-b' })).userState).toEqual({ turns: 41 });
+
+    const exists = await c.err('createAgent', { agentId: 'api-a', type: 'echo' });
+    expect(exists).toMatchObject({ code: 4009, data: { type: 'SESSION_EXISTS', retryable: false } });
+    const badType = await c.err('createAgent', { agentId: 'api-z', type: 'nope' });
+    expect(badType).toMatchObject({ code: 4005, data: { type: 'UNKNOWN_AGENT_TYPE' } });
+    const badId = await c.err('createAgent', { agentId: 'a.b', type: 'echo' });
+    expect(badId).toMatchObject({ code: 4001, data: { type: 'INVALID_SESSION_ID' } });
+    const missing = await c.err('createAgent', { agentId: 'api-z' });
+    expect(missing.code).toBe(-32602);
+    expect(missing.data.issues[0].path).toEqual(['type']);
+    const typo = await c.err('sleepAgent', { agentId: 'api-a', until: 5 });
+    expect(typo.code).toBe(-32602);
+    expect(JSON.stringify(typo.data.issues)).toContain('until');
+    const wrongType = await c.err('getAgent', { agentId: 42 });
+    expect(wrongType).toMatchObject({ code: -32602, data: { type: 'INVALID_PARAMS' } });
+    const byPosition = await c.err('getAgent', ['api-a']);
+    expect(byPosition.code).toBe(-32602);
+    const unknown = await c.err('getAgent', { agentId: 'nobody' });
+    expect(unknown).toMatchObject({ code: 4004, message: expect.stringContaining('nobody'), data: { type: 'UNKNOWN_SESSION', retryable: false } });
+  });
+
+  it('subscribe to one session: sendMessage yields state and output notifications with seq 1, 2, 3…; history and transitions follow', async () => {
+    await c.ok('createAgent', { agentId: 'api-sub', type: 'echo' });
+    const { subscriptionId } = await c.ok('subscribe', { agentId: 'api-sub', kinds: ['state', 'output'] });
+    expect(typeof subscriptionId).toBe('string');
+    const sent = await c.ok('sendMessage', { agentId: 'api-sub', message: { text: 'hello' }, priority: 'high' });
+    expect(sent.seq).toBeGreaterThan(0);
+    conforms('sendMessage', sent);
+    const reply = await c.waitFor(() => c.notifications.find((n) => n.params.subscriptionId === subscriptionId && n.params.kind === 'output'));
+    expect(reply.params).toMatchObject({ agentId: 'api-sub', data: { kind: 'reply', body: { text: 'hello', merged: 1 } } });
+    await c.waitFor(() => c.notifications.find((n) => n.params.subscriptionId === subscriptionId && n.params.kind === 'state' && n.params.data.to === 'idle'));
+    const mine = c.notifications.filter((n) => n.params.subscriptionId === subscriptionId);
+    expect(mine.map((n) => n.params.seq)).toEqual(mine.map((_, i) => i + 1));
+    const states = mine.filter((n) => n.params.kind === 'state').map((n) => n.params.data);
+    expect(states[0]).toMatchObject({ agentId: 'api-sub', from: 'idle', to: expect.stringMatching(/^active/), state: 'active' });
+
+    const hist = await waitFor(async () => { const h = await c.ok('getHistory', { agentId: 'api-sub' }); return h.messages.length ? h : null; }, 'history');
+    conforms('getHistory', hist);
+    expect(hist.messages[0]).toMatchObject({ seq: sent.seq, kind: 'message', body: { text: 'hello' }, priority: 'high', outcome: 'ok' });
+    const tr = await c.ok('getTransitions', { agentId: 'api-sub' });
+    conforms('getTransitions', tr);
+    expect(tr.transitions.some((t: { from: string; to: string }) => t.from === 'idle' && t.to.startsWith('active'))).toBe(true);
+    expect((await c.err('getHistory', { agentId: 'nobody' })).data.type).toBe('UNKNOWN_SESSION');
+    expect((await c.err('getTransitions', { agentId: 'nobody' })).data.type).toBe('UNKNOWN_SESSION');
+    expect((await c.err('getHistory', { agentId: 'api-sub', limit: 0 })).code).toBe(-32602);
+
+    expect(await c.ok('unsubscribe', { subscriptionId })).toEqual({ unsubscribed: true });
+    expect(await c.ok('unsubscribe', { subscriptionId })).toEqual({ unsubscribed: false });
+    const before = c.notifications.length;
+    await c.ok('sendMessage', { agentId: 'api-sub', message: 'after unsubscribe' });
+    await waitFor(async () => (await c.ok('getHistory', { agentId: 'api-sub' })).messages.length === 2, 'second message handled');
+    expect(c.notifications.length).toBe(before);
+  });
+
+  it('subscribe to events by pattern and to every session', async () => {
+    const ev = await c.ok('subscribe', { pattern: 'billing.*', kinds: ['event'] });
+    const all = await c.ok('subscribe', { kinds: ['output'] });
+    const nc = await natsClient(nats.url);
+    nc.publish('agentry.events.billing.paid', JSON.stringify({ amount: 5 }));
+    nc.publish('agentry.events.other.thing', JSON.stringify({ amount: 6 }));
+    await nc.flush();
+    const n = await c.waitFor(() => c.notifications.find((x) => x.params.subscriptionId === ev.subscriptionId));
+    expect(n.params).toMatchObject({ seq: 1, kind: 'event', data: { type: 'billing.paid', body: { amount: 5 } } });
+    await c.ok('createAgent', { agentId: 'api-any', type: 'echo' });
+    await c.ok('sendMessage', { agentId: 'api-any', message: 'x' });
+    const out = await c.waitFor(() => c.notifications.find((x) => x.params.subscriptionId === all.subscriptionId && x.params.agentId === 'api-any'));
+    expect(out.params.data).toMatchObject({ kind: 'reply', body: { text: 'x' } });
+    expect(c.notifications.filter((x) => x.params.subscriptionId === ev.subscriptionId)).toHaveLength(1);
+    await nc.close();
+    expect((await c.err('subscribe', { pattern: 'bad..pattern', kinds: ['event'] })).code).toBe(-32602);
+    expect((await c.err('subscribe', { agentId: 'x>', kinds: ['state'] })).data.type).toBe('INVALID_SESSION_ID');
+    expect((await c.err('subscribe', { kinds: [] })).code).toBe(-32602);
+    await c.ok('unsubscribe', { subscriptionId: ev.subscriptionId });
+    await c.ok('unsubscribe', { subscriptionId: all.subscriptionId });
+  });
+
+  it('listAgents filters and pages with a cursor', async () => {
+    for (let i = 0; i < 5; i++) await c.ok('createAgent', { agentId: `page-${i}`, type: i % 2 ? 'slow-writer' : 'echo' });
+    const seen: string[] = [];
+    let after: string | undefined;
+    for (let pages = 0; pages < 10; pages++) {
+      const r = await c.ok('listAgents', { idContains: 'page-', limit: 2, ...(after ? { after } : {}) });
+      conforms('listAgents', r);
+      seen.push(...r.agents.map((a: { agentId: string }) => a.agentId));
+      if (!r.next) break;
+      after = r.next;
+    }
+    expect(seen).toEqual(['page-0', 'page-1', 'page-2', 'page-3', 'page-4']);
+    const slow = await c.ok('listAgents', { idContains: 'page-', type: 'slow-writer' });
+    expect(slow.agents.map((a: { agentId: string }) => a.agentId)).toEqual(['page-1', 'page-3']);
+    expect(slow.next).toBeNull();
+    const idle = await c.ok('listAgents', { idContains: 'page-', status: 'idle' });
+    expect(idle.agents).toHaveLength(5);
+    expect((await c.err('listAgents', { status: 'dozing' })).code).toBe(-32602);
+    expect((await c.err('listAgents', { limit: 100_000 })).code).toBe(-32602);
+  });
+
+  it('sendMail, sleepAgent, wakeAgent, stopAgent, and the errors of a stopped session', async () => {
+    await c.ok('createAgent', { agentId: 'api-life', type: 'echo' });
+    const mail = await c.ok('sendMail', { to: 'api-life', from: 'api-a', body: { note: 1 }, priority: 'high' });
+    conforms('sendMail', mail);
+    const mailed = await waitFor(async () => { const h = await c.ok('getHistory', { agentId: 'api-life' }); return h.messages.length ? h.messages[0] : null; }, 'mail handled');
+    expect(mailed).toMatchObject({ kind: 'mail', from: 'api-a', priority: 'high', body: { note: 1 } });
+
+    const slept = await c.ok('sleepAgent', { agentId: 'api-life', durationMs: 3_600_000, wakeEvents: ['billing.paid'], wakeOnMailPriority: 'urgent' });
+    conforms('sleepAgent', slept);
+    expect(slept.state).toBe('sleeping');
+    expect(slept.wakeAt).toBeGreaterThan(Date.now() + 3_500_000);
+    const v = await c.ok('getAgent', { agentId: 'api-life' });
+    expect(v.wake).toMatchObject({ events: ['billing.paid'], mailPriority: 'urgent' });
+    expect((await c.err('sleepAgent', { agentId: 'api-life', untilTime: 'not a time' })).data.type).toBe('INVALID_ARGUMENT');
+
+    const woke = await c.ok('wakeAgent', { agentId: 'api-life' });
+    conforms('wakeAgent', woke);
+    expect(woke.agentId).toBe('api-life');
+    await waitFor(async () => (await c.ok('getAgent', { agentId: 'api-life' })).state === 'idle', 'awake and idle');
+
+    const stopped = await c.ok('stopAgent', { agentId: 'api-life', reason: 'test' });
+    expect(stopped).toEqual({ agentId: 'api-life', state: 'stopped' });
+    const wake = await c.err('wakeAgent', { agentId: 'api-life' });
+    expect(wake).toMatchObject({ code: 4010, data: { type: 'INVALID_TRANSITION', state: 'stopped', retryable: false } });
+    expect(wake.message).toContain('stopped');
+    expect((await c.err('sleepAgent', { agentId: 'api-life' })).data).toMatchObject({ type: 'INVALID_TRANSITION', state: 'stopped' });
+    expect((await c.err('stopAgent', { agentId: 'api-life' })).data.type).toBe('INVALID_TRANSITION');
+    expect((await c.err('sendMessage', { agentId: 'api-life', message: 'x' })).data).toMatchObject({ type: 'SESSION_STOPPED', state: 'stopped' });
+    expect((await c.err('sendMail', { to: 'api-life', body: 'x' })).code).toBe(4011);
+    expect((await c.err('sendMessage', { agentId: 'nobody', message: 'x' })).data.type).toBe('UNKNOWN_SESSION');
+    expect((await c.err('wakeAgent', { agentId: 'nobody' })).data.type).toBe('UNKNOWN_SESSION');
+    expect((await c.ok('getHistory', { agentId: 'api-life' })).messages.length).toBeGreaterThan(0); // still readable
+  });
+
+  it('interruptAgent aborts a running handler', async () => {
+    await c.ok('createAgent', { agentId: 'api-slow', type: 'slow-writer' });
+    await c.ok('sendMessage', { agentId: 'api-slow', message: 'a long answer please' });
+    await waitFor(async () => (await c.ok('getAgent', { agentId: 'api-slow' })).state === 'active', 'handler running');
+    const r = await c.ok('interruptAgent', { agentId: 'api-slow', reason: 'operator' });
+    conforms('interruptAgent', r);
+    expect(r.interrupted).toBe(true);
+    await waitFor(async () => (await c.ok('getAgent', { agentId: 'api-slow' })).state === 'idle', 'idle after interrupt');
+  });
+
+  it('listDeadLetters and replayDeadLetter', async () => {
+    await c.ok('createAgent', { agentId: 'api-dl', type: 'failing' });
+    await c.ok('sendMessage', { agentId: 'api-dl', message: { n: 1 } });
+    const dls = await waitFor(async () => { const r = await c.ok('listDeadLetters', { agentId: 'api-dl' }); return r.deadLetters.length ? r : null; }, 'dead letter');
+    conforms('listDeadLetters', dls);
+    expect(dls.deadLetters[0]).toMatchObject({ agentId: 'api-dl', reason: 'handler-failed', replayedAt: null });
+    expect(dls.deadLetters[0].error).toContain('cannot handle');
+    const replay = await c.ok('replayDeadLetter', { id: dls.deadLetters[0].id });
+    expect(replay).toEqual({ published: 1 });
+    await waitFor(async () => (await c.ok('listDeadLetters', { agentId: 'api-dl' })).deadLetters.length === 2, 'replayed message failed again');
+    const all = await c.ok('listDeadLetters', { limit: 1000 });
+    expect(all.deadLetters.some((d: { agentId: string }) => d.agentId === 'api-dl')).toBe(true);
+    expect((await c.err('replayDeadLetter', { id: 'no-such-dead-letter' })).data.type).toBe('INVALID_ARGUMENT');
+    expect((await c.err('listDeadLetters', { agentId: 'bad id' })).data.type).toBe('INVALID_SESSION_ID');
+  });
+
+  it('protocol: unknown methods, notifications without answers, batches', async () => {
+    const nf = await c.err('noSuchMethod', {});
+    expect(nf).toMatchObject({ code: -32601, data: { type: 'METHOD_NOT_FOUND' } });
+    expect((await c.err('async.noSuchMethod')).code).toBe(-32601);
+    // A notification (no id) gets no answer; the next request's answer comes first.
+    const framesBefore = c.frames.length;
+    c.sendRaw(JSON.stringify({ jsonrpc: '2.0', method: 'ping' }));
+    c.sendRaw(JSON.stringify({ jsonrpc: '2.0', method: 'noSuchMethod' }));
+    const r = await c.call('ping');
+    expect(r.result.pong).toBe(true);
+    expect(c.frames.length).toBe(framesBefore + 1);
+    // A batch answers each request in an array; notifications inside it are not answered.
+    c.sendRaw(JSON.stringify([
+      { jsonrpc: '2.0', id: 'b1', method: 'ping' },
+      { jsonrpc: '2.0', id: 'b2', method: 'getAgent', params: { agentId: 'nobody' } },
+      { jsonrpc: '2.0', method: 'ping' },
+      { jsonrpc: '2.0', id: 'b3', method: 'bogus' },
+      { id: 'b4', method: 'ping' },
+    ]));
+    const batch = await c.waitFor(() => c.frames.find((f): f is any[] => Array.isArray(f) && f.some((x: { id?: unknown }) => x.id === 'b1')));
+    expect(batch.map((x: { id: unknown }) => x.id)).toEqual(['b1', 'b2', 'b3', 'b4']);
+    expect(batch[1].error.code).toBe(4004);
+    expect(batch[2].error.code).toBe(-32601);
+    expect(batch[3].error.code).toBe(-32600);
+  });
+
+  it('an unexpected error is INTERNAL with a request id and no internals', async () => {
+    const broken: Runtime = { ...rt, getAgent: () => Promise.reject(new Error('boom at /srv/secret/path.ts:12')) };
+    const cp2 = await startControlPlane(broken, { port: 0 });
+    const c2 = await RawRpc.open(cp2.rpcUrl);
+    try {
+      const e = await c2.err('getAgent', { agentId: 'api-a' });
+      expect(e.code).toBe(5000);
+      expect(e.data).toMatchObject({ type: 'INTERNAL', retryable: false, requestId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+      expect(JSON.stringify(e)).not.toMatch(/boom|secret|\.ts|at /);
+    } finally {
+      c2.close();
+      await cp2.close();
+    }
+  });
+});
+
+// The wake-up methods are implemented by the wake-ups issue; these tests light up by themselves
+// once the Runtime stops answering "not available yet".
+describe('control API: tasks and events', () => {
+  const notYet = new Map<string, boolean>();
+  const todo = (m: string): string => `TODO(wake-ups issue): Runtime.${m} still throws "not available yet"`;
+  const unavailable = (p: () => Promise<unknown>): Promise<boolean> => p().then(() => false, (e: unknown) => /not available yet/.test((e as Error | undefined)?.message ?? ''));
+
+  beforeAll(async () => {
+    await rt.createAgent('api-task', 'echo');
+    notYet.set('scheduleTask', await unavailable(async () => {
+      const r = await rt.scheduleTask('api-task', { probe: true }, '0 0 1 1 *');
+      await rt.cancelTask(r.taskId).catch(() => undefined);
+    }));
+    notYet.set('cancelTask', await unavailable(() => rt.cancelTask('no-such-task-probe')));
+    notYet.set('listTasks', await unavailable(() => rt.listTasks('api-task')));
+    notYet.set('publishEvent', await unavailable(() => rt.publishEvent('probe.control', null)));
+  });
+
+  it('scheduleTask fires tasks into the inbox; listTasks shows it; cancelTask removes it', async (ctx) => {
+    ctx.skip(notYet.get('scheduleTask')! || notYet.get('listTasks')! || notYet.get('cancelTask')!, todo('scheduleTask/listTasks/cancelTask'));
+    const t = await c.ok('scheduleTask', { agentId: 'api-task', task: { job: 'tick' }, schedule: '* * * * * *', timezone: 'Europe/Paris' });
+    conforms('scheduleTask', t);
+    expect(t.nextRunAt).toBeGreaterThan(Date.now() - 1000);
+    const listed = await c.ok('listTasks', { agentId: 'api-task' });
+    conforms('listTasks', listed);
+    expect(listed.tasks.find((x: { taskId: string }) => x.taskId === t.taskId)).toMatchObject({ agentId: 'api-task', schedule: '* * * * * *', timezone: 'Europe/Paris', task: { job: 'tick' } });
+    expect((await c.ok('listTasks', {})).tasks.some((x: { taskId: string }) => x.taskId === t.taskId)).toBe(true);
+    await waitFor(async () => (await c.ok('getHistory', { agentId: 'api-task' })).messages.some((m: { kind: string }) => m.kind === 'task'), 'a task firing', 15_000);
+    expect(await c.ok('cancelTask', { taskId: t.taskId })).toEqual({ cancelled: true });
+    expect(await c.ok('cancelTask', { taskId: t.taskId })).toEqual({ cancelled: false });
+    expect((await c.ok('listTasks', { agentId: 'api-task' })).tasks.some((x: { taskId: string }) => x.taskId === t.taskId)).toBe(false);
+  });
+
+  it('scheduleTask rejects a bad cron expression, time zone or session', async (ctx) => {
+    ctx.skip(notYet.get('scheduleTask')!, todo('scheduleTask'));
+    expect((await c.err('scheduleTask', { agentId: 'api-task', task: 1, schedule: 'every tuesday' })).data.type).toBe('INVALID_ARGUMENT');
+    expect((await c.err('scheduleTask', { agentId: 'api-task', task: 1, schedule: '* * * * *', timezone: 'Mars/Olympus' })).data.type).toBe('INVALID_ARGUMENT');
+    expect((await c.err('scheduleTask', { agentId: 'nobody', task: 1, schedule: '* * * * *' })).data.type).toBe('UNKNOWN_SESSION');
+    expect((await c.err('scheduleTask', { agentId: 'api-task', task: 1 })).code).toBe(-32602);
+  });
+
+  it('each of the four methods reaches the Runtime (a result, or the runtime\'s own "not available yet" while it says so)', async () => {
+    const calls: [keyof typeof methods, unknown][] = [
+      ['scheduleTask', { agentId: 'api-task', task: 1, schedule: '0 0 1 1 *' }], ['listTasks', {}], ['publishEvent', { type: 'wiring.check' }], ['cancelTask', { taskId: 'none' }],
+    ];
+    for (const [m, params] of calls) {
+      const r = await c.call(m, params);
+      if (notYet.get(m)) expect(r.error, m).toMatchObject({ code: 5000, message: expect.stringContaining('not available yet'), data: { type: 'INTERNAL', requestId: expect.any(String) } });
+      else conforms(m, r.result);
+      if (m === 'scheduleTask' && r.result) await c.ok('cancelTask', { taskId: r.result.taskId });
+    }
+  });
+
+  it('publishEvent reaches event subscribers and reports its sequence', async (ctx) => {
+    ctx.skip(notYet.get('publishEvent')!, todo('publishEvent'));
+    const sub = await c.ok('subscribe', { pattern: 'invoice.*', kinds: ['event'] });
+    const r = await c.ok('publishEvent', { type: 'invoice.paid', data: { id: 7 }, priority: 'urgent' });
+    conforms('publishEvent', r);
+    expect(r.seq).toBeGreaterThan(0);
+    expect(r.recipients).toBeGreaterThanOrEqual(0);
+    const n = await c.waitFor(() => c.notifications.find((x) => x.params.subscriptionId === sub.subscriptionId));
+    expect(n.params.data).toMatchObject({ type: 'invoice.paid', body: { id: 7 }, priority: 'urgent' });
+    expect((await c.err('publishEvent', { type: 'bad type!' })).code).toBe(-32602);
+    await c.ok('unsubscribe', { subscriptionId: sub.subscriptionId });
+  });
+});
