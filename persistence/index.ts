@@ -1,6 +1,7 @@
 /** Public surface of the persistence layer: the store contract, its errors and its backends. */
 export type * from './types.js';
 export * from './errors.js';
+export { patternMatches, isWildcard } from './patterns.js';
 export { createMemoryStore } from './memoryStore.js';
 export { createPgStore } from './pgStore.js';
 export type { PgStoreOptions } from './pgStore.js';

@@ -2,9 +2,10 @@
  * Owns an in-process store with the same contract as the SQL backends. It keeps nothing
  * across restarts: it serves ephemeral runs (`AGENTRY_STORE=memory`) and nothing else.
  */
-import { FencedError, StaleVersionError } from './errors.js';
+import { FencedError, StaleVersionError, StoreError } from './errors.js';
+import { patternMatches } from './patterns.js';
 import type {
-  CommitRecord, DeadLetter, HistoryEntry, ListSessionsQuery, MigrationResult, OutboxRecord,
+  CommitRecord, DeadLetter, DueWake, HistoryEntry, ScheduleRecord, ListSessionsQuery, MigrationResult, OutboxRecord,
   SessionRecord, SessionStatus, SessionSummary, Store, TransitionRecord,
 } from './types.js';
 
@@ -15,6 +16,8 @@ export function createMemoryStore(now: () => number = Date.now): Store {
   const transitions = new Map<string, TransitionRecord[]>();
   const deadLetters = new Map<string, DeadLetter>();
   const outbox = new Map<string, OutboxRecord>();
+  const schedules = new Map<string, ScheduleRecord>();
+  const subscriptions = new Map<string, Set<string>>(); // session → patterns
 
   const push = <T>(map: Map<string, T[]>, key: string, rows: readonly T[]): void => {
     if (rows.length === 0) return;
@@ -45,6 +48,10 @@ export function createMemoryStore(now: () => number = Date.now): Store {
         push(history, r.sessionId, r.history);
         push(transitions, r.sessionId, r.transitions);
         for (const o of r.outbox) outbox.set(o.id, o);
+        const subs = subscriptions.get(r.sessionId) ?? new Set<string>();
+        for (const p of r.unsubscribe ?? []) subs.delete(p);
+        for (const p of r.subscribe ?? []) subs.add(p);
+        subscriptions.set(r.sessionId, subs);
       }
       return Promise.resolve();
     },
@@ -93,6 +100,46 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     deleteOutbox(ids) {
       for (const id of ids) outbox.delete(id);
       return Promise.resolve();
+    },
+    dueWakes(partitions, before, limit) {
+      const rows: DueWake[] = [];
+      for (const x of sessions.values()) {
+        if (x.wakeAt === null || x.wakeAt >= before || (x.status !== 'sleeping' && x.status !== 'waiting')) continue;
+        if (partitions && !partitions.includes(x.partition)) continue;
+        rows.push({ sessionId: x.id, wakeAt: x.wakeAt, status: x.status, partition: x.partition });
+      }
+      return Promise.resolve(rows.sort((a, b) => a.wakeAt - b.wakeAt).slice(0, limit));
+    },
+    eventRecipients(type) {
+      const ids = new Set<string>();
+      for (const x of sessions.values()) {
+        if ((x.status === 'sleeping' || x.status === 'waiting') && x.wakeEvents.includes(type)) ids.add(x.id);
+      }
+      for (const [sid, pats] of subscriptions) {
+        if (sessions.get(sid)?.status === 'stopped') continue;
+        for (const p of pats) if (patternMatches(p, type)) ids.add(sid);
+      }
+      return Promise.resolve([...ids].sort());
+    },
+    addSchedule(sched) {
+      if (schedules.has(sched.id)) return Promise.reject(new StoreError(`schedule ${sched.id} exists`));
+      schedules.set(sched.id, sched);
+      return Promise.resolve();
+    },
+    deleteSchedule: (id) => Promise.resolve(schedules.delete(id)),
+    getSchedule: (id) => Promise.resolve(schedules.get(id) ?? null),
+    listSchedules: (o = {}) => Promise.resolve([...schedules.values()].filter((x) => !o.sessionId || x.sessionId === o.sessionId).slice(0, o.limit ?? 1000)),
+    dueSchedules(partitions, before, limit) {
+      return Promise.resolve([...schedules.values()]
+        .filter((x) => x.nextRunAt !== null && x.nextRunAt < before && (!partitions || partitions.includes(x.partition)))
+        .sort((a, b) => a.nextRunAt! - b.nextRunAt!).slice(0, limit));
+    },
+    fireSchedule(id, expected, next, firedAt, o) {
+      const cur = schedules.get(id);
+      if (cur?.nextRunAt !== expected) return Promise.resolve(false);
+      schedules.set(id, { ...cur, nextRunAt: next, lastRunAt: firedAt });
+      outbox.set(o.id, o);
+      return Promise.resolve(true);
     },
     close: () => Promise.resolve(),
   };

@@ -90,10 +90,11 @@ export interface SessionWrite {
   readonly checkEpoch: number;
 }
 
-const num = (v: Int8): number => Number(v);
-const numOrNull = (v: Int8 | null): number | null => (v === null ? null : Number(v));
+export type { Int8 };
+export const num = (v: Int8): number => Number(v);
+export const numOrNull = (v: Int8 | null): number | null => (v === null ? null : Number(v));
 /** `undefined` has no JSON form: it is stored as SQL NULL and read back as `null`. */
-const json = (v: unknown): string | null => JSON.stringify(v) ?? null;
+export const json = (v: unknown): string | null => JSON.stringify(v) ?? null;
 
 // ---------------------------------------------------------------------------------- sessions
 

@@ -5,6 +5,7 @@
 import { FencedError, StaleVersionError } from './errors.js';
 import { migrate } from './migrate.js';
 import * as sql from './queries.js';
+import * as wq from './wakeQueries.js';
 import type { SessionWrite } from './queries.js';
 import type { SqlDb } from './sqlDb.js';
 import type { CommitRecord, SessionStatus, Store } from './types.js';
@@ -46,6 +47,11 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
             await sql.insertHistory(tx, records.flatMap((r) => r.history));
             await sql.insertTransitions(tx, records.flatMap((r) => r.transitions));
             await sql.insertOutbox(tx, records.flatMap((r) => r.outbox));
+            await wq.applySubscriptions(
+              tx,
+              records.flatMap((r) => (r.subscribe ?? []).map((p) => [r.sessionId, p] as const)),
+              records.flatMap((r) => (r.unsubscribe ?? []).map((p) => [r.sessionId, p] as const)),
+            );
             return;
           }
         }
@@ -99,6 +105,20 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     },
     async deleteOutbox(ids) {
       await sql.deleteOutboxByIds(db, ids);
+    },
+    dueWakes: (partitions, before, limit) => wq.selectDueWakes(db, partitions, before, limit),
+    eventRecipients: (type) => wq.selectEventRecipients(db, type),
+    addSchedule: (sched) => wq.insertSchedule(db, sched),
+    deleteSchedule: (id) => wq.deleteScheduleById(db, id),
+    getSchedule: (id) => wq.selectSchedule(db, id),
+    listSchedules: (o = {}) => wq.selectSchedules(db, o.sessionId ?? null, clampLimit(o.limit, 1000, 10_000)),
+    dueSchedules: (partitions, before, limit) => wq.selectDueSchedules(db, partitions, before, limit),
+    fireSchedule(id, expected, next, firedAt, outbox) {
+      return db.transaction(async (tx) => {
+        if (!(await wq.advanceSchedule(tx, id, expected, next, firedAt))) return false;
+        await sql.insertOutbox(tx, [outbox]);
+        return true;
+      });
     },
     close: () => db.close(),
   };

@@ -85,6 +85,31 @@ export interface CommitRecord {
   readonly history: readonly HistoryEntry[];
   readonly transitions: readonly TransitionRecord[];
   readonly outbox: readonly OutboxRecord[];
+  /** Event patterns the session starts receiving (exact types or NATS wildcards). */
+  readonly subscribe?: readonly string[];
+  readonly unsubscribe?: readonly string[];
+}
+
+/** A sleeping or waiting session whose deadline falls before a horizon. */
+export interface DueWake {
+  readonly sessionId: string;
+  readonly wakeAt: number;
+  readonly status: SessionStatus;
+  readonly partition: number;
+}
+
+/** A cron task. */
+export interface ScheduleRecord {
+  readonly id: string;
+  readonly sessionId: string;
+  readonly partition: number;
+  readonly task: unknown;
+  readonly cron: string;
+  readonly timezone: string;
+  /** Null once the expression has no further firing. */
+  readonly nextRunAt: number | null;
+  readonly lastRunAt: number | null;
+  readonly createdAt: number;
 }
 
 /** A batch that could not be processed, kept for inspection and replay. */
@@ -155,5 +180,23 @@ export interface Store {
   /** Outbox rows committed but not yet confirmed published (flushed again after a crash). */
   pendingOutbox(limit: number): Promise<OutboxRecord[]>;
   deleteOutbox(ids: readonly string[]): Promise<void>;
+  /** Sleeping/waiting sessions due before `before`, oldest first; `partitions` null means all. */
+  dueWakes(partitions: readonly number[] | null, before: number, limit: number): Promise<DueWake[]>;
+  /** Sessions an event of `type` goes to: sleepers/waiters listing it and subscribers (not stopped ones). */
+  eventRecipients(type: string): Promise<string[]>;
+  /** Inserts a schedule; throws when the id exists. */
+  addSchedule(s: ScheduleRecord): Promise<void>;
+  /** True when a schedule was removed. */
+  deleteSchedule(id: string): Promise<boolean>;
+  getSchedule(id: string): Promise<ScheduleRecord | null>;
+  listSchedules(opts?: { sessionId?: string; limit?: number }): Promise<ScheduleRecord[]>;
+  /** Schedules due before `before`; `partitions` null means all. */
+  dueSchedules(partitions: readonly number[] | null, before: number, limit: number): Promise<ScheduleRecord[]>;
+  /**
+   * Records a firing atomically: moves `next_run_at` from `expectedNextRunAt` to `nextRunAt` and
+   * writes the outbox row that delivers it. False (nothing written) when another firing won.
+   */
+  fireSchedule(id: string, expectedNextRunAt: number, nextRunAt: number | null, firedAt: number, outbox: OutboxRecord): Promise<boolean>;
   close(): Promise<void>;
 }
+

@@ -136,11 +136,11 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
 
   it('migrates once; running it again twice is a no-op', async () => {
     const first = await store.migrate();
-    expect(first).toEqual({ applied: [1], current: supported });
+    expect(first).toEqual({ applied: Array.from({ length: supported }, (_, i) => i + 1), current: supported });
     expect(await store.migrate()).toEqual({ applied: [], current: supported });
     expect(await store.migrate()).toEqual({ applied: [], current: supported });
     const rows = await h.raw('SELECT version, name FROM agentry_migrations ORDER BY version');
-    expect(rows).toEqual([{ version: 1, name: 'init' }]);
+    expect(rows).toEqual((await bundledMigrations()).map((m) => ({ version: m.version, name: m.name })));
   });
 
   it('refuses a database migrated by a newer release', async () => {
@@ -159,7 +159,7 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     const { a, b, done } = await h.freshPair();
     try {
       const results = await Promise.all([a.migrate(), b.migrate(), a.migrate(), b.migrate()]);
-      expect(results.flatMap((r) => r.applied)).toEqual([1]);
+      expect(results.flatMap((r) => r.applied).sort((a, b) => a - b)).toEqual(Array.from({ length: supported }, (_, i) => i + 1));
       for (const r of results) expect(r.current).toBe(supported);
       await a.commit([rec('pair-1', 1)]);
       expect((await b.loadSession('pair-1'))?.version).toBe(1);
@@ -396,6 +396,57 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     expect((await store.pendingOutbox(10_000)).map((o) => o.id)).toContain('ro-1:1');
     await store.commit([rec('ro-1', 2)]);
     expect((await store.loadSession('ro-1'))?.version).toBe(2);
+  });
+  it('finds due sleep/wait deadlines by partition, oldest first, and only for sleeping/waiting sessions', async () => {
+    const base = 5_000_000;
+    await store.commit([
+      rec('due-a', 1, { status: 'sleeping', wakeAt: base + 30, partition: 1 }),
+      rec('due-b', 1, { status: 'waiting', wakeAt: base + 10, partition: 2 }),
+      rec('due-c', 1, { status: 'sleeping', wakeAt: base + 9_000_000, partition: 1 }),
+      rec('due-d', 1, { status: 'idle', wakeAt: base + 5, partition: 1 }),
+    ]);
+    const all = await store.dueWakes(null, base + 1000, 100);
+    expect(all.filter((w) => w.sessionId.startsWith('due-')).map((w) => [w.sessionId, w.wakeAt, w.status])).toEqual([
+      ['due-b', base + 10, 'waiting'], ['due-a', base + 30, 'sleeping'],
+    ]);
+    const p1 = await store.dueWakes([1], base + 1000, 100);
+    expect(p1.filter((w) => w.sessionId.startsWith('due-')).map((w) => w.sessionId)).toEqual(['due-a']);
+  });
+
+  it('routes events to sleepers/waiters listing the type and to exact and wildcard subscribers, not to stopped ones', async () => {
+    await store.commit([
+      rec('ev-sleep', 1, { status: 'sleeping', wakeEvents: ['system_alert'] }),
+      rec('ev-other', 1, { status: 'sleeping', wakeEvents: ['other'] }),
+      rec('ev-exact', 1, { subscribe: ['invoice.paid'] }),
+      rec('ev-wild', 1, { subscribe: ['invoice.*', 'billing.>'] }),
+      rec('ev-stopped', 1, { status: 'stopped', subscribe: ['invoice.paid'] }),
+    ]);
+    expect(await store.eventRecipients('system_alert')).toEqual(['ev-sleep']);
+    expect(await store.eventRecipients('invoice.paid')).toEqual(['ev-exact', 'ev-wild']);
+    expect(await store.eventRecipients('billing.x.y')).toEqual(['ev-wild']);
+    expect(await store.eventRecipients('nobody.cares')).toEqual([]);
+    await store.commit([rec('ev-wild', 2, { unsubscribe: ['invoice.*'] })]);
+    expect(await store.eventRecipients('invoice.paid')).toEqual(['ev-exact']);
+  });
+
+  it('keeps cron schedules and fires each due instant exactly once (compare-and-set with its outbox row)', async () => {
+    const s = { id: 'task-1', sessionId: 'cron-s', partition: 3, task: { do: 'report' }, cron: '0 * * * *', timezone: 'Europe/Berlin', nextRunAt: 1000, lastRunAt: null, createdAt: 1 };
+    await store.addSchedule(s);
+    await expect(store.addSchedule(s)).rejects.toThrow();
+    expect(await store.getSchedule('task-1')).toEqual(s);
+    expect((await store.listSchedules({ sessionId: 'cron-s' })).map((x) => x.id)).toEqual(['task-1']);
+    expect((await store.dueSchedules([3], 1001, 10)).map((x) => x.id)).toEqual(['task-1']);
+    expect(await store.dueSchedules([4], 1001, 10)).toEqual([]);
+    const row = { ...out('cron-s', 'task-1:1000', 1000), subject: 'agentry.in.cron-s' };
+    const [a, b] = await Promise.all([
+      store.fireSchedule('task-1', 1000, 2000, 1000, row),
+      store.fireSchedule('task-1', 1000, 2000, 1000, row),
+    ]);
+    expect([a, b].filter(Boolean)).toHaveLength(1);
+    expect(await store.getSchedule('task-1')).toMatchObject({ nextRunAt: 2000, lastRunAt: 1000 });
+    expect((await store.pendingOutbox(1000)).filter((o) => o.id === 'task-1:1000')).toHaveLength(1);
+    expect(await store.deleteSchedule('task-1')).toBe(true);
+    expect(await store.deleteSchedule('task-1')).toBe(false);
   });
 });
 
