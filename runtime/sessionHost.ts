@@ -73,6 +73,13 @@ interface LiveSession {
   inflight: number;
   lastActivity: number;
   broken: boolean;
+  /**
+   * Callers that hydrated or looked up this session and have not handed it its messages or
+   * command yet. A pinned session is never evicted: freshly hydrated, it is quiescent until
+   * then, and a hydration waiting for a slot would otherwise evict it in between (its messages
+   * then went to a stopped actor and sat unacked until redelivery, over and over under load).
+   */
+  pins: number;
 }
 
 export interface HostDeps {
@@ -198,6 +205,7 @@ export class SessionHost {
         if (s) this.deliver(s, msg);
         else this.deadLetterRaw(msg, sid, 'unknown-session', 'no session with this id exists and no default agent type is configured');
       }
+      if (s) this.unpin(s);
     }, (err: unknown) => {
       // Only reached at shutdown (hydration retries store outages itself); leave the messages unacked.
       this.loading.delete(sid);
@@ -253,15 +261,16 @@ export class SessionHost {
   /**
    * Loads a session (or creates it with `createType`, else the default agent type) and makes it
    * live. Waits for a free slot under maxLiveSessions; retries while the store is unavailable.
+   * The session comes back pinned: the caller unpins it once it has handed it its work.
    */
   private async hydrate(sid: string, partition: number, createType: string | undefined): Promise<LiveSession | null> {
     await this.admit();
     try {
       const rec = await this.retryStore(() => this.deps.store.loadSession(sid));
-      if (this.live.has(sid)) return this.live.get(sid)!;
+      if (this.live.has(sid)) return this.pin(this.live.get(sid)!);
       if (rec) {
         const history = await this.retryStore(() => this.deps.store.getHistory(sid, { limit: this.agentOf(rec.type)?.maxHistory ?? 50 }));
-        return this.makeLive(sid, rec.type, partition, rec, history.reverse().map(toHistoryItem));
+        return this.pin(this.makeLive(sid, rec.type, partition, rec, history.reverse().map(toHistoryItem)));
       }
       const type = createType ?? this.deps.config.defaultAgentType;
       if (type === undefined) return null;
@@ -270,7 +279,7 @@ export class SessionHost {
         this.deps.logger.error({ sessionId: sid, type }, 'default agent type is not registered');
         return null;
       }
-      return this.makeLive(sid, type, partition, null, []);
+      return this.pin(this.makeLive(sid, type, partition, null, []));
     } finally {
       this.release();
     }
@@ -306,7 +315,7 @@ export class SessionHost {
       storeVersion: rec?.version ?? 0, submittedVersion: ctx?.version ?? 0,
       lastCompletedRunId: ctx?.runId ?? 0,
       lastPath: rec ? statePath((rec.snapshot as { value: unknown }).value) : 'idle',
-      lastEvent: 'hydrate', transitions: [], chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), broken: false,
+      lastEvent: 'hydrate', transitions: [], chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), broken: false, pins: 0,
     };
     const s = session;
     actor.subscribe({
@@ -346,15 +355,21 @@ export class SessionHost {
     return this.view(s);
   }
 
-  /** Live session, hydrating it if needed; throws UNKNOWN_SESSION when it does not exist. */
+  /** Live session, pinned (the caller unpins it), hydrating it if needed; throws UNKNOWN_SESSION when it does not exist. */
   private async ensureLive(sid: string): Promise<LiveSession> {
     assertSessionId(sid);
-    const s = this.live.get(sid);
-    if (s) return s;
-    const loading = this.loading.get(sid);
-    const got = loading ? await loading.promise : await this.hydrateForCommand(sid);
-    if (!got) throw new AgentryError('UNKNOWN_SESSION', `no session ${sid}`);
-    return got;
+    for (;;) {
+      const s = this.live.get(sid);
+      if (s) return this.pin(s);
+      const loading = this.loading.get(sid);
+      if (!loading) {
+        const got = await this.hydrateForCommand(sid);
+        if (!got) throw new AgentryError('UNKNOWN_SESSION', `no session ${sid}`);
+        return got;
+      }
+      // Another caller's hydration: it unpins when done, so look again (it may be evicted by now).
+      if (!(await loading.promise)) throw new AgentryError('UNKNOWN_SESSION', `no session ${sid}`);
+    }
   }
 
   private async hydrateForCommand(sid: string): Promise<LiveSession | null> {
@@ -369,6 +384,16 @@ export class SessionHost {
     } finally { this.loading.delete(sid); }
   }
 
+  private pin(s: LiveSession): LiveSession {
+    s.pins++;
+    return s;
+  }
+
+  private unpin(s: LiveSession): void {
+    s.pins--;
+    if (this.admissionWaiters.length > 0) this.admitNext(); // it may be evictable now
+  }
+
   private touch(s: LiveSession): void {
     s.lastActivity = Date.now();
     // Map order is the LRU order: re-insert on use.
@@ -378,7 +403,7 @@ export class SessionHost {
 
   private quiescent(s: LiveSession): boolean {
     const snap = s.actor.getSnapshot();
-    return s.inflight === 0 && s.acks.size === 0 && topState(snap.value) !== 'active' && snap.context.pending.length === 0 && s.submittedVersion === snap.context.version;
+    return s.pins === 0 && s.inflight === 0 && s.acks.size === 0 && topState(snap.value) !== 'active' && snap.context.pending.length === 0 && s.submittedVersion === snap.context.version;
   }
 
   private evict(s: LiveSession): void {
@@ -398,15 +423,19 @@ export class SessionHost {
 
   /** Waits until a live slot is free, evicting the least recently used quiescent sessions; reserves it. */
   private async admit(): Promise<void> {
+    let waited = false;
     for (;;) {
-      if (this.live.size + this.reserved < this.deps.config.maxLiveSessions) { this.reserved++; return; }
+      if (this.live.size + this.reserved < this.deps.config.maxLiveSessions) { this.reserved++; break; }
       for (const s of this.live.values()) {
         if (this.quiescent(s)) { this.evict(s); break; }
       }
-      if (this.live.size + this.reserved < this.deps.config.maxLiveSessions) { this.reserved++; return; }
+      if (this.live.size + this.reserved < this.deps.config.maxLiveSessions) { this.reserved++; break; }
       if (this.stopping) throw new Error('runtime is shutting down');
-      await new Promise<void>((r) => this.admissionWaiters.push(r));
+      // Back in line, at the front if it was already waiting: FIFO among hydrations.
+      await new Promise<void>((r) => { if (waited) this.admissionWaiters.unshift(r); else this.admissionWaiters.push(r); });
+      waited = true;
     }
+    if (waited) this.admitNext(); // pass the baton: there may be room for the next one too
   }
 
   /** Slots reserved by hydrations in progress. */
@@ -417,9 +446,14 @@ export class SessionHost {
     this.admitNext();
   }
 
-  /** Lets waiting hydrations re-check for a slot (after a release, an eviction or a commit). */
+  /**
+   * Lets the first waiting hydration re-check for a slot (after a release, an eviction or a
+   * commit); if it gets one, it wakes the next. Waking all of them made every commit cost
+   * waiters × live-sessions quiescence checks: with thousands of hydrations queued that
+   * quadratic scan took most of the CPU and starved the event loop (pool connect timeouts).
+   */
   private admitNext(): void {
-    for (const fn of this.admissionWaiters.splice(0)) fn();
+    this.admissionWaiters.shift()?.();
   }
 
   // ---- handler runs ---------------------------------------------------------------------
@@ -647,17 +681,22 @@ export class SessionHost {
    */
   async command(sid: string, event: SessionEvent): Promise<SessionView & { changed: boolean }> {
     const s = await this.ensureLive(sid);
-    const state = topState(s.actor.getSnapshot().value);
-    const verb = event.type.toLowerCase();
-    const accepts: Record<SessionEvent['type'], readonly string[]> = {
-      SLEEP: ['idle', 'active', 'sleeping'], WAIT: ['idle'], WAKE: ['sleeping', 'waiting', 'idle', 'active'],
-      STOP: ['idle', 'active', 'sleeping', 'waiting'], INTERRUPT: ['active', 'idle', 'sleeping', 'waiting'], MESSAGE: [],
-    };
-    if (state === 'stopped' || !accepts[event.type].includes(state)) throw new InvalidTransitionError(sid, state, verb);
-    const before = s.actor.getSnapshot().context.version;
-    this.touch(s);
-    this.send(s, event);
-    const changed = s.actor.getSnapshot().context.version !== before;
+    let changed: boolean;
+    try {
+      const state = topState(s.actor.getSnapshot().value);
+      const verb = event.type.toLowerCase();
+      const accepts: Record<SessionEvent['type'], readonly string[]> = {
+        SLEEP: ['idle', 'active', 'sleeping'], WAIT: ['idle'], WAKE: ['sleeping', 'waiting', 'idle', 'active'],
+        STOP: ['idle', 'active', 'sleeping', 'waiting'], INTERRUPT: ['active', 'idle', 'sleeping', 'waiting'], MESSAGE: [],
+      };
+      if (state === 'stopped' || !accepts[event.type].includes(state)) throw new InvalidTransitionError(sid, state, verb);
+      const before = s.actor.getSnapshot().context.version;
+      this.touch(s);
+      this.send(s, event);
+      changed = s.actor.getSnapshot().context.version !== before;
+    } finally {
+      this.unpin(s); // the change it made (if any) is committing now: that keeps it live until done
+    }
     await s.chain;
     return { ...this.view(s), changed };
   }
