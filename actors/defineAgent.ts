@@ -75,6 +75,9 @@ export interface HandlerContext<S = unknown> {
   mail(to: string, body: unknown, opts?: { priority?: Priority }): void;
   /** Publishes an event on the event bus after the run commits. */
   publish(type: string, data?: unknown, opts?: { priority?: Priority }): void;
+  /** Starts receiving events matching `pattern` (an event type or a NATS wildcard such as `invoice.*`), from this commit on. */
+  subscribe(pattern: string): void;
+  unsubscribe(pattern: string): void;
   /** Ends the run by going to sleep; return its result from the handler. */
   sleep(opts: SleepOptions): HandlerResult;
   /** Ends the run by waiting for an event or a reply; return its result from the handler. */
@@ -101,6 +104,8 @@ export interface AgentDefinition<S = unknown> {
   readonly retryCapMs?: number;
   /** How many history messages `ctx.history` holds (default 50). */
   readonly maxHistory?: number;
+  /** Event patterns every session of this type receives from its creation (types or NATS wildcards). */
+  readonly subscribe?: readonly string[];
   readonly handle: Handler<S>;
 }
 
@@ -109,6 +114,7 @@ export interface ResolvedAgent<S = unknown> {
   readonly type: string;
   readonly limits: SessionLimits;
   readonly maxHistory: number;
+  readonly subscribe: readonly string[];
   readonly initialState: () => S;
   readonly handle: Handler<S>;
 }
@@ -159,9 +165,26 @@ export function defineAgent<S = unknown>(def: AgentDefinition<S>): ResolvedAgent
       retryCapMs: positive('retryCapMs', def.retryCapMs, DEFAULT_LIMITS.retryCapMs),
     }),
     maxHistory: positive('maxHistory', def.maxHistory, 50),
+    subscribe: Object.freeze((def.subscribe ?? []).map((p) => assertEventPattern(p, def.type))),
     initialState: def.initialState ?? (() => ({}) as S),
     handle: def.handle,
   });
+}
+
+const EVENT_PATTERN = /^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*(\.>)?$|^>$/;
+const EVENT_TYPE = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+
+/** True when `type` is a valid event type: dot-separated tokens of [A-Za-z0-9_-]. */
+export function isEventType(type: unknown): type is string {
+  return typeof type === 'string' && type.length <= 200 && EVENT_TYPE.test(type);
+}
+
+/** Checks an event pattern (a type, with `*` tokens and an optional trailing `>`). */
+export function assertEventPattern(pattern: string, where: string): string {
+  if (typeof pattern !== 'string' || pattern.length > 200 || !EVENT_PATTERN.test(pattern)) {
+    throw new TypeError(`${where}: invalid event pattern ${JSON.stringify(pattern)} (tokens of [A-Za-z0-9_-], '*' or a final '>')`);
+  }
+  return pattern;
 }
 
 /** Builds the result of `ctx.sleep()` (exported for the runtime, which implements ctx). */

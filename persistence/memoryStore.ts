@@ -138,7 +138,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       const cur = schedules.get(id);
       if (cur?.nextRunAt !== expected) return Promise.resolve(false);
       schedules.set(id, { ...cur, nextRunAt: next, lastRunAt: firedAt });
-      outbox.set(o.id, o);
+      if (o) outbox.set(o.id, o);
       return Promise.resolve(true);
     },
     close: () => Promise.resolve(),

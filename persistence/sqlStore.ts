@@ -116,7 +116,7 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     fireSchedule(id, expected, next, firedAt, outbox) {
       return db.transaction(async (tx) => {
         if (!(await wq.advanceSchedule(tx, id, expected, next, firedAt))) return false;
-        await sql.insertOutbox(tx, [outbox]);
+        if (outbox) await sql.insertOutbox(tx, [outbox]);
         return true;
       });
     },

@@ -194,9 +194,9 @@ export interface Store {
   dueSchedules(partitions: readonly number[] | null, before: number, limit: number): Promise<ScheduleRecord[]>;
   /**
    * Records a firing atomically: moves `next_run_at` from `expectedNextRunAt` to `nextRunAt` and
-   * writes the outbox row that delivers it. False (nothing written) when another firing won.
+   * writes the outbox row that delivers it (none: a skipped firing). False (nothing written) when another firing won.
    */
-  fireSchedule(id: string, expectedNextRunAt: number, nextRunAt: number | null, firedAt: number, outbox: OutboxRecord): Promise<boolean>;
+  fireSchedule(id: string, expectedNextRunAt: number, nextRunAt: number | null, firedAt: number, outbox: OutboxRecord | null): Promise<boolean>;
   close(): Promise<void>;
 }
 

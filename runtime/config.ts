@@ -26,6 +26,12 @@ const schema = z.object({
   consumerBuffer: z.number().int().min(1).optional(),
   /** Live actors above this are passivated, least recently used first. */
   maxLiveSessions: z.number().int().min(1).default(10_000),
+  /** At most this many handlers run at once; further activations (messages, due wakes) queue by priority, then time. */
+  maxActiveSessions: z.number().int().min(1).default(1000),
+  /** Timers due within this window are held in memory; the rest stay in Postgres until it comes closer. */
+  timerHorizonMs: z.number().int().min(1000).default(60_000),
+  /** A cron firing missed while the runtime was down: run it once at start, or skip to the next instant. */
+  cronCatchUp: z.enum(['run-once', 'skip']).default('run-once'),
   /** A session idle this long is passivated. */
   idleTimeoutMs: z.number().int().min(0).default(60_000),
   /** Agent type given to a session that receives a message before anyone created it; unset: dead-letter. */
@@ -68,6 +74,9 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_ACK_WAIT_MS: { key: 'ackWaitMs', number: true },
   AGENTRY_MAX_LIVE_SESSIONS: { key: 'maxLiveSessions', number: true },
   AGENTRY_IDLE_TIMEOUT_MS: { key: 'idleTimeoutMs', number: true },
+  AGENTRY_MAX_ACTIVE_SESSIONS: { key: 'maxActiveSessions', number: true },
+  AGENTRY_TIMER_HORIZON_MS: { key: 'timerHorizonMs', number: true },
+  AGENTRY_CRON_CATCH_UP: { key: 'cronCatchUp' },
   AGENTRY_DEFAULT_AGENT: { key: 'defaultAgentType' },
   AGENTRY_SHUTDOWN_GRACE_MS: { key: 'shutdownGraceMs', number: true },
   AGENTRY_LOG_LEVEL: { key: 'logLevel' },

@@ -11,9 +11,10 @@ import type { DeadLetter, HistoryEntry, ListSessionsQuery, SessionSummary, Store
 import { loadConfig, type RuntimeConfig, type RuntimeConfigInput } from './config.js';
 import { createGroupCommitter, type GroupCommitter } from './groupCommit.js';
 import { createLogger, type Logger } from './logger.js';
-import { SessionHost, type Clock, type SessionView } from './sessionHost.js';
+import { SessionHost, realClock, type Clock, type SessionView } from './sessionHost.js';
 import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';
+import { createWakeups, type EventRecord, type Wakeups } from './wakeups.js';
 
 export interface RuntimeOptions {
   /** Configuration overrides (on top of environment variables and defaults). */
@@ -68,6 +69,8 @@ export interface Runtime {
   readonly host: SessionHost;
   readonly transport: Transport;
   readonly committer: GroupCommitter;
+  readonly wakeups: Wakeups;
+  readonly clock: Clock;
   readiness(): Readiness;
   createAgent(agentId: string, type: string, userState?: unknown): Promise<SessionView>;
   getAgent(agentId: string): Promise<SessionView>;
@@ -86,6 +89,14 @@ export interface Runtime {
   listTasks(agentId?: string): Promise<TaskInfo[]>;
   /** Publishes on the event bus; `recipients` counts the sessions it was delivered to. */
   publishEvent(type: string, data?: unknown, opts?: { priority?: Priority; from?: string }): Promise<{ seq: number; recipients: number }>;
+  /** The event history (stream `<prefix>_EVENTS`), oldest first, by type and time. */
+  listEvents(opts?: { type?: string; since?: number; limit?: number }): Promise<EventRecord[]>;
+  /** Moves a sleeping session's wake time (keeping its event and mail conditions). */
+  scheduleWake(agentId: string, at: number): Promise<SessionView>;
+  /** Removes a sleeping session's wake time: only events, mail or wakeAgent wake it now. */
+  cancelWake(agentId: string): Promise<SessionView>;
+  /** When the session wakes next by time (sleep deadline or wait timeout), or null. */
+  getNextWakeTime(agentId: string): Promise<number | null>;
   listDeadLetters(opts?: { sessionId?: string; limit?: number }): Promise<DeadLetter[]>;
   /** Publishes a dead letter's messages to its session's inbox again (once: the ids are deterministic). */
   replayDeadLetter(id: string): Promise<{ published: number }>;
@@ -134,10 +145,13 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   }
 
   const committer = createGroupCommitter({ store, logger, maxBatch: config.groupCommitMaxBatch, lingerMs: config.groupCommitLingerMs });
-  const host = new SessionHost({ config, store, committer, transport, agents, logger, ...(opts.clock ? { clock: opts.clock } : {}) });
+  const clock = opts.clock ?? realClock;
+  const host = new SessionHost({ config, store, committer, transport, agents, logger, clock });
   host.start();
   await host.flushStaleOutbox();
+  const wakeups = createWakeups({ config, store, transport, host, clock, logger });
   for (let p = 0; p < config.partitions; p++) await transport.startPartition(p, (part, m) => { host.dispatch(part, m); });
+  await wakeups.start();
 
   const pinger = setInterval(() => {
     store.ping().then(() => { storeOk = true; }, () => { storeOk = false; });
@@ -167,7 +181,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   };
 
   const runtime: Runtime = {
-    config, logger, store, host, transport, committer,
+    config, logger, store, host, transport, committer, wakeups, clock,
     readiness() {
       const checks = { nats: transport.isConnected(), store: storeOk && committer.healthy(), migrations: migrated };
       return { ok: checks.nats && checks.store && checks.migrations, checks };
@@ -180,15 +194,15 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     async sleepAgent(agentId, o = {}) {
       let until: number | null = null;
       if (o.untilTime !== undefined) until = typeof o.untilTime === 'number' ? o.untilTime : Date.parse(o.untilTime);
-      else if (o.durationMs !== undefined) until = Date.now() + o.durationMs;
+      else if (o.durationMs !== undefined) until = clock.now() + o.durationMs;
       if (until !== null && !Number.isFinite(until)) throw new AgentryError('INVALID_ARGUMENT', 'untilTime must be an ISO time or epoch milliseconds');
       const wake: WakeCondition = { until, events: [...(o.wakeEvents ?? [])], mailPriority: o.wakeOnMailPriority ?? null };
-      return host.command(agentId, { type: 'SLEEP', wake, at: Date.now() });
+      return host.command(agentId, { type: 'SLEEP', wake, at: clock.now() });
     },
-    wakeAgent: (agentId) => host.command(agentId, { type: 'WAKE', reason: 'manual', at: Date.now() }),
-    stopAgent: (agentId, reason) => host.command(agentId, { type: 'STOP', at: Date.now(), ...(reason ? { reason } : {}) }),
+    wakeAgent: (agentId) => host.command(agentId, { type: 'WAKE', reason: 'manual', at: clock.now() }),
+    stopAgent: (agentId, reason) => host.command(agentId, { type: 'STOP', at: clock.now(), ...(reason ? { reason } : {}) }),
     async interruptAgent(agentId, reason) {
-      const r = await host.command(agentId, { type: 'INTERRUPT', at: Date.now(), ...(reason ? { reason } : {}) });
+      const r = await host.command(agentId, { type: 'INTERRUPT', at: clock.now(), ...(reason ? { reason } : {}) });
       return { ...r, interrupted: r.changed };
     },
     async getHistory(agentId, o = {}) {
@@ -199,11 +213,30 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       await existing(agentId);
       return store.getTransitions(agentId, o);
     },
-    // Wake-ups (scheduler, event bus, cron) land with the wake-ups issue; until then these say so.
-    scheduleTask: () => Promise.reject(new AgentryError('INTERNAL', 'scheduleTask is not available yet')),
-    cancelTask: () => Promise.reject(new AgentryError('INTERNAL', 'cancelTask is not available yet')),
-    listTasks: () => Promise.reject(new AgentryError('INTERNAL', 'listTasks is not available yet')),
-    publishEvent: () => Promise.reject(new AgentryError('INTERNAL', 'publishEvent is not available yet')),
+    scheduleTask: (agentId, task, schedule, o) => wakeups.scheduleTask(agentId, task, schedule, o),
+    cancelTask: (taskId) => wakeups.cancelTask(taskId),
+    async listTasks(agentId) {
+      return (await wakeups.listTasks(agentId)).map((t) => ({
+        taskId: t.id, agentId: t.sessionId, task: t.task, schedule: t.cron, timezone: t.timezone, nextRunAt: t.nextRunAt, lastRunAt: t.lastRunAt,
+      }));
+    },
+    publishEvent: (type, data, o) => wakeups.publishEvent(type, data, o),
+    listEvents: (o) => wakeups.listEvents(o),
+    async scheduleWake(agentId, at) {
+      const v = await existing(agentId);
+      if (v.state !== 'sleeping' || !v.wake) throw new AgentryError('INVALID_TRANSITION', `session ${agentId} is ${v.state}: only a sleeping session has a wake time`, { details: { state: v.state } });
+      if (!Number.isFinite(at)) throw new AgentryError('INVALID_ARGUMENT', 'at must be epoch milliseconds');
+      return host.command(agentId, { type: 'SLEEP', wake: { ...v.wake, until: at }, at: clock.now() });
+    },
+    async cancelWake(agentId) {
+      const v = await existing(agentId);
+      if (v.state !== 'sleeping' || !v.wake) throw new AgentryError('INVALID_TRANSITION', `session ${agentId} is ${v.state}: only a sleeping session has a wake time`, { details: { state: v.state } });
+      return host.command(agentId, { type: 'SLEEP', wake: { ...v.wake, until: null }, at: clock.now() });
+    },
+    async getNextWakeTime(agentId) {
+      const v = await existing(agentId);
+      return v.state === 'sleeping' ? (v.wake?.until ?? null) : v.state === 'waiting' ? (v.wait?.timeoutAt ?? null) : null;
+    },
     listDeadLetters: (o) => store.listDeadLetters(o),
     async replayDeadLetter(id) {
       const dl = await store.getDeadLetter(id);
@@ -218,13 +251,14 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
           ...(m.priority ? { priority: m.priority } : {}), ...(m.from ? { from: m.from } : {}), ...(m.eventType ? { eventType: m.eventType } : {}),
         });
       }
-      await store.markDeadLetterReplayed(id, Date.now());
+      await store.markDeadLetterReplayed(id, clock.now());
       return { published: msgs.length };
     },
     async stop() {
       logger.info('runtime stopping');
       clearInterval(pinger);
       await transport.stopConsuming();
+      await wakeups.stop();
       await host.shutdown(config.shutdownGraceMs);
       await committer.drain();
       committer.close();

@@ -13,17 +13,18 @@ import type { JsMsg } from '@nats-io/jetstream';
 import { createActor, fromPromise, type Actor, type AnyActorRef, type Snapshot } from 'xstate';
 import { AgentryError, InvalidTransitionError, TerminalError, errorInfo } from '../actors/errors.js';
 import { assertSessionId, sessionIdProblem } from '../actors/sessionId.js';
-import { nextStepOf, sleepResult, waitResult, type HandlerContext, type HistoryItem, type ResolvedAgent } from '../actors/defineAgent.js';
+import { assertEventPattern, nextStepOf, sleepResult, waitResult, type HandlerContext, type HistoryItem, type ResolvedAgent } from '../actors/defineAgent.js';
 import {
   backoffDelay, sessionMachine, statePath, toDurableSnapshot, topState, snapshotContext,
   type CompletedRun, type SessionContext, type SessionEvent,
 } from '../actors/sessionMachine.js';
-import type { InboxMessage, Priority, RunInput, RunOutput } from '../actors/types.js';
+import { priorityRank, type InboxMessage, type Priority, type RunInput, type RunOutput } from '../actors/types.js';
 import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, SessionRecord, Store, TransitionRecord } from '../persistence/types.js';
 import type { RuntimeConfig } from './config.js';
 import type { GroupCommitter } from './groupCommit.js';
 import { decodeInbox, sessionIdOfSubject } from './inbox.js';
 import type { Logger } from './logger.js';
+import { MinHeap } from './minHeap.js';
 import { partitionOf } from './partition.js';
 import { DLQ_SUBJECT, EVENT_SUBJECT, H, INBOX_SUBJECT, OUT_SUBJECT, STATE_SUBJECT, type Transport } from './transport.js';
 
@@ -49,7 +50,7 @@ export interface HostListener {
   onOutput?(sessionId: string, kind: 'reply' | 'chunk', body: unknown, runId: number): void;
 }
 
-interface PendingOutput { subject: string; headers: Record<string, string>; body: unknown; kind: 'reply' | 'mail' | 'event' }
+interface PendingOutput { subject: string; headers: Record<string, string>; body: unknown; kind: 'reply' | 'mail' | 'event' | 'subscribe' | 'unsubscribe' }
 
 interface LiveSession {
   readonly id: string;
@@ -80,7 +81,14 @@ interface LiveSession {
    * then went to a stopped actor and sat unacked until redelivery, over and over under load).
    */
   pins: number;
+  /** Messages held back while maxActiveSessions handlers run (this session was not active). */
+  held: number[];
+  /** Whether the session has an entry in the admission queue. */
+  queued: boolean;
 }
+
+/** A session waiting for an active slot: higher priority first, then the earlier. */
+interface ReadyEntry { readonly rank: number; readonly at: number; readonly n: number; readonly run: () => void }
 
 export interface HostDeps {
   readonly config: RuntimeConfig;
@@ -97,6 +105,8 @@ export interface HostDeps {
 
 /** Counters the metrics endpoint and benchmarks read. */
 export interface HostStats {
+  /** Messages or wakes that waited for an active slot (maxActiveSessions). */
+  heldForCapacity: number;
   hydrations: number;
   passivations: number;
   merges: number;
@@ -135,7 +145,11 @@ export class SessionHost {
   private outboxDeletes: string[] = [];
   private sweeper: NodeJS.Timeout | undefined;
   private stopping = false;
-  readonly stats: HostStats = { hydrations: 0, passivations: 0, merges: 0, runs: 0, retries: 0, deadLetters: 0, duplicatesSkipped: 0, commits: 0 };
+  /** Live sessions whose top state is `active` (handlers running or retrying). */
+  private activeSessions = 0;
+  private readonly ready = new MinHeap<ReadyEntry>((a, b) => a.rank !== b.rank ? a.rank > b.rank : a.at !== b.at ? a.at < b.at : a.n < b.n);
+  private readySeq = 0;
+  readonly stats: HostStats = { heldForCapacity: 0, hydrations: 0, passivations: 0, merges: 0, runs: 0, retries: 0, deadLetters: 0, duplicatesSkipped: 0, commits: 0 };
 
   constructor(private readonly deps: HostDeps) {
     this.clock = deps.clock ?? realClock;
@@ -176,9 +190,27 @@ export class SessionHost {
 
   /** Number of sessions whose handler is running now. */
   activeCount(): number {
-    let n = 0;
-    for (const s of this.live.values()) if (topState(s.actor.getSnapshot().value) === 'active') n++;
-    return n;
+    return this.activeSessions;
+  }
+
+  /** Sessions waiting for an active slot. */
+  waitingForSlot(): number {
+    return this.ready.size;
+  }
+
+  private hasCapacity(): boolean {
+    return this.activeSessions < this.deps.config.maxActiveSessions;
+  }
+
+  /** Queues work that would make a session active until a slot is free (urgent first, then oldest). */
+  private enqueueReady(priority: Priority, at: number, run: () => void): void {
+    this.stats.heldForCapacity++;
+    this.ready.push({ rank: priorityRank(priority), at, n: this.readySeq++, run });
+  }
+
+  /** Starts queued work while slots are free. */
+  private pump(): void {
+    while (this.hasCapacity() && this.ready.size > 0) this.ready.pop()!.run();
   }
 
   // ---- inbound -------------------------------------------------------------------------
@@ -218,6 +250,32 @@ export class SessionHost {
     if (seq <= s.committedLastSeq) { this.stats.duplicatesSkipped++; m.ack(); return; }
     if (seq <= s.maxEnqueuedSeq) { this.stats.duplicatesSkipped++; s.acks.set(seq, m); return; }
     if (s.broken) return; // left unacked: redelivered to a fresh hydration
+    if (s.held.length > 0 || (!this.hasCapacity() && topState(s.actor.getSnapshot().value) !== 'active')) {
+      // All handler slots are taken: hold it (unacked, kept alive) behind this session's other held messages.
+      s.acks.set(seq, m);
+      s.maxEnqueuedSeq = seq;
+      s.held.push(seq);
+      if (!s.queued) {
+        s.queued = true;
+        this.enqueueReady(prioOf(m), this.clock.now(), () => { this.releaseHeld(s); });
+      }
+      return;
+    }
+    this.deliverNow(s, m);
+  }
+
+  /** Hands a session its held messages, in order, once it has a slot. */
+  private releaseHeld(s: LiveSession): void {
+    s.queued = false;
+    const seqs = s.held.splice(0);
+    for (const seq of seqs) {
+      const m = s.acks.get(seq);
+      if (m && this.live.get(s.id) === s) this.deliverNow(s, m);
+    }
+  }
+
+  private deliverNow(s: LiveSession, m: JsMsg): void {
+    const seq = m.seq;
     const now = this.clock.now();
     const decoded = decodeInbox(m, now, this.deps.config.maxPayloadBytes);
     if (!decoded.ok) {
@@ -310,7 +368,7 @@ export class SessionHost {
     session = {
       id: sid, type, partition, actor,
       log: this.deps.logger.child({ sessionId: sid, agentType: type }),
-      acks: new Map(), outputs: new Map(), historyView: history,
+      acks: new Map(), outputs: new Map(), historyView: history, held: [], queued: false,
       maxEnqueuedSeq: rec?.lastSeq ?? 0, committedLastSeq: rec?.lastSeq ?? 0,
       storeVersion: rec?.version ?? 0, submittedVersion: ctx?.version ?? 0,
       lastCompletedRunId: ctx?.runId ?? 0,
@@ -494,6 +552,8 @@ export class SessionHost {
         if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(type)) throw new AgentryError('INVALID_ARGUMENT', `invalid event type ${JSON.stringify(type)}`);
         outputs.push({ kind: 'event', subject: EVENT_SUBJECT(type), headers: { [H.kind]: 'event', [H.from]: sid, [H.priority]: o.priority ?? 'normal', [H.eventType]: type }, body: data ?? null });
       },
+      subscribe: (pattern) => { outputs.push({ kind: 'subscribe', subject: '', headers: {}, body: assertEventPattern(pattern, 'subscribe') }); },
+      unsubscribe: (pattern) => { outputs.push({ kind: 'unsubscribe', subject: '', headers: {}, body: pattern }); },
       sleep: (o) => sleepResult(o, now()),
       waitFor: (o) => waitResult(o, now()),
     };
@@ -514,6 +574,10 @@ export class SessionHost {
     try {
       const path = statePath(snap.value);
       if (path !== s.lastPath) {
+        const wasActive = s.lastPath === 'active' || s.lastPath.startsWith('active.');
+        const isActive = topState(snap.value) === 'active';
+        if (isActive && !wasActive) this.activeSessions++;
+        if (wasActive && !isActive) { this.activeSessions--; queueMicrotask(() => { this.pump(); }); }
         const at = this.clock.now();
         const event = s.lastEvent;
         s.transitions.push({ sessionId: s.id, at, event, from: s.lastPath, to: path });
@@ -543,7 +607,10 @@ export class SessionHost {
     })) : [];
     const outputs = completed?.outcome === 'ok' ? (s.outputs.get(completed.runId) ?? []) : [];
     if (completed) for (const k of s.outputs.keys()) if (k <= completed.runId) s.outputs.delete(k);
-    const outbox: OutboxRecord[] = outputs.map((o, i) => ({
+    const subscribe = outputs.filter((o) => o.kind === 'subscribe').map((o) => o.body as string);
+    const unsubscribe = outputs.filter((o) => o.kind === 'unsubscribe').map((o) => o.body as string);
+    if (version === 1) subscribe.unshift(...(this.agentOf(s.type)?.subscribe ?? []));
+    const outbox: OutboxRecord[] = outputs.filter((o) => o.kind !== 'subscribe' && o.kind !== 'unsubscribe').map((o, i) => ({
       id: `${s.id}:${version}:${i}`, sessionId: s.id, subject: o.subject, headers: o.headers,
       body: JSON.stringify(o.body ?? null), createdAt: now,
     }));
@@ -555,6 +622,7 @@ export class SessionHost {
       wakeAt: wake?.until ?? ctx.wait?.timeoutAt ?? null, wakeEvents: wake?.events ?? (ctx.wait?.event ? [ctx.wait.event] : []),
       wakePriority: wake?.mailPriority ?? null,
       history, transitions: s.transitions.splice(0), outbox,
+      ...(subscribe.length ? { subscribe } : {}), ...(unsubscribe.length ? { unsubscribe } : {}),
     };
     s.inflight++;
     s.chain = s.chain.then(async () => {
@@ -657,6 +725,39 @@ export class SessionHost {
     }
   }
 
+  // ---- wake-ups -------------------------------------------------------------------------
+
+  /**
+   * A sleep deadline or wait timeout fell due (from the scheduler). Wakes the session if it
+   * still sleeps/waits on that deadline; queues the wake while all handler slots are taken.
+   */
+  async wakeDue(sid: string, dueAt: number): Promise<void> {
+    let s: LiveSession;
+    try { s = await this.ensureLive(sid); } catch (err) {
+      if ((err as { code?: string }).code !== 'UNKNOWN_SESSION') this.deps.logger.warn({ err, sessionId: sid }, 'could not load a session to wake it');
+      return;
+    }
+    const fire = (): void => {
+      if (this.live.get(sid) !== s) return;
+      const ctx = s.actor.getSnapshot().context;
+      const state = topState(s.actor.getSnapshot().value);
+      const now = this.clock.now();
+      if (state === 'sleeping' && ctx.wake?.until !== null && ctx.wake?.until !== undefined && ctx.wake.until <= now) {
+        this.touch(s);
+        this.send(s, { type: 'WAKE', reason: 'time', at: now });
+      } else if (state === 'waiting' && ctx.wait?.timeoutAt !== null && ctx.wait?.timeoutAt !== undefined && ctx.wait.timeoutAt <= now) {
+        this.touch(s);
+        this.send(s, { type: 'WAKE', reason: 'timeout', at: now });
+      }
+    };
+    try {
+      if (this.hasCapacity()) fire();
+      else this.enqueueReady('normal', dueAt, fire);
+    } finally {
+      this.unpin(s);
+    }
+  }
+
   // ---- commands -------------------------------------------------------------------------
 
   /** Current view of a session, live or stored; null when it does not exist. */
@@ -713,6 +814,11 @@ export class SessionHost {
     this.flushOutboxDeletes();
     this.live.clear();
   }
+}
+
+function prioOf(m: JsMsg): Priority {
+  const p = m.headers?.get(H.priority);
+  return p === 'low' || p === 'high' || p === 'urgent' ? p : 'normal';
 }
 
 function toHistoryItem(h: HistoryEntry): HistoryItem {

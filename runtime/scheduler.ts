@@ -1,0 +1,139 @@
+/**
+ * Owns this node's durable timers: sleep deadlines and wait timeouts (`sessions.wake_at`) and
+ * cron firings (`schedules.next_run_at`). Postgres holds all of them; memory holds only those
+ * due within a horizon (a min-heap with one timer for the earliest), re-read every half
+ * horizon, so a million stored timers cost a heap of what is due in the next minute.
+ *
+ * Timers are never early: a timer callback that runs before its due time re-arms. A timer
+ * that fell due while the runtime was down is in the first read and fires right after start.
+ * Delays beyond 2^31-1 ms work because nothing is armed further out than the horizon.
+ * Entries are verified when they fire (the session may have woken meanwhile), so the heap
+ * never needs deletions.
+ */
+import type { Store } from '../persistence/types.js';
+import type { Logger } from './logger.js';
+import { MinHeap } from './minHeap.js';
+import type { Clock } from './sessionHost.js';
+
+/** A timer key: `wake:<sessionId>` or `cron:<taskId>`. */
+export type TimerKey = `wake:${string}` | `cron:${string}`;
+
+interface Entry { readonly at: number; readonly key: TimerKey }
+
+export interface SchedulerDeps {
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** How far ahead timers are held in memory. */
+  readonly horizonMs: number;
+  /** Partitions whose timers this node runs (null: all). */
+  readonly partitions: () => readonly number[] | null;
+  /** A session's sleep deadline or wait timeout is due. */
+  readonly onWakeDue: (sessionId: string, dueAt: number) => void;
+  /** A cron task is due. */
+  readonly onCronDue: (taskId: string, dueAt: number) => void;
+}
+
+const MAX_DELAY = 2 ** 31 - 1;
+const PAGE = 50_000;
+
+/** The durable timer wheel of one node. */
+export class Scheduler {
+  private readonly heap = new MinHeap<Entry>((a, b) => a.at < b.at);
+  /** The due time each key currently expects; heap entries that disagree are stale. */
+  private readonly expected = new Map<TimerKey, number>();
+  private horizonEnd = 0;
+  private timer: unknown;
+  private armedFor = Infinity;
+  private reloadTimer: unknown;
+  private stopped = false;
+  /** Firing lateness (ms) of recent timers, for metrics and benchmarks. */
+  readonly lateness: number[] = [];
+
+  constructor(private readonly deps: SchedulerDeps) {}
+
+  /** Loads the horizon (firing what is overdue) and starts the periodic re-read. */
+  async start(): Promise<void> {
+    await this.reload();
+  }
+
+  /** Number of timers held in memory. */
+  heldCount(): number { return this.expected.size; }
+
+  /** The next due time this node knows of for a key (null: none within the horizon). */
+  nextFor(key: TimerKey): number | null { return this.expected.get(key) ?? null; }
+
+  /**
+   * Tells the scheduler a key's due time changed (after the commit that stored it), or was
+   * cleared (null). Times beyond the horizon are left to the next re-read.
+   */
+  note(key: TimerKey, at: number | null): void {
+    if (this.stopped) return;
+    if (at === null) { this.expected.delete(key); return; }
+    if (at >= this.horizonEnd) { this.expected.delete(key); return; }
+    if (this.expected.get(key) === at) return;
+    this.expected.set(key, at);
+    this.heap.push({ at, key });
+    if (at < this.armedFor) this.arm();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== undefined) this.deps.clock.clearTimeout(this.timer);
+    if (this.reloadTimer !== undefined) this.deps.clock.clearTimeout(this.reloadTimer);
+    this.heap.clear();
+    this.expected.clear();
+  }
+
+  private async reload(): Promise<void> {
+    if (this.stopped) return;
+    const { store, clock, horizonMs } = this.deps;
+    const now = clock.now();
+    let end = now + horizonMs;
+    try {
+      const parts = this.deps.partitions();
+      const wakes = await store.dueWakes(parts, end, PAGE);
+      const crons = await store.dueSchedules(parts, end, PAGE);
+      // A full page means more is due within the horizon than one read holds: shrink it.
+      if (wakes.length === PAGE) end = Math.min(end, wakes.at(-1)!.wakeAt);
+      if (crons.length === PAGE) end = Math.min(end, crons.at(-1)!.nextRunAt!);
+      this.horizonEnd = Math.max(this.horizonEnd, end);
+      for (const w of wakes) if (w.wakeAt < end) this.note(`wake:${w.sessionId}`, w.wakeAt);
+      for (const c of crons) if (c.nextRunAt! < end) this.note(`cron:${c.id}`, c.nextRunAt);
+    } catch (err) {
+      this.deps.logger.warn({ err }, 'scheduler could not read timers; retrying');
+      this.reloadTimer = clock.setTimeout(() => { void this.reload(); }, 1000);
+      return;
+    }
+    this.reloadTimer = clock.setTimeout(() => { void this.reload(); }, Math.max(1000, horizonMs / 2));
+    this.arm();
+  }
+
+  private arm(): void {
+    if (this.stopped) return;
+    const top = this.heap.peek();
+    if (this.timer !== undefined) { this.deps.clock.clearTimeout(this.timer); this.timer = undefined; }
+    if (!top) { this.armedFor = Infinity; return; }
+    this.armedFor = top.at;
+    const delay = Math.min(MAX_DELAY, Math.max(0, top.at - this.deps.clock.now()));
+    this.timer = this.deps.clock.setTimeout(() => { this.timer = undefined; this.fire(); }, delay);
+  }
+
+  private fire(): void {
+    const now = this.deps.clock.now();
+    for (let top = this.heap.peek(); top && top.at <= now; top = this.heap.peek()) {
+      this.heap.pop();
+      if (this.expected.get(top.key) !== top.at) continue; // superseded
+      this.expected.delete(top.key);
+      this.lateness.push(now - top.at);
+      if (this.lateness.length > 100_000) this.lateness.splice(0, 50_000);
+      try {
+        if (top.key.startsWith('wake:')) this.deps.onWakeDue(top.key.slice(5), top.at);
+        else this.deps.onCronDue(top.key.slice(5), top.at);
+      } catch (err) {
+        this.deps.logger.error({ err, key: top.key }, 'timer handler failed');
+      }
+    }
+    this.arm(); // also covers a callback that ran early: the entry is still at the top
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * Owns the runtime's wake-ups around the session host: the scheduler (sleep deadlines, wait
+ * timeouts, cron firings), cron tasks (`scheduleTask` / `cancelTask` / `listTasks`), and the
+ * event bus (`publishEvent`, routing of events published straight to NATS, event history).
+ *
+ * Events: every event is stored in the stream `<prefix>_EVENTS` (bounded retention: the event
+ * history) and delivered to each recipient's inbox as a `kind: event` message with the
+ * `Nats-Msg-Id` `evt:<eventSeq>:<sessionId>`, so a re-routing after a crash delivers nothing
+ * twice. Recipients are sessions sleeping or waiting on the type and subscribers (exact types
+ * or NATS wildcards); the session's statechart decides whether the event wakes it (a listed
+ * type, or priority `urgent`) or waits for its wake. An event that reaches no one is
+ * dead-lettered with reason `no-recipient`.
+ */
+import { randomUUID } from 'node:crypto';
+import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { AgentryError } from '../actors/errors.js';
+import { isEventType } from '../actors/defineAgent.js';
+import { assertSessionId } from '../actors/sessionId.js';
+import { isPriority, type Priority } from '../actors/types.js';
+import type { OutboxRecord, ScheduleRecord, Store } from '../persistence/types.js';
+import type { RuntimeConfig } from './config.js';
+import { nextRunAfter, parseCron } from './cron.js';
+import { parsePayload } from './inbox.js';
+import type { Logger } from './logger.js';
+import { partitionOf } from './partition.js';
+import { Scheduler } from './scheduler.js';
+import type { Clock, SessionHost } from './sessionHost.js';
+import { DLQ_SUBJECT, H, INBOX_SUBJECT, type Transport } from './transport.js';
+
+/** Header on events the publisher already routed (`publishEvent`): the router skips them. */
+const ROUTED = 'Agentry-Routed';
+
+/** One event from the history. */
+export interface EventRecord {
+  readonly seq: number;
+  readonly type: string;
+  readonly data: unknown;
+  readonly priority: Priority;
+  readonly from: string | null;
+  readonly at: number;
+}
+
+export interface Wakeups {
+  readonly scheduler: Scheduler;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  scheduleTask(agentId: string, task: unknown, schedule: string, opts?: { timezone?: string; taskId?: string }): Promise<{ taskId: string; nextRunAt: number | null }>;
+  cancelTask(taskId: string): Promise<{ cancelled: boolean }>;
+  listTasks(agentId?: string): Promise<ScheduleRecord[]>;
+  publishEvent(type: string, data?: unknown, opts?: { priority?: Priority; from?: string }): Promise<{ seq: number; recipients: number }>;
+  /** Event history from the stream, oldest first. */
+  listEvents(opts?: { type?: string; since?: number; limit?: number }): Promise<EventRecord[]>;
+}
+
+export interface WakeupDeps {
+  readonly config: RuntimeConfig;
+  readonly store: Store;
+  readonly transport: Transport;
+  readonly host: SessionHost;
+  readonly clock: Clock;
+  readonly logger: Logger;
+}
+
+/** Wires the scheduler, cron and the event bus to a host. */
+export function createWakeups(deps: WakeupDeps): Wakeups {
+  const { config, store, transport, host, clock, logger } = deps;
+  let router: ConsumerMessages | undefined;
+  let routing = Promise.resolve();
+
+  const scheduler = new Scheduler({
+    store, clock, logger, horizonMs: config.timerHorizonMs,
+    partitions: () => null, // one node owns every partition (leases arrive with multi-node)
+    onWakeDue: (sid, dueAt) => { void host.wakeDue(sid, dueAt); },
+    onCronDue: (taskId, dueAt) => { void fireCron(taskId, dueAt).catch((err: unknown) => { logger.error({ err, taskId }, 'cron firing failed; retried at the next timer read'); }); },
+  });
+
+  // Sleep deadlines and wait timeouts reach the scheduler with the commit that stores them.
+  host.listen({
+    onCommitted(r) {
+      scheduler.note(`wake:${r.sessionId}`, r.status === 'sleeping' || r.status === 'waiting' ? r.wakeAt : null);
+    },
+  });
+
+  async function publishRow(row: OutboxRecord): Promise<void> {
+    await transport.publishInbox(row.subject.slice('agentry.in.'.length), row.body, { ...row.headers }, row.id);
+    await store.deleteOutbox([row.id]);
+  }
+
+  /** One cron firing: CAS next_run_at and write its outbox row in one transaction, then publish. */
+  async function fireCron(taskId: string, dueAt: number): Promise<void> {
+    const sched = await store.getSchedule(taskId);
+    if (!sched || sched.nextRunAt !== dueAt) return;
+    const now = clock.now();
+    const missed = now - dueAt > Math.max(60_000, config.timerHorizonMs);
+    const next = nextRunAfter(sched.cron, sched.timezone, Math.max(dueAt, now));
+    const row: OutboxRecord | null = missed && config.cronCatchUp === 'skip' ? null : {
+      id: `${taskId}:${dueAt}`, sessionId: sched.sessionId, subject: INBOX_SUBJECT(sched.sessionId),
+      headers: { [H.kind]: 'task', [H.priority]: 'normal', [H.from]: `cron:${taskId}` },
+      body: JSON.stringify({ taskId, task: sched.task, scheduledFor: dueAt, schedule: sched.cron, timezone: sched.timezone }),
+      createdAt: now,
+    };
+    const won = await store.fireSchedule(taskId, dueAt, next, now, row);
+    if (!won) return;
+    if (row) await publishRow(row).catch((err: unknown) => { logger.warn({ err, taskId }, 'cron firing stored; publish failed, the outbox retries it'); });
+    scheduler.note(`cron:${taskId}`, next);
+  }
+
+  async function route(type: string, body: string, priority: Priority, from: string | null, eventSeq: number): Promise<number> {
+    const recipients = await store.eventRecipients(type);
+    if (recipients.length === 0) {
+      const dl = {
+        id: `event:${eventSeq}`, sessionId: '_events', reason: 'no-recipient', error: `no session sleeps on, waits for or subscribes to ${type}`,
+        attempts: 0, payload: { type, data: parsePayload(Buffer.from(body)), priority, from }, createdAt: clock.now(), replayedAt: null,
+      };
+      await store.addDeadLetter(dl);
+      transport.publishCore(DLQ_SUBJECT('_events'), JSON.stringify(dl));
+      return 0;
+    }
+    const hdrs: Record<string, string> = { [H.kind]: 'event', [H.priority]: priority, [H.eventType]: type };
+    if (from) hdrs[H.from] = from;
+    for (let i = 0; i < recipients.length; i += 1000) {
+      await Promise.all(recipients.slice(i, i + 1000).map((sid) => transport.publishInbox(sid, body, hdrs, `evt:${eventSeq}:${sid}`)));
+    }
+    return recipients.length;
+  }
+
+  /** Routes events that producers published straight to `agentry.events.<type>` (and outbox events). */
+  async function startRouter(): Promise<void> {
+    const durable = 'router';
+    try { await transport.jsm.consumers.info(transport.eventStream, durable); } catch {
+      await transport.jsm.consumers.add(transport.eventStream, {
+        durable_name: durable, filter_subject: 'agentry.events.>', ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.New, ack_wait: 30_000_000_000, max_deliver: -1,
+      });
+    }
+    const consumer = await transport.js.consumers.get(transport.eventStream, durable);
+    router = await consumer.consume({
+      max_messages: 256,
+      callback: (m: JsMsg) => {
+        routing = routing.then(async () => {
+          if (m.headers?.get(ROUTED)) { m.ack(); return; }
+          const type = m.subject.slice('agentry.events.'.length);
+          const p = m.headers?.get(H.priority);
+          try {
+            await route(type, new TextDecoder().decode(m.data), isPriority(p) ? p : 'normal', m.headers?.get(H.from) || null, m.seq);
+            m.ack();
+          } catch (err) {
+            logger.warn({ err, type }, 'event routing failed; it is redelivered');
+            m.nak(1000);
+          }
+        });
+      },
+    });
+  }
+
+  return {
+    scheduler,
+    async start() {
+      await scheduler.start();
+      await startRouter();
+    },
+    async stop() {
+      scheduler.stop();
+      await router?.close();
+      await routing;
+    },
+    async scheduleTask(agentId, task, schedule, opts = {}) {
+      assertSessionId(agentId);
+      const timezone = opts.timezone ?? 'UTC';
+      parseCron(schedule, timezone);
+      const taskId = opts.taskId ?? randomUUID();
+      if (!/^[A-Za-z0-9_:-]{1,128}$/.test(taskId)) throw new AgentryError('INVALID_ARGUMENT', 'taskId must be 1-128 characters of [A-Za-z0-9_:-]');
+      if (await store.getSchedule(taskId)) throw new AgentryError('INVALID_ARGUMENT', `task ${taskId} already exists`);
+      const now = clock.now();
+      const nextRunAt = nextRunAfter(schedule, timezone, now);
+      await store.addSchedule({
+        id: taskId, sessionId: agentId, partition: partitionOf(agentId, config.partitions), task: task ?? null,
+        cron: schedule, timezone, nextRunAt, lastRunAt: null, createdAt: now,
+      });
+      scheduler.note(`cron:${taskId}`, nextRunAt);
+      return { taskId, nextRunAt };
+    },
+    async cancelTask(taskId) {
+      const cancelled = await store.deleteSchedule(taskId);
+      scheduler.note(`cron:${taskId}`, null);
+      return { cancelled };
+    },
+    listTasks: (agentId) => store.listSchedules(agentId ? { sessionId: agentId } : {}),
+    async publishEvent(type, data, opts = {}) {
+      if (!isEventType(type)) throw new AgentryError('INVALID_ARGUMENT', `invalid event type ${JSON.stringify(type)}: dot-separated tokens of [A-Za-z0-9_-]`);
+      const priority = opts.priority ?? 'normal';
+      if (!isPriority(priority)) throw new AgentryError('INVALID_ARGUMENT', 'priority must be low, normal, high or urgent');
+      const body = JSON.stringify(data ?? null);
+      if (Buffer.byteLength(body) > config.maxPayloadBytes) throw new AgentryError('PAYLOAD_TOO_LARGE', `event data is larger than ${config.maxPayloadBytes} bytes`);
+      const hdrs: Record<string, string> = { [H.kind]: 'event', [H.priority]: priority, [H.eventType]: type, [ROUTED]: config.nodeId };
+      if (opts.from) hdrs[H.from] = opts.from;
+      const seq = await transport.publishEvent(type, body, hdrs);
+      const recipients = await route(type, body, priority, opts.from ?? null, seq);
+      return { seq, recipients };
+    },
+    async listEvents(opts = {}) {
+      const filter = `agentry.events.${opts.type ?? '>'}`;
+      const consumer = await transport.js.consumers.get(transport.eventStream, {
+        filter_subjects: filter,
+        ...(opts.since !== undefined ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(opts.since).toISOString() } : {}),
+      });
+      const limit = Math.min(opts.limit ?? 100, 1000);
+      const out: EventRecord[] = [];
+      const info = await transport.jsm.streams.info(transport.eventStream);
+      if (info.state.messages === 0) return out;
+      const batch = await consumer.fetch({ max_messages: limit, expires: 1000 });
+      for await (const m of batch) {
+        const p = m.headers?.get(H.priority);
+        out.push({
+          seq: m.seq, type: m.subject.slice('agentry.events.'.length), data: parsePayload(m.data),
+          priority: isPriority(p) ? p : 'normal', from: m.headers?.get(H.from) || null, at: Math.floor(m.info.timestampNanos / 1e6),
+        });
+        if (out.length >= limit || m.info.pending === 0) break;
+      }
+      await consumer.delete().catch(() => undefined);
+      return out;
+    },
+  };
+}
