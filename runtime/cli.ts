@@ -1,24 +1,49 @@
 #!/usr/bin/env node
 /**
  * The `agentry` command. `dev` runs a complete local system (its own nats-server when NATS_URL
- * is unset, PGlite when DATABASE_URL is unset, the example agents); `start` runs a production
- * node against configured servers with the agents of a module; `send` and `watch` talk NATS.
+ * is unset, PGlite when DATABASE_URL is unset, the example agents, the control plane); `start`
+ * runs a production node against configured servers with the agents of a module. The other
+ * commands (`agents`, `send`, `mail`, `events`, `tasks`, `dlq`, `watch`) talk to a running
+ * node through the control API (cli/apiCommands.ts).
+ *
+ * Exit codes: 0 ok, 1 usage (or a node that cannot start), 2 the server refused or answered
+ * with an error, 3 the server could not be reached.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
-import { connect } from '@nats-io/transport-node';
-import { jetstream } from '@nats-io/jetstream';
 import type { ResolvedAgent } from '../actors/defineAgent.js';
 import { AgentryError } from '../actors/errors.js';
 import { exampleAgents } from '../examples/index.js';
 import { freePort, startNatsServer, type NatsServerHandle } from '../ops/natsServer.js';
+import { DEFAULT_API_URL, registerApiCommands } from './cli/apiCommands.js';
+import { EXIT, printError } from './cli/output.js';
 import { loadConfig } from './config.js';
+import { startControlPlane, type ControlPlane } from './http/index.js';
 import { createRuntime, type Runtime } from './runtime.js';
 
 const program = new Command();
-program.name('agentry').description('Actor runtime for long-lived AI-agent sessions').showHelpAfterError();
+program.name('agentry').description('Actor runtime for long-lived AI-agent sessions').showHelpAfterError()
+  .option('--url <url>', `control API address (default: AGENTRY_URL, else the running \`agentry dev\`'s, else ${DEFAULT_API_URL})`)
+  .option('--token <token>', 'control API token (default: AGENTRY_TOKEN)')
+  .option('--json', 'print results (and errors, on stderr) as JSON')
+  .addHelpText('after', '\nExit codes: 0 ok, 1 usage, 2 error from the server (including a refused token), 3 cannot connect.');
+
+/** The data directory without validating the rest of the configuration (client commands need only this). */
+function dataDir(): string {
+  return process.env.AGENTRY_DATA_DIR || '.agentry';
+}
+
+/** Starts the control plane over a started runtime; stops the runtime if it cannot. */
+async function startApi(runtime: Runtime): Promise<ControlPlane> {
+  try {
+    return await startControlPlane(runtime);
+  } catch (e) {
+    await runtime.stop();
+    throw e;
+  }
+}
 
 /** Runs until SIGINT/SIGTERM, then shuts down gracefully and exits 0 (1 if shutdown failed). */
 function runUntilSignal(stop: () => Promise<void>): void {
@@ -33,9 +58,9 @@ function runUntilSignal(stop: () => Promise<void>): void {
   process.on('SIGTERM', () => { onSignal('SIGTERM'); });
 }
 
-/** The NATS URL `dev` wrote, so `send`/`watch` find the dev server without flags. */
-function devNatsUrl(dataDir: string): string | undefined {
-  const f = join(dataDir, 'nats.url');
+/** A URL `dev` wrote into the data directory (`nats.url`, `api.url`), so other commands find the dev servers without flags. */
+function devUrl(file: 'nats.url' | 'api.url'): string | undefined {
+  const f = join(dataDir(), file);
   return existsSync(f) ? readFileSync(f, 'utf8').trim() : undefined;
 }
 
@@ -55,16 +80,22 @@ program.command('dev')
     }
     writeFileSync(join(base.dataDir, 'nats.url'), natsUrl);
     let runtime: Runtime;
+    let api: ControlPlane;
     try {
       runtime = await createRuntime({ agents: exampleAgents, config: { natsUrl, defaultAgentType: base.defaultAgentType } });
+      api = await startApi(runtime);
     } catch (e) {
       await nats?.stop();
       throw e;
     }
+    const apiUrlFile = join(base.dataDir, 'api.url');
+    writeFileSync(apiUrlFile, api.rpcUrl);
     const storeDesc = runtime.store.kind === 'pglite' ? `PGlite in ${join(base.dataDir, 'pglite')}` : runtime.store.kind;
     process.stdout.write([
       '',
       'Agentry dev runtime is running.',
+      `  UI:     ${api.url}/`,
+      `  API:    ${api.rpcUrl}  (WebSocket JSON-RPC 2.0; ${api.url}/openrpc.json describes it)`,
       `  NATS:   ${natsUrl}${nats ? ' (nats-server started by agentry, store in ' + join(base.dataDir, 'nats') + ')' : ''}`,
       `  Store:  ${storeDesc}`,
       `  Agents: ${exampleAgents.map((a) => a.type).join(', ')} (unknown sessions become '${base.defaultAgentType ?? 'echo'}')`,
@@ -72,12 +103,15 @@ program.command('dev')
       'Send a message and watch the replies (in another terminal):',
       '  npx agentry watch demo',
       '  npx agentry send demo "hello"',
+      '  npx agentry agents list',
       `  # or with any NATS client: publish to agentry.in.demo, subscribe to agentry.out.demo on ${natsUrl}`,
       '',
       'Stop with Ctrl-C.',
       '',
     ].join('\n'));
     runUntilSignal(async () => {
+      rmSync(apiUrlFile, { force: true });
+      await api.close();
       await runtime.stop();
       await nats?.stop();
     });
@@ -88,47 +122,22 @@ program.command('start')
   .requiredOption('--agents <module>', 'module whose exports are agent definitions (from defineAgent)')
   .action(async (o: { agents: string }) => {
     const mod = await import(pathToFileURL(resolve(o.agents)).href) as Record<string, unknown>;
-    const agents = Object.values(mod).flatMap((v) => (Array.isArray(v) ? v : [v]))
-      .filter((v): v is ResolvedAgent<unknown> => !!v && typeof v === 'object' && 'type' in v && 'handle' in v && 'limits' in v);
+    const agents = Object.values(mod).flatMap((v): unknown[] => (Array.isArray(v) ? (v as unknown[]) : [v]))
+      .filter((v): v is ResolvedAgent => !!v && typeof v === 'object' && 'type' in v && 'handle' in v && 'limits' in v);
     if (agents.length === 0) throw new AgentryError('CONFIG_INVALID', `${o.agents} exports no agent definitions`);
     const runtime = await createRuntime({ agents });
-    runUntilSignal(() => runtime.stop());
+    const api = await startApi(runtime);
+    process.stdout.write(`agentry: node ${runtime.config.nodeId} running; UI ${api.url}/ and API ${api.rpcUrl}\n`);
+    runUntilSignal(async () => {
+      await api.close();
+      await runtime.stop();
+    });
   });
 
-program.command('send')
-  .description('publish a message to a session inbox over NATS')
-  .argument('<agentId>')
-  .argument('<message>', 'text, or JSON when it parses as JSON')
-  .option('--kind <kind>', 'message | mail | task | event | control', 'message')
-  .option('--priority <p>', 'low | normal | high | urgent', 'normal')
-  .option('--from <sender>')
-  .option('--nats <url>', 'NATS URL (default: NATS_URL, else the dev server)')
-  .action(async (agentId: string, message: string, o: { kind: string; priority: string; from?: string; nats?: string }) => {
-    const url = o.nats ?? process.env.NATS_URL ?? devNatsUrl(loadConfig().dataDir) ?? 'nats://127.0.0.1:4222';
-    const nc = await connect({ servers: url });
-    const { headers } = await import('@nats-io/transport-node');
-    const h = headers();
-    h.set('Agentry-Kind', o.kind);
-    h.set('Agentry-Priority', o.priority);
-    if (o.from) h.set('Agentry-From', o.from);
-    const ack = await jetstream(nc).publish(`agentry.in.${agentId}`, message, { headers: h });
-    process.stdout.write(`${JSON.stringify({ seq: ack.seq })}\n`);
-    await nc.close();
-  });
-
-program.command('watch')
-  .description('print the outputs of one session (or all) as they are published')
-  .argument('[agentId]', 'session id; all sessions when omitted')
-  .option('--nats <url>', 'NATS URL (default: NATS_URL, else the dev server)')
-  .action(async (agentId: string | undefined, o: { nats?: string }) => {
-    const url = o.nats ?? process.env.NATS_URL ?? devNatsUrl(loadConfig().dataDir) ?? 'nats://127.0.0.1:4222';
-    const nc = await connect({ servers: url });
-    const sub = nc.subscribe(`agentry.out.${agentId ?? '>'}`);
-    runUntilSignal(async () => { await nc.close(); });
-    for await (const m of sub) {
-      process.stdout.write(`${JSON.stringify({ subject: m.subject, kind: m.headers?.get('Agentry-Kind') ?? null, body: m.json() })}\n`);
-    }
-  });
+registerApiCommands(program, {
+  defaultUrl: () => devUrl('api.url') ?? DEFAULT_API_URL,
+  defaultNatsUrl: () => process.env.NATS_URL ?? devUrl('nats.url') ?? 'nats://127.0.0.1:4222',
+});
 
 async function portFree(port: number): Promise<boolean> {
   const { createServer } = await import('node:net');
@@ -140,7 +149,6 @@ async function portFree(port: number): Promise<boolean> {
 }
 
 program.parseAsync(process.argv).catch((err: unknown) => {
-  const e = err as { code?: string; message?: string };
-  process.stderr.write(`agentry: ${e.code ? `[${e.code}] ` : ''}${e.message ?? String(err)}\n`);
-  process.exit(1);
+  printError(err, program.opts<{ json?: boolean }>().json === true);
+  process.exit(EXIT.USAGE);
 });

@@ -1,0 +1,315 @@
+/**
+ * Owns the `agentry` commands that talk to a running runtime through the control API with the
+ * typed client: `agents …`, `send`, `mail`, `events publish`, `tasks …`, `dlq …`, `watch`.
+ * Address and token come from `--url`/`AGENTRY_URL` and `--token`/`AGENTRY_TOKEN`; every command
+ * takes `--json`; exit codes are in `output.ts`. `send --nats` and `watch --nats` keep the
+ * original raw-NATS behaviour for when the API is not reachable.
+ */
+import type { Command } from 'commander';
+import WebSocket from 'ws';
+import { connect, headers as natsHeaders } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { createClient, type AgentryClient, type Notification, type ParamsOf } from '../../client/index.js';
+import { natsConnectOptions } from '../natsUrl.js';
+import { EXIT, UsageError, exitCodeOf, printError, printResult, table, when } from './output.js';
+
+/** The global options every API command reads. */
+interface GlobalOpts { url?: string; token?: string; json?: boolean }
+
+/** Where API commands connect when neither --url nor AGENTRY_URL is given. */
+export const DEFAULT_API_URL = 'ws://127.0.0.1:7070/rpc';
+
+/** What the commands need from the program: how to find the API and the dev NATS server by default. */
+export interface ApiCommandDeps {
+  /** URL used when neither --url nor AGENTRY_URL is set (the running `agentry dev`'s, else the default). */
+  readonly defaultUrl: () => string;
+  /** NATS URL for `--nats` without a value. */
+  readonly defaultNatsUrl: () => string;
+}
+
+const PRIORITIES = ['low', 'normal', 'high', 'urgent'] as const;
+type Priority = (typeof PRIORITIES)[number];
+
+/** Message text as given, or the JSON value when it parses as JSON (so `'{"a":1}'` sends an object). */
+function parseBody(text: string): unknown {
+  try { return JSON.parse(text) as unknown; } catch { return text; }
+}
+
+function priorityOpt(v: string | undefined): Priority | undefined {
+  if (v === undefined) return undefined;
+  if (!(PRIORITIES as readonly string[]).includes(v)) throw new UsageError(`--priority must be one of ${PRIORITIES.join(', ')}`);
+  return v as Priority;
+}
+
+function intOpt(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${name} must be a whole number`);
+  return n;
+}
+
+/** `90000`, `90s`, `15m`, `2h`, `1d` → milliseconds. */
+export function parseDuration(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());
+  if (!m) throw new UsageError(`invalid duration ${JSON.stringify(v)}: use e.g. 30s, 15m, 2h, 1d or milliseconds`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 'ms') as 'ms'];
+  return Math.round(Number(m[1]) * unit);
+}
+
+/**
+ * Runs `fn` with a connected client and turns its outcome into output and an exit code.
+ * Never throws: failures set `process.exitCode`.
+ */
+async function withClient(cmd: Command, deps: ApiCommandDeps, fn: (c: AgentryClient, json: boolean) => Promise<void>, reconnect = false): Promise<void> {
+  const o = cmd.optsWithGlobals<GlobalOpts>();
+  const json = o.json === true;
+  const url = o.url ?? process.env.AGENTRY_URL ?? deps.defaultUrl();
+  const token = o.token ?? process.env.AGENTRY_TOKEN;
+  const client = createClient(url, { WebSocket, reconnect, connectTimeoutMs: 5000, ...(token ? { token } : {}) });
+  try {
+    await client.connect();
+    await fn(client, json);
+  } catch (e) {
+    printError(e, json);
+    process.exitCode = exitCodeOf(e);
+  } finally {
+    await client.close();
+  }
+}
+
+/** Formats one notification for people. */
+function describeNotification(n: Notification): string {
+  const d = n.data as Record<string, unknown>;
+  if (n.kind === 'state') return `${when(d.at as number)}  ${n.agentId ?? ''}  ${String(d.from)} → ${String(d.to)}  (${String(d.event)})`;
+  if (n.kind === 'output') return `${n.agentId ?? ''} ${String(d.kind)}: ${JSON.stringify(d.body)}`;
+  const e = n.data as { type?: unknown; priority?: unknown; from?: unknown; body?: unknown };
+  const str = (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v));
+  return `event ${str(e.type)}${e.priority ? ` [${str(e.priority)}]` : ''}${e.from ? ` from ${str(e.from)}` : ''}: ${JSON.stringify(e.body)}`;
+}
+
+/** Adds the API commands to `program`. */
+export function registerApiCommands(program: Command, deps: ApiCommandDeps): void {
+  const run = (cmd: Command, fn: (c: AgentryClient, json: boolean) => Promise<void>): Promise<void> => withClient(cmd, deps, fn);
+
+  // ---- agents ------------------------------------------------------------------------------
+  const agents = program.command('agents').description('list, inspect and control sessions');
+
+  agents.command('list')
+    .description('list sessions (one page; --all follows the cursor)')
+    .option('--status <state>', 'idle | active | sleeping | waiting | stopped')
+    .option('--type <type>', 'agent type')
+    .option('--id-contains <text>', 'substring of the session id')
+    .option('--limit <n>', 'page size (at most 500)', '100')
+    .option('--after <cursor>', 'the `next` cursor of a previous page')
+    .option('--all', 'fetch every page')
+    .action((o: { status?: string; type?: string; idContains?: string; limit: string; after?: string; all?: boolean }, cmd: Command) => run(cmd, async (c, json) => {
+      const base = { limit: intOpt('--limit', o.limit), ...(o.status ? { status: o.status as 'idle' } : {}), ...(o.type ? { type: o.type } : {}), ...(o.idContains ? { idContains: o.idContains } : {}) };
+      let after = o.after;
+      const all: Awaited<ReturnType<AgentryClient['listAgents']>>['agents'] = [];
+      let next: string | null = null;
+      do {
+        const page = await c.listAgents({ ...base, ...(after ? { after } : {}) });
+        all.push(...page.agents);
+        next = page.next;
+        after = next ?? undefined;
+      } while (o.all && next);
+      printResult({ agents: all, next }, json, table(['AGENT', 'TYPE', 'STATE', 'WAKE AT', 'UPDATED'], all.map((a) => [a.agentId, a.type, a.state, when(a.wakeAt), when(a.updatedAt)]))
+        + (next ? `\n(more: --after ${next})` : ''));
+    }));
+
+  agents.command('get').argument('<agentId>').description('show a session')
+    .action((agentId: string, _o: unknown, cmd: Command) => run(cmd, async (c, json) => {
+      const v = await c.getAgent({ agentId });
+      printResult(v, json, JSON.stringify(v, null, 2));
+    }));
+
+  agents.command('create').argument('<agentId>').description('create a session')
+    .requiredOption('--type <type>', 'agent type')
+    .option('--state <json>', 'initial user state (JSON)')
+    .action((agentId: string, o: { type: string; state?: string }, cmd: Command) => run(cmd, async (c, json) => {
+      let state: unknown;
+      if (o.state !== undefined) {
+        try { state = JSON.parse(o.state) as unknown; } catch { throw new UsageError('--state must be JSON'); }
+      }
+      const r = await c.createAgent({ agentId, type: o.type, ...(o.state !== undefined ? { state } : {}) });
+      printResult(r, json, `created ${r.agentId} (${r.type}): ${r.state}`);
+    }));
+
+  agents.command('sleep').argument('<agentId>').description('put a session to sleep')
+    .option('--until <time>', 'ISO time to wake at')
+    .option('--for <duration>', 'how long to sleep: 30s, 15m, 2h, 1d')
+    .option('--wake-events <types>', 'comma-separated event types that wake it')
+    .option('--wake-on-mail <priority>', 'mail at or above this priority wakes it')
+    .action((agentId: string, o: { until?: string; for?: string; wakeEvents?: string; wakeOnMail?: string }, cmd: Command) => run(cmd, async (c, json) => {
+      const p: ParamsOf<'sleepAgent'> = {
+        agentId,
+        ...(o.until ? { untilTime: o.until } : {}), ...(o.for ? { durationMs: parseDuration(o.for) } : {}),
+        ...(o.wakeEvents ? { wakeEvents: o.wakeEvents.split(',').map((x) => x.trim()).filter(Boolean) } : {}),
+        ...(o.wakeOnMail ? { wakeOnMailPriority: priorityOpt(o.wakeOnMail)! } : {}),
+      };
+      const r = await c.sleepAgent(p);
+      printResult(r, json, `${r.agentId}: ${r.state}${r.wakeAt ? ` until ${when(r.wakeAt)}` : ''}`);
+    }));
+
+  for (const [name, verb] of [['wake', 'wakeAgent'], ['stop', 'stopAgent'], ['interrupt', 'interruptAgent']] as const) {
+    const sub = agents.command(name).argument('<agentId>').description(`${name} a session`);
+    if (name !== 'wake') sub.option('--reason <text>', 'recorded with the transition');
+    sub.action((agentId: string, o: { reason?: string }, cmd: Command) => run(cmd, async (c, json) => {
+      const r = verb === 'wakeAgent' ? await c.wakeAgent({ agentId })
+        : verb === 'stopAgent' ? await c.stopAgent({ agentId, ...(o.reason ? { reason: o.reason } : {}) })
+          : await c.interruptAgent({ agentId, ...(o.reason ? { reason: o.reason } : {}) });
+      printResult(r, json, `${r.agentId}: ${r.state}${'interrupted' in r ? (r.interrupted ? ' (handler interrupted)' : ' (nothing was running)') : ''}`);
+    }));
+  }
+
+  agents.command('history').argument('<agentId>').description("a session's messages, newest first")
+    .option('--limit <n>', 'how many', '20')
+    .option('--before <seq>', 'only messages with a lower sequence')
+    .action((agentId: string, o: { limit: string; before?: string }, cmd: Command) => run(cmd, async (c, json) => {
+      const r = await c.getHistory({ agentId, limit: intOpt('--limit', o.limit), ...(o.before ? { before: intOpt('--before', o.before)! } : {}) });
+      printResult(r, json, table(['SEQ', 'KIND', 'FROM', 'OUTCOME', 'AT', 'BODY'], r.messages.map((m) => [String(m.seq), m.kind, m.from ?? '-', m.outcome, when(m.at), JSON.stringify(m.body).slice(0, 80)])));
+    }));
+
+  // ---- messages, mail, events --------------------------------------------------------------
+  program.command('send').argument('<agentId>').argument('<message>', 'text, or JSON when it parses as JSON')
+    .description("publish a message to a session's inbox")
+    .option('--kind <kind>', 'message | task | event | control', 'message')
+    .option('--priority <p>', 'low | normal | high | urgent')
+    .option('--from <sender>')
+    .option('--msg-id <id>', 'de-duplication id')
+    .option('--nats [url]', 'publish straight to NATS instead of through the API (default: NATS_URL, else the dev server)')
+    .action(async (agentId: string, message: string, o: { kind: string; priority?: string; from?: string; msgId?: string; nats?: string | boolean }, cmd: Command) => {
+      if (o.nats !== undefined) { await sendOverNats(agentId, message, o, typeof o.nats === 'string' ? o.nats : deps.defaultNatsUrl(), cmd.optsWithGlobals<GlobalOpts>().json === true); return; }
+      await run(cmd, async (c, json) => {
+        if (!['message', 'task', 'event', 'control'].includes(o.kind)) throw new UsageError('--kind must be message, task, event or control (use `agentry mail` for mail)');
+        const r = await c.sendMessage({
+          agentId, message: parseBody(message), kind: o.kind as 'message',
+          ...(o.priority ? { priority: priorityOpt(o.priority)! } : {}), ...(o.from ? { from: o.from } : {}), ...(o.msgId ? { msgId: o.msgId } : {}),
+        });
+        printResult(r, json, `sent to ${agentId}: seq ${r.seq}`);
+      });
+    });
+
+  program.command('mail').argument('<to>').argument('<body>', 'text, or JSON when it parses as JSON')
+    .description('send mail to a session (wakes a sleeper at or above its mail priority)')
+    .option('--from <sender>')
+    .option('--priority <p>', 'low | normal | high | urgent', 'normal')
+    .action((to: string, body: string, o: { from?: string; priority: string }, cmd: Command) => run(cmd, async (c, json) => {
+      const r = await c.sendMail({ to, body: parseBody(body), priority: priorityOpt(o.priority)!, ...(o.from ? { from: o.from } : {}) });
+      printResult(r, json, `mailed ${to}: seq ${r.seq}`);
+    }));
+
+  const events = program.command('events').description('the event bus');
+  events.command('publish').argument('<type>', 'event type, e.g. invoice.paid').argument('[data]', 'text, or JSON when it parses as JSON')
+    .description('publish an event')
+    .option('--priority <p>', 'low | normal | high | urgent (urgent wakes subscribed sleepers)')
+    .option('--from <sender>')
+    .action((type: string, data: string | undefined, o: { priority?: string; from?: string }, cmd: Command) => run(cmd, async (c, json) => {
+      const r = await c.publishEvent({ type, ...(data !== undefined ? { data: parseBody(data) } : {}), ...(o.priority ? { priority: priorityOpt(o.priority)! } : {}), ...(o.from ? { from: o.from } : {}) });
+      printResult(r, json, `published ${type}: seq ${r.seq}, delivered to ${r.recipients} session(s)`);
+    }));
+
+  // ---- tasks -------------------------------------------------------------------------------
+  const tasks = program.command('tasks').description('cron tasks');
+  tasks.command('add').argument('<agentId>').argument('<schedule>', "cron expression, e.g. '0 9 * * 1-5'").argument('[task]', 'task body: text, or JSON when it parses as JSON')
+    .description('schedule a task')
+    .option('--tz <zone>', 'IANA time zone (default UTC)')
+    .option('--id <taskId>', 'stable task id')
+    .action((agentId: string, schedule: string, task: string | undefined, o: { tz?: string; id?: string }, cmd: Command) => run(cmd, async (c, json) => {
+      const r = await c.scheduleTask({ agentId, schedule, task: task === undefined ? null : parseBody(task), ...(o.tz ? { timezone: o.tz } : {}), ...(o.id ? { taskId: o.id } : {}) });
+      printResult(r, json, `scheduled ${r.taskId}: next run ${when(r.nextRunAt)}`);
+    }));
+  tasks.command('list').argument('[agentId]').description('list tasks')
+    .action((agentId: string | undefined, _o: unknown, cmd: Command) => run(cmd, async (c, json) => {
+      const r = await c.listTasks(agentId ? { agentId } : {});
+      printResult(r, json, table(['TASK', 'AGENT', 'SCHEDULE', 'TZ', 'NEXT RUN', 'LAST RUN'], r.tasks.map((t) => [t.taskId, t.agentId, t.schedule, t.timezone, when(t.nextRunAt), when(t.lastRunAt)])));
+    }));
+  tasks.command('rm').argument('<taskId>').description('cancel a task')
+    .action((taskId: string, _o: unknown, cmd: Command) => run(cmd, async (c, json) => {
+      const r = await c.cancelTask({ taskId });
+      printResult(r, json, r.cancelled ? `cancelled ${taskId}` : `no task ${taskId}`);
+    }));
+
+  // ---- dead letters ------------------------------------------------------------------------
+  const dlq = program.command('dlq').description('dead letters');
+  dlq.command('list').description('list dead letters, newest first')
+    .option('--agent <agentId>', 'of one session')
+    .option('--limit <n>', 'how many', '50')
+    .action((o: { agent?: string; limit: string }, cmd: Command) => run(cmd, async (c, json) => {
+      const r = await c.listDeadLetters({ limit: intOpt('--limit', o.limit), ...(o.agent ? { agentId: o.agent } : {}) });
+      printResult(r, json, table(['ID', 'AGENT', 'REASON', 'ATTEMPTS', 'CREATED', 'REPLAYED', 'ERROR'],
+        r.deadLetters.map((d) => [d.id, d.agentId, d.reason, String(d.attempts), when(d.createdAt), when(d.replayedAt), (d.error ?? '').slice(0, 60)])));
+    }));
+  dlq.command('replay').argument('<id>').description("publish a dead letter's messages to its session again")
+    .action((id: string, _o: unknown, cmd: Command) => run(cmd, async (c, json) => {
+      const r = await c.replayDeadLetter({ id });
+      printResult(r, json, `replayed ${id}: ${r.published} message(s) published`);
+    }));
+
+  // ---- watch -------------------------------------------------------------------------------
+  program.command('watch').argument('[agentId]', 'session id; all sessions when omitted')
+    .description('print state changes, outputs and/or events as they happen (Ctrl-C to stop)')
+    .option('--kinds <list>', 'comma-separated: state, output, event', 'state,output')
+    .option('--pattern <pattern>', "event types for kind 'event', e.g. 'invoice.*'")
+    .option('--max <n>', 'exit after this many notifications')
+    .option('--nats [url]', 'watch outputs straight on NATS instead of through the API')
+    .action(async (agentId: string | undefined, o: { kinds: string; pattern?: string; max?: string; nats?: string | boolean }, cmd: Command) => {
+      if (o.nats !== undefined) { await watchOverNats(agentId, typeof o.nats === 'string' ? o.nats : deps.defaultNatsUrl()); return; }
+      const kinds = o.kinds.split(',').map((k) => k.trim()).filter(Boolean);
+      await withClient(cmd, deps, async (c, json) => {
+        if (kinds.length === 0 || !kinds.every((k) => k === 'state' || k === 'output' || k === 'event')) throw new UsageError('--kinds takes state, output and/or event');
+        const max = intOpt('--max', o.max);
+        let seen = 0;
+        await new Promise<void>((resolve, reject) => {
+          const onSignal = (): void => { resolve(); };
+          process.once('SIGINT', onSignal);
+          process.once('SIGTERM', onSignal);
+          c.subscribe({ kinds, ...(agentId ? { agentId } : {}), ...(o.pattern ? { pattern: o.pattern } : {}) }, (n) => {
+            process.stdout.write(json ? `${JSON.stringify(n)}\n` : `${describeNotification(n)}\n`);
+            if (max !== undefined && ++seen >= max) resolve();
+          }, {
+            onGap: (g) => { process.stderr.write(`agentry: ${g.reason === 'reconnected' ? 'reconnected; notifications while disconnected are lost' : `missed notifications ${g.expected}…${g.received - 1}`}\n`); },
+          }).catch(reject);
+        });
+      }, true);
+    });
+}
+
+async function sendOverNats(agentId: string, message: string, o: { kind: string; priority?: string; from?: string; msgId?: string }, url: string, json: boolean): Promise<void> {
+  try {
+    const nc = await connect(natsConnectOptions(url));
+    try {
+      const h = natsHeaders();
+      h.set('Agentry-Kind', o.kind);
+      h.set('Agentry-Priority', priorityOpt(o.priority) ?? 'normal');
+      if (o.from) h.set('Agentry-From', o.from);
+      const ack = await jetstream(nc).publish(`agentry.in.${agentId}`, message, { headers: h, ...(o.msgId ? { msgID: o.msgId } : {}) });
+      printResult({ seq: ack.seq }, json, `sent to ${agentId}: seq ${ack.seq}`);
+    } finally {
+      await nc.close();
+    }
+  } catch (e) {
+    printError(e, json);
+    process.exitCode = e instanceof UsageError ? EXIT.USAGE : EXIT.CONNECT;
+  }
+}
+
+async function watchOverNats(agentId: string | undefined, url: string): Promise<void> {
+  let nc;
+  try {
+    nc = await connect(natsConnectOptions(url));
+  } catch (e) {
+    printError(e, false);
+    process.exitCode = EXIT.CONNECT;
+    return;
+  }
+  const conn = nc;
+  const stop = (): void => { void conn.close(); };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  for await (const m of conn.subscribe(`agentry.out.${agentId ?? '>'}`)) {
+    let body: unknown;
+    try { body = m.json(); } catch { body = m.string(); }
+    process.stdout.write(`${JSON.stringify({ subject: m.subject, kind: m.headers?.get('Agentry-Kind') ?? null, body })}\n`);
+  }
+}
