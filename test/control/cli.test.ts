@@ -1,0 +1,159 @@
+// Issue 5, proof 6: the `agentry` CLI end to end against a running runtime (real nats-server,
+// real Postgres, the control plane with a token): create, send, watch the reply, sleep, wake,
+// stop — as a user would run it (`node dist/runtime/cli.js`), with --json and exit codes.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { echo } from '../../examples/echo.js';
+import { openStore } from '../../persistence/index.js';
+import type { Store } from '../../persistence/types.js';
+import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
+import { PG_URL, dropSchema, schemaName, startNats, startRuntime, tempDir, waitFor } from '../helpers.js';
+
+type Nats = Awaited<ReturnType<typeof startNats>>;
+let nats: Nats;
+let schema: string;
+let store: Store;
+let rt: Runtime;
+let cp: ControlPlane;
+let data: ReturnType<typeof tempDir>;
+const TOKEN = `cli-${Math.random().toString(36).slice(2)}-${Date.now()}`;
+const CLI = join(process.cwd(), 'dist', 'runtime', 'cli.js');
+
+/** Fails early and clearly when the CLI under test was not built from the current sources. */
+function assertBuilt(): void {
+  if (!existsSync(CLI)) throw new Error('dist/ is missing: run `npm run build` (npm test does it in pretest)');
+  const newest = (dir: string): number => Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map((e) => (
+    e.isDirectory() ? newest(join(dir, e.name)) : e.name.endsWith('.ts') ? statSync(join(dir, e.name)).mtimeMs : 0)));
+  const src = Math.max(newest('client'), newest(join('runtime', 'cli')), newest(join('runtime', 'http')), statSync(join('runtime', 'cli.ts')).mtimeMs);
+  if (src > statSync(CLI).mtimeMs) throw new Error('dist/ is older than the CLI sources: run `npm run build` (npm test does it in pretest)');
+}
+
+function env(): NodeJS.ProcessEnv {
+  return { ...process.env, AGENTRY_URL: cp.rpcUrl, AGENTRY_TOKEN: TOKEN, AGENTRY_DATA_DIR: data.dir, AGENTRY_LOG_LEVEL: 'silent' };
+}
+
+/** Runs one CLI command to completion. */
+function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: env(), timeout: 30_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function metric(sample: string): Promise<number> {
+  const text = await (await fetch(`${cp.url}/metrics`, { headers: { Authorization: `Bearer ${TOKEN}` } })).text();
+  const line = text.split('\n').find((l) => l.startsWith(sample + ' '));
+  return line ? Number(line.slice(sample.length + 1)) : 0;
+}
+
+beforeAll(async () => {
+  assertBuilt();
+  data = tempDir('agentry-cli-');
+  nats = await startNats(8);
+  schema = schemaName('control_cli');
+  store = openStore({ databaseUrl: PG_URL, schema });
+  rt = await startRuntime(nats.url, { agents: [echo], store });
+  cp = await startControlPlane(rt, { port: 0, token: TOKEN });
+});
+
+afterAll(async () => {
+  await cp?.close();
+  await rt?.stop();
+  await store?.close();
+  await nats?.cleanup();
+  await dropSchema(schema);
+  data?.cleanup();
+});
+
+describe('agentry CLI', () => {
+  it('create, send, watch the reply, sleep, wake, stop', async () => {
+    const created = await cli('agents', 'create', 'cli-a', '--type', 'echo', '--json');
+    expect(created).toMatchObject({ code: 0, stderr: '' });
+    expect(JSON.parse(created.stdout)).toEqual({ agentId: 'cli-a', type: 'echo', state: 'idle' });
+
+    let watched = '';
+    const watch: ChildProcess = spawn(process.execPath, [CLI, 'watch', 'cli-a', '--json'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    watch.stdout!.on('data', (d: Buffer) => { watched += d.toString(); });
+    const watchExit = new Promise<number | null>((r) => watch.on('exit', (code) => { r(code); }));
+    try {
+      await waitFor(async () => (await metric('agentry_rpc_requests_total{method="subscribe",outcome="ok"}')) >= 1, 'watch to subscribe');
+      const notes = (): { kind: string; seq: number; data: { kind?: string; body?: { text?: string }; to?: string } }[] =>
+        watched.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { kind: string; seq: number; data: { kind?: string; body?: { text?: string }; to?: string } });
+
+      const sent = await cli('send', 'cli-a', 'hello from the cli', '--json');
+      expect(sent.code).toBe(0);
+      expect(JSON.parse(sent.stdout).seq).toBeGreaterThan(0);
+      const reply = await waitFor(() => notes().find((n) => n.kind === 'output'), 'the reply in watch');
+      expect(reply.data).toMatchObject({ kind: 'reply', body: { text: 'hello from the cli' } });
+
+      const slept = await cli('agents', 'sleep', 'cli-a', '--for', '1h', '--wake-on-mail', 'urgent', '--json');
+      expect(slept.code).toBe(0);
+      expect(JSON.parse(slept.stdout)).toMatchObject({ agentId: 'cli-a', state: 'sleeping' });
+      expect(JSON.parse((await cli('agents', 'get', 'cli-a', '--json')).stdout)).toMatchObject({ state: 'sleeping', wake: { mailPriority: 'urgent' } });
+
+      const woke = await cli('agents', 'wake', 'cli-a');
+      expect(woke.code).toBe(0);
+      expect(woke.stdout).toContain('cli-a:');
+      await waitFor(async () => JSON.parse((await cli('agents', 'get', 'cli-a', '--json')).stdout).state === 'idle', 'idle after wake');
+
+      const stopped = await cli('agents', 'stop', 'cli-a', '--reason', 'done', '--json');
+      expect(stopped.code).toBe(0);
+      expect(JSON.parse(stopped.stdout)).toEqual({ agentId: 'cli-a', state: 'stopped' });
+
+      await waitFor(() => notes().some((n) => n.kind === 'state' && n.data.to === 'stopped'), 'watch to see the stop');
+      const path = notes().filter((n) => n.kind === 'state').map((n) => n.data.to!.split('.')[0]);
+      expect(path).toEqual(expect.arrayContaining(['active', 'idle', 'sleeping', 'stopped']));
+      expect(notes().map((n) => n.seq)).toEqual(notes().map((_, i) => i + 1));
+    } finally {
+      watch.kill('SIGINT');
+    }
+    expect(await watchExit).toBe(0);
+
+    const list = await cli('agents', 'list');
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^AGENT\s+TYPE\s+STATE/);
+    expect(list.stdout).toMatch(/cli-a\s+echo\s+stopped/);
+    const hist = await cli('agents', 'history', 'cli-a', '--json');
+    const messages = (JSON.parse(hist.stdout) as { messages: { body: unknown }[] }).messages;
+    expect(messages.some((m) => m.body === 'hello from the cli')).toBe(true);
+  }, 90_000);
+
+  it('mail, dead letters, and watch --max', async () => {
+    await cli('agents', 'create', 'cli-b', '--type', 'echo');
+    const watch = spawn(process.execPath, [CLI, 'watch', 'cli-b', '--kinds', 'output', '--max', '1'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    watch.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    const exited = new Promise<number | null>((r) => watch.on('exit', (code) => { r(code); }));
+    await waitFor(async () => (await metric('agentry_rpc_requests_total{method="subscribe",outcome="ok"}')) >= 2, 'second watch to subscribe');
+    const mail = await cli('mail', 'cli-b', '{"note":"hi"}', '--from', 'cli-a', '--priority', 'high');
+    expect(mail).toMatchObject({ code: 0, stdout: expect.stringMatching(/^mailed cli-b: seq \d+/) });
+    expect(await exited).toBe(0);
+    expect(out).toMatch(/^cli-b reply: \{"text":"\{\\"note\\":\\"hi\\"\}"/);
+    const dlq = await cli('dlq', 'list', '--json');
+    expect(dlq.code).toBe(0);
+    expect(JSON.parse(dlq.stdout)).toHaveProperty('deadLetters');
+  });
+
+  it('exit codes: 1 usage, 2 server error or refused token, 3 cannot connect', async () => {
+    const refused = await cli('agents', 'wake', 'cli-a', '--json');
+    expect(refused.code).toBe(2);
+    expect(JSON.parse(refused.stderr).error).toMatchObject({ type: 'INVALID_TRANSITION', code: 4010, retryable: false, data: { state: 'stopped' } });
+    const unknown = await cli('agents', 'get', 'nobody');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('[UNKNOWN_SESSION]');
+    const badToken = await cli('--token', 'wrong-token-wrong-token', 'agents', 'list');
+    expect(badToken.code).toBe(2);
+    expect(badToken.stderr).toContain('UNAUTHORIZED');
+    const noServer = await cli('--url', 'ws://127.0.0.1:1/rpc', 'agents', 'list', '--json');
+    expect(noServer.code).toBe(3);
+    expect(JSON.parse(noServer.stderr).error.type).toBe('CONNECT_FAILED');
+    expect((await cli('agents', 'sleep', 'cli-a', '--for', 'banana')).code).toBe(1);
+    expect((await cli('agents', 'frobnicate')).code).toBe(1);
+    expect((await cli('send', 'cli-a')).code).toBe(1);
+    expect((await cli('send', 'cli-a', 'x', '--priority', 'asap')).code).toBe(1);
+  });
+});
