@@ -180,7 +180,7 @@ export const methods = {
       taskId: z.string().min(1).max(128).optional().describe('stable id (default: generated)'),
     }),
     result: z.object({ taskId: z.string(), nextRunAt: epochMs.nullable() }),
-    errors: [...SESSION_ERRORS, 'INVALID_ARGUMENT'],
+    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'INVALID_ARGUMENT'],
   },
   cancelTask: {
     summary: 'Cancels a scheduled task.',

@@ -32,9 +32,9 @@ function viewResult(v: SessionView): ResultOf<'getAgent'> {
 }
 
 /**
- * The implementations over `runtime`. `openRpc` supplies the discovery document. Messages and
- * mail to a stopped session are refused here (instead of being dead-lettered later), and to an
- * unknown one unless the runtime has a default agent type that would create it.
+ * The implementations over `runtime`. `openRpc` supplies the discovery document. Messages, mail
+ * and cron tasks for a stopped session are refused here (instead of being dead-lettered later),
+ * and for an unknown one unless the runtime has a default agent type that would create it.
  */
 export function createMethodTable(runtime: Runtime, openRpc: () => Record<string, unknown>): MethodTable {
   const acceptsMessages = async (agentId: string, verb: string): Promise<void> => {
@@ -100,6 +100,7 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       return { agentId: v.agentId, state: v.state, interrupted: v.interrupted };
     },
     async scheduleTask(p) {
+      await acceptsMessages(p.agentId, 'receive tasks'); // each firing is an inbox message
       return runtime.scheduleTask(p.agentId, p.task, p.schedule, { ...(p.timezone ? { timezone: p.timezone } : {}), ...(p.taskId ? { taskId: p.taskId } : {}) });
     },
     async cancelTask(p) {
