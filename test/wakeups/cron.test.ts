@@ -1,0 +1,130 @@
+// Cron tasks in Europe/Berlin across both DST changes, driven by a fake clock (months pass in
+// seconds), through real NATS and real Postgres; a restart neither doubles nor loses a firing,
+// and firings missed while the runtime was down run once at start.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineAgent } from '../../actors/index.js';
+import { openStore } from '../../persistence/index.js';
+import type { Store } from '../../persistence/types.js';
+import type { Runtime } from '../../runtime/index.js';
+import { FakeClock } from '../fakeClock.js';
+import { PG_URL, dropSchema, schemaName, sleep, startNats, startRuntime, waitFor } from '../helpers.js';
+
+type Nats = Awaited<ReturnType<typeof startNats>>;
+let nats: Nats;
+let schema: string;
+let store: Store;
+
+/** Firings as the session received them: the instant each was scheduled for, and when it ran. */
+const firings = new Map<string, { scheduledFor: string; handledAt: number }[]>();
+const recorder = defineAgent({
+  type: 'cron-recorder',
+  onMessage: 'queue',
+  handle(batch, ctx) {
+    for (const m of batch) {
+      if (m.kind !== 'task') continue;
+      const b = m.body as { taskId: string; scheduledFor: number };
+      const list = firings.get(b.taskId) ?? [];
+      list.push({ scheduledFor: new Date(b.scheduledFor).toISOString(), handledAt: ctx.now() });
+      firings.set(b.taskId, list);
+    }
+    return undefined;
+  },
+});
+
+const iso = (s: string): number => new Date(s).getTime();
+
+async function runtimeOn(clock: FakeClock): Promise<Runtime> {
+  // A 6-hour horizon keeps the number of timer re-reads small while the fake clock races ahead.
+  return startRuntime(nats.url, { agents: [recorder], store, clock, config: { timerHorizonMs: 6 * 3_600_000, defaultAgentType: 'cron-recorder' } });
+}
+
+/** Advances in one-hour steps, letting each firing's database and NATS work finish. */
+async function advanceHours(clock: FakeClock, until: number): Promise<void> {
+  while (clock.now() < until) {
+    await clock.advanceTo(Math.min(until, clock.now() + 3_600_000));
+    await sleep(20);
+  }
+}
+
+beforeAll(async () => {
+  nats = await startNats(8);
+  schema = schemaName('cron');
+  store = openStore({ databaseUrl: PG_URL, schema });
+});
+
+afterAll(async () => {
+  await store?.close();
+  await nats?.cleanup();
+  await dropSchema(schema);
+});
+
+describe('cron tasks', () => {
+  it('fire at the right instants across the spring-forward gap in Europe/Berlin, and a restart neither doubles nor loses one', async () => {
+    const clock = new FakeClock(iso('2026-03-26T12:00:00Z'));
+    let rt = await runtimeOn(clock);
+    await rt.createAgent('berlin', 'cron-recorder');
+    const { taskId, nextRunAt } = await rt.scheduleTask('berlin', { job: 'report' }, '30 2 * * *', { timezone: 'Europe/Berlin', taskId: 'daily-report' });
+    expect(new Date(nextRunAt!).toISOString()).toBe('2026-03-27T01:30:00.000Z'); // 02:30 CET
+    expect((await rt.listTasks('berlin')).map((t) => t.taskId)).toEqual([taskId]);
+
+    await advanceHours(clock, iso('2026-03-28T12:00:00Z'));
+    await waitFor(() => firings.get(taskId)?.length === 2, 'two firings');
+    await rt.stop(); // restart between firings, with no time lost
+    rt = await runtimeOn(clock);
+    await advanceHours(clock, iso('2026-03-31T00:00:00Z'));
+    await waitFor(() => firings.get(taskId)?.length === 4, 'four firings');
+    await sleep(300);
+
+    expect(firings.get(taskId)!.map((f) => f.scheduledFor)).toEqual([
+      '2026-03-27T01:30:00.000Z', // 02:30 CET
+      '2026-03-28T01:30:00.000Z', // 02:30 CET
+      '2026-03-29T01:00:00.000Z', // 02:30 does not exist that night: the first valid time after, 03:00 CEST
+      '2026-03-30T00:30:00.000Z', // 02:30 CEST
+    ]);
+    for (const f of firings.get(taskId)!) expect(f.handledAt).toBeGreaterThanOrEqual(iso(f.scheduledFor)); // never early
+    expect((await rt.cancelTask(taskId)).cancelled).toBe(true);
+    await rt.stop();
+  }, 120_000);
+
+  it('fire once on the fall-back night, and a firing missed while down runs once at start', async () => {
+    const clock = new FakeClock(iso('2026-10-23T12:00:00Z'));
+    let rt = await runtimeOn(clock);
+    await rt.createAgent('berlin-fall', 'cron-recorder');
+    const { taskId } = await rt.scheduleTask('berlin-fall', null, '30 2 * * *', { timezone: 'Europe/Berlin', taskId: 'daily-fall' });
+    await advanceHours(clock, iso('2026-10-26T12:00:00Z'));
+    await waitFor(() => firings.get(taskId)?.length === 3, 'three firings');
+    expect(firings.get(taskId)!.map((f) => f.scheduledFor)).toEqual([
+      '2026-10-24T00:30:00.000Z', // 02:30 CEST
+      '2026-10-25T00:30:00.000Z', // 02:30 happens twice that night: it fires once
+      '2026-10-26T01:30:00.000Z', // 02:30 CET
+    ]);
+
+    // Down from Oct 26 12:00 to Oct 29 12:00: three firings missed; at start it runs once.
+    await rt.stop();
+    await clock.advanceTo(iso('2026-10-29T12:00:00Z'));
+    rt = await runtimeOn(clock);
+    await clock.advance(0); // the overdue timer was armed at start with no delay
+    await waitFor(() => firings.get(taskId)?.length === 4, 'catch-up firing');
+    await advanceHours(clock, iso('2026-10-30T12:00:00Z'));
+    await waitFor(() => firings.get(taskId)?.length === 5, 'next regular firing');
+    await sleep(300);
+    expect(firings.get(taskId)!.slice(3).map((f) => f.scheduledFor)).toEqual([
+      '2026-10-27T01:30:00.000Z', // the first missed instant, run once at start
+      '2026-10-30T01:30:00.000Z', // then the schedule resumes
+    ]);
+    const [task] = await rt.listTasks('berlin-fall');
+    expect(task).toMatchObject({ timezone: 'Europe/Berlin', nextRunAt: iso('2026-10-31T01:30:00Z') });
+    await rt.stop();
+  }, 120_000);
+
+  it('rejects a bad expression or time zone with a clear error', async () => {
+    const clock = new FakeClock(iso('2026-01-01T00:00:00Z'));
+    const rt = await runtimeOn(clock);
+    try {
+      await expect(rt.scheduleTask('x', null, 'every tuesday', { timezone: 'UTC' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      await expect(rt.scheduleTask('x', null, '* * * * *', { timezone: 'Mars/Olympus' })).rejects.toThrow(/time zone/);
+    } finally {
+      await rt.stop();
+    }
+  });
+});
