@@ -1,0 +1,99 @@
+// The production NATS users (ops/nats-prod.conf = nats.conf + ops/nats-auth.conf): without
+// credentials nothing connects; the runtime user runs the runtime (credentials in NATS_URL); the
+// publisher user can put messages into inboxes and events on the bus, and nothing else.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { echo } from '../../examples/echo.js';
+import { findNatsServerBinary, freePort } from '../../ops/natsServer.js';
+import type { Runtime } from '../../runtime/index.js';
+import { sleep, startRuntime, tempDir, waitFor } from '../helpers.js';
+
+let child: ChildProcess;
+let port: number;
+let dir: ReturnType<typeof tempDir>;
+let rt: Runtime;
+const runtimePassword = randomBytes(18).toString('base64url');
+const publisherPassword = randomBytes(18).toString('base64url');
+
+function portOpen(p: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection(p, '127.0.0.1');
+    s.once('data', () => { s.destroy(); resolve(true); });
+    s.once('error', () => { resolve(false); });
+  });
+}
+
+beforeAll(async () => {
+  dir = tempDir('agentry-nats-auth-');
+  port = await freePort();
+  child = spawn(findNatsServerBinary(), ['-c', join('ops', 'nats-prod.conf'), '-a', '127.0.0.1', '-p', String(port), '-sd', join(dir.dir, 'js'), '-l', join(dir.dir, 'nats.log')], {
+    env: { ...process.env, AGENTRY_NATS_RUNTIME_PASSWORD: runtimePassword, AGENTRY_NATS_PUBLISHER_PASSWORD: publisherPassword },
+    stdio: 'ignore',
+  });
+  await waitFor(() => portOpen(port), 'nats-server with the production config', 10_000, 50);
+  // nats.conf ships 64 partitions; the runtime must agree.
+  rt = await startRuntime(`nats://runtime:${runtimePassword}@127.0.0.1:${port}`, { agents: [echo], partitions: 64 });
+});
+
+afterAll(async () => {
+  await rt?.stop();
+  if (child && child.exitCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+  dir?.cleanup();
+});
+
+describe('NATS users of the production config', () => {
+  it('refuses connections without credentials or with a wrong password', async () => {
+    await expect(connect({ servers: `127.0.0.1:${port}`, reconnect: false })).rejects.toThrow(/Authorization/i);
+    await expect(connect({ servers: `127.0.0.1:${port}`, user: 'publisher', pass: 'wrong', reconnect: false })).rejects.toThrow(/Authorization/i);
+  });
+
+  it('the runtime runs as `runtime` (credentials in NATS_URL); the publisher feeds inboxes and the event bus', async () => {
+    await rt.createAgent('auth-a', 'echo');
+    const pub = await connect({ servers: `127.0.0.1:${port}`, user: 'publisher', pass: publisherPassword });
+    try {
+      const js = jetstream(pub);
+      const ack = await js.publish('agentry.in.auth-a', JSON.stringify({ text: 'from the publisher' }));
+      expect(ack.seq).toBeGreaterThan(0);
+      await waitFor(async () => (await rt.getHistory('auth-a')).some((h) => (h.body as { text?: string }).text === 'from the publisher'), 'message handled');
+      const ev = await js.publish('agentry.events.billing.paid', JSON.stringify({ id: 1 }));
+      expect(ev.seq).toBeGreaterThan(0);
+    } finally {
+      await pub.close();
+    }
+  });
+
+  it('the publisher cannot publish elsewhere nor subscribe to sessions', async () => {
+    const watcher: NatsConnection = await connect({ servers: `127.0.0.1:${port}`, user: 'runtime', pass: runtimePassword });
+    const forged: string[] = [];
+    watcher.subscribe('agentry.out.auth-a', { callback: (_e, m) => { forged.push(m.string()); } });
+    watcher.subscribe('agentry.ctl.>', { callback: (_e, m) => { forged.push(m.string()); } });
+    await watcher.flush();
+    const pub = await connect({ servers: `127.0.0.1:${port}`, user: 'publisher', pass: publisherPassword });
+    const errors: string[] = [];
+    void (async () => { for await (const s of pub.status()) if (s.type === 'error') errors.push(String((s as { error?: unknown }).error)); })();
+    try {
+      pub.publish('agentry.out.auth-a', 'forged reply');
+      pub.publish('agentry.ctl.auth-a', 'forged command');
+      await pub.flush();
+      const sub = pub.subscribe('agentry.in.>');
+      const denied = await Promise.race([sub.closed.then((e) => (e ? String(e) : 'closed')), sleep(3000).then(() => 'not denied')]);
+      expect(denied).toMatch(/permission/i);
+      await waitFor(() => errors.some((e) => /publish/i.test(e) && /permission/i.test(e)), 'publish permission errors reported', 5000);
+      await sleep(200);
+      expect(forged).toEqual([]);
+      expect(pub.isClosed()).toBe(false); // violations are refused, the connection stays
+    } finally {
+      await pub.close();
+      await watcher.close();
+    }
+  });
+});
