@@ -1,0 +1,114 @@
+// `npm run bench`: runs every benchmark suite in its own Node process (a clean heap each, with
+// --expose-gc), against the BUILT code in dist/, a nats-server each suite starts with the
+// project's nats.conf, and Postgres (BENCH_DATABASE_URL, default
+// postgres://postgres@127.0.0.1:5432/postgres; every suite creates and drops its own schema).
+// Raw JSON goes to bench/results/ (git-ignored); the table in docs/benchmarks.md is regenerated
+// between its markers (the hand-written analysis around them is kept).
+//
+// Knobs: BENCH_QUICK=1 (shorter run), BENCH_ONLY=throughput,latency,heap,pglite,restart,
+// BENCH_ROUNDS, BENCH_SESSIONS, BENCH_PER_SESSION, BENCH_PARTITIONS, BENCH_PUB_WINDOW,
+// BENCH_POLICY (queue | cancel-and-merge), BENCH_STATE_BYTES, BENCH_RESTART_SESSIONS,
+// BENCH_QUIET_WAIT_S, BENCH_CPU_PROF=1 (writes .cpuprofile files of each suite process to
+// bench/results/profiles/), BENCH_NO_DOCS=1.
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { BENCH_DIR, ROOT, log, machineBusyMs, sleep } from './lib.mjs';
+import { machineInfo, renderDoc } from './report.mjs';
+
+const SUITES = [
+  { name: 'throughput', timeoutMs: 420_000 },
+  { name: 'latency', timeoutMs: 120_000 },
+  { name: 'heap', timeoutMs: 120_000 },
+  { name: 'pglite', timeoutMs: 240_000 },
+  { name: 'restart', timeoutMs: 180_000 },
+];
+const only = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',').map((s) => s.trim()) : null;
+const resultsDir = join(BENCH_DIR, 'results');
+mkdirSync(resultsDir, { recursive: true });
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+
+/** The suites must not pick up a developer's runtime configuration from the environment. */
+function suiteEnv() {
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith('AGENTRY_') || k === 'DATABASE_URL' || k === 'NATS_URL') delete env[k];
+  return env;
+}
+
+let current;
+// Ctrl-C: the suite runs in its own process group, so pass the signal on (it cleans up and exits).
+process.on('SIGINT', () => {
+  if (current) { try { process.kill(-current.pid, 'SIGINT'); } catch { /* gone */ } }
+  process.exit(130);
+});
+
+/** Runs one suite in its own process group (so a timeout also ends the nats-server it started). */
+function runSuite({ name, timeoutMs }) {
+  const out = join(resultsDir, `${stamp}-${name}.json`);
+  const args = ['--expose-gc'];
+  if (process.env.BENCH_CPU_PROF === '1') args.push('--cpu-prof', '--cpu-prof-dir', join(resultsDir, 'profiles'), '--cpu-prof-name', `${stamp}-${name}-\${pid}.cpuprofile`);
+  args.push(join(BENCH_DIR, `${name}.mjs`), out);
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { cwd: ROOT, env: suiteEnv(), stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+    current = child;
+    const timer = setTimeout(() => {
+      log(`${name}: timed out after ${timeoutMs / 1000} s; stopping it`);
+      try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
+      setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }, 5000).unref();
+    }, timeoutMs);
+    child.on('exit', (code, signal) => {
+      current = undefined;
+      clearTimeout(timer);
+      const seconds = Math.round((Date.now() - t0) / 1000);
+      if (code === 0 && existsSync(out)) resolve({ ok: true, seconds, data: JSON.parse(readFileSync(out, 'utf8')) });
+      else resolve({ ok: false, seconds, error: `exited with ${signal ?? code}` });
+    });
+  });
+}
+
+/**
+ * This machine may be shared: before each suite, wait (up to BENCH_QUIET_WAIT_S, default 90 s)
+ * until other processes use less than a quarter of a core for 3 s in a row. What was seen is
+ * recorded; each measurement also records the CPU other processes used while it ran.
+ */
+async function waitForQuiet() {
+  const maxMs = Number(process.env.BENCH_QUIET_WAIT_S ?? 90) * 1000;
+  const t0 = Date.now();
+  let quiet = 0;
+  let last = 0;
+  for (;;) {
+    const a = machineBusyMs();
+    await sleep(1000);
+    last = (machineBusyMs() - a) / 1000;
+    quiet = last < 0.25 ? quiet + 1 : 0;
+    if (quiet >= 3) return { waitedS: Math.round((Date.now() - t0) / 1000), busyCores: Math.round(last * 100) / 100, quiet: true };
+    if (Date.now() - t0 > maxMs) return { waitedS: Math.round((Date.now() - t0) / 1000), busyCores: Math.round(last * 100) / 100, quiet: false };
+  }
+}
+
+const started = new Date();
+const machine = await machineInfo();
+const results = { startedAt: started.toISOString(), machine, env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('BENCH_'))), suites: {} };
+for (const s of SUITES) {
+  if (only && !only.includes(s.name)) continue;
+  const quiet = await waitForQuiet();
+  log(`suite ${s.name} … (machine ${quiet.quiet ? 'quiet' : `busy with other work: ${quiet.busyCores} cores`} after ${quiet.waitedS} s)`);
+  results.suites[s.name] = { ...(await runSuite(s)), before: quiet };
+  log(`suite ${s.name}: ${results.suites[s.name].ok ? 'ok' : results.suites[s.name].error} in ${results.suites[s.name].seconds} s`);
+}
+results.finishedAt = new Date().toISOString();
+results.totalSeconds = Math.round((Date.now() - started.getTime()) / 1000);
+writeFileSync(join(resultsDir, `${stamp}.json`), JSON.stringify(results, null, 2));
+writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify(results, null, 2));
+log(`raw results: bench/results/${stamp}.json (${results.totalSeconds} s)`);
+if (process.env.BENCH_NO_DOCS !== '1') {
+  const docPath = join(ROOT, 'docs', 'benchmarks.md');
+  writeFileSync(docPath, renderDoc(results, existsSync(docPath) ? readFileSync(docPath, 'utf8') : null));
+  log('docs/benchmarks.md updated');
+}
+const failed = Object.entries(results.suites).filter(([, r]) => !r.ok);
+if (failed.length > 0) {
+  log(`failed suites: ${failed.map(([n]) => n).join(', ')}`);
+  process.exitCode = 1;
+}
