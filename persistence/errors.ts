@@ -8,9 +8,6 @@ export class StoreError extends Error {
   override readonly name: string = 'StoreError';
   readonly code: string = 'STORE_ERROR';
   readonly retryable: boolean = true;
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
 }
 
 /** The store cannot be reached (connection refused, reset, timed out): retry later. */

@@ -115,8 +115,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const config = loadConfig(opts.config ?? {});
   if (!config.natsUrl) throw new AgentryError('CONFIG_INVALID', 'natsUrl (NATS_URL) is required; `agentry dev` starts a nats-server for you');
   const logger = opts.logger ?? createLogger(config.logLevel, { node: config.nodeId });
-  const agents = new Map<string, ResolvedAgent<unknown>>();
-  for (const a of opts.agents as readonly ResolvedAgent<unknown>[]) {
+  const agents = new Map<string, ResolvedAgent>();
+  for (const a of opts.agents as readonly ResolvedAgent[]) {
     if (agents.has(a.type)) throw new AgentryError('CONFIG_INVALID', `agent type ${a.type} is registered twice`);
     agents.set(a.type, a);
   }

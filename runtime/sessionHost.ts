@@ -95,7 +95,7 @@ export interface HostDeps {
   readonly store: Store;
   readonly committer: GroupCommitter;
   readonly transport: Pick<Transport, 'publishCore' | 'publishInbox' | 'publishEvent'>;
-  readonly agents: ReadonlyMap<string, ResolvedAgent<unknown>>;
+  readonly agents: ReadonlyMap<string, ResolvedAgent>;
   readonly logger: Logger;
   readonly clock?: Clock;
   readonly random?: () => number;
@@ -343,7 +343,7 @@ export class SessionHost {
     }
   }
 
-  private agentOf(type: string): ResolvedAgent<unknown> | undefined {
+  private agentOf(type: string): ResolvedAgent | undefined {
     return this.deps.agents.get(type);
   }
 
@@ -351,6 +351,7 @@ export class SessionHost {
     this.stats.hydrations++;
     const agent = this.agentOf(type);
     const now = this.clock.now();
+    // eslint-disable-next-line prefer-const -- assigned once below; the inspector closure reads it first
     let session: LiveSession | undefined;
     const inspect = (ev: { type: string; actorRef?: AnyActorRef; event?: { type: string } }): void => {
       if (session && ev.type === '@xstate.event' && ev.actorRef === session.actor && ev.event) session.lastEvent = ev.event.type;
@@ -377,7 +378,7 @@ export class SessionHost {
     };
     const s = session;
     actor.subscribe({
-      next: (snap) => { this.onSnapshot(s, snap as ReturnType<SessionActor['getSnapshot']>); },
+      next: (snap) => { this.onSnapshot(s, snap); },
       error: (err) => { s.log.error({ err }, 'session actor failed'); },
     });
     this.live.set(sid, s);
@@ -527,7 +528,7 @@ export class SessionHost {
     const sid = input.sessionId;
     const log = s.log.child({ runId: input.runId, attempt: input.attempt });
     const now = (): number => this.clock.now();
-    const ctx: HandlerContext<unknown> = {
+    const ctx: HandlerContext = {
       sessionId: sid, agentType: input.agentType, runId: input.runId, attempt: input.attempt, signal,
       state: structuredClone(input.userState),
       history: s.historyView.slice(),

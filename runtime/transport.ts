@@ -101,10 +101,10 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
 
   async function upsertStream(config: Parameters<JetStreamManager['streams']['add']>[0]): Promise<void> {
     try {
-      await jsm.streams.info(config.name!);
-      await jsm.streams.update(config.name!, config);
+      await jsm.streams.info(config.name);
+      await jsm.streams.update(config.name, config);
     } catch (e) {
-      if ((e as { name?: string }).name === 'StreamNotFoundError' || /not found/i.test(String((e as Error).message))) {
+      if ((e as { name?: string }).name === 'StreamNotFoundError' || /not found/i.test((e as Error).message)) {
         await jsm.streams.add(config);
       } else throw e;
     }
