@@ -20,7 +20,7 @@ import { freePort, startNatsServer, type NatsServerHandle } from '../ops/natsSer
 import { DEFAULT_API_URL, registerApiCommands } from './cli/apiCommands.js';
 import { EXIT, printError } from './cli/output.js';
 import { loadConfig } from './config.js';
-import { startControlPlane, type ControlPlane } from './http/index.js';
+import { assertTokenBeyondLoopback, startControlPlane, type ControlPlane } from './http/index.js';
 import { createRuntime, type Runtime } from './runtime.js';
 
 const program = new Command();
@@ -33,6 +33,11 @@ program.name('agentry').description('Actor runtime for long-lived AI-agent sessi
 /** The data directory without validating the rest of the configuration (client commands need only this). */
 function dataDir(): string {
   return process.env.AGENTRY_DATA_DIR || '.agentry';
+}
+
+/** `--host` / `--port` as configuration overrides (they win over HOST / PORT). */
+function listenOverrides(o: { host?: string; port?: string }): { host?: string; port?: number } {
+  return { ...(o.host ? { host: o.host } : {}), ...(o.port !== undefined ? { port: Number(o.port) } : {}) };
 }
 
 /** Starts the control plane over a started runtime; stops the runtime if it cannot. */
@@ -67,8 +72,12 @@ function devUrl(file: 'nats.url' | 'api.url'): string | undefined {
 program.command('dev')
   .description('run a local runtime with the example agents (starts nats-server and uses PGlite unless NATS_URL / DATABASE_URL are set)')
   .option('--nats-port <port>', 'port for the nats-server this command starts', '4223')
-  .action(async (o: { natsPort: string }) => {
-    const base = loadConfig({ defaultAgentType: process.env.AGENTRY_DEFAULT_AGENT ?? 'echo' });
+  .option('--host <host>', 'control plane interface (default: HOST, else 127.0.0.1)')
+  .option('--port <port>', 'control plane port, 0 for any free one (default: PORT, else 7070)')
+  .action(async (o: { natsPort: string; host?: string; port?: string }) => {
+    const listen = listenOverrides(o);
+    const base = loadConfig({ defaultAgentType: process.env.AGENTRY_DEFAULT_AGENT ?? 'echo', ...listen });
+    assertTokenBeyondLoopback(base.host, base.token);
     mkdirSync(base.dataDir, { recursive: true });
     let nats: NatsServerHandle | undefined;
     let natsUrl = base.natsUrl;
@@ -82,7 +91,7 @@ program.command('dev')
     let runtime: Runtime;
     let api: ControlPlane;
     try {
-      runtime = await createRuntime({ agents: exampleAgents, config: { natsUrl, defaultAgentType: base.defaultAgentType } });
+      runtime = await createRuntime({ agents: exampleAgents, config: { natsUrl, defaultAgentType: base.defaultAgentType, ...listen } });
       api = await startApi(runtime);
     } catch (e) {
       await nats?.stop();
@@ -120,12 +129,19 @@ program.command('dev')
 program.command('start')
   .description('run a production node: NATS_URL required; DATABASE_URL selects Postgres (else PGlite)')
   .requiredOption('--agents <module>', 'module whose exports are agent definitions (from defineAgent)')
-  .action(async (o: { agents: string }) => {
+  .option('--host <host>', 'control plane interface (default: HOST, else 127.0.0.1; beyond loopback AGENTRY_TOKEN is required)')
+  .option('--port <port>', 'control plane port (default: PORT, else 7070)')
+  .action(async (o: { agents: string; host?: string; port?: string }) => {
+    const listen = listenOverrides(o);
     const mod = await import(pathToFileURL(resolve(o.agents)).href) as Record<string, unknown>;
-    const agents = Object.values(mod).flatMap((v): unknown[] => (Array.isArray(v) ? (v as unknown[]) : [v]))
+    // A module may export each agent and also a list of them (examples/index.ts does): count each once.
+    const agents = [...new Set(Object.values(mod).flatMap((v): unknown[] => (Array.isArray(v) ? (v as unknown[]) : [v])))]
       .filter((v): v is ResolvedAgent => !!v && typeof v === 'object' && 'type' in v && 'handle' in v && 'limits' in v);
     if (agents.length === 0) throw new AgentryError('CONFIG_INVALID', `${o.agents} exports no agent definitions`);
-    const runtime = await createRuntime({ agents });
+    const config = loadConfig(listen);
+    assertTokenBeyondLoopback(config.host, config.token); // before connecting anything
+    if (config.store === 'auto' && !config.databaseUrl) mkdirSync(config.dataDir, { recursive: true }); // PGlite lives there
+    const runtime = await createRuntime({ agents, config: listen });
     const api = await startApi(runtime);
     process.stdout.write(`agentry: node ${runtime.config.nodeId} running; UI ${api.url}/ and API ${api.rpcUrl}\n`);
     runUntilSignal(async () => {

@@ -7,9 +7,20 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
+import { AgentryError } from '../../actors/errors.js';
 
 /** Name of the cookie the UI gets after a successful `?token=` visit. */
 export const TOKEN_COOKIE = 'agentry_token';
+
+/**
+ * Refuses (CONFIG_INVALID) a control plane that would be reachable from other machines without a
+ * token. Called by `startControlPlane`, and by the CLI before it starts a node, to fail fast.
+ */
+export function assertTokenBeyondLoopback(host: string, token: string | undefined): void {
+  if (!isLoopbackHost(host) && !token) {
+    throw new AgentryError('CONFIG_INVALID', `AGENTRY_TOKEN is required when the control plane binds to ${host} (not loopback): set a token of at least 16 characters`);
+  }
+}
 
 /** True for names and addresses that only this machine can reach. */
 export function isLoopbackHost(host: string): boolean {

@@ -18,7 +18,7 @@ import { AgentryError } from '../../actors/errors.js';
 import { ALIAS_PREFIX, METHOD_NAMES, PROTOCOL_ERRORS } from '../../client/index.js';
 import type { Logger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
-import { TOKEN_COOKIE, defaultOrigins, hostAllowed, isLoopbackHost, originAllowed, presentedToken, tokenMatches } from './auth.js';
+import { TOKEN_COOKIE, assertTokenBeyondLoopback, defaultOrigins, hostAllowed, originAllowed, presentedToken, tokenMatches } from './auth.js';
 import { createMethodTable, registerMethods } from './methods.js';
 import { createMetrics } from './metrics.js';
 import { buildOpenRpcDocument } from './openrpc.js';
@@ -108,9 +108,7 @@ function methodLabel(method: string): string {
 export async function startControlPlane(runtime: Runtime, opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const host = opts.host ?? runtime.config.host;
   const token = opts.token ?? runtime.config.token;
-  if (!isLoopbackHost(host) && !token) {
-    throw new AgentryError('CONFIG_INVALID', `AGENTRY_TOKEN is required when the control plane binds to ${host} (not loopback): set a token of at least 16 characters`);
-  }
+  assertTokenBeyondLoopback(host, token);
   const log = (opts.logger ?? runtime.logger).child({ component: 'control-plane' });
   const limits: ConnectionLimits = {
     maxBatch: opts.maxBatch ?? 100,
@@ -248,7 +246,7 @@ export async function startControlPlane(runtime: Runtime, opts: ControlPlaneOpti
   const port = await new Promise<number>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       reject(err.code === 'EADDRINUSE'
-        ? new AgentryError('CONFIG_INVALID', `port ${opts.port ?? runtime.config.port} on ${host} is in use: set PORT (or --port) to another one`, { cause: err })
+        ? new AgentryError('CONFIG_INVALID', `port ${opts.port ?? runtime.config.port} on ${host} is in use: choose another with PORT or --port`, { cause: err })
         : err);
     });
     server.listen(opts.port ?? runtime.config.port, host, () => {
