@@ -2,6 +2,7 @@
  * Owns the runtime configuration: defaults, environment variables and explicit overrides,
  * validated once into a frozen object. A bad value fails start-up with an error naming the key.
  */
+import { hostname } from 'node:os';
 import { z } from 'zod';
 import { AgentryError } from '../actors/errors.js';
 
@@ -32,6 +33,10 @@ const schema = z.object({
   timerHorizonMs: z.number().int().min(1000).default(60_000),
   /** A cron firing missed while the runtime was down: run it once at start, or skip to the next instant. */
   cronCatchUp: z.enum(['run-once', 'skip']).default('run-once'),
+  /** Partition leases expire this long after their node stops renewing them (failover time). */
+  leaseTtlMs: z.number().int().min(1000).default(10_000),
+  /** How long a session command routed to another node may take. */
+  ctlTimeoutMs: z.number().int().min(100).default(10_000),
   /** A session idle this long is passivated. */
   idleTimeoutMs: z.number().int().min(0).default(60_000),
   /** Agent type given to a session that receives a message before anyone created it; unset: dead-letter. */
@@ -45,8 +50,12 @@ const schema = z.object({
   /** Payloads above this many bytes are dead-lettered (the server's max_payload caps them first). */
   maxPayloadBytes: z.number().int().min(1).default(1024 * 1024),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  /** This node's name in logs and leases. */
-  nodeId: z.string().min(1).default(`node-${process.pid}`),
+  /**
+   * This node's name in logs and leases. Keep it stable across restarts (the default is the host
+   * name): a restarted node reclaims its own partition leases at once instead of waiting for them
+   * to expire. Two nodes on one host need different ids.
+   */
+  nodeId: z.string().min(1).default(hostname()),
   /** HTTP control plane. */
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(7070),
@@ -75,6 +84,7 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_MAX_LIVE_SESSIONS: { key: 'maxLiveSessions', number: true },
   AGENTRY_IDLE_TIMEOUT_MS: { key: 'idleTimeoutMs', number: true },
   AGENTRY_MAX_ACTIVE_SESSIONS: { key: 'maxActiveSessions', number: true },
+  AGENTRY_LEASE_TTL_MS: { key: 'leaseTtlMs', number: true },
   AGENTRY_TIMER_HORIZON_MS: { key: 'timerHorizonMs', number: true },
   AGENTRY_CRON_CATCH_UP: { key: 'cronCatchUp' },
   AGENTRY_DEFAULT_AGENT: { key: 'defaultAgentType' },

@@ -15,6 +15,10 @@ import { SessionHost, realClock, type Clock, type SessionView } from './sessionH
 import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';
 import { createWakeups, type EventRecord, type Wakeups } from './wakeups.js';
+import { requestCtl, serveCtl } from './ctl.js';
+import { LeaseManager } from './leases.js';
+import { partitionOf } from './partition.js';
+import type { Subscription } from '@nats-io/transport-node';
 
 export interface RuntimeOptions {
   /** Configuration overrides (on top of environment variables and defaults). */
@@ -70,6 +74,7 @@ export interface Runtime {
   readonly transport: Transport;
   readonly committer: GroupCommitter;
   readonly wakeups: Wakeups;
+  readonly leases: LeaseManager;
   readonly clock: Clock;
   readiness(): Readiness;
   createAgent(agentId: string, type: string, userState?: unknown): Promise<SessionView>;
@@ -146,12 +151,31 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
   const committer = createGroupCommitter({ store, logger, maxBatch: config.groupCommitMaxBatch, lingerMs: config.groupCommitLingerMs });
   const clock = opts.clock ?? realClock;
-  const host = new SessionHost({ config, store, committer, transport, agents, logger, clock });
+  // Leases come first: the host stamps each commit with its partition's fencing epoch.
+  const ctlSubs = new Map<number, Subscription>();
+  // eslint-disable-next-line prefer-const -- assigned below; the lease callbacks need it first
+  let serveLocal: (sid: string, op: string, args: unknown[]) => Promise<unknown>;
+  const leases = new LeaseManager({
+    nc: transport.nc, bucket: `${config.streamPrefix}_LEASES`, nodeId: config.nodeId, partitions: config.partitions,
+    ttlMs: config.leaseTtlMs, logger,
+    events: {
+      acquired: async (p) => {
+        await transport.startPartition(p, (part, m) => { host.dispatch(part, m); });
+        ctlSubs.set(p, serveCtl(transport.nc, p, (sid, op, args) => serveLocal(sid, op, args)));
+        wakeups.scheduler.refresh();
+      },
+      released: async (p, graceful) => {
+        ctlSubs.get(p)?.unsubscribe();
+        ctlSubs.delete(p);
+        await transport.stopPartition(p);
+        await host.releasePartition(p, graceful, config.shutdownGraceMs);
+      },
+    },
+  });
+  const host = new SessionHost({ config, store, committer, transport, agents, logger, clock, ownerEpoch: (p) => leases.epochOf(p) });
   host.start();
   await host.flushStaleOutbox();
-  const wakeups = createWakeups({ config, store, transport, host, clock, logger });
-  for (let p = 0; p < config.partitions; p++) await transport.startPartition(p, (part, m) => { host.dispatch(part, m); });
-  await wakeups.start();
+  const wakeups = createWakeups({ config, store, transport, host, clock, logger, partitions: () => leases.owned() });
 
   const pinger = setInterval(() => {
     store.ping().then(() => { storeOk = true; }, () => { storeOk = false; });
@@ -180,18 +204,11 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     return v;
   };
 
-  const runtime: Runtime = {
-    config, logger, store, host, transport, committer, wakeups, clock,
-    readiness() {
-      const checks = { nats: transport.isConnected(), store: storeOk && committer.healthy(), migrations: migrated };
-      return { ok: checks.nats && checks.store && checks.migrations, checks };
-    },
-    createAgent: (agentId, type, userState) => host.create(agentId, type, userState),
+  /** Session commands as the owning node runs them (reached locally or over `agentry.ctl.<id>`). */
+  const local = {
+    createAgent: (agentId: string, type: string, userState?: unknown) => host.create(agentId, type, userState),
     getAgent: existing,
-    listAgents: (query) => store.listSessions(query),
-    sendMessage: (agentId, message, o = {}) => publishToInbox(agentId, message, o),
-    sendMail: (to, body, o) => publishToInbox(to, body, { kind: 'mail', priority: o.priority ?? 'normal', ...(o.from ? { from: o.from } : {}) }),
-    async sleepAgent(agentId, o = {}) {
+    sleepAgent: (agentId: string, o: SleepAgentOptions = {}) => {
       let until: number | null = null;
       if (o.untilTime !== undefined) until = typeof o.untilTime === 'number' ? o.untilTime : Date.parse(o.untilTime);
       else if (o.durationMs !== undefined) until = clock.now() + o.durationMs;
@@ -199,12 +216,63 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       const wake: WakeCondition = { until, events: [...(o.wakeEvents ?? [])], mailPriority: o.wakeOnMailPriority ?? null };
       return host.command(agentId, { type: 'SLEEP', wake, at: clock.now() });
     },
-    wakeAgent: (agentId) => host.command(agentId, { type: 'WAKE', reason: 'manual', at: clock.now() }),
-    stopAgent: (agentId, reason) => host.command(agentId, { type: 'STOP', at: clock.now(), ...(reason ? { reason } : {}) }),
-    async interruptAgent(agentId, reason) {
+    wakeAgent: (agentId: string) => host.command(agentId, { type: 'WAKE', reason: 'manual', at: clock.now() }),
+    stopAgent: (agentId: string, reason?: string) => host.command(agentId, { type: 'STOP', at: clock.now(), ...(reason ? { reason } : {}) }),
+    interruptAgent: async (agentId: string, reason?: string) => {
       const r = await host.command(agentId, { type: 'INTERRUPT', at: clock.now(), ...(reason ? { reason } : {}) });
       return { ...r, interrupted: r.changed };
     },
+    scheduleWake: async (agentId: string, at: number) => {
+      const v = await existing(agentId);
+      if (v.state !== 'sleeping' || !v.wake) throw new AgentryError('INVALID_TRANSITION', `session ${agentId} is ${v.state}: only a sleeping session has a wake time`, { details: { state: v.state } });
+      if (!Number.isFinite(at)) throw new AgentryError('INVALID_ARGUMENT', 'at must be epoch milliseconds');
+      return host.command(agentId, { type: 'SLEEP', wake: { ...v.wake, until: at }, at: clock.now() });
+    },
+    cancelWake: async (agentId: string) => {
+      const v = await existing(agentId);
+      if (v.state !== 'sleeping' || !v.wake) throw new AgentryError('INVALID_TRANSITION', `session ${agentId} is ${v.state}: only a sleeping session has a wake time`, { details: { state: v.state } });
+      return host.command(agentId, { type: 'SLEEP', wake: { ...v.wake, until: null }, at: clock.now() });
+    },
+    scheduleTask: (agentId: string, task: unknown, schedule: string, o?: { timezone?: string; taskId?: string }) => wakeups.scheduleTask(agentId, task, schedule, o),
+  };
+  type LocalOps = typeof local;
+
+  serveLocal = (sid, op, args) => {
+    if (!leases.owns(partitionOf(sid, config.partitions))) {
+      return Promise.reject(new AgentryError('NOT_READY', `session ${sid}'s partition moved off node ${config.nodeId}`, { retryable: true }));
+    }
+    if (!(op in local) || args[0] !== sid) return Promise.reject(new AgentryError('INVALID_ARGUMENT', `unknown control operation ${op}`));
+    return (local[op as keyof LocalOps] as (...a: unknown[]) => Promise<unknown>)(...args);
+  };
+
+  /** Runs a session command where the session lives: here, or on its partition's owner. */
+  const routed = async <K extends keyof LocalOps>(op: K, ...args: Parameters<LocalOps[K]>): Promise<Awaited<ReturnType<LocalOps[K]>>> => {
+    const sid = args[0];
+    assertSessionId(sid);
+    if (leases.owns(partitionOf(sid, config.partitions))) {
+      return (local[op] as (...a: unknown[]) => Promise<Awaited<ReturnType<LocalOps[K]>>>)(...args);
+    }
+    return requestCtl<Awaited<ReturnType<LocalOps[K]>>>(transport.nc, sid, op, args, config.ctlTimeoutMs);
+  };
+
+  await leases.start();
+  await wakeups.start();
+
+  const runtime: Runtime = {
+    config, logger, store, host, transport, committer, wakeups, leases, clock,
+    readiness() {
+      const checks = { nats: transport.isConnected(), store: storeOk && committer.healthy(), migrations: migrated };
+      return { ok: checks.nats && checks.store && checks.migrations, checks };
+    },
+    createAgent: (agentId, type, userState) => routed('createAgent', agentId, type, userState),
+    getAgent: (agentId) => routed('getAgent', agentId),
+    listAgents: (query) => store.listSessions(query),
+    sendMessage: (agentId, message, o = {}) => publishToInbox(agentId, message, o),
+    sendMail: (to, body, o) => publishToInbox(to, body, { kind: 'mail', priority: o.priority ?? 'normal', ...(o.from ? { from: o.from } : {}) }),
+    sleepAgent: (agentId, o = {}) => routed('sleepAgent', agentId, o),
+    wakeAgent: (agentId) => routed('wakeAgent', agentId),
+    stopAgent: (agentId, reason) => routed('stopAgent', agentId, reason),
+    interruptAgent: (agentId, reason) => routed('interruptAgent', agentId, reason),
     async getHistory(agentId, o = {}) {
       await existing(agentId);
       return store.getHistory(agentId, o);
@@ -213,7 +281,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       await existing(agentId);
       return store.getTransitions(agentId, o);
     },
-    scheduleTask: (agentId, task, schedule, o) => wakeups.scheduleTask(agentId, task, schedule, o),
+    scheduleTask: (agentId, task, schedule, o) => routed('scheduleTask', agentId, task, schedule, o),
     cancelTask: (taskId) => wakeups.cancelTask(taskId),
     async listTasks(agentId) {
       return (await wakeups.listTasks(agentId)).map((t) => ({
@@ -222,19 +290,10 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     },
     publishEvent: (type, data, o) => wakeups.publishEvent(type, data, o),
     listEvents: (o) => wakeups.listEvents(o),
-    async scheduleWake(agentId, at) {
-      const v = await existing(agentId);
-      if (v.state !== 'sleeping' || !v.wake) throw new AgentryError('INVALID_TRANSITION', `session ${agentId} is ${v.state}: only a sleeping session has a wake time`, { details: { state: v.state } });
-      if (!Number.isFinite(at)) throw new AgentryError('INVALID_ARGUMENT', 'at must be epoch milliseconds');
-      return host.command(agentId, { type: 'SLEEP', wake: { ...v.wake, until: at }, at: clock.now() });
-    },
-    async cancelWake(agentId) {
-      const v = await existing(agentId);
-      if (v.state !== 'sleeping' || !v.wake) throw new AgentryError('INVALID_TRANSITION', `session ${agentId} is ${v.state}: only a sleeping session has a wake time`, { details: { state: v.state } });
-      return host.command(agentId, { type: 'SLEEP', wake: { ...v.wake, until: null }, at: clock.now() });
-    },
+    scheduleWake: (agentId, at) => routed('scheduleWake', agentId, at),
+    cancelWake: (agentId) => routed('cancelWake', agentId),
     async getNextWakeTime(agentId) {
-      const v = await existing(agentId);
+      const v = await routed('getAgent', agentId);
       return v.state === 'sleeping' ? (v.wake?.until ?? null) : v.state === 'waiting' ? (v.wait?.timeoutAt ?? null) : null;
     },
     listDeadLetters: (o) => store.listDeadLetters(o),
@@ -257,8 +316,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     async stop() {
       logger.info('runtime stopping');
       clearInterval(pinger);
-      await transport.stopConsuming();
       await wakeups.stop();
+      await leases.stop(); // drains and frees every partition, so other nodes take over at once
+      await transport.stopConsuming();
       await host.shutdown(config.shutdownGraceMs);
       await committer.drain();
       committer.close();

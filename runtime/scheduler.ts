@@ -77,6 +77,14 @@ export class Scheduler {
     if (at < this.armedFor) this.arm();
   }
 
+  /** Re-reads the horizon now (this node just took a partition whose timers it must run). */
+  refresh(): void {
+    if (this.stopped) return;
+    if (this.reloadTimer !== undefined) this.deps.clock.clearTimeout(this.reloadTimer);
+    this.reloadTimer = undefined;
+    void this.reload();
+  }
+
   stop(): void {
     this.stopped = true;
     if (this.timer !== undefined) this.deps.clock.clearTimeout(this.timer);

@@ -465,8 +465,17 @@ export class SessionHost {
     return s.pins === 0 && s.inflight === 0 && s.acks.size === 0 && topState(snap.value) !== 'active' && snap.context.pending.length === 0 && s.submittedVersion === snap.context.version;
   }
 
-  private evict(s: LiveSession): void {
+  /** Stops a live actor (aborting a running handler), keeping the active count right. */
+  private stopActor(s: LiveSession): void {
+    if (s.lastPath === 'active' || s.lastPath.startsWith('active.')) {
+      this.activeSessions--;
+      s.lastPath = 'stopped-live';
+    }
     s.actor.stop();
+  }
+
+  private evict(s: LiveSession): void {
+    this.stopActor(s);
     this.live.delete(s.id);
     this.stats.passivations++;
   }
@@ -635,7 +644,7 @@ export class SessionHost {
     }).catch((err: unknown) => {
       s.log.error({ err, version }, 'commit failed; dropping the live session so it re-hydrates from the store');
       s.broken = true;
-      if (this.live.get(s.id) === s) { s.actor.stop(); this.live.delete(s.id); }
+      if (this.live.get(s.id) === s) { this.stopActor(s); this.live.delete(s.id); }
     }).finally(() => {
       s.inflight--;
       if (this.admissionWaiters.length > 0) this.admitNext();
@@ -803,6 +812,31 @@ export class SessionHost {
     return { ...this.view(s), changed };
   }
 
+  /**
+   * Lets go of partition p's sessions when its lease moves. Graceful (rebalancing): running
+   * handlers get up to `graceMs` and commits drain first. Not graceful (the lease was lost):
+   * actors stop at once; their unacked messages go to the new owner, and any commit still in
+   * flight is refused by the store's epoch check.
+   */
+  async releasePartition(p: number, graceful: boolean, graceMs: number): Promise<void> {
+    const mine = (): LiveSession[] => [...this.live.values()].filter((s) => s.partition === p);
+    if (graceful) {
+      const deadline = Date.now() + graceMs;
+      while (mine().some((s) => topState(s.actor.getSnapshot().value) === 'active' || s.inflight > 0) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    const leaving = mine();
+    for (const s of leaving) {
+      s.broken = true; // nothing more goes to it
+      this.stopActor(s);
+      this.live.delete(s.id);
+    }
+    if (graceful) await Promise.all(leaving.map((s) => s.chain));
+    this.admitNext();
+    this.pump();
+  }
+
   /** Stops taking work, lets running handlers finish for up to `graceMs`, then aborts them and drains commits. */
   async shutdown(graceMs: number): Promise<void> {
     const deadline = Date.now() + graceMs;
@@ -810,7 +844,7 @@ export class SessionHost {
     this.stopping = true;
     for (const w of this.admissionWaiters.splice(0)) w();
     if (this.sweeper) clearInterval(this.sweeper);
-    for (const s of this.live.values()) s.actor.stop(); // aborts what still runs: its messages stay unacked
+    for (const s of this.live.values()) this.stopActor(s); // aborts what still runs: its messages stay unacked
     await Promise.all([...this.live.values()].map((s) => s.chain));
     this.flushOutboxDeletes();
     this.live.clear();

@@ -65,6 +65,8 @@ export interface Transport {
   probePartitions(): Promise<void>;
   /** (Re)creates partition p's consumer from its oldest unacked message and starts delivering. */
   startPartition(p: number, onMessage: InboxHandler): Promise<void>;
+  /** Stops fetching partition p (when its lease moves to another node). */
+  stopPartition(p: number): Promise<void>;
   /** Stops fetching on every partition (already-delivered messages stay unacked until acked). */
   stopConsuming(): Promise<void>;
   /** Publishes into a session's inbox through JetStream; resolves to the stream sequence. */
@@ -118,6 +120,11 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
 
   return {
     nc, js, jsm, inboxStream, eventStream, stopConsuming,
+    async stopPartition(p) {
+      const c = consumers.get(p);
+      consumers.delete(p);
+      await c?.close();
+    },
     isConnected: () => connected && !nc.isClosed(),
     async ensureStreams() {
       await upsertStream({

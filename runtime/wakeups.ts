@@ -59,6 +59,8 @@ export interface WakeupDeps {
   readonly host: SessionHost;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** Partitions whose timers this node runs (null: all). */
+  readonly partitions?: () => readonly number[] | null;
 }
 
 /** Wires the scheduler, cron and the event bus to a host. */
@@ -69,7 +71,7 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
 
   const scheduler = new Scheduler({
     store, clock, logger, horizonMs: config.timerHorizonMs,
-    partitions: () => null, // one node owns every partition (leases arrive with multi-node)
+    partitions: deps.partitions ?? (() => null),
     onWakeDue: (sid, dueAt) => { void host.wakeDue(sid, dueAt); },
     onCronDue: (taskId, dueAt) => { void fireCron(taskId, dueAt).catch((err: unknown) => { logger.error({ err, taskId }, 'cron firing failed; retried at the next timer read'); }); },
   });

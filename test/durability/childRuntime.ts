@@ -1,0 +1,107 @@
+// Runs test/fixtures/crash-runtime.mjs (a runtime node over the compiled build) as a child
+// process that tests can SIGKILL, restart against the same NATS server and store, and drive
+// over core NATS request/reply.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, openSync, closeSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { NatsConnection } from '@nats-io/transport-node';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const fixture = join(root, 'test', 'fixtures', 'crash-runtime.mjs');
+
+/** What the fixture reads from AGENTRY_TEST_CHILD. */
+export interface ChildConfig {
+  readonly natsUrl: string;
+  readonly partitions: number;
+  readonly ctlSubject: string;
+  /** Postgres (with `schema`) when set; PGlite under `dataDir` otherwise. */
+  readonly databaseUrl?: string;
+  readonly schema?: string;
+  readonly dataDir?: string;
+  readonly defaultAgentType?: string;
+  readonly logLevel?: string;
+  /** Further runtime configuration (e.g. nodeId, leaseTtlMs). */
+  readonly extra?: Record<string, unknown>;
+}
+
+export interface ChildRuntime {
+  readonly pid: number;
+  /** Calls an op of the fixture's control subject; rejects with the child's error message. */
+  ctl<T = unknown>(op: string, ...args: unknown[]): Promise<T>;
+  /** SIGKILL, resolved once the process is gone. */
+  kill(): Promise<void>;
+  /** SIGTERM (graceful `rt.stop()`), resolved with the exit code. */
+  stop(): Promise<number | null>;
+  exited(): boolean;
+}
+
+/** Fails early with a clear message when `dist/` is missing or older than the sources it runs. */
+export function assertBuildIsFresh(): void {
+  const built = join(root, 'dist', 'runtime', 'sessionHost.js');
+  if (!existsSync(built)) throw new Error('dist/ is missing: run `npm run build` (npm test does it in pretest)');
+  const newest = ['runtime/sessionHost.ts', 'runtime/runtime.ts', 'runtime/transport.ts', 'runtime/groupCommit.ts', 'persistence/sqlStore.ts', 'actors/sessionMachine.ts']
+    .map((f) => statSync(join(root, f)).mtimeMs);
+  if (Math.max(...newest) > statSync(built).mtimeMs) throw new Error('dist/ is older than the sources: run `npm run build` (npm test does it in pretest)');
+}
+
+/** Environment without anything that would override the child's explicit configuration. */
+function childEnv(cfg: ChildConfig): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k === 'NATS_URL' || k === 'DATABASE_URL' || k.startsWith('AGENTRY_')) continue;
+    env[k] = v;
+  }
+  env.AGENTRY_TEST_CHILD = JSON.stringify(cfg);
+  return env;
+}
+
+/** Spawns the fixture and resolves once it answers on its control subject. Output goes to `logFile`. */
+export async function startChild(nc: NatsConnection, cfg: ChildConfig, logFile: string, timeoutMs = 30_000): Promise<ChildRuntime> {
+  const fd = openSync(logFile, 'a');
+  let proc: ChildProcess;
+  try {
+    proc = spawn(process.execPath, [fixture], { env: childEnv(cfg), stdio: ['ignore', fd, fd] });
+  } finally {
+    closeSync(fd);
+  }
+  let exitCode: number | null | undefined;
+  const exit = new Promise<number | null>((res) => { proc.once('exit', (code) => { exitCode = code; res(code); }); });
+
+  const ctl = async <T>(op: string, ...args: unknown[]): Promise<T> => {
+    const m = await nc.request(cfg.ctlSubject, JSON.stringify({ op, args }), { timeout: 10_000 });
+    const r = m.json<{ ok: boolean; result?: T; error?: { message: string; code?: string } }>();
+    if (!r.ok) throw Object.assign(new Error(r.error?.message ?? 'child op failed'), { code: r.error?.code });
+    return r.result as T;
+  };
+
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (exitCode !== undefined) throw new Error(`runtime child exited with ${exitCode} before it was ready:\n${tail(logFile)}`);
+    try {
+      const r = await nc.request(cfg.ctlSubject, JSON.stringify({ op: 'ping' }), { timeout: 500 });
+      if (r.json<{ ok: boolean; result?: { pid: number } }>().result?.pid === proc.pid) break;
+    } catch { /* not up yet: no responders */ }
+    if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`runtime child not ready within ${timeoutMs} ms:\n${tail(logFile)}`); }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  return {
+    pid: proc.pid!,
+    ctl,
+    exited: () => exitCode !== undefined,
+    async kill() {
+      if (exitCode === undefined) proc.kill('SIGKILL');
+      await exit;
+    },
+    async stop() {
+      if (exitCode === undefined) proc.kill('SIGTERM');
+      return exit;
+    },
+  };
+}
+
+/** The last lines of a log file, for failure messages. */
+export function tail(file: string, lines = 40): string {
+  try { return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n'); } catch { return '(no log)'; }
+}
