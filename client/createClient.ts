@@ -143,6 +143,14 @@ export class AgentryClient {
   listTasks(p: ParamsOf<'listTasks'> = {}): Promise<ResultOf<'listTasks'>> { return this.call('listTasks', p); }
   /** Publishes an event on the bus. */
   publishEvent(p: ParamsOf<'publishEvent'>): Promise<ResultOf<'publishEvent'>> { return this.call('publishEvent', p); }
+  /** Moves a sleeping session's wake time. */
+  scheduleWake(p: ParamsOf<'scheduleWake'>): Promise<ResultOf<'scheduleWake'>> { return this.call('scheduleWake', p); }
+  /** Removes a sleeping session's wake time. */
+  cancelWake(p: ParamsOf<'cancelWake'>): Promise<ResultOf<'cancelWake'>> { return this.call('cancelWake', p); }
+  /** When a session wakes next by time, or null. */
+  getNextWakeTime(p: ParamsOf<'getNextWakeTime'>): Promise<ResultOf<'getNextWakeTime'>> { return this.call('getNextWakeTime', p); }
+  /** The event history, oldest first. */
+  listEvents(p: ParamsOf<'listEvents'> = {}): Promise<ResultOf<'listEvents'>> { return this.call('listEvents', p); }
   /** Returns a session's messages, newest first. */
   getHistory(p: ParamsOf<'getHistory'>): Promise<ResultOf<'getHistory'>> { return this.call('getHistory', p); }
   /** Returns a session's state transitions, oldest first. */

@@ -205,6 +205,34 @@ export const methods = {
     result: z.object({ seq: z.number(), recipients: z.number().describe('sessions the event was delivered to') }),
     errors: ['INVALID_ARGUMENT', 'PAYLOAD_TOO_LARGE', 'NOT_READY'],
   },
+  scheduleWake: {
+    summary: "Moves a sleeping session's wake time, keeping its event and mail conditions.",
+    params: z.strictObject({ agentId, at: z.union([z.string(), z.number()]).describe('ISO 8601 time or epoch milliseconds') }),
+    result: z.object({ agentId: z.string(), state: sessionState, wakeAt: epochMs.nullable() }),
+    errors: [...SESSION_ERRORS, 'INVALID_ARGUMENT', 'INVALID_TRANSITION'],
+  },
+  cancelWake: {
+    summary: "Removes a sleeping session's wake time: only events, mail or wakeAgent wake it then.",
+    params: z.strictObject({ agentId }),
+    result: z.object({ agentId: z.string(), state: sessionState, wakeAt: epochMs.nullable() }),
+    errors: [...SESSION_ERRORS, 'INVALID_TRANSITION'],
+  },
+  getNextWakeTime: {
+    summary: 'When the session wakes next by time (sleep deadline or wait timeout), or null.',
+    params: z.strictObject({ agentId }),
+    result: z.object({ agentId: z.string(), wakeAt: epochMs.nullable() }),
+    errors: SESSION_ERRORS,
+  },
+  listEvents: {
+    summary: 'The event history (stream AGENTRY_EVENTS, kept 7 days), oldest first.',
+    params: z.strictObject({
+      type: eventPattern.optional().describe("event type or pattern ('invoice.*'); default all"),
+      since: z.union([z.string(), z.number()]).optional().describe('ISO 8601 time or epoch milliseconds'),
+      limit: limit(1000, 100),
+    }),
+    result: z.object({ events: z.array(z.object({ seq: z.number(), type: z.string(), data: z.unknown(), priority: z.string(), from: z.string().nullable(), at: epochMs })) }),
+    errors: ['INVALID_ARGUMENT', 'NOT_READY'],
+  },
   getHistory: {
     summary: "Returns a session's messages, newest first; page with `before` (exclusive upper bound on seq).",
     params: z.strictObject({ agentId, limit: limit(1000, 50), before: z.number().int().optional() }),

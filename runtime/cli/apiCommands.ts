@@ -209,6 +209,15 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
       printResult(r, json, `published ${type}: seq ${r.seq}, delivered to ${r.recipients} session(s)`);
     }));
 
+  events.command('list').description('the event history, oldest first')
+    .option('--type <pattern>', "event type or pattern, e.g. 'invoice.*'")
+    .option('--since <time>', 'ISO time')
+    .option('--limit <n>', 'how many', '100')
+    .action((o: { type?: string; since?: string; limit: string }, cmd: Command) => run(cmd, async (c, json) => {
+      const r = await c.listEvents({ limit: intOpt('--limit', o.limit), ...(o.type ? { type: o.type } : {}), ...(o.since ? { since: o.since } : {}) });
+      printResult(r, json, table(['SEQ', 'TYPE', 'PRIORITY', 'FROM', 'AT', 'DATA'], r.events.map((e) => [String(e.seq), e.type, e.priority, e.from ?? '-', when(e.at), JSON.stringify(e.data).slice(0, 80)])));
+    }));
+
   // ---- tasks -------------------------------------------------------------------------------
   const tasks = program.command('tasks').description('cron tasks');
   tasks.command('add').argument('<agentId>').argument('<schedule>', "cron expression, e.g. '0 9 * * 1-5'").argument('[task]', 'task body: text, or JSON when it parses as JSON')

@@ -20,6 +20,13 @@ type Impl<M extends MethodName> = (p: ParsedParams<M>, conn: RpcConnection) => P
 /** One implementation per method. */
 export type MethodTable = { readonly [M in MethodName]: Impl<M> };
 
+/** An ISO time or epoch milliseconds as epoch milliseconds; INVALID_ARGUMENT naming the param otherwise. */
+function epochOf(v: string | number, name: string): number {
+  const ms = typeof v === 'number' ? v : Date.parse(v);
+  if (!Number.isFinite(ms)) throw new AgentryError('INVALID_ARGUMENT', `${name} must be an ISO 8601 time or epoch milliseconds`);
+  return ms;
+}
+
 function viewResult(v: SessionView): ResultOf<'getAgent'> {
   return {
     agentId: v.agentId, type: v.type, state: v.state, stateValue: v.stateValue, userState: v.userState, lastSeq: v.lastSeq,
@@ -113,6 +120,23 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
     },
     async publishEvent(p) {
       return runtime.publishEvent(p.type, p.data, { ...(p.priority ? { priority: p.priority } : {}), ...(p.from ? { from: p.from } : {}) });
+    },
+    async scheduleWake(p) {
+      const v = await runtime.scheduleWake(p.agentId, epochOf(p.at, 'at'));
+      return { agentId: v.agentId, state: v.state, wakeAt: v.wake?.until ?? null };
+    },
+    async cancelWake(p) {
+      const v = await runtime.cancelWake(p.agentId);
+      return { agentId: v.agentId, state: v.state, wakeAt: v.wake?.until ?? null };
+    },
+    async getNextWakeTime(p) {
+      return { agentId: p.agentId, wakeAt: await runtime.getNextWakeTime(p.agentId) };
+    },
+    async listEvents(p) {
+      const events = await runtime.listEvents({
+        ...(p.type !== undefined ? { type: p.type } : {}), ...(p.since !== undefined ? { since: epochOf(p.since, 'since') } : {}), limit: p.limit ?? 100,
+      });
+      return { events: events.map((e) => ({ seq: e.seq, type: e.type, data: e.data, priority: e.priority, from: e.from, at: e.at })) };
     },
     async getHistory(p) {
       const rows = await runtime.getHistory(p.agentId, { limit: p.limit ?? 50, ...(p.before !== undefined ? { before: p.before } : {}) });

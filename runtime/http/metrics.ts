@@ -2,8 +2,9 @@
  * Owns the Prometheus metrics of one control plane (its own registry, so two control planes in
  * one process do not collide): session counts by state (read from the store every few seconds,
  * never per scrape), live and running actors, the session host's counters, inbox backlog per
- * partition (from JetStream consumer info), readiness, and the API's own requests, errors and
- * connections. Labels are bounded sets (method names, states, partitions): never a session id.
+ * partition (from JetStream consumer info), how long activations take (from the host's state
+ * notices), how late timers fire (from the scheduler), readiness, and the API's own requests,
+ * errors and connections. Labels are bounded sets (method names, states, partitions): never a session id.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SessionStatus } from '../../persistence/types.js';
@@ -93,6 +94,40 @@ export function createMetrics(runtime: Runtime, refreshMs = 5000): ControlPlaneM
   hostCounter('agentry_duplicates_skipped_total', 'Redelivered inbox messages skipped (already committed)', 'duplicatesSkipped');
   hostCounter('agentry_commits_total', 'Session commits', 'commits');
 
+  // Activation time: from entering `active` to leaving it (the handler run, with merges and retries).
+  const activeSince = new Map<string, number>();
+  const activation = new Histogram({
+    name: 'agentry_activation_duration_seconds', help: 'Time a session spends in active per activation on this node: its handler run(s), with merges and retries',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300], registers,
+  });
+  const unlisten = runtime.host.listen({
+    onState(sessionId, from, to, _event, at) {
+      const was = from.startsWith('active');
+      const is = to.startsWith('active');
+      if (!was && is) {
+        if (activeSince.size > 100_000) activeSince.clear(); // never grows without bound, whatever happens to sessions
+        activeSince.set(sessionId, at);
+      } else if (was && !is) {
+        const since = activeSince.get(sessionId);
+        activeSince.delete(sessionId);
+        if (since !== undefined) activation.observe(Math.max(0, at - since) / 1000);
+      }
+    },
+  });
+  new Gauge({
+    name: 'agentry_wake_lateness_seconds', help: 'How late timers (wakes, wait timeouts, cron firings) fired on this node, over the last 1,000: p50, p99, max',
+    labelNames: ['quantile'], registers,
+    collect() {
+      const recent = runtime.wakeups.scheduler.lateness.slice(-1000).sort((a, b) => a - b);
+      this.reset();
+      if (recent.length === 0) return;
+      const q = (p: number): number => recent[Math.min(recent.length - 1, Math.floor(p * recent.length))]! / 1000;
+      this.set({ quantile: '0.5' }, q(0.5));
+      this.set({ quantile: '0.99' }, q(0.99));
+      this.set({ quantile: 'max' }, recent[recent.length - 1]! / 1000);
+    },
+  });
+
   const requests = new Counter({ name: 'agentry_rpc_requests_total', help: 'JSON-RPC requests by method and outcome', labelNames: ['method', 'outcome'], registers });
   const errors = new Counter({ name: 'agentry_rpc_errors_total', help: 'JSON-RPC errors by type', labelNames: ['type'], registers });
   const duration = new Histogram({
@@ -116,6 +151,9 @@ export function createMetrics(runtime: Runtime, refreshMs = 5000): ControlPlaneM
       if (reason) disconnects.inc({ reason });
     },
     rateLimited() { limited.inc(); },
-    close() { clearInterval(timer); },
+    close() {
+      clearInterval(timer);
+      unlisten();
+    },
   };
 }

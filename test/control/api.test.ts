@@ -327,6 +327,43 @@ describe('control API: tasks and events', () => {
     }
   });
 
+  it('getNextWakeTime, scheduleWake and cancelWake move a sleeper\'s wake time', async () => {
+    await c.ok('createAgent', { agentId: 'api-wt', type: 'echo' });
+    expect(await c.ok('getNextWakeTime', { agentId: 'api-wt' })).toEqual({ agentId: 'api-wt', wakeAt: null });
+    const slept = await c.ok('sleepAgent', { agentId: 'api-wt', durationMs: 3_600_000, wakeEvents: ['wt.ring'] });
+    const next = await c.ok('getNextWakeTime', { agentId: 'api-wt' });
+    conforms('getNextWakeTime', next);
+    expect(next.wakeAt).toBe(slept.wakeAt);
+    const later = Date.now() + 7_200_000;
+    const moved = await c.ok('scheduleWake', { agentId: 'api-wt', at: new Date(later).toISOString() });
+    conforms('scheduleWake', moved);
+    expect(moved).toMatchObject({ agentId: 'api-wt', state: 'sleeping' });
+    expect(Math.abs(moved.wakeAt - later)).toBeLessThan(1000);
+    const cancelled = await c.ok('cancelWake', { agentId: 'api-wt' });
+    conforms('cancelWake', cancelled);
+    expect(cancelled).toEqual({ agentId: 'api-wt', state: 'sleeping', wakeAt: null });
+    expect((await c.ok('getAgent', { agentId: 'api-wt' })).wake.events).toEqual(['wt.ring']); // conditions kept
+    expect((await c.err('scheduleWake', { agentId: 'api-wt', at: 'someday' })).data.type).toBe('INVALID_ARGUMENT');
+    await c.ok('wakeAgent', { agentId: 'api-wt' });
+    await waitFor(async () => (await c.ok('getAgent', { agentId: 'api-wt' })).state === 'idle', 'awake');
+    expect((await c.err('cancelWake', { agentId: 'api-wt' })).data).toMatchObject({ type: 'INVALID_TRANSITION', state: 'idle' });
+    expect((await c.err('getNextWakeTime', { agentId: 'nobody' })).data.type).toBe('UNKNOWN_SESSION');
+  });
+
+  it('listEvents returns the event history by type pattern and time', async (ctx) => {
+    ctx.skip(notYet.get('publishEvent')!, todo('publishEvent'));
+    const t0 = Date.now() - 1;
+    await c.ok('publishEvent', { type: 'audit.login', data: { user: 'a' } });
+    await c.ok('publishEvent', { type: 'audit.logout', data: { user: 'a' }, priority: 'high', from: 'api-a' });
+    await c.ok('publishEvent', { type: 'other.thing' });
+    const r = await c.ok('listEvents', { type: 'audit.*', since: t0 });
+    conforms('listEvents', r);
+    expect(r.events.map((e: { type: string }) => e.type)).toEqual(['audit.login', 'audit.logout']);
+    expect(r.events[1]).toMatchObject({ data: { user: 'a' }, priority: 'high', from: 'api-a' });
+    expect((await c.ok('listEvents', { type: 'audit.*', since: Date.now() + 60_000 })).events).toEqual([]);
+    expect((await c.err('listEvents', { type: 'bad..type' })).code).toBe(-32602);
+  });
+
   it('publishEvent reaches event subscribers and reports its sequence', async (ctx) => {
     ctx.skip(notYet.get('publishEvent')!, todo('publishEvent'));
     const sub = await c.ok('subscribe', { pattern: 'invoice.*', kinds: ['event'] });

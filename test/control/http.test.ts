@@ -112,10 +112,13 @@ describe('/metrics', () => {
     await c.err('getAgent', { agentId: 'metrics-secret-session-3' });
     await c.err('noSuchMethod-metrics-secret-session');
     await waitFor(async () => (await rt.getAgent('metrics-secret-session-1')).lastSeq > 0, 'message handled');
+    await c.ok('createAgent', { agentId: 'metrics-secret-session-4', type: 'echo' });
+    await c.ok('sleepAgent', { agentId: 'metrics-secret-session-4', durationMs: 100 });
+    await waitFor(async () => (await rt.getAgent('metrics-secret-session-4')).state === 'idle', 'timed wake');
 
     const text = await waitFor(async () => {
       const t = await (await fetch(`${cp.url}/metrics`)).text();
-      return /agentry_sessions\{state="stopped"\} 1/.test(t) ? t : null;
+      return /agentry_sessions\{state="stopped"\} 1/.test(t) && /agentry_sessions\{state="idle"\} 2/.test(t) ? t : null;
     }, 'store counts refreshed');
     const res = await fetch(`${cp.url}/metrics`);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
@@ -128,12 +131,14 @@ describe('/metrics', () => {
       return undefined;
     };
     expect(fams.get('agentry_sessions')?.type).toBe('gauge');
-    expect(value('agentry_sessions', { state: 'idle' })).toBe(1);
+    expect(value('agentry_sessions', { state: 'idle' })).toBe(2);
     expect(value('agentry_sessions', { state: 'stopped' })).toBe(1);
     expect(value('agentry_sessions_live')).toBeGreaterThanOrEqual(1);
     expect(value('agentry_sessions_running')).toBe(0);
     expect(value('agentry_handler_runs_total')).toBeGreaterThanOrEqual(1);
     expect(value('agentry_commits_total')).toBeGreaterThanOrEqual(3);
+    expect(value('agentry_activation_duration_seconds_count')).toBeGreaterThanOrEqual(1);
+    expect(value('agentry_wake_lateness_seconds', { quantile: 'max' })).toBeGreaterThanOrEqual(0);
     expect(value('agentry_rpc_requests_total', { method: 'ping', outcome: 'ok' })).toBe(5);
     expect(value('agentry_rpc_requests_total', { method: 'getAgent', outcome: 'error' })).toBe(1);
     expect(value('agentry_rpc_requests_total', { method: '_unknown', outcome: 'error' })).toBe(1);
