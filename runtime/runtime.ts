@@ -131,7 +131,14 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
   const store = opts.store ?? (await openStoreFor(config));
   let migrated = false;
-  await store.migrate();
+  try {
+    await store.migrate();
+  } catch (e) {
+    // A store we opened is ours to close: otherwise a refused start (SCHEMA_TOO_NEW, store down)
+    // leaves a pg pool holding its connection until idle timeout, or a PGlite handle on the data dir.
+    if (!opts.store) await store.close().catch(() => undefined);
+    throw e;
+  }
   migrated = true;
   let storeOk = true;
 
