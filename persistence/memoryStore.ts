@@ -4,9 +4,10 @@
  */
 import { FencedError, StaleVersionError, StoreError } from './errors.js';
 import { patternMatches } from './patterns.js';
+import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, logRowsOf } from './sessionLog.js';
 import type {
-  CommitRecord, DeadLetter, DueWake, HistoryEntry, ScheduleRecord, ListSessionsQuery, MigrationResult, OutboxRecord,
-  SessionRecord, SessionStatus, SessionSummary, Store, TransitionRecord,
+  CommitRecord, DeadLetter, DueWake, HistoryEntry, ScheduleRecord, ListSessionsQuery, LogPruneOptions, MigrationResult, OutboxRecord,
+  SessionLogEntry, SessionRecord, SessionStatus, SessionSummary, Store, TransitionRecord,
 } from './types.js';
 
 /** Creates an empty in-memory store (no durability: for ephemeral runs only). */
@@ -18,6 +19,27 @@ export function createMemoryStore(now: () => number = Date.now): Store {
   const outbox = new Map<string, OutboxRecord>();
   const schedules = new Map<string, ScheduleRecord>();
   const subscriptions = new Map<string, Set<string>>(); // session → patterns
+  const log = new Map<string, SessionLogEntry[]>(); // session → entries, oldest first
+  const logPruned = new Map<string, number>();
+  let logId = 0;
+
+  /** Removes a session's entries older than `before` and beyond the newest `keep`; returns how many. */
+  const cutLog = (sid: string, before: number, keep: number): number => {
+    const entries = log.get(sid);
+    if (!entries) return 0;
+    const fresh = entries.findIndex((e) => e.at >= before);
+    const n = Math.max(fresh === -1 ? entries.length : fresh, entries.length - keep);
+    if (n <= 0) return 0;
+    const gone = entries.splice(0, n);
+    logPruned.set(sid, Math.max(logPruned.get(sid) ?? 0, gone[gone.length - 1]!.id));
+    return n;
+  };
+  const pruneLog = (o: LogPruneOptions): number => {
+    const counted = new Set(o.sessionIds);
+    let n = 0;
+    for (const sid of log.keys()) n += cutLog(sid, o.before, counted.has(sid) ? o.keepPerSession : Infinity);
+    return n;
+  };
 
   const push = <T>(map: Map<string, T[]>, key: string, rows: readonly T[]): void => {
     if (rows.length === 0) return;
@@ -52,6 +74,11 @@ export function createMemoryStore(now: () => number = Date.now): Store {
         for (const p of r.unsubscribe ?? []) subs.delete(p);
         for (const p of r.subscribe ?? []) subs.add(p);
         subscriptions.set(r.sessionId, subs);
+        const at = now();
+        for (const row of logRowsOf(r)) {
+          push(log, row.sessionId, [{ id: ++logId, sessionId: row.sessionId, kind: row.kind, data: JSON.parse(JSON.stringify(row.data)) as unknown, at }]);
+          cutLog(row.sessionId, at - LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION); // retention costs nothing here: apply it at once
+        }
       }
       return Promise.resolve();
     },
@@ -141,6 +168,13 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       if (o) outbox.set(o.id, o);
       return Promise.resolve(true);
     },
+    readLog(sessionId, afterId, limit) {
+      const entries = log.get(sessionId) ?? [];
+      const max = Math.max(0, Math.min(1000, Math.floor(Number.isFinite(limit) ? limit : 100)));
+      return Promise.resolve(entries.filter((e) => e.id > afterId).slice(0, max));
+    },
+    logPrunedThrough: (sessionId) => Promise.resolve(logPruned.get(sessionId) ?? 0),
+    pruneLog: (o) => Promise.resolve(pruneLog(o)),
     close: () => Promise.resolve(),
   };
 }

@@ -5,16 +5,20 @@
 import { FencedError, StaleVersionError } from './errors.js';
 import { migrate } from './migrate.js';
 import * as sql from './queries.js';
+import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, LOG_PRUNE_EVERY_MS, logRowsOf } from './sessionLog.js';
+import * as lq from './sessionLogQueries.js';
 import * as wq from './wakeQueries.js';
 import type { SessionWrite } from './queries.js';
 import type { SqlDb } from './sqlDb.js';
-import type { CommitRecord, SessionStatus, Store } from './types.js';
+import type { CommitRecord, LogPruneOptions, SessionStatus, Store } from './types.js';
 
 export interface SqlStoreOptions {
   /** Schema the adapter's search_path points at; created by `migrate()` when missing. */
   readonly schema?: string;
   /** Clock for created_at/updated_at (ms), injectable like the memory store's. */
   readonly now?: () => number;
+  /** How often (wall clock) commits trigger session-log retention; 0 turns it off. Default 60 s. */
+  readonly logPruneEveryMs?: number;
 }
 
 const STATUSES: readonly SessionStatus[] = ['idle', 'active', 'sleeping', 'waiting', 'stopped'];
@@ -26,6 +30,17 @@ const STATUSES: readonly SessionStatus[] = ['idle', 'active', 'sleeping', 'waiti
  */
 export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreOptions = {}): Store {
   const now = opts.now ?? Date.now;
+  const pruneLog = async (o: LogPruneOptions): Promise<number> => {
+    let n = 0;
+    for (;;) {
+      const k = await lq.deleteSessionLogOlderThan(db, o.before, 10_000);
+      n += k;
+      if (k < 10_000) break;
+    }
+    for (let i = 0; i < o.sessionIds.length; i += 1000) n += await lq.deleteSessionLogBeyond(db, o.sessionIds.slice(i, i + 1000), o.keepPerSession);
+    return n;
+  };
+  const retention = createLogRetention(pruneLog, now, opts.logPruneEveryMs ?? LOG_PRUNE_EVERY_MS);
   return {
     kind,
     migrate: () => migrate(db, { schema: opts.schema, now }),
@@ -38,6 +53,7 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     },
     async commit(records) {
       if (records.length === 0) return;
+      let logged: string[] = [];
       await db.transaction(async (tx) => {
         const writes = planSessionWrites(records);
         let written = new Set<string>();
@@ -47,6 +63,9 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
             await sql.insertHistory(tx, records.flatMap((r) => r.history));
             await sql.insertTransitions(tx, records.flatMap((r) => r.transitions));
             await sql.insertOutbox(tx, records.flatMap((r) => r.outbox));
+            const logRows = records.flatMap(logRowsOf);
+            await lq.insertSessionLog(tx, logRows, now());
+            logged = logRows.map((r) => r.sessionId);
             await wq.applySubscriptions(
               tx,
               records.flatMap((r) => (r.subscribe ?? []).map((p) => [r.sessionId, p] as const)),
@@ -65,6 +84,7 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
         }
         throw firstConflict(records, stored);
       });
+      retention.committed(logged);
     },
     async getHistory(sessionId, opts = {}) {
       const rows = await sql.selectHistory(db, sessionId, opts.before ?? null, clampLimit(opts.limit, 100, 1000));
@@ -120,7 +140,49 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
         return true;
       });
     },
-    close: () => db.close(),
+    async readLog(sessionId, afterId, limit) {
+      const rows = await lq.selectSessionLog(db, sessionId, Number.isFinite(afterId) ? Math.max(0, Math.floor(afterId)) : 0, clampLimit(limit, 100, 1000));
+      return rows.map(lq.toSessionLogEntry);
+    },
+    logPrunedThrough: (sessionId) => lq.selectLogPrunedThrough(db, sessionId),
+    pruneLog,
+    async close() {
+      await retention.close();
+      await db.close();
+    },
+  };
+}
+
+/**
+ * Session-log retention driven by commits: remembers which sessions got log rows and, at most
+ * once per `everyMs` (wall clock), prunes in the background: entries older than 24 h (store
+ * clock) and all but the newest 1000 of those sessions. Outside the commit transaction, so a
+ * commit never waits for it; a failure is retried at the next interval.
+ */
+function createLogRetention(prune: (o: LogPruneOptions) => Promise<number>, now: () => number, everyMs: number): {
+  committed(sessionIds: readonly string[]): void;
+  close(): Promise<void>;
+} {
+  const touched = new Set<string>();
+  let last = Date.now();
+  let running: Promise<void> | null = null;
+  let closed = false;
+  return {
+    committed(sessionIds) {
+      if (everyMs <= 0 || closed) return;
+      for (const id of sessionIds) touched.add(id);
+      if (running || Date.now() - last < everyMs) return;
+      last = Date.now();
+      const ids = [...touched];
+      touched.clear();
+      running = prune({ before: now() - LOG_MAX_AGE_MS, keepPerSession: LOG_MAX_PER_SESSION, sessionIds: ids })
+        .then(() => undefined, () => { for (const id of ids) touched.add(id); })
+        .finally(() => { running = null; });
+    },
+    async close() {
+      closed = true;
+      await running;
+    },
   };
 }
 

@@ -68,6 +68,32 @@ export interface OutboxRecord {
   readonly createdAt: number;
 }
 
+/** Kinds of entry in a session's log. */
+export type SessionLogKind = 'state' | 'reply';
+
+/**
+ * One committed change of a session, as its server-sent event stream replays it. The store
+ * writes these itself in `commit`, one per transition and one per reply outbox row (see
+ * `sessionLog.ts`), so they exist exactly when their change is committed.
+ */
+export interface SessionLogEntry {
+  /** Grows in commit order per session; not contiguous (one sequence serves every session). */
+  readonly id: number;
+  readonly sessionId: string;
+  readonly kind: SessionLogKind;
+  /** `state`: `{ agentId, from, to, state, event, at }`; `reply`: `{ agentId, body, msgId, at }`. */
+  readonly data: unknown;
+  /** The store's clock at commit; retention is measured on it. */
+  readonly at: number;
+}
+
+/** What `pruneLog` removes: entries committed before `before`, and all but the newest `keepPerSession` of `sessionIds`. */
+export interface LogPruneOptions {
+  readonly before: number;
+  readonly keepPerSession: number;
+  readonly sessionIds: readonly string[];
+}
+
 /** Everything one session changes in one step; the runtime acks inbox messages only after it commits. */
 export interface CommitRecord {
   readonly sessionId: string;
@@ -197,6 +223,15 @@ export interface Store {
    * writes the outbox row that delivers it (none: a skipped firing). False (nothing written) when another firing won.
    */
   fireSchedule(id: string, expectedNextRunAt: number, nextRunAt: number | null, firedAt: number, outbox: OutboxRecord | null): Promise<boolean>;
+  /** A session's log entries with id above `afterId`, oldest first; `limit` is capped at 1000. */
+  readLog(sessionId: string, afterId: number, limit: number): Promise<SessionLogEntry[]>;
+  /** Highest log id of the session that retention removed (0: none): a reader that saw less missed entries. */
+  logPrunedThrough(sessionId: string): Promise<number>;
+  /**
+   * Applies log retention now and returns how many entries it removed. Stores also do this on
+   * their own about once a minute (24 h, 1000 per session), for the sessions they committed.
+   */
+  pruneLog(opts: LogPruneOptions): Promise<number>;
   close(): Promise<void>;
 }
 

@@ -10,10 +10,10 @@ import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  createPgStore, createPgliteStore, FencedError, openStore, SchemaTooNewError, StaleVersionError,
+  createMemoryStore, createPgStore, createPgliteStore, FencedError, openStore, SchemaTooNewError, StaleVersionError,
   StoreUnavailableError,
 } from '../../persistence/index.js';
-import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, Store } from '../../persistence/index.js';
+import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, Store, TransitionRecord } from '../../persistence/index.js';
 import { bundledMigrations } from '../../persistence/migrate.js';
 import { createPgliteDb } from '../../persistence/pgliteStore.js';
 import { createPgDb } from '../../persistence/pgStore.js';
@@ -112,6 +112,89 @@ function hist(sessionId: string, seq: number, over: Partial<HistoryEntry> = {}):
 
 function out(sessionId: string, id: string, createdAt: number): OutboxRecord {
   return { id, sessionId, subject: `agentry.out.${sessionId}`, headers: { 'Nats-Msg-Id': id }, body: `{"id":"${id}"}`, createdAt };
+}
+
+/**
+ * The session log (migration 0003) on any store: entries derived inside the commit, read after
+ * an id, pruned by age and count with a per-session watermark. Shared by the SQL backends of the
+ * suite below and the memory store.
+ */
+function sessionLogContract(getStore: () => Store): void {
+  const tr = (sid: string, at: number, from: string, to: string): TransitionRecord => ({ sessionId: sid, at, event: 'MESSAGE', from, to });
+  const reply = (sid: string, id: string, body: unknown): OutboxRecord => ({
+    id, sessionId: sid, subject: `agentry.out.${sid}`, headers: { 'Agentry-Kind': 'reply' }, body: JSON.stringify(body), createdAt: clock,
+  });
+
+  it('session log: one state entry per transition and one reply entry per reply outbox row, written by the commit in commit order', async () => {
+    const store = getStore();
+    await store.commit([rec('lg-1', 1, { transitions: [tr('lg-1', 1, '', 'idle')] })]);
+    await store.commit([
+      rec('lg-1', 2, {
+        transitions: [tr('lg-1', 2, 'idle', 'active.running'), tr('lg-1', 3, 'active.running', 'idle')],
+        outbox: [
+          reply('lg-1', 'lg-1:2:0', { text: 'a' }),
+          { ...reply('lg-1', 'lg-1:2:1', 'mail'), subject: 'agentry.in.lg-2', headers: { 'Agentry-Kind': 'mail' } },
+          { ...reply('lg-1', 'lg-1:2:2', 'event'), subject: 'agentry.events.x', headers: { 'Agentry-Kind': 'event' } },
+          reply('lg-1', 'lg-1:2:3', 'b'),
+        ],
+      }),
+      rec('lg-2', 1, { transitions: [tr('lg-2', 4, '', 'idle')], outbox: [reply('lg-2', 'lg-2:1:0', null)] }),
+      rec('lg-1', 3, { transitions: [tr('lg-1', 5, 'idle', 'sleeping')] }),
+    ]);
+    const log = await store.readLog('lg-1', 0, 100);
+    expect(log.map((e) => [e.kind, (e.data as { to?: string }).to ?? (e.data as { body: unknown }).body])).toEqual([
+      ['state', 'idle'], ['state', 'active.running'], ['state', 'idle'], ['reply', { text: 'a' }], ['reply', 'b'], ['state', 'sleeping'],
+    ]);
+    for (let i = 1; i < log.length; i++) expect(log[i]!.id).toBeGreaterThan(log[i - 1]!.id);
+    expect(log.every((e) => e.sessionId === 'lg-1' && e.at === clock)).toBe(true);
+    expect(log[1]!.data).toEqual({ agentId: 'lg-1', from: 'idle', to: 'active.running', state: 'active', event: 'MESSAGE', at: 2 });
+    expect(log[3]!.data).toEqual({ agentId: 'lg-1', body: { text: 'a' }, msgId: 'lg-1:2:0', at: clock });
+    expect((await store.readLog('lg-2', 0, 100)).map((e) => e.data)).toEqual([
+      { agentId: 'lg-2', from: '', to: 'idle', state: 'idle', event: 'MESSAGE', at: 4 },
+      { agentId: 'lg-2', body: null, msgId: 'lg-2:1:0', at: clock },
+    ]);
+    // Resume after an id, with a limit.
+    expect(await store.readLog('lg-1', log[1]!.id, 2)).toEqual(log.slice(2, 4));
+    expect(await store.readLog('lg-1', log[5]!.id, 10)).toEqual([]);
+    expect(await store.readLog('lg-none', 0, 10)).toEqual([]);
+    // A commit that fails writes no entry.
+    await expect(store.commit([rec('lg-1', 3, { transitions: [tr('lg-1', 9, 'x', 'y')], outbox: [reply('lg-1', 'lg-1:x', 'no')] })])).rejects.toBeInstanceOf(StaleVersionError);
+    expect(await store.readLog('lg-1', 0, 100)).toEqual(log);
+  });
+
+  it('session log: prunes by age and by count per session, and remembers how far each session was pruned', async () => {
+    const store = getStore();
+    const saved = clock;
+    try {
+      clock = 1_000; // far below every other test's clock: the age cut below touches only these rows
+      await store.commit([rec('lp-1', 1, { transitions: [tr('lp-1', 1, '', 'idle'), tr('lp-1', 2, 'idle', 'active')] })]);
+      clock = 2_000;
+      await store.commit([
+        rec('lp-1', 2, { transitions: Array.from({ length: 10 }, (_, i) => tr('lp-1', 10 + i, 'a', 'b')) }),
+        rec('lp-2', 1, { transitions: [tr('lp-2', 1, '', 'idle')] }),
+      ]);
+      const all = await store.readLog('lp-1', 0, 100);
+      expect(all.map((e) => e.at)).toEqual([1000, 1000, ...Array<number>(10).fill(2000)]);
+      expect(await store.logPrunedThrough('lp-1')).toBe(0);
+
+      expect(await store.pruneLog({ before: 1_500, keepPerSession: 1000, sessionIds: [] })).toBe(2);
+      expect(await store.readLog('lp-1', 0, 100)).toEqual(all.slice(2));
+      expect(await store.logPrunedThrough('lp-1')).toBe(all[1]!.id);
+
+      expect(await store.pruneLog({ before: 0, keepPerSession: 3, sessionIds: ['lp-1', 'lp-2'] })).toBe(7);
+      expect(await store.readLog('lp-1', 0, 100)).toEqual(all.slice(9));
+      expect(await store.logPrunedThrough('lp-1')).toBe(all[8]!.id);
+      expect(await store.logPrunedThrough('lp-2')).toBe(0);
+      expect(await store.readLog('lp-2', 0, 100)).toHaveLength(1);
+      expect(await store.pruneLog({ before: 0, keepPerSession: 3, sessionIds: ['lp-1'] })).toBe(0);
+
+      await store.commit([rec('lp-1', 3, { transitions: [tr('lp-1', 30, 'b', 'c')] })]);
+      const next = await store.readLog('lp-1', all[11]!.id, 10);
+      expect(next.map((e) => (e.data as { to: string }).to)).toEqual(['c']);
+    } finally {
+      clock = saved;
+    }
+  });
 }
 
 const backends: [string, () => Promise<Harness>][] = [
@@ -447,6 +530,44 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     expect((await store.pendingOutbox(1000)).filter((o) => o.id === 'task-1:1000')).toHaveLength(1);
     expect(await store.deleteSchedule('task-1')).toBe(true);
     expect(await store.deleteSchedule('task-1')).toBe(false);
+  });
+
+  sessionLogContract(() => store);
+});
+
+describe('session log on the memory store, and retention on its own', () => {
+  const memory = createMemoryStore(now);
+  sessionLogContract(() => memory);
+
+  it('the memory store keeps the newest 1000 entries per session as it commits', async () => {
+    const many = Array.from({ length: 1005 }, (_, i): TransitionRecord => ({ sessionId: 'auto-1', at: i, event: 'e', from: 'a', to: 'b' }));
+    await memory.commit([rec('auto-1', 1, { transitions: many })]);
+    const kept = await memory.readLog('auto-1', 0, 1000);
+    expect(kept).toHaveLength(1000);
+    expect(await memory.logPrunedThrough('auto-1')).toBe(kept[0]!.id - 1);
+  });
+
+  it('a SQL store prunes in the background after commits (PGlite, pruning every commit)', async () => {
+    const db = await PGlite.create();
+    const saved = clock;
+    const s = createSqlStore(createPgliteDb(Promise.resolve(db)), 'pglite', { now, logPruneEveryMs: 1 });
+    try {
+      await s.migrate();
+      clock = 10_000;
+      await s.commit([rec('bg-1', 1, { transitions: Array.from({ length: 1003 }, (_, i) => ({ sessionId: 'bg-1', at: i, event: 'e', from: 'a', to: 'b' })) })]);
+      await s.commit([rec('bg-old', 1, { transitions: [{ sessionId: 'bg-old', at: 1, event: 'e', from: 'a', to: 'b' }] })]);
+      clock = 10_000 + 25 * 60 * 60 * 1000; // a day later: bg-old's entry is past retention
+      await new Promise((r) => setTimeout(r, 5));
+      await s.commit([rec('bg-1', 2, { transitions: [{ sessionId: 'bg-1', at: 2000, event: 'e', from: 'b', to: 'c' }] })]);
+      for (let i = 0; i < 200 && (await s.readLog('bg-old', 0, 10)).length > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(await s.readLog('bg-old', 0, 10)).toEqual([]);
+      expect(await s.logPrunedThrough('bg-old')).toBeGreaterThan(0);
+      // Age removed bg-1's older entries too, leaving the newest.
+      expect((await s.readLog('bg-1', 0, 1000)).map((e) => (e.data as { to: string }).to)).toEqual(['c']);
+    } finally {
+      clock = saved;
+      await s.close(); // closes the PGlite instance too
+    }
   });
 });
 

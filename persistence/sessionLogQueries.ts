@@ -1,0 +1,101 @@
+/**
+ * Owns the SQL of the session log (migration 0003): inserting a commit's rows, reading a
+ * session's entries after an id, and retention (by age and by count per session), which also
+ * records per session the highest id it removed. One function per statement, explicit casts,
+ * PG 15 features only (as in queries.ts).
+ */
+import { json, num, type Int8 } from './queries.js';
+import type { SessionLogRow } from './sessionLog.js';
+import type { Queryable } from './sqlDb.js';
+import type { SessionLogEntry, SessionLogKind } from './types.js';
+
+export interface SessionLogDbRow {
+  id: Int8;
+  session_id: string;
+  kind: string;
+  data: unknown;
+  at: Int8;
+}
+
+export function toSessionLogEntry(row: SessionLogDbRow): SessionLogEntry {
+  return { id: num(row.id), sessionId: row.session_id, kind: row.kind as SessionLogKind, data: row.data, at: num(row.at) };
+}
+
+/**
+ * Inserts a commit's log rows (part of the commit transaction, after the session rows are
+ * written, so their row locks order the ids). Ids follow array order (WITH ORDINALITY).
+ */
+export async function insertSessionLog(q: Queryable, rows: readonly SessionLogRow[], at: number): Promise<void> {
+  if (rows.length === 0) return;
+  await q.query(
+    `INSERT INTO session_log (session_id, kind, data, at)
+     SELECT t.session_id, t.kind, t.data::jsonb, $4::bigint
+     FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(session_id, kind, data, ord)
+     ORDER BY t.ord`,
+    [rows.map((r) => r.sessionId), rows.map((r) => r.kind), rows.map((r) => json(r.data) ?? 'null'), at],
+  );
+}
+
+/** Oldest first by id, after `afterId` (exclusive), served by session_log_session_id_idx. */
+export async function selectSessionLog(q: Queryable, sessionId: string, afterId: number, limit: number): Promise<SessionLogDbRow[]> {
+  const { rows } = await q.query<SessionLogDbRow>(
+    `SELECT id, session_id, kind, data, at FROM session_log
+     WHERE session_id = $1::text AND id > $2::bigint
+     ORDER BY id LIMIT $3::integer`,
+    [sessionId, afterId, limit],
+  );
+  return rows;
+}
+
+export async function selectLogPrunedThrough(q: Queryable, sessionId: string): Promise<number> {
+  const { rows } = await q.query<{ pruned_through: Int8 }>(
+    'SELECT pruned_through FROM session_log_pruned WHERE session_id = $1::text', [sessionId],
+  );
+  return rows[0] ? num(rows[0].pruned_through) : 0;
+}
+
+/** Records, per session, the highest id a DELETE … RETURNING session_id, id (`gone`) removed. */
+const RECORD_PRUNED = `marks AS (
+       INSERT INTO session_log_pruned (session_id, pruned_through)
+       SELECT session_id, max(id) FROM gone GROUP BY session_id
+       ON CONFLICT (session_id) DO UPDATE
+         SET pruned_through = GREATEST(session_log_pruned.pruned_through, EXCLUDED.pruned_through)
+       RETURNING 1
+     )`;
+
+/** Removes up to `limit` entries committed before `before` (oldest first); returns how many. */
+export async function deleteSessionLogOlderThan(q: Queryable, before: number, limit: number): Promise<number> {
+  const { rows } = await q.query<{ n: number }>(
+    `WITH gone AS (
+       DELETE FROM session_log WHERE id IN (
+         SELECT id FROM session_log WHERE at < $1::bigint ORDER BY at LIMIT $2::integer
+       ) RETURNING session_id, id
+     ),
+     ${RECORD_PRUNED}
+     SELECT count(*)::integer AS n FROM gone`,
+    [before, limit],
+  );
+  return rows[0]?.n ?? 0;
+}
+
+/** Keeps the newest `keep` entries of each of `sessionIds`, removing the rest; returns how many. */
+export async function deleteSessionLogBeyond(q: Queryable, sessionIds: readonly string[], keep: number): Promise<number> {
+  if (sessionIds.length === 0) return 0;
+  const { rows } = await q.query<{ n: number }>(
+    `WITH cut AS (
+       SELECT s.sid, c.id AS cutoff
+       FROM unnest($1::text[]) AS s(sid)
+       CROSS JOIN LATERAL (
+         SELECT id FROM session_log WHERE session_id = s.sid ORDER BY id DESC OFFSET $2::integer LIMIT 1
+       ) c
+     ),
+     gone AS (
+       DELETE FROM session_log l USING cut WHERE l.session_id = cut.sid AND l.id <= cut.cutoff
+       RETURNING l.session_id, l.id
+     ),
+     ${RECORD_PRUNED}
+     SELECT count(*)::integer AS n FROM gone`,
+    [sessionIds, keep],
+  );
+  return rows[0]?.n ?? 0;
+}
