@@ -52,7 +52,10 @@ export class LeaseManager {
   async start(): Promise<void> {
     this.kv = await new Kvm(this.o.nc).create(this.o.bucket, { history: 1, ttl: this.o.ttlMs });
     await this.tick();
-    this.timer = setInterval(() => { this.ticking = this.ticking.then(() => this.tick()); }, Math.max(200, Math.floor(this.o.ttlMs / 3)));
+    this.timer = setInterval(() => {
+      // A failed tick must not end the chain: every later renewal would be skipped and the leases expire.
+      this.ticking = this.ticking.then(() => this.tick()).catch((err: unknown) => { this.o.logger.error({ err }, 'lease tick failed'); });
+    }, Math.max(200, Math.floor(this.o.ttlMs / 3)));
     this.timer.unref();
   }
 
@@ -94,6 +97,17 @@ export class LeaseManager {
   }
 
   private async tick(): Promise<void> {
+    const t0 = performance.now();
+    try {
+      await this.tickOnce();
+    } finally {
+      const ms = performance.now() - t0;
+      if (ms > this.o.ttlMs / 3) this.o.logger.warn({ ms: Math.round(ms) }, 'lease tick was slow; leases may expire');
+      else this.o.logger.debug({ ms: Math.round(ms) }, 'lease tick');
+    }
+  }
+
+  private async tickOnce(): Promise<void> {
     if (this.stopped || !this.kv) return;
     const kv = this.kv;
     const now = Date.now();
@@ -103,21 +117,31 @@ export class LeaseManager {
     } catch (err) {
       this.o.logger.warn({ err }, 'lease heartbeat failed');
     }
-    // Renew what we hold; a failed compare-and-set means someone else owns it now.
-    for (const [p, h] of [...this.held]) {
+    // Renew what we hold, all at once (one round trip, not one per partition).
+    await Promise.all([...this.held].map(async ([p, h]) => {
       try {
         h.revision = await kv.update(`part.${p}`, body, h.revision);
         h.renewedAt = now;
+        return;
       } catch (err) {
-        const cutOff = now - h.renewedAt >= this.o.ttlMs * 0.8;
-        const lost = !/timeout|disconnect|closed/i.test(String((err as Error).message)) || cutOff;
-        if (lost) {
-          this.o.logger.warn({ partition: p, err: (err as Error).message }, 'partition lease lost');
-          await this.o.events.released(p, false);
-          this.held.delete(p);
+        const msg = String((err as Error).message);
+        if (/wrong last sequence: 0\b/.test(msg)) {
+          // Expired (we renewed too late) and nobody took it: take it again, with a new epoch,
+          // keeping the live sessions. If someone else holds it now, it is lost.
+          try {
+            const rev = await kv.create(`part.${p}`, body);
+            this.held.set(p, { revision: rev, epoch: rev, renewedAt: now });
+            this.o.logger.warn({ partition: p, epoch: rev }, 'partition lease had expired; renewed it with a new epoch');
+            return;
+          } catch { /* taken */ }
+        } else if (/timeout|disconnect|closed/i.test(msg) && now - h.renewedAt < this.o.ttlMs * 0.8) {
+          return; // a transient failure: the next tick renews it in time
         }
+        this.o.logger.warn({ partition: p, err: msg }, 'partition lease lost');
+        await this.o.events.released(p, false);
+        this.held.delete(p);
       }
-    }
+    }));
     // Aim for an even share among live nodes.
     let nodes = 1;
     try {

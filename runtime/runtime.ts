@@ -163,7 +163,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   // eslint-disable-next-line prefer-const -- assigned below; the lease callbacks need it first
   let serveLocal: (sid: string, op: string, args: unknown[]) => Promise<unknown>;
   const leases = new LeaseManager({
-    nc: transport.nc, bucket: `${config.streamPrefix}_LEASES`, nodeId: config.nodeId, partitions: config.partitions,
+    nc: transport.controlNc, bucket: `${config.streamPrefix}_LEASES`, nodeId: config.nodeId, partitions: config.partitions,
     ttlMs: config.leaseTtlMs, logger,
     events: {
       acquired: async (p) => {

@@ -65,6 +65,11 @@ export interface Transport {
   probePartitions(): Promise<void>;
   /** (Re)creates partition p's consumer from its oldest unacked message and starts delivering. */
   startPartition(p: number, onMessage: InboxHandler): Promise<void>;
+  /**
+   * A second connection for control traffic (leases): on the data connection a lease renewal
+   * would queue behind thousands of inbox deliveries under load and arrive too late.
+   */
+  readonly controlNc: NatsConnection;
   /** Stops fetching partition p (when its lease moves to another node). */
   stopPartition(p: number): Promise<void>;
   /** Stops fetching on every partition (already-delivered messages stay unacked until acked). */
@@ -88,6 +93,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
   const log = opts.logger;
   // Credentials in the URL (nats://user:pass@host) become connect options: nats.js does not read them itself.
   const nc = await connect({ ...natsConnectOptions(opts.url), name: opts.name, maxReconnectAttempts: -1, reconnectTimeWait: 500, pingInterval: 10_000 });
+  const controlNc = await connect({ ...natsConnectOptions(opts.url), name: `${opts.name}-control`, maxReconnectAttempts: -1, reconnectTimeWait: 500, pingInterval: 10_000 });
   let connected = true;
   void (async () => {
     for await (const s of nc.status()) {
@@ -119,7 +125,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
   }
 
   return {
-    nc, js, jsm, inboxStream, eventStream, stopConsuming,
+    nc, controlNc, js, jsm, inboxStream, eventStream, stopConsuming,
     async stopPartition(p) {
       const c = consumers.get(p);
       consumers.delete(p);
@@ -208,6 +214,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     async close() {
       await stopConsuming();
       if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+      if (!controlNc.isClosed()) await controlNc.close();
     },
   };
 }
