@@ -1,13 +1,15 @@
 // Issue 5, proof 5: /metrics is valid Prometheus text (checked by a strict parser of the 0.0.4
 // exposition format) with the runtime's and the API's metrics and no session ids; /readyz turns
 // 503 when NATS stops and 200 again when it is back. Plus /openrpc.json and the HTTP edges.
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echo } from '../../examples/echo.js';
 import { openStore } from '../../persistence/index.js';
 import type { Store } from '../../persistence/types.js';
 import { METHOD_NAMES } from '../../client/index.js';
 import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
-import { PG_URL, dropSchema, schemaName, startNats, startRuntime, waitFor } from '../helpers.js';
+import { PG_URL, dropSchema, schemaName, startNats, startRuntime, tempDir, waitFor } from '../helpers.js';
 import { RawRpc } from './rawRpc.js';
 
 type Nats = Awaited<ReturnType<typeof startNats>>;
@@ -16,6 +18,7 @@ let schema: string;
 let store: Store;
 let rt: Runtime;
 let cp: ControlPlane;
+let ui: ReturnType<typeof tempDir>;
 
 interface Family { type: string; help: string; samples: { name: string; labels: Record<string, string>; value: number }[] }
 
@@ -90,7 +93,11 @@ beforeAll(async () => {
   schema = schemaName('control_http');
   store = openStore({ databaseUrl: PG_URL, schema });
   rt = await startRuntime(nats.url, { agents: [echo], store });
-  cp = await startControlPlane(rt, { port: 0, metricsRefreshMs: 200 });
+  ui = tempDir('agentry-ui-');
+  mkdirSync(join(ui.dir, 'assets'));
+  writeFileSync(join(ui.dir, 'index.html'), '<!doctype html><title>inspector</title><script src="/assets/app.js"></script>');
+  writeFileSync(join(ui.dir, 'assets', 'app.js'), 'console.log("inspector")');
+  cp = await startControlPlane(rt, { port: 0, metricsRefreshMs: 200, staticDir: ui.dir });
 });
 
 afterAll(async () => {
@@ -99,6 +106,7 @@ afterAll(async () => {
   await store?.close();
   await nats?.cleanup();
   await dropSchema(schema);
+  ui?.cleanup();
 });
 
 describe('/metrics', () => {
@@ -192,6 +200,13 @@ describe('other endpoints', () => {
     expect((await fetch(`${cp.url}/nope.js`)).status).toBe(404);
     const spa = await fetch(`${cp.url}/sessions/abc`); // client-side route of the UI
     expect(spa.status).toBe(200);
+    expect(await spa.text()).toContain('<title>inspector</title>');
+    const js = await fetch(`${cp.url}/assets/app.js`);
+    expect(js.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    // Served from memory: the files read at start, not the disk now.
+    rmSync(join(ui.dir, 'assets', 'app.js'));
+    expect(await (await fetch(`${cp.url}/assets/app.js`)).text()).toBe('console.log("inspector")');
+    expect((await fetch(`${cp.url}/assets/../../package.json`)).status).toBe(404);
     expect(spa.headers.get('content-security-policy')).toContain("default-src 'self'");
     const etag = spa.headers.get('etag')!;
     expect((await fetch(`${cp.url}/`, { headers: { 'If-None-Match': etag } })).status).toBe(304);

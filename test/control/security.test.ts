@@ -2,6 +2,8 @@
 // rest of the control plane's guards: the Host check of a token-less server, the refusal to
 // bind beyond loopback without a token, and the per-connection rate limit.
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echo } from '../../examples/echo.js';
 import { openStore } from '../../persistence/index.js';
@@ -38,7 +40,8 @@ beforeAll(async () => {
   schema = schemaName('control_sec');
   store = openStore({ databaseUrl: PG_URL, schema });
   rt = await startRuntime(nats.url, { agents: [echo], store });
-  cp = await startControlPlane(rt, { port: 0, token: TOKEN });
+  // No inspector build here (staticDir does not exist): the UI is the placeholder page.
+  cp = await startControlPlane(rt, { port: 0, token: TOKEN, staticDir: join(tmpdir(), `agentry-no-inspector-${process.pid}`) });
 });
 
 afterAll(async () => {
