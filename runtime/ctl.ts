@@ -52,7 +52,7 @@ export async function requestCtl<T>(nc: NatsConnection, sessionId: string, op: s
       lastError = err;
     } catch (e) {
       if (e instanceof AgentryError) throw e;
-      const msg = String((e as Error).message);
+      const msg = (e as Error).message;
       if (!/no responders|503/i.test(msg) && !/timeout/i.test(msg)) throw e;
       lastError = new AgentryError(/timeout/i.test(msg) ? 'TIMEOUT' : 'NOT_READY',
         /timeout/i.test(msg) ? `the node owning session ${sessionId} did not answer within ${timeoutMs} ms` : `no node owns the partition of session ${sessionId} right now`,

@@ -124,7 +124,7 @@ export class LeaseManager {
         h.renewedAt = now;
         return;
       } catch (err) {
-        const msg = String((err as Error).message);
+        const msg = (err as Error).message;
         if (/wrong last sequence: 0\b/.test(msg)) {
           // Expired (we renewed too late) and nobody took it: take it again, with a new epoch,
           // keeping the live sessions. If someone else holds it now, it is lost.
@@ -146,7 +146,7 @@ export class LeaseManager {
     let nodes = 1;
     try {
       nodes = 0;
-      for await (const _ of await kv.keys('node.*')) nodes++;
+      for await (const key of await kv.keys('node.*')) if (key) nodes++;
       nodes = Math.max(1, nodes);
     } catch { /* keep 1 */ }
     const share = Math.ceil(this.o.partitions / nodes);
