@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { defineAgent, type InboxMessage } from '../../actors/index.js';
-import { abortableDelay } from '../../examples/slowWriter.js';
 import { openStore } from '../../persistence/index.js';
 import type { Store } from '../../persistence/types.js';
 import type { Runtime } from '../../runtime/index.js';
@@ -55,25 +54,6 @@ const subscriber = defineAgent({
   },
 });
 
-// Admission test: records concurrency; each run takes 100 ms.
-let running = 0;
-let maxRunning = 0;
-const starts: string[] = [];
-const worker = defineAgent({
-  type: 'worker',
-  onMessage: 'queue',
-  async handle(batch, ctx) {
-    if (batch[0]?.kind === 'message' && (batch[0].body as { sleepUntil?: number }).sleepUntil !== undefined) {
-      return ctx.sleep({ until: (batch[0].body as { sleepUntil: number }).sleepUntil, wakeEvents: ['go'] });
-    }
-    running++;
-    maxRunning = Math.max(maxRunning, running, rt.host.activeCount());
-    starts.push(ctx.sessionId);
-    try { await abortableDelay(100, ctx.signal); } finally { running--; }
-    return undefined;
-  },
-});
-
 /** The session's state, or null while its first message has not created it yet. */
 async function stateOf(sid: string): Promise<string | null> {
   try { return (await rt.getAgent(sid)).state; } catch (e) {
@@ -88,7 +68,7 @@ beforeAll(async () => {
   nats = await startNats(8);
   schema = schemaName('wakeups');
   store = openStore({ databaseUrl: PG_URL, schema });
-  rt = await startRuntime(nats.url, { agents: [sleeper, subscriber, worker], store, config: { defaultAgentType: 'sleeper', maxActiveSessions: 5 } });
+  rt = await startRuntime(nats.url, { agents: [sleeper, subscriber], store, config: { defaultAgentType: 'sleeper' } });
 });
 
 afterAll(async () => {
@@ -195,24 +175,4 @@ describe('wake-ups', () => {
     expect(b[1]!.items).toEqual(['wake:timeout']);
     expect(Date.now() - t0).toBeLessThan(10_000);
   });
-
-  it('maxActiveSessions = 5: 100 simultaneous wakes never run more than 5 handlers at once; urgent wakes go first', async () => {
-    const at = Date.now() + 2500;
-    for (let i = 0; i < 100; i++) await rt.createAgent(`w-${i}`, 'worker');
-    for (let i = 0; i < 5; i++) await rt.createAgent(`u-${i}`, 'worker');
-    for (let i = 0; i < 100; i++) await rt.sendMessage(`w-${i}`, { sleepUntil: at });
-    for (let i = 0; i < 5; i++) await rt.sendMessage(`u-${i}`, { sleepUntil: at + 3_600_000 });
-    await waitFor(async () => (await stateOf('w-99')) === 'sleeping' && (await stateOf('u-4')) === 'sleeping', 'all asleep', 20_000);
-    await waitFor(async () => (await store.eventRecipients('go')).length === 5 + 100, 'wake events committed');
-    starts.length = 0; maxRunning = 0;
-    await waitFor(() => starts.length >= 10, 'first time wakes', 20_000, 5);
-    // 90 time wakes are queued now; urgent events for the u-* sessions must overtake them.
-    for (let i = 0; i < 5; i++) await rt.sendMessage(`u-${i}`, { go: true }, { kind: 'event', eventType: 'go', priority: 'urgent' });
-    await waitFor(() => starts.filter((s) => s.startsWith('w-')).length === 100 && starts.filter((s) => s.startsWith('u-')).length >= 5, 'all ran', 60_000);
-    expect(maxRunning).toBeLessThanOrEqual(5);
-    const lastUrgent = Math.max(...[0, 1, 2, 3, 4].map((i) => starts.indexOf(`u-${i}`)));
-    const normalsAfterUrgent = starts.slice(lastUrgent + 1).filter((s) => s.startsWith('w-')).length;
-    expect(normalsAfterUrgent).toBeGreaterThan(50); // the urgent ones did not wait behind the queue
-    expect(rt.host.stats.heldForCapacity).toBeGreaterThan(0);
-  }, 120_000);
 });
