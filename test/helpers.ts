@@ -75,3 +75,31 @@ export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeout
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A suite's whole stack: its own nats-server, a fresh Postgres schema, the store and a runtime. */
+export interface Stack {
+  readonly nats: Awaited<ReturnType<typeof startNats>>;
+  readonly schema: string;
+  readonly store: import('../persistence/types.js').Store;
+  readonly rt: Runtime;
+  /** Stops the runtime, closes the store, stops NATS and drops the schema. */
+  stop(): Promise<void>;
+}
+
+/** Starts a suite's stack (what most integration suites need in `beforeAll`). */
+export async function startStack(tag: string, opts: Omit<RuntimeOptions, 'config' | 'store'> & { config?: RuntimeConfigInput; partitions?: number }): Promise<Stack> {
+  const { openStore } = await import('../persistence/index.js');
+  const nats = await startNats(opts.partitions ?? 8);
+  const schema = schemaName(tag);
+  const store = openStore({ databaseUrl: PG_URL, schema });
+  const rt = await startRuntime(nats.url, { ...opts, store });
+  return {
+    nats, schema, store, rt,
+    async stop() {
+      await rt.stop();
+      await store.close();
+      await nats.cleanup();
+      await dropSchema(schema);
+    },
+  };
+}

@@ -5,15 +5,14 @@ import { createConnection } from 'node:net';
 import { defineAgent, TerminalError, type InboxMessage } from '../../actors/index.js';
 import { abortableDelay } from '../../examples/slowWriter.js';
 import { echo } from '../../examples/echo.js';
-import { openStore } from '../../persistence/index.js';
 import type { Store } from '../../persistence/types.js';
 import type { Runtime } from '../../runtime/index.js';
-import { PG_URL, dropSchema, natsClient, publish, schemaName, sleep, startNats, startRuntime, waitFor } from '../helpers.js';
+import { natsClient, publish, sleep, startNats, startStack, type Stack, waitFor } from '../helpers.js';
 
 type Nats = Awaited<ReturnType<typeof startNats>>;
 
 let nats: Nats;
-let schema: string;
+let stack: Stack;
 let store: Store;
 let rt: Runtime;
 
@@ -66,17 +65,12 @@ const failing = defineAgent({
 });
 
 beforeAll(async () => {
-  nats = await startNats(8);
-  schema = schemaName('foundation');
-  store = openStore({ databaseUrl: PG_URL, schema });
-  rt = await startRuntime(nats.url, { agents: [fifo, slow, failing, echo], store, config: { defaultAgentType: 'echo' } });
+  stack = await startStack('foundation', { agents: [fifo, slow, failing, echo], config: { defaultAgentType: 'echo' } });
+  ({ nats, store, rt } = stack);
 });
 
 afterAll(async () => {
-  await rt?.stop();
-  await store?.close();
-  await nats?.cleanup();
-  await dropSchema(schema);
+  await stack?.stop();
 });
 
 describe('foundation runtime', () => {

@@ -3,14 +3,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineAgent } from '../../actors/index.js';
 import { abortableDelay } from '../../examples/slowWriter.js';
-import { openStore } from '../../persistence/index.js';
 import type { Store } from '../../persistence/types.js';
 import type { Runtime } from '../../runtime/index.js';
-import { PG_URL, dropSchema, schemaName, startNats, startRuntime, waitFor } from '../helpers.js';
+import { startNats, startStack, type Stack, waitFor } from '../helpers.js';
 
 type Nats = Awaited<ReturnType<typeof startNats>>;
 let nats: Nats;
-let schema: string;
+let stack: Stack;
 let store: Store;
 let rt: Runtime;
 
@@ -42,17 +41,12 @@ async function stateOf(sid: string): Promise<string | null> {
 }
 
 beforeAll(async () => {
-  nats = await startNats(8);
-  schema = schemaName('admission');
-  store = openStore({ databaseUrl: PG_URL, schema });
-  rt = await startRuntime(nats.url, { agents: [worker], store, config: { maxActiveSessions: 5 } });
+  stack = await startStack('admission', { agents: [worker], config: { maxActiveSessions: 5 } });
+  ({ nats, store, rt } = stack);
 });
 
 afterAll(async () => {
-  await rt?.stop();
-  await store?.close();
-  await nats?.cleanup();
-  await dropSchema(schema);
+  await stack?.stop();
 });
 
 describe('load-based wake', () => {

@@ -5,14 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { defineAgent, type InboxMessage } from '../../actors/index.js';
-import { openStore } from '../../persistence/index.js';
 import type { Store } from '../../persistence/types.js';
 import type { Runtime } from '../../runtime/index.js';
-import { PG_URL, dropSchema, natsClient, publish, schemaName, sleep, startNats, startRuntime, waitFor } from '../helpers.js';
+import { natsClient, publish, sleep, startNats, startStack, type Stack, waitFor } from '../helpers.js';
 
 type Nats = Awaited<ReturnType<typeof startNats>>;
 let nats: Nats;
-let schema: string;
+let stack: Stack;
 let store: Store;
 let rt: Runtime;
 
@@ -65,17 +64,12 @@ async function stateOf(sid: string): Promise<string | null> {
 const seen = (sid: string): string[] => (batches.get(sid) ?? []).flatMap((b) => b.items);
 
 beforeAll(async () => {
-  nats = await startNats(8);
-  schema = schemaName('wakeups');
-  store = openStore({ databaseUrl: PG_URL, schema });
-  rt = await startRuntime(nats.url, { agents: [sleeper, subscriber], store, config: { defaultAgentType: 'sleeper' } });
+  stack = await startStack('wakeups', { agents: [sleeper, subscriber], config: { defaultAgentType: 'sleeper' } });
+  ({ nats, store, rt } = stack);
 });
 
 afterAll(async () => {
-  await rt?.stop();
-  await store?.close();
-  await nats?.cleanup();
-  await dropSchema(schema);
+  await stack?.stop();
 });
 
 describe('wake-ups', () => {
