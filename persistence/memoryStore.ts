@@ -173,6 +173,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       const max = Math.max(0, Math.min(1000, Math.floor(Number.isFinite(limit) ? limit : 100)));
       return Promise.resolve(entries.filter((e) => e.id > afterId).slice(0, max));
     },
+    lastLogId: (sessionId) => Promise.resolve(log.get(sessionId)?.at(-1)?.id ?? 0),
     logPrunedThrough: (sessionId) => Promise.resolve(logPruned.get(sessionId) ?? 0),
     pruneLog: (o) => Promise.resolve(pruneLog(o)),
     close: () => Promise.resolve(),

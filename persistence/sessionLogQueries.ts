@@ -47,6 +47,12 @@ export async function selectSessionLog(q: Queryable, sessionId: string, afterId:
   return rows;
 }
 
+/** The newest id of a session (one index probe), 0 when it has none. */
+export async function selectLastLogId(q: Queryable, sessionId: string): Promise<number> {
+  const { rows } = await q.query<{ id: Int8 | null }>('SELECT max(id) AS id FROM session_log WHERE session_id = $1::text', [sessionId]);
+  return rows[0]?.id == null ? 0 : num(rows[0].id);
+}
+
 export async function selectLogPrunedThrough(q: Queryable, sessionId: string): Promise<number> {
   const { rows } = await q.query<{ pruned_through: Int8 }>(
     'SELECT pruned_through FROM session_log_pruned WHERE session_id = $1::text', [sessionId],

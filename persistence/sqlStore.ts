@@ -144,6 +144,7 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
       const rows = await lq.selectSessionLog(db, sessionId, Number.isFinite(afterId) ? Math.max(0, Math.floor(afterId)) : 0, clampLimit(limit, 100, 1000));
       return rows.map(lq.toSessionLogEntry);
     },
+    lastLogId: (sessionId) => lq.selectLastLogId(db, sessionId),
     logPrunedThrough: (sessionId) => lq.selectLogPrunedThrough(db, sessionId),
     pruneLog,
     async close() {

@@ -225,6 +225,8 @@ export interface Store {
   fireSchedule(id: string, expectedNextRunAt: number, nextRunAt: number | null, firedAt: number, outbox: OutboxRecord | null): Promise<boolean>;
   /** A session's log entries with id above `afterId`, oldest first; `limit` is capped at 1000. */
   readLog(sessionId: string, afterId: number, limit: number): Promise<SessionLogEntry[]>;
+  /** Id of the session's newest log entry (0: none): where a stream that wants only new entries starts. */
+  lastLogId(sessionId: string): Promise<number>;
   /** Highest log id of the session that retention removed (0: none): a reader that saw less missed entries. */
   logPrunedThrough(sessionId: string): Promise<number>;
   /**

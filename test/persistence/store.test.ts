@@ -157,6 +157,8 @@ function sessionLogContract(getStore: () => Store): void {
     expect(await store.readLog('lg-1', log[1]!.id, 2)).toEqual(log.slice(2, 4));
     expect(await store.readLog('lg-1', log[5]!.id, 10)).toEqual([]);
     expect(await store.readLog('lg-none', 0, 10)).toEqual([]);
+    expect(await store.lastLogId('lg-1')).toBe(log[5]!.id);
+    expect(await store.lastLogId('lg-none')).toBe(0);
     // A commit that fails writes no entry.
     await expect(store.commit([rec('lg-1', 3, { transitions: [tr('lg-1', 9, 'x', 'y')], outbox: [reply('lg-1', 'lg-1:x', 'no')] })])).rejects.toBeInstanceOf(StaleVersionError);
     expect(await store.readLog('lg-1', 0, 100)).toEqual(log);
