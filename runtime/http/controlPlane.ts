@@ -2,7 +2,8 @@
  * Owns the control plane's HTTP server: `/rpc` (WebSocket JSON-RPC 2.0), `/healthz`, `/readyz`,
  * `/metrics`, `/openrpc.json` and the inspector UI at `/`. It decides who may connect (token,
  * Origin, Host), enforces the transport limits (frame size, heartbeats) and wires each accepted
- * WebSocket to an `RpcConnection`.
+ * WebSocket to an `RpcConnection`. The plain-HTTP routes for producers and event streams
+ * (`/agents/:id/messages|stream|interrupt`, `/events/:type`) are handed to `ingress.ts`.
  *
  * Auth: when a token is configured, `/rpc`, `/metrics` and the UI need it as
  * `Authorization: Bearer <token>`, as `?token=<token>` (browsers cannot set WebSocket headers),
@@ -19,6 +20,7 @@ import { ALIAS_PREFIX, METHOD_NAMES, PROTOCOL_ERRORS } from '../../client/index.
 import type { Logger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
 import { TOKEN_COOKIE, assertTokenBeyondLoopback, defaultOrigins, hostAllowed, originAllowed, presentedToken, tokenMatches } from './auth.js';
+import { createIngress, type IngressOptions } from './ingress.js';
 import { createMethodTable, registerMethods } from './methods.js';
 import { createMetrics } from './metrics.js';
 import { buildOpenRpcDocument } from './openrpc.js';
@@ -52,6 +54,8 @@ export interface ControlPlaneOptions {
   /** How often store counts and JetStream backlog are re-read for /metrics. Default 5 s. */
   readonly metricsRefreshMs?: number;
   readonly logger?: Logger;
+  /** Limits of the HTTP ingress routes (`/agents/:id/messages|stream|interrupt`, `/events/:type`). */
+  readonly ingress?: IngressOptions;
 }
 
 /** A running control plane. */
@@ -150,11 +154,13 @@ export async function startControlPlane(runtime: Runtime, opts: ControlPlaneOpti
   const connections = new Set<RpcConnection>();
   let allowedOrigins = new Set<string>();
   const authorized = (req: IncomingMessage, url: URL): boolean => !token || tokenMatches(token, presentedToken(req, url)?.token);
+  const ingress = createIngress(runtime, { token, allowedOrigins: () => allowedOrigins, logger: log }, opts.ingress);
 
   const onRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     res.setHeader('X-Content-Type-Options', 'nosniff');
     if (!token && !hostAllowed(req.headers.host, allowedOrigins)) { sendText(res, 403, 'forbidden: unexpected Host header\n'); return; }
+    if (await ingress.handle(req, res, url)) return;
     const head = req.method === 'HEAD';
     if (req.method !== 'GET' && !head) { sendText(res, 405, 'method not allowed\n', { Allow: 'GET, HEAD' }); return; }
     switch (url.pathname) {
@@ -271,6 +277,7 @@ export async function startControlPlane(runtime: Runtime, opts: ControlPlaneOpti
       closing ??= (async () => {
         clearInterval(heartbeat);
         metrics.close();
+        ingress.close();
         for (const c of connections) c.ws.close(1001, 'server shutting down');
         await new Promise((r) => setTimeout(r, connections.size > 0 ? 100 : 0));
         for (const c of connections) c.ws.terminate();

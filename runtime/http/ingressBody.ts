@@ -1,0 +1,68 @@
+/**
+ * Owns reading a request body for the HTTP ingress: at most `maxBytes` (413 PAYLOAD_TOO_LARGE
+ * beyond, decided from Content-Length when the client announces it), JSON only (415 for
+ * another media type, so a browser cannot send one cross-site without a CORS preflight), parsed
+ * with the same faults as a JSON-RPC frame (PARSE_ERROR, nesting depth as INVALID_REQUEST).
+ */
+import type { IncomingMessage } from 'node:http';
+import { AgentryError } from '../../actors/errors.js';
+import { HttpError, invalidRequest, parseError } from './ingressErrors.js';
+import { nestsDeeperThan } from './rpcConnection.js';
+
+/**
+ * Bodies above the cap are still read (and dropped) up to this, so a client that sends it all
+ * before reading sees the 413; beyond it (or when Content-Length announces more) the answer goes
+ * out at once and the connection is closed (the caller answers 413 with Connection: close).
+ */
+const DRAIN_LIMIT = 16 * 1024 * 1024;
+
+function isJsonMediaType(contentType: string | undefined): boolean {
+  const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  return type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json'));
+}
+
+/**
+ * Reads and parses the body; `undefined` when there is none. Rejects with the error to answer
+ * (PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, PARSE_ERROR, INVALID_REQUEST).
+ */
+export async function readJsonBody(req: IncomingMessage, maxBytes: number, maxDepth: number): Promise<unknown> {
+  const tooLarge = (): AgentryError => new AgentryError('PAYLOAD_TOO_LARGE', `the request body is larger than ${maxBytes} bytes`);
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (Number.isFinite(declared) && declared > DRAIN_LIMIT) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let over = Number.isFinite(declared) && declared > maxBytes;
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > maxBytes) over = true;
+      if (!over) { chunks.push(chunk); return; }
+      if (size > DRAIN_LIMIT) { done(); req.pause(); } // stop reading; the 413 goes out with Connection: close
+    };
+    const done = (): void => {
+      req.off('data', onData);
+      req.off('end', done);
+      req.off('error', onError);
+      req.off('close', done);
+      resolve();
+    };
+    const onError = (err: Error): void => { done(); reject(err); };
+    req.on('data', onData);
+    req.on('end', done);
+    req.on('error', onError);
+    req.on('close', done); // the client went away mid-body: whatever we answer goes nowhere
+  });
+  if (over) throw tooLarge();
+  if (size === 0) return undefined;
+  if (!isJsonMediaType(req.headers['content-type'])) {
+    throw new HttpError('UNSUPPORTED_MEDIA_TYPE', 'send the body as JSON with Content-Type: application/json (curl: --json)');
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.concat(chunks, size).toString('utf8'));
+  } catch {
+    throw parseError();
+  }
+  if (nestsDeeperThan(value, maxDepth)) throw invalidRequest(`JSON nested deeper than ${maxDepth} levels`);
+  return value;
+}
