@@ -224,6 +224,12 @@ export class SessionHost {
       this.deadLetterRaw(m, sid, 'invalid-session-id', problem);
       return;
     }
+    if (partitionOf(sid, this.deps.config.partitions) !== partition) {
+      // Published straight to a partition subject, around nats.conf's mapping: delivering it
+      // here would put the session on two partitions (two owners). Keep it as a dead letter.
+      this.deadLetterRaw(m, sid, 'wrong-partition', `published to partition ${partition}; session ${sid} belongs to ${partitionOf(sid, this.deps.config.partitions)} (publish to agentry.in.<id>)`);
+      return;
+    }
     const session = this.live.get(sid);
     if (session) { this.deliver(session, m); return; }
     const loading = this.loading.get(sid);

@@ -1,6 +1,7 @@
 // Foundation: per-session FIFO, cancel-and-merge, anti-starvation, raw-protocol producers and
 // bad input, against a real nats-server (the project's nats.conf) and real Postgres.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstream } from '@nats-io/jetstream';
 import { createConnection } from 'node:net';
 import { defineAgent, TerminalError, type InboxMessage } from '../../actors/index.js';
 import { abortableDelay } from '../../examples/slowWriter.js';
@@ -168,6 +169,11 @@ describe('foundation runtime', () => {
     const sub = nc.subscribe('agentry.out.texty', { max: 1 });
     const reply = (async () => { for await (const m of sub) return m.json<{ text: string }>(); return null; })();
     expect((await reply)?.text).toBe('not { json');
+    // Published around the mapping, straight to the wrong partition subject: dead-lettered, not delivered.
+    const { partitionOf } = await import('../../runtime/index.js');
+    const wrong = (partitionOf('texty', 8) + 1) % 8;
+    await jetstream(nc).publish(`agentry.part.${wrong}.texty`, 'sneaky');
+    await waitFor(async () => (await store.listDeadLetters({ sessionId: 'texty' })).some((d) => d.reason === 'wrong-partition'), 'wrong partition dead letter');
     // A bad header is dead-lettered with the reason.
     await publish(nc, 'texty', 'x', { 'Agentry-Kind': 'bogus' });
     await waitFor(async () => (await store.listDeadLetters({ sessionId: 'texty' })).some((d) => d.reason === 'invalid-header'), 'invalid header dead letter');
