@@ -14,7 +14,7 @@ import { storeBackends, type StoreBackend, type TableDump } from './backends.js'
 
 const SESSIONS = 10_000;
 const CHUNK = 500;
-const MAX_LIVE = 4000; // below the session count: at stop, some sessions are live and some passivated
+const MAX_LIVE = 8000; // below the session count: at stop, some sessions are live and some passivated
 
 const recorder = defineAgent<{ seen: unknown[] }>({
   type: 'recorder',
