@@ -145,6 +145,11 @@ describe('Postgres outage under load', () => {
     // Work piled up unacked in the stream during the cut instead of being acked.
     expect(stream.state.messages).toBeGreaterThan(0);
     expect(runtime.readiness()).toEqual({ ok: true, checks: expect.objectContaining({ nats: true, store: true }) });
+    // And the partition consumers hold nothing back: nothing pending, nothing awaiting an ack.
+    for (let p = 0; p < runtime.config.partitions; p++) {
+      const ci = await jsm.consumers.info(runtime.transport.inboxStream, `part-${p}`);
+      expect({ p, pending: ci.num_pending, ackPending: ci.num_ack_pending }).toEqual({ p, pending: 0, ackPending: 0 });
+    }
 
     // Everything published was applied exactly once, in order: committed state and live view agree.
     const { rows } = await direct.query<{ id: string; status: string; snapshot: { context: { userState: { seen: number[] } } } }>('SELECT id, status, snapshot FROM sessions ORDER BY id');
