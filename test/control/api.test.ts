@@ -7,17 +7,14 @@ import { defineAgent, TerminalError } from '../../actors/index.js';
 import { METHOD_NAMES, methods } from '../../client/index.js';
 import { echo } from '../../examples/echo.js';
 import { slowWriter } from '../../examples/slowWriter.js';
-import { openStore } from '../../persistence/index.js';
-import type { Store } from '../../persistence/types.js';
 import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
-import { PG_URL, dropSchema, natsClient, schemaName, startNats, startRuntime, waitFor } from '../helpers.js';
+import { natsClient, startNats, waitFor, startStack, type Stack } from '../helpers.js';
 import { RawRpc } from './rawRpc.js';
 
 type Nats = Awaited<ReturnType<typeof startNats>>;
 
 let nats: Nats;
-let schema: string;
-let store: Store;
+let stack: Stack;
 let rt: Runtime;
 let cp: ControlPlane;
 let c: RawRpc;
@@ -35,10 +32,8 @@ function conforms(method: keyof typeof methods, result: unknown): void {
 }
 
 beforeAll(async () => {
-  nats = await startNats(8);
-  schema = schemaName('control_api');
-  store = openStore({ databaseUrl: PG_URL, schema });
-  rt = await startRuntime(nats.url, { agents: [echo, slowWriter, failing], store });
+  stack = await startStack('control_api', { agents: [echo, slowWriter, failing] });
+  ({ nats, rt } = stack);
   cp = await startControlPlane(rt, { port: 0 });
   c = await RawRpc.open(cp.rpcUrl);
 });
@@ -46,10 +41,7 @@ beforeAll(async () => {
 afterAll(async () => {
   c?.close();
   await cp?.close();
-  await rt?.stop();
-  await store?.close();
-  await nats?.cleanup();
-  await dropSchema(schema);
+  await stack?.stop();
 });
 
 describe('control API over a raw WebSocket', () => {

@@ -6,15 +6,10 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echo } from '../../examples/echo.js';
-import { openStore } from '../../persistence/index.js';
-import type { Store } from '../../persistence/types.js';
 import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
-import { PG_URL, dropSchema, schemaName, startNats, startRuntime, tempDir, waitFor } from '../helpers.js';
+import { startNats, tempDir, waitFor, startStack, type Stack } from '../helpers.js';
 
-type Nats = Awaited<ReturnType<typeof startNats>>;
-let nats: Nats;
-let schema: string;
-let store: Store;
+let stack: Stack;
 let rt: Runtime;
 let cp: ControlPlane;
 let data: ReturnType<typeof tempDir>;
@@ -53,19 +48,14 @@ async function metric(sample: string): Promise<number> {
 beforeAll(async () => {
   assertBuilt();
   data = tempDir('agentry-cli-');
-  nats = await startNats(8);
-  schema = schemaName('control_cli');
-  store = openStore({ databaseUrl: PG_URL, schema });
-  rt = await startRuntime(nats.url, { agents: [echo], store });
+  stack = await startStack('control_cli', { agents: [echo] });
+  ({ rt } = stack);
   cp = await startControlPlane(rt, { port: 0, token: TOKEN });
 });
 
 afterAll(async () => {
   await cp?.close();
-  await rt?.stop();
-  await store?.close();
-  await nats?.cleanup();
-  await dropSchema(schema);
+  await stack?.stop();
   data?.cleanup();
 });
 

@@ -6,33 +6,23 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConnectionError, RpcError, createClient, type Gap, type Notification } from '../../client/index.js';
 import { echo } from '../../examples/echo.js';
-import { openStore } from '../../persistence/index.js';
-import type { Store } from '../../persistence/types.js';
 import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
-import { PG_URL, dropSchema, schemaName, startNats, startRuntime, waitFor } from '../helpers.js';
+import { waitFor, startStack, type Stack } from '../helpers.js';
 
-type Nats = Awaited<ReturnType<typeof startNats>>;
-let nats: Nats;
-let schema: string;
-let store: Store;
+let stack: Stack;
 let rt: Runtime;
 let cp: ControlPlane;
 const TOKEN = `client-${Math.random().toString(36).slice(2)}-${Date.now()}`;
 
 beforeAll(async () => {
-  nats = await startNats(8);
-  schema = schemaName('control_client');
-  store = openStore({ databaseUrl: PG_URL, schema });
-  rt = await startRuntime(nats.url, { agents: [echo], store });
+  stack = await startStack('control_client', { agents: [echo] });
+  ({ rt } = stack);
   cp = await startControlPlane(rt, { port: 0, token: TOKEN });
 });
 
 afterAll(async () => {
   await cp?.close();
-  await rt?.stop();
-  await store?.close();
-  await nats?.cleanup();
-  await dropSchema(schema);
+  await stack?.stop();
 });
 
 describe('agentry/client', () => {

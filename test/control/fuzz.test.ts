@@ -6,16 +6,11 @@ import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echo } from '../../examples/echo.js';
-import { openStore } from '../../persistence/index.js';
-import type { Store } from '../../persistence/types.js';
 import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
-import { PG_URL, dropSchema, schemaName, startNats, startRuntime } from '../helpers.js';
+import { startStack, type Stack } from '../helpers.js';
 import { RawRpc } from './rawRpc.js';
 
-type Nats = Awaited<ReturnType<typeof startNats>>;
-let nats: Nats;
-let schema: string;
-let store: Store;
+let stack: Stack;
 let rt: Runtime;
 let cp: ControlPlane;
 const rejections: unknown[] = [];
@@ -94,10 +89,8 @@ async function run(c: RawRpc, cases: readonly Case[]): Promise<unknown[]> {
 
 beforeAll(async () => {
   process.on('unhandledRejection', onRejection);
-  nats = await startNats(8);
-  schema = schemaName('control_fuzz');
-  store = openStore({ databaseUrl: PG_URL, schema });
-  rt = await startRuntime(nats.url, { agents: [echo], store });
+  stack = await startStack('control_fuzz', { agents: [echo] });
+  ({ rt } = stack);
   await rt.createAgent('fuzz', 'echo');
   // Rate limiting is proved in security.test.ts; here every frame must reach the parser.
   cp = await startControlPlane(rt, { port: 0, ratePerSec: 1e9, burst: 1e9 });
@@ -106,10 +99,7 @@ beforeAll(async () => {
 afterAll(async () => {
   process.off('unhandledRejection', onRejection);
   await cp?.close();
-  await rt?.stop();
-  await store?.close();
-  await nats?.cleanup();
-  await dropSchema(schema);
+  await stack?.stop();
 });
 
 describe('fuzzing the JSON-RPC endpoint', () => {

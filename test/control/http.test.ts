@@ -5,17 +5,14 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echo } from '../../examples/echo.js';
-import { openStore } from '../../persistence/index.js';
-import type { Store } from '../../persistence/types.js';
 import { METHOD_NAMES } from '../../client/index.js';
 import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
-import { PG_URL, dropSchema, schemaName, startNats, startRuntime, tempDir, waitFor } from '../helpers.js';
+import { startNats, tempDir, waitFor, startStack, type Stack } from '../helpers.js';
 import { RawRpc } from './rawRpc.js';
 
 type Nats = Awaited<ReturnType<typeof startNats>>;
 let nats: Nats;
-let schema: string;
-let store: Store;
+let stack: Stack;
 let rt: Runtime;
 let cp: ControlPlane;
 let ui: ReturnType<typeof tempDir>;
@@ -89,10 +86,8 @@ function parsePrometheus(text: string): Map<string, Family> {
 }
 
 beforeAll(async () => {
-  nats = await startNats(8);
-  schema = schemaName('control_http');
-  store = openStore({ databaseUrl: PG_URL, schema });
-  rt = await startRuntime(nats.url, { agents: [echo], store });
+  stack = await startStack('control_http', { agents: [echo] });
+  ({ nats, rt } = stack);
   ui = tempDir('agentry-ui-');
   mkdirSync(join(ui.dir, 'assets'));
   writeFileSync(join(ui.dir, 'index.html'), '<!doctype html><title>inspector</title><script src="/assets/app.js"></script>');
@@ -102,10 +97,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await cp?.close();
-  await rt?.stop();
-  await store?.close();
-  await nats?.cleanup();
-  await dropSchema(schema);
+  await stack?.stop();
   ui?.cleanup();
 });
 

@@ -6,16 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echo } from '../../examples/echo.js';
-import { openStore } from '../../persistence/index.js';
-import type { Store } from '../../persistence/types.js';
 import { loadConfig, startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
-import { PG_URL, dropSchema, schemaName, sleep, startNats, startRuntime } from '../helpers.js';
+import { sleep, startStack, type Stack } from '../helpers.js';
 import { RawRpc } from './rawRpc.js';
 
-type Nats = Awaited<ReturnType<typeof startNats>>;
-let nats: Nats;
-let schema: string;
-let store: Store;
+let stack: Stack;
 let rt: Runtime;
 let cp: ControlPlane;
 const TOKEN = `t-${Math.random().toString(36).slice(2)}-${Date.now()}`;
@@ -36,20 +31,15 @@ function get(url: string, headers: Record<string, string> = {}): Promise<{ statu
 const refusal = (p: Promise<unknown>): Promise<number> => p.then(() => 0, (e: unknown) => (e as { status?: number }).status ?? -1);
 
 beforeAll(async () => {
-  nats = await startNats(8);
-  schema = schemaName('control_sec');
-  store = openStore({ databaseUrl: PG_URL, schema });
-  rt = await startRuntime(nats.url, { agents: [echo], store });
+  stack = await startStack('control_sec', { agents: [echo] });
+  ({ rt } = stack);
   // No inspector build here (staticDir does not exist): the UI is the placeholder page.
   cp = await startControlPlane(rt, { port: 0, token: TOKEN, staticDir: join(tmpdir(), `agentry-no-inspector-${process.pid}`) });
 });
 
 afterAll(async () => {
   await cp?.close();
-  await rt?.stop();
-  await store?.close();
-  await nats?.cleanup();
-  await dropSchema(schema);
+  await stack?.stop();
 });
 
 describe('token', () => {

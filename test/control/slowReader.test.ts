@@ -3,16 +3,13 @@
 // in order and other clients keep working; a socket that stops answering pings is reaped.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echo } from '../../examples/echo.js';
-import { openStore } from '../../persistence/index.js';
-import type { Store } from '../../persistence/types.js';
 import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
-import { PG_URL, dropSchema, natsClient, schemaName, sleep, startNats, startRuntime, waitFor } from '../helpers.js';
+import { natsClient, sleep, startNats, waitFor, startStack, type Stack } from '../helpers.js';
 import { RawRpc } from './rawRpc.js';
 
 type Nats = Awaited<ReturnType<typeof startNats>>;
 let nats: Nats;
-let schema: string;
-let store: Store;
+let stack: Stack;
 let rt: Runtime;
 let cp: ControlPlane;
 
@@ -26,19 +23,14 @@ async function metric(url: string, sample: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  nats = await startNats(8);
-  schema = schemaName('control_slow');
-  store = openStore({ databaseUrl: PG_URL, schema });
-  rt = await startRuntime(nats.url, { agents: [echo], store });
+  stack = await startStack('control_slow', { agents: [echo] });
+  ({ nats, rt } = stack);
   cp = await startControlPlane(rt, { port: 0, maxBufferedBytes: CAP });
 });
 
 afterAll(async () => {
   await cp?.close();
-  await rt?.stop();
-  await store?.close();
-  await nats?.cleanup();
-  await dropSchema(schema);
+  await stack?.stop();
 });
 
 describe('slow readers and dead sockets', () => {
