@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echo } from '../../examples/echo.js';
 import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
-import { startNats, tempDir, waitFor, startStack, type Stack } from '../helpers.js';
+import { tempDir, waitFor, startStack, type Stack } from '../helpers.js';
 
 let stack: Stack;
 let rt: Runtime;
