@@ -30,6 +30,9 @@ import { DLQ_SUBJECT, EVENT_SUBJECT, H, INBOX_SUBJECT, OUT_SUBJECT, STATE_SUBJEC
 
 type SessionActor = Actor<ReturnType<typeof sessionMachine.provide>>;
 
+/** Hydrations reading the store at once (the pg pool has 10 connections; commits need some). */
+const LOAD_CONCURRENCY = 6;
+
 /** Time source and timers; the default is the real clock, tests inject a fake one. */
 export interface Clock {
   now(): number;
@@ -302,8 +305,10 @@ export class SessionHost {
 
   private send(s: LiveSession, event: SessionEvent): void {
     s.lastEvent = event.type;
-    if (event.type === 'MESSAGE' && topState(s.actor.getSnapshot().value) === 'active') this.stats.merges++;
+    const before = s.actor.getSnapshot();
     s.actor.send(event);
+    // A merge is a message that re-started the running batch (cancel-and-merge), not one queued behind it.
+    if (event.type === 'MESSAGE' && topState(before.value) === 'active' && s.actor.getSnapshot().context.runId !== before.context.runId) this.stats.merges++;
   }
 
   /** Dead-letters a message that never reached a session, then acks it (the dead letter keeps it). */
@@ -330,10 +335,13 @@ export class SessionHost {
   private async hydrate(sid: string, partition: number, createType: string | undefined): Promise<LiveSession | null> {
     await this.admit();
     try {
-      const rec = await this.retryStore(() => this.deps.store.loadSession(sid));
+      const [rec, history] = await this.loadLimited(async () => {
+        const r = await this.retryStore(() => this.deps.store.loadSession(sid));
+        const h = r ? await this.retryStore(() => this.deps.store.getHistory(sid, { limit: this.agentOf(r.type)?.maxHistory ?? 50 })) : [];
+        return [r, h] as const;
+      });
       if (this.live.has(sid)) return this.pin(this.live.get(sid)!);
       if (rec) {
-        const history = await this.retryStore(() => this.deps.store.getHistory(sid, { limit: this.agentOf(rec.type)?.maxHistory ?? 50 }));
         return this.pin(this.makeLive(sid, rec.type, partition, rec, history.reverse().map(toHistoryItem)));
       }
       const type = createType ?? this.deps.config.defaultAgentType;
@@ -348,6 +356,24 @@ export class SessionHost {
       this.release();
     }
   }
+
+  /**
+   * Runs a hydration's reads with at most LOAD_CONCURRENCY others: a burst of thousands of
+   * first messages would otherwise fill the connection pool and starve group commits.
+   */
+  private async loadLimited<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.loadsRunning >= LOAD_CONCURRENCY) await new Promise<void>((r) => this.loadWaiters.push(r));
+    this.loadsRunning++;
+    try {
+      return await fn();
+    } finally {
+      this.loadsRunning--;
+      this.loadWaiters.shift()?.();
+    }
+  }
+
+  private loadsRunning = 0;
+  private readonly loadWaiters: (() => void)[] = [];
 
   private agentOf(type: string): ResolvedAgent | undefined {
     return this.deps.agents.get(type);
