@@ -1,0 +1,83 @@
+/**
+ * The session timeline: transitions, messages and wakes in time order, drawn as a strip of
+ * state bands with markers, and a range input that scrubs through it. Scrubbing picks an entry;
+ * the session view then shows the state recorded at that point on the statechart. Entries are
+ * spaced evenly (not by time), so a 300 ms run between two day-long sleeps stays visible.
+ */
+import type { JSX } from 'preact';
+import { formatPreciseTime } from '../format.js';
+import { topOf } from '../states.js';
+import type { TimelineItem } from '../timelineItems.js';
+
+/** Props of `Timeline`. */
+export interface TimelineProps {
+  readonly items: readonly TimelineItem[];
+  /** Index into `items` being viewed, or null for live (the last entry). */
+  readonly selected: number | null;
+  onSelect(index: number | null): void;
+}
+
+const W = 1000;
+const H = 56;
+const PAD = 8;
+
+/** At most this many entries are drawn (the newest). */
+export const TIMELINE_MAX = 500;
+
+/** The scrubbable strip, its range input and the entries around the cursor. */
+export function Timeline({ items, selected, onSelect }: TimelineProps): JSX.Element {
+  if (items.length === 0) return <p class="muted">Nothing recorded yet.</p>;
+  const offset = Math.max(0, items.length - TIMELINE_MAX);
+  const shown = items.slice(offset);
+  const n = shown.length;
+  const cursor = selected === null ? n - 1 : Math.max(0, Math.min(n - 1, selected - offset));
+  // n entries take n slots; the last entry's state runs on to the right edge ("now").
+  const x = (i: number): number => PAD + (i * (W - 2 * PAD)) / n;
+  const current = shown[cursor]!;
+  const near = shown.slice(Math.max(0, cursor - 5), cursor + 3);
+
+  return (
+    <div class="timeline">
+      <svg viewBox={`0 0 ${W} ${H}`} preserveAspectRatio="none" class="timeline__strip" aria-hidden="true">
+        {shown.map((it, i) => (
+          <rect key={`b${it.key}`} class={`band state-${topOf(it.state)}`} x={x(i)} y={18} width={Math.max(0.5, x(i + 1) - x(i))} height={22} />
+        ))}
+        {shown.map((it, i) => {
+          if (it.kind === 'transition') return <line key={it.key} class="mark mark--transition" x1={x(i)} x2={x(i)} y1={14} y2={44} />;
+          if (it.kind === 'wake') return <path key={it.key} class="mark mark--wake" d={`M${x(i)},4 l5,6 l-5,6 l-5,-6 z`} />;
+          return <circle key={it.key} class="mark mark--message" cx={x(i)} cy={9} r={3.5} />;
+        })}
+        <line class="cursor" x1={x(cursor)} x2={x(cursor)} y1={0} y2={H} />
+      </svg>
+      <div class="timeline__controls">
+        <label class="field grow">
+          <span class="visually-hidden">Scrub timeline</span>
+          <input
+            type="range" min={0} max={n - 1} step={1} value={cursor} aria-label="Scrub timeline"
+            aria-valuetext={`${formatPreciseTime(current.at)}: ${current.label}, state ${current.state}`}
+            onInput={(e) => { const v = Number(e.currentTarget.value); onSelect(v === n - 1 ? null : v + offset); }}
+          />
+        </label>
+        <button type="button" disabled={selected === null} onClick={() => { onSelect(null); }} aria-label="Back to the live state">Live</button>
+      </div>
+      <p class="timeline__readout" aria-live="polite" data-testid="timeline-readout">
+        <strong>{selected === null ? 'Live' : `Recorded at ${formatPreciseTime(current.at)}`}</strong>
+        {' · state '}<span class={`state-pill state-${topOf(current.state)}`}>{current.state}</span>
+        {' · '}{current.label}
+        {offset > 0 && <span class="muted"> · showing the last {TIMELINE_MAX} of {items.length} entries</span>}
+      </p>
+      <ol class="timeline__list">
+        {near.map((it) => {
+          const i = shown.indexOf(it);
+          return (
+            <li key={it.key} class={`kind-${it.kind}${i === cursor ? ' is-cursor' : ''}`}>
+              <button type="button" class="link" onClick={() => { onSelect(i === n - 1 ? null : i + offset); }}>
+                <time>{formatPreciseTime(it.at)}</time> <span class="tl-label">{it.label}</span> <span class="muted">{it.detail}</span>
+              </button>
+            </li>
+          );
+        })}
+      </ol>
+    </div>
+  );
+}
