@@ -1,0 +1,128 @@
+// The inspector's pure parts, in Node: the statechart graph extracted from the real session
+// machine (what the UI draws), the sessions query over 100,000 rows (what keeps the list
+// smooth), the timeline and handler-call models, and duration parsing for the sleep control.
+import { describe, expect, it } from 'vitest';
+import { sessionMachine } from '../../actors/index.js';
+import { machineGraph, type StateNodeLike } from '../../inspector/build/machineGraph.js';
+import { parseDuration } from '../../inspector/src/format.js';
+import { groupByCall } from '../../inspector/src/handlerCalls.js';
+import type { HistoryMessage, Transition } from '../../inspector/src/sessionFeed.js';
+import { queryRows, type SessionRow } from '../../inspector/src/sessionIndex.js';
+import { edgeForTransition, edgesForTransition } from '../../inspector/src/statechart/graph.js';
+import { BOXES, ROUTES } from '../../inspector/src/statechart/layout.js';
+import { STATES } from '../../inspector/src/states.js';
+import { timelineItems } from '../../inspector/src/timelineItems.js';
+
+const graph = machineGraph(sessionMachine.root as unknown as StateNodeLike);
+
+describe('statechart graph from sessionMachine', () => {
+  it('has the five top states and active\'s substates', () => {
+    const ids = graph.states.map((s) => s.id);
+    expect(ids).toEqual(expect.arrayContaining([...STATES, 'active.running', 'active.retrying']));
+    expect(graph.states.find((s) => s.id === 'active')).toMatchObject({ kind: 'compound', initial: 'active.running' });
+    expect(graph.states.find((s) => s.id === 'stopped')?.kind).toBe('final');
+  });
+
+  it('includes eventless transitions (idle → active) and labels internal events readably', () => {
+    const edge = (s: string, t: string) => graph.edges.find((e) => e.source === s && e.target === t);
+    expect(edge('idle', 'active')?.labels).toEqual(['[hasPending]']);
+    expect(edge('idle', 'sleeping')?.labels).toEqual(['SLEEP', 'always']);
+    expect(edge('sleeping', 'idle')?.labels).toEqual(['MESSAGE [wakesSleeper]', 'WAKE']);
+    expect(edge('active.running', 'idle')?.labels).toEqual(['done', 'error']);
+    expect(edge('active.retrying', 'active.running')?.labels).toEqual(['after backoff']);
+    expect(edge('active.running', 'active.running')?.labels).toEqual(['MESSAGE [canMerge]']);
+  });
+
+  it('has a hand-tuned box for every state and a route for every edge', () => {
+    for (const s of graph.states) expect(BOXES[s.id], `box for ${s.id}`).toBeDefined();
+    for (const e of graph.edges) expect(ROUTES[`${e.source}->${e.target}`], `route for ${e.source}->${e.target}`).toBeDefined();
+  });
+
+  it('maps recorded transitions to the edge they took', () => {
+    expect(edgeForTransition(graph, 'idle', 'active.running', 'MESSAGE')).toMatchObject({ source: 'idle', target: 'active' });
+    expect(edgeForTransition(graph, 'active.running', 'idle', 'xstate.done.actor.handler')).toMatchObject({ source: 'active.running', target: 'idle' });
+    expect(edgeForTransition(graph, 'active.running', 'idle', 'INTERRUPT')).toMatchObject({ source: 'active', target: 'idle' });
+    expect(edgeForTransition(graph, 'active.running', 'stopped', 'STOP')).toMatchObject({ source: 'active', target: 'stopped' });
+    expect(edgeForTransition(graph, 'sleeping', 'idle', 'WAKE')).toMatchObject({ source: 'sleeping', target: 'idle' });
+    expect(edgeForTransition(graph, 'stopped', 'idle', 'WAKE')).toBeNull();
+  });
+
+  it('follows an eventless second step: a wake with mail waiting goes sleeping → idle → active in one change', () => {
+    const path = edgesForTransition(graph, 'sleeping', 'active.running', 'WAKE').map((e) => `${e.source}->${e.target}`);
+    expect(path).toEqual(['sleeping->idle', 'idle->active']);
+    expect(edgesForTransition(graph, 'stopped', 'idle', 'WAKE')).toEqual([]);
+  });
+});
+
+describe('sessions query', () => {
+  const states = ['idle', 'active', 'sleeping', 'waiting', 'stopped'] as const;
+  const rows: SessionRow[] = Array.from({ length: 100_000 }, (_, i) => ({
+    id: `s-${String(i).padStart(6, '0')}`, type: i % 3 === 0 ? 'support' : 'echo', state: states[i % 5]!,
+    wakeAt: i % 5 === 2 ? 1_000_000 + i : null, updatedAt: 2_000_000 - i, mailbox: null, detailAt: 0, stale: false,
+  }));
+
+  it('filters and sorts 100,000 rows fast enough to run on every keystroke', () => {
+    const t0 = performance.now();
+    const byText = queryRows(rows, { states: new Set(), type: '', text: '04242', sort: 'id', desc: false });
+    const t1 = performance.now();
+    const sleepers = queryRows(rows, { states: new Set(['sleeping']), type: 'support', text: '', sort: 'wakeAt', desc: true });
+    const t2 = performance.now();
+    const all = queryRows(rows, { states: new Set(), type: '', text: '', sort: 'updatedAt', desc: false });
+    const t3 = performance.now();
+    console.log(`[inspector] query over 100,000 rows: id text ${(t1 - t0).toFixed(1)} ms, state+type+sort by wake ${(t2 - t1).toFixed(1)} ms, sort all by activity ${(t3 - t2).toFixed(1)} ms`);
+    expect(byText.map((r) => r.id)).toEqual(['s-004242', 's-042420', 's-042421', 's-042422', 's-042423', 's-042424', 's-042425', 's-042426', 's-042427', 's-042428', 's-042429']);
+    expect(sleepers.length).toBe(rows.filter((r) => r.state === 'sleeping' && r.type === 'support').length);
+    expect(sleepers.every((r) => r.state === 'sleeping' && r.type === 'support')).toBe(true);
+    expect(sleepers[0]!.wakeAt).toBeGreaterThan(sleepers[1]!.wakeAt!);
+    expect(all[0]!.id).toBe('s-099999');
+    expect(t3 - t0).toBeLessThan(2000);
+  });
+
+  it('keeps sessions without a wake time last in either direction', () => {
+    const some = rows.slice(0, 10);
+    for (const desc of [false, true]) {
+      const sorted = queryRows(some, { states: new Set(), type: '', text: '', sort: 'wakeAt', desc });
+      expect(sorted.slice(0, 2).every((r) => r.wakeAt !== null)).toBe(true);
+      expect(sorted.slice(2).every((r) => r.wakeAt === null)).toBe(true);
+    }
+  });
+});
+
+describe('timeline and history models', () => {
+  const transitions: Transition[] = [
+    { at: 100, event: 'MESSAGE', from: 'idle', to: 'active.running' },
+    { at: 400, event: 'xstate.done.actor.handler', from: 'active.running', to: 'idle' },
+    { at: 500, event: 'SLEEP', from: 'idle', to: 'sleeping' },
+    { at: 900, event: 'WAKE', from: 'sleeping', to: 'idle' },
+  ];
+  const history: HistoryMessage[] = [
+    { seq: 0, kind: 'wake', body: { reason: 'manual' }, priority: 'normal', from: null, batchId: '3', outcome: 'ok', at: 900 },
+    { seq: 12, kind: 'message', body: 'b', priority: 'normal', from: null, batchId: '2', outcome: 'ok', at: 101 },
+    { seq: 11, kind: 'message', body: 'a', priority: 'high', from: 'x', batchId: '2', outcome: 'ok', at: 99 },
+  ];
+
+  it('merges transitions, messages and wakes in time order with the state after each', () => {
+    const items = timelineItems(transitions, history);
+    expect(items.map((i) => [i.kind, i.state])).toEqual([
+      ['message', 'idle'], ['transition', 'active.running'], ['message', 'active.running'],
+      ['transition', 'idle'], ['transition', 'sleeping'], ['wake', 'sleeping'], ['transition', 'idle'],
+    ]);
+    expect(items[5]!.label).toBe('wake (manual)');
+  });
+
+  it('groups merged messages into one handler call, oldest message first', () => {
+    const calls = groupByCall(history);
+    expect(calls.map((c) => [c.batchId, c.messages.map((m) => m.seq)])).toEqual([['3', [0]], ['2', [11, 12]]]);
+  });
+
+  it('parses the durations people type', () => {
+    expect(parseDuration('90s')).toBe(90_000);
+    expect(parseDuration('1h30m')).toBe(5_400_000);
+    expect(parseDuration('2d')).toBe(172_800_000);
+    expect(parseDuration('250')).toBe(250);
+    expect(parseDuration('5 m 10 s')).toBe(310_000);
+    expect(parseDuration('500ms')).toBe(500);
+    expect(parseDuration('soon')).toBeNull();
+    expect(parseDuration('10x')).toBeNull();
+  });
+});
