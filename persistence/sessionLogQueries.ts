@@ -29,7 +29,7 @@ export async function insertSessionLog(q: Queryable, rows: readonly SessionLogRo
   if (rows.length === 0) return;
   await q.query(
     `INSERT INTO session_log (session_id, kind, data, at)
-     SELECT t.session_id, t.kind, t.data::jsonb, $4::bigint
+     SELECT t.session_id, t.kind, t.data::json, $4::bigint
      FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(session_id, kind, data, ord)
      ORDER BY t.ord`,
     [rows.map((r) => r.sessionId), rows.map((r) => r.kind), rows.map((r) => json(r.data) ?? 'null'), at],

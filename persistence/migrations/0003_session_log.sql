@@ -10,7 +10,8 @@
 -- has therefore seen every committed row of that session below n.
 --
 -- `at` is the store's clock at commit (retention is measured on it); `data` carries the
--- event's own time. Retention (the store prunes it about once a minute) keeps 24 hours and at
+-- event's own time. `data` is json, not jsonb: a replayed reply must be the handler's JSON as it
+-- was published (jsonb would reorder its keys), and nothing queries inside it. Retention (the store prunes it about once a minute) keeps 24 hours and at
 -- most 1000 rows per session; session_log_pruned remembers the highest id removed per
 -- session, so a client resuming below it is told that it missed entries.
 
@@ -18,7 +19,7 @@ CREATE TABLE session_log (
   id         bigserial PRIMARY KEY,
   session_id text      NOT NULL,
   kind       text      NOT NULL CHECK (kind IN ('state', 'reply')),
-  data       jsonb     NOT NULL,
+  data       json      NOT NULL,
   at         bigint    NOT NULL
 );
 CREATE INDEX session_log_session_id_idx ON session_log (session_id, id);

@@ -69,10 +69,13 @@ export function toHttpError(e: unknown, logInternal: (requestId: string, err: un
     return { status, body: { error: { code, type: e.type, message: e.message, retryable: false } }, headers: e.headers };
   }
   const rpc = toRpcError(e, logInternal);
-  const { type: rawType, retryable: rawRetryable, ...details } = rpc.data;
+  const details: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(rpc.data)) if (!['type', 'retryable', 'code', 'message'].includes(k)) details[k] = v;
+  const rawType = rpc.data.type;
+  const rawRetryable = rpc.data.retryable;
   const type = typeof rawType === 'string' ? rawType : 'INTERNAL';
   const retryable = rawRetryable === true;
   const status = STATUS_OF[type] ?? (retryable ? 503 : 500);
   const headers: Record<string, string> = status === 429 || status === 503 ? { 'Retry-After': '1' } : {};
-  return { status, body: { error: { ...details, code: rpc.code, type, message: rpc.message, retryable } }, headers };
+  return { status, body: { error: { code: rpc.code, type, message: rpc.message, retryable, ...details } }, headers };
 }

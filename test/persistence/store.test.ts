@@ -132,7 +132,7 @@ function sessionLogContract(getStore: () => Store): void {
       rec('lg-1', 2, {
         transitions: [tr('lg-1', 2, 'idle', 'active.running'), tr('lg-1', 3, 'active.running', 'idle')],
         outbox: [
-          reply('lg-1', 'lg-1:2:0', { text: 'a' }),
+          reply('lg-1', 'lg-1:2:0', { text: 'a', b: 1 }),
           { ...reply('lg-1', 'lg-1:2:1', 'mail'), subject: 'agentry.in.lg-2', headers: { 'Agentry-Kind': 'mail' } },
           { ...reply('lg-1', 'lg-1:2:2', 'event'), subject: 'agentry.events.x', headers: { 'Agentry-Kind': 'event' } },
           reply('lg-1', 'lg-1:2:3', 'b'),
@@ -143,12 +143,15 @@ function sessionLogContract(getStore: () => Store): void {
     ]);
     const log = await store.readLog('lg-1', 0, 100);
     expect(log.map((e) => [e.kind, (e.data as { to?: string }).to ?? (e.data as { body: unknown }).body])).toEqual([
-      ['state', 'idle'], ['state', 'active.running'], ['state', 'idle'], ['reply', { text: 'a' }], ['reply', 'b'], ['state', 'sleeping'],
+      ['state', 'idle'], ['state', 'active.running'], ['state', 'idle'], ['reply', { text: 'a', b: 1 }], ['reply', 'b'], ['state', 'sleeping'],
     ]);
     for (let i = 1; i < log.length; i++) expect(log[i]!.id).toBeGreaterThan(log[i - 1]!.id);
     expect(log.every((e) => e.sessionId === 'lg-1' && e.at === clock)).toBe(true);
     expect(log[1]!.data).toEqual({ agentId: 'lg-1', from: 'idle', to: 'active.running', state: 'active', event: 'MESSAGE', at: 2 });
-    expect(log[3]!.data).toEqual({ agentId: 'lg-1', body: { text: 'a' }, msgId: 'lg-1:2:0', at: clock });
+    expect(log[3]!.data).toEqual({ agentId: 'lg-1', body: { text: 'a', b: 1 }, msgId: 'lg-1:2:0', at: clock });
+    // Verbatim: a replayed reply keeps the handler's key order (the column is json, not jsonb).
+    expect(JSON.stringify(log[3]!.data)).toBe(`{"agentId":"lg-1","body":{"text":"a","b":1},"msgId":"lg-1:2:0","at":${clock}}`);
+    expect(Object.keys(log[1]!.data as object)).toEqual(['agentId', 'from', 'to', 'state', 'event', 'at']);
     expect((await store.readLog('lg-2', 0, 100)).map((e) => e.data)).toEqual([
       { agentId: 'lg-2', from: '', to: 'idle', state: 'idle', event: 'MESSAGE', at: 4 },
       { agentId: 'lg-2', body: null, msgId: 'lg-2:1:0', at: clock },
