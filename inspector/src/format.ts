@@ -3,19 +3,26 @@
  * ("3 s ago"), countdowns ("in 4 m 10 s") and compact durations, all from epoch milliseconds.
  */
 
+// Formatters are built once: `toLocaleTimeString(…, options)` builds one per call, which was a
+// third of the list's scrolling time with 100,000 rows.
+const TIME = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+const DATE = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
+
+function sameDay(a: Date, b: Date): boolean {
+  return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
+}
+
 /** Local time with seconds (and the date when it is not today), for tables and tooltips. */
 export function formatTime(ms: number | null | undefined, now = Date.now()): string {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return '—';
   const d = new Date(ms);
-  const sameDay = new Date(now).toDateString() === d.toDateString();
-  const time = d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
-  return sameDay ? time : `${d.toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' })} ${time}`;
+  const time = TIME.format(d);
+  return sameDay(d, new Date(now)) ? time : `${DATE.format(d)} ${time}`;
 }
 
 /** Time with milliseconds, for the timeline where several transitions share a second. */
 export function formatPreciseTime(ms: number): string {
-  const d = new Date(ms);
-  return `${d.toLocaleTimeString(undefined, { hour12: false })}.${String(d.getMilliseconds()).padStart(3, '0')}`;
+  return `${TIME.format(ms)}.${String(new Date(ms).getMilliseconds()).padStart(3, '0')}`;
 }
 
 /** A duration as its two largest units: `2 d 3 h`, `4 m 10 s`, `850 ms`. */

@@ -36,6 +36,8 @@ const STALE_REREAD_MS = 2000;
 /** An unchanged row on screen is read again after this long (deferred mail does not notify). */
 const DETAIL_TTL_MS = 15_000;
 const DETAIL_CONCURRENCY = 4;
+/** Second full read after a gap in notifications (see `subscribeAndLoad`). */
+const SETTLE_RELOAD_MS = 3000;
 
 type Listener = () => void;
 
@@ -61,6 +63,7 @@ export class SessionIndex {
   private wantDetails = new Set<string>();
   private detailsInFlight = 0;
   private detailTimer: ReturnType<typeof setTimeout> | null = null;
+  private settleTimer: ReturnType<typeof setTimeout> | null = null;
   /** The client our subscription lives on; a new client (new token) needs a new one. */
   private subscribedOn: AgentryClient | null = null;
 
@@ -120,8 +123,14 @@ export class SessionIndex {
       try {
         await client.subscribe({ kinds: ['state'] }, (n) => { this.onNotification(n); }, {
           // Notifications were lost (slow network) or the connection was re-established: what we
-          // hold may be stale, so read everything again.
-          onGap: () => { void this.load(); },
+          // hold may be stale, so read everything again — twice, because a session publishes its
+          // state change before it commits: one that changed just before the subscription came
+          // back may not be readable yet at the first read.
+          onGap: () => {
+            void this.load();
+            if (this.settleTimer) clearTimeout(this.settleTimer);
+            this.settleTimer = setTimeout(() => { this.settleTimer = null; void this.load(); }, SETTLE_RELOAD_MS);
+          },
         });
       } catch (e) {
         this.subscribedOn = null;

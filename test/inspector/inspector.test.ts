@@ -276,6 +276,8 @@ describe.skipIf(!haveChromium)('inspector in Chromium', () => {
   }, 240_000);
 
   it('shows the reconnection and catches up when the control plane comes back', async () => {
+    await page.goto(`${cp.url}/#/`);
+    await page.locator('[data-connection="open"]').waitFor();
     const port = cp.port;
     await cp.close();
     await page.locator('[data-connection="reconnecting"], [data-connection="offline"]').first().waitFor({ timeout: 10_000 });
@@ -283,7 +285,12 @@ describe.skipIf(!haveChromium)('inspector in Chromium', () => {
     cp = await startControlPlane(rt, { port });
     await page.locator('[data-connection="open"]').waitFor({ timeout: 30_000 });
     await page.getByLabel('Filter by session id').fill('after-restart');
-    await hasCount(page.locator('[data-session="after-restart"]'), 1, 15_000);
+    await hasCount(page.locator('[data-session="after-restart"]'), 1, 15_000).catch(async (e: unknown) => {
+      await shot('failed-reconnect');
+      const stored = await store.loadSession('after-restart');
+      const summary = await page.locator('[data-testid="sessions-summary"]').textContent();
+      throw new Error(`after-restart not listed (stored: ${stored?.status ?? 'no'}; list: ${summary}; last failures: ${browser.failures.slice(-3).join(' | ')})`, { cause: e });
+    });
     // Only the refused connection attempts while the server was away may have failed.
     const unexpected = browser.failures.filter((f) => !/WebSocket|ERR_CONNECTION_REFUSED|\/metrics/.test(f));
     expect(unexpected).toEqual([]);

@@ -113,7 +113,7 @@ export function SessionTable({ rows, index, sort, desc, onSort, onOpen }: Sessio
           const at = first + i;
           return (
             <div
-              key={r.id} id={`srow-${at}`} role="row" aria-rowindex={at + 2} aria-selected={at === clampedActive}
+              key={at % 128} id={`srow-${at}`} role="row" aria-rowindex={at + 2} aria-selected={at === clampedActive}
               class={`grid-row${at === clampedActive ? ' is-active' : ''}`} style={{ transform: `translateY(${at * ROW_H}px)` }}
               data-session={r.id} data-state={r.state}
               onClick={() => { setActive(at); onOpen(r.id); }}
