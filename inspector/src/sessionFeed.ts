@@ -26,6 +26,8 @@ export interface LiveOutput { readonly at: number; readonly kind: string; readon
 const HISTORY_LIMIT = 200;
 const TRANSITION_PAGE = 1000;
 const MAX_TRANSITION_PAGES = 20;
+/** Transitions kept in memory (the timeline draws the newest 500 of them). */
+const MAX_TRANSITIONS = 20_000;
 const REFRESH_MS = 150;
 
 const transitionKey = (t: Transition): string => `${t.at}|${t.from}|${t.to}|${t.event}`;
@@ -138,6 +140,10 @@ export class SessionFeed {
     if (this.seen.has(k)) return;
     this.seen.add(k);
     this.transitions.push(t);
+    // A page left open on a busy session must not grow without bound: keep the newest.
+    if (this.transitions.length > MAX_TRANSITIONS) {
+      for (const old of this.transitions.splice(0, this.transitions.length - MAX_TRANSITIONS + 1000)) this.seen.delete(transitionKey(old));
+    }
     // Live notifications and stored rows can interleave: keep time order.
     const n = this.transitions.length;
     if (n > 1 && this.transitions[n - 2]!.at > t.at) this.transitions.sort((a, b) => a.at - b.at);
