@@ -59,7 +59,8 @@ export function natsClient(url: string): Promise<NatsConnection> {
 export async function publish(nc: NatsConnection, sessionId: string, body: unknown, h: Record<string, string> = {}): Promise<number> {
   const hdrs = natsHeaders();
   for (const [k, v] of Object.entries(h)) hdrs.set(k, v);
-  const ack = await jetstream(nc).publish(`agentry.in.${sessionId}`, typeof body === 'string' ? body : JSON.stringify(body), { headers: hdrs });
+  // A generous ack timeout: suites share 2 cores with a nats-server, Postgres and a runtime under load.
+  const ack = await jetstream(nc, { timeout: 30_000 }).publish(`agentry.in.${sessionId}`, typeof body === 'string' ? body : JSON.stringify(body), { headers: hdrs });
   return ack.seq;
 }
 
