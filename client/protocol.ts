@@ -10,6 +10,10 @@
  */
 import { z } from 'zod';
 
+// In browsers, skip zod's compiled fast path: it probes `new Function`, which a page with a strict
+// Content-Security-Policy (such as the inspector's) reports as a violation. Node keeps the JIT.
+if (typeof (globalThis as { document?: unknown }).document !== 'undefined') z.config({ jitless: true });
+
 /** Version of this contract, reported by `ping` and in the OpenRPC document. */
 export const PROTOCOL_VERSION = '1.0.0';
 

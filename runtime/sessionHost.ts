@@ -72,6 +72,8 @@ interface LiveSession {
   lastCompletedRunId: number;
   lastPath: string;
   lastEvent: string;
+  /** runId at the last snapshot: a change with the same state path is a merge or an interrupt. */
+  lastRunId: number;
   transitions: TransitionRecord[];
   chain: Promise<void>;
   inflight: number;
@@ -386,7 +388,7 @@ export class SessionHost {
     // eslint-disable-next-line prefer-const -- assigned once below; the inspector closure reads it first
     let session: LiveSession | undefined;
     const inspect = (ev: { type: string; actorRef?: AnyActorRef; event?: { type: string } }): void => {
-      if (session && ev.type === '@xstate.event' && ev.actorRef === session.actor && ev.event) session.lastEvent = ev.event.type;
+      if (session && ev.type === '@xstate.event' && ev.actorRef === session.actor && ev.event) session.lastEvent = eventName(ev.event.type);
     };
     const actor: SessionActor = rec
       ? createActor(this.machine, { snapshot: rec.snapshot as Snapshot<unknown>, clock: this.clock, inspect } as never)
@@ -406,7 +408,7 @@ export class SessionHost {
       storeVersion: rec?.version ?? 0, submittedVersion: ctx?.version ?? 0,
       lastCompletedRunId: ctx?.runId ?? 0,
       lastPath: rec ? statePath((rec.snapshot as { value: unknown }).value) : 'idle',
-      lastEvent: 'hydrate', transitions: [], chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), broken: false, pins: 0,
+      lastEvent: 'hydrate', lastRunId: ctx?.runId ?? 0, transitions: [], chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), broken: false, pins: 0,
     };
     const s = session;
     actor.subscribe({
@@ -615,7 +617,10 @@ export class SessionHost {
   private onSnapshot(s: LiveSession, snap: ReturnType<SessionActor['getSnapshot']>): void {
     try {
       const path = statePath(snap.value);
-      if (path !== s.lastPath) {
+      // A merge or an interrupt that starts the next batch leaves the path unchanged: record it anyway.
+      const restarted = path === s.lastPath && path.startsWith('active') && snap.context.runId !== s.lastRunId;
+      s.lastRunId = snap.context.runId;
+      if (path !== s.lastPath || restarted) {
         const wasActive = s.lastPath === 'active' || s.lastPath.startsWith('active.');
         const isActive = topState(snap.value) === 'active';
         if (isActive && !wasActive) this.activeSessions++;
@@ -881,6 +886,14 @@ export class SessionHost {
     this.flushOutboxDeletes();
     this.live.clear();
   }
+}
+
+/** Timeline names for XState's internal events (users see these in transitions and streams). */
+function eventName(type: string): string {
+  if (type.startsWith('xstate.done.actor.')) return 'run.done';
+  if (type.startsWith('xstate.error.actor.')) return 'run.failed';
+  if (type.startsWith('xstate.after.')) return 'retry';
+  return type;
 }
 
 function prioOf(m: JsMsg): Priority {

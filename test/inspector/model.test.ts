@@ -41,6 +41,7 @@ describe('statechart graph from sessionMachine', () => {
   it('maps recorded transitions to the edge they took', () => {
     expect(edgeForTransition(graph, 'idle', 'active.running', 'MESSAGE')).toMatchObject({ source: 'idle', target: 'active' });
     expect(edgeForTransition(graph, 'active.running', 'idle', 'xstate.done.actor.handler')).toMatchObject({ source: 'active.running', target: 'idle' });
+    expect(edgeForTransition(graph, 'active.running', 'idle', 'run.done')).toMatchObject({ source: 'active.running', target: 'idle' });
     expect(edgeForTransition(graph, 'active.running', 'idle', 'INTERRUPT')).toMatchObject({ source: 'active', target: 'idle' });
     expect(edgeForTransition(graph, 'active.running', 'stopped', 'STOP')).toMatchObject({ source: 'active', target: 'stopped' });
     expect(edgeForTransition(graph, 'sleeping', 'idle', 'WAKE')).toMatchObject({ source: 'sleeping', target: 'idle' });

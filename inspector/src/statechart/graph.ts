@@ -44,6 +44,18 @@ function isAncestorOrSelf(ancestor: string, id: string): boolean {
 }
 
 /**
+ * Does a machine edge's raw event type match a recorded one? The runtime records XState's
+ * internal events under timeline names: `run.done`, `run.failed`, `retry`.
+ */
+export function eventMatches(raw: string, recorded: string): boolean {
+  if (raw === recorded) return true;
+  if (recorded === 'run.done') return raw.startsWith('xstate.done.actor.');
+  if (recorded === 'run.failed') return raw.startsWith('xstate.error.actor.');
+  if (recorded === 'retry') return raw.startsWith('xstate.after.');
+  return false;
+}
+
+/**
  * The edge a recorded transition (`from` → `to` state paths, e.g. `active.running` → `idle`)
  * most likely took: the source must be the old state or one of its ancestors (a transition on
  * `active` leaves `active.running` too) and the target the new state or an ancestor (entering
@@ -55,7 +67,7 @@ export function edgeForTransition(graph: MachineGraph, from: string, to: string,
   let bestScore = -1;
   for (const e of graph.edges) {
     if (!isAncestorOrSelf(e.source, from) || !isAncestorOrSelf(e.target, to)) continue;
-    const score = (event !== undefined && e.events.includes(event) ? 1000 : 0) + e.source.length * 2 + e.target.length;
+    const score = (event !== undefined && e.events.some((x) => eventMatches(x, event)) ? 1000 : 0) + e.source.length * 2 + e.target.length;
     if (score > bestScore) { best = e; bestScore = score; }
   }
   return best;
