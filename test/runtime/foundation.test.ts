@@ -115,6 +115,10 @@ describe('foundation runtime', () => {
     const hist = await waitFor(async () => { const h = await rt.getHistory('merge-a'); return h.length === 2 ? h : null; }, 'history of merge-a');
     expect(hist.map((h) => h.body).reverse()).toEqual([{ m: 1, ms: 200 }, { m: 2 }]);
     expect(new Set(hist.map((h) => h.batchId)).size).toBe(1); // one handler call over both messages
+    const timeline = await waitFor(async () => { const t = await rt.getTransitions('merge-a'); return t.some((x) => x.event === 'run.done') ? t : null; }, 'transitions of merge-a');
+    expect(timeline.map((t) => `${t.from}>${t.to}:${t.event}`)).toEqual([
+      '>idle:create', 'idle>active.running:MESSAGE', 'active.running>active.running:MESSAGE', 'active.running>idle:run.done',
+    ]);
     const b = calls.filter((c) => c.sid === 'merge-b');
     expect(b).toHaveLength(1);
     expect(b[0]).toMatchObject({ bodies: [{ m: 3, ms: 200 }], aborted: false, completed: true });
