@@ -63,3 +63,4 @@ try {
   await pub.stop();
   await nats.cleanup();
 }
+process.exit(0); // see throughput.mjs

@@ -65,3 +65,6 @@ try {
   await nats.cleanup();
 }
 writeFileSync(outPath, JSON.stringify(result, null, 2));
+// A stopped runtime can leave a ref'd timer behind (the scheduler's horizon reload re-arms after
+// stop() when stop() lands during its store read): exit explicitly instead of waiting for it.
+process.exit(0);

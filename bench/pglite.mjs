@@ -75,6 +75,7 @@ async function rawPglite(template) {
     ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, last_seq = excluded.last_seq, version = raw_sessions.version + 1, updated_at = excluded.updated_at`;
   const history = `INSERT INTO raw_history (session_id, seq, body, at) VALUES ${hv.join(', ')}`;
   const snap = JSON.parse(template);
+  const c0 = cpuMark(nats.pid, null);
   const t0 = wallNow();
   for (let k0 = 0; k0 < TOTAL; k0 += BATCH) {
     const sp = [];
@@ -93,8 +94,9 @@ async function rawPglite(template) {
     });
   }
   const ms = wallNow() - t0;
+  const cpu = cpuDelta(c0, cpuMark(nats.pid, null), cpus().length);
   await db.close();
-  return { rate: round(TOTAL / (ms / 1000)), ms: round(ms), batch: BATCH, snapshotBytes: template.length };
+  return { rate: round(TOTAL / (ms / 1000)), ms: round(ms), cpu, batch: BATCH, snapshotBytes: template.length };
 }
 
 try {
@@ -111,3 +113,6 @@ try {
   tmp.cleanup();
 }
 writeFileSync(outPath, JSON.stringify(results, null, 2));
+// A stopped runtime can leave a ref'd timer behind (the scheduler's horizon reload re-arms after
+// stop() when stop() lands during its store read): exit explicitly instead of waiting for it.
+process.exit(0);

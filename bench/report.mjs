@@ -46,6 +46,11 @@ const spread = (rounds, f) => {
 };
 const cpuLine = (c) => (c ? `runtime/consumer ${c.self.cores}, nats-server ${c.nats.cores}, publisher ${c.publisher.cores}, postgres ${c.postgres.cores} = ${c.totalCores} of ${c.machineCores} cores${c.otherCores !== undefined ? `; other processes ${c.otherCores}` : ''}` : 'n/a');
 
+const otherOf = (rounds, f) => {
+  const xs = rounds.map(safe(f)).filter((x) => typeof x === 'number');
+  return xs.length ? xs.map((x) => x.toFixed(2)).join(', ') : '';
+};
+
 export function renderResults(res) {
   const m = res.machine;
   const L = [];
@@ -55,46 +60,60 @@ export function renderResults(res) {
   const pgl = res.suites.pglite?.ok ? res.suites.pglite.data : null;
   const rs = res.suites.restart?.ok ? res.suites.restart.data : null;
 
-  L.push(`Measured ${res.startedAt.slice(0, 16).replace('T', ' ')} UTC in ${Math.round(res.totalSeconds / 60 * 10) / 10} min on: ${m.cpu}, **${m.cores} cores**, ${m.memoryGiB} GiB RAM, ${m.os} (kernel ${m.kernel}); Node ${m.node}; ${m.natsServer}; PostgreSQL ${m.postgres} on 127.0.0.1; PGlite ${m.pglite}; @nats-io/jetstream ${m.natsClient}; xstate ${m.xstate}; code at ${m.commit}.`);
+  const stamp = res.mergedFrom
+    ? `Assembled ${res.finishedAt.slice(0, 10)} from suite runs at the times listed below`
+    : `Measured ${res.startedAt.slice(0, 16).replace('T', ' ')} UTC in ${Math.round((res.totalSeconds / 60) * 10) / 10} min`;
+  L.push(`${stamp} on: ${m.cpu}, **${m.cores} cores**, ${m.memoryGiB} GiB RAM, ${m.os} (kernel ${m.kernel}); Node ${m.node}; ${m.natsServer}; PostgreSQL ${m.postgres} on 127.0.0.1; PGlite ${m.pglite}; @nats-io/jetstream ${m.natsClient}; xstate ${m.xstate}; code at ${m.commit}.`);
   L.push('');
-  const env = Object.entries(res.env ?? {}).map(([k, v]) => `${k}=${v}`).join(' ');
-  L.push(`Reproduce: \`${env ? env + ' ' : ''}npm run bench\` (raw numbers: \`bench/results/<date>.json\`). Everything — publisher, nats-server, runtime, Postgres — shares the same cores, so CPU shares below add up to at most ${m.cores}.`);
+  // Only the knobs that change what is measured (not BENCH_ONLY, BENCH_MERGE, BENCH_QUIET_WAIT_S, …).
+  const shaping = (e) => Object.entries(e ?? {}).filter(([k]) => !['BENCH_ONLY', 'BENCH_MERGE', 'BENCH_QUIET_WAIT_S', 'BENCH_NO_DOCS', 'BENCH_CPU_PROF', 'BENCH_LOG_LEVEL', 'BENCH_DATABASE_URL'].includes(k));
+  const knobs = [...new Set(Object.values(res.suites).flatMap((x) => shaping(x.env ?? res.env).map(([k, v]) => `${k}=${v}`)))].join(' ');
+  L.push(`Reproduce: \`${knobs ? knobs + ' ' : ''}npm run bench\` (raw numbers: \`bench/results/<date>.json\`). Everything — publisher, nats-server, runtime, Postgres — shares the same cores, so CPU shares below add up to at most ${m.cores}.`);
   L.push('');
-  L.push('| # | metric | measured | baseline, same run | ratio | goal | |');
-  L.push('| --- | --- | --- | --- | --- | --- | --- |');
+  const when = Object.entries(res.suites).filter(([, x]) => x.startedAt).map(([n, x]) => {
+    const q = x.before ? (x.before.quiet ? 'machine quiet before it' : `other processes busy (${x.before.busyCores} cores) when it started`) : '';
+    return `${n} ${x.startedAt.slice(11, 16)} UTC${q ? ` (${q})` : ''}`;
+  });
+  if (when.length) {
+    const codes = [...new Set(Object.values(res.suites).map((x) => x.code).filter(Boolean))];
+    L.push(`Suites ran at: ${when.join('; ')}.${res.mergedFrom ? ' Some suites were re-run later and merged into this run (BENCH_MERGE); each ratio still comes from one suite run.' : ''}${codes.length > 1 ? ` The built code changed between suites (dist hashes ${codes.join(', ')}).` : ''}`);
+    L.push('');
+  }
+  L.push('| # | metric | measured | baseline, same run | ratio | goal | | other processes\' load during it (cores, of ' + m.cores + ') |');
+  L.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
   if (tp) {
     const r = tp.rounds;
     const n = `${fmt(tp.sessions)} sessions × ${tp.perSession} msgs`;
     const ratioA = med(r, (x) => x.runtimeMemory.handledRate / x.rawJetStream.rate);
-    L.push(`| A1 | end-to-end msg/s, ${n}, no-op handler, memory store, publish → last handler completion (median of ${r.length}) | ${fmt(med(r, (x) => x.runtimeMemory.handledRate))}${spread(r, (x) => x.runtimeMemory.handledRate)} | raw JetStream consume+ack ${fmt(med(r, (x) => x.rawJetStream.rate))}${spread(r, (x) => x.rawJetStream.rate)} | ${fmt(ratioA, 2)} | ≥ 0.5 | ${verdict(ratioA >= 0.5)} |`);
+    L.push(`| A1 | end-to-end msg/s, ${n}, no-op handler, memory store, publish → last handler completion (median of ${r.length}) | ${fmt(med(r, (x) => x.runtimeMemory.handledRate))}${spread(r, (x) => x.runtimeMemory.handledRate)} | raw JetStream consume+ack ${fmt(med(r, (x) => x.rawJetStream.rate))}${spread(r, (x) => x.rawJetStream.rate)} | ${fmt(ratioA, 2)} | ≥ 0.5 | ${verdict(ratioA >= 0.5)} | runtime ${otherOf(r, (x) => x.runtimeMemory.cpu.otherCores)}; baseline ${otherOf(r, (x) => x.rawJetStream.cpu.otherCores)} |`);
     const ratioAp = med(r, (x) => x.runtimePg.handledRate / x.rawJetStream.rate);
-    L.push(`| A2 | same, Postgres store, publish → last handler completion | ${fmt(med(r, (x) => x.runtimePg.handledRate))}${spread(r, (x) => x.runtimePg.handledRate)} | raw JetStream consume+ack | ${fmt(ratioAp, 2)} | (info) | |`);
+    L.push(`| A2 | same, Postgres store, publish → last handler completion | ${fmt(med(r, (x) => x.runtimePg.handledRate))}${spread(r, (x) => x.runtimePg.handledRate)} | raw JetStream consume+ack | ${fmt(ratioAp, 2)} | (info) | | ${otherOf(r, (x) => x.runtimePg.cpu.otherCores)} |`);
   }
   if (lat) {
     const mm = lat.runs.memory;
     const pp = lat.runs.pg;
-    L.push(`| A3 | publish → handler start at ${fmt(lat.rate)} msg/s over ${lat.durationMs / 1000} s, ${fmt(lat.sessions)} live sessions, memory store: p50 / p99 (p99.9, max) | ${mm.handlerStartMs.p50} / **${mm.handlerStartMs.p99} ms** (${mm.handlerStartMs.p999}, ${mm.handlerStartMs.max}) | JetStream publish → PubAck p50/p99 ${mm.pubAckMs.p50} / ${mm.pubAckMs.p99} ms | | p99 < 10 ms | ${verdict(mm.handlerStartMs.p99 < 10)} |`);
-    if (pp) L.push(`| A4 | same, Postgres store: handler start p50 / p99; publish → commit p50 / p99 | ${pp.handlerStartMs.p50} / ${pp.handlerStartMs.p99} ms; ${pp.publishToCommitMs.p50} / ${pp.publishToCommitMs.p99} ms | | | (info) | |`);
+    L.push(`| A3 | publish → handler start at ${fmt(lat.rate)} msg/s over ${lat.durationMs / 1000} s, ${fmt(lat.sessions)} live sessions, memory store: p50 / p99 (p99.9, max) | ${mm.handlerStartMs.p50} / **${mm.handlerStartMs.p99} ms** (${mm.handlerStartMs.p999}, ${mm.handlerStartMs.max}) | JetStream publish → PubAck p50/p99 ${mm.pubAckMs.p50} / ${mm.pubAckMs.p99} ms | | p99 < 10 ms | ${verdict(mm.handlerStartMs.p99 < 10)} | ${mm.cpu.otherCores ?? ''} |`);
+    if (pp) L.push(`| A4 | same, Postgres store: handler start p50 / p99; publish → commit p50 / p99 | ${pp.handlerStartMs.p50} / ${pp.handlerStartMs.p99} ms; ${pp.publishToCommitMs.p50} / ${pp.publishToCommitMs.p99} ms | | | (info) | | ${pp.cpu.otherCores ?? ''} |`);
   }
-  if (heap) L.push(`| A5 | V8 heap per live idle session (${fmt(heap.sessions)} sessions hydrated, one message each, forced GC) | ${fmt(heap.heapBytesPerSession)} B (RSS ${fmt(heap.rssBytesPerSession)} B) | | | (none) | |`);
+  if (heap) L.push(`| A5 | V8 heap per live idle session (${fmt(heap.sessions)} sessions hydrated, one message each, forced GC) | ${fmt(heap.heapBytesPerSession)} B (RSS ${fmt(heap.rssBytesPerSession)} B) | | | (none) | | |`);
   if (tp) {
     const r = tp.rounds;
     const ratioB = med(r, (x) => x.runtimePg.ackedRate / x.rawPg.rate);
     const ratioBc = med(r, (x) => x.runtimePg.committedRate / x.rawPg.rate);
-    L.push(`| B1 | durable msg/s, Postgres: publish → commit → ack processed by the server (stream empty), ${fmt(tp.sessions)} × ${tp.perSession} | ${fmt(med(r, (x) => x.runtimePg.ackedRate))}${spread(r, (x) => x.runtimePg.ackedRate)} | raw batched upsert (500 rows/tx, ${tp.rounds[0].rawPg.snapshotBytes} B JSONB + history row) ${fmt(med(r, (x) => x.rawPg.rate))}${spread(r, (x) => x.rawPg.rate)} rows/s | ${fmt(ratioB, 2)} | ≥ 0.5 | ${verdict(ratioB >= 0.5)} |`);
-    L.push(`| B1′ | same, publish → last commit (acks sent right after it) | ${fmt(med(r, (x) => x.runtimePg.committedRate))} | same | ${fmt(ratioBc, 2)} | | |`);
+    L.push(`| B1 | durable msg/s, Postgres: publish → commit → ack processed by the server (stream empty), ${fmt(tp.sessions)} × ${tp.perSession} | ${fmt(med(r, (x) => x.runtimePg.ackedRate))}${spread(r, (x) => x.runtimePg.ackedRate)} | raw batched upsert (500 rows/tx, ${tp.rounds[0].rawPg.snapshotBytes} B JSONB + history row) ${fmt(med(r, (x) => x.rawPg.rate))}${spread(r, (x) => x.rawPg.rate)} rows/s | ${fmt(ratioB, 2)} | ≥ 0.5 | ${verdict(ratioB >= 0.5)} | runtime ${otherOf(r, (x) => x.runtimePg.cpu.otherCores)}; baseline ${otherOf(r, (x) => x.rawPg.cpu.otherCores)} |`);
+    L.push(`| B1′ | same, publish → last commit (acks sent right after it) | ${fmt(med(r, (x) => x.runtimePg.committedRate))} | same | ${fmt(ratioBc, 2)} | | | |`);
   }
   if (pgl) {
     const ratio = pgl.runtimePglite.ackedRate / pgl.rawPglite.rate;
-    L.push(`| B2 | durable msg/s, PGlite (data dir on disk), publish → commit → ack processed, ${fmt(pgl.sessions)} × ${pgl.perSession} | ${fmt(pgl.runtimePglite.ackedRate)} | raw PGlite batched upsert ${fmt(pgl.rawPglite.rate)} rows/s | ${fmt(ratio, 2)} | ≥ 0.5 | ${verdict(ratio >= 0.5)} |`);
+    L.push(`| B2 | durable msg/s, PGlite (data dir on disk), publish → commit → ack processed, ${fmt(pgl.sessions)} × ${pgl.perSession} | ${fmt(pgl.runtimePglite.ackedRate)} | raw PGlite batched upsert ${fmt(pgl.rawPglite.rate)} rows/s | ${fmt(ratio, 2)} | ≥ 0.5 | ${verdict(ratio >= 0.5)} | runtime ${pgl.runtimePglite.cpu.otherCores ?? ''}; baseline ${pgl.rawPglite.cpu?.otherCores ?? ''} |`);
   }
   if (rs) {
     const r = rs.restarts;
     const best = rs.medianCreateRuntimeToAnswerMs;
-    L.push(`| B3 | restart-to-ready with ${fmt(rs.sessions)} persisted sessions: createRuntime() → first message to a passivated session answered (median of ${r.length}) | **${fmt(best)} ms** (new process spawn → answer ${fmt(rs.medianSpawnToAnswerMs)} ms) | | | < 3 s | ${verdict(best < 3000)} |`);
-    L.push(`| B4 | bytes per passivated session in Postgres (pg_total_relation_size: heap + TOAST + indexes) | sessions ${fmt(rs.sizes.sessionsBytesPerSession)} B; + history + transitions ${fmt(rs.sizes.totalBytesPerSession)} B | | | (none) | |`);
+    L.push(`| B3 | restart-to-ready with ${fmt(rs.sessions)} persisted sessions: createRuntime() → first message to a passivated session answered (median of ${r.length}) | **${fmt(best)} ms** (new process spawn → answer ${fmt(rs.medianSpawnToAnswerMs)} ms) | | | < 3 s | ${verdict(best < 3000)} | |`);
+    L.push(`| B4 | bytes per passivated session in Postgres (pg_total_relation_size: heap + TOAST + indexes) | sessions ${fmt(rs.sizes.sessionsBytesPerSession)} B; + history + transitions ${fmt(rs.sizes.totalBytesPerSession)} B | | | (none) | | |`);
   }
-  if (heap) L.push(`| B5 | heap per live session | ${fmt(heap.heapBytesPerSession)} B (= A5) | | | (none) | |`);
+  if (heap) L.push(`| B5 | heap per live session | ${fmt(heap.heapBytesPerSession)} B (= A5) | | | (none) | | |`);
   L.push('');
 
   if (tp) {

@@ -8,20 +8,22 @@
 // Knobs: BENCH_QUICK=1 (shorter run), BENCH_ONLY=throughput,latency,heap,pglite,restart,
 // BENCH_ROUNDS, BENCH_SESSIONS, BENCH_PER_SESSION, BENCH_PARTITIONS, BENCH_PUB_WINDOW,
 // BENCH_POLICY (queue | cancel-and-merge), BENCH_STATE_BYTES, BENCH_RESTART_SESSIONS,
-// BENCH_QUIET_WAIT_S, BENCH_CPU_PROF=1 (writes .cpuprofile files of each suite process to
+// BENCH_QUIET_WAIT_S, BENCH_MERGE=<earlier results.json> (with BENCH_ONLY: re-run those suites,
+// keep the rest), BENCH_CPU_PROF=1 (writes .cpuprofile files of each suite process to
 // bench/results/profiles/), BENCH_NO_DOCS=1.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BENCH_DIR, ROOT, log, machineBusyMs, sleep } from './lib.mjs';
 import { machineInfo, renderDoc } from './report.mjs';
 
 const SUITES = [
-  { name: 'throughput', timeoutMs: 420_000 },
-  { name: 'latency', timeoutMs: 120_000 },
-  { name: 'heap', timeoutMs: 120_000 },
-  { name: 'pglite', timeoutMs: 240_000 },
-  { name: 'restart', timeoutMs: 180_000 },
+  { name: 'throughput', timeoutMs: 900_000 },
+  { name: 'latency', timeoutMs: 240_000 },
+  { name: 'heap', timeoutMs: 240_000 },
+  { name: 'pglite', timeoutMs: 480_000 },
+  { name: 'restart', timeoutMs: 360_000 },
 ];
 const only = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',').map((s) => s.trim()) : null;
 const resultsDir = join(BENCH_DIR, 'results');
@@ -33,6 +35,17 @@ function suiteEnv() {
   const env = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith('AGENTRY_') || k === 'DATABASE_URL' || k === 'NATS_URL') delete env[k];
   return env;
+}
+
+/** Hash of the built code under test (dist/ may be rebuilt by others between suites on a shared checkout). */
+function codeHash() {
+  const h = createHash('sha1');
+  for (const dir of ['actors', 'runtime', 'persistence']) {
+    const d = join(ROOT, 'dist', dir);
+    if (!existsSync(d)) continue;
+    for (const f of readdirSync(d).filter((x) => x.endsWith('.js')).sort()) h.update(f).update(readFileSync(join(d, f)));
+  }
+  return h.digest('hex').slice(0, 10);
 }
 
 let current;
@@ -68,12 +81,12 @@ function runSuite({ name, timeoutMs }) {
 }
 
 /**
- * This machine may be shared: before each suite, wait (up to BENCH_QUIET_WAIT_S, default 90 s)
+ * This machine may be shared: before each suite, wait (up to BENCH_QUIET_WAIT_S, default 20 s)
  * until other processes use less than a quarter of a core for 3 s in a row. What was seen is
  * recorded; each measurement also records the CPU other processes used while it ran.
  */
 async function waitForQuiet() {
-  const maxMs = Number(process.env.BENCH_QUIET_WAIT_S ?? 90) * 1000;
+  const maxMs = Number(process.env.BENCH_QUIET_WAIT_S ?? 20) * 1000;
   const t0 = Date.now();
   let quiet = 0;
   let last = 0;
@@ -89,16 +102,24 @@ async function waitForQuiet() {
 
 const started = new Date();
 const machine = await machineInfo();
-const results = { startedAt: started.toISOString(), machine, env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('BENCH_'))), suites: {} };
+const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('BENCH_') && k !== 'BENCH_MERGE'));
+// BENCH_MERGE=<results.json>: re-run some suites (BENCH_ONLY) and keep the others from that file;
+// every suite records when it ran, and the doc says so.
+const base = process.env.BENCH_MERGE ? JSON.parse(readFileSync(process.env.BENCH_MERGE, 'utf8')) : null;
+const results = base
+  ? { ...base, machine, mergedFrom: process.env.BENCH_MERGE, suites: { ...base.suites } }
+  : { startedAt: started.toISOString(), machine, env, suites: {} };
 for (const s of SUITES) {
   if (only && !only.includes(s.name)) continue;
   const quiet = await waitForQuiet();
   log(`suite ${s.name} … (machine ${quiet.quiet ? 'quiet' : `busy with other work: ${quiet.busyCores} cores`} after ${quiet.waitedS} s)`);
-  results.suites[s.name] = { ...(await runSuite(s)), before: quiet };
+  const at = new Date().toISOString();
+  const code = codeHash();
+  results.suites[s.name] = { ...(await runSuite(s)), before: quiet, startedAt: at, env, code };
   log(`suite ${s.name}: ${results.suites[s.name].ok ? 'ok' : results.suites[s.name].error} in ${results.suites[s.name].seconds} s`);
 }
 results.finishedAt = new Date().toISOString();
-results.totalSeconds = Math.round((Date.now() - started.getTime()) / 1000);
+results.totalSeconds = base ? base.totalSeconds : Math.round((Date.now() - started.getTime()) / 1000);
 writeFileSync(join(resultsDir, `${stamp}.json`), JSON.stringify(results, null, 2));
 writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify(results, null, 2));
 log(`raw results: bench/results/${stamp}.json (${results.totalSeconds} s)`);
