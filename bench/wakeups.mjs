@@ -1,0 +1,324 @@
+// Wake-ups suite (issue 4, "Benchmark"): on Postgres,
+//
+// 1. Wake lateness with 10k and 100k sleepers. Sleeping sessions are written straight through
+//    the store's commit() (WAKE_BATCH records per call, version 1) as clones of one real session
+//    that the runtime put to sleep with sleepAgent(); wake times are spread over a WINDOW_MS
+//    window that starts once the rows and the runtime are in place. A runtime then starts; the
+//    agent records, on the wake record (batch[0].kind === 'wake'), Date.now() − planned wake time
+//    (agent-observed lateness: timer + hydration + admission + handler start). Also reported:
+//    the scheduler's own firing lateness (`scheduler.lateness`).
+// 2. Start-up with 1M stored timers: 1,000,000 sleeping sessions with wake_at spread over 30
+//    days (INSERT … SELECT unnest in SQL), then createRuntime() is timed and heldCount() and
+//    heapUsed after gc are compared with a runtime on an empty schema.
+// 3. Event fan-out: 10k idle sessions subscribed to `bench.*` (commit() with `subscribe`), then
+//    K events through publishEvent(); deliveries/s until every session handled every event,
+//    and publishEvent() call latency.
+//
+// Run: npm run bench:wakeups (BENCH_QUICK=1: 10k sleepers only, 100k start-up timers, fewer events).
+import { writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { createRuntime, defineAgent, partitionOf } from '../dist/runtime/index.js';
+import { createPgStore } from '../dist/persistence/index.js';
+import { PARTITIONS, PG_URL, QUICK, ROOT, dropSchema, log, percentiles, pgClient, quietLogger, round, schemaName, sleep, startNats, waitUntil } from './lib.mjs';
+
+const SLEEPER_COUNTS = QUICK ? [10_000] : (process.env.BENCH_SLEEPERS ?? '10000,100000').split(',').map(Number);
+const TIMERS = Number(process.env.BENCH_TIMERS ?? (QUICK ? 100_000 : 1_000_000));
+const SUBSCRIBERS = Number(process.env.BENCH_SUBSCRIBERS ?? 10_000);
+const EVENTS = Number(process.env.BENCH_EVENTS ?? (QUICK ? 5 : 10));
+const WINDOW_MS = Number(process.env.BENCH_WAKE_WINDOW_MS ?? 30_000);
+const WAKE_BATCH = 1000;
+const MAX_ACTIVE = Number(process.env.BENCH_MAX_ACTIVE ?? 10_000);
+const HORIZON_MS = 60_000; // the default timerHorizonMs
+
+const schemas = [];
+const results = { config: { partitions: PARTITIONS, maxActiveSessions: MAX_ACTIVE, timerHorizonMs: HORIZON_MS, wakeWindowMs: WINDOW_MS, commitBatch: WAKE_BATCH } };
+
+// ---- the agent ---------------------------------------------------------------------------------
+
+/** Planned wake time by session id (phase 1), and per-session event counts (phase 3). */
+const planned = new Map();
+let wakeLateness = [];
+let eventsHandled = 0;
+let wakesSeen = 0;
+
+const benchAgent = defineAgent({
+  type: 'bench', onMessage: 'queue', initialState: () => ({}),
+  handle(batch, ctx) {
+    if (batch[0].kind === 'wake') {
+      const p = planned.get(ctx.sessionId);
+      if (p !== undefined) { wakeLateness.push(Date.now() - p); planned.delete(ctx.sessionId); }
+      wakesSeen++;
+    }
+    for (const m of batch) if (m.kind === 'event') eventsHandled++;
+    return undefined;
+  },
+});
+
+function runtimeConfig(nats, schema, extra = {}) {
+  return { natsUrl: nats.url, partitions: PARTITIONS, store: 'auto', databaseUrl: PG_URL, databaseSchema: schema, logLevel: 'error', maxActiveSessions: MAX_ACTIVE, timerHorizonMs: HORIZON_MS, port: 0, ...extra };
+}
+
+async function freshSchema(tag) {
+  const schema = schemaName(tag);
+  schemas.push(schema);
+  const store = createPgStore({ connectionString: PG_URL, schema });
+  await store.migrate();
+  return { schema, store };
+}
+
+// ---- templates -----------------------------------------------------------------------------------
+
+/** A real idle session and a real sleeping one, committed by the runtime: their snapshots are cloned. */
+async function templates() {
+  const nats = await startNats();
+  const { schema, store } = await freshSchema('wk_tpl');
+  await store.close();
+  const rt = await createRuntime({ agents: [benchAgent], logger: quietLogger(), config: runtimeConfig(nats, schema) });
+  try {
+    await rt.createAgent('tidle', 'bench');
+    await rt.createAgent('tsleep', 'bench');
+    await rt.sleepAgent('tsleep', { durationMs: 3_600_000 });
+    let idle, sleeping;
+    await waitUntil(async () => {
+      idle = await rt.store.loadSession('tidle');
+      sleeping = await rt.store.loadSession('tsleep');
+      return idle && sleeping && sleeping.status === 'sleeping' && sleeping.wakeAt !== null;
+    }, 'template sessions committed', 30_000, 50);
+    return { idle: idle.snapshot, sleeping: sleeping.snapshot };
+  } finally {
+    await rt.stop();
+    await nats.cleanup();
+  }
+}
+
+function cloneSnapshot(tpl, id, until) {
+  const s = structuredClone(tpl);
+  s.context.sessionId = id;
+  if (until !== undefined && s.context.wake) s.context.wake.until = until;
+  return s;
+}
+
+function record(id, status, snapshot, wakeAt, extra = {}) {
+  return {
+    sessionId: id, type: 'bench', status, snapshot, lastSeq: 0, version: 1, partition: partitionOf(id, PARTITIONS), ownerEpoch: 0,
+    wakeAt, wakeEvents: [], wakePriority: null, history: [], transitions: [], outbox: [], ...extra,
+  };
+}
+
+// ---- 1. wake lateness ----------------------------------------------------------------------------
+
+async function wakeLatenessRun(tpl, n) {
+  const nats = await startNats();
+  const { schema, store } = await freshSchema(`wk_wake${n}`);
+  planned.clear(); wakeLateness = []; wakesSeen = 0;
+  // The window starts after the rows are written (~15k/s budgeted) and the runtime is up.
+  const tInsert0 = Date.now();
+  const windowStart = tInsert0 + Math.ceil(n / 15_000) * 1000 + 15_000;
+  for (let i0 = 0; i0 < n; i0 += WAKE_BATCH) {
+    const recs = [];
+    for (let i = i0; i < Math.min(n, i0 + WAKE_BATCH); i++) {
+      const id = `w${i}`;
+      const until = windowStart + Math.floor(((i * 7919) % n) * (WINDOW_MS / n)); // shuffled across the window
+      planned.set(id, until);
+      recs.push(record(id, 'sleeping', cloneSnapshot(tpl.sleeping, id, until), until));
+    }
+    await store.commit(recs);
+  }
+  const insertMs = Date.now() - tInsert0;
+  await store.close();
+  const lead = windowStart - Date.now();
+  log(`wakes ${n}: ${n} sleepers written in ${insertMs} ms; first wake in ${lead} ms`);
+  if (lead < 3000) log(`wakes ${n}: WARNING: insertion ran late, the first wakes may be overdue at start`);
+  const t0 = Date.now();
+  const rt = await createRuntime({ agents: [benchAgent], logger: quietLogger(), config: runtimeConfig(nats, schema) });
+  const startMs = Date.now() - t0;
+  const sched = rt.wakeups.scheduler;
+  const held = sched.heldCount();
+  const cpu0 = process.cpuUsage();
+  try {
+    await waitUntil(() => wakeLateness.length >= n, `${n} wakes`, windowStart + WINDOW_MS + 180_000 - Date.now(), 100).catch((e) => log(`wakes ${n}: ${e.message}`));
+    const lastWake = Date.now();
+    const cpu = process.cpuUsage(cpu0);
+    const lat = percentiles(wakeLateness);
+    const early = wakeLateness.filter((x) => x < 0).length;
+    const schedLat = percentiles(sched.lateness);
+    const schedEarly = sched.lateness.filter((x) => x < 0).length;
+    return {
+      sleepers: n, insertMs, insertRate: round(n / (insertMs / 1000)), createRuntimeMs: startMs, heldAtStart: held,
+      woke: wakeLateness.length, early, lateness: lat, schedulerLateness: schedLat, schedulerEarly: schedEarly,
+      wakesPerSecOverWindow: round(wakeLateness.length / ((lastWake - windowStart) / 1000)), drainedAfterWindowMs: Math.max(0, lastWake - (windowStart + WINDOW_MS)),
+      benchProcessCores: round((cpu.user + cpu.system) / 1000 / (lastWake - t0), 2), liveAtEnd: rt.host.liveCount(),
+    };
+  } finally {
+    await rt.stop();
+    await nats.cleanup();
+  }
+}
+
+// ---- 2. start-up with 1M stored timers --------------------------------------------------------------
+
+function gcHeap() {
+  global.gc?.(); global.gc?.();
+  return process.memoryUsage().heapUsed;
+}
+
+async function startupRun(tpl) {
+  const nats = await startNats();
+  try {
+    // Empty-store baseline.
+    const empty = await freshSchema('wk_empty');
+    await empty.store.close();
+    const heap0 = gcHeap();
+    let t0 = performance.now();
+    let rt = await createRuntime({ agents: [benchAgent], logger: quietLogger(), config: runtimeConfig(nats, empty.schema) });
+    const emptyStartMs = performance.now() - t0;
+    const emptyHeap = gcHeap();
+    const emptyHeld = rt.wakeups.scheduler.heldCount();
+    await rt.stop();
+
+    // 1M sleeping sessions, wake_at spread over 30 days from now+5s (so ~HORIZON/30d of them are in the horizon).
+    const { schema, store } = await freshSchema('wk_1m');
+    await store.close();
+    const c = await pgClient(schema);
+    const tIns = performance.now();
+    const base = Date.now() + 5000;
+    const span = 30 * 24 * 3600 * 1000;
+    const CHUNK = 100_000;
+    const snap = JSON.stringify(tpl.sleeping);
+    for (let i0 = 0; i0 < TIMERS; i0 += CHUNK) {
+      const parts = [];
+      for (let i = i0; i < Math.min(TIMERS, i0 + CHUNK); i++) parts.push(partitionOf(`m${i}`, PARTITIONS));
+      await c.query(`INSERT INTO sessions (id, type, status, snapshot, last_seq, version, partition, owner_epoch, wake_at, wake_events, wake_priority, created_at, updated_at)
+        SELECT 'm' || (g + $2 - 1), 'bench', 'sleeping',
+               jsonb_set(jsonb_set($1::jsonb, '{context,sessionId}', to_jsonb('m' || (g + $2 - 1))), '{context,wake,until}', to_jsonb($3::bigint + ((g + $2 - 1) * 7919 % $4) * ($5::bigint / $4))),
+               0, 1, part, 0, $3::bigint + ((g + $2 - 1) * 7919 % $4) * ($5::bigint / $4), '{}', NULL, $6, $6
+        FROM unnest($7::int[]) WITH ORDINALITY AS u(part, g)`, [snap, i0, base, TIMERS, span, Date.now(), parts]);
+    }
+    await c.query('ANALYZE sessions');
+    const insertMs = performance.now() - tIns;
+    const { rows: [sz] } = await c.query(`SELECT count(*)::int AS n, pg_total_relation_size('sessions') AS bytes,
+        (SELECT count(*)::int FROM sessions WHERE wake_at < $1) AS in_horizon FROM sessions`, [Date.now() + HORIZON_MS]);
+    await c.end();
+    log(`startup: ${sz.n} timers stored in ${Math.round(insertMs)} ms (${Math.round(Number(sz.bytes) / 1e6)} MB); ${sz.in_horizon} due within the horizon`);
+
+    const heap1 = gcHeap();
+    t0 = performance.now();
+    rt = await createRuntime({ agents: [benchAgent], logger: quietLogger(), config: runtimeConfig(nats, schema) });
+    const startMs = performance.now() - t0;
+    const held = rt.wakeups.scheduler.heldCount();
+    const heap = gcHeap();
+    await rt.stop();
+    return {
+      timers: sz.n, insertMs: Math.round(insertMs), tableMB: Math.round(Number(sz.bytes) / 1e6), dueInHorizonAtInsert: sz.in_horizon,
+      empty: { createRuntimeMs: round(emptyStartMs), held: emptyHeld, heapUsedMB: round(emptyHeap / 1e6, 1), heapDeltaMB: round((emptyHeap - heap0) / 1e6, 1) },
+      stored: { createRuntimeMs: round(startMs), held, heapUsedMB: round(heap / 1e6, 1), heapDeltaMB: round((heap - heap1) / 1e6, 1) },
+    };
+  } finally {
+    await nats.cleanup();
+  }
+}
+
+// ---- 3. event fan-out --------------------------------------------------------------------------------
+
+async function fanoutRun(tpl) {
+  const nats = await startNats();
+  const { schema, store } = await freshSchema('wk_fan');
+  for (let i0 = 0; i0 < SUBSCRIBERS; i0 += WAKE_BATCH) {
+    const recs = [];
+    for (let i = i0; i < Math.min(SUBSCRIBERS, i0 + WAKE_BATCH); i++) {
+      const id = `f${i}`;
+      recs.push(record(id, 'idle', cloneSnapshot(tpl.idle, id), null, { subscribe: ['bench.*'] }));
+    }
+    await store.commit(recs);
+  }
+  await store.close();
+  const rt = await createRuntime({ agents: [benchAgent], logger: quietLogger(), config: runtimeConfig(nats, schema) });
+  try {
+    eventsHandled = 0;
+    const total = SUBSCRIBERS * EVENTS;
+    const calls = [];
+    let recipients = 0;
+    const t0 = performance.now();
+    for (let k = 0; k < EVENTS; k++) {
+      const c0 = performance.now();
+      const r = await rt.publishEvent('bench.tick', { k });
+      calls.push(performance.now() - c0);
+      recipients += r.recipients;
+    }
+    const tPublished = performance.now();
+    await waitUntil(() => eventsHandled >= total, `${total} event deliveries`, 300_000, 50).catch((e) => log(`fanout: ${e.message}`));
+    const tDone = performance.now();
+    // The first event hydrates every subscriber; the rest reach live sessions.
+    return {
+      subscribers: SUBSCRIBERS, events: EVENTS, recipients, handled: eventsHandled,
+      publishCallMs: percentiles(calls), publishAllMs: round(tPublished - t0), allHandledMs: round(tDone - t0),
+      deliveriesPerSec: round(eventsHandled / ((tDone - t0) / 1000)), routedPerSec: round(recipients / ((tPublished - t0) / 1000)), liveAtEnd: rt.host.liveCount(),
+    };
+  } finally {
+    await rt.stop();
+    await nats.cleanup();
+  }
+}
+
+// ---- report ---------------------------------------------------------------------------------------
+
+function versions() {
+  const v = {};
+  try { v.nats = execFileSync('nats-server', ['--version'], { encoding: 'utf8' }).trim(); } catch { v.nats = 'unknown'; }
+  return v;
+}
+
+function table(r) {
+  const rows = ['| Measure | Result | Goal |', '|---|---|---|'];
+  for (const w of r.wakes ?? []) {
+    const l = w.lateness, s = w.schedulerLateness;
+    rows.push(`| Wake lateness, ${w.sleepers / 1000}k sleepers over ${WINDOW_MS / 1000} s (agent-observed) | p50 ${l.p50} ms, p99 ${l.p99} ms, max ${l.max} ms; ${w.woke}/${w.sleepers} woke, ${w.early} early | p99 < 20 ms, never early |`);
+    rows.push(`| Scheduler firing lateness, ${w.sleepers / 1000}k | p50 ${s.p50} ms, p99 ${s.p99} ms, max ${s.max} ms; ${w.schedulerEarly} early | |`);
+  }
+  if (r.startup) {
+    const s = r.startup;
+    rows.push(`| Start-up, ${s.timers.toLocaleString('en')} timers stored (30 days) | createRuntime ${s.stored.createRuntimeMs} ms (empty store ${s.empty.createRuntimeMs} ms) | |`);
+    rows.push(`| Heap after gc, ${s.timers.toLocaleString('en')} timers vs empty | ${s.stored.heapUsedMB} MB (+${s.stored.heapDeltaMB} MB over createRuntime) vs ${s.empty.heapUsedMB} MB (+${s.empty.heapDeltaMB} MB); heldCount ${s.stored.held} vs ${s.empty.held} | heap holds only the horizon |`);
+  }
+  if (r.fanout) {
+    const f = r.fanout;
+    rows.push(`| Event fan-out, ${f.subscribers / 1000}k subscribers × ${f.events} events | ${f.deliveriesPerSec.toLocaleString('en')} deliveries/s (${f.handled}/${f.subscribers * f.events} in ${round(f.allHandledMs / 1000, 1)} s) | |`);
+    rows.push(`| publishEvent() call, ${f.subscribers / 1000}k recipients | p50 ${f.publishCallMs.p50} ms, max ${f.publishCallMs.max} ms (routing ${f.routedPerSec.toLocaleString('en')} inbox publishes/s) | |`);
+  }
+  return rows.join('\n');
+}
+
+try {
+  results.machine = { cpus: cpus().length, model: cpus()[0]?.model, memGB: round(totalmem() / 2 ** 30, 1), node: process.version };
+  results.versions = versions();
+  {
+    const c = await pgClient();
+    results.versions.postgres = (await c.query('SHOW server_version')).rows[0].server_version;
+    await c.end();
+  }
+  log(`wakeups: sleepers ${SLEEPER_COUNTS.join(', ')}, ${TIMERS} stored timers, ${SUBSCRIBERS} subscribers × ${EVENTS} events`);
+  const tpl = await templates();
+  results.wakes = [];
+  for (const n of SLEEPER_COUNTS) {
+    const w = await wakeLatenessRun(tpl, n);
+    results.wakes.push(w);
+    log(`wakes ${n}: p50 ${w.lateness.p50} p99 ${w.lateness.p99} max ${w.lateness.max} ms, early ${w.early}; scheduler p99 ${w.schedulerLateness.p99} ms`);
+    await dropSchema(schemas.at(-1)).catch(() => undefined);
+  }
+  results.fanout = await fanoutRun(tpl);
+  log(`fanout: ${results.fanout.deliveriesPerSec} deliveries/s, publishEvent p50 ${results.fanout.publishCallMs.p50} ms`);
+  await dropSchema(schemas.at(-1)).catch(() => undefined);
+  results.startup = await startupRun(tpl);
+  log(`startup: createRuntime ${results.startup.stored.createRuntimeMs} ms, held ${results.startup.stored.held}, heap ${results.startup.stored.heapUsedMB} MB vs empty ${results.startup.empty.heapUsedMB} MB`);
+} finally {
+  for (const s of schemas) await dropSchema(s).catch(() => undefined);
+}
+const md = table(results);
+console.log(md);
+const outPath = process.argv[2] ?? join(ROOT, 'bench', 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}-wakeups.json`);
+writeFileSync(outPath, JSON.stringify(results, null, 2));
+log(`results written to ${outPath}`);
+// A stopped runtime can leave a ref'd timer behind (see restart.mjs): exit explicitly.
+process.exit(0);
