@@ -43,6 +43,12 @@ export class Scheduler {
   /** The due time each key currently expects; heap entries that disagree are stale. */
   private readonly expected = new Map<TimerKey, number>();
   private horizonEnd = 0;
+  /**
+   * Keys fired at a due time whose change has not reached the store yet (a woken session reads
+   * `sleeping` until its wake commits): a re-read must not fire them again. Cleared by the note
+   * that follows the commit.
+   */
+  private readonly fired = new Map<TimerKey, number>();
   private timer: unknown;
   private armedFor = Infinity;
   private reloadTimer: unknown;
@@ -69,6 +75,8 @@ export class Scheduler {
    */
   note(key: TimerKey, at: number | null): void {
     if (this.stopped) return;
+    if (at === null || this.fired.get(key) !== at) this.fired.delete(key);
+    if (this.fired.has(key)) return; // already fired at this time; the store has not caught up
     if (at === null) { this.expected.delete(key); return; }
     if (at >= this.horizonEnd) { this.expected.delete(key); return; }
     if (this.expected.get(key) === at) return;
@@ -98,13 +106,16 @@ export class Scheduler {
     const { store, clock, horizonMs } = this.deps;
     const now = clock.now();
     let end = now + horizonMs;
+    let full = false;
     try {
       const parts = this.deps.partitions();
       const wakes = await store.dueWakes(parts, end, PAGE);
       const crons = await store.dueSchedules(parts, end, PAGE);
-      // A full page means more is due within the horizon than one read holds: shrink it.
+      // A full page means more is due within the horizon than one read holds: shrink it, and
+      // read again soon rather than after half a horizon.
       if (wakes.length === PAGE) end = Math.min(end, wakes.at(-1)!.wakeAt);
       if (crons.length === PAGE) end = Math.min(end, crons.at(-1)!.nextRunAt!);
+      full = wakes.length === PAGE || crons.length === PAGE;
       this.horizonEnd = Math.max(this.horizonEnd, end);
       for (const w of wakes) if (w.wakeAt < end) this.note(`wake:${w.sessionId}`, w.wakeAt);
       for (const c of crons) if (c.nextRunAt! < end) this.note(`cron:${c.id}`, c.nextRunAt);
@@ -113,7 +124,7 @@ export class Scheduler {
       this.reloadTimer = clock.setTimeout(() => { void this.reload(); }, 1000);
       return;
     }
-    this.reloadTimer = clock.setTimeout(() => { void this.reload(); }, Math.max(1000, horizonMs / 2));
+    this.reloadTimer = clock.setTimeout(() => { void this.reload(); }, full ? 1000 : Math.max(1000, horizonMs / 2));
     this.arm();
   }
 
@@ -133,6 +144,8 @@ export class Scheduler {
       this.heap.pop();
       if (this.expected.get(top.key) !== top.at) continue; // superseded
       this.expected.delete(top.key);
+      this.fired.set(top.key, top.at);
+      if (this.fired.size > 200_000) for (const k of [...this.fired.keys()].slice(0, 100_000)) this.fired.delete(k); // bound it
       this.lateness.push(now - top.at);
       if (this.lateness.length > 100_000) this.lateness.splice(0, 50_000);
       try {

@@ -205,8 +205,11 @@ export class SessionHost {
   }
 
   private hasCapacity(): boolean {
-    return this.activeSessions < this.deps.config.maxActiveSessions;
+    return this.activeSessions + this.reservedWakes < this.deps.config.maxActiveSessions;
   }
+
+  /** Due wakes loading their session: they hold a handler slot before they are active. */
+  private reservedWakes = 0;
 
   /** Queues work that would make a session active until a slot is free (urgent first, then oldest). */
   private enqueueReady(priority: Priority, at: number, run: () => void): void {
@@ -777,10 +780,20 @@ export class SessionHost {
    * still sleeps/waits on that deadline; queues the wake while all handler slots are taken.
    */
   async wakeDue(sid: string, dueAt: number): Promise<void> {
+    // Take a slot before loading: with 100,000 wakes due at once, loading first filled the pool
+    // with reads and starved commits. A wake waits in the queue without touching the store.
+    if (!this.hasCapacity()) {
+      this.enqueueReady('normal', dueAt, () => { void this.wakeDue(sid, dueAt); });
+      return;
+    }
+    this.reservedWakes++;
     let s: LiveSession;
     try { s = await this.ensureLive(sid); } catch (err) {
       if ((err as { code?: string }).code !== 'UNKNOWN_SESSION') this.deps.logger.warn({ err, sessionId: sid }, 'could not load a session to wake it');
       return;
+    } finally {
+      this.reservedWakes--;
+      queueMicrotask(() => { this.pump(); });
     }
     const fire = (): void => {
       if (this.live.get(sid) !== s) return;
@@ -796,8 +809,7 @@ export class SessionHost {
       }
     };
     try {
-      if (this.hasCapacity()) fire();
-      else this.enqueueReady('normal', dueAt, fire);
+      fire(); // the slot this wake reserved is now its own (or it was stale and frees it)
     } finally {
       this.unpin(s);
     }
