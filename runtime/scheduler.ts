@@ -120,10 +120,12 @@ export class Scheduler {
       for (const w of wakes) if (w.wakeAt < end) this.note(`wake:${w.sessionId}`, w.wakeAt);
       for (const c of crons) if (c.nextRunAt! < end) this.note(`cron:${c.id}`, c.nextRunAt);
     } catch (err) {
+      if (this.stopped) return;
       this.deps.logger.warn({ err }, 'scheduler could not read timers; retrying');
       this.reloadTimer = clock.setTimeout(() => { void this.reload(); }, 1000);
       return;
     }
+    if (this.stopped) return; // stop() landed while we read: arm nothing that keeps the process alive
     this.reloadTimer = clock.setTimeout(() => { void this.reload(); }, full ? 1000 : Math.max(1000, horizonMs / 2));
     this.arm();
   }
