@@ -128,10 +128,10 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       for (const id of ids) outbox.delete(id);
       return Promise.resolve();
     },
-    dueWakes(partitions, before, limit) {
+    dueWakes(partitions, before, limit, from) {
       const rows: DueWake[] = [];
       for (const x of sessions.values()) {
-        if (x.wakeAt === null || x.wakeAt >= before || (x.status !== 'sleeping' && x.status !== 'waiting')) continue;
+        if (x.wakeAt === null || x.wakeAt >= before || (from !== undefined && x.wakeAt < from) || (x.status !== 'sleeping' && x.status !== 'waiting')) continue;
         if (partitions && !partitions.includes(x.partition)) continue;
         rows.push({ sessionId: x.id, wakeAt: x.wakeAt, status: x.status, partition: x.partition });
       }
@@ -156,9 +156,9 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     deleteSchedule: (id) => Promise.resolve(schedules.delete(id)),
     getSchedule: (id) => Promise.resolve(schedules.get(id) ?? null),
     listSchedules: (o = {}) => Promise.resolve([...schedules.values()].filter((x) => !o.sessionId || x.sessionId === o.sessionId).slice(0, o.limit ?? 1000)),
-    dueSchedules(partitions, before, limit) {
+    dueSchedules(partitions, before, limit, from) {
       return Promise.resolve([...schedules.values()]
-        .filter((x) => x.nextRunAt !== null && x.nextRunAt < before && (!partitions || partitions.includes(x.partition)))
+        .filter((x) => x.nextRunAt !== null && x.nextRunAt < before && (from === undefined || x.nextRunAt >= from) && (!partitions || partitions.includes(x.partition)))
         .sort((a, b) => a.nextRunAt! - b.nextRunAt!).slice(0, limit));
     },
     fireSchedule(id, expected, next, firedAt, o) {

@@ -126,13 +126,13 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     async deleteOutbox(ids) {
       await sql.deleteOutboxByIds(db, ids);
     },
-    dueWakes: (partitions, before, limit) => wq.selectDueWakes(db, partitions, before, limit),
+    dueWakes: (partitions, before, limit, from) => wq.selectDueWakes(db, partitions, before, limit, from ?? null),
     eventRecipients: (type) => wq.selectEventRecipients(db, type),
     addSchedule: (sched) => wq.insertSchedule(db, sched),
     deleteSchedule: (id) => wq.deleteScheduleById(db, id),
     getSchedule: (id) => wq.selectSchedule(db, id),
     listSchedules: (o = {}) => wq.selectSchedules(db, o.sessionId ?? null, clampLimit(o.limit, 1000, 10_000)),
-    dueSchedules: (partitions, before, limit) => wq.selectDueSchedules(db, partitions, before, limit),
+    dueSchedules: (partitions, before, limit, from) => wq.selectDueSchedules(db, partitions, before, limit, from ?? null),
     fireSchedule(id, expected, next, firedAt, outbox) {
       return db.transaction(async (tx) => {
         if (!(await wq.advanceSchedule(tx, id, expected, next, firedAt))) return false;

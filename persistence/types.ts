@@ -206,8 +206,8 @@ export interface Store {
   /** Outbox rows committed but not yet confirmed published (flushed again after a crash). */
   pendingOutbox(limit: number): Promise<OutboxRecord[]>;
   deleteOutbox(ids: readonly string[]): Promise<void>;
-  /** Sleeping/waiting sessions due before `before`, oldest first; `partitions` null means all. */
-  dueWakes(partitions: readonly number[] | null, before: number, limit: number): Promise<DueWake[]>;
+  /** Sleeping/waiting sessions due in [`from`, `before`), oldest first; `partitions` null means all. */
+  dueWakes(partitions: readonly number[] | null, before: number, limit: number, from?: number): Promise<DueWake[]>;
   /** Sessions an event of `type` goes to: sleepers/waiters listing it and subscribers (not stopped ones). */
   eventRecipients(type: string): Promise<string[]>;
   /** Inserts a schedule; throws when the id exists. */
@@ -216,8 +216,8 @@ export interface Store {
   deleteSchedule(id: string): Promise<boolean>;
   getSchedule(id: string): Promise<ScheduleRecord | null>;
   listSchedules(opts?: { sessionId?: string; limit?: number }): Promise<ScheduleRecord[]>;
-  /** Schedules due before `before`; `partitions` null means all. */
-  dueSchedules(partitions: readonly number[] | null, before: number, limit: number): Promise<ScheduleRecord[]>;
+  /** Schedules due in [`from`, `before`); `partitions` null means all. */
+  dueSchedules(partitions: readonly number[] | null, before: number, limit: number, from?: number): Promise<ScheduleRecord[]>;
   /**
    * Records a firing atomically: moves `next_run_at` from `expectedNextRunAt` to `nextRunAt` and
    * writes the outbox row that delivers it (none: a skipped firing). False (nothing written) when another firing won.

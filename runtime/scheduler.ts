@@ -36,6 +36,7 @@ export interface SchedulerDeps {
 
 const MAX_DELAY = 2 ** 31 - 1;
 const PAGE = 50_000;
+const FULL_READ_EVERY_MS = 5 * 60_000;
 
 /** The durable timer wheel of one node. */
 export class Scheduler {
@@ -43,6 +44,9 @@ export class Scheduler {
   /** The due time each key currently expects; heap entries that disagree are stale. */
   private readonly expected = new Map<TimerKey, number>();
   private horizonEnd = 0;
+  private lastFullRead = 0;
+  private reading = false;
+  private readonly lateNotes: [TimerKey, number][] = [];
   /**
    * Keys fired at a due time whose change has not reached the store yet (a woken session reads
    * `sleeping` until its wake commits): a re-read must not fire them again. Cleared by the note
@@ -78,7 +82,11 @@ export class Scheduler {
     if (at === null || this.fired.get(key) !== at) this.fired.delete(key);
     if (this.fired.has(key)) return; // already fired at this time; the store has not caught up
     if (at === null) { this.expected.delete(key); return; }
-    if (at >= this.horizonEnd) { this.expected.delete(key); return; }
+    if (at >= this.horizonEnd) {
+      this.expected.delete(key);
+      if (this.reading) this.lateNotes.push([key, at]); // the read in flight may extend the horizon past it
+      return;
+    }
     if (this.expected.get(key) === at) return;
     this.expected.set(key, at);
     this.heap.push({ at, key });
@@ -90,6 +98,7 @@ export class Scheduler {
     if (this.stopped) return;
     if (this.reloadTimer !== undefined) this.deps.clock.clearTimeout(this.reloadTimer);
     this.reloadTimer = undefined;
+    this.horizonEnd = 0; // read from the start: the new partition's overdue timers too
     void this.reload();
   }
 
@@ -109,25 +118,40 @@ export class Scheduler {
     let full = false;
     try {
       const parts = this.deps.partitions();
-      const wakes = await store.dueWakes(parts, end, PAGE);
-      const crons = await store.dueSchedules(parts, end, PAGE);
+      // Incremental: what lies before horizonEnd is in the heap already (or fired); only a
+      // refresh (a partition just taken) reads from the start, overdue timers included.
+      // A full read every few minutes is the safety net for anything an incremental one missed.
+      const from = this.horizonEnd > 0 && now - this.lastFullRead < FULL_READ_EVERY_MS ? this.horizonEnd : undefined;
+      this.reading = true;
+      const wakes = await store.dueWakes(parts, end, PAGE, from);
+      const crons = await store.dueSchedules(parts, end, PAGE, from);
       // A full page means more is due within the horizon than one read holds: shrink it, and
       // read again soon rather than after half a horizon.
       if (wakes.length === PAGE) end = Math.min(end, wakes.at(-1)!.wakeAt);
       if (crons.length === PAGE) end = Math.min(end, crons.at(-1)!.nextRunAt!);
       full = wakes.length === PAGE || crons.length === PAGE;
       this.horizonEnd = Math.max(this.horizonEnd, end);
+      if (from === undefined) this.lastFullRead = now;
       for (const w of wakes) if (w.wakeAt < end) this.note(`wake:${w.sessionId}`, w.wakeAt);
       for (const c of crons) if (c.nextRunAt! < end) this.note(`cron:${c.id}`, c.nextRunAt);
     } catch (err) {
+      this.afterRead();
       if (this.stopped) return;
       this.deps.logger.warn({ err }, 'scheduler could not read timers; retrying');
       this.reloadTimer = clock.setTimeout(() => { void this.reload(); }, 1000);
       return;
     }
+    this.afterRead();
     if (this.stopped) return; // stop() landed while we read: arm nothing that keeps the process alive
     this.reloadTimer = clock.setTimeout(() => { void this.reload(); }, full ? 1000 : Math.max(1000, horizonMs / 2));
     this.arm();
+  }
+
+  /** Applies the notes that arrived while a read was in flight (the read may predate their commits). */
+  private afterRead(): void {
+    this.reading = false;
+    const late = this.lateNotes.splice(0);
+    for (const [key, at] of late) this.note(key, at);
   }
 
   private arm(): void {
