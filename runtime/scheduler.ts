@@ -37,6 +37,7 @@ export interface SchedulerDeps {
 const MAX_DELAY = 2 ** 31 - 1;
 const PAGE = 50_000;
 const FULL_READ_EVERY_MS = 5 * 60_000;
+const FIRED_TTL_MS = 30_000;
 
 /** The durable timer wheel of one node. */
 export class Scheduler {
@@ -52,7 +53,7 @@ export class Scheduler {
    * `sleeping` until its wake commits): a re-read must not fire them again. Cleared by the note
    * that follows the commit.
    */
-  private readonly fired = new Map<TimerKey, number>();
+  private readonly fired = new Map<TimerKey, { readonly at: number; readonly firedAt: number }>();
   private timer: unknown;
   private armedFor = Infinity;
   private reloadTimer: unknown;
@@ -79,8 +80,11 @@ export class Scheduler {
    */
   note(key: TimerKey, at: number | null): void {
     if (this.stopped) return;
-    if (at === null || this.fired.get(key) !== at) this.fired.delete(key);
-    if (this.fired.has(key)) return; // already fired at this time; the store has not caught up
+    const f = this.fired.get(key);
+    if (f && (at === null || f.at !== at || this.deps.clock.now() - f.firedAt > FIRED_TTL_MS)) this.fired.delete(key);
+    // Already fired at this time and the store has not caught up. After FIRED_TTL_MS a read may
+    // fire it again: a wake whose load failed is retried, and one that did happen is a no-op.
+    if (this.fired.has(key)) return;
     if (at === null) { this.expected.delete(key); return; }
     if (at >= this.horizonEnd) {
       this.expected.delete(key);
@@ -170,7 +174,7 @@ export class Scheduler {
       this.heap.pop();
       if (this.expected.get(top.key) !== top.at) continue; // superseded
       this.expected.delete(top.key);
-      this.fired.set(top.key, top.at);
+      this.fired.set(top.key, { at: top.at, firedAt: now });
       if (this.fired.size > 200_000) for (const k of [...this.fired.keys()].slice(0, 100_000)) this.fired.delete(k); // bound it
       this.lateness.push(now - top.at);
       if (this.lateness.length > 100_000) this.lateness.splice(0, 50_000);
