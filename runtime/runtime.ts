@@ -4,7 +4,7 @@
  * exposes the session operations the control plane, the CLI and embedders call.
  */
 import { AgentryError } from '../actors/errors.js';
-import type { AnyAgent, ResolvedAgent } from '../actors/defineAgent.js';
+import type { AnyAgent, ResolvedAgent, SleepOptions } from '../actors/defineAgent.js';
 import { assertSessionId } from '../actors/sessionId.js';
 import { isPriority, type MessageKind, type Priority, type WakeCondition } from '../actors/types.js';
 import type { DeadLetter, HistoryEntry, ListSessionsQuery, SessionSummary, Store, TransitionRecord } from '../persistence/types.js';
@@ -41,12 +41,10 @@ export interface SendOptions {
   readonly msgId?: string;
 }
 
-/** Options of `sleepAgent`. */
-export interface SleepAgentOptions {
+/** Options of `sleepAgent`: the handler's `ctx.sleep()` options, with the wake time as the API names it. */
+export interface SleepAgentOptions extends Omit<SleepOptions, 'until'> {
+  /** ISO time or epoch milliseconds. */
   readonly untilTime?: string | number;
-  readonly durationMs?: number;
-  readonly wakeEvents?: readonly string[];
-  readonly wakeOnMailPriority?: Priority;
 }
 
 /** A cron task as stored and listed. */
