@@ -50,7 +50,6 @@ export const realClock: Clock = {
 export interface HostListener {
   onState?(sessionId: string, from: string, to: string, event: string, at: number): void;
   onCommitted?(record: CommitRecord): void;
-  onOutput?(sessionId: string, kind: 'reply' | 'chunk', body: unknown, runId: number): void;
 }
 
 interface PendingOutput { subject: string; headers: Record<string, string>; body: unknown; kind: 'reply' | 'mail' | 'event' | 'subscribe' | 'unsubscribe' }
@@ -587,7 +586,6 @@ export class SessionHost {
       stream: (chunk) => {
         if (signal.aborted) return;
         this.deps.transport.publishCore(OUT_SUBJECT(sid), JSON.stringify(chunk), { [H.kind]: 'chunk', [H.run]: String(input.runId) });
-        for (const l of this.listeners) l.onOutput?.(sid, 'chunk', chunk, input.runId);
       },
       mail: (to, body, o = {}) => {
         assertSessionId(to);
@@ -727,7 +725,6 @@ export class SessionHost {
           await this.deps.transport.publishEvent(o.subject.slice('agentry.events.'.length), o.body, { ...o.headers }, o.id);
         } else {
           this.deps.transport.publishCore(o.subject, o.body, { ...o.headers, [H.msgId]: o.id });
-          for (const l of this.listeners) l.onOutput?.(o.sessionId, 'reply', JSON.parse(o.body), 0);
         }
         this.outboxDeletes.push(o.id);
       } catch (err) {

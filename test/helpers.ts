@@ -104,3 +104,11 @@ export async function startStack(tag: string, opts: Omit<RuntimeOptions, 'config
     },
   };
 }
+
+/** A session's state, or null while its first message has not created it yet. */
+export async function stateOf(rt: Runtime, sid: string): Promise<string | null> {
+  try { return (await rt.getAgent(sid)).state; } catch (e) {
+    if ((e as { code?: string }).code === 'UNKNOWN_SESSION') return null;
+    throw e;
+  }
+}

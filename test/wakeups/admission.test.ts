@@ -5,7 +5,7 @@ import { defineAgent } from '../../actors/index.js';
 import { abortableDelay } from '../../examples/slowWriter.js';
 import type { Store } from '../../persistence/types.js';
 import type { Runtime } from '../../runtime/index.js';
-import { startNats, startStack, type Stack, waitFor } from '../helpers.js';
+import { startNats, startStack, type Stack, waitFor, stateOf } from '../helpers.js';
 
 type Nats = Awaited<ReturnType<typeof startNats>>;
 let nats: Nats;
@@ -32,14 +32,6 @@ const worker = defineAgent({
   },
 });
 
-/** The session's state, or null while its first message has not created it yet. */
-async function stateOf(sid: string): Promise<string | null> {
-  try { return (await rt.getAgent(sid)).state; } catch (e) {
-    if ((e as { code?: string }).code === 'UNKNOWN_SESSION') return null;
-    throw e;
-  }
-}
-
 beforeAll(async () => {
   stack = await startStack('admission', { agents: [worker], config: { maxActiveSessions: 5 } });
   ({ nats, store, rt } = stack);
@@ -56,7 +48,7 @@ describe('load-based wake', () => {
     for (let i = 0; i < 5; i++) await rt.createAgent(`u-${i}`, 'worker');
     for (let i = 0; i < 100; i++) await rt.sendMessage(`w-${i}`, { sleepUntil: at });
     for (let i = 0; i < 5; i++) await rt.sendMessage(`u-${i}`, { sleepUntil: at + 3_600_000 });
-    await waitFor(async () => (await stateOf('w-99')) === 'sleeping' && (await stateOf('u-4')) === 'sleeping', 'all asleep', 60_000);
+    await waitFor(async () => (await stateOf(rt, 'w-99')) === 'sleeping' && (await stateOf(rt, 'u-4')) === 'sleeping', 'all asleep', 60_000);
     await waitFor(async () => (await store.eventRecipients('go')).length === 5 + 100, 'wake events committed', 60_000);
     starts.length = 0; maxRunning = 0;
     await waitFor(() => starts.length >= 10, 'first time wakes', 20_000, 5);

@@ -7,7 +7,7 @@ import { headers as natsHeaders } from '@nats-io/transport-node';
 import { defineAgent, type InboxMessage } from '../../actors/index.js';
 import type { Store } from '../../persistence/types.js';
 import type { Runtime } from '../../runtime/index.js';
-import { natsClient, publish, sleep, startNats, startStack, type Stack, waitFor } from '../helpers.js';
+import { natsClient, publish, sleep, startNats, startStack, type Stack, waitFor, stateOf } from '../helpers.js';
 
 type Nats = Awaited<ReturnType<typeof startNats>>;
 let nats: Nats;
@@ -53,14 +53,6 @@ const subscriber = defineAgent({
   },
 });
 
-/** The session's state, or null while its first message has not created it yet. */
-async function stateOf(sid: string): Promise<string | null> {
-  try { return (await rt.getAgent(sid)).state; } catch (e) {
-    if ((e as { code?: string }).code === 'UNKNOWN_SESSION') return null;
-    throw e;
-  }
-}
-
 const seen = (sid: string): string[] => (batches.get(sid) ?? []).flatMap((b) => b.items);
 
 beforeAll(async () => {
@@ -102,7 +94,7 @@ describe('wake-ups', () => {
     await rt.sendMessage('deaf', { sleepMs: 3_600_000, wakeEvents: ['other'] });
     await rt.createAgent('sub-1', 'subscriber');
     await rt.sendMessage('sub-1', 'sleep now');
-    await waitFor(async () => (await stateOf('listens')) === 'sleeping' && (await stateOf('deaf')) === 'sleeping' && (await stateOf('sub-1')) === 'sleeping', 'three sleepers');
+    await waitFor(async () => (await stateOf(rt, 'listens')) === 'sleeping' && (await stateOf(rt, 'deaf')) === 'sleeping' && (await stateOf(rt, 'sub-1')) === 'sleeping', 'three sleepers');
     await waitFor(async () => (await store.eventRecipients('system_alert')).includes('listens'), 'committed wake events');
 
     const r1 = await rt.publishEvent('system_alert', { disk: 'full' });
@@ -142,7 +134,7 @@ describe('wake-ups', () => {
 
   it('wakeOnMailPriority high: normal mail does not wake, high mail does, and both arrive in order', async () => {
     await rt.sendMessage('mailbox', { sleepMs: 3_600_000, mail: 'high' });
-    await waitFor(async () => (await stateOf('mailbox')) === 'sleeping', 'sleeping');
+    await waitFor(async () => (await stateOf(rt, 'mailbox')) === 'sleeping', 'sleeping');
     await rt.sendMail('mailbox', { n: 1 }, { from: 'boss', priority: 'normal' });
     await waitFor(async () => (await rt.getAgent('mailbox')).mailbox.deferred.length === 1, 'deferred');
     await sleep(300);
@@ -154,7 +146,7 @@ describe('wake-ups', () => {
 
   it('waitFor resumes on the event; without it, resumes with a timeout at the right time', async () => {
     await rt.sendMessage('waiter', { wait: 'answer', timeoutMs: 60_000 });
-    await waitFor(async () => (await stateOf('waiter')) === 'waiting', 'waiting');
+    await waitFor(async () => (await stateOf(rt, 'waiter')) === 'waiting', 'waiting');
     await waitFor(async () => (await store.eventRecipients('answer')).includes('waiter'), 'committed wait');
     await rt.publishEvent('answer', { value: 42 });
     await waitFor(() => seen('waiter').includes('event:answer'), 'resumed');
