@@ -70,11 +70,19 @@ describe.each(storeBackends('crash'))('crash recovery on %s', (name, makeBackend
     const published = new Map<string, number[]>(sessions.map((s) => [s, []]));
     const pub = await natsClient(nats.url);
     const js = jetstream(pub);
-    let killsDone!: () => void;
-    const afterKills = new Promise<void>((r) => { killsDone = r; });
+    // The last KILLS + 2 rounds wait for a token each: one is released per incarnation (so each one
+    // that gets killed has work to commit first), the rest after the last kill.
+    const HELD = KILLS + 2;
+    let tokens = 0;
+    const tokenWaiters: (() => void)[] = [];
+    const release = (n: number): void => { tokens += n; while (tokens > 0 && tokenWaiters.length > 0) { tokens--; tokenWaiters.shift()!(); } };
+    const take = (): Promise<void> => {
+      if (tokens > 0) { tokens--; return Promise.resolve(); }
+      return new Promise((r) => tokenWaiters.push(r));
+    };
     const publishing = (async () => {
       for (let i = 0; i < MESSAGES; i++) {
-        if (i === MESSAGES - 5) await afterKills;
+        if (i >= MESSAGES - HELD) await take();
         const round = sessions.map(async (sid) => {
           const h = natsHeaders();
           h.set('Agentry-Kind', 'message');
@@ -89,6 +97,10 @@ describe.each(storeBackends('crash'))('crash recovery on %s', (name, makeBackend
 
     const kills: { afterMs: number; commitsBefore: number; unackedAfter: number }[] = [];
     for (let k = 0; k < KILLS; k++) {
+      // The kill must land mid-work: give this incarnation a round of its own, wait for its first
+      // commit (PGlite can take a while to open), then a random 0.5–2 s more.
+      release(1);
+      await waitFor(async () => (await child!.ctl<{ stats: { commits: number } }>('ping')).stats.commits > 0, 'the first commit of this incarnation', 60_000, 50);
       const afterMs = 500 + Math.floor(Math.random() * 1500);
       await sleep(afterMs);
       const { stats } = await child!.ctl<{ stats: { commits: number } }>('ping');
@@ -96,7 +108,7 @@ describe.each(storeBackends('crash'))('crash recovery on %s', (name, makeBackend
       kills.push({ afterMs, commitsBefore: stats.commits, unackedAfter: await unacked() });
       await start();
     }
-    killsDone();
+    release(HELD - KILLS);
     await publishing;
     await pub.close();
 
