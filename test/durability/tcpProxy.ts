@@ -1,7 +1,19 @@
 // A loopback TCP proxy a test can cut: `cut()` destroys every proxied connection and refuses
 // new ones (accepts and closes them at once) until `restore()`. Used to take Postgres away from
 // a runtime while the test itself still reaches Postgres directly.
+//
+// Three modes (`setMode`), for the fault tests in test/chaos/:
+//   pass      — forward both ways (the default; `restore()`);
+//   refuse    — close every connection, old and new (`cut()`): the peer sees a reset at once;
+//   blackhole — accept, read, never answer or forward (`blackhole()`): the peer sees nothing
+//               at all, as behind a dropped route, and only a timeout of its own can tell.
+// A blackholed connection has lost bytes, so leaving the blackhole resets it (as a peer whose
+// keepalive gave up would), unless `blackhole({ heal: true })` froze it instead: then nothing was
+// read or dropped and it resumes where it stopped, as TCP does after a short partition heals.
 import { createServer, connect, type Socket } from 'node:net';
+
+/** What the proxy does with traffic now. */
+export type ProxyMode = 'pass' | 'refuse' | 'blackhole';
 
 export interface TcpProxy {
   readonly port: number;
@@ -10,24 +22,68 @@ export interface TcpProxy {
   cut(): void;
   restore(): void;
   close(): Promise<void>;
+  /** The current mode. */
+  mode(): ProxyMode;
+  /** `pass` = restore(), `refuse` = cut(), `blackhole` = blackhole(). */
+  setMode(mode: ProxyMode): void;
+  /**
+   * Accepts and reads but never answers or forwards. `heal`: existing connections are frozen
+   * (not read) and resume on restore(); otherwise they are drained into nothing and reset on restore().
+   */
+  blackhole(opts?: { heal?: boolean }): void;
 }
+
+interface Pair { readonly client: Socket; readonly upstream: Socket | null; frozen: boolean; swallowed: boolean }
+
+const discard = (): void => { /* blackholed bytes */ };
 
 export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
-  let isCut = false;
+  const pairs = new Set<Pair>();
+  let mode: ProxyMode = 'pass';
+  let heal = false;
   let accepted = 0;
+
+  const drop = (pair: Pair): void => {
+    pair.client.destroy();
+    pair.upstream?.destroy();
+    sockets.delete(pair.client);
+    if (pair.upstream) sockets.delete(pair.upstream);
+    pairs.delete(pair);
+  };
+  /** Stops forwarding a pair: frozen (nothing read) or swallowed (read into nothing). */
+  const silence = (pair: Pair): void => {
+    const { client, upstream } = pair;
+    if (upstream) { client.unpipe(upstream); upstream.unpipe(client); }
+    if (heal && upstream) {
+      pair.frozen = true;
+      client.pause();
+      upstream.pause();
+    } else {
+      pair.swallowed = true;
+      for (const s of upstream ? [client, upstream] : [client]) { s.on('data', discard); s.resume(); }
+    }
+  };
+
   const server = createServer((client) => {
     accepted++;
-    if (isCut) { client.destroy(); return; }
+    if (mode === 'refuse') { client.destroy(); return; }
+    if (mode === 'blackhole') {
+      // Never answered: swallowed now, reset when the blackhole ends.
+      const pair: Pair = { client, upstream: null, frozen: false, swallowed: true };
+      pairs.add(pair);
+      sockets.add(client);
+      client.on('error', () => { drop(pair); });
+      client.on('close', () => { drop(pair); });
+      client.on('data', discard);
+      return;
+    }
     const upstream = connect(targetPort, targetHost);
+    const pair: Pair = { client, upstream, frozen: false, swallowed: false };
+    pairs.add(pair);
     sockets.add(client);
     sockets.add(upstream);
-    const close = (): void => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
+    const close = (): void => { drop(pair); };
     for (const s of [client, upstream]) { s.on('error', close); s.on('close', close); }
     client.pipe(upstream);
     upstream.pipe(client);
@@ -35,18 +91,47 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
   await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(0, '127.0.0.1', resolve); });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
+
+  const cut = (): void => {
+    mode = 'refuse';
+    for (const s of sockets) s.destroy();
+    sockets.clear();
+    pairs.clear();
+  };
+  const restore = (): void => {
+    mode = 'pass';
+    for (const pair of [...pairs]) {
+      if (pair.swallowed) drop(pair);
+      else if (pair.frozen && pair.upstream) {
+        pair.frozen = false;
+        pair.client.pipe(pair.upstream);
+        pair.upstream.pipe(pair.client);
+      }
+    }
+  };
+  const blackhole = (opts: { heal?: boolean } = {}): void => {
+    if (mode === 'blackhole') return;
+    mode = 'blackhole';
+    heal = opts.heal === true;
+    for (const pair of pairs) silence(pair);
+  };
+
   return {
     port,
     accepted: () => accepted,
-    cut() {
-      isCut = true;
-      for (const s of sockets) s.destroy();
-      sockets.clear();
+    cut,
+    restore,
+    mode: () => mode,
+    setMode(m) {
+      if (m === 'pass') restore();
+      else if (m === 'refuse') cut();
+      else blackhole();
     },
-    restore() { isCut = false; },
+    blackhole,
     close: () => new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy();
       sockets.clear();
+      pairs.clear();
       server.close(() => { resolve(); });
     }),
   };
