@@ -23,14 +23,18 @@ export function toSchedule(r: ScheduleRow): ScheduleRecord {
   };
 }
 
-/** Sleeping/waiting sessions whose deadline is before `before` (served by sessions_wake_at_idx). */
+/**
+ * Sleeping/waiting sessions whose deadline is in [`from`, `before`) (served by
+ * sessions_wake_at_idx), ordered by (wake_at, id) so that a reader paging from the last
+ * deadline it read sees rows of one deadline in a stable order.
+ */
 export async function selectDueWakes(q: Queryable, partitions: readonly number[] | null, before: number, limit: number, from: number | null): Promise<DueWake[]> {
   const { rows } = await q.query<DueWakeRow>(
     `SELECT id, wake_at, status, partition FROM sessions
      WHERE wake_at IS NOT NULL AND wake_at < $1::bigint AND status IN ('sleeping', 'waiting')
        AND ($2::integer[] IS NULL OR partition = ANY($2::integer[]))
        AND ($4::bigint IS NULL OR wake_at >= $4::bigint)
-     ORDER BY wake_at LIMIT $3::integer`,
+     ORDER BY wake_at, id LIMIT $3::integer`,
     [before, partitions, limit, from],
   );
   return rows.map((r) => ({ sessionId: r.id, wakeAt: num(r.wake_at), status: r.status as SessionStatus, partition: r.partition }));
@@ -99,13 +103,14 @@ export async function selectSchedules(q: Queryable, sessionId: string | null, li
   return rows.map(toSchedule);
 }
 
+/** Schedules due in [`from`, `before`), ordered by (next_run_at, id) for stable paging. */
 export async function selectDueSchedules(q: Queryable, partitions: readonly number[] | null, before: number, limit: number, from: number | null): Promise<ScheduleRecord[]> {
   const { rows } = await q.query<ScheduleRow>(
     `SELECT ${SCHEDULE_COLUMNS} FROM schedules
      WHERE next_run_at IS NOT NULL AND next_run_at < $1::bigint
        AND ($2::integer[] IS NULL OR partition = ANY($2::integer[]))
        AND ($4::bigint IS NULL OR next_run_at >= $4::bigint)
-     ORDER BY next_run_at LIMIT $3::integer`,
+     ORDER BY next_run_at, id LIMIT $3::integer`,
     [before, partitions, limit, from],
   );
   return rows.map(toSchedule);

@@ -9,8 +9,26 @@
  * Delays beyond 2^31-1 ms work because nothing is armed further out than the horizon.
  * Entries are verified when they fire (the session may have woken meanwhile), so the heap
  * never needs deletions.
+ *
+ * Reads never skip. The rule: `horizonEnd` only moves past rows that a read has returned, and
+ * only for the partitions that read covered (`covered`). Concretely:
+ * - one read at a time: refreshes and periodic re-reads requested while a read runs are
+ *   coalesced into one more read after it;
+ * - a read pages by (due time, key) until its range is exhausted, however many rows are due;
+ * - a failed read (an exhausted pool, Postgres gone) changes nothing it covered: the retry
+ *   reads the same range again (a partition never read is read in full);
+ * - a partition this node takes is read in full (overdue timers included); a partition it
+ *   gives up loses its held timers, and a held timer whose partition is no longer owned is
+ *   dropped when it falls due rather than fired;
+ * - a commit's note that arrives while a read runs is applied again after the read, so a
+ *   read that started before the commit cannot leave a stale due time behind.
+ *
+ * Faults it survives: failing, slow or paged reads; partitions taken and released during a
+ * read; many refreshes at once (start-up takes 64 partitions, each asking for a read); a wake
+ * whose session load fails (re-fired after `FIRED_TTL_MS`, then twice as long, a bounded number
+ * of times, and after that by the next full read).
  */
-import type { Store } from '../persistence/types.js';
+import type { DueWake, ScheduleRecord } from '../persistence/types.js';
 import type { Logger } from './logger.js';
 import { MinHeap } from './minHeap.js';
 import type { Clock } from './sessionHost.js';
@@ -18,10 +36,21 @@ import type { Clock } from './sessionHost.js';
 /** A timer key: `wake:<sessionId>` or `cron:<taskId>`. */
 export type TimerKey = `wake:${string}` | `cron:${string}`;
 
+/** Where timers are read from: the store's two range queries (a `Store` is one). */
+export interface TimerSource {
+  /** Sleeping/waiting sessions due in [`from`, `before`), ordered by due time; `partitions` null means all. */
+  dueWakes(partitions: readonly number[] | null, before: number, limit: number, from?: number): Promise<DueWake[]>;
+  /** Cron schedules due in [`from`, `before`), ordered by due time; `partitions` null means all. */
+  dueSchedules(partitions: readonly number[] | null, before: number, limit: number, from?: number): Promise<ScheduleRecord[]>;
+}
+
 interface Entry { readonly at: number; readonly key: TimerKey }
+/** What the scheduler holds for a key: its due time and, when known, its partition. */
+interface Held { readonly at: number; readonly part: number | undefined }
+interface Fired { readonly at: number; readonly firedAt: number; readonly part: number | undefined; readonly tries: number }
 
 export interface SchedulerDeps {
-  readonly store: Store;
+  readonly store: TimerSource;
   readonly clock: Clock;
   readonly logger: Logger;
   /** How far ahead timers are held in memory. */
@@ -32,130 +61,361 @@ export interface SchedulerDeps {
   readonly onWakeDue: (sessionId: string, dueAt: number) => void;
   /** A cron task is due. */
   readonly onCronDue: (taskId: string, dueAt: number) => void;
+  /** Rows per read query; default 10,000 (a read pages until its range is exhausted). */
+  readonly pageSize?: number;
+  /** How often every partition is read in full, as a safety net; default 5 minutes. */
+  readonly fullReadEveryMs?: number;
 }
 
 const MAX_DELAY = 2 ** 31 - 1;
-const PAGE = 50_000;
+const PAGE = 10_000;
 const FULL_READ_EVERY_MS = 5 * 60_000;
-const FIRED_TTL_MS = 30_000;
+/**
+ * A fired timer whose commit has not been noted after this long is fired again (doubling with
+ * each re-fire). Long enough that a wake still queued behind a backlog of due wakes in the
+ * host is rarely fired twice (a second firing of a wake that happens is a no-op, but costs a load).
+ */
+const FIRED_TTL_MS = 60_000;
+/** Re-fires of one unconfirmed firing before it is left to the next full read. */
+const MAX_REFIRES = 3;
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 10_000;
+
+/** What one read pass reads: partitions (null: all) from `from` (undefined: from the start). */
+interface ReadSpec { readonly parts: readonly number[] | null; readonly from: number | undefined }
 
 /** The durable timer wheel of one node. */
 export class Scheduler {
   private readonly heap = new MinHeap<Entry>((a, b) => a.at < b.at);
   /** The due time each key currently expects; heap entries that disagree are stale. */
-  private readonly expected = new Map<TimerKey, number>();
+  private readonly expected = new Map<TimerKey, Held>();
+  /** Every timer of a covered partition due before this is held (or fired); 0: nothing read yet. */
   private horizonEnd = 0;
+  /** Partitions read up to `horizonEnd` (`all`: the whole store, when `partitions()` is null). */
+  private covered = new Set<number>();
+  private coveredAll = false;
+  /** Partitions seen by the last `refresh()`: a new one there is read in full. */
+  private known = new Set<number>();
   private lastFullRead = 0;
-  private reading = false;
-  private readonly lateNotes: [TimerKey, number][] = [];
+  /** Requests for the next pass: read everything in full, or these partitions in full. */
+  private wantFull = false;
+  private readonly wantParts = new Set<number>();
+  private dirty = false;
+  private running = false;
+  private waiters: (() => void)[] = [];
+  private failures = 0;
+  /** Notes that arrived while a read ran (null: no read running); applied again after it. */
+  private notesDuringRead: [TimerKey, number | null, number | undefined][] | null = null;
   /**
    * Keys fired at a due time whose change has not reached the store yet (a woken session reads
    * `sleeping` until its wake commits): a re-read must not fire them again. Cleared by the note
-   * that follows the commit.
+   * that follows the commit; re-fired when no such note came within `FIRED_TTL_MS`.
    */
-  private readonly fired = new Map<TimerKey, { readonly at: number; readonly firedAt: number }>();
+  private readonly fired = new Map<TimerKey, Fired>();
   private timer: unknown;
   private armedFor = Infinity;
   private reloadTimer: unknown;
   private stopped = false;
+  private readonly pageSize: number;
+  private readonly fullReadEveryMs: number;
   /** Firing lateness (ms) of recent timers, for metrics and benchmarks. */
   readonly lateness: number[] = [];
 
-  constructor(private readonly deps: SchedulerDeps) {}
+  constructor(private readonly deps: SchedulerDeps) {
+    this.pageSize = Math.max(1, deps.pageSize ?? PAGE);
+    this.fullReadEveryMs = deps.fullReadEveryMs ?? FULL_READ_EVERY_MS;
+  }
 
-  /** Loads the horizon (firing what is overdue) and starts the periodic re-read. */
+  /**
+   * Loads the horizon (firing what is overdue) and starts the periodic re-read. Resolves after
+   * the first read, whether it succeeded or not (a failed one is retried on a timer).
+   */
   async start(): Promise<void> {
-    await this.reload();
+    await this.request();
   }
 
   /** Number of timers held in memory. */
   heldCount(): number { return this.expected.size; }
 
   /** The next due time this node knows of for a key (null: none within the horizon). */
-  nextFor(key: TimerKey): number | null { return this.expected.get(key) ?? null; }
+  nextFor(key: TimerKey): number | null { return this.expected.get(key)?.at ?? null; }
+
+  /** Resolves when no read is running or requested (tests and benchmarks). */
+  async settled(): Promise<void> {
+    while ((this.running || this.dirty) && !this.stopped) await new Promise<void>((r) => { this.waiters.push(r); });
+  }
 
   /**
    * Tells the scheduler a key's due time changed (after the commit that stored it), or was
-   * cleared (null). Times beyond the horizon are left to the next re-read.
+   * cleared (null). `partition` is the key's partition, when the caller knows it. Times beyond
+   * the horizon are left to the next read.
    */
-  note(key: TimerKey, at: number | null): void {
+  note(key: TimerKey, at: number | null, partition?: number): void {
     if (this.stopped) return;
-    const f = this.fired.get(key);
-    if (f && (at === null || f.at !== at || this.deps.clock.now() - f.firedAt > FIRED_TTL_MS)) this.fired.delete(key);
-    // Already fired at this time and the store has not caught up. After FIRED_TTL_MS a read may
-    // fire it again: a wake whose load failed is retried, and one that did happen is a no-op.
-    if (this.fired.has(key)) return;
-    if (at === null) { this.expected.delete(key); return; }
-    if (at >= this.horizonEnd) {
-      this.expected.delete(key);
-      if (this.reading) this.lateNotes.push([key, at]); // the read in flight may extend the horizon past it
-      return;
-    }
-    if (this.expected.get(key) === at) return;
-    this.expected.set(key, at);
-    this.heap.push({ at, key });
-    if (at < this.armedFor) this.arm();
+    this.notesDuringRead?.push([key, at, partition]);
+    this.applyNote(key, at, partition);
   }
 
-  /** Re-reads the horizon now (this node just took a partition whose timers it must run). */
-  refresh(): void {
-    if (this.stopped) return;
-    if (this.reloadTimer !== undefined) this.deps.clock.clearTimeout(this.reloadTimer);
-    this.reloadTimer = undefined;
-    this.horizonEnd = 0; // read from the start: the new partition's overdue timers too
-    void this.reload();
+  /**
+   * Asks for a read now because the partitions this node owns changed (call it after taking
+   * or releasing a partition; without arguments it compares `partitions()` with what it saw
+   * last). A partition that is new is read in full; one that is gone is forgotten. When nothing
+   * seems to have changed (a partition released and taken back), everything is read in full.
+   * Calls made while a read runs are coalesced into one read after it. Never rejects.
+   */
+  refresh(partitions?: readonly number[]): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    const now = this.deps.partitions();
+    if (partitions) {
+      for (const p of partitions) { this.wantParts.add(p); this.covered.delete(p); }
+      if (now) this.forget(this.known, new Set(now));
+    } else if (now === null) {
+      this.wantFull = true;
+    } else {
+      const set = new Set(now);
+      let changed = false;
+      for (const p of set) if (!this.known.has(p)) { changed = true; this.wantParts.add(p); this.covered.delete(p); }
+      if (this.forget(this.known, set)) changed = true;
+      if (!changed) this.wantFull = true;
+    }
+    if (now) this.known = new Set(now);
+    return this.request();
   }
 
   stop(): void {
     this.stopped = true;
     if (this.timer !== undefined) this.deps.clock.clearTimeout(this.timer);
     if (this.reloadTimer !== undefined) this.deps.clock.clearTimeout(this.reloadTimer);
+    this.timer = undefined;
+    this.reloadTimer = undefined;
     this.heap.clear();
     this.expected.clear();
+    for (const w of this.waiters.splice(0)) w();
   }
 
-  private async reload(): Promise<void> {
-    if (this.stopped) return;
-    const { store, clock, horizonMs } = this.deps;
-    const now = clock.now();
-    let end = now + horizonMs;
-    let full = false;
+  // ---- reads -----------------------------------------------------------------------------
+
+  /** Requests a read pass; resolves when a pass that started after this call has ended. */
+  private request(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.dirty = true;
+    const done = new Promise<void>((r) => { this.waiters.push(r); });
+    if (!this.running) void this.runPasses();
+    return done;
+  }
+
+  /** The only reader: runs passes one at a time while some are requested. */
+  private async runPasses(): Promise<void> {
+    this.running = true;
+    let ok = true;
     try {
-      const parts = this.deps.partitions();
-      // Incremental: what lies before horizonEnd is in the heap already (or fired); only a
-      // refresh (a partition just taken) reads from the start, overdue timers included.
-      // A full read every few minutes is the safety net for anything an incremental one missed.
-      const from = this.horizonEnd > 0 && now - this.lastFullRead < FULL_READ_EVERY_MS ? this.horizonEnd : undefined;
-      this.reading = true;
-      const wakes = await store.dueWakes(parts, end, PAGE, from);
-      const crons = await store.dueSchedules(parts, end, PAGE, from);
-      // A full page means more is due within the horizon than one read holds: shrink it, and
-      // read again soon rather than after half a horizon.
-      if (wakes.length === PAGE) end = Math.min(end, wakes.at(-1)!.wakeAt);
-      if (crons.length === PAGE) end = Math.min(end, crons.at(-1)!.nextRunAt!);
-      full = wakes.length === PAGE || crons.length === PAGE;
-      this.horizonEnd = Math.max(this.horizonEnd, end);
-      if (from === undefined) this.lastFullRead = now;
-      for (const w of wakes) if (w.wakeAt < end) this.note(`wake:${w.sessionId}`, w.wakeAt);
-      for (const c of crons) if (c.nextRunAt! < end) this.note(`cron:${c.id}`, c.nextRunAt);
+      while (this.dirty && !this.stopped) {
+        this.dirty = false;
+        if (this.reloadTimer !== undefined) { this.deps.clock.clearTimeout(this.reloadTimer); this.reloadTimer = undefined; }
+        const waiting = this.waiters.splice(0);
+        ok = await this.pass();
+        for (const w of waiting) w();
+        if (!ok) break; // retried on a timer below: the store is failing, do not spin on it
+      }
+    } finally {
+      this.running = false;
+    }
+    if (this.stopped || ok) for (const w of this.waiters.splice(0)) w();
+    if (this.stopped) return;
+    if (ok) {
+      this.failures = 0;
+      this.later(Math.max(1000, this.deps.horizonMs / 2));
+    } else {
+      this.failures++;
+      this.later(Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (this.failures - 1)));
+    }
+    // After a failure, waiters that arrived during the failed pass are answered by the retry.
+  }
+
+  /** Arms the next pass after `ms`. */
+  private later(ms: number): void {
+    if (this.reloadTimer !== undefined) this.deps.clock.clearTimeout(this.reloadTimer);
+    this.reloadTimer = this.deps.clock.setTimeout(() => { this.reloadTimer = undefined; void this.request(); }, ms);
+  }
+
+  /** One read pass: true when every read in it succeeded. */
+  private async pass(): Promise<boolean> {
+    const { clock, horizonMs } = this.deps;
+    this.refireUnconfirmed();
+    const now = clock.now();
+    const end = now + horizonMs;
+    const parts = this.deps.partitions();
+    const full = this.wantFull || this.horizonEnd === 0 || now - this.lastFullRead >= this.fullReadEveryMs;
+    const wantParts = [...this.wantParts];
+    this.wantFull = false;
+    this.wantParts.clear();
+
+    const specs: ReadSpec[] = [];
+    let coverAfter: Set<number> | null = null;
+    if (parts === null) {
+      specs.push({ parts: null, from: full || !this.coveredAll || wantParts.length > 0 ? undefined : this.horizonEnd });
+    } else {
+      const owned = new Set(parts);
+      this.forget(this.covered, owned);
+      if (full) {
+        if (parts.length > 0) specs.push({ parts: [...parts], from: undefined });
+      } else {
+        const stale = new Set(wantParts);
+        const kept = parts.filter((p) => this.covered.has(p) && !stale.has(p));
+        const added = parts.filter((p) => !this.covered.has(p) || stale.has(p));
+        if (kept.length > 0) specs.push({ parts: kept, from: this.horizonEnd });
+        if (added.length > 0) specs.push({ parts: added, from: undefined });
+      }
+      coverAfter = owned;
+    }
+
+    this.notesDuringRead = [];
+    try {
+      for (const s of specs) {
+        await this.readAll(s, end);
+        if (this.stopped) return true;
+      }
     } catch (err) {
-      this.afterRead();
+      // Nothing this pass read counts as covered: horizonEnd and `covered` are unchanged, so
+      // the retry reads every range of this pass again; the requests it consumed stand.
+      if (full) this.wantFull = true;
+      for (const p of wantParts) this.wantParts.add(p);
+      this.replayNotes();
+      if (!this.stopped) this.deps.logger.warn({ err }, 'scheduler could not read timers; retrying the whole read');
+      return false;
+    }
+    this.horizonEnd = Math.max(this.horizonEnd, end);
+    if (full) this.lastFullRead = now;
+    if (coverAfter) {
+      // A partition asked for in full while this pass ran (taken again, say) is not covered by it.
+      for (const p of this.wantParts) coverAfter.delete(p);
+      this.covered = coverAfter;
+    } else if (!this.wantFull) {
+      this.coveredAll = true;
+    }
+    this.replayNotes();
+    this.arm();
+    return true;
+  }
+
+  /** Reads one spec's wakes and crons due before `end`, every page of them. */
+  private async readAll(s: ReadSpec, end: number): Promise<void> {
+    const { store } = this.deps;
+    await this.pageThrough(
+      (limit, from) => store.dueWakes(s.parts, end, limit, from),
+      (r) => r.wakeAt,
+      (r) => `wake:${r.sessionId}` as const,
+      (r) => r.partition,
+      s.from,
+    );
+    await this.pageThrough(
+      (limit, from) => store.dueSchedules(s.parts, end, limit, from),
+      (r) => r.nextRunAt ?? Number.NEGATIVE_INFINITY,
+      (r) => `cron:${r.id}` as const,
+      (r) => r.partition,
+      s.from,
+    );
+  }
+
+  /**
+   * Keyset paging by (due time, key) over a query that only takes an inclusive lower bound:
+   * the next page starts at the last due time read, and the keys already read at exactly that
+   * time are skipped. A page made only of one due time that holds more rows than the page is
+   * read again with a larger limit, so equal due times never stall the read.
+   */
+  private async pageThrough<R>(
+    fetch: (limit: number, from: number | undefined) => Promise<readonly R[]>,
+    atOf: (r: R) => number, keyOf: (r: R) => TimerKey, partOf: (r: R) => number, from: number | undefined,
+  ): Promise<void> {
+    let cursor = from;
+    let seenAtCursor = new Set<TimerKey>();
+    let limit = this.pageSize;
+    for (;;) {
+      const rows = await fetch(limit, cursor);
       if (this.stopped) return;
-      this.deps.logger.warn({ err }, 'scheduler could not read timers; retrying');
-      this.reloadTimer = clock.setTimeout(() => { void this.reload(); }, 1000);
+      for (const r of rows) {
+        const at = atOf(r);
+        if (!Number.isFinite(at)) continue;
+        const key = keyOf(r);
+        if (at === cursor && seenAtCursor.has(key)) continue;
+        this.hold(key, at, partOf(r));
+      }
+      if (rows.length < limit) return;
+      const last = atOf(rows[rows.length - 1]!);
+      if (last === cursor) {
+        limit *= 2; // every row of the page has the cursor's due time: read more of them at once
+      } else {
+        cursor = last;
+        seenAtCursor = new Set();
+        limit = this.pageSize;
+      }
+      for (const r of rows) if (atOf(r) === cursor) seenAtCursor.add(keyOf(r));
+    }
+  }
+
+  /** Applies again the notes that arrived during a read (it may predate their commits). */
+  private replayNotes(): void {
+    const notes = this.notesDuringRead ?? [];
+    this.notesDuringRead = null;
+    for (const [key, at, part] of notes) this.applyNote(key, at, part);
+  }
+
+  /**
+   * Removes from `set` the partitions not in `owned`, with their held and fired timers; true
+   * when any was removed.
+   */
+  private forget(set: Set<number>, owned: ReadonlySet<number>): boolean {
+    const gone = [...set].filter((p) => !owned.has(p));
+    if (gone.length === 0) return false;
+    for (const p of gone) { set.delete(p); this.covered.delete(p); }
+    const lost = new Set(gone);
+    for (const [k, h] of this.expected) if (h.part !== undefined && lost.has(h.part)) this.expected.delete(k);
+    for (const [k, f] of this.fired) if (f.part !== undefined && lost.has(f.part)) this.fired.delete(k);
+    return true;
+  }
+
+  // ---- holding and firing ----------------------------------------------------------------
+
+  private applyNote(key: TimerKey, at: number | null, part: number | undefined): void {
+    const f = this.fired.get(key);
+    if (f && (at === null || f.at !== at)) this.fired.delete(key);
+    if (this.fired.has(key)) return; // fired at this time and the store has not caught up
+    if (at === null) { this.expected.delete(key); return; }
+    if (at >= this.horizonEnd) { this.expected.delete(key); return; } // the next read covers it
+    this.hold(key, at, part);
+  }
+
+  /** Holds a key due at `at` (read from the store, or noted within the horizon). */
+  private hold(key: TimerKey, at: number, part: number | undefined): void {
+    const f = this.fired.get(key);
+    if (f) {
+      if (f.at === at) return; // fired already; only its commit's note or the re-fire sweep acts
+      this.fired.delete(key);
+    }
+    const cur = this.expected.get(key);
+    if (cur?.at === at) {
+      if (cur.part === undefined && part !== undefined) this.expected.set(key, { at, part });
       return;
     }
-    this.afterRead();
-    if (this.stopped) return; // stop() landed while we read: arm nothing that keeps the process alive
-    this.reloadTimer = clock.setTimeout(() => { void this.reload(); }, full ? 1000 : Math.max(1000, horizonMs / 2));
-    this.arm();
+    this.expected.set(key, { at, part: part ?? cur?.part });
+    this.heap.push({ at, key });
+    if (at < this.armedFor) this.arm();
   }
 
-  /** Applies the notes that arrived while a read was in flight (the read may predate their commits). */
-  private afterRead(): void {
-    this.reading = false;
-    const late = this.lateNotes.splice(0);
-    for (const [key, at] of late) this.note(key, at);
+  /**
+   * Fires again the timers fired more than `FIRED_TTL_MS` ago whose commit was never noted (the
+   * session's load failed, say). The host checks the session's state, so a re-fire of a wake
+   * that did happen is a no-op. After `MAX_REFIRES` the key is left to the next full read.
+   */
+  private refireUnconfirmed(): void {
+    const now = this.deps.clock.now();
+    for (const [key, f] of this.fired) {
+      if (now - f.firedAt < FIRED_TTL_MS * 2 ** f.tries) continue;
+      if (f.tries >= MAX_REFIRES) { this.fired.delete(key); continue; }
+      this.expected.set(key, { at: f.at, part: f.part });
+      this.heap.push({ at: f.at, key });
+    }
+    this.arm();
   }
 
   private arm(): void {
@@ -170,11 +430,16 @@ export class Scheduler {
 
   private fire(): void {
     const now = this.deps.clock.now();
+    let owned: ReadonlySet<number> | null | undefined;
     for (let top = this.heap.peek(); top && top.at <= now; top = this.heap.peek()) {
       this.heap.pop();
-      if (this.expected.get(top.key) !== top.at) continue; // superseded
+      const held = this.expected.get(top.key);
+      if (held?.at !== top.at) continue; // superseded
       this.expected.delete(top.key);
-      this.fired.set(top.key, { at: top.at, firedAt: now });
+      if (owned === undefined) { const p = this.deps.partitions(); owned = p ? new Set(p) : null; }
+      if (owned && held.part !== undefined && !owned.has(held.part)) continue; // its partition moved away
+      const prev = this.fired.get(top.key);
+      this.fired.set(top.key, { at: top.at, firedAt: now, part: held.part, tries: prev?.at === top.at ? prev.tries + 1 : 0 });
       if (this.fired.size > 200_000) for (const k of [...this.fired.keys()].slice(0, 100_000)) this.fired.delete(k); // bound it
       this.lateness.push(now - top.at);
       if (this.lateness.length > 100_000) this.lateness.splice(0, 50_000);

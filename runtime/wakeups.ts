@@ -79,7 +79,7 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
   // Sleep deadlines and wait timeouts reach the scheduler with the commit that stores them.
   host.listen({
     onCommitted(r) {
-      scheduler.note(`wake:${r.sessionId}`, r.status === 'sleeping' || r.status === 'waiting' ? r.wakeAt : null);
+      scheduler.note(`wake:${r.sessionId}`, r.status === 'sleeping' || r.status === 'waiting' ? r.wakeAt : null, r.partition);
     },
   });
 
@@ -104,7 +104,7 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     const won = await store.fireSchedule(taskId, dueAt, next, now, row);
     if (!won) return;
     if (row) await publishRow(row).catch((err: unknown) => { logger.warn({ err, taskId }, 'cron firing stored; publish failed, the outbox retries it'); });
-    scheduler.note(`cron:${taskId}`, next);
+    scheduler.note(`cron:${taskId}`, next, sched.partition);
   }
 
   async function route(type: string, body: string, priority: Priority, from: string | null, eventSeq: number): Promise<number> {
@@ -175,11 +175,12 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
       if (await store.getSchedule(taskId)) throw new AgentryError('INVALID_ARGUMENT', `task ${taskId} already exists`);
       const now = clock.now();
       const nextRunAt = nextRunAfter(schedule, timezone, now);
+      const partition = partitionOf(agentId, config.partitions);
       await store.addSchedule({
-        id: taskId, sessionId: agentId, partition: partitionOf(agentId, config.partitions), task: task ?? null,
+        id: taskId, sessionId: agentId, partition, task: task ?? null,
         cron: schedule, timezone, nextRunAt, lastRunAt: null, createdAt: now,
       });
-      scheduler.note(`cron:${taskId}`, nextRunAt);
+      scheduler.note(`cron:${taskId}`, nextRunAt, partition);
       return { taskId, nextRunAt };
     },
     async cancelTask(taskId) {
