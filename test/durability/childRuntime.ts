@@ -23,6 +23,8 @@ export interface ChildConfig {
   readonly logLevel?: string;
   /** Further runtime configuration (e.g. nodeId, leaseTtlMs). */
   readonly extra?: Record<string, unknown>;
+  /** A file the fixture appends one JSON line to per committed session change (test/chaos/ reads it). */
+  readonly commitLog?: string;
 }
 
 export interface ChildRuntime {
@@ -56,8 +58,12 @@ function childEnv(cfg: ChildConfig): NodeJS.ProcessEnv {
   return env;
 }
 
-/** Spawns the fixture and resolves once it answers on its control subject. Output goes to `logFile`. */
-export async function startChild(nc: NatsConnection, cfg: ChildConfig, logFile: string, timeoutMs = 30_000): Promise<ChildRuntime> {
+/**
+ * Spawns the fixture and resolves once it answers on its control subject. Output goes to `logFile`.
+ * `onSpawn` learns the process id at once (before it is ready), so a harness can register it for
+ * clean-up even if the start fails or the harness dies meanwhile.
+ */
+export async function startChild(nc: NatsConnection, cfg: ChildConfig, logFile: string, timeoutMs = 30_000, onSpawn?: (pid: number) => void): Promise<ChildRuntime> {
   const fd = openSync(logFile, 'a');
   let proc: ChildProcess;
   try {
@@ -65,6 +71,7 @@ export async function startChild(nc: NatsConnection, cfg: ChildConfig, logFile: 
   } finally {
     closeSync(fd);
   }
+  if (proc.pid !== undefined) onSpawn?.(proc.pid);
   let exitCode: number | null | undefined;
   const exit = new Promise<number | null>((res) => { proc.once('exit', (code) => { exitCode = code; res(code); }); });
 

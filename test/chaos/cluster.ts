@@ -1,0 +1,325 @@
+// Owns a chaos test's whole system: one nats-server (the project's nats.conf, a free port, a temp
+// store; restartable on the same port and store), a fresh Postgres schema on CI's server, and N
+// runtime nodes, each a process of its own over the compiled build (test/fixtures/crash-runtime.mjs)
+// that reaches NATS and Postgres only through its own two TCP proxies, so a fault can take one
+// node's NATS or Postgres away (refused or blackholed) while the harness still reaches both.
+//
+// Faults it drives: SIGKILL and restart a node, SIGSTOP / SIGCONT it, SIGTERM it (timed) and
+// restart it, restart nats-server, and refuse or blackhole one node's NATS or Postgres.
+// Every process it starts is registered with procs.ts and killed by destroy() (and on exit).
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import pg from 'pg';
+import { PG_URL, dropSchema, schemaName, startNats, tempDir } from '../helpers.js';
+import { assertBuildIsFresh, startChild, tail, type ChildConfig, type ChildRuntime } from '../durability/childRuntime.js';
+import { startTcpProxy, type ProxyMode, type TcpProxy } from '../durability/tcpProxy.js';
+import { partitionOf } from '../../runtime/partition.js';
+import { alive, track, untrack } from './procs.js';
+
+export interface ClusterOptions {
+  /** Names the schema, the control subjects and the log directory. */
+  readonly tag: string;
+  readonly nodes: number;
+  /** Default 8 (the server's mapping is written with the same count). */
+  readonly partitions?: number;
+  /** Lease lifetime of every node; default 3000 ms (short, so failover fits in a test). */
+  readonly leaseTtlMs?: number;
+  /** Default 3000 ms. */
+  readonly shutdownGraceMs?: number;
+  /** Default 2000 ms. */
+  readonly ackWaitMs?: number;
+  /** Node log level; default `warn` (CHAOS_LOG_LEVEL overrides). */
+  readonly logLevel?: string;
+  /** Further runtime configuration for every node. */
+  readonly extra?: Record<string, unknown>;
+  /** Keep the log directory after destroy() (CHAOS_KEEP_LOGS=1 too); it is printed. */
+  readonly keepLogs?: boolean;
+}
+
+/** What a node's stats look like through the fixture's `ping`. */
+export interface NodePing {
+  readonly pid: number;
+  readonly ready: { readonly ok: boolean; readonly checks: Record<string, boolean> };
+  readonly stats: Record<string, number>;
+  readonly live: number;
+  readonly owned?: number[] | null;
+}
+
+/** One node's place in the cluster: its id and proxies survive its restarts. */
+export interface NodeSlot {
+  readonly index: number;
+  readonly id: string;
+  readonly natsProxy: TcpProxy;
+  readonly pgProxy: TcpProxy;
+  readonly commitLog: string;
+  child: ChildRuntime | null;
+  incarnation: number;
+  paused: boolean;
+  /** The current incarnation's log file. */
+  logFile: string;
+}
+
+/** How a SIGTERM ended. */
+export interface TermResult {
+  readonly code: number | null;
+  readonly ms: number;
+  /** True when the deadline passed and the harness had to SIGKILL it. */
+  readonly hung: boolean;
+  readonly logTail: string;
+}
+
+export class Cluster {
+  private constructor(
+    readonly opts: Required<Pick<ClusterOptions, 'partitions' | 'leaseTtlMs' | 'shutdownGraceMs' | 'ackWaitMs'>> & ClusterOptions,
+    readonly nats: Awaited<ReturnType<typeof startNats>>,
+    /** The harness's own connection, straight to nats-server (never through a proxy). */
+    readonly nc: NatsConnection,
+    readonly schema: string,
+    readonly dir: string,
+    private readonly cleanupDir: () => void,
+    readonly nodes: NodeSlot[],
+  ) {}
+
+  /** Starts NATS, the proxies and every node; resolves once all nodes answer and the partitions are held. */
+  static async start(o: ClusterOptions): Promise<Cluster> {
+    assertBuildIsFresh();
+    const opts = { partitions: 8, leaseTtlMs: 3000, shutdownGraceMs: 3000, ackWaitMs: 2000, ...o };
+    const logs = tempDir(`agentry-chaos-${o.tag}-`);
+    const nats = await startNats(opts.partitions);
+    track(nats.pid);
+    const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 200, name: 'chaos-harness' });
+    const schema = schemaName(`chaos_${o.tag}`);
+    const nodes: NodeSlot[] = [];
+    const pgUrl = new URL(PG_URL);
+    for (let i = 0; i < o.nodes; i++) {
+      const id = `node-${i}`;
+      mkdirSync(join(logs.dir, id), { recursive: true });
+      nodes.push({
+        index: i, id,
+        natsProxy: await startTcpProxy(nats.port),
+        pgProxy: await startTcpProxy(Number(pgUrl.port || 5432), pgUrl.hostname),
+        commitLog: join(logs.dir, id, 'commits.jsonl'),
+        child: null, incarnation: 0, paused: false, logFile: '',
+      });
+    }
+    const cluster = new Cluster(opts, nats, nc, schema, logs.dir, logs.cleanup, nodes);
+    try {
+      // One at a time: the first creates the schema and streams, the others find them.
+      for (const n of nodes) await cluster.startNode(n.index);
+      await cluster.waitPartitionsHeld(60_000);
+    } catch (e) {
+      await cluster.destroy();
+      throw e;
+    }
+    return cluster;
+  }
+
+  /** The partition of a session (as the server's mapping computes it). */
+  partitionOf(sessionId: string): number { return partitionOf(sessionId, this.opts.partitions); }
+
+  private childConfig(n: NodeSlot): ChildConfig {
+    const pgUrl = new URL(PG_URL);
+    pgUrl.hostname = '127.0.0.1';
+    pgUrl.port = String(n.pgProxy.port);
+    return {
+      natsUrl: `nats://127.0.0.1:${n.natsProxy.port}`,
+      partitions: this.opts.partitions,
+      ctlSubject: `chaos.ctl.${this.schema}.${n.id}`,
+      databaseUrl: pgUrl.toString(),
+      schema: this.schema,
+      defaultAgentType: 'rec-queue',
+      logLevel: this.opts.logLevel ?? process.env.CHAOS_LOG_LEVEL ?? 'warn',
+      commitLog: n.commitLog,
+      extra: {
+        nodeId: n.id, leaseTtlMs: this.opts.leaseTtlMs, shutdownGraceMs: this.opts.shutdownGraceMs,
+        ackWaitMs: this.opts.ackWaitMs, ...(this.opts.extra ?? {}),
+      },
+    };
+  }
+
+  /** Starts (or restarts) node i with its own id, proxies and commit log; a new log file per incarnation. */
+  async startNode(i: number, timeoutMs = 45_000): Promise<ChildRuntime> {
+    const n = this.nodes[i]!;
+    if (n.child && !n.child.exited()) throw new Error(`${n.id} is already running`);
+    n.incarnation++;
+    n.logFile = join(this.dir, n.id, `run-${n.incarnation}.log`);
+    n.paused = false;
+    n.child = await startChild(this.nc, this.childConfig(n), n.logFile, timeoutMs, (pid) => { track(pid); });
+    return n.child;
+  }
+
+  /** SIGKILL; resolves once the process is gone. */
+  async killNode(i: number): Promise<void> {
+    const n = this.nodes[i]!;
+    if (!n.child) return;
+    if (n.paused) { process.kill(n.child.pid, 'SIGCONT'); n.paused = false; }
+    await n.child.kill();
+    untrack(n.child.pid);
+  }
+
+  /** SIGSTOP: the process keeps its sockets and locks but runs nothing. */
+  pauseNode(i: number): void {
+    const n = this.nodes[i]!;
+    if (!n.child || n.child.exited()) throw new Error(`${n.id} is not running`);
+    process.kill(n.child.pid, 'SIGSTOP');
+    n.paused = true;
+  }
+
+  /** SIGCONT after pauseNode. */
+  resumeNode(i: number): void {
+    const n = this.nodes[i]!;
+    if (!n.child || n.child.exited()) return;
+    process.kill(n.child.pid, 'SIGCONT');
+    n.paused = false;
+  }
+
+  /**
+   * SIGTERM (graceful stop) and time it. Past `deadlineMs` the node is SIGKILLed and the result
+   * says it hung; either way the process is gone when this resolves.
+   */
+  async termNode(i: number, deadlineMs: number): Promise<TermResult> {
+    const n = this.nodes[i]!;
+    if (!n.child) throw new Error(`${n.id} is not running`);
+    const child = n.child;
+    const t0 = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    const hungP = new Promise<'hung'>((r) => { timer = setTimeout(() => { r('hung'); }, deadlineMs); });
+    const outcome = await Promise.race([child.stop(), hungP]);
+    clearTimeout(timer);
+    const ms = Math.round(performance.now() - t0);
+    if (outcome === 'hung') {
+      await child.kill();
+      untrack(child.pid);
+      return { code: null, ms, hung: true, logTail: tail(n.logFile, 15) };
+    }
+    untrack(child.pid);
+    return { code: outcome, ms, hung: false, logTail: tail(n.logFile, 15) };
+  }
+
+  /** Sets node i's NATS proxy mode (`heal` for a blackhole that resumes held connections). */
+  natsMode(i: number, mode: ProxyMode, heal = false): void { this.setMode(this.nodes[i]!.natsProxy, mode, heal); }
+
+  /** Sets node i's Postgres proxy mode. */
+  pgMode(i: number, mode: ProxyMode, heal = false): void { this.setMode(this.nodes[i]!.pgProxy, mode, heal); }
+
+  private setMode(p: TcpProxy, mode: ProxyMode, heal: boolean): void {
+    if (mode === 'blackhole') p.blackhole({ heal });
+    else p.setMode(mode);
+  }
+
+  /**
+   * Restarts nats-server on the same port and store: SIGTERM, `downMs` with no server at all,
+   * then start. The proxies connect to the new process by themselves.
+   */
+  async restartNats(downMs = 0): Promise<void> {
+    untrack(this.nats.pid);
+    await this.nats.stop();
+    if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
+    await this.nats.restart();
+    track(this.nats.pid);
+  }
+
+  /** Asks node i for its stats; null when it does not answer within `timeoutMs`. */
+  async ping(i: number, timeoutMs = 3000): Promise<NodePing | null> {
+    const n = this.nodes[i]!;
+    if (!n.child || n.child.exited() || n.paused) return null;
+    try {
+      const m = await this.nc.request(`chaos.ctl.${this.schema}.${n.id}`, JSON.stringify({ op: 'ping' }), { timeout: timeoutMs });
+      const r = m.json<{ ok: boolean; result?: NodePing }>();
+      return r.ok && r.result?.pid === n.child.pid ? r.result : null;
+    } catch { return null; }
+  }
+
+  /** True when every node that should run (started, not killed or stopped) answers and reports ready. */
+  async healthy(): Promise<boolean> {
+    const up = this.nodes.filter((n) => n.child !== null && !n.child.exited());
+    const pings = await Promise.all(up.map((n) => this.ping(n.index)));
+    return up.length > 0 && pings.every((p) => p?.ready.ok === true);
+  }
+
+  /** Waits until every node is ready and every partition is held by exactly one running node. */
+  async waitPartitionsHeld(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    for (;;) {
+      const pings = await Promise.all(this.nodes.map((_, i) => this.ping(i)));
+      const held = pings.flatMap((p) => p?.owned ?? []);
+      const ready = pings.every((p) => p?.ready.ok === true);
+      // A runtime that does not report its leases (owned: null) is taken at its readiness.
+      const reported = pings.every((p) => Array.isArray(p?.owned));
+      const ok = ready && (!reported || (held.length === this.opts.partitions && new Set(held).size === held.length));
+      if (ok) return;
+      last = pings.map((p, i) => `${this.nodes[i]!.id}: ${p ? `ready=${p.ready.ok} owned=${JSON.stringify(p.owned)}` : 'no answer'}`).join('; ');
+      if (Date.now() > deadline) throw new Error(`partitions not all held within ${timeoutMs} ms: ${last}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /** Messages in the inbox stream (a work queue: published and not yet acked). */
+  async unacked(): Promise<number> {
+    const jsm = await jetstreamManager(this.nc);
+    return (await jsm.streams.info('AGENTRY_INBOX')).state.messages;
+  }
+
+  /** Unacked messages by subject (for a report). */
+  async unackedSubjects(): Promise<Record<string, number>> {
+    const jsm = await jetstreamManager(this.nc);
+    const info = await jsm.streams.info('AGENTRY_INBOX', { subjects_filter: '>' });
+    return (info.state as { subjects?: Record<string, number> }).subjects ?? {};
+  }
+
+  /** A direct Postgres client on this cluster's schema (the caller ends it). */
+  async db(): Promise<pg.Client> {
+    const c = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${this.schema}` });
+    await c.connect();
+    return c;
+  }
+
+  /** Where node logs and commit logs are. */
+  logsOf(i: number): { log: string; commits: string } {
+    const n = this.nodes[i]!;
+    return { log: n.logFile, commits: n.commitLog };
+  }
+
+  /** The last lines of every node's current log, for a failure message (pino lines shortened to time, message, session, error). */
+  tails(lines = 20): string {
+    return this.nodes.map((n) => `--- ${n.id} (${n.logFile}) ---\n${compactLog(tail(n.logFile, lines))}`).join('\n');
+  }
+
+  /** Kills every node and nats-server, closes proxies and connections, drops the schema, removes the logs (unless kept). */
+  async destroy(): Promise<void> {
+    for (const n of this.nodes) {
+      if (n.child && !n.child.exited()) {
+        if (n.paused) { try { process.kill(n.child.pid, 'SIGCONT'); } catch { /* gone */ } }
+        await Promise.race([n.child.kill(), new Promise((r) => setTimeout(r, 5000))]);
+      }
+      if (n.child && !alive(n.child.pid)) untrack(n.child.pid);
+    }
+    for (const n of this.nodes) { await n.natsProxy.close(); await n.pgProxy.close(); }
+    await this.nc.close().catch(() => undefined);
+    const natsPid = this.nats.pid;
+    await this.nats.kill().catch(() => undefined);
+    untrack(natsPid);
+    await this.nats.cleanup().catch(() => undefined);
+    await dropSchema(this.schema).catch(() => undefined);
+    if (this.opts.keepLogs === true || process.env.CHAOS_KEEP_LOGS === '1') console.log(`[chaos] logs kept in ${this.dir}`);
+    else this.cleanupDir();
+  }
+}
+
+/** Shortens pino JSON lines to `time level msg {fields} err.message`; other lines pass unchanged. */
+export function compactLog(text: string): string {
+  return text.split('\n').map((line) => {
+    if (!line.startsWith('{')) return line;
+    try {
+      const o = JSON.parse(line) as Record<string, unknown>;
+      const { time, level, msg, err, ...rest } = o;
+      for (const k of ['node', 'pid', 'hostname']) Reflect.deleteProperty(rest, k);
+      const e = err as { message?: string; code?: string } | undefined;
+      const fields = Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : '';
+      return `${String(time).slice(11, 23)} ${String(level)} ${String(msg)}${fields}${e ? ` — ${e.code ? `${e.code}: ` : ''}${e.message ?? ''}` : ''}`;
+    } catch { return line; }
+  }).join('\n');
+}

@@ -1,0 +1,333 @@
+// Owns the chaos suite's verdict. After the load and a settle period it reads what the system
+// actually did — each session's committed user state (`seen`, and for sleepers `timers` and
+// `wakes`) through the snapshot in Postgres, the history rows, the dead letters, the inbox
+// stream, and the nodes' commit logs — and compares it with what the producer had acked:
+//
+//   lost          published and acked by JetStream, not in `seen`, not dead-lettered
+//   doubled       in `seen` more than once, or in history under two batches
+//   out of order  in `seen` after a higher i of the same session
+//   dead-lettered a good message that became a dead letter (only poison may)
+//   poison        each poison message must be exactly one dead letter and never applied
+//   timers        each timer set by a sleeper fires once (a `time` wake), never before its time
+//   unacked       messages still in the work-queue inbox stream after settling
+//   stale commits a commit prepared after another node committed the same partition with a
+//                 higher fencing epoch (from the commit logs)
+//   recovery      per fault: time until every session the fault touched commits a message
+//                 published after the fault began
+import { existsSync, readFileSync } from 'node:fs';
+import type { Cluster } from './cluster.js';
+import type { Load, PoisonSent, Published } from './load.js';
+
+/** One fault as it happened. */
+export interface FaultRecord {
+  readonly kind: string;
+  /** The node it hit (index), or null for the whole system (nats-server restart). */
+  readonly node: number | null;
+  readonly start: number;
+  /** When the fault was lifted (the node restarted, resumed, the proxy passes again). */
+  end: number;
+  readonly detail?: Record<string, unknown>;
+}
+
+/** A line of a node's commit log (see test/fixtures/crash-runtime.mjs). */
+export interface CommitLine { t: number; a: number | null; n: string; p: number; e: number | null; s: string; v: number; q: number; h: number[] }
+
+export interface Recovery {
+  readonly kind: string;
+  readonly node: string | null;
+  readonly start: number;
+  readonly durationMs: number;
+  /** Sessions the fault touched that had messages published after it began. */
+  readonly sessions: number;
+  /** From the fault's start until every such session committed a message published after the start; null when one never did. */
+  readonly recoveryMs: number | null;
+  /** The same, counted from when the fault was lifted (0 when it recovered while the fault lasted). */
+  readonly afterEndMs: number | null;
+  /** The session that took longest (or never recovered). */
+  readonly slowest: string | null;
+}
+
+export interface Report {
+  readonly ok: boolean;
+  /** One line per problem kind, with examples (session and i). */
+  readonly problems: string[];
+  readonly counts: {
+    sessions: number; published: number; applied: number; lost: number; doubled: number; outOfOrder: number;
+    deadLetteredGood: number; unacked: number; publishRetries: number;
+    poison: { sent: number; deadLettered: number; missing: number; multiple: number; applied: number };
+    timers: { set: number; fired: number; missed: number; twice: number; early: number; unexpectedWakes: number };
+    commitsByNode: Record<string, number>; staleCommits: number;
+  };
+  readonly recovery: Recovery[];
+  readonly examples: Record<string, string[]>;
+}
+
+const EXAMPLES = 8;
+
+/** Reads a commit log (missing file: no lines). */
+export function readCommitLog(file: string): CommitLine[] {
+  if (!existsSync(file)) return [];
+  const out: CommitLine[] = [];
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (!line) continue;
+    try { out.push(JSON.parse(line) as CommitLine); } catch { /* a torn last line of a killed node */ }
+  }
+  return out;
+}
+
+/** Every node's commit log, merged and sorted by report time. */
+export function allCommits(cluster: Cluster): CommitLine[] {
+  return cluster.nodes.flatMap((n) => readCommitLog(n.commitLog)).sort((a, b) => a.t - b.t);
+}
+
+interface SessionRow { id: string; status: string; last_seq: string; user_state: { seen?: unknown[]; timers?: { i: number; until: number }[]; wakes?: { at: number; reason: string | null; i: number | null; until: number | null }[] } | null }
+interface HistoryRow { session_id: string; seq: string; batch_id: string; outcome: string; body_i: string | null }
+interface DeadLetterRow { id: string; session_id: string; reason: string; error: string | null; payload_seqs: string[] | null }
+
+/** The inbox sequences a dead letter covers: its payload's `seq`s, else the `<sid>:<seq>` / `<sid>:<a>-<b>` of its id. */
+function coveredSeqs(dl: DeadLetterRow): number[] {
+  const fromPayload = (dl.payload_seqs ?? []).map(Number).filter((q) => Number.isFinite(q) && q > 0);
+  if (fromPayload.length > 0) return fromPayload;
+  const m = /:(\d+)(?:-(\d+))?$/.exec(dl.id);
+  if (!m) return [];
+  const a = Number(m[1]);
+  const b = m[2] ? Number(m[2]) : a;
+  return b - a <= 10_000 ? Array.from({ length: b - a + 1 }, (_, k) => a + k) : [a, b];
+}
+
+/** Reads Postgres, the stream and the commit logs, and judges the run (see the module comment). */
+export async function verify(cluster: Cluster, load: Load, faults: readonly FaultRecord[], opts: { timerGraceMs?: number; now?: number } = {}): Promise<Report> {
+  const now = opts.now ?? Date.now();
+  const examples: Record<string, string[]> = {};
+  const note = (kind: string, text: string): void => {
+    const l = (examples[kind] ??= []);
+    if (l.length < EXAMPLES) l.push(text);
+  };
+  const sessionIds = [...load.published.keys()];
+  const db = await cluster.db();
+  let sessions: SessionRow[];
+  let history: HistoryRow[];
+  let dls: DeadLetterRow[];
+  try {
+    sessions = (await db.query<SessionRow>(
+      `SELECT id, status, last_seq::text AS last_seq, snapshot->'context'->'userState' AS user_state FROM sessions WHERE id = ANY($1)`, [sessionIds])).rows;
+    history = (await db.query<HistoryRow>(
+      `SELECT session_id, seq::text AS seq, batch_id, outcome, CASE WHEN jsonb_typeof(body) = 'object' THEN body->>'i' END AS body_i
+         FROM history WHERE session_id = ANY($1) AND seq > 0 ORDER BY session_id, seq, batch_id`, [sessionIds])).rows;
+    dls = (await db.query<DeadLetterRow>(
+      `SELECT id, session_id, reason, error,
+              CASE WHEN jsonb_typeof(payload) = 'array' THEN ARRAY(SELECT e->>'seq' FROM jsonb_array_elements(payload) e WHERE jsonb_typeof(e) = 'object') END AS payload_seqs
+         FROM dead_letters WHERE session_id = ANY($1)`, [sessionIds])).rows;
+  } finally {
+    await db.end();
+  }
+  const bySession = new Map(sessions.map((r) => [r.id, r]));
+  const historyBySession = new Map<string, HistoryRow[]>();
+  for (const h of history) { const l = historyBySession.get(h.session_id) ?? []; l.push(h); historyBySession.set(h.session_id, l); }
+  const dlBySession = new Map<string, DeadLetterRow[]>();
+  for (const d of dls) { const l = dlBySession.get(d.session_id) ?? []; l.push(d); dlBySession.set(d.session_id, l); }
+  const poisonBySession = new Map<string, PoisonSent[]>();
+  for (const p of load.poison) { const l = poisonBySession.get(p.sessionId) ?? []; l.push(p); poisonBySession.set(p.sessionId, l); }
+
+  let published = 0; let applied = 0; let lost = 0; let doubled = 0; let outOfOrder = 0; let deadLetteredGood = 0;
+  const poison = { sent: load.poison.length, deadLettered: 0, missing: 0, multiple: 0, applied: 0 };
+  const timers = { set: load.timers.length, fired: 0, missed: 0, twice: 0, early: 0, unexpectedWakes: 0 };
+  const timerGrace = opts.timerGraceMs ?? 0;
+
+  for (const sid of sessionIds) {
+    const pubs: Published[] = load.published.get(sid) ?? [];
+    published += pubs.length;
+    const row = bySession.get(sid);
+    const seenRaw = row?.user_state?.seen ?? [];
+    const seen = seenRaw.filter((x): x is number => typeof x === 'number');
+    const nonNumbers = seenRaw.length - seen.length;
+    const dlSeqs = new Map<number, number>();
+    for (const d of dlBySession.get(sid) ?? []) for (const q of new Set(coveredSeqs(d))) dlSeqs.set(q, (dlSeqs.get(q) ?? 0) + 1);
+    const count = new Map<number, number>();
+    for (const i of seen) count.set(i, (count.get(i) ?? 0) + 1);
+
+    for (const p of pubs) {
+      const c = count.get(p.i) ?? 0;
+      const dl = dlSeqs.get(p.seq) ?? 0;
+      if (c > 0) applied++;
+      if (c === 0 && dl === 0) { lost++; note('lost', `${sid} i=${p.i} (seq ${p.seq})`); }
+      if (c > 1) { doubled++; note('doubled', `${sid} i=${p.i} applied ${c} times`); }
+      if (dl > 0) { deadLetteredGood++; note('deadLetteredGood', `${sid} i=${p.i} (seq ${p.seq}) dead-lettered${c > 0 ? ' and applied' : ''}`); }
+    }
+    // Order: each first application must be above every earlier one.
+    let max = 0;
+    const firstSeen = new Set<number>();
+    for (const i of seen) {
+      if (firstSeen.has(i)) continue;
+      firstSeen.add(i);
+      if (i < max) { outOfOrder++; note('outOfOrder', `${sid} i=${i} applied after i=${max}`); }
+      max = Math.max(max, i);
+    }
+    // History: one ok row per inbox sequence; a seq under two batches was applied twice.
+    const rowsBySeq = new Map<string, HistoryRow[]>();
+    for (const h of historyBySession.get(sid) ?? []) { const l = rowsBySeq.get(h.seq) ?? []; l.push(h); rowsBySeq.set(h.seq, l); }
+    for (const [seq, rows] of rowsBySeq) {
+      const ok = rows.filter((r) => r.outcome === 'ok');
+      if (ok.length > 1) {
+        doubled++;
+        note('doubled', `${sid} seq ${seq} (i=${ok[0]!.body_i ?? '?'}) in history under batches ${ok.map((r) => r.batch_id).join(', ')}`);
+      }
+    }
+    // Poison: exactly one dead letter each, never applied (in history as ok, or handed to the recorder).
+    const ps = poisonBySession.get(sid) ?? [];
+    let poisonApplied = 0;
+    for (const p of ps) {
+      const dl = dlSeqs.get(p.seq) ?? 0;
+      if (dl === 1) poison.deadLettered++;
+      else if (dl === 0) { poison.missing++; note('poison', `${sid} ${p.kind} (seq ${p.seq}, after i=${p.afterI}) not dead-lettered`); }
+      else { poison.multiple++; note('poison', `${sid} ${p.kind} (seq ${p.seq}) dead-lettered ${dl} times`); }
+      if ((rowsBySeq.get(String(p.seq)) ?? []).some((r) => r.outcome === 'ok')) { poisonApplied++; note('poison', `${sid} ${p.kind} (seq ${p.seq}) applied (history outcome ok)`); }
+    }
+    if (nonNumbers > poisonApplied) note('poison', `${sid}: ${nonNumbers} non-numeric entries in seen (a poison message handed to the handler)`);
+    poison.applied += Math.max(poisonApplied, nonNumbers);
+    // Timers of sleepers.
+    const wakes = row?.user_state?.wakes ?? [];
+    for (const t of load.timers.filter((x) => x.sessionId === sid)) {
+      const fired = wakes.filter((w) => w.reason === 'time' && w.i === t.i);
+      if (fired.length === 0) {
+        if (t.until + timerGrace <= now) { timers.missed++; note('timers', `${sid} timer i=${t.i} due ${new Date(t.until).toISOString()} never fired`); }
+        continue;
+      }
+      timers.fired++;
+      if (fired.length > 1) { timers.twice++; note('timers', `${sid} timer i=${t.i} fired ${fired.length} times`); }
+      for (const w of fired) if (w.at < t.until) { timers.early++; note('timers', `${sid} timer i=${t.i} fired ${t.until - w.at} ms early`); }
+    }
+    for (const w of wakes) {
+      if (w.reason !== 'time') { timers.unexpectedWakes++; note('timers', `${sid} woke for ${w.reason} (timer i=${w.i})`); }
+    }
+  }
+
+  let unacked = 0;
+  try { unacked = await cluster.unacked(); } catch { unacked = -1; }
+  if (unacked !== 0) {
+    try {
+      const subj = await cluster.unackedSubjects();
+      for (const [s, n] of Object.entries(subj).slice(0, EXAMPLES)) note('unacked', `${s}: ${n}`);
+    } catch { /* unreachable server: the count says it */ }
+  }
+
+  const commits = allCommits(cluster);
+  const commitsByNode: Record<string, number> = {};
+  for (const c of commits) commitsByNode[c.n] = (commitsByNode[c.n] ?? 0) + 1;
+  const staleCommits = findStaleCommits(commits, (t) => { note('staleCommits', t); });
+  const recovery = faults.map((f) => recoveryOf(f, cluster, load, commits));
+
+  const problems: string[] = [];
+  const add = (n: number, what: string, key: string): void => {
+    if (n > 0) problems.push(`${n} ${what}${examples[key] ? `: ${examples[key].join('; ')}` : ''}`);
+  };
+  add(lost, 'lost (acked by JetStream, never applied, not dead-lettered)', 'lost');
+  add(doubled, 'applied twice', 'doubled');
+  add(outOfOrder, 'applied out of order', 'outOfOrder');
+  add(deadLetteredGood, 'good messages dead-lettered', 'deadLetteredGood');
+  add(poison.missing + poison.multiple + poison.applied, 'poison messages not exactly one dead letter', 'poison');
+  add(timers.missed + timers.twice + timers.early + timers.unexpectedWakes, 'timer faults (missed, fired twice, early or unexpected)', 'timers');
+  if (unacked !== 0) problems.push(`${unacked < 0 ? 'inbox stream unreadable' : `${unacked} messages left unacked in the inbox stream`}${examples.unacked ? `: ${examples.unacked.join('; ')}` : ''}`);
+  add(staleCommits, 'stale commits (a deposed owner committed after the new owner)', 'staleCommits');
+  const never = recovery.filter((r) => r.sessions > 0 && r.recoveryMs === null);
+  if (never.length > 0) problems.push(`${never.length} faults never recovered: ${never.map((r) => `${r.kind}@${r.node ?? 'all'} (${r.slowest})`).join('; ')}`);
+
+  return {
+    ok: problems.length === 0,
+    problems,
+    counts: {
+      sessions: sessionIds.length, published, applied, lost, doubled, outOfOrder, deadLetteredGood, unacked,
+      publishRetries: load.retries, poison, timers, commitsByNode, staleCommits,
+    },
+    recovery,
+    examples,
+  };
+}
+
+/**
+ * Commits prepared (their latest event time) after another node had already committed the same
+ * partition with a higher epoch, and carrying a lower epoch themselves: a deposed owner's writes.
+ * A commit whose events all predate the other node's commit is not counted: it may have reached
+ * Postgres before the takeover and only been reported late (a paused process reports on resume).
+ */
+export function findStaleCommits(commits: readonly CommitLine[], note: (text: string) => void): number {
+  const byPartition = new Map<number, CommitLine[]>();
+  for (const c of commits) { if (c.e === null) continue; const l = byPartition.get(c.p) ?? []; l.push(c); byPartition.set(c.p, l); }
+  let stale = 0;
+  type Best = { e: number; n: string; t: number } | null;
+  for (const [p, list] of byPartition) {
+    list.sort((x, y) => x.t - y.t);
+    // For each prefix: the highest epoch, and the highest from a node other than that one's.
+    const best1: Best[] = [];
+    const best2: Best[] = [];
+    let b1: Best = null;
+    let b2: Best = null;
+    for (const c of list) {
+      const cur = { e: c.e!, n: c.n, t: c.t };
+      if (!b1 || cur.e > b1.e) { if (b1 && b1.n !== cur.n) b2 = b1; b1 = cur; }
+      else if (cur.n !== b1.n && (!b2 || cur.e > b2.e)) b2 = cur;
+      best1.push(b1);
+      best2.push(b2);
+    }
+    for (const c of list) {
+      const prepared = c.a ?? c.t;
+      // Last index with t < prepared.
+      let lo = 0; let hi = list.length - 1; let k = -1;
+      while (lo <= hi) { const mid = (lo + hi) >> 1; if (list[mid]!.t < prepared) { k = mid; lo = mid + 1; } else hi = mid - 1; }
+      if (k < 0) continue;
+      const top = best1[k]!.n !== c.n ? best1[k] : best2[k];
+      if (top && top.e > c.e!) {
+        stale++;
+        note(`${c.n} committed ${c.s} (partition ${p}, epoch ${c.e}, last_seq ${c.q}) after ${top.n} had committed the partition with epoch ${top.e}`);
+      }
+    }
+  }
+  return stale;
+}
+
+/** How long a fault took to recover from (see `Recovery`). */
+export function recoveryOf(f: FaultRecord, cluster: Cluster, load: Load, commits: readonly CommitLine[]): Recovery {
+  const nodeId = f.node === null ? null : cluster.nodes[f.node]!.id;
+  // The sessions it touched: those the faulted node committed last before the fault (all, for a server fault).
+  const lastBy = new Map<string, string>();
+  for (const c of commits) if (c.t < f.start) lastBy.set(c.s, c.n);
+  const touched = [...lastBy].filter(([, n]) => nodeId === null || n === nodeId).map(([s]) => s);
+  const commitsOf = new Map<string, CommitLine[]>();
+  for (const c of commits) if (c.t >= f.start) { const l = commitsOf.get(c.s) ?? []; l.push(c); commitsOf.set(c.s, l); }
+  let worst = 0;
+  let slowest: string | null = null;
+  let n = 0;
+  let never = false;
+  for (const sid of touched) {
+    const first = (load.published.get(sid) ?? []).find((p) => p.sentAt >= f.start);
+    if (!first) continue;
+    n++;
+    const done = (commitsOf.get(sid) ?? []).find((c) => c.q >= first.seq);
+    if (!done) { never = true; slowest = `${sid} i=${first.i}`; continue; }
+    const ms = done.t - f.start;
+    if (!never && ms > worst) { worst = ms; slowest = `${sid} i=${first.i}`; }
+  }
+  const recoveryMs = never ? null : n === 0 ? 0 : worst;
+  const durationMs = Math.max(0, f.end - f.start);
+  return {
+    kind: f.kind, node: nodeId, start: f.start, durationMs, sessions: n, recoveryMs,
+    afterEndMs: recoveryMs === null ? null : Math.max(0, recoveryMs - durationMs), slowest,
+  };
+}
+
+/** A human summary of a report (a few lines, then the problems). */
+export function summarize(r: Report, title = 'chaos'): string {
+  const c = r.counts;
+  const rec = r.recovery.filter((x) => x.sessions > 0);
+  const lines = [
+    `[${title}] ${r.ok ? 'OK' : 'FAILED'}: ${c.sessions} sessions, ${c.published} published, ${c.applied} applied; ` +
+      `lost ${c.lost}, doubled ${c.doubled}, out of order ${c.outOfOrder}, good dead-lettered ${c.deadLetteredGood}, unacked ${c.unacked}`,
+    `[${title}] poison: ${c.poison.sent} sent, ${c.poison.deadLettered} dead-lettered once, ${c.poison.missing} missing, ${c.poison.multiple} multiple, ${c.poison.applied} applied; ` +
+      `timers: ${c.timers.set} set, ${c.timers.fired} fired, ${c.timers.missed} missed, ${c.timers.twice} twice, ${c.timers.early} early`,
+    `[${title}] commits by node: ${JSON.stringify(c.commitsByNode)}; stale commits ${c.staleCommits}; publish retries ${c.publishRetries}`,
+    ...rec.map((x) => `[${title}] recovery ${x.kind}@${x.node ?? 'all'}: ${x.recoveryMs === null ? 'NEVER' : `${x.recoveryMs} ms`} from start` +
+      ` (fault lasted ${x.durationMs} ms; ${x.afterEndMs === null ? '-' : `${x.afterEndMs} ms`} after it ended; ${x.sessions} sessions; slowest ${x.slowest ?? '-'})`),
+    ...r.problems.map((p) => `[${title}] PROBLEM ${p}`),
+  ];
+  return lines.join('\n');
+}
