@@ -45,3 +45,21 @@ export class FencedError extends StoreError {
     super(`session ${sessionId}: owner epoch ${epoch} is older than the stored one; this node no longer owns the partition`);
   }
 }
+
+/**
+ * Postgres refused the data itself (SQLSTATE class 22 "data exception": a NUL in jsonb or
+ * text, a lone surrogate, malformed input; class 54 "program limit exceeded": nesting too deep,
+ * a value too large). The same statement fails the same way every time, so it is never
+ * retried: the caller isolates the record that carries the data and dead-letters it.
+ */
+export class StoreDataError extends StoreError {
+  override readonly name = 'StoreDataError';
+  override readonly code = 'STORE_DATA';
+  override readonly retryable = false;
+  /** The SQLSTATE Postgres reported (e.g. `22P05`), or undefined when the driver refused before sending. */
+  readonly sqlState: string | undefined;
+  constructor(message: string, opts: { cause?: unknown; sqlState?: string } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.sqlState = opts.sqlState;
+  }
+}

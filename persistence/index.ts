@@ -9,3 +9,4 @@ export { createPgliteStore } from './pgliteStore.js';
 export type { PgliteStoreOptions } from './pgliteStore.js';
 export { openStore } from './openStore.js';
 export type { OpenStoreConfig } from './openStore.js';
+export * from './storable.js';

@@ -2,7 +2,7 @@
  * Owns the mapping from driver errors (`pg`, PGlite) to store errors. It is the only place
  * that inspects Postgres error codes, so retry and readiness logic can match by class.
  */
-import { StoreError, StoreUnavailableError } from './errors.js';
+import { StoreDataError, StoreError, StoreUnavailableError } from './errors.js';
 
 /** Socket-level failures reported by Node (`err.code`). */
 const SOCKET_CODES = new Set([
@@ -21,6 +21,22 @@ const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '5701
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']);
 
 /**
+ * SQLSTATEs where the data itself is refused and a retry fails the same way: class 22 (data
+ * exception: 22P05 unsupported Unicode escape (NUL in jsonb), 22021 bad byte sequence (NUL in
+ * text), 22P02 invalid text representation (a lone surrogate in jsonb), 22001 value too long, …)
+ * and class 54 (program limit exceeded: 54001 stack depth / statement too complex, 54000 a value
+ * too large). PGlite reports the same SQLSTATEs as Postgres.
+ */
+const DATA_SQLSTATE = /^(22|54)[0-9A-Z]{3}$/;
+
+/**
+ * What the drivers throw before anything reaches the server when a parameter cannot be
+ * serialized (`JSON.stringify` of a value nested too deep, a cycle, a bigint): as deterministic
+ * as a data exception, and about the data.
+ */
+const SERIALIZE_MESSAGES = /Maximum call stack size exceeded|circular structure|serialize a BigInt/i;
+
+/**
  * `pg` raises these without a code (the socket closed under it, the pool timed out or was
  * ended); PGlite says it is closed. Message text is the only signal the drivers give here.
  */
@@ -28,8 +44,9 @@ const UNAVAILABLE_MESSAGES = /Connection terminated|timeout exceeded when trying
 
 /**
  * Turns any error thrown by a driver into a `StoreError` subclass when we know what it means,
- * so callers retry on `StoreUnavailableError` and never parse messages themselves. Store
- * errors pass through; unknown errors (bugs, constraint violations) are returned unchanged.
+ * so callers retry on `StoreUnavailableError`, never retry a `StoreDataError` (split the batch
+ * and dead-letter the record instead), and never parse messages themselves. Store errors pass
+ * through; unknown errors (bugs, constraint violations) are returned unchanged.
  */
 export function normalizePgError(err: unknown): unknown {
   if (err instanceof StoreError) return err;
@@ -39,6 +56,12 @@ export function normalizePgError(err: unknown): unknown {
   const code = codeOf(err);
   if (code !== undefined && RETRYABLE_SQLSTATES.has(code)) {
     return new StoreError(`transaction aborted, safe to retry: ${messageOf(err)}`, { cause: err });
+  }
+  if (code !== undefined && DATA_SQLSTATE.test(code)) {
+    return new StoreDataError(`the store refused the data (SQLSTATE ${code}): ${messageOf(err)}`, { cause: err, sqlState: code });
+  }
+  if ((err instanceof RangeError || err instanceof TypeError) && SERIALIZE_MESSAGES.test(err.message)) {
+    return new StoreDataError(`a value cannot be serialized for the store: ${err.message}`, { cause: err });
   }
   return err;
 }
