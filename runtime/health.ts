@@ -70,7 +70,7 @@ class Probe {
     }, this.timeoutMs);
     (this.deadline as { unref?: () => void } | undefined)?.unref?.();
     let p: Promise<void>;
-    try { p = this.ping(); } catch (err) { p = Promise.reject(err as Error); }
+    try { p = this.ping(); } catch (err) { p = Promise.reject(err instanceof Error ? err : new Error(String(err))); }
     p.then(
       () => { if (this.settle(id)) this.verdict(true); },
       (err: unknown) => { if (this.settle(id)) this.verdict(false, { err }, 'ping failed'); },
