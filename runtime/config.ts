@@ -49,6 +49,13 @@ const schema = z.object({
   shutdownGraceMs: z.number().int().min(0).default(10_000),
   /** Payloads above this many bytes are dead-lettered (the server's max_payload caps them first). */
   maxPayloadBytes: z.number().int().min(1).default(1024 * 1024),
+  /**
+   * Deepest JSON nesting accepted in a payload (a message body, mail, event data, a task, user
+   * state); deeper input is refused at the door (HTTP 400 / JSON-RPC -32602 UNSTORABLE_INPUT) or
+   * dead-lettered (`unstorable`) for NATS producers, long before Postgres (54001 at a few
+   * thousand levels) or Node's own recursion (JSON.stringify) could overflow.
+   */
+  maxJsonDepth: z.number().int().min(1).max(1000).default(64),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /**
    * This node's name in logs and leases. Keep it stable across restarts (the default is the host
@@ -89,6 +96,7 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_CRON_CATCH_UP: { key: 'cronCatchUp' },
   AGENTRY_DEFAULT_AGENT: { key: 'defaultAgentType' },
   AGENTRY_SHUTDOWN_GRACE_MS: { key: 'shutdownGraceMs', number: true },
+  AGENTRY_MAX_JSON_DEPTH: { key: 'maxJsonDepth', number: true },
   AGENTRY_LOG_LEVEL: { key: 'logLevel' },
   AGENTRY_NODE_ID: { key: 'nodeId' },
   HOST: { key: 'host' },

@@ -1,6 +1,8 @@
 // The production NATS users (ops/nats-prod.conf = nats.conf + ops/nats-auth.conf): without
 // credentials nothing connects; the runtime user runs the runtime (credentials in NATS_URL); the
-// publisher user can put messages into inboxes and events on the bus, and nothing else.
+// publisher user can put messages into inboxes and events on the bus, and nothing else: in
+// particular it reads replies only under its own inbox prefix (`_INBOX_publisher`), never
+// `_INBOX.>` where other clients' replies and the runtime's consumer deliveries go.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createConnection } from 'node:net';
@@ -19,6 +21,19 @@ let dir: ReturnType<typeof tempDir>;
 let rt: Runtime;
 const runtimePassword = randomBytes(18).toString('base64url');
 const publisherPassword = randomBytes(18).toString('base64url');
+/** The publisher's private inbox prefix (ops/nats-auth.conf); JetStream acks come back under it. */
+const PUBLISHER_INBOX = '_INBOX_publisher';
+
+/** A producer's connection, as docs/operations.md tells producers to connect. */
+function connectPublisher(): Promise<NatsConnection> {
+  return connect({ servers: `127.0.0.1:${port}`, user: 'publisher', pass: publisherPassword, inboxPrefix: PUBLISHER_INBOX });
+}
+
+/** Subscribes and resolves with the server's refusal ('not denied' when none came within 3 s). */
+async function subscribeOutcome(nc: NatsConnection, subject: string): Promise<string> {
+  const sub = nc.subscribe(subject);
+  return Promise.race([sub.closed.then((e) => (e ? String(e) : 'closed')), sleep(3000).then(() => 'not denied')]);
+}
 
 function portOpen(p: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -58,7 +73,7 @@ describe('NATS users of the production config', () => {
 
   it('the runtime runs as `runtime` (credentials in NATS_URL); the publisher feeds inboxes and the event bus', async () => {
     await rt.createAgent('auth-a', 'echo');
-    const pub = await connect({ servers: `127.0.0.1:${port}`, user: 'publisher', pass: publisherPassword });
+    const pub = await connectPublisher();
     try {
       const js = jetstream(pub);
       const ack = await js.publish('agentry.in.auth-a', JSON.stringify({ text: 'from the publisher' }));
@@ -77,7 +92,7 @@ describe('NATS users of the production config', () => {
     watcher.subscribe('agentry.out.auth-a', { callback: (_e, m) => { forged.push(m.string()); } });
     watcher.subscribe('agentry.ctl.>', { callback: (_e, m) => { forged.push(m.string()); } });
     await watcher.flush();
-    const pub = await connect({ servers: `127.0.0.1:${port}`, user: 'publisher', pass: publisherPassword });
+    const pub = await connectPublisher();
     const errors: string[] = [];
     void (async () => { for await (const s of pub.status()) if (s.type === 'error') errors.push(String((s as { error?: unknown }).error)); })();
     try {
@@ -94,6 +109,36 @@ describe('NATS users of the production config', () => {
     } finally {
       await pub.close();
       await watcher.close();
+    }
+  });
+
+  it("the publisher cannot read others' replies or the runtime's deliveries (_INBOX.>), only its own prefix", async () => {
+    await rt.createAgent('auth-b', 'echo');
+    const pub = await connectPublisher();
+    try {
+      for (const subject of ['_INBOX.>', '_INBOX.*', '>', '_INBOX_runtime.>']) {
+        expect(await subscribeOutcome(pub, subject), subject).toMatch(/permission/i);
+      }
+      // Its own prefix works: JetStream acks arrive, messages are handled, in order.
+      const js = jetstream(pub, { timeout: 20_000 });
+      const seqs: number[] = [];
+      for (let i = 0; i < 5; i++) seqs.push((await js.publish('agentry.in.auth-b', JSON.stringify({ n: i }))).seq);
+      expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
+      await waitFor(async () => (await rt.getHistory('auth-b')).length >= 5, 'five messages handled');
+      const bodies = (await rt.getHistory('auth-b')).map((h) => (h.body as { n: number }).n).sort();
+      expect(bodies).toEqual([0, 1, 2, 3, 4]);
+      expect(pub.isClosed()).toBe(false);
+    } finally {
+      await pub.close();
+    }
+  });
+
+  it('a producer that keeps the default _INBOX prefix gets no acknowledgement (its reply subscription is refused)', async () => {
+    const pub = await connect({ servers: `127.0.0.1:${port}`, user: 'publisher', pass: publisherPassword });
+    try {
+      await expect(jetstream(pub, { timeout: 2000 }).publish('agentry.in.auth-b', JSON.stringify({ n: 'no prefix' }))).rejects.toThrow();
+    } finally {
+      await pub.close();
     }
   });
 });
