@@ -36,6 +36,7 @@ export interface StorableProblem {
 
 // Code units, not code points (no `u` flag): a NUL, a high surrogate not followed by a low one,
 // or a low surrogate not preceded by a high one.
+// eslint-disable-next-line no-control-regex -- finding NUL is the point
 const BAD_CHAR = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const BAD_CHAR_G = new RegExp(BAD_CHAR.source, 'g');
 

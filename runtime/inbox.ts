@@ -2,26 +2,63 @@
  * Owns the inbox wire format: turning a JetStream message on `agentry.part.<p>.<sessionId>`
  * into an `InboxMessage` (headers → kind, priority, sender; payload → JSON or text), and
  * reporting precisely what is wrong with one that cannot be delivered.
+ *
+ * It is the door for NATS producers, who get no answer: what Postgres could not store (bytes
+ * that are not UTF-8, a NUL, a lone surrogate, JSON nested deeper than `maxJsonDepth`, also in
+ * the stored headers) is refused here with reason `unstorable` and a detail saying what and
+ * where, before any recursive code (the machine, JSON.stringify, the commit) touches it; one
+ * such message then costs one dead letter and nothing else. Every refusal's `payload` is
+ * already storable (`toStorable`, or base64 of the raw bytes), so the dead letter itself can be
+ * written.
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import { isPriority, MESSAGE_KINDS, type InboxMessage, type MessageKind } from '../actors/types.js';
+import { DEFAULT_MAX_JSON_DEPTH, storableProblem, storableTextProblem, toStorable } from '../persistence/index.js';
 import { H } from './transport.js';
 
-export type DecodeResult =
-  | { readonly ok: true; readonly message: InboxMessage }
-  | { readonly ok: false; readonly reason: string; readonly detail: string; readonly payload: unknown };
+/** Why a message cannot be delivered: the caller dead-letters it with these fields. */
+export interface InboxRefusal {
+  readonly ok: false;
+  /** `payload-too-large`, `invalid-header` or `unstorable`. */
+  readonly reason: string;
+  /** One line saying what and where; storable text. */
+  readonly detail: string;
+  /** The payload in a form Postgres can store (null when too large to keep). */
+  readonly payload: unknown;
+}
 
-const decoder = new TextDecoder('utf-8', { fatal: false });
+export type DecodeResult = { readonly ok: true; readonly message: InboxMessage } | InboxRefusal;
 
-/** Parses a payload as JSON when it is JSON, else keeps it as text: raw-protocol producers send text. */
-export function parsePayload(data: Uint8Array): unknown {
-  const text = decoder.decode(data);
-  if (text.length === 0) return null;
+/** A payload that passed the door, or why it did not. */
+export type PayloadResult = { readonly ok: true; readonly body: unknown } | InboxRefusal;
+
+/** What decoding needs of a JetStream message (tests build these without a server). */
+export type InboxWire = Pick<JsMsg, 'data' | 'seq' | 'headers'>;
+
+const lossy = new TextDecoder('utf-8', { fatal: false });
+const strict = new TextDecoder('utf-8', { fatal: true });
+
+function looksLikeJson(text: string): boolean {
   const c = text.trimStart()[0];
-  if (c === '{' || c === '[' || c === '"' || c === '-' || c === 't' || c === 'f' || c === 'n' || (c !== undefined && c >= '0' && c <= '9')) {
+  return c === '{' || c === '[' || c === '"' || c === '-' || c === 't' || c === 'f' || c === 'n' || (c !== undefined && c >= '0' && c <= '9');
+}
+
+/** JSON when the text is JSON, else the text itself: raw-protocol producers send text. */
+function parseText(text: string): unknown {
+  if (text.length === 0) return null;
+  if (looksLikeJson(text)) {
     try { return JSON.parse(text) as unknown; } catch { /* text */ }
   }
   return text;
+}
+
+/**
+ * Parses a payload as JSON when it is JSON, else keeps it as text. Lenient: bytes that are
+ * not UTF-8 become U+FFFD and nothing is checked; use `decodePayload` where the result will be
+ * stored. (V8's JSON.parse is iterative: any depth parses.)
+ */
+export function parsePayload(data: Uint8Array): unknown {
+  return parseText(lossy.decode(data));
 }
 
 /** The session id from an inbox subject (`agentry.part.<p>.<id>`). */
@@ -30,15 +67,62 @@ export function sessionIdOfSubject(subject: string): string {
   return subject.slice(i + 1);
 }
 
-/** Decodes an inbox message, or says why it cannot be delivered (the caller dead-letters it). */
-export function decodeInbox(m: JsMsg, at: number, maxPayloadBytes: number): DecodeResult {
+/** Where the first byte that is not UTF-8 sits (the fatal decoder says only that one exists). */
+function firstInvalidUtf8(data: Uint8Array): number {
+  let i = 0;
+  while (i < data.length) {
+    const b = data[i]!;
+    const n = b < 0x80 ? 1 : b >= 0xc2 && b < 0xe0 ? 2 : b >= 0xe0 && b < 0xf0 ? 3 : b >= 0xf0 && b < 0xf5 ? 4 : 0;
+    if (n === 0 || i + n > data.length) return i;
+    try { strict.decode(data.subarray(i, i + n)); } catch { return i; }
+    i += n;
+  }
+  return -1;
+}
+
+/** The raw bytes as a storable dead-letter payload. */
+function bytesPayload(data: Uint8Array): { encoding: 'base64'; data: string } {
+  return { encoding: 'base64', data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64') };
+}
+
+/**
+ * Decodes a payload for delivery: strict UTF-8, JSON when it is JSON (else text), and only
+ * when Postgres can store the result with at most `maxDepth` levels of nesting. A refusal has
+ * reason `unstorable`, says what and where (`a NUL character (U+0000) in $.text at index 1`,
+ * `not valid UTF-8 at byte 17`), and carries a storable payload. Used for inbox messages and
+ * by anything else that stores what producers publish (events).
+ */
+export function decodePayload(data: Uint8Array, maxDepth: number = DEFAULT_MAX_JSON_DEPTH): PayloadResult {
+  let text: string;
+  try {
+    text = strict.decode(data);
+  } catch {
+    return { ok: false, reason: 'unstorable', detail: `the payload is not valid UTF-8 (first bad byte at offset ${firstInvalidUtf8(data)})`, payload: bytesPayload(data) };
+  }
+  const body = parseText(text);
+  const problem = storableProblem(body, maxDepth);
+  if (problem !== null) {
+    return { ok: false, reason: 'unstorable', detail: `the payload cannot be stored: ${problem}`, payload: toStorable(body, maxDepth) };
+  }
+  return { ok: true, body };
+}
+
+/**
+ * Decodes an inbox message, or says why it cannot be delivered (the caller dead-letters it
+ * with `reason`, `detail` and `payload`, all storable). `maxJsonDepth` is the runtime's
+ * `maxJsonDepth` (AGENTRY_MAX_JSON_DEPTH).
+ */
+export function decodeInbox(m: InboxWire, at: number, maxPayloadBytes: number, maxJsonDepth: number = DEFAULT_MAX_JSON_DEPTH): DecodeResult {
   const kindRaw = m.headers?.get(H.kind) || 'message';
   const prioRaw = m.headers?.get(H.priority) || 'normal';
   if (m.data.length > maxPayloadBytes) {
     return { ok: false, reason: 'payload-too-large', detail: `${m.data.length} bytes > ${maxPayloadBytes}`, payload: null };
   }
-  const body = parsePayload(m.data);
+  const decoded = decodePayload(m.data, maxJsonDepth);
+  if (!decoded.ok) return decoded;
+  const body = decoded.body;
   if (!(MESSAGE_KINDS as readonly string[]).includes(kindRaw) || kindRaw === 'wake') {
+    // JSON.stringify escapes NULs and lone surrogates, so the quoted header is storable.
     return { ok: false, reason: 'invalid-header', detail: `${H.kind} must be one of message, mail, task, event, control; got ${JSON.stringify(kindRaw)}`, payload: body };
   }
   if (!isPriority(prioRaw)) {
@@ -47,6 +131,11 @@ export function decodeInbox(m: JsMsg, at: number, maxPayloadBytes: number): Deco
   const from = m.headers?.get(H.from) || undefined;
   const eventType = m.headers?.get(H.eventType) || undefined;
   const msgId = m.headers?.get(H.msgId) || undefined;
+  // These headers are stored with the message (history, snapshot): the same rule as the body.
+  for (const [name, value] of [[H.from, from], [H.eventType, eventType], [H.msgId, msgId]] as const) {
+    const problem = value === undefined ? null : storableTextProblem(value);
+    if (problem !== null) return { ok: false, reason: 'unstorable', detail: `header ${name} cannot be stored: ${problem}`, payload: body };
+  }
   return {
     ok: true,
     message: {
