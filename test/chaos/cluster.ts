@@ -167,6 +167,41 @@ export class Cluster {
     n.paused = true;
   }
 
+  /**
+   * SIGSTOPs node i at a moment when one of its Postgres sessions has a transaction open (found
+   * through its proxy's upstream ports in pg_stat_activity), so the pause holds a transaction and
+   * its row locks — the case where a fencing check made at UPDATE time is not enough. A stop that
+   * missed (the transaction had ended) is undone at once (a few ms) and tried again, up to
+   * `withinMs`; after that it pauses anyway. Says whether the pause holds an open transaction.
+   */
+  async pauseInTransaction(i: number, withinMs = 10_000): Promise<{ caught: boolean; attempts: number }> {
+    const n = this.nodes[i]!;
+    const db = await this.db();
+    const openXacts = async (): Promise<number> => {
+      const ports = n.pgProxy.upstreamPorts();
+      if (ports.length === 0) return 0;
+      const r = await db.query<{ n: string }>(
+        `SELECT count(*)::text AS n FROM pg_stat_activity WHERE client_port = ANY($1) AND xact_start IS NOT NULL AND state IN ('active', 'idle in transaction')`, [ports]);
+      return Number(r.rows[0]?.n ?? 0);
+    };
+    const deadline = Date.now() + withinMs;
+    let attempts = 0;
+    try {
+      while (Date.now() < deadline) {
+        if ((await openXacts()) === 0) continue;
+        attempts++;
+        this.pauseNode(i);
+        await new Promise((r) => setTimeout(r, 30)); // an active statement finishes; COMMIT would end it
+        if ((await openXacts()) > 0) return { caught: true, attempts };
+        this.resumeNode(i);
+      }
+      this.pauseNode(i);
+      return { caught: false, attempts };
+    } finally {
+      await db.end();
+    }
+  }
+
   /** SIGCONT after pauseNode. */
   resumeNode(i: number): void {
     const n = this.nodes[i]!;
@@ -192,10 +227,10 @@ export class Cluster {
     if (outcome === 'hung') {
       await child.kill();
       untrack(child.pid);
-      return { code: null, ms, hung: true, logTail: tail(n.logFile, 15) };
+      return { code: null, ms, hung: true, logTail: compactLog(tail(n.logFile, 15)) };
     }
     untrack(child.pid);
-    return { code: outcome, ms, hung: false, logTail: tail(n.logFile, 15) };
+    return { code: outcome, ms, hung: false, logTail: compactLog(tail(n.logFile, 15)) };
   }
 
   /** Sets node i's NATS proxy mode (`heal` for a blackhole that resumes held connections). */
@@ -239,20 +274,35 @@ export class Cluster {
     return up.length > 0 && pings.every((p) => p?.ready.ok === true);
   }
 
-  /** Waits until every node is ready and every partition is held by exactly one running node. */
+  /**
+   * Which partitions each running node says it owns, and what is wrong with that: partitions
+   * claimed by two nodes at once, and partitions nobody claims. `known` is false when a node did
+   * not answer or does not report its leases.
+   */
+  async ownership(): Promise<{ known: boolean; ready: boolean; byNode: Record<string, number[] | null>; overlaps: string[]; unowned: number[] }> {
+    const up = this.nodes.filter((n) => n.child !== null && !n.child.exited());
+    const pings = await Promise.all(up.map((n) => this.ping(n.index)));
+    const byNode: Record<string, number[] | null> = {};
+    const claims = new Map<number, string[]>();
+    up.forEach((n, k) => {
+      const owned = pings[k]?.owned ?? null;
+      byNode[n.id] = owned;
+      for (const p of owned ?? []) claims.set(p, [...(claims.get(p) ?? []), n.id]);
+    });
+    const known = pings.every((p) => Array.isArray(p?.owned));
+    const overlaps = [...claims].filter(([, ns]) => ns.length > 1).map(([p, ns]) => `partition ${p}: ${ns.join(', ')}`);
+    const unowned = Array.from({ length: this.opts.partitions }, (_, p) => p).filter((p) => !claims.has(p));
+    return { known, ready: up.length > 0 && pings.every((p) => p?.ready.ok === true), byNode, overlaps, unowned };
+  }
+
+  /** Waits until every running node is ready and every partition is held by exactly one of them. */
   async waitPartitionsHeld(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    let last = '';
     for (;;) {
-      const pings = await Promise.all(this.nodes.map((_, i) => this.ping(i)));
-      const held = pings.flatMap((p) => p?.owned ?? []);
-      const ready = pings.every((p) => p?.ready.ok === true);
-      // A runtime that does not report its leases (owned: null) is taken at its readiness.
-      const reported = pings.every((p) => Array.isArray(p?.owned));
-      const ok = ready && (!reported || (held.length === this.opts.partitions && new Set(held).size === held.length));
-      if (ok) return;
-      last = pings.map((p, i) => `${this.nodes[i]!.id}: ${p ? `ready=${p.ready.ok} owned=${JSON.stringify(p.owned)}` : 'no answer'}`).join('; ');
-      if (Date.now() > deadline) throw new Error(`partitions not all held within ${timeoutMs} ms: ${last}`);
+      const o = await this.ownership();
+      // A runtime that does not report its leases is taken at its readiness.
+      if (o.ready && (!o.known || (o.overlaps.length === 0 && o.unowned.length === 0))) return;
+      if (Date.now() > deadline) throw new Error(`partitions not all held by exactly one node within ${timeoutMs} ms: ${JSON.stringify(o)}`);
       await new Promise((r) => setTimeout(r, 200));
     }
   }

@@ -85,16 +85,23 @@ export class Scenario {
     await Promise.race([this.load.finished(), sleep(settleMs)]);
     const lastTimer = Math.max(0, ...this.load.timers.map((t) => t.until));
     let waited = '';
+    let owners = await this.cluster.ownership();
     for (;;) {
       const unacked = await this.cluster.unacked().catch(() => -1);
-      const healthy = await this.cluster.healthy();
+      owners = await this.cluster.ownership();
+      const single = !owners.known || (owners.overlaps.length === 0 && owners.unowned.length === 0);
       const timersDue = Date.now() > lastTimer + 500 && (await this.timersFired());
-      if (unacked === 0 && healthy && timersDue) break;
-      waited = `unacked=${unacked} healthy=${healthy} timersFired=${timersDue}`;
+      if (unacked === 0 && owners.ready && single && timersDue) break;
+      waited = `unacked=${unacked} ready=${owners.ready} owners=${JSON.stringify(owners.byNode)} timersFired=${timersDue}`;
       if (Date.now() > deadline) { console.log(`[${title}] settle deadline passed (${waited})`); break; }
       await sleep(250);
     }
-    const report = await verify(this.cluster, this.load, this.faults);
+    const verified = await verify(this.cluster, this.load, this.faults);
+    // Two nodes that both believe they own a partition after settling: both may process its sessions.
+    const problems = [...verified.problems];
+    if (owners.overlaps.length > 0) problems.push(`partitions claimed by more than one node after settling: ${owners.overlaps.join('; ')}`);
+    if (owners.known && owners.unowned.length > 0) problems.push(`partitions owned by no node after settling: ${owners.unowned.join(', ')}`);
+    const report: Report = { ...verified, problems, ok: problems.length === 0 };
     console.log(summarize(report, title));
     if (!report.ok) console.log(this.cluster.tails(12));
     return report;

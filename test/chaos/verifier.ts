@@ -48,6 +48,7 @@ export interface Recovery {
 }
 
 export interface Report {
+  /** True when there are no problems. */
   readonly ok: boolean;
   /** One line per problem kind, with examples (session and i). */
   readonly problems: string[];

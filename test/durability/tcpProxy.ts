@@ -31,6 +31,11 @@ export interface TcpProxy {
    * (not read) and resume on restore(); otherwise they are drained into nothing and reset on restore().
    */
   blackhole(opts?: { heal?: boolean }): void;
+  /**
+   * Local ports of the proxy's live upstream connections: how the target sees its clients
+   * (e.g. `pg_stat_activity.client_port`), so a test can find the server sessions behind it.
+   */
+  upstreamPorts(): number[];
 }
 
 interface Pair { readonly client: Socket; readonly upstream: Socket | null; frozen: boolean; swallowed: boolean }
@@ -128,6 +133,7 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
       else blackhole();
     },
     blackhole,
+    upstreamPorts: () => [...pairs].flatMap((p) => (p.upstream?.localPort !== undefined ? [p.upstream.localPort] : [])),
     close: () => new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy();
       sockets.clear();
