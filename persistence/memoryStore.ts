@@ -13,6 +13,7 @@ import type {
 /** Creates an empty in-memory store (no durability: for ephemeral runs only). */
 export function createMemoryStore(now: () => number = Date.now): Store {
   const sessions = new Map<string, SessionRecord>();
+  const partitionEpochs = new Map<number, number>();
   const history = new Map<string, HistoryEntry[]>();
   const transitions = new Map<string, TransitionRecord[]>();
   const deadLetters = new Map<string, DeadLetter>();
@@ -55,10 +56,17 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     },
     ping: () => Promise.resolve(),
     loadSession: (id) => Promise.resolve(sessions.get(id) ?? null),
+    claimPartition(partition: number, epoch: number): Promise<boolean> {
+      const cur = partitionEpochs.get(partition) ?? 0;
+      if (cur > epoch) return Promise.resolve(false);
+      partitionEpochs.set(partition, epoch);
+      return Promise.resolve(true);
+    },
     commit(records: readonly CommitRecord[]): Promise<void> {
       // Validate everything first so a failing batch changes nothing, as a transaction would.
       const versions = new Map<string, SessionRecord | undefined>();
       for (const r of records) {
+        if ((partitionEpochs.get(r.partition) ?? 0) > r.ownerEpoch) return Promise.reject(new FencedError(r.sessionId, r.ownerEpoch));
         const cur = versions.has(r.sessionId) ? versions.get(r.sessionId) : sessions.get(r.sessionId);
         if ((cur?.version ?? 0) !== r.version - 1) return Promise.reject(new StaleVersionError(r.sessionId, r.version - 1));
         if (cur && cur.ownerEpoch > r.ownerEpoch) return Promise.reject(new FencedError(r.sessionId, r.ownerEpoch));

@@ -40,7 +40,7 @@ const SERIALIZE_MESSAGES = /Maximum call stack size exceeded|circular structure|
  * `pg` raises these without a code (the socket closed under it, the pool timed out or was
  * ended); PGlite says it is closed. Message text is the only signal the drivers give here.
  */
-const UNAVAILABLE_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Cannot use a pool after calling end|PGlite is closed/i;
+const UNAVAILABLE_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Cannot use a pool after calling end|PGlite is closed|Query read timeout/i;
 
 /**
  * Turns any error thrown by a driver into a `StoreError` subclass when we know what it means,

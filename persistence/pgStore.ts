@@ -16,6 +16,17 @@ export interface PgStoreOptions {
   readonly poolSize?: number;
   /** Server-side statement_timeout in ms; a timed-out query surfaces as `StoreUnavailableError`. */
   readonly statementTimeoutMs?: number;
+  /**
+   * Client-side deadline of every query (default 15 s): a blackholed server (packets dropped,
+   * no RST) would otherwise hold a query, and the connection, forever.
+   */
+  readonly queryTimeoutMs?: number;
+  /**
+   * Server-side idle_in_transaction_session_timeout (default 10 s): a process paused inside a
+   * commit transaction (GC, SIGSTOP, VM freeze) loses it, and its locks, instead of blocking
+   * the partition's new owner until it wakes up and commits late.
+   */
+  readonly idleInTransactionTimeoutMs?: number;
   /** Clock for created_at/updated_at; defaults to `Date.now`. */
   readonly now?: () => number;
   /** Called when an idle pooled connection fails (the pool drops it and reconnects on demand). */
@@ -43,6 +54,9 @@ export function createPgStore(opts: PgStoreOptions): Store {
     // Startup parameters apply to every connection the pool opens, before any query runs.
     ...(opts.schema !== undefined ? { options: `-c search_path=${opts.schema}` } : {}),
     ...(opts.statementTimeoutMs !== undefined ? { statement_timeout: opts.statementTimeoutMs } : {}),
+    query_timeout: opts.queryTimeoutMs ?? 15_000,
+    idle_in_transaction_session_timeout: opts.idleInTransactionTimeoutMs ?? 10_000,
+    keepAlive: true,
   });
   // Without a listener an idle client's error (server restart) would crash the process.
   pool.on('error', (err) => opts.onIdleError?.(err));

@@ -115,6 +115,30 @@ export async function selectSession(q: Queryable, id: string): Promise<SessionRo
   return rows[0] ?? null;
 }
 
+/**
+ * The recorded fencing epochs of the given partitions, share-locked until the transaction ends:
+ * a new owner's `upsertPartitionEpoch` waits for this transaction, so the check holds at COMMIT.
+ */
+export async function selectPartitionEpochsForShare(q: Queryable, partitions: readonly number[]): Promise<Map<number, number>> {
+  const { rows } = await q.query<{ partition: number; epoch: Int8 }>(
+    'SELECT partition, epoch FROM partition_epochs WHERE partition = ANY($1::integer[]) ORDER BY partition FOR SHARE', [partitions],
+  );
+  return new Map(rows.map((r) => [r.partition, num(r.epoch)]));
+}
+
+/** Raises partition p's epoch to `epoch` (never lowers it); true when `epoch` is the recorded one after. */
+export async function upsertPartitionEpoch(q: Queryable, partition: number, epoch: number, node: string, now: number): Promise<boolean> {
+  const { rows } = await q.query<{ epoch: Int8 }>(
+    `INSERT INTO partition_epochs AS pe (partition, epoch, node, claimed_at)
+     VALUES ($1::integer, $2::bigint, $3::text, $4::bigint)
+     ON CONFLICT (partition) DO UPDATE SET epoch = EXCLUDED.epoch, node = EXCLUDED.node, claimed_at = EXCLUDED.claimed_at
+       WHERE pe.epoch <= EXCLUDED.epoch
+     RETURNING pe.epoch`,
+    [partition, epoch, node, now],
+  );
+  return rows.length === 1 && num(rows[0]!.epoch) === epoch;
+}
+
 /** Current version and epoch of the given sessions, to explain why a commit matched no row. */
 export async function selectSessionVersions(
   q: Queryable, ids: readonly string[],

@@ -55,6 +55,9 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
       if (records.length === 0) return;
       let logged: string[] = [];
       await db.transaction(async (tx) => {
+        // First, under a share lock held to COMMIT: is every record's partition still ours?
+        const fenced = firstFenced(records, await sql.selectPartitionEpochsForShare(tx, [...new Set(records.map((r) => r.partition))]));
+        if (fenced) throw fenced;
         const writes = planSessionWrites(records);
         let written = new Set<string>();
         if (writes) {
@@ -85,6 +88,12 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
         throw firstConflict(records, stored);
       });
       retention.committed(logged);
+    },
+    async claimPartition(partition, epoch, node, lockTimeoutMs) {
+      return db.transaction(async (tx) => {
+        await tx.exec(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}`);
+        return sql.upsertPartitionEpoch(tx, partition, epoch, node, now());
+      });
     },
     async getHistory(sessionId, opts = {}) {
       const rows = await sql.selectHistory(db, sessionId, opts.before ?? null, clampLimit(opts.limit, 100, 1000));
@@ -224,6 +233,15 @@ export function firstConflict(
   }
   const first = records[0]!;
   return new StaleVersionError(first.sessionId, first.version - 1);
+}
+
+/** The first record whose partition has a newer recorded epoch than the record's own, as a `FencedError`. */
+export function firstFenced(records: readonly CommitRecord[], epochs: ReadonlyMap<number, number>): FencedError | null {
+  for (const r of records) {
+    const e = epochs.get(r.partition);
+    if (e !== undefined && e > r.ownerEpoch) return new FencedError(r.sessionId, r.ownerEpoch);
+  }
+  return null;
 }
 
 /** Missing or nonsensical limits fall back to the default; large ones are capped. */

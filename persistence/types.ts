@@ -192,6 +192,12 @@ export interface Store {
    * the one a record expects, or `FencedError` when its stored owner epoch is newer.
    */
   commit(records: readonly CommitRecord[]): Promise<void>;
+  /**
+   * Records that `node` owns `partition` under fencing `epoch` (its lease revision), so commits
+   * of older epochs are refused from now on. Waits (up to `lockTimeoutMs`, then throws) for
+   * transactions that checked the older epoch to end. False when a newer epoch is recorded.
+   */
+  claimPartition(partition: number, epoch: number, node: string, lockTimeoutMs: number): Promise<boolean>;
   /** Newest first; `before` is an exclusive upper bound on `seq`. */
   getHistory(sessionId: string, opts?: { limit?: number; before?: number }): Promise<HistoryEntry[]>;
   /** Oldest first. */

@@ -21,7 +21,8 @@ import { DEFAULT_API_URL, registerApiCommands } from './cli/apiCommands.js';
 import { EXIT, printError } from './cli/output.js';
 import { loadConfig } from './config.js';
 import { assertTokenBeyondLoopback, startControlPlane, type ControlPlane } from './http/index.js';
-import { createRuntime, type Runtime } from './runtime.js';
+import { settleWithin } from './deadline.js';
+import { createRuntime, type Runtime, type StopReport } from './runtime.js';
 
 const program = new Command();
 program.name('agentry').description('Actor runtime for long-lived AI-agent sessions').showHelpAfterError()
@@ -50,14 +51,27 @@ async function startApi(runtime: Runtime): Promise<ControlPlane> {
   }
 }
 
-/** Runs until SIGINT/SIGTERM, then shuts down gracefully and exits 0 (1 if shutdown failed). */
-function runUntilSignal(stop: () => Promise<void>): void {
+/**
+ * Runs until SIGINT/SIGTERM, then shuts down gracefully and exits 0; 1 when the shutdown
+ * failed or hit its deadline with work left (one line says what). A backstop timer exits at
+ * `shutdownGraceMs` + 1.5 s whatever is still pending, so a server that is gone cannot hold
+ * the process.
+ */
+function runUntilSignal(graceMs: number, stop: () => Promise<StopReport>): void {
   let stopping = false;
   const onSignal = (sig: string): void => {
     if (stopping) return;
     stopping = true;
-    process.stderr.write(`\nagentry: ${sig} received, shutting down\n`);
-    stop().then(() => process.exit(0), (err: unknown) => { process.stderr.write(`agentry: shutdown failed: ${String(err)}\n`); process.exit(1); });
+    process.stderr.write(`\nagentry: ${sig} received, shutting down (at most ${graceMs} ms)\n`);
+    setTimeout(() => {
+      process.stderr.write(`agentry: shutdown did not finish within ${graceMs + 1500} ms; exiting (unacked messages are redelivered to the next owner)\n`);
+      process.exit(1);
+    }, graceMs + 1500).unref();
+    stop().then((r) => {
+      if (r.clean) process.exit(0);
+      process.stderr.write(`agentry: shutdown incomplete after ${r.ms} ms: ${r.timedOut.join(', ')} did not finish; ${r.unackedMessages} unacked messages and ${r.sessionsWithPendingCommits} sessions with pending commits left (redelivered to the next owner, nothing is lost)\n`);
+      process.exit(1);
+    }, (err: unknown) => { process.stderr.write(`agentry: shutdown failed: ${String(err)}\n`); process.exit(1); });
   };
   process.on('SIGINT', () => { onSignal('SIGINT'); });
   process.on('SIGTERM', () => { onSignal('SIGTERM'); });
@@ -118,11 +132,12 @@ program.command('dev')
       'Stop with Ctrl-C.',
       '',
     ].join('\n'));
-    runUntilSignal(async () => {
+    runUntilSignal(runtime.config.shutdownGraceMs, async () => {
       rmSync(apiUrlFile, { force: true });
-      await api.close();
-      await runtime.stop();
+      await settleWithin(api.close(), 1_000);
+      const report = await runtime.stop();
       await nats?.stop();
+      return report;
     });
   });
 
@@ -144,9 +159,9 @@ program.command('start')
     const runtime = await createRuntime({ agents, config: listen });
     const api = await startApi(runtime);
     process.stdout.write(`agentry: node ${runtime.config.nodeId} running; UI ${api.url}/ and API ${api.rpcUrl}\n`);
-    runUntilSignal(async () => {
-      await api.close();
-      await runtime.stop();
+    runUntilSignal(runtime.config.shutdownGraceMs, async () => {
+      await settleWithin(api.close(), 1_000);
+      return runtime.stop();
     });
   });
 

@@ -5,9 +5,16 @@
  * One transaction is in flight at a time, so records reach the store in submission order (a
  * session's version v always lands before v+1). While the store is unavailable the batch is
  * retried with capped backoff and `healthy()` reports false; nothing is dropped and nothing is
- * acked meanwhile. A non-retryable failure (stale version, fenced) is isolated by committing
- * the batch's records one by one, so one bad session cannot block the others.
+ * acked meanwhile. A non-retryable failure (stale version, fenced, or data Postgres cannot
+ * store: a poison record) is isolated by splitting the batch in halves until the failing
+ * record stands alone; it alone is rejected, everything else commits. A data error is never
+ * retried.
+ *
+ * Fencing: a record whose partition lease this node can no longer vouch for (`fence` says
+ * false: lost, or not renewed for most of its TTL) is rejected with `FencedError` before it
+ * reaches the store; the store's epoch check catches the rest.
  */
+import { FencedError } from '../persistence/errors.js';
 import type { CommitRecord, Store } from '../persistence/types.js';
 import type { Logger } from './logger.js';
 
@@ -36,6 +43,8 @@ export function createGroupCommitter(opts: {
   logger: Logger;
   maxBatch: number;
   lingerMs: number;
+  /** Whether this node may commit for `partition` under `epoch` now, must wait (lease suspended), or never (lost). */
+  fence?: (partition: number, epoch: number) => 'ok' | 'wait' | 'lost';
   onCommitted?: (records: number, ms: number) => void;
 }): GroupCommitter {
   const { store, logger } = opts;
@@ -47,10 +56,26 @@ export function createGroupCommitter(opts: {
 
   const isRetryable = (e: unknown): boolean => (e as { retryable?: boolean }).retryable !== false;
 
-  async function commitWithRetry(batch: Pending[]): Promise<void> {
+  async function commitWithRetry(all: Pending[]): Promise<void> {
     let delay = 50;
+    let batch = all;
     for (;;) {
       if (closed) { for (const p of batch) p.reject(new Error('runtime is shutting down')); return; }
+      if (opts.fence) {
+        const fence = opts.fence;
+        const states = batch.map((p) => fence(p.record.partition, p.record.ownerEpoch));
+        if (states.includes('lost')) {
+          for (let i = 0; i < batch.length; i++) if (states[i] === 'lost') batch[i]!.reject(new FencedError(batch[i]!.record.sessionId, batch[i]!.record.ownerEpoch));
+          batch = batch.filter((_, i) => states[i] !== 'lost');
+          if (batch.length === 0) return;
+          continue;
+        }
+        if (states.includes('wait')) {
+          // A suspended lease: its renewal decides within a TTL whether these commit or are fenced.
+          await new Promise((r) => setTimeout(r, 50));
+          continue;
+        }
+      }
       const t0 = performance.now();
       try {
         await store.commit(batch.map((p) => p.record));
@@ -62,7 +87,10 @@ export function createGroupCommitter(opts: {
       } catch (e) {
         if (!isRetryable(e)) {
           if (batch.length === 1) { batch[0]!.reject(e); return; }
-          for (const p of batch) await commitWithRetry([p]);
+          // Halves, in order: a session's v+1 never commits before its v.
+          const mid = Math.ceil(batch.length / 2);
+          await commitWithRetry(batch.slice(0, mid));
+          await commitWithRetry(batch.slice(mid));
           return;
         }
         if (isHealthy) logger.error({ err: e }, 'store commit failed; retrying until the store is back (messages stay unacked)');

@@ -5,58 +5,106 @@
  *                    compare-and-set on its revision.
  * Each node aims for ceil(partitions / live nodes) leases: it takes free partitions up to that
  * share and releases the surplus (after draining it) when more nodes join. When a node dies its
- * keys expire and the others take its partitions.
- *
- * A node that restarts under the same id (after a crash) reclaims its own leases at once.
+ * keys expire and the others take its partitions. A node that restarts under the same id (after
+ * a crash) reclaims its own leases at once.
  *
  * The KV revision at acquisition is the partition's fencing epoch: revisions only grow, so a
- * new owner's epoch is always higher, and Postgres refuses a commit whose epoch is lower than
- * the one stored on the session (`FencedError`). A node that cannot renew for a whole TTL (cut
- * off from NATS) gives its partitions up on its own before anyone else can take them.
+ * new owner's epoch is always higher. The new owner records it in Postgres before it consumes
+ * (`acquired` does that), and every commit checks it inside its transaction.
+ *
+ * Two loops, two timers. Renewal (every quarter of the TTL) only renews: it never waits behind
+ * a takeover, a drain or a slow start-up, and every KV request it makes has a deadline. Balance
+ * (every third of the TTL) takes and releases partitions, one at a time, off the renewal path.
+ *
+ * Faults: a renewal that fails for a whole TTL — NATS cut off, the event loop stalled, the
+ * process paused — means another node may own the partition now. A lease is `usable()` only
+ * while its last successful renewal (timed from when it was *sent*) is younger than 90% of the
+ * TTL. Older, it is *suspended*, before anyone else can take it: the partition stops consuming
+ * (`suspended`) and its commits wait; live sessions stay. The next renewal decides: if its
+ * compare-and-set still succeeds, nobody can have owned the partition meanwhile (any other
+ * owner would have changed the revision, and an expired key fails the CAS too), so the lease
+ * resumes (`resumed`: the feed restarts from the ack floor) and no handler runs twice. If it
+ * fails, the lease is lost (`released(p, false)`). The commit path asks `fenceOf()`; Postgres'
+ * epoch row catches what a paused process could still slip past.
  */
 import { Kvm, type KV } from '@nats-io/kv';
+import { JetStreamApiError } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { settleWithin, within } from './deadline.js';
 import type { Logger } from './logger.js';
 
 export interface LeaseEvents {
-  /** This node now owns p (epoch = fencing epoch): start consuming it. */
+  /** This node now owns p (epoch = fencing epoch): fence the old owner, then start consuming it. */
   acquired(p: number, epoch: number): Promise<void>;
   /** This node must stop owning p: `graceful` when releasing to rebalance, false when it was lost. */
   released(p: number, graceful: boolean): Promise<void>;
+  /** p's lease went too long without renewal: stop consuming it (commits wait); it may come back. */
+  suspended?(p: number): void;
+  /** A suspended lease was renewed with its revision intact: consume again, in order. */
+  resumed?(p: number): void;
 }
+
+/** Whether a commit may go ahead for a partition: `wait` while its lease is suspended. */
+export type Fence = 'ok' | 'wait' | 'lost';
 
 export interface LeaseOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
   readonly nodeId: string;
   readonly partitions: number;
-  /** Lease lifetime; renewed every third of it. */
+  /** Lease lifetime; renewed every quarter of it. */
   readonly ttlMs: number;
   readonly logger: Logger;
   readonly events: LeaseEvents;
+  /** Wall clock (tests may slow it down or speed it up). */
+  readonly now?: () => number;
 }
 
-interface Held { revision: number; readonly epoch: number; renewedAt: number }
+interface Held {
+  revision: number;
+  readonly epoch: number;
+  /** When the last successful renewal (or the acquisition) was sent. */
+  renewedAt: number;
+  /** A graceful release is draining it: renewed, but not counted towards the share. */
+  releasing: boolean;
+  /** Not renewed for 90% of the TTL: not consuming, commits wait, until a renewal decides. */
+  suspended: boolean;
+}
+
+/** Share of the TTL after which a lease is no longer used (see the module comment). */
+const USABLE_FRACTION = 0.9;
 
 /** The partition leases of one node. */
 export class LeaseManager {
   private kv: KV | undefined;
   private readonly held = new Map<number, Held>();
-  private timer: NodeJS.Timeout | undefined;
-  private ticking = Promise.resolve();
+  private renewTimer: NodeJS.Timeout | undefined;
+  private balanceTimer: NodeJS.Timeout | undefined;
+  private renewing: Promise<void> | null = null;
+  private balancing: Promise<void> | null = null;
   private stopped = false;
+  private readonly now: () => number;
+  /** Longest gap between two renewal rounds seen (metrics: a stalled event loop shows here). */
+  maxRenewGapMs = 0;
+  private lastRenewStart = 0;
 
-  constructor(private readonly o: LeaseOptions) {}
+  constructor(private readonly o: LeaseOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  /** Deadline of one KV request: a blackholed server must not hold a renewal round. */
+  private get requestMs(): number { return Math.max(250, Math.floor(this.o.ttlMs / 4)); }
 
   /** Opens the bucket, announces the node and takes its share of the free partitions. */
   async start(): Promise<void> {
     this.kv = await new Kvm(this.o.nc).create(this.o.bucket, { history: 1, ttl: this.o.ttlMs });
-    await this.tick();
-    this.timer = setInterval(() => {
-      // A failed tick must not end the chain: every later renewal would be skipped and the leases expire.
-      this.ticking = this.ticking.then(() => this.tick()).catch((err: unknown) => { this.o.logger.error({ err }, 'lease tick failed'); });
-    }, Math.max(200, Math.floor(this.o.ttlMs / 3)));
-    this.timer.unref();
+    await this.heartbeat(this.kv, this.body());
+    this.lastRenewStart = this.now();
+    this.renewTimer = setInterval(() => { this.renewSoon(); }, Math.max(100, Math.floor(this.o.ttlMs / 4)));
+    this.renewTimer.unref();
+    await this.balance();
+    this.balanceTimer = setInterval(() => { void this.balance(); }, Math.max(200, Math.floor(this.o.ttlMs / 3)));
+    this.balanceTimer.unref();
   }
 
   /** Partitions this node owns now. */
@@ -67,17 +115,137 @@ export class LeaseManager {
   /** Fencing epoch of an owned partition (0 when not owned). */
   epochOf(p: number): number { return this.held.get(p)?.epoch ?? 0; }
 
-  /** Releases every lease (graceful shutdown), so other nodes take over without waiting for the TTL. */
+  /** Whether this node may still commit for p under `epoch`: owned with that epoch, renewed recently enough. */
+  usable(p: number, epoch: number): boolean {
+    const h = this.held.get(p);
+    return h !== undefined && h.epoch === epoch && !h.suspended && this.now() - h.renewedAt < this.o.ttlMs * USABLE_FRACTION;
+  }
+
+  /** The commit path's question: go ahead, wait (lease suspended, may come back), or give up (lost). */
+  fenceOf(p: number, epoch: number): Fence {
+    const h = this.held.get(p);
+    if (h === undefined || h.epoch !== epoch || this.stopped) return 'lost';
+    return this.usable(p, epoch) ? 'ok' : 'wait';
+  }
+
+  /** How long ago the oldest held lease was last renewed (ms; 0 when none is held). */
+  renewalAge(): number {
+    let oldest = 0;
+    const now = this.now();
+    for (const h of this.held.values()) oldest = Math.max(oldest, now - h.renewedAt);
+    return oldest;
+  }
+
+  /**
+   * Renews p's lease now: true when this node still owns it, false when it does not, null when
+   * NATS did not answer (ask again later). A partition feed asks this before it deletes and
+   * re-creates consumers, so a deposed node never removes the new owner's.
+   */
+  async confirm(p: number): Promise<boolean | null> {
+    const kv = this.kv;
+    const h = this.held.get(p);
+    if (!kv || !h || this.stopped) return false;
+    const sentAt = this.now();
+    try {
+      const rev = await within(kv.update(`part.${p}`, this.body(), h.revision), this.requestMs, 'lease renewal');
+      if (this.held.get(p) !== h) return false;
+      h.revision = rev;
+      h.renewedAt = sentAt;
+      h.suspended = false; // the caller (a feed restart) consumes again itself
+      return true;
+    } catch (err) {
+      if (this.held.get(p) !== h) return false;
+      if (isCasFailure(err)) { this.lose(p, 'its lease was taken or expired'); return false; }
+      return null;
+    }
+  }
+
+  /**
+   * Releases every lease (graceful shutdown) so other nodes take over without waiting for the
+   * TTL: partitions drain in parallel, keys are deleted in parallel, each request with a deadline.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    await this.ticking;
-    for (const p of this.owned()) {
-      await this.o.events.released(p, true);
-      await this.kv?.delete(`part.${p}`, { previousSeq: this.held.get(p)!.revision }).catch(() => undefined);
+    clearInterval(this.renewTimer);
+    clearInterval(this.balanceTimer);
+    await settleWithin(this.balancing ?? undefined, this.o.ttlMs);
+    const kv = this.kv;
+    await Promise.all(this.owned().map(async (p) => {
+      const h = this.held.get(p);
+      if (!h) return;
+      await this.o.events.released(p, true).catch((err: unknown) => { this.o.logger.warn({ err, partition: p }, 'partition release failed'); });
       this.held.delete(p);
+      if (kv) await settleWithin(kv.delete(`part.${p}`, { previousSeq: h.revision }), 1_000);
+    }));
+    if (kv) await settleWithin(kv.delete(`node.${this.o.nodeId}`), 1_000);
+  }
+
+  private body(): string {
+    return JSON.stringify({ node: this.o.nodeId, at: this.now() });
+  }
+
+  private async heartbeat(kv: KV, body: string): Promise<void> {
+    try {
+      await within(kv.put(`node.${this.o.nodeId}`, body), this.requestMs, 'node heartbeat');
+    } catch (err) {
+      this.o.logger.warn({ err: (err as Error).message }, 'node heartbeat failed');
     }
-    await this.kv?.delete(`node.${this.o.nodeId}`).catch(() => undefined);
+  }
+
+  /** Starts a renewal round unless one is running (a round has deadlines: it cannot pile up). */
+  private renewSoon(): void {
+    const now = this.now();
+    this.maxRenewGapMs = Math.max(this.maxRenewGapMs, now - this.lastRenewStart);
+    if (now - this.lastRenewStart > this.o.ttlMs / 2) this.o.logger.warn({ ms: now - this.lastRenewStart }, 'lease renewal ran late (a busy or paused process); leases may lapse');
+    this.lastRenewStart = now;
+    this.expireStale();
+    if (this.renewing || this.stopped || !this.kv) return;
+    this.renewing = this.renew(this.kv).catch((err: unknown) => { this.o.logger.error({ err }, 'lease renewal failed'); }).finally(() => { this.renewing = null; });
+  }
+
+  /** Suspends leases not renewed for 90% of the TTL: another node may take them any moment. */
+  private expireStale(): void {
+    const now = this.now();
+    for (const [p, h] of this.held) {
+      if (h.suspended || now - h.renewedAt < this.o.ttlMs * USABLE_FRACTION) continue;
+      h.suspended = true;
+      this.o.logger.warn({ partition: p, ms: now - h.renewedAt }, 'partition lease not renewed in time: suspended (not consuming, commits wait) until a renewal decides');
+      this.o.events.suspended?.(p);
+    }
+  }
+
+  private async renew(kv: KV): Promise<void> {
+    const sentAt = this.now();
+    const body = this.body();
+    await Promise.all([
+      this.heartbeat(kv, body),
+      ...[...this.held].map(async ([p, h]) => {
+        try {
+          const rev = await within(kv.update(`part.${p}`, body, h.revision), this.requestMs, 'lease renewal');
+          if (this.held.get(p) !== h) return;
+          h.revision = rev;
+          h.renewedAt = sentAt;
+          if (h.suspended) {
+            // The CAS held: nobody owned it in between. Consume again, in order.
+            h.suspended = false;
+            this.o.logger.info({ partition: p }, 'partition lease renewed after a lapse: resumed');
+            this.o.events.resumed?.(p);
+          }
+        } catch (err) {
+          if (this.held.get(p) !== h) return;
+          if (isCasFailure(err)) this.lose(p, 'its lease was taken or expired');
+          // Otherwise transient (timeout, disconnected): the next round tries again; expireStale decides.
+        }
+      }),
+    ]);
+    this.expireStale();
+  }
+
+  /** The lease is gone: stop consuming and committing in p at once. */
+  private lose(p: number, why: string): void {
+    if (!this.held.delete(p)) return;
+    this.o.logger.warn({ partition: p, why }, 'partition lease lost');
+    void this.o.events.released(p, false).catch((err: unknown) => { this.o.logger.error({ err, partition: p }, 'releasing a lost partition failed'); });
   }
 
   /**
@@ -87,84 +255,80 @@ export class LeaseManager {
    */
   private async takeOver(kv: KV, p: number, body: string): Promise<number | null> {
     try {
-      return await kv.create(`part.${p}`, body);
-    } catch { /* taken: by whom? */ }
+      return await within(kv.create(`part.${p}`, body), this.requestMs, 'lease create');
+    } catch { /* taken, or no answer: by whom? */ }
     try {
-      const e = await kv.get(`part.${p}`);
-      if (e && e.operation === 'PUT' && e.json<{ node: string }>().node === this.o.nodeId) return await kv.update(`part.${p}`, body, e.revision);
+      const e = await within(kv.get(`part.${p}`), this.requestMs, 'lease read');
+      if (e && e.operation === 'PUT' && e.json<{ node: string }>().node === this.o.nodeId && !this.held.has(p)) {
+        return await within(kv.update(`part.${p}`, body, e.revision), this.requestMs, 'lease reclaim');
+      }
     } catch { /* raced */ }
     return null;
   }
 
-  private async tick(): Promise<void> {
-    const t0 = performance.now();
-    try {
-      await this.tickOnce();
-    } finally {
-      const ms = performance.now() - t0;
-      if (ms > this.o.ttlMs / 3) this.o.logger.warn({ ms: Math.round(ms) }, 'lease tick was slow; leases may expire');
-      else this.o.logger.debug({ ms: Math.round(ms) }, 'lease tick');
-    }
+  /** One balance round at a time; renewals never wait for it. */
+  private balance(): Promise<void> {
+    if (this.balancing || this.stopped || !this.kv) return this.balancing ?? Promise.resolve();
+    const kv = this.kv;
+    this.balancing = this.balanceOnce(kv).catch((err: unknown) => { this.o.logger.error({ err }, 'lease balancing failed'); }).finally(() => { this.balancing = null; });
+    return this.balancing;
   }
 
-  private async tickOnce(): Promise<void> {
-    if (this.stopped || !this.kv) return;
-    const kv = this.kv;
-    const now = Date.now();
-    const body = JSON.stringify({ node: this.o.nodeId, at: now });
-    try {
-      await kv.put(`node.${this.o.nodeId}`, body);
-    } catch (err) {
-      this.o.logger.warn({ err }, 'lease heartbeat failed');
-    }
-    // Renew what we hold, all at once (one round trip, not one per partition).
-    await Promise.all([...this.held].map(async ([p, h]) => {
-      try {
-        h.revision = await kv.update(`part.${p}`, body, h.revision);
-        h.renewedAt = now;
-        return;
-      } catch (err) {
-        const msg = (err as Error).message;
-        if (/wrong last sequence: 0\b/.test(msg)) {
-          // Expired (we renewed too late) and nobody took it: take it again, with a new epoch,
-          // keeping the live sessions. If someone else holds it now, it is lost.
-          try {
-            const rev = await kv.create(`part.${p}`, body);
-            this.held.set(p, { revision: rev, epoch: rev, renewedAt: now });
-            this.o.logger.warn({ partition: p, epoch: rev }, 'partition lease had expired; renewed it with a new epoch');
-            return;
-          } catch { /* taken */ }
-        } else if (/timeout|disconnect|closed/i.test(msg) && now - h.renewedAt < this.o.ttlMs * 0.8) {
-          return; // a transient failure: the next tick renews it in time
-        }
-        this.o.logger.warn({ partition: p, err: msg }, 'partition lease lost');
-        await this.o.events.released(p, false);
-        this.held.delete(p);
-      }
-    }));
-    // Aim for an even share among live nodes.
+  private async balanceOnce(kv: KV): Promise<void> {
     let nodes = 1;
     try {
       nodes = 0;
-      for await (const key of await kv.keys('node.*')) if (key) nodes++;
+      const keys = await within(kv.keys('node.*'), this.requestMs, 'node list');
+      for await (const key of keys) if (key) nodes++;
       nodes = Math.max(1, nodes);
-    } catch { /* keep 1 */ }
+    } catch { nodes = Math.max(1, nodes); }
     const share = Math.ceil(this.o.partitions / nodes);
-    for (let p = 0; p < this.o.partitions && this.held.size < share; p++) {
+    const counted = (): number => [...this.held.values()].filter((h) => !h.releasing).length;
+    if ([...this.held.values()].some((h) => h.suspended)) return; // this node is in trouble: take nothing more
+    // Start with a partition that depends on the node id, so nodes starting together do not
+    // all race for partition 0, 1, 2, … in the same order.
+    const offset = hashOf(this.o.nodeId) % this.o.partitions;
+    for (let i = 0; i < this.o.partitions && counted() < share && !this.stopped; i++) {
+      const p = (offset + i) % this.o.partitions;
       if (this.held.has(p)) continue;
-      const rev = await this.takeOver(kv, p, body);
-      if (rev === null) continue;
-      this.held.set(p, { revision: rev, epoch: rev, renewedAt: now });
-      await this.o.events.acquired(p, rev);
+      const sentAt = this.now();
+      const rev = await this.takeOver(kv, p, this.body());
+      if (rev === null || this.stopped) continue;
+      const h: Held = { revision: rev, epoch: rev, renewedAt: sentAt, releasing: false, suspended: false };
+      this.held.set(p, h);
+      try {
+        await this.o.events.acquired(p, rev);
+      } catch (err) {
+        this.o.logger.warn({ err, partition: p }, 'could not start a partition just taken; letting it go');
+        if (this.held.get(p) === h) {
+          this.held.delete(p);
+          await this.o.events.released(p, false).catch(() => undefined);
+          await settleWithin(kv.delete(`part.${p}`, { previousSeq: h.revision }), this.requestMs);
+        }
+      }
     }
-    if (this.held.size > share) {
+    if (counted() > share) {
       for (const p of this.owned().slice(share)) {
-        // Drain first (its commits still carry the epoch), then free the key for the new owner.
+        const h = this.held.get(p);
+        if (!h || this.stopped) continue;
+        // Drain first (its commits still carry the epoch; renewals go on meanwhile), then free the key.
+        h.releasing = true;
         await this.o.events.released(p, true);
-        const h = this.held.get(p)!;
+        if (this.held.get(p) !== h) continue;
         this.held.delete(p);
-        await kv.delete(`part.${p}`, { previousSeq: h.revision }).catch(() => undefined);
+        await settleWithin(kv.delete(`part.${p}`, { previousSeq: h.revision }), this.requestMs);
       }
     }
   }
+}
+
+/** The KV compare-and-set failed: the key's revision is not ours (taken by another node, or expired). */
+function isCasFailure(err: unknown): boolean {
+  return err instanceof JetStreamApiError && (err.code === 10071 || err.code === 10164);
+}
+
+function hashOf(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 0x01000193) >>> 0; }
+  return h;
 }

@@ -12,6 +12,7 @@ import { loadConfig, type RuntimeConfig, type RuntimeConfigInput } from './confi
 import { createGroupCommitter, type GroupCommitter } from './groupCommit.js';
 import { createLogger, type Logger } from './logger.js';
 import { SessionHost, realClock, type Clock, type SessionView } from './sessionHost.js';
+import { settleWithin } from './deadline.js';
 import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';
 import { createWakeups, type EventRecord, type Wakeups } from './wakeups.js';
@@ -63,6 +64,16 @@ export interface Readiness {
   readonly checks: { readonly nats: boolean; readonly store: boolean; readonly migrations: boolean };
 }
 
+/** What `stop()` left undone when its deadline passed (`clean` when nothing). */
+export interface StopReport {
+  readonly clean: boolean;
+  readonly ms: number;
+  readonly unackedMessages: number;
+  readonly sessionsWithPendingCommits: number;
+  /** Shutdown steps that did not finish in time. */
+  readonly timedOut: readonly string[];
+}
+
 /** A running node. Create with `createRuntime`, then `start()`; `stop()` is graceful. */
 export interface Runtime {
   readonly config: RuntimeConfig;
@@ -103,7 +114,12 @@ export interface Runtime {
   listDeadLetters(opts?: { sessionId?: string; limit?: number }): Promise<DeadLetter[]>;
   /** Publishes a dead letter's messages to its session's inbox again (once: the ids are deterministic). */
   replayDeadLetter(id: string): Promise<{ published: number }>;
-  stop(): Promise<void>;
+  /**
+   * Graceful, bounded by `shutdownGraceMs`: hands partitions off, lets handlers finish, drains
+   * commits. Never waits past the deadline for a server that is gone; the report says what was
+   * left (unacked messages are redelivered to the next owner: nothing is lost).
+   */
+  stop(): Promise<StopReport>;
 }
 
 /**
@@ -154,7 +170,14 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     throw e;
   }
 
-  const committer = createGroupCommitter({ store, logger, maxBatch: config.groupCommitMaxBatch, lingerMs: config.groupCommitLingerMs });
+  // A record whose partition lease lapsed is refused before it reaches the store (fencing, first line).
+  const committer = createGroupCommitter({
+    store, logger, maxBatch: config.groupCommitMaxBatch, lingerMs: config.groupCommitLingerMs,
+    fence: (p, epoch) => leases.fenceOf(p, epoch),
+  });
+  /** Set by stop(): partition drains share its one deadline. */
+  let stopDeadline: number | null = null;
+  const drainMs = (): number => (stopDeadline === null ? config.shutdownGraceMs : Math.max(0, stopDeadline - Date.now()));
   const clock = opts.clock ?? realClock;
   // Leases come first: the host stamps each commit with its partition's fencing epoch.
   const ctlSubs = new Map<number, Subscription>();
@@ -164,20 +187,49 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     nc: transport.controlNc, bucket: `${config.streamPrefix}_LEASES`, nodeId: config.nodeId, partitions: config.partitions,
     ttlMs: config.leaseTtlMs, logger,
     events: {
-      acquired: async (p) => {
-        await transport.startPartition(p, (part, m) => { host.dispatch(part, m); });
+      acquired: async (p, epoch) => {
+        // Fence the previous owner in Postgres before consuming: from here on its commits are refused.
+        await claimPartition(p, epoch);
+        await transport.startPartition(p, epoch, (part, m) => { host.dispatch(part, m); }, {
+          confirm: () => leases.confirm(p),
+          onLost: () => undefined, // confirm() has already released it
+        });
         ctlSubs.set(p, serveCtl(transport.nc, p, (sid, op, args) => serveLocal(sid, op, args)));
-        wakeups.scheduler.refresh();
+        void wakeups.scheduler.refresh();
       },
+      suspended: (p) => { transport.pausePartition(p); },
+      resumed: (p) => { transport.restartPartition(p, 'lease renewed after a lapse'); },
       released: async (p, graceful) => {
         ctlSubs.get(p)?.unsubscribe();
         ctlSubs.delete(p);
         await transport.stopPartition(p);
-        await host.releasePartition(p, graceful, config.shutdownGraceMs);
+        await host.releasePartition(p, graceful, drainMs());
       },
     },
   });
-  const host = new SessionHost({ config, store, committer, transport, agents, logger, clock, ownerEpoch: (p) => leases.epochOf(p) });
+  const host = new SessionHost({
+    config, store, committer, transport, agents, logger, clock,
+    ownerEpoch: (p) => leases.epochOf(p),
+    restartPartition: (p, reason) => { transport.restartPartition(p, reason); },
+  });
+
+  /**
+   * Records the new epoch in Postgres. Its UPDATE waits for commit transactions that checked
+   * the old epoch (a paused one is ended by idle_in_transaction_session_timeout), so it retries
+   * on a lock timeout until the lease itself is in doubt.
+   */
+  async function claimPartition(p: number, epoch: number): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (await store.claimPartition(p, epoch, config.nodeId, 2_000)) return;
+        throw new AgentryError('FENCED', `partition ${p}: a newer owner than epoch ${epoch} is recorded`);
+      } catch (err) {
+        if ((err as { code?: string }).code === 'FENCED' || !leases.usable(p, epoch)) throw err;
+        if (attempt === 1) logger.warn({ err: (err as Error).message, partition: p }, 'could not record the partition epoch yet (a previous owner still commits?); retrying');
+        await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * attempt)));
+      }
+    }
+  }
   host.start();
   await host.flushStaleOutbox();
   const wakeups = createWakeups({ config, store, transport, host, clock, logger, partitions: () => leases.owned() });
@@ -319,17 +371,30 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       return { published: msgs.length };
     },
     async stop() {
-      logger.info('runtime stopping');
+      const t0 = Date.now();
+      stopDeadline = t0 + config.shutdownGraceMs;
+      logger.info({ graceMs: config.shutdownGraceMs }, 'runtime stopping');
       clearInterval(pinger);
-      await wakeups.stop();
-      await leases.stop(); // drains and frees every partition, so other nodes take over at once
-      await transport.stopConsuming();
-      await host.shutdown(config.shutdownGraceMs);
-      await committer.drain();
+      const timedOut: string[] = [];
+      const step = async (name: string, p: Promise<unknown>, ms = drainMs()): Promise<void> => {
+        if (!(await settleWithin(p.catch((err: unknown) => { logger.warn({ err, step: name }, 'shutdown step failed'); }), ms))) timedOut.push(name);
+      };
+      await step('wakeups', wakeups.stop());
+      await step('leases', leases.stop()); // drains and frees every partition, so other nodes take over at once
+      await step('consumers', transport.stopConsuming(), Math.max(500, drainMs()));
+      const hostReport = await host.shutdown(drainMs());
+      if (!hostReport.clean) timedOut.push('commits');
+      await step('commit-drain', committer.drain());
       committer.close();
-      await transport.close();
-      if (!opts.store) await store.close();
-      logger.info('runtime stopped');
+      await step('nats-close', transport.close(), Math.max(1_000, drainMs()));
+      if (!opts.store) await step('store-close', store.close(), Math.max(500, drainMs()));
+      const report: StopReport = {
+        clean: timedOut.length === 0, ms: Date.now() - t0, timedOut,
+        unackedMessages: hostReport.unackedMessages, sessionsWithPendingCommits: hostReport.sessionsWithPendingCommits,
+      };
+      if (report.clean) logger.info({ ms: report.ms }, 'runtime stopped');
+      else logger.error(report, 'runtime stopped at its shutdown deadline with work left (unacked messages are redelivered to the next owner)');
+      return report;
     },
   };
   return runtime;

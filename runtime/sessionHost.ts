@@ -8,6 +8,20 @@
  * `last_seq` is acked and skipped. A redelivery of a message still in flight replaces the
  * ack handle instead of entering the mailbox twice. Handlers run at least once per message
  * (a crash between a run and its commit re-runs the batch): handlers must tolerate re-runs.
+ *
+ * Order (the guarantees, and where each lives):
+ * - The partition feed (partitionFeed.ts) hands this host an unbroken run of deliveries; any
+ *   break restarts the consumer from the oldest unacked message. So a session only ever holds
+ *   a gap-free prefix of its messages, and "≤ committed last_seq" means "applied".
+ * - This host never lets go of a delivered message without settling it (commit, dead letter,
+ *   or ack of a known duplicate), except by dropping a whole session, and a dropped session
+ *   that held unacked messages restarts its partition's feed (`restartPartition`) in the same
+ *   tick, before any newer message of it can reach a fresh hydration. A fresh hydration of a
+ *   dropped session waits for the old one's commits to settle (`retiring`), so it reads them.
+ * - Raw dead letters of a live session go through the session's commit chain: a later commit
+ *   never acks past a dead letter that is not stored yet.
+ * - A commit that Postgres refuses as data (StoreDataError: a poison record) dead-letters the
+ *   run's messages with reason `unstorable` and re-hydrates the session; it is never retried.
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import { createActor, fromPromise, type Actor, type Snapshot } from 'xstate';
@@ -20,6 +34,8 @@ import {
 } from '../actors/sessionMachine.js';
 import { priorityRank, type InboxMessage, type Priority, type RunInput, type RunOutput } from '../actors/types.js';
 import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, SessionRecord, Store, TransitionRecord } from '../persistence/types.js';
+import { storableText, toStorable } from '../persistence/storable.js';
+import { settleWithin } from './deadline.js';
 import type { RuntimeConfig } from './config.js';
 import type { GroupCommitter } from './groupCommit.js';
 import { decodeInbox, sessionIdOfSubject } from './inbox.js';
@@ -104,8 +120,17 @@ export interface HostDeps {
   readonly logger: Logger;
   readonly clock?: Clock;
   readonly random?: () => number;
-  /** Lease epoch of the partition (fencing); 0 when leases are not in use. */
+  /** Lease epoch of the partition (fencing); 0 when this node does not own it. Unset: leases are not in use. */
   readonly ownerEpoch?: (partition: number) => number;
+  /** Re-delivers a partition's unacked messages in order (its feed restarts); see the module comment. */
+  readonly restartPartition?: (partition: number, reason: string) => void;
+}
+
+/** What a bounded shutdown left behind (redelivered to the next owner: nothing is lost). */
+export interface ShutdownReport {
+  readonly clean: boolean;
+  readonly unackedMessages: number;
+  readonly sessionsWithPendingCommits: number;
 }
 
 /** Counters the metrics endpoint and benchmarks read. */
@@ -247,6 +272,12 @@ export class SessionHost {
     entry.promise = this.hydrate(sid, partition, undefined);
     entry.promise.then((s) => {
       this.loading.delete(sid);
+      if (s && this.deps.ownerEpoch && this.deps.ownerEpoch(partition) === 0) {
+        // The partition moved away while this session loaded: its messages are the new owner's.
+        this.unpin(s);
+        if (this.live.get(sid) === s && this.quiescent(s)) this.evict(s);
+        return;
+      }
       for (const msg of entry.buffer) {
         if (s) this.deliver(s, msg);
         else this.deadLetterRaw(msg, sid, 'unknown-session', 'no session with this id exists and no default agent type is configured');
@@ -262,8 +293,14 @@ export class SessionHost {
   private deliver(s: LiveSession, m: JsMsg): void {
     const seq = m.seq;
     if (seq <= s.committedLastSeq) { this.stats.duplicatesSkipped++; m.ack(); return; }
-    if (seq <= s.maxEnqueuedSeq) { this.stats.duplicatesSkipped++; s.acks.set(seq, m); return; }
-    if (s.broken) return; // left unacked: redelivered to a fresh hydration
+    if (seq <= s.maxEnqueuedSeq) {
+      this.stats.duplicatesSkipped++;
+      // Still in flight: the newest handle is the one that acks. Not held any more: it was
+      // settled (dead-lettered and stored, or committed), so this copy is a known duplicate.
+      if (s.acks.has(seq)) s.acks.set(seq, m); else m.ack();
+      return;
+    }
+    if (s.broken) { this.dropSession(s, 'a message arrived for a dropped session'); return; }
     if (s.held.length > 0 || (!this.hasCapacity() && topState(s.actor.getSnapshot().value) !== 'active')) {
       // All handler slots are taken: hold it (unacked, kept alive) behind this session's other held messages.
       s.acks.set(seq, m);
@@ -293,13 +330,11 @@ export class SessionHost {
     const now = this.clock.now();
     const decoded = decodeInbox(m, now, this.deps.config.maxPayloadBytes);
     if (!decoded.ok) {
-      s.maxEnqueuedSeq = seq;
-      this.deadLetterRaw(m, s.id, decoded.reason, decoded.detail, decoded.payload);
+      this.deadLetterInSession(s, m, decoded.reason, decoded.detail, decoded.payload);
       return;
     }
     if (s.actor.getSnapshot().status === 'done') {
-      s.maxEnqueuedSeq = seq;
-      this.deadLetterRaw(m, s.id, 'stopped', `session ${s.id} is stopped`, decoded.message.body);
+      this.deadLetterInSession(s, m, 'stopped', `session ${s.id} is stopped`, decoded.message.body);
       return;
     }
     s.acks.set(seq, m);
@@ -316,11 +351,40 @@ export class SessionHost {
     if (event.type === 'MESSAGE' && topState(before.value) === 'active' && s.actor.getSnapshot().context.runId !== before.context.runId) this.stats.merges++;
   }
 
+  /**
+   * Dead-letters a message of a live session that its machine will never see (undecodable,
+   * session stopped). Ordered on the session's commit chain, and the message stays in `acks`
+   * until the dead letter is stored: a later commit (whose last_seq passes it) must not ack it
+   * before that, or a crash in between would lose it.
+   */
+  private deadLetterInSession(s: LiveSession, m: JsMsg, reason: string, detail: string, payload: unknown): void {
+    const seq = m.seq;
+    s.acks.set(seq, m);
+    s.maxEnqueuedSeq = seq;
+    const dl: DeadLetter = { id: `${s.id}:${seq}`, sessionId: s.id, reason, error: detail, attempts: 0, payload, createdAt: this.clock.now(), replayedAt: null };
+    this.deps.logger.warn({ sessionId: s.id, seq, reason, detail }, 'message dead-lettered');
+    s.inflight++;
+    s.chain = s.chain.then(async () => {
+      await this.retryStore(() => this.deps.store.addDeadLetter(dl));
+      this.stats.deadLetters++;
+      s.acks.get(seq)?.ack();
+      s.acks.delete(seq);
+      this.deps.transport.publishCore(DLQ_SUBJECT(s.id), JSON.stringify(dl));
+    }).catch((err: unknown) => {
+      this.commitFailed(s, err);
+    }).finally(() => {
+      s.inflight--;
+      if (this.admissionWaiters.length > 0) this.admitNext();
+    });
+  }
+
   /** Dead-letters a message that never reached a session, then acks it (the dead letter keeps it). */
   private deadLetterRaw(m: JsMsg, sessionId: string, reason: string, detail: string, payload?: unknown): void {
+    // The id may be anything a producer put in a subject: store it in a form Postgres accepts.
+    const sid = storableText(sessionId.slice(0, 200));
     const dl: DeadLetter = {
-      id: `${sessionId.slice(0, 200)}:${m.seq}`, sessionId: sessionId.slice(0, 200), reason, error: detail, attempts: 0,
-      payload: payload ?? decodePayloadLoose(m), createdAt: this.clock.now(), replayedAt: null,
+      id: `${sid}:${m.seq}`, sessionId: sid, reason, error: storableText(detail), attempts: 0,
+      payload: toStorable(payload ?? decodePayloadLoose(m)), createdAt: this.clock.now(), replayedAt: null,
     };
     this.deps.logger.warn({ sessionId: dl.sessionId, seq: m.seq, reason, detail }, 'message dead-lettered');
     this.stats.deadLetters++;
@@ -338,6 +402,9 @@ export class SessionHost {
    * The session comes back pinned: the caller unpins it once it has handed it its work.
    */
   private async hydrate(sid: string, partition: number, createType: string | undefined): Promise<LiveSession | null> {
+    // A dropped predecessor's commits land (or fail) first: the store must show them.
+    const predecessor = this.retiring.get(sid);
+    if (predecessor) await predecessor;
     await this.admit();
     try {
       const [rec, history] = await this.loadLimited(async () => {
@@ -672,19 +739,75 @@ export class SessionHost {
     };
     s.inflight++;
     s.chain = s.chain.then(async () => {
+      if (s.broken) return; // an earlier link failed: this version can never land
       for (const dl of deadLetters) await this.retryStore(() => this.deps.store.addDeadLetter(dl));
-      await this.deps.committer.submit(record);
+      try {
+        await this.deps.committer.submit(record);
+      } catch (err) {
+        if ((err as { code?: string }).code === 'STORE_DATA' && completed) await this.deadLetterUnstorable(s, completed, err);
+        throw err;
+      }
       this.stats.commits++;
       this.afterCommit(s, record, completed, deadLetters);
       await this.publishOutbox(outbox);
     }).catch((err: unknown) => {
-      s.log.error({ err, version }, 'commit failed; dropping the live session so it re-hydrates from the store');
-      s.broken = true;
-      if (this.live.get(s.id) === s) { this.stopActor(s); this.live.delete(s.id); }
+      this.commitFailed(s, err, version);
     }).finally(() => {
       s.inflight--;
       if (this.admissionWaiters.length > 0) this.admitNext();
     });
+  }
+
+  /**
+   * A link of a session's commit chain failed (stale version, fenced, unstorable, shutdown):
+   * the live copy can no longer be trusted. Drop it; it re-hydrates from the store.
+   */
+  private commitFailed(s: LiveSession, err: unknown, version?: number): void {
+    if (!s.broken) {
+      if (this.stopping) s.log.warn({ err: errorInfo(err).message, version }, 'commit abandoned at shutdown (its messages are redelivered)');
+      else s.log.error({ err, version }, 'commit failed; dropping the live session so it re-hydrates from the store');
+    }
+    this.dropSession(s, `commit failed: ${errorInfo(err).message}`);
+  }
+
+  /**
+   * Stops a live session and forgets it. When it held unacked messages, its partition's feed
+   * restarts in this same tick, so none of its newer messages can reach a fresh hydration
+   * before the older ones come back (that order break lost messages for good).
+   */
+  private dropSession(s: LiveSession, why: string): void {
+    const first = !s.broken;
+    s.broken = true;
+    if (this.live.get(s.id) === s) {
+      this.stopActor(s);
+      this.live.delete(s.id);
+      this.retiring.set(s.id, s.chain);
+      void s.chain.then(() => { if (this.retiring.get(s.id) === s.chain) this.retiring.delete(s.id); });
+    }
+    if (first && !this.stopping && (s.acks.size > 0 || s.held.length > 0) && (this.deps.ownerEpoch?.(s.partition) ?? 1) > 0) {
+      this.deps.restartPartition?.(s.partition, `session ${s.id} dropped with unacked messages (${why})`);
+    }
+  }
+
+  /** Commit chains of dropped sessions: a new hydration of the same id waits for its predecessor's. */
+  private readonly retiring = new Map<string, Promise<void>>();
+
+  /**
+   * The run's commit holds data Postgres cannot store (handler state or output with a NUL, a
+   * lone surrogate, …). Retrying cannot help: its messages become one dead letter (stored in a
+   * form Postgres accepts) and are acked; the session re-hydrates from its last good snapshot.
+   */
+  private async deadLetterUnstorable(s: LiveSession, c: CompletedRun, err: unknown): Promise<void> {
+    const seqs = c.batch.map((m) => m.seq).filter((q) => q > 0);
+    const dl: DeadLetter = {
+      id: `${s.id}:${seqs.length ? `${Math.min(...seqs)}-${Math.max(...seqs)}` : `run${c.runId}`}`, sessionId: s.id, reason: 'unstorable',
+      error: `the store refused the run's result: ${errorInfo(err).message}`, attempts: c.attempts,
+      payload: toStorable(c.batch), createdAt: this.clock.now(), replayedAt: null,
+    };
+    await this.retryStore(() => this.deps.store.addDeadLetter(dl));
+    this.stats.deadLetters++;
+    for (const q of seqs) { s.acks.get(q)?.ack(); s.acks.delete(q); }
+    this.deps.transport.publishCore(DLQ_SUBJECT(s.id), JSON.stringify(dl));
   }
 
   private deadLettersOf(s: LiveSession, c: CompletedRun, now: number): DeadLetter[] {
@@ -692,7 +815,7 @@ export class SessionHost {
     const seqs = c.batch.map((m) => m.seq).filter((q) => q > 0);
     const id = `${s.id}:${seqs.length ? `${Math.min(...seqs)}-${Math.max(...seqs)}` : `run${c.runId}`}`;
     return [{
-      id, sessionId: s.id, reason: c.outcome === 'stopped' ? 'stopped' : 'handler-failed', error: c.error?.message ?? null,
+      id, sessionId: s.id, reason: c.outcome === 'stopped' ? 'stopped' : 'handler-failed', error: c.error ? storableText(c.error.message) : null,
       attempts: c.attempts, payload: c.batch, createdAt: now, replayedAt: null,
     }];
   }
@@ -875,23 +998,36 @@ export class SessionHost {
       s.broken = true; // nothing more goes to it
       this.stopActor(s);
       this.live.delete(s.id);
+      this.retiring.set(s.id, s.chain);
+      void s.chain.then(() => { if (this.retiring.get(s.id) === s.chain) this.retiring.delete(s.id); });
     }
-    if (graceful) await Promise.all(leaving.map((s) => s.chain));
+    // Commits still in flight carry the old epoch: they land or are fenced; bounded either way.
+    if (graceful) await settleWithin(Promise.all(leaving.map((s) => s.chain)), graceMs);
     this.admitNext();
     this.pump();
   }
 
-  /** Stops taking work, lets running handlers finish for up to `graceMs`, then aborts them and drains commits. */
-  async shutdown(graceMs: number): Promise<void> {
+  /**
+   * Stops taking work, lets running handlers finish for up to `graceMs`, then aborts them and
+   * waits for commits until the same deadline. What is left (a store that does not answer)
+   * is reported, not waited for: those messages are unacked and go to the next owner.
+   */
+  async shutdown(graceMs: number): Promise<ShutdownReport> {
     const deadline = Date.now() + graceMs;
     while (this.activeCount() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     this.stopping = true;
     for (const w of this.admissionWaiters.splice(0)) w();
     if (this.sweeper) clearInterval(this.sweeper);
-    for (const s of this.live.values()) this.stopActor(s); // aborts what still runs: its messages stay unacked
-    await Promise.all([...this.live.values()].map((s) => s.chain));
+    const sessions = [...this.live.values()];
+    for (const s of sessions) this.stopActor(s); // aborts what still runs: its messages stay unacked
+    const clean = await settleWithin(Promise.all(sessions.map((s) => s.chain)), Math.max(0, deadline - Date.now()));
     this.flushOutboxDeletes();
     this.live.clear();
+    return {
+      clean,
+      unackedMessages: sessions.reduce((n, s) => n + s.acks.size, 0) + [...this.loading.values()].reduce((n, l) => n + l.buffer.length, 0),
+      sessionsWithPendingCommits: sessions.filter((s) => s.inflight > 0).length,
+    };
   }
 }
 

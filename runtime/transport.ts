@@ -4,20 +4,22 @@
  * partition, the start-up probe that proves nats.conf's partition mapping matches ours, and
  * publishing (outputs on core NATS; inbox mail and events through JetStream with a msg id).
  *
- * Ordering across restarts: the inbox stream uses work-queue retention (acked messages are
- * deleted), and a partition's consumer is re-created each time this node takes the partition.
- * A new consumer delivers every unacked message again from the oldest, in stream order, so a
- * session never sees a newer message before an older redelivered one.
+ * Ordering: each owned partition is a `PartitionFeed` (partitionFeed.ts), which re-creates its
+ * consumer from the oldest unacked message whenever order may have broken. A NATS reconnect is
+ * such a moment (deliveries in flight on the old connection are lost and would only come back
+ * after the ack wait, behind newer ones), so every feed restarts on reconnect.
  */
 import { connect, headers as natsHeaders, nuid, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import {
-  AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager,
-  type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg,
+  DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager,
+  type JetStreamClient, type JetStreamManager, type JsMsg,
 } from '@nats-io/jetstream';
 import { AgentryError } from '../actors/errors.js';
 import type { Logger } from './logger.js';
 import { natsConnectOptions } from './natsUrl.js';
 import { partitionOf } from './partition.js';
+import { settleWithin } from './deadline.js';
+import { PartitionFeed } from './partitionFeed.js';
 
 export const INBOX_SUBJECT = (sessionId: string): string => `agentry.in.${sessionId}`;
 export const OUT_SUBJECT = (sessionId: string): string => `agentry.out.${sessionId}`;
@@ -25,9 +27,7 @@ export const EVENT_SUBJECT = (type: string): string => `agentry.events.${type}`;
 /** Core-NATS notices of state changes, for subscribers on any node (not durable: the store has the transitions). */
 export const STATE_SUBJECT = (sessionId: string): string => `agentry.state.${sessionId}`;
 export const DLQ_SUBJECT = (sessionId: string): string => `agentry.dlq.${sessionId}`;
-export const PARTITION_FILTER = (p: number): string => `agentry.part.${p}.>`;
-
-/** Header names of the wire format (documented in docs/protocol.md). */
+/** Header names of the wire format (documented in docs/api.md). */
 export const H = {
   kind: 'Agentry-Kind',
   priority: 'Agentry-Priority',
@@ -51,7 +51,13 @@ export interface TransportOptions {
 /** Called for every inbox message of an owned partition; must not throw. */
 export type InboxHandler = (partition: number, msg: JsMsg) => void;
 
-/** A connected transport; `ready` is false while the connection is down. */
+/** Lease hooks of a partition feed: `confirm` renews the lease before a restart, `onLost` reports it gone. */
+export interface FeedHooks {
+  confirm(): Promise<boolean | null>;
+  onLost(): void;
+}
+
+/** A connected transport; `isConnected()` is false while the connection is down. */
 export interface Transport {
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
@@ -63,8 +69,20 @@ export interface Transport {
   ensureStreams(): Promise<void>;
   /** Proves the server maps `agentry.in.*` / `agentry.ctl.*` into our partition count. */
   probePartitions(): Promise<void>;
-  /** (Re)creates partition p's consumer from its oldest unacked message and starts delivering. */
-  startPartition(p: number, onMessage: InboxHandler): Promise<void>;
+  /**
+   * Creates partition p's consumer for this owner (epoch), removing any other, and starts
+   * delivering from its oldest unacked message.
+   */
+  startPartition(p: number, epoch: number, onMessage: InboxHandler, hooks?: FeedHooks): Promise<void>;
+  /**
+   * Order of partition p may have broken (a session dropped unacked messages): deliver nothing
+   * more from the current consumer, and re-deliver every unacked message from the oldest.
+   */
+  restartPartition(p: number, reason: string): void;
+  /** Stops delivering partition p until `restartPartition` (its lease is suspended). */
+  pausePartition(p: number): void;
+  /** Durable consumer name partition p uses now (null when not consuming it). */
+  consumerName(p: number): string | null;
   /**
    * A second connection for control traffic (leases): on the data connection a lease renewal
    * would queue behind thousands of inbox deliveries under load and arrive too late.
@@ -95,17 +113,22 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
   const nc = await connect({ ...natsConnectOptions(opts.url), name: opts.name, maxReconnectAttempts: -1, reconnectTimeWait: 500, pingInterval: 10_000 });
   const controlNc = await connect({ ...natsConnectOptions(opts.url), name: `${opts.name}-control`, maxReconnectAttempts: -1, reconnectTimeWait: 500, pingInterval: 10_000 });
   let connected = true;
+  const feeds = new Map<number, PartitionFeed>();
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect') { connected = false; log.warn({ server: natsConnectOptions(opts.url).servers.join(',') }, 'NATS connection lost; reconnecting'); }
-      if (s.type === 'reconnect') { connected = true; log.info('NATS connection restored'); }
+      if (s.type === 'reconnect') {
+        connected = true;
+        log.info('NATS connection restored');
+        // Deliveries in flight on the lost connection are gone: re-deliver in order.
+        for (const f of feeds.values()) f.restart('NATS reconnected');
+      }
     }
   })();
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
   const inboxStream = `${opts.streamPrefix}_INBOX`;
   const eventStream = `${opts.streamPrefix}_EVENTS`;
-  const consumers = new Map<number, ConsumerMessages>();
 
   async function upsertStream(config: Parameters<JetStreamManager['streams']['add']>[0]): Promise<void> {
     try {
@@ -119,18 +142,21 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
   }
 
   async function stopConsuming(): Promise<void> {
-    const all = [...consumers.values()];
-    consumers.clear();
-    await Promise.all(all.map(async (c) => { await c.close(); }));
+    const all = [...feeds.values()];
+    feeds.clear();
+    await Promise.all(all.map((f) => f.stop()));
   }
 
   return {
     nc, controlNc, js, jsm, inboxStream, eventStream, stopConsuming,
     async stopPartition(p) {
-      const c = consumers.get(p);
-      consumers.delete(p);
-      await c?.close();
+      const f = feeds.get(p);
+      feeds.delete(p);
+      await f?.stop();
     },
+    restartPartition(p, reason) { feeds.get(p)?.restart(reason); },
+    pausePartition(p) { feeds.get(p)?.pause(); },
+    consumerName: (p) => feeds.get(p)?.consumerName() ?? null,
     isConnected: () => connected && !nc.isClosed(),
     async ensureStreams() {
       await upsertStream({
@@ -180,25 +206,20 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
         }
       }
     },
-    async startPartition(p, onMessage) {
-      const durable = `part-${p}`;
-      // Re-create so delivery restarts at the oldest unacked message (see the module comment).
-      try { await jsm.consumers.delete(inboxStream, durable); } catch { /* did not exist */ }
-      await jsm.consumers.add(inboxStream, {
-        durable_name: durable,
-        filter_subject: `agentry.part.${p}.>`,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        ack_wait: opts.ackWaitMs * 1_000_000,
-        max_ack_pending: -1,
-        max_deliver: -1,
+    async startPartition(p, epoch, onMessage, hooks) {
+      await feeds.get(p)?.stop();
+      const feed = new PartitionFeed({
+        jsm, js, stream: inboxStream, partition: p, epoch, ackWaitMs: opts.ackWaitMs, buffer: opts.consumerBuffer,
+        logger: log, onMessage, ...(hooks ? { confirm: () => hooks.confirm(), onLost: () => { hooks.onLost(); } } : {}),
       });
-      const consumer = await js.consumers.get(inboxStream, durable);
-      const messages = await consumer.consume({
-        max_messages: opts.consumerBuffer,
-        callback: (m) => { onMessage(p, m); },
-      });
-      consumers.set(p, messages);
+      feeds.set(p, feed);
+      try {
+        await feed.start();
+      } catch (e) {
+        if (feeds.get(p) === feed) feeds.delete(p);
+        await feed.stop();
+        throw e;
+      }
     },
     async publishInbox(sessionId, body, hdrs, msgId) {
       const ack = await js.publish(INBOX_SUBJECT(sessionId), body, { headers: toHeaders(hdrs), ...(msgId ? { msgID: msgId } : {}) });
@@ -213,8 +234,11 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     },
     async close() {
       await stopConsuming();
-      if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
-      if (!controlNc.isClosed()) await controlNc.close();
+      // Drain flushes what was published, but with the server gone it would wait for a
+      // reconnect that may never come: a short deadline, then a plain close.
+      if (!nc.isClosed()) await settleWithin(nc.drain(), 2_000);
+      if (!nc.isClosed()) await settleWithin(nc.close(), 1_000);
+      if (!controlNc.isClosed()) await settleWithin(controlNc.close(), 1_000);
     },
   };
 }

@@ -41,8 +41,10 @@ export function createMetrics(runtime: Runtime, refreshMs = 5000): ControlPlaneM
     if (!runtime.transport.isConnected()) return;
     const next: typeof partitions = [];
     for (let p = 0; p < runtime.config.partitions; p++) {
+      const name = runtime.transport.consumerName(p); // consumers of partitions this node owns
+      if (name === null) continue;
       try {
-        const info = await runtime.transport.jsm.consumers.info(runtime.transport.inboxStream, `part-${p}`);
+        const info = await runtime.transport.jsm.consumers.info(runtime.transport.inboxStream, name);
         next.push({ partition: p, pending: info.num_pending, ackPending: info.num_ack_pending });
       } catch { /* not created yet, or owned elsewhere and gone */ }
     }

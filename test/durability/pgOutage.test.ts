@@ -147,7 +147,7 @@ describe('Postgres outage under load', () => {
     expect(runtime.readiness()).toEqual({ ok: true, checks: expect.objectContaining({ nats: true, store: true }) });
     // And the partition consumers hold nothing back: nothing pending, nothing awaiting an ack.
     for (let p = 0; p < runtime.config.partitions; p++) {
-      const ci = await jsm.consumers.info(runtime.transport.inboxStream, `part-${p}`);
+      const ci = await jsm.consumers.info(runtime.transport.inboxStream, runtime.transport.consumerName(p)!);
       expect({ p, pending: ci.num_pending, ackPending: ci.num_ack_pending }).toEqual({ p, pending: 0, ackPending: 0 });
     }
 

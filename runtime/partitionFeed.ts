@@ -1,0 +1,226 @@
+/**
+ * Owns the consumption of one partition of the inbox stream by this node, and the rule that
+ * keeps per-session order sound: the host is only ever handed an unbroken run of one
+ * consumer's deliveries. Every delivery carries the consumer's delivery sequence (dseq), which
+ * grows by exactly one per delivery, first deliveries and redeliveries alike. A dseq that skips
+ * means deliveries were lost on the way (a NATS disconnect, a server-side slow-consumer cut):
+ * the messages behind it may belong to sessions that already hold older ones. So the feed never
+ * hands over a message after a gap; it *restarts*: it stops the consumer, and creates a new one
+ * under a new durable name, which delivers every unacked message of the partition again, oldest
+ * first (the inbox is a work-queue stream: acked messages are gone). The host de-duplicates
+ * what it already holds and skips only what is committed.
+ *
+ * Faults it survives, each by a restart: a NATS disconnect/reconnect (restarts every feed), a
+ * gap in dseq, an idle heartbeat reporting deliveries this node never saw, the consumer deleted
+ * or missing (e.g. inactivity clean-up), and the host dropping a session that held unacked
+ * messages (`restart()`). A restart whose requests fail is retried with backoff until it works
+ * or the feed is stopped.
+ *
+ * Names: `part-<p>-<epoch>-<n>`. A new owner (higher epoch) deletes every other consumer of the
+ * partition before creating its own, so a deposed owner's `consume()` can never find the new
+ * consumer and pull from it (with one shared durable name it did). Before any restart the feed
+ * asks `confirm()` (a lease renewal): a node that lost its lease does not delete the new
+ * owner's consumer. Consumers left behind by a dead node are removed by the next owner, or by
+ * the server after `inactive_threshold`.
+ */
+import {
+  AckPolicy, DeliverPolicy,
+  type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg,
+} from '@nats-io/jetstream';
+import { settleWithin } from './deadline.js';
+import type { Logger } from './logger.js';
+
+/** The subject filter of partition p's consumer. */
+export const partitionFilter = (p: number): string => `agentry.part.${p}.>`;
+
+/** Durable consumers of partition p start with this. */
+export const consumerPrefix = (p: number): string => `part-${p}-`;
+
+/** A server removes a consumer nobody pulled from for this long (left by a dead node). */
+const INACTIVE_THRESHOLD_MS = 10 * 60_000;
+
+/** Pull requests expire after this; idle heartbeats come every half of it (tail-gap check). */
+const PULL_EXPIRES_MS = 5_000;
+
+export interface PartitionFeedOptions {
+  readonly jsm: JetStreamManager;
+  readonly js: JetStreamClient;
+  readonly stream: string;
+  readonly partition: number;
+  /** Fencing epoch of this node's lease: part of the consumer name. */
+  readonly epoch: number;
+  readonly ackWaitMs: number;
+  readonly buffer: number;
+  readonly logger: Logger;
+  /** Receives every message of an unbroken run of deliveries; must not throw. */
+  readonly onMessage: (partition: number, m: JsMsg) => void;
+  /** Asked before a restart; false: this node lost the partition (the feed stops); null: no answer yet (retried). */
+  readonly confirm?: () => Promise<boolean | null>;
+  /** Called when `confirm()` said the partition is lost. */
+  readonly onLost?: () => void;
+}
+
+/** One partition's consumer on this node, restarted from the ack floor whenever order may have broken. */
+export class PartitionFeed {
+  /** Generation of the current consumer; callbacks of older ones are ignored. */
+  private gen = 0;
+  private lastDseq = 0;
+  private messages: ConsumerMessages | null = null;
+  private name: string | null = null;
+  private created = 0;
+  private restarting: Promise<void> | null = null;
+  private restartWanted = false;
+  private stopped = false;
+  /** Paused while the lease is suspended: no consumer runs until `restart()`. */
+  private paused = false;
+  /** Restarts done (metrics, tests). */
+  restarts = 0;
+
+  constructor(private readonly o: PartitionFeedOptions) {}
+
+  /** The durable name in use (null before the first start). */
+  consumerName(): string | null { return this.name; }
+
+  /** Creates this node's consumer (removing every other one of the partition) and starts delivering. */
+  async start(): Promise<void> {
+    await this.open();
+  }
+
+  /**
+   * Stops handing over messages at once (synchronously: nothing of the current consumer
+   * reaches the host after this call) and re-creates the consumer in the background.
+   */
+  restart(reason: string): void {
+    if (this.stopped) return;
+    this.gen++;
+    this.paused = false;
+    this.restartWanted = true;
+    this.o.logger.warn({ partition: this.o.partition, reason }, 'restarting the partition consumer from its oldest unacked message');
+    if (this.restarting) return;
+    this.restarting = this.restartLoop().finally(() => { this.restarting = null; });
+  }
+
+  /** Stops delivering until `restart()` (the lease is suspended); nothing more reaches the host meanwhile. */
+  pause(): void {
+    if (this.stopped) return;
+    this.gen++;
+    this.paused = true;
+    this.restartWanted = false;
+    const m = this.messages;
+    this.messages = null;
+    void settleWithin(m?.close(), 2_000);
+  }
+
+  /** Stops delivering (nothing more reaches the host); the consumer is left for the next owner to remove. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.gen++;
+    const m = this.messages;
+    this.messages = null;
+    await settleWithin(m?.close(), 2_000);
+  }
+
+  private async restartLoop(): Promise<void> {
+    let delay = 100;
+    while (this.restartWanted && !this.stopped && !this.paused) {
+      this.restartWanted = false;
+      try {
+        const m = this.messages;
+        this.messages = null;
+        await settleWithin(m?.close(), 2_000);
+        const owned = this.o.confirm ? await this.o.confirm() : true;
+        if (owned === null) throw new Error('could not confirm the partition lease (NATS did not answer)');
+        if (!owned) {
+          this.o.logger.warn({ partition: this.o.partition }, 'partition lease lost while restarting its consumer');
+          this.stopped = true;
+          this.o.onLost?.();
+          return;
+        }
+        if (this.stopped) return;
+        await this.open();
+        this.restarts++;
+        delay = 100;
+      } catch (err) {
+        if (this.stopped) return;
+        this.o.logger.warn({ err, partition: this.o.partition }, 'partition consumer restart failed; retrying');
+        this.restartWanted = true;
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 5_000);
+      }
+    }
+  }
+
+  private async open(): Promise<void> {
+    const { jsm, js, stream, partition: p } = this.o;
+    // Every other consumer of this partition goes first: a work-queue stream refuses two
+    // consumers with overlapping filters, and a deposed owner must not keep pulling.
+    const stale: string[] = [];
+    for await (const ci of jsm.consumers.list(stream)) {
+      if (ci.config.filter_subject === partitionFilter(p) || ci.name === `part-${p}`) stale.push(ci.name);
+    }
+    for (const name of stale) {
+      try { await jsm.consumers.delete(stream, name); } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    const name = `${consumerPrefix(p)}${this.o.epoch}-${++this.created}`;
+    await jsm.consumers.add(stream, {
+      durable_name: name,
+      filter_subject: partitionFilter(p),
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: this.o.ackWaitMs * 1_000_000,
+      max_ack_pending: -1,
+      max_deliver: -1,
+      inactive_threshold: INACTIVE_THRESHOLD_MS * 1_000_000,
+    });
+    this.name = name;
+    if (this.stopped || this.paused) return;
+    const gen = ++this.gen;
+    this.lastDseq = 0;
+    const consumer = await js.consumers.get(stream, name);
+    const messages = await consumer.consume({
+      max_messages: this.o.buffer,
+      expires: PULL_EXPIRES_MS,
+      callback: (m) => { this.deliver(gen, m); },
+    });
+    if (gen !== this.gen) { void settleWithin(messages.close(), 2_000); return; }
+    this.messages = messages;
+    void this.watch(gen, messages);
+  }
+
+  private deliver(gen: number, m: JsMsg): void {
+    if (gen !== this.gen) return; // a superseded consumer: its messages come again from the new one
+    const dseq = m.info.deliverySequence;
+    if (dseq !== this.lastDseq + 1) {
+      this.restart(`delivery sequence jumped from ${this.lastDseq} to ${dseq}: deliveries were lost`);
+      return;
+    }
+    this.lastDseq = dseq;
+    this.o.onMessage(this.o.partition, m);
+  }
+
+  /** Consumer notifications that mean deliveries were lost or the consumer is gone. */
+  private async watch(gen: number, messages: ConsumerMessages): Promise<void> {
+    try {
+      for await (const s of messages.status()) {
+        if (gen !== this.gen) return;
+        if (s.type === 'heartbeat' && s.lastConsumerSequence > this.lastDseq) {
+          this.restart(`the server delivered up to ${s.lastConsumerSequence}, this node saw ${this.lastDseq}`);
+          return;
+        }
+        if (s.type === 'consumer_deleted' || s.type === 'consumer_not_found') {
+          this.restart(`consumer ${this.name ?? ''}: ${s.type}`);
+          return;
+        }
+      }
+    } catch { /* closed */ }
+    // consume() ended by itself (not by us): nothing would deliver any more.
+    if (gen === this.gen && !this.stopped && this.messages === messages) this.restart('the consumer stopped delivering');
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as { name?: string; code?: number; api_error?: { err_code?: number } };
+  return e.name === 'ConsumerNotFoundError' || e.api_error?.err_code === 10014 || e.code === 404;
+}
