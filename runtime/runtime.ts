@@ -13,6 +13,7 @@ import { createGroupCommitter, type GroupCommitter } from './groupCommit.js';
 import { createLogger, type Logger } from './logger.js';
 import { SessionHost, realClock, type Clock, type SessionView } from './sessionHost.js';
 import { settleWithin } from './deadline.js';
+import { createHealth, type Readiness } from './health.js';
 import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';
 import { createWakeups, type EventRecord, type Wakeups } from './wakeups.js';
@@ -59,10 +60,7 @@ export interface TaskInfo {
   readonly lastRunAt: number | null;
 }
 
-export interface Readiness {
-  readonly ok: boolean;
-  readonly checks: { readonly nats: boolean; readonly store: boolean; readonly migrations: boolean };
-}
+export type { Readiness } from './health.js';
 
 /** What `stop()` left undone when its deadline passed (`clean` when nothing). */
 export interface StopReport {
@@ -154,7 +152,6 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     throw e;
   }
   migrated = true;
-  let storeOk = true;
 
   const transport = await createTransport({
     url: config.natsUrl, partitions: config.partitions, streamPrefix: config.streamPrefix, ackWaitMs: config.ackWaitMs,
@@ -234,10 +231,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   await host.flushStaleOutbox();
   const wakeups = createWakeups({ config, store, transport, host, clock, logger, partitions: () => leases.owned() });
 
-  const pinger = setInterval(() => {
-    store.ping().then(() => { storeOk = true; }, () => { storeOk = false; });
-  }, 1000);
-  pinger.unref();
+  // Pings with deadlines on their own timer: a blackholed Postgres or NATS turns readiness false.
+  const health = createHealth({ store, nc: transport.nc, committerHealthy: () => committer.healthy(), migrations: () => migrated, logger, clock });
   logger.info({ partitions: config.partitions, store: store.kind, agents: [...agents.keys()] }, 'runtime started');
 
   const publishToInbox = async (agentId: string, body: unknown, o: SendOptions): Promise<{ seq: number }> => {
@@ -318,8 +313,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const runtime: Runtime = {
     config, logger, store, host, transport, committer, wakeups, leases, clock,
     readiness() {
-      const checks = { nats: transport.isConnected(), store: storeOk && committer.healthy(), migrations: migrated };
-      return { ok: checks.nats && checks.store && checks.migrations, checks };
+      const r = health.readiness();
+      // A lost connection shows before the next ping does.
+      return transport.isConnected() ? r : { ok: false, checks: { ...r.checks, nats: false } };
     },
     createAgent: (agentId, type, userState) => routed('createAgent', agentId, type, userState),
     getAgent: (agentId) => routed('getAgent', agentId),
@@ -374,7 +370,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       const t0 = Date.now();
       stopDeadline = t0 + config.shutdownGraceMs;
       logger.info({ graceMs: config.shutdownGraceMs }, 'runtime stopping');
-      clearInterval(pinger);
+      health.stop();
       const timedOut: string[] = [];
       const step = async (name: string, p: Promise<unknown>, ms = drainMs()): Promise<void> => {
         if (!(await settleWithin(p.catch((err: unknown) => { logger.warn({ err, step: name }, 'shutdown step failed'); }), ms))) timedOut.push(name);
