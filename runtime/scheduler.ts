@@ -24,9 +24,10 @@
  *   read that started before the commit cannot leave a stale due time behind.
  *
  * Faults it survives: failing, slow or paged reads; partitions taken and released during a
- * read; many refreshes at once (start-up takes 64 partitions, each asking for a read); a wake
- * whose session load fails (re-fired after `FIRED_TTL_MS`, then twice as long, a bounded number
- * of times, and after that by the next full read).
+ * read; many refreshes at once (start-up takes 64 partitions, each asking for a read). A wake
+ * whose session load failed is fired again by the next full read once `FIRED_TTL_MS` passed
+ * (the host reports no load failure to the scheduler, so a quicker retry would also re-fire
+ * wakes that merely wait in the host's admission queue).
  */
 import type { DueWake, ScheduleRecord } from '../persistence/types.js';
 import type { Logger } from './logger.js';
@@ -47,7 +48,7 @@ export interface TimerSource {
 interface Entry { readonly at: number; readonly key: TimerKey }
 /** What the scheduler holds for a key: its due time and, when known, its partition. */
 interface Held { readonly at: number; readonly part: number | undefined }
-interface Fired { readonly at: number; readonly firedAt: number; readonly part: number | undefined; readonly tries: number }
+interface Fired { readonly at: number; readonly firedAt: number; readonly part: number | undefined }
 
 export interface SchedulerDeps {
   readonly store: TimerSource;
@@ -70,14 +71,8 @@ export interface SchedulerDeps {
 const MAX_DELAY = 2 ** 31 - 1;
 const PAGE = 10_000;
 const FULL_READ_EVERY_MS = 5 * 60_000;
-/**
- * A fired timer whose commit has not been noted after this long is fired again (doubling with
- * each re-fire). Long enough that a wake still queued behind a backlog of due wakes in the
- * host is rarely fired twice (a second firing of a wake that happens is a no-op, but costs a load).
- */
-const FIRED_TTL_MS = 60_000;
-/** Re-fires of one unconfirmed firing before it is left to the next full read. */
-const MAX_REFIRES = 3;
+/** A fired timer whose commit has not been noted after this long may be fired again by a read. */
+const FIRED_TTL_MS = 30_000;
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 10_000;
 
@@ -109,7 +104,7 @@ export class Scheduler {
   /**
    * Keys fired at a due time whose change has not reached the store yet (a woken session reads
    * `sleeping` until its wake commits): a re-read must not fire them again. Cleared by the note
-   * that follows the commit; re-fired when no such note came within `FIRED_TTL_MS`.
+   * that follows the commit; a read after `FIRED_TTL_MS` may fire it again (a load that failed).
    */
   private readonly fired = new Map<TimerKey, Fired>();
   private timer: unknown;
@@ -241,7 +236,6 @@ export class Scheduler {
   /** One read pass: true when every read in it succeeded. */
   private async pass(): Promise<boolean> {
     const { clock, horizonMs } = this.deps;
-    this.refireUnconfirmed();
     const now = clock.now();
     const end = now + horizonMs;
     const parts = this.deps.partitions();
@@ -379,7 +373,6 @@ export class Scheduler {
   private applyNote(key: TimerKey, at: number | null, part: number | undefined): void {
     const f = this.fired.get(key);
     if (f && (at === null || f.at !== at)) this.fired.delete(key);
-    if (this.fired.has(key)) return; // fired at this time and the store has not caught up
     if (at === null) { this.expected.delete(key); return; }
     if (at >= this.horizonEnd) { this.expected.delete(key); return; } // the next read covers it
     this.hold(key, at, part);
@@ -389,7 +382,10 @@ export class Scheduler {
   private hold(key: TimerKey, at: number, part: number | undefined): void {
     const f = this.fired.get(key);
     if (f) {
-      if (f.at === at) return; // fired already; only its commit's note or the re-fire sweep acts
+      // Fired at this time and the store has not caught up (the wake's commit is on its way).
+      // After FIRED_TTL_MS a read fires it again: a wake whose load failed is retried, and one
+      // that did happen is a no-op (the host checks the session's state).
+      if (f.at === at && this.deps.clock.now() - f.firedAt <= FIRED_TTL_MS) return;
       this.fired.delete(key);
     }
     const cur = this.expected.get(key);
@@ -400,22 +396,6 @@ export class Scheduler {
     this.expected.set(key, { at, part: part ?? cur?.part });
     this.heap.push({ at, key });
     if (at < this.armedFor) this.arm();
-  }
-
-  /**
-   * Fires again the timers fired more than `FIRED_TTL_MS` ago whose commit was never noted (the
-   * session's load failed, say). The host checks the session's state, so a re-fire of a wake
-   * that did happen is a no-op. After `MAX_REFIRES` the key is left to the next full read.
-   */
-  private refireUnconfirmed(): void {
-    const now = this.deps.clock.now();
-    for (const [key, f] of this.fired) {
-      if (now - f.firedAt < FIRED_TTL_MS * 2 ** f.tries) continue;
-      if (f.tries >= MAX_REFIRES) { this.fired.delete(key); continue; }
-      this.expected.set(key, { at: f.at, part: f.part });
-      this.heap.push({ at: f.at, key });
-    }
-    this.arm();
   }
 
   private arm(): void {
@@ -438,8 +418,7 @@ export class Scheduler {
       this.expected.delete(top.key);
       if (owned === undefined) { const p = this.deps.partitions(); owned = p ? new Set(p) : null; }
       if (owned && held.part !== undefined && !owned.has(held.part)) continue; // its partition moved away
-      const prev = this.fired.get(top.key);
-      this.fired.set(top.key, { at: top.at, firedAt: now, part: held.part, tries: prev?.at === top.at ? prev.tries + 1 : 0 });
+      this.fired.set(top.key, { at: top.at, firedAt: now, part: held.part });
       if (this.fired.size > 200_000) for (const k of [...this.fired.keys()].slice(0, 100_000)) this.fired.delete(k); // bound it
       this.lateness.push(now - top.at);
       if (this.lateness.length > 100_000) this.lateness.splice(0, 50_000);

@@ -207,24 +207,29 @@ describe('scheduler reads (fake clock, fake source)', () => {
     h.sched.stop();
   });
 
-  it('fires once per commit: re-reads do not fire an uncommitted wake again; an unconfirmed one is re-fired after the TTL, boundedly', async () => {
+  it('fires once per commit: re-reads do not fire an uncommitted wake again within the TTL; a full read after it does (a failed load is retried)', async () => {
     const h = harness({ parts: null, commit: false });
     h.src.sleep('x', T0 + 1_000, 0);
     await h.sched.start();
-    await h.clock.advanceTo(T0 + 50_000, 1);
-    expect(h.fired.map((f) => f.sid)).toEqual(['x']); // periodic and full re-reads saw it sleeping, did not fire it
-    await h.sched.refresh();
-    await h.clock.advanceTo(T0 + 59_000, 1);
+    await h.clock.advanceTo(T0 + 20_000, 1);
+    expect(h.fired.map((f) => f.sid)).toEqual(['x']);
+    void h.sched.refresh(); // a full read while the wake's commit is still on its way
+    await h.sched.settled();
+    await h.clock.advanceTo(T0 + 25_000, 1);
     expect(h.fired.length).toBe(1);
-    // No commit came for a minute: the load must have failed; it is fired again, later less often.
-    await h.clock.advanceTo(T0 + 1_000 + 60_000 + 31_000, 1);
+    await h.clock.advanceTo(T0 + 200_000, 1); // incremental re-reads do not look below the horizon
+    expect(h.fired.length).toBe(1);
+    void h.sched.refresh(); // no commit came: the load must have failed; a full read fires it again
+    await h.sched.settled();
+    await h.clock.advance(0, 1);
     expect(h.fired.length).toBe(2);
+    expect(h.fired[1]!.firedAt).toBeGreaterThanOrEqual(T0 + 1_000);
     // The commit lands: a new sleep fires once at its own time.
-    h.src.sleep('x', T0 + 100_000, 0);
-    h.sched.note('wake:x', T0 + 100_000, 0);
-    await h.clock.advanceTo(T0 + 100_000, 1);
+    h.src.sleep('x', T0 + 300_000, 0);
+    h.sched.note('wake:x', T0 + 300_000, 0);
+    await h.clock.advanceTo(T0 + 400_000, 1);
     expect(h.fired.length).toBe(3);
-    expect(h.fired[2]).toMatchObject({ sid: 'x', at: T0 + 100_000, firedAt: T0 + 100_000 });
+    expect(h.fired[2]).toMatchObject({ sid: 'x', at: T0 + 300_000, firedAt: T0 + 300_000 });
     h.sched.stop();
   });
 });
