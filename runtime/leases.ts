@@ -155,7 +155,11 @@ export class LeaseManager {
       return true;
     } catch (err) {
       if (this.held.get(p) !== h) return false;
-      if (isCasFailure(err)) { this.lose(p, 'its lease was taken or expired'); return false; }
+      if (isCasFailure(err)) {
+        if (await this.recover(kv, p, h)) return this.confirm(p);
+        this.lose(p, 'its lease was taken or expired');
+        return false;
+      }
       return null;
     }
   }
@@ -180,8 +184,27 @@ export class LeaseManager {
     if (kv) await settleWithin(kv.delete(`node.${this.o.nodeId}`), 1_000);
   }
 
+  /** This process (a restarted node keeps its id but not this): tells our own writes from others'. */
+  private readonly instance = `${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+
   private body(): string {
-    return JSON.stringify({ node: this.o.nodeId, at: this.now() });
+    return JSON.stringify({ node: this.o.nodeId, inst: this.instance, at: this.now() });
+  }
+
+  /**
+   * A renewal's CAS failed. If the key holds a value this process wrote, an earlier renewal
+   * that timed out on our side was applied by the server after all: ownership never left us,
+   * adopt that revision. Otherwise someone else wrote it (or it expired): lost.
+   */
+  private async recover(kv: KV, p: number, h: Held): Promise<boolean> {
+    try {
+      const e = await within(kv.get(`part.${p}`), this.requestMs, 'lease read');
+      if (e && e.operation === 'PUT' && e.revision > h.revision && e.json<{ inst?: string }>().inst === this.instance) {
+        h.revision = e.revision;
+        return true;
+      }
+    } catch { /* no answer: undecided, treated as lost only by a failed CAS */ }
+    return false;
   }
 
   private async heartbeat(kv: KV, body: string): Promise<void> {
@@ -233,7 +256,7 @@ export class LeaseManager {
           }
         } catch (err) {
           if (this.held.get(p) !== h) return;
-          if (isCasFailure(err)) this.lose(p, 'its lease was taken or expired');
+          if (isCasFailure(err) && !(await this.recover(kv, p, h))) this.lose(p, 'its lease was taken or expired');
           // Otherwise transient (timeout, disconnected): the next round tries again; expireStale decides.
         }
       }),

@@ -46,7 +46,9 @@ export async function startRuntime(natsUrl: string, opts: Omit<RuntimeOptions, '
   return createRuntime({
     ...opts,
     logger: opts.logger ?? createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'),
-    config: { natsUrl, partitions: opts.partitions ?? 8, ackWaitMs: 5000, store: 'memory', groupCommitLingerMs: 1, ...opts.config },
+    // A long lease: single-node suites test other things than failover, and a 2-core box under
+    // load can stall the event loop for seconds (a lapsed lease re-runs handlers: correct, but noisy).
+    config: { natsUrl, partitions: opts.partitions ?? 8, ackWaitMs: 5000, store: 'memory', groupCommitLingerMs: 1, leaseTtlMs: 30_000, ...opts.config },
   });
 }
 
