@@ -108,7 +108,7 @@ export class Cluster {
     try {
       // One at a time: the first creates the schema and streams, the others find them.
       for (const n of nodes) await cluster.startNode(n.index);
-      await cluster.waitPartitionsHeld(60_000);
+      await cluster.waitPartitionsHeld(60_000, 1);
     } catch (e) {
       await cluster.destroy();
       throw e;
@@ -295,13 +295,17 @@ export class Cluster {
     return { known, ready: up.length > 0 && pings.every((p) => p?.ready.ok === true), byNode, overlaps, unowned };
   }
 
-  /** Waits until every running node is ready and every partition is held by exactly one of them. */
-  async waitPartitionsHeld(timeoutMs: number): Promise<void> {
+  /**
+   * Waits until every running node is ready and every partition is held by exactly one of them,
+   * and (with `minEach`) each running node holds at least that many: the partitions were spread.
+   */
+  async waitPartitionsHeld(timeoutMs: number, minEach = 0): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const o = await this.ownership();
+      const spread = Object.values(o.byNode).every((ps) => (ps?.length ?? 0) >= minEach);
       // A runtime that does not report its leases is taken at its readiness.
-      if (o.ready && (!o.known || (o.overlaps.length === 0 && o.unowned.length === 0))) return;
+      if (o.ready && (!o.known || (o.overlaps.length === 0 && o.unowned.length === 0 && spread))) return;
       if (Date.now() > deadline) throw new Error(`partitions not all held by exactly one node within ${timeoutMs} ms: ${JSON.stringify(o)}`);
       await new Promise((r) => setTimeout(r, 200));
     }

@@ -32,7 +32,7 @@ describe('failover after SIGKILL of one of three nodes under load', () => {
     await sleep(3 * s.cluster.opts.leaseTtlMs);
     const back = s.fault('restart', victim);
     await s.cluster.startNode(victim);
-    try { await s.cluster.waitPartitionsHeld(60_000); } catch (e) { console.log(`[failover] after the restart: ${(e as Error).message}`); }
+    try { await s.cluster.waitPartitionsHeld(60_000, 1); } catch (e) { console.log(`[failover] after the restart: ${(e as Error).message}`); }
     back.endNow();
     const report = await s.finish('failover');
     const rec = report.recovery.find((r) => r.kind === 'kill');

@@ -40,7 +40,7 @@ describe('SIGTERM while a server is gone', () => {
     const s = sc!;
     const c = s.cluster;
     if (!c.nodes[NODE]!.child || c.nodes[NODE]!.child.exited()) await c.startNode(NODE);
-    await c.waitPartitionsHeld(60_000);
+    await c.waitPartitionsHeld(60_000, 1); // it holds partitions, so it has work to leave
     await sleep(1000); // it has work in flight
     const f = s.fault(`sigterm/${server}-${mode}`, NODE);
     if (server === 'nats') c.natsMode(NODE, mode); else c.pgMode(NODE, mode);
