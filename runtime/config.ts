@@ -34,7 +34,7 @@ const schema = z.object({
   /** A cron firing missed while the runtime was down: run it once at start, or skip to the next instant. */
   cronCatchUp: z.enum(['run-once', 'skip']).default('run-once'),
   /** Partition leases expire this long after their node stops renewing them (failover time). */
-  leaseTtlMs: z.number().int().min(1000).default(10_000),
+  leaseTtlMs: z.number().int().min(1000).default(6_000),
   /** How long a session command routed to another node may take. */
   ctlTimeoutMs: z.number().int().min(100).default(10_000),
   /** A session idle this long is passivated. */

@@ -14,7 +14,7 @@
  *
  * Two loops, two timers. Renewal (every quarter of the TTL) only renews: it never waits behind
  * a takeover, a drain or a slow start-up, and every KV request it makes has a deadline. Balance
- * (every third of the TTL) takes and releases partitions, one at a time, off the renewal path.
+ * (every quarter of the TTL) takes and releases partitions, one at a time, off the renewal path.
  *
  * Faults: a renewal that fails for a whole TTL — NATS cut off, the event loop stalled, the
  * process paused — means another node may own the partition now. A lease is `usable()` only
@@ -103,7 +103,7 @@ export class LeaseManager {
     this.renewTimer = setInterval(() => { this.renewSoon(); }, Math.max(100, Math.floor(this.o.ttlMs / 4)));
     this.renewTimer.unref();
     await this.balance();
-    this.balanceTimer = setInterval(() => { void this.balance(); }, Math.max(200, Math.floor(this.o.ttlMs / 3)));
+    this.balanceTimer = setInterval(() => { void this.balance(); }, Math.max(200, Math.floor(this.o.ttlMs / 4)));
     this.balanceTimer.unref();
   }
 
