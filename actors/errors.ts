@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'INVALID_TRANSITION'
   | 'SESSION_STOPPED'
   | 'PAYLOAD_TOO_LARGE'
+  | 'UNSTORABLE_INPUT'
   | 'NOT_READY'
   | 'TIMEOUT'
   | 'HANDLER_FAILED'
@@ -25,9 +26,10 @@ export type ErrorCode =
   | 'SCHEMA_TOO_NEW'
   | 'STALE_VERSION'
   | 'FENCED'
+  | 'STORE_DATA'
   | 'INTERNAL';
 
-/** JSON-RPC error numbers, outside the reserved -32768..-32000 range. */
+/** JSON-RPC error numbers, outside the reserved -32768..-32000 range (except UNSTORABLE_INPUT: a params fault). */
 export const codes: Readonly<Record<ErrorCode, number>> = Object.freeze({
   INVALID_SESSION_ID: 4001,
   INVALID_ARGUMENT: 4002,
@@ -37,6 +39,12 @@ export const codes: Readonly<Record<ErrorCode, number>> = Object.freeze({
   INVALID_TRANSITION: 4010,
   SESSION_STOPPED: 4011,
   PAYLOAD_TOO_LARGE: 4013,
+  /**
+   * Input Postgres could not store (a NUL character, a lone UTF-16 surrogate, JSON nested deeper
+   * than `maxJsonDepth`): refused at the door. A fault of the params, so it is sent as JSON-RPC's
+   * invalid params, with `data.type` UNSTORABLE_INPUT (HTTP: 400).
+   */
+  UNSTORABLE_INPUT: -32602,
   NOT_READY: 5003,
   TIMEOUT: 5004,
   HANDLER_FAILED: 5010,
@@ -51,6 +59,8 @@ export const codes: Readonly<Record<ErrorCode, number>> = Object.freeze({
   SCHEMA_TOO_NEW: 5032,
   STALE_VERSION: 5033,
   FENCED: 5034,
+  /** The store refused a value as data (persistence StoreDataError); retrying cannot help. */
+  STORE_DATA: 5035,
   INTERNAL: 5000,
 });
 

@@ -6,7 +6,10 @@
  *
  * Conventions: times are epoch milliseconds; params objects are strict (an unknown key is
  * -32602, so a typo such as `until` for `untilTime` never passes silently); results may grow
- * new fields.
+ * new fields. Params Postgres could not store — a NUL character or a lone UTF-16 surrogate in
+ * any string or key, or a value nested deeper than the server's `maxJsonDepth` (64) — are
+ * refused by every method as -32602 with `data.type` UNSTORABLE_INPUT (`data.problem`,
+ * `data.path`); the methods that carry payloads list it among their errors.
  */
 import { z } from 'zod';
 
@@ -105,7 +108,7 @@ export const methods = {
       state: z.unknown().optional().describe('initial user state (default: the agent\'s initialState())'),
     }),
     result: z.object({ agentId: z.string(), type: z.string(), state: sessionState }),
-    errors: ['INVALID_SESSION_ID', 'UNKNOWN_AGENT_TYPE', 'SESSION_EXISTS'],
+    errors: ['INVALID_SESSION_ID', 'UNKNOWN_AGENT_TYPE', 'SESSION_EXISTS', 'UNSTORABLE_INPUT'],
   },
   getAgent: {
     summary: 'Returns the current view of a session (live or stored).',
@@ -123,7 +126,7 @@ export const methods = {
       limit: limit(500, 100),
     }),
     result: z.object({ agents: z.array(agentSummary), next: z.string().nullable().describe('cursor of the next page; null on the last page') }),
-    errors: [],
+    errors: ['UNSTORABLE_INPUT'],
   },
   sendMessage: {
     summary: "Publishes a message to a session's inbox (JetStream); resolves when it is stored, not when it is handled.",
@@ -136,13 +139,13 @@ export const methods = {
       msgId: z.string().min(1).max(256).optional().describe('de-duplication id: a repeat within 2 minutes is dropped'),
     }),
     result: seqResult,
-    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'PAYLOAD_TOO_LARGE', 'NOT_READY'],
+    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'PAYLOAD_TOO_LARGE', 'UNSTORABLE_INPUT', 'NOT_READY'],
   },
   sendMail: {
     summary: "Sends mail (a message with a sender and a priority) to a session's inbox; a sleeper wakes when the priority reaches its threshold.",
     params: z.strictObject({ to: agentId, from: z.string().max(256).optional(), body: z.unknown(), priority: priority.optional().describe("default 'normal'") }),
     result: seqResult,
-    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'PAYLOAD_TOO_LARGE', 'NOT_READY'],
+    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'PAYLOAD_TOO_LARGE', 'UNSTORABLE_INPUT', 'NOT_READY'],
   },
   sleepAgent: {
     summary: 'Puts a session to sleep until a time, a listed event, mail at or above a priority, or wakeAgent.',
@@ -184,7 +187,7 @@ export const methods = {
       taskId: z.string().min(1).max(128).optional().describe('stable id (default: generated)'),
     }),
     result: z.object({ taskId: z.string(), nextRunAt: epochMs.nullable() }),
-    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'INVALID_ARGUMENT'],
+    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'INVALID_ARGUMENT', 'UNSTORABLE_INPUT'],
   },
   cancelTask: {
     summary: 'Cancels a scheduled task.',
@@ -207,7 +210,7 @@ export const methods = {
       from: z.string().max(256).optional(),
     }),
     result: z.object({ seq: z.number(), recipients: z.number().describe('sessions the event was delivered to') }),
-    errors: ['INVALID_ARGUMENT', 'PAYLOAD_TOO_LARGE', 'NOT_READY'],
+    errors: ['INVALID_ARGUMENT', 'PAYLOAD_TOO_LARGE', 'UNSTORABLE_INPUT', 'NOT_READY'],
   },
   scheduleWake: {
     summary: "Moves a sleeping session's wake time, keeping its event and mail conditions.",

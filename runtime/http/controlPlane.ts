@@ -40,6 +40,7 @@ export interface ControlPlaneOptions {
   /** Largest WebSocket frame; a bigger one closes the socket with 1009. Default 1 MiB. */
   readonly maxPayloadBytes?: number;
   readonly maxBatch?: number;
+  /** Deepest JSON nesting of a param value; deeper is -32602 UNSTORABLE_INPUT. Default the runtime's `maxJsonDepth` (64). */
   readonly maxDepth?: number;
   /** Per-connection rate limit; default the runtime's `rpcRatePerSec` / `rpcBurst`. */
   readonly ratePerSec?: number;
@@ -116,7 +117,7 @@ export async function startControlPlane(runtime: Runtime, opts: ControlPlaneOpti
   const log = (opts.logger ?? runtime.logger).child({ component: 'control-plane' });
   const limits: ConnectionLimits = {
     maxBatch: opts.maxBatch ?? 100,
-    maxDepth: opts.maxDepth ?? 128,
+    maxDepth: opts.maxDepth ?? runtime.config.maxJsonDepth,
     ratePerSec: opts.ratePerSec ?? runtime.config.rpcRatePerSec,
     burst: opts.burst ?? runtime.config.rpcBurst,
     maxBufferedBytes: opts.maxBufferedBytes ?? 4 * MiB,
@@ -157,8 +158,14 @@ export async function startControlPlane(runtime: Runtime, opts: ControlPlaneOpti
   const ingress = createIngress(runtime, { token, allowedOrigins: () => allowedOrigins, logger: log }, opts.ingress);
 
   const onRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
     res.setHeader('X-Content-Type-Options', 'nosniff');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      sendText(res, 400, 'bad request: malformed URL\n');
+      return;
+    }
     if (!token && !hostAllowed(req.headers.host, allowedOrigins)) { sendText(res, 403, 'forbidden: unexpected Host header\n'); return; }
     if (await ingress.handle(req, res, url)) return;
     const head = req.method === 'HEAD';
@@ -225,7 +232,13 @@ export async function startControlPlane(runtime: Runtime, opts: ControlPlaneOpti
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => undefined);
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      refuseUpgrade(socket, 400, 'malformed URL'); // e.g. `//[`: a throw here would escape the event handler
+      return;
+    }
     if (url.pathname !== '/rpc') { refuseUpgrade(socket, 404, 'WebSocket endpoint is /rpc'); return; }
     if (!token && !hostAllowed(req.headers.host, allowedOrigins)) { refuseUpgrade(socket, 403, 'unexpected Host header'); return; }
     if (!originAllowed(req.headers.origin, allowedOrigins)) {

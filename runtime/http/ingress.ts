@@ -33,7 +33,7 @@ import { TokenBucket } from './tokenBucket.js';
 export interface IngressOptions {
   /** Largest request body; a bigger one gets 413 PAYLOAD_TOO_LARGE. Default 1 MiB. */
   readonly maxBodyBytes?: number;
-  /** Deepest JSON nesting accepted in a body (as on /rpc). Default 128. */
+  /** Deepest JSON nesting of a body field (as for /rpc params). Default the runtime's `maxJsonDepth` (64). */
   readonly maxDepth?: number;
   /** Requests per second per client address, sustained / burst. Default the runtime's `rpcRatePerSec` / `rpcBurst`. */
   readonly ratePerSec?: number;
@@ -42,8 +42,10 @@ export interface IngressOptions {
   readonly maxStreams?: number;
   /** Heartbeat comment interval of event streams. Default 15 s. */
   readonly heartbeatMs?: number;
-  /** Unsent bytes after which an event stream that is not read is closed. Default 4 MiB. */
+  /** Unsent bytes after which an event stream that is not read is closed at once. Default 4 MiB. */
   readonly maxStreamBufferedBytes?: number;
+  /** An event stream whose client has read nothing of what is queued for this long is closed. Default 5 s. */
+  readonly streamStallMs?: number;
 }
 
 /** What the control plane hands the ingress: its token and its (late-bound) Origin allowlist. */
@@ -59,6 +61,8 @@ export interface Ingress {
   handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean>;
   /** Open event streams (for tests and metrics). */
   readonly streams: number;
+  /** Event streams closed because their client did not read (for metrics). */
+  readonly slowStreamsClosed: number;
   /** Ends the event streams (server shutdown). */
   close(): void;
 }
@@ -66,39 +70,48 @@ export interface Ingress {
 type Route =
   | { readonly name: 'messages' | 'interrupt' | 'stream'; readonly agentId: string }
   | { readonly name: 'events'; readonly type: string }
-  | { readonly name: 'unknown' };
+  | { readonly name: 'unknown' }
+  /** Ours, but a segment is not valid percent-encoding (or decodes to text that cannot be stored): 400. */
+  | { readonly name: 'malformed'; readonly message: string };
 
 const MiB = 1024 * 1024;
 /** Client addresses whose rate-limit state is kept; the least recently seen are forgotten. */
 const MAX_BUCKETS = 10_000;
 /** Only `subscribe`/`unsubscribe` use the connection argument; the routes call other methods. */
 const NO_CONNECTION = null as unknown as RpcConnection;
-const ALLOW: Readonly<Record<Exclude<Route['name'], 'unknown'>, string>> = { messages: 'POST', interrupt: 'POST', events: 'POST', stream: 'GET' };
+const ALLOW: Readonly<Record<Exclude<Route['name'], 'unknown' | 'malformed'>, string>> = { messages: 'POST', interrupt: 'POST', events: 'POST', stream: 'GET' };
 
-function decodeSegment(s: string): string {
+/** A decoded path segment, or undefined when it is not valid percent-encoding (`%zz`, `%E0%A4%A`, an encoded lone surrogate). */
+function decodeSegment(s: string): string | undefined {
   try {
     return decodeURIComponent(s);
   } catch {
-    throw new AgentryError('INVALID_ARGUMENT', 'the path is not valid percent-encoding');
+    return undefined;
   }
 }
 
+const MALFORMED: Route = { name: 'malformed', message: 'the path is not valid percent-encoding (UTF-8 bytes, each as %XX)' };
+
 /**
  * Which ingress route a path names: null when it is not under `/agents/` or `/events/`
- * (someone else's), `unknown` when it is under them but names nothing.
+ * (someone else's), `unknown` when it is under them but names nothing, `malformed` when it
+ * names one with a segment that does not decode (answered 400, never 500).
  */
 export function matchRoute(pathname: string): Route | null {
   if (pathname.startsWith('/agents/')) {
     const parts = pathname.slice('/agents/'.length).split('/');
     const [id, action] = parts;
     if (parts.length === 2 && id && (action === 'messages' || action === 'interrupt' || action === 'stream')) {
-      return { name: action, agentId: decodeSegment(id) };
+      const agentId = decodeSegment(id);
+      return agentId === undefined ? MALFORMED : { name: action, agentId };
     }
     return { name: 'unknown' };
   }
   if (pathname.startsWith('/events/')) {
-    const type = pathname.slice('/events/'.length);
-    return type && !type.includes('/') ? { name: 'events', type: decodeSegment(type) } : { name: 'unknown' };
+    const raw = pathname.slice('/events/'.length);
+    if (!raw || raw.includes('/')) return { name: 'unknown' };
+    const type = decodeSegment(raw);
+    return type === undefined ? MALFORMED : { name: 'events', type };
   }
   return null;
 }
@@ -129,13 +142,16 @@ function bodyObject(body: unknown, fromPath: Record<string, string>): Record<str
 export function createIngress(runtime: Runtime, deps: IngressDeps, opts: IngressOptions = {}): Ingress {
   const log = deps.logger.child({ component: 'http-ingress' });
   const maxBodyBytes = opts.maxBodyBytes ?? MiB;
-  const maxDepth = opts.maxDepth ?? 128;
+  const maxDepth = opts.maxDepth ?? runtime.config.maxJsonDepth;
   const ratePerSec = opts.ratePerSec ?? runtime.config.rpcRatePerSec;
   const burst = opts.burst ?? runtime.config.rpcBurst;
   const table = createMethodTable(runtime, () => ({}));
   const sse: SseHub = createSseHub({
     store: runtime.store, nc: runtime.transport.nc, logger: log,
-    limits: { heartbeatMs: opts.heartbeatMs ?? 15_000, maxStreams: opts.maxStreams ?? 1000, maxBufferedBytes: opts.maxStreamBufferedBytes ?? 4 * MiB },
+    limits: {
+      heartbeatMs: opts.heartbeatMs ?? 15_000, maxStreams: opts.maxStreams ?? 1000,
+      maxBufferedBytes: opts.maxStreamBufferedBytes ?? 4 * MiB, stallMs: opts.streamStallMs ?? 5000,
+    },
   });
   const buckets = new Map<string, TokenBucket>();
 
@@ -165,6 +181,7 @@ export function createIngress(runtime: Runtime, deps: IngressDeps, opts: Ingress
   });
 
   const serve = async (route: Route, req: IncomingMessage, res: ServerResponse, url: URL, cors: Record<string, string>): Promise<void> => {
+    if (route.name === 'malformed') throw new AgentryError('INVALID_ARGUMENT', route.message);
     if (route.name === 'unknown') throw new HttpError('NOT_FOUND', `no route ${req.method ?? ''} ${url.pathname.slice(0, 200)}`);
     const allow = ALLOW[route.name];
     if (req.method !== allow) throw new HttpError('METHOD_NOT_ALLOWED', `${url.pathname.slice(0, 200)} accepts ${allow} only`, { Allow: allow });
@@ -214,7 +231,7 @@ export function createIngress(runtime: Runtime, deps: IngressDeps, opts: Ingress
           throw new HttpError('FORBIDDEN', 'origin not allowed (AGENTRY_ALLOWED_ORIGINS)');
         }
         cors = corsHeaders(origin);
-        if (req.method === 'OPTIONS' && route.name !== 'unknown') {
+        if (req.method === 'OPTIONS' && route.name !== 'unknown' && route.name !== 'malformed') {
           // CORS preflight of an allowed origin (a browser's JSON POST or EventSource with headers).
           res.writeHead(204, {
             ...cors, 'Access-Control-Allow-Methods': ALLOW[route.name], 'Access-Control-Max-Age': '600',
@@ -233,6 +250,7 @@ export function createIngress(runtime: Runtime, deps: IngressDeps, opts: Ingress
       return true;
     },
     get streams() { return sse.size; },
+    get slowStreamsClosed() { return sse.slowClosed; },
     close() { sse.close(); },
   };
 }

@@ -2,12 +2,15 @@
  * Owns reading a request body for the HTTP ingress: at most `maxBytes` (413 PAYLOAD_TOO_LARGE
  * beyond, decided from Content-Length when the client announces it), JSON only (415 for
  * another media type, so a browser cannot send one cross-site without a CORS preflight), parsed
- * with the same faults as a JSON-RPC frame (PARSE_ERROR, nesting depth as INVALID_REQUEST).
+ * with the same faults as a JSON-RPC frame: PARSE_ERROR (also for bytes that are not UTF-8,
+ * which would otherwise turn into U+FFFD silently), and the door's UNSTORABLE_INPUT (-32602,
+ * 400) for a body Postgres could not store (NUL, lone surrogate, a field nested deeper than
+ * `maxDepth`), judged iteratively before anything else touches it.
  */
 import type { IncomingMessage } from 'node:http';
 import { AgentryError } from '../../actors/errors.js';
-import { HttpError, invalidRequest, parseError } from './ingressErrors.js';
-import { nestsDeeperThan } from './rpcConnection.js';
+import { HttpError, parseError } from './ingressErrors.js';
+import { assertStorableParams } from './rpcErrors.js';
 
 /**
  * Bodies above the cap are still read (and dropped) up to this, so a client that sends it all
@@ -16,6 +19,8 @@ import { nestsDeeperThan } from './rpcConnection.js';
  */
 const DRAIN_LIMIT = 16 * 1024 * 1024;
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
 function isJsonMediaType(contentType: string | undefined): boolean {
   const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
   return type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json'));
@@ -23,7 +28,8 @@ function isJsonMediaType(contentType: string | undefined): boolean {
 
 /**
  * Reads and parses the body; `undefined` when there is none. Rejects with the error to answer
- * (PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, PARSE_ERROR, INVALID_REQUEST).
+ * (PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, PARSE_ERROR, UNSTORABLE_INPUT). `maxDepth` is the
+ * runtime's `maxJsonDepth`, counted per field as for JSON-RPC params.
  */
 export async function readJsonBody(req: IncomingMessage, maxBytes: number, maxDepth: number): Promise<unknown> {
   const tooLarge = (): AgentryError => new AgentryError('PAYLOAD_TOO_LARGE', `the request body is larger than ${maxBytes} bytes`);
@@ -59,10 +65,10 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number, maxDe
   }
   let value: unknown;
   try {
-    value = JSON.parse(Buffer.concat(chunks, size).toString('utf8'));
+    value = JSON.parse(utf8.decode(Buffer.concat(chunks, size)));
   } catch {
     throw parseError();
   }
-  if (nestsDeeperThan(value, maxDepth)) throw invalidRequest(`JSON nested deeper than ${maxDepth} levels`);
+  assertStorableParams(value, maxDepth);
   return value;
 }

@@ -30,9 +30,9 @@ export class HttpError extends Error {
 
 /** HTTP status of an API error type; `retryable` decides for the store and unknown 5xxx types. */
 const STATUS_OF: Readonly<Record<string, number>> = {
-  PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, INVALID_SESSION_ID: 400, INVALID_ARGUMENT: 400,
+  PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, UNSTORABLE_INPUT: 400, INVALID_SESSION_ID: 400, INVALID_ARGUMENT: 400,
   UNKNOWN_AGENT_TYPE: 400, UNKNOWN_SESSION: 404, SESSION_EXISTS: 409, INVALID_TRANSITION: 409, SESSION_STOPPED: 409,
-  STALE_VERSION: 409, PAYLOAD_TOO_LARGE: 413, RATE_LIMITED: 429, NOT_READY: 503, STORE_UNAVAILABLE: 503, FENCED: 503,
+  STALE_VERSION: 409, STORE_DATA: 422, PAYLOAD_TOO_LARGE: 413, RATE_LIMITED: 429, NOT_READY: 503, STORE_UNAVAILABLE: 503, FENCED: 503,
   TIMEOUT: 504,
 };
 
@@ -51,11 +51,6 @@ export interface HttpErrorAnswer {
 /** The JSON-RPC parse error, for a body that is not JSON (same code and type as a bad frame). */
 export function parseError(): JSONRPCErrorException {
   return new JSONRPCErrorException('Parse error: the body is not valid JSON', PROTOCOL_ERRORS.PARSE_ERROR, { type: 'PARSE_ERROR', retryable: false });
-}
-
-/** The JSON-RPC invalid-request error, for a body nested deeper than the API accepts. */
-export function invalidRequest(message: string): JSONRPCErrorException {
-  return new JSONRPCErrorException(`Invalid Request: ${message}`, PROTOCOL_ERRORS.INVALID_REQUEST, { type: 'INVALID_REQUEST', retryable: false });
 }
 
 /**

@@ -5,6 +5,12 @@
  * sending answers and subscription notifications, and closing the socket when the client stops
  * reading (buffered bytes above the cap) or stops answering heartbeats.
  *
+ * It is the door of /rpc: params that Postgres could not store (a NUL, a lone surrogate, a value
+ * nested deeper than `maxDepth`) are refused here, per request and with its id, as invalid
+ * params (-32602, `data.type` UNSTORABLE_INPUT), before the JSON-RPC server, a schema or a
+ * method sees them. Nothing between `JSON.parse` (iterative in V8) and that check recurses over
+ * client data, so a frame nested a million levels deep costs one answer.
+ *
  * Requests of one connection run one at a time, in the order they arrived, so two
  * `sendMessage` calls sent back to back are published in that order.
  */
@@ -15,6 +21,7 @@ import { AgentryError, codes } from '../../actors/errors.js';
 import { PROTOCOL_ERRORS, type SubscriptionKind } from '../../client/index.js';
 import type { Logger } from '../logger.js';
 import type { ControlPlaneMetrics, DisconnectReason } from './metrics.js';
+import { paramsStorableProblem, unstorableInput } from './rpcErrors.js';
 import type { NatsSubscriptionSet } from './subscriptions.js';
 import { TokenBucket } from './tokenBucket.js';
 
@@ -22,7 +29,7 @@ import { TokenBucket } from './tokenBucket.js';
 export interface ConnectionLimits {
   /** Most requests in one batch; a larger batch gets one -32600 error. */
   readonly maxBatch: number;
-  /** Deepest JSON nesting accepted in a frame. */
+  /** Deepest JSON nesting of a param value (the runtime's `maxJsonDepth`); deeper is UNSTORABLE_INPUT. */
   readonly maxDepth: number;
   readonly ratePerSec: number;
   readonly burst: number;
@@ -202,7 +209,10 @@ export class RpcConnection {
         return;
       }
     }
-    if (nestsDeeperThan(msg, maxDepth + (Array.isArray(msg) ? 1 : 0))) {
+    // Requests are judged one by one (handleOne reads only the envelope's scalars and judges
+    // params first, answering with the request's id). A batch element that is no request but a
+    // deep structure (`[[[[…]]]]`) is garbage: one protocol error for the frame, as before.
+    if (Array.isArray(msg) && msg.some((r) => !isPlainObject(r) && nestsDeeperThan(r, maxDepth))) {
       this.send(this.protocolError(null, PROTOCOL_ERRORS.INVALID_REQUEST, `Invalid Request: JSON nested deeper than ${maxDepth} levels`, 'INVALID_REQUEST'));
       return;
     }
@@ -238,6 +248,13 @@ export class RpcConnection {
       if (rid === undefined) return null;
       this.deps.metrics.observeRpc('_protocol', 0, 'RATE_LIMITED');
       return createJSONRPCErrorResponse(rid, codes.RATE_LIMITED, `rate limit: at most ${this.deps.limits.ratePerSec} requests per second (bursts of ${this.deps.limits.burst})`, { type: 'RATE_LIMITED', retryable: true });
+    }
+    const unstorable = paramsStorableProblem(req.params, this.deps.limits.maxDepth);
+    if (unstorable !== null) {
+      this.deps.metrics.observeRpc('_protocol', 0, 'UNSTORABLE_INPUT');
+      if (rid === undefined) return null;
+      const e = unstorableInput(unstorable);
+      return createJSONRPCErrorResponse(rid, e.code, e.message, e.data);
     }
     const request: JSONRPCRequest = { jsonrpc: '2.0', method: req.method, params: req.params, ...(rid !== undefined ? { id: rid } : {}) };
     return this.deps.rpc.receive(request, this);

@@ -9,6 +9,7 @@ import { JSONRPCErrorException } from 'json-rpc-2.0';
 import type { z } from 'zod';
 import { codes, type ErrorCode } from '../../actors/errors.js';
 import { PROTOCOL_ERRORS } from '../../client/index.js';
+import { findStorableProblem, unstorableCharIndex, type StorableProblem } from '../../persistence/index.js';
 
 /** A JSON-RPC error object as sent. */
 export interface RpcErrorObject {
@@ -23,6 +24,52 @@ export function invalidParams(error: z.ZodError): JSONRPCErrorException {
   const first = issues[0];
   const where = first && first.path.length > 0 ? `${first.path.join('.')}: ` : '';
   return new JSONRPCErrorException(`Invalid params: ${where}${first?.message ?? 'invalid'}`, PROTOCOL_ERRORS.INVALID_PARAMS, { type: 'INVALID_PARAMS', retryable: false, issues });
+}
+
+/** `$.k` / `$["odd key"]` / `$[3]`: the param's place, as the first step of a JSONPath. */
+function paramStep(k: string | number): string {
+  return typeof k === 'number' ? `[${k}]` : /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(k) ? `.${k}` : `[${JSON.stringify(k)}]`;
+}
+
+/**
+ * Why Postgres could not store these params, or null: a NUL or lone surrogate in any string or
+ * key, or a param value nested deeper than `maxDepth` (the runtime's `maxJsonDepth`; each param
+ * counts from its own value, so `{ message: [[1]] }` is 2 deep). Iterative: safe on any depth.
+ * Checked for every method before its schema or implementation runs, so poison never reaches
+ * NATS, a handler or a query (a NUL in `listAgents`' `type` would otherwise fail in Postgres).
+ */
+export function paramsStorableProblem(params: unknown, maxDepth: number): StorableProblem | null {
+  if (params === null || typeof params !== 'object') return findStorableProblem(params, maxDepth);
+  const entries: [string | number, unknown][] = Array.isArray(params) ? params.map((v: unknown, i) => [i, v]) : Object.entries(params);
+  for (const [k, v] of entries) {
+    if (typeof k === 'string') {
+      const i = unstorableCharIndex(k);
+      if (i >= 0) return findStorableProblem({ [k]: null }, 1);
+    }
+    const p = findStorableProblem(v, maxDepth);
+    if (p !== null) {
+      const path = `$${paramStep(k)}${p.path.slice(1)}`;
+      return { ...p, path, message: p.message.replace(p.path, () => path) };
+    }
+  }
+  return null;
+}
+
+/**
+ * The refusal of unstorable params: JSON-RPC invalid params (-32602, HTTP 400) with
+ * `data.type` UNSTORABLE_INPUT and what (`data.problem`: nul, lone-surrogate, too-deep) and
+ * where (`data.path`) it was found.
+ */
+export function unstorableInput(p: StorableProblem): JSONRPCErrorException {
+  return new JSONRPCErrorException(`Invalid params: cannot be stored: ${p.message}`, codes.UNSTORABLE_INPUT, {
+    type: 'UNSTORABLE_INPUT', retryable: false, problem: p.kind, path: p.path,
+  });
+}
+
+/** Throws `unstorableInput` when `paramsStorableProblem` finds something. */
+export function assertStorableParams(params: unknown, maxDepth: number): void {
+  const p = paramsStorableProblem(params, maxDepth);
+  if (p !== null) throw unstorableInput(p);
 }
 
 /** An application error raised by the control plane itself (rate limit, limits of a connection). */

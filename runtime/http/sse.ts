@@ -15,6 +15,12 @@
  * Chunks (`ctx.stream`) are live only: they are not in the log, their id is
  * `<last log id>-c<n>` (so a reconnect resumes after that log entry), and a run's final reply
  * is the durable record of what it produced.
+ *
+ * Clients that do not read: a stream holds a slot (`maxStreams`) and memory, so one whose
+ * client stops reading is closed — at once when its unsent bytes pass `maxBufferedBytes`, and
+ * after `stallMs` when what is queued for it has not drained in that time (the replay waits for
+ * each drain, so a stalled client would otherwise sit there forever with a small buffer). The
+ * client resumes later with `Last-Event-ID`; chunks sent meanwhile are lost, as for any reconnect.
  */
 import type { ServerResponse } from 'node:http';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -29,8 +35,10 @@ export interface SseLimits {
   readonly heartbeatMs: number;
   /** Streams open at once on this node; more are refused with RATE_LIMITED (429). */
   readonly maxStreams: number;
-  /** Unsent bytes after which a stream that is not read is closed (its client resumes later). */
+  /** Unsent bytes after which a stream that is not read is closed at once (its client resumes later). */
   readonly maxBufferedBytes: number;
+  /** A stream whose queued bytes have not drained for this long is closed (its client stopped reading). */
+  readonly stallMs: number;
 }
 
 /** What a stream needs from the runtime. */
@@ -45,6 +53,8 @@ export interface SseDeps {
 export interface SseHub {
   /** Streams open now. */
   readonly size: number;
+  /** Streams closed so far because their client did not read (buffer cap or stall). */
+  readonly slowClosed: number;
   /**
    * Answers `res` with a stream of `sessionId`'s events after log id `afterId` (undefined: only
    * what is committed from now on). Rejects, before anything is written, when the cap is
@@ -92,16 +102,20 @@ class SessionStream {
   private storeFailing = false;
   private closed = false;
   private readonly subs: Subscription[] = [];
+  /** Armed while queued bytes wait for a drain; closes the stream if none comes within `stallMs`. */
+  private stallTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly deps: SseDeps, private readonly res: ServerResponse, readonly sessionId: string,
     private readonly onClosed: (s: SessionStream) => void,
+    private readonly onSlow: () => void,
   ) {
     // Subscribed before the first read, so nothing committed in between goes unannounced.
     const { nc } = deps;
     this.subs.push(nc.subscribe(STATE_SUBJECT(sessionId), { callback: (err, m) => { if (!err) this.onState(m); } }));
     this.subs.push(nc.subscribe(OUT_SUBJECT(sessionId), { callback: (err, m) => { if (!err) this.onOutput(m); } }));
     res.on('close', () => { this.close(); });
+    res.on('drain', () => { clearTimeout(this.stallTimer); this.stallTimer = undefined; });
   }
 
   /** Sends the headers and starts: replay after `afterId`, then live. */
@@ -114,10 +128,10 @@ class SessionStream {
       'X-Accel-Buffering': 'no', // nginx: do not buffer the stream
     });
     // Session ids hold no whitespace (validated), so the comment line cannot be broken by one.
-    this.res.write(`retry: ${RECONNECT_MS}\n: stream of ${this.sessionId} after ${afterId}\n\n`);
+    this.write(`retry: ${RECONNECT_MS}\n: stream of ${this.sessionId} after ${afterId}\n\n`);
     if (prunedThrough > afterId) {
       // Retention removed entries this client has not seen: say so before replaying the rest.
-      this.res.write(`event: truncated\ndata: ${JSON.stringify({ agentId: this.sessionId, after: afterId, prunedThrough })}\n\n`);
+      this.write(`event: truncated\ndata: ${JSON.stringify({ agentId: this.sessionId, after: afterId, prunedThrough })}\n\n`);
     }
     this.heartbeat = setInterval(() => {
       this.writeLive(': keep-alive\n\n');
@@ -136,6 +150,7 @@ class SessionStream {
     this.closed = true;
     clearInterval(this.heartbeat);
     clearTimeout(this.retryTimer);
+    clearTimeout(this.stallTimer);
     for (const s of this.subs) s.unsubscribe();
     this.held.length = 0;
     if (how === 'destroy') this.res.destroy();
@@ -208,8 +223,10 @@ class SessionStream {
     this.chunkN = 0;
     if (e.kind === 'state' && this.expectAt !== null && Number((e.data as { at?: unknown }).at) >= this.expectAt) this.expectAt = null;
     const text = `id: ${e.id}\nevent: ${e.kind}\ndata: ${JSON.stringify(e.data)}\n\n`;
-    if (this.res.write(text)) return;
-    // Catching up can be large: wait for the client to read instead of buffering it all.
+    if (this.writeLive(text)) return;
+    if (this.closed) return;
+    // Catching up can be large: wait for the client to read instead of buffering it all (the
+    // stall timer armed by the write ends the wait, by closing, if it never reads).
     await new Promise<void>((resolve) => {
       const done = (): void => { this.res.off('drain', done); this.res.off('close', done); resolve(); };
       this.res.on('drain', done);
@@ -229,27 +246,53 @@ class SessionStream {
     this.retryTimer.unref();
   }
 
-  private writeLive(text: string): void {
-    if (this.closed) return;
+  /**
+   * Writes unless the client has left more than the cap unread (then the stream is closed).
+   * True when the text went below the socket's high-water mark, false when it is queued (or the
+   * stream closed): the caller may wait for 'drain'.
+   */
+  private writeLive(text: string): boolean {
+    if (this.closed) return false;
     if (this.res.writableLength > this.deps.limits.maxBufferedBytes) {
-      this.deps.logger.warn({ sessionId: this.sessionId, unsent: this.res.writableLength }, 'closing an event stream its client does not read');
-      this.close('destroy');
-      return;
+      this.closeSlow(`${this.res.writableLength} bytes unsent (cap ${this.deps.limits.maxBufferedBytes})`);
+      return false;
     }
-    this.res.write(text);
+    return this.write(text);
+  }
+
+  /** `res.write`, arming the stall timer when the text had to be queued. */
+  private write(text: string): boolean {
+    const flushed = this.res.write(text);
+    if (!flushed && this.stallTimer === undefined && !this.closed) {
+      this.stallTimer = setTimeout(() => {
+        this.stallTimer = undefined;
+        if (this.res.writableNeedDrain) this.closeSlow(`nothing read for ${this.deps.limits.stallMs} ms (${this.res.writableLength} bytes unsent)`);
+      }, this.deps.limits.stallMs);
+      this.stallTimer.unref();
+    }
+    return flushed;
+  }
+
+  private closeSlow(why: string): void {
+    if (this.closed) return;
+    this.deps.logger.warn({ sessionId: this.sessionId, why }, 'closing an event stream its client does not read');
+    this.onSlow();
+    this.close('destroy');
   }
 }
 
 /** Creates the hub that opens and tracks the SSE streams of one control plane. */
 export function createSseHub(deps: SseDeps): SseHub {
   const streams = new Set<SessionStream>();
+  let slowClosed = 0;
   return {
     get size() { return streams.size; },
+    get slowClosed() { return slowClosed; },
     async open(res, sessionId, afterId, headers) {
       if (streams.size >= deps.limits.maxStreams) {
         throw new AgentryError('RATE_LIMITED', `too many open event streams on this node (at most ${deps.limits.maxStreams}); retry later`, { retryable: true });
       }
-      const s = new SessionStream(deps, res, sessionId, (x) => { streams.delete(x); });
+      const s = new SessionStream(deps, res, sessionId, (x) => { streams.delete(x); }, () => { slowClosed++; });
       streams.add(s);
       let start: number;
       let pruned = 0;
