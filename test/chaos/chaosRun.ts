@@ -92,7 +92,7 @@ export async function runChaos(o: ChaosOptions, log: (line: string) => void = (l
     for (let k = 1; k <= o.faults; k++) {
       const stepStart = Date.now();
       // Every node back and ready, and every partition held, before the next fault (bounded).
-      try { await c.waitPartitionsHeld(60_000, 1); } catch (e) { log(`[chaos] fault ${k}: cluster not settled before it: ${(e as Error).message}`); }
+      try { await c.waitPartitionsHeld(30_000, 1); } catch (e) { log(`[chaos] fault ${k}: cluster not settled before it: ${(e as Error).message}`); }
       const kind = rng.pick(kinds);
       const node = rng.int(0, o.nodes - 1);
       const heal = rng.next() < 0.5;
