@@ -47,6 +47,7 @@ beforeAll(async () => {
   schema = schemaName('startsleep');
   // A tight pool: the horizon reads, 64 partitions' start-up, hydrations and commits share it.
   store = createPgStore({ connectionString: PG_URL, schema, poolSize: 3 });
+  await store.migrate();
 });
 
 afterAll(async () => {
@@ -56,19 +57,27 @@ afterAll(async () => {
   if (schema) await dropSchema(schema);
 });
 
-/** A sleeping session's committed snapshot, made by a runtime (then stopped), to clone. */
+/**
+ * A sleeping session's committed snapshot, made by a runtime (then stopped), to clone. In a
+ * schema of its own: the runtime records its partitions' fencing epochs, and the clones are
+ * written before any node owns a partition of the test's schema.
+ */
 async function sleepingTemplate(): Promise<unknown> {
-  const r = await startRuntime(nats.url, { agents: [napper], store, partitions: PARTITIONS });
+  const tplSchema = schemaName('startsleep_tpl');
+  const tplStore = createPgStore({ connectionString: PG_URL, schema: tplSchema });
+  const r = await startRuntime(nats.url, { agents: [napper], store: tplStore, partitions: PARTITIONS });
   try {
     await r.createAgent('template', 'napper');
     await r.sleepAgent('template', { durationMs: 24 * 3_600_000 });
     const rec = await waitFor(async () => {
-      const s = await store.loadSession('template');
+      const s = await tplStore.loadSession('template');
       return s?.status === 'sleeping' && s.wakeAt !== null ? s : null;
     }, 'the template sleeping in the store');
     return rec.snapshot;
   } finally {
     await r.stop();
+    await tplStore.close();
+    await dropSchema(tplSchema);
   }
 }
 
