@@ -289,6 +289,18 @@ export class LeaseManager {
     return null;
   }
 
+  /** Ids of the nodes whose heartbeat key is live, read within a deadline. */
+  private async liveNodes(kv: KV): Promise<Set<string>> {
+    const keys = await within(kv.keys('node.*'), this.requestMs, 'node list');
+    const names = new Set<string>();
+    try {
+      await within((async () => { for await (const k of keys) if (k) names.add(k); })(), this.requestMs * 2, 'node list');
+    } finally {
+      keys.stop();
+    }
+    return names;
+  }
+
   /** One balance round at a time; renewals never wait for it. */
   private balance(): Promise<void> {
     if (this.balancing || this.stopped || !this.kv) return this.balancing ?? Promise.resolve();
@@ -298,13 +310,16 @@ export class LeaseManager {
   }
 
   private async balanceOnce(kv: KV): Promise<void> {
-    let nodes = 1;
+    // Distinct live node keys, read whole within a deadline; on any doubt skip this round: acting
+    // on a partial or doubled count (the key lister can restart and repeat keys under load)
+    // made nodes release and re-take partitions back and forth.
+    let nodes: number;
     try {
-      nodes = 0;
-      const keys = await within(kv.keys('node.*'), this.requestMs, 'node list');
-      for await (const key of keys) if (key) nodes++;
-      nodes = Math.max(1, nodes);
-    } catch { nodes = Math.max(1, nodes); }
+      nodes = Math.max(1, (await this.liveNodes(kv)).size);
+    } catch (err) {
+      this.o.logger.debug({ err: (err as Error).message }, 'node list unavailable; balancing skipped this round');
+      return;
+    }
     const share = Math.ceil(this.o.partitions / nodes);
     const counted = (): number => [...this.held.values()].filter((h) => !h.releasing).length;
     if ([...this.held.values()].some((h) => h.suspended)) return; // this node is in trouble: take nothing more

@@ -185,14 +185,17 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     ttlMs: config.leaseTtlMs, logger,
     events: {
       acquired: async (p, epoch) => {
+        const t0 = Date.now();
         // Fence the previous owner in Postgres before consuming: from here on its commits are refused.
         await claimPartition(p, epoch);
+        const claimedMs = Date.now() - t0;
         await transport.startPartition(p, epoch, (part, m) => { host.dispatch(part, m); }, {
           confirm: () => leases.confirm(p),
           onLost: () => undefined, // confirm() has already released it
         });
         ctlSubs.set(p, serveCtl(transport.nc, p, (sid, op, args) => serveLocal(sid, op, args)));
         void wakeups.scheduler.refresh();
+        logger.info({ partition: p, epoch, claimMs: claimedMs, ms: Date.now() - t0 }, 'partition acquired');
       },
       suspended: (p) => { transport.pausePartition(p); },
       resumed: (p) => { transport.restartPartition(p, 'lease renewed after a lapse'); },
@@ -201,6 +204,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         ctlSubs.delete(p);
         await transport.stopPartition(p);
         await host.releasePartition(p, graceful, drainMs());
+        logger.info({ partition: p, graceful }, 'partition released');
       },
     },
   });
