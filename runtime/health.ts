@@ -34,6 +34,11 @@ export interface HealthOptions {
   /** A ping outstanding this long counts as failed; default 2000 ms. */
   readonly timeoutMs?: number;
   readonly logger: Logger;
+  /**
+   * Timers for the pings and their deadlines; default the real clock. Deadlines are about wall
+   * time: do not pass a runtime's fake clock (a test that advances it by an hour would fire
+   * 3,600 ping rounds); only this module's own tests inject one.
+   */
   readonly clock?: Clock;
 }
 
