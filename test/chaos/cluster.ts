@@ -317,6 +317,17 @@ export class Cluster {
     return (await jsm.streams.info('AGENTRY_INBOX')).state.messages;
   }
 
+  /** The sequences still in the inbox stream (published, never acked), from its state and deleted list. */
+  async unackedSeqs(): Promise<Set<number>> {
+    const jsm = await jetstreamManager(this.nc);
+    const st = (await jsm.streams.info('AGENTRY_INBOX', { deleted_details: true })).state;
+    const out = new Set<number>();
+    if (st.messages === 0) return out;
+    const deleted = new Set(st.deleted ?? []);
+    for (let q = st.first_seq; q <= st.last_seq; q++) if (!deleted.has(q)) out.add(q);
+    return out;
+  }
+
   /** Unacked messages by subject (for a report). */
   async unackedSubjects(): Promise<Record<string, number>> {
     const jsm = await jetstreamManager(this.nc);

@@ -74,7 +74,7 @@ const c = r.report.counts;
 const lines = [
   '',
   `chaos: seed ${r.seed} — ${r.ok ? 'OK' : 'FAILED'} — ${r.faults.length} faults over ${r.elapsedS} s on ${r.options.nodes} nodes`,
-  `  messages: ${c.published} published, ${c.applied} applied, lost ${c.lost}, applied twice ${c.doubled}, out of order ${c.outOfOrder}, good dead-lettered ${c.deadLetteredGood}, left unacked ${c.unacked}`,
+  `  messages: ${c.published} published, ${c.applied} applied, lost ${c.lost}, never processed ${c.unprocessed}, applied twice ${c.doubled}, out of order ${c.outOfOrder}, good dead-lettered ${c.deadLetteredGood}, left unacked ${c.unacked}`,
   `  poison:   ${c.poison.sent} sent, ${c.poison.deadLettered} dead-lettered once, ${c.poison.missing} not dead-lettered, ${c.poison.multiple} more than once, ${c.poison.applied} applied`,
   `  timers:   ${c.timers.set} set, ${c.timers.fired} fired, ${c.timers.missed} missed, ${c.timers.twice} fired twice, ${c.timers.early} early`,
   `  commits by node ${JSON.stringify(c.commitsByNode)}, stale commits ${c.staleCommits}`,

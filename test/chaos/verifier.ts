@@ -3,7 +3,9 @@
 // `wakes`) through the snapshot in Postgres, the history rows, the dead letters, the inbox
 // stream, and the nodes' commit logs — and compares it with what the producer had acked:
 //
-//   lost          published and acked by JetStream, not in `seen`, not dead-lettered
+//   lost          published and acked by JetStream, not in `seen`, not dead-lettered, and no
+//                 longer in the inbox stream (so the runtime acked it)
+//   unprocessed   the same, but still in the stream: never acked (a stalled node)
 //   doubled       in `seen` more than once, or in history under two batches
 //   out of order  in `seen` after a higher i of the same session
 //   dead-lettered a good message that became a dead letter (only poison may)
@@ -53,7 +55,7 @@ export interface Report {
   /** One line per problem kind, with examples (session and i). */
   readonly problems: string[];
   readonly counts: {
-    sessions: number; published: number; applied: number; lost: number; doubled: number; outOfOrder: number;
+    sessions: number; published: number; applied: number; lost: number; unprocessed: number; doubled: number; outOfOrder: number;
     deadLetteredGood: number; unacked: number; publishRetries: number;
     poison: { sent: number; deadLettered: number; missing: number; multiple: number; applied: number };
     timers: { set: number; fired: number; missed: number; twice: number; early: number; unexpectedWakes: number };
@@ -130,7 +132,11 @@ export async function verify(cluster: Cluster, load: Load, faults: readonly Faul
   const poisonBySession = new Map<string, PoisonSent[]>();
   for (const p of load.poison) { const l = poisonBySession.get(p.sessionId) ?? []; l.push(p); poisonBySession.set(p.sessionId, l); }
 
-  let published = 0; let applied = 0; let lost = 0; let doubled = 0; let outOfOrder = 0; let deadLetteredGood = 0;
+  // A message still in the work-queue stream was never acked: not lost (it is redelivered), but not processed either.
+  let inStream = new Set<number>();
+  let streamReadable = true;
+  try { inStream = await cluster.unackedSeqs(); } catch { streamReadable = false; }
+  let published = 0; let applied = 0; let lost = 0; let unprocessed = 0; let doubled = 0; let outOfOrder = 0; let deadLetteredGood = 0;
   const poison = { sent: load.poison.length, deadLettered: 0, missing: 0, multiple: 0, applied: 0 };
   const timers = { set: load.timers.length, fired: 0, missed: 0, twice: 0, early: 0, unexpectedWakes: 0 };
   const timerGrace = opts.timerGraceMs ?? 0;
@@ -151,7 +157,9 @@ export async function verify(cluster: Cluster, load: Load, faults: readonly Faul
       const c = count.get(p.i) ?? 0;
       const dl = dlSeqs.get(p.seq) ?? 0;
       if (c > 0) applied++;
-      if (c === 0 && dl === 0) { lost++; note('lost', `${sid} i=${p.i} (seq ${p.seq})`); }
+      if (c === 0 && dl === 0) {
+        if (inStream.has(p.seq)) { unprocessed++; note('unprocessed', `${sid} i=${p.i} (seq ${p.seq})`); } else { lost++; note('lost', `${sid} i=${p.i} (seq ${p.seq})`); }
+      }
       if (c > 1) { doubled++; note('doubled', `${sid} i=${p.i} applied ${c} times`); }
       if (dl > 0) { deadLetteredGood++; note('deadLetteredGood', `${sid} i=${p.i} (seq ${p.seq}) dead-lettered${c > 0 ? ' and applied' : ''}`); }
     }
@@ -203,8 +211,7 @@ export async function verify(cluster: Cluster, load: Load, faults: readonly Faul
     }
   }
 
-  let unacked = 0;
-  try { unacked = await cluster.unacked(); } catch { unacked = -1; }
+  const unacked = streamReadable ? inStream.size : -1;
   if (unacked !== 0) {
     try {
       const subj = await cluster.unackedSubjects();
@@ -223,12 +230,13 @@ export async function verify(cluster: Cluster, load: Load, faults: readonly Faul
     if (n > 0) problems.push(`${n} ${what}${examples[key] ? `: ${examples[key].join('; ')}` : ''}`);
   };
   add(lost, 'lost (acked by JetStream, never applied, not dead-lettered)', 'lost');
+  add(unprocessed, 'never processed (still unacked in the inbox stream when the run ended)', 'unprocessed');
   add(doubled, 'applied twice', 'doubled');
   add(outOfOrder, 'applied out of order', 'outOfOrder');
   add(deadLetteredGood, 'good messages dead-lettered', 'deadLetteredGood');
   add(poison.missing + poison.multiple + poison.applied, 'poison messages not exactly one dead letter', 'poison');
   add(timers.missed + timers.twice + timers.early + timers.unexpectedWakes, 'timer faults (missed, fired twice, early or unexpected)', 'timers');
-  if (unacked !== 0) problems.push(`${unacked < 0 ? 'inbox stream unreadable' : `${unacked} messages left unacked in the inbox stream`}${examples.unacked ? `: ${examples.unacked.join('; ')}` : ''}`);
+  if (unacked !== 0) problems.push(`${unacked < 0 ? 'inbox stream unreadable' : `${unacked} messages left unacked in the inbox stream (by subject)`}${examples.unacked ? `: ${examples.unacked.join('; ')}` : ''}`);
   add(staleCommits, 'stale commits (a deposed owner committed after the new owner)', 'staleCommits');
   const never = recovery.filter((r) => r.sessions > 0 && r.recoveryMs === null);
   if (never.length > 0) problems.push(`${never.length} faults never recovered: ${never.map((r) => `${r.kind}@${r.node ?? 'all'} (${r.slowest})`).join('; ')}`);
@@ -237,7 +245,7 @@ export async function verify(cluster: Cluster, load: Load, faults: readonly Faul
     ok: problems.length === 0,
     problems,
     counts: {
-      sessions: sessionIds.length, published, applied, lost, doubled, outOfOrder, deadLetteredGood, unacked,
+      sessions: sessionIds.length, published, applied, lost, unprocessed, doubled, outOfOrder, deadLetteredGood, unacked,
       publishRetries: load.retries, poison, timers, commitsByNode, staleCommits,
     },
     recovery,
@@ -322,7 +330,7 @@ export function summarize(r: Report, title = 'chaos'): string {
   const rec = r.recovery.filter((x) => x.sessions > 0);
   const lines = [
     `[${title}] ${r.ok ? 'OK' : 'FAILED'}: ${c.sessions} sessions, ${c.published} published, ${c.applied} applied; ` +
-      `lost ${c.lost}, doubled ${c.doubled}, out of order ${c.outOfOrder}, good dead-lettered ${c.deadLetteredGood}, unacked ${c.unacked}`,
+      `lost ${c.lost}, never processed ${c.unprocessed}, doubled ${c.doubled}, out of order ${c.outOfOrder}, good dead-lettered ${c.deadLetteredGood}, unacked ${c.unacked}`,
     `[${title}] poison: ${c.poison.sent} sent, ${c.poison.deadLettered} dead-lettered once, ${c.poison.missing} missing, ${c.poison.multiple} multiple, ${c.poison.applied} applied; ` +
       `timers: ${c.timers.set} set, ${c.timers.fired} fired, ${c.timers.missed} missed, ${c.timers.twice} twice, ${c.timers.early} early`,
     `[${title}] commits by node: ${JSON.stringify(c.commitsByNode)}; stale commits ${c.staleCommits}; publish retries ${c.publishRetries}`,
