@@ -236,7 +236,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const wakeups = createWakeups({ config, store, transport, host, clock, logger, partitions: () => leases.owned() });
 
   // Pings with deadlines on their own timer: a blackholed Postgres or NATS turns readiness false.
-  const health = createHealth({ store, nc: transport.nc, committerHealthy: () => committer.healthy(), migrations: () => migrated, logger, clock });
+  // Real time, not the injected clock: readiness is about wall-clock deadlines (a fake clock that
+  // advances hours at once would fire thousands of ping rounds).
+  const health = createHealth({ store, nc: transport.nc, committerHealthy: () => committer.healthy(), migrations: () => migrated, logger });
   logger.info({ partitions: config.partitions, store: store.kind, agents: [...agents.keys()] }, 'runtime started');
 
   const publishToInbox = async (agentId: string, body: unknown, o: SendOptions): Promise<{ seq: number }> => {
