@@ -13,7 +13,7 @@
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import { isPriority, MESSAGE_KINDS, type InboxMessage, type MessageKind } from '../actors/types.js';
-import { DEFAULT_MAX_JSON_DEPTH, storableProblem, storableTextProblem, toStorable } from '../persistence/index.js';
+import { DEFAULT_MAX_JSON_DEPTH, jsonNestingExceeds, storableProblem, storableText, storableTextProblem, toStorable } from '../persistence/index.js';
 import { H } from './transport.js';
 
 /** Why a message cannot be delivered: the caller dead-letters it with these fields. */
@@ -89,7 +89,10 @@ function bytesPayload(data: Uint8Array): { encoding: 'base64'; data: string } {
  * Decodes a payload for delivery: strict UTF-8, JSON when it is JSON (else text), and only
  * when Postgres can store the result with at most `maxDepth` levels of nesting. A refusal has
  * reason `unstorable`, says what and where (`a NUL character (U+0000) in $.text at index 1`,
- * `not valid UTF-8 at byte 17`), and carries a storable payload. Used for inbox messages and
+ * `not valid UTF-8 (first bad byte at offset 17)`, `JSON nested deeper than 64 levels (at
+ * character 64)`), and carries a storable payload (the parsed value made storable; the text
+ * itself for a too-deep one, which is never parsed; base64 for bytes that are not UTF-8). Text
+ * that merely looks like JSON and nests brackets that deep is refused too. Used for inbox messages and
  * by anything else that stores what producers publish (events).
  */
 export function decodePayload(data: Uint8Array, maxDepth: number = DEFAULT_MAX_JSON_DEPTH): PayloadResult {
@@ -98,6 +101,11 @@ export function decodePayload(data: Uint8Array, maxDepth: number = DEFAULT_MAX_J
     text = strict.decode(data);
   } catch {
     return { ok: false, reason: 'unstorable', detail: `the payload is not valid UTF-8 (first bad byte at offset ${firstInvalidUtf8(data)})`, payload: bytesPayload(data) };
+  }
+  // Deep text is refused before JSON.parse, which takes ~1 s on 1 MB nested 500,000 levels deep.
+  const deepAt = looksLikeJson(text) ? jsonNestingExceeds(text, maxDepth) : -1;
+  if (deepAt >= 0) {
+    return { ok: false, reason: 'unstorable', detail: `the payload cannot be stored: JSON nested deeper than ${maxDepth} levels (at character ${deepAt})`, payload: storableText(text) };
   }
   const body = parseText(text);
   const problem = storableProblem(body, maxDepth);

@@ -10,7 +10,8 @@
 import type { IncomingMessage } from 'node:http';
 import { AgentryError } from '../../actors/errors.js';
 import { HttpError, parseError } from './ingressErrors.js';
-import { assertStorableParams } from './rpcErrors.js';
+import { jsonNestingExceeds } from '../../persistence/index.js';
+import { assertStorableParams, unstorableInput } from './rpcErrors.js';
 
 /**
  * Bodies above the cap are still read (and dropped) up to this, so a client that sends it all
@@ -63,9 +64,18 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number, maxDe
   if (!isJsonMediaType(req.headers['content-type'])) {
     throw new HttpError('UNSUPPORTED_MEDIA_TYPE', 'send the body as JSON with Content-Type: application/json (curl: --json)');
   }
+  let text: string;
+  try {
+    text = utf8.decode(Buffer.concat(chunks, size));
+  } catch {
+    throw parseError();
+  }
+  // Refused before JSON.parse, which is slow on deep text (the body object adds one level).
+  const deepAt = jsonNestingExceeds(text, maxDepth + 1);
+  if (deepAt >= 0) throw unstorableInput({ kind: 'too-deep', path: '$', message: `JSON nested deeper than ${maxDepth} levels (at character ${deepAt})` });
   let value: unknown;
   try {
-    value = JSON.parse(utf8.decode(Buffer.concat(chunks, size)));
+    value = JSON.parse(text);
   } catch {
     throw parseError();
   }

@@ -8,8 +8,9 @@
  * It is the door of /rpc: params that Postgres could not store (a NUL, a lone surrogate, a value
  * nested deeper than `maxDepth`) are refused here, per request and with its id, as invalid
  * params (-32602, `data.type` UNSTORABLE_INPUT), before the JSON-RPC server, a schema or a
- * method sees them. Nothing between `JSON.parse` (iterative in V8) and that check recurses over
- * client data, so a frame nested a million levels deep costs one answer.
+ * method sees them. A frame nested deeper than that is refused before it is even parsed (with
+ * the id read by a scan), since V8's JSON.parse is slow on deep text; nothing recurses over
+ * client data, so a frame nested 500,000 levels deep costs a scan and one answer.
  *
  * Requests of one connection run one at a time, in the order they arrived, so two
  * `sendMessage` calls sent back to back are published in that order.
@@ -21,6 +22,7 @@ import { AgentryError, codes } from '../../actors/errors.js';
 import { PROTOCOL_ERRORS, type SubscriptionKind } from '../../client/index.js';
 import type { Logger } from '../logger.js';
 import type { ControlPlaneMetrics, DisconnectReason } from './metrics.js';
+import { jsonNestingExceeds } from '../../persistence/index.js';
 import { paramsStorableProblem, unstorableInput } from './rpcErrors.js';
 import type { NatsSubscriptionSet } from './subscriptions.js';
 import { TokenBucket } from './tokenBucket.js';
@@ -63,16 +65,46 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-/** True when `v` nests arrays/objects deeper than `max` (iterative: deep input cannot overflow the stack). */
-export function nestsDeeperThan(v: unknown, max: number): boolean {
-  const stack: [unknown, number][] = [[v, 1]];
-  while (stack.length > 0) {
-    const [x, d] = stack.pop()!;
-    if (x === null || typeof x !== 'object') continue;
-    if (d > max) return true;
-    for (const c of Array.isArray(x) ? x : Object.values(x)) if (c !== null && typeof c === 'object') stack.push([c, d + 1]);
+/**
+ * The `id` of a single-request frame, read without parsing the frame (to answer a frame too
+ * deep to parse with the id its client waits for). Undefined when there is none or it is not a
+ * valid id (a string of at most 256 characters, a number, null).
+ */
+export function scanTopLevelId(text: string): string | number | null | undefined {
+  let depth = 0;
+  let expectKey = false;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34) {
+      const start = i;
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 92) i++;
+        else if (d === 34) break;
+      }
+      if (depth !== 1 || !expectKey) continue;
+      expectKey = false;
+      if (text.slice(start, i + 1) !== '"id"') continue;
+      const m = /^\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|null)/.exec(text.slice(i + 1, i + 300));
+      if (!m) return undefined;
+      try {
+        const v = JSON.parse(m[1]!) as string | number | null;
+        return typeof v === 'string' && v.length > 256 ? undefined : v;
+      } catch {
+        return undefined;
+      }
+    }
+    if (c === 123 || c === 91) {
+      depth++;
+      if (depth === 1) expectKey = c === 123;
+    } else if (c === 125 || c === 93) {
+      depth--;
+    } else if (c === 44 && depth === 1) {
+      expectKey = true;
+    }
   }
-  return false;
+  return undefined;
 }
 
 /** One client connection; created by the control plane for every accepted WebSocket. */
@@ -194,6 +226,19 @@ export class RpcConnection {
 
   private async handleFrame(frame: RawData): Promise<void> {
     const text = Buffer.isBuffer(frame) ? frame.toString('utf8') : Array.isArray(frame) ? Buffer.concat(frame).toString('utf8') : Buffer.from(frame).toString('utf8');
+    const { maxBatch, maxDepth } = this.deps.limits;
+    // Too deep to be storable params: refused before JSON.parse (which takes ~1 s on a 1 MiB
+    // frame nested 500,000 levels deep). A request object and its params add two levels, a batch one more.
+    const batch = text.trimStart().startsWith('[');
+    const deepAt = jsonNestingExceeds(text, maxDepth + (batch ? 3 : 2));
+    if (deepAt >= 0) {
+      const why = `JSON nested deeper than ${maxDepth} levels (at character ${deepAt})`;
+      if (batch) { this.send(this.protocolError(null, PROTOCOL_ERRORS.INVALID_REQUEST, `Invalid Request: ${why}`, 'INVALID_REQUEST')); return; }
+      this.deps.metrics.observeRpc('_protocol', 0, 'UNSTORABLE_INPUT');
+      const e = unstorableInput({ kind: 'too-deep', path: '$', message: why });
+      this.send(createJSONRPCErrorResponse(scanTopLevelId(text) ?? null, e.code, e.message, e.data));
+      return;
+    }
     let msg: unknown;
     try {
       msg = JSON.parse(text);
@@ -201,20 +246,12 @@ export class RpcConnection {
       this.send(this.protocolError(null, PROTOCOL_ERRORS.PARSE_ERROR, 'Parse error: the frame is not valid JSON', 'PARSE_ERROR'));
       return;
     }
-    const { maxBatch, maxDepth } = this.deps.limits;
     if (Array.isArray(msg)) {
       if (msg.length === 0) { this.send(this.protocolError(null, PROTOCOL_ERRORS.INVALID_REQUEST, 'Invalid Request: empty batch', 'INVALID_REQUEST')); return; }
       if (msg.length > maxBatch) {
         this.send(this.protocolError(null, PROTOCOL_ERRORS.INVALID_REQUEST, `Invalid Request: a batch of ${msg.length} requests exceeds the limit of ${maxBatch}`, 'BATCH_TOO_LARGE'));
         return;
       }
-    }
-    // Requests are judged one by one (handleOne reads only the envelope's scalars and judges
-    // params first, answering with the request's id). A batch element that is no request but a
-    // deep structure (`[[[[…]]]]`) is garbage: one protocol error for the frame, as before.
-    if (Array.isArray(msg) && msg.some((r) => !isPlainObject(r) && nestsDeeperThan(r, maxDepth))) {
-      this.send(this.protocolError(null, PROTOCOL_ERRORS.INVALID_REQUEST, `Invalid Request: JSON nested deeper than ${maxDepth} levels`, 'INVALID_REQUEST'));
-      return;
     }
     if (Array.isArray(msg)) {
       const out: JSONRPCResponse[] = [];

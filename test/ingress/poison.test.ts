@@ -79,7 +79,7 @@ describe('HTTP: refused at the door with 400 UNSTORABLE_INPUT', () => {
       ['{"message":"a\\u0000b"}', 'nul', '$.message', 'a NUL character (U+0000) in $.message at index 1'],
       ['{"message":{"text":"\\ud800"}}', 'lone-surrogate', '$.message.text', 'a lone UTF-16 surrogate (U+D800) in $.message.text at index 0'],
       ['{"message":{"k\\u0000":1}}', 'nul', '$.message', 'in a key of $.message'],
-      [`{"message":${deepJson(DEEP)}}`, 'too-deep', '$.message', 'JSON nested deeper than 64 levels at $.message[0]'],
+      [`{"message":${deepJson(DEEP)}}`, 'too-deep', '$', 'JSON nested deeper than 64 levels (at character 75)'],
     ];
     for (const [raw, problem, path, text] of poisons) {
       const r = await postRaw('/agents/p-http/messages', raw);
@@ -156,11 +156,17 @@ describe('JSON-RPC: refused as invalid params (-32602) with data.type UNSTORABLE
         const e = await c.err(method, params);
         expect(e, method).toMatchObject({ code: -32602, data: { type: 'UNSTORABLE_INPUT', retryable: false, problem, path } });
       }
-      // 10,000 levels deep: answered with the request's id (a client waiting for it is not left hanging).
+      // 10,000 levels deep: refused before parsing, answered with the request's id (read by a
+      // scan, wherever it sits), so a client waiting for it is not left hanging.
       c.sendRaw(`{"jsonrpc":"2.0","id":"deep-1","method":"sendMessage","params":{"agentId":"p-rpc","message":${deepJson(DEEP)}}}`);
       const deep = await c.response('deep-1');
       expect(deep.error).toMatchObject({ code: -32602, data: { type: 'UNSTORABLE_INPUT', problem: 'too-deep' } });
-      expect(deep.error!.data.path).toMatch(/^\$\.message\[0\]/);
+      expect(deep.error!.message).toContain('JSON nested deeper than 64 levels');
+      c.sendRaw(`{"jsonrpc":"2.0","method":"sendMessage","params":{"agentId":"p-rpc","message":${deepJson(DEEP)}},"id":42}`);
+      expect((await c.response(42)).error!.data.type).toBe('UNSTORABLE_INPUT');
+      // Just past the limit: 65 levels in a param value.
+      c.sendRaw(`{"jsonrpc":"2.0","id":"deep-65","method":"sendMessage","params":{"agentId":"p-rpc","message":${deepJson(65)}}}`);
+      expect((await c.response('deep-65')).error!.data.type).toBe('UNSTORABLE_INPUT');
       // In a batch, each request is judged alone.
       c.sendRaw(JSON.stringify([
         { jsonrpc: '2.0', id: 'b1', method: 'sendMessage', params: { agentId: 'p-rpc', message: '\u0000' } },
@@ -194,7 +200,7 @@ describe('raw NATS: one dead letter per poison message, the rest processed', () 
       ['nul-json', '{"poison":"a\\u0000b"}', {}, 'a NUL character (U+0000) in $.poison at index 1'],
       ['nul-raw', new Uint8Array([0x61, 0x00, 0x62]), {}, 'a NUL character (U+0000) in $ at index 1'],
       ['lone-surrogate', '{"poison":"\\ud800x"}', {}, 'a lone UTF-16 surrogate (U+D800) in $.poison at index 0'],
-      ['deep-json', deepJson(DEEP), {}, 'JSON nested deeper than 64 levels at $[0]'],
+      ['deep-json', deepJson(DEEP), {}, 'JSON nested deeper than 64 levels (at character 64)'],
       ['bad-utf8', new Uint8Array([0x7b, 0xff, 0x7d]), {}, 'not valid UTF-8 (first bad byte at offset 1)'],
       ['nul-header', '{"ok":true}', { 'Agentry-From': 'x\u0000y' }, 'header Agentry-From cannot be stored'],
     ];
