@@ -32,6 +32,8 @@ export interface ChaosOptions {
   readonly recoveryBoundMs?: number;
   readonly settleMs?: number;
   readonly kinds?: readonly FaultKind[];
+  /** Chance per fault that a poison message is slipped into the load (default 0.5; 0: none). */
+  readonly poisonRate?: number;
   /** Write the JSON result here. */
   readonly reportFile?: string;
   readonly keepLogs?: boolean;
@@ -110,7 +112,7 @@ export async function runChaos(o: ChaosOptions, log: (line: string) => void = (l
         timerDue.set(sid, until);
         sc.load.sleep(sid, until);
       }
-      const poison = rng.next() < 0.5 ? { sid: rng.pick(loadSessions), kind: rng.pick(POISON_KINDS) } : null;
+      const poison = rng.next() < (o.poisonRate ?? 0.5) ? { sid: rng.pick(loadSessions), kind: rng.pick(POISON_KINDS) } : null;
       await sleep(1000);
       if (poison) sc.load.injectPoison(poison.sid, poison.kind);
       const detail: Record<string, unknown> = { durationMs, ...(kind.endsWith('blackhole') ? { heal } : {}), ...(poison ? { poison } : {}) };
@@ -204,6 +206,7 @@ export function chaosOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Chaos
     seed: num('CHAOS_SEED', 1), faults: num('CHAOS_FAULTS', 8), nodes: num('CHAOS_NODES', 3), durationS: num('CHAOS_DURATION', 60),
     ratePerSec: num('CHAOS_RATE', 120), sessions: num('CHAOS_SESSIONS', 40), sleepers: num('CHAOS_SLEEPERS', 6),
     leaseTtlMs: num('CHAOS_LEASE_MS', 3000), recoveryBoundMs: num('CHAOS_BOUND_MS', 10_000), settleMs: num('CHAOS_SETTLE_MS', 90_000),
+    poisonRate: num('CHAOS_POISON_RATE', 0.5),
     ...(kinds.length ? { kinds } : {}),
     ...(env.CHAOS_REPORT ? { reportFile: env.CHAOS_REPORT } : {}),
     ...(env.CHAOS_KEEP_LOGS === '1' ? { keepLogs: true } : {}),

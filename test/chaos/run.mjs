@@ -11,7 +11,8 @@
 //   npm run chaos -- --seed 7 --faults 8 --duration 60 --kinds kill,pause
 //
 // Options: --seed N, --faults N, --nodes N, --duration SECONDS, --rate MSG_PER_S, --sessions N,
-// --sleepers N, --lease-ms MS, --bound-ms MS, --settle-ms MS, --kinds a,b,…, --report FILE,
+// --sleepers N, --lease-ms MS, --bound-ms MS, --settle-ms MS, --kinds a,b,…, --poison-rate P
+// (chance per fault of a poison message, 0.5; 0: none), --report FILE,
 // --keep-logs, --no-build. Fault kinds: kill pause term nats-restart nats-refuse nats-blackhole
 // pg-refuse pg-blackhole.
 import { spawn, spawnSync } from 'node:child_process';
@@ -25,11 +26,12 @@ const FLAGS = {
   '--seed': 'CHAOS_SEED', '--faults': 'CHAOS_FAULTS', '--nodes': 'CHAOS_NODES', '--duration': 'CHAOS_DURATION',
   '--rate': 'CHAOS_RATE', '--sessions': 'CHAOS_SESSIONS', '--sleepers': 'CHAOS_SLEEPERS', '--lease-ms': 'CHAOS_LEASE_MS',
   '--bound-ms': 'CHAOS_BOUND_MS', '--settle-ms': 'CHAOS_SETTLE_MS', '--kinds': 'CHAOS_KINDS', '--report': 'CHAOS_REPORT',
+  '--poison-rate': 'CHAOS_POISON_RATE',
 };
 
 function usage(msg) {
   if (msg) console.error(`chaos: ${msg}`);
-  console.error('usage: npm run chaos -- [--seed N] [--faults N] [--nodes N] [--duration S] [--rate R] [--sessions N] [--sleepers N] [--lease-ms MS] [--bound-ms MS] [--settle-ms MS] [--kinds a,b] [--report FILE] [--keep-logs] [--no-build]');
+  console.error('usage: npm run chaos -- [--seed N] [--faults N] [--nodes N] [--duration S] [--rate R] [--sessions N] [--sleepers N] [--lease-ms MS] [--bound-ms MS] [--settle-ms MS] [--kinds a,b] [--poison-rate P] [--report FILE] [--keep-logs] [--no-build]');
   process.exit(2);
 }
 
