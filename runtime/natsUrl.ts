@@ -10,6 +10,8 @@ export interface NatsUrlOptions {
   readonly user?: string;
   readonly pass?: string;
   readonly token?: string;
+  /** `_INBOX_<user>` for a named user: ops/nats-auth.conf lets each user read only its own replies. */
+  readonly inboxPrefix?: string;
 }
 
 /** Strips credentials from every server URL and returns them as options (first URL with credentials wins). */
@@ -28,5 +30,6 @@ export function natsConnectOptions(url: string): NatsUrlOptions {
     return `${scheme}${rest}`;
   });
   if (user === undefined) return { servers };
-  return pass === undefined ? { servers, token: user } : { servers, user, pass };
+  if (pass === undefined) return { servers, token: user };
+  return /^[A-Za-z0-9_-]+$/.test(user) ? { servers, user, pass, inboxPrefix: `_INBOX_${user}` } : { servers, user, pass };
 }

@@ -328,7 +328,7 @@ export class SessionHost {
   private deliverNow(s: LiveSession, m: JsMsg): void {
     const seq = m.seq;
     const now = this.clock.now();
-    const decoded = decodeInbox(m, now, this.deps.config.maxPayloadBytes);
+    const decoded = decodeInbox(m, now, this.deps.config.maxPayloadBytes, this.deps.config.maxJsonDepth);
     if (!decoded.ok) {
       this.deadLetterInSession(s, m, decoded.reason, decoded.detail, decoded.payload);
       return;

@@ -21,6 +21,7 @@ import type { OutboxRecord, ScheduleRecord, Store } from '../persistence/types.j
 import type { RuntimeConfig } from './config.js';
 import { nextRunAfter, parseCron } from './cron.js';
 import { parsePayload } from './inbox.js';
+import { storableText, toStorable } from '../persistence/storable.js';
 import type { Logger } from './logger.js';
 import { partitionOf } from './partition.js';
 import { Scheduler } from './scheduler.js';
@@ -111,8 +112,10 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     const recipients = await store.eventRecipients(type);
     if (recipients.length === 0) {
       const dl = {
-        id: `event:${eventSeq}`, sessionId: '_events', reason: 'no-recipient', error: `no session sleeps on, waits for or subscribes to ${type}`,
-        attempts: 0, payload: { type, data: parsePayload(Buffer.from(body)), priority, from }, createdAt: clock.now(), replayedAt: null,
+        // Stored as Postgres can take it: a poison event (a NUL, a lone surrogate) must not be
+        // refused here and redelivered forever.
+        id: `event:${eventSeq}`, sessionId: '_events', reason: 'no-recipient', error: storableText(`no session sleeps on, waits for or subscribes to ${type}`),
+        attempts: 0, payload: toStorable({ type, data: parsePayload(Buffer.from(body)), priority, from }), createdAt: clock.now(), replayedAt: null,
       };
       await store.addDeadLetter(dl);
       transport.publishCore(DLQ_SUBJECT('_events'), JSON.stringify(dl));

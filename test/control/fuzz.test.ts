@@ -60,7 +60,10 @@ function makeCase(i: number, rand: () => number): Case {
     case 6: return { kind: 'unknown method', code: -32601, frame: JSON.stringify({ jsonrpc: '2.0', id: i, method: pick(['nope', 'async.nope', 'rpc.nope', '', 'constructor', '__proto__', 'toString', `m${'x'.repeat(5000)}`]), params: {} }) };
     case 7: {
       const n = 200 + Math.floor(rand() * 2000);
-      return { kind: 'deep nesting', code: -32600, frame: rand() < 0.5 ? '['.repeat(n) + ']'.repeat(n)
+      // A bare deep frame is no request at all (-32600); deep params of a real request are input
+      // Postgres could not store: refused with the request's id as invalid params (-32602).
+      const bare = rand() < 0.5;
+      return { kind: 'deep nesting', code: bare ? -32600 : -32602, frame: bare ? '['.repeat(n) + ']'.repeat(n)
         : `{"jsonrpc":"2.0","id":${i},"method":"sendMessage","params":{"agentId":"fuzz","message":${'{"a":'.repeat(n)}1${'}'.repeat(n)}}}` };
     }
     case 8: // huge strings: an invalid id (a domain error, quoted briefly), or a huge method name

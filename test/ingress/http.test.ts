@@ -98,9 +98,9 @@ describe('POST /agents/:agentId/messages and GET /agents/:agentId/stream', () =>
 });
 
 describe('refusals: documented status and error body', () => {
-  it('malformed JSON → 400 PARSE_ERROR; too deep → 400 INVALID_REQUEST; not an object → 400 INVALID_ARGUMENT', async () => {
+  it('malformed JSON → 400 PARSE_ERROR; too deep → 400 UNSTORABLE_INPUT; not an object → 400 INVALID_ARGUMENT', async () => {
     expectError(await env.post('/agents/h-echo/messages', undefined, { raw: '{"message": ', headers: { 'Content-Type': 'application/json' } }), 400, 'PARSE_ERROR', -32700);
-    expectError(await env.post('/agents/h-echo/messages', undefined, { raw: `{"message":${'['.repeat(200)}${']'.repeat(200)}}`, headers: { 'Content-Type': 'application/json' } }), 400, 'INVALID_REQUEST', -32600);
+    expectError(await env.post('/agents/h-echo/messages', undefined, { raw: `{"message":${'['.repeat(200)}${']'.repeat(200)}}`, headers: { 'Content-Type': 'application/json' } }), 400, 'UNSTORABLE_INPUT', -32602);
     expectError(await env.post('/agents/h-echo/messages', ['message']), 400, 'INVALID_ARGUMENT', 4002);
     expectError(await env.post('/agents/h-echo/messages', 'hello'), 400, 'INVALID_ARGUMENT', 4002);
   });
