@@ -75,6 +75,8 @@ export class Load {
   readonly timers: TimerSet[] = [];
   /** Publish attempts that failed and were retried. */
   retries = 0;
+  /** The rec-sleep sessions (their messages wait for timers: no measure of recovery). */
+  readonly sleeperIds: ReadonlySet<string>;
   private readonly lanes = new Map<string, Lane>();
   private nc: NatsConnection | undefined;
   private js: JetStreamClient | undefined;
@@ -87,6 +89,7 @@ export class Load {
     for (const id of o.sessions) this.lanes.set(id, { id, queue: [], next: 1, lastI: 0, closed: false, wake: null, planned: o.messages });
     for (const id of o.sleepers ?? []) this.lanes.set(id, { id, queue: [], next: 1, lastI: 0, closed: false, wake: null, planned: 0 });
     for (const id of this.lanes.keys()) this.published.set(id, []);
+    this.sleeperIds = new Set(o.sleepers ?? []);
   }
 
   /** Connects and starts publishing. */

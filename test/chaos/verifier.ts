@@ -14,8 +14,8 @@
 //   unacked       messages still in the work-queue inbox stream after settling
 //   stale commits a commit prepared after another node committed the same partition with a
 //                 higher fencing epoch (from the commit logs)
-//   recovery      per fault: time until every session the fault touched commits a message
-//                 published after the fault began
+//   recovery      per fault: time until every load session the fault touched commits a
+//                 message published after the fault began
 import { existsSync, readFileSync } from 'node:fs';
 import type { Cluster } from './cluster.js';
 import type { Load, PoisonSent, Published } from './load.js';
@@ -300,7 +300,8 @@ export function recoveryOf(f: FaultRecord, cluster: Cluster, load: Load, commits
   // The sessions it touched: those the faulted node committed last before the fault (all, for a server fault).
   const lastBy = new Map<string, string>();
   for (const c of commits) if (c.t < f.start) lastBy.set(c.s, c.n);
-  const touched = [...lastBy].filter(([, n]) => nodeId === null || n === nodeId).map(([s]) => s);
+  // Sleepers are left out: a message to a sleeping session legitimately waits for its timer.
+  const touched = [...lastBy].filter(([s, n]) => (nodeId === null || n === nodeId) && !load.sleeperIds.has(s)).map(([s]) => s);
   const commitsOf = new Map<string, CommitLine[]>();
   for (const c of commits) if (c.t >= f.start) { const l = commitsOf.get(c.s) ?? []; l.push(c); commitsOf.set(c.s, l); }
   let worst = 0;
