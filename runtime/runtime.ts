@@ -204,6 +204,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         ctlSubs.delete(p);
         await transport.stopPartition(p);
         await host.releasePartition(p, graceful, drainMs());
+        void wakeups.scheduler.refresh(); // forgets p's timers (and their fired marks): its next owner runs them
         logger.info({ partition: p, graceful }, 'partition released');
       },
     },

@@ -898,25 +898,29 @@ export class SessionHost {
   /**
    * A sleep deadline or wait timeout fell due (from the scheduler). Wakes the session if it
    * still sleeps/waits on that deadline; queues the wake while all handler slots are taken.
+   * Resolves false when the wake could not be delivered (the session could not be loaded, or
+   * was dropped meanwhile: a lost partition, a failed commit): the caller fires it again.
+   * `onRetry` is for a wake queued behind busy slots, which settles only later.
    */
-  async wakeDue(sid: string, dueAt: number): Promise<void> {
+  async wakeDue(sid: string, dueAt: number, onRetry?: () => void): Promise<boolean> {
     // Take a slot before loading: with 100,000 wakes due at once, loading first filled the pool
     // with reads and starved commits. A wake waits in the queue without touching the store.
     if (!this.hasCapacity()) {
-      this.enqueueReady('normal', dueAt, () => { void this.wakeDue(sid, dueAt); });
-      return;
+      this.enqueueReady('normal', dueAt, () => { void this.wakeDue(sid, dueAt, onRetry).then((ok) => { if (!ok) onRetry?.(); }); });
+      return true;
     }
     this.reservedWakes++;
     let s: LiveSession;
     try { s = await this.ensureLive(sid); } catch (err) {
-      if ((err as { code?: string }).code !== 'UNKNOWN_SESSION') this.deps.logger.warn({ err, sessionId: sid }, 'could not load a session to wake it');
-      return;
+      if ((err as { code?: string }).code === 'UNKNOWN_SESSION') return true;
+      if (!this.stopping) this.deps.logger.warn({ err, sessionId: sid }, 'could not load a session to wake it; retrying');
+      return false;
     } finally {
       this.reservedWakes--;
       queueMicrotask(() => { this.pump(); });
     }
-    const fire = (): void => {
-      if (this.live.get(sid) !== s) return;
+    const fire = (): boolean => {
+      if (this.live.get(sid) !== s || s.broken) return false;
       const ctx = s.actor.getSnapshot().context;
       const state = topState(s.actor.getSnapshot().value);
       const now = this.clock.now();
@@ -927,9 +931,10 @@ export class SessionHost {
         this.touch(s);
         this.send(s, { type: 'WAKE', reason: 'timeout', at: now });
       }
+      return true; // woken, or no longer due (its commit tells the scheduler either way)
     };
     try {
-      fire(); // the slot this wake reserved is now its own (or it was stale and frees it)
+      return fire(); // the slot this wake reserved is now its own (or it was stale and frees it)
     } finally {
       this.unpin(s);
     }

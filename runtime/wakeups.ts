@@ -73,9 +73,30 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
   const scheduler = new Scheduler({
     store, clock, logger, horizonMs: config.timerHorizonMs,
     partitions: deps.partitions ?? (() => null),
-    onWakeDue: (sid, dueAt) => { void host.wakeDue(sid, dueAt); },
+    onWakeDue: (sid, dueAt) => { fireWake(sid, dueAt); },
     onCronDue: (taskId, dueAt) => { void fireCron(taskId, dueAt).catch((err: unknown) => { logger.error({ err, taskId }, 'cron firing failed; retried at the next timer read'); }); },
   });
+
+  /**
+   * Hands a due wake to the host; one it could not deliver (its session was dropped or could
+   * not be loaded, e.g. its partition moved) is armed again after a second, while this node
+   * still owns the partition. Otherwise the scheduler's fired-suppression would hold it back
+   * until a full read (30 s to 5 min later).
+   */
+  function fireWake(sid: string, dueAt: number): void {
+    const key = `wake:${sid}` as const;
+    const retry = (): void => {
+      const t = setTimeout(() => {
+        const part = partitionOf(sid, config.partitions);
+        const owned = deps.partitions?.();
+        if (owned && !owned.includes(part)) return; // the new owner's scheduler has it
+        scheduler.note(key, null, part); // clears the fired mark, then arms it again
+        scheduler.note(key, dueAt, part);
+      }, 1_000);
+      t.unref();
+    };
+    void host.wakeDue(sid, dueAt, retry).then((ok) => { if (!ok) retry(); }, retry);
+  }
 
   // Sleep deadlines and wait timeouts reach the scheduler with the commit that stores them.
   host.listen({
