@@ -58,6 +58,8 @@ export interface PartitionFeedOptions {
   readonly confirm?: () => Promise<boolean | null>;
   /** Called when `confirm()` said the partition is lost. */
   readonly onLost?: () => void;
+  /** Called for every restart (metrics). */
+  readonly onRestart?: (reason: string) => void;
 }
 
 /** One partition's consumer on this node, restarted from the ack floor whenever order may have broken. */
@@ -95,6 +97,7 @@ export class PartitionFeed {
     this.gen++;
     this.paused = false;
     this.restartWanted = true;
+    this.o.onRestart?.(reason);
     this.o.logger.warn({ partition: this.o.partition, reason }, 'restarting the partition consumer from its oldest unacked message');
     if (this.restarting) return;
     this.restarting = this.restartLoop().finally(() => { this.restarting = null; });

@@ -83,6 +83,8 @@ export interface Transport {
   pausePartition(p: number): void;
   /** Durable consumer name partition p uses now (null when not consuming it). */
   consumerName(p: number): string | null;
+  /** Partition consumers restarted because order may have broken, since start (metrics). */
+  consumerRestarts(): number;
   /**
    * A second connection for control traffic (leases): on the data connection a lease renewal
    * would queue behind thousands of inbox deliveries under load and arrive too late.
@@ -114,6 +116,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
   const controlNc = await connect({ ...natsConnectOptions(opts.url), name: `${opts.name}-control`, maxReconnectAttempts: -1, reconnectTimeWait: 500, pingInterval: 10_000 });
   let connected = true;
   const feeds = new Map<number, PartitionFeed>();
+  let restarts = 0;
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect') { connected = false; log.warn({ server: natsConnectOptions(opts.url).servers.join(',') }, 'NATS connection lost; reconnecting'); }
@@ -157,6 +160,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     restartPartition(p, reason) { feeds.get(p)?.restart(reason); },
     pausePartition(p) { feeds.get(p)?.pause(); },
     consumerName: (p) => feeds.get(p)?.consumerName() ?? null,
+    consumerRestarts: () => restarts,
     isConnected: () => connected && !nc.isClosed(),
     async ensureStreams() {
       await upsertStream({
@@ -210,7 +214,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       await feeds.get(p)?.stop();
       const feed = new PartitionFeed({
         jsm, js, stream: inboxStream, partition: p, epoch, ackWaitMs: opts.ackWaitMs, buffer: opts.consumerBuffer,
-        logger: log, onMessage, ...(hooks ? { confirm: () => hooks.confirm(), onLost: () => { hooks.onLost(); } } : {}),
+        logger: log, onMessage, onRestart: () => { restarts++; }, ...(hooks ? { confirm: () => hooks.confirm(), onLost: () => { hooks.onLost(); } } : {}),
       });
       feeds.set(p, feed);
       try {

@@ -77,6 +77,17 @@ export function createMetrics(runtime: Runtime, refreshMs = 5000): ControlPlaneM
     },
   });
 
+  new Gauge({ name: 'agentry_partitions_owned', help: 'Partitions whose lease this node holds', registers, collect() { this.set(runtime.leases.owned().length); } });
+  new Gauge({
+    name: 'agentry_lease_renewal_age_seconds', help: 'Age of the oldest lease renewal on this node: near the lease TTL, partitions are suspended (a stalled node)', registers,
+    collect() { this.set(runtime.leases.renewalAge() / 1000); },
+  });
+  let lastRestarts = 0;
+  new Counter({
+    name: 'agentry_consumer_restarts_total', help: 'Partition consumers re-created from their oldest unacked message because order may have broken (reconnect, lost delivery, dropped session)', registers,
+    collect() { const v = runtime.transport.consumerRestarts(); if (v > lastRestarts) { this.inc(v - lastRestarts); lastRestarts = v; } },
+  });
+
   const hostCounter = (name: string, help: string, key: keyof HostStats): void => {
     let last = 0;
     new Counter({

@@ -147,6 +147,10 @@ describe('/metrics', () => {
     expect(value('agentry_ws_connections')).toBe(1);
     expect(value('agentry_ready', { check: 'all' })).toBe(1);
     expect(value('agentry_ready', { check: 'nats' })).toBe(1);
+    expect(value('agentry_partitions_owned')).toBe(rt.config.partitions); // one node owns them all
+    expect(value('agentry_lease_renewal_age_seconds')).toBeLessThan(rt.config.leaseTtlMs / 1000);
+    expect(value('agentry_consumer_restarts_total')).toBe(0); // nothing broke order here
+    expect(value('agentry_inbox_ack_pending', { partition: '0' })).toBeDefined(); // found under the per-epoch consumer name
     expect(fams.has('process_cpu_user_seconds_total') || fams.has('process_cpu_user_seconds')).toBe(true);
     // Inbox backlog per partition (bounded label: the partition number).
     const pending = fams.get('agentry_inbox_pending')!;
