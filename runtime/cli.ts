@@ -16,7 +16,7 @@ import { Command } from 'commander';
 import type { ResolvedAgent } from '../actors/defineAgent.js';
 import { AgentryError } from '../actors/errors.js';
 import { exampleAgents } from '../examples/index.js';
-import { freePort, startNatsServer, type NatsServerHandle } from '../ops/natsServer.js';
+import { freePort, startNatsServer, stopLeftoverNatsServer, type NatsServerHandle } from '../ops/natsServer.js';
 import { DEFAULT_API_URL, registerApiCommands } from './cli/apiCommands.js';
 import { EXIT, printError } from './cli/output.js';
 import { loadConfig } from './config.js';
@@ -52,17 +52,23 @@ async function startApi(runtime: Runtime): Promise<ControlPlane> {
 }
 
 /**
- * Runs until SIGINT/SIGTERM, then shuts down gracefully and exits 0; 1 when the shutdown
+ * Runs until SIGINT/SIGTERM/SIGHUP, then shuts down gracefully and exits 0; 1 when the shutdown
  * failed or hit its deadline with work left (one line says what). A backstop timer exits at
  * `shutdownGraceMs` + 1.5 s whatever is still pending, so a server that is gone cannot hold
- * the process.
+ * the process. A second SIGINT/SIGTERM at least a second after the first forces an immediate
+ * exit (130): one Ctrl-C under `npm start` arrives twice at once (from the terminal and
+ * forwarded by npm), and that must not count as the impatient second press.
  */
 function runUntilSignal(graceMs: number, stop: () => Promise<StopReport>): void {
-  let stopping = false;
+  let stoppingSince: number | undefined;
   const onSignal = (sig: string): void => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(`\nagentry: ${sig} received, shutting down (at most ${graceMs} ms)\n`);
+    if (stoppingSince !== undefined) {
+      if (sig === 'SIGHUP' || Date.now() - stoppingSince < 1_000) return;
+      process.stderr.write(`agentry: second ${sig}, exiting now (unacked messages are redelivered to the next owner)\n`);
+      process.exit(130);
+    }
+    stoppingSince = Date.now();
+    process.stderr.write(`\nagentry: ${sig} received, shutting down (at most ${graceMs} ms; Ctrl-C again to force)\n`);
     setTimeout(() => {
       process.stderr.write(`agentry: shutdown did not finish within ${graceMs + 1500} ms; exiting (unacked messages are redelivered to the next owner)\n`);
       process.exit(1);
@@ -73,8 +79,7 @@ function runUntilSignal(graceMs: number, stop: () => Promise<StopReport>): void 
       process.exit(1);
     }, (err: unknown) => { process.stderr.write(`agentry: shutdown failed: ${String(err)}\n`); process.exit(1); });
   };
-  process.on('SIGINT', () => { onSignal('SIGINT'); });
-  process.on('SIGTERM', () => { onSignal('SIGTERM'); });
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => { onSignal(sig); });
 }
 
 /** A URL `dev` wrote into the data directory (`nats.url`, `api.url`), so other commands find the dev servers without flags. */
@@ -96,9 +101,22 @@ program.command('dev')
     let nats: NatsServerHandle | undefined;
     let natsUrl = base.natsUrl;
     if (!natsUrl) {
+      const storeDir = resolve(base.dataDir, 'nats');
+      const pidFile = resolve(base.dataDir, 'nats.pid');
+      // A dev killed with SIGKILL left its server running (on our port): stop it. A dev that is
+      // still running with this data directory is refused: two servers must not share a store.
+      const left = await stopLeftoverNatsServer(pidFile, storeDir);
+      if (left.kind === 'in-use') {
+        throw new AgentryError('CONFIG_INVALID', `another agentry dev (pid ${left.parentPid}) is running with the data directory ${base.dataDir}: stop it, or set AGENTRY_DATA_DIR to another directory`);
+      }
+      if (left.kind === 'stopped') process.stderr.write(`agentry: stopped the nats-server (pid ${left.pid}) a killed agentry dev left running\n`);
       const wanted = Number(o.natsPort);
-      const port = await portFree(wanted) ? wanted : await freePort();
-      nats = await startNatsServer({ port, storeDir: resolve(base.dataDir, 'nats'), partitions: base.partitions });
+      const port = wanted > 0 && await portFree(wanted) ? wanted : await freePort();
+      // Its own process group: a terminal's Ctrl-C reaches only this process, which stops the
+      // server after the runtime (a server dying first would leave the shutdown waiting on it).
+      nats = await startNatsServer({
+        port, storeDir, partitions: base.partitions, ownProcessGroup: true, pidFile,
+      });
       natsUrl = nats.url;
     }
     writeFileSync(join(base.dataDir, 'nats.url'), natsUrl);
