@@ -132,6 +132,7 @@ export class Cluster {
       defaultAgentType: 'rec-queue',
       logLevel: this.opts.logLevel ?? process.env.CHAOS_LOG_LEVEL ?? 'warn',
       commitLog: n.commitLog,
+      exitWithParent: true,
       extra: {
         nodeId: n.id, leaseTtlMs: this.opts.leaseTtlMs, shutdownGraceMs: this.opts.shutdownGraceMs,
         ackWaitMs: this.opts.ackWaitMs, ...(this.opts.extra ?? {}),

@@ -1,7 +1,8 @@
 // Owns the chaos harness's promise that every process it starts ends with it: a registry of
 // process ids (runtime nodes, nats-servers) that `killAll()` SIGKILLs (after a SIGCONT, so a
-// paused one dies too), called by `Cluster.destroy()`, on this process's exit, and on SIGINT /
-// SIGTERM of a runner. Only ids registered here are ever signalled.
+// paused one dies too), called on this process's exit and on SIGTERM / SIGHUP (whose default
+// action would skip exit handlers). Node processes also end themselves when their parent is
+// gone (the fixture's `exitWithParent`). Only ids registered here are ever signalled.
 
 const pids = new Set<number>();
 let hooked = false;
@@ -24,6 +25,10 @@ export function track(pid: number | undefined): void {
   if (!hooked) {
     hooked = true;
     process.once('exit', killAll);
+    // A signal's default action ends the process without 'exit' handlers: clean up, then exit as the signal would.
+    for (const [sig, code] of [['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+      process.once(sig, () => { killAll(); process.exit(code); });
+    }
   }
 }
 

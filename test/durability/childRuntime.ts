@@ -25,6 +25,8 @@ export interface ChildConfig {
   readonly extra?: Record<string, unknown>;
   /** A file the fixture appends one JSON line to per committed session change (test/chaos/ reads it). */
   readonly commitLog?: string;
+  /** The fixture exits by itself when the process that started it is gone (test/chaos/ sets it). */
+  readonly exitWithParent?: boolean;
 }
 
 export interface ChildRuntime {
