@@ -20,6 +20,7 @@ import { freePort, startNatsServer, stopLeftoverNatsServer, type NatsServerHandl
 import { DEFAULT_API_URL, registerApiCommands } from './cli/apiCommands.js';
 import { EXIT, printError } from './cli/output.js';
 import { loadConfig } from './config.js';
+import { createDevLogger } from './logger.js';
 import { assertTokenBeyondLoopback, startControlPlane, type ControlPlane } from './http/index.js';
 import { settleWithin } from './deadline.js';
 import { createRuntime, type Runtime, type StopReport } from './runtime.js';
@@ -123,7 +124,9 @@ program.command('dev')
     let runtime: Runtime;
     let api: ControlPlane;
     try {
-      runtime = await createRuntime({ agents: exampleAgents, config: { natsUrl, defaultAgentType: base.defaultAgentType, ...listen } });
+      // Readable lines (time level session message key=value, stacks below) unless asked for JSON.
+      const logger = process.env.AGENTRY_LOG_FORMAT === 'json' ? undefined : createDevLogger(base.logLevel);
+      runtime = await createRuntime({ agents: exampleAgents, ...(logger ? { logger } : {}), config: { natsUrl, defaultAgentType: base.defaultAgentType, ...listen } });
       api = await startApi(runtime);
     } catch (e) {
       await nats?.stop();

@@ -91,6 +91,9 @@ describe('agentry dev and Ctrl-C', () => {
     expect(processGroup(dev.proc.pid!)).toBe(dev.proc.pid);
     expect(processGroup(nats)).not.toBe(processGroup(dev.proc.pid!));
     await roundTrip(data.dir, 'ctrlc');
+    // Item 2: dev logs are readable lines (time level message key=value), not JSON.
+    expect(dev.out()).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}runtime started /m);
+    expect(dev.out().split('\n').filter((l) => l.startsWith('{'))).toEqual([]);
 
     const t0 = Date.now();
     process.kill(-dev.proc.pid!, 'SIGINT');
