@@ -13,7 +13,8 @@ import { jetstream } from '@nats-io/jetstream';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'agentry-smoke-'));
 const fail = (msg) => { console.error(`smoke: FAILED: ${msg}`); process.exitCode = 1; };
-const within = (p, ms, what) => Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error(what)), ms))]);
+// The deadline timer is unref'd: a met deadline must not keep the smoke run alive for its length.
+const within = (p, ms, what) => Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error(what)), ms).unref())]);
 /** A process that exists and is not a zombie. */
 const running = (pid) => {
   try { const s = readFileSync(`/proc/${pid}/stat`, 'utf8'); return s[s.lastIndexOf(')') + 2] !== 'Z'; } catch { return false; }

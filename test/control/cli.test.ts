@@ -2,12 +2,12 @@
 // real Postgres, the control plane with a token): create, send, watch the reply, sleep, wake,
 // stop — as a user would run it (`node dist/runtime/cli.js`), with --json and exit codes.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echo } from '../../examples/echo.js';
 import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
 import { tempDir, waitFor, startStack, type Stack } from '../helpers.js';
+import { assertDistFresh } from '../builtFresh.js';
 
 let stack: Stack;
 let rt: Runtime;
@@ -18,11 +18,7 @@ const CLI = join(process.cwd(), 'dist', 'runtime', 'cli.js');
 
 /** Fails early and clearly when the CLI under test was not built from the current sources. */
 function assertBuilt(): void {
-  if (!existsSync(CLI)) throw new Error('dist/ is missing: run `npm run build` (npm test does it in pretest)');
-  const newest = (dir: string): number => Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map((e) => (
-    e.isDirectory() ? newest(join(dir, e.name)) : e.name.endsWith('.ts') ? statSync(join(dir, e.name)).mtimeMs : 0)));
-  const src = Math.max(newest('client'), newest(join('runtime', 'cli')), newest(join('runtime', 'http')), statSync(join('runtime', 'cli.ts')).mtimeMs);
-  if (src > statSync(CLI).mtimeMs) throw new Error('dist/ is older than the CLI sources: run `npm run build` (npm test does it in pretest)');
+  assertDistFresh('dist/runtime/cli.js', ['client', join('runtime', 'cli'), join('runtime', 'http'), join('runtime', 'cli.ts')]);
 }
 
 function env(): NodeJS.ProcessEnv {

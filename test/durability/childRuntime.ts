@@ -2,10 +2,11 @@
 // process that tests can SIGKILL, restart against the same NATS server and store, and drive
 // over core NATS request/reply.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, closeSync, readFileSync, statSync } from 'node:fs';
+import { openSync, closeSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { assertDistFresh } from '../builtFresh.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const fixture = join(root, 'test', 'fixtures', 'crash-runtime.mjs');
@@ -42,11 +43,7 @@ export interface ChildRuntime {
 
 /** Fails early with a clear message when `dist/` is missing or older than the sources it runs. */
 export function assertBuildIsFresh(): void {
-  const built = join(root, 'dist', 'runtime', 'sessionHost.js');
-  if (!existsSync(built)) throw new Error('dist/ is missing: run `npm run build` (npm test does it in pretest)');
-  const newest = ['runtime/sessionHost.ts', 'runtime/runtime.ts', 'runtime/transport.ts', 'runtime/groupCommit.ts', 'persistence/sqlStore.ts', 'actors/sessionMachine.ts']
-    .map((f) => statSync(join(root, f)).mtimeMs);
-  if (Math.max(...newest) > statSync(built).mtimeMs) throw new Error('dist/ is older than the sources: run `npm run build` (npm test does it in pretest)');
+  assertDistFresh('dist/runtime/sessionHost.js', ['runtime/sessionHost.ts', 'runtime/runtime.ts', 'runtime/transport.ts', 'runtime/groupCommit.ts', 'persistence/sqlStore.ts', 'actors/sessionMachine.ts']);
 }
 
 /** Environment without anything that would override the child's explicit configuration. */

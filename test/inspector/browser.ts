@@ -2,10 +2,11 @@
 // cannot download browsers here), headless with background networking off and a fresh profile,
 // and a recorder of everything that counts as a page failure: console errors, uncaught
 // exceptions and failed requests.
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { assertInspectorFresh } from '../builtFresh.js';
 
 /** The Chromium binary: CHROMIUM_PATH, else Debian's. */
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -20,12 +21,7 @@ export function chromiumAvailable(): boolean {
 
 /** Fails early and clearly when inspector/dist is missing or older than the inspector or client sources. */
 export function assertInspectorBuilt(): void {
-  const index = join('inspector', 'dist', 'index.html');
-  if (!existsSync(index)) throw new Error('inspector/dist is missing: run `npm run build` (npm test does it in pretest)');
-  const newest = (dir: string): number => Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map((e) => (
-    e.isDirectory() ? newest(join(dir, e.name)) : /\.(tsx?|css|html)$/.test(e.name) ? statSync(join(dir, e.name)).mtimeMs : 0)));
-  const src = Math.max(newest(join('inspector', 'src')), newest('client'), statSync(join('inspector', 'index.html')).mtimeMs);
-  if (src > statSync(index).mtimeMs) throw new Error('inspector/dist is older than its sources: run `npm run build` (npm test does it in pretest)');
+  assertInspectorFresh();
 }
 
 /** A launched browser with one page and the failures seen on it. */

@@ -12,6 +12,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../ops/natsServer.js';
 import { tempDir, waitFor } from '../helpers.js';
+import { assertDistFresh } from '../builtFresh.js';
 
 const ROOT = process.cwd();
 const CLI = join(ROOT, 'dist', 'runtime', 'cli.js');
@@ -37,7 +38,7 @@ const dirs: (() => void)[] = [];
 
 /** Starts `agentry dev` as a terminal would: a process group of its own (detached), free ports. */
 async function startDev(dataDir: string): Promise<Dev> {
-  if (!existsSync(CLI)) throw new Error('dist/ is missing: run `npm run build` (npm test does it in pretest)');
+  assertDistFresh('dist/runtime/cli.js', ['runtime', 'ops', 'actors', 'persistence', 'examples', 'client']);
   const natsPort = await freePort();
   const proc = spawn(process.execPath, [CLI, 'dev', '--nats-port', String(natsPort), '--port', '0'], {
     cwd: ROOT,
