@@ -55,8 +55,12 @@ env.CHAOS_SEED ??= String(Math.floor(Math.random() * 2 ** 31));
 env.CHAOS_REPORT ??= join(tmpdir(), `agentry-chaos-${env.CHAOS_SEED}-${Date.now()}.json`);
 
 if (build) {
-  console.log('chaos: building dist/ (tsc -p tsconfig.build.json, migrations)');
-  for (const [cmd, argv] of [['npx', ['tsc', '-p', 'tsconfig.build.json']], [process.execPath, ['ops/copy-assets.mjs']]]) {
+  // The project's build (incremental: only what changed), else tsc and the migrations by hand.
+  const steps = existsSync(join(root, 'ops', 'build.mjs'))
+    ? [[process.execPath, ['ops/build.mjs']]]
+    : [['npx', ['tsc', '-p', 'tsconfig.build.json']], [process.execPath, ['ops/copy-assets.mjs']]];
+  console.log('chaos: building dist/');
+  for (const [cmd, argv] of steps) {
     const r = spawnSync(cmd, argv, { cwd: root, stdio: 'inherit' });
     if (r.status !== 0) { console.error(`chaos: build failed (${cmd} ${argv.join(' ')})`); process.exit(2); }
   }
