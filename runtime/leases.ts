@@ -167,21 +167,24 @@ export class LeaseManager {
   /**
    * Releases every lease (graceful shutdown) so other nodes take over without waiting for the
    * TTL: partitions drain in parallel, keys are deleted in parallel, each request with a deadline.
+   * False when a lease key could not be deleted (NATS gone): other nodes then wait for its TTL.
    */
-  async stop(): Promise<void> {
+  async stop(): Promise<boolean> {
     this.stopped = true;
     clearInterval(this.renewTimer);
     clearInterval(this.balanceTimer);
     await settleWithin(this.balancing ?? undefined, this.o.ttlMs);
     const kv = this.kv;
-    await Promise.all(this.owned().map(async (p) => {
+    const freed = await Promise.all(this.owned().map(async (p) => {
       const h = this.held.get(p);
-      if (!h) return;
+      if (!h) return true;
       await this.o.events.released(p, true).catch((err: unknown) => { this.o.logger.warn({ err, partition: p }, 'partition release failed'); });
       this.held.delete(p);
-      if (kv) await settleWithin(kv.delete(`part.${p}`, { previousSeq: h.revision }), 1_000);
+      if (!kv) return true;
+      return within(kv.delete(`part.${p}`, { previousSeq: h.revision }), 1_000, 'lease release').then(() => true, () => false);
     }));
     if (kv) await settleWithin(kv.delete(`node.${this.o.nodeId}`), 1_000);
+    return freed.every(Boolean);
   }
 
   /** This process (a restarted node keeps its id but not this): tells our own writes from others'. */

@@ -383,7 +383,10 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         if (!(await settleWithin(p.catch((err: unknown) => { logger.warn({ err, step: name }, 'shutdown step failed'); }), ms))) timedOut.push(name);
       };
       await step('wakeups', wakeups.stop());
-      await step('leases', leases.stop()); // drains and frees every partition, so other nodes take over at once
+      // Drains and frees every partition, so other nodes take over at once (not: after the TTL).
+      let leasesFreed = false;
+      await step('leases', leases.stop().then((ok) => { leasesFreed = ok; }));
+      if (!leasesFreed && !timedOut.includes('leases')) timedOut.push('lease-release');
       await step('consumers', transport.stopConsuming(), Math.max(500, drainMs()));
       const hostReport = await host.shutdown(drainMs());
       if (!hostReport.clean) timedOut.push('commits');
