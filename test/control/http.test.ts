@@ -169,13 +169,13 @@ describe('/readyz', () => {
     };
     expect(await ready()).toEqual({ status: 200, body: { ok: true, checks: { nats: true, store: true, migrations: true } } });
     await nats.stop();
-    const down = await waitFor(async () => { const r = await ready(); return r.status === 503 ? r : null; }, '/readyz 503', 15_000);
+    const down = await waitFor(async () => { const r = await ready(); return r.status === 503 ? r : null; }, '/readyz 503', 60_000);
     expect(down.body).toMatchObject({ ok: false, checks: { nats: false, store: true } });
     expect((await fetch(`${cp.url}/healthz`)).status).toBe(200); // alive, just not ready
     await nats.restart();
-    const up = await waitFor(async () => { const r = await ready(); return r.status === 200 ? r : null; }, '/readyz 200 again', 20_000);
+    const up = await waitFor(async () => { const r = await ready(); return r.status === 200 ? r : null; }, '/readyz 200 again', 60_000);
     expect(up.body.ok).toBe(true);
-  }, 60_000);
+  }, 180_000);
 });
 
 describe('other endpoints', () => {

@@ -88,7 +88,7 @@ describe('slow readers and dead sockets', () => {
       const dead = await RawRpc.open(hb.rpcUrl);
       const alive = await RawRpc.open(hb.rpcUrl);
       dead.ws.pause(); // a paused ws client does not see pings, so it never answers them
-      await waitFor(async () => (await metric(hb.url, 'agentry_ws_server_disconnects_total{reason="heartbeat"}')) === 1, 'heartbeat reaping', 10_000);
+      await waitFor(async () => (await metric(hb.url, 'agentry_ws_server_disconnects_total{reason="heartbeat"}')) === 1, 'heartbeat reaping', 60_000);
       await sleep(600); // three more heartbeats: the live socket answers them
       expect((await alive.ok('ping')).pong).toBe(true);
       expect(await metric(hb.url, 'agentry_ws_connections')).toBe(1);

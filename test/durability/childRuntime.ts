@@ -75,7 +75,7 @@ export async function startChild(nc: NatsConnection, cfg: ChildConfig, logFile: 
   const exit = new Promise<number | null>((res) => { proc.once('exit', (code) => { exitCode = code; res(code); }); });
 
   const ctl = async <T>(op: string, ...args: unknown[]): Promise<T> => {
-    const m = await nc.request(cfg.ctlSubject, JSON.stringify({ op, args }), { timeout: 10_000 });
+    const m = await nc.request(cfg.ctlSubject, JSON.stringify({ op, args }), { timeout: 30_000 });
     const r = m.json<{ ok: boolean; result?: T; error?: { message: string; code?: string } }>();
     if (!r.ok) throw Object.assign(new Error(r.error?.message ?? 'child op failed'), { code: r.error?.code });
     return r.result as T;

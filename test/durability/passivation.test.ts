@@ -117,7 +117,7 @@ describe.each(storeBackends('passivation'))('passivation on %s', (name, makeBack
     const passivated = rt.host.stats.passivations;
     const live = rt.host.liveCount();
     expect(live).toBeGreaterThanOrEqual(few.length);
-    await waitFor(() => rt.host.liveCount() === 0, 'every idle session to be passivated', 15_000, 50);
+    await waitFor(() => rt.host.liveCount() === 0, 'every idle session to be passivated', 60_000, 50);
     expect(rt.host.stats.passivations).toBe(passivated + live);
     // Invisible to users: getAgent reads the stored session, and the next message hydrates it.
     const v = await rt.getAgent('p-7');

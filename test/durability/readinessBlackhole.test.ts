@@ -35,7 +35,7 @@ beforeAll(async () => {
   await store.ping();
   nc = await connect({ servers: `127.0.0.1:${natsProxy.port}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
   health = createHealth({ store, nc, logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), intervalMs: 500, timeoutMs: 2000 });
-  await waitFor(() => health.readiness().ok, 'ready at start');
+  await waitFor(() => health.readiness().ok, 'ready at start', 60_000);
 });
 
 afterAll(async () => {
@@ -52,22 +52,22 @@ afterAll(async () => {
 describe('readiness with a blackholed server', () => {
   it('Postgres blackholed: the store check turns false, NATS stays ready; back to ready when the route returns', async () => {
     pgProxy.blackhole();
-    await waitFor(() => !health.readiness().checks.store, 'store not ready while blackholed', 30_000);
+    await waitFor(() => !health.readiness().checks.store, 'store not ready while blackholed', 90_000);
     expect(health.readiness()).toEqual({ ok: false, checks: { nats: true, store: false, migrations: true } });
     pgProxy.restore(); // the swallowed connections are reset; the pool opens new ones
-    await waitFor(() => health.readiness().ok, 'ready again after the blackhole', 30_000);
-  }, 90_000);
+    await waitFor(() => health.readiness().ok, 'ready again after the blackhole', 90_000);
+  }, 240_000);
 
   it('NATS blackholed: the NATS check turns false, the store stays ready; back to ready after a reset and after a healed freeze', async () => {
     natsProxy.blackhole();
-    await waitFor(() => !health.readiness().checks.nats, 'NATS not ready while blackholed', 30_000);
+    await waitFor(() => !health.readiness().checks.nats, 'NATS not ready while blackholed', 90_000);
     expect(health.readiness()).toEqual({ ok: false, checks: { nats: false, store: true, migrations: true } });
     natsProxy.restore(); // reset: the client reconnects
-    await waitFor(() => health.readiness().ok, 'ready again after the reconnect', 30_000);
+    await waitFor(() => health.readiness().ok, 'ready again after the reconnect', 90_000);
 
     natsProxy.blackhole({ heal: true });
-    await waitFor(() => !health.readiness().checks.nats, 'NATS not ready while frozen', 30_000);
+    await waitFor(() => !health.readiness().checks.nats, 'NATS not ready while frozen', 90_000);
     natsProxy.restore(); // the frozen connection resumes: the outstanding flush is answered
-    await waitFor(() => health.readiness().ok, 'ready again after the freeze healed', 30_000);
-  }, 120_000);
+    await waitFor(() => health.readiness().ok, 'ready again after the freeze healed', 90_000);
+  }, 400_000);
 });

@@ -60,7 +60,7 @@ describe.each(storeBackends('schema'))('schema newer than the code on %s', (name
       const c = new pg.Client({ connectionString: PG_URL });
       await c.connect();
       try {
-        await waitFor(async () => (await c.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [appName])).rows[0]!.n === 0, 'the refused runtime\'s connections to close', 5000, 50);
+        await waitFor(async () => (await c.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [appName])).rows[0]!.n === 0, 'the refused runtime\'s connections to close', 30_000, 50);
       } finally { await c.end(); }
     }
     // Nothing was written: the store still opens and reports the same refusal, with no sessions.

@@ -242,7 +242,7 @@ describe('limits', () => {
       expect(refused.status).toBe(429);
       expect(await refused.json()).toMatchObject({ error: { type: 'RATE_LIMITED', retryable: true } });
       // Heartbeats arrive as comments.
-      await a.until(() => a.comments.includes('keep-alive'), 'a heartbeat', 5000);
+      await a.until(() => a.comments.includes('keep-alive'), 'a heartbeat', 60_000);
       a.close();
       const c = await waitFor(async () => {
         const x = await openSse(url, capped.auth);
@@ -262,7 +262,7 @@ describe('limits', () => {
     try {
       await down.rt.createAgent('d-1', 'echo');
       await down.nats.stop();
-      await waitFor(() => !down.rt.transport.isConnected(), 'NATS disconnected', 15_000);
+      await waitFor(() => !down.rt.transport.isConnected(), 'NATS disconnected', 60_000);
       const r = await down.post('/agents/d-1/messages', { message: 'x' });
       expectError(r, 503, 'NOT_READY', 5003);
       expect(r.json.error.retryable).toBe(true);

@@ -144,14 +144,16 @@ describe('GET /agents/:agentId/stream with Last-Event-ID', () => {
     const sid = 'res-4';
     await env.rt.createAgent(sid, 'multi');
     const s = await openSse(streamUrl(sid), env.auth);
-    await sleep(100);
-    const t0 = Date.now();
+    await s.until(() => s.comments.length > 0, 'the stream\'s opening comment');
     await env.rt.sleepAgent(sid, { durationMs: 3_600_000 });
-    const slept = await s.next((e) => e.event === 'state', 5000);
+    const slept = await s.next((e) => e.event === 'state', 60_000);
     expect(slept.json).toMatchObject({ agentId: sid, from: 'idle', to: 'sleeping', state: 'sleeping', event: 'SLEEP' });
-    expect(Date.now() - t0).toBeLessThan(3000); // heartbeat is 15 s
+    // Happened-before: the notice came ahead of the first heartbeat (15 s), which would also
+    // have delivered it; only the opening comment preceded it.
+    expect(s.comments.filter((c) => c === 'keep-alive')).toEqual([]);
     await env.rt.wakeAgent(sid);
-    await s.until((ev) => ev.filter((e) => e.event === 'state').some((e) => (e.json as { from: string; to: string }).from !== 'sleeping' && (e.json as { to: string }).to === 'idle'), 'idle after the wake run', 5000);
+    await s.until((ev) => ev.filter((e) => e.event === 'state').some((e) => (e.json as { from: string; to: string }).from !== 'sleeping' && (e.json as { to: string }).to === 'idle'), 'idle after the wake run', 60_000);
+    expect(s.comments.filter((c) => c === 'keep-alive')).toEqual([]);
     s.close();
   });
 
