@@ -4,7 +4,8 @@
  * is unset, PGlite when DATABASE_URL is unset, the example agents, the control plane); `start`
  * runs a production node against configured servers with the agents of a module. The other
  * commands (`agents`, `send`, `mail`, `events`, `tasks`, `dlq`, `watch`) talk to a running
- * node through the control API (cli/apiCommands.ts).
+ * node through the control API (cli/apiCommands.ts); `inbox` reads the inbox stream over
+ * JetStream (cli/inboxCommands.ts).
  *
  * Exit codes: 0 ok, 1 usage (or a node that cannot start), 2 the server refused or answered
  * with an error, 3 the server could not be reached.
@@ -18,6 +19,7 @@ import { AgentryError } from '../actors/errors.js';
 import { exampleAgents } from '../examples/index.js';
 import { freePort, startNatsServer, stopLeftoverNatsServer, type NatsServerHandle } from '../ops/natsServer.js';
 import { DEFAULT_API_URL, registerApiCommands } from './cli/apiCommands.js';
+import { registerInboxCommands } from './cli/inboxCommands.js';
 import { EXIT, printError } from './cli/output.js';
 import { loadConfig } from './config.js';
 import { createDevLogger } from './logger.js';
@@ -186,10 +188,9 @@ program.command('start')
     });
   });
 
-registerApiCommands(program, {
-  defaultUrl: () => devUrl('api.url') ?? DEFAULT_API_URL,
-  defaultNatsUrl: () => process.env.NATS_URL ?? devUrl('nats.url') ?? 'nats://127.0.0.1:4222',
-});
+const defaultNatsUrl = (): string => process.env.NATS_URL ?? devUrl('nats.url') ?? 'nats://127.0.0.1:4222';
+registerApiCommands(program, { defaultUrl: () => devUrl('api.url') ?? DEFAULT_API_URL, defaultNatsUrl });
+registerInboxCommands(program, { defaultNatsUrl });
 
 async function portFree(port: number): Promise<boolean> {
   const { createServer } = await import('node:net');
