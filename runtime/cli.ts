@@ -20,7 +20,7 @@ import { exampleAgents } from '../examples/index.js';
 import { freePort, startNatsServer, stopLeftoverNatsServer, type NatsServerHandle } from '../ops/natsServer.js';
 import { DEFAULT_API_URL, registerApiCommands } from './cli/apiCommands.js';
 import { registerInboxCommands } from './cli/inboxCommands.js';
-import { EXIT, printError } from './cli/output.js';
+import { EXIT, exitQuietlyWhenStdoutCloses, printError } from './cli/output.js';
 import { loadConfig } from './config.js';
 import { createDevLogger } from './logger.js';
 import { assertTokenBeyondLoopback, startControlPlane, type ControlPlane } from './http/index.js';
@@ -189,7 +189,13 @@ program.command('start')
   });
 
 const defaultNatsUrl = (): string => process.env.NATS_URL ?? devUrl('nats.url') ?? 'nats://127.0.0.1:4222';
-registerApiCommands(program, { defaultUrl: () => devUrl('api.url') ?? DEFAULT_API_URL, defaultNatsUrl });
+registerApiCommands(program, {
+  defaultUrl: () => devUrl('api.url') ?? DEFAULT_API_URL,
+  describeDefaultUrl: () => (devUrl('api.url')
+    ? `the running agentry dev's, from ${resolve(dataDir(), 'api.url')}`
+    : `the default: no running agentry dev found in ${resolve(dataDir())}; set --url or AGENTRY_URL`),
+  defaultNatsUrl,
+});
 registerInboxCommands(program, { defaultNatsUrl });
 
 async function portFree(port: number): Promise<boolean> {
@@ -201,6 +207,7 @@ async function portFree(port: number): Promise<boolean> {
   });
 }
 
+exitQuietlyWhenStdoutCloses();
 program.parseAsync(process.argv).catch((err: unknown) => {
   printError(err, program.opts<{ json?: boolean }>().json === true);
   process.exit(EXIT.USAGE);

@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import WebSocket from 'ws';
 import { connect, headers as natsHeaders } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { createClient, type AgentryClient, type Notification, type ParamsOf } from '../../client/index.js';
+import { ConnectionError, createClient, type AgentryClient, type Notification, type ParamsOf } from '../../client/index.js';
 import { natsConnectOptions } from '../natsUrl.js';
 import { EXIT, UsageError, exitCodeOf, printError, printResult, table, when } from './output.js';
 
@@ -23,6 +23,8 @@ export const DEFAULT_API_URL = 'ws://127.0.0.1:7070/rpc';
 export interface ApiCommandDeps {
   /** URL used when neither --url nor AGENTRY_URL is set (the running `agentry dev`'s, else the default). */
   readonly defaultUrl: () => string;
+  /** Says where the default URL came from, for the error when nothing answers there. */
+  readonly describeDefaultUrl?: () => string;
   /** NATS URL for `--nats` without a value. */
   readonly defaultNatsUrl: () => string;
 }
@@ -57,13 +59,44 @@ export function parseDuration(v: string): number {
 }
 
 /**
+ * The API address as the client needs it: `http(s)://host:port[/]` (what the dev banner's UI
+ * line shows, and what people paste) becomes `ws(s)://host:port/rpc`; a ws(s) URL or a URL with
+ * another path is kept as given.
+ *
+ * @example
+ * apiUrl('http://127.0.0.1:7070') // 'ws://127.0.0.1:7070/rpc'
+ */
+export function apiUrl(url: string): string {
+  let u: URL;
+  try { u = new URL(url); } catch { throw new UsageError(`--url ${JSON.stringify(url)} is not a URL (e.g. ws://127.0.0.1:7070/rpc)`); }
+  if (u.protocol === 'http:' || u.protocol === 'https:') {
+    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+    if (u.pathname === '/' || u.pathname === '') u.pathname = '/rpc';
+  }
+  return u.toString();
+}
+
+/** A cell of at most `n` characters; a cut one ends with an ellipsis. */
+export function cell(text: string, n: number): string {
+  return text.length > n ? `${text.slice(0, n - 1)}…` : text;
+}
+
+/**
  * Runs `fn` with a connected client and turns its outcome into output and an exit code.
  * Never throws: failures set `process.exitCode`.
  */
 async function withClient(cmd: Command, deps: ApiCommandDeps, fn: (c: AgentryClient, json: boolean) => Promise<void>, reconnect = false): Promise<void> {
   const o = cmd.optsWithGlobals<GlobalOpts>();
   const json = o.json === true;
-  const url = o.url ?? process.env.AGENTRY_URL ?? deps.defaultUrl();
+  const given = o.url ?? process.env.AGENTRY_URL;
+  let url: string;
+  try {
+    url = apiUrl(given ?? deps.defaultUrl());
+  } catch (e) {
+    printError(e, json);
+    process.exitCode = exitCodeOf(e);
+    return;
+  }
   const token = o.token ?? process.env.AGENTRY_TOKEN;
   const client = createClient(url, { WebSocket, reconnect, connectTimeoutMs: 5000, ...(token ? { token } : {}) });
   try {
@@ -71,6 +104,12 @@ async function withClient(cmd: Command, deps: ApiCommandDeps, fn: (c: AgentryCli
     await fn(client, json);
   } catch (e) {
     printError(e, json);
+    // Nothing answered: say which address was tried and where it came from (a silent default
+    // outside the project folder looked like a dead runtime).
+    if (!json && e instanceof ConnectionError && e.type !== 'UNAUTHORIZED' && e.type !== 'FORBIDDEN') {
+      const from = o.url ? '--url' : process.env.AGENTRY_URL ? 'AGENTRY_URL' : deps.describeDefaultUrl?.() ?? 'the default';
+      process.stderr.write(`agentry: tried ${url} (${from})\n`);
+    }
     process.exitCode = exitCodeOf(e);
   } finally {
     await client.close();
@@ -247,7 +286,7 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
     .action((o: { agent?: string; limit: string }, cmd: Command) => run(cmd, async (c, json) => {
       const r = await c.listDeadLetters({ limit: intOpt('--limit', o.limit), ...(o.agent ? { agentId: o.agent } : {}) });
       printResult(r, json, table(['ID', 'AGENT', 'REASON', 'ATTEMPTS', 'CREATED', 'REPLAYED', 'ERROR'],
-        r.deadLetters.map((d) => [d.id, d.agentId, d.reason, String(d.attempts), when(d.createdAt), when(d.replayedAt), (d.error ?? '').slice(0, 60)])));
+        r.deadLetters.map((d) => [d.id, d.agentId, d.reason, String(d.attempts), when(d.createdAt), when(d.replayedAt), cell(d.error ?? '', 60)])));
     }));
   dlq.command('replay').argument('<id>').description("publish a dead letter's messages to its session again")
     .action((id: string, _o: unknown, cmd: Command) => run(cmd, async (c, json) => {
@@ -278,7 +317,10 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
             if (max !== undefined && ++seen >= max) resolve();
           }, {
             onGap: (g) => { process.stderr.write(`agentry: ${g.reason === 'reconnected' ? 'reconnected; notifications while disconnected are lost' : `missed notifications ${g.expected}…${g.received - 1}`}\n`); },
-          }).catch(reject);
+          }).then(() => {
+            // On stderr (stdout stays the notifications): from here on nothing is missed.
+            process.stderr.write(`agentry: watching ${agentId ?? 'all sessions'} (${kinds.join(', ')}${o.pattern ? `, events ${o.pattern}` : ''}); Ctrl-C to stop\n`);
+          }, reject);
         });
       }, true);
     });

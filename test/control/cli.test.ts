@@ -2,6 +2,7 @@
 // real Postgres, the control plane with a token): create, send, watch the reply, sleep, wake,
 // stop — as a user would run it (`node dist/runtime/cli.js`), with --json and exit codes.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echo } from '../../examples/echo.js';
@@ -112,9 +113,12 @@ describe('agentry CLI', () => {
     await cli('agents', 'create', 'cli-b', '--type', 'echo');
     const watch = spawn(process.execPath, [CLI, 'watch', 'cli-b', '--kinds', 'output', '--max', '1'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
+    let err = '';
     watch.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    watch.stderr.on('data', (d: Buffer) => { err += d.toString(); });
     const exited = new Promise<number | null>((r) => watch.on('exit', (code) => { r(code); }));
-    await waitFor(async () => (await metric('agentry_rpc_requests_total{method="subscribe",outcome="ok"}')) >= 2, 'second watch to subscribe');
+    // `watch` says when it is subscribed; what is sent after that line is not missed.
+    await waitFor(() => err.includes('agentry: watching cli-b (output); Ctrl-C to stop'), 'the watching line');
     const mail = await cli('mail', 'cli-b', '{"note":"hi"}', '--from', 'cli-a', '--priority', 'high');
     expect(mail).toMatchObject({ code: 0, stdout: expect.stringMatching(/^mailed cli-b: seq \d+/) });
     expect(await exited).toBe(0);
@@ -123,6 +127,40 @@ describe('agentry CLI', () => {
     expect(dlq.code).toBe(0);
     expect(JSON.parse(dlq.stdout)).toHaveProperty('deadLetters');
   });
+
+  it('takes the http:// address the dev banner shows; names the default it tried; exits quietly when its reader goes', async () => {
+    const viaHttp = await cli('--url', cp.url, 'agents', 'list', '--json');
+    expect(viaHttp, viaHttp.stderr).toMatchObject({ code: 0 });
+    expect(JSON.parse(viaHttp.stdout)).toHaveProperty('agents');
+
+    // No --url, no AGENTRY_URL: the data directory's api.url (left by `agentry dev`) is used and named.
+    const elsewhere = tempDir('agentry-cli-default-');
+    try {
+      writeFileSync(join(elsewhere.dir, 'api.url'), 'ws://127.0.0.1:1/rpc');
+      const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+        const { AGENTRY_URL: _omit, ...rest } = env();
+        execFile(process.execPath, [CLI, 'agents', 'list'], { env: { ...rest, AGENTRY_DATA_DIR: elsewhere.dir }, timeout: 30_000 }, (e, _out, stderr) => {
+          resolve({ code: e ? (e as { code?: number }).code ?? -1 : 0, stderr });
+        });
+      });
+      expect(r.code).toBe(3);
+      expect(r.stderr).toContain(`agentry: tried ws://127.0.0.1:1/rpc (the running agentry dev's, from ${join(elsewhere.dir, 'api.url')})`);
+    } finally { elsewhere.cleanup(); }
+
+    // `agentry watch --json | head -1`: the reader closes the pipe; the next write must not crash.
+    await cli('agents', 'create', 'cli-pipe', '--type', 'echo');
+    const watch = spawn(process.execPath, [CLI, 'watch', 'cli-pipe', '--kinds', 'output', '--json'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    watch.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const exited = new Promise<number | null>((r) => watch.on('exit', (code) => { r(code); }));
+    try {
+      await waitFor(() => err.includes('agentry: watching cli-pipe'), 'the watching line');
+      watch.stdout.destroy();
+      for (let i = 0; i < 3; i++) expect((await cli('send', 'cli-pipe', `line ${i}`)).code).toBe(0);
+      expect(await Promise.race([exited, new Promise((r) => setTimeout(() => { r('still running'); }, 60_000))])).toBe(0);
+      expect(err).not.toMatch(/EPIPE|Error:/);
+    } finally { watch.kill('SIGKILL'); }
+  }, 120_000);
 
   it('exit codes: 1 usage, 2 server error or refused token, 3 cannot connect', async () => {
     const refused = await cli('agents', 'wake', 'cli-a', '--json');
@@ -137,6 +175,8 @@ describe('agentry CLI', () => {
     const noServer = await cli('--url', 'ws://127.0.0.1:1/rpc', 'agents', 'list', '--json');
     expect(noServer.code).toBe(3);
     expect(JSON.parse(noServer.stderr).error.type).toBe('CONNECT_FAILED');
+    // For people, the address tried and where it came from.
+    expect((await cli('--url', 'ws://127.0.0.1:1/rpc', 'agents', 'list')).stderr).toContain('agentry: tried ws://127.0.0.1:1/rpc (--url)');
     expect((await cli('agents', 'sleep', 'cli-a', '--for', 'banana')).code).toBe(1);
     expect((await cli('agents', 'frobnicate')).code).toBe(1);
     expect((await cli('send', 'cli-a')).code).toBe(1);
