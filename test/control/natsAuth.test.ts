@@ -5,6 +5,7 @@
 // `_INBOX.>` where other clients' replies and the runtime's consumer deliveries go.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -41,19 +42,29 @@ async function subscribeOutcome(nc: NatsConnection, subject: string): Promise<st
 function portOpen(p: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createConnection(p, '127.0.0.1');
-    s.once('data', () => { s.destroy(); resolve(true); });
-    s.once('error', () => { resolve(false); });
+    const t = setTimeout(() => { s.destroy(); resolve(false); }, 2000); // something that never speaks is no nats-server
+    s.once('data', () => { clearTimeout(t); s.destroy(); resolve(true); });
+    s.once('error', () => { clearTimeout(t); resolve(false); });
   });
 }
 
 beforeAll(async () => {
   dir = tempDir('agentry-nats-auth-');
-  port = await freePort();
-  child = spawn(findNatsServerBinary(), ['-c', join('ops', 'nats-prod.conf'), '-a', '127.0.0.1', '-p', String(port), '-sd', join(dir.dir, 'js'), '-l', join(dir.dir, 'nats.log')], {
-    env: { ...process.env, AGENTRY_NATS_RUNTIME_PASSWORD: runtimePassword, AGENTRY_NATS_PUBLISHER_PASSWORD: publisherPassword },
-    stdio: 'ignore',
-  });
-  await waitFor(() => portOpen(port), 'nats-server with the production config', 30_000, 50);
+  // A free port can be taken by another suite's process between the check and the server's
+  // bind (seen under a full parallel run): a server that exits is started again on another one.
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort();
+    const log = join(dir.dir, `nats-${attempt}.log`);
+    child = spawn(findNatsServerBinary(), ['-c', join('ops', 'nats-prod.conf'), '-a', '127.0.0.1', '-p', String(port), '-sd', join(dir.dir, 'js'), '-l', log], {
+      env: { ...process.env, AGENTRY_NATS_RUNTIME_PASSWORD: runtimePassword, AGENTRY_NATS_PUBLISHER_PASSWORD: publisherPassword },
+      stdio: 'ignore',
+    });
+    const proc = child;
+    const up = await waitFor(async () => (proc.exitCode !== null ? 'exited' : (await portOpen(port)) ? 'up' : null), 'nats-server with the production config', 30_000, 50);
+    if (up === 'up') break;
+    const tail = existsSync(log) ? readFileSync(log, 'utf8').split('\n').slice(-5).join('\n') : '(no log)';
+    if (attempt >= 3) throw new Error(`nats-server with ops/nats-prod.conf exited (code ${proc.exitCode}):\n${tail}`);
+  }
   // nats.conf ships 64 partitions; the runtime must agree.
   rt = await startRuntime(`nats://runtime:${runtimePassword}@127.0.0.1:${port}`, { agents: [echo], partitions: 64 });
 });
