@@ -667,7 +667,11 @@ export class SessionHost {
       sleep: (o) => sleepResult(o, now()),
       waitFor: (o) => waitResult(o, now()),
     };
-    const result = await agent.handle(input.batch, ctx);
+    const result = await (async () => agent.handle(input.batch, ctx))().catch((err: unknown) => {
+      // Each failed attempt, with its stack (a dead letter keeps only the message); not a superseded run.
+      if (!signal.aborted) log.warn({ err, seqs: input.batch.map((m) => m.seq), maxAttempts: agent.limits.maxAttempts }, 'handler failed');
+      throw err;
+    });
     let userState: unknown;
     try {
       userState = JSON.parse(JSON.stringify(ctx.state ?? null)) as unknown;
@@ -806,6 +810,7 @@ export class SessionHost {
     };
     await this.retryStore(() => this.deps.store.addDeadLetter(dl));
     this.stats.deadLetters++;
+    s.log.error({ deadLetterId: dl.id, reason: dl.reason, attempts: dl.attempts, error: dl.error }, 'batch dead-lettered');
     for (const q of seqs) { s.acks.get(q)?.ack(); s.acks.delete(q); }
     this.deps.transport.publishCore(DLQ_SUBJECT(s.id), JSON.stringify(dl));
   }
@@ -833,6 +838,7 @@ export class SessionHost {
     }
     for (const dl of deadLetters) {
       this.stats.deadLetters++;
+      s.log[dl.reason === 'handler-failed' ? 'error' : 'warn']({ deadLetterId: dl.id, reason: dl.reason, attempts: dl.attempts, error: dl.error }, 'batch dead-lettered');
       this.deps.transport.publishCore(DLQ_SUBJECT(s.id), JSON.stringify(dl));
     }
     for (const l of this.listeners) l.onCommitted?.(record);
