@@ -67,7 +67,7 @@ beforeAll(async () => {
   }
   // nats.conf ships 64 partitions; the runtime must agree.
   rt = await startRuntime(`nats://runtime:${runtimePassword}@127.0.0.1:${port}`, { agents: [echo], partitions: 64 });
-});
+}, 150_000); // up to three server starts of 30 s each, then the runtime
 
 afterAll(async () => {
   await rt?.stop();
