@@ -8,7 +8,8 @@ export default defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 60_000,
-    hookTimeout: 60_000,
+    // Suites start their own nats-server, Postgres schema and runtimes in hooks: slow on a loaded box.
+    hookTimeout: 120_000,
     reporters: ['default'],
   },
 });
