@@ -84,8 +84,6 @@ export class LeaseManager {
   private balancing: Promise<void> | null = null;
   private stopped = false;
   private readonly now: () => number;
-  /** Longest gap between two renewal rounds seen (metrics: a stalled event loop shows here). */
-  maxRenewGapMs = 0;
   private lastRenewStart = 0;
 
   constructor(private readonly o: LeaseOptions) {
@@ -221,7 +219,6 @@ export class LeaseManager {
   /** Starts a renewal round unless one is running (a round has deadlines: it cannot pile up). */
   private renewSoon(): void {
     const now = this.now();
-    this.maxRenewGapMs = Math.max(this.maxRenewGapMs, now - this.lastRenewStart);
     if (now - this.lastRenewStart > this.o.ttlMs / 2) this.o.logger.warn({ ms: now - this.lastRenewStart }, 'lease renewal ran late (a busy or paused process); leases may lapse');
     this.lastRenewStart = now;
     this.expireStale();

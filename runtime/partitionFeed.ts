@@ -54,10 +54,11 @@ export interface PartitionFeedOptions {
   readonly logger: Logger;
   /** Receives every message of an unbroken run of deliveries; must not throw. */
   readonly onMessage: (partition: number, m: JsMsg) => void;
-  /** Asked before a restart; false: this node lost the partition (the feed stops); null: no answer yet (retried). */
+  /**
+   * Asked before a restart; false: this node lost the partition (the feed stops; the lease
+   * manager has released it already); null: no answer yet (retried).
+   */
   readonly confirm?: () => Promise<boolean | null>;
-  /** Called when `confirm()` said the partition is lost. */
-  readonly onLost?: () => void;
   /** Called for every restart (metrics). */
   readonly onRestart?: (reason: string) => void;
 }
@@ -136,7 +137,6 @@ export class PartitionFeed {
         if (!owned) {
           this.o.logger.warn({ partition: this.o.partition }, 'partition lease lost while restarting its consumer');
           this.stopped = true;
-          this.o.onLost?.();
           return;
         }
         if (this.stopped) return;

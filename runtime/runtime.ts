@@ -190,8 +190,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         await claimPartition(p, epoch);
         const claimedMs = Date.now() - t0;
         await transport.startPartition(p, epoch, (part, m) => { host.dispatch(part, m); }, {
-          confirm: () => leases.confirm(p),
-          onLost: () => undefined, // confirm() has already released it
+          confirm: () => leases.confirm(p), // false means it has released p already
         });
         ctlSubs.set(p, serveCtl(transport.nc, p, (sid, op, args) => serveLocal(sid, op, args)));
         void wakeups.scheduler.refresh();

@@ -300,7 +300,8 @@ export class SessionHost {
       if (s.acks.has(seq)) s.acks.set(seq, m); else m.ack();
       return;
     }
-    if (s.broken) { this.dropSession(s, 'a message arrived for a dropped session'); return; }
+    // A dropped session (its drop restarted the partition feed): left unacked, it comes again.
+    if (s.broken) return;
     if (s.held.length > 0 || (!this.hasCapacity() && topState(s.actor.getSnapshot().value) !== 'active')) {
       // All handler slots are taken: hold it (unacked, kept alive) behind this session's other held messages.
       s.acks.set(seq, m);

@@ -51,10 +51,9 @@ export interface TransportOptions {
 /** Called for every inbox message of an owned partition; must not throw. */
 export type InboxHandler = (partition: number, msg: JsMsg) => void;
 
-/** Lease hooks of a partition feed: `confirm` renews the lease before a restart, `onLost` reports it gone. */
+/** Lease hook of a partition feed: `confirm` renews the lease before a restart (false: lost, null: no answer). */
 export interface FeedHooks {
   confirm(): Promise<boolean | null>;
-  onLost(): void;
 }
 
 /** A connected transport; `isConnected()` is false while the connection is down. */
@@ -214,7 +213,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       await feeds.get(p)?.stop();
       const feed = new PartitionFeed({
         jsm, js, stream: inboxStream, partition: p, epoch, ackWaitMs: opts.ackWaitMs, buffer: opts.consumerBuffer,
-        logger: log, onMessage, onRestart: () => { restarts++; }, ...(hooks ? { confirm: () => hooks.confirm(), onLost: () => { hooks.onLost(); } } : {}),
+        logger: log, onMessage, onRestart: () => { restarts++; }, ...(hooks ? { confirm: () => hooks.confirm() } : {}),
       });
       feeds.set(p, feed);
       try {
