@@ -20,8 +20,9 @@ let child: ChildProcess;
 let port: number;
 let dir: ReturnType<typeof tempDir>;
 let rt: Runtime;
-const runtimePassword = randomBytes(18).toString('base64url');
-const publisherPassword = randomBytes(18).toString('base64url');
+// Letters first: nats-server's config parser reads a value that looks like a number ("12e5…") as one.
+const runtimePassword = `pw${randomBytes(18).toString('hex')}`;
+const publisherPassword = `pw${randomBytes(18).toString('hex')}`;
 /** The publisher's private inbox prefix (ops/nats-auth.conf); JetStream acks come back under it. */
 const PUBLISHER_INBOX = '_INBOX_publisher';
 
