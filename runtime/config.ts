@@ -25,6 +25,12 @@ const schema = z.object({
   ackWaitMs: z.number().int().min(1000).default(30_000),
   /** Messages each partition consumer buffers. */
   consumerBuffer: z.number().int().min(1).optional(),
+  /**
+   * Unacked messages a partition consumer may hold at once (JetStream `max_ack_pending`). It
+   * bounds what a node pulls: a backlog stays in the stream, not in the heap, and the heap
+   * holds at most partitions owned × this many messages.
+   */
+  maxAckPendingPerPartition: z.number().int().min(1).default(512),
   /** Live actors above this are passivated, least recently used first. */
   maxLiveSessions: z.number().int().min(1).default(10_000),
   /** At most this many handlers run at once; further activations (messages, due wakes) queue by priority, then time. */
@@ -45,6 +51,8 @@ const schema = z.object({
   groupCommitMaxBatch: z.number().int().min(1).default(500),
   /** How long a commit waits for company before its transaction starts. */
   groupCommitLingerMs: z.number().min(0).default(2),
+  /** Group-commit transactions in flight at once (each takes a pool connection). */
+  groupCommitConcurrency: z.number().int().min(1).max(16).default(3),
   /** On SIGTERM, running handlers get this long to finish before they are aborted. */
   shutdownGraceMs: z.number().int().min(0).default(10_000),
   /** Payloads above this many bytes are dead-lettered (the server's max_payload caps them first). */
@@ -88,6 +96,8 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_PARTITIONS: { key: 'partitions', number: true },
   AGENTRY_STREAM_PREFIX: { key: 'streamPrefix' },
   AGENTRY_ACK_WAIT_MS: { key: 'ackWaitMs', number: true },
+  AGENTRY_MAX_ACK_PENDING: { key: 'maxAckPendingPerPartition', number: true },
+  AGENTRY_COMMIT_CONCURRENCY: { key: 'groupCommitConcurrency', number: true },
   AGENTRY_MAX_LIVE_SESSIONS: { key: 'maxLiveSessions', number: true },
   AGENTRY_IDLE_TIMEOUT_MS: { key: 'idleTimeoutMs', number: true },
   AGENTRY_MAX_ACTIVE_SESSIONS: { key: 'maxActiveSessions', number: true },

@@ -2,8 +2,10 @@
  * Owns group commit: session commits arriving within a few milliseconds share one
  * transaction, which is what lets throughput approach Postgres' batched write rate.
  *
- * One transaction is in flight at a time, so records reach the store in submission order (a
- * session's version v always lands before v+1). While the store is unavailable the batch is
+ * Up to `concurrency` transactions are in flight. Records of one session never share the
+ * committer (the host submits a session's v+1 only after v committed), so per-session order
+ * holds; a lone record goes at once, and records that arrive while transactions are in flight
+ * gather for `lingerMs` into the next batch. While the store is unavailable the batch is
  * retried with capped backoff and `healthy()` reports false; nothing is dropped and nothing is
  * acked meanwhile. A non-retryable failure (stale version, fenced, or data Postgres cannot
  * store: a poison record) is isolated by splitting the batch in halves until the failing
@@ -43,13 +45,20 @@ export function createGroupCommitter(opts: {
   logger: Logger;
   maxBatch: number;
   lingerMs: number;
+  /**
+   * Transactions in flight at once. A session never has two records in the committer (its
+   * chain submits v+1 after v committed), so concurrent transactions never share a session.
+   */
+  concurrency?: number;
   /** Whether this node may commit for `partition` under `epoch` now, must wait (lease suspended), or never (lost). */
   fence?: (partition: number, epoch: number) => 'ok' | 'wait' | 'lost';
   onCommitted?: (records: number, ms: number) => void;
 }): GroupCommitter {
   const { store, logger } = opts;
   let queue: Pending[] = [];
-  let running = false;
+  let inFlight = 0;
+  let lingering = false;
+  const concurrency = Math.max(1, opts.concurrency ?? 1);
   let closed = false;
   let isHealthy = true;
   let drainWaiters: (() => void)[] = [];
@@ -101,20 +110,28 @@ export function createGroupCommitter(opts: {
     }
   }
 
-  async function loop(): Promise<void> {
-    running = true;
-    try {
-      while (queue.length > 0) {
-        if (opts.lingerMs > 0 && queue.length < opts.maxBatch) await new Promise((r) => setTimeout(r, opts.lingerMs));
-        const batch = queue.slice(0, opts.maxBatch);
-        queue = queue.slice(batch.length);
-        await commitWithRetry(batch);
+  /** Starts batches while fewer than `concurrency` transactions are in flight. */
+  function pump(lingered = false): void {
+    while (queue.length > 0 && inFlight < concurrency && !lingering) {
+      if (!lingered && opts.lingerMs > 0 && queue.length < opts.maxBatch && inFlight > 0) {
+        // Others are committing: gather a little longer so this batch is worth a transaction.
+        lingering = true;
+        setTimeout(() => { lingering = false; pump(true); }, opts.lingerMs);
+        return;
       }
-    } finally {
-      running = false;
-      const waiters = drainWaiters;
-      drainWaiters = [];
-      for (const w of waiters) w();
+      lingered = false;
+      const batch = queue.length <= opts.maxBatch ? queue : queue.slice(0, opts.maxBatch);
+      queue = queue.length <= opts.maxBatch ? [] : queue.slice(batch.length);
+      inFlight++;
+      void commitWithRetry(batch).finally(() => {
+        inFlight--;
+        pump();
+        if (inFlight === 0 && queue.length === 0) {
+          const waiters = drainWaiters;
+          drainWaiters = [];
+          for (const w of waiters) w();
+        }
+      });
     }
   }
 
@@ -123,13 +140,13 @@ export function createGroupCommitter(opts: {
       return new Promise<void>((resolve, reject) => {
         if (closed) { reject(new Error('runtime is shutting down')); return; }
         queue.push({ record, resolve, reject });
-        if (!running) void loop();
+        if (!lingering) pump();
       });
     },
     healthy: () => isHealthy,
     backlog: () => queue.length,
     drain() {
-      if (!running && queue.length === 0) return Promise.resolve();
+      if (inFlight === 0 && queue.length === 0) return Promise.resolve();
       return new Promise((r) => drainWaiters.push(r));
     },
     close() {

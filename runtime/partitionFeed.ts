@@ -50,6 +50,8 @@ export interface PartitionFeedOptions {
   /** Fencing epoch of this node's lease: part of the consumer name. */
   readonly epoch: number;
   readonly ackWaitMs: number;
+  /** Unacked deliveries the server lets this consumer hold (-1: no bound). */
+  readonly maxAckPending: number;
   readonly buffer: number;
   readonly logger: Logger;
   /** Receives every message of an unbroken run of deliveries; must not throw. */
@@ -173,7 +175,7 @@ export class PartitionFeed {
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
       ack_wait: this.o.ackWaitMs * 1_000_000,
-      max_ack_pending: -1,
+      max_ack_pending: this.o.maxAckPending,
       max_deliver: -1,
       inactive_threshold: INACTIVE_THRESHOLD_MS * 1_000_000,
     });
@@ -183,7 +185,7 @@ export class PartitionFeed {
     this.lastDseq = 0;
     const consumer = await js.consumers.get(stream, name);
     const messages = await consumer.consume({
-      max_messages: this.o.buffer,
+      max_messages: this.o.maxAckPending > 0 ? Math.min(this.o.buffer, this.o.maxAckPending) : this.o.buffer,
       expires: PULL_EXPIRES_MS,
       callback: (m) => { this.deliver(gen, m); },
     });

@@ -155,6 +155,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
   const transport = await createTransport({
     url: config.natsUrl, partitions: config.partitions, streamPrefix: config.streamPrefix, ackWaitMs: config.ackWaitMs,
+    maxAckPending: config.maxAckPendingPerPartition,
     consumerBuffer: config.consumerBuffer ?? Math.max(64, Math.ceil(8192 / config.partitions)),
     maxPayloadBytes: config.maxPayloadBytes, logger, name: `agentry-${config.nodeId}`,
   });
@@ -170,6 +171,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   // A record whose partition lease lapsed is refused before it reaches the store (fencing, first line).
   const committer = createGroupCommitter({
     store, logger, maxBatch: config.groupCommitMaxBatch, lingerMs: config.groupCommitLingerMs,
+    concurrency: store.kind === 'pglite' ? 1 : config.groupCommitConcurrency,
     fence: (p, epoch) => leases.fenceOf(p, epoch),
   });
   /** Set by stop(): partition drains share its one deadline. */

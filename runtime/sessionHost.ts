@@ -29,7 +29,7 @@ import { AgentryError, InvalidTransitionError, TerminalError, errorInfo } from '
 import { assertSessionId, sessionIdProblem } from '../actors/sessionId.js';
 import { assertEventPattern, nextStepOf, sleepResult, waitResult, type HandlerContext, type HistoryItem, type ResolvedAgent } from '../actors/defineAgent.js';
 import {
-  backoffDelay, sessionMachine, statePath, toDurableSnapshot, topState, snapshotContext,
+  backoffDelay, durableSnapshotOf, sessionMachine, statePath, topState, snapshotContext,
   type CompletedRun, type SessionContext, type SessionEvent,
 } from '../actors/sessionMachine.js';
 import { priorityRank, type InboxMessage, type Priority, type RunInput, type RunOutput } from '../actors/types.js';
@@ -91,6 +91,11 @@ interface LiveSession {
   /** runId at the last snapshot: a change with the same state path is a merge or an interrupt. */
   lastRunId: number;
   transitions: TransitionRecord[];
+  /**
+   * Changes waiting for the commit in flight (null: none). Every later change merges into it,
+   * so a busy session writes one record per round trip instead of one per change.
+   */
+  open: PendingCommit | null;
   chain: Promise<void>;
   inflight: number;
   lastActivity: number;
@@ -106,6 +111,24 @@ interface LiveSession {
   held: number[];
   /** Whether the session has an entry in the admission queue. */
   queued: boolean;
+}
+
+/** A session's durable changes since its last submitted record: they commit as one record. */
+interface PendingCommit {
+  /** The latest snapshot: the record stores this one (last snapshot wins). */
+  snap: ReturnType<SessionActor['getSnapshot']>;
+  /** Lease epoch of the first change: a change under another epoch starts a new record. */
+  readonly epoch: number;
+  readonly history: HistoryEntry[];
+  readonly transitions: TransitionRecord[];
+  /** Outbox rows without ids: ids name the record's version, known when it is submitted. */
+  readonly outbox: Omit<OutboxRecord, 'id'>[];
+  readonly subscribe: string[];
+  readonly unsubscribe: string[];
+  readonly deadLetters: DeadLetter[];
+  readonly completed: CompletedRun[];
+  /** Changes merged into this record (1: none merged). */
+  changes: number;
 }
 
 /** A session waiting for an active slot: higher priority first, then the earlier. */
@@ -144,7 +167,10 @@ export interface HostStats {
   retries: number;
   deadLetters: number;
   duplicatesSkipped: number;
+  /** Records submitted to group commit. */
   commits: number;
+  /** Changes that rode on another change's record (commit coalescing). */
+  coalesced: number;
 }
 
 /** Live view of a session for `getAgent` and the inspector. */
@@ -179,7 +205,7 @@ export class SessionHost {
   private activeSessions = 0;
   private readonly ready = new MinHeap<ReadyEntry>((a, b) => a.rank !== b.rank ? a.rank > b.rank : a.at !== b.at ? a.at < b.at : a.n < b.n);
   private readySeq = 0;
-  readonly stats: HostStats = { heldForCapacity: 0, hydrations: 0, passivations: 0, merges: 0, runs: 0, retries: 0, deadLetters: 0, duplicatesSkipped: 0, commits: 0 };
+  readonly stats: HostStats = { heldForCapacity: 0, hydrations: 0, passivations: 0, merges: 0, runs: 0, retries: 0, deadLetters: 0, duplicatesSkipped: 0, commits: 0, coalesced: 0 };
 
   constructor(private readonly deps: HostDeps) {
     this.clock = deps.clock ?? realClock;
@@ -364,6 +390,7 @@ export class SessionHost {
     s.maxEnqueuedSeq = seq;
     const dl: DeadLetter = { id: `${s.id}:${seq}`, sessionId: s.id, reason, error: detail, attempts: 0, payload, createdAt: this.clock.now(), replayedAt: null };
     this.deps.logger.warn({ sessionId: s.id, seq, reason, detail }, 'message dead-lettered');
+    s.open = null; // later changes must not ride on a record that commits (and acks) before this dead letter is stored
     s.inflight++;
     s.chain = s.chain.then(async () => {
       await this.retryStore(() => this.deps.store.addDeadLetter(dl));
@@ -476,7 +503,7 @@ export class SessionHost {
       storeVersion: rec?.version ?? 0, submittedVersion: ctx?.version ?? 0,
       lastCompletedRunId: ctx?.runId ?? 0,
       lastPath: rec ? statePath((rec.snapshot as { value: unknown }).value) : 'idle',
-      sending: null, lastRunId: ctx?.runId ?? 0, transitions: [], chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), broken: false, pins: 0,
+      sending: null, lastRunId: ctx?.runId ?? 0, transitions: [], open: null, chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), broken: false, pins: 0,
     };
     const s = session;
     actor.subscribe({
@@ -637,17 +664,19 @@ export class SessionHost {
     if (input.attempt > 1) this.stats.retries++;
     const outputs: PendingOutput[] = [];
     const sid = input.sessionId;
-    const log = s.log.child({ runId: input.runId, attempt: input.attempt });
+    // The run's logger is made on first use: most runs never log (a child logger per run cost ~2% of CPU).
+    let runLog: Logger | undefined;
+    const log = (): Logger => (runLog ??= s.log.child({ runId: input.runId, attempt: input.attempt }));
     const now = (): number => this.clock.now();
     const ctx: HandlerContext = {
       sessionId: sid, agentType: input.agentType, runId: input.runId, attempt: input.attempt, signal,
       state: structuredClone(input.userState),
       history: s.historyView.slice(),
       log: {
-        debug: (msg, f) => { log.debug(f ?? {}, msg); },
-        info: (msg, f) => { log.info(f ?? {}, msg); },
-        warn: (msg, f) => { log.warn(f ?? {}, msg); },
-        error: (msg, f) => { log.error(f ?? {}, msg); },
+        debug: (msg, f) => { log().debug(f ?? {}, msg); },
+        info: (msg, f) => { log().info(f ?? {}, msg); },
+        warn: (msg, f) => { log().warn(f ?? {}, msg); },
+        error: (msg, f) => { log().error(f ?? {}, msg); },
       },
       now,
       reply: (body) => { outputs.push({ kind: 'reply', subject: OUT_SUBJECT(sid), headers: { [H.kind]: 'reply' }, body }); },
@@ -670,7 +699,7 @@ export class SessionHost {
     };
     const result = await (async () => agent.handle(input.batch, ctx))().catch((err: unknown) => {
       // Each failed attempt, with its stack (a dead letter keeps only the message); not a superseded run.
-      if (!signal.aborted) log.warn({ err, seqs: input.batch.map((m) => m.seq), maxAttempts: agent.limits.maxAttempts }, 'handler failed');
+      if (!signal.aborted) log().warn({ err, seqs: input.batch.map((m) => m.seq), maxAttempts: agent.limits.maxAttempts }, 'handler failed');
       throw err;
     });
     let userState: unknown;
@@ -709,68 +738,111 @@ export class SessionHost {
     }
   }
 
+  /**
+   * Records a session's durable change. With no record of the session waiting, it opens one
+   * and queues its submission on the session's chain (after the record in flight, so v+1
+   * never reaches the store before v); otherwise the change merges into the waiting record.
+   */
   private commit(s: LiveSession, force: boolean): void {
     const snap = s.actor.getSnapshot();
     const ctx = snap.context;
     if (!force && ctx.version <= s.submittedVersion) return;
     s.submittedVersion = ctx.version;
-    const version = ++s.storeVersion;
     const completed = ctx.completed && ctx.completed.runId !== s.lastCompletedRunId ? ctx.completed : null;
     if (completed) s.lastCompletedRunId = completed.runId;
-    const now = this.clock.now();
-    const batchId = completed ? String(completed.runId) : '';
-    const history: HistoryEntry[] = completed ? completed.batch.map((m) => ({
-      sessionId: s.id, seq: m.seq, kind: m.kind, body: m.body ?? null, priority: m.priority, from: m.from ?? null,
-      batchId, outcome: completed.outcome, at: m.at,
-    })) : [];
-    const outputs = completed?.outcome === 'ok' ? (s.outputs.get(completed.runId) ?? []) : [];
-    if (completed) for (const k of s.outputs.keys()) if (k <= completed.runId) s.outputs.delete(k);
-    const subscribe = outputs.filter((o) => o.kind === 'subscribe').map((o) => o.body as string);
-    const unsubscribe = outputs.filter((o) => o.kind === 'unsubscribe').map((o) => o.body as string);
-    if (version === 1) subscribe.unshift(...(this.agentOf(s.type)?.subscribe ?? []));
-    const outbox: OutboxRecord[] = outputs.filter((o) => o.kind !== 'subscribe' && o.kind !== 'unsubscribe').map((o, i) => ({
-      id: `${s.id}:${version}:${i}`, sessionId: s.id, subject: o.subject, headers: o.headers,
-      body: JSON.stringify(o.body ?? null), createdAt: now,
-    }));
-    const deadLetters = completed ? this.deadLettersOf(s, completed, now) : [];
-    const wake = ctx.wake;
-    const record: CommitRecord = {
-      sessionId: s.id, type: s.type, status: topState(snap.value), snapshot: toDurableSnapshot(s.actor.getPersistedSnapshot()),
-      lastSeq: ctx.lastSeq, version, partition: s.partition, ownerEpoch: this.deps.ownerEpoch?.(s.partition) ?? 0,
-      wakeAt: wake?.until ?? ctx.wait?.timeoutAt ?? null, wakeEvents: wake?.events ?? (ctx.wait?.event ? [ctx.wait.event] : []),
-      wakePriority: wake?.mailPriority ?? null,
-      history, transitions: s.transitions.splice(0), outbox,
-      ...(subscribe.length ? { subscribe } : {}), ...(unsubscribe.length ? { unsubscribe } : {}),
-    };
-    s.inflight++;
-    s.chain = s.chain.then(async () => {
-      if (s.broken) return; // an earlier link failed: this version can never land
-      for (const dl of deadLetters) await this.retryStore(() => this.deps.store.addDeadLetter(dl));
-      try {
-        await this.deps.committer.submit(record);
-      } catch (err) {
-        if ((err as { code?: string }).code === 'STORE_DATA' && completed) await this.deadLetterUnstorable(s, completed, err);
-        throw err;
+    const epoch = this.deps.ownerEpoch?.(s.partition) ?? 0;
+    let p = s.open;
+    if (p && (p.epoch !== epoch || this.soloCommits.has(s.id))) p = null;
+    const fresh = p === null;
+    if (!p) {
+      p = { snap, epoch, history: [], transitions: [], outbox: [], subscribe: [], unsubscribe: [], deadLetters: [], completed: [], changes: 0 };
+      s.open = p;
+    }
+    p.snap = snap;
+    p.changes++;
+    if (s.transitions.length > 0) p.transitions.push(...s.transitions.splice(0));
+    if (completed) {
+      p.completed.push(completed);
+      const batchId = String(completed.runId);
+      for (const m of completed.batch) {
+        p.history.push({
+          sessionId: s.id, seq: m.seq, kind: m.kind, body: m.body ?? null, priority: m.priority, from: m.from ?? null,
+          batchId, outcome: completed.outcome, at: m.at,
+        });
       }
-      this.stats.commits++;
-      this.afterCommit(s, record, completed, deadLetters);
-      await this.publishOutbox(outbox);
-    }).catch((err: unknown) => {
-      this.commitFailed(s, err, version);
+      if (completed.outcome === 'ok') {
+        const now = this.clock.now();
+        for (const o of s.outputs.get(completed.runId) ?? []) {
+          if (o.kind === 'subscribe') p.subscribe.push(o.body as string);
+          else if (o.kind === 'unsubscribe') p.unsubscribe.push(o.body as string);
+          else p.outbox.push({ sessionId: s.id, subject: o.subject, headers: o.headers, body: JSON.stringify(o.body ?? null), createdAt: now });
+        }
+      }
+      for (const k of s.outputs.keys()) if (k <= completed.runId) s.outputs.delete(k);
+      const dl = this.deadLetterOf(s, completed, this.clock.now());
+      if (dl) p.deadLetters.push(dl);
+    }
+    if (!fresh) { this.stats.coalesced++; return; }
+    const record = p;
+    s.inflight++;
+    s.chain = s.chain.then(() => this.submitPending(s, record)).catch((err: unknown) => {
+      this.commitFailed(s, err);
     }).finally(() => {
       s.inflight--;
       if (this.admissionWaiters.length > 0) this.admitNext();
     });
   }
 
+  /** Submits a session's waiting record (closing it to further changes) and settles what it covers. */
+  private async submitPending(s: LiveSession, p: PendingCommit): Promise<void> {
+    if (s.open === p) s.open = null;
+    if (s.broken) return; // an earlier link failed: this version can never land
+    const version = ++s.storeVersion;
+    const ctx = p.snap.context;
+    const wake = ctx.wake;
+    const subscribe = version === 1 ? [...(this.agentOf(s.type)?.subscribe ?? []), ...p.subscribe] : p.subscribe;
+    const record: CommitRecord = {
+      sessionId: s.id, type: s.type, status: topState(p.snap.value), snapshot: durableSnapshotOf(p.snap),
+      lastSeq: ctx.lastSeq, version, partition: s.partition, ownerEpoch: p.epoch,
+      wakeAt: wake?.until ?? ctx.wait?.timeoutAt ?? null, wakeEvents: wake?.events ?? (ctx.wait?.event ? [ctx.wait.event] : []),
+      wakePriority: wake?.mailPriority ?? null,
+      history: p.history, transitions: p.transitions,
+      outbox: p.outbox.map((o, i) => ({ ...o, id: `${s.id}:${version}:${i}` })),
+      ...(subscribe.length ? { subscribe } : {}), ...(p.unsubscribe.length ? { unsubscribe: p.unsubscribe } : {}),
+    };
+    for (const dl of p.deadLetters) await this.retryStore(() => this.deps.store.addDeadLetter(dl));
+    try {
+      await this.deps.committer.submit(record);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'STORE_DATA') {
+        if (p.completed.length === 1) await this.deadLetterUnstorable(s, p.completed[0]!, err);
+        // Several runs in one record: which one is poison is unknown. Its messages come again
+        // (the drop restarts the feed) and commit one run per record, so the poison one stands alone.
+        else if (p.completed.length > 1) this.markSolo(s.id);
+      }
+      throw err;
+    }
+    this.stats.commits++;
+    this.afterCommit(s, record, p.deadLetters);
+    await this.publishOutbox(record.outbox);
+  }
+
+  /** Sessions whose records must not merge changes (a merged record was refused as data). */
+  private readonly soloCommits = new Set<string>();
+
+  private markSolo(sid: string): void {
+    if (this.soloCommits.size >= 10_000) this.soloCommits.delete(this.soloCommits.values().next().value as string);
+    this.soloCommits.add(sid);
+  }
+
   /**
    * A link of a session's commit chain failed (stale version, fenced, unstorable, shutdown):
    * the live copy can no longer be trusted. Drop it; it re-hydrates from the store.
    */
-  private commitFailed(s: LiveSession, err: unknown, version?: number): void {
+  private commitFailed(s: LiveSession, err: unknown): void {
     if (!s.broken) {
-      if (this.stopping) s.log.warn({ err: errorInfo(err).message, version }, 'commit abandoned at shutdown (its messages are redelivered)');
-      else s.log.error({ err, version }, 'commit failed; dropping the live session so it re-hydrates from the store');
+      if (this.stopping) s.log.warn({ err: errorInfo(err).message }, 'commit abandoned at shutdown (its messages are redelivered)');
+      else s.log.error({ err }, 'commit failed; dropping the live session so it re-hydrates from the store');
     }
     this.dropSession(s, `commit failed: ${errorInfo(err).message}`);
   }
@@ -810,28 +882,29 @@ export class SessionHost {
       payload: toStorable(c.batch), createdAt: this.clock.now(), replayedAt: null,
     };
     await this.retryStore(() => this.deps.store.addDeadLetter(dl));
+    this.soloCommits.delete(s.id); // the poison run is found: this session's records may merge again
     this.stats.deadLetters++;
     s.log.error({ deadLetterId: dl.id, reason: dl.reason, attempts: dl.attempts, error: dl.error }, 'batch dead-lettered');
     for (const q of seqs) { s.acks.get(q)?.ack(); s.acks.delete(q); }
     this.deps.transport.publishCore(DLQ_SUBJECT(s.id), JSON.stringify(dl));
   }
 
-  private deadLettersOf(s: LiveSession, c: CompletedRun, now: number): DeadLetter[] {
-    if ((c.outcome !== 'dead-letter' && c.outcome !== 'stopped') || c.batch.length === 0) return [];
+  private deadLetterOf(s: LiveSession, c: CompletedRun, now: number): DeadLetter | null {
+    if ((c.outcome !== 'dead-letter' && c.outcome !== 'stopped') || c.batch.length === 0) return null;
     const seqs = c.batch.map((m) => m.seq).filter((q) => q > 0);
     const id = `${s.id}:${seqs.length ? `${Math.min(...seqs)}-${Math.max(...seqs)}` : `run${c.runId}`}`;
-    return [{
+    return {
       id, sessionId: s.id, reason: c.outcome === 'stopped' ? 'stopped' : 'handler-failed', error: c.error ? storableText(c.error.message) : null,
       attempts: c.attempts, payload: c.batch, createdAt: now, replayedAt: null,
-    }];
+    };
   }
 
-  private afterCommit(s: LiveSession, record: CommitRecord, completed: CompletedRun | null, deadLetters: DeadLetter[]): void {
+  private afterCommit(s: LiveSession, record: CommitRecord, deadLetters: readonly DeadLetter[]): void {
     s.committedLastSeq = Math.max(s.committedLastSeq, record.lastSeq);
     for (const [seq, m] of s.acks) {
       if (seq <= record.lastSeq) { m.ack(); s.acks.delete(seq); }
     }
-    if (completed) {
+    if (record.history.length > 0) {
       const agent = this.agentOf(s.type);
       const max = agent?.maxHistory ?? 50;
       s.historyView.push(...record.history.map(toHistoryItem));

@@ -42,6 +42,8 @@ export interface TransportOptions {
   readonly partitions: number;
   readonly streamPrefix: string;
   readonly ackWaitMs: number;
+  /** Unacked messages one partition consumer may hold (JetStream max_ack_pending); unset: no bound. */
+  readonly maxAckPending?: number;
   readonly consumerBuffer: number;
   readonly maxPayloadBytes: number;
   readonly logger: Logger;
@@ -212,7 +214,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     async startPartition(p, epoch, onMessage, hooks) {
       await feeds.get(p)?.stop();
       const feed = new PartitionFeed({
-        jsm, js, stream: inboxStream, partition: p, epoch, ackWaitMs: opts.ackWaitMs, buffer: opts.consumerBuffer,
+        jsm, js, stream: inboxStream, partition: p, epoch, ackWaitMs: opts.ackWaitMs, maxAckPending: opts.maxAckPending ?? -1, buffer: opts.consumerBuffer,
         logger: log, onMessage, onRestart: () => { restarts++; }, ...(hooks ? { confirm: () => hooks.confirm() } : {}),
       });
       feeds.set(p, feed);
