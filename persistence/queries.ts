@@ -4,9 +4,19 @@
  * Rows come back snake_case with int8 as string (`pg`) or number (PGlite); the `to…`
  * mappers turn them into the domain types of `types.ts` and nothing else leaks out.
  *
- * Multi-row writes bind one array per column and `unnest` them: one statement per table per
- * commit however many sessions it holds. JSON travels as text and is cast to jsonb in SQL, so
- * both drivers bind it identically (`pg` would turn a JS array into a Postgres array).
+ * Multi-row writes bind ONE parameter: a JSON array of row objects, serialised once with
+ * `JSON.stringify` and turned back into rows by `jsonb_to_recordset($1::jsonb) AS t(col type, …)`:
+ * one statement per table per commit however many sessions it holds, and no per-column arrays
+ * for the driver to escape element by element (`pg` writes a text[] parameter as an array
+ * literal, escaping every snapshot again). It is bound as text, so both drivers bind it
+ * identically (`pg` would turn a JS array into a Postgres array).
+ *
+ * Poison still fails the statement, never stores something else: the document is parsed as
+ * jsonb, which refuses U+0000 anywhere (22P05) and a lone surrogate anywhere (22P02): both
+ * SQLSTATE class 22, so `StoreDataError`. `JSON.stringify` escapes both, so they reach the
+ * server as escapes, in text columns too (where a lone surrogate used to become U+FFFD).
+ * A JSON `null` in a jsonb column arrives as SQL NULL (it used to be jsonb `null`); both read
+ * back as `null`.
  */
 import type { Queryable } from './sqlDb.js';
 import type {
@@ -156,33 +166,23 @@ export async function selectSessionVersions(
  * concurrent writer's row is re-checked after its commit, so the optimistic check holds.
  */
 export async function upsertSessions(q: Queryable, writes: readonly SessionWrite[], now: number): Promise<Set<string>> {
-  const cols = {
-    id: [] as string[], type: [] as string[], status: [] as string[], snapshot: [] as (string | null)[],
-    lastSeq: [] as number[], version: [] as number[], expected: [] as number[], partition: [] as number[],
-    epoch: [] as number[], checkEpoch: [] as number[], wakeAt: [] as (number | null)[],
-    wakeEvents: [] as string[], wakePriority: [] as (string | null)[],
-  };
-  for (const { record: r, expectedVersion, checkEpoch } of writes) {
-    cols.id.push(r.sessionId); cols.type.push(r.type); cols.status.push(r.status);
-    cols.snapshot.push(json(r.snapshot)); cols.lastSeq.push(r.lastSeq); cols.version.push(r.version);
-    cols.expected.push(expectedVersion); cols.partition.push(r.partition); cols.epoch.push(r.ownerEpoch);
-    cols.checkEpoch.push(checkEpoch); cols.wakeAt.push(r.wakeAt);
-    cols.wakeEvents.push(JSON.stringify(r.wakeEvents)); cols.wakePriority.push(r.wakePriority);
-  }
-  const { rows } = await q.query<{ id: string }>(
+  const rows = writes.map(({ record: r, expectedVersion, checkEpoch }) => ({
+    id: r.sessionId, type: r.type, status: r.status, snapshot: r.snapshot, last_seq: r.lastSeq, version: r.version,
+    expected_version: expectedVersion, partition: r.partition, owner_epoch: r.ownerEpoch, check_epoch: checkEpoch,
+    wake_at: r.wakeAt, wake_events: r.wakeEvents, wake_priority: r.wakePriority,
+  }));
+  const { rows: written } = await q.query<{ id: string }>(
     `WITH input AS (
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
-                            $7::bigint[], $8::integer[], $9::bigint[], $10::bigint[], $11::bigint[],
-                            $12::text[], $13::text[])
-         AS t(id, type, status, snapshot, last_seq, version, expected_version, partition, owner_epoch,
-              check_epoch, wake_at, wake_events, wake_priority)
+       SELECT * FROM jsonb_to_recordset($1::jsonb)
+         AS t(id text, type text, status text, snapshot jsonb, last_seq bigint, version bigint, expected_version bigint,
+              partition integer, owner_epoch bigint, check_epoch bigint, wake_at bigint, wake_events text[],
+              wake_priority text)
      ),
      updated AS (
        UPDATE sessions s SET
-         type = i.type, status = i.status, snapshot = i.snapshot::jsonb, last_seq = i.last_seq,
+         type = i.type, status = i.status, snapshot = i.snapshot, last_seq = i.last_seq,
          version = i.version, partition = i.partition, owner_epoch = i.owner_epoch, wake_at = i.wake_at,
-         wake_events = ARRAY(SELECT jsonb_array_elements_text(i.wake_events::jsonb)),
-         wake_priority = i.wake_priority, updated_at = $14::bigint
+         wake_events = i.wake_events, wake_priority = i.wake_priority, updated_at = $2::bigint
        FROM input i
        WHERE s.id = i.id AND i.expected_version > 0
          AND s.version = i.expected_version AND s.owner_epoch <= i.check_epoch
@@ -190,18 +190,16 @@ export async function upsertSessions(q: Queryable, writes: readonly SessionWrite
      ),
      inserted AS (
        INSERT INTO sessions (${SESSION_COLUMNS})
-       SELECT i.id, i.type, i.status, i.snapshot::jsonb, i.last_seq, i.version, i.partition, i.owner_epoch,
-              i.wake_at, ARRAY(SELECT jsonb_array_elements_text(i.wake_events::jsonb)), i.wake_priority,
-              $14::bigint, $14::bigint
+       SELECT i.id, i.type, i.status, i.snapshot, i.last_seq, i.version, i.partition, i.owner_epoch,
+              i.wake_at, i.wake_events, i.wake_priority, $2::bigint, $2::bigint
        FROM input i WHERE i.expected_version = 0
        ON CONFLICT (id) DO NOTHING
        RETURNING id
      )
      SELECT id FROM updated UNION ALL SELECT id FROM inserted`,
-    [cols.id, cols.type, cols.status, cols.snapshot, cols.lastSeq, cols.version, cols.expected, cols.partition,
-      cols.epoch, cols.checkEpoch, cols.wakeAt, cols.wakeEvents, cols.wakePriority, now],
+    [JSON.stringify(rows), now],
   );
-  return new Set(rows.map((r) => r.id));
+  return new Set(written.map((r) => r.id));
 }
 
 export function toSessionSummary(row: SessionSummaryRow): SessionSummary {
@@ -246,16 +244,18 @@ export function toHistoryEntry(row: HistoryRow): HistoryEntry {
 /** One statement for all history of a commit; a redelivered batch (same key) inserts nothing. */
 export async function insertHistory(q: Queryable, entries: readonly HistoryEntry[]): Promise<void> {
   if (entries.length === 0) return;
+  const rows = entries.map((h) => ({
+    session_id: h.sessionId, seq: h.seq, batch_id: h.batchId, kind: h.kind, body: h.body, priority: h.priority,
+    from: h.from, outcome: h.outcome, at: h.at,
+  }));
   await q.query(
     `INSERT INTO history (session_id, seq, batch_id, kind, body, priority, "from", outcome, at)
-     SELECT t.session_id, t.seq, t.batch_id, t.kind, t.body::jsonb, t.priority, t.sender, t.outcome, t.at
-     FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                 $8::text[], $9::bigint[])
-       AS t(session_id, seq, batch_id, kind, body, priority, sender, outcome, at)
+     SELECT t.session_id, t.seq, t.batch_id, t.kind, t.body, t.priority, t."from", t.outcome, t.at
+     FROM jsonb_to_recordset($1::jsonb)
+       AS t(session_id text, seq bigint, batch_id text, kind text, body jsonb, priority text, "from" text,
+            outcome text, at bigint)
      ON CONFLICT (session_id, seq, batch_id) DO NOTHING`,
-    [entries.map((h) => h.sessionId), entries.map((h) => h.seq), entries.map((h) => h.batchId),
-      entries.map((h) => h.kind), entries.map((h) => json(h.body)), entries.map((h) => h.priority),
-      entries.map((h) => h.from), entries.map((h) => h.outcome), entries.map((h) => h.at)],
+    [JSON.stringify(rows)],
   );
 }
 
@@ -284,11 +284,11 @@ export async function insertTransitions(q: Queryable, rows: readonly TransitionR
   await q.query(
     `INSERT INTO transitions (session_id, at, event, from_state, to_state)
      SELECT t.session_id, t.at, t.event, t.from_state, t.to_state
-     FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[])
+     FROM ROWS FROM (jsonb_to_recordset($1::jsonb)
+         AS (session_id text, at bigint, event text, from_state text, to_state text))
        WITH ORDINALITY AS t(session_id, at, event, from_state, to_state, ord)
      ORDER BY t.ord`,
-    [rows.map((t) => t.sessionId), rows.map((t) => t.at), rows.map((t) => t.event),
-      rows.map((t) => t.from), rows.map((t) => t.to)],
+    [JSON.stringify(rows.map((t) => ({ session_id: t.sessionId, at: t.at, event: t.event, from_state: t.from, to_state: t.to })))],
   );
 }
 
@@ -319,12 +319,13 @@ export async function insertOutbox(q: Queryable, rows: readonly OutboxRecord[]):
   if (rows.length === 0) return;
   await q.query(
     `INSERT INTO outbox (id, session_id, subject, headers, body, created_at)
-     SELECT t.id, t.session_id, t.subject, t.headers::jsonb, t.body, t.created_at
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
-       AS t(id, session_id, subject, headers, body, created_at)
+     SELECT t.id, t.session_id, t.subject, t.headers, t.body, t.created_at
+     FROM jsonb_to_recordset($1::jsonb)
+       AS t(id text, session_id text, subject text, headers jsonb, body text, created_at bigint)
      ON CONFLICT (id) DO NOTHING`,
-    [rows.map((o) => o.id), rows.map((o) => o.sessionId), rows.map((o) => o.subject),
-      rows.map((o) => JSON.stringify(o.headers)), rows.map((o) => o.body), rows.map((o) => o.createdAt)],
+    [JSON.stringify(rows.map((o) => ({
+      id: o.id, session_id: o.sessionId, subject: o.subject, headers: o.headers, body: o.body, created_at: o.createdAt,
+    })))],
   );
 }
 

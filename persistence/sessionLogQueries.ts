@@ -24,15 +24,21 @@ export function toSessionLogEntry(row: SessionLogDbRow): SessionLogEntry {
 /**
  * Inserts a commit's log rows (part of the commit transaction, after the session rows are
  * written, so their row locks order the ids). Ids follow array order (WITH ORDINALITY).
+ *
+ * One JSON document, as in queries.ts, but each row's `data` travels in it as a string of its
+ * own JSON text, cast to json in SQL: the column is json so a replayed reply keeps the
+ * handler's key order, and a reply may carry a NUL as a `\u0000` escape (json keeps escapes;
+ * parsed as part of the jsonb document it would be refused).
  */
 export async function insertSessionLog(q: Queryable, rows: readonly SessionLogRow[], at: number): Promise<void> {
   if (rows.length === 0) return;
   await q.query(
     `INSERT INTO session_log (session_id, kind, data, at)
-     SELECT t.session_id, t.kind, t.data::json, $4::bigint
-     FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(session_id, kind, data, ord)
+     SELECT t.session_id, t.kind, t.data::json, $2::bigint
+     FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (session_id text, kind text, data text))
+       WITH ORDINALITY AS t(session_id, kind, data, ord)
      ORDER BY t.ord`,
-    [rows.map((r) => r.sessionId), rows.map((r) => r.kind), rows.map((r) => json(r.data) ?? 'null'), at],
+    [JSON.stringify(rows.map((r) => ({ session_id: r.sessionId, kind: r.kind, data: json(r.data) ?? 'null' }))), at],
   );
 }
 

@@ -58,20 +58,22 @@ export async function selectEventRecipients(q: Queryable, type: string): Promise
   return [...ids].sort();
 }
 
-/** Adds and removes subscriptions of committed records (part of the commit transaction). */
+/** Adds and removes subscriptions of committed records (part of the commit transaction); one JSON parameter each, as in queries.ts. */
 export async function applySubscriptions(q: Queryable, adds: readonly (readonly [string, string])[], removes: readonly (readonly [string, string])[]): Promise<void> {
   if (removes.length > 0) {
     await q.query(
-      `DELETE FROM event_subscriptions e USING unnest($1::text[], $2::text[]) AS t(session_id, pattern)
+      `DELETE FROM event_subscriptions e USING jsonb_to_recordset($1::jsonb) AS t(session_id text, pattern text)
        WHERE e.session_id = t.session_id AND e.pattern = t.pattern`,
-      [removes.map((r) => r[0]), removes.map((r) => r[1])],
+      [JSON.stringify(removes.map(([sessionId, pattern]) => ({ session_id: sessionId, pattern })))],
     );
   }
   if (adds.length > 0) {
     await q.query(
       `INSERT INTO event_subscriptions (session_id, pattern, wildcard)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[]) ON CONFLICT DO NOTHING`,
-      [adds.map((a) => a[0]), adds.map((a) => a[1]), adds.map((a) => isWildcard(a[1]))],
+       SELECT t.session_id, t.pattern, t.wildcard
+       FROM jsonb_to_recordset($1::jsonb) AS t(session_id text, pattern text, wildcard boolean)
+       ON CONFLICT DO NOTHING`,
+      [JSON.stringify(adds.map(([sessionId, pattern]) => ({ session_id: sessionId, pattern, wildcard: isWildcard(pattern) })))],
     );
   }
 }

@@ -11,7 +11,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createMemoryStore, createPgStore, createPgliteStore, FencedError, openStore, SchemaTooNewError, StaleVersionError,
-  StoreUnavailableError,
+  StoreDataError, StoreUnavailableError,
 } from '../../persistence/index.js';
 import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, Store, TransitionRecord } from '../../persistence/index.js';
 import { bundledMigrations } from '../../persistence/migrate.js';
@@ -535,6 +535,35 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     expect((await store.pendingOutbox(1000)).filter((o) => o.id === 'task-1:1000')).toHaveLength(1);
     expect(await store.deleteSchedule('task-1')).toBe(true);
     expect(await store.deleteSchedule('task-1')).toBe(false);
+  });
+
+  it('refuses poison anywhere in a commit as StoreDataError and writes nothing of it', async () => {
+    await store.commit([rec('po-1', 1)]);
+    const poison: [string, Partial<CommitRecord>][] = [
+      ['NUL in the snapshot', { snapshot: { text: 'a\u0000b' } }],
+      ['NUL in a snapshot key', { snapshot: { ['k\u0000']: 1 } }],
+      ['lone surrogate in the snapshot', { snapshot: { text: 'x\ud800' } }],
+      ['NUL in a history body', { history: [hist('po-1', 1, { body: { text: 'a\u0000b' } })] }],
+      ['NUL in a text column (history sender)', { history: [hist('po-1', 1, { from: 'a\u0000b' })] }],
+      ['lone surrogate in a text column (transition event)', { transitions: [{ sessionId: 'po-1', at: 1, event: 'e\udc00', from: 'a', to: 'b' }] }],
+      ['NUL in a wake event', { wakeEvents: ['a\u0000'] }],
+      ['NUL in an outbox header', { outbox: [{ ...out('po-1', 'po-1:x', 1), headers: { h: 'a\u0000' } }] }],
+    ];
+    for (const [what, over] of poison) {
+      const err = await store.commit([rec('po-ok', 1), rec('po-1', 2, over)]).then(() => null, (e: unknown) => e);
+      expect(err, what).toBeInstanceOf(StoreDataError);
+      expect(err, what).toMatchObject({ code: 'STORE_DATA', retryable: false });
+      expect((err as StoreDataError).sqlState, what).toMatch(/^22/);
+    }
+    expect(await store.loadSession('po-ok')).toBeNull();
+    expect(await store.loadSession('po-1')).toMatchObject({ version: 1 });
+    expect(await store.getHistory('po-1')).toEqual([]);
+    // A reply whose JSON text escapes a NUL is data, not poison: stored, and logged verbatim.
+    const body = JSON.stringify({ z: 'nul\u0000reply', a: 1 });
+    await store.commit([rec('po-1', 2, { outbox: [{ ...out('po-1', 'po-1:r', clock), headers: { 'Agentry-Kind': 'reply' }, body }] })]);
+    expect((await store.pendingOutbox(10_000)).find((o) => o.id === 'po-1:r')?.body).toBe(body);
+    const [entry] = await store.readLog('po-1', 0, 10);
+    expect(JSON.stringify((entry!.data as { body: unknown }).body)).toBe(body);
   });
 
   sessionLogContract(() => store);
