@@ -3,10 +3,11 @@
  * across restarts: it serves ephemeral runs (`AGENTRY_STORE=memory`) and nothing else.
  */
 import { FencedError, StaleVersionError, StoreError } from './errors.js';
+import { historyLimitFor } from './historyLimit.js';
 import { patternMatches } from './patterns.js';
 import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, logRowsOf } from './sessionLog.js';
 import type {
-  CommitRecord, DeadLetter, DueWake, HistoryEntry, ScheduleRecord, ListSessionsQuery, LogPruneOptions, MigrationResult, OutboxRecord,
+  CommitRecord, DeadLetter, DueWake, HistoryEntry, ScheduleRecord, ListSessionsQuery, LoadedSession, LogPruneOptions, MigrationResult, OutboxRecord,
   SessionLogEntry, SessionRecord, SessionStatus, SessionSummary, Store, TransitionRecord,
 } from './types.js';
 
@@ -56,6 +57,16 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     },
     ping: () => Promise.resolve(),
     loadSession: (id) => Promise.resolve(sessions.get(id) ?? null),
+    loadSessions(ids, historyLimit) {
+      const out = new Map<string, LoadedSession>();
+      for (const id of ids) {
+        const record = sessions.get(id);
+        if (!record) continue;
+        const n = historyLimitFor(historyLimit, record.type);
+        out.set(id, { record, history: n > 0 ? (history.get(id) ?? []).slice(-n).reverse() : [] });
+      }
+      return Promise.resolve(out);
+    },
     claimPartition(partition: number, epoch: number): Promise<boolean> {
       const cur = partitionEpochs.get(partition) ?? 0;
       if (cur > epoch) return Promise.resolve(false);
@@ -92,7 +103,8 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     },
     getHistory(sessionId, opts = {}) {
       const rows = (history.get(sessionId) ?? []).filter((h) => opts.before === undefined || h.seq < opts.before);
-      return Promise.resolve(rows.slice(-(opts.limit ?? 100)).reverse());
+      const limit = opts.limit ?? 100;
+      return Promise.resolve(limit > 0 ? rows.slice(-limit).reverse() : []); // slice(-0) would be all of them
     },
     getTransitions(sessionId, opts = {}) {
       const rows = (transitions.get(sessionId) ?? []).filter((t) => opts.after === undefined || t.at > opts.after);

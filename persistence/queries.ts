@@ -125,6 +125,12 @@ export async function selectSession(q: Queryable, id: string): Promise<SessionRo
   return rows[0] ?? null;
 }
 
+/** The stored rows of `ids` (any order; ids without a row are simply not returned). */
+export async function selectSessions(q: Queryable, ids: readonly string[]): Promise<SessionRow[]> {
+  const { rows } = await q.query<SessionRow>(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE id = ANY($1::text[])`, [ids]);
+  return rows;
+}
+
 /**
  * The recorded fencing epochs of the given partitions, share-locked until the transaction ends:
  * a new owner's `upsertPartitionEpoch` waits for this transaction, so the check holds at COMMIT.
@@ -270,6 +276,39 @@ export async function selectHistory(
     [sessionId, before, limit],
   );
   return rows;
+}
+
+/** A history row inside `selectNewestHistory`'s json_agg: numbers arrive as JSON numbers. */
+type HistoryAggRow = Omit<HistoryRow, 'session_id'>;
+
+/**
+ * The newest `limits[i]` history rows of each `ids[i]`, newest first in selectHistory's order,
+ * in one statement: per session an index scan of the primary key (session_id, seq, batch_id)
+ * backwards, aggregated into one json array, so a session's snapshot-free rows travel as one
+ * value. Sessions without history are absent from the map.
+ */
+export async function selectNewestHistory(
+  q: Queryable, ids: readonly string[], limits: readonly number[],
+): Promise<Map<string, HistoryEntry[]>> {
+  const { rows } = await q.query<{ session_id: string; history: HistoryAggRow[] | null }>(
+    `SELECT k.id AS session_id,
+       (SELECT json_agg(x ORDER BY x.seq DESC, x.at DESC, x.batch_id DESC) FROM (
+          SELECT seq, batch_id, kind, body, priority, "from", outcome, at FROM history
+          WHERE session_id = k.id ORDER BY seq DESC, at DESC, batch_id DESC LIMIT k.n
+        ) x) AS history
+     FROM unnest($1::text[], $2::integer[]) AS k(id, n)`,
+    [ids, limits],
+  );
+  const out = new Map<string, HistoryEntry[]>();
+  for (const r of rows) {
+    if (r.history === null) continue;
+    const sessionId = r.session_id;
+    out.set(sessionId, r.history.map((h) => ({
+      sessionId, seq: num(h.seq), kind: h.kind, body: h.body, priority: h.priority, from: h.from, batchId: h.batch_id,
+      outcome: h.outcome, at: num(h.at),
+    })));
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------------------- transitions

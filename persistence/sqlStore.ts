@@ -3,6 +3,7 @@
  * the PGlite backend (they differ only in the `SqlDb` adapter they pass in).
  */
 import { FencedError, StaleVersionError } from './errors.js';
+import { historyLimitFor } from './historyLimit.js';
 import { migrate } from './migrate.js';
 import * as sql from './queries.js';
 import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, LOG_PRUNE_EVERY_MS, logRowsOf } from './sessionLog.js';
@@ -10,7 +11,7 @@ import * as lq from './sessionLogQueries.js';
 import * as wq from './wakeQueries.js';
 import type { SessionWrite } from './queries.js';
 import type { SqlDb } from './sqlDb.js';
-import type { CommitRecord, LogPruneOptions, SessionStatus, Store } from './types.js';
+import type { CommitRecord, HistoryEntry, LoadedSession, LogPruneOptions, SessionStatus, Store } from './types.js';
 
 export interface SqlStoreOptions {
   /** Schema the adapter's search_path points at; created by `migrate()` when missing. */
@@ -50,6 +51,20 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     async loadSession(id) {
       const row = await sql.selectSession(db, id);
       return row && sql.toSessionRecord(row);
+    },
+    async loadSessions(ids, historyLimit) {
+      const out = new Map<string, LoadedSession>();
+      if (ids.length === 0) return out;
+      const records = (await sql.selectSessions(db, ids)).map(sql.toSessionRecord);
+      const wanted: string[] = [];
+      const limits: number[] = [];
+      for (const r of records) {
+        const n = historyLimitFor(historyLimit, r.type);
+        if (n > 0) { wanted.push(r.id); limits.push(n); }
+      }
+      const history = wanted.length > 0 ? await sql.selectNewestHistory(db, wanted, limits) : new Map<string, HistoryEntry[]>();
+      for (const record of records) out.set(record.id, { record, history: history.get(record.id) ?? [] });
+      return out;
     },
     async commit(records) {
       if (records.length === 0) return;

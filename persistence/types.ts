@@ -48,6 +48,16 @@ export interface HistoryEntry {
   readonly at: number;
 }
 
+/** A session with its newest history, as `Store.loadSessions` returns it for hydration. */
+export interface LoadedSession {
+  readonly record: SessionRecord;
+  /** Newest first, at most the session's history limit: what `getHistory(id, { limit })` returns. */
+  readonly history: HistoryEntry[];
+}
+
+/** History rows to load per session: one number for all, or per agent type (`maxHistory` is per type). */
+export type HistoryLimit = number | ((type: string) => number);
+
 /** One state transition, for the inspector's timeline. */
 export interface TransitionRecord {
   readonly sessionId: string;
@@ -186,6 +196,16 @@ export interface Store {
   /** Cheap round trip used by readiness checks. */
   ping(): Promise<void>;
   loadSession(id: string): Promise<SessionRecord | null>;
+  /**
+   * Hydration reads for many sessions in two queries however many ids: each stored session of
+   * `ids` with its newest history (newest first, exactly as `getHistory`), `historyLimit` rows
+   * (a function gets the session's type; limits are capped at 1000, as `getHistory`'s). Ids
+   * with no session are absent from the map. The two reads are not one snapshot: history
+   * committed between them may show (only the owner of a partition writes its sessions).
+   * @example
+   * const loaded = await store.loadSessions(ids, (type) => agents.get(type)?.maxHistory ?? 50);
+   */
+  loadSessions(ids: readonly string[], historyLimit: HistoryLimit): Promise<Map<string, LoadedSession>>;
   /**
    * Commits records in one transaction, in order (a session may appear more than once).
    * Throws `StaleVersionError` (and commits nothing) when a session's stored version is not

@@ -202,6 +202,68 @@ function sessionLogContract(getStore: () => Store): void {
   });
 }
 
+/**
+ * Batched hydration reads (`loadSessions`) on any store: each record as `loadSession` returns
+ * it, each history as `getHistory` with the session's limit returns it (newest first), missing
+ * ids absent. Shared by the SQL backends of the suite below and the memory store.
+ */
+function hydrationContract(getStore: () => Store): void {
+  const seed = async (store: Store): Promise<void> => {
+    await store.commit([
+      rec('hy-1', 1, { history: [hist('hy-1', 1), hist('hy-1', 2), hist('hy-1', 3)] }),
+      rec('hy-2', 1, { type: 'mail', status: 'sleeping', wakeAt: 77, wakeEvents: ['x'], wakePriority: 'high' }), // no history
+      rec('hy-3', 1, { type: 'mail', history: Array.from({ length: 8 }, (_, i) => hist('hy-3', i + 1)) }),
+    ]);
+    // A second commit: history of several commits comes back as one list, newest first.
+    await store.commit([rec('hy-1', 2, { history: [hist('hy-1', 4, { body: { nested: [1, { deep: 'ü ✓' }] }, from: null })] })]);
+  };
+
+  it('loadSessions: several ids in one call, records as loadSession, history as getHistory, missing ids absent', async () => {
+    const store = getStore();
+    await seed(store);
+    const got = await store.loadSessions(['hy-1', 'hy-missing', 'hy-2', 'hy-3', 'hy-1'], 2);
+    expect([...got.keys()].sort()).toEqual(['hy-1', 'hy-2', 'hy-3']);
+    for (const id of ['hy-1', 'hy-2', 'hy-3']) {
+      expect(got.get(id)!.record, id).toEqual(await store.loadSession(id));
+      expect(got.get(id)!.history, id).toEqual(await store.getHistory(id, { limit: 2 }));
+    }
+    expect(got.get('hy-1')!.history.map((e) => e.seq)).toEqual([4, 3]);
+    expect(got.get('hy-1')!.history[0]).toEqual(hist('hy-1', 4, { body: { nested: [1, { deep: 'ü ✓' }] }, from: null }));
+    expect(got.get('hy-2')).toEqual({ record: expect.objectContaining({ type: 'mail', status: 'sleeping', wakeAt: 77, wakeEvents: ['x'] }) as unknown, history: [] });
+    expect(got.get('hy-3')!.history.map((e) => e.seq)).toEqual([8, 7]);
+    expect((await store.loadSessions(['hy-missing'], 10)).size).toBe(0);
+    expect((await store.loadSessions([], 10)).size).toBe(0);
+  });
+
+  it('loadSessions: a limit per agent type, 0 for none, capped at 1000 like getHistory', async () => {
+    const store = getStore();
+    const types: string[] = [];
+    const got = await store.loadSessions(['hy-1', 'hy-2', 'hy-3'], (type) => { types.push(type); return type === 'mail' ? 5 : 1; });
+    expect(types.sort()).toEqual(['chat', 'mail', 'mail']);
+    expect(got.get('hy-1')!.history.map((e) => e.seq)).toEqual([4]);
+    expect(got.get('hy-3')!.history).toEqual(await store.getHistory('hy-3', { limit: 5 }));
+    expect(got.get('hy-3')!.history.map((e) => e.seq)).toEqual([8, 7, 6, 5, 4]);
+    const none = await store.loadSessions(['hy-1', 'hy-3'], 0);
+    expect([...none.values()].map((l) => [l.record.id, l.history])).toEqual([['hy-1', []], ['hy-3', []]].sort());
+    const all = await store.loadSessions(['hy-3'], 5000);
+    expect(all.get('hy-3')!.history).toEqual(await store.getHistory('hy-3', { limit: 1000 }));
+    expect(all.get('hy-3')!.history).toHaveLength(8);
+  });
+
+  it('loadSessions: 300 sessions in one call', async () => {
+    const store = getStore();
+    const ids = Array.from({ length: 300 }, (_, i) => `hb-${String(i).padStart(3, '0')}`);
+    await store.commit(ids.map((id, i) => rec(id, 1, { snapshot: { i, pad: 'p'.repeat(200) }, history: i % 3 === 0 ? [] : [hist(id, 1), hist(id, 2), hist(id, 3)] })));
+    const got = await store.loadSessions([...ids].reverse(), 2);
+    expect(got.size).toBe(300);
+    for (const [i, id] of ids.entries()) {
+      const l = got.get(id)!;
+      expect(l.record).toMatchObject({ id, version: 1, snapshot: { i, pad: 'p'.repeat(200) } });
+      expect(l.history.map((e) => [e.sessionId, e.seq])).toEqual(i % 3 === 0 ? [] : [[id, 3], [id, 2]]);
+    }
+  });
+}
+
 const backends: [string, () => Promise<Harness>][] = [
   ['pg', pgHarness],
   ['pglite (memory)', () => pgliteHarness(undefined)],
@@ -566,7 +628,13 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     expect(JSON.stringify((entry!.data as { body: unknown }).body)).toBe(body);
   });
 
+  hydrationContract(() => store);
   sessionLogContract(() => store);
+});
+
+describe('hydration reads on the memory store', () => {
+  const memory = createMemoryStore(now);
+  hydrationContract(() => memory);
 });
 
 describe('session log on the memory store, and retention on its own', () => {
