@@ -59,11 +59,16 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     loadSession: (id) => Promise.resolve(sessions.get(id) ?? null),
     loadSessions(ids, historyLimit) {
       const out = new Map<string, LoadedSession>();
-      for (const id of ids) {
-        const record = sessions.get(id);
-        if (!record) continue;
-        const n = historyLimitFor(historyLimit, record.type);
-        out.set(id, { record, history: n > 0 ? (history.get(id) ?? []).slice(-n).reverse() : [] });
+      try {
+        historyLimitFor(historyLimit, ''); // a bad limit fails even when no id is found, as in SQL
+        for (const id of ids) {
+          const record = sessions.get(id);
+          if (!record) continue;
+          const n = historyLimitFor(historyLimit, record.type);
+          out.set(id, { record, history: n > 0 ? (history.get(id) ?? []).slice(-n).reverse() : [] });
+        }
+      } catch (err) {
+        return Promise.reject(err instanceof Error ? err : new Error(String(err)));
       }
       return Promise.resolve(out);
     },

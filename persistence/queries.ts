@@ -125,12 +125,6 @@ export async function selectSession(q: Queryable, id: string): Promise<SessionRo
   return rows[0] ?? null;
 }
 
-/** The stored rows of `ids` (any order; ids without a row are simply not returned). */
-export async function selectSessions(q: Queryable, ids: readonly string[]): Promise<SessionRow[]> {
-  const { rows } = await q.query<SessionRow>(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE id = ANY($1::text[])`, [ids]);
-  return rows;
-}
-
 /**
  * The recorded fencing epochs of the given partitions, share-locked until the transaction ends:
  * a new owner's `upsertPartitionEpoch` waits for this transaction, so the check holds at COMMIT.
@@ -278,37 +272,44 @@ export async function selectHistory(
   return rows;
 }
 
-/** A history row inside `selectNewestHistory`'s json_agg: numbers arrive as JSON numbers. */
+/** A history row inside `selectSessionsWithHistory`'s json_agg: numbers arrive as JSON numbers. */
 type HistoryAggRow = Omit<HistoryRow, 'session_id'>;
 
+/** A session row with its newest history aggregated (null: none). */
+export interface SessionWithHistoryRow extends SessionRow {
+  history: HistoryAggRow[] | null;
+}
+
 /**
- * The newest `limits[i]` history rows of each `ids[i]`, newest first in selectHistory's order,
- * in one statement: per session an index scan of the primary key (session_id, seq, batch_id)
- * backwards, aggregated into one json array, so a session's snapshot-free rows travel as one
- * value. Sessions without history are absent from the map.
+ * The stored rows of `ids` (ids without a row are not returned), each with its newest history
+ * rows in selectHistory's order (newest first), as many as `byType[type]` says for its type, else
+ * `fallback`. One statement: per session an index scan of the history primary key (session_id,
+ * seq, batch_id) backwards, aggregated into one json array, so the snapshot travels once
+ * however many history rows come with it.
  */
-export async function selectNewestHistory(
-  q: Queryable, ids: readonly string[], limits: readonly number[],
-): Promise<Map<string, HistoryEntry[]>> {
-  const { rows } = await q.query<{ session_id: string; history: HistoryAggRow[] | null }>(
-    `SELECT k.id AS session_id,
+export async function selectSessionsWithHistory(
+  q: Queryable, ids: readonly string[], byType: Readonly<Record<string, number>>, fallback: number,
+): Promise<SessionWithHistoryRow[]> {
+  const { rows } = await q.query<SessionWithHistoryRow>(
+    `SELECT ${SESSION_COLUMNS},
        (SELECT json_agg(x ORDER BY x.seq DESC, x.at DESC, x.batch_id DESC) FROM (
-          SELECT seq, batch_id, kind, body, priority, "from", outcome, at FROM history
-          WHERE session_id = k.id ORDER BY seq DESC, at DESC, batch_id DESC LIMIT k.n
+          SELECT h.seq, h.batch_id, h.kind, h.body, h.priority, h."from", h.outcome, h.at FROM history h
+          WHERE h.session_id = s.id ORDER BY h.seq DESC, h.at DESC, h.batch_id DESC
+          LIMIT COALESCE(($2::jsonb ->> s.type)::integer, $3::integer)
         ) x) AS history
-     FROM unnest($1::text[], $2::integer[]) AS k(id, n)`,
-    [ids, limits],
+     FROM sessions s WHERE s.id = ANY($1::text[])`,
+    [ids, JSON.stringify(byType), fallback],
   );
-  const out = new Map<string, HistoryEntry[]>();
-  for (const r of rows) {
-    if (r.history === null) continue;
-    const sessionId = r.session_id;
-    out.set(sessionId, r.history.map((h) => ({
-      sessionId, seq: num(h.seq), kind: h.kind, body: h.body, priority: h.priority, from: h.from, batchId: h.batch_id,
-      outcome: h.outcome, at: num(h.at),
-    })));
-  }
-  return out;
+  return rows;
+}
+
+/** The history of a `selectSessionsWithHistory` row as domain entries, newest first. */
+export function toHistoryEntries(sessionId: string, rows: readonly HistoryAggRow[] | null): HistoryEntry[] {
+  if (rows === null) return [];
+  return rows.map((h) => ({
+    sessionId, seq: num(h.seq), kind: h.kind, body: h.body, priority: h.priority, from: h.from, batchId: h.batch_id,
+    outcome: h.outcome, at: num(h.at),
+  }));
 }
 
 // ------------------------------------------------------------------------------- transitions

@@ -3,7 +3,7 @@
  * the PGlite backend (they differ only in the `SqlDb` adapter they pass in).
  */
 import { FencedError, StaleVersionError } from './errors.js';
-import { historyLimitFor } from './historyLimit.js';
+import { historyLimitForSql } from './historyLimit.js';
 import { migrate } from './migrate.js';
 import * as sql from './queries.js';
 import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, LOG_PRUNE_EVERY_MS, logRowsOf } from './sessionLog.js';
@@ -11,7 +11,7 @@ import * as lq from './sessionLogQueries.js';
 import * as wq from './wakeQueries.js';
 import type { SessionWrite } from './queries.js';
 import type { SqlDb } from './sqlDb.js';
-import type { CommitRecord, HistoryEntry, LoadedSession, LogPruneOptions, SessionStatus, Store } from './types.js';
+import type { CommitRecord, LoadedSession, LogPruneOptions, SessionStatus, Store } from './types.js';
 
 export interface SqlStoreOptions {
   /** Schema the adapter's search_path points at; created by `migrate()` when missing. */
@@ -54,16 +54,11 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     },
     async loadSessions(ids, historyLimit) {
       const out = new Map<string, LoadedSession>();
+      const { byType, fallback } = historyLimitForSql(historyLimit);
       if (ids.length === 0) return out;
-      const records = (await sql.selectSessions(db, ids)).map(sql.toSessionRecord);
-      const wanted: string[] = [];
-      const limits: number[] = [];
-      for (const r of records) {
-        const n = historyLimitFor(historyLimit, r.type);
-        if (n > 0) { wanted.push(r.id); limits.push(n); }
+      for (const row of await sql.selectSessionsWithHistory(db, ids, byType, fallback)) {
+        out.set(row.id, { record: sql.toSessionRecord(row), history: sql.toHistoryEntries(row.id, row.history) });
       }
-      const history = wanted.length > 0 ? await sql.selectNewestHistory(db, wanted, limits) : new Map<string, HistoryEntry[]>();
-      for (const record of records) out.set(record.id, { record, history: history.get(record.id) ?? [] });
       return out;
     },
     async commit(records) {

@@ -55,8 +55,12 @@ export interface LoadedSession {
   readonly history: HistoryEntry[];
 }
 
-/** History rows to load per session: one number for all, or per agent type (`maxHistory` is per type). */
-export type HistoryLimit = number | ((type: string) => number);
+/**
+ * History rows to load per session: one number for every session, or one per agent type
+ * (`maxHistory` is per type) with `fallback` for types not listed. Plain data, not a function,
+ * so it crosses to a store in another thread and into SQL as it is.
+ */
+export type HistoryLimit = number | { readonly byType: Readonly<Record<string, number>>; readonly fallback: number };
 
 /** One state transition, for the inspector's timeline. */
 export interface TransitionRecord {
@@ -197,13 +201,12 @@ export interface Store {
   ping(): Promise<void>;
   loadSession(id: string): Promise<SessionRecord | null>;
   /**
-   * Hydration reads for many sessions in two queries however many ids: each stored session of
+   * Hydration reads for many sessions in one query however many ids: each stored session of
    * `ids` with its newest history (newest first, exactly as `getHistory`), `historyLimit` rows
-   * (a function gets the session's type; limits are capped at 1000, as `getHistory`'s). Ids
-   * with no session are absent from the map. The two reads are not one snapshot: history
-   * committed between them may show (only the owner of a partition writes its sessions).
+   * per session or per its type (capped at 1000, as `getHistory`). Ids with no session are
+   * absent from the map.
    * @example
-   * const loaded = await store.loadSessions(ids, (type) => agents.get(type)?.maxHistory ?? 50);
+   * const loaded = await store.loadSessions(ids, { byType: { support: 200 }, fallback: 50 });
    */
   loadSessions(ids: readonly string[], historyLimit: HistoryLimit): Promise<Map<string, LoadedSession>>;
   /**

@@ -235,14 +235,19 @@ function hydrationContract(getStore: () => Store): void {
     expect((await store.loadSessions([], 10)).size).toBe(0);
   });
 
-  it('loadSessions: a limit per agent type, 0 for none, capped at 1000 like getHistory', async () => {
+  it('loadSessions: a limit per agent type with a fallback, 0 for none, capped at 1000 like getHistory', async () => {
     const store = getStore();
-    const types: string[] = [];
-    const got = await store.loadSessions(['hy-1', 'hy-2', 'hy-3'], (type) => { types.push(type); return type === 'mail' ? 5 : 1; });
-    expect(types.sort()).toEqual(['chat', 'mail', 'mail']);
-    expect(got.get('hy-1')!.history.map((e) => e.seq)).toEqual([4]);
+    const got = await store.loadSessions(['hy-1', 'hy-2', 'hy-3'], { byType: { mail: 5, other: 7 }, fallback: 1 });
+    expect(got.get('hy-1')!.history.map((e) => e.seq)).toEqual([4]); // 'chat' is not listed: the fallback
     expect(got.get('hy-3')!.history).toEqual(await store.getHistory('hy-3', { limit: 5 }));
     expect(got.get('hy-3')!.history.map((e) => e.seq)).toEqual([8, 7, 6, 5, 4]);
+    expect((await store.loadSessions(['hy-1'], { byType: { chat: 3 }, fallback: 0 })).get('hy-1')!.history.map((e) => e.seq)).toEqual([4, 3, 2]);
+    // Only the map's own keys count (no 'constructor' from Object.prototype), and a wild limit is clamped.
+    const odd = await store.loadSessions(['hy-1', 'hy-3'], { byType: { mail: -4, chat: 2.9 }, fallback: 1 });
+    expect(odd.get('hy-3')!.history).toEqual([]);
+    expect(odd.get('hy-1')!.history.map((e) => e.seq)).toEqual([4, 3]);
+    // A function (what a store in another thread would receive as nothing) is refused, not guessed at.
+    await expect(store.loadSessions(['hy-1'], ((): number => 5) as never)).rejects.toBeInstanceOf(TypeError);
     const none = await store.loadSessions(['hy-1', 'hy-3'], 0);
     expect([...none.values()].map((l) => [l.record.id, l.history])).toEqual([['hy-1', []], ['hy-3', []]].sort());
     const all = await store.loadSessions(['hy-3'], 5000);
