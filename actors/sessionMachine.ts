@@ -13,7 +13,7 @@
  * deadlines are data (`wake.until`, `wait.timeoutAt`) that the scheduler turns into WAKE events.
  * The one `after` (retry backoff) is transient: a restored session re-runs from redelivery.
  */
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup } from 'xstate';
 import type { ErrorInfo } from './errors.js';
 import { errorInfo } from './errors.js';
 import type {
@@ -62,7 +62,11 @@ export type SessionEvent =
   | { type: 'WAIT'; wait: WaitCondition; at: number }
   | { type: 'WAKE'; reason: WakeReason; at: number; detail?: unknown }
   | { type: 'INTERRUPT'; at: number; reason?: string }
-  | { type: 'STOP'; at: number; reason?: string };
+  | { type: 'STOP'; at: number; reason?: string }
+  /** The run `runId` returned (sent by whoever runs handlers: see `startRun`). */
+  | { type: 'RUN_DONE'; runId: number; output: RunOutput }
+  /** The run `runId` threw. */
+  | { type: 'RUN_FAILED'; runId: number; error: unknown };
 
 export interface SessionInput {
   readonly sessionId: string;
@@ -105,10 +109,6 @@ export const sessionMachine = setup({
     events: {} as SessionEvent,
     input: {} as SessionInput,
   },
-  actors: {
-    // Replaced by the runtime through `sessionMachine.provide({ actors: { runHandler } })`.
-    runHandler: fromPromise<RunOutput, RunInput>(() => Promise.reject(new Error('runHandler was not provided'))),
-  },
   delays: {
     backoff: ({ context }) => backoffDelay(context.limits, context.attempt),
   },
@@ -123,6 +123,14 @@ export const sessionMachine = setup({
     endsWait: ({ context, event }) => event.type === 'MESSAGE' && endsWait(context.wait, event.message),
   },
   actions: {
+    /**
+     * Starts the handler on the batch (entry of `running`); provided by the host, which sends
+     * RUN_DONE / RUN_FAILED with the run's id when it settles. A plain action, not an invoked
+     * actor: a child actor per run cost a sizeable share of the per-message CPU.
+     */
+    startRun: () => { throw new Error('startRun was not provided (see withRunner)'); },
+    /** Aborts the run in flight (exit of `running`: a merge, an interrupt, a stop). */
+    cancelRun: () => undefined,
     tick: assign({ clock: ({ context, event }) => ('at' in event ? Math.max(context.clock, event.at) : context.clock) }),
     enqueue: assign({
       pending: ({ context, event }) => (event.type === 'MESSAGE' ? [...context.pending, event.message] : context.pending),
@@ -289,32 +297,23 @@ export const sessionMachine = setup({
             // Cancel-and-merge: re-entering `running` stops the invoked handler (its signal aborts)
             // and starts it again on the merged batch. When the guard refuses, `active` queues it.
             MESSAGE: { guard: 'canMerge', target: 'running', reenter: true, actions: ['tick', 'mergeIntoBatch'] },
-          },
-          invoke: {
-            id: 'handler',
-            src: 'runHandler',
-            input: ({ context }) => ({
-              sessionId: context.sessionId,
-              agentType: context.agentType,
-              runId: context.runId,
-              attempt: context.attempt,
-              batch: context.batch,
-              userState: context.userState,
-            }),
-            onDone: [
-              { guard: ({ event }) => event.output.next.type === 'sleep', target: '#session.sleeping', actions: 'finishOk' },
-              { guard: ({ event }) => event.output.next.type === 'wait', target: '#session.waiting', actions: 'finishOk' },
-              { target: '#session.idle', actions: 'finishOk' },
+            // A result of an older run (superseded by a merge) is ignored: its batch runs again.
+            RUN_DONE: [
+              { guard: ({ context, event }) => event.runId === context.runId && event.output.next.type === 'sleep', target: '#session.sleeping', actions: 'finishOk' },
+              { guard: ({ context, event }) => event.runId === context.runId && event.output.next.type === 'wait', target: '#session.waiting', actions: 'finishOk' },
+              { guard: ({ context, event }) => event.runId === context.runId, target: '#session.idle', actions: 'finishOk' },
             ],
-            onError: [
+            RUN_FAILED: [
               {
-                guard: ({ context, event }) => !errorInfo(event.error).terminal && context.attempt < context.limits.maxAttempts,
+                guard: ({ context, event }) => event.runId === context.runId && !errorInfo(event.error).terminal && context.attempt < context.limits.maxAttempts,
                 target: 'retrying',
                 actions: assign({ lastError: ({ event }) => errorInfo(event.error) }),
               },
-              { target: '#session.idle', actions: 'finishDeadLetter' },
+              { guard: ({ context, event }) => event.runId === context.runId, target: '#session.idle', actions: 'finishDeadLetter' },
             ],
           },
+          entry: 'startRun',
+          exit: 'cancelRun',
         },
         retrying: {
           after: { backoff: { target: 'running', actions: 'nextAttempt' } },
@@ -349,6 +348,37 @@ export const sessionMachine = setup({
 });
 
 export type SessionMachine = typeof sessionMachine;
+
+/** What a run is given: the batch and the state it starts from. */
+export function runInputOf(context: SessionContext): RunInput {
+  return {
+    sessionId: context.sessionId, agentType: context.agentType, runId: context.runId,
+    attempt: context.attempt, batch: context.batch, userState: context.userState,
+  };
+}
+
+/**
+ * The statechart with handler runs done by `run` (tests, tools): each run gets its own abort
+ * signal, aborted when the run is superseded, interrupted or stopped through the machine.
+ * The runtime provides `startRun`/`cancelRun` itself (sessionHost.ts).
+ */
+export function withRunner(run: (input: RunInput, signal: AbortSignal) => Promise<RunOutput>) {
+  const running = new WeakMap<object, AbortController>();
+  return sessionMachine.provide({
+    actions: {
+      startRun: ({ context, self }) => {
+        const ctl = new AbortController();
+        running.set(self, ctl);
+        const runId = context.runId;
+        run(runInputOf(context), ctl.signal).then(
+          (output) => { if (!ctl.signal.aborted) self.send({ type: 'RUN_DONE', runId, output }); },
+          (error: unknown) => { if (!ctl.signal.aborted) self.send({ type: 'RUN_FAILED', runId, error }); },
+        );
+      },
+      cancelRun: ({ self }) => { running.get(self)?.abort(); running.delete(self); },
+    },
+  });
+}
 
 /** The top-level state name of a snapshot value (`{ active: 'running' }` → `active`). */
 export function topState(value: unknown): 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped' {

@@ -24,16 +24,16 @@
  *   run's messages with reason `unstorable` and re-hydrates the session; it is never retried.
  */
 import type { JsMsg } from '@nats-io/jetstream';
-import { createActor, fromPromise, type Actor, type Snapshot } from 'xstate';
+import { createActor, type Actor, type Snapshot } from 'xstate';
 import { AgentryError, InvalidTransitionError, TerminalError, errorInfo } from '../actors/errors.js';
 import { assertSessionId, sessionIdProblem } from '../actors/sessionId.js';
 import { assertEventPattern, nextStepOf, sleepResult, waitResult, type HandlerContext, type HistoryItem, type ResolvedAgent } from '../actors/defineAgent.js';
 import {
-  backoffDelay, durableSnapshotOf, sessionMachine, statePath, topState, snapshotContext,
+  backoffDelay, durableSnapshotOf, runInputOf, sessionMachine, statePath, topState, snapshotContext,
   type CompletedRun, type SessionContext, type SessionEvent,
 } from '../actors/sessionMachine.js';
 import { priorityRank, type InboxMessage, type Priority, type RunInput, type RunOutput } from '../actors/types.js';
-import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, SessionRecord, Store, TransitionRecord } from '../persistence/types.js';
+import type { CommitRecord, DeadLetter, HistoryEntry, HistoryLimit, LoadedSession, OutboxRecord, SessionRecord, Store, TransitionRecord } from '../persistence/types.js';
 import { storableText, toStorable } from '../persistence/storable.js';
 import { settleWithin } from './deadline.js';
 import type { RuntimeConfig } from './config.js';
@@ -46,8 +46,14 @@ import { DLQ_SUBJECT, EVENT_SUBJECT, H, INBOX_SUBJECT, OUT_SUBJECT, STATE_SUBJEC
 
 type SessionActor = Actor<ReturnType<typeof sessionMachine.provide>>;
 
-/** Hydrations reading the store at once (the pg pool has 10 connections; commits need some). */
-const LOAD_CONCURRENCY = 6;
+/**
+ * Hydration reads in flight at once, each one batch of sessions (the pg pool has 10
+ * connections; group commits need three). While they run, further hydrations gather into the
+ * next batch: a burst of 1,000 first messages costs a few queries, not 2,000.
+ */
+const LOAD_CONCURRENCY = 2;
+/** Most sessions read by one hydration query. */
+const LOAD_BATCH = 500;
 
 /** Time source and timers; the default is the real clock, tests inject a fake one. */
 export interface Clock {
@@ -96,6 +102,8 @@ interface LiveSession {
    * so a busy session writes one record per round trip instead of one per change.
    */
   open: PendingCommit | null;
+  /** The handler run in flight (null: none). */
+  run: RunHandle | null;
   chain: Promise<void>;
   inflight: number;
   lastActivity: number;
@@ -130,6 +138,19 @@ interface PendingCommit {
   /** Changes merged into this record (1: none merged). */
   changes: number;
 }
+
+/** A handler run in flight; its AbortController exists only once the handler asked for its signal. */
+interface RunHandle { readonly runId: number; ctl: AbortController | null; aborted: boolean }
+
+function abortRun(s: LiveSession): void {
+  const run = s.run;
+  if (!run) return;
+  s.run = null;
+  run.aborted = true;
+  run.ctl?.abort();
+}
+
+interface LoadWaiter { readonly resolve: (v: LoadedSession | null) => void; readonly reject: (e: unknown) => void }
 
 /** A session waiting for an active slot: higher priority first, then the earlier. */
 interface ReadyEntry { readonly rank: number; readonly at: number; readonly n: number; readonly run: () => void }
@@ -210,8 +231,12 @@ export class SessionHost {
   constructor(private readonly deps: HostDeps) {
     this.clock = deps.clock ?? realClock;
     this.random = deps.random ?? Math.random;
+    this.historyLimit = { byType: Object.fromEntries([...deps.agents].map(([t, a]) => [t, a.maxHistory])), fallback: 50 };
     this.machine = sessionMachine.provide({
-      actors: { runHandler: fromPromise<RunOutput, RunInput>(({ input, signal }) => this.runHandler(input, signal)) },
+      actions: {
+        startRun: ({ context, self }) => { this.startRun(context, self); },
+        cancelRun: ({ context, self }) => { this.cancelRun(context.sessionId, self); },
+      },
       delays: {
         // Exponential backoff with up to +25% jitter: never shorter than the configured spacing.
         backoff: ({ context }) => {
@@ -295,7 +320,7 @@ export class SessionHost {
     if (loading) { loading.buffer.push(m); return; }
     const entry = { buffer: [m], promise: Promise.resolve<LiveSession | null>(null) };
     this.loading.set(sid, entry);
-    entry.promise = this.hydrate(sid, partition, undefined);
+    entry.promise = this.hydrate(sid, partition, undefined, true);
     entry.promise.then((s) => {
       this.loading.delete(sid);
       if (s && this.deps.ownerEpoch && this.deps.ownerEpoch(partition) === 0) {
@@ -429,21 +454,18 @@ export class SessionHost {
    * live. Waits for a free slot under maxLiveSessions; retries while the store is unavailable.
    * The session comes back pinned: the caller unpins it once it has handed it its work.
    */
-  private async hydrate(sid: string, partition: number, createType: string | undefined): Promise<LiveSession | null> {
+  private async hydrate(sid: string, partition: number, createType: string | undefined, mayCreate: boolean): Promise<LiveSession | null> {
     // A dropped predecessor's commits land (or fail) first: the store must show them.
     const predecessor = this.retiring.get(sid);
     if (predecessor) await predecessor;
     await this.admit();
     try {
-      const [rec, history] = await this.loadLimited(async () => {
-        const r = await this.retryStore(() => this.deps.store.loadSession(sid));
-        const h = r ? await this.retryStore(() => this.deps.store.getHistory(sid, { limit: this.agentOf(r.type)?.maxHistory ?? 50 })) : [];
-        return [r, h] as const;
-      });
+      const loaded = await this.load(sid);
       if (this.live.has(sid)) return this.pin(this.live.get(sid)!);
-      if (rec) {
-        return this.pin(this.makeLive(sid, rec.type, partition, rec, history.reverse().map(toHistoryItem)));
+      if (loaded) {
+        return this.pin(this.makeLive(sid, loaded.record.type, partition, loaded.record, loaded.history.reverse().map(toHistoryItem)));
       }
+      if (!mayCreate) return null;
       const type = createType ?? this.deps.config.defaultAgentType;
       if (type === undefined) return null;
       const agent = this.agentOf(type);
@@ -458,22 +480,43 @@ export class SessionHost {
   }
 
   /**
-   * Runs a hydration's reads with at most LOAD_CONCURRENCY others: a burst of thousands of
-   * first messages would otherwise fill the connection pool and starve group commits.
+   * Reads a session and its recent history for hydration, batched with every other hydration
+   * waiting meanwhile (one query for all of them). Retries while the store is unavailable.
    */
-  private async loadLimited<T>(fn: () => Promise<T>): Promise<T> {
-    while (this.loadsRunning >= LOAD_CONCURRENCY) await new Promise<void>((r) => this.loadWaiters.push(r));
-    this.loadsRunning++;
-    try {
-      return await fn();
-    } finally {
-      this.loadsRunning--;
-      this.loadWaiters.shift()?.();
+  private load(sid: string): Promise<LoadedSession | null> {
+    return new Promise((resolve, reject) => {
+      const waiting = this.loadQueue.get(sid);
+      if (waiting) waiting.push({ resolve, reject });
+      else this.loadQueue.set(sid, [{ resolve, reject }]);
+      this.pumpLoads();
+    });
+  }
+
+  private pumpLoads(): void {
+    while (this.loadQueue.size > 0 && this.loadsRunning < LOAD_CONCURRENCY) {
+      const batch: [string, LoadWaiter[]][] = [];
+      for (const entry of this.loadQueue) {
+        batch.push(entry);
+        if (batch.length >= LOAD_BATCH) break;
+      }
+      for (const [id] of batch) this.loadQueue.delete(id);
+      this.loadsRunning++;
+      const ids = batch.map(([id]) => id);
+      void this.retryStore(() => this.deps.store.loadSessions(ids, this.historyLimit)).then((found) => {
+        for (const [id, waiters] of batch) for (const w of waiters) w.resolve(found.get(id) ?? null);
+      }, (err: unknown) => {
+        for (const [, waiters] of batch) for (const w of waiters) w.reject(err);
+      }).finally(() => {
+        this.loadsRunning--;
+        this.pumpLoads();
+      });
     }
   }
 
+  private readonly loadQueue = new Map<string, LoadWaiter[]>();
+  /** History a hydration loads: each agent type's `maxHistory`. */
+  private readonly historyLimit: HistoryLimit;
   private loadsRunning = 0;
-  private readonly loadWaiters: (() => void)[] = [];
 
   private agentOf(type: string): ResolvedAgent | undefined {
     return this.deps.agents.get(type);
@@ -503,7 +546,7 @@ export class SessionHost {
       storeVersion: rec?.version ?? 0, submittedVersion: ctx?.version ?? 0,
       lastCompletedRunId: ctx?.runId ?? 0,
       lastPath: rec ? statePath((rec.snapshot as { value: unknown }).value) : 'idle',
-      sending: null, lastRunId: ctx?.runId ?? 0, transitions: [], open: null, chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), broken: false, pins: 0,
+      sending: null, lastRunId: ctx?.runId ?? 0, transitions: [], open: null, run: null, chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), broken: false, pins: 0,
     };
     const s = session;
     actor.subscribe({
@@ -561,15 +604,19 @@ export class SessionHost {
   }
 
   private async hydrateForCommand(sid: string): Promise<LiveSession | null> {
-    const rec = await this.retryStore(() => this.deps.store.loadSession(sid));
-    if (!rec) return null;
-    const entry = { buffer: [] as JsMsg[], promise: this.hydrate(sid, rec.partition, undefined) };
+    const entry = { buffer: [] as JsMsg[], promise: this.hydrate(sid, partitionOf(sid, this.deps.config.partitions), undefined, false) };
     this.loading.set(sid, entry);
+    let s: LiveSession | null = null;
     try {
-      const s = await entry.promise;
-      for (const m of entry.buffer) if (s) this.deliver(s, m);
+      s = await entry.promise;
       return s;
-    } finally { this.loading.delete(sid); }
+    } finally {
+      this.loading.delete(sid);
+      // Messages that arrived meanwhile: to the session, or (it does not exist) through the
+      // normal path, which creates it with the default type or dead-letters them.
+      const p = partitionOf(sid, this.deps.config.partitions);
+      for (const m of entry.buffer) if (s) this.deliver(s, m); else this.dispatch(p, m);
+    }
   }
 
   private pin(s: LiveSession): LiveSession {
@@ -596,6 +643,7 @@ export class SessionHost {
 
   /** Stops a live actor (aborting a running handler), keeping the active count right. */
   private stopActor(s: LiveSession): void {
+    abortRun(s); // stopping an actor runs no exit actions
     if (s.lastPath === 'active' || s.lastPath.startsWith('active.')) {
       this.activeSessions--;
       s.lastPath = 'stopped-live';
@@ -655,10 +703,37 @@ export class SessionHost {
 
   // ---- handler runs ---------------------------------------------------------------------
 
-  private async runHandler(input: RunInput, signal: AbortSignal): Promise<RunOutput> {
-    const s = this.live.get(input.sessionId);
+  /**
+   * Entry of `running`: runs the handler on the batch and tells the actor how it ended. The
+   * run's abort signal is made only if the handler reads it; a run that is cancelled meanwhile
+   * reports nothing (its batch runs again, merged, or is settled by an interrupt or a stop).
+   */
+  private startRun(context: SessionContext, self: unknown): void {
+    const s = this.live.get(context.sessionId);
+    if (!s || s.actor !== self) return;
+    const run: RunHandle = { runId: context.runId, ctl: null, aborted: false };
+    s.run = run;
+    const settle = (event: SessionEvent): void => {
+      if (run.aborted || s.run !== run || s.broken) return;
+      s.run = null;
+      s.actor.send(event);
+    };
+    const input = runInputOf(context);
+    // The handler starts after the transition that started it, never inside XState's step.
+    Promise.resolve().then(() => this.runHandler(s, input, run)).then(
+      (output) => { settle({ type: 'RUN_DONE', runId: run.runId, output }); },
+      (error: unknown) => { settle({ type: 'RUN_FAILED', runId: run.runId, error }); },
+    );
+  }
+
+  /** Exit of `running` (a merge, an interrupt, a stop): the run in flight is aborted. */
+  private cancelRun(sid: string, self: unknown): void {
+    const s = this.live.get(sid);
+    if (s && s.actor === self) abortRun(s);
+  }
+
+  private async runHandler(s: LiveSession, input: RunInput, run: RunHandle): Promise<RunOutput> {
     const agent = this.agentOf(input.agentType);
-    if (!s) throw new TerminalError(`session ${input.sessionId} is not live`);
     if (!agent) throw new TerminalError(`agent type ${input.agentType} is not registered on this node`);
     this.stats.runs++;
     if (input.attempt > 1) this.stats.retries++;
@@ -669,7 +744,14 @@ export class SessionHost {
     const log = (): Logger => (runLog ??= s.log.child({ runId: input.runId, attempt: input.attempt }));
     const now = (): number => this.clock.now();
     const ctx: HandlerContext = {
-      sessionId: sid, agentType: input.agentType, runId: input.runId, attempt: input.attempt, signal,
+      sessionId: sid, agentType: input.agentType, runId: input.runId, attempt: input.attempt,
+      get signal() {
+        if (!run.ctl) {
+          run.ctl = new AbortController();
+          if (run.aborted) run.ctl.abort();
+        }
+        return run.ctl.signal;
+      },
       state: structuredClone(input.userState),
       history: s.historyView.slice(),
       log: {
@@ -681,7 +763,7 @@ export class SessionHost {
       now,
       reply: (body) => { outputs.push({ kind: 'reply', subject: OUT_SUBJECT(sid), headers: { [H.kind]: 'reply' }, body }); },
       stream: (chunk) => {
-        if (signal.aborted) return;
+        if (run.aborted) return;
         this.deps.transport.publishCore(OUT_SUBJECT(sid), JSON.stringify(chunk), { [H.kind]: 'chunk', [H.run]: String(input.runId) });
       },
       mail: (to, body, o = {}) => {
@@ -699,7 +781,7 @@ export class SessionHost {
     };
     const result = await (async () => agent.handle(input.batch, ctx))().catch((err: unknown) => {
       // Each failed attempt, with its stack (a dead letter keeps only the message); not a superseded run.
-      if (!signal.aborted) log().warn({ err, seqs: input.batch.map((m) => m.seq), maxAttempts: agent.limits.maxAttempts }, 'handler failed');
+      if (!run.aborted) log().warn({ err, seqs: input.batch.map((m) => m.seq), maxAttempts: agent.limits.maxAttempts }, 'handler failed');
       throw err;
     });
     let userState: unknown;
@@ -708,7 +790,7 @@ export class SessionHost {
     } catch (e) {
       throw new TerminalError(`handler left user state that is not JSON-serializable: ${errorInfo(e).message}`);
     }
-    if (!signal.aborted) s.outputs.set(input.runId, outputs);
+    if (!run.aborted) s.outputs.set(input.runId, outputs);
     return { userState, next: nextStepOf(result), finishedAt: now() };
   }
 
@@ -1050,7 +1132,7 @@ export class SessionHost {
       const verb = event.type.toLowerCase();
       const accepts: Record<SessionEvent['type'], readonly string[]> = {
         SLEEP: ['idle', 'active', 'sleeping'], WAIT: ['idle'], WAKE: ['sleeping', 'waiting', 'idle', 'active'],
-        STOP: ['idle', 'active', 'sleeping', 'waiting'], INTERRUPT: ['active', 'idle', 'sleeping', 'waiting'], MESSAGE: [],
+        STOP: ['idle', 'active', 'sleeping', 'waiting'], INTERRUPT: ['active', 'idle', 'sleeping', 'waiting'], MESSAGE: [], RUN_DONE: [], RUN_FAILED: [],
       };
       if (state === 'stopped' || !accepts[event.type].includes(state)) throw new InvalidTransitionError(sid, state, verb);
       const before = s.actor.getSnapshot().context.version;

@@ -1,9 +1,9 @@
 // Unit tests of the pure session statechart: every transition, driven with a fake clock and a
 // controllable handler (the handler here is the "LLM" fake; no I/O is involved in the machine).
 import { describe, expect, it } from 'vitest';
-import { createActor, fromPromise, SimulatedClock } from 'xstate';
+import { createActor, SimulatedClock } from 'xstate';
 import {
-  DEFAULT_LIMITS, TerminalError, sessionMachine, snapshotContext, toDurableSnapshot, topState,
+  DEFAULT_LIMITS, TerminalError, durableSnapshotOf, snapshotContext, toDurableSnapshot, topState, withRunner,
   type InboxMessage, type RunInput, type RunOutput, type SessionLimits, type NextStep,
 } from '../../actors/index.js';
 
@@ -12,17 +12,13 @@ interface Call { input: RunInput; signal: AbortSignal; resolve: (o: { next?: Nex
 function harness(limits: Partial<SessionLimits> = {}) {
   const calls: Call[] = [];
   const clock = new SimulatedClock();
-  const machine = sessionMachine.provide({
-    actors: {
-      runHandler: fromPromise<RunOutput, RunInput>(({ input, signal }) => new Promise<RunOutput>((res, rej) => {
-        calls.push({
-          input, signal,
-          resolve: (o) => { res({ userState: o.userState ?? input.userState, next: o.next ?? { type: 'idle' }, finishedAt: clock.now() }); },
-          reject: rej,
-        });
-      })),
-    },
-  });
+  const machine = withRunner((input, signal) => new Promise<RunOutput>((res, rej) => {
+    calls.push({
+      input, signal,
+      resolve: (o) => { res({ userState: o.userState ?? input.userState, next: o.next ?? { type: 'idle' }, finishedAt: clock.now() }); },
+      reject: rej,
+    });
+  }));
   const actor = createActor(machine, {
     clock,
     input: { sessionId: 's1', agentType: 't', limits: { ...DEFAULT_LIMITS, ...limits }, userState: { n: 0 }, at: 0 },
@@ -188,7 +184,7 @@ describe('session statechart', () => {
     expect(h.calls.at(-1)!.input.batch[0]!.body).toEqual({ reason: 'timeout' });
   });
 
-  it('interrupt ends the run as interrupted, returns to idle and keeps later messages', async () => {
+  it('interrupt ends the run as interrupted, returns to idle and keeps later messages', () => {
     const h = harness({ policy: 'queue' });
     h.send(h.msg('long'));
     h.send(h.msg('next'));
@@ -218,8 +214,8 @@ describe('session statechart', () => {
     h.send(h.msg('b')); // in flight
     const durable = JSON.parse(JSON.stringify(toDurableSnapshot(h.actor.getPersistedSnapshot()))) as unknown;
     const restoredCalls: unknown[] = [];
-    const machine = sessionMachine.provide({ actors: { runHandler: fromPromise<RunOutput, RunInput>(async ({ input }) => { restoredCalls.push(input); return { userState: input.userState, next: { type: 'idle' }, finishedAt: 0 }; }) } });
-    const restored = createActor(machine, { snapshot: durable as never, input: undefined as never }).start();
+    const machine = withRunner((input) => { restoredCalls.push(input); return Promise.resolve({ userState: input.userState, next: { type: 'idle' as const }, finishedAt: 0 }); });
+    const restored = createActor(machine, { snapshot: durable as never, input: undefined }).start();
     expect(topState(restored.getSnapshot().value)).toBe('idle');
     expect(snapshotContext(durable).userState).toEqual({ n: 7 });
     expect(restored.getSnapshot().context.pending).toEqual([]);
@@ -229,5 +225,26 @@ describe('session statechart', () => {
     expect(restoredCalls).toHaveLength(1);
     expect(topState(restored.getSnapshot().value)).toBe('idle');
     expect(restored.getSnapshot().context.lastSeq).toBe(2);
+  });
+
+  it('durableSnapshotOf (built from the snapshot\'s fields) equals the durable form of XState\'s persisted snapshot in every state', async () => {
+    const h = harness({ policy: 'queue' });
+    const same = () => {
+      const a = JSON.parse(JSON.stringify(toDurableSnapshot(h.actor.getPersistedSnapshot()))) as unknown;
+      const b = JSON.parse(JSON.stringify(durableSnapshotOf(h.actor.getSnapshot()))) as unknown;
+      expect(b).toEqual(a);
+    };
+    same(); // idle
+    h.send(h.msg('a'));
+    h.send(h.msg('b'));
+    same(); // active, with pending
+    h.calls[0]!.resolve({ userState: { n: 1 }, next: { type: 'sleep', wake: { until: 10_000, events: ['x'], mailPriority: 'high' } } });
+    await h.flush();
+    expect(h.state()).toBe('sleeping');
+    same(); // sleeping, with deferred mail
+    h.actor.send({ type: 'WAKE', reason: 'time', at: 10_000 });
+    same();
+    h.actor.send({ type: 'STOP', at: 10_001 });
+    same(); // stopped (final)
   });
 });
