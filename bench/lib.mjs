@@ -192,3 +192,119 @@ export async function waitUntil(fn, what, timeoutMs = 120_000, everyMs = 5) {
 export function log(...args) {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${args.join(' ')}\n`);
 }
+
+// ---- low-load and backlog suites (prober, stage tracing) ---------------------------------------
+
+/**
+ * A JSON body of at least BODY_BYTES bytes carrying an index, the publish time and `extra`
+ * fields (instructions for the bench agent, e.g. `{ op: 'sleep', ms: 500 }`).
+ */
+export function makeBodyWith(i, t, extra) {
+  const inner = extra ? JSON.stringify(extra).slice(1, -1) : '';
+  const head = `{"i":${i},"t":${t.toFixed(3)},${inner ? `${inner},` : ''}"p":"`;
+  const pad = Math.max(0, BODY_BYTES - head.length - 2);
+  return head + 'x'.repeat(pad) + '"}';
+}
+
+/**
+ * Forks bench/prober.mjs (see there for its jobs). `run(job)` resolves with `{ probes }`;
+ * `stop()` ends an `interval` job (its `run` then resolves); `exit()` ends the process.
+ */
+export async function forkProber(natsUrl) {
+  const child = fork(join(BENCH_DIR, 'prober.mjs'), [natsUrl], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  await new Promise((res, rej) => {
+    child.once('message', (m) => (m.type === 'ready' ? res() : rej(new Error(`prober: ${JSON.stringify(m)}`))));
+    child.once('exit', (code) => rej(new Error(`prober exited with ${code} before it was ready`)));
+  });
+  const run = (job) => new Promise((res, rej) => {
+    const onMsg = (m) => {
+      if (m.type === 'done') { child.off('message', onMsg); res(m); }
+      if (m.type === 'error') { child.off('message', onMsg); rej(new Error(`prober: ${m.message}`)); }
+    };
+    child.on('message', onMsg);
+    child.send({ type: 'job', job });
+  });
+  const exit = () => new Promise((res) => {
+    if (child.exitCode !== null) { res(); return; }
+    child.once('exit', () => res());
+    child.send({ type: 'exit' });
+    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+  });
+  return { child, pid: child.pid, run, stop: () => child.send({ type: 'stop' }), exit };
+}
+
+/**
+ * Wraps a store's calls on the message path (loadSession, getHistory, commit) to record when
+ * each started and ended (wall clock), without touching runtime code: the runtime accepts a
+ * `store` option. `onCall(kind, args, t0, t1)` is called after each; errors pass through.
+ */
+export function instrumentStore(store, onCall) {
+  for (const kind of ['loadSession', 'getHistory', 'commit']) {
+    const orig = store[kind].bind(store);
+    store[kind] = async (...args) => {
+      const t0 = wallNow();
+      try { return await orig(...args); } finally { onCall(kind, args, t0, wallNow()); }
+    };
+  }
+  return store;
+}
+
+/**
+ * Times every query of every `pg` client in this process (pools included: they use
+ * pg.Client): `onQuery(label, t0, t1)` with the statement's first words. Returns a function
+ * that removes the patch. `client` is the connection that ran it (a transaction's statements
+ * share one). Diagnostic: it adds a few µs per query.
+ */
+export function tracePgQueries(onQuery) {
+  const proto = pg.Client.prototype;
+  const orig = proto.query;
+  proto.query = function traced(config, values, cb) {
+    if (config && typeof config.submit === 'function') return orig.apply(this, arguments);
+    const text = typeof config === 'string' ? config : config?.text ?? '';
+    const label = text.replace(/\s+/g, ' ').trim().slice(0, 48);
+    const t0 = wallNow();
+    const done = () => onQuery(label, t0, wallNow(), this);
+    if (typeof values === 'function') return orig.call(this, config, (e, r) => { done(); values(e, r); });
+    if (typeof cb === 'function') return orig.call(this, config, values, (e, r) => { done(); cb(e, r); });
+    const p = orig.call(this, config, values);
+    p.then(done, done);
+    return p;
+  };
+  return () => { proto.query = orig; };
+}
+
+/** Resident set size of a process in bytes (/proc), or 0 when it is gone. */
+export function procRssBytes(pid) {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch { return 0; }
+}
+
+/**
+ * CPU used so far (ms) by the named processes (e.g. `{ runtime: pid, nats: pid }`), by this
+ * process (`self`), by Postgres and by the whole machine: for suites whose runtime runs in a
+ * child process. Pair with cpuDeltaOf.
+ */
+export function cpuMarkOf(pids) {
+  const u = process.cpuUsage();
+  const m = { at: performance.now(), machine: machineBusyMs(), self: (u.user + u.system) / 1000, postgres: groupCpuMs('postgres') };
+  for (const [k, pid] of Object.entries(pids)) m[k] = procCpuMs(pid);
+  return m;
+}
+
+/** Cores each group of cpuMarkOf used between two marks, and what every other process used (`otherCores`). */
+export function cpuDeltaOf(a, b, cores) {
+  const wall = b.at - a.at;
+  const out = { wallMs: Math.round(wall), machineCores: cores };
+  let ours = 0;
+  for (const k of Object.keys(a)) {
+    if (k === 'at' || k === 'machine') continue;
+    const ms = Math.max(0, (b[k] ?? a[k]) - a[k]); // a process that exited reads 0
+    ours += ms;
+    out[k] = { cpuMs: Math.round(ms), cores: round(ms / wall, 2) };
+  }
+  out.totalCores = round(ours / wall, 2);
+  out.otherCores = round(Math.max(0, b.machine - a.machine - ours) / wall, 2);
+  return out;
+}

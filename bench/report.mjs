@@ -59,6 +59,8 @@ export function renderResults(res) {
   const heap = res.suites.heap?.ok ? res.suites.heap.data : null;
   const pgl = res.suites.pglite?.ok ? res.suites.pglite.data : null;
   const rs = res.suites.restart?.ok ? res.suites.restart.data : null;
+  const low = res.suites.lowload?.ok ? res.suites.lowload.data : null;
+  const bl = res.suites.backlog?.ok ? res.suites.backlog.data : null;
 
   const stamp = res.mergedFrom
     ? `Assembled ${res.finishedAt.slice(0, 10)} from suite runs at the times listed below`
@@ -114,6 +116,8 @@ export function renderResults(res) {
     L.push(`| B4 | bytes per passivated session in Postgres (pg_total_relation_size: heap + TOAST + indexes) | sessions ${fmt(rs.sizes.sessionsBytesPerSession)} B; + history + transitions ${fmt(rs.sizes.totalBytesPerSession)} B | | | (none) | | |`);
   }
   if (heap) L.push(`| B5 | heap per live session | ${fmt(heap.heapBytesPerSession)} B (= A5) | | | (none) | | |`);
+  if (low) lowloadRows(low, L);
+  if (bl) backlogRows(bl, L);
   L.push('');
 
   if (tp) {
@@ -169,12 +173,139 @@ export function renderResults(res) {
     rs.restarts.forEach((r, i) => L.push(`| ${i + 1} | ${fmt(r.nodeStartAndImportMs)} ms | ${fmt(r.createRuntimeMs)} ms | ${fmt(r.firstAnswerMs)} ms | ${fmt(r.createRuntimeToAnswerMs)} ms | ${fmt(r.spawnToAnswerMs)} ms | ${r.liveAtReady} |`));
     L.push('');
   }
+  if (low) lowloadDetails(low, L);
+  if (bl) backlogDetails(bl, L);
   const failed = Object.entries(res.suites).filter(([, s]) => !s.ok);
   if (failed.length) {
     L.push(`Suites that failed in this run: ${failed.map(([n, s]) => `${n} (${s.error})`).join(', ')}.`);
     L.push('');
   }
   return L.join('\n');
+}
+
+// ---- lowload and backlog (issue 12) ---------------------------------------------------------------
+
+const pq = (p, k = 'p99') => (p && p.n ? p[k] : 'n/a');
+const MiB = 2 ** 20;
+const STAGE_NAMES = {
+  natsIn: 'publish → dispatch (JetStream store + pull delivery)', beforeLoad: 'dispatch → store read starts', loadSession: 'loadSession()',
+  betweenReads: 'between the two reads', getHistory: 'getHistory()', toHandler: 'reads done → handler start (actor, XState)',
+  handler: 'handler', toCommit: 'handler end → commit() starts (session chain, group-commit linger and queue)', commit: 'commit() (one transaction)',
+  replyOut: 'commit done → reply received (outbox publish, core NATS)', total: 'total: publish → reply',
+};
+
+function lowloadRows(low, L) {
+  const pg = low.runs.pg?.phases;
+  const mem = low.runs.memory?.phases;
+  const js = low.baselines.jetstream;
+  const raw = low.baselines.pg;
+  const base = `raw JetStream publish → consumer → reply ${pq(js?.roundTripMs, 'p50')} / ${pq(js?.roundTripMs)} ms; Postgres 1 KB upsert + COMMIT ${pq(raw?.upsertTxMs, 'p50')} / ${pq(raw?.upsertTxMs)} ms`;
+  const ratio = pg && js && raw ? fmt(pg.new.replyMs.p50 / (js.roundTripMs.p50 + raw.upsertTxMs.p50), 1) : '';
+  if (pg) {
+    L.push(`| L1 | idle runtime, first message to a new session → its reply on agentry.out, Postgres store, ${low.config.probes} sessions one at a time: p50 / p99 (max) | ${pg.new.replyMs.p50} / **${pg.new.replyMs.p99} ms** (${pg.new.replyMs.max}) | ${base} | ${ratio} (p50 / sum of the two p50s) | p99 ≤ 20 ms | ${verdict(pg.new.replyMs.p99 <= 20)} | ${pg.new.cpu?.otherCores ?? ''} |`);
+    L.push(`| L2 | same, to a live session; to a stored (not live) session after a restart${mem ? '; memory store, new session' : ''}: p50 / p99 | ${pg.live.replyMs.p50} / ${pg.live.replyMs.p99} ms; ${pg.stored.replyMs.p50} / ${pg.stored.replyMs.p99} ms${mem ? `; ${mem.new.replyMs.p50} / ${mem.new.replyMs.p99} ms` : ''} | | | (info) | | ${[pg.live.cpu?.otherCores, pg.stored.cpu?.otherCores, mem?.new.cpu?.otherCores].filter((x) => x !== undefined).join(', ')} |`);
+    const t = pg.timers;
+    L.push(`| L3 | lone timer, Postgres: handler sleeps until now + ${low.config.sleepMs} ms; planned wake → wake handler start, ${t.n} one at a time: p50 / p99 (max) | ${t.latenessMs.p50} / **${t.latenessMs.p99} ms** (${t.latenessMs.max}) | | | tens of ms at most (p99 < 100 ms) | ${verdict(t.latenessMs.p99 < 100)} | ${t.cpu?.otherCores ?? ''} |`);
+    const tr = pg.trickle;
+    L.push(`| L4 | trickle, Postgres: ${low.config.trickle.sessions} sessions × ${low.config.trickle.perSession} messages at ${Math.round(1000 / low.config.trickle.messageEveryMs)} msg/s while ${low.config.trickle.timers} timers fall due: reply p50 / p99 (max); timer lateness p99 (max) | ${tr.messages.replyMs.p50} / ${tr.messages.replyMs.p99} ms (${tr.messages.replyMs.max}); ${tr.timers.latenessMs.p99} ms (${tr.timers.latenessMs.max}) | | | (info) | | ${tr.cpu?.otherCores ?? ''} |`);
+  }
+}
+
+function backlogRows(bl, L) {
+  const d = bl.drain;
+  const h = bl.heap;
+  const p = bl.probes;
+  const n = `${fmt(bl.config.sessions * bl.config.perSession)} × 100 B over ${fmt(bl.config.sessions)} sessions`;
+  const how = d.drained ? `drained in ${fmt(d.seconds)} s` : `${d.stoppedBy} after ${fmt(d.seconds)} s, ${fmt(d.leftInStream)} left`;
+  L.push(`| D1 | backlog of ${n} published with the runtime stopped, then drained by a runtime (Postgres): peak heapUsed (peak RSS); heap at the end | **${fmt(h.peakHeapUsedBytes / MiB)} MiB** (${fmt(h.peakRssBytes / MiB)} MiB); ${fmt((h.lastHeapUsedBytes ?? 0) / MiB)} MiB | | | flat, bounded by config | (see the series) | ${d.cpu?.otherCores ?? ''} |`);
+  L.push(`| D2 | drain rate: messages acked (gone from the stream) per second from the runtime's start; createRuntime() | ${fmt(d.ackedRate)} msg/s (${how}); ${bl.start.createRuntimeMs === null ? 'never resolved' : `${fmt(bl.start.createRuntimeMs)} ms`} | | | (info) | | |`);
+  L.push(`| D3 | during the drain, a message to a new session every ${bl.config.probeEveryMs} ms: publish → handler start p50 / p99 (handled of sent) | ${pq(p.handlerStartMs, 'p50')} / **${pq(p.handlerStartMs)} ms** (${p.handled} of ${p.published}) | | | p99 ≤ 100 ms | ${p.handlerStartMs.n ? verdict(p.handlerStartMs.p99 <= 100) : '**missed**'} | |`);
+}
+
+function lowloadDetails(low, L) {
+  const c = low.config;
+  L.push('### Low-load details');
+  L.push('');
+  L.push(`One message at a time: a forked prober publishes through JetStream, waits for the reply on \`agentry.out.<id>\`, pauses ${c.gapMs} ms and sends the next, so each message meets an idle runtime (${c.partitions} partitions, no-op agent with the \`queue\` policy that replies \`{ i }\`, ${c.warmup} warm-up messages first). The stages come from wall-clock stamps: the store passed to createRuntime() is wrapped, \`host.dispatch\` and \`host.wakeDue\` are wrapped on the instance, every \`pg\` query is timed, and the handler stamps its start. Baselines, same prober and pacing: raw JetStream publish → one durable pull consumer (consume + ack + core reply): p50 / p99 ${pq(low.baselines.jetstream?.roundTripMs, 'p50')} / ${pq(low.baselines.jetstream?.roundTripMs)} ms (publish → consumer ${pq(low.baselines.jetstream?.publishToConsumerMs, 'p50')} / ${pq(low.baselines.jetstream?.publishToConsumerMs)} ms, PubAck ${pq(low.baselines.jetstream?.pubAckMs, 'p50')} / ${pq(low.baselines.jetstream?.pubAckMs)} ms); Postgres \`SELECT 1\` ${pq(low.baselines.pg?.selectOneMs, 'p50')} / ${pq(low.baselines.pg?.selectOneMs)} ms, a ${low.baselines.pg?.docBytes ?? ''} B JSONB upsert in autocommit ${pq(low.baselines.pg?.upsertAutocommitMs, 'p50')} / ${pq(low.baselines.pg?.upsertAutocommitMs)} ms, BEGIN / upsert / COMMIT ${pq(low.baselines.pg?.upsertTxMs, 'p50')} / ${pq(low.baselines.pg?.upsertTxMs)} ms.`);
+  L.push('');
+  L.push('| store | message to | reply p50 / p90 / p99 / max (ms) | no reply | biggest stage by mean share (its p50 / p99 ms) | other processes (cores) |');
+  L.push('| --- | --- | --- | --- | --- | --- |');
+  const label = { new: 'a new session', live: 'a live session', stored: 'a stored session (after a restart)' };
+  for (const [store, run] of Object.entries(low.runs)) {
+    for (const ph of ['new', 'live', 'stored']) {
+      const x = run.phases[ph];
+      if (!x) continue;
+      const top = Object.entries(x.meanShareOfTotal ?? {}).sort((a, b) => b[1] - a[1])[0];
+      const st = top ? `${top[0]} ${Math.round(top[1] * 100)} % (${pq(x.stages[top[0]], 'p50')} / ${pq(x.stages[top[0]])})` : '';
+      L.push(`| ${store} | ${label[ph]} | ${x.replyMs.p50} / ${x.replyMs.p90} / ${x.replyMs.p99} / ${x.replyMs.max} | ${x.timeouts} | ${st} | ${x.cpu?.otherCores ?? ''} |`);
+    }
+    const tr = run.phases.trickle?.messages;
+    if (tr) L.push(`| ${store} | trickle (L4) | ${tr.replyMs.p50} / ${tr.replyMs.p90} / ${tr.replyMs.p99} / ${tr.replyMs.max} | ${tr.timeouts} | | ${run.phases.trickle.cpu?.otherCores ?? ''} |`);
+  }
+  L.push('');
+  for (const [store, run] of Object.entries(low.runs)) {
+    const stages = Object.keys(STAGE_NAMES).filter((k) => ['new', 'live', 'stored'].some((ph) => run.phases[ph]?.stages[k]));
+    L.push(`Where the time goes, ${store} store (ms, p50 / p99; mean share of the total):`);
+    L.push('');
+    L.push('| stage | new session | live session | stored session |');
+    L.push('| --- | --- | --- | --- |');
+    for (const k of stages) {
+      const cell = (ph) => { const x = run.phases[ph]; return x?.stages[k] ? `${x.stages[k].p50} / ${x.stages[k].p99}${k === 'total' ? '' : ` (${Math.round((x.meanShareOfTotal[k] ?? 0) * 100)} %)`}` : ''; };
+      L.push(`| ${STAGE_NAMES[k]} | ${cell('new')} | ${cell('live')} | ${cell('stored')} |`);
+    }
+    L.push('');
+    const cm = run.phases.new?.commits;
+    if (cm && cm.statementsPerCommit.max > 0) {
+      L.push(`The commit transaction of a new session's first message (${cm.statementsPerCommit.p50} statements, each a round trip; ms p50 / p99):`);
+      L.push('');
+      L.push('| statement | p50 | p99 | max |');
+      L.push('| --- | --- | --- | --- |');
+      for (const [k, v] of Object.entries(cm.byStatement)) L.push(`| ${k} | ${v.p50} | ${v.p99} | ${v.max} |`);
+      L.push('');
+    }
+    const slow = run.phases.new?.slowest ?? [];
+    if (slow.length) {
+      L.push(`Slowest new-session messages (${store}): ${slow.slice(0, 3).map((s) => `${s.total} ms = ${Object.entries(s).filter(([k, v]) => k !== 'total' && k !== 'id' && typeof v === 'number' && v >= 1).map(([k, v]) => `${k} ${v}`).join(' + ')}`).join('; ')} (stages under 1 ms left out).`);
+      L.push('');
+    }
+  }
+  L.push('| store | timers | planned wake → handler start p50 / p99 / max (ms) | planned → scheduler fires p50 / p99 | fired → handler start p50 / p99 | sleep committed before the wake time by (p50, min) | no wake |');
+  L.push('| --- | --- | --- | --- | --- | --- | --- |');
+  for (const [store, run] of Object.entries(low.runs)) {
+    for (const [name, t] of [['one at a time', run.phases.timers], ['in the trickle', run.phases.trickle?.timers]]) {
+      if (!t) continue;
+      L.push(`| ${store} | ${t.n} ${name} | ${t.latenessMs.p50} / ${t.latenessMs.p99} / ${t.latenessMs.max} | ${pq(t.plannedToWakeDueMs, 'p50')} / ${pq(t.plannedToWakeDueMs)} | ${pq(t.wakeDueToHandlerMs, 'p50')} / ${pq(t.wakeDueToHandlerMs)} | ${pq(t.sleepCommittedBeforeWakeMs, 'p50')}, ${pq(t.sleepCommittedBeforeWakeMs, 'min')} ms | ${t.missing} |`);
+    }
+  }
+  L.push('');
+}
+
+function backlogDetails(bl, L) {
+  const c = bl.config;
+  const d = bl.drain;
+  const s = bl.start;
+  L.push('### Backlog details');
+  L.push('');
+  L.push(`With no runtime running, the forked publisher put ${fmt(bl.publish.stored)} messages of ${c.bodyBytes} B (${fmt(c.sessions)} sessions × ${c.perSession}, interleaved) into the inbox at ${fmt(bl.publish.rate)} msg/s. Then a runtime node started in a child process (Postgres store, no-op agent, \`queue\` policy, default configuration) and reported its memory every ${c.sampleEveryMs} ms; from the moment createRuntime() resolved, the prober sent a message to a new session every ${c.probeEveryMs} ms. Limit ${c.limitS} s from the node's spawn.`);
+  L.push('');
+  const acq = s.partitionsAcquired ?? [];
+  L.push(`Start-up in front of the backlog: createRuntime() ${s.createRuntimeMs === null ? `had not resolved when the run stopped (${acq.length} of ${c.partitions} partitions taken)` : `took ${fmt(s.createRuntimeMs)} ms (${fmt(s.handledBeforeReady)} messages handled before it resolved)`}; partitions were taken one after the other${acq.length ? `, the first at ${acq[0].tS} s, the last at ${acq[acq.length - 1].tS} s after spawn, each taking ${fmt(median(acq.map((a) => a.ms)))} ms (median; max ${fmt(Math.max(...acq.map((a) => a.ms)))} ms)` : ''}.`);
+  L.push('');
+  const hs = d.hostStats ?? {};
+  L.push(`Drain: ${d.stoppedBy} after ${fmt(d.seconds)} s; handled ${fmt(d.handled)}, committed ${fmt(d.committed)}, ${fmt(d.leftInStream)} left in the stream; acked ${fmt(d.ackedRate)} msg/s, committed ${fmt(d.committedRate)} msg/s. Hydrations ${fmt(hs.hydrations)}, passivations ${fmt(hs.passivations)}, redelivered copies skipped ${fmt(hs.duplicatesSkipped)}, consumer restarts ${hs.consumerRestarts ?? 'n/a'}${d.warnings && Object.keys(d.warnings).length ? `; warnings: ${Object.entries(d.warnings).map(([k, v]) => `"${k}" ×${v}`).join(', ')}` : ''}${d.nodeExit ? `; the runtime node exited (${d.nodeExit.signal ?? d.nodeExit.code}) at ${d.nodeExit.atS} s` : ''}. CPU: ${d.cpu ? `runtime ${d.cpu.runtime.cores}, nats-server ${d.cpu.nats.cores}, postgres ${d.cpu.postgres.cores}, prober ${d.cpu.prober.cores}; other processes ${d.cpu.otherCores} of ${d.cpu.machineCores} cores` : 'n/a'}.`);
+  L.push('');
+  const srv = bl.server ?? [];
+  if (srv.length) {
+    L.push(`The server's view (sum over the partition consumers, every 10 s): unacked deliveries peaked at ${fmt(Math.max(...srv.map((x) => x.ackPending)))}, redelivered-and-unacked at ${fmt(Math.max(...srv.map((x) => x.redelivered)))}.`);
+    L.push('');
+  }
+  L.push('| s since spawn | heapUsed MiB | RSS MiB | handled | committed | left in stream | partitions taken | live sessions |');
+  L.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const x of bl.heap.series) L.push(`| ${fmt(x.tS)} | ${fmt(x.heapMiB)} | ${fmt(x.rssMiB)} | ${fmt(x.handled)} | ${fmt(x.committed)} | ${x.left === null ? '' : fmt(x.left)} | ${x.partitions ?? ''} | ${x.live === null ? '' : fmt(x.live)} |`);
+  L.push('');
+  const p = bl.probes;
+  L.push(`New sessions during the drain: ${p.published} sent, ${p.handled} handled, ${p.answered} answered. Publish → delivered to the runtime (dispatch) p50 / p99 ${pq(p.dispatchMs, 'p50')} / ${pq(p.dispatchMs)} ms; → handler start ${pq(p.handlerStartMs, 'p50')} / ${pq(p.handlerStartMs)} ms; → reply ${pq(p.replyMs, 'p50')} / ${pq(p.replyMs)} ms${p.unhandledWaitedMs?.n ? `; ${p.unhandledWaitedMs.n} never handled had waited ${p.unhandledWaitedMs.p50} ms (median) when the run stopped` : ''}.`);
+  L.push('');
 }
 
 const SKELETON = `# Benchmarks
