@@ -51,6 +51,12 @@ const schema = z.object({
   groupCommitMaxBatch: z.number().int().min(1).default(500),
   /** How long a commit waits for company before its transaction starts. */
   groupCommitLingerMs: z.number().min(0).default(2),
+  /**
+   * Publish a core NATS notice on `agentry.state.<id>` for every state change (SSE streams and
+   * `subscribe` on other nodes listen to them). Off saves two publishes per message; the
+   * timeline in Postgres and the in-process listeners are unaffected.
+   */
+  stateNotices: z.boolean().default(true),
   /** Group-commit transactions in flight at once (each takes a pool connection). */
   groupCommitConcurrency: z.number().int().min(1).max(16).default(3),
   /** On SIGTERM, running handlers get this long to finish before they are aborted. */
@@ -87,7 +93,7 @@ const schema = z.object({
 export type RuntimeConfig = Readonly<z.infer<typeof schema>>;
 export type RuntimeConfigInput = z.input<typeof schema>;
 
-const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boolean; list?: boolean }>> = {
+const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boolean; list?: boolean; boolean?: boolean }>> = {
   NATS_URL: { key: 'natsUrl' },
   DATABASE_URL: { key: 'databaseUrl' },
   AGENTRY_STORE: { key: 'store' },
@@ -98,6 +104,7 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_ACK_WAIT_MS: { key: 'ackWaitMs', number: true },
   AGENTRY_MAX_ACK_PENDING: { key: 'maxAckPendingPerPartition', number: true },
   AGENTRY_COMMIT_CONCURRENCY: { key: 'groupCommitConcurrency', number: true },
+  AGENTRY_STATE_NOTICES: { key: 'stateNotices', boolean: true },
   AGENTRY_MAX_LIVE_SESSIONS: { key: 'maxLiveSessions', number: true },
   AGENTRY_IDLE_TIMEOUT_MS: { key: 'idleTimeoutMs', number: true },
   AGENTRY_MAX_ACTIVE_SESSIONS: { key: 'maxActiveSessions', number: true },
@@ -123,10 +130,11 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
  */
 export function loadConfig(overrides: RuntimeConfigInput = {}, env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
   const fromEnv: Record<string, unknown> = {};
-  for (const [name, { key, number, list }] of Object.entries(ENV)) {
+  for (const [name, { key, number, list, boolean }] of Object.entries(ENV)) {
     const raw = env[name];
     if (raw === undefined || raw === '') continue;
-    fromEnv[key] = number ? Number(raw) : list ? raw.split(',').map((x) => x.trim()).filter(Boolean) : raw;
+    fromEnv[key] = number ? Number(raw) : list ? raw.split(',').map((x) => x.trim()).filter(Boolean)
+      : boolean ? (/^(1|true|yes|on)$/i.test(raw) ? true : /^(0|false|no|off)$/i.test(raw) ? false : raw) : raw;
   }
   const merged = { ...fromEnv, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) };
   const parsed = schema.safeParse(merged);

@@ -738,6 +738,7 @@ export class SessionHost {
     this.stats.runs++;
     if (input.attempt > 1) this.stats.retries++;
     const outputs: PendingOutput[] = [];
+    let historyCopy: HistoryItem[] | undefined;
     const sid = input.sessionId;
     // The run's logger is made on first use: most runs never log (a child logger per run cost ~2% of CPU).
     let runLog: Logger | undefined;
@@ -753,7 +754,8 @@ export class SessionHost {
         return run.ctl.signal;
       },
       state: structuredClone(input.userState),
-      history: s.historyView.slice(),
+      // Copied on first read: most handlers never look (up to maxHistory items per run).
+      get history() { return (historyCopy ??= s.historyView.slice()); },
       log: {
         debug: (msg, f) => { log().debug(f ?? {}, msg); },
         info: (msg, f) => { log().info(f ?? {}, msg); },
@@ -811,7 +813,7 @@ export class SessionHost {
         const event = s.sending ?? internalEventOf(s, snap);
         s.transitions.push({ sessionId: s.id, at, event, from: s.lastPath, to: path });
         for (const l of this.listeners) l.onState?.(s.id, s.lastPath, path, event, at);
-        this.deps.transport.publishCore(STATE_SUBJECT(s.id), JSON.stringify({ agentId: s.id, from: s.lastPath, to: path, state: topState(snap.value), event, at }));
+        if (this.deps.config.stateNotices) this.deps.transport.publishCore(STATE_SUBJECT(s.id), JSON.stringify({ agentId: s.id, from: s.lastPath, to: path, state: topState(snap.value), event, at }));
         s.lastPath = path;
       }
       if (snap.context.version > s.submittedVersion) this.commit(s, false);
