@@ -285,7 +285,9 @@ export interface SessionWithHistoryRow extends SessionRow {
  * rows in selectHistory's order (newest first), as many as `byType[type]` says for its type, else
  * `fallback`. One statement: per session an index scan of the history primary key (session_id,
  * seq, batch_id) backwards, aggregated into one json array, so the snapshot travels once
- * however many history rows come with it.
+ * however many history rows come with it. `sessions.id` is COLLATE "C" and `history.session_id`
+ * is not: compared as they are, the two implicit collations conflict and Postgres cannot use
+ * the index (a sequential scan of all history per session), hence the explicit collation.
  */
 export async function selectSessionsWithHistory(
   q: Queryable, ids: readonly string[], byType: Readonly<Record<string, number>>, fallback: number,
@@ -294,7 +296,7 @@ export async function selectSessionsWithHistory(
     `SELECT ${SESSION_COLUMNS},
        (SELECT json_agg(x ORDER BY x.seq DESC, x.at DESC, x.batch_id DESC) FROM (
           SELECT h.seq, h.batch_id, h.kind, h.body, h.priority, h."from", h.outcome, h.at FROM history h
-          WHERE h.session_id = s.id ORDER BY h.seq DESC, h.at DESC, h.batch_id DESC
+          WHERE h.session_id = (s.id COLLATE "default") ORDER BY h.seq DESC, h.at DESC, h.batch_id DESC
           LIMIT COALESCE(($2::jsonb ->> s.type)::integer, $3::integer)
         ) x) AS history
      FROM sessions s WHERE s.id = ANY($1::text[])`,
