@@ -15,9 +15,9 @@
  *   Postgres). An in-memory database died with its worker: its calls keep failing.
  * - The worker stops answering (WASM stuck): a call unanswered for `callTimeoutMs` terminates
  *   it, and it is handled as an exit. `migrate` is exempt (it may rewrite a large database).
- * - A value structured clone refuses (a function in a snapshot): that argument is sent as JSON,
- *   which drops it just as the in-thread store's `JSON.stringify` would; one too deep to clone
- *   is a `StoreDataError`, as in-thread.
+ * - A value structured clone refuses: a function in a commit's snapshot is dropped (sent as
+ *   JSON), as the in-thread store's `JSON.stringify` would; a function as any other argument is
+ *   a `TypeError`; a value too deep to clone is a `StoreDataError`, as in-thread.
  * - `close()` waits at most `closeTimeoutMs` for PGlite to close, then terminates the thread.
  *
  * The worker keeps the process alive only while a call is pending, like in-thread I/O would.
@@ -209,9 +209,17 @@ export function pgliteWorkerOf(store: Store): Worker | null {
 }
 
 /**
- * Sends a request; an argument structured clone refuses (a function or symbol inside a
- * snapshot) is sent as its JSON round trip instead, which is what the in-thread store would
- * store. Values that cannot be sent at all throw a `StoreDataError` (via `normalizePgError`).
+ * Methods whose arguments carry user data that the store turns into JSON (a handler's state in
+ * `commit`'s snapshots), where a function or symbol is dropped in-thread by `JSON.stringify`.
+ */
+const JSON_DATA_METHODS = new Set(['commit']);
+
+/**
+ * Sends a request. For `JSON_DATA_METHODS`, an argument structured clone refuses (a function
+ * inside a snapshot) is sent as its JSON round trip instead, which is what the in-thread store
+ * would have stored; anywhere else such an argument is a programming error and a `TypeError`
+ * (silently dropping an option would change what the call means). A value too deep to send at
+ * all is a `StoreDataError` (via `normalizePgError`), as in-thread.
  */
 function post(w: Worker, req: PgliteWorkerRequest): void {
   try {
@@ -219,6 +227,9 @@ function post(w: Worker, req: PgliteWorkerRequest): void {
     return;
   } catch (err) {
     if (!(err instanceof Error && err.name === 'DataCloneError')) throw normalizePgError(err);
+    if (!JSON_DATA_METHODS.has(req.method)) {
+      throw new TypeError(`store.${req.method}: an argument cannot be passed to the PGlite worker thread (${err.message}); store methods take data, not functions`, { cause: err });
+    }
   }
   const args = req.args.map((a) => {
     try {
