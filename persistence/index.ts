@@ -7,6 +7,8 @@ export { createPgStore } from './pgStore.js';
 export type { PgStoreOptions } from './pgStore.js';
 export { createPgliteStore } from './pgliteStore.js';
 export type { PgliteStoreOptions } from './pgliteStore.js';
+export { createPgliteWorkerStore, pgliteWorkerOf } from './pgliteWorkerStore.js';
+export type { PgliteWorkerStoreOptions } from './pgliteWorkerStore.js';
 export { openStore } from './openStore.js';
 export type { OpenStoreConfig } from './openStore.js';
 export * from './storable.js';

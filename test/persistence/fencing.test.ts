@@ -7,6 +7,7 @@
  * the new owner starts, or is refused. A paused transaction is ended by
  * idle_in_transaction_session_timeout, so the claim does not wait for the pause to end.
  */
+import { createPgliteWorkerStore } from '../../persistence/pgliteWorkerStore.js';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,6 +25,7 @@ function rec(sessionId: string, version: number, partition: number, ownerEpoch: 
 const backends: [string, () => Promise<{ store: Store; done: () => Promise<void> }>][] = [
   ['memory', () => Promise.resolve({ store: createMemoryStore(), done: () => Promise.resolve() })],
   ['pglite', async () => { const store = createPgliteStore({}); await store.migrate(); return { store, done: () => store.close() }; }],
+  ['pglite (worker)', async () => { const store = createPgliteWorkerStore(); await store.migrate(); return { store, done: () => store.close() }; }],
   ['pg', async () => {
     const schema = `t_fence_${randomBytes(5).toString('hex')}`;
     const store = createPgStore({ connectionString: PG_URL, schema });
