@@ -2,7 +2,9 @@
 // runtime-shaped records and no NATS or actors, on Postgres and on PGlite. Says how many records
 // per second one caller commits, 500 per commit() call as the group committer sends them, and
 // the CPU each costs: this process (the client: serialisation, driver) and, for Postgres, the
-// server processes. PGlite runs in this process, so its "client" CPU is the database too.
+// one server backend that ran them (commits go through a pool of one connection, so other
+// users of the database do not count). PGlite runs in this process, so its "client" CPU is
+// the database too.
 //
 // Records are shaped like the runtime's (see "store-commit" in throughput.mjs): a ~1 KB
 // durable snapshot of the session machine, one 100-byte history row, ~0.4 transition rows.
@@ -13,10 +15,13 @@
 //   AGENTRY_DIST=/tmp/other-build node bench/diag-store-commit.mjs   (compare two builds)
 //   BACKENDS=pg ROUNDS=5 RECORDS=50000 node bench/diag-store-commit.mjs
 import { createActor } from 'xstate';
-import { PG_URL, dropSchema, groupCpuMs, makeBody, median, schemaName, wallNow } from './lib.mjs';
+import pg from 'pg';
+import { PG_URL, dropSchema, makeBody, median, procCpuMs, schemaName, wallNow } from './lib.mjs';
 
 const DIST = process.env.AGENTRY_DIST ?? new URL('../dist', import.meta.url).pathname;
 const { createPgStore, createPgliteStore } = await import(`${DIST}/persistence/index.js`);
+const { createPgDb } = await import(`${DIST}/persistence/pgStore.js`);
+const { createSqlStore } = await import(`${DIST}/persistence/sqlStore.js`);
 const { defineAgent, sessionMachine, toDurableSnapshot } = await import(`${DIST}/actors/index.js`);
 
 const BACKENDS = (process.env.BACKENDS ?? 'pg,pglite').split(',');
@@ -71,14 +76,14 @@ function makeBatches(n, versions, seq0) {
 const cpuUs = () => { const u = process.cpuUsage(); return u.user + u.system; };
 
 /** Commits `batches` one call at a time (as one group committer does); rate and CPU per record. */
-async function timeCommits(store, batches) {
+async function timeCommits(store, batches, backendPid) {
   const n = batches.reduce((a, b) => a + b.length, 0);
   const c0 = cpuUs();
-  const p0 = groupCpuMs('postgres');
+  const p0 = backendPid ? procCpuMs(backendPid) : 0;
   const t0 = wallNow();
   for (const b of batches) await store.commit(b);
   const ms = wallNow() - t0;
-  return { rate: n / (ms / 1000), clientUs: (cpuUs() - c0) / n, serverUs: ((groupCpuMs('postgres') - p0) * 1000) / n };
+  return { rate: n / (ms / 1000), clientUs: (cpuUs() - c0) / n, serverUs: backendPid ? ((procCpuMs(backendPid) - p0) * 1000) / n : 0 };
 }
 
 /** Reads all sessions back: per session (loadSession + getHistory), and batched (loadSessions). */
@@ -108,23 +113,28 @@ async function timeHydration(store) {
 
 async function runBackend(kind) {
   const schema = schemaName('dsc');
-  const store = kind === 'pg' ? createPgStore({ connectionString: PG_URL, schema }) : createPgliteStore();
+  // Postgres: commits on a pool of one connection, whose server process is measured.
+  const pool = kind === 'pg' ? new pg.Pool({ connectionString: PG_URL, max: 1, options: `-c search_path=${schema}` }) : null;
+  const db = pool && createPgDb(pool);
+  const store = kind === 'pg' ? createSqlStore(db, 'pg', { schema }) : createPgliteStore();
+  const reader = kind === 'pg' ? createPgStore({ connectionString: PG_URL, schema }) : store;
   try {
     await store.migrate();
+    const backendPid = db ? (await db.query('SELECT pg_backend_pid() AS pid')).rows[0].pid : 0;
     const versions = new Map();
     let seq = 1;
     // Warm-up: JIT, connections, every session created (later rounds are updates, as at steady state).
     const warm = makeBatches(Math.max(SESSIONS, 2 * BATCH), versions, seq);
     seq += Math.max(SESSIONS, 2 * BATCH);
-    await timeCommits(store, warm);
+    await timeCommits(store, warm, backendPid);
     const rounds = [];
     for (let r = 0; r < ROUNDS; r++) {
       const batches = makeBatches(RECORDS, versions, seq);
       seq += RECORDS;
-      rounds.push(await timeCommits(store, batches));
+      rounds.push(await timeCommits(store, batches, backendPid));
     }
     const hydration = [];
-    for (let r = 0; r < ROUNDS; r++) hydration.push(await timeHydration(store));
+    for (let r = 0; r < ROUNDS; r++) hydration.push(await timeHydration(reader));
     const med = (f) => Math.round(median(rounds.map(f)) * 10) / 10;
     const medH = (f) => Math.round(median(hydration.map(f)) * 10) / 10;
     return {
@@ -137,6 +147,7 @@ async function runBackend(kind) {
     };
   } finally {
     await store.close();
+    if (reader !== store) await reader.close();
     if (kind === 'pg') await dropSchema(schema).catch(() => undefined);
   }
 }
