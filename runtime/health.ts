@@ -12,7 +12,7 @@
  * once when it turns bad and once when it recovers, never once per ping.
  */
 import type { Logger } from './logger.js';
-import { realClock, type Clock } from './sessionHost.js';
+import { realClock, type Clock } from './clock.js';
 
 /** What readiness reports (the `/readyz` body). */
 export interface Readiness {

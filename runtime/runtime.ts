@@ -11,7 +11,8 @@ import type { DeadLetter, HistoryEntry, ListSessionsQuery, SessionSummary, Store
 import { loadConfig, type RuntimeConfig, type RuntimeConfigInput } from './config.js';
 import { createGroupCommitter, type GroupCommitter } from './groupCommit.js';
 import { createLogger, type Logger } from './logger.js';
-import { SessionHost, realClock, type Clock, type SessionView } from './sessionHost.js';
+import { realClock, type Clock } from './clock.js';
+import { SessionHost, type SessionView } from './sessionHost.js';
 import { settleWithin } from './deadline.js';
 import { createHealth, type Readiness } from './health.js';
 import { openStoreFor } from './store.js';

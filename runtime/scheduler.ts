@@ -32,7 +32,7 @@
 import type { DueWake, ScheduleRecord } from '../persistence/types.js';
 import type { Logger } from './logger.js';
 import { MinHeap } from './minHeap.js';
-import type { Clock } from './sessionHost.js';
+import type { Clock } from './clock.js';
 
 /** A timer key: `wake:<sessionId>` or `cron:<taskId>`. */
 export type TimerKey = `wake:${string}` | `cron:${string}`;

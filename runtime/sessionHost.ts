@@ -27,22 +27,26 @@ import type { JsMsg } from '@nats-io/jetstream';
 import { createActor, type Actor, type Snapshot } from 'xstate';
 import { AgentryError, InvalidTransitionError, TerminalError, errorInfo } from '../actors/errors.js';
 import { assertSessionId, sessionIdProblem } from '../actors/sessionId.js';
-import { assertEventPattern, nextStepOf, sleepResult, waitResult, type HandlerContext, type HistoryItem, type ResolvedAgent } from '../actors/defineAgent.js';
+import { nextStepOf, type HistoryItem, type ResolvedAgent } from '../actors/defineAgent.js';
 import {
-  backoffDelay, durableSnapshotOf, runInputOf, sessionMachine, statePath, topState, snapshotContext,
+  backoffDelay, runInputOf, sessionMachine, statePath, topState, snapshotContext,
   type CompletedRun, type SessionContext, type SessionEvent,
 } from '../actors/sessionMachine.js';
 import { priorityRank, type InboxMessage, type Priority, type RunInput, type RunOutput } from '../actors/types.js';
-import type { CommitRecord, DeadLetter, HistoryEntry, HistoryLimit, LoadedSession, OutboxRecord, SessionRecord, Store, TransitionRecord } from '../persistence/types.js';
+import type { CommitRecord, DeadLetter, HistoryEntry, HistoryLimit, LoadedSession, SessionRecord, Store, TransitionRecord } from '../persistence/types.js';
 import { storableText, toStorable } from '../persistence/storable.js';
+import { realClock, type Clock } from './clock.js';
 import { settleWithin } from './deadline.js';
 import type { RuntimeConfig } from './config.js';
 import type { GroupCommitter } from './groupCommit.js';
+import { Outbox } from './host/outbox.js';
+import { abortRunHandle, createHandlerContext, type RunHandle } from './host/handlerContext.js';
+import { addCompletedRun, batchRange, commitRecordOf, newPendingCommit, type PendingCommit, type PendingOutput } from './host/commitRecord.js';
 import { decodeInbox, sessionIdOfSubject } from './inbox.js';
 import type { Logger } from './logger.js';
 import { MinHeap } from './minHeap.js';
 import { partitionOf } from './partition.js';
-import { DLQ_SUBJECT, EVENT_SUBJECT, H, INBOX_SUBJECT, OUT_SUBJECT, STATE_SUBJECT, type Transport } from './transport.js';
+import { DLQ_SUBJECT, H, STATE_SUBJECT, type Transport } from './transport.js';
 
 type SessionActor = Actor<ReturnType<typeof sessionMachine.provide>>;
 
@@ -55,26 +59,12 @@ const LOAD_CONCURRENCY = 2;
 /** Most sessions read by one hydration query. */
 const LOAD_BATCH = 500;
 
-/** Time source and timers; the default is the real clock, tests inject a fake one. */
-export interface Clock {
-  now(): number;
-  setTimeout(fn: (...args: unknown[]) => void, ms: number): unknown;
-  clearTimeout(id: unknown): void;
-}
-
-export const realClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (id) => { clearTimeout(id as NodeJS.Timeout); },
-};
-
 /** Live notifications for subscribers (control plane, inspector). */
 export interface HostListener {
   onState?(sessionId: string, from: string, to: string, event: string, at: number): void;
   onCommitted?(record: CommitRecord): void;
 }
 
-interface PendingOutput { subject: string; headers: Record<string, string>; body: unknown; kind: 'reply' | 'mail' | 'event' | 'subscribe' | 'unsubscribe' }
 
 interface LiveSession {
   readonly id: string;
@@ -121,33 +111,11 @@ interface LiveSession {
   queued: boolean;
 }
 
-/** A session's durable changes since its last submitted record: they commit as one record. */
-interface PendingCommit {
-  /** The latest snapshot: the record stores this one (last snapshot wins). */
-  snap: ReturnType<SessionActor['getSnapshot']>;
-  /** Lease epoch of the first change: a change under another epoch starts a new record. */
-  readonly epoch: number;
-  readonly history: HistoryEntry[];
-  readonly transitions: TransitionRecord[];
-  /** Outbox rows without ids: ids name the record's version, known when it is submitted. */
-  readonly outbox: Omit<OutboxRecord, 'id'>[];
-  readonly subscribe: string[];
-  readonly unsubscribe: string[];
-  readonly deadLetters: DeadLetter[];
-  readonly completed: CompletedRun[];
-  /** Changes merged into this record (1: none merged). */
-  changes: number;
-}
-
-/** A handler run in flight; its AbortController exists only once the handler asked for its signal. */
-interface RunHandle { readonly runId: number; ctl: AbortController | null; aborted: boolean }
-
 function abortRun(s: LiveSession): void {
   const run = s.run;
   if (!run) return;
   s.run = null;
-  run.aborted = true;
-  run.ctl?.abort();
+  abortRunHandle(run);
 }
 
 interface LoadWaiter { readonly resolve: (v: LoadedSession | null) => void; readonly reject: (e: unknown) => void }
@@ -219,7 +187,8 @@ export class SessionHost {
   private readonly random: () => number;
   private readonly machine;
   private readonly listeners = new Set<HostListener>();
-  private outboxDeletes: string[] = [];
+  /** Committed outputs on their way out. */
+  readonly outbox: Outbox;
   private sweeper: NodeJS.Timeout | undefined;
   private stopping = false;
   /** Live sessions whose top state is `active` (handlers running or retrying). */
@@ -231,6 +200,7 @@ export class SessionHost {
   constructor(private readonly deps: HostDeps) {
     this.clock = deps.clock ?? realClock;
     this.random = deps.random ?? Math.random;
+    this.outbox = new Outbox({ store: deps.store, transport: deps.transport, logger: deps.logger });
     this.historyLimit = { byType: Object.fromEntries([...deps.agents].map(([t, a]) => [t, a.maxHistory])), fallback: 50 };
     this.machine = sessionMachine.provide({
       actions: {
@@ -255,7 +225,8 @@ export class SessionHost {
       const now = Date.now();
       if (now - lastWorking >= this.deps.config.ackWaitMs / 3) { lastWorking = now; this.keepAlive(); }
       this.passivateIdle();
-      this.flushOutboxDeletes();
+      this.outbox.flushDeletes();
+      this.outbox.retryFailed();
     }, every);
     this.sweeper.unref();
   }
@@ -738,49 +709,14 @@ export class SessionHost {
     this.stats.runs++;
     if (input.attempt > 1) this.stats.retries++;
     const outputs: PendingOutput[] = [];
-    let historyCopy: HistoryItem[] | undefined;
-    const sid = input.sessionId;
     // The run's logger is made on first use: most runs never log (a child logger per run cost ~2% of CPU).
     let runLog: Logger | undefined;
     const log = (): Logger => (runLog ??= s.log.child({ runId: input.runId, attempt: input.attempt }));
     const now = (): number => this.clock.now();
-    const ctx: HandlerContext = {
-      sessionId: sid, agentType: input.agentType, runId: input.runId, attempt: input.attempt,
-      get signal() {
-        if (!run.ctl) {
-          run.ctl = new AbortController();
-          if (run.aborted) run.ctl.abort();
-        }
-        return run.ctl.signal;
-      },
-      state: structuredClone(input.userState),
-      // Copied on first read: most handlers never look (up to maxHistory items per run).
-      get history() { return (historyCopy ??= s.historyView.slice()); },
-      log: {
-        debug: (msg, f) => { log().debug(f ?? {}, msg); },
-        info: (msg, f) => { log().info(f ?? {}, msg); },
-        warn: (msg, f) => { log().warn(f ?? {}, msg); },
-        error: (msg, f) => { log().error(f ?? {}, msg); },
-      },
-      now,
-      reply: (body) => { outputs.push({ kind: 'reply', subject: OUT_SUBJECT(sid), headers: { [H.kind]: 'reply' }, body }); },
-      stream: (chunk) => {
-        if (run.aborted) return;
-        this.deps.transport.publishCore(OUT_SUBJECT(sid), JSON.stringify(chunk), { [H.kind]: 'chunk', [H.run]: String(input.runId) });
-      },
-      mail: (to, body, o = {}) => {
-        assertSessionId(to);
-        outputs.push({ kind: 'mail', subject: INBOX_SUBJECT(to), headers: { [H.kind]: 'mail', [H.from]: sid, [H.priority]: o.priority ?? 'normal' }, body });
-      },
-      publish: (type, data, o = {}) => {
-        if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(type)) throw new AgentryError('INVALID_ARGUMENT', `invalid event type ${JSON.stringify(type)}`);
-        outputs.push({ kind: 'event', subject: EVENT_SUBJECT(type), headers: { [H.kind]: 'event', [H.from]: sid, [H.priority]: o.priority ?? 'normal', [H.eventType]: type }, body: data ?? null });
-      },
-      subscribe: (pattern) => { outputs.push({ kind: 'subscribe', subject: '', headers: {}, body: assertEventPattern(pattern, 'subscribe') }); },
-      unsubscribe: (pattern) => { outputs.push({ kind: 'unsubscribe', subject: '', headers: {}, body: pattern }); },
-      sleep: (o) => sleepResult(o, now()),
-      waitFor: (o) => waitResult(o, now()),
-    };
+    const ctx = createHandlerContext({
+      input, run, outputs, now, log, history: () => s.historyView,
+      publishChunk: (subject, body, headers) => { this.deps.transport.publishCore(subject, body, headers); },
+    });
     const result = await (async () => agent.handle(input.batch, ctx))().catch((err: unknown) => {
       // Each failed attempt, with its stack (a dead letter keeps only the message); not a superseded run.
       if (!run.aborted) log().warn({ err, seqs: input.batch.map((m) => m.seq), maxAttempts: agent.limits.maxAttempts }, 'handler failed');
@@ -838,33 +774,13 @@ export class SessionHost {
     let p = s.open;
     if (p && (p.epoch !== epoch || this.soloCommits.has(s.id))) p = null;
     const fresh = p === null;
-    if (!p) {
-      p = { snap, epoch, history: [], transitions: [], outbox: [], subscribe: [], unsubscribe: [], deadLetters: [], completed: [], changes: 0 };
-      s.open = p;
-    }
+    if (!p) s.open = p = newPendingCommit(snap, epoch);
     p.snap = snap;
     p.changes++;
     if (s.transitions.length > 0) p.transitions.push(...s.transitions.splice(0));
     if (completed) {
-      p.completed.push(completed);
-      const batchId = String(completed.runId);
-      for (const m of completed.batch) {
-        p.history.push({
-          sessionId: s.id, seq: m.seq, kind: m.kind, body: m.body ?? null, priority: m.priority, from: m.from ?? null,
-          batchId, outcome: completed.outcome, at: m.at,
-        });
-      }
-      if (completed.outcome === 'ok') {
-        const now = this.clock.now();
-        for (const o of s.outputs.get(completed.runId) ?? []) {
-          if (o.kind === 'subscribe') p.subscribe.push(o.body as string);
-          else if (o.kind === 'unsubscribe') p.unsubscribe.push(o.body as string);
-          else p.outbox.push({ sessionId: s.id, subject: o.subject, headers: o.headers, body: JSON.stringify(o.body ?? null), createdAt: now });
-        }
-      }
+      addCompletedRun(p, s.id, completed, s.outputs.get(completed.runId) ?? [], this.clock.now());
       for (const k of s.outputs.keys()) if (k <= completed.runId) s.outputs.delete(k);
-      const dl = this.deadLetterOf(s, completed, this.clock.now());
-      if (dl) p.deadLetters.push(dl);
     }
     if (!fresh) { this.stats.coalesced++; return; }
     const record = p;
@@ -882,18 +798,7 @@ export class SessionHost {
     if (s.open === p) s.open = null;
     if (s.broken) return; // an earlier link failed: this version can never land
     const version = ++s.storeVersion;
-    const ctx = p.snap.context;
-    const wake = ctx.wake;
-    const subscribe = version === 1 ? [...(this.agentOf(s.type)?.subscribe ?? []), ...p.subscribe] : p.subscribe;
-    const record: CommitRecord = {
-      sessionId: s.id, type: s.type, status: topState(p.snap.value), snapshot: durableSnapshotOf(p.snap),
-      lastSeq: ctx.lastSeq, version, partition: s.partition, ownerEpoch: p.epoch,
-      wakeAt: wake?.until ?? ctx.wait?.timeoutAt ?? null, wakeEvents: wake?.events ?? (ctx.wait?.event ? [ctx.wait.event] : []),
-      wakePriority: wake?.mailPriority ?? null,
-      history: p.history, transitions: p.transitions,
-      outbox: p.outbox.map((o, i) => ({ ...o, id: `${s.id}:${version}:${i}` })),
-      ...(subscribe.length ? { subscribe } : {}), ...(p.unsubscribe.length ? { unsubscribe: p.unsubscribe } : {}),
-    };
+    const record = commitRecordOf(p, s, version, this.agentOf(s.type)?.subscribe ?? []);
     for (const dl of p.deadLetters) await this.retryStore(() => this.deps.store.addDeadLetter(dl));
     try {
       await this.deps.committer.submit(record);
@@ -908,7 +813,7 @@ export class SessionHost {
     }
     this.stats.commits++;
     this.afterCommit(s, record, p.deadLetters);
-    await this.publishOutbox(record.outbox);
+    await this.outbox.publish(record.outbox);
   }
 
   /** Sessions whose records must not merge changes (a merged record was refused as data). */
@@ -961,7 +866,7 @@ export class SessionHost {
   private async deadLetterUnstorable(s: LiveSession, c: CompletedRun, err: unknown): Promise<void> {
     const seqs = c.batch.map((m) => m.seq).filter((q) => q > 0);
     const dl: DeadLetter = {
-      id: `${s.id}:${seqs.length ? `${Math.min(...seqs)}-${Math.max(...seqs)}` : `run${c.runId}`}`, sessionId: s.id, reason: 'unstorable',
+      id: `${s.id}:${batchRange(c)}`, sessionId: s.id, reason: 'unstorable',
       error: `the store refused the run's result: ${errorInfo(err).message}`, attempts: c.attempts,
       payload: toStorable(c.batch), createdAt: this.clock.now(), replayedAt: null,
     };
@@ -971,16 +876,6 @@ export class SessionHost {
     s.log.error({ deadLetterId: dl.id, reason: dl.reason, attempts: dl.attempts, error: dl.error }, 'batch dead-lettered');
     for (const q of seqs) { s.acks.get(q)?.ack(); s.acks.delete(q); }
     this.deps.transport.publishCore(DLQ_SUBJECT(s.id), JSON.stringify(dl));
-  }
-
-  private deadLetterOf(s: LiveSession, c: CompletedRun, now: number): DeadLetter | null {
-    if ((c.outcome !== 'dead-letter' && c.outcome !== 'stopped') || c.batch.length === 0) return null;
-    const seqs = c.batch.map((m) => m.seq).filter((q) => q > 0);
-    const id = `${s.id}:${seqs.length ? `${Math.min(...seqs)}-${Math.max(...seqs)}` : `run${c.runId}`}`;
-    return {
-      id, sessionId: s.id, reason: c.outcome === 'stopped' ? 'stopped' : 'handler-failed', error: c.error ? storableText(c.error.message) : null,
-      attempts: c.attempts, payload: c.batch, createdAt: now, replayedAt: null,
-    };
   }
 
   private afterCommit(s: LiveSession, record: CommitRecord, deadLetters: readonly DeadLetter[]): void {
@@ -1002,41 +897,9 @@ export class SessionHost {
     for (const l of this.listeners) l.onCommitted?.(record);
   }
 
-  /** Publishes committed outbox rows; JetStream subjects carry the row id as Nats-Msg-Id so resends are dropped. */
-  private async publishOutbox(rows: readonly OutboxRecord[]): Promise<void> {
-    for (const o of rows) {
-      try {
-        if (o.subject.startsWith('agentry.in.')) {
-          await this.deps.transport.publishInbox(o.subject.slice('agentry.in.'.length), o.body, { ...o.headers }, o.id);
-        } else if (o.subject.startsWith('agentry.events.')) {
-          await this.deps.transport.publishEvent(o.subject.slice('agentry.events.'.length), o.body, { ...o.headers }, o.id);
-        } else {
-          this.deps.transport.publishCore(o.subject, o.body, { ...o.headers, [H.msgId]: o.id });
-        }
-        this.outboxDeletes.push(o.id);
-      } catch (err) {
-        this.deps.logger.warn({ err, id: o.id }, 'outbox publish failed; it stays in the outbox and is retried');
-        return;
-      }
-    }
-  }
-
   /** Re-publishes outbox rows left by a crash or a NATS outage. */
-  async flushStaleOutbox(): Promise<number> {
-    const rows = await this.deps.store.pendingOutbox(1000);
-    await this.publishOutbox(rows);
-    this.flushOutboxDeletes();
-    return rows.length;
-  }
-
-  private flushOutboxDeletes(): void {
-    if (this.outboxDeletes.length === 0) return;
-    const ids = this.outboxDeletes;
-    this.outboxDeletes = [];
-    this.deps.store.deleteOutbox(ids).catch((err: unknown) => {
-      this.outboxDeletes.push(...ids);
-      this.deps.logger.warn({ err }, 'outbox clean-up failed; will retry');
-    });
+  flushStaleOutbox(): Promise<number> {
+    return this.outbox.flushStale();
   }
 
   private keepAlive(): void {
@@ -1190,7 +1053,7 @@ export class SessionHost {
     const sessions = [...this.live.values()];
     for (const s of sessions) this.stopActor(s); // aborts what still runs: its messages stay unacked
     const clean = await settleWithin(Promise.all(sessions.map((s) => s.chain)), Math.max(0, deadline - Date.now()));
-    this.flushOutboxDeletes();
+    this.outbox.flushDeletes();
     this.live.clear();
     return {
       clean,

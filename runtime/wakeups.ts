@@ -25,7 +25,8 @@ import { storableText, toStorable } from '../persistence/storable.js';
 import type { Logger } from './logger.js';
 import { partitionOf } from './partition.js';
 import { Scheduler } from './scheduler.js';
-import type { Clock, SessionHost } from './sessionHost.js';
+import type { Clock } from './clock.js';
+import type { SessionHost } from './sessionHost.js';
 import { DLQ_SUBJECT, H, INBOX_SUBJECT, type Transport } from './transport.js';
 
 /** Header on events the publisher already routed (`publishEvent`): the router skips them. */
@@ -105,11 +106,6 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     },
   });
 
-  async function publishRow(row: OutboxRecord): Promise<void> {
-    await transport.publishInbox(row.subject.slice('agentry.in.'.length), row.body, { ...row.headers }, row.id);
-    await store.deleteOutbox([row.id]);
-  }
-
   /** One cron firing: CAS next_run_at and write its outbox row in one transaction, then publish. */
   async function fireCron(taskId: string, dueAt: number): Promise<void> {
     const sched = await store.getSchedule(taskId);
@@ -125,7 +121,8 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     };
     const won = await store.fireSchedule(taskId, dueAt, next, now, row);
     if (!won) return;
-    if (row) await publishRow(row).catch((err: unknown) => { logger.warn({ err, taskId }, 'cron firing stored; publish failed, the outbox retries it'); });
+    // Stored with the firing: a failed publish stays in the outbox and goes out with the next stale flush.
+    if (row) await host.outbox.publish([row]);
     scheduler.note(`cron:${taskId}`, next, sched.partition);
   }
 

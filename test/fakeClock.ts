@@ -1,6 +1,6 @@
 // A fake clock for the runtime (scheduler, statechart timers, handler ctx.now): time moves only
 // when the test advances it, so months pass in milliseconds. The only fake besides the LLM.
-import type { Clock } from '../runtime/sessionHost.js';
+import type { Clock } from '../runtime/clock.js';
 
 interface Timer { id: number; at: number; fn: (...args: unknown[]) => void }
 

@@ -1,0 +1,105 @@
+/**
+ * Owns the shape of what a session commits: its changes since the last submitted record,
+ * gathered into one pending record (commit coalescing), and the `CommitRecord` built from it
+ * when it is submitted. Pure: no I/O, no clock, no actor; the host decides when.
+ *
+ * Merging rules: the latest snapshot wins (it already holds every earlier change); history,
+ * transitions, outbox rows, subscriptions and dead letters of each change are concatenated in
+ * order; a run's outputs enter only when it completed `ok`. Outbox ids name the record's
+ * version, known only at submission, so resends of a stored row keep its id.
+ */
+import { durableSnapshotOf, topState, type CompletedRun } from '../../actors/sessionMachine.js';
+import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, TransitionRecord } from '../../persistence/types.js';
+import { storableText } from '../../persistence/storable.js';
+
+/** A snapshot of a session actor, as much of it as a commit stores. */
+export type SessionSnapshot = Parameters<typeof durableSnapshotOf>[0];
+
+/** An output a handler produced during a run; it leaves only once the run is committed. */
+export interface PendingOutput {
+  readonly subject: string;
+  readonly headers: Record<string, string>;
+  readonly body: unknown;
+  readonly kind: 'reply' | 'mail' | 'event' | 'subscribe' | 'unsubscribe';
+}
+
+/** A session's durable changes since its last submitted record: they commit as one record. */
+export interface PendingCommit {
+  /** The latest snapshot: the record stores this one (last snapshot wins). */
+  snap: SessionSnapshot;
+  /** Lease epoch of the first change: a change under another epoch starts a new record. */
+  readonly epoch: number;
+  readonly history: HistoryEntry[];
+  readonly transitions: TransitionRecord[];
+  /** Outbox rows without ids: ids name the record's version, known when it is submitted. */
+  readonly outbox: Omit<OutboxRecord, 'id'>[];
+  readonly subscribe: string[];
+  readonly unsubscribe: string[];
+  readonly deadLetters: DeadLetter[];
+  readonly completed: CompletedRun[];
+  /** Changes merged into this record. */
+  changes: number;
+}
+
+/** An empty pending record for changes made under lease `epoch`. */
+export function newPendingCommit(snap: SessionSnapshot, epoch: number): PendingCommit {
+  return { snap, epoch, history: [], transitions: [], outbox: [], subscribe: [], unsubscribe: [], deadLetters: [], completed: [], changes: 0 };
+}
+
+/**
+ * Adds a completed run to a pending record: its messages as history rows (with their fate),
+ * its outputs when it succeeded, and a dead letter when it failed or the session stopped.
+ */
+export function addCompletedRun(p: PendingCommit, sessionId: string, run: CompletedRun, outputs: readonly PendingOutput[], now: number): void {
+  p.completed.push(run);
+  const batchId = String(run.runId);
+  for (const m of run.batch) {
+    p.history.push({
+      sessionId, seq: m.seq, kind: m.kind, body: m.body ?? null, priority: m.priority, from: m.from ?? null,
+      batchId, outcome: run.outcome, at: m.at,
+    });
+  }
+  if (run.outcome === 'ok') {
+    for (const o of outputs) {
+      if (o.kind === 'subscribe') p.subscribe.push(o.body as string);
+      else if (o.kind === 'unsubscribe') p.unsubscribe.push(o.body as string);
+      else p.outbox.push({ sessionId, subject: o.subject, headers: o.headers, body: JSON.stringify(o.body ?? null), createdAt: now });
+    }
+  }
+  const dl = deadLetterOf(sessionId, run, now);
+  if (dl) p.deadLetters.push(dl);
+}
+
+/** The dead letter a finished run leaves: its whole batch, when it failed for good or the session stopped. */
+export function deadLetterOf(sessionId: string, run: CompletedRun, now: number): DeadLetter | null {
+  if ((run.outcome !== 'dead-letter' && run.outcome !== 'stopped') || run.batch.length === 0) return null;
+  return {
+    id: `${sessionId}:${batchRange(run)}`, sessionId, reason: run.outcome === 'stopped' ? 'stopped' : 'handler-failed',
+    error: run.error ? storableText(run.error.message) : null, attempts: run.attempts, payload: run.batch, createdAt: now, replayedAt: null,
+  };
+}
+
+/** `<min>-<max>` of a run's message sequences (`run<N>` for a batch of wake records only): dead-letter ids. */
+export function batchRange(run: CompletedRun): string {
+  const seqs = run.batch.map((m) => m.seq).filter((q) => q > 0);
+  return seqs.length ? `${Math.min(...seqs)}-${Math.max(...seqs)}` : `run${run.runId}`;
+}
+
+/** The record a pending commit becomes when it is submitted as `version` of the session's row. */
+export function commitRecordOf(
+  p: PendingCommit, session: { readonly id: string; readonly type: string; readonly partition: number },
+  version: number, initialSubscriptions: readonly string[],
+): CommitRecord {
+  const ctx = p.snap.context;
+  const wake = ctx.wake;
+  const subscribe = version === 1 ? [...initialSubscriptions, ...p.subscribe] : p.subscribe;
+  return {
+    sessionId: session.id, type: session.type, status: topState(p.snap.value), snapshot: durableSnapshotOf(p.snap),
+    lastSeq: ctx.lastSeq, version, partition: session.partition, ownerEpoch: p.epoch,
+    wakeAt: wake?.until ?? ctx.wait?.timeoutAt ?? null, wakeEvents: wake?.events ?? (ctx.wait?.event ? [ctx.wait.event] : []),
+    wakePriority: wake?.mailPriority ?? null,
+    history: p.history, transitions: p.transitions,
+    outbox: p.outbox.map((o, i) => ({ ...o, id: `${session.id}:${version}:${i}` })),
+    ...(subscribe.length ? { subscribe } : {}), ...(p.unsubscribe.length ? { unsubscribe: p.unsubscribe } : {}),
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * Owns what a handler sees during one run: the `HandlerContext` (actors/defineAgent.ts declares
+ * it; this is its implementation). Outputs are buffered, not sent: replies, mail, events and
+ * subscription changes leave only when the run's commit lands (the host's outbox), so a run
+ * that is aborted, retried or refused by the store leaves nothing behind. Only `stream()`
+ * chunks go out at once, and never from an aborted run.
+ *
+ * Cheap by default: a run that never logs, never reads `history` and never reads `signal`
+ * allocates no child logger, no history copy and no AbortController.
+ */
+import { AgentryError } from '../../actors/errors.js';
+import { assertSessionId } from '../../actors/sessionId.js';
+import { assertEventPattern, isEventType, sleepResult, waitResult, type HandlerContext, type HistoryItem } from '../../actors/defineAgent.js';
+import type { RunInput } from '../../actors/types.js';
+import type { Logger } from '../logger.js';
+import { EVENT_SUBJECT, H, INBOX_SUBJECT, OUT_SUBJECT } from '../transport.js';
+import type { PendingOutput } from './commitRecord.js';
+
+/** A handler run in flight; its AbortController exists only once the handler asked for its signal. */
+export interface RunHandle {
+  readonly runId: number;
+  ctl: AbortController | null;
+  aborted: boolean;
+}
+
+/** Aborts a run: its signal fires (if it was ever read) and its late results are ignored. */
+export function abortRunHandle(run: RunHandle): void {
+  run.aborted = true;
+  run.ctl?.abort();
+}
+
+export interface HandlerContextDeps {
+  readonly input: RunInput;
+  readonly run: RunHandle;
+  /** Where buffered outputs go (the host keeps them until the run's commit). */
+  readonly outputs: PendingOutput[];
+  /** The session's recent history, oldest first (copied when the handler reads it). */
+  readonly history: () => readonly HistoryItem[];
+  /** The run's logger (made on first use). */
+  readonly log: () => Logger;
+  readonly now: () => number;
+  /** Publishes a streamed chunk now (core NATS). */
+  readonly publishChunk: (subject: string, body: string, headers: Record<string, string>) => void;
+}
+
+/** The context one run of a handler gets. */
+export function createHandlerContext(d: HandlerContextDeps): HandlerContext {
+  const { input, run, outputs, now } = d;
+  const sid = input.sessionId;
+  let historyCopy: HistoryItem[] | undefined;
+  return {
+    sessionId: sid, agentType: input.agentType, runId: input.runId, attempt: input.attempt,
+    get signal() {
+      if (!run.ctl) {
+        run.ctl = new AbortController();
+        if (run.aborted) run.ctl.abort();
+      }
+      return run.ctl.signal;
+    },
+    state: structuredClone(input.userState),
+    get history() { return (historyCopy ??= d.history().slice()); },
+    log: {
+      debug: (msg, f) => { d.log().debug(f ?? {}, msg); },
+      info: (msg, f) => { d.log().info(f ?? {}, msg); },
+      warn: (msg, f) => { d.log().warn(f ?? {}, msg); },
+      error: (msg, f) => { d.log().error(f ?? {}, msg); },
+    },
+    now,
+    reply: (body) => { outputs.push({ kind: 'reply', subject: OUT_SUBJECT(sid), headers: { [H.kind]: 'reply' }, body }); },
+    stream: (chunk) => {
+      if (run.aborted) return;
+      d.publishChunk(OUT_SUBJECT(sid), JSON.stringify(chunk), { [H.kind]: 'chunk', [H.run]: String(input.runId) });
+    },
+    mail: (to, body, o = {}) => {
+      assertSessionId(to);
+      outputs.push({ kind: 'mail', subject: INBOX_SUBJECT(to), headers: { [H.kind]: 'mail', [H.from]: sid, [H.priority]: o.priority ?? 'normal' }, body });
+    },
+    publish: (type, data, o = {}) => {
+      if (!isEventType(type)) throw new AgentryError('INVALID_ARGUMENT', `invalid event type ${JSON.stringify(type)}`);
+      outputs.push({ kind: 'event', subject: EVENT_SUBJECT(type), headers: { [H.kind]: 'event', [H.from]: sid, [H.priority]: o.priority ?? 'normal', [H.eventType]: type }, body: data ?? null });
+    },
+    subscribe: (pattern) => { outputs.push({ kind: 'subscribe', subject: '', headers: {}, body: assertEventPattern(pattern, 'subscribe') }); },
+    unsubscribe: (pattern) => { outputs.push({ kind: 'unsubscribe', subject: '', headers: {}, body: pattern }); },
+    sleep: (o) => sleepResult(o, now()),
+    waitFor: (o) => waitResult(o, now()),
+  };
+}
