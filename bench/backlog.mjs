@@ -20,7 +20,7 @@ import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { connect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import {
   PARTITIONS, PG_URL, QUICK, cpuDeltaOf, cpuMarkOf, dropSchema, forkProber, forkPublisher, instrumentStore, log, percentiles,
   quietLogger, round, schemaName, sleep, startNats, wallNow,
@@ -30,6 +30,8 @@ const SELF = fileURLToPath(import.meta.url);
 const BACKLOG = Number(process.env.BENCH_BACKLOG ?? (QUICK ? 100_000 : 1_000_000));
 const SESSIONS = Number(process.env.BENCH_BACKLOG_SESSIONS ?? 10_000);
 const LIMIT_S = Number(process.env.BENCH_BACKLOG_LIMIT_S ?? (QUICK ? 180 : 600));
+const RAW = Number(process.env.BENCH_BACKLOG_RAW ?? Math.min(BACKLOG, 100_000));
+const RAW_LIMIT_S = QUICK ? 60 : 180;
 const PROBE_EVERY_MS = 200;
 const SAMPLE_EVERY_MS = 500;
 const MiB = 2 ** 20;
@@ -129,10 +131,67 @@ async function runtimeNode({ natsUrl, schema }) {
   process.send({ type: 'ready', tCreate0, tReady: wallNow() });
 }
 
+// ---- the baseline: the same kind of backlog drained by plain consumers ----------------------------
+
+/**
+ * On a nats-server of its own: `count` messages (same sessions, interleaved) published into a
+ * work-queue stream like the inbox, then drained by one filtered durable pull consumer per
+ * partition with the runtime's default max_ack_pending and buffer, acking each message as it
+ * arrives (consume() + ack(), in order). What the server and the client can do with this
+ * layout and depth, without the runtime.
+ */
+async function rawDrain(count, createLoadConfig) {
+  const cfg = createLoadConfig({}, {});
+  const maxAckPending = cfg.maxAckPendingPerPartition ?? -1;
+  const buffer = cfg.consumerBuffer ?? Math.max(64, Math.ceil(8192 / PARTITIONS));
+  const srv = await startNats();
+  const nc = await connect({ servers: srv.url, name: 'agentry-bench-raw-drain' });
+  const subs = [];
+  try {
+    const jsm = await jetstreamManager(nc);
+    const js = jetstream(nc);
+    await jsm.streams.add({ name: 'RAWQ', subjects: ['agentry.part.>'], retention: RetentionPolicy.Workqueue, storage: StorageType.File, discard: DiscardPolicy.New, duplicate_window: 120_000_000_000 });
+    const pub = await forkPublisher(srv.url);
+    const perSession = Math.max(1, Math.round(count / SESSIONS));
+    await pub.start({ mode: 'burst', subjectPrefix: 'agentry.in.', idPrefix: 'b', sessions: SESSIONS, perSession, window: 1000 });
+    await pub.stop();
+    const stored = (await jsm.streams.info('RAWQ')).state.messages;
+    let delivered = 0;
+    let redelivered = 0;
+    const c0 = cpuMarkOf({ nats: srv.pid });
+    const t0 = wallNow();
+    for (let p = 0; p < PARTITIONS; p++) {
+      await jsm.consumers.add('RAWQ', {
+        durable_name: `raw-${p}`, filter_subject: `agentry.part.${p}.>`, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All,
+        ack_wait: cfg.ackWaitMs * 1_000_000, max_ack_pending: maxAckPending,
+      });
+      const c = await js.consumers.get('RAWQ', `raw-${p}`);
+      subs.push(await c.consume({
+        max_messages: buffer, expires: 5000,
+        callback: (m) => { delivered++; if (m.info.redelivered) redelivered++; m.ack(); },
+      }));
+    }
+    let left = stored;
+    while (left > 0 && wallNow() - t0 < RAW_LIMIT_S * 1000) {
+      await sleep(SAMPLE_EVERY_MS);
+      left = (await jsm.streams.info('RAWQ')).state.messages;
+    }
+    const seconds = (wallNow() - t0) / 1000;
+    return {
+      count: stored, drained: left === 0, left, seconds: round(seconds, 1), rate: Math.round((stored - left) / seconds),
+      delivered, redelivered, maxAckPending, buffer, cpu: cpuDeltaOf(c0, cpuMarkOf({ nats: srv.pid }), cpus().length),
+    };
+  } finally {
+    for (const m of subs) await m.close().catch(() => undefined);
+    await nc.close().catch(() => undefined);
+    await srv.cleanup();
+  }
+}
+
 // ---- the suite ------------------------------------------------------------------------------------
 
 async function suite(outPath) {
-  const { createRuntime, defineAgent } = await import('../dist/runtime/index.js');
+  const { createRuntime, defineAgent, loadConfig } = await import('../dist/runtime/index.js');
   const nats = await startNats();
   const schema = schemaName('backlog');
   const results = { config: { backlog: BACKLOG, sessions: SESSIONS, perSession: Math.ceil(BACKLOG / SESSIONS), bodyBytes: 100, partitions: PARTITIONS, limitS: LIMIT_S, probeEveryMs: PROBE_EVERY_MS, sampleEveryMs: SAMPLE_EVERY_MS } };
@@ -140,6 +199,10 @@ async function suite(outPath) {
   let prober;
   const nc = await connect({ servers: nats.url, name: 'agentry-bench-backlog' });
   try {
+    if (RAW > 0) {
+      results.rawDrain = await rawDrain(RAW, loadConfig);
+      log(`backlog baseline: plain consumers drained ${results.rawDrain.count - results.rawDrain.left} of ${results.rawDrain.count} at ${results.rawDrain.rate} msg/s (${results.rawDrain.redelivered} redelivered)`);
+    }
     // Streams, consumers and schema exist; then no runtime runs while the backlog is published.
     const noop = defineAgent({ type: 'bench', onMessage: 'queue', initialState: () => ({}), handle: () => undefined });
     const first = await createRuntime({
@@ -154,6 +217,7 @@ async function suite(outPath) {
     const consumerState = async () => {
       const c = { consumers: 0, ackPending: 0, redelivered: 0, undelivered: 0 };
       for await (const ci of jsm.consumers.list(stream)) {
+        if (!ci) continue; // deleted while listed
         c.consumers++;
         c.ackPending += ci.num_ack_pending;
         c.redelivered += ci.num_redelivered;
@@ -250,7 +314,7 @@ async function suite(outPath) {
     results.start.partitionsAcquired = stopped?.acquired ?? null;
     results.drain = {
       drained: drainedAt !== null, seconds: round(runS, 1), stoppedBy: drainedAt ? 'drained' : exited ? 'runtime node died' : 'time limit',
-      handled: last.handled, committed: last.committed, leftInStream: leftAtEnd,
+      handled: last.handled, committed: last.committed, leftInStream: leftAtEnd, acksSent: last.acksSent ?? null, redeliveredCopies: last.duplicates ?? null,
       // From the runtime's spawn: start-up is part of draining.
       ackedRate: Math.round((stored - leftAtEnd) / runS), handledRate: Math.round(last.handled / runS), committedRate: Math.round(last.committed / runS),
       nodeExit: exited, stopReport: stopped?.stop ?? null, hostStats: stopped?.stats ?? null, warnings: stopped?.warnings ?? null,
@@ -259,8 +323,15 @@ async function suite(outPath) {
     results.heap = {
       peakHeapUsedBytes: peak('heapUsed'), peakHeapTotalBytes: peak('heapTotal'), peakRssBytes: peak('rss'), peakExternalBytes: peak('external'),
       lastHeapUsedBytes: last.heapUsed ?? null, peakLive: peak('live'), peakCommitBacklog: peak('commitBacklog'),
-      series: samples.filter((_, k) => k % every === 0 || k === samples.length - 1)
-        .map((x) => ({ tS: x.tS, heapMiB: round(x.heapUsed / MiB, 1), rssMiB: round(x.rss / MiB, 1), handled: x.handled, committed: x.committed, left: x.left, partitions: x.partitions, live: x.live })),
+      // Buckets of samples: the lowest heapUsed of a bucket (right after a GC) is the live set's trend, the highest what it peaked at.
+      series: Array.from({ length: Math.ceil(samples.length / every) }, (_, b) => samples.slice(b * every, (b + 1) * every)).map((xs) => {
+        const x = xs[xs.length - 1];
+        return {
+          tS: x.tS, heapMinMiB: round(Math.min(...xs.map((y) => y.heapUsed)) / MiB, 1), heapMaxMiB: round(Math.max(...xs.map((y) => y.heapUsed)) / MiB, 1),
+          rssMiB: round(Math.max(...xs.map((y) => y.rss)) / MiB, 1), handled: x.handled, committed: x.committed,
+          left: [...xs].reverse().find((y) => y.left !== null)?.left ?? null, partitions: x.partitions, live: x.live,
+        };
+      }),
       samples,
     };
     // The inbox as the server saw it (every 10 s): what the runtime held unacked, and what came twice.

@@ -234,12 +234,13 @@ export async function forkProber(natsUrl) {
 }
 
 /**
- * Wraps a store's calls on the message path (loadSession, getHistory, commit) to record when
+ * Wraps a store's calls on the message path (loadSession, loadSessions, getHistory, commit) to record when
  * each started and ended (wall clock), without touching runtime code: the runtime accepts a
  * `store` option. `onCall(kind, args, t0, t1)` is called after each; errors pass through.
  */
 export function instrumentStore(store, onCall) {
-  for (const kind of ['loadSession', 'getHistory', 'commit']) {
+  for (const kind of ['loadSession', 'loadSessions', 'getHistory', 'commit']) {
+    if (typeof store[kind] !== 'function') continue; // a store of another version
     const orig = store[kind].bind(store);
     store[kind] = async (...args) => {
       const t0 = wallNow();

@@ -84,6 +84,14 @@ function onStoreCall(kind, args, t0, t1) {
     }
     return;
   }
+  if (kind === 'loadSessions') {
+    // Hydration reads batched into one query (session rows and their history together).
+    for (const id of args[0]) {
+      const t = current.get(id);
+      if (t && t.loadStart === undefined) { t.loadStart = t0; t.loadEnd = t1; t.loadBatch = args[0].length; }
+    }
+    return;
+  }
   const t = current.get(args[0]);
   if (!t) return;
   if (kind === 'loadSession' && t.loadStart === undefined) { t.loadStart = t0; t.loadEnd = t1; }
@@ -122,8 +130,46 @@ const probeAgent = defineAgent({
   },
 });
 
+/** Background rounds of the lease manager while tracing: [kind, t0, t1]. */
+let background = [];
+
+/**
+ * Times the lease manager's periodic rounds (every ttl/4: a KV update per owned partition, and
+ * a balance round that lists the live nodes), to see whether slow probes coincide with them.
+ * They are private methods called through `this`, so wrapping them on the instance works; a
+ * missing one (renamed) is skipped.
+ */
+function instrumentLeases(rt) {
+  for (const [name, kind] of [['renew', 'lease renewal'], ['balanceOnce', 'lease balance']]) {
+    const orig = rt.leases[name];
+    if (typeof orig !== 'function') continue;
+    rt.leases[name] = async function timed(...args) {
+      const t0 = wallNow();
+      try { return await orig.apply(this, args); } finally { if (tracing) background.push([kind, t0, wallNow()]); }
+    };
+  }
+}
+
+/** Whether probes that overlapped a background round were slower than the others. */
+function backgroundEffect(list) {
+  if (background.length === 0 || list.length === 0) return null;
+  const overlaps = (a, b) => background.some(([, t0, t1]) => t0 < b && t1 > a);
+  const tagged = list.map((p) => ({ ms: p.ms, hit: overlaps(p.a, p.b) }));
+  const slow = [...tagged].sort((x, y) => y.ms - x.ms).slice(0, Math.max(1, Math.ceil(tagged.length / 10)));
+  const kinds = {};
+  for (const [k, t0, t1] of background) (kinds[k] ??= []).push(t1 - t0);
+  return {
+    rounds: Object.fromEntries(Object.entries(kinds).map(([k, v]) => [k, percentiles(v)])),
+    shareOverlapping: round(tagged.filter((x) => x.hit).length / tagged.length, 2),
+    shareOfSlowest10pctOverlapping: round(slow.filter((x) => x.hit).length / slow.length, 2),
+    overlappingMs: percentiles(tagged.filter((x) => x.hit).map((x) => x.ms)),
+    clearMs: percentiles(tagged.filter((x) => !x.hit).map((x) => x.ms)),
+  };
+}
+
 /** Wraps the host's entry points on the instance (runtime.ts and wakeups.ts call them through it). */
 function instrumentHost(rt) {
+  instrumentLeases(rt);
   const dispatch = rt.host.dispatch.bind(rt.host);
   rt.host.dispatch = (p, m) => {
     if (tracing) {
@@ -240,6 +286,7 @@ function analyzeMessages(probes) {
   return {
     n: probes.length, timeouts: probes.length - answered.length,
     replyMs: percentiles(answered.map((p) => p.replyMs)),
+    background: backgroundEffect(answered.map((p) => ({ ms: p.replyMs, a: p.t0, b: p.t0 + p.replyMs }))),
     pubAckMs: percentiles(probes.filter((p) => p.ackMs !== null).map((p) => p.ackMs)),
     stages: stageStats, meanShareOfTotal: share, slowest,
     commits: windows.length ? commitStatements(windows) : null,
@@ -277,6 +324,7 @@ function startPhase() {
   traces = new Map();
   current = new Map();
   queries = [];
+  background = [];
   tracing = true;
   return cpuMark(nats.pid, prober.pid);
 }

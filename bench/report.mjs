@@ -188,7 +188,7 @@ export function renderResults(res) {
 const pq = (p, k = 'p99') => (p && p.n ? p[k] : 'n/a');
 const MiB = 2 ** 20;
 const STAGE_NAMES = {
-  natsIn: 'publish → dispatch (JetStream store + pull delivery)', beforeLoad: 'dispatch → store read starts', loadSession: 'loadSession()',
+  natsIn: 'publish → dispatch (JetStream store + pull delivery)', beforeLoad: 'dispatch → store read starts', loadSession: 'hydration read (loadSession() or loadSessions())',
   betweenReads: 'between the two reads', getHistory: 'getHistory()', toHandler: 'reads done → handler start (actor, XState)',
   handler: 'handler', toCommit: 'handler end → commit() starts (session chain, group-commit linger and queue)', commit: 'commit() (one transaction)',
   replyOut: 'commit done → reply received (outbox publish, core NATS)', total: 'total: publish → reply',
@@ -218,7 +218,9 @@ function backlogRows(bl, L) {
   const n = `${fmt(bl.config.sessions * bl.config.perSession)} × 100 B over ${fmt(bl.config.sessions)} sessions`;
   const how = d.drained ? `drained in ${fmt(d.seconds)} s` : `${d.stoppedBy} after ${fmt(d.seconds)} s, ${fmt(d.leftInStream)} left`;
   L.push(`| D1 | backlog of ${n} published with the runtime stopped, then drained by a runtime (Postgres): peak heapUsed (peak RSS); heap at the end | **${fmt(h.peakHeapUsedBytes / MiB)} MiB** (${fmt(h.peakRssBytes / MiB)} MiB); ${fmt((h.lastHeapUsedBytes ?? 0) / MiB)} MiB | | | flat, bounded by config | (see the series) | ${d.cpu?.otherCores ?? ''} |`);
-  L.push(`| D2 | drain rate: messages acked (gone from the stream) per second from the runtime's start; createRuntime() | ${fmt(d.ackedRate)} msg/s (${how}); ${bl.start.createRuntimeMs === null ? 'never resolved' : `${fmt(bl.start.createRuntimeMs)} ms`} | | | (info) | | |`);
+  const rd = bl.rawDrain;
+  const rawCell = rd ? `plain consumers, same layout, ${fmt(rd.count)} msgs: ${fmt(rd.rate)} msg/s${rd.drained ? '' : ' (not drained in time)'}` : '';
+  L.push(`| D2 | drain rate: messages acked (gone from the stream) per second from the runtime's start; createRuntime() | ${fmt(d.ackedRate)} msg/s (${how}); ${bl.start.createRuntimeMs === null ? 'never resolved' : `${fmt(bl.start.createRuntimeMs)} ms`} | ${rawCell} | ${rd ? fmt(d.ackedRate / rd.rate, 2) : ''} | (info) | | ${d.cpu?.otherCores ?? ''}${rd?.cpu ? `; baseline ${rd.cpu.otherCores}` : ''} |`);
   L.push(`| D3 | during the drain, a message to a new session every ${bl.config.probeEveryMs} ms: publish → handler start p50 / p99 (handled of sent) | ${pq(p.handlerStartMs, 'p50')} / **${pq(p.handlerStartMs)} ms** (${p.handled} of ${p.published}) | | | p99 ≤ 100 ms | ${p.handlerStartMs.n ? verdict(p.handlerStartMs.p99 <= 100) : '**missed**'} | |`);
 }
 
@@ -288,20 +290,27 @@ function backlogDetails(bl, L) {
   L.push('');
   L.push(`With no runtime running, the forked publisher put ${fmt(bl.publish.stored)} messages of ${c.bodyBytes} B (${fmt(c.sessions)} sessions × ${c.perSession}, interleaved) into the inbox at ${fmt(bl.publish.rate)} msg/s. Then a runtime node started in a child process (Postgres store, no-op agent, \`queue\` policy, default configuration) and reported its memory every ${c.sampleEveryMs} ms; from the moment createRuntime() resolved, the prober sent a message to a new session every ${c.probeEveryMs} ms. Limit ${c.limitS} s from the node's spawn.`);
   L.push('');
+  const rd = bl.rawDrain;
+  if (rd) {
+    L.push(`Baseline on a nats-server of its own: ${fmt(rd.count)} messages published the same way, then drained by ${c.partitions} filtered durable pull consumers (max_ack_pending ${rd.maxAckPending}, buffer ${rd.buffer}, like the runtime's defaults) acking each message on arrival: ${rd.drained ? `drained in ${fmt(rd.seconds, 1)} s` : `${fmt(rd.left)} left after ${fmt(rd.seconds, 1)} s`}, ${fmt(rd.rate)} msg/s, ${fmt(rd.redelivered)} deliveries were redeliveries (of messages already acked: the server's acks lag ack_wait); nats-server ${rd.cpu?.nats?.cores ?? 'n/a'} cores, other processes ${rd.cpu?.otherCores ?? 'n/a'}.`);
+    L.push('');
+  }
   const acq = s.partitionsAcquired ?? [];
   L.push(`Start-up in front of the backlog: createRuntime() ${s.createRuntimeMs === null ? `had not resolved when the run stopped (${acq.length} of ${c.partitions} partitions taken)` : `took ${fmt(s.createRuntimeMs)} ms (${fmt(s.handledBeforeReady)} messages handled before it resolved)`}; partitions were taken one after the other${acq.length ? `, the first at ${acq[0].tS} s, the last at ${acq[acq.length - 1].tS} s after spawn, each taking ${fmt(median(acq.map((a) => a.ms)))} ms (median; max ${fmt(Math.max(...acq.map((a) => a.ms)))} ms)` : ''}.`);
   L.push('');
   const hs = d.hostStats ?? {};
-  L.push(`Drain: ${d.stoppedBy} after ${fmt(d.seconds)} s; handled ${fmt(d.handled)}, committed ${fmt(d.committed)}, ${fmt(d.leftInStream)} left in the stream; acked ${fmt(d.ackedRate)} msg/s, committed ${fmt(d.committedRate)} msg/s. Hydrations ${fmt(hs.hydrations)}, passivations ${fmt(hs.passivations)}, redelivered copies skipped ${fmt(hs.duplicatesSkipped)}, consumer restarts ${hs.consumerRestarts ?? 'n/a'}${d.warnings && Object.keys(d.warnings).length ? `; warnings: ${Object.entries(d.warnings).map(([k, v]) => `"${k}" ×${v}`).join(', ')}` : ''}${d.nodeExit ? `; the runtime node exited (${d.nodeExit.signal ?? d.nodeExit.code}) at ${d.nodeExit.atS} s` : ''}. CPU: ${d.cpu ? `runtime ${d.cpu.runtime.cores}, nats-server ${d.cpu.nats.cores}, postgres ${d.cpu.postgres.cores}, prober ${d.cpu.prober.cores}; other processes ${d.cpu.otherCores} of ${d.cpu.machineCores} cores` : 'n/a'}.`);
+  L.push(`Drain: ${d.stoppedBy} after ${fmt(d.seconds)} s; handled ${fmt(d.handled)}, committed ${fmt(d.committed)}, ${fmt(d.leftInStream)} left in the stream; acked ${fmt(d.ackedRate)} msg/s, committed ${fmt(d.committedRate)} msg/s; the runtime called ack() ${fmt(d.acksSent)} times while ${fmt(bl.publish.stored - d.leftInStream)} messages left the stream, and skipped ${fmt(d.redeliveredCopies)} redelivered copies. Hydrations ${fmt(hs.hydrations)}, passivations ${fmt(hs.passivations)}, redelivered copies skipped ${fmt(hs.duplicatesSkipped)}, consumer restarts ${hs.consumerRestarts ?? 'n/a'}${d.warnings && Object.keys(d.warnings).length ? `; warnings: ${Object.entries(d.warnings).map(([k, v]) => `"${k}" ×${v}`).join(', ')}` : ''}${d.nodeExit ? `; the runtime node exited (${d.nodeExit.signal ?? d.nodeExit.code}) at ${d.nodeExit.atS} s` : ''}. CPU: ${d.cpu ? `runtime ${d.cpu.runtime.cores}, nats-server ${d.cpu.nats.cores}, postgres ${d.cpu.postgres.cores}, prober ${d.cpu.prober.cores}; other processes ${d.cpu.otherCores} of ${d.cpu.machineCores} cores` : 'n/a'}.`);
   L.push('');
   const srv = bl.server ?? [];
   if (srv.length) {
     L.push(`The server's view (sum over the partition consumers, every 10 s): unacked deliveries peaked at ${fmt(Math.max(...srv.map((x) => x.ackPending)))}, redelivered-and-unacked at ${fmt(Math.max(...srv.map((x) => x.redelivered)))}.`);
     L.push('');
   }
+  L.push('Memory and progress over time (each row covers the samples since the previous one: heapUsed lowest–highest, the lowest being the live set after a GC; RSS highest; counts at the row\'s time):');
+  L.push('');
   L.push('| s since spawn | heapUsed MiB | RSS MiB | handled | committed | left in stream | partitions taken | live sessions |');
   L.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
-  for (const x of bl.heap.series) L.push(`| ${fmt(x.tS)} | ${fmt(x.heapMiB)} | ${fmt(x.rssMiB)} | ${fmt(x.handled)} | ${fmt(x.committed)} | ${x.left === null ? '' : fmt(x.left)} | ${x.partitions ?? ''} | ${x.live === null ? '' : fmt(x.live)} |`);
+  for (const x of bl.heap.series) L.push(`| ${fmt(x.tS)} | ${x.heapMinMiB !== undefined ? `${fmt(x.heapMinMiB)}–${fmt(x.heapMaxMiB)}` : fmt(x.heapMiB)} | ${fmt(x.rssMiB)} | ${fmt(x.handled)} | ${fmt(x.committed)} | ${x.left === null ? '' : fmt(x.left)} | ${x.partitions ?? ''} | ${x.live === null ? '' : fmt(x.live)} |`);
   L.push('');
   const p = bl.probes;
   L.push(`New sessions during the drain: ${p.published} sent, ${p.handled} handled, ${p.answered} answered. Publish → delivered to the runtime (dispatch) p50 / p99 ${pq(p.dispatchMs, 'p50')} / ${pq(p.dispatchMs)} ms; → handler start ${pq(p.handlerStartMs, 'p50')} / ${pq(p.handlerStartMs)} ms; → reply ${pq(p.replyMs, 'p50')} / ${pq(p.replyMs)} ms${p.unhandledWaitedMs?.n ? `; ${p.unhandledWaitedMs.n} never handled had waited ${p.unhandledWaitedMs.p50} ms (median) when the run stopped` : ''}.`);
