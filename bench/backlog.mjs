@@ -312,11 +312,15 @@ async function suite(outPath) {
       ? { spawnToReadyMs: round(ready.tReady - tSpawn), createRuntimeMs: round(ready.tReady - ready.tCreate0), handledBeforeReady: atReady?.handled ?? null, committedBeforeReady: atReady?.committed ?? null }
       : { spawnToReadyMs: null, createRuntimeMs: null };
     results.start.partitionsAcquired = stopped?.acquired ?? null;
+    const readyS = ready ? sinceSpawnS(ready.tReady) : null;
+    const leftAtReady = ready ? [...samples].reverse().find((x) => x.tS <= readyS && x.left !== null)?.left ?? null : null;
     results.drain = {
       drained: drainedAt !== null, seconds: round(runS, 1), stoppedBy: drainedAt ? 'drained' : exited ? 'runtime node died' : 'time limit',
       handled: last.handled, committed: last.committed, leftInStream: leftAtEnd, acksSent: last.acksSent ?? null, redeliveredCopies: last.duplicates ?? null,
       // From the runtime's spawn: start-up is part of draining.
       ackedRate: Math.round((stored - leftAtEnd) / runS), handledRate: Math.round(last.handled / runS), committedRate: Math.round(last.committed / runS),
+      // Once createRuntime() resolved (every partition consuming).
+      ackedRateAfterReady: leftAtReady !== null && runS > readyS ? Math.round((leftAtReady - leftAtEnd) / (runS - readyS)) : null,
       nodeExit: exited, stopReport: stopped?.stop ?? null, hostStats: stopped?.stats ?? null, warnings: stopped?.warnings ?? null,
       rssAtEndBytes: last.rss ?? null, cpu: c1 ? cpuDeltaOf(c0, c1, cpus().length) : null,
     };
