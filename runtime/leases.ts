@@ -326,6 +326,10 @@ export class LeaseManager {
     // Start with a partition that depends on the node id, so nodes starting together do not
     // all race for partition 0, 1, 2, … in the same order.
     const offset = hashOf(this.o.nodeId) % this.o.partitions;
+    // Take the keys first (cheap CAS writes), then start the partitions taken, several at a
+    // time: started one by one, a node facing a backlog spent a minute starting its 64
+    // partitions while the first ones already flooded it.
+    const taken: [number, Held][] = [];
     for (let i = 0; i < this.o.partitions && counted() < share && !this.stopped; i++) {
       const p = (offset + i) % this.o.partitions;
       if (this.held.has(p)) continue;
@@ -334,17 +338,25 @@ export class LeaseManager {
       if (rev === null || this.stopped) continue;
       const h: Held = { revision: rev, epoch: rev, renewedAt: sentAt, releasing: false, suspended: false };
       this.held.set(p, h);
-      try {
-        await this.o.events.acquired(p, rev);
-      } catch (err) {
-        this.o.logger.warn({ err, partition: p }, 'could not start a partition just taken; letting it go');
-        if (this.held.get(p) === h) {
-          this.held.delete(p);
-          await this.o.events.released(p, false).catch(() => undefined);
-          await settleWithin(kv.delete(`part.${p}`, { previousSeq: h.revision }), this.requestMs);
+      taken.push([p, h]);
+    }
+    let next = 0;
+    const starter = async (): Promise<void> => {
+      while (next < taken.length) {
+        const [p, h] = taken[next++]!;
+        try {
+          await this.o.events.acquired(p, h.epoch);
+        } catch (err) {
+          this.o.logger.warn({ err, partition: p }, 'could not start a partition just taken; letting it go');
+          if (this.held.get(p) === h) {
+            this.held.delete(p);
+            await this.o.events.released(p, false).catch(() => undefined);
+            await settleWithin(kv.delete(`part.${p}`, { previousSeq: h.revision }), this.requestMs);
+          }
         }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(PARALLEL_STARTS, taken.length) }, starter));
     if (counted() > share) {
       for (const p of this.owned().slice(share)) {
         const h = this.held.get(p);
@@ -364,6 +376,9 @@ export class LeaseManager {
 function isCasFailure(err: unknown): boolean {
   return err instanceof JetStreamApiError && (err.code === 10071 || err.code === 10164);
 }
+
+/** Partitions started at once (claim in Postgres, consumer re-created). */
+const PARALLEL_STARTS = 8;
 
 function hashOf(s: string): number {
   let h = 0x811c9dc5;
