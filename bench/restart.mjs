@@ -51,6 +51,11 @@ async function template() {
 }
 
 async function bulkInsert(tpl) {
+  // The template runtime recorded its partition epochs (fencing): rows written as if by that
+  // node carry them, or the store refuses them as written by a deposed owner.
+  const c = await pgClient(schema);
+  const epochs = new Map((await c.query('SELECT partition, epoch FROM partition_epochs')).rows.map((r) => [r.partition, Number(r.epoch)]));
+  await c.end();
   const store = createPgStore({ connectionString: PG_URL, schema });
   const t0 = wallNow();
   for (let i0 = 0; i0 < N; i0 += BATCH) {
@@ -62,7 +67,7 @@ async function bulkInsert(tpl) {
       snapshot.context.sessionId = id;
       snapshot.context.lastSeq = 1;
       records.push({
-        sessionId: id, type: 'echo', status: 'idle', snapshot, lastSeq: 1, version: 1, partition: partitionOf(id, PARTITIONS), ownerEpoch: 0,
+        sessionId: id, type: 'echo', status: 'idle', snapshot, lastSeq: 1, version: 1, partition: partitionOf(id, PARTITIONS), ownerEpoch: epochs.get(partitionOf(id, PARTITIONS)) ?? 0,
         wakeAt: null, wakeEvents: [], wakePriority: null,
         history: tpl.history.map((h) => ({ ...h, sessionId: id, seq: 1, at: now })),
         transitions: tpl.transitions.map((t) => ({ ...t, sessionId: id, at: now })),

@@ -29,6 +29,9 @@ import type { Clock } from './clock.js';
 import type { SessionHost } from './sessionHost.js';
 import { DLQ_SUBJECT, H, INBOX_SUBJECT, type Transport } from './transport.js';
 
+/** How long a start keeps retrying the event router's consumer before it gives up. */
+const ROUTER_START_DEADLINE_MS = 60_000;
+
 /** Header on events the publisher already routed (`publishEvent`): the router skips them. */
 const ROUTED = 'Agentry-Routed';
 
@@ -180,7 +183,19 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     scheduler,
     async start() {
       await scheduler.start();
-      await startRouter();
+      // A busy server (a node starting in front of a deep backlog) can let a JetStream API
+      // request time out: retry for a while instead of failing the whole start.
+      const deadline = Date.now() + ROUTER_START_DEADLINE_MS;
+      for (let delay = 250; ; delay = Math.min(delay * 2, 4_000)) {
+        try {
+          await startRouter();
+          return;
+        } catch (err) {
+          if (Date.now() + delay > deadline) throw err;
+          logger.warn({ err: (err as Error).message }, 'could not start the event router yet; retrying');
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
     },
     async stop() {
       scheduler.stop();
