@@ -26,22 +26,30 @@ async function burst(job) {
   let acked = 0;
   let t0 = 0;
   let tLast = 0;
+  let retries = 0;
+  const runId = Math.random().toString(36).slice(2, 10); // message ids unique to this burst
   await new Promise((resolve, reject) => {
     const pump = () => {
       while (next - acked < window && next < total) {
         const k = next++;
         const now = wallNow();
         if (k === 0) { t0 = now; process.send({ type: 'started', t0 }); }
-        js.publish(subjectOf(job, k), enc.encode(makeBody(k, now))).then(() => {
+        // A PubAck that times out (a server busy with a deep stream) is retried with the same
+        // Nats-Msg-Id, so the stream keeps each message once; other errors end the run.
+        const body = enc.encode(makeBody(k, now));
+        const send = (attempt) => js.publish(subjectOf(job, k), body, { msgID: `${runId}-${k}` }).then(() => {
           acked++;
           if (acked === total) { tLast = wallNow(); resolve(); } else pump();
-        }, reject);
+        }, (err) => {
+          if (attempt < 5 && /timeout/i.test(String(err?.message ?? err))) { retries++; send(attempt + 1); } else reject(err);
+        });
+        send(1);
       }
     };
     pump();
   });
   const cpu = process.cpuUsage(cpu0);
-  return { count: total, t0, tLastAck: tLast, publishRate: total / ((tLast - t0) / 1000), cpuMs: (cpu.user + cpu.system) / 1000 };
+  return { count: total, t0, tLastAck: tLast, publishRate: total / ((tLast - t0) / 1000), cpuMs: (cpu.user + cpu.system) / 1000, retries };
 }
 
 async function paced(job) {
