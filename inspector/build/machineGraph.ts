@@ -22,13 +22,13 @@ interface TransitionLike {
   readonly guard?: unknown;
 }
 
-/** `xstate.done.actor.handler` → `done`, `xstate.after.backoff.…` → `after backoff`, eventless → `always`. */
+/** `RUN_DONE` (earlier `xstate.done.actor.handler`) → `done`, `RUN_FAILED` → `error`, `xstate.after.backoff.…` → `after backoff`, eventless → `always`. */
 export function eventLabel(eventType: string, guard: unknown): string {
   const guardName = typeof guard === 'string' ? guard : typeof guard === 'object' && guard !== null && typeof (guard as { type?: unknown }).type === 'string' ? (guard as { type: string }).type : null;
   let label: string;
   if (eventType === '') label = guardName ? '' : 'always';
-  else if (eventType.startsWith('xstate.done.actor.')) label = 'done';
-  else if (eventType.startsWith('xstate.error.actor.')) label = 'error';
+  else if (eventType === 'RUN_DONE' || eventType.startsWith('xstate.done.actor.')) label = 'done';
+  else if (eventType === 'RUN_FAILED' || eventType.startsWith('xstate.error.actor.')) label = 'error';
   else if (eventType.startsWith('xstate.after.')) label = `after ${eventType.split('.')[2] ?? ''}`.trim();
   else label = eventType;
   return guardName ? `${label} [${guardName}]`.trim() : label;

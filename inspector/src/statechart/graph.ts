@@ -19,7 +19,7 @@ export interface GraphEdge {
   readonly source: string;
   readonly target: string;
   readonly labels: readonly string[];
-  /** The raw event types (`xstate.done.actor.handler`, `` for eventless), for matching recorded transitions. */
+  /** The raw event types (`RUN_DONE`, `` for eventless), for matching recorded transitions. */
   readonly events: readonly string[];
 }
 
@@ -45,12 +45,12 @@ function isAncestorOrSelf(ancestor: string, id: string): boolean {
 
 /**
  * Does a machine edge's raw event type match a recorded one? The runtime records XState's
- * internal events under timeline names: `run.done`, `run.failed`, `retry`.
+ * internal events under timeline names: `run.done` (RUN_DONE), `run.failed` (RUN_FAILED), `retry`.
  */
 export function eventMatches(raw: string, recorded: string): boolean {
   if (raw === recorded) return true;
-  if (recorded === 'run.done') return raw.startsWith('xstate.done.actor.');
-  if (recorded === 'run.failed') return raw.startsWith('xstate.error.actor.');
+  if (recorded === 'run.done') return raw === 'RUN_DONE' || raw.startsWith('xstate.done.actor.');
+  if (recorded === 'run.failed') return raw === 'RUN_FAILED' || raw.startsWith('xstate.error.actor.');
   if (recorded === 'retry') return raw.startsWith('xstate.after.');
   return false;
 }
