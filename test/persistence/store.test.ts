@@ -701,7 +701,11 @@ describe('store errors and construction', () => {
       await expect(db.query('SELECT pg_sleep(1)')).rejects.toBeInstanceOf(StoreUnavailableError);
       const [{ pid }] = (await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows as [{ pid: number }];
       // Handle the outcome at once: the rejection may land before the admin query returns.
-      const killed = db.transaction((tx) => tx.query('SELECT pg_sleep(0.04) FROM generate_series(1, 100)'))
+      // No statement timeout inside: on a busy machine the 50 ms limit fired before the kill arrived.
+      const killed = db.transaction(async (tx) => {
+        await tx.query('SET LOCAL statement_timeout = 0');
+        return tx.query('SELECT pg_sleep(0.04) FROM generate_series(1, 100)');
+      })
         .then(() => null, (e: unknown) => e);
       await new Promise((r) => setTimeout(r, 20));
       await admin.query('SELECT pg_terminate_backend($1::integer)', [pid]);
