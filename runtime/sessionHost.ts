@@ -831,6 +831,8 @@ export class SessionHost {
   private commitFailed(s: LiveSession, err: unknown): void {
     if (!s.broken) {
       if (this.stopping) s.log.warn({ err: errorInfo(err).message }, 'commit abandoned at shutdown (its messages are redelivered)');
+      // The partition moved (a release, a lost lease): expected, and nothing is lost.
+      else if ((err as { code?: string }).code === 'FENCED') s.log.warn({ err: errorInfo(err).message }, 'commit refused: the partition has a newer owner (its messages and wakes go there)');
       else s.log.error({ err }, 'commit failed; dropping the live session so it re-hydrates from the store');
     }
     this.dropSession(s, `commit failed: ${errorInfo(err).message}`);
