@@ -291,7 +291,7 @@ export class SessionHost {
     if (loading) { loading.buffer.push(m); return; }
     const entry = { buffer: [m], promise: Promise.resolve<LiveSession | null>(null) };
     this.loading.set(sid, entry);
-    entry.promise = this.hydrate(sid, partition, undefined, true);
+    entry.promise = this.hydrate(sid, partition, true);
     entry.promise.then((s) => {
       this.loading.delete(sid);
       if (s && this.deps.ownerEpoch && this.deps.ownerEpoch(partition) === 0) {
@@ -421,11 +421,11 @@ export class SessionHost {
   // ---- hydration, creation, passivation --------------------------------------------------
 
   /**
-   * Loads a session (or creates it with `createType`, else the default agent type) and makes it
+   * Loads a session (or, when `mayCreate`, creates it with the default agent type) and makes it
    * live. Waits for a free slot under maxLiveSessions; retries while the store is unavailable.
    * The session comes back pinned: the caller unpins it once it has handed it its work.
    */
-  private async hydrate(sid: string, partition: number, createType: string | undefined, mayCreate: boolean): Promise<LiveSession | null> {
+  private async hydrate(sid: string, partition: number, mayCreate: boolean): Promise<LiveSession | null> {
     // A dropped predecessor's commits land (or fail) first: the store must show them.
     const predecessor = this.retiring.get(sid);
     if (predecessor) await predecessor;
@@ -437,7 +437,7 @@ export class SessionHost {
         return this.pin(this.makeLive(sid, loaded.record.type, partition, loaded.record, loaded.history.reverse().map(toHistoryItem)));
       }
       if (!mayCreate) return null;
-      const type = createType ?? this.deps.config.defaultAgentType;
+      const type = this.deps.config.defaultAgentType;
       if (type === undefined) return null;
       const agent = this.agentOf(type);
       if (!agent) {
@@ -575,7 +575,7 @@ export class SessionHost {
   }
 
   private async hydrateForCommand(sid: string): Promise<LiveSession | null> {
-    const entry = { buffer: [] as JsMsg[], promise: this.hydrate(sid, partitionOf(sid, this.deps.config.partitions), undefined, false) };
+    const entry = { buffer: [] as JsMsg[], promise: this.hydrate(sid, partitionOf(sid, this.deps.config.partitions), false) };
     this.loading.set(sid, entry);
     let s: LiveSession | null = null;
     try {
@@ -776,7 +776,6 @@ export class SessionHost {
     const fresh = p === null;
     if (!p) s.open = p = newPendingCommit(snap, epoch);
     p.snap = snap;
-    p.changes++;
     if (s.transitions.length > 0) p.transitions.push(...s.transitions.splice(0));
     if (completed) {
       addCompletedRun(p, s.id, completed, s.outputs.get(completed.runId) ?? [], this.clock.now());

@@ -37,13 +37,11 @@ export interface PendingCommit {
   readonly unsubscribe: string[];
   readonly deadLetters: DeadLetter[];
   readonly completed: CompletedRun[];
-  /** Changes merged into this record. */
-  changes: number;
 }
 
 /** An empty pending record for changes made under lease `epoch`. */
 export function newPendingCommit(snap: SessionSnapshot, epoch: number): PendingCommit {
-  return { snap, epoch, history: [], transitions: [], outbox: [], subscribe: [], unsubscribe: [], deadLetters: [], completed: [], changes: 0 };
+  return { snap, epoch, history: [], transitions: [], outbox: [], subscribe: [], unsubscribe: [], deadLetters: [], completed: [] };
 }
 
 /**

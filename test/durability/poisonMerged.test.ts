@@ -7,7 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineAgent } from '../../actors/index.js';
 import type { Runtime } from '../../runtime/index.js';
 import type { Store } from '../../persistence/types.js';
-import { PG_URL, dropSchema, natsClient, publish, schemaName, sleep, startNats, startRuntime, waitFor } from '../helpers.js';
+import { PG_URL, dropSchema, natsClient, publish, schemaName, startNats, startRuntime, waitFor } from '../helpers.js';
+
+/** Resolved once the handler ran "three": the first commit is held until then, so the runs merge. */
+let threeRan: () => void = () => undefined;
+const threeSeen = new Promise<void>((r) => { threeRan = r; });
 
 const writer = defineAgent<{ seen: string[] }>({
   type: 'writer',
@@ -16,17 +20,27 @@ const writer = defineAgent<{ seen: string[] }>({
   handle(batch, ctx) {
     for (const m of batch) {
       const text = (m.body as { text: string }).text;
+      if (text === 'three') threeRan();
       ctx.state.seen.push(text === 'poison' ? 'bad\u0000state' : text); // jsonb refuses the NUL
     }
     return undefined;
   },
 });
 
-/** The real store, each commit held back a second: later runs of the session merge meanwhile. */
-function slowCommits(store: Store): Store {
+/**
+ * The real store, its first commit held until "three" has run: "poison" and "three" finish while
+ * that commit is in flight, so they merge into one record whatever the machine's load.
+ */
+function holdFirstCommit(store: Store): Store {
+  let held = false;
   return new Proxy(store, {
     get(target, key, receiver) {
-      if (key === 'commit') return async (records: Parameters<Store['commit']>[0]) => { await sleep(1_000); return target.commit(records); };
+      if (key === 'commit') {
+        return async (records: Parameters<Store['commit']>[0]) => {
+          if (!held) { held = true; await threeSeen; }
+          return target.commit(records);
+        };
+      }
       const v = Reflect.get(target, key, receiver) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
@@ -44,7 +58,7 @@ describe('a poison run merged with good ones', () => {
     schema = schemaName('poisonmerged');
     const { openStore } = await import('../../persistence/index.js');
     store = openStore({ databaseUrl: PG_URL, schema });
-    rt = await startRuntime(nats.url, { agents: [writer], store: slowCommits(store), config: { defaultAgentType: 'writer' } });
+    rt = await startRuntime(nats.url, { agents: [writer], store: holdFirstCommit(store), config: { defaultAgentType: 'writer' } });
   });
 
   afterAll(async () => {
@@ -61,7 +75,7 @@ describe('a poison run merged with good ones', () => {
       return (rec?.snapshot as { context?: { userState?: { seen?: string[] } } } | undefined)?.context?.userState?.seen ?? [];
     };
     try {
-      // "one" commits alone (held a second); "poison" and "three" run meanwhile and merge.
+      // "one" commits alone (held until "three" ran); "poison" and "three" run meanwhile and merge.
       for (const text of ['one', 'poison', 'three']) await publish(nc, 'pm-1', { text });
       await waitFor(async () => (await seen()).includes('three'), 'the session went on past the poison', 60_000, 100);
       expect(rt!.host.stats.coalesced).toBeGreaterThan(0); // the merged record did happen
