@@ -261,7 +261,10 @@ export const methods = {
   replayDeadLetter: {
     summary: "Publishes a dead letter's messages to its session's inbox again (once: replay ids are deterministic).",
     params: z.strictObject({ id: z.string().min(1).max(512) }),
-    result: z.object({ published: z.number() }),
+    result: z.object({
+      published: z.number().describe('messages stored in the inbox by this call'),
+      duplicates: z.number().describe('messages JetStream dropped as duplicates: the same replay was stored within its 2-minute window, so they are not published again'),
+    }),
     errors: ['INVALID_ARGUMENT', 'NOT_READY'],
   },
   subscribe: {

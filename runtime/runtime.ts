@@ -111,8 +111,12 @@ export interface Runtime {
   /** When the session wakes next by time (sleep deadline or wait timeout), or null. */
   getNextWakeTime(agentId: string): Promise<number | null>;
   listDeadLetters(opts?: { sessionId?: string; limit?: number }): Promise<DeadLetter[]>;
-  /** Publishes a dead letter's messages to its session's inbox again (once: the ids are deterministic). */
-  replayDeadLetter(id: string): Promise<{ published: number }>;
+  /**
+   * Publishes a dead letter's messages to its session's inbox again (once: the ids are
+   * deterministic). `duplicates` counts the messages JetStream dropped because the same replay
+   * was stored within its duplicate window (2 minutes); `published` the ones stored now.
+   */
+  replayDeadLetter(id: string): Promise<{ published: number; duplicates: number }>;
   /**
    * Graceful, bounded by `shutdownGraceMs`: hands partitions off, lets handlers finish, drains
    * commits. Never waits past the deadline for a server that is gone; the report says what was
@@ -244,7 +248,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const health = createHealth({ store, nc: transport.nc, committerHealthy: () => committer.healthy(), migrations: () => migrated, logger });
   logger.info({ partitions: config.partitions, store: store.kind, agents: [...agents.keys()] }, 'runtime started');
 
-  const publishToInbox = async (agentId: string, body: unknown, o: SendOptions): Promise<{ seq: number }> => {
+  const publishToInbox = async (agentId: string, body: unknown, o: SendOptions): Promise<{ seq: number; duplicate: boolean }> => {
     assertSessionId(agentId);
     if (o.priority !== undefined && !isPriority(o.priority)) throw new AgentryError('INVALID_ARGUMENT', `priority must be low, normal, high or urgent`);
     const hdrs: Record<string, string> = { [H.kind]: o.kind ?? 'message', [H.priority]: o.priority ?? 'normal' };
@@ -253,7 +257,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     const payload = typeof body === 'string' ? body : JSON.stringify(body ?? null);
     if (Buffer.byteLength(payload) > config.maxPayloadBytes) throw new AgentryError('PAYLOAD_TOO_LARGE', `message is larger than ${config.maxPayloadBytes} bytes`);
     try {
-      return { seq: await transport.publishInbox(agentId, payload, hdrs, o.msgId) };
+      return await transport.publishInboxAck(agentId, payload, hdrs, o.msgId);
     } catch (e) {
       throw new AgentryError('NOT_READY', `could not publish to NATS: ${(e as Error).message}`, { retryable: true, cause: e });
     }
@@ -329,8 +333,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     createAgent: (agentId, type, userState) => routed('createAgent', agentId, type, userState),
     getAgent: (agentId) => routed('getAgent', agentId),
     listAgents: (query) => store.listSessions(query),
-    sendMessage: (agentId, message, o = {}) => publishToInbox(agentId, message, o),
-    sendMail: (to, body, o) => publishToInbox(to, body, { kind: 'mail', priority: o.priority ?? 'normal', ...(o.from ? { from: o.from } : {}) }),
+    sendMessage: async (agentId, message, o = {}) => ({ seq: (await publishToInbox(agentId, message, o)).seq }),
+    sendMail: async (to, body, o) => ({ seq: (await publishToInbox(to, body, { kind: 'mail', priority: o.priority ?? 'normal', ...(o.from ? { from: o.from } : {}) })).seq }),
     sleepAgent: (agentId, o = {}) => routed('sleepAgent', agentId, o),
     wakeAgent: (agentId) => routed('wakeAgent', agentId),
     stopAgent: (agentId, reason) => routed('stopAgent', agentId, reason),
@@ -366,14 +370,16 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         ? (dl.payload as { kind: string; body: unknown; priority?: Priority; from?: string; eventType?: string }[]).filter((m) => m.kind !== 'wake')
         : [{ kind: 'message', body: dl.payload }];
       let i = 0;
+      let duplicates = 0;
       for (const m of msgs) {
-        await publishToInbox(dl.sessionId, m.body, {
+        const r = await publishToInbox(dl.sessionId, m.body, {
           kind: m.kind as SendOptions['kind'], msgId: `replay:${dl.id}:${i++}`,
           ...(m.priority ? { priority: m.priority } : {}), ...(m.from ? { from: m.from } : {}), ...(m.eventType ? { eventType: m.eventType } : {}),
         });
+        if (r.duplicate) duplicates++;
       }
       await store.markDeadLetterReplayed(id, clock.now());
-      return { published: msgs.length };
+      return { published: msgs.length - duplicates, duplicates };
     },
     async stop() {
       const t0 = Date.now();

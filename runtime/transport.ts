@@ -97,6 +97,12 @@ export interface Transport {
   stopConsuming(): Promise<void>;
   /** Publishes into a session's inbox through JetStream; resolves to the stream sequence. */
   publishInbox(sessionId: string, body: string | Uint8Array, hdrs: Record<string, string>, msgId?: string): Promise<number>;
+  /**
+   * `publishInbox` with JetStream's whole answer: `duplicate` is true when the stream dropped
+   * the message because one with the same `msgId` was stored within its duplicate window
+   * (`seq` is then the earlier message's).
+   */
+  publishInboxAck(sessionId: string, body: string | Uint8Array, hdrs: Record<string, string>, msgId?: string): Promise<{ seq: number; duplicate: boolean }>;
   publishEvent(type: string, body: string, hdrs: Record<string, string>, msgId?: string): Promise<number>;
   /** Fire-and-forget core publish (outputs, streamed chunks, dead-letter notices). */
   publishCore(subject: string, body: string, hdrs?: Record<string, string>): void;
@@ -151,6 +157,10 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     await Promise.all(all.map((f) => f.stop()));
   }
 
+  const publishInboxAck: Transport['publishInboxAck'] = async (sessionId, body, hdrs, msgId) => {
+    const ack = await js.publish(INBOX_SUBJECT(sessionId), body, { headers: toHeaders(hdrs), ...(msgId ? { msgID: msgId } : {}) });
+    return { seq: ack.seq, duplicate: ack.duplicate };
+  };
   return {
     nc, controlNc, js, jsm, inboxStream, eventStream, stopConsuming,
     async stopPartition(p) {
@@ -227,9 +237,9 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       }
     },
     async publishInbox(sessionId, body, hdrs, msgId) {
-      const ack = await js.publish(INBOX_SUBJECT(sessionId), body, { headers: toHeaders(hdrs), ...(msgId ? { msgID: msgId } : {}) });
-      return ack.seq;
+      return (await publishInboxAck(sessionId, body, hdrs, msgId)).seq;
     },
+    publishInboxAck,
     async publishEvent(type, body, hdrs, msgId) {
       const ack = await js.publish(EVENT_SUBJECT(type), body, { headers: toHeaders(hdrs), ...(msgId ? { msgID: msgId } : {}) });
       return ack.seq;

@@ -291,7 +291,7 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
   dlq.command('replay').argument('<id>').description("publish a dead letter's messages to its session again")
     .action((id: string, _o: unknown, cmd: Command) => run(cmd, async (c, json) => {
       const r = await c.replayDeadLetter({ id });
-      printResult(r, json, `replayed ${id}: ${r.published} message(s) published`);
+      printResult(r, json, `replayed ${id}: ${r.published} message(s) published${r.duplicates > 0 ? `, ${r.duplicates} already in the inbox (duplicate), not published again` : ''}`);
     }));
 
   // ---- watch -------------------------------------------------------------------------------

@@ -217,7 +217,10 @@ describe('control API over a raw WebSocket', () => {
     expect(dls.deadLetters[0]).toMatchObject({ agentId: 'api-dl', reason: 'handler-failed', replayedAt: null });
     expect(dls.deadLetters[0].error).toContain('cannot handle');
     const replay = await c.ok('replayDeadLetter', { id: dls.deadLetters[0].id });
-    expect(replay).toEqual({ published: 1 });
+    conforms('replayDeadLetter', replay);
+    expect(replay).toEqual({ published: 1, duplicates: 0 });
+    // Replayed again within JetStream's duplicate window: the inbox drops it, and the answer says so.
+    expect(await c.ok('replayDeadLetter', { id: dls.deadLetters[0].id })).toEqual({ published: 0, duplicates: 1 });
     await waitFor(async () => (await c.ok('listDeadLetters', { agentId: 'api-dl' })).deadLetters.length === 2, 'replayed message failed again');
     const all = await c.ok('listDeadLetters', { limit: 1000 });
     expect(all.deadLetters.some((d: { agentId: string }) => d.agentId === 'api-dl')).toBe(true);

@@ -162,6 +162,18 @@ describe('agentry CLI', () => {
     } finally { watch.kill('SIGKILL'); }
   }, 120_000);
 
+  it('dlq replay says when the inbox already holds the replay (a duplicate) instead of calling it published', async () => {
+    await rt.createAgent('cli-dl', 'echo');
+    await rt.stopAgent('cli-dl');
+    await rt.sendMessage('cli-dl', 'too late'); // the runtime dead-letters mail for a stopped session
+    const [dl] = await waitFor(async () => { const l = await rt.listDeadLetters({ sessionId: 'cli-dl' }); return l.length ? l : null; }, 'the dead letter');
+    const first = await cli('dlq', 'replay', dl!.id);
+    expect(first, first.stderr).toMatchObject({ code: 0, stdout: `replayed ${dl!.id}: 1 message(s) published\n` });
+    const again = await cli('dlq', 'replay', dl!.id);
+    expect(again, again.stderr).toMatchObject({ code: 0, stdout: `replayed ${dl!.id}: 0 message(s) published, 1 already in the inbox (duplicate), not published again\n` });
+    expect(JSON.parse((await cli('dlq', 'replay', dl!.id, '--json')).stdout)).toEqual({ published: 0, duplicates: 1 });
+  });
+
   it('exit codes: 1 usage, 2 server error or refused token, 3 cannot connect', async () => {
     const refused = await cli('agents', 'wake', 'cli-a', '--json');
     expect(refused.code).toBe(2);

@@ -141,9 +141,9 @@ describe.each(storeBackends('retries'))('retries and dead letters on %s', (name,
     expect(await store.listDeadLetters({ sessionId: 'doomed-1' })).toHaveLength(1);
 
     doomedHeals = true;
-    expect(await rt.replayDeadLetter(dl!.id)).toEqual({ published: 1 });
-    // A second replay publishes with the same message ids: JetStream drops it.
-    await rt.replayDeadLetter(dl!.id);
+    expect(await rt.replayDeadLetter(dl!.id)).toEqual({ published: 1, duplicates: 0 });
+    // A second replay publishes with the same message ids: JetStream drops it, and the answer says so.
+    expect(await rt.replayDeadLetter(dl!.id)).toEqual({ published: 0, duplicates: 1 });
     // A marker sent after both replays: once it is handled, anything the replays put in the inbox was too.
     const marker = await rt.sendMessage('doomed-1', { marker: true });
     await committed('doomed-1', marker.seq);
