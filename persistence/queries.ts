@@ -6,10 +6,11 @@
  *
  * Multi-row writes bind ONE parameter: a JSON array of row objects, serialised once with
  * `JSON.stringify` and turned back into rows by `jsonb_to_recordset($1::jsonb) AS t(col type, …)`:
- * one statement per table per commit however many sessions it holds, and no per-column arrays
- * for the driver to escape element by element (`pg` writes a text[] parameter as an array
- * literal, escaping every snapshot again). It is bound as text, so both drivers bind it
- * identically (`pg` would turn a JS array into a Postgres array).
+ * no per-column arrays for the driver to escape element by element (`pg` writes a text[]
+ * parameter as an array literal, escaping every snapshot again). It is bound as text, so both
+ * drivers bind it identically (`pg` would turn a JS array into a Postgres array). A store
+ * commit goes further: every table's rows travel in one document to one function call
+ * (`commitQuery.ts`, migration 0005); the `to…Param` mappers below give each row its shape there.
  *
  * Poison still fails the statement, never stores something else: the document is parsed as
  * jsonb, which refuses U+0000 anywhere (22P05) and a lone surrogate anywhere (22P02): both
@@ -125,17 +126,6 @@ export async function selectSession(q: Queryable, id: string): Promise<SessionRo
   return rows[0] ?? null;
 }
 
-/**
- * The recorded fencing epochs of the given partitions, share-locked until the transaction ends:
- * a new owner's `upsertPartitionEpoch` waits for this transaction, so the check holds at COMMIT.
- */
-export async function selectPartitionEpochsForShare(q: Queryable, partitions: readonly number[]): Promise<Map<number, number>> {
-  const { rows } = await q.query<{ partition: number; epoch: Int8 }>(
-    'SELECT partition, epoch FROM partition_epochs WHERE partition = ANY($1::integer[]) ORDER BY partition FOR SHARE', [partitions],
-  );
-  return new Map(rows.map((r) => [r.partition, num(r.epoch)]));
-}
-
 /** Raises partition p's epoch to `epoch` (never lowers it); true when `epoch` is the recorded one after. */
 export async function upsertPartitionEpoch(q: Queryable, partition: number, epoch: number, node: string, now: number): Promise<boolean> {
   const { rows } = await q.query<{ epoch: Int8 }>(
@@ -159,47 +149,13 @@ export async function selectSessionVersions(
   return new Map(rows.map((r) => [r.id, { version: num(r.version), ownerEpoch: num(r.owner_epoch) }]));
 }
 
-/**
- * Writes all sessions of a commit in one statement: UPDATE where the stored version and epoch
- * match, INSERT where the commit creates the session. Returns the ids it wrote; a missing id
- * means that session's check failed and the caller must roll back. Under READ COMMITTED a
- * concurrent writer's row is re-checked after its commit, so the optimistic check holds.
- */
-export async function upsertSessions(q: Queryable, writes: readonly SessionWrite[], now: number): Promise<Set<string>> {
-  const rows = writes.map(({ record: r, expectedVersion, checkEpoch }) => ({
+/** A session write as a row of the commit document's `sessions` (migration 0005 names the columns). */
+export function toSessionParam({ record: r, expectedVersion, checkEpoch }: SessionWrite): Record<string, unknown> {
+  return {
     id: r.sessionId, type: r.type, status: r.status, snapshot: r.snapshot, last_seq: r.lastSeq, version: r.version,
     expected_version: expectedVersion, partition: r.partition, owner_epoch: r.ownerEpoch, check_epoch: checkEpoch,
     wake_at: r.wakeAt, wake_events: r.wakeEvents, wake_priority: r.wakePriority,
-  }));
-  const { rows: written } = await q.query<{ id: string }>(
-    `WITH input AS (
-       SELECT * FROM jsonb_to_recordset($1::jsonb)
-         AS t(id text, type text, status text, snapshot jsonb, last_seq bigint, version bigint, expected_version bigint,
-              partition integer, owner_epoch bigint, check_epoch bigint, wake_at bigint, wake_events text[],
-              wake_priority text)
-     ),
-     updated AS (
-       UPDATE sessions s SET
-         type = i.type, status = i.status, snapshot = i.snapshot, last_seq = i.last_seq,
-         version = i.version, partition = i.partition, owner_epoch = i.owner_epoch, wake_at = i.wake_at,
-         wake_events = i.wake_events, wake_priority = i.wake_priority, updated_at = $2::bigint
-       FROM input i
-       WHERE s.id = i.id AND i.expected_version > 0
-         AND s.version = i.expected_version AND s.owner_epoch <= i.check_epoch
-       RETURNING s.id
-     ),
-     inserted AS (
-       INSERT INTO sessions (${SESSION_COLUMNS})
-       SELECT i.id, i.type, i.status, i.snapshot, i.last_seq, i.version, i.partition, i.owner_epoch,
-              i.wake_at, i.wake_events, i.wake_priority, $2::bigint, $2::bigint
-       FROM input i WHERE i.expected_version = 0
-       ON CONFLICT (id) DO NOTHING
-       RETURNING id
-     )
-     SELECT id FROM updated UNION ALL SELECT id FROM inserted`,
-    [JSON.stringify(rows), now],
-  );
-  return new Set(written.map((r) => r.id));
+  };
 }
 
 export function toSessionSummary(row: SessionSummaryRow): SessionSummary {
@@ -241,22 +197,12 @@ export function toHistoryEntry(row: HistoryRow): HistoryEntry {
   };
 }
 
-/** One statement for all history of a commit; a redelivered batch (same key) inserts nothing. */
-export async function insertHistory(q: Queryable, entries: readonly HistoryEntry[]): Promise<void> {
-  if (entries.length === 0) return;
-  const rows = entries.map((h) => ({
+/** A history entry as a row of the commit document's `history`; a redelivered batch (same key) inserts nothing. */
+export function toHistoryParam(h: HistoryEntry): Record<string, unknown> {
+  return {
     session_id: h.sessionId, seq: h.seq, batch_id: h.batchId, kind: h.kind, body: h.body, priority: h.priority,
     from: h.from, outcome: h.outcome, at: h.at,
-  }));
-  await q.query(
-    `INSERT INTO history (session_id, seq, batch_id, kind, body, priority, "from", outcome, at)
-     SELECT t.session_id, t.seq, t.batch_id, t.kind, t.body, t.priority, t."from", t.outcome, t.at
-     FROM jsonb_to_recordset($1::jsonb)
-       AS t(session_id text, seq bigint, batch_id text, kind text, body jsonb, priority text, "from" text,
-            outcome text, at bigint)
-     ON CONFLICT (session_id, seq, batch_id) DO NOTHING`,
-    [JSON.stringify(rows)],
-  );
+  };
 }
 
 /** Newest first by seq; `before` is exclusive, so the last seq of a page is the next cursor. */
@@ -320,18 +266,9 @@ export function toTransitionRecord(row: TransitionRow): TransitionRecord {
   return { sessionId: row.session_id, at: num(row.at), event: row.event, from: row.from_state, to: row.to_state };
 }
 
-/** Ids follow array order (WITH ORDINALITY), which keeps the timeline in commit order. */
-export async function insertTransitions(q: Queryable, rows: readonly TransitionRecord[]): Promise<void> {
-  if (rows.length === 0) return;
-  await q.query(
-    `INSERT INTO transitions (session_id, at, event, from_state, to_state)
-     SELECT t.session_id, t.at, t.event, t.from_state, t.to_state
-     FROM ROWS FROM (jsonb_to_recordset($1::jsonb)
-         AS (session_id text, at bigint, event text, from_state text, to_state text))
-       WITH ORDINALITY AS t(session_id, at, event, from_state, to_state, ord)
-     ORDER BY t.ord`,
-    [JSON.stringify(rows.map((t) => ({ session_id: t.sessionId, at: t.at, event: t.event, from_state: t.from, to_state: t.to })))],
-  );
+/** A transition as a row of the commit document's `transitions`; ids follow array order, which keeps the timeline in commit order. */
+export function toTransitionParam(t: TransitionRecord): Record<string, unknown> {
+  return { session_id: t.sessionId, at: t.at, event: t.event, from_state: t.from, to_state: t.to };
 }
 
 /** Oldest first; `after` is an exclusive lower bound on `at` (ms), as in the memory store. */
@@ -356,7 +293,15 @@ export function toOutboxRecord(row: OutboxRow): OutboxRecord {
   };
 }
 
-/** Outbox ids are deterministic, so a re-run commit does not queue a second copy. */
+/** An outbox row as the commit document and `insertOutbox` take it. */
+export function toOutboxParam(o: OutboxRecord): Record<string, unknown> {
+  return { id: o.id, session_id: o.sessionId, subject: o.subject, headers: o.headers, body: o.body, created_at: o.createdAt };
+}
+
+/**
+ * Outbox rows outside a store commit (a cron firing). Outbox ids are deterministic, so a re-run
+ * does not queue a second copy.
+ */
 export async function insertOutbox(q: Queryable, rows: readonly OutboxRecord[]): Promise<void> {
   if (rows.length === 0) return;
   await q.query(
@@ -365,9 +310,7 @@ export async function insertOutbox(q: Queryable, rows: readonly OutboxRecord[]):
      FROM jsonb_to_recordset($1::jsonb)
        AS t(id text, session_id text, subject text, headers jsonb, body text, created_at bigint)
      ON CONFLICT (id) DO NOTHING`,
-    [JSON.stringify(rows.map((o) => ({
-      id: o.id, session_id: o.sessionId, subject: o.subject, headers: o.headers, body: o.body, created_at: o.createdAt,
-    })))],
+    [JSON.stringify(rows.map(toOutboxParam))],
   );
 }
 

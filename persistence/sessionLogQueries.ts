@@ -1,5 +1,5 @@
 /**
- * Owns the SQL of the session log (migration 0003): inserting a commit's rows, reading a
+ * Owns the SQL of the session log (migration 0003): the shape of a commit's rows, reading a
  * session's entries after an id, and retention (by age and by count per session), which also
  * records per session the highest id it removed. One function per statement, explicit casts,
  * PG 15 features only (as in queries.ts).
@@ -22,24 +22,17 @@ export function toSessionLogEntry(row: SessionLogDbRow): SessionLogEntry {
 }
 
 /**
- * Inserts a commit's log rows (part of the commit transaction, after the session rows are
- * written, so their row locks order the ids). Ids follow array order (WITH ORDINALITY).
+ * A log row as a row of the commit document's `log` (migration 0005 inserts them after the
+ * session rows are written, so their row locks order the ids; ids follow array order). The
+ * commit time is the store clock the commit is called with.
  *
- * One JSON document, as in queries.ts, but each row's `data` travels in it as a string of its
- * own JSON text, cast to json in SQL: the column is json so a replayed reply keeps the
- * handler's key order, and a reply may carry a NUL as a `\u0000` escape (json keeps escapes;
- * parsed as part of the jsonb document it would be refused).
+ * Each row's `data` travels in the document as a string of its own JSON text, cast to json in
+ * SQL: the column is json so a replayed reply keeps the handler's key order, and a reply may
+ * carry a NUL as a `\u0000` escape (json keeps escapes; parsed as part of the jsonb document it
+ * would be refused).
  */
-export async function insertSessionLog(q: Queryable, rows: readonly SessionLogRow[], at: number): Promise<void> {
-  if (rows.length === 0) return;
-  await q.query(
-    `INSERT INTO session_log (session_id, kind, data, at)
-     SELECT t.session_id, t.kind, t.data::json, $2::bigint
-     FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (session_id text, kind text, data text))
-       WITH ORDINALITY AS t(session_id, kind, data, ord)
-     ORDER BY t.ord`,
-    [JSON.stringify(rows.map((r) => ({ session_id: r.sessionId, kind: r.kind, data: json(r.data) ?? 'null' }))), at],
-  );
+export function toSessionLogParam(r: SessionLogRow): Record<string, unknown> {
+  return { session_id: r.sessionId, kind: r.kind, data: json(r.data) ?? 'null' };
 }
 
 /** Oldest first by id, after `afterId` (exclusive), served by session_log_session_id_idx. */

@@ -2,11 +2,12 @@
  * Owns the store contract on top of SQL: the single implementation behind both the `pg` and
  * the PGlite backend (they differ only in the `SqlDb` adapter they pass in).
  */
+import { commitDocument, commitRecords } from './commitQuery.js';
 import { FencedError, StaleVersionError } from './errors.js';
 import { historyLimitForSql } from './historyLimit.js';
 import { migrate } from './migrate.js';
 import * as sql from './queries.js';
-import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, LOG_PRUNE_EVERY_MS, logRowsOf } from './sessionLog.js';
+import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, LOG_PRUNE_EVERY_MS } from './sessionLog.js';
 import * as lq from './sessionLogQueries.js';
 import * as wq from './wakeQueries.js';
 import type { SessionWrite } from './queries.js';
@@ -26,8 +27,8 @@ const STATUSES: readonly SessionStatus[] = ['idle', 'active', 'sleeping', 'waiti
 
 /**
  * Builds a `Store` over any `SqlDb`, so Postgres and PGlite share every query and every
- * commit rule. `commit` is one transaction: a stale version or a fenced epoch anywhere in
- * the batch rolls all of it back.
+ * commit rule. `commit` is one statement (`commitQuery.ts`): a stale version or a fenced epoch
+ * anywhere in the batch writes none of it.
  */
 export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreOptions = {}): Store {
   const now = opts.now ?? Date.now;
@@ -63,41 +64,13 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     },
     async commit(records) {
       if (records.length === 0) return;
-      let logged: string[] = [];
-      await db.transaction(async (tx) => {
-        // First, under a share lock held to COMMIT: is every record's partition still ours?
-        const fenced = firstFenced(records, await sql.selectPartitionEpochsForShare(tx, [...new Set(records.map((r) => r.partition))]));
-        if (fenced) throw fenced;
-        const writes = planSessionWrites(records);
-        let written = new Set<string>();
-        if (writes) {
-          written = await sql.upsertSessions(tx, writes, now());
-          if (written.size === writes.length) {
-            await sql.insertHistory(tx, records.flatMap((r) => r.history));
-            await sql.insertTransitions(tx, records.flatMap((r) => r.transitions));
-            await sql.insertOutbox(tx, records.flatMap((r) => r.outbox));
-            const logRows = records.flatMap(logRowsOf);
-            await lq.insertSessionLog(tx, logRows, now());
-            logged = logRows.map((r) => r.sessionId);
-            await wq.applySubscriptions(
-              tx,
-              records.flatMap((r) => (r.subscribe ?? []).map((p) => [r.sessionId, p] as const)),
-              records.flatMap((r) => (r.unsubscribe ?? []).map((p) => [r.sessionId, p] as const)),
-            );
-            return;
-          }
-        }
-        // Some check failed: find which record, in commit order, the way the memory store would.
-        // Rows this transaction already wrote read back changed, so use what their check proved.
-        const stored = await sql.selectSessionVersions(tx, [...new Set(records.map((r) => r.sessionId))]);
-        for (const w of writes ?? []) {
-          if (!written.has(w.record.sessionId)) continue;
-          if (w.expectedVersion === 0) stored.delete(w.record.sessionId);
-          else stored.set(w.record.sessionId, { version: w.expectedVersion, ownerEpoch: w.checkEpoch });
-        }
-        throw firstConflict(records, stored);
-      });
-      retention.committed(logged);
+      // One statement, its own transaction (migration 0005): fencing under a share lock held to
+      // its end, every check before any write, so a failed check leaves nothing written.
+      const doc = commitDocument(records, planSessionWrites(records));
+      const outcome = await commitRecords(db, doc, now());
+      if (outcome.kind === 'fenced') throw firstFenced(records, outcome.epochs) ?? new FencedError(records[0]!.sessionId, records[0]!.ownerEpoch);
+      if (outcome.kind === 'conflict') throw firstConflict(records, outcome.versions);
+      retention.committed(doc.logged);
     },
     async claimPartition(partition, epoch, node, lockTimeoutMs) {
       return db.transaction(async (tx) => {
@@ -228,8 +201,8 @@ export function planSessionWrites(records: readonly CommitRecord[]): SessionWrit
 
 /**
  * Replays the memory store's checks over the stored versions to name the first failing
- * record. Stale is checked before fenced, as there. If nothing fails any more (the row changed
- * between the two statements), the batch is still reported stale: it did not commit.
+ * record. Stale is checked before fenced, as there. If nothing fails any more (the rows changed
+ * after the check that refused the batch), the batch is still reported stale: it did not commit.
  */
 export function firstConflict(
   records: readonly CommitRecord[], stored: ReadonlyMap<string, { version: number; ownerEpoch: number }>,

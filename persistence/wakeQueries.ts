@@ -58,24 +58,9 @@ export async function selectEventRecipients(q: Queryable, type: string): Promise
   return [...ids].sort();
 }
 
-/** Adds and removes subscriptions of committed records (part of the commit transaction); one JSON parameter each, as in queries.ts. */
-export async function applySubscriptions(q: Queryable, adds: readonly (readonly [string, string])[], removes: readonly (readonly [string, string])[]): Promise<void> {
-  if (removes.length > 0) {
-    await q.query(
-      `DELETE FROM event_subscriptions e USING jsonb_to_recordset($1::jsonb) AS t(session_id text, pattern text)
-       WHERE e.session_id = t.session_id AND e.pattern = t.pattern`,
-      [JSON.stringify(removes.map(([sessionId, pattern]) => ({ session_id: sessionId, pattern })))],
-    );
-  }
-  if (adds.length > 0) {
-    await q.query(
-      `INSERT INTO event_subscriptions (session_id, pattern, wildcard)
-       SELECT t.session_id, t.pattern, t.wildcard
-       FROM jsonb_to_recordset($1::jsonb) AS t(session_id text, pattern text, wildcard boolean)
-       ON CONFLICT DO NOTHING`,
-      [JSON.stringify(adds.map(([sessionId, pattern]) => ({ session_id: sessionId, pattern, wildcard: isWildcard(pattern) })))],
-    );
-  }
+/** A subscription a commit adds or removes, as a row of the commit document's `subscribe` / `unsubscribe`. */
+export function toSubscriptionParam(sessionId: string, pattern: string): Record<string, unknown> {
+  return { session_id: sessionId, pattern, wildcard: isWildcard(pattern) };
 }
 
 export async function insertSchedule(q: Queryable, s: ScheduleRecord): Promise<void> {
