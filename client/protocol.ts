@@ -132,7 +132,7 @@ export const methods = {
     summary: "Publishes a message to a session's inbox (JetStream); resolves when it is stored, not when it is handled.",
     params: z.strictObject({
       agentId,
-      message: z.unknown().describe('any JSON; strings are delivered as text'),
+      message: z.unknown().describe('the message: any JSON; strings are delivered as text'),
       priority: priority.optional(),
       kind: z.enum(['message', 'task', 'event', 'control']).optional().describe("Agentry-Kind (default 'message'; use sendMail for mail)"),
       from: z.string().max(256).optional(),
@@ -181,7 +181,7 @@ export const methods = {
     summary: "Schedules a cron task (croner syntax, IANA time zone); each firing reaches the session's inbox as a `task`.",
     params: z.strictObject({
       agentId,
-      task: z.unknown().describe('body of each task message'),
+      task: z.unknown().describe('the body of each task message: any JSON, null for none'),
       schedule: z.string().min(1).max(256).describe("cron expression, e.g. '0 9 * * 1-5' (seconds field optional)"),
       timezone: z.string().max(64).optional().describe("IANA time zone (default 'UTC')"),
       taskId: z.string().min(1).max(128).optional().describe('stable id (default: generated)'),

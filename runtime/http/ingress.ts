@@ -158,7 +158,7 @@ export function createIngress(runtime: Runtime, deps: IngressDeps, opts: Ingress
   /** Validates params with the method's schema and runs the method's implementation. */
   const call = async <M extends 'sendMessage' | 'publishEvent' | 'interruptAgent'>(m: M, params: unknown): Promise<ResultOf<M>> => {
     const parsed = methods[m].params.safeParse(params);
-    if (!parsed.success) throw invalidParams(parsed.error);
+    if (!parsed.success) throw invalidParams(parsed.error, methods[m].params);
     const impl = table[m] as (p: unknown, conn: RpcConnection) => Promise<ResultOf<M>>;
     return impl(parsed.data, NO_CONNECTION);
   };

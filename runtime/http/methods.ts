@@ -185,7 +185,7 @@ export function registerMethods(server: JSONRPCServer<RpcConnection>, table: Met
     const impl = table[name] as (p: unknown, conn: RpcConnection) => Promise<unknown>;
     const handler = (params: unknown, conn: RpcConnection): Promise<unknown> => {
       const parsed = schema.safeParse(params ?? {});
-      if (!parsed.success) throw invalidParams(parsed.error);
+      if (!parsed.success) throw invalidParams(parsed.error, schema);
       return impl(parsed.data, conn);
     };
     server.addMethod(name, handler);

@@ -18,9 +18,29 @@ export interface RpcErrorObject {
   readonly data: Readonly<Record<string, unknown>>;
 }
 
-/** The exception a method throws when its params do not match its schema. */
-export function invalidParams(error: z.ZodError): JSONRPCErrorException {
-  const issues = error.issues.slice(0, 20).map((i) => ({ path: i.path.map(String), code: i.code, message: i.message }));
+/** What a params schema says of its field `key` (its `.describe()` text), if anything. */
+function describeField(schema: z.ZodType | undefined, key: string): string | undefined {
+  const shape = (schema as { shape?: Record<string, { description?: string } | undefined> } | undefined)?.shape;
+  return shape && Object.prototype.hasOwnProperty.call(shape, key) ? shape[key]?.description : undefined;
+}
+
+/**
+ * The message of one issue. A required param that is missing says so and what it holds (zod
+ * reports a missing `z.unknown()` field as "expected nonoptional", which names neither).
+ */
+function issueMessage(i: z.core.$ZodIssue, schema: z.ZodType | undefined): string {
+  const missing = i.code === 'invalid_type' && i.path.length === 1 && (i.expected === 'nonoptional' || / received undefined$/.test(i.message));
+  if (!missing) return i.message;
+  const what = describeField(schema, String(i.path[0]));
+  return `required${what ? ` — ${what}` : ''}`;
+}
+
+/**
+ * The exception a method throws when its params do not match its schema (`schema`, when given,
+ * lets a missing param's message say what the param holds).
+ */
+export function invalidParams(error: z.ZodError, schema?: z.ZodType): JSONRPCErrorException {
+  const issues = error.issues.slice(0, 20).map((i) => ({ path: i.path.map(String), code: i.code, message: issueMessage(i, schema) }));
   const first = issues[0];
   const where = first && first.path.length > 0 ? `${first.path.join('.')}: ` : '';
   return new JSONRPCErrorException(`Invalid params: ${where}${first?.message ?? 'invalid'}`, PROTOCOL_ERRORS.INVALID_PARAMS, { type: 'INVALID_PARAMS', retryable: false, issues });

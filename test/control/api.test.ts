@@ -309,6 +309,12 @@ describe('control API: tasks and events', () => {
     expect((await c.err('scheduleTask', { agentId: 'api-task', task: 1, schedule: '* * * * *', timezone: 'Mars/Olympus' })).data.type).toBe('INVALID_ARGUMENT');
     expect((await c.err('scheduleTask', { agentId: 'nobody', task: 1, schedule: '* * * * *' })).data.type).toBe('UNKNOWN_SESSION');
     expect((await c.err('scheduleTask', { agentId: 'api-task', task: 1 })).code).toBe(-32602);
+    // A missing param is named, with what it holds (zod alone said "expected nonoptional").
+    const noTask = await c.err('scheduleTask', { agentId: 'api-task', schedule: '* * * * *' });
+    expect(noTask).toMatchObject({ code: -32602, message: 'Invalid params: task: required — the body of each task message: any JSON, null for none', data: { type: 'INVALID_PARAMS' } });
+    expect(noTask.data.issues).toEqual([{ path: ['task'], code: 'invalid_type', message: 'required — the body of each task message: any JSON, null for none' }]);
+    expect((await c.err('scheduleTask', { agentId: 'api-task', task: null })).message).toBe("Invalid params: schedule: required — cron expression, e.g. '0 9 * * 1-5' (seconds field optional)");
+    expect((await c.err('sendMessage', { agentId: 'api-task' })).message).toBe('Invalid params: message: required — the message: any JSON; strings are delivered as text');
   });
 
   it('each of the four methods reaches the Runtime (a result, or the runtime\'s own "not available yet" while it says so)', async () => {
