@@ -54,7 +54,7 @@ const agentView = z.object({
   }),
   lastError: z.object({ message: z.string(), code: z.string(), terminal: z.boolean() }).nullable(),
   live: z.boolean().describe('true when the actor is in memory on the serving node'),
-  updatedAt: epochMs.nullable(),
+  updatedAt: epochMs.nullable().describe('when the last change was committed (live or stored alike)'),
 });
 const agentSummary = z.object({ agentId: z.string(), type: z.string(), state: sessionState, wakeAt: epochMs.nullable(), updatedAt: epochMs });
 const stateResult = z.object({ agentId: z.string(), state: sessionState });

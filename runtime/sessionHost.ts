@@ -97,6 +97,8 @@ interface LiveSession {
   chain: Promise<void>;
   inflight: number;
   lastActivity: number;
+  /** When the session's last change was committed (the stored row's updated_at when hydrated); null before its first commit. */
+  updatedAt: number | null;
   broken: boolean;
   /**
    * Callers that hydrated or looked up this session and have not handed it its messages or
@@ -517,7 +519,7 @@ export class SessionHost {
       storeVersion: rec?.version ?? 0, submittedVersion: ctx?.version ?? 0,
       lastCompletedRunId: ctx?.runId ?? 0,
       lastPath: rec ? statePath((rec.snapshot as { value: unknown }).value) : 'idle',
-      sending: null, lastRunId: ctx?.runId ?? 0, transitions: [], open: null, run: null, chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), broken: false, pins: 0,
+      sending: null, lastRunId: ctx?.runId ?? 0, transitions: [], open: null, run: null, chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), updatedAt: rec?.updatedAt ?? null, broken: false, pins: 0,
     };
     const s = session;
     actor.subscribe({
@@ -881,6 +883,7 @@ export class SessionHost {
 
   private afterCommit(s: LiveSession, record: CommitRecord, deadLetters: readonly DeadLetter[]): void {
     s.committedLastSeq = Math.max(s.committedLastSeq, record.lastSeq);
+    s.updatedAt = this.clock.now();
     for (const [seq, m] of s.acks) {
       if (seq <= record.lastSeq) { m.ack(); s.acks.delete(seq); }
     }
@@ -983,7 +986,7 @@ export class SessionHost {
 
   private view(s: LiveSession): SessionView {
     const snap = s.actor.getSnapshot();
-    return viewOf(s.id, s.type, snap.value, snap.context, true, null);
+    return viewOf(s.id, s.type, snap.value, snap.context, true, s.updatedAt);
   }
 
   /**

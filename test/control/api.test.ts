@@ -55,6 +55,26 @@ describe('control API over a raw WebSocket', () => {
     expect(doc.methods.map((m: { name: string }) => m.name).sort()).toEqual([...METHOD_NAMES].sort());
   });
 
+  it('getAgent: updatedAt is the time of the last committed change, for a live session too', async () => {
+    const t0 = Date.now();
+    await c.ok('createAgent', { agentId: 'api-upd', type: 'echo' });
+    const t1 = Date.now();
+    const fresh = await c.ok('getAgent', { agentId: 'api-upd' });
+    expect(fresh.live).toBe(true);
+    expect(fresh.updatedAt).toBeGreaterThanOrEqual(t0);
+    expect(fresh.updatedAt).toBeLessThanOrEqual(t1);
+    const listed = (await c.ok('listAgents', { idContains: 'api-upd' })).agents[0];
+    expect(listed.updatedAt).toBeGreaterThanOrEqual(t0); // the stored row's: the same commit
+    expect(listed.updatedAt).toBeLessThanOrEqual(t1);
+    const t2 = Date.now();
+    await c.ok('sendMessage', { agentId: 'api-upd', message: 'x' });
+    await waitFor(async () => (await c.ok('getHistory', { agentId: 'api-upd' })).messages.length > 0, 'the message handled');
+    const after = await c.ok('getAgent', { agentId: 'api-upd' });
+    expect(after.live).toBe(true);
+    expect(after.updatedAt).toBeGreaterThanOrEqual(t2);
+    expect(after.updatedAt).toBeLessThanOrEqual(Date.now());
+  });
+
   it('createAgent / getAgent, with their errors', async () => {
     const created = await c.ok('createAgent', { agentId: 'api-a', type: 'echo' });
     expect(created).toEqual({ agentId: 'api-a', type: 'echo', state: 'idle' });
