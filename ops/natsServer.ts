@@ -62,7 +62,9 @@ export function projectRoot(): string {
 export function findNatsServerBinary(): string {
   const candidates = [...(process.env.PATH ?? '').split(':').filter(Boolean).map((d) => join(d, 'nats-server')), '/usr/sbin/nats-server', '/usr/local/bin/nats-server'];
   const found = candidates.find((c) => existsSync(c));
-  if (!found) throw new Error('nats-server not found: run `bash ops/ensure-nats-server.sh` (installs Debian\'s package as root) or set NATS_URL');
+  if (!found) {
+    throw new Error(`nats-server not found: run \`bash ${join(projectRoot(), 'ops', 'ensure-nats-server.sh')}\` (installs Debian's package as root; elsewhere see https://docs.nats.io/running-a-nats-service/introduction/installation) or set NATS_URL`);
+  }
   return found;
 }
 

@@ -10,17 +10,18 @@
  * Exit codes: 0 ok, 1 usage (or a node that cannot start), 2 the server refused or answered
  * with an error, 3 the server could not be reached.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { Command } from 'commander';
-import type { ResolvedAgent } from '../actors/defineAgent.js';
+import type { AnyAgent } from '../actors/defineAgent.js';
 import { AgentryError } from '../actors/errors.js';
 import { exampleAgents } from '../examples/index.js';
-import { freePort, startNatsServer, stopLeftoverNatsServer, type NatsServerHandle } from '../ops/natsServer.js';
+import { freePort, projectRoot, startNatsServer, stopLeftoverNatsServer, type NatsServerHandle } from '../ops/natsServer.js';
 import { DEFAULT_API_URL, registerApiCommands } from './cli/apiCommands.js';
 import { registerInboxCommands } from './cli/inboxCommands.js';
 import { EXIT, exitQuietlyWhenStdoutCloses, printError } from './cli/output.js';
+import { loadAgentModule, type LoadedAgents } from './agentModule.js';
+import { watchAgentFiles } from './devWatch.js';
 import { loadConfig } from './config.js';
 import { createDevLogger } from './logger.js';
 import { assertTokenBeyondLoopback, startControlPlane, type ControlPlane } from './http/index.js';
@@ -92,13 +93,20 @@ function devUrl(file: 'nats.url' | 'api.url'): string | undefined {
 }
 
 program.command('dev')
-  .description('run a local runtime with the example agents (starts nats-server and uses PGlite unless NATS_URL / DATABASE_URL are set)')
+  .description('run a local runtime with your agents (--agents, TypeScript or JavaScript, reloaded on save) or the example agents; starts nats-server and uses PGlite unless NATS_URL / DATABASE_URL are set')
+  .option('--agents <module>', 'module whose exports are your agent definitions (defineAgent): .ts straight from source, or .js (default: the example agents)')
+  .option('--no-watch', 'with --agents: do not reload the agents when their files change')
   .option('--nats-port <port>', 'port for the nats-server this command starts', '4223')
   .option('--host <host>', 'control plane interface (default: HOST, else 127.0.0.1)')
   .option('--port <port>', 'control plane port, 0 for any free one (default: PORT, else 7070)')
-  .action(async (o: { natsPort: string; host?: string; port?: string }) => {
+  .action(async (o: { agents?: string; watch: boolean; natsPort: string; host?: string; port?: string }) => {
     const listen = listenOverrides(o);
-    const base = loadConfig({ defaultAgentType: process.env.AGENTRY_DEFAULT_AGENT ?? 'echo', ...listen });
+    // The agents load before anything starts: a typo in them fails here, not after the servers.
+    const userAgents = o.agents !== undefined;
+    const first = userAgents ? await loadAgentModule(o.agents!, o.watch ? { reload: 1 } : {}) : { agents: exampleAgents, files: [] };
+    const defaultTypeOf = (agents: readonly AnyAgent[]): string | undefined => process.env.AGENTRY_DEFAULT_AGENT
+      ?? (!userAgents ? 'echo' : agents.length === 1 ? agents[0]!.type : undefined);
+    const base = loadConfig({ defaultAgentType: defaultTypeOf(first.agents), ...listen });
     assertTokenBeyondLoopback(base.host, base.token);
     mkdirSync(base.dataDir, { recursive: true });
     let nats: NatsServerHandle | undefined;
@@ -123,20 +131,27 @@ program.command('dev')
       natsUrl = nats.url;
     }
     writeFileSync(join(base.dataDir, 'nats.url'), natsUrl);
-    let runtime: Runtime;
-    let api: ControlPlane;
+    // Readable lines (time level session message key=value, stacks below) unless asked for JSON.
+    const logger = process.env.AGENTRY_LOG_FORMAT === 'json' ? undefined : createDevLogger(base.logLevel);
+    const startNode = async (agents: readonly AnyAgent[], port?: number): Promise<DevNode> => {
+      const runtime = await createRuntime({
+        agents, ...(logger ? { logger } : {}),
+        config: { natsUrl, defaultAgentType: defaultTypeOf(agents), ...listen, ...(port !== undefined ? { port } : {}) },
+      });
+      return { runtime, api: await startApi(runtime), agents };
+    };
+    let node: DevNode;
     try {
-      // Readable lines (time level session message key=value, stacks below) unless asked for JSON.
-      const logger = process.env.AGENTRY_LOG_FORMAT === 'json' ? undefined : createDevLogger(base.logLevel);
-      runtime = await createRuntime({ agents: exampleAgents, ...(logger ? { logger } : {}), config: { natsUrl, defaultAgentType: base.defaultAgentType, ...listen } });
-      api = await startApi(runtime);
+      node = await startNode(first.agents);
     } catch (e) {
       await nats?.stop();
       throw e;
     }
     const apiUrlFile = join(base.dataDir, 'api.url');
-    writeFileSync(apiUrlFile, api.rpcUrl);
+    writeFileSync(apiUrlFile, node.api.rpcUrl);
+    const { runtime, api } = node;
     const storeDesc = runtime.store.kind === 'pglite' ? `PGlite in ${join(base.dataDir, 'pglite')}` : runtime.store.kind;
+    const defaultType = defaultTypeOf(first.agents);
     process.stdout.write([
       '',
       'Agentry dev runtime is running.',
@@ -144,7 +159,10 @@ program.command('dev')
       `  API:    ${api.rpcUrl}  (WebSocket JSON-RPC 2.0; ${api.url}/openrpc.json describes it)`,
       `  NATS:   ${natsUrl}${nats ? ' (nats-server started by agentry, store in ' + join(base.dataDir, 'nats') + ')' : ''}`,
       `  Store:  ${storeDesc}`,
-      `  Agents: ${exampleAgents.map((a) => a.type).join(', ')} (unknown sessions become '${base.defaultAgentType ?? 'echo'}')`,
+      `  Agents: ${first.agents.map((a) => a.type).join(', ')}${userAgents ? ` from ${o.agents}${o.watch ? ' (reloaded when its files change)' : ''}` : ' (the examples)'}`,
+      defaultType
+        ? `          a message to a session nobody created creates it as '${defaultType}'`
+        : `          a message to a session nobody created is dead-lettered: create it first (npx agentry agents create demo --type ${first.agents[0]?.type ?? '<type>'}) or set AGENTRY_DEFAULT_AGENT`,
       '',
       'Send a message and watch the replies (in another terminal):',
       '  npx agentry watch demo',
@@ -155,27 +173,86 @@ program.command('dev')
       'Stop with Ctrl-C.',
       '',
     ].join('\n'));
+    // Reloads run one after another; a stop waits for the one under way (bounded by the backstop).
+    let reloading = Promise.resolve();
+    let stopping = false;
+    let reloads = 1;
+    const watcher = userAgents && o.watch
+      ? watchAgentFiles(first.files, (changed) => {
+        reloading = reloading.then(async () => {
+          if (stopping) return;
+          const r = await reloadDevNode(node, { path: o.agents!, reload: ++reloads, changed, start: startNode });
+          if (r.files) watcher?.update(r.files);
+          if (r.node) node = r.node;
+        });
+      })
+      : undefined;
     runUntilSignal(runtime.config.shutdownGraceMs, async () => {
+      stopping = true;
+      watcher?.close();
+      await reloading;
       rmSync(apiUrlFile, { force: true });
-      await settleWithin(api.close(), 1_000);
-      const report = await runtime.stop();
+      await settleWithin(node.api.close(), 1_000);
+      const report = await node.runtime.stop();
       await nats?.stop();
       return report;
     });
   });
 
+/** The runtime and control plane `dev` runs, and the agents they run. */
+interface DevNode {
+  readonly runtime: Runtime;
+  readonly api: ControlPlane;
+  readonly agents: readonly AnyAgent[];
+}
+
+/**
+ * One reload of `dev --agents`: the module is imported afresh first, and only when that worked is
+ * the running node stopped (gracefully: commits drain, partitions are handed back) and a new one
+ * started on the same control-plane port. A module that fails to load leaves the running node
+ * alone; a node that fails to start with the new agents is started again with the previous ones.
+ * Returns the new node (if any) and the files to watch from now on.
+ */
+async function reloadDevNode(
+  node: DevNode,
+  o: { path: string; reload: number; changed: string; start: (agents: readonly AnyAgent[], port: number) => Promise<DevNode> },
+): Promise<{ node?: DevNode; files?: string[] }> {
+  const t0 = Date.now();
+  process.stderr.write(`agentry: ${o.changed} changed, reloading the agents\n`);
+  let loaded: LoadedAgents;
+  try {
+    loaded = await loadAgentModule(o.path, { reload: o.reload });
+  } catch (e) {
+    const cause = e instanceof Error && e.cause instanceof Error ? e.cause : e;
+    process.stderr.write(`agentry: reload failed, the previous agents keep running: ${e instanceof Error ? e.message : String(e)}\n${cause instanceof Error && cause.stack ? indent(cause.stack) + '\n' : ''}`);
+    return {};
+  }
+  const port = Number(new URL(node.api.url).port);
+  await settleWithin(node.api.close(), 1_000);
+  await node.runtime.stop();
+  try {
+    const next = await o.start(loaded.agents, port);
+    process.stderr.write(`agentry: reloaded in ${Date.now() - t0} ms: ${loaded.agents.map((a) => a.type).join(', ')}\n`);
+    return { node: next, files: loaded.files };
+  } catch (e) {
+    process.stderr.write(`agentry: the new agents did not start, restarting the previous ones: ${e instanceof Error ? e.message : String(e)}\n`);
+    return { node: await o.start(node.agents, port), files: loaded.files };
+  }
+}
+
+/** A stack indented under its message line, as the dev log prints them. */
+function indent(text: string): string {
+  return text.split('\n').map((l) => `    ${l}`).join('\n');
+}
+
 program.command('start')
   .description('run a production node: NATS_URL required; DATABASE_URL selects Postgres (else PGlite)')
-  .requiredOption('--agents <module>', 'module whose exports are agent definitions (from defineAgent)')
+  .requiredOption('--agents <module>', 'module whose exports are agent definitions (defineAgent): .js, or .ts loaded through TypeScript')
   .option('--host <host>', 'control plane interface (default: HOST, else 127.0.0.1; beyond loopback AGENTRY_TOKEN is required)')
   .option('--port <port>', 'control plane port (default: PORT, else 7070)')
   .action(async (o: { agents: string; host?: string; port?: string }) => {
     const listen = listenOverrides(o);
-    const mod = await import(pathToFileURL(resolve(o.agents)).href) as Record<string, unknown>;
-    // A module may export each agent and also a list of them (examples/index.ts does): count each once.
-    const agents = [...new Set(Object.values(mod).flatMap((v): unknown[] => (Array.isArray(v) ? (v as unknown[]) : [v])))]
-      .filter((v): v is ResolvedAgent => !!v && typeof v === 'object' && 'type' in v && 'handle' in v && 'limits' in v);
-    if (agents.length === 0) throw new AgentryError('CONFIG_INVALID', `${o.agents} exports no agent definitions`);
+    const { agents } = await loadAgentModule(o.agents);
     const config = loadConfig(listen);
     assertTokenBeyondLoopback(config.host, config.token); // before connecting anything
     if (config.store === 'auto' && !config.databaseUrl) mkdirSync(config.dataDir, { recursive: true }); // PGlite lives there
@@ -186,6 +263,34 @@ program.command('start')
       await settleWithin(api.close(), 1_000);
       return runtime.stop();
     });
+  });
+
+program.command('init')
+  .argument('[dir]', 'the folder to create', 'my-agents')
+  .description('create a project for your own agents from the starter template (TypeScript; `npm run dev` runs them, reloaded on save)')
+  .action((dir: string) => {
+    const target = resolve(dir);
+    if (existsSync(target) && readdirSync(target).length > 0) {
+      throw new AgentryError('CONFIG_INVALID', `${dir} exists and is not empty: name a new folder`);
+    }
+    const root = projectRoot();
+    cpSync(join(root, 'templates', 'starter'), target, { recursive: true });
+    // npm never packs a file named .gitignore, so the template carries it as `gitignore`.
+    renameSync(join(target, 'gitignore'), join(target, '.gitignore'));
+    const ours = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { name: string; version: string };
+    const pkgFile = join(target, 'package.json');
+    const pkg = JSON.parse(readFileSync(pkgFile, 'utf8')) as { name: string; dependencies: Record<string, string> };
+    pkg.name = basename(target).toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[._-]+/, '') || 'my-agents';
+    pkg.dependencies = { [ours.name]: `^${ours.version}` };
+    writeFileSync(pkgFile, JSON.stringify(pkg, null, 2) + '\n');
+    process.stdout.write([
+      `Created ${dir}: your agents are in ${join(dir, 'src', 'agents.ts')}.`,
+      '',
+      `  cd ${dir}`,
+      '  npm install',
+      '  npm run dev        # reloads when you save; Ctrl-C stops it',
+      '',
+    ].join('\n'));
   });
 
 const defaultNatsUrl = (): string => process.env.NATS_URL ?? devUrl('nats.url') ?? 'nats://127.0.0.1:4222';
