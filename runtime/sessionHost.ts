@@ -203,7 +203,7 @@ export class SessionHost {
     this.clock = deps.clock ?? realClock;
     this.random = deps.random ?? Math.random;
     this.outbox = new Outbox({ store: deps.store, transport: deps.transport, logger: deps.logger });
-    this.historyLimit = { byType: Object.fromEntries([...deps.agents].map(([t, a]) => [t, a.maxHistory])), fallback: 50 };
+    this.historyLimit = historyLimitOf(deps.agents);
     this.machine = sessionMachine.provide({
       actions: {
         startRun: ({ context, self }) => { this.startRun(context, self); },
@@ -488,7 +488,15 @@ export class SessionHost {
 
   private readonly loadQueue = new Map<string, LoadWaiter[]>();
   /** History a hydration loads: each agent type's `maxHistory`. */
-  private readonly historyLimit: HistoryLimit;
+  private historyLimit: HistoryLimit;
+
+  /**
+   * The agent definitions in `deps.agents` were replaced with new code (`Runtime.replaceAgents`):
+   * later runs and hydrations use it; what is derived from the definitions is derived again.
+   */
+  agentsReplaced(): void {
+    this.historyLimit = historyLimitOf(this.deps.agents);
+  }
   private loadsRunning = 0;
 
   private agentOf(type: string): ResolvedAgent | undefined {
@@ -780,7 +788,7 @@ export class SessionHost {
     p.snap = snap;
     if (s.transitions.length > 0) p.transitions.push(...s.transitions.splice(0));
     if (completed) {
-      addCompletedRun(p, s.id, completed, s.outputs.get(completed.runId) ?? [], this.clock.now());
+      addCompletedRun(p, s.id, completed, s.outputs.get(completed.runId) ?? [], this.clock.now(), ctx.lastSeq);
       for (const k of s.outputs.keys()) if (k <= completed.runId) s.outputs.delete(k);
     }
     if (!fresh) { this.stats.coalesced++; return; }
@@ -1102,4 +1110,9 @@ function viewOf(sid: string, type: string, value: unknown, ctx: SessionContext, 
     },
     lastError: ctx.lastError, live, updatedAt,
   };
+}
+
+/** History a hydration loads per agent type (its `maxHistory`), 50 for a type no longer registered. */
+function historyLimitOf(agents: ReadonlyMap<string, ResolvedAgent>): HistoryLimit {
+  return { byType: Object.fromEntries([...agents].map(([t, a]) => [t, a.maxHistory])), fallback: 50 };
 }

@@ -141,6 +141,25 @@ describe('control API over a raw WebSocket', () => {
     expect(c.notifications.length).toBe(before);
   });
 
+  it('getHistory: a wake record sorts by its time among the messages (newest first), not last', async () => {
+    await c.ok('createAgent', { agentId: 'api-hist', type: 'echo' });
+    const handled = async (n: number): Promise<{ kind: string; body: unknown }[]> =>
+      waitFor(async () => { const h = await c.ok('getHistory', { agentId: 'api-hist' }); return h.messages.filter((m: { kind: string }) => m.kind !== 'wake').length >= n ? h.messages : null; }, `${n} message(s) handled`);
+    await c.ok('sendMessage', { agentId: 'api-hist', message: 'one' });
+    await handled(1);
+    await c.ok('sleepAgent', { agentId: 'api-hist' });
+    await c.ok('sendMessage', { agentId: 'api-hist', message: 'two' }); // deferred: it waits for the wake
+    await waitFor(async () => (await c.ok('getAgent', { agentId: 'api-hist' })).mailbox.deferred.length === 1, 'two deferred');
+    await c.ok('wakeAgent', { agentId: 'api-hist' });
+    await handled(2);
+    await c.ok('sendMessage', { agentId: 'api-hist', message: 'three' });
+    const messages = await handled(3);
+    expect(messages.map((m) => (m.kind === 'wake' ? 'wake' : m.body))).toEqual(['three', 'wake', 'two', 'one']);
+    // Paging by `before` goes on below the wake record.
+    const wakeSeq = (messages[1] as unknown as { seq: number }).seq;
+    expect((await c.ok('getHistory', { agentId: 'api-hist', before: wakeSeq })).messages.map((m: { body: unknown }) => m.body)).toEqual(['two', 'one']);
+  });
+
   it('subscribe to events by pattern and to every session', async () => {
     const ev = await c.ok('subscribe', { pattern: 'billing.*', kinds: ['event'] });
     const all = await c.ok('subscribe', { kinds: ['output'] });
