@@ -67,11 +67,31 @@ export function commitDocument(records: readonly CommitRecord[], writes: readonl
   if (outbox.length > 0) doc.outbox = outbox.map(toOutboxParam);
   const log = records.flatMap(logRowsOf);
   if (log.length > 0) doc.log = log.map(toSessionLogParam);
-  const unsubscribe = records.flatMap((r) => (r.unsubscribe ?? []).map((p) => toSubscriptionParam(r.sessionId, p)));
+  const { subscribe, unsubscribe } = netSubscriptions(records);
   if (unsubscribe.length > 0) doc.unsubscribe = unsubscribe;
-  const subscribe = records.flatMap((r) => (r.subscribe ?? []).map((p) => toSubscriptionParam(r.sessionId, p)));
   if (subscribe.length > 0) doc.subscribe = subscribe;
   return { json: JSON.stringify(doc), ids, logged: log.map((r) => r.sessionId) };
+}
+
+/**
+ * The subscription changes of the records as SQL applies them (all removals, then all
+ * additions), with the outcome of applying them record by record, removals before additions
+ * within a record, as the memory store does: per session and pattern the last change wins. A
+ * session that subscribes in one record and unsubscribes in a later record of the same commit
+ * ends unsubscribed.
+ */
+function netSubscriptions(records: readonly CommitRecord[]): { subscribe: unknown[]; unsubscribe: unknown[] } {
+  let last: Map<string, { sessionId: string; pattern: string; add: boolean }> | null = null;
+  for (const r of records) {
+    if (!r.subscribe?.length && !r.unsubscribe?.length) continue;
+    last ??= new Map();
+    for (const pattern of r.unsubscribe ?? []) last.set(JSON.stringify([r.sessionId, pattern]), { sessionId: r.sessionId, pattern, add: false });
+    for (const pattern of r.subscribe ?? []) last.set(JSON.stringify([r.sessionId, pattern]), { sessionId: r.sessionId, pattern, add: true });
+  }
+  const subscribe: unknown[] = [];
+  const unsubscribe: unknown[] = [];
+  for (const c of last?.values() ?? []) (c.add ? subscribe : unsubscribe).push(toSubscriptionParam(c.sessionId, c.pattern));
+  return { subscribe, unsubscribe };
 }
 
 /** The function's answer (jsonb, parsed by both drivers); numbers are below 2^53. */
