@@ -40,16 +40,21 @@ function viewResult(v: SessionView): ResultOf<'getAgent'> {
 
 /**
  * The implementations over `runtime`. `openRpc` supplies the discovery document. Messages, mail
- * and cron tasks for a stopped session are refused here (instead of being dead-lettered later),
- * and for an unknown one unless the runtime has a default agent type that would create it.
+ * and cron tasks for a stopped session are refused here (instead of being dead-lettered later).
+ * For an unknown session, a message or mail is accepted when the runtime has a default agent
+ * type (its delivery creates the session, as in `agentry dev`); a cron task never is: a schedule
+ * is a standing order that fires later, so like a Temporal schedule or a Restate delayed call it
+ * needs a target that exists now (a typo in the id would otherwise create a session per firing).
  */
 export function createMethodTable(runtime: Runtime, openRpc: () => Record<string, unknown>): MethodTable {
-  const acceptsMessages = async (agentId: string, verb: string): Promise<void> => {
+  const acceptsMessages = async (agentId: string, verb: string, createsSession = true): Promise<void> => {
     let v: SessionView;
     try {
       v = await runtime.getAgent(agentId);
     } catch (e) {
-      if ((e as { code?: unknown }).code === 'UNKNOWN_SESSION' && runtime.config.defaultAgentType !== undefined) return;
+      if ((e as { code?: unknown }).code !== 'UNKNOWN_SESSION') throw e;
+      if (createsSession && runtime.config.defaultAgentType !== undefined) return;
+      if (!createsSession) throw new AgentryError('UNKNOWN_SESSION', `no session ${agentId}: create it (createAgent) before you schedule tasks for it`);
       throw e;
     }
     if (v.state === 'stopped') throw new AgentryError('SESSION_STOPPED', `session ${agentId} is stopped: cannot ${verb}`, { details: { state: 'stopped' } });
@@ -107,7 +112,7 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       return { agentId: v.agentId, state: v.state, interrupted: v.interrupted };
     },
     async scheduleTask(p) {
-      await acceptsMessages(p.agentId, 'receive tasks'); // each firing is an inbox message
+      await acceptsMessages(p.agentId, 'receive tasks', false); // each firing is an inbox message, to a session that exists now
       return runtime.scheduleTask(p.agentId, p.task, p.schedule, { ...(p.timezone ? { timezone: p.timezone } : {}), ...(p.taskId ? { taskId: p.taskId } : {}) });
     },
     async cancelTask(p) {

@@ -356,6 +356,25 @@ describe('control API: tasks and events', () => {
     expect((await c.err('sendMessage', { agentId: 'api-task' })).message).toBe('Invalid params: message: required — the message: any JSON; strings are delivered as text');
   });
 
+  it('scheduleTask for an unknown session is refused even with a default agent type; a message is accepted there (it creates the session)', async () => {
+    const withDefault: Runtime = { ...rt, config: { ...rt.config, defaultAgentType: 'echo' } };
+    const cp2 = await startControlPlane(withDefault, { port: 0 });
+    const c2 = await RawRpc.open(cp2.rpcUrl);
+    try {
+      const refused = await c2.err('scheduleTask', { agentId: 'api-ghost', task: null, schedule: '0 0 1 1 *' });
+      expect(refused).toMatchObject({ code: 4004, data: { type: 'UNKNOWN_SESSION', retryable: false } });
+      expect(refused.message).toBe('no session api-ghost: create it (createAgent) before you schedule tasks for it');
+      expect((await c2.ok('listTasks', { agentId: 'api-ghost' })).tasks).toEqual([]);
+      expect((await c2.ok('sendMessage', { agentId: 'api-ghost-msg', message: 'hi' })).seq).toBeGreaterThan(0);
+      // An existing session is scheduled as before.
+      const t = await c2.ok('scheduleTask', { agentId: 'api-task', task: null, schedule: '0 0 1 1 *' });
+      await c2.ok('cancelTask', { taskId: t.taskId });
+    } finally {
+      c2.close();
+      await cp2.close();
+    }
+  });
+
   it('each of the four methods reaches the Runtime (a result, or the runtime\'s own "not available yet" while it says so)', async () => {
     const calls: [keyof typeof methods, unknown][] = [
       ['scheduleTask', { agentId: 'api-task', task: 1, schedule: '0 0 1 1 *' }], ['listTasks', {}], ['publishEvent', { type: 'wiring.check' }], ['cancelTask', { taskId: 'none' }],
