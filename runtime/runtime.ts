@@ -118,6 +118,15 @@ export interface Runtime {
    */
   replayDeadLetter(id: string): Promise<{ published: number; duplicates: number }>;
   /**
+   * Swaps in new code for the registered agent types without a restart (`agentry dev` on save:
+   * partitions, consumers and live sessions stay): runs that start from now on use the new
+   * handlers, a run under way finishes with the one it started with. The set of types must stay
+   * the same — sessions, the default type and subscriptions name them — else CONFIG_INVALID
+   * (restart the node to add or remove a type). A session's limits are part of its snapshot and
+   * keep the values it was created with, as they do across a restart.
+   */
+  replaceAgents(agents: readonly AnyAgent[]): void;
+  /**
    * Graceful, bounded by `shutdownGraceMs`: hands partitions off, lets handlers finish, drains
    * commits. Never waits past the deadline for a server that is gone; the report says what was
    * left (unacked messages are redelivered to the next owner: nothing is lost).
@@ -380,6 +389,21 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       }
       await store.markDeadLetterReplayed(id, clock.now());
       return { published: msgs.length - duplicates, duplicates };
+    },
+    replaceAgents(list) {
+      const next = new Map<string, ResolvedAgent>();
+      for (const a of list as readonly ResolvedAgent[]) {
+        if (next.has(a.type)) throw new AgentryError('CONFIG_INVALID', `agent type ${a.type} is registered twice`);
+        next.set(a.type, a);
+      }
+      const was = [...agents.keys()].sort();
+      const now = [...next.keys()].sort();
+      if (was.join('\0') !== now.join('\0')) {
+        throw new AgentryError('CONFIG_INVALID', `the agent types changed (${was.join(', ')} → ${now.join(', ')}): restart the node to add or remove a type`, { details: { was, now } });
+      }
+      for (const [type, a] of next) agents.set(type, a);
+      host.agentsReplaced();
+      logger.info({ agents: now }, 'agents replaced');
     },
     async stop() {
       const t0 = Date.now();

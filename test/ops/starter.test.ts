@@ -3,8 +3,9 @@
 // template by the packed CLI (`npx --package <tarball> agentry init`), the tarball is installed
 // into it, and `npm run dev` runs the user's TypeScript agent straight from source (own
 // nats-server, PGlite). A message gets the agent's reply; an edit of a file the agent imports is
-// picked up without a restart; a syntax error is reported with its file and line while the
-// previous agents keep answering; Ctrl-C to the process group stops everything with exit 0.
+// picked up in place; a syntax error is reported with its file and line while the previous
+// agents keep answering; a new agent type restarts the node; Ctrl-C to the process group stops
+// everything cleanly.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -122,6 +123,12 @@ describe('the starter: your own TypeScript agent from the packed package', () =>
     writeFileSync(agents, good);
     await waitFor(() => count('agentry: reloaded in') === 2, 'the reload after the fix', 120_000, 100);
     expect(await ask('demo', 'fixed')).toEqual({ text: 'you wrote: fixed', turn: 4 });
+
+    // A new agent type: the node restarts on the same ports; the session carries on.
+    appendFileSync(agents, "\nexport const second = defineAgent({ type: 'second', initialState: () => ({}), handle: () => undefined });\n");
+    await waitFor(() => count('agentry: reloaded in') === 3, 'the reload with a new type', 120_000, 100);
+    expect(devOut).toMatch(/reloaded in \d+ ms: assistant, second/);
+    expect(await ask('demo', 'more')).toEqual({ text: 'you wrote: more', turn: 5 });
     await nc.close();
     nc = undefined;
 
