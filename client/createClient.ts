@@ -6,7 +6,7 @@
  *
  * @example
  * import WebSocket from 'ws';
- * import { createClient } from 'agentry/client';
+ * import { createClient } from 'agentry-runtime/client';
  * const api = createClient('ws://127.0.0.1:7070/rpc', { token: process.env.AGENTRY_TOKEN, WebSocket });
  * await api.createAgent({ agentId: 'demo', type: 'echo' });
  * const sub = await api.subscribe({ agentId: 'demo', kinds: ['output'] }, (n) => console.log(n.data));

@@ -1,5 +1,5 @@
 /**
- * Public surface of the client layer (`agentry/client`): the typed WebSocket JSON-RPC client,
+ * Public surface of the client layer (`agentry-runtime/client`): the typed WebSocket JSON-RPC client,
  * its errors, and the protocol schemas it shares with the server. No Node-only imports.
  */
 export { AgentryClient, createClient } from './createClient.js';
