@@ -5,7 +5,7 @@
  * client derives its signatures from them, so the three cannot drift apart.
  *
  * Conventions: times are epoch milliseconds; params objects are strict (an unknown key is
- * -32602, so a typo such as `until` for `untilTime` never passes silently); results may grow
+ * -32602, so a typo such as `untill` for `until` never passes silently); results may grow
  * new fields. Params Postgres could not store — a NUL character or a lone UTF-16 surrogate in
  * any string or key, or a value nested deeper than the server's `maxJsonDepth` (64) — are
  * refused by every method as -32602 with `data.type` UNSTORABLE_INPUT (`data.problem`,
@@ -151,8 +151,9 @@ export const methods = {
     summary: 'Puts a session to sleep until a time, a listed event, mail at or above a priority, or wakeAgent.',
     params: z.strictObject({
       agentId,
-      untilTime: z.union([z.string(), z.number()]).optional().describe('ISO 8601 time or epoch milliseconds'),
-      durationMs: z.number().int().min(0).optional().describe('alternative to untilTime'),
+      until: z.union([z.string(), z.number()]).optional().describe('wake at this time: ISO 8601 or epoch milliseconds (as ctx.sleep({ until }))'),
+      untilTime: z.union([z.string(), z.number()]).optional().describe('deprecated alias of until (give one of them)').meta({ deprecated: true }),
+      durationMs: z.number().int().min(0).optional().describe('alternative to until: wake after this long'),
       wakeEvents: z.array(z.string().min(1).max(256)).max(100).optional(),
       wakeOnMailPriority: priority.optional(),
     }),

@@ -44,9 +44,11 @@ export interface SendOptions {
   readonly msgId?: string;
 }
 
-/** Options of `sleepAgent`: the handler's `ctx.sleep()` options, with the wake time as the API names it. */
+/** Options of `sleepAgent`: the handler's `ctx.sleep()` options; `until` also takes an ISO time. */
 export interface SleepAgentOptions extends Omit<SleepOptions, 'until'> {
-  /** ISO time or epoch milliseconds. */
+  /** Wake at this time: a Date, epoch milliseconds or an ISO 8601 time. */
+  readonly until?: Date | string | number;
+  /** @deprecated The former name of `until` (still accepted; giving both is INVALID_ARGUMENT). */
   readonly untilTime?: string | number;
 }
 
@@ -282,11 +284,16 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const local = {
     createAgent: (agentId: string, type: string, userState?: unknown) => host.create(agentId, type, userState),
     getAgent: existing,
-    sleepAgent: (agentId: string, o: SleepAgentOptions = {}) => {
+    sleepAgent: async (agentId: string, o: SleepAgentOptions = {}) => {
+      // eslint-disable-next-line @typescript-eslint/no-deprecated -- the one place that still honours the old name
+      const legacy = o.untilTime;
+      if (o.until !== undefined && legacy !== undefined) throw new AgentryError('INVALID_ARGUMENT', 'give until or untilTime (its deprecated alias), not both');
+      const name = o.until !== undefined ? 'until' : 'untilTime';
+      const at = o.until ?? legacy;
       let until: number | null = null;
-      if (o.untilTime !== undefined) until = typeof o.untilTime === 'number' ? o.untilTime : Date.parse(o.untilTime);
+      if (at !== undefined) until = typeof at === 'number' ? at : at instanceof Date ? at.getTime() : Date.parse(at);
       else if (o.durationMs !== undefined) until = clock.now() + o.durationMs;
-      if (until !== null && !Number.isFinite(until)) throw new AgentryError('INVALID_ARGUMENT', 'untilTime must be an ISO time or epoch milliseconds');
+      if (until !== null && !Number.isFinite(until)) throw new AgentryError('INVALID_ARGUMENT', `${name} must be an ISO time or epoch milliseconds`);
       const wake: WakeCondition = { until, events: [...(o.wakeEvents ?? [])], mailPriority: o.wakeOnMailPriority ?? null };
       return host.command(agentId, { type: 'SLEEP', wake, at: clock.now() });
     },

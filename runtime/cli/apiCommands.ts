@@ -175,14 +175,15 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
     }));
 
   agents.command('sleep').argument('<agentId>').description('put a session to sleep')
-    .option('--until <time>', 'ISO time to wake at')
+    .option('--until <time>', 'when to wake: ISO 8601 time or epoch milliseconds')
     .option('--for <duration>', 'how long to sleep: 30s, 15m, 2h, 1d')
     .option('--wake-events <types>', 'comma-separated event types that wake it')
     .option('--wake-on-mail <priority>', 'mail at or above this priority wakes it')
     .action((agentId: string, o: { until?: string; for?: string; wakeEvents?: string; wakeOnMail?: string }, cmd: Command) => run(cmd, async (c, json) => {
+      if (o.until && o.for) throw new UsageError('give --until or --for, not both');
       const p: ParamsOf<'sleepAgent'> = {
         agentId,
-        ...(o.until ? { untilTime: o.until } : {}), ...(o.for ? { durationMs: parseDuration(o.for) } : {}),
+        ...(o.until ? { until: /^\d+$/.test(o.until) ? Number(o.until) : o.until } : {}), ...(o.for ? { durationMs: parseDuration(o.for) } : {}),
         ...(o.wakeEvents ? { wakeEvents: o.wakeEvents.split(',').map((x) => x.trim()).filter(Boolean) } : {}),
         ...(o.wakeOnMail ? { wakeOnMailPriority: priorityOpt(o.wakeOnMail)! } : {}),
       };

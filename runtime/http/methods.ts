@@ -94,7 +94,8 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
     },
     async sleepAgent(p) {
       const v = await runtime.sleepAgent(p.agentId, {
-        ...(p.untilTime !== undefined ? { untilTime: p.untilTime } : {}), ...(p.durationMs !== undefined ? { durationMs: p.durationMs } : {}),
+        ...(p.until !== undefined ? { until: p.until } : {}), ...(p.untilTime !== undefined ? { untilTime: p.untilTime } : {}),
+        ...(p.durationMs !== undefined ? { durationMs: p.durationMs } : {}),
         ...(p.wakeEvents ? { wakeEvents: p.wakeEvents } : {}), ...(p.wakeOnMailPriority ? { wakeOnMailPriority: p.wakeOnMailPriority } : {}),
       });
       return { agentId: v.agentId, state: v.state, wakeAt: v.wake?.until ?? null };

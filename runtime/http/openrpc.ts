@@ -30,6 +30,7 @@ export function buildOpenRpcDocument(): Record<string, unknown> {
         name: pname,
         required: required.has(pname),
         ...(typeof schema.description === 'string' ? { description: schema.description } : {}),
+        ...(schema.deprecated === true ? { deprecated: true } : {}),
         schema,
       })),
       result: { name: `${name}Result`, schema: schemaOf(spec.result, 'output') },

@@ -97,9 +97,9 @@ describe('control API over a raw WebSocket', () => {
     const missing = await c.err('createAgent', { agentId: 'api-z' });
     expect(missing.code).toBe(-32602);
     expect(missing.data.issues[0].path).toEqual(['type']);
-    const typo = await c.err('sleepAgent', { agentId: 'api-a', until: 5 });
+    const typo = await c.err('sleepAgent', { agentId: 'api-a', untill: 5 });
     expect(typo.code).toBe(-32602);
-    expect(JSON.stringify(typo.data.issues)).toContain('until');
+    expect(JSON.stringify(typo.data.issues)).toContain('untill');
     const wrongType = await c.err('getAgent', { agentId: 42 });
     expect(wrongType).toMatchObject({ code: -32602, data: { type: 'INVALID_PARAMS' } });
     const byPosition = await c.err('getAgent', ['api-a']);
@@ -236,6 +236,23 @@ describe('control API over a raw WebSocket', () => {
     expect((await c.err('sendMessage', { agentId: 'nobody', message: 'x' })).data.type).toBe('UNKNOWN_SESSION');
     expect((await c.err('wakeAgent', { agentId: 'nobody' })).data.type).toBe('UNKNOWN_SESSION');
     expect((await c.ok('getHistory', { agentId: 'api-life' })).messages.length).toBeGreaterThan(0); // still readable
+  });
+
+  it('sleepAgent takes until (as ctx.sleep does): ISO or epoch ms; untilTime still works; both is an error', async () => {
+    await c.ok('createAgent', { agentId: 'api-until', type: 'echo' });
+    const at = Date.now() + 3_600_000;
+    expect(await c.ok('sleepAgent', { agentId: 'api-until', until: new Date(at).toISOString() })).toEqual({ agentId: 'api-until', state: 'sleeping', wakeAt: at });
+    expect((await c.ok('sleepAgent', { agentId: 'api-until', until: at + 1 })).wakeAt).toBe(at + 1);
+    expect((await c.ok('sleepAgent', { agentId: 'api-until', untilTime: at + 2 })).wakeAt).toBe(at + 2); // the deprecated name
+    const both = await c.err('sleepAgent', { agentId: 'api-until', until: at, untilTime: at });
+    expect(both).toMatchObject({ code: 4002, message: 'give until or untilTime (its deprecated alias), not both', data: { type: 'INVALID_ARGUMENT' } });
+    expect(await c.err('sleepAgent', { agentId: 'api-until', until: 'soon' })).toMatchObject({ message: 'until must be an ISO time or epoch milliseconds', data: { type: 'INVALID_ARGUMENT' } });
+    expect((await c.ok('getAgent', { agentId: 'api-until' })).wake.until).toBe(at + 2);
+    const doc = await c.ok('rpc.discover');
+    const params = doc.methods.find((m: { name: string }) => m.name === 'sleepAgent').params;
+    expect(params.map((x: { name: string }) => x.name)).toEqual(expect.arrayContaining(['until', 'untilTime', 'durationMs']));
+    expect(params.find((x: { name: string }) => x.name === 'untilTime')).toMatchObject({ deprecated: true });
+    expect(params.find((x: { name: string }) => x.name === 'until').deprecated).toBeUndefined();
   });
 
   it('interruptAgent aborts a running handler', async () => {

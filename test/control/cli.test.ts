@@ -174,6 +174,18 @@ describe('agentry CLI', () => {
     expect(JSON.parse((await cli('dlq', 'replay', dl!.id, '--json')).stdout)).toEqual({ published: 0, duplicates: 1 });
   });
 
+  it('agents sleep --until takes an ISO time or epoch ms (the API\'s until, as ctx.sleep({ until }))', async () => {
+    await cli('agents', 'create', 'cli-until', '--type', 'echo');
+    const at = Date.now() + 3_600_000;
+    const iso = await cli('agents', 'sleep', 'cli-until', '--until', new Date(at).toISOString(), '--json');
+    expect(iso, iso.stderr).toMatchObject({ code: 0 });
+    expect(JSON.parse(iso.stdout)).toEqual({ agentId: 'cli-until', state: 'sleeping', wakeAt: at });
+    const ms = await cli('agents', 'sleep', 'cli-until', '--until', String(at + 5), '--json');
+    expect(JSON.parse(ms.stdout).wakeAt).toBe(at + 5);
+    expect((await cli('agents', 'sleep', 'cli-until', '--until', String(at), '--for', '1h')).code).toBe(1);
+    expect(await cli('agents', 'sleep', 'cli-until', '--until', 'soon')).toMatchObject({ code: 2, stderr: expect.stringContaining('[INVALID_ARGUMENT] until must be an ISO time or epoch milliseconds') });
+  });
+
   it('exit codes: 1 usage, 2 server error or refused token, 3 cannot connect', async () => {
     const refused = await cli('agents', 'wake', 'cli-a', '--json');
     expect(refused.code).toBe(2);
