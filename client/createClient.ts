@@ -50,7 +50,11 @@ export interface ClientOptions {
   readonly onConnectionChange?: (state: 'open' | 'reconnecting' | 'closed') => void;
 }
 
-/** A live subscription; `id` changes when the client re-subscribes after a reconnect. */
+/**
+ * A live subscription, as `AgentryClient.subscribe` resolves it (the method's raw result is
+ * `{ subscriptionId }`): `id` is the current `subscriptionId`, and changes when the client
+ * re-subscribes after a reconnect; `unsubscribe()` ends the current one.
+ */
 export interface Subscription {
   readonly id: string;
   unsubscribe(): Promise<void>;

@@ -77,6 +77,7 @@ describe('agentry/client', () => {
     await api.sendMessage({ agentId: 'cl-sub', message: 'one' });
     await waitFor(() => got.length === 1, 'first reply');
     expect(got[0]).toMatchObject({ seq: 1, kind: 'output', agentId: 'cl-sub', data: { kind: 'reply', body: { text: 'one' } } });
+    expect(got[0]!.subscriptionId).toBe(firstId); // the handle's id is the wire's subscriptionId
 
     // The control plane restarts on the same port (a deploy, say).
     await cp.close();

@@ -18,6 +18,14 @@ describe('documentation', () => {
     }
   });
 
+  it("docs/api.md describes the typed client's subscribe handle with the fields the client has", () => {
+    const src = readFileSync('client/createClient.ts', 'utf8');
+    const body = /export interface Subscription \{([^}]*)\}/.exec(src)?.[1] ?? '';
+    const fields = [...body.matchAll(/^\s*(?:readonly\s+)?(\w+)(\()?/gm)].map((m) => `${m[1]!}${m[2] ? '()' : ''}`);
+    expect(fields).toEqual(['id', 'unsubscribe()']);
+    expect(api).toContain(`\`{ ${fields.join(', ')} }\``);
+  });
+
   it('docs/operations.md documents every environment variable the configuration reads', () => {
     const source = readFileSync('runtime/config.ts', 'utf8');
     const vars = [...source.matchAll(/^\s+([A-Z][A-Z0-9_]+): \{ key:/gm)].map((m) => m[1]!);
