@@ -5,8 +5,8 @@
 //  - a worker thread running our sources under vitest (persistence/pgliteWorkerStore.ts);
 //  - `agentry dev|start --agents ./src/agents.ts` (runtime/agentModule.ts), where `dev` also
 //    reloads the user's modules: a module imported as `…?agentry-reload=N` passes that query on
-//    to every file it imports outside node_modules, so a new N loads the user's code afresh
-//    while packages stay loaded once; and each such file loaded is reported on `data.port`, so
+//    to every file it imports by a relative or absolute path outside node_modules, so a new N
+//    loads the user's code afresh while packages stay loaded once; and each such file loaded is reported on `data.port`, so
 //    `dev` knows which folders to watch.
 //
 //   register(url, { data: { bases: [<URL of a package.json>, …], port? }, transferList: [port] })
@@ -59,8 +59,11 @@ export async function resolve(specifier, context, next) {
   const parent = context.parentURL ? new URL(context.parentURL) : undefined;
   const target = typescriptTarget(specifier, parent);
   const result = target ? { url: target.href, format: 'module', shortCircuit: true } : await next(specifier, context);
+  // Only the user's own files reload: a package (a bare specifier, even one that resolves outside
+  // node_modules, as a linked package or the package importing itself does) loads once.
   const version = parent?.searchParams.get(RELOAD);
-  if (!version || !result.url.startsWith('file:') || result.url.includes('/node_modules/')) return result;
+  const ownFile = /^(?:\.\.?\/|\/|file:)/.test(specifier);
+  if (!version || !ownFile || !result.url.startsWith('file:') || result.url.includes('/node_modules/')) return result;
   const url = new URL(result.url);
   if (url.searchParams.has(RELOAD)) return result;
   url.searchParams.set(RELOAD, version);

@@ -6,7 +6,7 @@
  * checkout`) becomes one call after `debounceMs` of quiet.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 
 /** File names whose change means the agents should reload. */
 const SOURCE = /\.(?:[cm]?[jt]s|json)$/;
@@ -18,14 +18,19 @@ export interface AgentFileWatch {
   close(): void;
 }
 
-/** Starts watching the folders of `files`; `onChange` receives the first changed path of each burst. */
+/**
+ * Starts watching the folders of `files`; `onChange` receives the first changed path of each
+ * burst. Only the files themselves count (a new file matters once a loaded one imports it).
+ */
 export function watchAgentFiles(files: readonly string[], onChange: (path: string) => void, debounceMs = 150): AgentFileWatch {
   const watchers = new Map<string, FSWatcher>();
   let timer: NodeJS.Timeout | undefined;
   let first: string | undefined;
+  let loaded = new Set(files);
   const fire = (dir: string, name: string | null): void => {
-    if (name !== null && !SOURCE.test(name)) return;
-    first ??= name === null ? dir : `${dir}/${name}`;
+    // Only a file the agents were loaded from: not an editor's temp file or an unrelated script.
+    if (name !== null && (!SOURCE.test(name) || !loaded.has(join(dir, name)))) return;
+    first ??= name === null ? dir : join(dir, name);
     clearTimeout(timer);
     timer = setTimeout(() => {
       const path = first!;
@@ -34,6 +39,7 @@ export function watchAgentFiles(files: readonly string[], onChange: (path: strin
     }, debounceMs);
   };
   const update = (list: readonly string[]): void => {
+    loaded = new Set(list);
     const dirs = new Set(list.map((f) => dirname(f)));
     for (const [dir, w] of watchers) if (!dirs.has(dir)) { w.close(); watchers.delete(dir); }
     for (const dir of dirs) {
