@@ -27,6 +27,8 @@ COPY --from=build /app/package.json /app/package-lock.json /app/nats.conf ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/inspector/dist ./inspector/dist
+# Module hooks for `start --agents <file>.ts` (also needs the typescript package in the image).
+COPY --from=build /app/ops/ts-source-hooks.mjs ./ops/ts-source-hooks.mjs
 USER node
 EXPOSE 7070
 # Liveness only; orchestrators should gate traffic on /readyz (NATS, Postgres, migrations).
