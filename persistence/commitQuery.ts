@@ -97,7 +97,7 @@ function netSubscriptions(records: readonly CommitRecord[]): { subscribe: unknow
 /** The function's answer (jsonb, parsed by both drivers); numbers are below 2^53. */
 type CommitResult = null | {
   readonly fenced?: readonly (readonly [number, number])[];
-  readonly versions?: readonly (readonly [string, number, number])[];
+  readonly versions?: Readonly<Record<string, readonly [number, number]>>;
 };
 
 /** SQLSTATE `agentry_commit` raises when it must roll back after its checks passed. */
@@ -120,7 +120,7 @@ export async function commitRecords(q: Queryable, doc: CommitDocument, now: numb
   if (result.fenced) return { kind: 'fenced', epochs: new Map(result.fenced.map(([p, e]) => [p, e])) };
   return {
     kind: 'conflict',
-    versions: new Map((result.versions ?? []).map(([id, version, ownerEpoch]) => [id, { version, ownerEpoch }])),
+    versions: new Map(Object.entries(result.versions ?? {}).map(([id, [version, ownerEpoch]]) => [id, { version, ownerEpoch }])),
   };
 }
 

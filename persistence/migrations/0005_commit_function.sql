@@ -20,8 +20,8 @@
 -- for the client to name the failing record the way the memory store would:
 --   {"fenced":   [[partition, epoch], …]}        partitions whose recorded epoch is newer than
 --                                                 the lowest epoch the commit brought for them
---   {"versions": [[id, version, owner_epoch], …]} the stored rows of the commit's sessions, when
---                                                 a version or row epoch check failed
+--   {"versions": {id: [version, owner_epoch], …}} the stored rows of the commit's sessions (as
+--                                                 locked), when a version or row epoch check failed
 -- A new session that a concurrent transaction created between the check and the insert (two
 -- writers of one new id; fencing makes that a bug) raises SQLSTATE AGC01, which rolls the
 -- statement back; the client then reads the versions itself.
@@ -32,8 +32,11 @@
 --    (UPDATE of the row) waits for this commit to end: it committed before the takeover or is
 --    refused (0004). With one statement there is no client-side pause inside the transaction.
 -- 2. The existing session rows are locked FOR UPDATE in id order (concurrent commits touching the
---    same sessions lock them in the same order: no deadlock), then checked against the versions
---    and epochs the commit expects. Locked rows cannot change before the writes below.
+--    same sessions lock them in the same order: no deadlock; an UPDATE … FROM alone locks in the
+--    order of its plan, which for a hash join is the table's physical order), then checked
+--    against the versions and epochs the commit expects. Locked rows cannot change before the
+--    writes below. The lock costs a little (measured: a few µs per row, ~10 % of a 500-row
+--    commit), and buys that order and a failure report of exactly what was checked.
 -- 3. Only then the writes: new sessions (in id order), updates, history, transitions, outbox,
 --    session log (after the session rows, whose locks order its ids per session: see 0003),
 --    subscriptions.
@@ -44,6 +47,7 @@ CREATE FUNCTION agentry_commit(doc jsonb, now_ms bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $fn$
 DECLARE
   epochs jsonb;
+  stored jsonb;
   fenced jsonb;
   ids text[];
   checks_pass boolean;
@@ -66,28 +70,27 @@ BEGIN
     RETURN jsonb_build_object('fenced', fenced);
   END IF;
 
-  -- 2. Versions.
+  -- 2. Versions. Lock the existing rows (one scan, id order) and read them as locked: FOR UPDATE
+  -- returns the newest version of a row it had to wait for, and nobody can change a locked row
+  -- before this transaction ends, so the checks below hold for the writes after them.
   IF jsonb_typeof(doc -> 'sessions') IS DISTINCT FROM 'array' THEN
     ids := ARRAY(SELECT jsonb_array_elements_text(doc -> 'ids'));
     RETURN jsonb_build_object('versions', (
-      SELECT coalesce(jsonb_agg(jsonb_build_array(s.id, s.version, s.owner_epoch)), '[]'::jsonb)
+      SELECT coalesce(jsonb_object_agg(s.id, jsonb_build_array(s.version, s.owner_epoch)), '{}'::jsonb)
       FROM sessions s WHERE s.id = ANY(ids)));
   END IF;
   ids := ARRAY(SELECT x ->> 'id' FROM jsonb_array_elements(doc -> 'sessions') x);
-  -- Lock (one scan, id order), then check: the next statement's snapshot sees the locked rows
-  -- as they are, and nobody else can change them before this transaction ends.
-  PERFORM 1 FROM (SELECT s.id FROM sessions s WHERE s.id = ANY(ids) ORDER BY s.id FOR UPDATE) l;
-  SELECT coalesce(bool_and(CASE WHEN w.expected_version = 0 THEN s.id IS NULL
-                               ELSE s.id IS NOT NULL AND s.version = w.expected_version AND s.owner_epoch <= w.check_epoch END), true),
+  SELECT coalesce(jsonb_object_agg(l.id, jsonb_build_array(l.version, l.owner_epoch)), '{}'::jsonb) INTO stored
+  FROM (SELECT s.id, s.version, s.owner_epoch FROM sessions s WHERE s.id = ANY(ids) ORDER BY s.id FOR UPDATE) l;
+  SELECT coalesce(bool_and(CASE WHEN w.expected_version = 0 THEN NOT stored ? w.id
+                               ELSE coalesce((stored -> w.id ->> 0)::bigint = w.expected_version
+                                             AND (stored -> w.id ->> 1)::bigint <= w.check_epoch, false) END), true),
          count(*) FILTER (WHERE w.expected_version = 0),
          count(*) FILTER (WHERE w.expected_version > 0)
     INTO checks_pass, n_new, n_old
-  FROM jsonb_to_recordset(doc -> 'sessions') AS w(id text, expected_version bigint, check_epoch bigint)
-  LEFT JOIN sessions s ON s.id = w.id;
+  FROM jsonb_to_recordset(doc -> 'sessions') AS w(id text, expected_version bigint, check_epoch bigint);
   IF NOT checks_pass THEN
-    RETURN jsonb_build_object('versions', (
-      SELECT coalesce(jsonb_agg(jsonb_build_array(s.id, s.version, s.owner_epoch)), '[]'::jsonb)
-      FROM sessions s WHERE s.id = ANY(ids)));
+    RETURN jsonb_build_object('versions', stored);
   END IF;
 
   -- 3. Writes.

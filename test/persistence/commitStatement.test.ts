@@ -126,6 +126,9 @@ describe.each(backends)('one statement per commit (%s)', (_name, open) => {
     calls.query = 0;
     await expect(store.commit([rec('one-b', 1)])).rejects.toMatchObject({ name: 'StaleVersionError', sessionId: 'one-b', expected: 0 });
     expect(calls).toEqual({ query: 1, exec: 0, transaction: 0 });
+    calls.query = 0;
+    await expect(store.commit([rec('one-c', 1), rec('one-missing', 2)])).rejects.toMatchObject({ name: 'StaleVersionError', sessionId: 'one-missing', expected: 1 });
+    expect(calls).toEqual({ query: 1, exec: 0, transaction: 0 });
   });
 });
 
