@@ -22,6 +22,11 @@ export interface ClusterOptions {
   /** Names the schema, the control subjects and the log directory. */
   readonly tag: string;
   readonly nodes: number;
+  /**
+   * How many of the `nodes` slots start() starts (default: all). The others are ready to join
+   * later with startNode(i): a node added to a running cluster.
+   */
+  readonly startNodes?: number;
   /** Default 8 (the server's mapping is written with the same count). */
   readonly partitions?: number;
   /** Lease lifetime of every node; default 3000 ms (short, so failover fits in a test). */
@@ -107,7 +112,7 @@ export class Cluster {
     const cluster = new Cluster(opts, nats, nc, schema, logs.dir, logs.cleanup, nodes);
     try {
       // One at a time: the first creates the schema and streams, the others find them.
-      for (const n of nodes) await cluster.startNode(n.index);
+      for (const n of nodes.slice(0, o.startNodes ?? o.nodes)) await cluster.startNode(n.index);
       await cluster.waitPartitionsHeld(60_000, 1);
     } catch (e) {
       await cluster.destroy();
