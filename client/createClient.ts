@@ -163,6 +163,8 @@ export class AgentryClient {
   listDeadLetters(p: ParamsOf<'listDeadLetters'> = {}): Promise<ResultOf<'listDeadLetters'>> { return this.call('listDeadLetters', p); }
   /** Replays a dead letter into its session's inbox. */
   replayDeadLetter(p: ParamsOf<'replayDeadLetter'>): Promise<ResultOf<'replayDeadLetter'>> { return this.call('replayDeadLetter', p); }
+  /** Moves a stuck inbox message (by stream sequence) to the dead letters, then out of the stream. */
+  deadLetterInboxMessage(p: ParamsOf<'deadLetterInboxMessage'>): Promise<ResultOf<'deadLetterInboxMessage'>> { return this.call('deadLetterInboxMessage', p); }
   /** Round trip to the server. */
   ping(): Promise<ResultOf<'ping'>> { return this.call('ping', {}); }
   /** The server's OpenRPC document. */

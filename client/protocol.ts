@@ -268,6 +268,20 @@ export const methods = {
     }),
     errors: ['INVALID_ARGUMENT', 'NOT_READY'],
   },
+  deadLetterInboxMessage: {
+    summary: "Moves one stuck message out of the inbox stream into the dead letters (reason 'operator'), so it is never delivered and can be replayed later.",
+    params: z.strictObject({
+      seq: z.number().int().min(1).describe('stream sequence of the message in the inbox (agentry inbox list/show)'),
+      reason: z.string().min(1).max(1024).describe("why: stored as the dead letter's error"),
+    }),
+    result: z.object({
+      id: z.string().describe('the dead letter: <agentId>:<seq>, for replayDeadLetter'),
+      agentId: z.string(),
+      seq: z.number(),
+      removed: z.boolean().describe('false when the message had left the stream by then (its session acked it meanwhile); the dead letter is stored either way'),
+    }),
+    errors: ['INVALID_ARGUMENT', 'NOT_READY', 'UNSTORABLE_INPUT'],
+  },
   subscribe: {
     summary: "Starts notifications (method 'notify') of state changes, outputs and events; works whichever node owns the session.",
     params: z.strictObject({

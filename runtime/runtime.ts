@@ -19,6 +19,7 @@ import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';
 import { createWakeups, type EventRecord, type Wakeups } from './wakeups.js';
 import { requestCtl, serveCtl } from './ctl.js';
+import { deadLetterInboxMessage, type InboxDeadLetterResult } from './inboxDeadLetter.js';
 import { LeaseManager } from './leases.js';
 import { partitionOf } from './partition.js';
 import type { Subscription } from '@nats-io/transport-node';
@@ -119,6 +120,11 @@ export interface Runtime {
    * was stored within its duplicate window (2 minutes); `published` the ones stored now.
    */
   replayDeadLetter(id: string): Promise<{ published: number; duplicates: number }>;
+  /**
+   * Moves one stuck inbox message (by stream sequence) to the dead letters (reason `operator`),
+   * then deletes it from the stream: stored before deleted, one dead letter however often retried.
+   */
+  deadLetterInboxMessage(seq: number, reason: string): Promise<InboxDeadLetterResult>;
   /**
    * Swaps in new code for the registered agent types without a restart (`agentry dev` on save:
    * partitions, consumers and live sessions stay): runs that start from now on use the new
@@ -412,6 +418,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       host.agentsReplaced();
       logger.info({ agents: now }, 'agents replaced');
     },
+    deadLetterInboxMessage: (seq, reason) => deadLetterInboxMessage({ transport, store, config, clock, logger }, seq, reason),
     async stop() {
       const t0 = Date.now();
       stopDeadline = t0 + config.shutdownGraceMs;

@@ -1,6 +1,6 @@
 /**
  * Owns the `agentry` commands that talk to a running runtime through the control API with the
- * typed client: `agents …`, `send`, `mail`, `events publish`, `tasks …`, `dlq …`, `watch`.
+ * typed client: `agents …`, `send`, `mail`, `events publish`, `tasks …`, `dlq …`, `inbox dead-letter`, `watch`.
  * Address and token come from `--url`/`AGENTRY_URL` and `--token`/`AGENTRY_TOKEN`; every command
  * takes `--json`; exit codes are in `output.ts`. `send --nats` and `watch --nats` keep the
  * original raw-NATS behaviour for when the API is not reachable.
@@ -11,6 +11,7 @@ import { connect, headers as natsHeaders } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { ConnectionError, createClient, type AgentryClient, type Notification, type ParamsOf } from '../../client/index.js';
 import { natsConnectOptions } from '../natsUrl.js';
+import { inboxCommand } from './inboxCommands.js';
 import { EXIT, UsageError, exitCodeOf, printError, printResult, table, when } from './output.js';
 
 /** The global options every API command reads. */
@@ -293,6 +294,18 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
     .action((id: string, _o: unknown, cmd: Command) => run(cmd, async (c, json) => {
       const r = await c.replayDeadLetter({ id });
       printResult(r, json, `replayed ${id}: ${r.published} message(s) published${r.duplicates > 0 ? `, ${r.duplicates} already in the inbox (duplicate), not published again` : ''}`);
+    }));
+
+  inboxCommand(program).command('dead-letter').argument('<seq>', 'stream sequence of the stuck message (from `inbox list` or `inbox show`)')
+    .description('move one message out of the inbox into the dead letters (through the API: `dlq list|replay` know it)')
+    .requiredOption('--reason <text>', "why (stored as the dead letter's error)")
+    .action((seqText: string, o: { reason: string }, cmd: Command) => run(cmd, async (c, json) => {
+      const seq = Number(seqText);
+      if (!Number.isInteger(seq) || seq <= 0) throw new UsageError(`<seq> must be a stream sequence (a positive whole number), not ${JSON.stringify(seqText)}`);
+      const r = await c.deadLetterInboxMessage({ seq, reason: o.reason });
+      printResult(r, json, r.removed
+        ? `dead-lettered message ${r.seq} of ${r.agentId} as ${r.id} (reason operator: ${o.reason}); it is out of the inbox. Send it again with: agentry dlq replay ${r.id}`
+        : `message ${r.seq} of ${r.agentId} had left the inbox already (its session acked it meanwhile); dead letter ${r.id} is stored anyway: replay it only if it was not handled`);
     }));
 
   // ---- watch -------------------------------------------------------------------------------

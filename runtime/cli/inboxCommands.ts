@@ -11,6 +11,9 @@
  *   `agentry.dlq.<sessionId>` (reason `purged`, with the payload), so it is never delivered
  *   again. The runtime's `dead_letters` table does not learn of it (the CLI has no store
  *   access): keep the printed payload, and `agentry send` it again if wanted.
+ * - `inbox dead-letter <seq> --reason …` (registered by apiCommands.ts: it goes through the
+ *   control API) has the runtime store the message as a dead letter first and then delete it,
+ *   so `agentry dlq list|replay` know it.
  *
  * Faults: a NATS server that cannot be reached exits 3; a sequence that is not in the stream
  * (acked meanwhile, or never there) exits 2; a bad argument exits 1.
@@ -152,12 +155,20 @@ export async function inboxBacklog(jsm: JetStreamManager, stream: string, filter
   return out;
 }
 
-/** Adds `agentry inbox list|show|purge`. */
-export function registerInboxCommands(program: Command, deps: InboxCommandDeps): void {
-  const inbox = program.command('inbox')
-    .description('inspect the inbox stream over JetStream, and remove a stuck message')
+/**
+ * The `inbox` command, made on first use: `inbox dead-letter` goes through the control API and
+ * is added by `registerApiCommands` (which knows the API's address), the rest here.
+ */
+export function inboxCommand(program: Command): Command {
+  return program.commands.find((c) => c.name() === 'inbox') ?? program.command('inbox')
+    .description('inspect the inbox stream over JetStream, and remove or dead-letter a stuck message')
     .option('--nats <url>', 'NATS server (default: NATS_URL, else the running `agentry dev`\'s)')
     .option('--stream-prefix <prefix>', 'stream name prefix (default: AGENTRY_STREAM_PREFIX, else AGENTRY)');
+}
+
+/** Adds `agentry inbox list|show|purge`. */
+export function registerInboxCommands(program: Command, deps: InboxCommandDeps): void {
+  const inbox = inboxCommand(program);
 
   inbox.command('list').description('unacked messages per partition: count, sessions, oldest, consumer counters')
     .option('--partition <p>', 'one partition only')

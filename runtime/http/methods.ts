@@ -164,6 +164,9 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
     async replayDeadLetter(p) {
       return runtime.replayDeadLetter(p.id);
     },
+    async deadLetterInboxMessage(p) {
+      return runtime.deadLetterInboxMessage(p.seq, p.reason);
+    },
     subscribe(p, conn) {
       if (p.agentId !== undefined) assertSessionId(p.agentId);
       if (runtime.transport.nc.isClosed()) return Promise.reject(new AgentryError('NOT_READY', 'the NATS connection is closed', { retryable: true }));
