@@ -11,6 +11,7 @@ import { assertSessionId } from '../../actors/sessionId.js';
 import { ALIAS_PREFIX, METHOD_NAMES, PROTOCOL_VERSION, methods, type MethodName, type ResultOf } from '../../client/index.js';
 import type { Runtime } from '../runtime.js';
 import type { SessionView } from '../sessionHost.js';
+import { settleWithin } from '../deadline.js';
 import { invalidParams } from './rpcErrors.js';
 import type { RpcConnection } from './rpcConnection.js';
 import { openNatsSubscriptions } from './subscriptions.js';
@@ -167,13 +168,18 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
     async deadLetterInboxMessage(p) {
       return runtime.deadLetterInboxMessage(p.seq, p.reason);
     },
-    subscribe(p, conn) {
+    async subscribe(p, conn) {
       if (p.agentId !== undefined) assertSessionId(p.agentId);
-      if (runtime.transport.nc.isClosed()) return Promise.reject(new AgentryError('NOT_READY', 'the NATS connection is closed', { retryable: true }));
-      const subscriptionId = conn.addSubscription((sink) => openNatsSubscriptions(runtime.transport.nc, {
+      const nc = runtime.transport.nc;
+      if (nc.isClosed()) throw new AgentryError('NOT_READY', 'the NATS connection is closed', { retryable: true });
+      const subscriptionId = conn.addSubscription((sink) => openNatsSubscriptions(nc, {
         kinds: p.kinds, ...(p.agentId !== undefined ? { agentId: p.agentId } : {}), ...(p.pattern !== undefined ? { pattern: p.pattern } : {}),
       }, sink));
-      return Promise.resolve({ subscriptionId });
+      // Answer once the NATS server has the subscriptions (a flush is a round trip behind them):
+      // then whatever any node publishes after the answer reaches them. A server that does not
+      // answer in time (NATS down) gets the answer anyway: nothing would arrive before it is back.
+      await settleWithin(nc.flush(), 2_000);
+      return { subscriptionId };
     },
     unsubscribe(p, conn) {
       return Promise.resolve({ unsubscribed: conn.removeSubscription(p.subscriptionId) });

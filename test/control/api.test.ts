@@ -160,6 +160,19 @@ describe('control API over a raw WebSocket', () => {
     expect((await c.ok('getHistory', { agentId: 'api-hist', before: wakeSeq })).messages.map((m: { body: unknown }) => m.body)).toEqual(['two', 'one']);
   });
 
+  it('subscribe answers once NATS has the subscription: output published right after, from another connection (another node), arrives', async () => {
+    const other = await natsClient(nats.url);
+    try {
+      for (let i = 0; i < 5; i++) {
+        const { subscriptionId } = await c.ok('subscribe', { agentId: `api-race-${i}`, kinds: ['output'] });
+        other.publish(`agentry.out.api-race-${i}`, JSON.stringify({ n: i })); // at once, no flush of our own first
+        const n = await c.waitFor(() => c.notifications.find((x) => x.params.subscriptionId === subscriptionId));
+        expect(n.params).toMatchObject({ seq: 1, kind: 'output', agentId: `api-race-${i}`, data: { kind: 'reply', body: { n: i } } });
+        await c.ok('unsubscribe', { subscriptionId });
+      }
+    } finally { await other.close(); }
+  });
+
   it('subscribe to events by pattern and to every session', async () => {
     const ev = await c.ok('subscribe', { pattern: 'billing.*', kinds: ['event'] });
     const all = await c.ok('subscribe', { kinds: ['output'] });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echo } from '../../examples/echo.js';
 import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
-import { tempDir, waitFor, startStack, type Stack } from '../helpers.js';
+import { natsClient, tempDir, waitFor, startStack, type Stack } from '../helpers.js';
 import { assertDistFresh } from '../builtFresh.js';
 
 let stack: Stack;
@@ -126,6 +126,26 @@ describe('agentry CLI', () => {
     const dlq = await cli('dlq', 'list', '--json');
     expect(dlq.code).toBe(0);
     expect(JSON.parse(dlq.stdout)).toHaveProperty('deadLetters');
+  });
+
+  it('watch sees what another node publishes right after its watching line', async () => {
+    const watch = spawn(process.execPath, [CLI, 'watch', 'cli-far', '--kinds', 'output', '--max', '1', '--json'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    watch.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    watch.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const exited = new Promise<number | null>((r) => watch.on('exit', (code) => { r(code); }));
+    const far = await natsClient(stack.nats.url); // not the runtime's connection: as a node elsewhere would publish
+    try {
+      await waitFor(() => err.includes('agentry: watching cli-far (output)'), 'the watching line', 30_000, 1);
+      far.publish('agentry.out.cli-far', JSON.stringify({ text: 'from afar' }));
+      await far.flush();
+      expect(await exited).toBe(0);
+      expect(JSON.parse(out)).toMatchObject({ seq: 1, kind: 'output', agentId: 'cli-far', data: { body: { text: 'from afar' } } });
+    } finally {
+      watch.kill('SIGKILL');
+      await far.close();
+    }
   });
 
   it('takes the http:// address the dev banner shows; names the default it tried; exits quietly when its reader goes', async () => {
