@@ -139,7 +139,7 @@ export async function upsertPartitionEpoch(q: Queryable, partition: number, epoc
   return rows.length === 1 && num(rows[0]!.epoch) === epoch;
 }
 
-/** Current version and epoch of the given sessions, to explain why a commit matched no row. */
+/** Current version and epoch of the given sessions, to explain why a commit was rolled back (see commitQuery.ts). */
 export async function selectSessionVersions(
   q: Queryable, ids: readonly string[],
 ): Promise<Map<string, { version: number; ownerEpoch: number }>> {
