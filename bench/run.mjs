@@ -5,11 +5,11 @@
 // Raw JSON goes to bench/results/ (git-ignored); the table in docs/benchmarks.md is regenerated
 // between its markers (the hand-written analysis around them is kept).
 //
-// Knobs: BENCH_QUICK=1 (shorter run), BENCH_ONLY=throughput,latency,heap,pglite,restart,lowload,backlog,
+// Knobs: BENCH_QUICK=1 (shorter run), BENCH_ONLY=throughput,latency,heap,pglite,restart,lowload,backlog,scaleout,
 // BENCH_ROUNDS, BENCH_SESSIONS, BENCH_PER_SESSION, BENCH_PARTITIONS, BENCH_PUB_WINDOW,
 // BENCH_POLICY (queue | cancel-and-merge), BENCH_STATE_BYTES, BENCH_RESTART_SESSIONS,
 // BENCH_LOWLOAD_N, BENCH_LOWLOAD_TIMERS, BENCH_LOWLOAD_GAP_MS, BENCH_LOWLOAD_STORES (pg,memory),
-// BENCH_BACKLOG, BENCH_BACKLOG_SESSIONS, BENCH_BACKLOG_LIMIT_S,
+// BENCH_BACKLOG, BENCH_BACKLOG_SESSIONS, BENCH_BACKLOG_LIMIT_S, BENCH_SCALEOUT_* (see bench/scaleout.mjs),
 // BENCH_QUIET_WAIT_S, BENCH_MERGE=<earlier results.json> (with BENCH_ONLY: re-run those suites,
 // keep the rest), BENCH_CPU_PROF=1 (writes .cpuprofile files of each suite process to
 // bench/results/profiles/), BENCH_NO_DOCS=1.
@@ -30,6 +30,9 @@ const SUITES = [
   { name: 'lowload', timeoutMs: 480_000 },
   // Backlog: publishing it, then draining it (stops itself at BENCH_BACKLOG_LIMIT_S), then dropping its schema.
   { name: 'backlog', timeoutMs: 1_200_000 },
+  // Scale-out: 1 → 2 → 3 node processes (concurrency-bound and CPU-bound), and a rolling restart
+  // of 3 nodes under load verified from Postgres (issue 14). Its own block in docs/benchmarks.md.
+  { name: 'scaleout', timeoutMs: 1_500_000 },
 ];
 const only = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',').map((s) => s.trim()) : null;
 const resultsDir = join(BENCH_DIR, 'results');
