@@ -20,6 +20,7 @@ import { H, createTransport, type Transport } from './transport.js';
 import { createWakeups, type EventRecord, type Wakeups } from './wakeups.js';
 import { requestCtl, serveCtl } from './ctl.js';
 import { deadLetterInboxMessage, type InboxDeadLetterResult } from './inboxDeadLetter.js';
+import { historyPage } from './historyPage.js';
 import { LeaseManager } from './leases.js';
 import { partitionOf } from './partition.js';
 import type { Subscription } from '@nats-io/transport-node';
@@ -363,7 +364,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     interruptAgent: (agentId, reason) => routed('interruptAgent', agentId, reason),
     async getHistory(agentId, o = {}) {
       await existing(agentId);
-      return store.getHistory(agentId, o);
+      return historyPage(store, agentId, o); // wake records among the messages by time
     },
     async getTransitions(agentId, o = {}) {
       await existing(agentId);

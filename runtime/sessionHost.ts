@@ -788,7 +788,7 @@ export class SessionHost {
     p.snap = snap;
     if (s.transitions.length > 0) p.transitions.push(...s.transitions.splice(0));
     if (completed) {
-      addCompletedRun(p, s.id, completed, s.outputs.get(completed.runId) ?? [], this.clock.now(), ctx.lastSeq);
+      addCompletedRun(p, s.id, completed, s.outputs.get(completed.runId) ?? [], this.clock.now());
       for (const k of s.outputs.keys()) if (k <= completed.runId) s.outputs.delete(k);
     }
     if (!fresh) { this.stats.coalesced++; return; }

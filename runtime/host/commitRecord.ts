@@ -47,20 +47,13 @@ export function newPendingCommit(snap: SessionSnapshot, epoch: number): PendingC
 /**
  * Adds a completed run to a pending record: its messages as history rows (with their fate),
  * its outputs when it succeeded, and a dead letter when it failed or the session stopped.
- * `lastSeq` is the session's highest inbox sequence once the run ended (its context's `lastSeq`).
- *
- * A wake record is no inbox message (seq 0 in the machine). History is read newest first by
- * seq, so its row takes `lastSeq + 1`: above every message received before it woke (the ones it
- * released included), below those that came later (a tie on seq is broken by time). Not
- * `lastSeq` itself: that message may be in this very run, and (seq, batch) is the row's key.
  */
-export function addCompletedRun(p: PendingCommit, sessionId: string, run: CompletedRun, outputs: readonly PendingOutput[], now: number, lastSeq: number): void {
+export function addCompletedRun(p: PendingCommit, sessionId: string, run: CompletedRun, outputs: readonly PendingOutput[], now: number): void {
   p.completed.push(run);
   const batchId = String(run.runId);
-  let wakes = 0;
   for (const m of run.batch) {
     p.history.push({
-      sessionId, seq: m.kind === 'wake' ? lastSeq + 1 + wakes++ : m.seq, kind: m.kind, body: m.body ?? null, priority: m.priority, from: m.from ?? null,
+      sessionId, seq: m.seq, kind: m.kind, body: m.body ?? null, priority: m.priority, from: m.from ?? null,
       batchId, outcome: run.outcome, at: m.at,
     });
   }

@@ -154,10 +154,16 @@ describe('control API over a raw WebSocket', () => {
     await handled(2);
     await c.ok('sendMessage', { agentId: 'api-hist', message: 'three' });
     const messages = await handled(3);
-    expect(messages.map((m) => (m.kind === 'wake' ? 'wake' : m.body))).toEqual(['three', 'wake', 'two', 'one']);
-    // Paging by `before` goes on below the wake record.
-    const wakeSeq = (messages[1] as unknown as { seq: number }).seq;
-    expect((await c.ok('getHistory', { agentId: 'api-hist', before: wakeSeq })).messages.map((m: { body: unknown }) => m.body)).toEqual(['two', 'one']);
+    const show = (ms: { kind: string; body: unknown }[]): unknown[] => ms.map((m) => (m.kind === 'wake' ? 'wake' : m.body));
+    expect(show(messages)).toEqual(['three', 'wake', 'two', 'one']);
+    expect(messages[1]).toMatchObject({ seq: 0, kind: 'wake', body: { reason: 'manual' } }); // seq stays the inbox's: a wake has none
+    // Pages: `limit` messages and the wakes between them; the last row is a message, the next cursor.
+    const first = (await c.ok('getHistory', { agentId: 'api-hist', limit: 2 })).messages;
+    expect(show(first)).toEqual(['three', 'wake', 'two']);
+    const second = (await c.ok('getHistory', { agentId: 'api-hist', limit: 2, before: first[2].seq })).messages;
+    expect(show(second)).toEqual(['one']);
+    expect(show((await c.ok('getHistory', { agentId: 'api-hist', limit: 1, before: first[0].seq })).messages)).toEqual(['wake', 'two']);
+    expect(show((await c.ok('getHistory', { agentId: 'api-hist', limit: 1 })).messages)).toEqual(['three']);
   });
 
   it('subscribe answers once NATS has the subscription: output published right after, from another connection (another node), arrives', async () => {

@@ -22,11 +22,11 @@ describe('commit record (coalescing)', () => {
   it('merges runs in order: history and outbox concatenated, outbox ids name the submitted version, last snapshot wins', () => {
     const first = snapshot();
     const p = newPendingCommit(first, 7);
-    addCompletedRun(p, 's1', run(1, [1]), [{ kind: 'reply', subject: 'agentry.out.s1', headers: {}, body: 'r1' }], 100, 1);
+    addCompletedRun(p, 's1', run(1, [1]), [{ kind: 'reply', subject: 'agentry.out.s1', headers: {}, body: 'r1' }], 100);
     addCompletedRun(p, 's1', run(2, [2, 3]), [
       { kind: 'mail', subject: 'agentry.in.s2', headers: {}, body: { hi: 1 } },
       { kind: 'subscribe', subject: '', headers: {}, body: 'orders.*' },
-    ], 101, 3);
+    ], 101);
     const last = { ...first, context: { ...first.context, lastSeq: 3, userState: { n: 3 } } };
     p.snap = last;
     const rec = commitRecordOf(p, { id: 's1', type: 't', partition: 4 }, 5, ['boot']);
@@ -41,21 +41,9 @@ describe('commit record (coalescing)', () => {
 
   it('keeps a failed run as one dead letter with its batch range and drops its outputs', () => {
     const p = newPendingCommit(snapshot(), 1);
-    addCompletedRun(p, 's1', run(3, [8, 9], 'dead-letter'), [{ kind: 'reply', subject: 'agentry.out.s1', headers: {}, body: 'never' }], 5, 9);
+    addCompletedRun(p, 's1', run(3, [8, 9], 'dead-letter'), [{ kind: 'reply', subject: 'agentry.out.s1', headers: {}, body: 'never' }], 5);
     expect(p.outbox).toEqual([]);
     expect(p.deadLetters.map((d) => [d.id, d.reason, d.error])).toEqual([['s1:8-9', 'handler-failed', 'boom']]);
     expect(p.history.map((h) => h.outcome)).toEqual(['dead-letter', 'dead-letter']);
-  });
-});
-
-describe('commit record: wake records in history', () => {
-  it('a wake record takes the sequence after the last message received, so newest-first history puts it where it happened', () => {
-    const p = newPendingCommit(snapshot(), 1);
-    const wake: InboxMessage = { seq: 0, kind: 'wake', body: { reason: 'manual' }, priority: 'normal', at: 50 };
-    // Woken with two deferred messages (12 and 14) in the same run; the session had received up to 14.
-    addCompletedRun(p, 's1', { ...run(4, [12, 14]), batch: [wake, msg(12, 'm12'), msg(14, 'm14')] }, [], 60, 14);
-    expect(p.history.map((h) => [h.kind, h.seq, h.batchId])).toEqual([['wake', 15, '4'], ['message', 12, '4'], ['message', 14, '4']]);
-    // Keys (seq, batch) stay distinct, and the dead letter range still counts only inbox messages.
-    expect(new Set(p.history.map((h) => `${h.seq}/${h.batchId}`)).size).toBe(3);
   });
 });
