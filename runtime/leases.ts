@@ -58,6 +58,25 @@ export interface LeaseOptions {
   readonly events: LeaseEvents;
   /** Wall clock (tests may slow it down or speed it up). */
   readonly now?: () => number;
+  /** Facts about this node its heartbeat carries for the cluster view (version, sessions, …). */
+  readonly nodeInfo?: () => Readonly<Record<string, unknown>>;
+}
+
+/** A live node as its heartbeat key says: id, when it was written, and what it reported. */
+export interface NodeHeartbeat {
+  readonly nodeId: string;
+  /** When the node wrote the heartbeat (its clock). */
+  readonly at: number;
+  readonly info: Readonly<Record<string, unknown>>;
+}
+
+/** One partition's lease as the bucket holds it: free (`nodeId` null) or owned under an epoch. */
+export interface PartitionLease {
+  readonly partition: number;
+  readonly nodeId: string | null;
+  readonly epoch: number | null;
+  /** When the owner last renewed it (its clock). */
+  readonly renewedAt: number | null;
 }
 
 interface Held {
@@ -96,7 +115,7 @@ export class LeaseManager {
   /** Opens the bucket, announces the node and takes its share of the free partitions. */
   async start(): Promise<void> {
     this.kv = await new Kvm(this.o.nc).create(this.o.bucket, { history: 1, ttl: this.o.ttlMs });
-    await this.heartbeat(this.kv, this.body());
+    await this.heartbeat(this.kv, this.heartbeatBody());
     this.lastRenewStart = this.now();
     this.renewTimer = setInterval(() => { this.renewSoon(); }, Math.max(100, Math.floor(this.o.ttlMs / 4)));
     this.renewTimer.unref();
@@ -192,6 +211,55 @@ export class LeaseManager {
     return JSON.stringify({ node: this.o.nodeId, inst: this.instance, at: this.now() });
   }
 
+  /** The heartbeat: the lease body plus what the node reports of itself. */
+  private heartbeatBody(): string {
+    let info: Readonly<Record<string, unknown>> = {};
+    try { info = this.o.nodeInfo?.() ?? {}; } catch { /* a report that fails must not stop the heartbeat */ }
+    return JSON.stringify({ ...info, node: this.o.nodeId, inst: this.instance, at: this.now(), renewalAgeMs: this.renewalAge() });
+  }
+
+  /**
+   * Every live node's heartbeat and every partition's lease, read from the bucket (any node can
+   * answer for the whole cluster). Bounded: each read has the request deadline; a key that cannot
+   * be read in time is left out rather than waited for.
+   */
+  async clusterView(): Promise<{ nodes: NodeHeartbeat[]; partitions: PartitionLease[] }> {
+    const kv = this.kv;
+    if (!kv) throw new Error('leases are not started');
+    const lister = await within(kv.keys(), this.requestMs, 'lease key list');
+    const keys: string[] = [];
+    try {
+      await within((async () => { for await (const k of lister) if (k) keys.push(k); })(), this.requestMs * 2, 'lease key list');
+    } finally {
+      lister.stop();
+    }
+    const entries = await Promise.all([...new Set(keys)].map(async (k) => {
+      try {
+        const e = await within(kv.get(k), this.requestMs, 'lease read');
+        return e && e.operation === 'PUT' ? { key: k, revision: e.revision, body: e.json<Record<string, unknown>>() } : null;
+      } catch { return null; }
+    }));
+    const nodes: NodeHeartbeat[] = [];
+    const owned = new Map<number, PartitionLease>();
+    for (const e of entries) {
+      if (!e) continue;
+      if (e.key.startsWith('node.')) {
+        const info = { ...e.body };
+        delete info.node;
+        delete info.inst;
+        delete info.at;
+        nodes.push({ nodeId: e.key.slice('node.'.length), at: Number(e.body.at), info });
+      } else if (e.key.startsWith('part.')) {
+        const partition = Number(e.key.slice('part.'.length));
+        // Renewals write the epoch into the body; until the first one the key's revision is it.
+        const epoch = typeof e.body.epoch === 'number' ? e.body.epoch : e.revision;
+        if (Number.isInteger(partition)) owned.set(partition, { partition, nodeId: String(e.body.node), epoch, renewedAt: Number(e.body.at) });
+      }
+    }
+    const partitions = Array.from({ length: this.o.partitions }, (_, p) => owned.get(p) ?? { partition: p, nodeId: null, epoch: null, renewedAt: null });
+    return { nodes: nodes.sort((a, b) => a.nodeId.localeCompare(b.nodeId)), partitions };
+  }
+
   /**
    * A renewal's CAS failed. If the key holds a value this process wrote, an earlier renewal
    * that timed out on our side was applied by the server after all: ownership never left us,
@@ -241,10 +309,10 @@ export class LeaseManager {
     const sentAt = this.now();
     const body = this.body();
     await Promise.all([
-      this.heartbeat(kv, body),
+      this.heartbeat(kv, this.heartbeatBody()),
       ...[...this.held].map(async ([p, h]) => {
         try {
-          const rev = await within(kv.update(`part.${p}`, body, h.revision), this.requestMs, 'lease renewal');
+          const rev = await within(kv.update(`part.${p}`, withEpoch(body, h.epoch), h.revision), this.requestMs, 'lease renewal');
           if (this.held.get(p) !== h) return;
           h.revision = rev;
           h.renewedAt = sentAt;
@@ -375,6 +443,11 @@ export class LeaseManager {
 /** The KV compare-and-set failed: the key's revision is not ours (taken by another node, or expired). */
 function isCasFailure(err: unknown): boolean {
   return err instanceof JetStreamApiError && (err.code === 10071 || err.code === 10164);
+}
+
+/** A lease body (`{"node":…,"at":…}`) that also names the epoch it was acquired under, for the cluster view. */
+function withEpoch(body: string, epoch: number): string {
+  return `${body.slice(0, -1)},"epoch":${epoch}}`;
 }
 
 /** Partitions started at once (claim in Postgres, consumer re-created). */

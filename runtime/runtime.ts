@@ -21,6 +21,7 @@ import { createWakeups, type EventRecord, type Wakeups } from './wakeups.js';
 import { requestCtl, serveCtl } from './ctl.js';
 import { deadLetterInboxMessage, type InboxDeadLetterResult } from './inboxDeadLetter.js';
 import { historyPage } from './historyPage.js';
+import { getPartitions, listNodes, packageVersion, type NodeInfo, type PartitionInfo } from './cluster.js';
 import { LeaseManager } from './leases.js';
 import { partitionOf } from './partition.js';
 import type { Subscription } from '@nats-io/transport-node';
@@ -66,6 +67,7 @@ export interface TaskInfo {
 }
 
 export type { Readiness } from './health.js';
+export type { NodeInfo, PartitionInfo } from './cluster.js';
 
 /** What `stop()` left undone when its deadline passed (`clean` when nothing). */
 export interface StopReport {
@@ -126,6 +128,10 @@ export interface Runtime {
    * then deletes it from the stream: stored before deleted, one dead letter however often retried.
    */
   deadLetterInboxMessage(seq: number, reason: string): Promise<InboxDeadLetterResult>;
+  /** Every live node of the cluster (from the lease bucket: any node answers for all). */
+  listNodes(): Promise<NodeInfo[]>;
+  /** Every partition: its owner and fencing epoch, or free. */
+  getPartitions(): Promise<PartitionInfo[]>;
   /**
    * Swaps in new code for the registered agent types without a restart (`agentry dev` on save:
    * partitions, consumers and live sessions stay): runs that start from now on use the new
@@ -201,6 +207,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   let stopDeadline: number | null = null;
   const drainMs = (): number => (stopDeadline === null ? config.shutdownGraceMs : Math.max(0, stopDeadline - Date.now()));
   const clock = opts.clock ?? realClock;
+  const startedAt = Date.now();
   // Leases come first: the host stamps each commit with its partition's fencing epoch.
   const ctlSubs = new Map<number, Subscription>();
   // eslint-disable-next-line prefer-const -- assigned below; the lease callbacks need it first
@@ -208,6 +215,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const leases = new LeaseManager({
     nc: transport.controlNc, bucket: `${config.streamPrefix}_LEASES`, nodeId: config.nodeId, partitions: config.partitions,
     ttlMs: config.leaseTtlMs, logger,
+    // Read at each heartbeat, after start(): the host exists by then.
+    nodeInfo: (): Record<string, unknown> => ({ version: packageVersion(), startedAt, liveSessions: host.liveCount(), activeSessions: host.activeCount() }),
     events: {
       acquired: async (p, epoch) => {
         const t0 = Date.now();
@@ -404,6 +413,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       await store.markDeadLetterReplayed(id, clock.now());
       return { published: msgs.length - duplicates, duplicates };
     },
+    listNodes: () => listNodes(leases, config.nodeId, Date.now()),
+    getPartitions: () => getPartitions(leases, Date.now()),
     replaceAgents(list) {
       const next = new Map<string, ResolvedAgent>();
       for (const a of list as readonly ResolvedAgent[]) {
