@@ -74,6 +74,26 @@ const deadLetter = z.object({
   payload: z.unknown(), createdAt: epochMs, replayedAt: epochMs.nullable(),
 });
 
+const nodeInfo = z.object({
+  nodeId: z.string(),
+  self: z.boolean().describe('true for the node that answered'),
+  version: z.string().nullable().describe('the agentry-runtime version the node runs (null: not reported)'),
+  startedAt: epochMs.nullable(),
+  uptimeMs: z.number().nullable(),
+  heartbeatAgeMs: z.number().describe('age of its last heartbeat (written every quarter of the lease TTL; a node whose heartbeat is older than the TTL is gone)'),
+  partitions: z.array(z.number().int()).describe('partitions whose lease names it now'),
+  liveSessions: z.number().nullable().describe('session actors in memory on it'),
+  activeSessions: z.number().nullable().describe('sessions whose handler runs on it now'),
+  leaseRenewalAgeMs: z.number().nullable().describe('how long ago its oldest lease was renewed, as it last reported: near leaseTtlMs its partitions are suspended'),
+});
+const partitionInfo = z.object({
+  partition: z.number().int(),
+  nodeId: z.string().nullable().describe('the owner; null when the partition is free'),
+  epoch: z.number().nullable().describe("fencing epoch of the owner's lease (its commits carry it)"),
+  renewalAgeMs: z.number().nullable().describe('how long ago the owner last renewed the lease'),
+});
+const leaseTtlMs = z.number().describe("the answering node's lease TTL (AGENTRY_LEASE_TTL_MS): a lease not renewed for this long expires");
+
 /** Kinds of notification a subscription can ask for. */
 export const SUBSCRIPTION_KINDS = ['state', 'output', 'event'] as const;
 export type SubscriptionKind = (typeof SUBSCRIPTION_KINDS)[number];
@@ -281,6 +301,18 @@ export const methods = {
       removed: z.boolean().describe('false when the message had left the stream by then (its session acked it meanwhile); the dead letter is stored either way'),
     }),
     errors: ['INVALID_ARGUMENT', 'NOT_READY', 'UNSTORABLE_INPUT'],
+  },
+  listNodes: {
+    summary: 'Every live node of the cluster (from the lease bucket: any node answers for all), with its version, uptime, sessions, partitions and lease renewal lag.',
+    params: z.strictObject({}),
+    result: z.object({ nodes: z.array(nodeInfo).describe('by node id'), leaseTtlMs }),
+    errors: ['NOT_READY'],
+  },
+  getPartitions: {
+    summary: 'Every partition with its owner and fencing epoch, or free (from the lease bucket: any node answers for all).',
+    params: z.strictObject({}),
+    result: z.object({ partitions: z.array(partitionInfo).describe('by partition number, all of them'), leaseTtlMs }),
+    errors: ['NOT_READY'],
   },
   subscribe: {
     summary: "Starts notifications (method 'notify') of state changes, outputs and events; works whichever node owns the session.",

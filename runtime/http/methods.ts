@@ -40,6 +40,20 @@ function viewResult(v: SessionView): ResultOf<'getAgent'> {
 }
 
 /**
+ * Reads the cluster view from the lease bucket. Any failure there (NATS unreachable, the bucket
+ * read timing out, leases not started yet) is NOT_READY and retryable, as other paths to an
+ * unavailable NATS are: never INTERNAL, which would hide a passing outage behind a request id.
+ */
+async function clusterRead<T>(read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (e) {
+    if (e instanceof AgentryError) throw e;
+    throw new AgentryError('NOT_READY', `the lease bucket could not be read: ${(e as Error | null)?.message ?? String(e)}`, { retryable: true, cause: e });
+  }
+}
+
+/**
  * The implementations over `runtime`. `openRpc` supplies the discovery document. Messages, mail
  * and cron tasks for a stopped session are refused here (instead of being dead-lettered later).
  * For an unknown session, a message or mail is accepted when the runtime has a default agent
@@ -167,6 +181,14 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
     },
     async deadLetterInboxMessage(p) {
       return runtime.deadLetterInboxMessage(p.seq, p.reason);
+    },
+    async listNodes() {
+      const nodes = await clusterRead(() => runtime.listNodes());
+      return { nodes: nodes.map((n) => ({ ...n, partitions: [...n.partitions] })), leaseTtlMs: runtime.config.leaseTtlMs };
+    },
+    async getPartitions() {
+      const partitions = await clusterRead(() => runtime.getPartitions());
+      return { partitions: partitions.map((p) => ({ ...p })), leaseTtlMs: runtime.config.leaseTtlMs };
     },
     async subscribe(p, conn) {
       if (p.agentId !== undefined) assertSessionId(p.agentId);
