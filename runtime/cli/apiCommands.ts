@@ -1,6 +1,7 @@
 /**
  * Owns the `agentry` commands that talk to a running runtime through the control API with the
- * typed client: `agents …`, `send`, `mail`, `events publish`, `tasks …`, `dlq …`, `inbox dead-letter`, `watch`.
+ * typed client: `agents …`, `send`, `mail`, `events publish`, `tasks …`, `dlq …`, `inbox dead-letter`, `watch`,
+ * and the cluster view: `nodes`, `partitions`.
  * Address and token come from `--url`/`AGENTRY_URL` and `--token`/`AGENTRY_TOKEN`; every command
  * takes `--json`; exit codes are in `output.ts`. `send --nats` and `watch --nats` keep the
  * original raw-NATS behaviour for when the API is not reachable.
@@ -80,6 +81,44 @@ export function apiUrl(url: string): string {
 /** A cell of at most `n` characters; a cut one ends with an ellipsis. */
 export function cell(text: string, n: number): string {
   return text.length > n ? `${text.slice(0, n - 1)}…` : text;
+}
+
+/**
+ * A duration for a table cell, its two largest units: `850ms`, `1.2s`, `4m10s`, `2h05m`, `3d4h`;
+ * `-` for unknown.
+ */
+export function shortDuration(ms: number | null): string {
+  if (ms === null || !Number.isFinite(ms)) return '-';
+  const v = Math.max(0, ms);
+  if (v < 1000) return `${Math.round(v)}ms`;
+  if (v < 60_000) return `${(Math.floor(v / 100) / 10).toFixed(1)}s`;
+  const s = Math.floor(v / 1000);
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`;
+  return `${Math.floor(s / 86_400)}d${Math.floor(s / 3600) % 24}h`;
+}
+
+/**
+ * Partition numbers as ranges, so 64 of them fit a cell: `[0, 1, 2, 3, 8, 10, 11]` → `0-3,8,10-11`.
+ *
+ * @example
+ * partitionRanges([5, 0, 1, 2]) // '0-2,5'
+ */
+export function partitionRanges(list: readonly number[]): string {
+  const sorted = [...list].sort((a, b) => a - b);
+  const out: string[] = [];
+  for (let i = 0; i < sorted.length;) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    out.push(j === i ? String(sorted[i]) : `${sorted[i]}-${sorted[j]}`);
+    i = j + 1;
+  }
+  return out.join(',');
+}
+
+/** `-` for a value a node did not report. */
+function orDash(v: number | string | null): string {
+  return v === null ? '-' : String(v);
 }
 
 /**
@@ -306,6 +345,36 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
       printResult(r, json, r.removed
         ? `dead-lettered message ${r.seq} of ${r.agentId} as ${r.id} (reason operator: ${o.reason}); it is out of the inbox. Send it again with: agentry dlq replay ${r.id}`
         : `message ${r.seq} of ${r.agentId} had left the inbox already (its session acked it meanwhile); dead letter ${r.id} is stored anyway: replay it only if it was not handled`);
+    }));
+
+  // ---- cluster view ------------------------------------------------------------------------
+  program.command('nodes')
+    .description('the live nodes of the cluster: version, uptime, partitions, sessions, heartbeat and lease renewal lag (* = the node that answered)')
+    .action((_o: unknown, cmd: Command) => run(cmd, async (c, json) => {
+      const r = await c.call('listNodes', {});
+      const total = r.nodes.reduce((n, x) => n + x.partitions.length, 0);
+      printResult(r, json, table(['NODE', 'SELF', 'VERSION', 'UPTIME', 'PARTS', 'PARTITIONS', 'LIVE', 'ACTIVE', 'HEARTBEAT', 'LEASE LAG'], r.nodes.map((n) => [
+        n.nodeId, n.self ? '*' : '', orDash(n.version), shortDuration(n.uptimeMs), String(n.partitions.length), cell(partitionRanges(n.partitions) || '-', 60),
+        orDash(n.liveSessions), orDash(n.activeSessions), shortDuration(n.heartbeatAgeMs),
+        // Flagged from half the TTL on: at 90% the node suspends its partitions.
+        `${shortDuration(n.leaseRenewalAgeMs)}${n.leaseRenewalAgeMs !== null && n.leaseRenewalAgeMs >= r.leaseTtlMs / 2 ? ' (!)' : ''}`,
+      ])) + `\n${r.nodes.length} node(s), ${total} partition(s) owned; lease TTL ${shortDuration(r.leaseTtlMs)}`);
+    }));
+
+  program.command('partitions')
+    .description("every partition's owner and fencing epoch (free ones say so)")
+    .option('--node <nodeId>', "only this node's partitions")
+    .action((o: { node?: string }, cmd: Command) => run(cmd, async (c, json) => {
+      const r = await c.call('getPartitions', {});
+      const shown = o.node === undefined ? r.partitions : r.partitions.filter((p) => p.nodeId === o.node);
+      const free = shown.filter((p) => p.nodeId === null).length;
+      const owners = new Set(shown.map((p) => p.nodeId).filter((n) => n !== null)).size;
+      const summary = o.node === undefined
+        ? `${shown.length} partition(s): ${shown.length - free} owned by ${owners} node(s), ${free} free`
+        : shown.length === 0 ? `node ${o.node} owns no partition` : `node ${o.node} owns ${shown.length} partition(s)`;
+      printResult({ ...r, partitions: shown }, json, table(['PARTITION', 'OWNER', 'EPOCH', 'RENEWED'], shown.map((p) => [
+        String(p.partition), p.nodeId ?? '(free)', orDash(p.epoch), p.renewalAgeMs === null ? '-' : `${shortDuration(p.renewalAgeMs)} ago`,
+      ])) + `\n${summary}`);
     }));
 
   // ---- watch -------------------------------------------------------------------------------
