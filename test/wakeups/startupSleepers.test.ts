@@ -120,10 +120,13 @@ describe('wake-ups at start-up with 64 partitions and a tight pool', () => {
     const direct = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${schema}` });
     await direct.connect();
     try {
+      // Every session back to idle: its wake run committed with its history row. (Not merely "not
+      // sleeping": the WAKE transition to active commits on its own, before the run that writes
+      // the wake record; counting then saw sessions between the two.)
       await waitFor(async () => {
-        const { rows } = await direct.query<{ n: string }>(`SELECT count(*) AS n FROM sessions WHERE id LIKE 'z%' AND status = 'sleeping'`);
+        const { rows } = await direct.query<{ n: string }>(`SELECT count(*) AS n FROM sessions WHERE id LIKE 'z%' AND status <> 'idle'`);
         return Number(rows[0]!.n) === 0;
-      }, 'every wake committed', 60_000, 250);
+      }, 'every wake run committed', 60_000, 250);
       const { rows } = await direct.query<{ session_id: string; n: string; at: string }>(
         `SELECT session_id, count(*) AS n, min(at) AS at FROM history WHERE kind = 'wake' AND session_id LIKE 'z%' GROUP BY session_id`,
       );
