@@ -3,11 +3,13 @@
  * one process do not collide): session counts by state (read from the store every few seconds,
  * never per scrape), live and running actors, the session host's counters, inbox backlog per
  * partition (from JetStream consumer info), how long activations take (from the host's state
- * notices), how late timers fire (from the scheduler), readiness, and the API's own requests,
- * errors and connections. Labels are bounded sets (method names, states, partitions): never a session id.
+ * notices), how late timers fire (from the scheduler), readiness, the node's id and version, its
+ * partitions and lease lag, and the API's own requests, errors and connections. Labels are bounded
+ * sets (method names, states, partitions, this node's id and version): never a session id.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SessionStatus } from '../../persistence/types.js';
+import { packageVersion } from '../cluster.js';
 import type { Runtime } from '../runtime.js';
 import type { HostStats } from '../sessionHost.js';
 
@@ -77,6 +79,11 @@ export function createMetrics(runtime: Runtime, refreshMs = 5000): ControlPlaneM
     },
   });
 
+  new Gauge({
+    name: 'agentry_node_info', help: 'Always 1: this node\'s id and the agentry-runtime version it runs (join on node to label other series, count by version during an upgrade)',
+    labelNames: ['node', 'version'], registers,
+    collect() { this.reset(); this.set({ node: runtime.config.nodeId, version: packageVersion() ?? 'unknown' }, 1); },
+  });
   new Gauge({ name: 'agentry_partitions_owned', help: 'Partitions whose lease this node holds', registers, collect() { this.set(runtime.leases.owned().length); } });
   new Gauge({
     name: 'agentry_lease_renewal_age_seconds', help: 'Age of the oldest lease renewal on this node: near the lease TTL, partitions are suspended (a stalled node)', registers,

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echo } from '../../examples/echo.js';
 import { METHOD_NAMES } from '../../client/index.js';
+import { packageVersion } from '../../runtime/cluster.js';
 import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
 import { startNats, tempDir, waitFor, startStack, type Stack } from '../helpers.js';
 import { RawRpc } from './rawRpc.js';
@@ -147,6 +148,8 @@ describe('/metrics', () => {
     expect(value('agentry_ws_connections')).toBe(1);
     expect(value('agentry_ready', { check: 'all' })).toBe(1);
     expect(value('agentry_ready', { check: 'nats' })).toBe(1);
+    expect(value('agentry_node_info', { node: rt.config.nodeId, version: packageVersion()! })).toBe(1);
+    expect(fams.get('agentry_node_info')?.samples).toHaveLength(1);
     expect(value('agentry_partitions_owned')).toBe(rt.config.partitions); // one node owns them all
     expect(value('agentry_lease_renewal_age_seconds')).toBeLessThan(rt.config.leaseTtlMs / 1000);
     expect(value('agentry_consumer_restarts_total')).toBe(0); // nothing broke order here
