@@ -18,7 +18,7 @@
 //     BENCH_SCALEOUT_ROLL_SESSIONS (1,000) sessions, one publish in flight per session (so each
 //     session's order is the stream's), each message's publish time in its body. If the rate is
 //     not sustained before the roll (replies fall behind), it is lowered by a quarter and
-//     measured again (up to three times): the rate used is reported. Then each node in turn:
+//     measured again (up to five times): the rate used is reported. Then each node in turn:
 //     SIGTERM, wait for the exit, start it again, wait until every partition is held and each node
 //     has its share. Publish → reply latency by publish time: before, during and after the roll.
 //     At the end every session's committed state is read from Postgres and compared with what
@@ -32,7 +32,7 @@
 // process in bench/results/profiles/), BENCH_SCALEOUT_TRACE=1 (each node prints its Postgres
 // queries' counts and times to its log on stop), BENCH_KEEP_LOGS=1 (keep the node logs).
 import { fork } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -135,9 +135,14 @@ async function runNode(cfg) {
       for (const [k, e] of q) console.error(`[trace] ${k.padEnd(50)} n=${e.n} total=${e.ms.toFixed(0)}ms max=${e.max.toFixed(1)}ms first=${new Date(e.first).toISOString().slice(11, 23)} last=${new Date(e.last).toISOString().slice(11, 23)}`);
     });
   }
+  // Event-loop delay since start (a loop blocked for seconds starves lease renewals).
+  const { monitorEventLoopDelay } = await import('node:perf_hooks');
+  const loop = monitorEventLoopDelay({ resolution: 20 });
+  loop.enable();
   const status = () => ({
     owned: rt.leases.owned(), ready: rt.readiness().ok, live: rt.host.liveCount(), active: rt.host.activeCount(),
-    waitingForSlot: rt.host.waitingForSlot(), stats: { ...rt.host.stats },
+    waitingForSlot: rt.host.waitingForSlot(),
+    stats: { ...rt.host.stats, loopDelayMaxMs: Math.round(loop.max / 1e6), loopDelayP99Ms: Math.round(loop.percentile(99) / 1e6) },
   });
   process.on('message', (m) => {
     if (m?.type === 'ping') process.send({ type: 'pong', id: m.id, ...status() });
@@ -367,31 +372,102 @@ async function throughputRun(kind, n, { sessions, perSession, runtime, limitMs }
     nodes.forEach((x) => { pids[`node${x.k}`] = x.pid; });
     const cpu0 = cpuMarkOf(pids);
     const burst = await pub.start({ mode: 'burst', subjectPrefix: 'agentry.in.', idPrefix: `${tag}-`, sessions, perSession, window: 1000 });
+    // Done when every message was answered — or when Postgres has every message committed, the
+    // inbox stream is empty and no reply came for 3 s: the rest are outputs stranded in the outbox
+    // (committed, never published; counted and reported, not waited for).
     const deadline = wallNow() + limitMs;
-    while (count < total && wallNow() < deadline) await sleep(20);
+    let lastCount = -1;
+    let lastChange = wallNow();
+    let committedAt = null;
+    let nextCheck = 0;
+    while (count < total && wallNow() < deadline) {
+      await sleep(20);
+      if (count !== lastCount) { lastCount = count; lastChange = wallNow(); }
+      if (wallNow() - lastChange < 3000 || wallNow() < nextCheck) continue;
+      nextCheck = wallNow() + 1000;
+      const w = await whereAreThey(env, nc);
+      if (w.handled === total && w.inStream === 0) { committedAt = w.at; break; }
+    }
     const cpu = cpuDeltaOf(cpu0, cpuMarkOf(pids), CORES);
     const stats = (await Promise.all(nodes.map((x) => x.ping()))).map((p) => (p ? { owned: p.owned.length, ...p.stats } : null));
-    if (count < total) throw new Error(`${tag}: ${count} of ${total} answered within ${limitMs / 1000} s`);
-    const t10 = at[Math.floor(total * 0.1)];
-    const t90 = at[Math.floor(total * 0.9) - 1];
+    const logs = logSummary(env.logDir);
+    if (count < total && committedAt === null) {
+      const w = await whereAreThey(env, nc);
+      throw new Error(`${tag}: ${count} of ${total} answered within ${limitMs / 1000} s; ${w.text}; nodes ${JSON.stringify(stats)}; node logs ${JSON.stringify(logs)}`);
+    }
+    const stranded = total - count;
+    if (stranded > 0) log(`scaleout ${kind}: ${n} node(s): ${stranded} replies never came though every message is committed: ${(await whereAreThey(env, nc)).text}`);
+    const end = committedAt ?? at[count - 1];
+    const t10 = at[Math.min(count - 1, Math.floor(total * 0.1))];
+    const t90 = at[Math.min(count - 1, Math.floor(total * 0.9) - 1)];
     const r = {
       nodes: n, total, sessions, perSession, spreadMs: c.spreadMs, publishMs: round(burst.tLastAck - burst.t0),
-      seconds: round((at[total - 1] - burst.t0) / 1000, 2),
+      seconds: round((end - burst.t0) / 1000, 2),
       // When the first, the 10th-percentile and the 90th-percentile replies came (s after the first publish).
       firstReplyS: round((at[0] - burst.t0) / 1000, 2), p10S: round((t10 - burst.t0) / 1000, 2), p90S: round((t90 - burst.t0) / 1000, 2),
-      rate: round(total / ((at[total - 1] - burst.t0) / 1000)),
+      rate: round(total / ((end - burst.t0) / 1000)),
+      // Committed but never answered: outputs left in the outbox (the end is when Postgres had them all).
+      stranded,
       steadyRate: round((Math.floor(total * 0.9) - Math.floor(total * 0.1)) / ((t90 - t10) / 1000)),
-      perNode: stats, cpu,
+      perNode: stats, cpu, logs,
       // Replies per second, second by second from the first publish.
-      timeline: Array.from({ length: Math.ceil((at[total - 1] - burst.t0) / 1000) }, (_, sec) => at.filter((x) => x >= burst.t0 + sec * 1000 && x < burst.t0 + (sec + 1) * 1000).length),
+      timeline: Array.from({ length: Math.ceil((end - burst.t0) / 1000) }, (_, sec) => at.subarray(0, count).filter((x) => x >= burst.t0 + sec * 1000 && x < burst.t0 + (sec + 1) * 1000).length),
     };
-    log(`scaleout ${kind}: ${n} node(s): ${r.steadyRate} msg/s steady (10–90 % of replies), ${r.rate} msg/s overall, ${r.seconds} s (replies from ${r.firstReplyS} s, 10 % at ${r.p10S} s, 90 % at ${r.p90S} s); other processes ${cpu.otherCores} cores`);
+    log(`scaleout ${kind}: ${n} node(s): ${r.steadyRate} msg/s steady (10–90 % of replies), ${r.rate} msg/s overall, ${r.seconds} s (replies from ${r.firstReplyS} s, 10 % at ${r.p10S} s, 90 % at ${r.p90S} s); other processes ${cpu.otherCores} cores${stranded ? `; ${stranded} replies stranded` : ''}; leases lost ${logs.byMsg['partition lease lost'] ?? 0}, longest renewal gap ${logs.maxRenewalGapMs} ms`);
     return r;
   } finally {
     await pub?.stop();
     await nc.close().catch(() => undefined);
     await env.close(nodes);
   }
+}
+
+/**
+ * What Postgres and the inbox stream say about a run's messages: how many are committed (the
+ * agents count them in their state), outbox rows still stored (outputs not yet published), and
+ * messages still in the inbox stream (not acked).
+ */
+async function whereAreThey(env, nc) {
+  const at = wallNow();
+  const parts = [];
+  let handled = null;
+  let outbox = null;
+  let inStream = null;
+  try {
+    const db = await pgClient(env.schema);
+    try {
+      const r = (await db.query(`SELECT count(*)::int AS sessions, coalesce(sum((snapshot->'context'->'userState'->>'turns')::int), 0)::int AS handled FROM sessions`)).rows[0];
+      const o = (await db.query(`SELECT count(*)::int AS n, min(created_at) AS oldest FROM outbox`)).rows[0];
+      handled = r.handled;
+      outbox = o.n;
+      parts.push(`committed: ${r.handled} messages over ${r.sessions} sessions; outbox rows still stored ${o.n}${o.n ? ` (oldest ${new Date(Number(o.oldest)).toISOString()})` : ''}`);
+    } finally { await db.end(); }
+  } catch (e) { parts.push(`Postgres: ${e.message}`); }
+  try {
+    inStream = (await (await jetstreamManager(nc)).streams.info('AGENTRY_INBOX')).state.messages;
+    parts.push(`left in the inbox stream ${inStream}`);
+  } catch (e) { parts.push(`stream: ${e.message}`); }
+  return { at, handled, outbox, inStream, text: parts.join('; ') };
+}
+
+/**
+ * The nodes' warnings and errors in a run, by message, with the longest lease-renewal gap: the
+ * evidence of a stalled event loop (leases suspended or lost, partitions moving back and forth).
+ */
+function logSummary(dir) {
+  const byMsg = {};
+  let maxRenewalGapMs = 0;
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.log'))) {
+    for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        const o = JSON.parse(line);
+        byMsg[o.msg] = (byMsg[o.msg] ?? 0) + 1;
+        if (o.msg?.startsWith('lease renewal ran late') && o.ms > maxRenewalGapMs) maxRenewalGapMs = o.ms;
+      } catch { /* a torn line */ }
+    }
+  }
+  return { byMsg, maxRenewalGapMs };
 }
 
 /** 1, 2, 3 nodes, `rounds` times (order reversed every other round); ratios of the medians. */
@@ -505,7 +581,7 @@ async function rollingRestart() {
       const kept = p.noReply === 0 && (p.latencyMs.p99 ?? Infinity) < 1000 && published >= 0.95 * rate;
       out.attempts.push({ rate, publishedRate: published, kept, ...p, cpu });
       log(`scaleout roll: ${rate} msg/s target, ${published} published/s: p50 ${p.latencyMs.p50} / p99 ${p.latencyMs.p99} ms, ${p.noReply} unanswered → ${kept ? 'sustained' : 'not sustained'} (other processes ${cpu.otherCores} cores)`);
-      if (kept || attempt >= 3) { before = { from, to, ...p, publishedRate: published, cpu }; break; }
+      if (kept || attempt >= 5) { before = { from, to, ...p, publishedRate: published, cpu }; break; }
       rate = Math.round(rate * 0.75);
       pub.setRate(rate);
     }
@@ -545,11 +621,17 @@ async function rollingRestart() {
     const jsm = await jetstreamManager(nc);
     const settleDeadline = wallNow() + 120_000;
     let inStream = -1;
+    let lastSize = -1;
+    let lastChange = wallNow();
     for (;;) {
       inStream = (await jsm.streams.info('AGENTRY_INBOX')).state.messages;
-      if ((inStream === 0 && samples.size >= stopped.acked) || wallNow() > settleDeadline) break;
+      if (samples.size !== lastSize) { lastSize = samples.size; lastChange = wallNow(); }
+      if (inStream === 0 && samples.size >= stopped.acked) break;
+      // Everything acked and no reply for 5 s: the rest are stranded outputs (counted as unanswered).
+      if ((inStream === 0 && wallNow() - lastChange > 5000) || wallNow() > settleDeadline) break;
       await sleep(250);
     }
+    out.logs = logSummary(env.logDir);
     out.publisher = { issued: stopped.issued, acked: stopped.acked, retries: stopped.retries, failed: stopped.failed };
     out.phases = {
       before: { ...before, cpu: before.cpu },
