@@ -1,9 +1,11 @@
 // The inspector's pure parts, in Node: the statechart graph extracted from the real session
 // machine (what the UI draws), the sessions query over 100,000 rows (what keeps the list
-// smooth), the timeline and handler-call models, and duration parsing for the sleep control.
+// smooth), the timeline and handler-call models, duration parsing for the sleep control, and the
+// Cluster page's owner colours, partition ranges and lease lag levels.
 import { describe, expect, it } from 'vitest';
 import { sessionMachine } from '../../actors/index.js';
 import { machineGraph, type StateNodeLike } from '../../inspector/build/machineGraph.js';
+import { OWNER_COLOURS, lagLevel, ownerSlots, partitionRanges } from '../../inspector/src/clusterModel.js';
 import { parseDuration } from '../../inspector/src/format.js';
 import { groupByCall } from '../../inspector/src/handlerCalls.js';
 import type { HistoryMessage, Transition } from '../../inspector/src/sessionFeed.js';
@@ -125,5 +127,29 @@ describe('timeline and history models', () => {
     expect(parseDuration('500ms')).toBe(500);
     expect(parseDuration('soon')).toBeNull();
     expect(parseDuration('10x')).toBeNull();
+  });
+});
+
+describe('cluster page model', () => {
+  it('gives each owner a colour by sorted id, whatever the answer order, free partitions none', () => {
+    const slots = ownerSlots(['node-b', null, 'node-a', 'node-b', 'node-c']);
+    expect([...slots]).toEqual([['node-a', 0], ['node-b', 1], ['node-c', 2]]);
+    expect(ownerSlots(['node-c', 'node-a', 'node-b'])).toEqual(slots);
+    const many = ownerSlots(Array.from({ length: OWNER_COLOURS + 2 }, (_, i) => `n${String(i).padStart(2, '0')}`));
+    expect(many.get('n10')).toBe(0); // colours repeat past the palette; the tooltip still names the owner
+  });
+
+  it('writes partition lists as ranges', () => {
+    expect(partitionRanges([])).toBe('');
+    expect(partitionRanges([7])).toBe('7');
+    expect(partitionRanges([11, 10, 8, 3, 2, 1, 0])).toBe('0–3, 8, 10–11');
+  });
+
+  it('rates a lease lag against the TTL: warn from half, bad from 90% (where partitions are suspended)', () => {
+    expect(lagLevel(null, 6000)).toBe('unknown');
+    expect(lagLevel(1499, 6000)).toBe('ok');
+    expect(lagLevel(3000, 6000)).toBe('warn');
+    expect(lagLevel(5399, 6000)).toBe('warn');
+    expect(lagLevel(5400, 6000)).toBe('bad');
   });
 });
