@@ -125,6 +125,10 @@ export class AgentryClient {
   createAgent(p: ParamsOf<'createAgent'>): Promise<ResultOf<'createAgent'>> { return this.call('createAgent', p); }
   /** Returns a session's current view. */
   getAgent(p: ParamsOf<'getAgent'>): Promise<ResultOf<'getAgent'>> { return this.call('getAgent', p); }
+  /** Every live node of the cluster, from whichever node answers. */
+  listNodes(): Promise<ResultOf<'listNodes'>> { return this.call('listNodes', {}); }
+  /** Every partition's owner and fencing epoch, or free. */
+  getPartitions(): Promise<ResultOf<'getPartitions'>> { return this.call('getPartitions', {}); }
   /** Lists sessions (one page; pass `next` as `after` for the following one). */
   listAgents(p: ParamsOf<'listAgents'> = {}): Promise<ResultOf<'listAgents'>> { return this.call('listAgents', p); }
   /** Publishes a message to a session's inbox. */

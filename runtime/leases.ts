@@ -233,11 +233,12 @@ export class LeaseManager {
     } finally {
       lister.stop();
     }
+    // A key that cannot be read fails the whole view (the caller answers NOT_READY): a partial one
+    // would show an owned partition as free or a live node as gone.
     const entries = await Promise.all([...new Set(keys)].map(async (k) => {
-      try {
-        const e = await within(kv.get(k), this.requestMs, 'lease read');
-        return e && e.operation === 'PUT' ? { key: k, revision: e.revision, body: e.json<Record<string, unknown>>() } : null;
-      } catch { return null; }
+      const e = await within(kv.get(k), this.requestMs, 'lease read');
+      if (!e || e.operation !== 'PUT') return null; // deleted or expired since it was listed
+      try { return { key: k, revision: e.revision, body: e.json<Record<string, unknown>>() }; } catch { return null; }
     }));
     const nodes: NodeHeartbeat[] = [];
     const owned = new Map<number, PartitionLease>();
@@ -248,12 +249,15 @@ export class LeaseManager {
         delete info.node;
         delete info.inst;
         delete info.at;
-        nodes.push({ nodeId: e.key.slice('node.'.length), at: Number(e.body.at), info });
+        if (typeof e.body.at !== 'number') continue; // not a heartbeat this code wrote
+        nodes.push({ nodeId: e.key.slice('node.'.length), at: e.body.at, info });
       } else if (e.key.startsWith('part.')) {
         const partition = Number(e.key.slice('part.'.length));
         // Renewals write the epoch into the body; until the first one the key's revision is it.
         const epoch = typeof e.body.epoch === 'number' ? e.body.epoch : e.revision;
-        if (Number.isInteger(partition)) owned.set(partition, { partition, nodeId: String(e.body.node), epoch, renewedAt: Number(e.body.at) });
+        if (Number.isInteger(partition)) {
+          owned.set(partition, { partition, nodeId: String(e.body.node), epoch, renewedAt: typeof e.body.at === 'number' ? e.body.at : null });
+        }
       }
     }
     const partitions = Array.from({ length: this.o.partitions }, (_, p) => owned.get(p) ?? { partition: p, nodeId: null, epoch: null, renewedAt: null });

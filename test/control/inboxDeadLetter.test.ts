@@ -117,7 +117,11 @@ describe('deadLetterInboxMessage', () => {
     expect(await c.ok('replayDeadLetter', { id: `dl-1:${s2}` })).toEqual({ published: 1, duplicates: 0 });
     await waitFor(() => seen.get('dl-1')?.length === 4, 'the replayed message handled');
     expect(seen.get('dl-1')).toEqual(['warm-up', 'm1', 'm3', 'm2']);
-    const newest = (await c.ok('getHistory', { agentId: 'dl-1', limit: 1 })).messages[0];
+    // The handler saw it before its run committed: wait for the history row, then check it.
+    const newest = await waitFor(async () => {
+      const m = (await c.ok('getHistory', { agentId: 'dl-1', limit: 1 })).messages[0] as { body?: unknown } | undefined;
+      return m?.body === 'm2' ? m : null;
+    }, 'the replayed message in history', 60_000);
     expect(newest).toMatchObject({ kind: 'mail', body: 'm2', priority: 'high', from: 'ops', outcome: 'ok' });
   }, 120_000);
 
