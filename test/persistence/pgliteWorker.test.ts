@@ -269,5 +269,5 @@ describe('the worker and the process', () => {
     expect(closed).toMatchObject({ code: 0, stdout: 'closed\n' });
     const idle = await run(`const s = createPgliteWorkerStore(); await s.migrate(); await s.ping(); console.log('idle');`);
     expect(idle).toMatchObject({ code: 0, stdout: 'idle\n' });
-  });
+  }, 240_000); // two child processes that load the sources through TypeScript: minutes on a loaded box
 });

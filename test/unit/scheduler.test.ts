@@ -224,7 +224,9 @@ describe('scheduler reads (fake clock, fake source)', () => {
     await h.clock.advance(0, 1);
     expect(h.fired.length).toBe(2);
     expect(h.fired[1]!.firedAt).toBeGreaterThanOrEqual(T0 + 1_000);
-    // The commit lands: a new sleep fires once at its own time.
+    // The commit lands: a new sleep fires once at its own time. (Let a read the fire started
+    // finish first: on a loaded box it could still be running and end after the note.)
+    await h.sched.settled();
     h.src.sleep('x', T0 + 300_000, 0);
     h.sched.note('wake:x', T0 + 300_000, 0);
     await h.clock.advanceTo(T0 + 400_000, 1);
