@@ -29,8 +29,9 @@ function harness(o: { parts?: number[] | null; pageSize?: number; commit?: boole
       fired.push({ sid, at, firedAt: clock.now() });
       if (o.commit === false) return;
       const part = src.wakes.get(sid)?.part;
-      // The wake's commit lands a little later, as the host's would.
-      setImmediate(() => { src.woke(sid); sched.note(`wake:${sid}`, null, part); });
+      // The wake's commit lands a little later, as the host's would: after the firing returns (a
+      // microtask, not the event loop's next turn, which a loaded box can put behind the fake timers).
+      queueMicrotask(() => { src.woke(sid); sched.note(`wake:${sid}`, null, part); });
     },
     onCronDue: (id, at) => { crons.push({ sid: id, at, firedAt: clock.now() }); },
   });
