@@ -365,6 +365,19 @@ export function renderScaleout(res) {
     const a = r.attempts.map((x) => `${fmt(x.rate)} msg/s → published ${fmt(x.publishedRate)}/s, p50 / p99 ${x.latencyMs.p50} / ${x.latencyMs.p99} ms, ${x.noReply} unanswered, other processes ${x.cpu.otherCores} cores: ${x.kept ? 'sustained' : 'not sustained'}`).join('; ');
     L.push(`Rate found before the roll (${d.config.beforeS} s windows after ${d.config.warmupS} s of warm-up; sustained = every message answered within 5 s of the window, p99 < 1 s, the publisher on pace): ${a}. CPU in the window before the roll: ${Object.entries(ph.before.cpu).filter(([k]) => /^node|nats|publisher|postgres|self/.test(k)).map(([k, x]) => `${k} ${x.cores}`).join(', ')}; other processes ${ph.before.cpu.otherCores}. During the roll the whole machine was ${ph.during.machineBusyCores} cores busy. Messages published in each phase: ${fmt(ph.before.publishedInPhase)} / ${fmt(ph.during.publishedInPhase)} / ${fmt(ph.after.publishedInPhase)} over ${ph.before.seconds} / ${ph.during.seconds} / ${ph.after.seconds} s; unanswered ${ph.before.noReply} / ${ph.during.noReply} / ${ph.after.noReply}; replies received twice ${r.duplicateReplies}${r.duplicateRepliesDuringStarts !== undefined ? ` (${r.duplicateRepliesDuringStarts} of them while a restarted node was starting: it publishes the outbox rows still stored, other nodes' included)` : ''}; publisher retries ${r.publisher.retries}${r.logs ? `; the nodes' logs: ${r.logs.byMsg['partition lease lost'] ?? 0} leases lost, ${r.logs.byMsg['partition lease not renewed in time: suspended (not consuming, commits wait) until a renewal decides'] ?? 0} suspended, longest lease-renewal gap ${fmt(r.logs.maxRenewalGapMs)} ms` : ''}.`);
     L.push('');
+    if (r.events && r.timeline) {
+      L.push(`What happened when (s from the first SIGTERM): ${r.events.map((e) => `${e.s} ${e.what}`).join('; ')}.${r.leaseTrouble ? ` Leases lost before the roll ${r.leaseTrouble.lostBeforeRoll}, during it ${r.leaseTrouble.lostDuringRoll}, after it ${r.leaseTrouble.lostAfterRoll}${r.leaseTrouble.lateDuringRoll.length ? `; late lease renewals during the roll: ${r.leaseTrouble.lateDuringRoll.map((x) => `${x.node} at ${x.s} s (${fmt(x.ms)} ms)`).join(', ')}` : ''}.` : ''}`);
+      L.push('');
+      const slow = r.timeline.filter((x) => (x.max ?? 0) > 1000);
+      if (slow.length) {
+        L.push('Seconds (by publish time, from the first SIGTERM) whose slowest reply took over 1 s:');
+        L.push('');
+        L.push('| s | messages | p50 ms | p99 ms | max ms | unanswered |');
+        L.push('| --- | --- | --- | --- | --- | --- |');
+        for (const x of slow.slice(0, 40)) L.push(`| ${x.s} | ${x.n} | ${fmt(x.p50)} | ${fmt(x.p99)} | ${fmt(x.max)} | ${x.noReply} |`);
+        L.push('');
+      }
+    }
   } else if (r?.error) {
     L.push(`The rolling restart failed: ${r.error}`);
     L.push('');

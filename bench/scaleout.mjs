@@ -32,7 +32,7 @@
 // process in bench/results/profiles/), BENCH_SCALEOUT_TRACE=1 (each node prints its Postgres
 // queries' counts and times to its log on stop), BENCH_KEEP_LOGS=1 (keep the node logs).
 import { fork } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -82,26 +82,49 @@ async function runNode(cfg) {
   const tImport0 = wallNow();
   const { createRuntime, defineAgent } = await import('../dist/runtime/index.js');
   const tCreate0 = wallNow();
+  // Diagnostic (BENCH_SCALEOUT_ACKLOG=1): one line per inbox ack — partition, subject, stream
+  // sequence and the runtime frames that sent it — and per committed record, so a message acked
+  // without its effect committed can be traced to the code path that acked it.
+  let ackLog = null;
+  if (cfg.ackLog) {
+    const { SessionHost } = await import('../dist/runtime/sessionHost.js');
+    const fd = openSync(cfg.ackLog, 'a');
+    ackLog = (o) => { try { writeSync(fd, `${JSON.stringify(o)}\n`); } catch { /* evidence only */ } };
+    const dispatch = SessionHost.prototype.dispatch;
+    SessionHost.prototype.dispatch = function traced(p, m) {
+      const ack = m.ack.bind(m);
+      const info = m.info;
+      m.ack = () => {
+        const site = (new Error().stack ?? '').split('\n').slice(2, 7).map((l) => l.trim().replace(/^at /, '').replace(/\(?file:\/\/.*\/dist\//, '(').replace(/\)$/, '')).join(' < ');
+        ackLog({ t: Date.now(), ev: 'ack', p, subj: m.subject, seq: m.seq, consumer: info?.consumer, delivered: info?.deliveryCount, site });
+        ack();
+      };
+      ackLog({ t: Date.now(), ev: 'dispatch', p, subj: m.subject, seq: m.seq, consumer: info?.consumer, delivered: info?.deliveryCount });
+      dispatch.call(this, p, m);
+    };
+  }
   const wait = (ms, signal) => new Promise((resolve, reject) => {
     const t = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve(); }, ms);
     const onAbort = () => { clearTimeout(t); reject(new Error('aborted')); };
     signal.addEventListener('abort', onAbort, { once: true });
   });
   const llm = defineAgent({
-    type: 'llm', onMessage: 'queue', initialState: () => ({ turns: 0 }),
+    type: 'llm', onMessage: 'queue', initialState: () => ({ turns: 0, seen: [] }),
     async handle(batch, ctx) {
       for (const m of batch) await wait(delayOf(m.body.i, cfg.delayMs), ctx.signal);
       ctx.state.turns += batch.length;
+      for (const m of batch) ctx.state.seen.push(m.body.i);
       for (const m of batch) ctx.reply({ i: m.body.i, t: m.body.t });
       return undefined;
     },
   });
   const cpu = defineAgent({
-    type: 'cpu', onMessage: 'queue', initialState: () => ({ turns: 0 }),
+    type: 'cpu', onMessage: 'queue', initialState: () => ({ turns: 0, seen: [] }),
     handle(batch, ctx) {
       for (const m of batch) {
         const end = performance.now() + cfg.cpuMs;
         while (performance.now() < end) { /* spin: CPU-bound work, no await */ }
+        ctx.state.seen.push(m.body.i);
         ctx.reply({ i: m.body.i, t: m.body.t });
       }
       ctx.state.turns += batch.length;
@@ -133,6 +156,11 @@ async function runNode(cfg) {
     });
     process.once('SIGTERM', () => {
       for (const [k, e] of q) console.error(`[trace] ${k.padEnd(50)} n=${e.n} total=${e.ms.toFixed(0)}ms max=${e.max.toFixed(1)}ms first=${new Date(e.first).toISOString().slice(11, 23)} last=${new Date(e.last).toISOString().slice(11, 23)}`);
+    });
+  }
+  if (ackLog) {
+    rt.host.listen({
+      onCommitted(r) { ackLog({ t: Date.now(), ev: 'commit', p: r.partition, e: r.ownerEpoch, s: r.sessionId, v: r.version, q: r.lastSeq, h: (r.history ?? []).map((h) => h.seq) }); },
     });
   }
   // Event-loop delay since start (a loop blocked for seconds starves lease renewals).
@@ -242,6 +270,7 @@ async function startNode(env, k, agent, runtime = {}) {
   const cfg = {
     natsUrl: env.natsUrl, pgUrl: PG_URL, schema: env.schema, partitions: PARTITIONS, nodeId: `node-${k}`, agent,
     delayMs: CFG.delayMs, cpuMs: CFG.cpuMs, runtime,
+    ...(process.env.BENCH_SCALEOUT_ACKLOG === '1' ? { ackLog: join(env.logDir, `acks-node-${k}-${incarnation}.jsonl`) } : {}),
   };
   const tFork = wallNow();
   // BENCH_CPU_PROF=1: each node process writes a .cpuprofile too (as run.mjs does for the suite's).
@@ -325,9 +354,9 @@ async function environment(tag) {
   const env = { natsUrl: nats.url, nats, schema: schemaName(`so_${tag}`), logDir: logs.dir, incarnations: {} };
   env.close = async (nodes) => {
     await Promise.all(nodes.map((n) => n.stop(30_000)));
-    await dropSchema(env.schema).catch(() => undefined);
+    if (!env.keep) await dropSchema(env.schema).catch(() => undefined);
     await nats.cleanup();
-    if (process.env.BENCH_KEEP_LOGS === '1') log(`scaleout: logs kept in ${logs.dir}`); else logs.cleanup();
+    if (process.env.BENCH_KEEP_LOGS === '1' || env.keep) log(`scaleout: logs kept in ${logs.dir}`); else logs.cleanup();
   };
   return env;
 }
@@ -391,9 +420,14 @@ async function throughputRun(kind, n, { sessions, perSession, runtime, limitMs }
     const cpu = cpuDeltaOf(cpu0, cpuMarkOf(pids), CORES);
     const stats = (await Promise.all(nodes.map((x) => x.ping()))).map((p) => (p ? { owned: p.owned.length, ...p.stats } : null));
     const logs = logSummary(env.logDir);
+    const verify = await verifyBurst(env, `${tag}-`, sessions, total);
+    if (!verify.ok) {
+      env.keep = true; // the schema and the logs are the evidence
+      log(`scaleout ${kind}: ${n} node(s): VERIFY FAILED: ${JSON.stringify(verify)}; schema ${env.schema} and logs ${env.logDir} kept`);
+    }
     if (count < total && committedAt === null) {
       const w = await whereAreThey(env, nc);
-      throw new Error(`${tag}: ${count} of ${total} answered within ${limitMs / 1000} s; ${w.text}; nodes ${JSON.stringify(stats)}; node logs ${JSON.stringify(logs)}`);
+      throw new Error(`${tag}: ${count} of ${total} answered within ${limitMs / 1000} s; ${w.text}; verified from Postgres ${JSON.stringify(verify)}; nodes ${JSON.stringify(stats)}; node logs ${JSON.stringify(logs)}`);
     }
     const stranded = total - count;
     if (stranded > 0) log(`scaleout ${kind}: ${n} node(s): ${stranded} replies never came though every message is committed: ${(await whereAreThey(env, nc)).text}`);
@@ -409,7 +443,7 @@ async function throughputRun(kind, n, { sessions, perSession, runtime, limitMs }
       // Committed but never answered: outputs left in the outbox (the end is when Postgres had them all).
       stranded,
       steadyRate: round((Math.floor(total * 0.9) - Math.floor(total * 0.1)) / ((t90 - t10) / 1000)),
-      perNode: stats, cpu, logs,
+      perNode: stats, cpu, logs, verify,
       // Replies per second, second by second from the first publish.
       timeline: Array.from({ length: Math.ceil((end - burst.t0) / 1000) }, (_, sec) => at.subarray(0, count).filter((x) => x >= burst.t0 + sec * 1000 && x < burst.t0 + (sec + 1) * 1000).length),
     };
@@ -451,23 +485,62 @@ async function whereAreThey(env, nc) {
 }
 
 /**
+ * Message by message from Postgres: burst message i went to session `<prefix><i mod sessions>`;
+ * each must be in that session's committed `seen` once, in increasing order.
+ */
+async function verifyBurst(env, prefix, sessions, total) {
+  const db = await pgClient(env.schema);
+  try {
+    const rows = (await db.query(`SELECT id, snapshot->'context'->'userState'->'seen' AS seen FROM sessions`)).rows;
+    const dls = (await db.query(`SELECT id, session_id, reason FROM dead_letters`)).rows;
+    const seenOf = new Map(rows.map((r) => [r.id, Array.isArray(r.seen) ? r.seen : []]));
+    const count = new Map();
+    let outOfOrder = 0;
+    const examples = [];
+    for (const [id, seen] of seenOf) {
+      let max = -1;
+      for (const i of seen) {
+        count.set(i, (count.get(i) ?? 0) + 1);
+        if (i < max) { outOfOrder++; if (examples.length < 8) examples.push(`${id}: ${i} after ${max}`); }
+        max = Math.max(max, i);
+      }
+    }
+    let lost = 0;
+    let doubled = 0;
+    for (let i = 0; i < total; i++) {
+      const c = count.get(i) ?? 0;
+      if (c === 0) { lost++; if (examples.length < 8) examples.push(`${prefix}${i % sessions} i=${i} never applied`); }
+      if (c > 1) { doubled++; if (examples.length < 8) examples.push(`${prefix}${i % sessions} i=${i} applied ${c} times`); }
+    }
+    return { lost, doubled, outOfOrder, deadLetters: dls.length, ok: lost === 0 && doubled === 0 && outOfOrder === 0 && dls.length === 0, examples };
+  } finally { await db.end(); }
+}
+
+/**
  * The nodes' warnings and errors in a run, by message, with the longest lease-renewal gap: the
  * evidence of a stalled event loop (leases suspended or lost, partitions moving back and forth).
  */
 function logSummary(dir) {
   const byMsg = {};
   let maxRenewalGapMs = 0;
+  // When leases lapsed, by node: [time, renewal gap ms] of late renewals, times of losses.
+  const late = [];
+  const lost = [];
   for (const f of readdirSync(dir).filter((x) => x.endsWith('.log'))) {
     for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
       if (!line.startsWith('{')) continue;
       try {
         const o = JSON.parse(line);
         byMsg[o.msg] = (byMsg[o.msg] ?? 0) + 1;
-        if (o.msg?.startsWith('lease renewal ran late') && o.ms > maxRenewalGapMs) maxRenewalGapMs = o.ms;
+        if (o.msg?.startsWith('lease renewal ran late')) {
+          if (o.ms > maxRenewalGapMs) maxRenewalGapMs = o.ms;
+          late.push({ node: o.node, t: Date.parse(o.time), ms: o.ms });
+        }
+        if (o.msg === 'partition lease lost') lost.push({ node: o.node, t: Date.parse(o.time) });
       } catch { /* a torn line */ }
     }
   }
-  return { byMsg, maxRenewalGapMs };
+  return { byMsg, maxRenewalGapMs, late, lost };
 }
 
 /** 1, 2, 3 nodes, `rounds` times (order reversed every other round); ratios of the medians. */
@@ -608,7 +681,7 @@ async function rollingRestart() {
       const startMs = round(wallNow() - started);
       await waitSpread(nodes);
       const backMs = round(wallNow() - t0);
-      out.restarts.push({ node: `node-${k}`, exitCode: term.code, hung: term.hung, termMs: term.ms, handoffMs, startMs, startup: nodes[k].startup, backMs, forkedAt: started, readyAt: nodes[k].readyAt });
+      out.restarts.push({ node: `node-${k}`, exitCode: term.code, hung: term.hung, termMs: term.ms, handoffMs, startMs, startup: nodes[k].startup, backMs, t0, forkedAt: started, readyAt: nodes[k].readyAt });
       log(`scaleout roll: node-${k}: SIGTERM → exit ${term.code}${term.hung ? ' (hung: SIGKILLed)' : ''} in ${term.ms} ms; others held every partition ${handoffMs ?? 'never'} ms after SIGTERM; restarted in ${startMs} ms (${JSON.stringify(nodes[k].startup)}); share back ${backMs} ms after SIGTERM`);
       await sleep(CFG.betweenRestartsS * 1000);
     }
@@ -637,6 +710,26 @@ async function rollingRestart() {
       before: { ...before, cpu: before.cpu },
       during: { ...phase(samples, rollFrom, rollTo), machineBusyCores: round(rollBusy, 2) },
       after: phase(samples, rollTo, afterTo),
+    };
+    // Second by second from 20 s before the roll to its end (by publish time): messages, p50, p99,
+    // max reply latency; and what happened when, for reading the spikes against the restarts.
+    out.timeline = [];
+    for (let t = rollFrom - 20_000; t < afterTo; t += 1000) {
+      const p = phase(samples, t, t + 1000);
+      out.timeline.push({ s: round((t - rollFrom) / 1000), n: p.publishedInPhase, p50: p.latencyMs.p50 ?? null, p99: p.latencyMs.p99 ?? null, max: p.latencyMs.max ?? null, noReply: p.noReply });
+    }
+    out.events = out.restarts.flatMap((x) => [
+      { s: round((x.t0 - rollFrom) / 1000, 1), what: `${x.node} SIGTERM` },
+      { s: round((x.t0 + x.termMs - rollFrom) / 1000, 1), what: `${x.node} exited` },
+      ...(x.handoffMs === null ? [] : [{ s: round((x.t0 + x.handoffMs - rollFrom) / 1000, 1), what: `others hold ${x.node}'s partitions` }]),
+      { s: round((x.readyAt - rollFrom) / 1000, 1), what: `${x.node} createRuntime() resolved` },
+      { s: round((x.t0 + x.backMs - rollFrom) / 1000, 1), what: `${x.node} has its share again` },
+    ]);
+    out.leaseTrouble = {
+      lostBeforeRoll: out.logs.lost.filter((e) => e.t < rollFrom).length,
+      lostDuringRoll: out.logs.lost.filter((e) => e.t >= rollFrom && e.t < rollTo).length,
+      lostAfterRoll: out.logs.lost.filter((e) => e.t >= rollTo).length,
+      lateDuringRoll: out.logs.late.filter((e) => e.t >= rollFrom && e.t < rollTo).map((e) => ({ node: e.node, s: round((e.t - rollFrom) / 1000, 1), ms: e.ms })),
     };
     out.duplicateReplies = duplicateReplies;
     // Outputs published again by a starting node (it flushes the outbox rows still stored, before
