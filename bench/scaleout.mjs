@@ -30,7 +30,11 @@
 // BENCH_SCALEOUT_ROLL_SESSIONS, BENCH_SCALEOUT_PARTS (a,b,c: which parts run), BENCH_SCALEOUT_NODES
 // (node counts of (a) and (b), default 1,2,3). Diagnostics: BENCH_CPU_PROF=1 (a .cpuprofile per node
 // process in bench/results/profiles/), BENCH_SCALEOUT_TRACE=1 (each node prints its Postgres
-// queries' counts and times to its log on stop), BENCH_KEEP_LOGS=1 (keep the node logs).
+// queries' counts and times to its log on stop), BENCH_KEEP_LOGS=1 (keep the node logs),
+// BENCH_SCALEOUT_NODE_LOG=info (the nodes' log level: partition acquisitions and releases with
+// their times), BENCH_SCALEOUT_ACKLOG=1 (each node writes every inbox dispatch and ack, with the
+// runtime frames that acked, and every commit, to acks-node-*.jsonl beside its log). A throughput
+// run whose messages are not all in Postgres exactly once keeps its schema and logs.
 import { fork } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -142,7 +146,7 @@ async function runNode(cfg) {
     agents: [llm, cpu, rec],
     config: {
       natsUrl: cfg.natsUrl, partitions: cfg.partitions, databaseUrl: cfg.pgUrl, databaseSchema: cfg.schema, nodeId: cfg.nodeId,
-      defaultAgentType: cfg.agent, logLevel: 'warn', ...(cfg.runtime ?? {}),
+      defaultAgentType: cfg.agent, logLevel: process.env.BENCH_SCALEOUT_NODE_LOG ?? 'warn', ...(cfg.runtime ?? {}),
     },
   });
   if (process.env.BENCH_SCALEOUT_TRACE === '1') {
