@@ -40,6 +40,7 @@ import { settleWithin } from './deadline.js';
 import type { RuntimeConfig } from './config.js';
 import type { GroupCommitter } from './groupCommit.js';
 import { Outbox } from './host/outbox.js';
+import { RunPacer } from './host/runPacer.js';
 import { abortRunHandle, createHandlerContext, type RunHandle } from './host/handlerContext.js';
 import { addCompletedRun, batchRange, commitRecordOf, newPendingCommit, type PendingCommit, type PendingOutput } from './host/commitRecord.js';
 import { decodeInbox, sessionIdOfSubject } from './inbox.js';
@@ -192,6 +193,8 @@ export class SessionHost {
   /** Committed outputs on their way out. */
   readonly outbox: Outbox;
   private sweeper: NodeJS.Timeout | undefined;
+  /** Spreads handler starts over event-loop turns (handlers that never await must not starve I/O). */
+  private readonly pacer = new RunPacer();
   private stopping = false;
   /** Live sessions whose top state is `active` (handlers running or retrying). */
   private activeSessions = 0;
@@ -700,11 +703,15 @@ export class SessionHost {
       s.actor.send(event);
     };
     const input = runInputOf(context);
-    // The handler starts after the transition that started it, never inside XState's step.
-    Promise.resolve().then(() => this.runHandler(s, input, run)).then(
-      (output) => { settle({ type: 'RUN_DONE', runId: run.runId, output }); },
-      (error: unknown) => { settle({ type: 'RUN_FAILED', runId: run.runId, error }); },
-    );
+    // The handler starts after the transition that started it, never inside XState's step, and
+    // in a later event-loop turn once this turn has run handlers for long enough (runPacer.ts).
+    this.pacer.start(() => {
+      if (run.aborted || s.run !== run || s.broken) return; // cancelled while waiting for its turn
+      this.runHandler(s, input, run).then(
+        (output) => { settle({ type: 'RUN_DONE', runId: run.runId, output }); },
+        (error: unknown) => { settle({ type: 'RUN_FAILED', runId: run.runId, error }); },
+      );
+    });
   }
 
   /** Exit of `running` (a merge, an interrupt, a stop): the run in flight is aborted. */
