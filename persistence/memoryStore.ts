@@ -148,7 +148,14 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       if (dl) deadLetters.set(id, { ...dl, replayedAt: at });
       return Promise.resolve();
     },
-    pendingOutbox: (limit) => Promise.resolve([...outbox.values()].slice(0, limit)),
+    pendingOutbox(limit, opts = {}) {
+      const rows = [...outbox.values()].filter((o) => {
+        if (opts.createdBefore !== undefined && o.createdAt >= opts.createdBefore) return false;
+        const s = sessions.get(o.sessionId);
+        return !opts.partitions || !s || opts.partitions.includes(s.partition);
+      });
+      return Promise.resolve(rows.sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1)).slice(0, limit));
+    },
     deleteOutbox(ids) {
       for (const id of ids) outbox.delete(id);
       return Promise.resolve();

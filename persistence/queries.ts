@@ -314,11 +314,19 @@ export async function insertOutbox(q: Queryable, rows: readonly OutboxRecord[]):
   );
 }
 
-export async function selectPendingOutbox(q: Queryable, limit: number): Promise<OutboxRow[]> {
+/**
+ * Stored outbox rows, oldest first; of the sessions in `partitions` (and of sessions without a
+ * row: a cron firing for a session not created yet) when given; created before `createdBefore`
+ * when given.
+ */
+export async function selectPendingOutbox(q: Queryable, limit: number, partitions: readonly number[] | null, createdBefore: number | null): Promise<OutboxRow[]> {
   const { rows } = await q.query<OutboxRow>(
-    `SELECT id, session_id, subject, headers, body, created_at FROM outbox
-     ORDER BY created_at, id LIMIT $1::integer`,
-    [limit],
+    `SELECT o.id, o.session_id, o.subject, o.headers, o.body, o.created_at FROM outbox o
+     LEFT JOIN sessions s ON s.id = o.session_id
+     WHERE ($2::integer[] IS NULL OR s.partition = ANY($2::integer[]) OR s.id IS NULL)
+       AND ($3::bigint IS NULL OR o.created_at < $3::bigint)
+     ORDER BY o.created_at, o.id LIMIT $1::integer`,
+    [limit, partitions === null ? null : [...partitions], createdBefore],
   );
   return rows;
 }

@@ -111,8 +111,8 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     async markDeadLetterReplayed(id, at) {
       await sql.updateDeadLetterReplayed(db, id, at);
     },
-    async pendingOutbox(limit) {
-      const rows = await sql.selectPendingOutbox(db, clampLimit(limit, 100, 10_000));
+    async pendingOutbox(limit, opts = {}) {
+      const rows = await sql.selectPendingOutbox(db, clampLimit(limit, 100, 10_000), opts.partitions ?? null, opts.createdBefore ?? null);
       return rows.map(sql.toOutboxRecord);
     },
     async deleteOutbox(ids) {

@@ -72,6 +72,12 @@ export interface TransitionRecord {
 }
 
 /** A message to publish after its commit: replies, mail, events. */
+/** Which stored outbox rows `pendingOutbox` returns. */
+export interface PendingOutboxQuery {
+  readonly partitions?: readonly number[];
+  readonly createdBefore?: number;
+}
+
 export interface OutboxRecord {
   /** Deterministic id, used as the `Nats-Msg-Id` so a resend is dropped by JetStream. */
   readonly id: string;
@@ -232,8 +238,13 @@ export interface Store {
   listDeadLetters(opts?: { sessionId?: string; limit?: number }): Promise<DeadLetter[]>;
   getDeadLetter(id: string): Promise<DeadLetter | null>;
   markDeadLetterReplayed(id: string, at: number): Promise<void>;
-  /** Outbox rows committed but not yet confirmed published (flushed again after a crash). */
-  pendingOutbox(limit: number): Promise<OutboxRecord[]>;
+  /**
+   * Outbox rows committed but not yet confirmed published, oldest first (published again after a
+   * crash, a NATS outage or an ambiguous commit). `partitions`: only rows of sessions in these
+   * partitions, and rows whose session has no row (a cron firing for a session not created yet);
+   * `createdBefore`: only rows created before this time (ms).
+   */
+  pendingOutbox(limit: number, opts?: PendingOutboxQuery): Promise<OutboxRecord[]>;
   deleteOutbox(ids: readonly string[]): Promise<void>;
   /** Sleeping/waiting sessions due in [`from`, `before`), oldest first; `partitions` null means all. */
   dueWakes(partitions: readonly number[] | null, before: number, limit: number, from?: number): Promise<DueWake[]>;

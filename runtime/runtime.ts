@@ -14,6 +14,7 @@ import { createLogger, type Logger } from './logger.js';
 import { realClock, type Clock } from './clock.js';
 import { SessionHost, type SessionView } from './sessionHost.js';
 import { settleWithin } from './deadline.js';
+import { OUTBOX_TAKEOVER_AGE_MS } from './host/outbox.js';
 import { createHealth, type Readiness } from './health.js';
 import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';
@@ -210,6 +211,23 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const startedAt = Date.now();
   // Leases come first: the host stamps each commit with its partition's fencing epoch.
   const ctlSubs = new Map<number, Subscription>();
+  /**
+   * A partition's acquisitions and releases run one after another. A lease lost and taken again
+   * at once (every lease lapses after a long stall, and this node's next round re-takes the free
+   * ones) started the new feed while the old release was still closing its consumer; the
+   * release then dropped the sessions the new feed had just filled, without a feed restart: the
+   * new consumer later redelivered their messages behind newer ones a fresh hydration had
+   * committed, and they were acked as duplicates, lost for good (2 of ~25 CPU-bound 3-node runs
+   * of bench/scaleout.mjs).
+   */
+  const lifecycle = new Map<number, Promise<void>>();
+  const inOrder = (p: number, op: () => Promise<void>): Promise<void> => {
+    const run = (lifecycle.get(p) ?? Promise.resolve()).then(op);
+    const tail = run.catch(() => undefined);
+    lifecycle.set(p, tail);
+    void tail.then(() => { if (lifecycle.get(p) === tail) lifecycle.delete(p); });
+    return run;
+  };
   // eslint-disable-next-line prefer-const -- assigned below; the lease callbacks need it first
   let serveLocal: (sid: string, op: string, args: unknown[]) => Promise<unknown>;
   const leases = new LeaseManager({
@@ -218,7 +236,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     // Read at each heartbeat, after start(): the host exists by then.
     nodeInfo: (): Record<string, unknown> => ({ version: packageVersion(), startedAt, liveSessions: host.liveCount(), activeSessions: host.activeCount() }),
     events: {
-      acquired: async (p, epoch) => {
+      acquired: (p, epoch) => inOrder(p, async () => {
+        // A release of an earlier epoch of p ran first (inOrder): if the lease went meanwhile, let it go.
+        if (leases.epochOf(p) !== epoch) throw new AgentryError('FENCED', `partition ${p}: lease epoch ${epoch} is gone`);
         const t0 = Date.now();
         // Fence the previous owner in Postgres before consuming: from here on its commits are refused.
         await claimPartition(p, epoch);
@@ -228,24 +248,28 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         });
         ctlSubs.set(p, serveCtl(transport.nc, p, (sid, op, args) => serveLocal(sid, op, args)));
         void wakeups.scheduler.refresh();
+        // What the previous owner committed and did not publish (it crashed, or its commit was
+        // ambiguous); younger rows may still be on their way out, the periodic sweep takes them.
+        host.sweepOutbox([p], OUTBOX_TAKEOVER_AGE_MS).catch((err: unknown) => { logger.warn({ err, partition: p }, 'outbox sweep of a taken partition failed; the periodic sweep retries'); });
         logger.info({ partition: p, epoch, claimMs: claimedMs, ms: Date.now() - t0 }, 'partition acquired');
-      },
+      }),
       suspended: (p) => { transport.pausePartition(p); },
       resumed: (p) => { transport.restartPartition(p, 'lease renewed after a lapse'); },
-      released: async (p, graceful) => {
+      released: (p, graceful) => inOrder(p, async () => {
         ctlSubs.get(p)?.unsubscribe();
         ctlSubs.delete(p);
         await transport.stopPartition(p);
         await host.releasePartition(p, graceful, drainMs());
         void wakeups.scheduler.refresh(); // forgets p's timers (and their fired marks): its next owner runs them
         logger.info({ partition: p, graceful }, 'partition released');
-      },
+      }),
     },
   });
   const host = new SessionHost({
     config, store, committer, transport, agents, logger, clock,
     ownerEpoch: (p) => leases.epochOf(p),
     restartPartition: (p, reason) => { transport.restartPartition(p, reason); },
+    ownedPartitions: () => leases.owned(),
   });
 
   /**
@@ -266,7 +290,6 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     }
   }
   host.start();
-  await host.flushStaleOutbox();
   const wakeups = createWakeups({ config, store, transport, host, clock, logger, partitions: () => leases.owned() });
 
   // Pings with deadlines on their own timer: a blackholed Postgres or NATS turns readiness false.

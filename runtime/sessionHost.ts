@@ -139,6 +139,8 @@ export interface HostDeps {
   readonly ownerEpoch?: (partition: number) => number;
   /** Re-delivers a partition's unacked messages in order (its feed restarts); see the module comment. */
   readonly restartPartition?: (partition: number, reason: string) => void;
+  /** The partitions this node owns (whose stored outbox rows it sweeps). Unset: all of them. */
+  readonly ownedPartitions?: () => readonly number[];
 }
 
 /** What a bounded shutdown left behind (redelivered to the next owner: nothing is lost). */
@@ -205,7 +207,7 @@ export class SessionHost {
   constructor(private readonly deps: HostDeps) {
     this.clock = deps.clock ?? realClock;
     this.random = deps.random ?? Math.random;
-    this.outbox = new Outbox({ store: deps.store, transport: deps.transport, logger: deps.logger });
+    this.outbox = new Outbox({ store: deps.store, transport: deps.transport, logger: deps.logger, owned: () => deps.ownedPartitions?.() ?? null });
     this.historyLimit = historyLimitOf(deps.agents);
     this.machine = sessionMachine.provide({
       actions: {
@@ -231,7 +233,7 @@ export class SessionHost {
       if (now - lastWorking >= this.deps.config.ackWaitMs / 3) { lastWorking = now; this.keepAlive(); }
       this.passivateIdle();
       this.outbox.flushDeletes();
-      this.outbox.retryFailed();
+      this.outbox.tick();
     }, every);
     this.sweeper.unref();
   }
@@ -916,9 +918,18 @@ export class SessionHost {
     for (const l of this.listeners) l.onCommitted?.(record);
   }
 
-  /** Re-publishes outbox rows left by a crash or a NATS outage. */
-  flushStaleOutbox(): Promise<number> {
-    return this.outbox.flushStale();
+  /**
+   * Publishes again the stored outbox rows of `partitions` older than `olderThanMs` (a partition
+   * just taken: what its previous owner left unpublished). Resolves with how many went out, null
+   * when a publish failed (the periodic sweep retries).
+   */
+  sweepOutbox(partitions: readonly number[], olderThanMs: number): Promise<number | null> {
+    return this.outbox.sweep(partitions, olderThanMs);
+  }
+
+  /** Rows published by outbox sweeps (tests, metrics). */
+  outboxSwept(): number {
+    return this.outbox.swept;
   }
 
   private keepAlive(): void {
@@ -1035,6 +1046,13 @@ export class SessionHost {
    * handlers get up to `graceMs` and commits drain first. Not graceful (the lease was lost):
    * actors stop at once; their unacked messages go to the new owner, and any commit still in
    * flight is refused by the store's epoch check.
+   *
+   * If this node owns p again by the time its sessions are dropped (the runtime orders a
+   * partition's release before its next acquisition, so this is a guard), the messages they
+   * held are unacked in the *current* consumer, which would hand newer ones to a fresh
+   * hydration and later redeliver the held ones as "duplicates" of what that committed (they
+   * were acked and lost, found in the scale-out bench): the feed restarts from its oldest
+   * unacked message instead.
    */
   async releasePartition(p: number, graceful: boolean, graceMs: number): Promise<void> {
     const mine = (): LiveSession[] => [...this.live.values()].filter((s) => s.partition === p);
@@ -1045,6 +1063,7 @@ export class SessionHost {
       }
     }
     const leaving = mine();
+    const heldMessages = leaving.some((s) => s.acks.size > 0 || s.held.length > 0);
     for (const s of leaving) {
       s.broken = true; // nothing more goes to it
       this.stopActor(s);
@@ -1052,8 +1071,12 @@ export class SessionHost {
       this.retiring.set(s.id, s.chain);
       void s.chain.then(() => { if (this.retiring.get(s.id) === s.chain) this.retiring.delete(s.id); });
     }
+    if (heldMessages && !this.stopping && (this.deps.ownerEpoch?.(p) ?? 0) > 0) {
+      this.deps.restartPartition?.(p, 'sessions dropped by a release held unacked messages, and the partition is owned again');
+    }
     // Commits still in flight carry the old epoch: they land or are fenced; bounded either way.
     if (graceful) await settleWithin(Promise.all(leaving.map((s) => s.chain)), graceMs);
+    this.outbox.flushDeletes(); // rows published for them: the next owner's takeover sweep must not find them
     this.admitNext();
     this.pump();
   }

@@ -124,7 +124,7 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     };
     const won = await store.fireSchedule(taskId, dueAt, next, now, row);
     if (!won) return;
-    // Stored with the firing: a failed publish stays in the outbox and goes out with the next stale flush.
+    // Stored with the firing: a failed publish stays in the outbox and goes out with a later sweep.
     if (row) await host.outbox.publish([row]);
     scheduler.note(`cron:${taskId}`, next, sched.partition);
   }

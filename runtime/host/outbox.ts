@@ -1,34 +1,56 @@
 /**
  * Owns the publishing of committed outbox rows: replies, mail, events and cron firings are
  * written in the same transaction as the change that produced them, and published only after
- * it committed. Each row carries its id as `Nats-Msg-Id`, so a row published again after a
- * crash or a NATS outage (the stale flush at start) is dropped by JetStream's de-duplication.
+ * it committed. Each row carries its id as `Nats-Msg-Id`, so a row published twice is dropped by
+ * JetStream's de-duplication (inbox, events) or can be recognised by its receiver (core replies).
  * Published rows are deleted in batches, off the hot path.
+ *
+ * Rows the normal path never publishes are found by sweeping the stored rows: a node crashed
+ * between its commit and the publish; NATS was away (the publish failed); or a commit was
+ * ambiguous (the client gave up waiting while Postgres committed it, the retry was refused, the
+ * session was dropped and its redelivered messages skipped as applied: nothing would ever
+ * publish those outputs again). A node sweeps only the partitions it owns, and only rows older
+ * than a few seconds (younger ones are still on their way out): every 5 s, rows older than 15 s;
+ * when it takes a partition, that partition's rows older than 5 s; after a failed publish, its
+ * partitions' rows of any age, every 2 s until a sweep gets them all out.
  */
-import type { OutboxRecord, Store } from '../../persistence/types.js';
+import type { OutboxRecord, PendingOutboxQuery, Store } from '../../persistence/types.js';
 import type { Logger } from '../logger.js';
 import { H, type Transport } from '../transport.js';
 
 const INBOX_PREFIX = 'agentry.in.';
 const EVENTS_PREFIX = 'agentry.events.';
 
+/** The periodic sweep: how often, and how old a stored row must be to be published again. */
+export const OUTBOX_SWEEP_EVERY_MS = 5_000;
+export const OUTBOX_SWEEP_AGE_MS = 15_000;
+/** A partition just taken: its previous owner's rows older than this are published again. */
+export const OUTBOX_TAKEOVER_AGE_MS = 5_000;
+/** After a failed publish, sweeps of rows of any age come this often until one publishes all. */
+const RETRY_EVERY_MS = 2_000;
+
 /** Publishes committed outbox rows and forgets them once published. */
 export class Outbox {
   private deletes: string[] = [];
-  /** A publish failed (NATS away): stored rows are flushed again until one flush publishes all. */
-  private failed = false;
-  private retrying = false;
+  /** When a publish last failed (0: never, or a later sweep got everything out). */
+  private failedAt = 0;
   private lastRetry = 0;
+  private lastSweep = Date.now();
+  private sweeping = false;
+  /** Rows published by sweeps (metrics, tests). */
+  swept = 0;
 
   constructor(private readonly deps: {
     readonly store: Pick<Store, 'pendingOutbox' | 'deleteOutbox'>;
     readonly transport: Pick<Transport, 'publishCore' | 'publishInbox' | 'publishEvent'>;
     readonly logger: Logger;
+    /** The partitions this node owns now; null: every row is this node's (a node without leases). */
+    readonly owned: () => readonly number[] | null;
   }) {}
 
   /**
-   * Publishes rows in order; stops at the first failure (the rest stay stored and go out with
-   * the next stale flush). JetStream subjects wait for their PubAck; core subjects do not.
+   * Publishes rows in order; stops at the first failure (the rest stay stored and go out with a
+   * later sweep). JetStream subjects wait for their PubAck; core subjects do not.
    */
   async publish(rows: readonly OutboxRecord[]): Promise<boolean> {
     for (const o of rows) {
@@ -43,34 +65,54 @@ export class Outbox {
         this.deletes.push(o.id);
       } catch (err) {
         this.deps.logger.warn({ err, id: o.id }, 'outbox publish failed; it stays in the outbox and is retried');
-        this.failed = true;
+        this.failedAt = Date.now();
         return false;
       }
     }
     return true;
   }
 
-  /** Re-publishes rows left by a crash or a NATS outage; returns how many were found. */
-  async flushStale(limit = 1000): Promise<number> {
-    const rows = await this.deps.store.pendingOutbox(limit);
-    const all = await this.publish(rows);
-    this.flushDeletes();
-    if (all && rows.length < limit) this.failed = false;
-    return rows.length;
+  /**
+   * Publishes stored rows again (of `partitions`, or all for null; older than `olderThanMs`),
+   * oldest first, page by page until none is left. Resolves with how many were published, or
+   * null when a publish failed (the rest stay stored).
+   */
+  async sweep(partitions: readonly number[] | null, olderThanMs: number, limit = 1000): Promise<number | null> {
+    if (partitions !== null && partitions.length === 0) return 0;
+    const q: PendingOutboxQuery = { ...(partitions ? { partitions } : {}), createdBefore: Date.now() - olderThanMs };
+    let published = 0;
+    for (;;) {
+      const rows = await this.deps.store.pendingOutbox(limit, q);
+      const all = await this.publish(rows);
+      this.flushDeletes();
+      if (!all) return null;
+      published += rows.length;
+      this.swept += rows.length;
+      if (rows.length < limit) {
+        if (published > 0) this.deps.logger.warn({ rows: published, partitions: partitions?.length ?? 'all' }, 'outbox rows published by a sweep (left by a crash, a NATS outage or an ambiguous commit)');
+        return published;
+      }
+    }
   }
 
   /**
-   * After a failed publish, flushes the stored rows again (at most every `everyMs`) until a
-   * flush gets them all out: a NATS outage delays outputs, it does not strand them until the
-   * next start. Called from the host's periodic sweep.
+   * The host's periodic call: a sweep of the owned partitions' rows older than
+   * `OUTBOX_SWEEP_AGE_MS` every `OUTBOX_SWEEP_EVERY_MS`; after a failed publish, of rows of any
+   * age every 2 s until a sweep gets them all out.
    */
-  retryFailed(everyMs = 2_000): void {
-    if (!this.failed || this.retrying || Date.now() - this.lastRetry < everyMs) return;
-    this.retrying = true;
-    this.lastRetry = Date.now();
-    this.flushStale().catch((err: unknown) => {
-      this.deps.logger.warn({ err }, 'outbox re-flush failed; retrying');
-    }).finally(() => { this.retrying = false; });
+  tick(): void {
+    if (this.sweeping) return;
+    const now = Date.now();
+    const retry = this.failedAt > 0 && now - this.lastRetry >= RETRY_EVERY_MS;
+    if (!retry && now - this.lastSweep < OUTBOX_SWEEP_EVERY_MS) return;
+    if (retry) this.lastRetry = now; else this.lastSweep = now;
+    this.sweeping = true;
+    this.sweep(this.deps.owned(), retry ? 0 : OUTBOX_SWEEP_AGE_MS).then((n) => {
+      // Everything out, and nothing failed since this sweep began: the retries can stop.
+      if (retry && n !== null && this.failedAt <= now) this.failedAt = 0;
+    }, (err: unknown) => {
+      this.deps.logger.warn({ err }, 'outbox sweep failed; retrying');
+    }).finally(() => { this.sweeping = false; });
   }
 
   /** Deletes published rows (called periodically); a failed delete is retried next time. */

@@ -7,13 +7,16 @@
 //   refuse    — close every connection, old and new (`cut()`): the peer sees a reset at once;
 //   blackhole — accept, read, never answer or forward (`blackhole()`): the peer sees nothing
 //               at all, as behind a dropped route, and only a timeout of its own can tell.
+//   deaf      — forward to the target, drop its answers (`deafen()`): statements run and
+//               commit, the client never hears of it (an ambiguous commit: its own timeout
+//               fires on work that was done). Reset on restore().
 // A blackholed connection has lost bytes, so leaving the blackhole resets it (as a peer whose
 // keepalive gave up would), unless `blackhole({ heal: true })` froze it instead: then nothing was
 // read or dropped and it resumes where it stopped, as TCP does after a short partition heals.
 import { createServer, connect, type Socket } from 'node:net';
 
 /** What the proxy does with traffic now. */
-export type ProxyMode = 'pass' | 'refuse' | 'blackhole';
+export type ProxyMode = 'pass' | 'refuse' | 'blackhole' | 'deaf';
 
 export interface TcpProxy {
   readonly port: number;
@@ -31,6 +34,8 @@ export interface TcpProxy {
    * (not read) and resume on restore(); otherwise they are drained into nothing and reset on restore().
    */
   blackhole(opts?: { heal?: boolean }): void;
+  /** Forwards to the target, drops its answers; connections are reset on restore(). */
+  deafen(): void;
   /**
    * Local ports of the proxy's live upstream connections: how the target sees its clients
    * (e.g. `pg_stat_activity.client_port`), so a test can find the server sessions behind it.
@@ -91,8 +96,16 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     const close = (): void => { drop(pair); };
     for (const s of [client, upstream]) { s.on('error', close); s.on('close', close); }
     client.pipe(upstream);
-    upstream.pipe(client);
+    if (mode === 'deaf') deafenPair(pair); else upstream.pipe(client);
   });
+  /** The target's answers go nowhere from now on; the pair is reset when the proxy is restored. */
+  const deafenPair = (pair: Pair): void => {
+    if (!pair.upstream) return;
+    pair.upstream.unpipe(pair.client);
+    pair.upstream.on('data', discard);
+    pair.upstream.resume();
+    pair.swallowed = true;
+  };
   await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(0, '127.0.0.1', resolve); });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
@@ -114,6 +127,11 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
       }
     }
   };
+  const deafen = (): void => {
+    if (mode !== 'pass') return;
+    mode = 'deaf';
+    for (const pair of pairs) deafenPair(pair);
+  };
   const blackhole = (opts: { heal?: boolean } = {}): void => {
     if (mode === 'blackhole') return;
     mode = 'blackhole';
@@ -130,9 +148,11 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     setMode(m) {
       if (m === 'pass') restore();
       else if (m === 'refuse') cut();
+      else if (m === 'deaf') deafen();
       else blackhole();
     },
     blackhole,
+    deafen,
     upstreamPorts: () => [...pairs].flatMap((p) => (p.upstream?.localPort !== undefined ? [p.upstream.localPort] : [])),
     close: () => new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy();

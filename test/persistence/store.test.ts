@@ -502,6 +502,25 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     expect((await mine()).map((o) => o.id)).toEqual(['ob-1:2']);
   });
 
+  it('finds outbox rows to sweep by partition and age; rows of a session without a row go to every sweep', async () => {
+    await store.commit([
+      rec('sw-a', 1, { partition: 5, outbox: [out('sw-a', 'sw-a:1:0', 100), out('sw-a', 'sw-a:1:1', 900)] }),
+      rec('sw-b', 1, { partition: 6, outbox: [out('sw-b', 'sw-b:1:0', 200)] }),
+    ]);
+    // A cron firing for a session that does not exist yet.
+    await store.addSchedule({ id: 'sw-task', sessionId: 'sw-none', partition: 7, task: {}, cron: '* * * * *', timezone: 'UTC', nextRunAt: 50, lastRunAt: null, createdAt: 1 });
+    await store.fireSchedule('sw-task', 50, 60_050, 50, { ...out('sw-none', 'sw-task:50', 50), subject: 'agentry.in.sw-none' });
+    const ids = async (q: { partitions?: number[]; createdBefore?: number }) =>
+      (await store.pendingOutbox(10_000, q)).map((o) => o.id).filter((id) => id.startsWith('sw-'));
+    expect(await ids({})).toEqual(['sw-task:50', 'sw-a:1:0', 'sw-b:1:0', 'sw-a:1:1']);
+    expect(await ids({ partitions: [5] })).toEqual(['sw-task:50', 'sw-a:1:0', 'sw-a:1:1']);
+    expect(await ids({ partitions: [6, 9] })).toEqual(['sw-task:50', 'sw-b:1:0']);
+    expect(await ids({ partitions: [5], createdBefore: 900 })).toEqual(['sw-task:50', 'sw-a:1:0']);
+    expect(await ids({ createdBefore: 100 })).toEqual(['sw-task:50']);
+    await store.deleteOutbox(['sw-a:1:0', 'sw-a:1:1', 'sw-b:1:0', 'sw-task:50']);
+    await store.deleteSchedule('sw-task');
+  });
+
   it('commits 500 sessions in one call (group commit)', async () => {
     const batch = (version: number) => Array.from({ length: 500 }, (_, i) => {
       const id = `gc-${String(i).padStart(3, '0')}`;
