@@ -161,6 +161,8 @@ export class PartitionFeed {
     // consumers with overlapping filters, and a deposed owner must not keep pulling.
     const stale: string[] = [];
     for await (const ci of jsm.consumers.list(stream)) {
+      // A consumer deleted while the server builds the list comes back as null (seen under churn).
+      if (!ci?.config) continue;
       if (ci.config.filter_subject === partitionFilter(p) || ci.name === `part-${p}`) stale.push(ci.name);
     }
     for (const name of stale) {
