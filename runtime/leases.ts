@@ -15,6 +15,10 @@
  * Two loops, two timers. Renewal (every quarter of the TTL) only renews: it never waits behind
  * a takeover, a drain or a slow start-up, and every KV request it makes has a deadline. Balance
  * (every quarter of the TTL) takes and releases partitions, one at a time, off the renewal path.
+ * A watch on the bucket starts a balance round at once when a lease is deleted (a node released
+ * it: leaving, or handing over its surplus) and when a node appears or leaves, so a handoff
+ * waits for neither poll: the freed partition is taken within a round trip. (Keys that expire
+ * leave no marker: a dead node's partitions are found by the poll after its TTL.)
  *
  * Faults: a renewal that fails for a whole TTL — NATS cut off, the event loop stalled, the
  * process paused — means another node may own the partition now. A lease is `usable()` only
@@ -27,7 +31,7 @@
  * fails, the lease is lost (`released(p, false)`). The commit path asks `fenceOf()`; Postgres'
  * epoch row catches what a paused process could still slip past.
  */
-import { Kvm, type KV } from '@nats-io/kv';
+import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv';
 import { JetStreamApiError } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { settleWithin, within } from './deadline.js';
@@ -102,6 +106,11 @@ export class LeaseManager {
   private renewing: Promise<void> | null = null;
   private balancing: Promise<void> | null = null;
   private stopped = false;
+  /** A balance was asked for while one ran: run another when it ends. */
+  private balanceAgain = false;
+  private watcher: { stop(): void } | null = null;
+  /** Node ids seen in the bucket by the watch (a new one means a join: rebalance now). */
+  private readonly knownNodes = new Set<string>();
   private readonly now: () => number;
   private lastRenewStart = 0;
 
@@ -114,8 +123,15 @@ export class LeaseManager {
 
   /** Opens the bucket, announces the node and takes its share of the free partitions. */
   async start(): Promise<void> {
-    this.kv = await new Kvm(this.o.nc).create(this.o.bucket, { history: 1, ttl: this.o.ttlMs });
-    await this.heartbeat(this.kv, this.heartbeatBody());
+    const kv = await new Kvm(this.o.nc).create(this.o.bucket, { history: 1, ttl: this.o.ttlMs });
+    this.kv = kv;
+    // Watching before anything else: surplus another node frees while this one announces itself
+    // and takes its first share is seen (bounded: the timers cover a watch that does not open).
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, this.requestMs * 2);
+      void this.watchChanges(kv, () => { clearTimeout(t); resolve(); });
+    });
+    await this.heartbeat(kv, this.heartbeatBody());
     this.lastRenewStart = this.now();
     this.renewTimer = setInterval(() => { this.renewSoon(); }, Math.max(100, Math.floor(this.o.ttlMs / 4)));
     this.renewTimer.unref();
@@ -123,6 +139,7 @@ export class LeaseManager {
     this.balanceTimer = setInterval(() => { void this.balance(); }, Math.max(200, Math.floor(this.o.ttlMs / 4)));
     this.balanceTimer.unref();
   }
+
 
   /** Partitions this node owns now. */
   owned(): number[] { return [...this.held.keys()].sort((a, b) => a - b); }
@@ -190,6 +207,7 @@ export class LeaseManager {
     this.stopped = true;
     clearInterval(this.renewTimer);
     clearInterval(this.balanceTimer);
+    this.watcher?.stop();
     await settleWithin(this.balancing ?? undefined, this.o.ttlMs);
     const kv = this.kv;
     const freed = await Promise.all(this.owned().map(async (p) => {
@@ -377,8 +395,49 @@ export class LeaseManager {
   private balance(): Promise<void> {
     if (this.balancing || this.stopped || !this.kv) return this.balancing ?? Promise.resolve();
     const kv = this.kv;
-    this.balancing = this.balanceOnce(kv).catch((err: unknown) => { this.o.logger.error({ err }, 'lease balancing failed'); }).finally(() => { this.balancing = null; });
+    this.balancing = this.balanceOnce(kv).catch((err: unknown) => { this.o.logger.error({ err }, 'lease balancing failed'); }).finally(() => {
+      this.balancing = null;
+      if (this.balanceAgain && !this.stopped) { this.balanceAgain = false; void this.balance(); }
+    });
     return this.balancing;
+  }
+
+  /** A balance round now, or right after the one running (a change it may not have seen). */
+  private balanceSoon(): void {
+    if (this.stopped) return;
+    if (this.balancing) { this.balanceAgain = true; return; }
+    void this.balance();
+  }
+
+  /**
+   * Watches the bucket for what should move partitions at once: a lease deleted (freed by its
+   * owner), a node key new or deleted (a join or a graceful leave). Renewals and heartbeats of
+   * known nodes are ignored. The watch is opened again after it ends (a reconnect, a server
+   * restart) until the manager stops; while it is down the timers still balance.
+   */
+  private async watchChanges(kv: KV, opened?: () => void): Promise<void> {
+    while (!this.stopped) {
+      try {
+        // One watch on every key: nats-server 2.9 (Debian's) takes one filter per watch.
+        const it = await within(kv.watch({ key: '>', include: KvWatchInclude.UpdatesOnly, headers_only: true }), this.requestMs * 2, 'lease watch');
+        this.watcher = it;
+        opened?.();
+        if (this.stopped) { it.stop(); return; }
+        for await (const e of it) {
+          if (e.key.startsWith('part.')) {
+            if (e.operation !== 'PUT') this.balanceSoon();
+          } else if (e.key.startsWith('node.')) {
+            const id = e.key.slice('node.'.length);
+            if (e.operation === 'PUT') {
+              if (!this.knownNodes.has(id)) { this.knownNodes.add(id); if (id !== this.o.nodeId) this.balanceSoon(); }
+            } else if (this.knownNodes.delete(id)) this.balanceSoon();
+          }
+        }
+      } catch (err) {
+        this.o.logger.debug({ err: (err as Error).message }, 'lease watch ended; opening it again');
+      }
+      if (!this.stopped) await new Promise((r) => setTimeout(r, Math.max(200, Math.floor(this.o.ttlMs / 4))));
+    }
   }
 
   private async balanceOnce(kv: KV): Promise<void> {
