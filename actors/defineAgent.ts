@@ -4,8 +4,9 @@
  * own `ctx.state` draft, committed only when the run completes).
  */
 import type {
-  InboxMessage, MessagePolicy, NextStep, Priority, SessionLimits, WaitCondition, WakeCondition,
+  InboxMessage, NextStep, Priority, SessionLimits, TurnPolicy, WaitCondition, WakeCondition,
 } from './types.js';
+import { isTurnPolicy, TURN_POLICIES } from './types.js';
 
 /** A past message as the handler sees it in `ctx.history`. */
 export interface HistoryItem {
@@ -91,12 +92,18 @@ export type Handler<S> = (batch: readonly InboxMessage[], ctx: HandlerContext<S>
 /** What a user writes to define an agent type. */
 export interface AgentDefinition<S = unknown> {
   readonly type: string;
-  /** `cancel-and-merge` (default): a new message aborts the run and re-runs on both; `queue`: strict one by one. */
-  readonly onMessage?: MessagePolicy;
+  /**
+   * What a message that arrives during a turn does (see `TurnPolicy`): `cancel-and-merge`
+   * (default), `queue`, `latest`, `reject`, `debounce` or `rollback`. A session (createAgent) and
+   * a message (`Agentry-Turn-Policy`, sendMessage's `policy`) can override it.
+   */
+  readonly onMessage?: TurnPolicy;
+  /** `debounce`: how long the session waits for quiet before a turn starts (default 500 ms). */
+  readonly debounceMs?: number;
   readonly initialState?: () => S;
   /** Most messages merged into one run (default 50). */
   readonly maxMerge?: number;
-  /** A run stops absorbing messages after this long, so a steady stream cannot starve it (default 2000 ms). */
+  /** A run stops absorbing messages after this long, so a steady stream cannot starve it (default 2000 ms); it also bounds a debounce wait. */
   readonly maxMergeDelayMs?: number;
   /** Attempts per batch before it is dead-lettered (default 3). */
   readonly maxAttempts?: number;
@@ -123,8 +130,9 @@ export interface ResolvedAgent<S = unknown> {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyAgent = ResolvedAgent<any>;
 
-export const DEFAULT_LIMITS: SessionLimits = Object.freeze({
+export const DEFAULT_LIMITS: Required<SessionLimits> = Object.freeze({
   policy: 'cancel-and-merge',
+  debounceMs: 500,
   maxMerge: 50,
   maxMergeDelayMs: 2000,
   maxAttempts: 3,
@@ -153,11 +161,12 @@ export function defineAgent<S = unknown>(def: AgentDefinition<S>): ResolvedAgent
     return v;
   };
   const policy = def.onMessage ?? DEFAULT_LIMITS.policy;
-  if (policy !== 'cancel-and-merge' && policy !== 'queue') throw new TypeError(`agent ${def.type}: onMessage must be 'cancel-and-merge' or 'queue'`);
+  if (!isTurnPolicy(policy)) throw new TypeError(`agent ${def.type}: onMessage must be one of ${TURN_POLICIES.join(', ')}`);
   return Object.freeze({
     type: def.type,
     limits: Object.freeze({
       policy,
+      debounceMs: positive('debounceMs', def.debounceMs, DEFAULT_LIMITS.debounceMs),
       maxMerge: Math.max(1, positive('maxMerge', def.maxMerge, DEFAULT_LIMITS.maxMerge)),
       maxMergeDelayMs: positive('maxMergeDelayMs', def.maxMergeDelayMs, DEFAULT_LIMITS.maxMergeDelayMs),
       maxAttempts: Math.max(1, positive('maxAttempts', def.maxAttempts, DEFAULT_LIMITS.maxAttempts)),

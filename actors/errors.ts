@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'SESSION_EXISTS'
   | 'INVALID_TRANSITION'
   | 'SESSION_STOPPED'
+  | 'SESSION_BUSY'
   | 'PAYLOAD_TOO_LARGE'
   | 'UNSTORABLE_INPUT'
   | 'NOT_READY'
@@ -38,6 +39,8 @@ export const codes: Readonly<Record<ErrorCode, number>> = Object.freeze({
   SESSION_EXISTS: 4009,
   INVALID_TRANSITION: 4010,
   SESSION_STOPPED: 4011,
+  /** A message with turn policy `reject` arrived while the session ran a turn; it was refused (retry later). */
+  SESSION_BUSY: 4012,
   PAYLOAD_TOO_LARGE: 4013,
   /**
    * Input Postgres could not store (a NUL character, a lone UTF-16 surrogate, JSON nested deeper
@@ -91,6 +94,17 @@ export class InvalidTransitionError extends AgentryError {
   override readonly name = 'InvalidTransitionError';
   constructor(readonly sessionId: string, readonly state: string, readonly command: string) {
     super('INVALID_TRANSITION', `session ${sessionId} is ${state}: cannot ${command}`, { details: { state, command } });
+  }
+}
+
+/**
+ * A message sent with turn policy `reject` reached the session while it was running a turn: it
+ * was refused (its history row says `rejected`, a dead letter `busy` keeps it). Retry later.
+ */
+export class SessionBusyError extends AgentryError {
+  override readonly name = 'SessionBusyError';
+  constructor(readonly sessionId: string, readonly seq: number) {
+    super('SESSION_BUSY', `session ${sessionId} is running a turn: message ${seq} was rejected (turn policy reject)`, { retryable: true, details: { seq } });
   }
 }
 

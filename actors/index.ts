@@ -4,6 +4,6 @@ export * from './errors.js';
 export * from './sessionId.js';
 export * from './defineAgent.js';
 export {
-  sessionMachine, withRunner, runInputOf, durableSnapshotOf, toDurableSnapshot, snapshotContext, topState, statePath, wakesSleeper, endsWait, backoffDelay,
+  sessionMachine, withRunner, runInputOf, durableSnapshotOf, toDurableSnapshot, snapshotContext, topState, statePath, wakesSleeper, endsWait, backoffDelay, policyOf,
 } from './sessionMachine.js';
-export type { SessionContext, SessionEvent, SessionInput, SessionMachine, CompletedRun, RunOutcome } from './sessionMachine.js';
+export type { SessionContext, SessionEvent, SessionInput, SessionMachine, CompletedRun, RunOutcome, SettledMessage } from './sessionMachine.js';

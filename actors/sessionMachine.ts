@@ -17,12 +17,20 @@ import { assign, setup } from 'xstate';
 import type { ErrorInfo } from './errors.js';
 import { errorInfo } from './errors.js';
 import type {
-  InboxMessage, NextStep, RunInput, RunOutput, SessionLimits, WaitCondition, WakeCondition, WakeReason,
+  InboxMessage, NextStep, RunInput, RunOutput, SessionLimits, TurnPolicy, WaitCondition, WakeCondition, WakeReason,
 } from './types.js';
 import { priorityRank } from './types.js';
 
-/** How a finished batch ended. */
-export type RunOutcome = 'ok' | 'dead-letter' | 'interrupted' | 'stopped';
+/** How a finished batch ended (`superseded` / `rolled-back`: aborted by a `latest` / `rollback` message). */
+export type RunOutcome = 'ok' | 'dead-letter' | 'interrupted' | 'stopped' | 'superseded' | 'rolled-back';
+
+/** A message settled without running (dropped or refused by a turn policy), recorded with a run. */
+export interface SettledMessage {
+  readonly message: InboxMessage;
+  readonly fate: 'superseded' | 'rejected';
+  /** History groups it under this id (`latest`: the aborted run's; `reject`: its own). */
+  readonly batchId: string;
+}
 
 /** The last batch that left `active`, for the host to commit. */
 export interface CompletedRun {
@@ -31,6 +39,8 @@ export interface CompletedRun {
   readonly outcome: RunOutcome;
   readonly attempts: number;
   readonly error: ErrorInfo | null;
+  /** Messages that did not run but whose fate this record commits (their seqs are covered by its lastSeq). */
+  readonly settled?: readonly SettledMessage[];
 }
 
 export interface SessionContext {
@@ -41,6 +51,12 @@ export interface SessionContext {
   readonly pending: readonly InboxMessage[];
   readonly deferred: readonly InboxMessage[];
   readonly batch: readonly InboxMessage[];
+  /**
+   * Messages refused by `reject` while a turn ran, not recorded yet: a refusal commits (and
+   * acks) only with the record that settles every older message, so `lastSeq` never passes
+   * an older message that has not been applied. Absent in older snapshots.
+   */
+  readonly rejected?: readonly InboxMessage[];
   readonly batchStartedAt: number;
   /** Latest time seen on an event; the machine's only notion of "now". */
   readonly clock: number;
@@ -83,6 +99,43 @@ const wakeRecord = (reason: WakeReason, at: number, detail?: unknown): InboxMess
   seq: 0, kind: 'wake', body: detail === undefined ? { reason } : { reason, detail }, priority: 'normal', at,
 });
 
+/** The turn policy that decides what `m` does: its own, else the session's. */
+export function policyOf(context: Pick<SessionContext, 'limits'>, m: InboxMessage): TurnPolicy {
+  return m.policy ?? context.limits.policy;
+}
+
+const merging = (p: TurnPolicy): boolean => p === 'cancel-and-merge' || p === 'debounce';
+
+/**
+ * The next batch from `pending`: a leading run of merging messages (`cancel-and-merge`,
+ * `debounce`) up to maxMerge, or the first message alone.
+ */
+function nextBatch(context: SessionContext, pending: readonly InboxMessage[]): Pick<SessionContext, 'batch' | 'pending' | 'batchStartedAt' | 'runId' | 'attempt'> {
+  let n = Math.min(1, pending.length);
+  if (pending.length > 0 && merging(policyOf(context, pending[0]!))) {
+    while (n < pending.length && n < context.limits.maxMerge && merging(policyOf(context, pending[n]!))) n++;
+  }
+  return { batch: pending.slice(0, n), pending: pending.slice(n), batchStartedAt: context.clock, runId: context.runId + 1, attempt: 1 };
+}
+
+/**
+ * The context changes of a finished batch: `run` becomes `completed`, with the refused messages
+ * that every still `unsettled` message is newer than (the rest wait for a later record), and
+ * `lastSeq` covers all of them.
+ */
+function complete(context: SessionContext, run: CompletedRun, unsettled: readonly InboxMessage[]): Partial<SessionContext> {
+  const oldest = unsettled.reduce((min, x) => (x.seq > 0 && x.seq < min ? x.seq : min), Infinity);
+  const rejected = context.rejected ?? [];
+  const now = rejected.filter((r) => r.seq < oldest);
+  const settled = [...(run.settled ?? []), ...now.map((message): SettledMessage => ({ message, fate: 'rejected', batchId: `r${message.seq}` }))];
+  return {
+    completed: settled.length > 0 ? { ...run, settled } : run,
+    rejected: now.length === rejected.length ? [] : rejected.filter((r) => r.seq >= oldest),
+    lastSeq: maxSeq(maxSeq(context.lastSeq, run.batch), settled.map((x) => x.message)),
+    version: context.version + 1,
+  };
+}
+
 /** Does this message wake a sleeper with these conditions? Mail by threshold, events by name or `urgent`. */
 export function wakesSleeper(wake: WakeCondition | null, m: InboxMessage): WakeReason | null {
   if (!wake) return null;
@@ -111,14 +164,29 @@ export const sessionMachine = setup({
   },
   delays: {
     backoff: ({ context }) => backoffDelay(context.limits, context.attempt),
+    /** Quiet time left: `debounceMs` after the last message, never past maxMergeDelayMs after the first. */
+    debounce: ({ context }) => Math.max(0, Math.min(context.limits.debounceMs ?? 0, context.batchStartedAt + context.limits.maxMergeDelayMs - context.clock)),
   },
   guards: {
     hasPending: ({ context }) => context.pending.length > 0,
     canMerge: ({ context, event }) =>
       event.type === 'MESSAGE' &&
-      context.limits.policy === 'cancel-and-merge' &&
+      policyOf(context, event.message) === 'cancel-and-merge' &&
       context.batch.length < context.limits.maxMerge &&
       event.at - context.batchStartedAt < context.limits.maxMergeDelayMs,
+    canDebounce: ({ context, event }) =>
+      event.type === 'MESSAGE' &&
+      policyOf(context, event.message) === 'debounce' &&
+      context.batch.length < context.limits.maxMerge &&
+      event.at - context.batchStartedAt < context.limits.maxMergeDelayMs,
+    rejects: ({ context, event }) => event.type === 'MESSAGE' && policyOf(context, event.message) === 'reject',
+    supersedes: ({ context, event }) => event.type === 'MESSAGE' && policyOf(context, event.message) === 'latest',
+    rollsBack: ({ context, event }) => event.type === 'MESSAGE' && policyOf(context, event.message) === 'rollback',
+    /** A batch led by a `debounce` message waits for quiet first (a wake record runs at once). */
+    debounces: ({ context }) => {
+      const head = context.batch[0];
+      return head !== undefined && head.kind !== 'wake' && policyOf(context, head) === 'debounce' && (context.limits.debounceMs ?? 0) > 0;
+    },
     wakesSleeper: ({ context, event }) => event.type === 'MESSAGE' && wakesSleeper(context.wake, event.message) !== null,
     endsWait: ({ context, event }) => event.type === 'MESSAGE' && endsWait(context.wait, event.message),
   },
@@ -135,15 +203,25 @@ export const sessionMachine = setup({
     enqueue: assign({
       pending: ({ context, event }) => (event.type === 'MESSAGE' ? [...context.pending, event.message] : context.pending),
     }),
-    takeBatch: assign(({ context }) => {
-      const n = context.limits.policy === 'queue' ? 1 : context.limits.maxMerge;
-      return {
-        batch: context.pending.slice(0, n),
-        pending: context.pending.slice(n),
-        batchStartedAt: context.clock,
-        runId: context.runId + 1,
-        attempt: 1,
+    takeBatch: assign(({ context }) => nextBatch(context, context.pending)),
+    /** `reject`: the message is refused; its refusal is recorded with the record that settles every older message. */
+    reject: assign(({ context, event }) => (event.type === 'MESSAGE' ? { rejected: [...(context.rejected ?? []), event.message] } : {})),
+    /** `latest`: the batch in flight and the queued messages are superseded; the new message runs alone. */
+    supersede: assign(({ context, event }) => {
+      if (event.type !== 'MESSAGE') return {};
+      const batchId = String(context.runId);
+      const run: CompletedRun = {
+        runId: context.runId, batch: context.batch, outcome: 'superseded', attempts: context.attempt, error: null,
+        settled: context.pending.map((message): SettledMessage => ({ message, fate: 'superseded', batchId })),
       };
+      return { ...complete(context, run, [event.message]), ...nextBatch(context, [event.message]) };
+    }),
+    /** `rollback`: the batch in flight is rolled back (its turn never commits); the queue, then the new message, run next. */
+    rollback: assign(({ context, event }) => {
+      if (event.type !== 'MESSAGE') return {};
+      const run: CompletedRun = { runId: context.runId, batch: context.batch, outcome: 'rolled-back', attempts: context.attempt, error: null };
+      const queue = [...context.pending, event.message];
+      return { ...complete(context, run, queue), ...nextBatch(context, queue) };
     }),
     mergeIntoBatch: assign(({ context, event }) => ({
       batch: event.type === 'MESSAGE' ? [...context.batch, event.message] : context.batch,
@@ -159,20 +237,30 @@ export const sessionMachine = setup({
       };
     }),
 
-    deferPending: assign(({ context }) => (context.pending.length === 0 ? {} : {
-      deferred: [...context.deferred, ...context.pending],
-      lastSeq: maxSeq(context.lastSeq, context.pending),
-      pending: [],
-      version: context.version + 1,
-    })),
+    deferPending: assign(({ context }) => {
+      const rejected = context.rejected ?? [];
+      if (context.pending.length === 0 && rejected.length === 0) return {};
+      // Refusals still waiting for older messages commit now, with those (deferred) messages.
+      let extra: Partial<SessionContext> = {};
+      if (rejected.length > 0) {
+        const fresh = context.completed !== null && context.completed.runId === context.runId;
+        const base: CompletedRun = fresh ? context.completed : { runId: context.runId + 1, batch: [], outcome: 'ok', attempts: 0, error: null };
+        extra = { ...complete(context, base, []), ...(fresh ? {} : { runId: context.runId + 1 }) };
+      }
+      return {
+        ...extra,
+        deferred: [...context.deferred, ...context.pending],
+        lastSeq: maxSeq(extra.lastSeq ?? context.lastSeq, context.pending),
+        pending: [],
+        version: context.version + 1,
+      };
+    }),
     finishOk: assign(({ context, event }) => {
       const out = (event as unknown as { output: RunOutput }).output;
       const next: NextStep = out.next;
       return {
         userState: out.userState,
-        completed: { runId: context.runId, batch: context.batch, outcome: 'ok', attempts: context.attempt, error: null },
-        lastSeq: maxSeq(context.lastSeq, context.batch),
-        version: context.version + 1,
+        ...complete(context, { runId: context.runId, batch: context.batch, outcome: 'ok', attempts: context.attempt, error: null }, context.pending),
         batch: [],
         lastError: null,
         clock: Math.max(context.clock, out.finishedAt),
@@ -183,31 +271,25 @@ export const sessionMachine = setup({
     finishDeadLetter: assign(({ context, event }) => {
       const info = errorInfo((event as unknown as { error: unknown }).error);
       return {
-        completed: { runId: context.runId, batch: context.batch, outcome: 'dead-letter', attempts: context.attempt, error: info },
-        lastSeq: maxSeq(context.lastSeq, context.batch),
-        version: context.version + 1,
+        ...complete(context, { runId: context.runId, batch: context.batch, outcome: 'dead-letter', attempts: context.attempt, error: info }, context.pending),
         batch: [],
         lastError: info,
       };
     }),
     finishInterrupted: assign(({ context, event }) => ({
-      completed: {
+      ...complete(context, {
         runId: context.runId, batch: context.batch, outcome: 'interrupted', attempts: context.attempt,
         error: { message: (event as { reason?: string }).reason ?? 'interrupted', code: 'INTERRUPTED', terminal: true },
-      },
-      lastSeq: maxSeq(context.lastSeq, context.batch),
-      version: context.version + 1,
+      }, context.pending),
       batch: [],
     })),
     stopAll: assign(({ context, event }) => {
       const all = [...context.batch, ...context.deferred, ...context.pending];
       return {
-        completed: {
+        ...complete(context, {
           runId: context.runId + 1, batch: all, outcome: 'stopped', attempts: 0,
           error: { message: (event as { reason?: string }).reason ?? 'session stopped', code: 'SESSION_STOPPED', terminal: true },
-        },
-        lastSeq: maxSeq(context.lastSeq, all),
-        version: context.version + 1,
+        }, []),
         batch: [], pending: [], deferred: [], wake: null, wait: null, sleepRequested: null,
       };
     }),
@@ -246,6 +328,7 @@ export const sessionMachine = setup({
     pending: [],
     deferred: [],
     batch: [],
+    rejected: [],
     batchStartedAt: input.at,
     clock: input.at,
     runId: 0,
@@ -283,20 +366,49 @@ export const sessionMachine = setup({
       },
     },
     active: {
-      initial: 'running',
+      initial: 'starting',
       entry: 'takeBatch',
       on: {
-        MESSAGE: { actions: ['tick', 'enqueue'] },
+        // Turn policies of the message (substates try merging first): refuse it, drop what runs
+        // and what waits (latest), undo what runs (rollback), or queue it.
+        MESSAGE: [
+          { guard: 'rejects', actions: ['tick', 'reject'] },
+          { guard: 'supersedes', target: '.starting', actions: ['tick', 'supersede'] },
+          { guard: 'rollsBack', target: '.starting', actions: ['tick', 'rollback'] },
+          { actions: ['tick', 'enqueue'] },
+        ],
         SLEEP: { actions: ['tick', assign(({ context, event }) => ({ sleepRequested: event.wake, version: context.version + 1 }))] },
         INTERRUPT: { target: 'idle', actions: ['tick', 'finishInterrupted'] },
         STOP: { target: 'stopped', actions: ['tick', 'stopAll'] },
       },
       states: {
+        /** Transient: a batch led by a `debounce` message waits for quiet, any other runs at once. */
+        starting: {
+          always: [{ guard: 'debounces', target: 'debouncing' }, { target: 'running' }],
+        },
+        /**
+         * Waiting for quiet (`debounce`) before the run: each mergeable message joins the batch and
+         * restarts the wait, bounded by maxMergeDelayMs from the first. Transient like `retrying`:
+         * a durable snapshot holds no batch, and the messages are redelivered after a restart.
+         */
+        debouncing: {
+          after: { debounce: { target: 'running' } },
+          on: {
+            MESSAGE: [
+              { guard: 'canDebounce', target: 'debouncing', reenter: true, actions: ['tick', 'mergeIntoBatch'] },
+              { guard: 'canMerge', target: 'debouncing', reenter: true, actions: ['tick', 'mergeIntoBatch'] },
+            ],
+          },
+        },
         running: {
           on: {
             // Cancel-and-merge: re-entering `running` stops the invoked handler (its signal aborts)
-            // and starts it again on the merged batch. When the guard refuses, `active` queues it.
-            MESSAGE: { guard: 'canMerge', target: 'running', reenter: true, actions: ['tick', 'mergeIntoBatch'] },
+            // and starts it again on the merged batch; a debounce message stops it and waits for
+            // quiet. When the guards refuse, `active` applies the other policies or queues it.
+            MESSAGE: [
+              { guard: 'canMerge', target: 'running', reenter: true, actions: ['tick', 'mergeIntoBatch'] },
+              { guard: 'canDebounce', target: 'debouncing', actions: ['tick', 'mergeIntoBatch'] },
+            ],
             // A result of an older run (superseded by a merge) is ignored: its batch runs again.
             RUN_DONE: [
               { guard: ({ context, event }) => event.runId === context.runId && event.output.next.type === 'sleep', target: '#session.sleeping', actions: 'finishOk' },
@@ -408,7 +520,7 @@ interface PersistedShape {
 export function toDurableSnapshot(persisted: unknown): unknown {
   const p = persisted as PersistedShape;
   const state = topState(p.value);
-  const ctx: SessionContext = { ...p.context, pending: [], batch: [], completed: null, attempt: 0, lastError: p.context.lastError };
+  const ctx: SessionContext = { ...p.context, pending: [], batch: [], rejected: [], completed: null, attempt: 0, lastError: p.context.lastError };
   return { ...p, value: state === 'active' ? 'idle' : p.value, context: ctx, children: {} };
 }
 
@@ -418,7 +530,7 @@ export function toDurableSnapshot(persisted: unknown): unknown {
  * walking the whole context and every child actor first. It runs once per commit.
  */
 export function durableSnapshotOf(snap: { status: string; value: unknown; context: SessionContext; historyValue?: unknown; error?: unknown; output?: unknown }): unknown {
-  const ctx: SessionContext = { ...snap.context, pending: [], batch: [], completed: null, attempt: 0 };
+  const ctx: SessionContext = { ...snap.context, pending: [], batch: [], rejected: [], completed: null, attempt: 0 };
   return {
     status: snap.status, value: topState(snap.value) === 'active' ? 'idle' : snap.value, historyValue: {},
     context: ctx, children: {}, error: snap.error, output: snap.output,

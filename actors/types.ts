@@ -39,6 +39,8 @@ export interface InboxMessage {
   readonly msgId?: string;
   /** Milliseconds since the epoch when the runtime received it. */
   readonly at: number;
+  /** The sender's turn policy for this message (`Agentry-Turn-Policy`); unset: the session's. */
+  readonly policy?: TurnPolicy;
 }
 
 /** What wakes a sleeping session. */
@@ -81,12 +83,49 @@ export interface RunOutput {
   readonly finishedAt: number;
 }
 
-/** How pending messages are handled while a run is in flight. */
-export type MessagePolicy = 'cancel-and-merge' | 'queue';
+/**
+ * What happens to a message that arrives while a turn runs (LangGraph's `multitask_strategy`):
+ * - `queue`: it waits; turns run one message at a time, in order.
+ * - `cancel-and-merge` (default): the running turn is aborted and re-run on both.
+ * - `latest`: the running turn is aborted and queued older messages are dropped (`superseded`);
+ *   only the newest runs.
+ * - `reject`: it is refused (`rejected`; SESSION_BUSY to an API sender, a dead letter `busy`).
+ * - `debounce`: turns start after `debounceMs` of quiet, on everything that arrived meanwhile.
+ * - `rollback`: the running turn is aborted and its messages dropped (`rolled-back`); the new
+ *   message runs on the state from before that turn.
+ */
+export const TURN_POLICIES = ['queue', 'cancel-and-merge', 'latest', 'reject', 'debounce', 'rollback'] as const;
+export type TurnPolicy = (typeof TURN_POLICIES)[number];
+/** The former name of `TurnPolicy`. */
+export type MessagePolicy = TurnPolicy;
+
+/** True when `value` names a turn policy. */
+export function isTurnPolicy(value: unknown): value is TurnPolicy {
+  return typeof value === 'string' && (TURN_POLICIES as readonly string[]).includes(value);
+}
+
+/**
+ * What became of one inbox message, as history shows it: `handled` (its turn committed),
+ * `merged` (it shared its turn with other messages), `superseded` (dropped by `latest`),
+ * `rejected` (refused by `reject`), `rolled-back` (its turn was undone by `rollback`), or the
+ * run outcomes `dead-letter`, `interrupted`, `stopped`.
+ */
+export type MessageFate = 'handled' | 'merged' | 'superseded' | 'rejected' | 'rolled-back' | 'dead-letter' | 'interrupted' | 'stopped';
+
+/**
+ * The fate of a history row from its stored `outcome` and how many inbox messages its batch
+ * held: an `ok` run is `handled` alone and `merged` with others; other outcomes are fates.
+ */
+export function fateOf(outcome: string, batchMessages: number): MessageFate {
+  if (outcome === 'ok') return batchMessages > 1 ? 'merged' : 'handled';
+  return outcome as MessageFate;
+}
 
 /** Per-agent-type limits copied into each session's context (so a snapshot is self-describing). */
 export interface SessionLimits {
-  readonly policy: MessagePolicy;
+  readonly policy: TurnPolicy;
+  /** `debounce`: quiet time before a turn starts (absent in snapshots older than the policy: 0). */
+  readonly debounceMs?: number;
   /** Most messages one merged batch may hold. */
   readonly maxMerge: number;
   /** A batch stops absorbing new messages once it has been running this long. */

@@ -22,6 +22,8 @@ export const PROTOCOL_VERSION = '1.0.0';
 
 const priority = z.enum(['low', 'normal', 'high', 'urgent']).describe('message priority; sleepers wake for mail at or above their threshold');
 const sessionState = z.enum(['idle', 'active', 'sleeping', 'waiting', 'stopped']);
+const turnPolicy = z.enum(['queue', 'cancel-and-merge', 'latest', 'reject', 'debounce', 'rollback'])
+  .describe('what a message arriving during a turn does: queue, cancel-and-merge (default), latest, reject, debounce, rollback');
 const agentId = z.string().describe("session id: 1-128 characters, no '.', '*', '>' or whitespace (it becomes a NATS subject token)");
 const epochMs = z.number().describe('epoch milliseconds');
 const limit = (max: number, dflt: number) => z.number().int().min(1).max(max).optional().describe(`page size (default ${dflt}, at most ${max})`);
@@ -43,6 +45,7 @@ const agentView = z.object({
   type: z.string(),
   state: sessionState,
   stateValue: z.string().describe("full state path, e.g. 'active.retrying'"),
+  policy: turnPolicy.describe("the session's turn policy (the agent type's, or the one createAgent set)"),
   userState: z.unknown(),
   lastSeq: z.number(),
   wake: wakeCondition.nullable(),
@@ -66,7 +69,10 @@ const taskInfo = z.object({
 const historyMessage = z.object({
   seq: z.number(), kind: z.string(), body: z.unknown(), priority: z.string(), from: z.string().nullable(),
   batchId: z.string().describe('handler run the message was part of (merged messages share one)'),
-  outcome: z.string(), at: epochMs,
+  outcome: z.string(),
+  fate: z.enum(['handled', 'merged', 'superseded', 'rejected', 'rolled-back', 'dead-letter', 'interrupted', 'stopped'])
+    .describe('what became of the message: handled, merged (one turn with others), superseded (latest), rejected (reject), rolled-back (rollback), or dead-letter / interrupted / stopped'),
+  at: epochMs,
 });
 const transition = z.object({ at: epochMs, event: z.string(), from: z.string(), to: z.string() });
 const deadLetter = z.object({
@@ -126,6 +132,7 @@ export const methods = {
         wakeOnPriority: priority.optional(),
       }).optional().describe('accepted for compatibility with existing clients; not used yet (sleeps take their own wakeOnMailPriority)'),
       state: z.unknown().optional().describe('initial user state (default: the agent\'s initialState())'),
+      policy: turnPolicy.optional().describe("this session's turn policy, instead of its agent type's (stored with the session)"),
     }),
     result: z.object({ agentId: z.string(), type: z.string(), state: sessionState }),
     errors: ['INVALID_SESSION_ID', 'UNKNOWN_AGENT_TYPE', 'SESSION_EXISTS', 'UNSTORABLE_INPUT'],
@@ -157,9 +164,10 @@ export const methods = {
       kind: z.enum(['message', 'task', 'event', 'control']).optional().describe("Agentry-Kind (default 'message'; use sendMail for mail)"),
       from: z.string().max(256).optional(),
       msgId: z.string().min(1).max(256).optional().describe('de-duplication id: a repeat within 2 minutes is dropped'),
+      policy: turnPolicy.optional().describe("this message's turn policy (header Agentry-Turn-Policy), instead of the session's; with reject the call answers once the session took or refused it"),
     }),
     result: seqResult,
-    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'PAYLOAD_TOO_LARGE', 'UNSTORABLE_INPUT', 'NOT_READY'],
+    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'SESSION_BUSY', 'PAYLOAD_TOO_LARGE', 'UNSTORABLE_INPUT', 'NOT_READY'],
   },
   sendMail: {
     summary: "Sends mail (a message with a sender and a priority) to a session's inbox; a sleeper wakes when the priority reaches its threshold.",

@@ -3,7 +3,9 @@
  * derives from its own record, so the runtime needs no extra bookkeeping. One `state` row per
  * transition and one `reply` row per outbox row tagged `Agentry-Kind: reply` (the tag the
  * runtime puts on `ctx.reply` outputs), in that order per record: the order in which the live
- * NATS notices of the same commit go out (state changes before it, replies after it).
+ * NATS notices of the same commit go out (state changes before it, replies after it). Then one
+ * `fate` row per message the record settles other than `handled` (merged, superseded, rejected,
+ * rolled-back, …): a plain handled message adds no row, so the common path writes nothing more.
  *
  * Also the retention policy both backends apply.
  */
@@ -54,6 +56,10 @@ export function logRowsOf(record: CommitRecord): SessionLogRow[] {
   for (const o of record.outbox) {
     if (!isReplyRow(o)) continue;
     rows.push({ sessionId: o.sessionId, kind: 'reply', data: { agentId: o.sessionId, body: parseBody(o.body), msgId: o.id, at: o.createdAt } });
+  }
+  for (const h of record.history) {
+    if (h.fate === undefined || h.fate === 'handled' || h.seq <= 0) continue;
+    rows.push({ sessionId: h.sessionId, kind: 'fate', data: { agentId: h.sessionId, seq: h.seq, fate: h.fate, batchId: h.batchId, at: h.at } });
   }
   return rows;
 }

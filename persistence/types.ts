@@ -42,8 +42,14 @@ export interface HistoryEntry {
   readonly from: string | null;
   /** The handler run the message was part of; several messages share one when merged. */
   readonly batchId: string;
-  /** `ok`, `dead-letter`, `interrupted`, `deferred`. */
+  /** `ok`, `dead-letter`, `interrupted`, `stopped`, or a turn policy's `superseded`, `rejected`, `rolled-back`. */
   readonly outcome: string;
+  /**
+   * What became of the message (`handled`, `merged`, `superseded`, `rejected`, `rolled-back`, …):
+   * derived from `outcome` and the batch (not a column). Set on records the runtime commits and
+   * on the pages the API reads.
+   */
+  readonly fate?: string;
   /** Milliseconds since the epoch when the message was received. */
   readonly at: number;
 }
@@ -89,7 +95,7 @@ export interface OutboxRecord {
 }
 
 /** Kinds of entry in a session's log. */
-export type SessionLogKind = 'state' | 'reply';
+export type SessionLogKind = 'state' | 'reply' | 'fate';
 
 /**
  * One committed change of a session, as its server-sent event stream replays it. The store
@@ -101,7 +107,7 @@ export interface SessionLogEntry {
   readonly id: number;
   readonly sessionId: string;
   readonly kind: SessionLogKind;
-  /** `state`: `{ agentId, from, to, state, event, at }`; `reply`: `{ agentId, body, msgId, at }`. */
+  /** `state`: `{ agentId, from, to, state, event, at }`; `reply`: `{ agentId, body, msgId, at }`; `fate`: `{ agentId, seq, fate, batchId, at }`. */
   readonly data: unknown;
   /** The store's clock at commit; retention is measured on it. */
   readonly at: number;

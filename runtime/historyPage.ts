@@ -9,7 +9,12 @@
  *
  * Limits: wake records come from the newest 1000 of the session (the store's page limit); a page
  * deeper in the past than those shows its messages without their wakes.
+ *
+ * Each row gets its `fate` (not a column): its outcome, where an `ok` run's message is `merged`
+ * when its batch held other messages, else `handled`. A batch's messages have adjacent
+ * sequences, so the row below the page and the row above it settle the batches cut by its edges.
  */
+import { fateOf } from '../actors/types.js';
 import type { HistoryEntry, Store } from '../persistence/types.js';
 
 const WAKE_WINDOW = 1000;
@@ -24,10 +29,14 @@ const WAKE_WINDOW = 1000;
  */
 export async function historyPage(store: Pick<Store, 'getHistory'>, sessionId: string, opts: { limit?: number; before?: number } = {}): Promise<HistoryEntry[]> {
   const limit = opts.limit ?? 100;
-  const rows = await store.getHistory(sessionId, { limit, ...(opts.before !== undefined ? { before: opts.before } : {}) });
-  const messages = rows.filter((r) => r.seq > 0);
+  const rows = await store.getHistory(sessionId, { limit: limit + 1, ...(opts.before !== undefined ? { before: opts.before } : {}) });
+  const all = rows.filter((r) => r.seq > 0);
+  const below = all.length > limit ? all[limit] : undefined;
+  let messages = all.slice(0, limit);
   // Wakes are stored with seq 0: `before: 1` reads only them, newest first.
-  const wakes = (await store.getHistory(sessionId, { limit: WAKE_WINDOW, before: 1 })).filter((r) => r.seq <= 0);
+  const wakes = (await store.getHistory(sessionId, { limit: WAKE_WINDOW, before: 1 })).filter((r) => r.seq <= 0).map((w) => ({ ...w, fate: fateOf(w.outcome, 1) }));
+  const aboveRow = opts.before !== undefined && messages.length > 0 ? (await store.getHistory(sessionId, { limit: 1, before: opts.before + 1 }))[0] : undefined;
+  messages = withFates(messages, [below, aboveRow]);
   if (wakes.length === 0) return messages;
   // This page's span in time: [its last message's time, the previous page's last message's time).
   const lower = messages.length >= limit ? messages[messages.length - 1]!.at : -Infinity;
@@ -47,4 +56,11 @@ export async function historyPage(store: Pick<Store, 'getHistory'>, sessionId: s
   }
   while (w < mine.length) out.push(mine[w++]!);
   return out;
+}
+
+/** The page's message rows with their fates; `neighbours` are rows just outside it (their batches may continue in). */
+function withFates(messages: readonly HistoryEntry[], neighbours: readonly (HistoryEntry | undefined)[]): HistoryEntry[] {
+  const count = new Map<string, number>();
+  for (const r of [...messages, ...neighbours]) if (r && r.seq > 0) count.set(r.batchId, (count.get(r.batchId) ?? 0) + 1);
+  return messages.map((r) => ({ ...r, fate: fateOf(r.outcome, count.get(r.batchId) ?? 1) }));
 }

@@ -12,9 +12,12 @@
  * written.
  */
 import type { JsMsg } from '@nats-io/jetstream';
-import { isPriority, MESSAGE_KINDS, type InboxMessage, type MessageKind } from '../actors/types.js';
+import { isPriority, isTurnPolicy, MESSAGE_KINDS, TURN_POLICIES, type InboxMessage, type MessageKind } from '../actors/types.js';
 import { DEFAULT_MAX_JSON_DEPTH, jsonNestingExceeds, storableProblem, storableText, storableTextProblem, toStorable } from '../persistence/index.js';
 import { H } from './transport.js';
+
+/** Header naming the sender's turn policy for one message (`queue`, `latest`, `reject`, …); see `TurnPolicy`. */
+export const TURN_POLICY_HEADER = 'Agentry-Turn-Policy';
 
 /** Why a message cannot be delivered: the caller dead-letters it with these fields. */
 export interface InboxRefusal {
@@ -136,6 +139,10 @@ export function decodeInbox(m: InboxWire, at: number, maxPayloadBytes: number, m
   if (!isPriority(prioRaw)) {
     return { ok: false, reason: 'invalid-header', detail: `${H.priority} must be low, normal, high or urgent; got ${JSON.stringify(prioRaw)}`, payload: body };
   }
+  const policy = m.headers?.get(TURN_POLICY_HEADER) || undefined;
+  if (policy !== undefined && !isTurnPolicy(policy)) {
+    return { ok: false, reason: 'invalid-header', detail: `${TURN_POLICY_HEADER} must be one of ${TURN_POLICIES.join(', ')}; got ${JSON.stringify(policy)}`, payload: body };
+  }
   const from = m.headers?.get(H.from) || undefined;
   const eventType = m.headers?.get(H.eventType) || undefined;
   const msgId = m.headers?.get(H.msgId) || undefined;
@@ -148,7 +155,7 @@ export function decodeInbox(m: InboxWire, at: number, maxPayloadBytes: number, m
     ok: true,
     message: {
       seq: m.seq, kind: kindRaw as MessageKind, body, priority: prioRaw, at,
-      ...(from ? { from } : {}), ...(eventType ? { eventType } : {}), ...(msgId ? { msgId } : {}),
+      ...(from ? { from } : {}), ...(eventType ? { eventType } : {}), ...(msgId ? { msgId } : {}), ...(policy ? { policy } : {}),
     },
   };
 }

@@ -6,7 +6,10 @@
 import { AgentryError } from '../actors/errors.js';
 import type { AnyAgent, ResolvedAgent, SleepOptions } from '../actors/defineAgent.js';
 import { assertSessionId } from '../actors/sessionId.js';
-import { isPriority, type MessageKind, type Priority, type WakeCondition } from '../actors/types.js';
+import { isPriority, isTurnPolicy, TURN_POLICIES, type MessageKind, type Priority, type TurnPolicy, type WakeCondition } from '../actors/types.js';
+import { SessionBusyError } from '../actors/errors.js';
+import { TURN_POLICY_HEADER } from './inbox.js';
+import { randomUUID } from 'node:crypto';
 import type { DeadLetter, HistoryEntry, ListSessionsQuery, SessionSummary, Store, TransitionRecord } from '../persistence/types.js';
 import { loadConfig, type RuntimeConfig, type RuntimeConfigInput } from './config.js';
 import { createGroupCommitter, type GroupCommitter } from './groupCommit.js';
@@ -46,6 +49,12 @@ export interface SendOptions {
   readonly eventType?: string;
   /** De-duplication id: a second publish with the same id within 2 minutes is dropped. */
   readonly msgId?: string;
+  /**
+   * This message's turn policy (header `Agentry-Turn-Policy`) instead of the session's. With
+   * `reject`, `sendMessage` answers once the session took the message, or throws SESSION_BUSY
+   * when it refused it because a turn was running.
+   */
+  readonly policy?: TurnPolicy;
 }
 
 /** Options of `sleepAgent`: the handler's `ctx.sleep()` options; `until` also takes an ISO time. */
@@ -92,7 +101,8 @@ export interface Runtime {
   readonly leases: LeaseManager;
   readonly clock: Clock;
   readiness(): Readiness;
-  createAgent(agentId: string, type: string, userState?: unknown): Promise<SessionView>;
+  /** Creates a session; `opts.policy` sets its turn policy instead of its agent type's. */
+  createAgent(agentId: string, type: string, userState?: unknown, opts?: { policy?: TurnPolicy }): Promise<SessionView>;
   getAgent(agentId: string): Promise<SessionView>;
   listAgents(query?: ListSessionsQuery): Promise<SessionSummary[]>;
   sendMessage(agentId: string, message: unknown, opts?: SendOptions): Promise<{ seq: number }>;
@@ -304,6 +314,10 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     const hdrs: Record<string, string> = { [H.kind]: o.kind ?? 'message', [H.priority]: o.priority ?? 'normal' };
     if (o.from) hdrs[H.from] = o.from;
     if (o.eventType) hdrs[H.eventType] = o.eventType;
+    if (o.policy !== undefined) {
+      if (!isTurnPolicy(o.policy)) throw new AgentryError('INVALID_ARGUMENT', `policy must be one of ${TURN_POLICIES.join(', ')}`);
+      hdrs[TURN_POLICY_HEADER] = o.policy;
+    }
     const payload = typeof body === 'string' ? body : JSON.stringify(body ?? null);
     if (Buffer.byteLength(payload) > config.maxPayloadBytes) throw new AgentryError('PAYLOAD_TOO_LARGE', `message is larger than ${config.maxPayloadBytes} bytes`);
     try {
@@ -321,7 +335,29 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
   /** Session commands as the owning node runs them (reached locally or over `agentry.ctl.<id>`). */
   const local = {
-    createAgent: (agentId: string, type: string, userState?: unknown) => host.create(agentId, type, userState),
+    createAgent: (agentId: string, type: string, userState?: unknown, o?: { policy?: TurnPolicy }) => {
+      if (o?.policy !== undefined && !isTurnPolicy(o.policy)) return Promise.reject(new AgentryError('INVALID_ARGUMENT', `policy must be one of ${TURN_POLICIES.join(', ')}`));
+      return host.create(agentId, type, userState, o?.policy);
+    },
+    /**
+     * A message with turn policy `reject`, sent from the session's owner so its answer can say
+     * whether the session took it: SESSION_BUSY when a turn was running. The session decides on
+     * delivery (one place, the machine); past `ctlTimeoutMs / 2` the seq is returned undecided.
+     */
+    sendRejectable: async (agentId: string, message: unknown, o: SendOptions) => {
+      const msgId = o.msgId ?? `reject:${randomUUID()}`;
+      const wait = host.awaitDecision(msgId, Math.max(1000, Math.floor(config.ctlTimeoutMs / 2)));
+      let published: { seq: number; duplicate: boolean };
+      try {
+        published = await publishToInbox(agentId, message, { ...o, msgId, policy: 'reject' });
+      } catch (e) {
+        wait.cancel();
+        throw e;
+      }
+      if (published.duplicate) { wait.cancel(); return { seq: published.seq }; } // delivered (and decided) before
+      if ((await wait.decision) === 'rejected') throw new SessionBusyError(agentId, published.seq);
+      return { seq: published.seq };
+    },
     getAgent: existing,
     sleepAgent: async (agentId: string, o: SleepAgentOptions = {}) => {
       // eslint-disable-next-line @typescript-eslint/no-deprecated -- the one place that still honours the old name
@@ -385,10 +421,12 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       // A lost connection shows before the next ping does.
       return transport.isConnected() ? r : { ok: false, checks: { ...r.checks, nats: false } };
     },
-    createAgent: (agentId, type, userState) => routed('createAgent', agentId, type, userState),
+    createAgent: (agentId, type, userState, o) => routed('createAgent', agentId, type, userState, o),
     getAgent: (agentId) => routed('getAgent', agentId),
     listAgents: (query) => store.listSessions(query),
-    sendMessage: async (agentId, message, o = {}) => ({ seq: (await publishToInbox(agentId, message, o)).seq }),
+    sendMessage: async (agentId, message, o = {}) => (o.policy === 'reject'
+      ? routed('sendRejectable', agentId, message, o)
+      : { seq: (await publishToInbox(agentId, message, o)).seq }),
     sendMail: async (to, body, o) => ({ seq: (await publishToInbox(to, body, { kind: 'mail', priority: o.priority ?? 'normal', ...(o.from ? { from: o.from } : {}) })).seq }),
     sleepAgent: (agentId, o = {}) => routed('sleepAgent', agentId, o),
     wakeAgent: (agentId) => routed('wakeAgent', agentId),

@@ -32,7 +32,7 @@ import {
   backoffDelay, runInputOf, sessionMachine, statePath, topState, snapshotContext,
   type CompletedRun, type SessionContext, type SessionEvent,
 } from '../actors/sessionMachine.js';
-import { priorityRank, type InboxMessage, type Priority, type RunInput, type RunOutput } from '../actors/types.js';
+import { priorityRank, type InboxMessage, type Priority, type RunInput, type RunOutput, type TurnPolicy } from '../actors/types.js';
 import type { CommitRecord, DeadLetter, HistoryEntry, HistoryLimit, LoadedSession, SessionRecord, Store, TransitionRecord } from '../persistence/types.js';
 import { storableText, toStorable } from '../persistence/storable.js';
 import { realClock, type Clock } from './clock.js';
@@ -173,6 +173,8 @@ export interface SessionView {
   readonly type: string;
   readonly state: 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped';
   readonly stateValue: string;
+  /** The session's turn policy (its agent type's, or the one set at creation). */
+  readonly policy: TurnPolicy;
   readonly userState: unknown;
   readonly lastSeq: number;
   readonly wake: SessionContext['wake'];
@@ -371,6 +373,36 @@ export class SessionHost {
     s.maxEnqueuedSeq = seq;
     this.touch(s);
     this.send(s, { type: 'MESSAGE', message: decoded.message, at: now });
+    if (this.decisionWaiters.size > 0 && decoded.message.msgId !== undefined) {
+      const waiter = this.decisionWaiters.get(decoded.message.msgId);
+      if (waiter) {
+        this.decisionWaiters.delete(decoded.message.msgId);
+        waiter((s.actor.getSnapshot().context.rejected ?? []).some((r) => r.seq === seq) ? 'rejected' : 'accepted');
+      }
+    }
+  }
+
+  /** Senders waiting to hear whether their message was taken or refused (turn policy `reject`), by msgId. */
+  private readonly decisionWaiters = new Map<string, (d: 'accepted' | 'rejected') => void>();
+
+  /**
+   * Waits until the message published with `msgId` reaches its session here and is taken or
+   * refused (turn policy `reject`); resolves `unknown` after `timeoutMs` (it may not have been
+   * delivered yet, or went to a dead letter for another reason). Register before publishing.
+   * An API sender learns this way, synchronously, that it got SESSION_BUSY.
+   */
+  awaitDecision(msgId: string, timeoutMs: number): { readonly decision: Promise<'accepted' | 'rejected' | 'unknown'>; cancel(): void } {
+    let settle: (d: 'accepted' | 'rejected' | 'unknown') => void = () => undefined;
+    const decision = new Promise<'accepted' | 'rejected' | 'unknown'>((resolve) => { settle = resolve; });
+    const done = (d: 'accepted' | 'rejected' | 'unknown'): void => {
+      clearTimeout(timer);
+      if (this.decisionWaiters.get(msgId) === waiter) this.decisionWaiters.delete(msgId);
+      settle(d);
+    };
+    const waiter = (d: 'accepted' | 'rejected'): void => { done(d); };
+    this.decisionWaiters.set(msgId, waiter);
+    const timer = setTimeout(() => { done('unknown'); }, timeoutMs);
+    return { decision, cancel: () => { done('unknown'); } };
   }
 
   private send(s: LiveSession, event: SessionEvent): void {
@@ -544,8 +576,11 @@ export class SessionHost {
     return s;
   }
 
-  /** Creates a session explicitly (createAgent); fails if it exists. Resolves after its first commit. */
-  async create(sid: string, type: string, userState?: unknown): Promise<SessionView> {
+  /**
+   * Creates a session explicitly (createAgent); fails if it exists. Resolves after its first
+   * commit. `policy` overrides the agent type's turn policy for this session (kept in its snapshot).
+   */
+  async create(sid: string, type: string, userState?: unknown, policy?: TurnPolicy): Promise<SessionView> {
     assertSessionId(sid);
     const agent = this.agentOf(type);
     if (!agent) throw new AgentryError('UNKNOWN_AGENT_TYPE', `no agent type ${JSON.stringify(type)} is registered (known: ${[...this.deps.agents.keys()].join(', ')})`);
@@ -558,10 +593,13 @@ export class SessionHost {
       if (this.live.has(sid)) throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
       s = this.makeLive(sid, type, partitionOf(sid, this.deps.config.partitions), null, []);
     } finally { this.release(); }
-    if (userState !== undefined) {
-      // Seed user state by restoring from an adjusted snapshot: the machine has no "set state" event on purpose.
+    if (userState !== undefined || policy !== undefined) {
+      // Seed user state and policy by restoring from an adjusted snapshot: the machine has no "set state" event on purpose.
       const snap = s.actor.getPersistedSnapshot() as unknown as { context: SessionContext };
-      snap.context = { ...snap.context, userState };
+      snap.context = {
+        ...snap.context, ...(userState !== undefined ? { userState } : {}),
+        ...(policy !== undefined ? { limits: { ...snap.context.limits, policy } } : {}),
+      };
       s.actor.stop();
       this.live.delete(sid);
       s = this.makeLive(sid, type, s.partition, { snapshot: snap, lastSeq: 0, version: 0 } as unknown as SessionRecord, []);
@@ -1132,7 +1170,7 @@ function decodePayloadLoose(m: JsMsg): unknown {
 
 function viewOf(sid: string, type: string, value: unknown, ctx: SessionContext, live: boolean, updatedAt: number | null): SessionView {
   return {
-    agentId: sid, type, state: topState(value), stateValue: statePath(value), userState: ctx.userState, lastSeq: ctx.lastSeq,
+    agentId: sid, type, state: topState(value), stateValue: statePath(value), policy: ctx.limits.policy, userState: ctx.userState, lastSeq: ctx.lastSeq,
     wake: ctx.wake, wait: ctx.wait,
     mailbox: {
       pending: ctx.pending.length, running: ctx.batch.length,

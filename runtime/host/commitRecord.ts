@@ -9,6 +9,7 @@
  * version, known only at submission, so resends of a stored row keep its id.
  */
 import { durableSnapshotOf, topState, type CompletedRun } from '../../actors/sessionMachine.js';
+import { fateOf } from '../../actors/types.js';
 import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, TransitionRecord } from '../../persistence/types.js';
 import { storableText } from '../../persistence/storable.js';
 
@@ -46,16 +47,31 @@ export function newPendingCommit(snap: SessionSnapshot, epoch: number): PendingC
 
 /**
  * Adds a completed run to a pending record: its messages as history rows (with their fate),
- * its outputs when it succeeded, and a dead letter when it failed or the session stopped.
+ * the messages a turn policy settled without running (superseded, rejected: each a history row,
+ * a rejected one also a dead letter `busy`), its outputs when it succeeded, and a dead letter
+ * when it failed or the session stopped.
  */
 export function addCompletedRun(p: PendingCommit, sessionId: string, run: CompletedRun, outputs: readonly PendingOutput[], now: number): void {
   p.completed.push(run);
   const batchId = String(run.runId);
+  const fate = fateOf(run.outcome, run.batch.filter((m) => m.seq > 0).length);
   for (const m of run.batch) {
     p.history.push({
       sessionId, seq: m.seq, kind: m.kind, body: m.body ?? null, priority: m.priority, from: m.from ?? null,
-      batchId, outcome: run.outcome, at: m.at,
+      batchId, outcome: run.outcome, fate: m.seq > 0 ? fate : fateOf(run.outcome, 1), at: m.at,
     });
+  }
+  for (const { message: m, fate: f, batchId: b } of run.settled ?? []) {
+    p.history.push({
+      sessionId, seq: m.seq, kind: m.kind, body: m.body ?? null, priority: m.priority, from: m.from ?? null,
+      batchId: b, outcome: f, fate: f, at: m.at,
+    });
+    if (f === 'rejected') {
+      p.deadLetters.push({
+        id: `${sessionId}:${m.seq}`, sessionId, reason: 'busy', error: 'the session was running a turn (turn policy reject)',
+        attempts: 0, payload: [m], createdAt: now, replayedAt: null,
+      });
+    }
   }
   if (run.outcome === 'ok') {
     for (const o of outputs) {

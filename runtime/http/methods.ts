@@ -7,6 +7,7 @@
 import type { JSONRPCServer } from 'json-rpc-2.0';
 import type { z } from 'zod';
 import { AgentryError } from '../../actors/errors.js';
+import { fateOf, type MessageFate } from '../../actors/types.js';
 import { assertSessionId } from '../../actors/sessionId.js';
 import { ALIAS_PREFIX, METHOD_NAMES, PROTOCOL_VERSION, methods, type MethodName, type ResultOf } from '../../client/index.js';
 import type { Runtime } from '../runtime.js';
@@ -30,7 +31,7 @@ function epochOf(v: string | number, name: string): number {
 
 function viewResult(v: SessionView): ResultOf<'getAgent'> {
   return {
-    agentId: v.agentId, type: v.type, state: v.state, stateValue: v.stateValue, userState: v.userState, lastSeq: v.lastSeq,
+    agentId: v.agentId, type: v.type, state: v.state, stateValue: v.stateValue, policy: v.policy, userState: v.userState, lastSeq: v.lastSeq,
     wake: v.wake ? { until: v.wake.until, events: [...v.wake.events], mailPriority: v.wake.mailPriority } : null,
     wait: v.wait ? { event: v.wait.event, replyFrom: v.wait.replyFrom, timeoutAt: v.wait.timeoutAt } : null,
     mailbox: { pending: v.mailbox.pending, running: v.mailbox.running, deferred: v.mailbox.deferred.map((d) => ({ ...d })) },
@@ -62,22 +63,24 @@ async function clusterRead<T>(read: () => Promise<T>): Promise<T> {
  * needs a target that exists now (a typo in the id would otherwise create a session per firing).
  */
 export function createMethodTable(runtime: Runtime, openRpc: () => Record<string, unknown>): MethodTable {
-  const acceptsMessages = async (agentId: string, verb: string, createsSession = true): Promise<void> => {
+  /** Refuses messages for a stopped session; returns the session's view (null: it is created on delivery). */
+  const acceptsMessages = async (agentId: string, verb: string, createsSession = true): Promise<SessionView | null> => {
     let v: SessionView;
     try {
       v = await runtime.getAgent(agentId);
     } catch (e) {
       if ((e as { code?: unknown }).code !== 'UNKNOWN_SESSION') throw e;
-      if (createsSession && runtime.config.defaultAgentType !== undefined) return;
+      if (createsSession && runtime.config.defaultAgentType !== undefined) return null;
       if (!createsSession) throw new AgentryError('UNKNOWN_SESSION', `no session ${agentId}: create it (createAgent) before you schedule tasks for it`);
       throw e;
     }
     if (v.state === 'stopped') throw new AgentryError('SESSION_STOPPED', `session ${agentId} is stopped: cannot ${verb}`, { details: { state: 'stopped' } });
+    return v;
   };
 
   return {
     async createAgent(p) {
-      const v = await runtime.createAgent(p.agentId, p.type, p.state);
+      const v = await runtime.createAgent(p.agentId, p.type, p.state, p.policy ? { policy: p.policy } : undefined);
       return { agentId: v.agentId, type: v.type, state: v.state };
     },
     async getAgent(p) {
@@ -97,10 +100,12 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       };
     },
     async sendMessage(p) {
-      await acceptsMessages(p.agentId, 'receive messages');
+      const v = await acceptsMessages(p.agentId, 'receive messages');
+      // A session whose own policy is reject answers its API senders as a per-message reject would.
+      const policy = p.policy ?? (v?.policy === 'reject' ? 'reject' : undefined);
       return runtime.sendMessage(p.agentId, p.message, {
         ...(p.kind ? { kind: p.kind } : {}), ...(p.priority ? { priority: p.priority } : {}),
-        ...(p.from ? { from: p.from } : {}), ...(p.msgId ? { msgId: p.msgId } : {}),
+        ...(p.from ? { from: p.from } : {}), ...(p.msgId ? { msgId: p.msgId } : {}), ...(policy ? { policy } : {}),
       });
     },
     async sendMail(p) {
@@ -161,7 +166,7 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
     },
     async getHistory(p) {
       const rows = await runtime.getHistory(p.agentId, { limit: p.limit ?? 50, ...(p.before !== undefined ? { before: p.before } : {}) });
-      return { messages: rows.map((h) => ({ seq: h.seq, kind: h.kind, body: h.body, priority: h.priority, from: h.from, batchId: h.batchId, outcome: h.outcome, at: h.at })) };
+      return { messages: rows.map((h) => ({ seq: h.seq, kind: h.kind, body: h.body, priority: h.priority, from: h.from, batchId: h.batchId, outcome: h.outcome, fate: (h.fate ?? fateOf(h.outcome, 1)) as MessageFate, at: h.at })) };
     },
     async getTransitions(p) {
       const rows = await runtime.getTransitions(p.agentId, { limit: p.limit ?? 100, ...(p.after !== undefined ? { after: p.after } : {}) });

@@ -248,3 +248,165 @@ describe('session statechart', () => {
     same(); // stopped (final)
   });
 });
+
+describe('turn policies', () => {
+  const bodies = (ms: readonly InboxMessage[] | undefined) => (ms ?? []).map((m) => m.body);
+  const settled = (c: { settled?: readonly { message: InboxMessage; fate: string }[] } | null) => (c?.settled ?? []).map((x) => [x.message.body, x.fate]);
+
+  it('queue runs one message per turn, in order; nothing is aborted', async () => {
+    const h = harness({ policy: 'queue' });
+    h.send(h.msg('a')); h.send(h.msg('b')); h.send(h.msg('c'));
+    expect(h.calls).toHaveLength(1);
+    for (const want of ['a', 'b', 'c']) {
+      const call = h.calls.at(-1)!;
+      expect(bodies(call.input.batch)).toEqual([want]);
+      expect(call.signal.aborted).toBe(false);
+      call.resolve({});
+      await h.flush();
+    }
+    expect(h.state()).toBe('idle');
+    expect(h.ctx().lastSeq).toBe(3);
+  });
+
+  it('latest aborts the turn, supersedes it and the queued messages, and runs only the newest', async () => {
+    const h = harness({ policy: 'latest' });
+    h.send(h.msg('a', { policy: 'queue' }));
+    h.send(h.msg('b', { policy: 'queue' })); // queued behind a
+    h.send(h.msg('c'));
+    expect(h.calls[0]!.signal.aborted).toBe(true);
+    expect(h.calls).toHaveLength(2);
+    expect(bodies(h.calls[1]!.input.batch)).toEqual(['c']);
+    // The supersession is a record of its own: a and b settled, lastSeq covers them (not c).
+    expect(h.ctx().completed).toMatchObject({ outcome: 'superseded' });
+    expect(bodies(h.ctx().completed!.batch)).toEqual(['a']);
+    expect(settled(h.ctx().completed)).toEqual([['b', 'superseded']]);
+    expect(h.ctx().lastSeq).toBe(2);
+    expect(h.ctx().pending).toEqual([]);
+    h.calls[1]!.resolve({ userState: { n: 1 } });
+    await h.flush();
+    expect(h.state()).toBe('idle');
+    expect(h.ctx().lastSeq).toBe(3);
+    expect(h.ctx().userState).toEqual({ n: 1 });
+  });
+
+  it('reject refuses a message while a turn runs, and records the refusal only with the record that settles every older message', async () => {
+    const h = harness({ policy: 'queue' });
+    h.send(h.msg('a'));
+    h.send(h.msg('b'));                       // queued
+    h.send(h.msg('c', { policy: 'reject' })); // refused: a runs, b waits
+    expect(h.calls).toHaveLength(1);
+    expect(h.calls[0]!.signal.aborted).toBe(false);
+    expect(bodies(h.ctx().rejected)).toEqual(['c']);
+    h.calls[0]!.resolve({});
+    await h.flush();
+    // a's record must not cover c (seq 3): b (seq 2) is not applied yet.
+    expect(bodies(h.ctx().completed!.batch)).toEqual(['a']);
+    expect(settled(h.ctx().completed)).toEqual([]);
+    expect(h.ctx().lastSeq).toBe(1);
+    h.calls[1]!.resolve({});
+    await h.flush();
+    expect(bodies(h.ctx().completed!.batch)).toEqual(['b']);
+    expect(settled(h.ctx().completed)).toEqual([['c', 'rejected']]);
+    expect(h.ctx().lastSeq).toBe(3);
+    expect(h.ctx().rejected).toEqual([]);
+    expect(h.calls).toHaveLength(2); // c never ran
+    // Idle: a reject message just runs.
+    h.send(h.msg('d', { policy: 'reject' }));
+    expect(bodies(h.calls[2]!.input.batch)).toEqual(['d']);
+  });
+
+  it('reject: refusals still waiting when the session goes to sleep commit with the deferred messages', async () => {
+    const h = harness({ policy: 'queue' });
+    h.send(h.msg('a'));
+    h.send(h.msg('b'));
+    h.send(h.msg('c', { policy: 'reject' }));
+    h.calls[0]!.resolve({ next: { type: 'sleep', wake: { until: 99_999, events: [], mailPriority: null } } });
+    await h.flush();
+    expect(h.state()).toBe('sleeping');
+    expect(bodies(h.ctx().deferred)).toEqual(['b']);
+    expect(settled(h.ctx().completed)).toEqual([['c', 'rejected']]);
+    expect(bodies(h.ctx().completed!.batch)).toEqual(['a']);
+    expect(h.ctx().lastSeq).toBe(3);
+  });
+
+  it('rollback aborts the turn (its messages rolled back) and runs the new message on the pre-turn state', async () => {
+    const h = harness({ policy: 'rollback' });
+    h.send(h.msg('a'));
+    h.calls[0]!.resolve({ userState: { n: 1 } });
+    await h.flush();
+    h.send(h.msg('b'));
+    h.send(h.msg('c'));
+    expect(h.calls[1]!.signal.aborted).toBe(true);
+    expect(h.ctx().completed).toMatchObject({ outcome: 'rolled-back' });
+    expect(bodies(h.ctx().completed!.batch)).toEqual(['b']);
+    expect(h.ctx().lastSeq).toBe(2);
+    expect(bodies(h.calls[2]!.input.batch)).toEqual(['c']);
+    expect(h.calls[2]!.input.userState).toEqual({ n: 1 }); // the state before b's turn
+    h.calls[2]!.resolve({ userState: { n: 2 } });
+    await h.flush();
+    expect(h.ctx().userState).toEqual({ n: 2 });
+    expect(h.ctx().lastSeq).toBe(3);
+  });
+
+  it('rollback keeps queued older messages ahead of the new one (FIFO)', async () => {
+    const h = harness({ policy: 'queue' });
+    h.send(h.msg('a'));
+    h.send(h.msg('b'));
+    h.send(h.msg('c', { policy: 'rollback' }));
+    expect(h.calls[0]!.signal.aborted).toBe(true);
+    expect(bodies(h.calls[1]!.input.batch)).toEqual(['b']);
+    expect(bodies(h.ctx().pending)).toEqual(['c']);
+    h.calls[1]!.resolve({});
+    await h.flush();
+    expect(bodies(h.calls[2]!.input.batch)).toEqual(['c']);
+  });
+
+  it('debounce waits for quiet, restarting the wait on each message, then runs once on all of them', () => {
+    const h = harness({ policy: 'debounce', debounceMs: 100, maxMergeDelayMs: 10_000 });
+    h.send(h.msg('a'));
+    expect(h.actor.getSnapshot().value).toEqual({ active: 'debouncing' });
+    h.clock.increment(60);
+    h.send(h.msg('b'));
+    h.clock.increment(60); // 120 ms after a, 60 after b: still quiet-waiting
+    expect(h.calls).toHaveLength(0);
+    h.clock.increment(40);
+    expect(h.calls).toHaveLength(1);
+    expect(bodies(h.calls[0]!.input.batch)).toEqual(['a', 'b']);
+    expect(h.actor.getSnapshot().value).toEqual({ active: 'running' });
+  });
+
+  it('debounce is bounded by maxMergeDelayMs from the first message', () => {
+    const h = harness({ policy: 'debounce', debounceMs: 100, maxMergeDelayMs: 250 });
+    h.send(h.msg(1));
+    for (let i = 2; i <= 4; i++) { h.clock.increment(80); h.send(h.msg(i)); } // t = 240: still merging
+    expect(h.calls).toHaveLength(0);
+    h.clock.increment(10); // t = 250: the bound, though the last message came 10 ms ago
+    expect(h.calls).toHaveLength(1);
+    expect(bodies(h.calls[0]!.input.batch)).toEqual([1, 2, 3, 4]);
+  });
+
+  it('debounce: a message during a turn aborts it and waits for quiet again', () => {
+    const h = harness({ policy: 'debounce', debounceMs: 100, maxMergeDelayMs: 10_000 });
+    h.send(h.msg('a'));
+    h.clock.increment(100);
+    expect(h.calls).toHaveLength(1);
+    h.send(h.msg('b'));
+    expect(h.calls[0]!.signal.aborted).toBe(true);
+    expect(h.actor.getSnapshot().value).toEqual({ active: 'debouncing' });
+    h.clock.increment(100);
+    expect(bodies(h.calls[1]!.input.batch)).toEqual(['a', 'b']);
+  });
+
+  it('a session in a transient policy state persists as idle with no batch, pending or refusals', async () => {
+    const h = harness({ policy: 'queue' });
+    h.send(h.msg('a')); h.send(h.msg('b')); h.send(h.msg('c', { policy: 'reject' }));
+    const d = durableSnapshotOf(h.actor.getSnapshot()) as { value: unknown; context: { rejected: unknown[]; pending: unknown[] } };
+    expect(d.value).toBe('idle');
+    expect(d.context.rejected).toEqual([]);
+    expect(d.context.pending).toEqual([]);
+    const h2 = harness({ policy: 'debounce', debounceMs: 50 });
+    h2.send(h2.msg('x'));
+    expect((durableSnapshotOf(h2.actor.getSnapshot()) as { value: unknown }).value).toBe('idle');
+    await h.flush();
+  });
+});

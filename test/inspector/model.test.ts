@@ -4,7 +4,7 @@
 // Cluster page's owner colours, partition ranges and lease lag levels.
 import { describe, expect, it } from 'vitest';
 import { sessionMachine } from '../../actors/index.js';
-import { machineGraph, type StateNodeLike } from '../../inspector/build/machineGraph.js';
+import { machineGraph } from '../../inspector/build/machineGraph.js';
 import { OWNER_COLOURS, lagLevel, ownerSlots, partitionRanges } from '../../inspector/src/clusterModel.js';
 import { parseDuration } from '../../inspector/src/format.js';
 import { groupByCall } from '../../inspector/src/handlerCalls.js';
@@ -15,13 +15,13 @@ import { BOXES, ROUTES } from '../../inspector/src/statechart/layout.js';
 import { STATES } from '../../inspector/src/states.js';
 import { timelineItems } from '../../inspector/src/timelineItems.js';
 
-const graph = machineGraph(sessionMachine.root as unknown as StateNodeLike);
+const graph = machineGraph(sessionMachine.root);
 
 describe('statechart graph from sessionMachine', () => {
   it('has the five top states and active\'s substates', () => {
     const ids = graph.states.map((s) => s.id);
     expect(ids).toEqual(expect.arrayContaining([...STATES, 'active.running', 'active.retrying']));
-    expect(graph.states.find((s) => s.id === 'active')).toMatchObject({ kind: 'compound', initial: 'active.running' });
+    expect(graph.states.find((s) => s.id === 'active')).toMatchObject({ kind: 'compound', initial: 'active.starting' });
     expect(graph.states.find((s) => s.id === 'stopped')?.kind).toBe('final');
   });
 
@@ -99,9 +99,9 @@ describe('timeline and history models', () => {
     { at: 900, event: 'WAKE', from: 'sleeping', to: 'idle' },
   ];
   const history: HistoryMessage[] = [
-    { seq: 0, kind: 'wake', body: { reason: 'manual' }, priority: 'normal', from: null, batchId: '3', outcome: 'ok', at: 900 },
-    { seq: 12, kind: 'message', body: 'b', priority: 'normal', from: null, batchId: '2', outcome: 'ok', at: 101 },
-    { seq: 11, kind: 'message', body: 'a', priority: 'high', from: 'x', batchId: '2', outcome: 'ok', at: 99 },
+    { seq: 0, kind: 'wake', body: { reason: 'manual' }, priority: 'normal', from: null, batchId: '3', outcome: 'ok', fate: 'handled', at: 900 },
+    { seq: 12, kind: 'message', body: 'b', priority: 'normal', from: null, batchId: '2', outcome: 'ok', fate: 'merged', at: 101 },
+    { seq: 11, kind: 'message', body: 'a', priority: 'high', from: 'x', batchId: '2', outcome: 'ok', fate: 'merged', at: 99 },
   ];
 
   it('merges transitions, messages and wakes in time order with the state after each', () => {
