@@ -32,6 +32,12 @@ const RETRY_EVERY_MS = 2_000;
 /** Publishes committed outbox rows and forgets them once published. */
 export class Outbox {
   private deletes: string[] = [];
+  /**
+   * Rows this node published whose delete has not succeeded yet (queued or failing): a sweep must
+   * not publish them again. After a Postgres outage longer than JetStream's 2-minute duplicate
+   * window, such a copy of a mail would not be dropped and its recipient would apply it twice.
+   */
+  private readonly published = new Set<string>();
   /** When a publish last failed (0: never, or a later sweep got everything out). */
   private failedAt = 0;
   private lastRetry = 0;
@@ -63,6 +69,7 @@ export class Outbox {
           this.deps.transport.publishCore(o.subject, o.body, { ...o.headers, [H.msgId]: o.id });
         }
         this.deletes.push(o.id);
+        this.published.add(o.id);
       } catch (err) {
         this.deps.logger.warn({ err, id: o.id }, 'outbox publish failed; it stays in the outbox and is retried');
         this.failedAt = Date.now();
@@ -83,12 +90,14 @@ export class Outbox {
     let published = 0;
     for (;;) {
       const rows = await this.deps.store.pendingOutbox(limit, q);
-      const all = await this.publish(rows);
-      this.flushDeletes();
+      const fresh = rows.filter((r) => !this.published.has(r.id));
+      const all = await this.publish(fresh);
+      await this.deleteNow(); // before the next page, which would otherwise hold these rows again
       if (!all) return null;
-      published += rows.length;
-      this.swept += rows.length;
-      if (rows.length < limit) {
+      published += fresh.length;
+      this.swept += fresh.length;
+      // A full page of rows whose deletes keep failing would come back forever: stop there.
+      if (rows.length < limit || fresh.length === 0) {
         if (published > 0) this.deps.logger.warn({ rows: published, partitions: partitions?.length ?? 'all' }, 'outbox rows published by a sweep (left by a crash, a NATS outage or an ambiguous commit)');
         return published;
       }
@@ -117,12 +126,20 @@ export class Outbox {
 
   /** Deletes published rows (called periodically); a failed delete is retried next time. */
   flushDeletes(): void {
+    this.deleteNow().catch((err: unknown) => { this.deps.logger.warn({ err }, 'outbox clean-up failed; will retry'); });
+  }
+
+  /** Deletes the rows published so far; on failure they stay queued (and are not swept again). */
+  private async deleteNow(): Promise<void> {
     if (this.deletes.length === 0) return;
     const ids = this.deletes;
     this.deletes = [];
-    this.deps.store.deleteOutbox(ids).catch((err: unknown) => {
+    try {
+      await this.deps.store.deleteOutbox(ids);
+      for (const id of ids) this.published.delete(id);
+    } catch (err) {
       this.deletes.push(...ids);
-      this.deps.logger.warn({ err }, 'outbox clean-up failed; will retry');
-    });
+      throw err;
+    }
   }
 }
