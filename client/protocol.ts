@@ -53,6 +53,7 @@ const agentView = z.object({
   mailbox: z.object({
     pending: z.number(),
     running: z.number(),
+    rejected: z.number().describe('messages refused by turn policy reject whose refusal commits with the turn that runs now'),
     deferred: z.array(z.object({ seq: z.number(), kind: z.string(), priority, from: z.string().optional(), at: epochMs })),
   }),
   lastError: z.object({ message: z.string(), code: z.string(), terminal: z.boolean() }).nullable(),

@@ -179,7 +179,8 @@ export interface SessionView {
   readonly lastSeq: number;
   readonly wake: SessionContext['wake'];
   readonly wait: SessionContext['wait'];
-  readonly mailbox: { readonly pending: number; readonly deferred: readonly { seq: number; kind: string; priority: Priority; from?: string; at: number }[]; readonly running: number };
+  /** `rejected`: messages refused (turn policy reject) whose refusal is not committed yet. */
+  readonly mailbox: { readonly pending: number; readonly deferred: readonly { seq: number; kind: string; priority: Priority; from?: string; at: number }[]; readonly running: number; readonly rejected: number };
   readonly lastError: SessionContext['lastError'];
   readonly live: boolean;
   readonly updatedAt: number | null;
@@ -1173,7 +1174,7 @@ function viewOf(sid: string, type: string, value: unknown, ctx: SessionContext, 
     agentId: sid, type, state: topState(value), stateValue: statePath(value), policy: ctx.limits.policy, userState: ctx.userState, lastSeq: ctx.lastSeq,
     wake: ctx.wake, wait: ctx.wait,
     mailbox: {
-      pending: ctx.pending.length, running: ctx.batch.length,
+      pending: ctx.pending.length, running: ctx.batch.length, rejected: ctx.rejected?.length ?? 0,
       deferred: ctx.deferred.map((m: InboxMessage) => ({ seq: m.seq, kind: m.kind, priority: m.priority, at: m.at, ...(m.from ? { from: m.from } : {}) })),
     },
     lastError: ctx.lastError, live, updatedAt,

@@ -34,7 +34,7 @@ function viewResult(v: SessionView): ResultOf<'getAgent'> {
     agentId: v.agentId, type: v.type, state: v.state, stateValue: v.stateValue, policy: v.policy, userState: v.userState, lastSeq: v.lastSeq,
     wake: v.wake ? { until: v.wake.until, events: [...v.wake.events], mailPriority: v.wake.mailPriority } : null,
     wait: v.wait ? { event: v.wait.event, replyFrom: v.wait.replyFrom, timeoutAt: v.wait.timeoutAt } : null,
-    mailbox: { pending: v.mailbox.pending, running: v.mailbox.running, deferred: v.mailbox.deferred.map((d) => ({ ...d })) },
+    mailbox: { pending: v.mailbox.pending, running: v.mailbox.running, rejected: v.mailbox.rejected, deferred: v.mailbox.deferred.map((d) => ({ ...d })) },
     lastError: v.lastError ? { message: v.lastError.message, code: v.lastError.code, terminal: v.lastError.terminal } : null,
     live: v.live, updatedAt: v.updatedAt,
   };
