@@ -18,7 +18,8 @@
  * A watch on the bucket starts a balance round at once when a lease is deleted (a node released
  * it: leaving, or handing over its surplus) and when a node appears or leaves, so a handoff
  * waits for neither poll: the freed partition is taken within a round trip. (Keys that expire
- * leave no marker: a dead node's partitions are found by the poll after its TTL.)
+ * leave no marker: a dead node's partitions are found by the poll after its TTL.) The same watch
+ * keeps a mirror of the bucket, from which the cluster view is answered without a KV request.
  *
  * Faults: a renewal that fails for a whole TTL — NATS cut off, the event loop stalled, the
  * process paused — means another node may own the partition now. A lease is `usable()` only
@@ -111,6 +112,12 @@ export class LeaseManager {
   private watcher: { stop(): void } | null = null;
   /** Node ids seen in the bucket by the watch (a new one means a join: rebalance now). */
   private readonly knownNodes = new Set<string>();
+  /** The bucket as the watch last saw it: key → revision, value, when it arrived (local clock). */
+  private readonly mirror = new Map<string, { revision: number; body: Record<string, unknown> | null; seenAt: number }>();
+  /** The watch has delivered every value the bucket held when it opened, and is still running. */
+  private mirrorLive = false;
+  /** KV reads the cluster view made (0 while the mirror answers; tests, metrics). */
+  viewReads = 0;
   private readonly now: () => number;
   private lastRenewStart = 0;
 
@@ -237,13 +244,21 @@ export class LeaseManager {
   }
 
   /**
-   * Every live node's heartbeat and every partition's lease, read from the bucket (any node can
-   * answer for the whole cluster). Bounded: each read has the request deadline; a key that cannot
-   * be read in time is left out rather than waited for.
+   * Every live node's heartbeat and every partition's lease (any node can answer for the whole
+   * cluster): from the watch's mirror of the bucket when it is live (one NATS round trip instead
+   * of a read per key: the inspector polls this every few seconds), else, or with `read`, read key
+   * by key. Bounded: each request has the request deadline.
    */
-  async clusterView(): Promise<{ nodes: NodeHeartbeat[]; partitions: PartitionLease[] }> {
+  async clusterView(opts: { read?: boolean } = {}): Promise<{ nodes: NodeHeartbeat[]; partitions: PartitionLease[] }> {
     const kv = this.kv;
     if (!kv) throw new Error('leases are not started');
+    const mirrored = opts.read ? null : this.mirroredEntries();
+    if (mirrored) {
+      // One round trip instead of a read per key: the mirror is only as good as the connection
+      // feeding it, and a view with NATS gone must fail (NOT_READY), not show the past.
+      await within(this.o.nc.flush(), this.requestMs, 'lease bucket (NATS round trip)');
+      return this.viewOf(mirrored);
+    }
     const lister = await within(kv.keys(), this.requestMs, 'lease key list');
     const keys: string[] = [];
     try {
@@ -253,11 +268,33 @@ export class LeaseManager {
     }
     // A key that cannot be read fails the whole view (the caller answers NOT_READY): a partial one
     // would show an owned partition as free or a live node as gone.
+    this.viewReads += keys.length;
     const entries = await Promise.all([...new Set(keys)].map(async (k) => {
       const e = await within(kv.get(k), this.requestMs, 'lease read');
       if (!e || e.operation !== 'PUT') return null; // deleted or expired since it was listed
       try { return { key: k, revision: e.revision, body: e.json<Record<string, unknown>>() }; } catch { return null; }
     }));
+    return this.viewOf(entries);
+  }
+
+  /**
+   * The mirror's live keys, when it can answer: the watch is running and caught up, and this
+   * node's own heartbeat (written every quarter TTL) arrived within half a TTL, so a watch that
+   * stalled without ending is not believed. Keys not rewritten for a TTL are taken as expired
+   * (the bucket's TTL removes keys without a marker). Null: read the bucket instead.
+   */
+  private mirroredEntries(): { key: string; revision: number; body: Record<string, unknown> }[] | null {
+    if (!this.mirrorLive) return null;
+    const now = this.now();
+    const own = this.mirror.get(`node.${this.o.nodeId}`);
+    if (!own || now - own.seenAt > this.o.ttlMs / 2) return null;
+    const out: { key: string; revision: number; body: Record<string, unknown> }[] = [];
+    for (const [key, e] of this.mirror) if (e.body && now - e.seenAt <= this.o.ttlMs) out.push({ key, revision: e.revision, body: e.body });
+    return out;
+  }
+
+  /** Nodes and partitions from the bucket's entries (read or mirrored). */
+  private viewOf(entries: readonly ({ key: string; revision: number; body: Record<string, unknown> } | null)[]): { nodes: NodeHeartbeat[]; partitions: PartitionLease[] } {
     const nodes: NodeHeartbeat[] = [];
     const owned = new Map<number, PartitionLease>();
     for (const e of entries) {
@@ -419,11 +456,27 @@ export class LeaseManager {
     while (!this.stopped) {
       try {
         // One watch on every key: nats-server 2.9 (Debian's) takes one filter per watch.
-        const it = await within(kv.watch({ key: '>', include: KvWatchInclude.UpdatesOnly, headers_only: true }), this.requestMs * 2, 'lease watch');
+        // Every key's last value first (the mirror), then every change.
+        const it = await within(kv.watch({ key: '>', include: KvWatchInclude.LastValue }), this.requestMs * 2, 'lease watch');
         this.watcher = it;
+        this.mirror.clear();
         opened?.();
         if (this.stopped) { it.stop(); return; }
         for await (const e of it) {
+          const now = this.now();
+          if (e.operation === 'PUT') {
+            let body: Record<string, unknown> | null = null;
+            try { body = e.json<Record<string, unknown>>(); } catch { /* not ours */ }
+            // A value replayed at open counts from when it was written, not from now.
+            this.mirror.set(e.key, { revision: e.revision, body, seenAt: e.isUpdate ? now : Math.min(now, e.created.getTime()) });
+          } else this.mirror.delete(e.key);
+          if (!e.isUpdate) {
+            // The bucket as it was when the watch opened: known nodes, nothing to react to.
+            if (e.key.startsWith('node.') && e.operation === 'PUT') this.knownNodes.add(e.key.slice('node.'.length));
+            if (e.delta === 0) this.mirrorLive = true;
+            continue;
+          }
+          this.mirrorLive = true;
           if (e.key.startsWith('part.')) {
             if (e.operation !== 'PUT') this.balanceSoon();
           } else if (e.key.startsWith('node.')) {
@@ -436,6 +489,7 @@ export class LeaseManager {
       } catch (err) {
         this.o.logger.debug({ err: (err as Error).message }, 'lease watch ended; opening it again');
       }
+      this.mirrorLive = false;
       if (!this.stopped) await new Promise((r) => setTimeout(r, Math.max(200, Math.floor(this.o.ttlMs / 4))));
     }
   }

@@ -1,8 +1,9 @@
 // The cluster view (issue 14): any node answers listNodes / getPartitions for the whole cluster
 // from the lease bucket — every live node with its version, uptime, sessions and the partitions
 // its leases name; every partition with its owner and fencing epoch (the one its owner commits
-// under). A node that leaves disappears from the view and its partitions move. Two runtimes on
-// one nats-server and one Postgres schema.
+// under). A node that leaves disappears from the view and its partitions move. The view comes
+// from each node's watch-fed mirror of the lease bucket and agrees with a key-by-key read. Two
+// runtimes on one nats-server and one Postgres schema.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { defineAgent } from '../../actors/index.js';
@@ -55,6 +56,15 @@ describe('cluster view', () => {
       expect(p.renewalAgeMs).toBeGreaterThanOrEqual(0);
     }
     expect(await b!.getPartitions()).toEqual(parts.map((p) => ({ ...p, renewalAgeMs: expect.any(Number) as unknown })));
+    // Answered from the watch's mirror of the lease bucket, not key by key; the same as a read.
+    const reads = a.leases.viewReads;
+    const mirrored = await a.leases.clusterView();
+    expect(a.leases.viewReads).toBe(reads);
+    const read = await a.leases.clusterView({ read: true });
+    expect(a.leases.viewReads).toBeGreaterThan(reads);
+    const owners = (v: typeof read): unknown[] => v.partitions.map((p) => [p.partition, p.nodeId, p.epoch]);
+    expect(owners(mirrored)).toEqual(owners(read));
+    expect(mirrored.nodes.map((n) => n.nodeId)).toEqual(read.nodes.map((n) => n.nodeId));
 
     // A session on b's side: b reports it live in its next heartbeat.
     const sid = Array.from({ length: 200 }, (_, i) => `cv-${i}`).find((s) => parts[partitionOf(s, PARTS)]!.nodeId === 'node-b')!;
