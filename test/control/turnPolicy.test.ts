@@ -9,6 +9,7 @@ import { codes, defineAgent } from '../../actors/index.js';
 import { methods } from '../../client/index.js';
 import { startControlPlane, type ControlPlane } from '../../runtime/index.js';
 import { startStack, waitFor, type Stack } from '../helpers.js';
+import { openSse } from '../ingress/sseClient.js';
 import { RawRpc } from './rawRpc.js';
 
 const gates = new Map<string, () => void>();
@@ -69,6 +70,12 @@ describe('turn policies over the control API', () => {
     expect(hist.messages.map((m: { body: unknown; fate: string; seq: number }) => [m.body, m.fate, m.seq])).toEqual([['b', 'rejected', seqB], ['a', 'handled', first.seq]]);
     const dls = await c.ok('listDeadLetters', { agentId: sid });
     expect(dls.deadLetters.map((d: { id: string; reason: string }) => [d.id, d.reason])).toEqual([[`${sid}:${seqB}`, 'busy']]);
+    // The session's event stream replays the fate (a plainly handled message has none).
+    const sse = await openSse(`${cp.url}/agents/${sid}/stream`, { 'Last-Event-ID': '0' });
+    try {
+      const fate = await sse.next((ev) => ev.event === 'fate', 20_000);
+      expect(fate.json).toMatchObject({ agentId: sid, seq: seqB, fate: 'rejected' });
+    } finally { sse.close(); }
   });
 
   it('an idle session takes a reject message: sendMessage answers with its seq', async () => {
