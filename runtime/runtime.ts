@@ -252,6 +252,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         const t0 = Date.now();
         // Fence the previous owner in Postgres before consuming: from here on its commits are refused.
         await claimPartition(p, epoch);
+        // Lost while claiming: starting the feed would delete the new owner's consumer.
+        if (leases.epochOf(p) !== epoch) throw new AgentryError('FENCED', `partition ${p}: lease epoch ${epoch} was lost while claiming it`);
         const claimedMs = Date.now() - t0;
         await transport.startPartition(p, epoch, (part, m) => { host.dispatch(part, m); }, {
           confirm: () => leases.confirm(p), // false means it has released p already
