@@ -1,6 +1,7 @@
 // Owns a seeded chaos run: N nodes under open-ended load, faults chosen at random (from the seed)
 // one after another — SIGKILL and restart, SIGSTOP past the lease, SIGTERM and restart, a
-// nats-server restart, one node's NATS or Postgres refused or blackholed — with timers set to
+// nats-server restart, one node's NATS or Postgres refused or blackholed, its Postgres answers
+// dropped while statements still commit (ambiguous commits) — with timers set to
 // fall due during each fault and poison messages slipped into the load. Then the load stops, the
 // system settles, and the verifier reports. Used by chaos.test.ts (a short run in CI) and by
 // `npm run chaos` (test/chaos/run.mjs) for long runs.
@@ -13,7 +14,7 @@ import { POISON_KINDS } from './load.js';
 import { Scenario } from './scenario.js';
 import type { FaultRecord, Recovery, Report } from './verifier.js';
 
-export const FAULT_KINDS = ['kill', 'pause', 'term', 'nats-restart', 'nats-refuse', 'nats-blackhole', 'pg-refuse', 'pg-blackhole'] as const;
+export const FAULT_KINDS = ['kill', 'pause', 'term', 'nats-restart', 'nats-refuse', 'nats-blackhole', 'pg-refuse', 'pg-blackhole', 'pg-deaf'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface ChaosOptions {
@@ -147,6 +148,12 @@ export async function runChaos(o: ChaosOptions, log: (line: string) => void = (l
             break;
           case 'pg-refuse': case 'pg-blackhole':
             c.pgMode(node, kind === 'pg-refuse' ? 'refuse' : 'blackhole', heal);
+            await sleep(durationMs);
+            c.pgMode(node, 'pass');
+            break;
+          case 'pg-deaf':
+            // Statements reach Postgres and commit; their answers are dropped (ambiguous commits).
+            c.pgMode(node, 'deaf');
             await sleep(durationMs);
             c.pgMode(node, 'pass');
             break;
