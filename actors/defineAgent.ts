@@ -4,7 +4,7 @@
  * own `ctx.state` draft, committed only when the run completes).
  */
 import type {
-  InboxMessage, NextStep, Priority, SessionLimits, TurnPolicy, WaitCondition, WakeCondition,
+  InboxMessage, NextStep, Priority, SessionLimits, TurnPolicy, WaitCondition, WaitpointSpec, WakeCondition,
 } from './types.js';
 import { isTurnPolicy, TURN_POLICIES } from './types.js';
 
@@ -37,11 +37,30 @@ export interface SleepOptions {
   readonly wakeOnMailPriority?: Priority;
 }
 
-/** Options of `ctx.waitFor()`: an event or a reply from a sender, with an optional timeout. */
+/** Options of `ctx.waitFor()`: an event, a reply from a sender, or a waitpoint, with an optional timeout. */
 export interface WaitOptions {
   readonly event?: string;
   readonly replyFrom?: string;
   readonly timeoutMs?: number;
+  /** Wait for a person (or any program holding the id) to complete a durable waitpoint. */
+  readonly waitpoint?: WaitpointOptions;
+}
+
+/**
+ * A waitpoint: the session waits until someone completes it with a value matching `schema`
+ * (`completeWaitpoint`, `agentry waitpoint complete`, or `POST /waitpoints/<id>`), it is
+ * cancelled, or `timeoutMs` passes. The next turn gets one message of kind `waitpoint` whose body
+ * is `{ id, status: 'completed' | 'cancelled' | 'timed-out', value }`.
+ */
+export interface WaitpointOptions {
+  /** A zod 4 schema or a JSON Schema object; the value is validated against it when it is completed. */
+  readonly schema: unknown;
+  /** After this long the waitpoint times out (with `default` as its value, if given). */
+  readonly timeoutMs: number;
+  /** The value a timeout completes it with (status `timed-out`); without it the value is null. */
+  readonly default?: unknown;
+  /** Labels for `listWaitpoints` (e.g. `approval`, `tool:refund`). */
+  readonly tags?: readonly string[];
 }
 
 const NEXT: unique symbol = Symbol.for('agentry.next');
@@ -49,6 +68,8 @@ const NEXT: unique symbol = Symbol.for('agentry.next');
 /** What `ctx.sleep()` / `ctx.waitFor()` return; a handler returns it to leave `active` that way. */
 export interface HandlerResult {
   readonly [NEXT]: NextStep;
+  /** `ctx.waitFor({ waitpoint })`: the new waitpoint's id, to hand to whoever completes it (a link, a button). */
+  readonly waitpointId?: string;
 }
 
 /** Everything a handler run can see and do. Effects are buffered and committed with the run. */
@@ -81,7 +102,14 @@ export interface HandlerContext<S = unknown> {
   unsubscribe(pattern: string): void;
   /** Ends the run by going to sleep; return its result from the handler. */
   sleep(opts: SleepOptions): HandlerResult;
-  /** Ends the run by waiting for an event or a reply; return its result from the handler. */
+  /**
+   * Ends the run by waiting for an event, a reply or a waitpoint; return its result from the
+   * handler. With `waitpoint`, the result's `waitpointId` is the id to hand out.
+   * @example
+   * const next = ctx.waitFor({ waitpoint: { schema: z.object({ approve: z.boolean() }), timeoutMs: 3_600_000, default: { approve: false } } });
+   * ctx.reply({ approveAt: `/waitpoints/${next.waitpointId}` });
+   * return next;
+   */
   waitFor(opts: WaitOptions): HandlerResult;
 }
 
@@ -206,9 +234,20 @@ export function sleepResult(opts: SleepOptions, now: number): HandlerResult {
   return { [NEXT]: { type: 'sleep', wake } };
 }
 
-/** Builds the result of `ctx.waitFor()`. */
-export function waitResult(opts: WaitOptions, now: number): HandlerResult {
-  if (opts.event === undefined && opts.replyFrom === undefined) throw new TypeError('waitFor needs an event or replyFrom');
+/**
+ * Builds the result of `ctx.waitFor()`. `waitpoint` is the stored form of `opts.waitpoint`
+ * (id and JSON Schema), which the runtime makes: this module does no I/O and no crypto.
+ */
+export function waitResult(opts: WaitOptions, now: number, waitpoint?: WaitpointSpec): HandlerResult {
+  if (opts.waitpoint !== undefined) {
+    if (!waitpoint) throw new TypeError('waitFor: a waitpoint needs the runtime to create it');
+    if (opts.event !== undefined || opts.replyFrom !== undefined) throw new TypeError('waitFor: a waitpoint cannot be combined with event or replyFrom');
+    const t = opts.waitpoint.timeoutMs;
+    if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) throw new TypeError('waitFor: waitpoint.timeoutMs must be a positive number');
+    const wait: WaitCondition = { event: null, replyFrom: null, timeoutAt: now + t, waitpoint };
+    return { [NEXT]: { type: 'wait', wait }, waitpointId: waitpoint.id };
+  }
+  if (opts.event === undefined && opts.replyFrom === undefined) throw new TypeError('waitFor needs an event, replyFrom or a waitpoint');
   const wait: WaitCondition = {
     event: opts.event ?? null,
     replyFrom: opts.replyFrom ?? null,

@@ -13,6 +13,9 @@ export type ErrorCode =
   | 'INVALID_TRANSITION'
   | 'SESSION_STOPPED'
   | 'SESSION_BUSY'
+  | 'UNKNOWN_WAITPOINT'
+  | 'WAITPOINT_CONFLICT'
+  | 'WAITPOINT_CLOSED'
   | 'PAYLOAD_TOO_LARGE'
   | 'UNSTORABLE_INPUT'
   | 'NOT_READY'
@@ -41,6 +44,12 @@ export const codes: Readonly<Record<ErrorCode, number>> = Object.freeze({
   SESSION_STOPPED: 4011,
   /** A message with turn policy `reject` arrived while the session ran a turn; it was refused (retry later). */
   SESSION_BUSY: 4012,
+  /** No waitpoint has this id (never had: ids are unguessable capabilities). */
+  UNKNOWN_WAITPOINT: 4014,
+  /** The waitpoint was already completed with a different value (the same value is a no-op success). */
+  WAITPOINT_CONFLICT: 4015,
+  /** The waitpoint is no longer pending: it timed out (or is past its expiry) or was cancelled. */
+  WAITPOINT_CLOSED: 4016,
   PAYLOAD_TOO_LARGE: 4013,
   /**
    * Input Postgres could not store (a NUL character, a lone UTF-16 surrogate, JSON nested deeper
@@ -105,6 +114,30 @@ export class SessionBusyError extends AgentryError {
   override readonly name = 'SessionBusyError';
   constructor(readonly sessionId: string, readonly seq: number) {
     super('SESSION_BUSY', `session ${sessionId} is running a turn: message ${seq} was rejected (turn policy reject)`, { retryable: true, details: { seq } });
+  }
+}
+
+/** No waitpoint has this id. */
+export class UnknownWaitpointError extends AgentryError {
+  override readonly name = 'UnknownWaitpointError';
+  constructor(readonly waitpointId: string) {
+    super('UNKNOWN_WAITPOINT', 'no such waitpoint');
+  }
+}
+
+/** A waitpoint completed before with another value: completion is single-use. */
+export class WaitpointConflictError extends AgentryError {
+  override readonly name = 'WaitpointConflictError';
+  constructor(readonly waitpointId: string) {
+    super('WAITPOINT_CONFLICT', 'the waitpoint was already completed with a different value', { details: { status: 'completed' } });
+  }
+}
+
+/** A waitpoint that timed out or was cancelled cannot be completed (nor cancelled again). */
+export class WaitpointClosedError extends AgentryError {
+  override readonly name = 'WaitpointClosedError';
+  constructor(readonly waitpointId: string, readonly status: string) {
+    super('WAITPOINT_CLOSED', `the waitpoint is ${status}`, { details: { status } });
   }
 }
 

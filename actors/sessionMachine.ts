@@ -144,9 +144,14 @@ export function wakesSleeper(wake: WakeCondition | null, m: InboxMessage): WakeR
   return null;
 }
 
-/** Does this message end a wait? The awaited event, or any mail/message from the awaited sender. */
+/**
+ * Does this message end a wait? The awaited event, any mail/message from the awaited sender, or
+ * the settlement of the awaited waitpoint (a `waitpoint` message naming its id; one naming
+ * another id is deferred like any other message).
+ */
 export function endsWait(wait: WaitCondition | null, m: InboxMessage): boolean {
   if (!wait) return false;
+  if (wait.waitpoint) return m.kind === 'waitpoint' && (m.body as { id?: unknown } | null)?.id === wait.waitpoint.id;
   if (wait.event !== null && m.kind === 'event' && m.eventType === wait.event) return true;
   return wait.replyFrom !== null && m.from === wait.replyFrom && (m.kind === 'mail' || m.kind === 'message');
 }

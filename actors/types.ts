@@ -7,8 +7,11 @@
 export const PRIORITIES = ['low', 'normal', 'high', 'urgent'] as const;
 export type Priority = (typeof PRIORITIES)[number];
 
-/** Kinds of inbox message (the `Agentry-Kind` header), plus `wake`: the record a woken session receives first. */
-export const MESSAGE_KINDS = ['message', 'mail', 'task', 'event', 'control', 'wake'] as const;
+/**
+ * Kinds of inbox message (the `Agentry-Kind` header), plus `wake`: the record a woken session
+ * receives first, and `waitpoint`: the settlement of a waitpoint (`WaitpointMessage` body).
+ */
+export const MESSAGE_KINDS = ['message', 'mail', 'task', 'event', 'control', 'wake', 'waitpoint'] as const;
 export type MessageKind = (typeof MESSAGE_KINDS)[number];
 
 /** Why a session woke; delivered to the handler as the body of a `wake` record. */
@@ -58,6 +61,34 @@ export interface WaitCondition {
   readonly replyFrom: string | null;
   /** Epoch ms after which it resumes with a timeout result; null waits forever. */
   readonly timeoutAt: number | null;
+  /** A durable waitpoint (human in the loop): the wait ends with its `waitpoint` message. Absent in older snapshots. */
+  readonly waitpoint?: WaitpointSpec | null;
+}
+
+/**
+ * A waitpoint as the session's snapshot keeps it: the runtime stores it (table `waitpoints`) in
+ * the same commit that puts the session in `waiting`. Its expiry is the wait's `timeoutAt`.
+ */
+export interface WaitpointSpec {
+  /** 128 random bits, base64url: the capability that completes it. */
+  readonly id: string;
+  /** JSON Schema the value must match (a zod schema is stored as its JSON Schema). */
+  readonly schema: unknown;
+  /** Whether a timeout completes it with `default` (else the session gets status `timed-out` and no value). */
+  readonly hasDefault: boolean;
+  readonly default: unknown;
+  readonly tags: readonly string[];
+}
+
+/** How a waitpoint was settled: by a value, by `cancelWaitpoint`, or by its timeout. */
+export type WaitpointStatus = 'completed' | 'cancelled' | 'timed-out';
+
+/** Body of the `waitpoint` message a session receives when its waitpoint is settled. */
+export interface WaitpointMessage {
+  readonly id: string;
+  readonly status: WaitpointStatus;
+  /** The completed value, the default on a timeout with a default, else null. */
+  readonly value: unknown;
 }
 
 /** How a handler run ended, as chosen by the handler's return value. */

@@ -169,6 +169,12 @@ export class AgentryClient {
   replayDeadLetter(p: ParamsOf<'replayDeadLetter'>): Promise<ResultOf<'replayDeadLetter'>> { return this.call('replayDeadLetter', p); }
   /** Moves a stuck inbox message (by stream sequence) to the dead letters, then out of the stream. */
   deadLetterInboxMessage(p: ParamsOf<'deadLetterInboxMessage'>): Promise<ResultOf<'deadLetterInboxMessage'>> { return this.call('deadLetterInboxMessage', p); }
+  /** Completes a pending waitpoint with a value (same value twice: no-op success; another: WAITPOINT_CONFLICT). */
+  completeWaitpoint(p: ParamsOf<'completeWaitpoint'>): Promise<ResultOf<'completeWaitpoint'>> { return this.call('completeWaitpoint', p); }
+  /** Cancels a pending waitpoint; its session resumes with status cancelled. */
+  cancelWaitpoint(p: ParamsOf<'cancelWaitpoint'>): Promise<ResultOf<'cancelWaitpoint'>> { return this.call('cancelWaitpoint', p); }
+  /** Lists waitpoints (default: pending), oldest first. */
+  listWaitpoints(p: ParamsOf<'listWaitpoints'> = {}): Promise<ResultOf<'listWaitpoints'>> { return this.call('listWaitpoints', p); }
   /** Round trip to the server. */
   ping(): Promise<ResultOf<'ping'>> { return this.call('ping', {}); }
   /** The server's OpenRPC document. */

@@ -39,6 +39,7 @@ const waitCondition = z.object({
   event: z.string().nullable(),
   replyFrom: z.string().nullable(),
   timeoutAt: epochMs.nullable(),
+  waitpointId: z.string().nullable().optional().describe('the waitpoint the session waits on (ctx.waitFor({ waitpoint }))'),
 });
 const agentView = z.object({
   agentId: z.string(),
@@ -74,6 +75,17 @@ const historyMessage = z.object({
   fate: z.enum(['handled', 'merged', 'superseded', 'rejected', 'rolled-back', 'dead-letter', 'interrupted', 'stopped'])
     .describe('what became of the message: handled, merged (one turn with others), superseded (latest), rejected (reject), rolled-back (rollback), or dead-letter / interrupted / stopped'),
   at: epochMs,
+});
+const waitpointId = z.string().min(1).max(64).describe('the waitpoint id (22 base64url characters: the capability that completes it)');
+const waitpointInfo = z.object({
+  id: z.string(), agentId: z.string(), agentType: z.string(),
+  status: z.enum(['pending', 'completed', 'cancelled', 'timed-out']),
+  schema: z.unknown().describe('JSON Schema the value must match'),
+  default: z.unknown().describe('the value a timeout completes it with (when hasDefault)'),
+  hasDefault: z.boolean(),
+  tags: z.array(z.string()),
+  value: z.unknown().describe('the settled value (null while pending)'),
+  createdAt: epochMs, expiresAt: epochMs.nullable(), settledAt: epochMs.nullable(),
 });
 const transition = z.object({ at: epochMs, event: z.string(), from: z.string(), to: z.string() });
 const deadLetter = z.object({
@@ -230,6 +242,35 @@ export const methods = {
     params: z.strictObject({ agentId: agentId.optional() }),
     result: z.object({ tasks: z.array(taskInfo) }),
     errors: ['INVALID_SESSION_ID'],
+  },
+  completeWaitpoint: {
+    summary: "Completes a pending waitpoint with a value matching its schema; its session resumes with it. Completing again with the same value is a no-op success (duplicate: true); with another value WAITPOINT_CONFLICT. Also POST /waitpoints/<id>, which needs no token.",
+    params: z.strictObject({ id: waitpointId, value: z.unknown().describe('the value (JSON), validated against the waitpoint\'s schema') }),
+    result: z.object({
+      id: z.string(), agentId: z.string(), status: z.literal('completed'),
+      duplicate: z.boolean().describe('true when it had been completed with this value before: nothing changed'),
+    }),
+    errors: ['UNKNOWN_WAITPOINT', 'WAITPOINT_CONFLICT', 'WAITPOINT_CLOSED', 'INVALID_ARGUMENT', 'UNSTORABLE_INPUT'],
+  },
+  cancelWaitpoint: {
+    summary: "Cancels a pending waitpoint; its session resumes with status 'cancelled' and no value. Cancelling twice is a no-op.",
+    params: z.strictObject({ id: waitpointId }),
+    result: z.object({ id: z.string(), agentId: z.string(), status: z.literal('cancelled') }),
+    errors: ['UNKNOWN_WAITPOINT', 'WAITPOINT_CLOSED'],
+  },
+  listWaitpoints: {
+    summary: 'Lists waitpoints, oldest first (default: the pending ones), by agent type, session, tag or age; page with `after`.',
+    params: z.strictObject({
+      status: z.enum(['pending', 'completed', 'cancelled', 'timed-out', 'any']).optional().describe("default 'pending'"),
+      agentType: z.string().max(64).optional(),
+      agentId: agentId.optional(),
+      tag: z.string().max(128).optional(),
+      olderThanMs: z.number().int().min(0).optional().describe('only waitpoints created at least this long ago'),
+      after: z.string().max(100).optional().describe('the `next` cursor of the previous page'),
+      limit: limit(1000, 100),
+    }),
+    result: z.object({ waitpoints: z.array(waitpointInfo), next: z.string().nullable().describe('cursor of the next page (null: last page)') }),
+    errors: ['INVALID_SESSION_ID', 'INVALID_ARGUMENT'],
   },
   publishEvent: {
     summary: 'Publishes an event on the bus (agentry.events.<type>); sessions waiting for or subscribed to it receive it.',

@@ -18,6 +18,7 @@ import { toSessionLogParam } from './sessionLogQueries.js';
 import type { Queryable } from './sqlDb.js';
 import type { CommitRecord } from './types.js';
 import { toSubscriptionParam } from './wakeQueries.js';
+import { toWaitpointParam } from './waitpointQueries.js';
 
 /** The stored version and owner epoch of a session, as the conflict report carries them. */
 export interface StoredVersion {
@@ -70,6 +71,8 @@ export function commitDocument(records: readonly CommitRecord[], writes: readonl
   const { subscribe, unsubscribe } = netSubscriptions(records);
   if (unsubscribe.length > 0) doc.unsubscribe = unsubscribe;
   if (subscribe.length > 0) doc.subscribe = subscribe;
+  const waitpoints = records.flatMap((r) => r.waitpoints ?? []);
+  if (waitpoints.length > 0) doc.waitpoints = waitpoints.map(toWaitpointParam);
   return { json: JSON.stringify(doc), ids, logged: log.map((r) => r.sessionId) };
 }
 

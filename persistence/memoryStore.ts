@@ -8,7 +8,7 @@ import { patternMatches } from './patterns.js';
 import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, logRowsOf } from './sessionLog.js';
 import type {
   CommitRecord, DeadLetter, DueWake, HistoryEntry, ScheduleRecord, ListSessionsQuery, LoadedSession, LogPruneOptions, MigrationResult, OutboxRecord,
-  SessionLogEntry, SessionRecord, SessionStatus, SessionSummary, Store, TransitionRecord,
+  SessionLogEntry, SessionRecord, SessionStatus, SessionSummary, Store, TransitionRecord, WaitpointRecord,
 } from './types.js';
 
 /** Creates an empty in-memory store (no durability: for ephemeral runs only). */
@@ -21,6 +21,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
   const outbox = new Map<string, OutboxRecord>();
   const schedules = new Map<string, ScheduleRecord>();
   const subscriptions = new Map<string, Set<string>>(); // session → patterns
+  const waitpoints = new Map<string, WaitpointRecord>();
   const log = new Map<string, SessionLogEntry[]>(); // session → entries, oldest first
   const logPruned = new Map<string, number>();
   let logId = 0;
@@ -98,6 +99,9 @@ export function createMemoryStore(now: () => number = Date.now): Store {
         for (const p of r.unsubscribe ?? []) subs.delete(p);
         for (const p of r.subscribe ?? []) subs.add(p);
         subscriptions.set(r.sessionId, subs);
+        for (const w of r.waitpoints ?? []) {
+          if (!waitpoints.has(w.id)) waitpoints.set(w.id, { ...w, status: 'pending', value: null, settledAt: null, defaultValue: w.hasDefault ? w.defaultValue ?? null : null });
+        }
         const at = now();
         for (const row of logRowsOf(r)) {
           push(log, row.sessionId, [{ id: ++logId, sessionId: row.sessionId, kind: row.kind, data: JSON.parse(JSON.stringify(row.data)) as unknown, at }]);
@@ -199,6 +203,24 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       schedules.set(id, { ...cur, nextRunAt: next, lastRunAt: firedAt });
       if (o) outbox.set(o.id, o);
       return Promise.resolve(true);
+    },
+    getWaitpoint: (id) => Promise.resolve(waitpoints.get(id) ?? null),
+    settleWaitpoint(id, status, value, at, beforeExpiry, o) {
+      const w = waitpoints.get(id);
+      if (!w) return Promise.resolve({ kind: 'missing' as const });
+      if (w.status !== 'pending' || (beforeExpiry && w.expiresAt !== null && w.expiresAt <= at)) return Promise.resolve({ kind: 'not-pending' as const, record: w });
+      waitpoints.set(id, { ...w, status, value: JSON.parse(JSON.stringify(value ?? null)) as unknown, settledAt: at });
+      outbox.set(o.id, o);
+      return Promise.resolve({ kind: 'settled' as const });
+    },
+    listWaitpoints(q = {}) {
+      const status = q.status === undefined ? 'pending' : q.status;
+      const rows = [...waitpoints.values()]
+        .filter((w) => (status === null || w.status === status) && (!q.agentType || w.agentType === q.agentType) && (!q.sessionId || w.sessionId === q.sessionId)
+          && (!q.tag || w.tags.includes(q.tag)) && (q.createdBefore === undefined || w.createdAt <= q.createdBefore)
+          && (!q.after || w.createdAt > q.after.createdAt || (w.createdAt === q.after.createdAt && w.id > q.after.id)))
+        .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      return Promise.resolve(rows.slice(0, Math.min(1000, q.limit ?? 100)));
     },
     readLog(sessionId, afterId, limit) {
       const entries = log.get(sessionId) ?? [];

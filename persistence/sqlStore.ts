@@ -10,6 +10,7 @@ import * as sql from './queries.js';
 import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, LOG_PRUNE_EVERY_MS } from './sessionLog.js';
 import * as lq from './sessionLogQueries.js';
 import * as wq from './wakeQueries.js';
+import * as wpq from './waitpointQueries.js';
 import type { SessionWrite } from './queries.js';
 import type { SqlDb } from './sqlDb.js';
 import type { CommitRecord, LoadedSession, LogPruneOptions, SessionStatus, Store } from './types.js';
@@ -132,6 +133,18 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
         return true;
       });
     },
+    getWaitpoint: (id) => wpq.selectWaitpoint(db, id),
+    settleWaitpoint(id, status, value, at, beforeExpiry, outbox) {
+      return db.transaction(async (tx) => {
+        if (await wpq.updateWaitpointSettled(tx, id, status, value, at, beforeExpiry)) {
+          await sql.insertOutbox(tx, [outbox]);
+          return { kind: 'settled' as const };
+        }
+        const record = await wpq.selectWaitpoint(tx, id);
+        return record ? { kind: 'not-pending' as const, record } : { kind: 'missing' as const };
+      });
+    },
+    listWaitpoints: (query = {}) => wpq.selectWaitpoints(db, query, clampLimit(query.limit, 100, 1000)),
     async readLog(sessionId, afterId, limit) {
       const rows = await lq.selectSessionLog(db, sessionId, Number.isFinite(afterId) ? Math.max(0, Math.floor(afterId)) : 0, clampLimit(limit, 100, 1000));
       return rows.map(lq.toSessionLogEntry);

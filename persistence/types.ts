@@ -140,7 +140,58 @@ export interface CommitRecord {
   /** Event patterns the session starts receiving (exact types or NATS wildcards). */
   readonly subscribe?: readonly string[];
   readonly unsubscribe?: readonly string[];
+  /** Waitpoints the session waits on: stored as pending unless a row with the id exists already. */
+  readonly waitpoints?: readonly WaitpointRecord[];
 }
+
+/** Where a waitpoint is: waiting for a value, or settled one of three ways. */
+export type WaitpointState = 'pending' | 'completed' | 'cancelled' | 'timed-out';
+
+/**
+ * A durable waitpoint (table `waitpoints`, migration 0007): created pending by the commit that
+ * puts its session in `waiting`, settled once by a compare-and-set that also queues the message
+ * telling the session (an outbox row), so a crash between the two cannot lose or double it.
+ */
+export interface WaitpointRecord {
+  /** 128 random bits, base64url: the capability. */
+  readonly id: string;
+  readonly sessionId: string;
+  readonly agentType: string;
+  readonly partition: number;
+  readonly status: WaitpointState;
+  /** JSON Schema of the value. */
+  readonly schema: unknown;
+  readonly hasDefault: boolean;
+  readonly defaultValue: unknown;
+  readonly tags: readonly string[];
+  /** The settled value (null while pending). */
+  readonly value: unknown;
+  readonly createdAt: number;
+  /** When it times out; null never. */
+  readonly expiresAt: number | null;
+  readonly settledAt: number | null;
+}
+
+/** Which waitpoints `listWaitpoints` returns, oldest first (by creation time, then id). */
+export interface WaitpointQuery {
+  /** Default `pending`; null: any status. */
+  readonly status?: WaitpointState | null;
+  readonly agentType?: string;
+  readonly sessionId?: string;
+  /** Holds this tag. */
+  readonly tag?: string;
+  /** Created at or before this time (ms): "older than" an age. */
+  readonly createdBefore?: number;
+  /** Cursor: strictly after this (createdAt, id). */
+  readonly after?: { readonly createdAt: number; readonly id: string };
+  readonly limit?: number;
+}
+
+/** How a settle call went: `settled` (this call won), or the row as it is (not pending, or absent). */
+export type SettleOutcome =
+  | { readonly kind: 'settled' }
+  | { readonly kind: 'not-pending'; readonly record: WaitpointRecord }
+  | { readonly kind: 'missing' };
 
 /** A sleeping or waiting session whose deadline falls before a horizon. */
 export interface DueWake {
@@ -269,6 +320,15 @@ export interface Store {
    * writes the outbox row that delivers it (none: a skipped firing). False (nothing written) when another firing won.
    */
   fireSchedule(id: string, expectedNextRunAt: number, nextRunAt: number | null, firedAt: number, outbox: OutboxRecord | null): Promise<boolean>;
+  getWaitpoint(id: string): Promise<WaitpointRecord | null>;
+  /**
+   * Settles a pending waitpoint: one transaction moves it from `pending` to `status` with `value`
+   * and inserts `outbox` (the message to its session), so the settlement and its delivery are
+   * stored together. `beforeExpiry`: only while its expiry has not passed at `at` (completion and
+   * cancellation; a timeout settles at or after it). Anything else writes nothing.
+   */
+  settleWaitpoint(id: string, status: Exclude<WaitpointState, 'pending'>, value: unknown, at: number, beforeExpiry: boolean, outbox: OutboxRecord): Promise<SettleOutcome>;
+  listWaitpoints(query?: WaitpointQuery): Promise<WaitpointRecord[]>;
   /** A session's log entries with id above `afterId`, oldest first; `limit` is capped at 1000. */
   readLog(sessionId: string, afterId: number, limit: number): Promise<SessionLogEntry[]>;
   /** Id of the session's newest log entry (0: none): where a stream that wants only new entries starts. */

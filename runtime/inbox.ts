@@ -134,7 +134,7 @@ export function decodeInbox(m: InboxWire, at: number, maxPayloadBytes: number, m
   const body = decoded.body;
   if (!(MESSAGE_KINDS as readonly string[]).includes(kindRaw) || kindRaw === 'wake') {
     // JSON.stringify escapes NULs and lone surrogates, so the quoted header is storable.
-    return { ok: false, reason: 'invalid-header', detail: `${H.kind} must be one of message, mail, task, event, control; got ${JSON.stringify(kindRaw)}`, payload: body };
+    return { ok: false, reason: 'invalid-header', detail: `${H.kind} must be one of message, mail, task, event, control, waitpoint; got ${JSON.stringify(kindRaw)}`, payload: body };
   }
   if (!isPriority(prioRaw)) {
     return { ok: false, reason: 'invalid-header', detail: `${H.priority} must be low, normal, high or urgent; got ${JSON.stringify(prioRaw)}`, payload: body };

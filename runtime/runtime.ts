@@ -22,6 +22,7 @@ import { createHealth, type Readiness } from './health.js';
 import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';
 import { createWakeups, type EventRecord, type Wakeups } from './wakeups.js';
+import type { Waitpoints } from './waitpoints.js';
 import { requestCtl, serveCtl } from './ctl.js';
 import { deadLetterInboxMessage, type InboxDeadLetterResult } from './inboxDeadLetter.js';
 import { historyPage } from './historyPage.js';
@@ -98,6 +99,8 @@ export interface Runtime {
   readonly transport: Transport;
   readonly committer: GroupCommitter;
   readonly wakeups: Wakeups;
+  /** Waitpoints: complete, cancel and list (any node; the store decides who wins). */
+  readonly waitpoints: Waitpoints;
   readonly leases: LeaseManager;
   readonly clock: Clock;
   readiness(): Readiness;
@@ -417,7 +420,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   await wakeups.start();
 
   const runtime: Runtime = {
-    config, logger, store, host, transport, committer, wakeups, leases, clock,
+    config, logger, store, host, transport, committer, wakeups, leases, clock, waitpoints: host.waitpoints,
     readiness() {
       const r = health.readiness();
       // A lost connection shows before the next ping does.

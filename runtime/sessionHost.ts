@@ -48,6 +48,7 @@ import type { Logger } from './logger.js';
 import { MinHeap } from './minHeap.js';
 import { partitionOf } from './partition.js';
 import { DLQ_SUBJECT, H, STATE_SUBJECT, type Transport } from './transport.js';
+import { createWaitpoints, type Waitpoints } from './waitpoints.js';
 
 type SessionActor = Actor<ReturnType<typeof sessionMachine.provide>>;
 
@@ -197,6 +198,8 @@ export class SessionHost {
   private readonly listeners = new Set<HostListener>();
   /** Committed outputs on their way out. */
   readonly outbox: Outbox;
+  /** Waitpoint settlement (any node may complete one; this host times out its own sessions'). */
+  readonly waitpoints: Waitpoints;
   private sweeper: NodeJS.Timeout | undefined;
   /** Spreads handler starts over event-loop turns (handlers that never await must not starve I/O). */
   private readonly pacer = new RunPacer();
@@ -211,6 +214,7 @@ export class SessionHost {
     this.clock = deps.clock ?? realClock;
     this.random = deps.random ?? Math.random;
     this.outbox = new Outbox({ store: deps.store, transport: deps.transport, logger: deps.logger, owned: () => deps.ownedPartitions?.() ?? null });
+    this.waitpoints = createWaitpoints({ store: deps.store, publish: (rows) => this.outbox.publish(rows), now: () => this.clock.now() });
     this.historyLimit = historyLimitOf(deps.agents);
     this.machine = sessionMachine.provide({
       actions: {
@@ -1024,6 +1028,19 @@ export class SessionHost {
         this.touch(s);
         this.send(s, { type: 'WAKE', reason: 'time', at: now });
       } else if (state === 'waiting' && ctx.wait?.timeoutAt !== null && ctx.wait?.timeoutAt !== undefined && ctx.wait.timeoutAt <= now) {
+        const wp = ctx.wait.waitpoint;
+        if (wp) {
+          // A waitpoint times out through the store (one CAS with its message), so a completion
+          // racing the timeout cannot also land; its message ends the wait. Only a missing row
+          // (cannot happen: the wait's commit stored it) falls back to a plain timeout.
+          void this.waitpoints.expire({ id: wp.id, sessionId: sid, hasDefault: wp.hasDefault, defaultValue: wp.default }).then((r) => {
+            if (r !== 'missing' || this.live.get(sid) !== s || s.broken) return;
+            this.deps.logger.warn({ sessionId: sid, waitpoint: wp.id }, 'waitpoint row missing at its timeout; the session times out without it');
+            this.touch(s);
+            this.send(s, { type: 'WAKE', reason: 'timeout', at: this.clock.now() });
+          }, (err: unknown) => { this.deps.logger.warn({ err, sessionId: sid }, 'could not time out a waitpoint; the scheduler fires it again'); });
+          return true;
+        }
         this.touch(s);
         this.send(s, { type: 'WAKE', reason: 'timeout', at: now });
       }

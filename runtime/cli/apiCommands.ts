@@ -319,6 +319,38 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
       printResult(r, json, r.cancelled ? `cancelled ${taskId}` : `no task ${taskId}`);
     }));
 
+  // ---- waitpoints --------------------------------------------------------------------------
+  const wp = program.command('waitpoint').alias('waitpoints').description('waitpoints: sessions waiting for a person (ctx.waitFor({ waitpoint }))');
+  wp.command('complete').argument('<id>', 'the waitpoint id').argument('<json>', 'the value, as JSON (validated against the waitpoint\'s schema)')
+    .description('complete a pending waitpoint; its session resumes with the value')
+    .action((id: string, text: string, _o: unknown, cmd: Command) => run(cmd, async (c, json) => {
+      let value: unknown;
+      try { value = JSON.parse(text) as unknown; } catch { throw new UsageError('<json> must be JSON (quote strings: \'"yes"\')'); }
+      const r = await c.completeWaitpoint({ id, value });
+      printResult(r, json, r.duplicate ? `waitpoint ${id} was already completed with this value (${r.agentId})` : `completed waitpoint ${id}: ${r.agentId} resumes`);
+    }));
+  wp.command('cancel').argument('<id>').description('cancel a pending waitpoint; its session resumes with status cancelled')
+    .action((id: string, _o: unknown, cmd: Command) => run(cmd, async (c, json) => {
+      const r = await c.cancelWaitpoint({ id });
+      printResult(r, json, `cancelled waitpoint ${id} (${r.agentId})`);
+    }));
+  wp.command('list').description('list waitpoints, oldest first (default: pending)')
+    .option('--status <s>', 'pending | completed | cancelled | timed-out | any')
+    .option('--type <agentType>').option('--agent <agentId>').option('--tag <tag>')
+    .option('--older-than <ms>', 'created at least this many milliseconds ago')
+    .option('--limit <n>', 'how many', '100')
+    .action((o: { status?: string; type?: string; agent?: string; tag?: string; olderThan?: string; limit: string }, cmd: Command) => run(cmd, async (c, json) => {
+      const statuses = ['pending', 'completed', 'cancelled', 'timed-out', 'any'] as const;
+      if (o.status !== undefined && !(statuses as readonly string[]).includes(o.status)) throw new UsageError(`--status must be one of ${statuses.join(', ')}`);
+      const r = await c.listWaitpoints({
+        limit: intOpt('--limit', o.limit), ...(o.status ? { status: o.status as (typeof statuses)[number] } : {}),
+        ...(o.type ? { agentType: o.type } : {}), ...(o.agent ? { agentId: o.agent } : {}), ...(o.tag ? { tag: o.tag } : {}),
+        ...(o.olderThan !== undefined ? { olderThanMs: intOpt('--older-than', o.olderThan) } : {}),
+      });
+      printResult(r, json, table(['ID', 'AGENT', 'TYPE', 'STATUS', 'TAGS', 'CREATED', 'EXPIRES'],
+        r.waitpoints.map((w) => [w.id, w.agentId, w.agentType, w.status, w.tags.join(','), when(w.createdAt), when(w.expiresAt)])));
+    }));
+
   // ---- dead letters ------------------------------------------------------------------------
   const dlq = program.command('dlq').description('dead letters');
   dlq.command('list').description('list dead letters, newest first')

@@ -10,7 +10,7 @@
  */
 import { durableSnapshotOf, topState, type CompletedRun } from '../../actors/sessionMachine.js';
 import { fateOf } from '../../actors/types.js';
-import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, TransitionRecord } from '../../persistence/types.js';
+import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, TransitionRecord, WaitpointRecord } from '../../persistence/types.js';
 import { storableText } from '../../persistence/storable.js';
 
 /** A snapshot of a session actor, as much of it as a commit stores. */
@@ -107,13 +107,23 @@ export function commitRecordOf(
   const ctx = p.snap.context;
   const wake = ctx.wake;
   const subscribe = version === 1 ? [...initialSubscriptions, ...p.subscribe] : p.subscribe;
+  const status = topState(p.snap.value);
+  // A waiting session's waitpoint is stored by the commit that stores the wait (each later commit
+  // of the wait carries it again; the store keeps the first).
+  const wp = status === 'waiting' ? ctx.wait?.waitpoint : null;
+  const waitpoints: WaitpointRecord[] = wp ? [{
+    id: wp.id, sessionId: session.id, agentType: session.type, partition: session.partition, status: 'pending',
+    schema: wp.schema, hasDefault: wp.hasDefault, defaultValue: wp.hasDefault ? wp.default : null, tags: wp.tags, value: null,
+    createdAt: ctx.clock, expiresAt: ctx.wait?.timeoutAt ?? null, settledAt: null,
+  }] : [];
   return {
-    sessionId: session.id, type: session.type, status: topState(p.snap.value), snapshot: durableSnapshotOf(p.snap),
+    sessionId: session.id, type: session.type, status, snapshot: durableSnapshotOf(p.snap),
     lastSeq: ctx.lastSeq, version, partition: session.partition, ownerEpoch: p.epoch,
     wakeAt: wake?.until ?? ctx.wait?.timeoutAt ?? null, wakeEvents: wake?.events ?? (ctx.wait?.event ? [ctx.wait.event] : []),
     wakePriority: wake?.mailPriority ?? null,
     history: p.history, transitions: p.transitions,
     outbox: p.outbox.map((o, i) => ({ ...o, id: `${session.id}:${version}:${i}` })),
     ...(subscribe.length ? { subscribe } : {}), ...(p.unsubscribe.length ? { unsubscribe: p.unsubscribe } : {}),
+    ...(waitpoints.length ? { waitpoints } : {}),
   };
 }

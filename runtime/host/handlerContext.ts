@@ -15,6 +15,7 @@ import type { RunInput } from '../../actors/types.js';
 import type { Logger } from '../logger.js';
 import { EVENT_SUBJECT, H, INBOX_SUBJECT, OUT_SUBJECT } from '../transport.js';
 import type { PendingOutput } from './commitRecord.js';
+import { waitpointSpecOf } from '../waitpoints.js';
 
 /** A handler run in flight; its AbortController exists only once the handler asked for its signal. */
 export interface RunHandle {
@@ -82,6 +83,7 @@ export function createHandlerContext(d: HandlerContextDeps): HandlerContext {
     subscribe: (pattern) => { outputs.push({ kind: 'subscribe', subject: '', headers: {}, body: assertEventPattern(pattern, 'subscribe') }); },
     unsubscribe: (pattern) => { outputs.push({ kind: 'unsubscribe', subject: '', headers: {}, body: pattern }); },
     sleep: (o) => sleepResult(o, now()),
-    waitFor: (o) => waitResult(o, now()),
+    // A waitpoint gets its id and JSON Schema here; it is stored by the commit of this run (a re-run makes another).
+    waitFor: (o) => waitResult(o, now(), o.waitpoint !== undefined ? waitpointSpecOf(o.waitpoint) : undefined),
   };
 }

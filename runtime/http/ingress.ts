@@ -6,6 +6,9 @@
  * - `POST /events/:type` `{ data?, priority?, from? }` → `202 { seq, recipients }`
  * - `POST /agents/:agentId/interrupt` `{ reason? }` → `200 { agentId, state, interrupted }`
  * - `GET /agents/:agentId/stream` → server-sent events (see `sse.ts`)
+ * - `POST /waitpoints/:id` with the value as the JSON body → `200 { id, agentId, status, duplicate }`
+ *   (completeWaitpoint). It needs no token: the unguessable, single-use, expiring id is the
+ *   capability, so the URL can go in an e-mail or a chat button. Rate limit and Origin rules apply.
  *
  * Each route is its JSON-RPC method underneath: the same zod params schema (the path supplies
  * `agentId` / `type`), the same implementation (`createMethodTable`, so the same refusals:
@@ -70,6 +73,7 @@ export interface Ingress {
 type Route =
   | { readonly name: 'messages' | 'interrupt' | 'stream'; readonly agentId: string }
   | { readonly name: 'events'; readonly type: string }
+  | { readonly name: 'waitpoint'; readonly id: string }
   | { readonly name: 'unknown' }
   /** Ours, but a segment is not valid percent-encoding (or decodes to text that cannot be stored): 400. */
   | { readonly name: 'malformed'; readonly message: string };
@@ -79,7 +83,7 @@ const MiB = 1024 * 1024;
 const MAX_BUCKETS = 10_000;
 /** Only `subscribe`/`unsubscribe` use the connection argument; the routes call other methods. */
 const NO_CONNECTION = null as unknown as RpcConnection;
-const ALLOW: Readonly<Record<Exclude<Route['name'], 'unknown' | 'malformed'>, string>> = { messages: 'POST', interrupt: 'POST', events: 'POST', stream: 'GET' };
+const ALLOW: Readonly<Record<Exclude<Route['name'], 'unknown' | 'malformed'>, string>> = { messages: 'POST', interrupt: 'POST', events: 'POST', stream: 'GET', waitpoint: 'POST' };
 
 /** A decoded path segment, or undefined when it is not valid percent-encoding (`%zz`, `%E0%A4%A`, an encoded lone surrogate). */
 function decodeSegment(s: string): string | undefined {
@@ -93,7 +97,7 @@ function decodeSegment(s: string): string | undefined {
 const MALFORMED: Route = { name: 'malformed', message: 'the path is not valid percent-encoding (UTF-8 bytes, each as %XX)' };
 
 /**
- * Which ingress route a path names: null when it is not under `/agents/` or `/events/`
+ * Which ingress route a path names: null when it is not under `/agents/`, `/events/` or `/waitpoints/`
  * (someone else's), `unknown` when it is under them but names nothing, `malformed` when it
  * names one with a segment that does not decode (answered 400, never 500).
  */
@@ -106,6 +110,12 @@ export function matchRoute(pathname: string): Route | null {
       return agentId === undefined ? MALFORMED : { name: action, agentId };
     }
     return { name: 'unknown' };
+  }
+  if (pathname.startsWith('/waitpoints/')) {
+    const raw = pathname.slice('/waitpoints/'.length);
+    if (!raw || raw.includes('/')) return { name: 'unknown' };
+    const id = decodeSegment(raw);
+    return id === undefined ? MALFORMED : { name: 'waitpoint', id };
   }
   if (pathname.startsWith('/events/')) {
     const raw = pathname.slice('/events/'.length);
@@ -156,7 +166,7 @@ export function createIngress(runtime: Runtime, deps: IngressDeps, opts: Ingress
   const buckets = new Map<string, TokenBucket>();
 
   /** Validates params with the method's schema and runs the method's implementation. */
-  const call = async <M extends 'sendMessage' | 'publishEvent' | 'interruptAgent'>(m: M, params: unknown): Promise<ResultOf<M>> => {
+  const call = async <M extends 'sendMessage' | 'publishEvent' | 'interruptAgent' | 'completeWaitpoint'>(m: M, params: unknown): Promise<ResultOf<M>> => {
     const parsed = methods[m].params.safeParse(params);
     if (!parsed.success) throw invalidParams(parsed.error, methods[m].params);
     const impl = table[m] as (p: unknown, conn: RpcConnection) => Promise<ResultOf<M>>;
@@ -185,7 +195,8 @@ export function createIngress(runtime: Runtime, deps: IngressDeps, opts: Ingress
     if (route.name === 'unknown') throw new HttpError('NOT_FOUND', `no route ${req.method ?? ''} ${url.pathname.slice(0, 200)}`);
     const allow = ALLOW[route.name];
     if (req.method !== allow) throw new HttpError('METHOD_NOT_ALLOWED', `${url.pathname.slice(0, 200)} accepts ${allow} only`, { Allow: allow });
-    if (deps.token && !tokenMatches(deps.token, presentedToken(req, url)?.token)) {
+    // A waitpoint's id is its own credential (128 random bits, single use, expiring): no token.
+    if (deps.token && route.name !== 'waitpoint' && !tokenMatches(deps.token, presentedToken(req, url)?.token)) {
       throw new HttpError('UNAUTHORIZED', 'missing or wrong token: send Authorization: Bearer <AGENTRY_TOKEN> (or ?token= for EventSource)', { 'WWW-Authenticate': 'Bearer' });
     }
     if (rateLimited(req)) {
@@ -211,6 +222,9 @@ export function createIngress(runtime: Runtime, deps: IngressDeps, opts: Ingress
       const key = req.headers['idempotency-key'];
       if (typeof key === 'string' && params.msgId === undefined) params.msgId = key;
       sendJson(res, 202, await call('sendMessage', params), cors);
+    } else if (route.name === 'waitpoint') {
+      // The body is the value itself (an empty body is null).
+      sendJson(res, 200, await call('completeWaitpoint', { id: route.id, value: body ?? null }), cors);
     } else if (route.name === 'events') {
       sendJson(res, 202, await call('publishEvent', bodyObject(body, { type: route.type })), cors);
     } else {

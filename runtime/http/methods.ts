@@ -33,7 +33,7 @@ function viewResult(v: SessionView): ResultOf<'getAgent'> {
   return {
     agentId: v.agentId, type: v.type, state: v.state, stateValue: v.stateValue, policy: v.policy, userState: v.userState, lastSeq: v.lastSeq,
     wake: v.wake ? { until: v.wake.until, events: [...v.wake.events], mailPriority: v.wake.mailPriority } : null,
-    wait: v.wait ? { event: v.wait.event, replyFrom: v.wait.replyFrom, timeoutAt: v.wait.timeoutAt } : null,
+    wait: v.wait ? { event: v.wait.event, replyFrom: v.wait.replyFrom, timeoutAt: v.wait.timeoutAt, waitpointId: v.wait.waitpoint?.id ?? null } : null,
     mailbox: { pending: v.mailbox.pending, running: v.mailbox.running, rejected: v.mailbox.rejected, deferred: v.mailbox.deferred.map((d) => ({ ...d })) },
     lastError: v.lastError ? { message: v.lastError.message, code: v.lastError.code, terminal: v.lastError.terminal } : null,
     live: v.live, updatedAt: v.updatedAt,
@@ -143,6 +143,22 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       if (p.agentId !== undefined) assertSessionId(p.agentId);
       const tasks = await runtime.listTasks(p.agentId);
       return { tasks: tasks.map((t) => ({ ...t })) };
+    },
+    async completeWaitpoint(p) {
+      return runtime.waitpoints.complete(p.id, p.value ?? null);
+    },
+    async cancelWaitpoint(p) {
+      return runtime.waitpoints.cancel(p.id);
+    },
+    async listWaitpoints(p) {
+      if (p.agentId !== undefined) assertSessionId(p.agentId);
+      const r = await runtime.waitpoints.list({
+        status: p.status === 'any' ? null : (p.status ?? 'pending'), ...(p.agentType ? { agentType: p.agentType } : {}),
+        ...(p.agentId ? { sessionId: p.agentId } : {}), ...(p.tag ? { tag: p.tag } : {}),
+        ...(p.olderThanMs !== undefined ? { olderThanMs: p.olderThanMs } : {}), ...(p.after !== undefined ? { after: p.after } : {}),
+        ...(p.limit !== undefined ? { limit: p.limit } : {}),
+      });
+      return { waitpoints: r.waitpoints.map((w) => ({ ...w, tags: [...w.tags] })), next: r.next };
     },
     async publishEvent(p) {
       return runtime.publishEvent(p.type, p.data, { ...(p.priority ? { priority: p.priority } : {}), ...(p.from ? { from: p.from } : {}) });
