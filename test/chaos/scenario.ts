@@ -85,14 +85,16 @@ export class Scenario {
     await Promise.race([this.load.finished(), sleep(settleMs)]);
     const lastTimer = Math.max(0, ...this.load.timers.map((t) => t.until));
     let waited = '';
+    let outbox = -1;
     let owners = await this.cluster.ownership();
     for (;;) {
       const unacked = await this.cluster.unacked().catch(() => -1);
       owners = await this.cluster.ownership();
       const single = !owners.known || (owners.overlaps.length === 0 && owners.unowned.length === 0);
       const timersDue = Date.now() > lastTimer + 500 && (await this.timersFired());
-      if (unacked === 0 && owners.ready && single && timersDue) break;
-      waited = `unacked=${unacked} ready=${owners.ready} owners=${JSON.stringify(owners.byNode)} timersFired=${timersDue}`;
+      outbox = await this.outboxRows();
+      if (unacked === 0 && owners.ready && single && timersDue && outbox === 0) break;
+      waited = `unacked=${unacked} ready=${owners.ready} owners=${JSON.stringify(owners.byNode)} timersFired=${timersDue} outbox=${outbox}`;
       if (Date.now() > deadline) { console.log(`[${title}] settle deadline passed (${waited})`); break; }
       await sleep(250);
     }
@@ -101,10 +103,21 @@ export class Scenario {
     const problems = [...verified.problems];
     if (owners.overlaps.length > 0) problems.push(`partitions claimed by more than one node after settling: ${owners.overlaps.join('; ')}`);
     if (owners.known && owners.unowned.length > 0) problems.push(`partitions owned by no node after settling: ${owners.unowned.join(', ')}`);
+    // Every committed output (each message's reply) published: none stranded in the outbox.
+    if (outbox !== 0) problems.push(outbox < 0 ? 'outbox table unreadable' : `${outbox} committed outputs never published (left in the outbox)`);
     const report: Report = { ...verified, problems, ok: problems.length === 0 };
     console.log(summarize(report, title));
     if (!report.ok) console.log(this.cluster.tails(12));
     return report;
+  }
+
+  /** Outbox rows still stored: outputs committed and not yet published (-1: unreadable). */
+  private async outboxRows(): Promise<number> {
+    const db = await this.cluster.db();
+    try {
+      const r = await db.query<{ n: string }>('SELECT count(*)::text AS n FROM outbox');
+      return Number(r.rows[0]?.n ?? -1);
+    } catch { return -1; } finally { await db.end(); }
   }
 
   /** Have all timers set so far produced a `time` wake in the committed state? */
