@@ -18,6 +18,7 @@ import { realClock, type Clock } from './clock.js';
 import { SessionHost, type SessionView } from './sessionHost.js';
 import { settleWithin } from './deadline.js';
 import { OUTBOX_TAKEOVER_AGE_MS } from './host/outbox.js';
+import { createKeyedSerial } from './keyedSerial.js';
 import { createHealth, type Readiness } from './health.js';
 import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';
@@ -233,14 +234,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
    * committed, and they were acked as duplicates, lost for good (2 of ~25 CPU-bound 3-node runs
    * of bench/scaleout.mjs).
    */
-  const lifecycle = new Map<number, Promise<void>>();
-  const inOrder = (p: number, op: () => Promise<void>): Promise<void> => {
-    const run = (lifecycle.get(p) ?? Promise.resolve()).then(op);
-    const tail = run.catch(() => undefined);
-    lifecycle.set(p, tail);
-    void tail.then(() => { if (lifecycle.get(p) === tail) lifecycle.delete(p); });
-    return run;
-  };
+  const inOrder = createKeyedSerial<number>();
   // eslint-disable-next-line prefer-const -- assigned below; the lease callbacks need it first
   let serveLocal: (sid: string, op: string, args: unknown[]) => Promise<unknown>;
   const leases = new LeaseManager({
