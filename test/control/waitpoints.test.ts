@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { codes, defineAgent, type WaitpointMessage } from '../../actors/index.js';
 import { startControlPlane, type ControlPlane } from '../../runtime/index.js';
+import { toolApproval } from '../../examples/toolApproval.js';
 import { assertDistFresh } from '../builtFresh.js';
 import { startStack, tempDir, waitFor, type Stack } from '../helpers.js';
 import { RawRpc } from './rawRpc.js';
@@ -49,7 +50,7 @@ let data: ReturnType<typeof tempDir>;
 
 beforeAll(async () => {
   data = tempDir('agentry-wp-');
-  stack = await startStack('waitpoints_api', { agents: [approver] });
+  stack = await startStack('waitpoints_api', { agents: [approver, toolApproval] });
   cp = await startControlPlane(stack.rt, { port: 0, token: TOKEN });
   c = await RawRpc.open(cp.rpcUrl, { headers: { Authorization: `Bearer ${TOKEN}` } });
 });
@@ -183,6 +184,22 @@ describe('waitpoints', () => {
     await resumed(sid);
     expect(await received(sid)).toEqual([{ id, status: 'cancelled', value: null }]);
     expect((await c.err('completeWaitpoint', { id, value: { approve: true } })).code).toBe(codes.WAITPOINT_CLOSED);
+  });
+
+  it('the example tool-approval agent runs the tool only once a person approves it', async () => {
+    const sid = 'wp-example';
+    await c.ok('createAgent', { agentId: sid, type: 'tool-approval' });
+    await c.ok('sendMessage', { agentId: sid, message: 'refund 40 to alice' });
+    const w = await waitFor(async () => (await c.ok('listWaitpoints', { agentId: sid })).waitpoints[0], 'the approval waitpoint');
+    expect(w.tags).toEqual(['approval', 'tool:refund']);
+    expect(w.schema).toMatchObject({ type: 'object', required: ['approve'] });
+    const ok = await fetch(`${cp.url}/waitpoints/${w.id}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"approve":true}' });
+    expect(ok.status).toBe(200);
+    const done = await waitFor(async () => {
+      const a = await c.ok('getAgent', { agentId: sid });
+      return a.state === 'idle' && a.userState.pending === null ? a : null;
+    }, 'the approved tool call');
+    expect(done.userState.transcript).toEqual([{ role: 'user', text: 'refund 40 to alice' }, { role: 'tool', text: 'refunded 40 to alice' }]);
   });
 
   it('listWaitpoints pages with next', async () => {
