@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineAgent } from '../../actors/index.js';
 import { echo } from '../../examples/echo.js';
 import { abortableDelay } from '../../examples/slowWriter.js';
+import { toolApproval } from '../../examples/toolApproval.js';
 import { openStore } from '../../persistence/index.js';
 import type { Store } from '../../persistence/types.js';
 import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
@@ -96,7 +97,7 @@ describe.skipIf(!haveChromium)('inspector in Chromium', () => {
     nats = await startNats(8);
     schema = schemaName('inspector');
     store = openStore({ databaseUrl: PG_URL, schema });
-    rt = await startRuntime(nats.url, { agents: [echo, thinker], store, config: { defaultAgentType: 'echo' } });
+    rt = await startRuntime(nats.url, { agents: [echo, thinker, toolApproval], store, config: { defaultAgentType: 'echo' } });
     cp = await startControlPlane(rt, { port: 0 });
     nc = await natsClient(nats.url);
     browser = await launch(1280, 800);
@@ -342,6 +343,28 @@ describe.skipIf(!haveChromium)('inspector in Chromium', () => {
       await guarded.close();
     }
   }, 90_000);
+
+  it('lists pending waitpoints with an answer form checked against the schema, and sends the answer', async () => {
+    await rt.createAgent('ui-approval', 'tool-approval');
+    await rt.sendMessage('ui-approval', 'refund 5 to bob');
+    const id = (await waitFor(async () => (await rt.waitpoints.list({ sessionId: 'ui-approval' })).waitpoints[0], 'the waitpoint')).id;
+    await page.goto(`${cp.url}/#/`);
+    const form = page.getByRole('form', { name: `Answer waitpoint ${id}` });
+    await form.waitFor({ timeout: 30_000 });
+    await hasText(form, 'tool:refund');
+    const answer = page.getByLabel(`Answer of waitpoint ${id}`);
+    await answer.fill('{"approve": "yes"}');
+    await form.getByRole('button', { name: 'Send answer' }).click();
+    await hasText(form.locator('[role="alert"]'), 'approve must be boolean'); // checked in the page: nothing sent
+    expect((await rt.waitpoints.list({ sessionId: 'ui-approval' })).waitpoints).toHaveLength(1);
+    await answer.fill('{"approve": true}');
+    await form.getByRole('button', { name: 'Send answer' }).click();
+    await waitFor(async () => {
+      const v = await rt.getAgent('ui-approval');
+      return v.state === 'idle' && (v.userState as { pending: unknown }).pending === null;
+    }, 'the approved session idle again', 30_000);
+    await hasCount(page.getByRole('form', { name: `Answer waitpoint ${id}` }), 0);
+  }, 60_000);
 
   it('is readable on a narrow screen', async () => {
     await page.setViewportSize({ width: 390, height: 800 });

@@ -20,6 +20,7 @@ import { JsonTree } from './JsonTree.js';
 import { MailboxPanel } from './MailboxPanel.js';
 import { Timeline } from './Timeline.js';
 import { WakePanel } from './WakePanel.js';
+import { Waitpoints } from './Waitpoints.js';
 
 function Panel({ id, title, area, children }: { id: string; title: string; area: string; children: JSX.Element | JSX.Element[] | null | false }): JSX.Element {
   return (
@@ -90,7 +91,10 @@ export function SessionView({ conn, agentId }: { conn: Connection; agentId: stri
             <Controls conn={conn} agentId={agentId} view={view} onChanged={refresh} />
           </aside>
           <Panel id="p-wake" title="Wake-up" area="wake">
-            <WakePanel conn={conn} view={view} tasks={feed.tasks} onChanged={refresh} />
+            <>
+              <WakePanel conn={conn} view={view} tasks={feed.tasks} onChanged={refresh} />
+              {view.state === 'waiting' && <Waitpoints conn={conn} agentId={agentId} quiet onChanged={refresh} />}
+            </>
           </Panel>
           <Panel id="p-mailbox" title="Mailbox" area="mailbox">
             <MailboxPanel view={view} />

@@ -11,6 +11,7 @@ import { queryRows, type Query, type SessionIndex, type SessionRow, type SortKey
 import { STATES, type SessionState } from '../states.js';
 import { ActionResult } from './ActionResult.js';
 import { SessionTable } from './SessionTable.js';
+import { Waitpoints } from './Waitpoints.js';
 
 /** How often (at most) the list re-filters and re-sorts while rows change underneath it. */
 const REQUERY_MS = 300;
@@ -66,6 +67,7 @@ export function SessionsView({ conn, index, onOpen }: SessionsViewProps): JSX.El
       </div>
       {showCreate && <CreateSession conn={conn} index={index} onCreated={(id) => { setShowCreate(false); onOpen(id); }} />}
       {index.error && <p class="error" role="alert">{index.error}</p>}
+      <Waitpoints conn={conn} quiet />
       <div class="filters" role="search" aria-label="Filter sessions">
         <div class="state-chips" role="group" aria-label="Filter by state">
           <button type="button" class={`chip${query.states.size === 0 ? ' on' : ''}`} aria-pressed={query.states.size === 0}
