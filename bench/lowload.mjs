@@ -213,8 +213,9 @@ function stagesOf(t, t0, t1) {
 }
 
 /**
- * The statements of each commit() window [a, b] (those on the connection that ran its BEGIN),
- * grouped by statement, with what is left over (pool checkout, event loop between statements).
+ * The statements of each commit() window [a, b] (those on the connection that ran its BEGIN, or
+ * its `SELECT agentry_commit(…)`: one statement in autocommit since migration 0005), grouped by
+ * statement, with what is left over (pool checkout, event loop between statements).
  */
 function commitStatements(windows) {
   const by = new Map();
@@ -224,7 +225,7 @@ function commitStatements(windows) {
     let sum = 0;
     let n = 0;
     const inside = queries.filter(([, q0, q1]) => q0 >= a - 0.01 && q1 <= b + 0.01);
-    const tx = inside.find(([label]) => /^BEGIN/i.test(label))?.[3];
+    const tx = inside.find(([label]) => /^BEGIN|agentry_commit/i.test(label))?.[3];
     for (const [label, q0, q1, client] of inside) {
       if (client !== tx) continue;
       const k = statementName(label);
@@ -245,6 +246,7 @@ function commitStatements(windows) {
 function statementName(label) {
   if (/^BEGIN/i.test(label)) return 'BEGIN';
   if (/^COMMIT/i.test(label)) return 'COMMIT';
+  if (/agentry_commit/.test(label)) return 'SELECT agentry_commit(doc, now)';
   if (/partition_epochs/.test(label)) return 'SELECT partition_epochs … FOR SHARE';
   if (/^WITH input/.test(label)) return 'upsert sessions (WITH input …)';
   const m = /^(INSERT INTO|DELETE FROM|UPDATE|SELECT [^ ]+ FROM) ([a-z_]+)/i.exec(label);
