@@ -113,6 +113,31 @@ export interface HandlerContext<S = unknown> {
   waitFor(opts: WaitOptions): HandlerResult;
 }
 
+/** What `onAbort` gets as its context: the session's state to repair, and the run's logger and clock. */
+export interface AbortContext<S = unknown> {
+  readonly sessionId: string;
+  readonly agentType: string;
+  /**
+   * A draft of the state the aborted turn started from (an aborted turn commits nothing). Change
+   * it to repair the transcript: the next turn starts from it, and it is committed with that turn.
+   */
+  state: S;
+  readonly log: HandlerLog;
+  now(): number;
+}
+
+/** What an aborted turn had done when it was aborted. */
+export interface AbortedTurn<S = unknown> {
+  readonly runId: number;
+  /** `merged` (cancel-and-merge, debounce), `superseded` (latest), `rolled-back`, `interrupted`, `stopped`. */
+  readonly reason: string;
+  readonly batch: readonly InboxMessage[];
+  /** The turn's own draft of the state when it was aborted (discarded). */
+  readonly state: S;
+  /** Chunks it had streamed (they are followed by a `retracted` notice). */
+  readonly streamed: number;
+}
+
 /** A handler: receives the batch (merged messages, oldest first) and the run context. */
 export type Handler<S> = (batch: readonly InboxMessage[], ctx: HandlerContext<S>) =>
   Promise<HandlerResult | undefined> | HandlerResult | undefined;
@@ -142,6 +167,14 @@ export interface AgentDefinition<S = unknown> {
   /** Event patterns every session of this type receives from its creation (types or NATS wildcards). */
   readonly subscribe?: readonly string[];
   readonly handle: Handler<S>;
+  /**
+   * Called (synchronously) when a turn is aborted before it commits — merged into a newer turn,
+   * superseded, rolled back, interrupted, stopped — so the agent can repair its transcript (close a
+   * tool call that never got its result) before the next turn runs: change `ctx.state`. Best effort:
+   * the repair lives in memory until the next turn commits it (a crash before that loses it, as it
+   * loses the aborted turn). A throw is logged and the repair dropped.
+   */
+  readonly onAbort?: (ctx: AbortContext<S>, partial: AbortedTurn<S>) => void;
 }
 
 /** A definition with every default filled in, as the runtime uses it. */
@@ -152,6 +185,7 @@ export interface ResolvedAgent<S = unknown> {
   readonly subscribe: readonly string[];
   readonly initialState: () => S;
   readonly handle: Handler<S>;
+  readonly onAbort?: (ctx: AbortContext<S>, partial: AbortedTurn<S>) => void;
 }
 
 /** Any agent definition, whatever its user-state type (handlers are contravariant in it). */
@@ -183,6 +217,7 @@ export function defineAgent<S = unknown>(def: AgentDefinition<S>): ResolvedAgent
     throw new TypeError(`agent type must be 1-64 characters of [A-Za-z0-9_-], got ${JSON.stringify(def.type)}`);
   }
   if (typeof def.handle !== 'function') throw new TypeError(`agent ${def.type}: handle must be a function`);
+  if (def.onAbort !== undefined && typeof def.onAbort !== 'function') throw new TypeError(`agent ${def.type}: onAbort must be a function`);
   const positive = (name: string, v: number | undefined, dflt: number): number => {
     if (v === undefined) return dflt;
     if (!Number.isFinite(v) || v < 0) throw new TypeError(`agent ${def.type}: ${name} must be a non-negative number`);
@@ -205,6 +240,7 @@ export function defineAgent<S = unknown>(def: AgentDefinition<S>): ResolvedAgent
     subscribe: Object.freeze((def.subscribe ?? []).map((p) => assertEventPattern(p, def.type))),
     initialState: def.initialState ?? (() => ({}) as S),
     handle: def.handle,
+    ...(def.onAbort ? { onAbort: def.onAbort } : {}),
   });
 }
 

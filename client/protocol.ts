@@ -413,14 +413,19 @@ export const notificationSchema = z.object({
   seq: z.number().int().min(1).describe('1, 2, 3… per subscription: a jump means notifications were lost'),
   kind: z.enum(SUBSCRIPTION_KINDS),
   agentId: z.string().optional(),
-  data: z.unknown().describe("state: {agentId,from,to,state,event,at}; output: {kind:'reply'|'chunk',body,run?}; event: {type,body,priority,from}"),
+  data: z.unknown().describe("state: {agentId,from,to,state,event,at}; output: {kind:'reply'|'chunk'|'retracted',body,run?} (retracted: drop the chunks of run `run`; body {run,chunks,reason}); event: {type,body,priority,from}"),
 });
 export type Notification = z.output<typeof notificationSchema>;
 
 /** `data` of a `state` notification. */
 export interface StateChange { readonly agentId: string; readonly from: string; readonly to: string; readonly state: string; readonly event: string; readonly at: number }
 /** `data` of an `output` notification. */
-export interface OutputData { readonly kind: 'reply' | 'chunk'; readonly body: unknown; readonly run?: number }
+export interface OutputData {
+  /** `retracted` follows the chunks of a run that will not be committed (aborted, rolled back, failed): drop them. */
+  readonly kind: 'reply' | 'chunk' | 'retracted';
+  readonly body: unknown;
+  readonly run?: number;
+}
 /** `data` of an `event` notification. */
 export interface EventData { readonly type: string; readonly body: unknown; readonly priority: string | null; readonly from: string | null }
 

@@ -61,6 +61,12 @@ const schema = z.object({
   groupCommitConcurrency: z.number().int().min(1).max(16).default(3),
   /** On SIGTERM, running handlers get this long to finish before they are aborted. */
   shutdownGraceMs: z.number().int().min(0).default(10_000),
+  /**
+   * An aborted handler (superseded, rolled back, interrupted) still running this long after its
+   * signal fired is counted (metric agentry_handler_abort_ignored_total) and logged; its result
+   * is discarded whenever it comes. Programmatic option only for now (no environment variable).
+   */
+  abortGraceMs: z.number().int().min(0).default(5_000),
   /** Payloads above this many bytes are dead-lettered (the server's max_payload caps them first). */
   maxPayloadBytes: z.number().int().min(1).default(1024 * 1024),
   /**

@@ -29,6 +29,7 @@ import { AgentryError, InvalidTransitionError, TerminalError, errorInfo } from '
 import { assertSessionId, sessionIdProblem } from '../actors/sessionId.js';
 import { nextStepOf, type HistoryItem, type ResolvedAgent } from '../actors/defineAgent.js';
 import {
+  policyOf,
   backoffDelay, runInputOf, sessionMachine, statePath, topState, snapshotContext,
   type CompletedRun, type SessionContext, type SessionEvent,
 } from '../actors/sessionMachine.js';
@@ -47,7 +48,7 @@ import { decodeInbox, sessionIdOfSubject } from './inbox.js';
 import type { Logger } from './logger.js';
 import { MinHeap } from './minHeap.js';
 import { partitionOf } from './partition.js';
-import { DLQ_SUBJECT, H, STATE_SUBJECT, type Transport } from './transport.js';
+import { DLQ_SUBJECT, H, OUT_SUBJECT, STATE_SUBJECT, type Transport } from './transport.js';
 import { createWaitpoints, type Waitpoints } from './waitpoints.js';
 
 type SessionActor = Actor<ReturnType<typeof sessionMachine.provide>>;
@@ -113,13 +114,26 @@ interface LiveSession {
   held: number[];
   /** Whether the session has an entry in the admission queue. */
   queued: boolean;
+  /** The state `onAbort` repaired after an aborted turn: the next turns start from it until one completes. */
+  repair?: { readonly state: unknown } | undefined;
 }
 
-function abortRun(s: LiveSession): void {
+/** Aborts the session's run in flight, if any, and returns it (for its retraction and grace watch). */
+function abortRun(s: LiveSession): RunHandle | null {
   const run = s.run;
-  if (!run) return;
+  if (!run) return null;
   s.run = null;
   abortRunHandle(run);
+  return run;
+}
+
+/** Why a run was aborted, from the event that left `running` (the `reason` of a `retracted` notice). */
+function abortReasonOf(context: SessionContext, event: SessionEvent): string {
+  if (event.type === 'MESSAGE') {
+    const p = policyOf(context, event.message);
+    return p === 'latest' ? 'superseded' : p === 'rollback' ? 'rolled-back' : 'merged';
+  }
+  return event.type === 'INTERRUPT' ? 'interrupted' : event.type === 'STOP' ? 'stopped' : 'aborted';
 }
 
 interface LoadWaiter { readonly resolve: (v: LoadedSession | null) => void; readonly reject: (e: unknown) => void }
@@ -166,6 +180,8 @@ export interface HostStats {
   commits: number;
   /** Changes that rode on another change's record (commit coalescing). */
   coalesced: number;
+  /** Aborted handler runs still running `abortGraceMs` after their signal fired (they ignore `ctx.signal`). */
+  abortIgnored: number;
 }
 
 /** Live view of a session for `getAgent` and the inspector. */
@@ -208,7 +224,7 @@ export class SessionHost {
   private activeSessions = 0;
   private readonly ready = new MinHeap<ReadyEntry>((a, b) => a.rank !== b.rank ? a.rank > b.rank : a.at !== b.at ? a.at < b.at : a.n < b.n);
   private readySeq = 0;
-  readonly stats: HostStats = { heldForCapacity: 0, hydrations: 0, passivations: 0, merges: 0, runs: 0, retries: 0, deadLetters: 0, duplicatesSkipped: 0, commits: 0, coalesced: 0 };
+  readonly stats: HostStats = { heldForCapacity: 0, hydrations: 0, passivations: 0, merges: 0, runs: 0, retries: 0, deadLetters: 0, duplicatesSkipped: 0, commits: 0, coalesced: 0, abortIgnored: 0 };
 
   constructor(private readonly deps: HostDeps) {
     this.clock = deps.clock ?? realClock;
@@ -219,7 +235,7 @@ export class SessionHost {
     this.machine = sessionMachine.provide({
       actions: {
         startRun: ({ context, self }) => { this.startRun(context, self); },
-        cancelRun: ({ context, self }) => { this.cancelRun(context.sessionId, self); },
+        cancelRun: ({ context, event, self }) => { this.cancelRun(context.sessionId, self, abortReasonOf(context, event)); },
       },
       delays: {
         // Exponential backoff with up to +25% jitter: never shorter than the configured spacing.
@@ -672,7 +688,7 @@ export class SessionHost {
 
   /** Stops a live actor (aborting a running handler), keeping the active count right. */
   private stopActor(s: LiveSession): void {
-    abortRun(s); // stopping an actor runs no exit actions
+    this.afterAbort(s, abortRun(s), 'stopped'); // stopping an actor runs no exit actions
     if (s.lastPath === 'active' || s.lastPath.startsWith('active.')) {
       this.activeSessions--;
       s.lastPath = 'stopped-live';
@@ -745,6 +761,8 @@ export class SessionHost {
     const settle = (event: SessionEvent): void => {
       if (run.aborted || s.run !== run || s.broken) return;
       s.run = null;
+      if (event.type === 'RUN_FAILED') this.retract(s, run, 'failed'); // a retry or a dead letter: its chunks are void
+      else s.repair = undefined; // the turn that started from the repair completed: its state holds it
       s.actor.send(event);
     };
     const input = runInputOf(context);
@@ -760,9 +778,69 @@ export class SessionHost {
   }
 
   /** Exit of `running` (a merge, an interrupt, a stop): the run in flight is aborted. */
-  private cancelRun(sid: string, self: unknown): void {
+  private cancelRun(sid: string, self: unknown, reason: string): void {
     const s = this.live.get(sid);
-    if (s && s.actor === self) abortRun(s);
+    if (s && s.actor === self) this.afterAbort(s, abortRun(s), reason);
+  }
+
+  /**
+   * After a run was aborted: its streamed chunks are retracted, and a handler still running
+   * `abortGraceMs` later is counted (`abortIgnored`, metric agentry_handler_abort_ignored_total)
+   * and logged: it ignores `ctx.signal`. Its result is discarded whenever it comes (the run is
+   * marked aborted: no RUN_DONE, no outputs).
+   */
+  private afterAbort(s: LiveSession, run: RunHandle | null, reason: string): void {
+    if (!run) return;
+    const streamed = run.streamed ?? 0;
+    this.retract(s, run, reason);
+    this.repairAfterAbort(s, run, reason, streamed);
+    if (run.settled) return;
+    const grace = this.deps.config.abortGraceMs;
+    const t = setTimeout(() => {
+      if (run.settled) return;
+      this.stats.abortIgnored++;
+      s.log.warn({ runId: run.runId, graceMs: grace, reason }, 'an aborted handler is still running past the grace: it ignores ctx.signal; its result will be discarded');
+    }, grace);
+    t.unref();
+  }
+
+  /**
+   * Runs the agent's `onAbort` hook for a turn whose handler had started: it gets a draft of the
+   * state the turn started from and may repair it; the next turn starts from the repair (and
+   * commits it). Synchronous, so the repair is there before the next turn's handler starts.
+   */
+  private repairAfterAbort(s: LiveSession, run: RunHandle, reason: string, streamed: number): void {
+    const hook = this.agentOf(s.type)?.onAbort;
+    const started = run.started;
+    if (!hook || !started) return;
+    try {
+      const actx = {
+        sessionId: s.id, agentType: s.type, state: structuredClone<unknown>(started.state), now: () => this.clock.now(),
+        log: {
+          debug: (msg: string, f?: Record<string, unknown>) => { s.log.debug(f ?? {}, msg); },
+          info: (msg: string, f?: Record<string, unknown>) => { s.log.info(f ?? {}, msg); },
+          warn: (msg: string, f?: Record<string, unknown>) => { s.log.warn(f ?? {}, msg); },
+          error: (msg: string, f?: Record<string, unknown>) => { s.log.error(f ?? {}, msg); },
+        },
+      };
+      const r = (hook as (...a: unknown[]) => unknown)(actx, { runId: run.runId, reason, batch: started.batch, state: started.draft(), streamed });
+      if (r instanceof Promise) s.log.warn({ runId: run.runId }, 'onAbort returned a promise: it must be synchronous; only what it changed before its first await counts');
+      s.repair = { state: JSON.parse(JSON.stringify(actx.state ?? null)) as unknown };
+    } catch (err) {
+      s.log.warn({ err, runId: run.runId }, 'onAbort failed; the repair is dropped');
+    }
+  }
+
+  /**
+   * Publishes a `retracted` notice after the chunks a run streamed, when that run will not be
+   * committed (aborted, rolled back, failed): `agentry.out.<id>` with `Agentry-Kind: retracted`,
+   * `Agentry-Run: <runId>` and body `{ run, chunks, reason }`, so clients drop those chunks.
+   */
+  private retract(s: LiveSession, run: RunHandle, reason: string): void {
+    const chunks = run.streamed ?? 0;
+    if (chunks === 0) return;
+    run.streamed = 0;
+    this.deps.transport.publishCore(OUT_SUBJECT(s.id), JSON.stringify({ run: run.runId, chunks, reason }), { [H.kind]: 'retracted', [H.run]: String(run.runId) });
   }
 
   private async runHandler(s: LiveSession, input: RunInput, run: RunHandle): Promise<RunOutput> {
@@ -775,11 +853,14 @@ export class SessionHost {
     let runLog: Logger | undefined;
     const log = (): Logger => (runLog ??= s.log.child({ runId: input.runId, attempt: input.attempt }));
     const now = (): number => this.clock.now();
+    // After an aborted turn the agent's onAbort may have repaired the state: start from that.
+    const startInput = s.repair ? { ...input, userState: s.repair.state } : input;
     const ctx = createHandlerContext({
-      input, run, outputs, now, log, history: () => s.historyView,
+      input: startInput, run, outputs, now, log, history: () => s.historyView,
       publishChunk: (subject, body, headers) => { this.deps.transport.publishCore(subject, body, headers); },
     });
-    const result = await (async () => agent.handle(input.batch, ctx))().catch((err: unknown) => {
+    run.started = { state: startInput.userState, batch: input.batch, draft: () => ctx.state };
+    const result = await (async () => agent.handle(input.batch, ctx))().finally(() => { run.settled = true; }).catch((err: unknown) => {
       // Each failed attempt, with its stack (a dead letter keeps only the message); not a superseded run.
       if (!run.aborted) log().warn({ err, seqs: input.batch.map((m) => m.seq), maxAttempts: agent.limits.maxAttempts }, 'handler failed');
       throw err;

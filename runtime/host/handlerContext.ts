@@ -22,6 +22,12 @@ export interface RunHandle {
   readonly runId: number;
   ctl: AbortController | null;
   aborted: boolean;
+  /** Chunks `ctx.stream()` published (a run that streamed and is not committed gets a `retracted` notice). Absent: none. */
+  streamed?: number;
+  /** The handler's promise settled (an aborted run still running past the grace ignored its signal). */
+  settled?: boolean;
+  /** Set when the handler starts: the state it started from, its batch, and its live draft (for `onAbort`). */
+  started?: { readonly state: unknown; readonly batch: RunInput['batch']; readonly draft: () => unknown };
 }
 
 /** Aborts a run: its signal fires (if it was ever read) and its late results are ignored. */
@@ -71,6 +77,7 @@ export function createHandlerContext(d: HandlerContextDeps): HandlerContext {
     stream: (chunk) => {
       if (run.aborted) return;
       d.publishChunk(OUT_SUBJECT(sid), JSON.stringify(chunk), { [H.kind]: 'chunk', [H.run]: String(input.runId) });
+      run.streamed = (run.streamed ?? 0) + 1;
     },
     mail: (to, body, o = {}) => {
       assertSessionId(to);

@@ -93,7 +93,7 @@ class SessionStream {
   private live = false;
   private pumping = false;
   private dirty = false;
-  private readonly held: unknown[] = [];
+  private readonly held: { retracted?: boolean }[] = [];
   /** `at` of the newest state notice whose log entry has not been sent yet. */
   private expectAt: number | null = null;
   private retry = 0;
@@ -167,11 +167,13 @@ class SessionStream {
   }
 
   private onOutput(m: Msg): void {
-    if (m.headers?.get(H.kind) !== 'chunk') { void this.pump(); return; } // a committed reply: read the log
+    const kind = m.headers?.get(H.kind);
+    if (kind !== 'chunk' && kind !== 'retracted') { void this.pump(); return; } // a committed reply: read the log
     let body: unknown;
     try { body = m.json(); } catch { body = m.string(); }
-    const run = Number(m.headers.get(H.run));
-    const data = { agentId: this.sessionId, run: Number.isFinite(run) ? run : null, body };
+    const run = Number(m.headers?.get(H.run));
+    // A `retracted` notice travels the chunks' way (live, in order with them): drop run `run`'s chunks.
+    const data = { agentId: this.sessionId, run: Number.isFinite(run) ? run : null, body, ...(kind === 'retracted' ? { retracted: true } : {}) };
     if (!this.live) {
       this.held.push(data);
       if (this.held.length > MAX_HELD_CHUNKS) this.held.shift();
@@ -180,9 +182,10 @@ class SessionStream {
     this.sendChunk(data);
   }
 
-  private sendChunk(data: unknown): void {
+  private sendChunk(data: { retracted?: boolean }): void {
     this.chunkN++;
-    this.writeLive(`id: ${this.lastId}-c${this.chunkN}\nevent: chunk\ndata: ${JSON.stringify(data)}\n\n`);
+    const { retracted, ...rest } = data;
+    this.writeLive(`id: ${this.lastId}-c${this.chunkN}\nevent: ${retracted ? 'retracted' : 'chunk'}\ndata: ${JSON.stringify(rest)}\n\n`);
   }
 
   /** Reads the log after the last sent id until it is exhausted; concurrent triggers coalesce into one more pass. */

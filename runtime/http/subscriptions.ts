@@ -47,7 +47,8 @@ export function openNatsSubscriptions(
       subs.push(nc.subscribe(OUT_SUBJECT(opts.agentId ?? '*'), {
         callback: (err, m) => {
           if (err) return;
-          const kind = m.headers?.get(H.kind) === 'chunk' ? 'chunk' : 'reply';
+          const k = m.headers?.get(H.kind);
+          const kind = k === 'chunk' || k === 'retracted' ? k : 'reply';
           const run = Number(m.headers?.get(H.run) ?? '');
           const data: OutputData = { kind, body: body(m), ...(Number.isFinite(run) && run > 0 ? { run } : {}) };
           sink('output', tokenAt(m.subject, 2), data);
