@@ -21,7 +21,8 @@ export type Task = ResultOf<'listTasks'>['tasks'][number];
 export type DeadLetter = ResultOf<'listDeadLetters'>['deadLetters'][number];
 
 /** An output seen live on the subscription. */
-export interface LiveOutput { readonly at: number; readonly kind: string; readonly body: unknown }
+/** One live output; `retracted` marks a chunk whose run was aborted (a `retracted` notice followed it). */
+export interface LiveOutput { readonly at: number; readonly kind: string; readonly body: unknown; readonly run?: number; readonly retracted?: boolean }
 
 const HISTORY_LIMIT = 200;
 const TRANSITION_PAGE = 1000;
@@ -158,7 +159,8 @@ export class SessionFeed {
       this.addTransition({ at: d.at, event: d.event, from: d.from, to: d.to });
     } else if (n.kind === 'output') {
       const d = n.data as OutputData;
-      this.outputs = [{ at: Date.now(), kind: d.kind, body: d.body }, ...this.outputs].slice(0, 50);
+      const kept = d.kind === 'retracted' ? this.outputs.map((o) => (o.kind === 'chunk' && o.run === d.run ? { ...o, retracted: true } : o)) : this.outputs;
+      this.outputs = [{ at: Date.now(), kind: d.kind, body: d.body, ...(d.run !== undefined ? { run: d.run } : {}) }, ...kept].slice(0, 50);
     }
     this.changed();
     this.refreshSoon();

@@ -113,7 +113,7 @@ export function SessionView({ conn, agentId }: { conn: Connection; agentId: stri
             {feed.outputs.length === 0 ? <p class="muted">Replies and streamed chunks appear here as they are published.</p> : (
               <ol class="outputs">
                 {feed.outputs.map((o, i) => (
-                  <li key={`${o.at}:${i}`} class={`out-${o.kind}`}><time class="muted">{formatTime(o.at, now)}</time> <span class="kind">{o.kind}</span> <code class="body">{preview(o.body, 200)}</code></li>
+                  <li key={`${o.at}:${i}`} class={`out-${o.kind}${o.retracted ? ' out-retracted' : ''}`} title={o.retracted ? 'retracted: its run was aborted' : undefined}><time class="muted">{formatTime(o.at, now)}</time> <span class="kind">{o.kind}</span> <code class="body">{preview(o.body, 200)}</code></li>
                 ))}
               </ol>
             )}
