@@ -90,6 +90,64 @@ function sendJson(res: ServerResponse, status: number, value: unknown, head = fa
   res.end(head ? undefined : body);
 }
 
+/** Most bytes a login form may send (a token is far shorter): more is refused, not buffered. */
+const LOGIN_BODY_MAX = 4096;
+
+/**
+ * The sign-in page a browser gets instead of a bare 401 when it opens the UI without a token:
+ * a form that posts the token to `/login`, which answers with the HttpOnly cookie the UI then
+ * carries on every request (a reload keeps it). No script: the page's CSP allows none inline.
+ */
+function loginPage(error: string | null): string {
+  const msg = error ? `<p class="err">${error}</p>` : '';
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Agentry — sign in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font:15px system-ui,sans-serif;display:grid;place-items:center;min-height:90vh;margin:0;background:#f6f7f9;color:#1d2330}
+form{background:#fff;padding:28px 32px;border-radius:10px;box-shadow:0 2px 12px #0002;width:min(360px,90vw)}
+h1{font-size:18px;margin:0 0 14px}label{display:block;margin:0 0 6px}input{width:100%;box-sizing:border-box;padding:8px;font:inherit}
+button{margin-top:14px;padding:8px 16px;font:inherit}.err{color:#b3261e}.hint{color:#5b6474;font-size:13px}</style></head>
+<body><form method="post" action="/login"><h1>Agentry inspector</h1>${msg}
+<label for="token">API token (<code>AGENTRY_TOKEN</code>)</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<button type="submit">Sign in</button>
+<p class="hint">Kept as an HttpOnly cookie for this browser session.</p></form></body></html>`;
+}
+
+function sendHtml(res: ServerResponse, status: number, html: string, extra: Record<string, string> = {}): void {
+  res.writeHead(status, {
+    'Content-Type': 'text/html; charset=utf-8', 'Content-Length': Buffer.byteLength(html), 'Cache-Control': 'no-store',
+    'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    'Referrer-Policy': 'no-referrer', ...extra,
+  });
+  res.end(html);
+}
+
+/** A browser navigation (it asks for HTML), not an API client or a script fetch. */
+function wantsHtml(req: IncomingMessage): boolean {
+  return /\btext\/html\b/.test(req.headers.accept ?? '');
+}
+
+/**
+ * The urlencoded form body of a sign-in post, or null when it is larger than LOGIN_BODY_MAX (the
+ * rest is read and dropped, so the answer still reaches the client; the server's request timeout
+ * bounds a body that never ends).
+ */
+function readForm(req: IncomingMessage): Promise<URLSearchParams | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size <= LOGIN_BODY_MAX) chunks.push(c);
+    });
+    req.on('end', () => { resolve(size > LOGIN_BODY_MAX ? null : new URLSearchParams(Buffer.concat(chunks).toString('utf8'))); });
+    req.on('error', reject);
+  });
+}
+
+const tokenCookie = (value: string, maxAge?: number): string =>
+  `${TOKEN_COOKIE}=${encodeURIComponent(value)}; HttpOnly; SameSite=Strict; Path=/${maxAge !== undefined ? `; Max-Age=${maxAge}` : ''}`;
+
 function sendText(res: ServerResponse, status: number, text: string, extra: Record<string, string> = {}): void {
   res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...extra });
   res.end(text);
@@ -168,6 +226,7 @@ export async function startControlPlane(runtime: Runtime, opts: ControlPlaneOpti
     }
     if (!token && !hostAllowed(req.headers.host, allowedOrigins)) { sendText(res, 403, 'forbidden: unexpected Host header\n'); return; }
     if (await ingress.handle(req, res, url)) return;
+    if (url.pathname === '/login' || url.pathname === '/logout') { await signIn(req, res, url); return; }
     const head = req.method === 'HEAD';
     if (req.method !== 'GET' && !head) { sendText(res, 405, 'method not allowed\n', { Allow: 'GET, HEAD' }); return; }
     switch (url.pathname) {
@@ -198,6 +257,7 @@ export async function startControlPlane(runtime: Runtime, opts: ControlPlaneOpti
     }
     const presented = token ? presentedToken(req, url) : undefined;
     if (token && !tokenMatches(token, presented?.token)) {
+      if (wantsHtml(req)) { sendHtml(res, 401, loginPage(presented ? 'That token is not the one this server was started with.' : null)); return; }
       sendText(res, 401, 'unauthorized: open this page as /?token=<AGENTRY_TOKEN>\n', { 'WWW-Authenticate': 'Bearer' });
       return;
     }
@@ -206,7 +266,7 @@ export async function startControlPlane(runtime: Runtime, opts: ControlPlaneOpti
       url.searchParams.delete('token');
       res.writeHead(303, {
         Location: url.pathname + (url.search || ''),
-        'Set-Cookie': `${TOKEN_COOKIE}=${encodeURIComponent(presented.token)}; HttpOnly; SameSite=Strict; Path=/`,
+        'Set-Cookie': tokenCookie(presented.token),
       });
       res.end();
       return;
@@ -221,6 +281,29 @@ export async function startControlPlane(runtime: Runtime, opts: ControlPlaneOpti
     });
     res.end(head ? undefined : file.body);
   };
+
+  /**
+   * `POST /login` (the sign-in form): the right token becomes the HttpOnly cookie and the browser
+   * goes to the UI; a wrong one gets the form again. `GET /logout` clears the cookie. Refused
+   * from a foreign Origin (a page elsewhere must not sign a visitor in or out).
+   */
+  async function signIn(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    if (!originAllowed(req.headers.origin, allowedOrigins)) { sendText(res, 403, 'forbidden: origin not allowed\n'); return; }
+    if (url.pathname === '/logout') {
+      res.writeHead(303, { Location: '/', 'Set-Cookie': tokenCookie('', 0), 'Cache-Control': 'no-store' });
+      res.end();
+      return;
+    }
+    if (req.method === 'GET' || req.method === 'HEAD') { sendHtml(res, token ? 200 : 404, token ? loginPage(null) : 'no token is set: nothing to sign in to'); return; }
+    if (req.method !== 'POST') { sendText(res, 405, 'method not allowed\n', { Allow: 'GET, POST' }); return; }
+    if (!token) { res.writeHead(303, { Location: '/' }); res.end(); return; }
+    const form = await readForm(req);
+    if (!form) { sendText(res, 413, 'payload too large\n'); return; }
+    const given = form.get('token') ?? '';
+    if (!tokenMatches(token, given)) { sendHtml(res, 401, loginPage('That token is not the one this server was started with.')); return; }
+    res.writeHead(303, { Location: '/', 'Set-Cookie': tokenCookie(given), 'Cache-Control': 'no-store' });
+    res.end();
+  }
 
   const server = createServer((req, res) => {
     onRequest(req, res).catch((err: unknown) => {

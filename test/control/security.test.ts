@@ -28,6 +28,19 @@ function get(url: string, headers: Record<string, string> = {}): Promise<{ statu
   });
 }
 
+/** A raw form POST (urlencoded), as a browser's sign-in form sends it. */
+function post(url: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded', ...headers } }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => { text += d.toString(); });
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }); });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 const refusal = (p: Promise<unknown>): Promise<number> => p.then(() => 0, (e: unknown) => (e as { status?: number }).status ?? -1);
 
 beforeAll(async () => {
@@ -77,6 +90,35 @@ describe('token', () => {
     expect((await get(`${cp.url}/healthz`)).status).toBe(200);
     expect([200, 503]).toContain((await get(`${cp.url}/readyz`)).status);
     expect((await get(`${cp.url}/openrpc.json`)).status).toBe(200);
+  });
+
+  it('a browser without the token gets a sign-in page; the form sets the cookie, which a reload keeps; logout clears it', async () => {
+    const html = { Accept: 'text/html,application/xhtml+xml' };
+    const first = await get(`${cp.url}/`, html);
+    expect(first.status).toBe(401);
+    expect(first.headers['content-type']).toMatch(/^text\/html/);
+    expect(first.body).toContain('<form method="post" action="/login">');
+    expect(first.body).not.toContain(TOKEN);
+    // An API client still gets the plain refusal.
+    expect((await get(`${cp.url}/`)).body).toMatch(/^unauthorized/);
+    const wrong = await post(`${cp.url}/login`, 'token=not-the-token', { Origin: cp.url });
+    expect(wrong.status).toBe(401);
+    expect(wrong.body).toContain('not the one this server was started with');
+    expect(wrong.headers['set-cookie']).toBeUndefined();
+    expect((await post(`${cp.url}/login`, `token=${encodeURIComponent(TOKEN)}`, { Origin: 'https://evil.example' })).status).toBe(403);
+    const ok = await post(`${cp.url}/login`, `token=${encodeURIComponent(TOKEN)}`, { Origin: cp.url });
+    expect(ok.status).toBe(303);
+    expect(ok.headers.location).toBe('/');
+    const cookie = String(ok.headers['set-cookie']);
+    expect(cookie).toMatch(/^agentry_token=.*; HttpOnly; SameSite=Strict; Path=\//);
+    // A reload sends the cookie: the UI, not the form.
+    const reload = await get(`${cp.url}/`, { ...html, Cookie: cookie.split(';')[0]! });
+    expect(reload.status).toBe(200);
+    expect(reload.body).toContain('inspector UI is not built');
+    expect((await post(`${cp.url}/login`, 'x'.repeat(10_000), { Origin: cp.url })).status).toBe(413);
+    const out = await get(`${cp.url}/logout`, html);
+    expect(out.status).toBe(303);
+    expect(String(out.headers['set-cookie'])).toMatch(/^agentry_token=; HttpOnly; SameSite=Strict; Path=\/; Max-Age=0/);
   });
 
   it('refuses to bind beyond loopback without one, and rejects short tokens naming the variable (not the value)', async () => {
