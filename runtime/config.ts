@@ -64,7 +64,7 @@ const schema = z.object({
   /**
    * An aborted handler (superseded, rolled back, interrupted) still running this long after its
    * signal fired is counted (metric agentry_handler_abort_ignored_total) and logged; its result
-   * is discarded whenever it comes. Programmatic option only for now (no environment variable).
+   * is discarded whenever it comes (AGENTRY_ABORT_GRACE_MS).
    */
   abortGraceMs: z.number().int().min(0).default(5_000),
   /** Payloads above this many bytes are dead-lettered (the server's max_payload caps them first). */
@@ -111,6 +111,7 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_MAX_ACK_PENDING: { key: 'maxAckPendingPerPartition', number: true },
   AGENTRY_COMMIT_CONCURRENCY: { key: 'groupCommitConcurrency', number: true },
   AGENTRY_STATE_NOTICES: { key: 'stateNotices', boolean: true },
+  AGENTRY_ABORT_GRACE_MS: { key: 'abortGraceMs', number: true },
   AGENTRY_MAX_LIVE_SESSIONS: { key: 'maxLiveSessions', number: true },
   AGENTRY_IDLE_TIMEOUT_MS: { key: 'idleTimeoutMs', number: true },
   AGENTRY_MAX_ACTIVE_SESSIONS: { key: 'maxActiveSessions', number: true },
