@@ -5,7 +5,10 @@
 // - kill -9 while waiting: the node is SIGKILLed; while no node runs, a waitpoint is completed by
 //   a completer that "crashes" between its compare-and-set and its publish (the settlement and the
 //   outbox row are stored, nothing is published); the restarted node delivers it from the outbox;
-//   another waitpoint times out while the node is down and settles with its default after restart.
+//   another waitpoint times out while the node is down and settles with its default after restart;
+// - failover: two nodes split the partitions; the one owning the waiting sessions is SIGKILLed,
+//   the other takes its partitions when the leases expire, and both a completion and a timeout
+//   reach the sessions there.
 // Every session must end with exactly one settlement, the right one, in its committed state.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +16,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { openStore } from '../../persistence/index.js';
 import type { SessionRecord, Store } from '../../persistence/types.js';
 import { createWaitpoints } from '../../runtime/waitpoints.js';
+import { partitionOf } from '../../runtime/index.js';
 import { assertBuildIsFresh, startChild, type ChildRuntime } from './childRuntime.js';
 import { assertDistFresh } from '../builtFresh.js';
 import { PG_URL, dropSchema, natsClient, schemaName, startNats, tempDir, waitFor } from '../helpers.js';
@@ -111,5 +115,35 @@ describe('waitpoints across restarts', () => {
     }
     expect(await child.stop()).toBe(0);
     child = undefined;
+  }, 240_000);
+
+  it('failover: the node holding the waits is SIGKILLed; the other takes over, and a completion and a timeout reach the sessions', async () => {
+    const base = { natsUrl: nats.url, partitions: 8, databaseUrl: PG_URL, schema };
+    const a = await startChild(nc, { ...base, ctlSubject: `test.ctl.${schema}.fa`, extra: { nodeId: 'fo-a', leaseTtlMs: 2000 } }, join(logs.dir, 'fo-a.log'));
+    child = a;
+    const b = await startChild(nc, { ...base, ctlSubject: `test.ctl.${schema}.fb`, extra: { nodeId: 'fo-b', leaseTtlMs: 2000 } }, join(logs.dir, 'fo-b.log'));
+    try {
+      const ownedBy = async (c: ChildRuntime): Promise<number[]> => (await c.ctl<{ owned: number[] }>('ping')).owned;
+      const aOwns = await waitFor(async () => {
+        const [x, y] = [await ownedBy(a), await ownedBy(b)];
+        return x.length === 4 && y.length === 4 ? x : null;
+      }, 'a 4/4 split', 60_000, 100);
+      const onA = Array.from({ length: 400 }, (_, k) => `wp-fo-${k}`).filter((s) => aOwns.includes(partitionOf(s, 8)));
+      const completed = await ask(a, onA[0]!);
+      const timedOut = await ask(a, onA[1]!, { timeoutMs: 6000, default: { approve: false } });
+      await a.kill();
+      await waitFor(async () => (await ownedBy(b)).length === 8, 'b holding every partition', 60_000, 100);
+      await expect(b.ctl('completeWaitpoint', completed, { approve: true })).resolves.toMatchObject({ status: 'completed', duplicate: false });
+      await settled(b, onA[0]!, { id: completed, status: 'completed', value: { approve: true } });
+      await settled(b, onA[1]!, { id: timedOut, status: 'timed-out', value: { approve: false } });
+      for (const sid of [onA[0]!, onA[1]!]) {
+        const h = await b.ctl<{ kind: string }[]>('getHistory', sid, { limit: 50 });
+        expect(h.filter((m) => m.kind === 'waitpoint')).toHaveLength(1);
+      }
+    } finally {
+      if (!a.exited()) await a.kill();
+      expect(await b.stop()).toBe(0);
+      child = undefined;
+    }
   }, 240_000);
 });
