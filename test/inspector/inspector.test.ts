@@ -160,6 +160,21 @@ describe.skipIf(!haveChromium)('inspector in Chromium', () => {
     await hasText(page.locator('.outputs'), 'thought about 1 message(s)');
     await shot('1-after-message');
 
+    // A message during a run (cancel-and-merge): one call handles both, and history says which
+    // message was merged into it (its fate), not only that the call took two.
+    gate = { promise: new Promise<void>((r) => { open = r; }), open: () => { open(); } };
+    await page.getByLabel('Message', { exact: true }).fill('first of two');
+    await page.getByRole('button', { name: 'Send message' }).click();
+    await page.locator('[data-node="active.running"][data-current="true"]').waitFor({ timeout: 30_000 });
+    await page.getByLabel('Message', { exact: true }).fill('second of two');
+    await page.getByRole('button', { name: 'Send message' }).click();
+    await hasText(page.locator('form[aria-labelledby="c-msg"] [role="status"]'), /Sent as #\d+/);
+    await expect.poll(async () => (await rt.getAgent('ui-demo')).mailbox.running, { timeout: 30_000 }).toBe(2);
+    gate.open();
+    gate = null;
+    await hasText(page.locator('.outputs'), 'thought about 2 message(s)');
+    await page.locator('.calls .call .badge.fate-merged').first().waitFor({ timeout: 30_000 });
+
     // Errors appear in place: a bad duration (checked in the page) and a bad cron (the server's code).
     await page.getByLabel('Sleep duration').fill('soon');
     await page.getByRole('button', { name: 'Sleep', exact: true }).click();

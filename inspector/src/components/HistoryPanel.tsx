@@ -1,7 +1,9 @@
 /**
  * A session's history as handler calls: messages that share a `batchId` were handled by one
  * call (cancel-and-merge folds messages that arrive during a run into the next call), so they
- * are shown together, with the call's outcome, instead of as separate rows.
+ * are shown together, with the call's outcome, instead of as separate rows. A message whose
+ * fate is not plain `handled` (merged into the call, superseded by a newer one, rejected while a
+ * turn ran, rolled back, …) says so next to it: the turn policy's doing, message by message.
  */
 import type { JSX } from 'preact';
 import { formatTime, preview } from '../format.js';
@@ -29,6 +31,7 @@ export function HistoryPanel({ history }: { history: readonly HistoryMessage[] }
                 <li key={`${m.seq}:${m.at}`}>
                   <span class="kind">{m.kind}</span>
                   {m.seq > 0 && <span class="muted">#{m.seq}</span>}
+                  {m.fate && m.fate !== 'handled' && <span class={`badge fate fate-${m.fate}`} title="what became of this message">{m.fate}</span>}
                   <span class={`prio prio-${m.priority}`}>{m.priority}</span>
                   {m.from && <span class="muted">from {m.from}</span>}
                   <code class="body" title={preview(m.body, 2000)}>{preview(m.body)}</code>
