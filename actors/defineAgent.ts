@@ -164,6 +164,12 @@ export interface AgentDefinition<S = unknown> {
   readonly retryCapMs?: number;
   /** How many history messages `ctx.history` holds (default 50). */
   readonly maxHistory?: number;
+  /**
+   * How much of each session's stored history and timeline to keep (default: everything). Rows
+   * beyond the newest `maxCount`, or older than `maxAgeMs`, are deleted by a periodic job; the
+   * newest `maxHistory` history messages (what `ctx.history` and a hydration read) always stay.
+   */
+  readonly retention?: RetentionOptions;
   /** Event patterns every session of this type receives from its creation (types or NATS wildcards). */
   readonly subscribe?: readonly string[];
   readonly handle: Handler<S>;
@@ -177,11 +183,25 @@ export interface AgentDefinition<S = unknown> {
   readonly onAbort?: (ctx: AbortContext<S>, partial: AbortedTurn<S>) => void;
 }
 
+/** Bounds on one table of a session's stored past: count of newest rows kept, age (ms) of the oldest. */
+export interface RetentionBound {
+  readonly maxCount?: number;
+  readonly maxAgeMs?: number;
+}
+
+/** What an agent type keeps of each session's history (messages) and transitions (timeline). */
+export interface RetentionOptions {
+  readonly history?: RetentionBound;
+  readonly transitions?: RetentionBound;
+}
+
 /** A definition with every default filled in, as the runtime uses it. */
 export interface ResolvedAgent<S = unknown> {
   readonly type: string;
   readonly limits: SessionLimits;
   readonly maxHistory: number;
+  /** Set when the type bounds its stored history or transitions (absent: keep everything). */
+  readonly retention?: RetentionOptions;
   readonly subscribe: readonly string[];
   readonly initialState: () => S;
   readonly handle: Handler<S>;
@@ -237,11 +257,29 @@ export function defineAgent<S = unknown>(def: AgentDefinition<S>): ResolvedAgent
       retryCapMs: positive('retryCapMs', def.retryCapMs, DEFAULT_LIMITS.retryCapMs),
     }),
     maxHistory: positive('maxHistory', def.maxHistory, 50),
+    ...(retentionOf(def.type, def.retention) ?? {}),
     subscribe: Object.freeze((def.subscribe ?? []).map((p) => assertEventPattern(p, def.type))),
     initialState: def.initialState ?? (() => ({}) as S),
     handle: def.handle,
     ...(def.onAbort ? { onAbort: def.onAbort } : {}),
   });
+}
+
+/** Checks a type's retention options (positive integers); undefined when nothing is bounded. */
+function retentionOf(type: string, r: RetentionOptions | undefined): { retention: RetentionOptions } | undefined {
+  if (r === undefined) return undefined;
+  const bound = (table: string, b: RetentionBound | undefined): RetentionBound | undefined => {
+    if (b === undefined) return undefined;
+    for (const [k, v] of Object.entries(b)) {
+      if (k !== 'maxCount' && k !== 'maxAgeMs') throw new TypeError(`${type}: retention.${table} has no option ${k} (maxCount, maxAgeMs)`);
+      if (v !== undefined && (!Number.isInteger(v) || (v as number) < 1)) throw new TypeError(`${type}: retention.${table}.${k} must be a positive integer`);
+    }
+    return b.maxCount === undefined && b.maxAgeMs === undefined ? undefined : Object.freeze({ ...b });
+  };
+  const history = bound('history', r.history);
+  const transitions = bound('transitions', r.transitions);
+  if (!history && !transitions) return undefined;
+  return { retention: Object.freeze({ ...(history ? { history } : {}), ...(transitions ? { transitions } : {}) }) };
 }
 
 const EVENT_PATTERN = /^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*(\.>)?$|^>$/;

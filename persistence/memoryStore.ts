@@ -230,6 +230,28 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     lastLogId: (sessionId) => Promise.resolve(log.get(sessionId)?.at(-1)?.id ?? 0),
     logPrunedThrough: (sessionId) => Promise.resolve(logPruned.get(sessionId) ?? 0),
     pruneLog: (o) => Promise.resolve(pruneLog(o)),
+    prunePast(o) {
+      let h = 0;
+      let t = 0;
+      for (const id of o.sessionIds) {
+        const hist = history.get(id);
+        if (hist && o.history && (o.history.maxCount !== undefined || o.history.before !== undefined)) {
+          // Newest first as a hydration reads them: seq, at, batch id descending.
+          const ranked = [...hist].sort((a, b) => b.seq - a.seq || b.at - a.at || (a.batchId < b.batchId ? 1 : a.batchId > b.batchId ? -1 : 0));
+          const { maxCount, before } = o.history;
+          const gone = new Set(ranked.filter((e, i) => i >= o.historyFloor && ((maxCount !== undefined && i >= maxCount) || (before !== undefined && e.at < before))));
+          if (gone.size > 0) { history.set(id, hist.filter((e) => !gone.has(e))); h += gone.size; }
+        }
+        const tr = transitions.get(id);
+        if (tr && o.transitions && (o.transitions.maxCount !== undefined || o.transitions.before !== undefined)) {
+          const { maxCount, before } = o.transitions;
+          const keep = tr.filter((e, i) => !((maxCount !== undefined && tr.length - i > maxCount) || (before !== undefined && e.at < before)));
+          t += tr.length - keep.length;
+          transitions.set(id, keep);
+        }
+      }
+      return Promise.resolve({ history: h, transitions: t });
+    },
     close: () => Promise.resolve(),
   };
 }

@@ -380,3 +380,50 @@ export async function selectDeadLetter(q: Queryable, id: string): Promise<DeadLe
 export async function updateDeadLetterReplayed(q: Queryable, id: string, at: number): Promise<void> {
   await q.query('UPDATE dead_letters SET replayed_at = $2::bigint WHERE id = $1::text', [id, at]);
 }
+
+// ---------------------------------------------------------------------------------- retention
+
+/**
+ * Deletes history rows of `ids` past their retention: ranked per session newest first, in the
+ * order a hydration reads them (seq, at, batch_id, all descending), a row goes when its rank is
+ * past `floor` and (past `maxCount` or older than `before`). Returns how many went.
+ */
+export async function deleteHistoryBeyond(q: Queryable, ids: readonly string[], floor: number, maxCount: number | null, before: number | null): Promise<number> {
+  if (ids.length === 0 || (maxCount === null && before === null)) return 0;
+  const { rows } = await q.query<{ n: number }>(
+    `WITH d AS (
+       DELETE FROM history h USING (
+         SELECT r.session_id, r.seq, r.batch_id FROM (
+           SELECT session_id, seq, batch_id, at,
+                  row_number() OVER (PARTITION BY session_id ORDER BY seq DESC, at DESC, batch_id DESC) AS rn
+           FROM history WHERE session_id = ANY($1::text[])
+         ) r
+         WHERE r.rn > $2::bigint AND (($3::bigint IS NOT NULL AND r.rn > $3::bigint) OR ($4::bigint IS NOT NULL AND r.at < $4::bigint))
+       ) x
+       WHERE h.session_id = x.session_id AND h.seq = x.seq AND h.batch_id = x.batch_id
+       RETURNING 1)
+     SELECT count(*)::integer AS n FROM d`,
+    [[...ids], floor, maxCount, before],
+  );
+  return rows[0]?.n ?? 0;
+}
+
+/** Deletes transitions of `ids` beyond the newest `maxCount` per session or older than `before`. */
+export async function deleteTransitionsBeyond(q: Queryable, ids: readonly string[], maxCount: number | null, before: number | null): Promise<number> {
+  if (ids.length === 0 || (maxCount === null && before === null)) return 0;
+  const { rows } = await q.query<{ n: number }>(
+    `WITH d AS (
+       DELETE FROM transitions t USING (
+         SELECT r.id FROM (
+           SELECT id, at, row_number() OVER (PARTITION BY session_id ORDER BY id DESC) AS rn
+           FROM transitions WHERE session_id = ANY($1::text[])
+         ) r
+         WHERE ($2::bigint IS NOT NULL AND r.rn > $2::bigint) OR ($3::bigint IS NOT NULL AND r.at < $3::bigint)
+       ) x
+       WHERE t.id = x.id
+       RETURNING 1)
+     SELECT count(*)::integer AS n FROM d`,
+    [[...ids], maxCount, before],
+  );
+  return rows[0]?.n ?? 0;
+}

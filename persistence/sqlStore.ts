@@ -152,6 +152,16 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     lastLogId: (sessionId) => lq.selectLastLogId(db, sessionId),
     logPrunedThrough: (sessionId) => lq.selectLogPrunedThrough(db, sessionId),
     pruneLog,
+    async prunePast(o) {
+      let history = 0;
+      let transitions = 0;
+      for (let i = 0; i < o.sessionIds.length; i += 500) {
+        const ids = o.sessionIds.slice(i, i + 500);
+        if (o.history) history += await sql.deleteHistoryBeyond(db, ids, o.historyFloor, o.history.maxCount ?? null, o.history.before ?? null);
+        if (o.transitions) transitions += await sql.deleteTransitionsBeyond(db, ids, o.transitions.maxCount ?? null, o.transitions.before ?? null);
+      }
+      return { history, transitions };
+    },
     async close() {
       await retention.close();
       await db.close();

@@ -120,6 +120,19 @@ export interface LogPruneOptions {
   readonly sessionIds: readonly string[];
 }
 
+/**
+ * What `prunePast` removes of `sessionIds`' stored past (an agent type's retention): history rows
+ * beyond the newest `history.maxCount` or older than `history.before`, never the newest
+ * `historyFloor` (what a hydration reads); transitions beyond the newest `transitions.maxCount`
+ * or older than `transitions.before`.
+ */
+export interface PastPruneOptions {
+  readonly sessionIds: readonly string[];
+  readonly historyFloor: number;
+  readonly history?: { readonly maxCount?: number; readonly before?: number };
+  readonly transitions?: { readonly maxCount?: number; readonly before?: number };
+}
+
 /** Everything one session changes in one step; the runtime acks inbox messages only after it commits. */
 export interface CommitRecord {
   readonly sessionId: string;
@@ -340,6 +353,8 @@ export interface Store {
    * their own about once a minute (24 h, 1000 per session), for the sessions they committed.
    */
   pruneLog(opts: LogPruneOptions): Promise<number>;
+  /** Deletes history and transitions beyond a retention (see PastPruneOptions); returns the rows deleted. */
+  prunePast(opts: PastPruneOptions): Promise<{ history: number; transitions: number }>;
   close(): Promise<void>;
 }
 

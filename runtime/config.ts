@@ -67,6 +67,8 @@ const schema = z.object({
    * is discarded whenever it comes (AGENTRY_ABORT_GRACE_MS).
    */
   abortGraceMs: z.number().int().min(0).default(5_000),
+  /** How often the history/transitions retention of agent types that set one runs (0: never). */
+  retentionEveryMs: z.number().int().min(0).default(60_000),
   /** Payloads above this many bytes are dead-lettered (the server's max_payload caps them first). */
   maxPayloadBytes: z.number().int().min(1).default(1024 * 1024),
   /**
@@ -112,6 +114,7 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_COMMIT_CONCURRENCY: { key: 'groupCommitConcurrency', number: true },
   AGENTRY_STATE_NOTICES: { key: 'stateNotices', boolean: true },
   AGENTRY_ABORT_GRACE_MS: { key: 'abortGraceMs', number: true },
+  AGENTRY_RETENTION_EVERY_MS: { key: 'retentionEveryMs', number: true },
   AGENTRY_MAX_LIVE_SESSIONS: { key: 'maxLiveSessions', number: true },
   AGENTRY_IDLE_TIMEOUT_MS: { key: 'idleTimeoutMs', number: true },
   AGENTRY_MAX_ACTIVE_SESSIONS: { key: 'maxActiveSessions', number: true },

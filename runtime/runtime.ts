@@ -19,6 +19,7 @@ import { SessionHost, type SessionView } from './sessionHost.js';
 import { settleWithin } from './deadline.js';
 import { OUTBOX_TAKEOVER_AGE_MS } from './host/outbox.js';
 import { createKeyedSerial } from './keyedSerial.js';
+import { createRetention } from './retention.js';
 import { createHealth, type Readiness } from './health.js';
 import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';
@@ -280,6 +281,12 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     restartPartition: (p, reason) => { transport.restartPartition(p, reason); },
     ownedPartitions: () => leases.owned(),
   });
+  // Agent types' retention: the past of the sessions each commit touched is pruned in the background.
+  const retention = createRetention({
+    store, agents: () => agents, logger, everyMs: config.retentionEveryMs, now: () => clock.now(),
+    counts: host.retentionCounts,
+  });
+  host.listen({ onCommitted: (r) => { retention.committed(r); } });
 
   /**
    * Records the new epoch in Postgres. Its UPDATE waits for commit transactions that checked
@@ -507,6 +514,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       if (!leasesFreed && !timedOut.includes('leases')) timedOut.push('lease-release');
       await step('consumers', transport.stopConsuming(), Math.max(500, drainMs()));
       const hostReport = await host.shutdown(drainMs());
+      await step('retention', retention.stop(), Math.max(500, drainMs()));
       if (!hostReport.clean) timedOut.push('commits');
       await step('commit-drain', committer.drain());
       committer.close();

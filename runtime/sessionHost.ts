@@ -224,6 +224,8 @@ export class SessionHost {
   private activeSessions = 0;
   private readonly ready = new MinHeap<ReadyEntry>((a, b) => a.rank !== b.rank ? a.rank > b.rank : a.at !== b.at ? a.at < b.at : a.n < b.n);
   private readySeq = 0;
+  /** Rows the agent types' retention removed (runtime/retention.ts; metrics). */
+  readonly retentionCounts = { history: 0, transitions: 0 };
   readonly stats: HostStats = { heldForCapacity: 0, hydrations: 0, passivations: 0, merges: 0, runs: 0, retries: 0, deadLetters: 0, duplicatesSkipped: 0, commits: 0, coalesced: 0, abortIgnored: 0 };
 
   constructor(private readonly deps: HostDeps) {

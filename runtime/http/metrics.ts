@@ -114,6 +114,10 @@ export function createMetrics(runtime: Runtime, refreshMs = 5000): ControlPlaneM
   hostCounter('agentry_dead_letters_total', 'Batches and messages dead-lettered', 'deadLetters');
   hostCounter('agentry_duplicates_skipped_total', 'Redelivered inbox messages skipped (already committed)', 'duplicatesSkipped');
   hostCounter('agentry_commits_total', 'Session commits', 'commits');
+  new Counter({
+    name: 'agentry_retention_deleted_total', help: 'History and transition rows removed by agent types\' retention', labelNames: ['table'], registers,
+    collect() { const c = runtime.host.retentionCounts; this.reset(); this.inc({ table: 'history' }, c.history); this.inc({ table: 'transitions' }, c.transitions); },
+  });
 
   // Activation time: from entering `active` to leaving it (the handler run, with merges and retries).
   const activeSince = new Map<string, number>();

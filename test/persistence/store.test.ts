@@ -521,6 +521,28 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     await store.deleteSchedule('sw-task');
   });
 
+  it('prunes a session\'s past by retention: count and age, never the newest historyFloor, transitions by count and age', async () => {
+    const tr = (sid: string, at: number): TransitionRecord => ({ sessionId: sid, at, event: `e${at}`, from: 'a', to: 'b' });
+    await store.commit([rec('ret-a', 1, { history: Array.from({ length: 10 }, (_, k) => hist('ret-a', k + 1, { at: 1000 + k })), transitions: Array.from({ length: 6 }, (_, k) => tr('ret-a', 1000 + k)) })]);
+    await store.commit([rec('ret-b', 1, { history: Array.from({ length: 4 }, (_, k) => hist('ret-b', k + 1, { at: 1000 + k })) })]);
+    const seqs = async (sid: string) => (await store.getHistory(sid, { limit: 100 })).map((e) => e.seq);
+    // Count: keep the newest 6 (floor 3 is below it).
+    expect(await store.prunePast({ sessionIds: ['ret-a', 'ret-b', 'ret-none'], historyFloor: 3, history: { maxCount: 6 } })).toEqual({ history: 4, transitions: 0 });
+    expect(await seqs('ret-a')).toEqual([10, 9, 8, 7, 6, 5]);
+    expect(await seqs('ret-b')).toEqual([4, 3, 2, 1]);
+    // Age: older than 1008 goes, but the newest 3 (the floor) stay even when old.
+    expect(await store.prunePast({ sessionIds: ['ret-a', 'ret-b'], historyFloor: 3, history: { before: 1008 } })).toEqual({ history: 4, transitions: 0 });
+    expect(await seqs('ret-a')).toEqual([10, 9, 8]);
+    expect(await seqs('ret-b')).toEqual([4, 3, 2]);
+    // Transitions: newest 4, then older than 1004.
+    expect(await store.prunePast({ sessionIds: ['ret-a'], historyFloor: 3, transitions: { maxCount: 4 } })).toEqual({ history: 0, transitions: 2 });
+    expect((await store.getTransitions('ret-a')).map((t) => t.at)).toEqual([1002, 1003, 1004, 1005]);
+    expect(await store.prunePast({ sessionIds: ['ret-a'], historyFloor: 3, transitions: { before: 1004 } })).toEqual({ history: 0, transitions: 2 });
+    expect((await store.getTransitions('ret-a')).map((t) => t.at)).toEqual([1004, 1005]);
+    // Nothing bounded: nothing goes.
+    expect(await store.prunePast({ sessionIds: ['ret-a'], historyFloor: 0 })).toEqual({ history: 0, transitions: 0 });
+  });
+
   it('commits 500 sessions in one call (group commit)', async () => {
     const batch = (version: number) => Array.from({ length: 500 }, (_, i) => {
       const id = `gc-${String(i).padStart(3, '0')}`;
