@@ -147,7 +147,6 @@ export class LeaseManager {
     this.balanceTimer.unref();
   }
 
-
   /** Partitions this node owns now. */
   owned(): number[] { return [...this.held.keys()].sort((a, b) => a - b); }
 
