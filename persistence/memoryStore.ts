@@ -230,6 +230,12 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     lastLogId: (sessionId) => Promise.resolve(log.get(sessionId)?.at(-1)?.id ?? 0),
     logPrunedThrough: (sessionId) => Promise.resolve(logPruned.get(sessionId) ?? 0),
     pruneLog: (o) => Promise.resolve(pruneLog(o)),
+    idleSessions(type, partitions, updatedBefore, afterId, limit) {
+      const ids = [...sessions.values()]
+        .filter((x) => x.type === type && partitions.includes(x.partition) && x.updatedAt < updatedBefore && (afterId === null || x.id > afterId))
+        .map((x) => x.id).sort();
+      return Promise.resolve(ids.slice(0, limit));
+    },
     prunePast(o) {
       let h = 0;
       let t = 0;

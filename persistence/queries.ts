@@ -408,6 +408,17 @@ export async function deleteHistoryBeyond(q: Queryable, ids: readonly string[], 
   return rows[0]?.n ?? 0;
 }
 
+/** Sessions of a type in some partitions, unchanged since a time, in id order after a cursor (retention's walk). */
+export async function selectIdleSessions(q: Queryable, type: string, partitions: readonly number[], updatedBefore: number, afterId: string | null, limit: number): Promise<string[]> {
+  const { rows } = await q.query<{ id: string }>(
+    `SELECT id FROM sessions
+     WHERE type = $1::text AND partition = ANY($2::integer[]) AND updated_at < $3::bigint AND ($4::text IS NULL OR id > $4::text)
+     ORDER BY id LIMIT $5::integer`,
+    [type, [...partitions], updatedBefore, afterId, limit],
+  );
+  return rows.map((r) => r.id);
+}
+
 /** Deletes transitions of `ids` beyond the newest `maxCount` per session or older than `before`. */
 export async function deleteTransitionsBeyond(q: Queryable, ids: readonly string[], maxCount: number | null, before: number | null): Promise<number> {
   if (ids.length === 0 || (maxCount === null && before === null)) return 0;

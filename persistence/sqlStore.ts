@@ -162,6 +162,8 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
       }
       return { history, transitions };
     },
+    idleSessions: (type, partitions, updatedBefore, afterId, limit) =>
+      (partitions.length === 0 ? Promise.resolve([]) : sql.selectIdleSessions(db, type, partitions, updatedBefore, afterId, clampLimit(limit, 500, 10_000))),
     async close() {
       await retention.close();
       await db.close();

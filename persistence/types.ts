@@ -355,6 +355,11 @@ export interface Store {
   pruneLog(opts: LogPruneOptions): Promise<number>;
   /** Deletes history and transitions beyond a retention (see PastPruneOptions); returns the rows deleted. */
   prunePast(opts: PastPruneOptions): Promise<{ history: number; transitions: number }>;
+  /**
+   * Ids of sessions of `type` in `partitions` not changed since `updatedBefore`, in id order after
+   * `afterId`: the idle sessions an age-bounded retention visits (they commit nothing that would).
+   */
+  idleSessions(type: string, partitions: readonly number[], updatedBefore: number, afterId: string | null, limit: number): Promise<string[]>;
   close(): Promise<void>;
 }
 

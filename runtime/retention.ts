@@ -5,7 +5,10 @@
  * retention, is remembered; at most every `everyMs` the remembered ones are pruned in the
  * background (batches of 500 ids, one DELETE per table per batch), outside any commit, so a
  * commit never waits for it. A failed round keeps its sessions for the next one. A session that
- * never commits again keeps its rows until its next commit (its history stops growing too).
+ * commits nothing any more is reached by a walk instead, for types with an age bound: each round
+ * also visits the next page (500, in id order) of that type's sessions in this node's partitions
+ * that have not changed for that age, and wraps around at the end; a count bound needs no walk
+ * (a session's rows only grow when it commits).
  *
  * A hydration reads the newest `maxHistory` history rows: those always stay, whatever the bounds.
  */
@@ -18,7 +21,7 @@ export interface RetentionCounts { history: number; transitions: number }
 
 /** Creates the job; `committed` is fed every committed record, `stop` waits for a round in flight. */
 export function createRetention(deps: {
-  readonly store: Pick<Store, 'prunePast'>;
+  readonly store: Pick<Store, 'prunePast' | 'idleSessions'>;
   readonly agents: () => ReadonlyMap<string, ResolvedAgent>;
   readonly logger: Logger;
   /** How often a round may run (0: never). */
@@ -26,12 +29,31 @@ export function createRetention(deps: {
   /** The clock history and transition times are written with. */
   readonly now: () => number;
   readonly counts: RetentionCounts;
+  /** The partitions this node owns: the idle walk visits only their sessions. */
+  readonly owned: () => readonly number[];
 }): { committed(record: CommitRecord): void; runNow(): Promise<void>; stop(): Promise<void> } {
   const touched = new Map<string, Set<string>>(); // agent type → session ids
+  const cursors = new Map<string, string | null>(); // agent type → the idle walk's last id
+
+  /** The next page of `type`'s sessions idle for its shortest age bound, added to this round's work. */
+  const walk = async (type: string, ageMs: number): Promise<void> => {
+    const after = cursors.get(type) ?? null;
+    const ids = await deps.store.idleSessions(type, deps.owned(), deps.now() - ageMs, after, 500);
+    cursors.set(type, ids.length < 500 ? null : ids[ids.length - 1]!);
+    if (ids.length === 0) return;
+    let set = touched.get(type);
+    if (!set) touched.set(type, set = new Set());
+    for (const id of ids) set.add(id);
+  };
   let running: Promise<void> | null = null;
   let stopped = false;
 
   const round = async (): Promise<void> => {
+    for (const [type, agent] of deps.agents()) {
+      const ages = [agent.retention?.history?.maxAgeMs, agent.retention?.transitions?.maxAgeMs].filter((a): a is number => a !== undefined);
+      if (ages.length === 0) continue;
+      try { await walk(type, Math.min(...ages)); } catch (err) { deps.logger.warn({ err, type }, 'retention: listing idle sessions failed; retried next round'); }
+    }
     const work = [...touched];
     touched.clear();
     for (const [type, ids] of work) {
@@ -65,7 +87,8 @@ export function createRetention(deps: {
     running ??= round().finally(() => { running = null; });
     return running;
   };
-  const timer = deps.everyMs > 0 ? setInterval(() => { if (touched.size > 0 && !stopped) void start(); }, deps.everyMs) : undefined;
+  const aged = (): boolean => [...deps.agents().values()].some((a) => a.retention?.history?.maxAgeMs !== undefined || a.retention?.transitions?.maxAgeMs !== undefined);
+  const timer = deps.everyMs > 0 ? setInterval(() => { if ((touched.size > 0 || aged()) && !stopped) void start(); }, deps.everyMs) : undefined;
   timer?.unref();
 
   return {

@@ -284,7 +284,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   // Agent types' retention: the past of the sessions each commit touched is pruned in the background.
   const retention = createRetention({
     store, agents: () => agents, logger, everyMs: config.retentionEveryMs, now: () => clock.now(),
-    counts: host.retentionCounts,
+    counts: host.retentionCounts, owned: () => leases.owned(),
   });
   host.listen({ onCommitted: (r) => { retention.committed(r); } });
 

@@ -541,6 +541,14 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     expect((await store.getTransitions('ret-a')).map((t) => t.at)).toEqual([1004, 1005]);
     // Nothing bounded: nothing goes.
     expect(await store.prunePast({ sessionIds: ['ret-a'], historyFloor: 0 })).toEqual({ history: 0, transitions: 0 });
+    // The idle walk: sessions of a type in given partitions, unchanged since a time, paged by id.
+    await store.commit([rec('ret-w1', 1, { partition: 2, type: 'walked' }), rec('ret-w2', 1, { partition: 2, type: 'walked' }), rec('ret-w3', 1, { partition: 3, type: 'walked' })]);
+    const idle = (parts: number[], after: string | null, limit = 10) => store.idleSessions('walked', parts, clock + 1, after, limit);
+    expect(await idle([2, 3], null)).toEqual(['ret-w1', 'ret-w2', 'ret-w3']);
+    expect(await idle([2], null, 1)).toEqual(['ret-w1']);
+    expect(await idle([2], 'ret-w1')).toEqual(['ret-w2']);
+    expect(await idle([4], null)).toEqual([]);
+    expect(await store.idleSessions('walked', [2, 3], clock, null, 10)).toEqual([]); // updated at `clock`: not before it
   });
 
   it('commits 500 sessions in one call (group commit)', async () => {

@@ -19,11 +19,19 @@ const bounded = defineAgent({
     return undefined;
   },
 });
+const aged = defineAgent({
+  type: 'aged',
+  onMessage: 'queue',
+  maxHistory: 1,
+  retention: { history: { maxAgeMs: 300 } },
+  initialState: () => ({ n: 0 }),
+  handle(batch, ctx) { ctx.state.n += batch.length; return undefined; },
+});
 const keeper = defineAgent({ type: 'keeper', onMessage: 'queue', initialState: () => ({}), handle: () => undefined });
 
 let stack: Stack;
 beforeAll(async () => {
-  stack = await startStack('retention', { agents: [bounded, keeper], config: { retentionEveryMs: 100 } });
+  stack = await startStack('retention', { agents: [bounded, aged, keeper], config: { retentionEveryMs: 100 } });
 });
 afterAll(async () => { await stack?.stop(); });
 
@@ -50,7 +58,18 @@ describe('retention', () => {
     expect(stack.rt.host.retentionCounts.history).toBeGreaterThanOrEqual(7);
     // The handler's own view never shrank below what it had: it always saw up to maxHistory messages.
     expect(Math.max(...seenInHandler)).toBe(2);
-  });
+  }, 180_000);
+
+  it('an age bound reaches sessions that commit nothing any more (the idle walk)', async () => {
+    await stack.rt.createAgent('ret-a-1', 'aged');
+    const nc = await natsClient(stack.nats.url);
+    try { for (let i = 1; i <= 4; i++) await publish(nc, 'ret-a-1', { i }); } finally { await nc.close(); }
+    await waitFor(async () => ((await stack.store.loadSession('ret-a-1'))?.snapshot as { context: { userState: { n: number } } } | undefined)?.context.userState.n === 4, 'four messages applied', 60_000, 50);
+    // Its last commit's round found nothing old enough; nothing commits for it again. Only the
+    // walk over idle sessions can take it down to its newest message (maxHistory 1).
+    await waitFor(async () => (await stack.store.getHistory('ret-a-1', { limit: 100 })).length === 1, 'the idle session pruned to its newest message', 60_000, 50);
+    expect((await stack.store.getHistory('ret-a-1', { limit: 10 })).map((e) => (e.body as { i: number }).i)).toEqual([4]);
+  }, 180_000);
 
   it('refuses retention options that are not positive integers, or unknown', () => {
     const handle = (): undefined => undefined;
