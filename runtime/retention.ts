@@ -31,7 +31,7 @@ export function createRetention(deps: {
   readonly counts: RetentionCounts;
   /** The partitions this node owns: the idle walk visits only their sessions. */
   readonly owned: () => readonly number[];
-}): { committed(record: CommitRecord): void; runNow(): Promise<void>; stop(): Promise<void> } {
+}): { committed(record: CommitRecord): void; stop(): Promise<void> } {
   const touched = new Map<string, Set<string>>(); // agent type → session ids
   const cursors = new Map<string, string | null>(); // agent type → the idle walk's last id
 
@@ -97,11 +97,6 @@ export function createRetention(deps: {
       let ids = touched.get(record.type);
       if (!ids) touched.set(record.type, ids = new Set());
       ids.add(record.sessionId);
-    },
-    /** A round now (tests, tools); resolves when it ends. */
-    async runNow() {
-      await running;
-      await start();
     },
     async stop() {
       stopped = true;
