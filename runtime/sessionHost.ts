@@ -306,6 +306,9 @@ export class SessionHost {
   dispatch(partition: number, m: JsMsg): void {
     const sid = sessionIdOfSubject(m.subject);
     if (sid.startsWith('_agentry-probe-')) { m.ack(); return; }
+    const live = this.live.get(sid);
+    // A live session's id was checked when it loaded, and its partition is fixed: the common case.
+    if (live && live.partition === partition) { this.deliver(live, m); return; }
     const problem = sessionIdProblem(sid);
     if (problem !== null) {
       this.deadLetterRaw(m, sid, 'invalid-session-id', problem);
@@ -317,8 +320,7 @@ export class SessionHost {
       this.deadLetterRaw(m, sid, 'wrong-partition', `published to partition ${partition}; session ${sid} belongs to ${partitionOf(sid, this.deps.config.partitions)} (publish to agentry.in.<id>)`);
       return;
     }
-    const session = this.live.get(sid);
-    if (session) { this.deliver(session, m); return; }
+    if (live) { this.deliver(live, m); return; }
     const loading = this.loading.get(sid);
     if (loading) { loading.buffer.push(m); return; }
     const entry = { buffer: [m], promise: Promise.resolve<LiveSession | null>(null) };
@@ -574,7 +576,7 @@ export class SessionHost {
       : createActor(this.machine, {
         clock: this.clock,
         input: {
-          sessionId: sid, agentType: type, userState: agent ? agent.initialState() : {}, at: now,
+          sessionId: sid, agentType: type, userState: agent ? jsonCopy(agent.initialState()) : {}, at: now,
           limits: agent?.limits ?? { policy: 'queue', maxMerge: 1, maxMergeDelayMs: 0, maxAttempts: 1, retryBaseMs: 0, retryCapMs: 0 },
         },
       } as never);
@@ -857,22 +859,22 @@ export class SessionHost {
     const now = (): number => this.clock.now();
     // After an aborted turn the agent's onAbort may have repaired the state: start from that.
     const startInput = s.repair ? { ...input, userState: s.repair.state } : input;
-    const ctx = createHandlerContext({
+    const { ctx, finalState } = createHandlerContext({
       input: startInput, run, outputs, now, log, history: () => s.historyView,
       publishChunk: (subject, body, headers) => { this.deps.transport.publishCore(subject, body, headers); },
     });
     run.started = { state: startInput.userState, batch: input.batch, draft: () => ctx.state };
-    const result = await (async () => agent.handle(input.batch, ctx))().finally(() => { run.settled = true; }).catch((err: unknown) => {
+    let result: Awaited<ReturnType<typeof agent.handle>>;
+    try {
+      result = await agent.handle(input.batch, ctx);
+    } catch (err) {
       // Each failed attempt, with its stack (a dead letter keeps only the message); not a superseded run.
       if (!run.aborted) log().warn({ err, seqs: input.batch.map((m) => m.seq), maxAttempts: agent.limits.maxAttempts }, 'handler failed');
       throw err;
-    });
-    let userState: unknown;
-    try {
-      userState = JSON.parse(JSON.stringify(ctx.state ?? null)) as unknown;
-    } catch (e) {
-      throw new TerminalError(`handler left user state that is not JSON-serializable: ${errorInfo(e).message}`);
+    } finally {
+      run.settled = true;
     }
+    const userState = finalState();
     if (!run.aborted) s.outputs.set(input.runId, outputs);
     return { userState, next: nextStepOf(result), finishedAt: now() };
   }
@@ -1254,6 +1256,14 @@ function internalEventOf(s: LiveSession, snap: { value: unknown; context: Sessio
   if (c && c.runId !== s.lastCompletedRunId) return c.outcome === 'ok' ? 'run.done' : 'run.failed';
   if (statePath(snap.value) === 'active.retrying') return 'run.failed';
   return 'run.done';
+}
+
+/**
+ * A fresh session's initial state as the store will hold it (a run that never touches `ctx.state`
+ * hands it on as is); a value JSON cannot carry is left for the first run to refuse.
+ */
+function jsonCopy(v: unknown): unknown {
+  try { return JSON.parse(JSON.stringify(v ?? null)) as unknown; } catch { return v; }
 }
 
 function prioOf(m: JsMsg): Priority {
