@@ -61,6 +61,7 @@ export function renderResults(res) {
   const rs = res.suites.restart?.ok ? res.suites.restart.data : null;
   const low = res.suites.lowload?.ok ? res.suites.lowload.data : null;
   const bl = res.suites.backlog?.ok ? res.suites.backlog.data : null;
+  const hc = res.suites.hostcpu?.ok ? res.suites.hostcpu.data : null;
 
   const stamp = res.mergedFrom
     ? `Assembled ${res.finishedAt.slice(0, 10)} from suite runs at the times listed below`
@@ -97,6 +98,7 @@ export function renderResults(res) {
     L.push(`| A3 | publish → handler start at ${fmt(lat.rate)} msg/s over ${lat.durationMs / 1000} s, ${fmt(lat.sessions)} live sessions, memory store: p50 / p99 (p99.9, max) | ${mm.handlerStartMs.p50} / **${mm.handlerStartMs.p99} ms** (${mm.handlerStartMs.p999}, ${mm.handlerStartMs.max}) | JetStream publish → PubAck p50/p99 ${mm.pubAckMs.p50} / ${mm.pubAckMs.p99} ms | | p99 < 10 ms | ${verdict(mm.handlerStartMs.p99 < 10)} | ${mm.cpu.otherCores ?? ''} |`);
     if (pp) L.push(`| A4 | same, Postgres store: handler start p50 / p99; publish → commit p50 / p99 | ${pp.handlerStartMs.p50} / ${pp.handlerStartMs.p99} ms; ${pp.publishToCommitMs.p50} / ${pp.publishToCommitMs.p99} ms | | | (info) | | ${pp.cpu.otherCores ?? ''} |`);
   }
+  if (hc) L.push(`| A6 | the session host's own CPU / allocation per message (bench/hostcpu.mjs: ${fmt(hc.sessions)} live sessions × ${hc.perSession} messages fed in-process, memory store, no NATS, median of ${hc.rounds.length}) | **${hc.cpuUsPerMsg} µs / ${fmt(hc.allocBytesPerMsg)} B** (${fmt(hc.rate)} msg/s on one thread) | | | ≤ 50 µs / ≤ 10 KB | ${verdict(hc.cpuUsPerMsg <= 50 && hc.allocBytesPerMsg <= 10240)} | |`);
   if (heap) L.push(`| A5 | V8 heap per live idle session (${fmt(heap.sessions)} sessions hydrated, one message each, forced GC) | ${fmt(heap.heapBytesPerSession)} B (RSS ${fmt(heap.rssBytesPerSession)} B) | | | (none) | | |`);
   if (tp) {
     const r = tp.rounds;

@@ -5,7 +5,7 @@
 // Raw JSON goes to bench/results/ (git-ignored); the table in docs/benchmarks.md is regenerated
 // between its markers (the hand-written analysis around them is kept).
 //
-// Knobs: BENCH_QUICK=1 (shorter run), BENCH_ONLY=throughput,latency,heap,pglite,restart,lowload,backlog,scaleout,
+// Knobs: BENCH_QUICK=1 (shorter run), BENCH_ONLY=throughput,hostcpu,latency,heap,pglite,restart,lowload,backlog,scaleout,
 // BENCH_ROUNDS, BENCH_SESSIONS, BENCH_PER_SESSION, BENCH_PARTITIONS, BENCH_PUB_WINDOW,
 // BENCH_POLICY (queue | cancel-and-merge), BENCH_STATE_BYTES, BENCH_RESTART_SESSIONS,
 // BENCH_LOWLOAD_N, BENCH_LOWLOAD_TIMERS, BENCH_LOWLOAD_GAP_MS, BENCH_LOWLOAD_STORES (pg,memory),
@@ -22,6 +22,8 @@ import { machineInfo, renderDoc } from './report.mjs';
 
 const SUITES = [
   { name: 'throughput', timeoutMs: 900_000 },
+  // The session host's own CPU and allocation per message, in one process, without NATS or Postgres (issue 12).
+  { name: 'hostcpu', timeoutMs: 600_000 },
   { name: 'latency', timeoutMs: 240_000 },
   { name: 'heap', timeoutMs: 240_000 },
   { name: 'pglite', timeoutMs: 480_000 },
@@ -68,7 +70,7 @@ process.on('SIGINT', () => {
 function runSuite({ name, timeoutMs }) {
   const out = join(resultsDir, `${stamp}-${name}.json`);
   const args = ['--expose-gc'];
-  if (process.env.BENCH_CPU_PROF === '1') args.push('--cpu-prof', '--cpu-prof-dir', join(resultsDir, 'profiles'), '--cpu-prof-name', `${stamp}-${name}-\${pid}.cpuprofile`);
+  if (process.env.BENCH_CPU_PROF === '1') args.push('--cpu-prof', '--cpu-prof-dir', join(resultsDir, 'profiles', `${stamp}-${name}`)); // forked children inherit it; Node's default file names carry the pid
   args.push(join(BENCH_DIR, `${name}.mjs`), out);
   const t0 = Date.now();
   return new Promise((resolve) => {
