@@ -224,7 +224,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     async startPartition(p, epoch, onMessage, hooks) {
       await feeds.get(p)?.stop();
       const feed = new PartitionFeed({
-        jsm, js, stream: inboxStream, partition: p, epoch, ackWaitMs: opts.ackWaitMs, maxAckPending: opts.maxAckPending ?? -1, buffer: opts.consumerBuffer,
+        nc, jsm, js, stream: inboxStream, partition: p, epoch, ackWaitMs: opts.ackWaitMs, maxAckPending: opts.maxAckPending ?? -1, buffer: opts.consumerBuffer,
         logger: log, onMessage, onRestart: () => { restarts++; }, ...(hooks ? { confirm: () => hooks.confirm() } : {}),
       });
       feeds.set(p, feed);
