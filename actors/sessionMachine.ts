@@ -216,6 +216,9 @@ export const sessionMachine = setup({
     receiveAndTake: assign(({ context, event }) => {
       if (event.type !== 'MESSAGE') return {};
       const clock = Math.max(context.clock, event.at);
+      if (context.pending.length === 0) {
+        return { batch: [event.message], pending: context.pending, batchStartedAt: clock, runId: context.runId + 1, attempt: 1, clock };
+      }
       return { ...nextBatch(context, [...context.pending, event.message]), clock, batchStartedAt: clock };
     }),
     takeBatch: assign(({ context }) => nextBatch(context, context.pending)),

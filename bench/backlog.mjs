@@ -18,11 +18,13 @@
 import { fork } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { connect } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import {
-  PARTITIONS, PG_URL, QUICK, cpuDeltaOf, cpuMarkOf, dropSchema, forkProber, forkPublisher, instrumentStore, log, percentiles,
+  BENCH_DIR, PARTITIONS, PG_URL, QUICK, cpuDeltaOf, cpuMarkOf, dropSchema, forkProber, forkPublisher, instrumentStore, log, percentiles,
   quietLogger, round, schemaName, sleep, startNats, wallNow,
 } from './lib.mjs';
 
@@ -103,8 +105,14 @@ async function runtimeNode({ natsUrl, schema }) {
   const store = instrumentStore(createPgStore({ connectionString: PG_URL, schema }), (kind, args) => {
     if (kind === 'commit') for (const r of args[0]) committed += r.history.length;
   });
+  // Diagnosis: BENCH_BACKLOG_HEAPSNAP_MIB=<n> writes one heap snapshot (bench/results/) the first time heapUsed passes n MiB.
+  let snapAt = Number(process.env.BENCH_BACKLOG_HEAPSNAP_MIB ?? 0) * 1024 * 1024;
   const sample = () => {
     const mu = process.memoryUsage();
+    if (snapAt > 0 && mu.heapUsed > snapAt) {
+      snapAt = 0;
+      process.stderr.write(`heap snapshot: ${writeHeapSnapshot(join(BENCH_DIR, 'results', `backlog-${Date.now()}.heapsnapshot`))}\n`);
+    }
     const s = {
       type: 'sample', t: wallNow(), heapUsed: mu.heapUsed, heapTotal: mu.heapTotal, rss: mu.rss, external: mu.external, arrayBuffers: mu.arrayBuffers,
       handled, committed, acksSent, probes, partitions: acquired.length, duplicates: host?.stats.duplicatesSkipped ?? 0,

@@ -71,7 +71,7 @@ async function pass(host, ids, perSession, seq0, state) {
 }
 
 async function round1() {
-  const config = loadConfig({ natsUrl: 'nats://127.0.0.1:1', partitions: PARTITIONS, defaultAgentType: 'noop', logLevel: 'error', stateNotices: false });
+  const config = loadConfig({ natsUrl: 'nats://127.0.0.1:1', partitions: PARTITIONS, defaultAgentType: 'noop', logLevel: 'error' });
   const store = createMemoryStore();
   await store.migrate();
   const logger = quietLogger();

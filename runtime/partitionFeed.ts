@@ -89,6 +89,14 @@ export class PartitionFeed {
   /** The durable name in use (null before the first start). */
   consumerName(): string | null { return this.name; }
 
+  /**
+   * Messages of the partition not delivered yet, as the last delivery of the current consumer
+   * said (`info.pending`), null before its first delivery. Free: asking the server
+   * (`consumers.info`) scans the inbox, ~30 ms per partition over 100k messages.
+   */
+  pendingAtLastDelivery(): number | null { return this.pending; }
+  private pending: number | null = null;
+
   /** Creates this node's consumer (removing every other one of the partition) and starts delivering. */
   async start(): Promise<void> {
     await this.open();
@@ -191,6 +199,7 @@ export class PartitionFeed {
       await jsm.consumers.add(stream, config);
     }
     this.name = name;
+    this.pending = null;
     if (this.stopped || this.paused) return;
     const gen = ++this.gen;
     this.lastDseq = 0;
@@ -221,6 +230,7 @@ export class PartitionFeed {
       return;
     }
     this.lastDseq = dseq;
+    this.pending = m.info.pending;
     this.o.onMessage(this.o.partition, m);
   }
 

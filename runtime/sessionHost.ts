@@ -272,6 +272,17 @@ export class SessionHost {
   /** Number of live actors (bounded by maxLiveSessions). */
   liveCount(): number { return this.live.size; }
 
+  /** Inbox messages this node holds unacked (delivered, not yet committed or settled), by partition. */
+  unackedByPartition(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const s of this.live.values()) if (s.acks.size > 0) out.set(s.partition, (out.get(s.partition) ?? 0) + s.acks.size);
+    for (const [sid, l] of this.loading) {
+      const p = partitionOf(sid, this.deps.config.partitions);
+      out.set(p, (out.get(p) ?? 0) + l.buffer.length);
+    }
+    return out;
+  }
+
   /** Number of sessions whose handler is running now. */
   activeCount(): number {
     return this.activeSessions;

@@ -84,6 +84,8 @@ export interface Transport {
   pausePartition(p: number): void;
   /** Durable consumer name partition p uses now (null when not consuming it). */
   consumerName(p: number): string | null;
+  /** Partition p's messages not delivered yet, as its consumer's last delivery said (null: none yet, or not consuming it). */
+  pendingAtLastDelivery(p: number): number | null;
   /** Partition consumers restarted because order may have broken, since start (metrics). */
   consumerRestarts(): number;
   /**
@@ -171,6 +173,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     restartPartition(p, reason) { feeds.get(p)?.restart(reason); },
     pausePartition(p) { feeds.get(p)?.pause(); },
     consumerName: (p) => feeds.get(p)?.consumerName() ?? null,
+    pendingAtLastDelivery: (p) => feeds.get(p)?.pendingAtLastDelivery() ?? null,
     consumerRestarts: () => restarts,
     isConnected: () => connected && !nc.isClosed(),
     async ensureStreams() {
