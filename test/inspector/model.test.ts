@@ -41,7 +41,8 @@ describe('statechart graph from sessionMachine', () => {
   });
 
   it('maps recorded transitions to the edge they took', () => {
-    expect(edgeForTransition(graph, 'idle', 'active.running', 'MESSAGE')).toMatchObject({ source: 'idle', target: 'active' });
+    expect(edgeForTransition(graph, 'idle', 'active.running', 'MESSAGE')).toMatchObject({ source: 'idle', target: 'active.running' });
+    expect(edgeForTransition(graph, 'idle', 'active.debouncing', 'MESSAGE')).toMatchObject({ source: 'idle', target: 'active.debouncing' });
     expect(edgeForTransition(graph, 'active.running', 'idle', 'xstate.done.actor.handler')).toMatchObject({ source: 'active.running', target: 'idle' });
     expect(edgeForTransition(graph, 'active.running', 'idle', 'run.done')).toMatchObject({ source: 'active.running', target: 'idle' });
     expect(edgeForTransition(graph, 'active.running', 'idle', 'INTERRUPT')).toMatchObject({ source: 'active', target: 'idle' });

@@ -32,6 +32,9 @@ export const BOXES: Readonly<Record<string, Box>> = {
 /** Routes by `source->target`. */
 export const ROUTES: Readonly<Record<string, Route>> = {
   'idle->active': { d: 'M420,220 L420,174', lx: 426, ly: 202, anchor: 'start' },
+  // A message to a stable idle session goes straight to its run (or to waiting for quiet).
+  'idle->active.running': { d: 'M395,220 C395,190 372,170 365,146', lx: 388, ly: 178, anchor: 'end' },
+  'idle->active.debouncing': { d: 'M480,220 C505,185 600,172 630,146', lx: 560, ly: 196, anchor: 'middle' },
   'active->idle': { d: 'M575,174 C575,200 530,212 500,226', lx: 582, ly: 196, anchor: 'start' },
   'active.running->idle': { d: 'M330,146 C330,190 355,205 372,220', lx: 322, ly: 196, anchor: 'end' },
   'active.running->sleeping': { d: 'M270,112 C170,112 96,150 86,220', lx: 176, ly: 106, anchor: 'end' },
