@@ -178,6 +178,8 @@ export const methods = {
       from: z.string().max(256).optional(),
       msgId: z.string().min(1).max(256).optional().describe('de-duplication id: a repeat within 2 minutes is dropped'),
       policy: turnPolicy.optional().describe("this message's turn policy (header Agentry-Turn-Policy), instead of the session's; with reject the call answers once the session took or refused it"),
+      traceparent: z.string().regex(/^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/).optional().describe('W3C trace context to continue (stored with the message; the reply carries the run\'s traceparent)'),
+      tracestate: z.string().max(512).regex(/^[\x20-\x7e]*$/).optional().describe('W3C tracestate that goes with traceparent'),
     }),
     result: seqResult,
     errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'SESSION_BUSY', 'PAYLOAD_TOO_LARGE', 'UNSTORABLE_INPUT', 'NOT_READY'],

@@ -23,6 +23,7 @@ import { createRetention } from './retention.js';
 import { createHealth, type Readiness } from './health.js';
 import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';
+import { activeTraceHeaders, traceCarrierOf } from './tracing.js';
 import { createWakeups, type EventRecord, type Wakeups } from './wakeups.js';
 import type { Waitpoints } from './waitpoints.js';
 import { requestCtl, serveCtl } from './ctl.js';
@@ -58,6 +59,13 @@ export interface SendOptions {
    * when it refused it because a turn was running.
    */
   readonly policy?: TurnPolicy;
+  /**
+   * W3C trace context to continue (header `traceparent`); unset: the caller's active span, if an
+   * OpenTelemetry SDK is registered. A malformed one is ignored. See docs/tracing.md.
+   */
+  readonly traceparent?: string;
+  /** W3C `tracestate` that goes with `traceparent`. */
+  readonly tracestate?: string;
 }
 
 /** Options of `sleepAgent`: the handler's `ctx.sleep()` options; `until` also takes an ISO time. */
@@ -320,6 +328,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     const hdrs: Record<string, string> = { [H.kind]: o.kind ?? 'message', [H.priority]: o.priority ?? 'normal' };
     if (o.from) hdrs[H.from] = o.from;
     if (o.eventType) hdrs[H.eventType] = o.eventType;
+    Object.assign(hdrs, o.traceparent !== undefined ? traceCarrierOf(o.traceparent, o.tracestate) : activeTraceHeaders());
     if (o.policy !== undefined) {
       if (!isTurnPolicy(o.policy)) throw new AgentryError('INVALID_ARGUMENT', `policy must be one of ${TURN_POLICIES.join(', ')}`);
       hdrs[TURN_POLICY_HEADER] = o.policy;

@@ -106,6 +106,7 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       return runtime.sendMessage(p.agentId, p.message, {
         ...(p.kind ? { kind: p.kind } : {}), ...(p.priority ? { priority: p.priority } : {}),
         ...(p.from ? { from: p.from } : {}), ...(p.msgId ? { msgId: p.msgId } : {}), ...(policy ? { policy } : {}),
+        ...(p.traceparent ? { traceparent: p.traceparent } : {}), ...(p.tracestate ? { tracestate: p.tracestate } : {}),
       });
     },
     async sendMail(p) {
