@@ -654,6 +654,29 @@ export class SessionHost {
   }
 
   /** Live session, pinned (the caller unpins it), hydrating it if needed; throws UNKNOWN_SESSION when it does not exist. */
+  /**
+   * Creates session `sid` from another session's recorded snapshot (forkSession: runtime/fork.ts
+   * plans it) with its history rows, in one commit, as `create` does; SESSION_EXISTS when it exists.
+   */
+  async createFrom(sid: string, type: string, snapshot: unknown, history: readonly HistoryEntry[], lastSeq: number): Promise<SessionView> {
+    assertSessionId(sid);
+    if (!this.agentOf(type)) throw new AgentryError('UNKNOWN_AGENT_TYPE', `no agent type ${JSON.stringify(type)} is registered on this node`);
+    if (this.live.has(sid) || this.loading.has(sid) || (await this.retryStore(() => this.deps.store.loadSession(sid)))) {
+      throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
+    }
+    await this.admit();
+    let s: LiveSession;
+    try {
+      if (this.live.has(sid)) throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
+      s = this.makeLive(sid, type, partitionOf(sid, this.deps.config.partitions), { snapshot, lastSeq, version: 0 } as unknown as SessionRecord, history.map(toHistoryItem));
+    } finally { this.release(); }
+    s.transitions.push({ sessionId: sid, at: this.clock.now(), event: 'fork', from: '', to: s.lastPath });
+    this.commit(s, true);
+    s.open?.history.push(...history); // the record submits on the session's chain, after this turn
+    await s.chain;
+    return this.view(s);
+  }
+
   private async ensureLive(sid: string): Promise<LiveSession> {
     assertSessionId(sid);
     for (;;) {

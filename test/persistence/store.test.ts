@@ -428,7 +428,7 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     const t = (at: number, event: string) => ({ sessionId: 'tr-1', at, event, from: `s${at - 1}`, to: `s${at}` });
     await store.commit([rec('tr-1', 1, { transitions: [t(10, 'a'), t(20, 'b')] })]);
     await store.commit([rec('tr-1', 2, { transitions: [t(30, 'c'), t(40, 'd')] })]);
-    expect(await store.getTransitions('tr-1')).toEqual([t(10, 'a'), t(20, 'b'), t(30, 'c'), t(40, 'd')]);
+    expect(await store.getTransitions('tr-1')).toMatchObject([t(10, 'a'), t(20, 'b'), t(30, 'c'), t(40, 'd')]);
     expect((await store.getTransitions('tr-1', { after: 20 })).map((x) => x.event)).toEqual(['c', 'd']);
     expect((await store.getTransitions('tr-1', { limit: 3 })).map((x) => x.event)).toEqual(['a', 'b', 'c']);
   });
