@@ -3,10 +3,16 @@
 // own messages, and leaves the original unchanged; a point pruned by retention or never reached
 // is POINT_NOT_RECORDED. A replay with the same agent reports no difference; a changed agent is
 // reported at the first message it handles differently.
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { defineAgent } from '../../actors/index.js';
-import { natsClient, publish, startStack, waitFor, type Stack } from '../helpers.js';
+import { assertBuildIsFresh } from '../durability/childRuntime.js';
+import { PG_URL, natsClient, publish, startStack, waitFor, type Stack } from '../helpers.js';
+
+const CLI = fileURLToPath(new URL('../../dist/runtime/cli.js', import.meta.url));
+const FIXTURE = fileURLToPath(new URL('../fixtures/replay-notes-v2.mjs', import.meta.url));
 
 interface Notes { notes: string[] }
 const handleNotes = (batch: readonly { kind: string; body: unknown }[], state: Notes, twist: boolean): void => {
@@ -122,5 +128,24 @@ describe('replay', () => {
     // Nothing was committed to the original.
     expect(await notesOf('rp-1')).toEqual(['one', 'two', 'three', 'four', 'five']);
     await expect(stack.rt.replaySession('nope')).rejects.toMatchObject({ code: 'UNKNOWN_SESSION' });
+  }, 120_000);
+
+  it('agentry replay --agent-module runs a sample offline and exits 1 on a difference', async () => {
+    assertBuildIsFresh();
+    await fill('rp-cli', 'notes', ['one', 'two', 'three']);
+    const run = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => new Promise((res) => {
+      execFile(process.execPath, [CLI, 'replay', '--agent-module', FIXTURE, ...args], {
+        env: { ...process.env, DATABASE_URL: PG_URL, AGENTRY_DB_SCHEMA: stack.schema }, timeout: 60_000,
+      }, (err, stdout, stderr) => { res({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }); });
+    });
+    const r = await run(['--session', 'rp-cli', '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(1);
+    const out = JSON.parse(r.stdout) as { sessions: number; differ: number; reports: { agentId: string; differences: { paths: string[] }[] }[] };
+    expect(out).toMatchObject({ sessions: 1, differ: 1 });
+    expect(out.reports[0]!.differences[0]!.paths).toEqual(['userState.notes.2']);
+    // A sample over the type: every notes session of this suite is replayed.
+    const all = await run(['--sample', '50']);
+    expect(all.stdout).toMatch(/session\(s\) replayed, [1-9]\d* differ/);
   }, 120_000);
 });
