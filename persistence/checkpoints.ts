@@ -89,3 +89,12 @@ export async function deleteCheckpointsBeyond(q: Queryable, ids: readonly string
   );
   return rows[0]?.n ?? 0;
 }
+
+/** Adds `record` to and removes `skip` from the recorded agent types. */
+export async function updateCheckpointTypes(q: Queryable, record: readonly string[], skip: readonly string[]): Promise<void> {
+  await q.query(
+    `WITH gone AS (DELETE FROM checkpoint_types WHERE type = ANY($2::text[]) RETURNING 1)
+     INSERT INTO checkpoint_types (type) SELECT unnest($1::text[]) ON CONFLICT (type) DO NOTHING`,
+    [[...record], [...skip]],
+  );
+}

@@ -29,6 +29,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
   let logId = 0;
   let transitionId = 0;
   const checkpoints = new Map<string, Checkpoint[]>(); // session → checkpoints, oldest first (migration 0010's rules)
+  const checkpointTypes = new Set<string>();
   /** Keeps a session's checkpoints within a count and an age (the SQL store's deleteCheckpointsBeyond). */
   const cutCheckpoints = (sid: string, maxCount: number | undefined, before: number | undefined): void => {
     const list = checkpoints.get(sid);
@@ -105,7 +106,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
         sessions.set(r.sessionId, rec);
         push(history, r.sessionId, r.history);
         const before = transitions.get(r.sessionId)?.at(-1)?.id ?? 0;
-        push(checkpoints, r.sessionId, [{
+        if (checkpointTypes.has(r.type)) push(checkpoints, r.sessionId, [{
           sessionId: r.sessionId, version: r.version, type: r.type, status: r.status, lastSeq: r.lastSeq,
           snapshot: JSON.parse(JSON.stringify(r.snapshot ?? null)) as unknown, transitionsBefore: before, at: rec.updatedAt,
         }]);
@@ -252,6 +253,11 @@ export function createMemoryStore(now: () => number = Date.now): Store {
         .filter((x) => x.type === type && partitions.includes(x.partition) && x.updatedAt < updatedBefore && (afterId === null || x.id > afterId))
         .map((x) => x.id).sort();
       return Promise.resolve(ids.slice(0, limit));
+    },
+    setCheckpointTypes(record, skip) {
+      for (const t of skip) checkpointTypes.delete(t);
+      for (const t of record) checkpointTypes.add(t);
+      return Promise.resolve();
     },
     getCheckpoint(sessionId, at) {
       const list = checkpoints.get(sessionId) ?? [];

@@ -158,6 +158,7 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     lastLogId: (sessionId) => lq.selectLastLogId(db, sessionId),
     logPrunedThrough: (sessionId) => lq.selectLogPrunedThrough(db, sessionId),
     pruneLog,
+    setCheckpointTypes: (record, skip) => cq.updateCheckpointTypes(db, record, skip),
     getCheckpoint: (sessionId, at) => cq.selectCheckpoint(db, sessionId, at),
     listCheckpoints: (sessionId, limit) => cq.selectCheckpoints(db, sessionId, clampLimit(limit, 100, 1000)),
     async prunePast(o) {

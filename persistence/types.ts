@@ -382,6 +382,11 @@ export interface Store {
    * null when the point is not recorded (pruned by retention, coalesced, or never reached).
    */
   getCheckpoint(sessionId: string, at: CheckpointPoint): Promise<Checkpoint | null>;
+  /**
+   * Which agent types' sessions get checkpoints from now on: `record` are added, `skip` removed
+   * (each node calls it at start with its registered types). Recording is off for other types.
+   */
+  setCheckpointTypes(record: readonly string[], skip: readonly string[]): Promise<void>;
   /** A session's newest `limit` checkpoints (default 100, at most 1000), oldest first. */
   listCheckpoints(sessionId: string, limit?: number): Promise<Checkpoint[]>;
   /** Deletes history and transitions beyond a retention (see PastPruneOptions); returns the rows deleted. Transition bounds also bound checkpoints. */

@@ -73,7 +73,7 @@ export async function planFork(store: Store, sourceId: string, opts: ForkOptions
   if (!(await store.loadSession(sourceId))) throw new AgentryError('UNKNOWN_SESSION', `no session ${sourceId}`);
   const point = await store.getCheckpoint(sourceId, at);
   if (!point) {
-    throw new AgentryError('POINT_NOT_RECORDED', `session ${sourceId} has no recorded state at ${'seq' in at ? `seq ${at.seq}` : `transition ${at.transition}`} (pruned by retention, or not reached)`,
+    throw new AgentryError('POINT_NOT_RECORDED', `session ${sourceId} has no recorded state at ${'seq' in at ? `seq ${at.seq}` : `transition ${at.transition}`} (pruned by retention, not reached, or its type keeps no checkpoints: defineAgent({ checkpoints: true }))`,
       { details: { agentId: sourceId, at } });
   }
   const ctx = snapshotContext(point.snapshot);

@@ -220,6 +220,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     throw e;
   }
   migrated = true;
+  // The flight recorder records the types that ask for it (a failure here must not stop a node: fork then says not recorded).
+  await store.setCheckpointTypes([...agents.values()].filter((a) => a.checkpoints).map((a) => a.type), [...agents.values()].filter((a) => !a.checkpoints).map((a) => a.type))
+    .catch((err: unknown) => { logger.warn({ err }, 'could not record which agent types keep checkpoints'); });
 
   const transport = await createTransport({
     url: config.natsUrl, partitions: config.partitions, streamPrefix: config.streamPrefix, ackWaitMs: config.ackWaitMs,

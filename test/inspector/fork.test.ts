@@ -16,6 +16,7 @@ import { assertInspectorBuilt, chromiumAvailable, launch, type BrowserSession } 
 const counter = defineAgent<{ words: string[] }>({
   type: 'counter',
   onMessage: 'queue',
+  checkpoints: true,
   initialState: () => ({ words: [] }),
   handle(batch, ctx) {
     for (const m of batch) if (m.kind !== 'wake') ctx.state.words.push(String((m.body as { w?: string } | null)?.w));

@@ -41,6 +41,10 @@ describe.each(backends)('checkpoints on %s', (_name, open) => {
     const store = open();
     try {
       await store.migrate();
+      await store.setCheckpointTypes(['t'], []);
+      // A type that does not ask for checkpoints gets none.
+      await store.commit([{ ...rec('u1', 1, 0, 0), type: 'u' }]);
+      expect(await store.listCheckpoints('u1')).toEqual([]);
       await store.commit([rec('c1', 1, 0, 0, [tr('c1', 'idle')])]);
       await store.commit([rec('c1', 2, 5, 1, [tr('c1', 'active'), tr('c1', 'idle')])]);
       await store.commit([rec('c1', 3, 9, 2, [tr('c1', 'active'), tr('c1', 'idle')])]);
@@ -67,6 +71,10 @@ describe.each(backends)('checkpoints on %s', (_name, open) => {
       expect(await store.getCheckpoint('c1', { seq: 0 })).toBeNull();
       expect(await store.getCheckpoint('c1', { transition: ts[0]!.id! })).toBeNull();
       expect((await store.getCheckpoint('c1', { seq: 9 }))?.version).toBe(3);
+      // Switched off: nothing more is recorded.
+      await store.setCheckpointTypes([], ['t']);
+      await store.commit([rec('c1', 4, 12, 3)]);
+      expect((await store.listCheckpoints('c1')).map((c) => c.version)).toEqual([2, 3]);
     } finally {
       await store.close();
     }

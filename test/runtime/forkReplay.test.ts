@@ -27,6 +27,7 @@ const notes = defineAgent<Notes>({
   type: 'notes',
   onMessage: 'queue',
   maxHistory: 20,
+  checkpoints: true,
   initialState: () => ({ notes: [] }),
   handle(batch, ctx) {
     handleNotes(batch, ctx.state, false);
