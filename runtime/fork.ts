@@ -3,6 +3,8 @@
  * checkpoint: the committed snapshot — statechart state, context, user state, deferred messages —
  * and its history as of then), leaving the original untouched.
  *
+ * Only agent types defined with `checkpoints: true` have recorded points (migration 0010).
+ *
  * What a point holds: a checkpoint is a committed version. A point by `seq` is the newest version
  * whose `lastSeq` is at most that seq: the state right after that message when it committed on its
  * own, else (it was merged into one turn, or commits were coalesced) the state before the turn
