@@ -145,14 +145,14 @@ export async function replaySession(store: Store, agentId: string, agent: AnyAge
     const at = Math.max(...batch.map((m) => m.at));
     const out: PendingOutput[] = [];
     const run: RunHandle = { runId: turn.runId, ctl: null, aborted: false };
-    const ctx = createHandlerContext({
+    const { ctx, finalState } = createHandlerContext({
       input: { sessionId: agentId, agentType: rec.type, runId: turn.runId, attempt: 1, batch, userState: state },
       run, outputs: out, now: () => at, log: () => silent, history: () => view, publishChunk: () => undefined,
     });
     let actual: TurnState & { error?: string };
     try {
       const next = nextStepOf(await agent.handle(batch, ctx));
-      state = JSON.parse(JSON.stringify(ctx.state ?? null)) as unknown;
+      state = finalState();
       actual = { status: next.type === 'sleep' ? 'sleeping' : next.type === 'wait' ? 'waiting' : 'idle', userState: state };
     } catch (e) {
       actual = { status: 'failed', userState: state, error: errorInfo(e).message };
