@@ -170,6 +170,12 @@ export interface AgentDefinition<S = unknown> {
    * newest `maxHistory` history messages (what `ctx.history` and a hydration read) always stay.
    */
   readonly retention?: RetentionOptions;
+  /**
+   * Keep a checkpoint of every committed version of this type's sessions (the flight recorder:
+   * what `forkSession` starts from and `replaySession` compares with). Off by default: each
+   * commit then also writes a copy of the session's snapshot (the newest 100 per session are kept).
+   */
+  readonly checkpoints?: boolean;
   /** Event patterns every session of this type receives from its creation (types or NATS wildcards). */
   readonly subscribe?: readonly string[];
   readonly handle: Handler<S>;
@@ -202,6 +208,8 @@ export interface ResolvedAgent<S = unknown> {
   readonly maxHistory: number;
   /** Set when the type bounds its stored history or transitions (absent: keep everything). */
   readonly retention?: RetentionOptions;
+  /** Whether this type's sessions get checkpoints (fork and replay). */
+  readonly checkpoints: boolean;
   readonly subscribe: readonly string[];
   readonly initialState: () => S;
   readonly handle: Handler<S>;
@@ -258,6 +266,7 @@ export function defineAgent<S = unknown>(def: AgentDefinition<S>): ResolvedAgent
     }),
     maxHistory: positive('maxHistory', def.maxHistory, 50),
     ...(retentionOf(def.type, def.retention) ?? {}),
+    checkpoints: def.checkpoints === true,
     subscribe: Object.freeze((def.subscribe ?? []).map((p) => assertEventPattern(p, def.type))),
     initialState: def.initialState ?? (() => ({}) as S),
     handle: def.handle,

@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'INVALID_SESSION_ID'
   | 'INVALID_ARGUMENT'
   | 'UNKNOWN_SESSION'
+  | 'POINT_NOT_RECORDED'
   | 'UNKNOWN_AGENT_TYPE'
   | 'SESSION_EXISTS'
   | 'INVALID_TRANSITION'
@@ -38,6 +39,8 @@ export const codes: Readonly<Record<ErrorCode, number>> = Object.freeze({
   INVALID_SESSION_ID: 4001,
   INVALID_ARGUMENT: 4002,
   UNKNOWN_SESSION: 4004,
+  /** forkSession: the flight recorder holds no state for that point (pruned by retention, coalesced into a later commit, or never reached). */
+  POINT_NOT_RECORDED: 4041,
   UNKNOWN_AGENT_TYPE: 4005,
   SESSION_EXISTS: 4009,
   INVALID_TRANSITION: 4010,

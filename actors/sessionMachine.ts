@@ -95,8 +95,10 @@ export interface SessionInput {
 const maxSeq = (seq: number, msgs: readonly InboxMessage[]): number =>
   msgs.reduce((m, x) => (x.seq > m ? x.seq : m), seq);
 
-const wakeRecord = (reason: WakeReason, at: number, detail?: unknown): InboxMessage => ({
+const wakeRecord = (reason: WakeReason, at: number, detail?: unknown, trace?: { traceparent?: string; tracestate?: string } | null): InboxMessage => ({
   seq: 0, kind: 'wake', body: detail === undefined ? { reason } : { reason, detail }, priority: 'normal', at,
+  // The trace of the run that put the session to sleep (or to wait) continues in the wake-up run.
+  ...(trace?.traceparent ? { traceparent: trace.traceparent, ...(trace.tracestate ? { tracestate: trace.tracestate } : {}) } : {}),
 });
 
 /** The turn policy that decides what `m` does: its own, else the session's. */
@@ -315,7 +317,7 @@ export const sessionMachine = setup({
       const reason: WakeReason = event.type === 'WAKE' ? event.reason : 'manual';
       const detail = event.type === 'WAKE' ? event.detail : undefined;
       return {
-        pending: [wakeRecord(reason, context.clock, detail), ...context.deferred, ...context.pending],
+        pending: [wakeRecord(reason, context.clock, detail, context.wake ?? context.wait), ...context.deferred, ...context.pending],
         deferred: [], wake: null, wait: null, version: context.version + 1,
       };
     }),
@@ -323,15 +325,19 @@ export const sessionMachine = setup({
       if (event.type !== 'MESSAGE') return {};
       const reason = wakesSleeper(context.wake, event.message) ?? 'manual';
       return {
-        pending: [wakeRecord(reason, context.clock), ...context.deferred, ...context.pending, event.message],
+        pending: [wakeRecord(reason, context.clock, undefined, context.wake), ...context.deferred, ...context.pending, event.message],
         deferred: [], wake: null, version: context.version + 1,
       };
     }),
     resumeWithMessage: assign(({ context, event }) => {
       if (event.type !== 'MESSAGE') return {};
-      // The awaited message comes first: it is what the handler asked to wait for.
+      // The awaited message comes first: it is what the handler asked to wait for. Without a trace
+      // of its own it continues the trace of the run that started the wait.
+      const w = context.wait;
+      const m = event.message.traceparent !== undefined || !w?.traceparent ? event.message
+        : { ...event.message, traceparent: w.traceparent, ...(w.tracestate ? { tracestate: w.tracestate } : {}) };
       return {
-        pending: [event.message, ...context.deferred, ...context.pending],
+        pending: [m, ...context.deferred, ...context.pending],
         deferred: [], wait: null, version: context.version + 1,
       };
     }),

@@ -44,6 +44,10 @@ export interface InboxMessage {
   readonly at: number;
   /** The sender's turn policy for this message (`Agentry-Turn-Policy`); unset: the session's. */
   readonly policy?: TurnPolicy;
+  /** W3C trace context the producer sent (header `traceparent`), kept with the message so its trace continues after a restart. */
+  readonly traceparent?: string;
+  /** W3C `tracestate` that came with `traceparent`. */
+  readonly tracestate?: string;
 }
 
 /** What wakes a sleeping session. */
@@ -53,6 +57,9 @@ export interface WakeCondition {
   readonly events: readonly string[];
   /** Mail at or above this priority wakes the session; null: no mail wakes it. */
   readonly mailPriority: Priority | null;
+  /** Trace context of the run that put the session to sleep: the wake-up run continues its trace. */
+  readonly traceparent?: string;
+  readonly tracestate?: string;
 }
 
 /** What a waiting session waits for. */
@@ -63,6 +70,9 @@ export interface WaitCondition {
   readonly timeoutAt: number | null;
   /** A durable waitpoint (human in the loop): the wait ends with its `waitpoint` message. Absent in older snapshots. */
   readonly waitpoint?: WaitpointSpec | null;
+  /** Trace context of the run that started the wait: the run that ends it continues its trace. */
+  readonly traceparent?: string;
+  readonly tracestate?: string;
 }
 
 /**

@@ -163,6 +163,10 @@ export class AgentryClient {
   getHistory(p: ParamsOf<'getHistory'>): Promise<ResultOf<'getHistory'>> { return this.call('getHistory', p); }
   /** Returns a session's state transitions, oldest first. */
   getTransitions(p: ParamsOf<'getTransitions'>): Promise<ResultOf<'getTransitions'>> { return this.call('getTransitions', p); }
+  /** Creates a new session from a recorded point of `agentId`; POINT_NOT_RECORDED when the flight recorder no longer holds it. */
+  forkSession(p: ParamsOf<'forkSession'>): Promise<ResultOf<'forkSession'>> { return this.call('forkSession', p); }
+  /** Replays a session's recorded history through the registered agent in a sandbox; reports the turns that differ. */
+  replaySession(p: ParamsOf<'replaySession'>): Promise<ResultOf<'replaySession'>> { return this.call('replaySession', p); }
   /** Lists dead letters. */
   listDeadLetters(p: ParamsOf<'listDeadLetters'> = {}): Promise<ResultOf<'listDeadLetters'>> { return this.call('listDeadLetters', p); }
   /** Replays a dead letter into its session's inbox. */

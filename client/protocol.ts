@@ -87,7 +87,7 @@ const waitpointInfo = z.object({
   value: z.unknown().describe('the settled value (null while pending)'),
   createdAt: epochMs, expiresAt: epochMs.nullable(), settledAt: epochMs.nullable(),
 });
-const transition = z.object({ at: epochMs, event: z.string(), from: z.string(), to: z.string() });
+const transition = z.object({ id: z.number().int().optional().describe('transition id (forkSession at: { transition })'), at: epochMs, event: z.string(), from: z.string(), to: z.string() });
 const deadLetter = z.object({
   id: z.string(), agentId: z.string(), reason: z.string(), error: z.string().nullable(), attempts: z.number(),
   payload: z.unknown(), createdAt: epochMs, replayedAt: epochMs.nullable(),
@@ -178,6 +178,8 @@ export const methods = {
       from: z.string().max(256).optional(),
       msgId: z.string().min(1).max(256).optional().describe('de-duplication id: a repeat within 2 minutes is dropped'),
       policy: turnPolicy.optional().describe("this message's turn policy (header Agentry-Turn-Policy), instead of the session's; with reject the call answers once the session took or refused it"),
+      traceparent: z.string().regex(/^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/).optional().describe('W3C trace context to continue (stored with the message; the reply carries the run\'s traceparent)'),
+      tracestate: z.string().max(512).regex(/^[\x20-\x7e]*$/).optional().describe('W3C tracestate that goes with traceparent'),
     }),
     result: seqResult,
     errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'SESSION_BUSY', 'PAYLOAD_TOO_LARGE', 'UNSTORABLE_INPUT', 'NOT_READY'],
@@ -316,6 +318,38 @@ export const methods = {
     params: z.strictObject({ agentId, limit: limit(1000, 50), before: z.number().int().optional() }),
     result: z.object({ messages: z.array(historyMessage) }),
     errors: SESSION_ERRORS,
+  },
+  forkSession: {
+    summary: "Creates a new session from a recorded point of another (its state, context and history as of then), leaving the original untouched.",
+    params: z.strictObject({
+      agentId,
+      at: z.union([
+        z.strictObject({ seq: z.number().int().min(0).describe('after this inbox message (the newest recorded state whose lastSeq is at most seq)') }),
+        z.strictObject({ transition: z.number().int().min(1).describe('after the commit that wrote this transition (ids from getTransitions)') }),
+      ]),
+      newId: agentId.optional().describe('id of the new session (default <agentId>-fork-<8 hex>)'),
+    }),
+    result: z.object({
+      agentId: z.string().describe('the new session'), state: sessionState,
+      from: z.object({ agentId: z.string(), version: z.number(), lastSeq: z.number(), at: epochMs }).describe('the recorded point used'),
+    }),
+    errors: [...SESSION_ERRORS, 'POINT_NOT_RECORDED', 'SESSION_EXISTS', 'INVALID_ARGUMENT', 'UNKNOWN_AGENT_TYPE'],
+  },
+  replaySession: {
+    summary: "Runs a session's recorded history through the agent registered for its type in a sandbox (nothing published or committed) and reports the turns whose state differs from the recorded one.",
+    params: z.strictObject({ agentId, maxMessages: z.number().int().min(1).max(10_000).optional().describe('most history rows read (newest; default 1000)') }),
+    result: z.object({
+      agentId: z.string(), type: z.string(),
+      start: z.union([z.object({ from: z.literal('checkpoint'), version: z.number() }), z.object({ from: z.literal('initial') })]),
+      turns: z.number(), compared: z.number(), outputs: z.number(),
+      differences: z.array(z.object({
+        batchId: z.string(), seqs: z.array(z.number()),
+        expected: z.object({ status: z.string(), userState: z.unknown() }),
+        actual: z.object({ status: z.string(), userState: z.unknown(), error: z.string().optional() }),
+        paths: z.array(z.string()),
+      })),
+    }),
+    errors: [...SESSION_ERRORS, 'UNKNOWN_AGENT_TYPE'],
   },
   getTransitions: {
     summary: "Returns a session's state transitions, oldest first; page with `after` (exclusive lower bound on `at`).",

@@ -2,11 +2,13 @@
  * Owns an in-process store with the same contract as the SQL backends. It keeps nothing
  * across restarts: it serves ephemeral runs (`AGENTRY_STORE=memory`) and nothing else.
  */
+import { CHECKPOINTS_PER_SESSION } from './checkpoints.js';
 import { FencedError, StaleVersionError, StoreError } from './errors.js';
 import { historyLimitFor } from './historyLimit.js';
 import { patternMatches } from './patterns.js';
 import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, logRowsOf } from './sessionLog.js';
 import type {
+  Checkpoint,
   CommitRecord, DeadLetter, DueWake, HistoryEntry, ScheduleRecord, ListSessionsQuery, LoadedSession, LogPruneOptions, MigrationResult, OutboxRecord,
   SessionLogEntry, SessionRecord, SessionStatus, SessionSummary, Store, TransitionRecord, WaitpointRecord,
 } from './types.js';
@@ -25,6 +27,15 @@ export function createMemoryStore(now: () => number = Date.now): Store {
   const log = new Map<string, SessionLogEntry[]>(); // session → entries, oldest first
   const logPruned = new Map<string, number>();
   let logId = 0;
+  let transitionId = 0;
+  const checkpoints = new Map<string, Checkpoint[]>(); // session → checkpoints, oldest first (migration 0010's rules)
+  const checkpointTypes = new Set<string>();
+  /** Keeps a session's checkpoints within a count and an age (the SQL store's deleteCheckpointsBeyond). */
+  const cutCheckpoints = (sid: string, maxCount: number | undefined, before: number | undefined): void => {
+    const list = checkpoints.get(sid);
+    if (!list) return;
+    checkpoints.set(sid, list.filter((c, i) => !((maxCount !== undefined && list.length - i > maxCount) || (before !== undefined && c.at < before))));
+  };
 
   /** Removes a session's entries older than `before` and beyond the newest `keep`; returns how many. */
   const cutLog = (sid: string, before: number, keep: number): number => {
@@ -91,9 +102,16 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       }
       for (const r of records) {
         const cur = sessions.get(r.sessionId);
-        sessions.set(r.sessionId, toRecord(r, cur, now()));
+        const rec = toRecord(r, cur, now());
+        sessions.set(r.sessionId, rec);
         push(history, r.sessionId, r.history);
-        push(transitions, r.sessionId, r.transitions);
+        const before = transitions.get(r.sessionId)?.at(-1)?.id ?? 0;
+        if (checkpointTypes.has(r.type)) push(checkpoints, r.sessionId, [{
+          sessionId: r.sessionId, version: r.version, type: r.type, status: r.status, lastSeq: r.lastSeq,
+          snapshot: JSON.parse(JSON.stringify(r.snapshot ?? null)) as unknown, transitionsBefore: before, at: rec.updatedAt,
+        }]);
+        cutCheckpoints(r.sessionId, CHECKPOINTS_PER_SESSION, undefined);
+        push(transitions, r.sessionId, r.transitions.map((t) => ({ ...t, id: ++transitionId })));
         for (const o of r.outbox) outbox.set(o.id, o);
         const subs = subscriptions.get(r.sessionId) ?? new Set<string>();
         for (const p of r.unsubscribe ?? []) subs.delete(p);
@@ -236,6 +254,25 @@ export function createMemoryStore(now: () => number = Date.now): Store {
         .map((x) => x.id).sort();
       return Promise.resolve(ids.slice(0, limit));
     },
+    setCheckpointTypes(record, skip) {
+      for (const t of skip) checkpointTypes.delete(t);
+      for (const t of record) checkpointTypes.add(t);
+      return Promise.resolve();
+    },
+    getCheckpoint(sessionId, at) {
+      const list = checkpoints.get(sessionId) ?? [];
+      let found: Checkpoint | undefined;
+      if ('seq' in at) {
+        const max = list.reduce((m, c) => Math.max(m, c.lastSeq), -Infinity);
+        if (at.seq <= max) found = list.filter((c) => c.lastSeq <= at.seq).at(-1);
+      } else if ((transitions.get(sessionId) ?? []).some((t) => t.id === at.transition)) {
+        found = list.filter((c) => c.transitionsBefore < at.transition).at(-1);
+      }
+      return Promise.resolve(found ?? null);
+    },
+    listCheckpoints(sessionId, limit = 100) {
+      return Promise.resolve((checkpoints.get(sessionId) ?? []).slice(-Math.min(Math.max(1, limit), 1000)));
+    },
     prunePast(o) {
       let h = 0;
       let t = 0;
@@ -254,6 +291,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
           const keep = tr.filter((e, i) => !((maxCount !== undefined && tr.length - i > maxCount) || (before !== undefined && e.at < before)));
           t += tr.length - keep.length;
           transitions.set(id, keep);
+          cutCheckpoints(id, maxCount, before);
         }
       }
       return Promise.resolve({ history: h, transitions: t });

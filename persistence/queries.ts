@@ -65,6 +65,7 @@ export interface HistoryRow {
 }
 
 export interface TransitionRow {
+  id?: Int8;
   session_id: string;
   at: Int8;
   event: string;
@@ -263,7 +264,7 @@ export function toHistoryEntries(sessionId: string, rows: readonly HistoryAggRow
 // ------------------------------------------------------------------------------- transitions
 
 export function toTransitionRecord(row: TransitionRow): TransitionRecord {
-  return { sessionId: row.session_id, at: num(row.at), event: row.event, from: row.from_state, to: row.to_state };
+  return { ...(row.id !== undefined ? { id: num(row.id) } : {}), sessionId: row.session_id, at: num(row.at), event: row.event, from: row.from_state, to: row.to_state };
 }
 
 /** A transition as a row of the commit document's `transitions`; ids follow array order, which keeps the timeline in commit order. */
@@ -276,7 +277,7 @@ export async function selectTransitions(
   q: Queryable, sessionId: string, after: number | null, limit: number,
 ): Promise<TransitionRow[]> {
   const { rows } = await q.query<TransitionRow>(
-    `SELECT session_id, at, event, from_state, to_state FROM transitions
+    `SELECT id, session_id, at, event, from_state, to_state FROM transitions
      WHERE session_id = $1::text AND ($2::bigint IS NULL OR at > $2::bigint)
      ORDER BY id LIMIT $3::integer`,
     [sessionId, after, limit],

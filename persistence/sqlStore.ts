@@ -13,6 +13,8 @@ import * as wq from './wakeQueries.js';
 import * as wpq from './waitpointQueries.js';
 import type { SessionWrite } from './queries.js';
 import type { SqlDb } from './sqlDb.js';
+import * as cq from './checkpoints.js';
+import { CHECKPOINTS_PER_SESSION } from './checkpoints.js';
 import type { CommitRecord, LoadedSession, LogPruneOptions, SessionStatus, Store } from './types.js';
 
 export interface SqlStoreOptions {
@@ -40,7 +42,11 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
       n += k;
       if (k < 10_000) break;
     }
-    for (let i = 0; i < o.sessionIds.length; i += 1000) n += await lq.deleteSessionLogBeyond(db, o.sessionIds.slice(i, i + 1000), o.keepPerSession);
+    for (let i = 0; i < o.sessionIds.length; i += 1000) {
+      n += await lq.deleteSessionLogBeyond(db, o.sessionIds.slice(i, i + 1000), o.keepPerSession);
+      // The flight recorder's default bound rides on the same pass (the sessions commits touched).
+      await cq.deleteCheckpointsBeyond(db, o.sessionIds.slice(i, i + 1000), CHECKPOINTS_PER_SESSION, null);
+    }
     return n;
   };
   const retention = createLogRetention(pruneLog, now, opts.logPruneEveryMs ?? LOG_PRUNE_EVERY_MS);
@@ -152,13 +158,19 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     lastLogId: (sessionId) => lq.selectLastLogId(db, sessionId),
     logPrunedThrough: (sessionId) => lq.selectLogPrunedThrough(db, sessionId),
     pruneLog,
+    setCheckpointTypes: (record, skip) => cq.updateCheckpointTypes(db, record, skip),
+    getCheckpoint: (sessionId, at) => cq.selectCheckpoint(db, sessionId, at),
+    listCheckpoints: (sessionId, limit) => cq.selectCheckpoints(db, sessionId, clampLimit(limit, 100, 1000)),
     async prunePast(o) {
       let history = 0;
       let transitions = 0;
       for (let i = 0; i < o.sessionIds.length; i += 500) {
         const ids = o.sessionIds.slice(i, i + 500);
         if (o.history) history += await sql.deleteHistoryBeyond(db, ids, o.historyFloor, o.history.maxCount ?? null, o.history.before ?? null);
-        if (o.transitions) transitions += await sql.deleteTransitionsBeyond(db, ids, o.transitions.maxCount ?? null, o.transitions.before ?? null);
+        if (o.transitions) {
+          transitions += await sql.deleteTransitionsBeyond(db, ids, o.transitions.maxCount ?? null, o.transitions.before ?? null);
+          await cq.deleteCheckpointsBeyond(db, ids, o.transitions.maxCount ?? null, o.transitions.before ?? null);
+        }
       }
       return { history, transitions };
     },

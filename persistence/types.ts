@@ -70,6 +70,8 @@ export type HistoryLimit = number | { readonly byType: Readonly<Record<string, n
 
 /** One state transition, for the inspector's timeline. */
 export interface TransitionRecord {
+  /** Set on records read from a store (grows in commit order per session): `forkSession({ at: { transition } })` names one. */
+  readonly id?: number;
   readonly sessionId: string;
   readonly at: number;
   readonly event: string;
@@ -132,6 +134,27 @@ export interface PastPruneOptions {
   readonly history?: { readonly maxCount?: number; readonly before?: number };
   readonly transitions?: { readonly maxCount?: number; readonly before?: number };
 }
+
+/**
+ * A committed version of a session, as the flight recorder keeps it (table `checkpoints`,
+ * migration 0010): what fork starts from and what replay compares with.
+ */
+export interface Checkpoint {
+  readonly sessionId: string;
+  readonly version: number;
+  readonly type: string;
+  readonly status: SessionStatus;
+  readonly lastSeq: number;
+  /** The durable snapshot as committed (state, context with user state and deferred messages). */
+  readonly snapshot: unknown;
+  /** The session's highest transition id before this commit (its commit wrote the ones above). */
+  readonly transitionsBefore: number;
+  /** The store's clock at commit. */
+  readonly at: number;
+}
+
+/** A recorded point of a session: after an inbox message (`seq`), or after the commit that wrote a transition (its id). */
+export type CheckpointPoint = { readonly seq: number } | { readonly transition: number };
 
 /** Everything one session changes in one step; the runtime acks inbox messages only after it commits. */
 export interface CommitRecord {
@@ -353,7 +376,20 @@ export interface Store {
    * their own about once a minute (24 h, 1000 per session), for the sessions they committed.
    */
   pruneLog(opts: LogPruneOptions): Promise<number>;
-  /** Deletes history and transitions beyond a retention (see PastPruneOptions); returns the rows deleted. */
+  /**
+   * The newest checkpoint at or before a point (`{ seq }`: last_seq at most seq, and seq not past
+   * what the session applied; `{ transition }`: the commit that wrote that stored transition), or
+   * null when the point is not recorded (pruned by retention, coalesced, or never reached).
+   */
+  getCheckpoint(sessionId: string, at: CheckpointPoint): Promise<Checkpoint | null>;
+  /**
+   * Which agent types' sessions get checkpoints from now on: `record` are added, `skip` removed
+   * (each node calls it at start with its registered types). Recording is off for other types.
+   */
+  setCheckpointTypes(record: readonly string[], skip: readonly string[]): Promise<void>;
+  /** A session's newest `limit` checkpoints (default 100, at most 1000), oldest first. */
+  listCheckpoints(sessionId: string, limit?: number): Promise<Checkpoint[]>;
+  /** Deletes history and transitions beyond a retention (see PastPruneOptions); returns the rows deleted. Transition bounds also bound checkpoints. */
   prunePast(opts: PastPruneOptions): Promise<{ history: number; transitions: number }>;
   /**
    * Ids of sessions of `type` in `partitions` not changed since `updatedBefore`, in id order after

@@ -23,6 +23,7 @@ import { EXIT, exitQuietlyWhenStdoutCloses, printError } from './cli/output.js';
 import { loadAgentModule, type LoadedAgents } from './agentModule.js';
 import { watchAgentFiles } from './devWatch.js';
 import { loadConfig } from './config.js';
+import { registerReplayCommand } from './cli/replayCommand.js';
 import { createDevLogger } from './logger.js';
 import { assertTokenBeyondLoopback, startControlPlane, type ControlPlane } from './http/index.js';
 import { settleWithin } from './deadline.js';
@@ -312,6 +313,7 @@ registerApiCommands(program, {
   defaultNatsUrl,
 });
 registerInboxCommands(program, { defaultNatsUrl });
+registerReplayCommand(program);
 
 async function portFree(port: number): Promise<boolean> {
   const { createServer } = await import('node:net');

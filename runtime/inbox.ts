@@ -15,6 +15,7 @@ import type { JsMsg } from '@nats-io/jetstream';
 import { isPriority, isTurnPolicy, MESSAGE_KINDS, TURN_POLICIES, type InboxMessage, type MessageKind } from '../actors/types.js';
 import { DEFAULT_MAX_JSON_DEPTH, jsonNestingExceeds, storableProblem, storableText, storableTextProblem, toStorable } from '../persistence/index.js';
 import { H } from './transport.js';
+import { TRACEPARENT, TRACESTATE, traceCarrierOf } from './tracing.js';
 
 /** Header naming the sender's turn policy for one message (`queue`, `latest`, `reject`, …); see `TurnPolicy`. */
 export const TURN_POLICY_HEADER = 'Agentry-Turn-Policy';
@@ -156,6 +157,8 @@ export function decodeInbox(m: InboxWire, at: number, maxPayloadBytes: number, m
     message: {
       seq: m.seq, kind: kindRaw as MessageKind, body, priority: prioRaw, at,
       ...(from ? { from } : {}), ...(eventType ? { eventType } : {}), ...(msgId ? { msgId } : {}), ...(policy ? { policy } : {}),
+      // A malformed trace context is dropped (W3C: start a new trace), never a reason to refuse the message.
+      ...traceCarrierOf(m.headers?.get(TRACEPARENT) || m.headers?.get('Traceparent'), m.headers?.get(TRACESTATE) || m.headers?.get('Tracestate')),
     },
   };
 }

@@ -10,7 +10,7 @@ import { isPriority, isTurnPolicy, TURN_POLICIES, type MessageKind, type Priorit
 import { SessionBusyError } from '../actors/errors.js';
 import { TURN_POLICY_HEADER } from './inbox.js';
 import { randomUUID } from 'node:crypto';
-import type { DeadLetter, HistoryEntry, ListSessionsQuery, SessionSummary, Store, TransitionRecord } from '../persistence/types.js';
+import type { CheckpointPoint, DeadLetter, HistoryEntry, ListSessionsQuery, SessionSummary, Store, TransitionRecord } from '../persistence/types.js';
 import { loadConfig, type RuntimeConfig, type RuntimeConfigInput } from './config.js';
 import { createGroupCommitter, type GroupCommitter } from './groupCommit.js';
 import { createLogger, type Logger } from './logger.js';
@@ -23,6 +23,9 @@ import { createRetention } from './retention.js';
 import { createHealth, type Readiness } from './health.js';
 import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';
+import { activeTraceHeaders, traceCarrierOf } from './tracing.js';
+import { replaySession, type ReplayOptions, type ReplayReport } from './replay.js';
+import { assertPoint, forkIdOf, forkResultOf, planFork, type ForkOptions, type ForkResult } from './fork.js';
 import { createWakeups, type EventRecord, type Wakeups } from './wakeups.js';
 import type { Waitpoints } from './waitpoints.js';
 import { requestCtl, serveCtl } from './ctl.js';
@@ -58,6 +61,13 @@ export interface SendOptions {
    * when it refused it because a turn was running.
    */
   readonly policy?: TurnPolicy;
+  /**
+   * W3C trace context to continue (header `traceparent`); unset: the caller's active span, if an
+   * OpenTelemetry SDK is registered. A malformed one is ignored. See docs/tracing.md.
+   */
+  readonly traceparent?: string;
+  /** W3C `tracestate` that goes with `traceparent`. */
+  readonly tracestate?: string;
 }
 
 /** Options of `sleepAgent`: the handler's `ctx.sleep()` options; `until` also takes an ISO time. */
@@ -108,6 +118,19 @@ export interface Runtime {
   readiness(): Readiness;
   /** Creates a session; `opts.policy` sets its turn policy instead of its agent type's. */
   createAgent(agentId: string, type: string, userState?: unknown, opts?: { policy?: TurnPolicy }): Promise<SessionView>;
+  /**
+   * Creates a new session from a recorded point of `agentId` (its state, context and history as
+   * of then), leaving `agentId` untouched: UNKNOWN_SESSION, POINT_NOT_RECORDED. See runtime/fork.ts.
+   * @example
+   * const { agentId } = await rt.forkSession('support-1', { at: { seq: 42 } });
+   */
+  forkSession(agentId: string, opts: ForkOptions): Promise<ForkResult>;
+  /**
+   * Runs `agentId`'s recorded history through an agent (default: the one registered for its
+   * type) in a sandbox — nothing published, nothing committed — and reports the turns whose state
+   * differs from the recorded one: a regression check for new agent code. See runtime/replay.ts.
+   */
+  replaySession(agentId: string, opts?: ReplayOptions): Promise<ReplayReport>;
   getAgent(agentId: string): Promise<SessionView>;
   listAgents(query?: ListSessionsQuery): Promise<SessionSummary[]>;
   sendMessage(agentId: string, message: unknown, opts?: SendOptions): Promise<{ seq: number }>;
@@ -197,6 +220,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     throw e;
   }
   migrated = true;
+  // The flight recorder records the types that ask for it (a failure here must not stop a node: fork then says not recorded).
+  await store.setCheckpointTypes([...agents.values()].filter((a) => a.checkpoints).map((a) => a.type), [...agents.values()].filter((a) => !a.checkpoints).map((a) => a.type))
+    .catch((err: unknown) => { logger.warn({ err }, 'could not record which agent types keep checkpoints'); });
 
   const transport = await createTransport({
     url: config.natsUrl, partitions: config.partitions, streamPrefix: config.streamPrefix, ackWaitMs: config.ackWaitMs,
@@ -320,6 +346,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     const hdrs: Record<string, string> = { [H.kind]: o.kind ?? 'message', [H.priority]: o.priority ?? 'normal' };
     if (o.from) hdrs[H.from] = o.from;
     if (o.eventType) hdrs[H.eventType] = o.eventType;
+    Object.assign(hdrs, o.traceparent !== undefined ? traceCarrierOf(o.traceparent, o.tracestate) : activeTraceHeaders());
     if (o.policy !== undefined) {
       if (!isTurnPolicy(o.policy)) throw new AgentryError('INVALID_ARGUMENT', `policy must be one of ${TURN_POLICIES.join(', ')}`);
       hdrs[TURN_POLICY_HEADER] = o.policy;
@@ -341,6 +368,12 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
   /** Session commands as the owning node runs them (reached locally or over `agentry.ctl.<id>`). */
   const local = {
+    /** Runs on the owner of the fork's id: plans from the store (any node could) and creates it here. */
+    forkSession: async (newId: string, sourceId: string, at: CheckpointPoint): Promise<ForkResult> => {
+      const plan = await planFork(store, sourceId, { at, newId }, agents.get((await store.loadSession(sourceId))?.type ?? '')?.maxHistory ?? 50);
+      await host.createFrom(plan.newId, plan.type, plan.snapshot, plan.history, plan.point.lastSeq);
+      return forkResultOf(plan, sourceId);
+    },
     createAgent: (agentId: string, type: string, userState?: unknown, o?: { policy?: TurnPolicy }) => {
       if (o?.policy !== undefined && !isTurnPolicy(o.policy)) return Promise.reject(new AgentryError('INVALID_ARGUMENT', `policy must be one of ${TURN_POLICIES.join(', ')}`));
       return host.create(agentId, type, userState, o?.policy);
@@ -428,6 +461,16 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       return transport.isConnected() ? r : { ok: false, checks: { ...r.checks, nats: false } };
     },
     createAgent: (agentId, type, userState, o) => routed('createAgent', agentId, type, userState, o),
+    forkSession: (agentId, o) => routed('forkSession', o.newId ?? forkIdOf(agentId), agentId, assertPoint(o.at)),
+    // Any node: it only reads the store, and runs the handler here.
+    replaySession: async (agentId, o = {}) => {
+      assertSessionId(agentId);
+      const type = (await store.loadSession(agentId))?.type;
+      if (type === undefined) throw new AgentryError('UNKNOWN_SESSION', `no session ${agentId}`);
+      const agent = o.agent ?? agents.get(type);
+      if (!agent) throw new AgentryError('UNKNOWN_AGENT_TYPE', `no agent type ${JSON.stringify(type)} is registered on this node`);
+      return replaySession(store, agentId, agent, o);
+    },
     getAgent: (agentId) => routed('getAgent', agentId),
     listAgents: (query) => store.listSessions(query),
     sendMessage: async (agentId, message, o = {}) => (o.policy === 'reject'

@@ -24,6 +24,7 @@
  *   run's messages with reason `unstorable` and re-hydrates the session; it is never retried.
  */
 import type { JsMsg } from '@nats-io/jetstream';
+import type { SpanContext } from '@opentelemetry/api';
 import { createActor, type Actor, type Snapshot } from 'xstate';
 import { AgentryError, InvalidTransitionError, TerminalError, errorInfo } from '../actors/errors.js';
 import { assertSessionId, sessionIdProblem } from '../actors/sessionId.js';
@@ -50,6 +51,7 @@ import { MinHeap } from './minHeap.js';
 import { partitionOf } from './partition.js';
 import { DLQ_SUBJECT, H, OUT_SUBJECT, STATE_SUBJECT, type Transport } from './transport.js';
 import { createWaitpoints, type Waitpoints } from './waitpoints.js';
+import { endRunTrace, nextStepWithTrace, type DroppedMessage, startRunTrace, traceCommit, traceReceive, tracePublish } from './tracing.js';
 
 type SessionActor = Actor<ReturnType<typeof sessionMachine.provide>>;
 
@@ -116,6 +118,10 @@ interface LiveSession {
   queued: boolean;
   /** The state `onAbort` repaired after an aborted turn: the next turns start from it until one completes. */
   repair?: { readonly state: unknown } | undefined;
+  /** Span contexts of finished runs not committed yet, by runId (their commit spans are children). */
+  runTraces?: Map<number, SpanContext>;
+  /** Traced messages of turns a newer message dropped: the next run links them. */
+  dropped?: DroppedMessage[];
 }
 
 /** Aborts the session's run in flight, if any, and returns it (for its retraction and grace watch). */
@@ -408,6 +414,7 @@ export class SessionHost {
     s.acks.set(seq, m);
     s.maxEnqueuedSeq = seq;
     this.touch(s);
+    traceReceive(s.id, s.type, decoded.message, s.lastPath);
     this.send(s, { type: 'MESSAGE', message: decoded.message, at: now });
     if (this.decisionWaiters.size > 0 && decoded.message.msgId !== undefined) {
       const waiter = this.decisionWaiters.get(decoded.message.msgId);
@@ -647,6 +654,29 @@ export class SessionHost {
   }
 
   /** Live session, pinned (the caller unpins it), hydrating it if needed; throws UNKNOWN_SESSION when it does not exist. */
+  /**
+   * Creates session `sid` from another session's recorded snapshot (forkSession: runtime/fork.ts
+   * plans it) with its history rows, in one commit, as `create` does; SESSION_EXISTS when it exists.
+   */
+  async createFrom(sid: string, type: string, snapshot: unknown, history: readonly HistoryEntry[], lastSeq: number): Promise<SessionView> {
+    assertSessionId(sid);
+    if (!this.agentOf(type)) throw new AgentryError('UNKNOWN_AGENT_TYPE', `no agent type ${JSON.stringify(type)} is registered on this node`);
+    if (this.live.has(sid) || this.loading.has(sid) || (await this.retryStore(() => this.deps.store.loadSession(sid)))) {
+      throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
+    }
+    await this.admit();
+    let s: LiveSession;
+    try {
+      if (this.live.has(sid)) throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
+      s = this.makeLive(sid, type, partitionOf(sid, this.deps.config.partitions), { snapshot, lastSeq, version: 0 } as unknown as SessionRecord, history.map(toHistoryItem));
+    } finally { this.release(); }
+    s.transitions.push({ sessionId: sid, at: this.clock.now(), event: 'fork', from: '', to: s.lastPath });
+    this.commit(s, true);
+    s.open?.history.push(...history); // the record submits on the session's chain, after this turn
+    await s.chain;
+    return this.view(s);
+  }
+
   private async ensureLive(sid: string): Promise<LiveSession> {
     assertSessionId(sid);
     for (;;) {
@@ -806,6 +836,12 @@ export class SessionHost {
    */
   private afterAbort(s: LiveSession, run: RunHandle | null, reason: string): void {
     if (!run) return;
+    endRunTrace(run.trace, 'aborted', reason);
+    run.trace = undefined;
+    // A turn dropped by a newer message: the run that replaces it links its messages.
+    if ((reason === 'superseded' || reason === 'rolled-back') && run.started) {
+      (s.dropped ??= []).push(...run.started.batch.filter((m) => m.traceparent !== undefined).map((message) => ({ message, fate: reason })));
+    }
     const streamed = run.streamed ?? 0;
     this.retract(s, run, reason);
     this.repairAfterAbort(s, run, reason, streamed);
@@ -870,6 +906,7 @@ export class SessionHost {
     const now = (): number => this.clock.now();
     // After an aborted turn the agent's onAbort may have repaired the state: start from that.
     const startInput = s.repair ? { ...input, userState: s.repair.state } : input;
+    run.trace = startRunTrace(s.id, s.type, input.runId, input.attempt, input.batch, s.dropped?.splice(0));
     const { ctx, finalState } = createHandlerContext({
       input: startInput, run, outputs, now, log, history: () => s.historyView,
       publishChunk: (subject, body, headers) => { this.deps.transport.publishCore(subject, body, headers); },
@@ -881,13 +918,25 @@ export class SessionHost {
     } catch (err) {
       // Each failed attempt, with its stack (a dead letter keeps only the message); not a superseded run.
       if (!run.aborted) log().warn({ err, seqs: input.batch.map((m) => m.seq), maxAttempts: agent.limits.maxAttempts }, 'handler failed');
+      this.endTrace(s, run, input.runId, 'failed', err);
       throw err;
     } finally {
       run.settled = true;
     }
+    const runTrace = run.trace;
+    this.endTrace(s, run, input.runId, 'ok');
     const userState = finalState();
     if (!run.aborted) s.outputs.set(input.runId, outputs);
-    return { userState, next: nextStepOf(result), finishedAt: now() };
+    return { userState, next: runTrace ? nextStepWithTrace(nextStepOf(result), runTrace.headers) : nextStepOf(result), finishedAt: now() };
+  }
+
+  /** Ends a run's span (once) and keeps its context for the span of the run's commit. */
+  private endTrace(s: LiveSession, run: RunHandle, runId: number, outcome: 'ok' | 'failed', err?: unknown): void {
+    const t = run.trace;
+    if (!t) return;
+    endRunTrace(t, outcome, err);
+    run.trace = undefined;
+    if (!run.aborted && t.span) (s.runTraces ??= new Map()).set(runId, t.span.spanContext());
   }
 
   // ---- commit pipeline ------------------------------------------------------------------
@@ -957,8 +1006,10 @@ export class SessionHost {
     const version = ++s.storeVersion;
     const record = commitRecordOf(p, s, version, this.agentOf(s.type)?.subscribe ?? []);
     for (const dl of p.deadLetters) await this.retryStore(() => this.deps.store.addDeadLetter(dl));
+    const runs = p.completed.map((c) => ({ runId: c.runId, run: s.runTraces?.get(c.runId), batch: c.batch, settled: c.settled ?? [], outcome: c.outcome }));
+    for (const c of p.completed) s.runTraces?.delete(c.runId);
     try {
-      await this.deps.committer.submit(record);
+      await traceCommit(s.id, runs, () => this.deps.committer.submit(record));
     } catch (err) {
       if ((err as { code?: string }).code === 'STORE_DATA') {
         if (p.completed.length === 1) await this.deadLetterUnstorable(s, p.completed[0]!, err);
@@ -970,7 +1021,7 @@ export class SessionHost {
     }
     this.stats.commits++;
     this.afterCommit(s, record, p.deadLetters);
-    await this.outbox.publish(record.outbox);
+    await tracePublish(s.id, runs.map((r) => r.run), record.outbox.length, () => this.outbox.publish(record.outbox));
   }
 
   /** Sessions whose records must not merge changes (a merged record was refused as data). */

@@ -251,6 +251,18 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
     }));
 
   // ---- messages, mail, events --------------------------------------------------------------
+  program.command('fork').argument('<agentId>').description('create a new session from a recorded point of this one (the original is untouched)')
+    .option('--seq <n>', 'after this inbox message (stream sequence, from `agents history`)')
+    .option('--transition <id>', 'after the commit that wrote this transition (id from getTransitions / the inspector)')
+    .option('--new-id <id>', 'id of the new session (default <agentId>-fork-<8 hex>)')
+    .action((agentId: string, o: { seq?: string; transition?: string; newId?: string }, cmd: Command) => run(cmd, async (c, json) => {
+      if ((o.seq === undefined) === (o.transition === undefined)) throw new UsageError('give --seq or --transition (one of them)');
+      const n = Number(o.seq ?? o.transition);
+      if (!Number.isSafeInteger(n) || n < 0) throw new UsageError('--seq / --transition must be a whole number');
+      const r = await c.forkSession({ agentId, at: o.seq !== undefined ? { seq: n } : { transition: n }, ...(o.newId ? { newId: o.newId } : {}) });
+      printResult(r, json, `forked ${agentId} (version ${r.from.version}, lastSeq ${r.from.lastSeq}) into ${r.agentId}: ${r.state}`);
+    }));
+
   program.command('send').argument('<agentId>').argument('<message>', 'text, or JSON when it parses as JSON')
     .description("publish a message to a session's inbox")
     .option('--kind <kind>', 'message | task | event | control', 'message')

@@ -16,6 +16,7 @@ import type { Logger } from '../logger.js';
 import { EVENT_SUBJECT, H, INBOX_SUBJECT, OUT_SUBJECT } from '../transport.js';
 import type { PendingOutput } from './commitRecord.js';
 import { waitpointSpecOf } from '../waitpoints.js';
+import type { RunTrace } from '../tracing.js';
 
 /** A handler run in flight; its AbortController exists only once the handler asked for its signal. */
 export interface RunHandle {
@@ -28,6 +29,8 @@ export interface RunHandle {
   settled?: boolean;
   /** Set when the handler starts: the state it started from, its batch, and its live draft (for `onAbort`). */
   started?: { readonly state: unknown; readonly batch: RunInput['batch']; readonly draft: () => unknown };
+  /** The run's span (runtime/tracing.ts); its `traceparent` goes on every output. Ended (and unset) once. */
+  trace?: RunTrace | undefined;
 }
 
 /** Aborts a run: its signal fires (if it was ever read) and its late results are ignored. */
@@ -68,6 +71,8 @@ export interface RunContext {
 export function createHandlerContext(d: HandlerContextDeps): RunContext {
   const { input, run, outputs, now } = d;
   const sid = input.sessionId;
+  // The run's trace context on every output: a reply, a chunk, mail (the recipient continues the trace), an event.
+  const tr = run.trace?.headers ?? {};
   let historyCopy: HistoryItem[] | undefined;
   let touched = false;
   let state: unknown;
@@ -96,19 +101,19 @@ export function createHandlerContext(d: HandlerContextDeps): RunContext {
       });
     },
     now,
-    reply: (body) => { outputs.push({ kind: 'reply', subject: OUT_SUBJECT(sid), headers: { [H.kind]: 'reply' }, body }); },
+    reply: (body) => { outputs.push({ kind: 'reply', subject: OUT_SUBJECT(sid), headers: { ...tr, [H.kind]: 'reply' }, body }); },
     stream: (chunk) => {
       if (run.aborted) return;
-      d.publishChunk(OUT_SUBJECT(sid), JSON.stringify(chunk), { [H.kind]: 'chunk', [H.run]: String(input.runId) });
+      d.publishChunk(OUT_SUBJECT(sid), JSON.stringify(chunk), { ...tr, [H.kind]: 'chunk', [H.run]: String(input.runId) });
       run.streamed = (run.streamed ?? 0) + 1;
     },
     mail: (to, body, o = {}) => {
       assertSessionId(to);
-      outputs.push({ kind: 'mail', subject: INBOX_SUBJECT(to), headers: { [H.kind]: 'mail', [H.from]: sid, [H.priority]: o.priority ?? 'normal' }, body });
+      outputs.push({ kind: 'mail', subject: INBOX_SUBJECT(to), headers: { ...tr, [H.kind]: 'mail', [H.from]: sid, [H.priority]: o.priority ?? 'normal' }, body });
     },
     publish: (type, data, o = {}) => {
       if (!isEventType(type)) throw new AgentryError('INVALID_ARGUMENT', `invalid event type ${JSON.stringify(type)}`);
-      outputs.push({ kind: 'event', subject: EVENT_SUBJECT(type), headers: { [H.kind]: 'event', [H.from]: sid, [H.priority]: o.priority ?? 'normal', [H.eventType]: type }, body: data ?? null });
+      outputs.push({ kind: 'event', subject: EVENT_SUBJECT(type), headers: { ...tr, [H.kind]: 'event', [H.from]: sid, [H.priority]: o.priority ?? 'normal', [H.eventType]: type }, body: data ?? null });
     },
     subscribe: (pattern) => { outputs.push({ kind: 'subscribe', subject: '', headers: {}, body: assertEventPattern(pattern, 'subscribe') }); },
     unsubscribe: (pattern) => { outputs.push({ kind: 'unsubscribe', subject: '', headers: {}, body: pattern }); },

@@ -27,6 +27,7 @@ import { originAllowed, presentedToken, tokenMatches } from './auth.js';
 import { readJsonBody } from './ingressBody.js';
 import { HttpError, toHttpError } from './ingressErrors.js';
 import { createMethodTable } from './methods.js';
+import { traceCarrierOf } from '../tracing.js';
 import type { RpcConnection } from './rpcConnection.js';
 import { invalidParams } from './rpcErrors.js';
 import { createSseHub, parseLastEventId, type SseHub } from './sse.js';
@@ -221,6 +222,9 @@ export function createIngress(runtime: Runtime, deps: IngressDeps, opts: Ingress
       const params = bodyObject(body, { agentId: route.agentId });
       const key = req.headers['idempotency-key'];
       if (typeof key === 'string' && params.msgId === undefined) params.msgId = key;
+      // W3C trace context headers continue the caller's trace (a malformed one is ignored).
+      const trace = traceCarrierOf(req.headers.traceparent?.toString(), req.headers.tracestate?.toString());
+      if (trace.traceparent !== undefined && params.traceparent === undefined) Object.assign(params, trace);
       sendJson(res, 202, await call('sendMessage', params), cors);
     } else if (route.name === 'waitpoint') {
       // The body is the value itself (an empty body is null).

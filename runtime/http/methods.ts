@@ -106,6 +106,7 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       return runtime.sendMessage(p.agentId, p.message, {
         ...(p.kind ? { kind: p.kind } : {}), ...(p.priority ? { priority: p.priority } : {}),
         ...(p.from ? { from: p.from } : {}), ...(p.msgId ? { msgId: p.msgId } : {}), ...(policy ? { policy } : {}),
+        ...(p.traceparent ? { traceparent: p.traceparent } : {}), ...(p.tracestate ? { tracestate: p.tracestate } : {}),
       });
     },
     async sendMail(p) {
@@ -186,7 +187,14 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
     },
     async getTransitions(p) {
       const rows = await runtime.getTransitions(p.agentId, { limit: p.limit ?? 100, ...(p.after !== undefined ? { after: p.after } : {}) });
-      return { transitions: rows.map((t) => ({ at: t.at, event: t.event, from: t.from, to: t.to })) };
+      return { transitions: rows.map((t) => ({ ...(t.id !== undefined ? { id: t.id } : {}), at: t.at, event: t.event, from: t.from, to: t.to })) };
+    },
+    async replaySession(p) {
+      const r = await runtime.replaySession(p.agentId, p.maxMessages !== undefined ? { maxMessages: p.maxMessages } : {});
+      return { ...r, differences: r.differences.map((d) => ({ ...d, seqs: [...d.seqs], paths: [...d.paths] })) };
+    },
+    async forkSession(p) {
+      return runtime.forkSession(p.agentId, { at: p.at, ...(p.newId ? { newId: p.newId } : {}) });
     },
     async listDeadLetters(p) {
       if (p.agentId !== undefined) assertSessionId(p.agentId);

@@ -8,11 +8,12 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import graph from 'virtual:session-machine';
 import type { Connection } from '../connection.js';
 import { formatRelative, formatTime, preview } from '../format.js';
-import { useNow, useSubscription } from '../hooks.js';
+import { useAction, useNow, useSubscription } from '../hooks.js';
 import { SessionFeed, type AgentView } from '../sessionFeed.js';
 import type { LastTransition } from '../statechart/graph.js';
 import { Statechart } from '../statechart/Statechart.js';
-import { timelineItems } from '../timelineItems.js';
+import { forkPointOf, timelineItems, type TimelineItem } from '../timelineItems.js';
+import { ActionResult } from './ActionResult.js';
 import { Controls } from './Controls.js';
 import { DeadLetters } from './DeadLetters.js';
 import { HistoryPanel } from './HistoryPanel.js';
@@ -62,6 +63,19 @@ export function SessionView({ conn, agentId }: { conn: Connection; agentId: stri
     ? (picked.transition ? { from: picked.transition.from, to: picked.transition.to, event: picked.transition.event, key: `scrub:${picked.key}` } : null)
     : feed.last;
   const refresh = (): void => { feed.refreshSoon(); };
+  const forkAction = useAction();
+  const [forked, setForked] = useState<string | null>(null);
+  useEffect(() => { setForked(null); forkAction.clear(); }, [agentId]);
+  const fork = (it: TimelineItem): void => {
+    const at = forkPointOf(it);
+    if (!at) return;
+    void forkAction.run(async () => {
+      setForked(null);
+      const r = await conn.client.forkSession({ agentId, at });
+      setForked(r.agentId);
+      return `Forked into ${r.agentId} (${r.state}; from version ${r.from.version}, last seq ${r.from.lastSeq})`;
+    });
+  };
 
   return (
     <section class="session-view" aria-labelledby="session-title">
@@ -84,7 +98,11 @@ export function SessionView({ conn, agentId }: { conn: Connection; agentId: stri
             <Statechart graph={graph} current={chartState} last={chartLast} recorded={picked !== undefined} caption={picked ? `Recorded state at ${new Date(picked.at).toLocaleTimeString()}` : wakeCaption(view, now)} />
           </Panel>
           <Panel id="p-timeline" title="Timeline" area="timeline">
-            <Timeline items={items} selected={scrub} onSelect={setScrub} />
+            <>
+              <Timeline items={items} selected={scrub} onSelect={setScrub} onFork={fork} forkBusy={forkAction.busy} />
+              <ActionResult action={forkAction} />
+              {forked && <p><a href={`#/s/${encodeURIComponent(forked)}`} data-testid="fork-link">Open {forked}</a></p>}
+            </>
           </Panel>
           <aside class="panel area-controls" aria-labelledby="p-controls">
             <h2 id="p-controls">Controls</h2>

@@ -7,7 +7,7 @@
 import type { JSX } from 'preact';
 import { formatPreciseTime } from '../format.js';
 import { topOf } from '../states.js';
-import type { TimelineItem } from '../timelineItems.js';
+import { forkPointOf, type TimelineItem } from '../timelineItems.js';
 
 /** Props of `Timeline`. */
 export interface TimelineProps {
@@ -15,6 +15,10 @@ export interface TimelineProps {
   /** Index into `items` being viewed, or null for live (the last entry). */
   readonly selected: number | null;
   onSelect(index: number | null): void;
+  /** Starts a fork of the session from an entry's recorded point ("fork from here"); absent: no button. */
+  onFork?: ((item: TimelineItem) => void) | undefined;
+  /** A fork is being created. */
+  forkBusy?: boolean;
 }
 
 const W = 1000;
@@ -25,7 +29,7 @@ const PAD = 8;
 export const TIMELINE_MAX = 500;
 
 /** The scrubbable strip, its range input and the entries around the cursor. */
-export function Timeline({ items, selected, onSelect }: TimelineProps): JSX.Element {
+export function Timeline({ items, selected, onSelect, onFork, forkBusy = false }: TimelineProps): JSX.Element {
   if (items.length === 0) return <p class="muted">Nothing recorded yet.</p>;
   const offset = Math.max(0, items.length - TIMELINE_MAX);
   const shown = items.slice(offset);
@@ -65,6 +69,15 @@ export function Timeline({ items, selected, onSelect }: TimelineProps): JSX.Elem
         {' · state '}<span class={`state-pill state-${topOf(current.state)}`}>{current.state}</span>
         {' · '}{current.label}
         {offset > 0 && <span class="muted"> · showing the last {TIMELINE_MAX} of {items.length} entries</span>}
+        {onFork && forkPointOf(current) && (
+          <>
+            {' '}
+            <button
+              type="button" data-testid="fork-here" disabled={forkBusy} onClick={() => { onFork(current); }}
+              title="Create a new session from the state recorded at this point (the original is untouched)"
+            >Fork from here</button>
+          </>
+        )}
       </p>
       <ol class="timeline__list">
         {near.map((it) => {
