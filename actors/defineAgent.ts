@@ -7,6 +7,7 @@ import type {
   InboxMessage, NextStep, Priority, SessionLimits, TurnPolicy, WaitCondition, WaitpointSpec, WakeCondition,
 } from './types.js';
 import { isTurnPolicy, TURN_POLICIES } from './types.js';
+import type { MigrateSteps } from './agentVersion.js';
 
 /** A past message as the handler sees it in `ctx.history`. */
 export interface HistoryItem {
@@ -178,6 +179,32 @@ export interface AgentDefinition<S = unknown> {
   readonly checkpoints?: boolean;
   /** Event patterns every session of this type receives from its creation (types or NATS wildcards). */
   readonly subscribe?: readonly string[];
+  /**
+   * Version of this agent's code and state shape (a positive integer, default 1). Every stored
+   * snapshot records the version that wrote it; a session whose snapshot is older is migrated
+   * through `migrate` when it next hydrates (or by `agentry migrate`).
+   */
+  readonly version?: number;
+  /**
+   * Steps between versions: `migrate[n](state)` returns the user state of version n + 1 from that
+   * of version n. Pure and deterministic (it may run more than once: in a dry run, and again on
+   * hydration). A session it cannot migrate keeps its snapshot and messages (MIGRATION_FAILED).
+   * @example
+   * defineAgent({ type: 'support', version: 2, migrate: { 1: (s) => ({ ...s, turns: s.count }) }, … })
+   */
+  readonly migrate?: Readonly<Record<number, (state: any) => unknown>>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /**
+   * Stop sessions that committed nothing for `idleMs` (and with `purge`, delete them: a later
+   * message to the id starts a new session). Sessions with a pending wake-up time are not stopped
+   * before it. Default: `AGENTRY_SESSION_TTL_MS` (unset: sessions live forever).
+   */
+  readonly sessionTtl?: SessionTtl;
+  /**
+   * Most messages a session holds not yet handled (queued behind a turn, deferred while it sleeps
+   * or waits, merged into a turn not yet committed). Past it a message is refused: MAILBOX_FULL
+   * (HTTP 429) to an API sender, a dead letter `mailbox-full` for a NATS producer. Default: no bound.
+   */
+  readonly maxMailbox?: number;
   readonly handle: Handler<S>;
   /**
    * Called (synchronously) when a turn is aborted before it commits — merged into a newer turn,
@@ -187,6 +214,12 @@ export interface AgentDefinition<S = unknown> {
    * loses the aborted turn). A throw is logged and the repair dropped.
    */
   readonly onAbort?: (ctx: AbortContext<S>, partial: AbortedTurn<S>) => void;
+}
+
+/** How long a session may stay untouched before it is stopped (and, with `purge`, deleted). */
+export interface SessionTtl {
+  readonly idleMs: number;
+  readonly purge?: boolean;
 }
 
 /** Bounds on one table of a session's stored past: count of newest rows kept, age (ms) of the oldest. */
@@ -211,6 +244,14 @@ export interface ResolvedAgent<S = unknown> {
   /** Whether this type's sessions get checkpoints (fork and replay). */
   readonly checkpoints: boolean;
   readonly subscribe: readonly string[];
+  /** The code's version (1 when not given). */
+  readonly version: number;
+  /** Migration steps by the version they start from (empty when not given). */
+  readonly migrate: MigrateSteps;
+  /** Set when the type stops idle sessions (absent: the runtime's default, if any). */
+  readonly sessionTtl?: SessionTtl;
+  /** Set when the type bounds its sessions' mailboxes. */
+  readonly maxMailbox?: number;
   readonly initialState: () => S;
   readonly handle: Handler<S>;
   readonly onAbort?: (ctx: AbortContext<S>, partial: AbortedTurn<S>) => void;
@@ -268,10 +309,41 @@ export function defineAgent<S = unknown>(def: AgentDefinition<S>): ResolvedAgent
     ...(retentionOf(def.type, def.retention) ?? {}),
     checkpoints: def.checkpoints === true,
     subscribe: Object.freeze((def.subscribe ?? []).map((p) => assertEventPattern(p, def.type))),
+    ...versionOf(def.type, def.version, def.migrate),
+    ...(def.sessionTtl !== undefined ? { sessionTtl: sessionTtlOf(def.type, def.sessionTtl) } : {}),
+    ...(def.maxMailbox !== undefined ? { maxMailbox: positiveInt(def.type, 'maxMailbox', def.maxMailbox) } : {}),
     initialState: def.initialState ?? (() => ({}) as S),
     handle: def.handle,
     ...(def.onAbort ? { onAbort: def.onAbort } : {}),
   });
+}
+
+/** A positive integer option, or a TypeError naming it. */
+function positiveInt(type: string, name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new TypeError(`agent ${type}: ${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** Checks `version` and `migrate`: steps are functions keyed by versions below the current one. */
+function versionOf(type: string, version: number | undefined, migrate: AgentDefinition['migrate']): { version: number; migrate: MigrateSteps } {
+  const v = version === undefined ? 1 : positiveInt(type, 'version', version);
+  const steps: Record<number, (state: unknown) => unknown> = {};
+  for (const [k, fn] of Object.entries(migrate ?? {})) {
+    const from = Number(k);
+    if (!Number.isInteger(from) || from < 1 || from >= v) throw new TypeError(`agent ${type}: migrate[${k}] must be keyed by a version from 1 to ${v - 1} (version is ${v})`);
+    if (typeof fn !== 'function') throw new TypeError(`agent ${type}: migrate[${k}] must be a function (state) => newState`);
+    steps[from] = fn as (state: unknown) => unknown;
+  }
+  return { version: v, migrate: Object.freeze(steps) };
+}
+
+/** Checks a `sessionTtl` option. */
+export function sessionTtlOf(type: string, ttl: SessionTtl): SessionTtl {
+  if (ttl === null || typeof ttl !== 'object') throw new TypeError(`agent ${type}: sessionTtl must be { idleMs, purge? }`);
+  for (const k of Object.keys(ttl)) if (k !== 'idleMs' && k !== 'purge') throw new TypeError(`agent ${type}: sessionTtl has no option ${k} (idleMs, purge)`);
+  const idleMs = positiveInt(type, 'sessionTtl.idleMs', ttl.idleMs);
+  if (ttl.purge !== undefined && typeof ttl.purge !== 'boolean') throw new TypeError(`agent ${type}: sessionTtl.purge must be a boolean`);
+  return Object.freeze({ idleMs, purge: ttl.purge ?? false });
 }
 
 /** Checks a type's retention options (positive integers); undefined when nothing is bounded. */

@@ -32,6 +32,8 @@ export type ErrorCode =
   | 'STALE_VERSION'
   | 'FENCED'
   | 'STORE_DATA'
+  | 'MIGRATION_FAILED'
+  | 'MAILBOX_FULL'
   | 'INTERNAL';
 
 /** JSON-RPC error numbers, outside the reserved -32768..-32000 range (except UNSTORABLE_INPUT: a params fault). */
@@ -77,6 +79,14 @@ export const codes: Readonly<Record<ErrorCode, number>> = Object.freeze({
   /** The store refused a value as data (persistence StoreDataError); retrying cannot help. */
   STORE_DATA: 5035,
   INTERNAL: 5000,
+  /**
+   * The session's stored snapshot cannot be taken by the running agent code (no migrate path,
+   * a migrate step threw, an invalid migrated state, a snapshot of a newer version): the session
+   * keeps its old snapshot and its messages until a deploy that can take it. `data.reason` says which.
+   */
+  MIGRATION_FAILED: 5040,
+  /** The session already holds `maxMailbox` messages not yet handled: this one was refused (HTTP 429). Retry later. */
+  MAILBOX_FULL: 4031,
 });
 
 /** Base class: every error the runtime raises on purpose has a code and says whether a retry can help. */

@@ -3,6 +3,7 @@ export * from './types.js';
 export * from './errors.js';
 export * from './sessionId.js';
 export * from './defineAgent.js';
+export * from './agentVersion.js';
 export {
   sessionMachine, withRunner, runInputOf, durableSnapshotOf, toDurableSnapshot, snapshotContext, topState, statePath, wakesSleeper, endsWait, backoffDelay, policyOf,
 } from './sessionMachine.js';

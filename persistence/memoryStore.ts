@@ -273,6 +273,26 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     listCheckpoints(sessionId, limit = 100) {
       return Promise.resolve((checkpoints.get(sessionId) ?? []).slice(-Math.min(Math.max(1, limit), 1000)));
     },
+    pageSessions(afterId, limit, type) {
+      const rows = [...sessions.values()].filter((x) => (afterId === null || x.id > afterId) && (type === undefined || x.type === type))
+        .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      return Promise.resolve(rows.slice(0, Math.max(1, Math.min(1000, limit))));
+    },
+    replaceSnapshot(id, expectedVersion, snapshot) {
+      const cur = sessions.get(id);
+      if (!cur || cur.version !== expectedVersion) return Promise.resolve(false);
+      sessions.set(id, { ...cur, snapshot, version: cur.version + 1 });
+      return Promise.resolve(true);
+    },
+    purgeSession(id, expectedVersion) {
+      const cur = sessions.get(id);
+      if (!cur || cur.version !== expectedVersion || cur.status !== 'stopped' || [...outbox.values()].some((o) => o.sessionId === id)) return Promise.resolve(false);
+      sessions.delete(id);
+      history.delete(id); transitions.delete(id); subscriptions.delete(id); log.delete(id); logPruned.delete(id);
+      for (const [k, v] of schedules) if (v.sessionId === id) schedules.delete(k);
+      for (const [k, v] of waitpoints) if (v.sessionId === id) waitpoints.delete(k);
+      return Promise.resolve(true);
+    },
     prunePast(o) {
       let h = 0;
       let t = 0;

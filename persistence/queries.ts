@@ -439,3 +439,45 @@ export async function deleteTransitionsBeyond(q: Queryable, ids: readonly string
   );
   return rows[0]?.n ?? 0;
 }
+
+// ------------------------------------------------------------------- versions, TTL (issue 16)
+
+/** A page of sessions with their snapshots, in id order after `afterId`, optionally of one type. */
+export async function selectSessionPage(q: Queryable, afterId: string | null, limit: number, type: string | null): Promise<SessionRow[]> {
+  const { rows } = await q.query<SessionRow>(
+    `SELECT ${SESSION_COLUMNS} FROM sessions
+     WHERE ($1::text IS NULL OR id > $1::text) AND ($3::text IS NULL OR type = $3::text)
+     ORDER BY id LIMIT $2::integer`,
+    [afterId, limit, type],
+  );
+  return rows;
+}
+
+/** Swaps a session's snapshot while it holds `expectedVersion` (version + 1, updated_at kept); true when it did. */
+export async function updateSnapshotIfVersion(q: Queryable, id: string, expectedVersion: number, snapshot: unknown): Promise<boolean> {
+  const { rows } = await q.query<{ id: string }>(
+    `UPDATE sessions SET snapshot = $3::jsonb, version = version + 1
+     WHERE id = $1::text AND version = $2::bigint RETURNING id`,
+    [id, expectedVersion, json(snapshot)],
+  );
+  return rows.length === 1;
+}
+
+/** Deletes a stopped session's row if it holds `expectedVersion` and has no outbox row left; true when it did. */
+export async function deleteStoppedSession(q: Queryable, id: string, expectedVersion: number): Promise<boolean> {
+  const { rows } = await q.query<{ id: string }>(
+    `DELETE FROM sessions s
+     WHERE s.id = $1::text AND s.version = $2::bigint AND s.status = 'stopped'
+       AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.session_id = $1::text)
+     RETURNING s.id`,
+    [id, expectedVersion],
+  );
+  return rows.length === 1;
+}
+
+/** Deletes what is stored under a session id besides its row and its dead letters (a purge, in its transaction). */
+export async function deleteSessionData(q: Queryable, id: string): Promise<void> {
+  for (const table of ['history', 'transitions', 'event_subscriptions', 'schedules', 'waitpoints', 'session_log', 'session_log_pruned']) {
+    await q.query(`DELETE FROM ${table} WHERE session_id = $1::text`, [id]);
+  }
+}

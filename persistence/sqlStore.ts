@@ -176,6 +176,14 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     },
     idleSessions: (type, partitions, updatedBefore, afterId, limit) =>
       (partitions.length === 0 ? Promise.resolve([]) : sql.selectIdleSessions(db, type, partitions, updatedBefore, afterId, clampLimit(limit, 500, 10_000))),
+    pageSessions: async (afterId, limit, type) =>
+      (await sql.selectSessionPage(db, afterId, clampLimit(limit, 100, 1000), type ?? null)).map(sql.toSessionRecord),
+    replaceSnapshot: (id, expectedVersion, snapshot) => sql.updateSnapshotIfVersion(db, id, expectedVersion, snapshot),
+    purgeSession: (id, expectedVersion) => db.transaction(async (tx) => {
+      if (!(await sql.deleteStoppedSession(tx, id, expectedVersion))) return false;
+      await sql.deleteSessionData(tx, id);
+      return true;
+    }),
     async close() {
       await retention.close();
       await db.close();

@@ -396,6 +396,26 @@ export interface Store {
    * `afterId`: the idle sessions an age-bounded retention visits (they commit nothing that would).
    */
   idleSessions(type: string, partitions: readonly number[], updatedBefore: number, afterId: string | null, limit: number): Promise<string[]>;
+  /**
+   * Sessions with their snapshots in id order after `afterId` (null: from the start), at most
+   * `limit` (capped at 1000), optionally of one `type`: how `agentry migrate` streams every
+   * stored snapshot in pages with bounded memory.
+   */
+  pageSessions(afterId: string | null, limit: number, type?: string): Promise<SessionRecord[]>;
+  /**
+   * Replaces a session's snapshot (an eager migration) only while its row still holds
+   * `expectedVersion`, and moves the version on by one, so a live owner's next commit (which
+   * expects the old version) is refused and its session re-hydrates from the new snapshot.
+   * Keeps `updated_at` (a migration is no activity). False when the row moved on (or is gone).
+   */
+  replaceSnapshot(id: string, expectedVersion: number, snapshot: unknown): Promise<boolean>;
+  /**
+   * Deletes a stopped session and everything stored under its id (history, transitions,
+   * subscriptions, schedules, waitpoints, log) in one transaction, only while the row is
+   * `stopped`, still holds `expectedVersion` and has no unpublished outbox row. Dead letters stay.
+   * False (nothing deleted) otherwise.
+   */
+  purgeSession(id: string, expectedVersion: number): Promise<boolean>;
   close(): Promise<void>;
 }
 

@@ -69,6 +69,12 @@ const schema = z.object({
   abortGraceMs: z.number().int().min(0).default(5_000),
   /** How often the history/transitions retention of agent types that set one runs (0: never). */
   retentionEveryMs: z.number().int().min(0).default(60_000),
+  /** Default `sessionTtl.idleMs` for agent types without their own: sessions idle this long are stopped. Unset: off. */
+  sessionTtlMs: z.number().int().min(1).optional(),
+  /** With `sessionTtlMs`: also delete (purge) the stopped sessions. */
+  sessionTtlPurge: z.boolean().default(false),
+  /** How often the session-TTL job runs a round (0: never); each visits up to 500 sessions per agent type. */
+  sessionTtlEveryMs: z.number().int().min(0).default(60_000),
   /** Payloads above this many bytes are dead-lettered (the server's max_payload caps them first). */
   maxPayloadBytes: z.number().int().min(1).default(1024 * 1024),
   /**
@@ -115,6 +121,9 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_STATE_NOTICES: { key: 'stateNotices', boolean: true },
   AGENTRY_ABORT_GRACE_MS: { key: 'abortGraceMs', number: true },
   AGENTRY_RETENTION_EVERY_MS: { key: 'retentionEveryMs', number: true },
+  AGENTRY_SESSION_TTL_MS: { key: 'sessionTtlMs', number: true },
+  AGENTRY_SESSION_TTL_PURGE: { key: 'sessionTtlPurge', boolean: true },
+  AGENTRY_SESSION_TTL_EVERY_MS: { key: 'sessionTtlEveryMs', number: true },
   AGENTRY_MAX_LIVE_SESSIONS: { key: 'maxLiveSessions', number: true },
   AGENTRY_IDLE_TIMEOUT_MS: { key: 'idleTimeoutMs', number: true },
   AGENTRY_MAX_ACTIVE_SESSIONS: { key: 'maxActiveSessions', number: true },

@@ -20,6 +20,7 @@ import { settleWithin } from './deadline.js';
 import { OUTBOX_TAKEOVER_AGE_MS } from './host/outbox.js';
 import { createKeyedSerial } from './keyedSerial.js';
 import { createRetention } from './retention.js';
+import { createSessionTtl } from './sessionTtl.js';
 import { createHealth, type Readiness } from './health.js';
 import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';
@@ -313,6 +314,12 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     counts: host.retentionCounts, owned: () => leases.owned(),
   });
   host.listen({ onCommitted: (r) => { retention.committed(r); } });
+  // Session TTL: idle sessions of owned partitions are stopped (and purged) in the background.
+  const sessionTtl = createSessionTtl({
+    store, agents: () => agents, logger, everyMs: config.sessionTtlEveryMs, now: () => clock.now(), owned: () => leases.owned(),
+    expire: (sid, cutoff, purge) => host.expireIdle(sid, cutoff, purge),
+    ...(config.sessionTtlMs !== undefined ? { fallback: { idleMs: config.sessionTtlMs, purge: config.sessionTtlPurge } } : {}),
+  });
 
   /**
    * Records the new epoch in Postgres. Its UPDATE waits for commit transactions that checked
@@ -551,6 +558,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         if (!(await settleWithin(p.catch((err: unknown) => { logger.warn({ err, step: name }, 'shutdown step failed'); }), ms))) timedOut.push(name);
       };
       await step('wakeups', wakeups.stop());
+      await step('session-ttl', sessionTtl.stop(), Math.max(500, drainMs()));
       // Drains and frees every partition, so other nodes take over at once (not: after the TTL).
       let leasesFreed = false;
       await step('leases', leases.stop().then((ok) => { leasesFreed = ok; }));

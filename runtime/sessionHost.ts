@@ -52,6 +52,8 @@ import { partitionOf } from './partition.js';
 import { DLQ_SUBJECT, H, OUT_SUBJECT, STATE_SUBJECT, type Transport } from './transport.js';
 import { createWaitpoints, type Waitpoints } from './waitpoints.js';
 import { endRunTrace, nextStepWithTrace, type DroppedMessage, startRunTrace, traceCommit, traceReceive, tracePublish } from './tracing.js';
+import { BlockedSessions } from './host/blockedSessions.js';
+import { migrateSnapshot, stampOf, type MigrationError } from '../actors/agentVersion.js';
 
 type SessionActor = Actor<ReturnType<typeof sessionMachine.provide>>;
 
@@ -75,6 +77,8 @@ interface LiveSession {
   readonly id: string;
   readonly type: string;
   readonly partition: number;
+  /** The agent version its snapshot is at (migrated on hydration): stamped on every commit. */
+  readonly agentVersion: number;
   readonly actor: SessionActor;
   readonly log: Logger;
   /** Unacked inbox messages by stream sequence. */
@@ -207,6 +211,10 @@ export interface SessionView {
   readonly lastError: SessionContext['lastError'];
   readonly live: boolean;
   readonly updatedAt: number | null;
+  /** The agent version of its snapshot (stored, or migrated to when live). */
+  readonly agentVersion?: number;
+  /** Set when the running code cannot take its stored snapshot: it waits, messages held, for a deploy that can. */
+  readonly migrationError?: ReturnType<MigrationError['toJSON']>;
 }
 
 /** The runtime's set of live sessions on this node. */
@@ -230,6 +238,10 @@ export class SessionHost {
   private activeSessions = 0;
   private readonly ready = new MinHeap<ReadyEntry>((a, b) => a.rank !== b.rank ? a.rank > b.rank : a.at !== b.at ? a.at < b.at : a.n < b.n);
   private readySeq = 0;
+  /** Sessions stopped and purged by their type's sessionTtl (runtime/sessionTtl.ts; metrics). */
+  readonly ttlCounts = { stopped: 0, purged: 0 };
+  /** Sessions whose snapshot the running code cannot take (their messages are held unacked). */
+  readonly blocked = new BlockedSessions();
   /** Rows the agent types' retention removed (runtime/retention.ts; metrics). */
   readonly retentionCounts = { history: 0, transitions: 0 };
   readonly stats: HostStats = { heldForCapacity: 0, hydrations: 0, passivations: 0, merges: 0, runs: 0, retries: 0, deadLetters: 0, duplicatesSkipped: 0, commits: 0, coalesced: 0, abortIgnored: 0 };
@@ -340,6 +352,7 @@ export class SessionHost {
     if (live) { this.deliver(live, m); return; }
     const loading = this.loading.get(sid);
     if (loading) { loading.buffer.push(m); return; }
+    if (this.holdBlocked(sid, m)) return;
     const entry = { buffer: [m], promise: Promise.resolve<LiveSession | null>(null) };
     this.loading.set(sid, entry);
     entry.promise = this.hydrate(sid, partition, true);
@@ -353,6 +366,7 @@ export class SessionHost {
       }
       for (const msg of entry.buffer) {
         if (s) this.deliver(s, msg);
+        else if (this.holdBlocked(sid, msg)) continue;
         else this.deadLetterRaw(msg, sid, 'unknown-session', 'no session with this id exists and no default agent type is configured');
       }
       if (s) this.unpin(s);
@@ -516,7 +530,9 @@ export class SessionHost {
       const loaded = await this.load(sid);
       if (this.live.has(sid)) return this.pin(this.live.get(sid)!);
       if (loaded) {
-        return this.pin(this.makeLive(sid, loaded.record.type, partition, loaded.record, loaded.history.reverse().map(toHistoryItem)));
+        const rec = this.migrated(sid, partition, loaded.record);
+        if (!rec) return null; // blocked: its messages are held (holdBlocked)
+        return this.pin(this.makeLive(sid, loaded.record.type, partition, rec, loaded.history.reverse().map(toHistoryItem)));
       }
       if (!mayCreate) return null;
       const type = this.deps.config.defaultAgentType;
@@ -576,11 +592,51 @@ export class SessionHost {
    */
   agentsReplaced(): void {
     this.historyLimit = historyLimitOf(this.deps.agents);
+    // Blocked sessions get another chance with the new code: their held messages come again.
+    for (const p of this.blocked.dropAll()) this.deps.restartPartition?.(p, 'agent code replaced: sessions blocked by a failed migration hydrate again');
   }
   private loadsRunning = 0;
 
   private agentOf(type: string): ResolvedAgent | undefined {
     return this.deps.agents.get(type);
+  }
+
+  /**
+   * The stored record with its snapshot migrated to the agent's current version (lazy migration,
+   * in memory: it is written by the session's next commit). Null when the code cannot take it:
+   * the session is blocked (held messages, typed error) and its stored row is left as it is.
+   */
+  private migrated(sid: string, partition: number, rec: SessionRecord): SessionRecord | null {
+    const agent = this.agentOf(rec.type);
+    if (!agent) return rec; // a type this node does not run: its turns fail as before
+    const out = migrateSnapshot(sid, agent, rec.snapshot);
+    if (!out.ok) {
+      this.blocked.block(sid, partition, out.error);
+      this.deps.logger.error({ sessionId: sid, agentType: rec.type, code: out.error.code, reason: out.error.reason, fromVersion: out.error.fromVersion, toVersion: out.error.toVersion, err: out.error.message },
+        'session snapshot cannot be migrated: the session keeps its stored snapshot and its messages stay unacked until a deploy can take it');
+      this.deps.transport.publishCore(STATE_SUBJECT(sid), JSON.stringify({ agentId: sid, error: out.error.toJSON(), at: this.clock.now() }));
+      return null;
+    }
+    if (out.changed) {
+      this.blocked.migrated++;
+      this.deps.logger.info({ sessionId: sid, agentType: rec.type, fromVersion: out.from, toVersion: out.to }, 'session snapshot migrated');
+    }
+    return out.changed ? { ...rec, snapshot: out.snapshot } : rec;
+  }
+
+  /**
+   * Holds a message of a session blocked by a failed migration, unacked (see BlockedSessions);
+   * past the type's maxMailbox it is dead-lettered `mailbox-full` instead. False: not blocked.
+   */
+  private holdBlocked(sid: string, m: JsMsg): boolean {
+    const err = this.blocked.errorOf(sid);
+    if (!err) return false;
+    const max = this.agentOf(err.agentType)?.maxMailbox;
+    if (max !== undefined && this.blocked.heldCount(sid) >= max) {
+      this.deadLetterRaw(m, sid, 'mailbox-full', `session ${sid} holds ${max} messages (maxMailbox) while it waits for a deploy that can migrate it (${err.reason})`);
+      return true;
+    }
+    return this.blocked.hold(sid, m);
   }
 
   private makeLive(sid: string, type: string, partition: number, rec: SessionRecord | null, history: HistoryItem[]): LiveSession {
@@ -600,7 +656,7 @@ export class SessionHost {
       } as never);
     const ctx = rec ? snapshotContext(rec.snapshot) : null;
     const session: LiveSession = {
-      id: sid, type, partition, actor,
+      id: sid, type, partition, actor, agentVersion: agent?.version ?? (rec ? stampOf(rec.snapshot).version : 1),
       log: this.deps.logger.child({ sessionId: sid, agentType: type }),
       acks: new Map(), outputs: new Map(), historyView: history, held: [], queued: false,
       maxEnqueuedSeq: rec?.lastSeq ?? 0, committedLastSeq: rec?.lastSeq ?? 0,
@@ -685,11 +741,11 @@ export class SessionHost {
       const loading = this.loading.get(sid);
       if (!loading) {
         const got = await this.hydrateForCommand(sid);
-        if (!got) throw new AgentryError('UNKNOWN_SESSION', `no session ${sid}`);
+        if (!got) throw this.blocked.errorOf(sid) ?? new AgentryError('UNKNOWN_SESSION', `no session ${sid}`);
         return got;
       }
       // Another caller's hydration: it unpins when done, so look again (it may be evicted by now).
-      if (!(await loading.promise)) throw new AgentryError('UNKNOWN_SESSION', `no session ${sid}`);
+      if (!(await loading.promise)) throw this.blocked.errorOf(sid) ?? new AgentryError('UNKNOWN_SESSION', `no session ${sid}`);
     }
   }
 
@@ -1125,6 +1181,7 @@ export class SessionHost {
   private keepAlive(): void {
     for (const s of this.live.values()) for (const m of s.acks.values()) m.working();
     for (const l of this.loading.values()) for (const m of l.buffer) m.working();
+    this.blocked.keepAlive();
   }
 
   /** Retries a store call while the store is unavailable (it fails readiness meanwhile). */
@@ -1159,7 +1216,8 @@ export class SessionHost {
     this.reservedWakes++;
     let s: LiveSession;
     try { s = await this.ensureLive(sid); } catch (err) {
-      if ((err as { code?: string }).code === 'UNKNOWN_SESSION') return true;
+      // Unknown, or blocked by a failed migration: its stored wake is found again after a deploy.
+      if ((err as { code?: string }).code === 'UNKNOWN_SESSION' || (err as { code?: string }).code === 'MIGRATION_FAILED') return true;
       if (!this.stopping) this.deps.logger.warn({ err, sessionId: sid }, 'could not load a session to wake it; retrying');
       return false;
     } finally {
@@ -1210,12 +1268,16 @@ export class SessionHost {
     const rec = await this.deps.store.loadSession(sid);
     if (!rec) return null;
     const ctx = snapshotContext(rec.snapshot);
-    return viewOf(sid, rec.type, (rec.snapshot as { value: unknown }).value, ctx, false, rec.updatedAt);
+    const blocked = this.blocked.errorOf(sid);
+    return {
+      ...viewOf(sid, rec.type, (rec.snapshot as { value: unknown }).value, ctx, false, rec.updatedAt),
+      agentVersion: stampOf(rec.snapshot).version, ...(blocked ? { migrationError: blocked.toJSON() } : {}),
+    };
   }
 
   private view(s: LiveSession): SessionView {
     const snap = s.actor.getSnapshot();
-    return viewOf(s.id, s.type, snap.value, snap.context, true, s.updatedAt);
+    return { ...viewOf(s.id, s.type, snap.value, snap.context, true, s.updatedAt), agentVersion: s.agentVersion };
   }
 
   /**
@@ -1245,6 +1307,59 @@ export class SessionHost {
   }
 
   /**
+   * The session TTL (runtime/sessionTtl.ts) for one session of an owned partition: stops it if it
+   * committed nothing since `cutoff`, holds no message, runs nothing and has no wake-up time
+   * pending — through the normal path (a STOP event, committed under the partition's epoch like
+   * any change) — and with `purge` then deletes it (also one stopped before). Every check and the
+   * STOP happen in one synchronous step after hydration, so no message can slip in between; a
+   * session that got one is kept for a later round.
+   *
+   * A purge deletes the row only if it is still the stopped version this node saw (compare-and-
+   * set) and no outbox row is left. While it runs, the id is `retiring`: a message arriving meanwhile
+   * hydrates only after the purge, finds no session, and is handled as for any unknown id (a new
+   * session of the default agent type, else a dead letter `unknown-session`) — never applied to
+   * the deleted one, never lost.
+   */
+  async expireIdle(sid: string, cutoff: number, purge: boolean): Promise<'stopped' | 'purged' | 'kept'> {
+    const rec = await this.deps.store.loadSession(sid);
+    if (!rec || rec.updatedAt >= cutoff || this.blocked.errorOf(sid)) return 'kept';
+    let stopped = false;
+    if (rec.status !== 'stopped') {
+      if (rec.wakeAt !== null) return 'kept'; // a sleep or wait with a deadline: the deadline decides
+      let s: LiveSession;
+      try { s = await this.ensureLive(sid); } catch { return 'kept'; }
+      try {
+        const snap = s.actor.getSnapshot();
+        const state = topState(snap.value);
+        const busy = state === 'active' || state === 'stopped' || s.acks.size > 0 || s.held.length > 0 || s.inflight > 0 || snap.context.pending.length > 0;
+        const wakeAt = snap.context.wake?.until ?? snap.context.wait?.timeoutAt ?? null;
+        if (busy || wakeAt !== null || (s.updatedAt !== null && s.updatedAt >= cutoff)) return 'kept';
+        this.send(s, { type: 'STOP', at: this.clock.now(), reason: 'idle longer than the agent type\'s sessionTtl' });
+      } finally { this.unpin(s); }
+      await s.chain;
+      if (s.broken || topState(s.actor.getSnapshot().value) !== 'stopped') return 'kept';
+      this.ttlCounts.stopped++;
+      stopped = true;
+      if (!purge) return 'stopped';
+    } else if (!purge) return 'kept';
+    const live = this.live.get(sid);
+    if (live && !this.quiescent(live)) return stopped ? 'stopped' : 'kept';
+    if (live) this.evict(live);
+    if (this.loading.has(sid) || this.retiring.has(sid)) return stopped ? 'stopped' : 'kept';
+    // From here until the purge settles, a hydration of this id waits (it must not read the old row).
+    const purging = (async () => {
+      const current = await this.deps.store.loadSession(sid);
+      return !!current && current.status === 'stopped' && await this.retryStore(() => this.deps.store.purgeSession(sid, current.version));
+    })();
+    const gate = purging.then(() => undefined, () => undefined);
+    this.retiring.set(sid, gate);
+    void gate.then(() => { if (this.retiring.get(sid) === gate) this.retiring.delete(sid); });
+    if (!(await purging)) return stopped ? 'stopped' : 'kept';
+    this.ttlCounts.purged++;
+    return 'purged';
+  }
+
+  /**
    * Lets go of partition p's sessions when its lease moves. Graceful (rebalancing): running
    * handlers get up to `graceMs` and commits drain first. Not graceful (the lease was lost):
    * actors stop at once; their unacked messages go to the new owner, and any commit still in
@@ -1266,7 +1381,8 @@ export class SessionHost {
       }
     }
     const leaving = mine();
-    const heldMessages = leaving.some((s) => s.acks.size > 0 || s.held.length > 0);
+    const blockedHeld = this.blocked.dropPartition(p);
+    const heldMessages = blockedHeld || leaving.some((s) => s.acks.size > 0 || s.held.length > 0);
     for (const s of leaving) {
       s.broken = true; // nothing more goes to it
       this.stopActor(s);
@@ -1302,7 +1418,7 @@ export class SessionHost {
     this.live.clear();
     return {
       clean,
-      unackedMessages: sessions.reduce((n, s) => n + s.acks.size, 0) + [...this.loading.values()].reduce((n, l) => n + l.buffer.length, 0),
+      unackedMessages: sessions.reduce((n, s) => n + s.acks.size, 0) + [...this.loading.values()].reduce((n, l) => n + l.buffer.length, 0) + this.blocked.heldTotal(),
       sessionsWithPendingCommits: sessions.filter((s) => s.inflight > 0).length,
     };
   }

@@ -10,6 +10,7 @@
  */
 import { durableSnapshotOf, topState, type CompletedRun } from '../../actors/sessionMachine.js';
 import { fateOf } from '../../actors/types.js';
+import { stamped } from '../../actors/agentVersion.js';
 import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, TransitionRecord, WaitpointRecord } from '../../persistence/types.js';
 import { storableText } from '../../persistence/storable.js';
 
@@ -101,7 +102,7 @@ export function batchRange(run: CompletedRun): string {
 
 /** The record a pending commit becomes when it is submitted as `version` of the session's row. */
 export function commitRecordOf(
-  p: PendingCommit, session: { readonly id: string; readonly type: string; readonly partition: number },
+  p: PendingCommit, session: { readonly id: string; readonly type: string; readonly partition: number; readonly agentVersion?: number },
   version: number, initialSubscriptions: readonly string[],
 ): CommitRecord {
   const ctx = p.snap.context;
@@ -117,7 +118,8 @@ export function commitRecordOf(
     createdAt: ctx.clock, expiresAt: ctx.wait?.timeoutAt ?? null, settledAt: null,
   }] : [];
   return {
-    sessionId: session.id, type: session.type, status, snapshot: durableSnapshotOf(p.snap),
+    // Stamped with the agent type, the version of its code, and the statechart's hash (agentVersion.ts).
+    sessionId: session.id, type: session.type, status, snapshot: stamped(durableSnapshotOf(p.snap), session.type, session.agentVersion ?? 1),
     lastSeq: ctx.lastSeq, version, partition: session.partition, ownerEpoch: p.epoch,
     wakeAt: wake?.until ?? ctx.wait?.timeoutAt ?? null, wakeEvents: wake?.events ?? (ctx.wait?.event ? [ctx.wait.event] : []),
     wakePriority: wake?.mailPriority ?? null,

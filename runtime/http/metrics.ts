@@ -133,6 +133,13 @@ export function createMetrics(runtime: Runtime, refreshMs = 5000): ControlPlaneM
     name: 'agentry_retention_deleted_total', help: 'History and transition rows removed by agent types\' retention', labelNames: ['table'], registers,
     collect() { const c = runtime.host.retentionCounts; this.reset(); this.inc({ table: 'history' }, c.history); this.inc({ table: 'transitions' }, c.transitions); },
   });
+  new Counter({ name: 'agentry_migrations_total', help: 'Session snapshots migrated to a newer agent version on hydration', registers, collect() { this.reset(); this.inc(runtime.host.blocked.migrated); } });
+  new Counter({ name: 'agentry_migration_failures_total', help: 'Hydrations refused because the snapshot cannot be migrated (MIGRATION_FAILED)', registers, collect() { this.reset(); this.inc(runtime.host.blocked.failures); } });
+  new Gauge({ name: 'agentry_sessions_blocked', help: 'Sessions waiting for agent code that can take their snapshot (their messages are held unacked)', registers, collect() { this.set(runtime.host.blocked.size); } });
+  new Counter({
+    name: 'agentry_session_ttl_total', help: 'Sessions stopped or purged by their agent type\'s sessionTtl', labelNames: ['action'], registers,
+    collect() { const c = runtime.host.ttlCounts; this.reset(); this.inc({ action: 'stopped' }, c.stopped); this.inc({ action: 'purged' }, c.purged); },
+  });
 
   // Activation time: from entering `active` to leaving it (the handler run, with merges and retries).
   const activeSince = new Map<string, number>();
