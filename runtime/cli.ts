@@ -19,6 +19,7 @@ import { exampleAgents } from '../examples/index.js';
 import { freePort, projectRoot, startNatsServer, stopLeftoverNatsServer, type NatsServerHandle } from '../ops/natsServer.js';
 import { DEFAULT_API_URL, registerApiCommands } from './cli/apiCommands.js';
 import { registerInboxCommands } from './cli/inboxCommands.js';
+import { registerMigrateCommand } from './cli/migrateCommand.js';
 import { EXIT, exitQuietlyWhenStdoutCloses, printError } from './cli/output.js';
 import { loadAgentModule, type LoadedAgents } from './agentModule.js';
 import { watchAgentFiles } from './devWatch.js';
@@ -314,6 +315,7 @@ registerApiCommands(program, {
 });
 registerInboxCommands(program, { defaultNatsUrl });
 registerReplayCommand(program);
+registerMigrateCommand(program);
 
 async function portFree(port: number): Promise<boolean> {
   const { createServer } = await import('node:net');
