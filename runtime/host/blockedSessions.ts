@@ -36,7 +36,7 @@ export class BlockedSessions {
   block(sid: string, partition: number, error: MigrationError): void {
     this.failures++;
     const was = this.byId.get(sid);
-    this.byId.set(sid, { partition, error, held: was?.held ?? new Map() });
+    this.byId.set(sid, { partition, error, held: was?.held ?? new Map<number, JsMsg>() });
   }
 
   /** The error that blocks `sid`, if it is blocked here. */

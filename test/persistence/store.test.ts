@@ -551,6 +551,39 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     expect(await store.idleSessions('walked', [2, 3], clock, null, 10)).toEqual([]); // updated at `clock`: not before it
   });
 
+  it('pages snapshots, replaces one by version compare-and-set, and purges a stopped session (issue 16)', async () => {
+    await store.commit([rec('mig-a', 1, { type: 'mig' }), rec('mig-b', 1, { type: 'mig' }), rec('mig-c', 1, { type: 'other' })]);
+    const ids = async (after: string | null, limit: number, type?: string) => (await store.pageSessions(after, limit, type)).map((r) => r.id).filter((id) => id.startsWith('mig-'));
+    expect(await ids('mif', 10)).toEqual(['mig-a', 'mig-b', 'mig-c']);
+    expect(await ids('mif', 2)).toEqual(['mig-a', 'mig-b']);
+    expect(await ids('mig-b', 10)).toEqual(['mig-c']);
+    expect(await ids(null, 1000, 'mig')).toEqual(['mig-a', 'mig-b']);
+    expect((await store.pageSessions('mif', 1))[0]).toMatchObject({ id: 'mig-a', version: 1, snapshot: { value: 'idle' } });
+    // A migration write: only over the version read, and it moves the version on (a live owner's next commit is refused).
+    const before = (await store.loadSession('mig-a'))!;
+    expect(await store.replaceSnapshot('mig-a', 1, { value: 'idle', context: { n: 1 }, agentry: { version: 2 } })).toBe(true);
+    const after = (await store.loadSession('mig-a'))!;
+    expect(after).toMatchObject({ version: 2, snapshot: { agentry: { version: 2 } }, updatedAt: before.updatedAt, lastSeq: before.lastSeq });
+    expect(await store.replaceSnapshot('mig-a', 1, { value: 'idle' })).toBe(false);
+    await expect(store.commit([rec('mig-a', 2)])).rejects.toBeInstanceOf(StaleVersionError);
+    expect(await store.replaceSnapshot('mig-none', 1, {})).toBe(false);
+    // Purge: a stopped session at the expected version without outbox rows; dead letters stay.
+    await store.commit([rec('mig-b', 2, { status: 'stopped', history: [hist('mig-b', 1)], transitions: [{ sessionId: 'mig-b', at: 1, event: 'STOP', from: 'idle', to: 'stopped' }], outbox: [out('mig-b', 'mig-b:2', 1)] })]);
+    await store.addDeadLetter({ id: 'mig-b:9', sessionId: 'mig-b', reason: 'stopped', error: null, attempts: 0, payload: null, createdAt: 1, replayedAt: null });
+    expect(await store.purgeSession('mig-b', 2)).toBe(false); // an unpublished outbox row
+    await store.deleteOutbox(['mig-b:2']);
+    expect(await store.purgeSession('mig-b', 1)).toBe(false); // not the version seen
+    expect(await store.purgeSession('mig-c', 1)).toBe(false); // not stopped
+    expect(await store.purgeSession('mig-b', 2)).toBe(true);
+    expect(await store.loadSession('mig-b')).toBeNull();
+    expect(await store.getHistory('mig-b')).toEqual([]);
+    expect(await store.getTransitions('mig-b')).toEqual([]);
+    expect((await store.listDeadLetters({ sessionId: 'mig-b' })).map((d) => d.id)).toEqual(['mig-b:9']);
+    // The id is free again: a new session can be created under it.
+    await store.commit([rec('mig-b', 1)]);
+    expect((await store.loadSession('mig-b'))?.version).toBe(1);
+  });
+
   it('commits 500 sessions in one call (group commit)', async () => {
     const batch = (version: number) => Array.from({ length: 500 }, (_, i) => {
       const id = `gc-${String(i).padStart(3, '0')}`;
