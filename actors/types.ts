@@ -48,6 +48,8 @@ export interface InboxMessage {
   readonly traceparent?: string;
   /** W3C `tracestate` that came with `traceparent`. */
   readonly tracestate?: string;
+  /** Epoch ms after which it must not start being handled (`Agentry-Expires-At`): it is dead-lettered `expired` instead. */
+  readonly expiresAt?: number;
 }
 
 /** What wakes a sleeping session. */

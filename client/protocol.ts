@@ -180,15 +180,16 @@ export const methods = {
       policy: turnPolicy.optional().describe("this message's turn policy (header Agentry-Turn-Policy), instead of the session's; with reject the call answers once the session took or refused it"),
       traceparent: z.string().regex(/^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/).optional().describe('W3C trace context to continue (stored with the message; the reply carries the run\'s traceparent)'),
       tracestate: z.string().max(512).regex(/^[\x20-\x7e]*$/).optional().describe('W3C tracestate that goes with traceparent'),
+      expiresAt: z.union([z.string().max(64), z.number()]).optional().describe('ISO 8601 or epoch milliseconds (header Agentry-Expires-At): a message not yet handled by then is dead-lettered with reason expired, never run late'),
     }),
     result: seqResult,
-    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'SESSION_BUSY', 'PAYLOAD_TOO_LARGE', 'UNSTORABLE_INPUT', 'NOT_READY'],
+    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'SESSION_BUSY', 'MAILBOX_FULL', 'MIGRATION_FAILED', 'PAYLOAD_TOO_LARGE', 'UNSTORABLE_INPUT', 'NOT_READY'],
   },
   sendMail: {
     summary: "Sends mail (a message with a sender and a priority) to a session's inbox; a sleeper wakes when the priority reaches its threshold.",
     params: z.strictObject({ to: agentId, from: z.string().max(256).optional(), body: z.unknown(), priority: priority.optional().describe("default 'normal'") }),
     result: seqResult,
-    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'PAYLOAD_TOO_LARGE', 'UNSTORABLE_INPUT', 'NOT_READY'],
+    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'MAILBOX_FULL', 'MIGRATION_FAILED', 'PAYLOAD_TOO_LARGE', 'UNSTORABLE_INPUT', 'NOT_READY'],
   },
   sleepAgent: {
     summary: 'Puts a session to sleep until a time, a listed event, mail at or above a priority, or wakeAgent.',

@@ -20,6 +20,15 @@ import { TRACEPARENT, TRACESTATE, traceCarrierOf } from './tracing.js';
 /** Header naming the sender's turn policy for one message (`queue`, `latest`, `reject`, …); see `TurnPolicy`. */
 export const TURN_POLICY_HEADER = 'Agentry-Turn-Policy';
 
+/** Header with the time after which a message must not be handled (epoch ms or ISO 8601): it is dead-lettered `expired`. */
+export const EXPIRES_AT_HEADER = 'Agentry-Expires-At';
+
+/** An `Agentry-Expires-At` value as epoch ms (digits: epoch ms; else ISO 8601), or null when it is neither. */
+export function parseExpiresAt(raw: string): number | null {
+  const ms = /^\d{1,16}$/.test(raw.trim()) ? Number(raw.trim()) : Date.parse(raw);
+  return Number.isFinite(ms) ? ms : null;
+}
+
 /** Why a message cannot be delivered: the caller dead-letters it with these fields. */
 export interface InboxRefusal {
   readonly ok: false;
@@ -144,6 +153,11 @@ export function decodeInbox(m: InboxWire, at: number, maxPayloadBytes: number, m
   if (policy !== undefined && !isTurnPolicy(policy)) {
     return { ok: false, reason: 'invalid-header', detail: `${TURN_POLICY_HEADER} must be one of ${TURN_POLICIES.join(', ')}; got ${JSON.stringify(policy)}`, payload: body };
   }
+  const expiresRaw = m.headers?.get(EXPIRES_AT_HEADER) || undefined;
+  const expiresAt = expiresRaw === undefined ? undefined : parseExpiresAt(expiresRaw);
+  if (expiresAt === null) {
+    return { ok: false, reason: 'invalid-header', detail: `${EXPIRES_AT_HEADER} must be epoch milliseconds or an ISO 8601 time; got ${JSON.stringify(expiresRaw)}`, payload: body };
+  }
   const from = m.headers?.get(H.from) || undefined;
   const eventType = m.headers?.get(H.eventType) || undefined;
   const msgId = m.headers?.get(H.msgId) || undefined;
@@ -159,6 +173,7 @@ export function decodeInbox(m: InboxWire, at: number, maxPayloadBytes: number, m
       ...(from ? { from } : {}), ...(eventType ? { eventType } : {}), ...(msgId ? { msgId } : {}), ...(policy ? { policy } : {}),
       // A malformed trace context is dropped (W3C: start a new trace), never a reason to refuse the message.
       ...traceCarrierOf(m.headers?.get(TRACEPARENT) || m.headers?.get('Traceparent'), m.headers?.get(TRACESTATE) || m.headers?.get('Tracestate')),
+      ...(expiresAt !== undefined ? { expiresAt } : {}),
     },
   };
 }

@@ -8,7 +8,7 @@ import type { AnyAgent, ResolvedAgent, SleepOptions } from '../actors/defineAgen
 import { assertSessionId } from '../actors/sessionId.js';
 import { isPriority, isTurnPolicy, TURN_POLICIES, type MessageKind, type Priority, type TurnPolicy, type WakeCondition } from '../actors/types.js';
 import { SessionBusyError } from '../actors/errors.js';
-import { TURN_POLICY_HEADER } from './inbox.js';
+import { EXPIRES_AT_HEADER, TURN_POLICY_HEADER } from './inbox.js';
 import { randomUUID } from 'node:crypto';
 import type { CheckpointPoint, DeadLetter, HistoryEntry, ListSessionsQuery, SessionSummary, Store, TransitionRecord } from '../persistence/types.js';
 import { loadConfig, type RuntimeConfig, type RuntimeConfigInput } from './config.js';
@@ -69,6 +69,11 @@ export interface SendOptions {
   readonly traceparent?: string;
   /** W3C `tracestate` that goes with `traceparent`. */
   readonly tracestate?: string;
+  /**
+   * Epoch ms, a Date or an ISO time (header `Agentry-Expires-At`): if the message has not started
+   * being handled by then it is dead-lettered with reason `expired` instead (never run late).
+   */
+  readonly expiresAt?: number | Date | string;
 }
 
 /** Options of `sleepAgent`: the handler's `ctx.sleep()` options; `until` also takes an ISO time. */
@@ -357,6 +362,11 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     if (o.policy !== undefined) {
       if (!isTurnPolicy(o.policy)) throw new AgentryError('INVALID_ARGUMENT', `policy must be one of ${TURN_POLICIES.join(', ')}`);
       hdrs[TURN_POLICY_HEADER] = o.policy;
+    }
+    if (o.expiresAt !== undefined) {
+      const at = o.expiresAt instanceof Date ? o.expiresAt.getTime() : typeof o.expiresAt === 'number' ? o.expiresAt : Date.parse(o.expiresAt);
+      if (!Number.isFinite(at)) throw new AgentryError('INVALID_ARGUMENT', 'expiresAt must be a Date, epoch milliseconds or an ISO 8601 time');
+      hdrs[EXPIRES_AT_HEADER] = String(at);
     }
     const payload = typeof body === 'string' ? body : JSON.stringify(body ?? null);
     if (Buffer.byteLength(payload) > config.maxPayloadBytes) throw new AgentryError('PAYLOAD_TOO_LARGE', `message is larger than ${config.maxPayloadBytes} bytes`);

@@ -53,6 +53,7 @@ import { DLQ_SUBJECT, H, OUT_SUBJECT, STATE_SUBJECT, type Transport } from './tr
 import { createWaitpoints, type Waitpoints } from './waitpoints.js';
 import { endRunTrace, nextStepWithTrace, type DroppedMessage, startRunTrace, traceCommit, traceReceive, tracePublish } from './tracing.js';
 import { BlockedSessions } from './host/blockedSessions.js';
+import { isExpired, mailboxSize, recordExpired, splitExpired } from './host/mailboxRules.js';
 import { migrateSnapshot, stampOf, type MigrationError } from '../actors/agentVersion.js';
 
 type SessionActor = Actor<ReturnType<typeof sessionMachine.provide>>;
@@ -120,6 +121,8 @@ interface LiveSession {
   held: number[];
   /** Whether the session has an entry in the admission queue. */
   queued: boolean;
+  /** Messages of turns under way dropped because they expired before the turn started: seq → when found (mailboxRules.ts). */
+  readonly expired: Map<number, number>;
   /** The state `onAbort` repaired after an aborted turn: the next turns start from it until one completes. */
   repair?: { readonly state: unknown } | undefined;
   /** Span contexts of finished runs not committed yet, by runId (their commit spans are children). */
@@ -389,6 +392,11 @@ export class SessionHost {
     }
     // A dropped session (its drop restarted the partition feed): left unacked, it comes again.
     if (s.broken) return;
+    const max = this.agentOf(s.type)?.maxMailbox;
+    if (max !== undefined && mailboxSize(s.actor.getSnapshot().context, s.held.length) >= max) {
+      this.deadLetterInSession(s, m, 'mailbox-full', `session ${s.id} holds ${max} messages not yet handled (maxMailbox)`, decodePayloadLoose(m));
+      return;
+    }
     if (s.held.length > 0 || (!this.hasCapacity() && topState(s.actor.getSnapshot().value) !== 'active')) {
       // All handler slots are taken: hold it (unacked, kept alive) behind this session's other held messages.
       s.acks.set(seq, m);
@@ -423,6 +431,10 @@ export class SessionHost {
     }
     if (s.actor.getSnapshot().status === 'done') {
       this.deadLetterInSession(s, m, 'stopped', `session ${s.id} is stopped`, decoded.message.body);
+      return;
+    }
+    if (isExpired(decoded.message, now)) {
+      this.deadLetterInSession(s, m, 'expired', `expired at ${new Date(decoded.message.expiresAt!).toISOString()} before it was delivered`, [decoded.message]);
       return;
     }
     s.acks.set(seq, m);
@@ -597,6 +609,11 @@ export class SessionHost {
   }
   private loadsRunning = 0;
 
+  /** The agent type's `maxMailbox` (undefined: no bound): the control plane refuses sends past it (MAILBOX_FULL). */
+  maxMailboxOf(type: string): number | undefined {
+    return this.agentOf(type)?.maxMailbox;
+  }
+
   private agentOf(type: string): ResolvedAgent | undefined {
     return this.deps.agents.get(type);
   }
@@ -658,7 +675,7 @@ export class SessionHost {
     const session: LiveSession = {
       id: sid, type, partition, actor, agentVersion: agent?.version ?? (rec ? stampOf(rec.snapshot).version : 1),
       log: this.deps.logger.child({ sessionId: sid, agentType: type }),
-      acks: new Map(), outputs: new Map(), historyView: history, held: [], queued: false,
+      acks: new Map(), outputs: new Map(), historyView: history, held: [], queued: false, expired: new Map(),
       maxEnqueuedSeq: rec?.lastSeq ?? 0, committedLastSeq: rec?.lastSeq ?? 0,
       storeVersion: rec?.version ?? 0, submittedVersion: ctx?.version ?? 0,
       lastCompletedRunId: ctx?.runId ?? 0,
@@ -866,11 +883,22 @@ export class SessionHost {
       else s.repair = undefined; // the turn that started from the repair completed: its state holds it
       s.actor.send(event);
     };
-    const input = runInputOf(context);
+    let input = runInputOf(context);
+    // Messages that expired before this turn started are dropped from it (recorded with its commit).
+    const { live, expired } = splitExpired(input.batch, this.clock.now());
+    if (expired.length > 0) {
+      for (const m of expired) if (!s.expired.has(m.seq)) s.expired.set(m.seq, this.clock.now());
+      input = { ...input, batch: live };
+    }
     // The handler starts after the transition that started it, never inside XState's step, and
     // in a later event-loop turn once this turn has run handlers for long enough (runPacer.ts).
     this.pacer.start(() => {
       if (run.aborted || s.run !== run || s.broken) return; // cancelled while waiting for its turn
+      if (input.batch.length === 0) { // everything expired: no handler run, the turn commits the expiries
+        run.settled = true;
+        settle({ type: 'RUN_DONE', runId: run.runId, output: { userState: s.repair ? s.repair.state : input.userState, next: { type: 'idle' }, finishedAt: this.clock.now() } });
+        return;
+      }
       this.runHandler(s, input, run).then(
         (output) => { settle({ type: 'RUN_DONE', runId: run.runId, output }); },
         (error: unknown) => { settle({ type: 'RUN_FAILED', runId: run.runId, error }); },
@@ -1042,6 +1070,7 @@ export class SessionHost {
     if (s.transitions.length > 0) p.transitions.push(...s.transitions.splice(0));
     if (completed) {
       addCompletedRun(p, s.id, completed, s.outputs.get(completed.runId) ?? [], this.clock.now());
+      recordExpired(p, s.id, completed, s.expired);
       for (const k of s.outputs.keys()) if (k <= completed.runId) s.outputs.delete(k);
     }
     if (!fresh) { this.stats.coalesced++; return; }

@@ -75,6 +75,12 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       throw e;
     }
     if (v.state === 'stopped') throw new AgentryError('SESSION_STOPPED', `session ${agentId} is stopped: cannot ${verb}`, { details: { state: 'stopped' } });
+    // The agent type's maxMailbox, as the owner sees the session now (a message that still finds it full on delivery is dead-lettered mailbox-full).
+    const max = runtime.host.maxMailboxOf(v.type);
+    const size = v.mailbox.pending + v.mailbox.running + v.mailbox.deferred.length;
+    if (max !== undefined && size >= max) {
+      throw new AgentryError('MAILBOX_FULL', `session ${agentId} holds ${size} messages not yet handled (maxMailbox ${max}): retry later`, { retryable: true, details: { size, maxMailbox: max } });
+    }
     return v;
   };
 
@@ -107,6 +113,7 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
         ...(p.kind ? { kind: p.kind } : {}), ...(p.priority ? { priority: p.priority } : {}),
         ...(p.from ? { from: p.from } : {}), ...(p.msgId ? { msgId: p.msgId } : {}), ...(policy ? { policy } : {}),
         ...(p.traceparent ? { traceparent: p.traceparent } : {}), ...(p.tracestate ? { tracestate: p.tracestate } : {}),
+        ...(p.expiresAt !== undefined ? { expiresAt: epochOf(p.expiresAt, 'expiresAt') } : {}),
       });
     },
     async sendMail(p) {
