@@ -60,6 +60,12 @@ const agentView = z.object({
   lastError: z.object({ message: z.string(), code: z.string(), terminal: z.boolean() }).nullable(),
   live: z.boolean().describe('true when the actor is in memory on the serving node'),
   updatedAt: epochMs.nullable().describe('when the last change was committed (live or stored alike)'),
+  agentVersion: z.number().optional().describe("the agent version of the session's snapshot (defineAgent version; 1 before versioning)"),
+  migrationError: z.object({
+    code: z.literal('MIGRATION_FAILED'),
+    reason: z.enum(['newer-version', 'no-path', 'migrate-threw', 'invalid-state']),
+    fromVersion: z.number(), toVersion: z.number(), message: z.string(),
+  }).optional().describe('set when the running code cannot take the stored snapshot: the session keeps it and its messages until a deploy can'),
 });
 const agentSummary = z.object({ agentId: z.string(), type: z.string(), state: sessionState, wakeAt: epochMs.nullable(), updatedAt: epochMs });
 const stateResult = z.object({ agentId: z.string(), state: sessionState });

@@ -37,6 +37,7 @@ function viewResult(v: SessionView): ResultOf<'getAgent'> {
     mailbox: { pending: v.mailbox.pending, running: v.mailbox.running, rejected: v.mailbox.rejected, deferred: v.mailbox.deferred.map((d) => ({ ...d })) },
     lastError: v.lastError ? { message: v.lastError.message, code: v.lastError.code, terminal: v.lastError.terminal } : null,
     live: v.live, updatedAt: v.updatedAt,
+    ...(v.agentVersion !== undefined ? { agentVersion: v.agentVersion } : {}), ...(v.migrationError ? { migrationError: { ...v.migrationError } } : {}),
   };
 }
 

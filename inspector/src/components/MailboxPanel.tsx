@@ -28,6 +28,9 @@ export function MailboxPanel({ view }: { view: AgentView }): JSX.Element {
           </tbody>
         </table>
       ) : <p class="muted">No deferred mail.</p>}
+      {view.migrationError && (
+        <p class="error-box" data-testid="migration-error"><strong>Cannot migrate</strong> {view.migrationError.code} ({view.migrationError.reason}, version {view.migrationError.fromVersion} → {view.migrationError.toVersion}): {view.migrationError.message}. Its snapshot and messages are kept until a deploy can take it.</p>
+      )}
       {view.lastError && (
         <p class="error-box"><strong>Last error</strong> {view.lastError.code}: {view.lastError.message}{view.lastError.terminal ? ' (terminal)' : ''}</p>
       )}
