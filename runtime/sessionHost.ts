@@ -885,7 +885,7 @@ export class SessionHost {
     };
     let input = runInputOf(context);
     // Messages that expired before this turn started are dropped from it (recorded with its commit).
-    const { live, expired } = splitExpired(input.batch, this.clock.now());
+    const { live, expired } = input.batch.some((m) => m.expiresAt !== undefined) ? splitExpired(input.batch, this.clock.now()) : { live: [], expired: [] };
     if (expired.length > 0) {
       for (const m of expired) if (!s.expired.has(m.seq)) s.expired.set(m.seq, this.clock.now());
       input = { ...input, batch: live };
