@@ -606,6 +606,14 @@ export class SessionHost {
     this.historyLimit = historyLimitOf(this.deps.agents);
     // Blocked sessions get another chance with the new code: their held messages come again.
     for (const p of this.blocked.dropAll()) this.deps.restartPartition?.(p, 'agent code replaced: sessions blocked by a failed migration hydrate again');
+    // Live sessions of another version must not meet the new code with their old state: they
+    // re-hydrate (and migrate); one with work under way is dropped, its messages come again.
+    for (const s of [...this.live.values()]) {
+      const v = this.agentOf(s.type)?.version;
+      if (v === undefined || v === s.agentVersion) continue;
+      if (this.quiescent(s)) this.evict(s);
+      else this.dropSession(s, `agent ${s.type} changed from version ${s.agentVersion} to ${v}`);
+    }
   }
   private loadsRunning = 0;
 

@@ -47,9 +47,11 @@ describe('message expiry', () => {
       await publish(nc, 'x-1', { t: 'fine' }, { 'Agentry-Expires-At': String(Date.now() + 600_000) });
     } finally { await nc.close(); }
     await env.rt.sendMessage('x-1', { t: 'api-late' }, { expiresAt: Date.now() - 1 });
-    await waitFor(async () => (await deadLetters('x-1')).length === 3, 'three dead letters');
+    const http = await env.post('/agents/x-1/messages', { message: { t: 'http-late' }, expiresAt: new Date(Date.now() - 1).toISOString() });
+    expect(http.status).toBe(202);
+    await waitFor(async () => (await deadLetters('x-1')).length === 4, 'four dead letters');
     const dls = await deadLetters('x-1');
-    expect(dls.filter((d) => d.reason === 'expired')).toHaveLength(2);
+    expect(dls.filter((d) => d.reason === 'expired')).toHaveLength(3);
     expect(dls.find((d) => d.reason === 'invalid-header')?.error).toMatch(/Agentry-Expires-At must be epoch milliseconds or an ISO 8601 time/);
     await waitFor(() => seen.get('x-1')?.length === 1, 'the fine one handled');
     expect(seen.get('x-1')).toEqual([{ t: 'fine' }]);

@@ -190,6 +190,21 @@ describe('versioned agents', () => {
     await stopRt();
   }, 180_000);
 
+  it('agentry dev: a reload with corrected code (replaceAgents) retries a blocked session and applies its held messages', async () => {
+    const r1 = await start([acctV2, fragileV1]);
+    await r1.createAgent('f-dev', 'fragile');
+    await r1.sendMessage('f-dev', { t: 'one' });
+    await waitFor(async () => ((await stored('f-dev'))?.snapshot.context.userState as { items: string[] } | undefined)?.items.length === 1, 'f-dev committed on v1');
+    r1.replaceAgents([acctV2, fragileBroken]);
+    await r1.sendMessage('f-dev', { t: 'two' });
+    await waitFor(() => r1.host.blocked.heldCount('f-dev') === 1, 'f-dev blocked, its message held');
+    r1.replaceAgents([acctV2, fragileFixed]);
+    await waitFor(async () => ((await stored('f-dev'))?.snapshot.context.userState as { list?: string[] } | undefined)?.list?.length === 2, 'applied after the reload', 60_000);
+    expect((await stored('f-dev'))!.snapshot.context.userState).toEqual({ list: ['one', 'two'] });
+    expect(r1.host.blocked.size).toBe(0);
+    await stopRt();
+  }, 120_000);
+
   it('old code refuses a snapshot of a newer version (a rolled-back deploy) without touching it', async () => {
     const r1 = await start([acctV1, fragileFixed]);
     await expect(r1.sendMessage('v-idle', { t: 'x' })).resolves.toBeTruthy();
