@@ -143,6 +143,9 @@ describe('mailbox bound', () => {
     gates.get('mb-api')!();
     await waitFor(async () => (await history('mb-api')).length === 5, 'the five taken ones handled');
     expect(await deadLetters('mb-api')).toEqual([]);
+    // The issue-16 metrics are exported.
+    const text = await (await fetch(`${env.cp.url}/metrics`, { headers: env.auth })).text();
+    for (const line of ['agentry_sessions_blocked 0', 'agentry_migration_failures_total 0', 'agentry_migrations_total 0', 'agentry_session_ttl_total{action="stopped"} 0']) expect(text).toContain(line);
   }, 60_000);
 });
 
