@@ -278,6 +278,7 @@ export class SessionHost {
       const now = Date.now();
       if (now - lastWorking >= this.deps.config.ackWaitMs / 3) { lastWorking = now; this.keepAlive(); }
       this.passivateIdle();
+      this.retryBlocked();
       this.outbox.flushDeletes();
       this.outbox.tick();
     }, every);
@@ -647,6 +648,24 @@ export class SessionHost {
       this.deps.logger.info({ sessionId: sid, agentType: rec.type, fromVersion: out.from, toVersion: out.to }, 'session snapshot migrated');
     }
     return out.changed ? { ...rec, snapshot: out.snapshot } : rec;
+  }
+
+  /**
+   * Reads blocked sessions' rows again (at most every max(5 s, ackWaitMs) each): a row rewritten
+   * meanwhile (`agentry migrate` with corrected code) that now migrates releases the session, and
+   * its held messages come again, in order (the partition's feed restarts from its ack floor).
+   */
+  private retryBlocked(): void {
+    if (this.blocked.size === 0 || this.stopping) return;
+    for (const { sid, agentType } of this.blocked.due(Date.now() - Math.max(5_000, this.deps.config.ackWaitMs))) {
+      const agent = this.agentOf(agentType);
+      void this.deps.store.loadSession(sid).then((rec) => {
+        if (!rec || !agent || !migrateSnapshot(sid, agent, rec.snapshot).ok) return;
+        const p = this.blocked.release(sid);
+        this.deps.logger.info({ sessionId: sid, agentType }, 'a blocked session\'s snapshot can be taken now (rewritten meanwhile): it hydrates again');
+        if (p !== null) this.deps.restartPartition?.(p, `session ${sid} unblocked: its held messages come again`);
+      }, (err: unknown) => { this.deps.logger.warn({ err, sessionId: sid }, 'could not re-read a blocked session; retried later'); });
+    }
   }
 
   /**

@@ -7,7 +7,9 @@
  * acked nor dead-lettered. So nothing is lost and order is kept: when a deploy that can take the
  * snapshot starts (a restart, or `replaceAgents` in dev, which drops these entries and restarts
  * their partitions' feeds), the consumer delivers the held messages again, oldest first, to a
- * hydration that migrates. Past the type's `maxMailbox` (when set) a further message is
+ * hydration that migrates. The host also reads a blocked session's row again every so often
+ * (`due`): one rewritten meanwhile by `agentry migrate` with corrected code is released the same
+ * way without a restart. Past the type's `maxMailbox` (when set) a further message is
  * dead-lettered `mailbox-full` by the caller instead of held, so a blocked session cannot pin the
  * partition's `max_ack_pending` without bound.
  *
@@ -22,6 +24,8 @@ interface Blocked {
   readonly partition: number;
   readonly error: MigrationError;
   readonly held: Map<number, JsMsg>;
+  /** When its snapshot was last tried (ms, wall clock): `due` retries it after a while. */
+  tried: number;
 }
 
 /** The sessions of this node that wait for agent code able to take their snapshot. */
@@ -36,7 +40,29 @@ export class BlockedSessions {
   block(sid: string, partition: number, error: MigrationError): void {
     this.failures++;
     const was = this.byId.get(sid);
-    this.byId.set(sid, { partition, error, held: was?.held ?? new Map<number, JsMsg>() });
+    this.byId.set(sid, { partition, error, held: was?.held ?? new Map<number, JsMsg>(), tried: Date.now() });
+  }
+
+  /**
+   * Blocked sessions last tried before `before` (marked tried now): the host reads their stored
+   * snapshot again, since `agentry migrate` with corrected code may have rewritten it meanwhile.
+   */
+  due(before: number): { sid: string; agentType: string }[] {
+    const out: { sid: string; agentType: string }[] = [];
+    for (const [sid, b] of this.byId) {
+      if (b.tried >= before) continue;
+      b.tried = Date.now();
+      out.push({ sid, agentType: b.error.agentType });
+    }
+    return out;
+  }
+
+  /** Forgets one session (it can be taken now); returns its partition when it held messages that must come again. */
+  release(sid: string): number | null {
+    const b = this.byId.get(sid);
+    if (!b) return null;
+    this.byId.delete(sid);
+    return b.held.size > 0 ? b.partition : null;
   }
 
   /** The error that blocks `sid`, if it is blocked here. */

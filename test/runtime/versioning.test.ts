@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { defineAgent, MACHINE_HASH, type AnyAgent } from '../../actors/index.js';
 import { openStore } from '../../persistence/index.js';
+import { migrateStoredSnapshots } from '../../runtime/snapshotMigrator.js';
 import type { Store } from '../../persistence/types.js';
 import type { Runtime } from '../../runtime/index.js';
 import { dropSchema, natsClient, PG_URL, publish, schemaName, startNats, startRuntime, waitFor } from '../helpers.js';
@@ -202,6 +203,23 @@ describe('versioned agents', () => {
     await waitFor(async () => ((await stored('f-dev'))?.snapshot.context.userState as { list?: string[] } | undefined)?.list?.length === 2, 'applied after the reload', 60_000);
     expect((await stored('f-dev'))!.snapshot.context.userState).toEqual({ list: ['one', 'two'] });
     expect(r1.host.blocked.size).toBe(0);
+    await stopRt();
+  }, 120_000);
+
+  it('agentry migrate with corrected code while the broken code runs: the node finds the rewritten row and applies the held messages', async () => {
+    const r1 = await start([acctV2, fragileV1]);
+    await r1.createAgent('f-eager', 'fragile');
+    await r1.sendMessage('f-eager', { t: 'one' });
+    await waitFor(async () => ((await stored('f-eager'))?.snapshot.context.userState as { items: string[] } | undefined)?.items.length === 1, 'f-eager committed on v1');
+    await stopRt();
+    const r2 = await start([acctV2, fragileBroken]);
+    await r2.sendMessage('f-eager', { t: 'two' });
+    await waitFor(() => r2.host.blocked.heldCount('f-eager') === 1, 'f-eager blocked, its message held');
+    const report = await migrateStoredSnapshots({ store, agents: [acctV2, fragileFixed], apply: true, type: 'fragile' });
+    expect(report.types.find((t) => t.type === 'fragile')?.failed).toBe(0);
+    await waitFor(async () => ((await stored('f-eager'))?.snapshot.context.userState as { list?: string[] } | undefined)?.list?.length === 2, 'applied by the running node', 60_000);
+    expect((await stored('f-eager'))!.snapshot.context.userState).toEqual({ list: ['one', 'two'] });
+    expect(r2.host.blocked.errorOf('f-eager')).toBeUndefined();
     await stopRt();
   }, 120_000);
 
