@@ -13,8 +13,11 @@
  * (MIGRATION_FAILED newer-version) until it is upgraded. Snapshots that fail are left untouched.
  */
 import { migrateSnapshot, stamped, stampOf, type MigrationFailure } from '../actors/agentVersion.js';
-import type { ResolvedAgent } from '../actors/defineAgent.js';
+import type { AnyAgent } from '../actors/defineAgent.js';
 import type { Store } from '../persistence/types.js';
+
+/** Snapshot writes in flight at once during an apply (the pg pool has 10 connections). */
+const WRITE_CONCURRENCY = 8;
 
 /** What happened to one agent type's snapshots. */
 export interface TypeMigrationReport {
@@ -50,7 +53,7 @@ export interface MigrationRunReport {
  */
 export async function migrateStoredSnapshots(o: {
   readonly store: Pick<Store, 'pageSessions' | 'replaceSnapshot' | 'countSessionsByStatus'>;
-  readonly agents: readonly ResolvedAgent[];
+  readonly agents: readonly AnyAgent[];
   readonly apply: boolean;
   readonly pageSize?: number;
   readonly maxErrors?: number;
@@ -67,6 +70,7 @@ export async function migrateStoredSnapshots(o: {
   let done = 0;
   for (;;) {
     const rows = await o.store.pageSessions(after, page, o.type);
+    const writes: { id: string; version: number; snapshot: unknown; report: TypeMigrationReport }[] = [];
     for (const rec of rows) {
       const agent = byType.get(rec.type);
       let r = reports.get(rec.type);
@@ -83,8 +87,14 @@ export async function migrateStoredSnapshots(o: {
       }
       if (!out.changed) { r.current++; continue; }
       if (!o.apply) { r.migrated++; continue; }
-      if (await o.store.replaceSnapshot(rec.id, rec.version, stamped(out.snapshot, agent.type, agent.version))) r.migrated++;
-      else r.raced++;
+      writes.push({ id: rec.id, version: rec.version, snapshot: stamped(out.snapshot, agent.type, agent.version), report: r });
+    }
+    // A page's writes, WRITE_CONCURRENCY at a time (each is its own compare-and-set).
+    for (let i = 0; i < writes.length; i += WRITE_CONCURRENCY) {
+      await Promise.all(writes.slice(i, i + WRITE_CONCURRENCY).map(async (w) => {
+        if (await o.store.replaceSnapshot(w.id, w.version, w.snapshot)) w.report.migrated++;
+        else w.report.raced++;
+      }));
     }
     done += rows.length;
     o.onProgress?.(done, Math.max(total, done));
