@@ -28,7 +28,7 @@ import type { SpanContext } from '@opentelemetry/api';
 import { createActor, type Actor, type Snapshot } from 'xstate';
 import { AgentryError, InvalidTransitionError, TerminalError, errorInfo } from '../actors/errors.js';
 import { assertSessionId, sessionIdProblem } from '../actors/sessionId.js';
-import { nextStepOf, type HistoryItem, type ResolvedAgent } from '../actors/defineAgent.js';
+import { nextStepOf, type HandlerBudget, type HistoryItem, type ResolvedAgent } from '../actors/defineAgent.js';
 import {
   policyOf,
   backoffDelay, runInputOf, sessionMachine, statePath, topState, snapshotContext,
@@ -52,6 +52,9 @@ import { partitionOf } from './partition.js';
 import { DLQ_SUBJECT, H, OUT_SUBJECT, STATE_SUBJECT, type Transport } from './transport.js';
 import { createWaitpoints, type Waitpoints } from './waitpoints.js';
 import { endRunTrace, nextStepWithTrace, type DroppedMessage, startRunTrace, traceCommit, traceReceive, tracePublish } from './tracing.js';
+import type { BudgetBreach } from '../persistence/budget.js';
+import { exceededError, turnKeyOf, type Budgets } from './budgets.js';
+import { budgetNotices, heldTurn } from './host/budgetTurn.js';
 
 type SessionActor = Actor<ReturnType<typeof sessionMachine.provide>>;
 
@@ -162,6 +165,8 @@ export interface HostDeps {
   readonly restartPartition?: (partition: number, reason: string) => void;
   /** The partitions this node owns (whose stored outbox rows it sweeps). Unset: all of them. */
   readonly ownedPartitions?: () => readonly number[];
+  /** Budgets (runtime/budgets.ts); unset: no limits, no metering. */
+  readonly budgets?: Budgets;
 }
 
 /** What a bounded shutdown left behind (redelivered to the next owner: nothing is lost). */
@@ -194,6 +199,8 @@ export interface HostStats {
 export interface SessionView {
   readonly agentId: string;
   readonly type: string;
+  /** The session's tenant (null: none); set at creation, never changed. */
+  readonly tenant: string | null;
   readonly state: 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped';
   readonly stateValue: string;
   /** The session's turn policy (its agent type's, or the one set at creation). */
@@ -338,11 +345,17 @@ export class SessionHost {
       return;
     }
     if (live) { this.deliver(live, m); return; }
+    // A live session checks a message's tenant on delivery (deliverNow); a message that would create one is checked here.
+    const tenant = m.headers?.get(H.tenant) || undefined;
+    if (tenant !== undefined && !isTenant(tenant)) {
+      this.deadLetterRaw(m, sid, 'invalid-tenant', `header ${H.tenant} must be 1-64 characters of [A-Za-z0-9_-]`);
+      return;
+    }
     const loading = this.loading.get(sid);
     if (loading) { loading.buffer.push(m); return; }
     const entry = { buffer: [m], promise: Promise.resolve<LiveSession | null>(null) };
     this.loading.set(sid, entry);
-    entry.promise = this.hydrate(sid, partition, true);
+    entry.promise = this.hydrate(sid, partition, true, tenant);
     entry.promise.then((s) => {
       this.loading.delete(sid);
       if (s && this.deps.ownerEpoch && this.deps.ownerEpoch(partition) === 0) {
@@ -409,6 +422,13 @@ export class SessionHost {
     }
     if (s.actor.getSnapshot().status === 'done') {
       this.deadLetterInSession(s, m, 'stopped', `session ${s.id} is stopped`, decoded.message.body);
+      return;
+    }
+    const tenant = m.headers?.get(H.tenant) || undefined;
+    if (tenant !== undefined && tenant !== s.actor.getSnapshot().context.tenant) {
+      // A session's tenant is set once, at creation: a message of another tenant is refused, never a switch.
+      const own = s.actor.getSnapshot().context.tenant;
+      this.deadLetterInSession(s, m, 'tenant-mismatch', `message of tenant ${tenant} for session ${s.id}, which ${own === undefined ? 'has no tenant' : `belongs to tenant ${own}`}`, decoded.message.body);
       return;
     }
     s.acks.set(seq, m);
@@ -507,7 +527,7 @@ export class SessionHost {
    * live. Waits for a free slot under maxLiveSessions; retries while the store is unavailable.
    * The session comes back pinned: the caller unpins it once it has handed it its work.
    */
-  private async hydrate(sid: string, partition: number, mayCreate: boolean): Promise<LiveSession | null> {
+  private async hydrate(sid: string, partition: number, mayCreate: boolean, tenant?: string): Promise<LiveSession | null> {
     // A dropped predecessor's commits land (or fail) first: the store must show them.
     const predecessor = this.retiring.get(sid);
     if (predecessor) await predecessor;
@@ -526,7 +546,7 @@ export class SessionHost {
         this.deps.logger.error({ sessionId: sid, type }, 'default agent type is not registered');
         return null;
       }
-      return this.pin(this.makeLive(sid, type, partition, null, []));
+      return this.pin(this.makeLive(sid, type, partition, null, [], tenant));
     } finally {
       this.release();
     }
@@ -583,7 +603,7 @@ export class SessionHost {
     return this.deps.agents.get(type);
   }
 
-  private makeLive(sid: string, type: string, partition: number, rec: SessionRecord | null, history: HistoryItem[]): LiveSession {
+  private makeLive(sid: string, type: string, partition: number, rec: SessionRecord | null, history: HistoryItem[], tenant?: string): LiveSession {
     this.stats.hydrations++;
     const agent = this.agentOf(type);
     const now = this.clock.now();
@@ -594,7 +614,7 @@ export class SessionHost {
       : createActor(this.machine, {
         clock: this.clock,
         input: {
-          sessionId: sid, agentType: type, userState: agent ? jsonCopy(agent.initialState()) : {}, at: now,
+          sessionId: sid, agentType: type, userState: agent ? jsonCopy(agent.initialState()) : {}, at: now, ...(tenant !== undefined ? { tenant } : {}),
           limits: agent?.limits ?? { policy: 'queue', maxMerge: 1, maxMergeDelayMs: 0, maxAttempts: 1, retryBaseMs: 0, retryCapMs: 0 },
         },
       } as never);
@@ -623,8 +643,9 @@ export class SessionHost {
    * Creates a session explicitly (createAgent); fails if it exists. Resolves after its first
    * commit. `policy` overrides the agent type's turn policy for this session (kept in its snapshot).
    */
-  async create(sid: string, type: string, userState?: unknown, policy?: TurnPolicy): Promise<SessionView> {
+  async create(sid: string, type: string, userState?: unknown, policy?: TurnPolicy, tenant?: string): Promise<SessionView> {
     assertSessionId(sid);
+    if (tenant !== undefined && !isTenant(tenant)) throw new AgentryError('INVALID_ARGUMENT', 'tenant must be 1-64 characters of [A-Za-z0-9_-]');
     const agent = this.agentOf(type);
     if (!agent) throw new AgentryError('UNKNOWN_AGENT_TYPE', `no agent type ${JSON.stringify(type)} is registered (known: ${[...this.deps.agents.keys()].join(', ')})`);
     if (this.live.has(sid) || this.loading.has(sid) || (await this.retryStore(() => this.deps.store.loadSession(sid)))) {
@@ -634,7 +655,7 @@ export class SessionHost {
     let s: LiveSession;
     try {
       if (this.live.has(sid)) throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
-      s = this.makeLive(sid, type, partitionOf(sid, this.deps.config.partitions), null, []);
+      s = this.makeLive(sid, type, partitionOf(sid, this.deps.config.partitions), null, [], tenant);
     } finally { this.release(); }
     if (userState !== undefined || policy !== undefined) {
       // Seed user state and policy by restoring from an adjusted snapshot: the machine has no "set state" event on purpose.
@@ -895,6 +916,55 @@ export class SessionHost {
   }
 
   private async runHandler(s: LiveSession, input: RunInput, run: RunHandle): Promise<RunOutput> {
+    const budgets = this.deps.budgets;
+    if (!budgets) return this.runAgent(s, input, run, null);
+    // Budgets (runtime/budgets.ts, host/budgetTurn.ts): the runtime's own budget messages are
+    // taken out, a person's answer applied, the limits checked before the turn, and a breach of
+    // a pause or ask limit holds the turn's messages instead of running or failing them.
+    const subject = { sessionId: s.id, type: s.type, tenant: s.actor.getSnapshot().context.tenant ?? null };
+    const metered = budgets.applies(subject);
+    const { rest, decision } = budgetNotices(input.batch);
+    const started = this.clock.now();
+    const hold = (b: BudgetBreach, policy: string): RunOutput | null => {
+      if (policy === 'abort') throw exceededError(b);
+      return policy === 'pause' || policy === 'ask' ? heldTurn(input, rest, b, policy, this.clock.now(), this.deps.config.budgetAskTimeoutMs) : null;
+    };
+    try {
+      if (decision === 'stop') {
+        setTimeout(() => {
+          void this.command(s.id, { type: 'STOP', at: this.clock.now(), reason: 'budget: stopped by a person' }).catch((err: unknown) => { s.log.warn({ err }, 'could not stop the session after a budget answer'); });
+        }, 0);
+        return { userState: input.userState, next: { type: 'sleep', wake: { until: null, events: [], mailPriority: null } }, finishedAt: this.clock.now(), requeue: rest };
+      }
+      if (rest.length === 0) return { userState: input.userState, next: { type: 'idle' }, finishedAt: this.clock.now() };
+      const pre = metered ? await budgets.beforeTurn(subject, String(input.runId)) : null;
+      if (pre) {
+        const held = hold(pre, decision === 'pause' && pre.limit.policy === 'ask' ? 'pause' : pre.limit.policy);
+        if (held) return held;
+      }
+      const batch = rest.length === input.batch.length ? input.batch : rest.map((i) => input.batch[i]!);
+      let breach: BudgetBreach | null = null;
+      const turnKey = turnKeyOf(input.batch, input.runId);
+      const ctxBudget = () => budgets.handlerBudget(subject, turnKey, (b) => { breach = b; run.budgetBreach = { policy: b.limit.policy }; });
+      let out: RunOutput;
+      try {
+        out = await this.runAgent(s, { ...input, batch }, run, ctxBudget);
+      } catch (err) {
+        const b = breach as BudgetBreach | null;
+        const held = b ? hold(b, b.limit.policy) : null;
+        if (held) return held;
+        throw err;
+      }
+      const b = breach as BudgetBreach | null;
+      const held = b ? hold(b, b.limit.policy) : null; // the handler caught the breach: its policy still applies
+      if (held) { s.outputs.delete(input.runId); return held; }
+      return out;
+    } finally {
+      if (metered) budgets.meterTurn(subject, String(input.runId), this.clock.now() - started);
+    }
+  }
+
+  private async runAgent(s: LiveSession, input: RunInput, run: RunHandle, budget: (() => HandlerBudget) | null): Promise<RunOutput> {
     const agent = this.agentOf(input.agentType);
     if (!agent) throw new TerminalError(`agent type ${input.agentType} is not registered on this node`);
     this.stats.runs++;
@@ -909,6 +979,8 @@ export class SessionHost {
     run.trace = startRunTrace(s.id, s.type, input.runId, input.attempt, input.batch, s.dropped?.splice(0));
     const { ctx, finalState } = createHandlerContext({
       input: startInput, run, outputs, now, log, history: () => s.historyView,
+      tenant: s.actor.getSnapshot().context.tenant ?? null,
+      budget: budget ?? (() => { throw new AgentryError('INVALID_ARGUMENT', 'budgets are not enabled on this runtime'); }),
       publishChunk: (subject, body, headers) => { this.deps.transport.publishCore(subject, body, headers); },
     });
     run.started = { state: startInput.userState, batch: input.batch, draft: () => ctx.state };
@@ -917,7 +989,7 @@ export class SessionHost {
       result = await agent.handle(input.batch, ctx);
     } catch (err) {
       // Each failed attempt, with its stack (a dead letter keeps only the message); not a superseded run.
-      if (!run.aborted) log().warn({ err, seqs: input.batch.map((m) => m.seq), maxAttempts: agent.limits.maxAttempts }, 'handler failed');
+      if (!run.aborted && !run.budgetBreach) log().warn({ err, seqs: input.batch.map((m) => m.seq), maxAttempts: agent.limits.maxAttempts }, 'handler failed');
       this.endTrace(s, run, input.runId, 'failed', err);
       throw err;
     } finally {
@@ -1343,7 +1415,7 @@ function decodePayloadLoose(m: JsMsg): unknown {
 
 function viewOf(sid: string, type: string, value: unknown, ctx: SessionContext, live: boolean, updatedAt: number | null): SessionView {
   return {
-    agentId: sid, type, state: topState(value), stateValue: statePath(value), policy: ctx.limits.policy, userState: ctx.userState, lastSeq: ctx.lastSeq,
+    agentId: sid, type, tenant: ctx.tenant ?? null, state: topState(value), stateValue: statePath(value), policy: ctx.limits.policy, userState: ctx.userState, lastSeq: ctx.lastSeq,
     wake: ctx.wake, wait: ctx.wait,
     mailbox: {
       pending: ctx.pending.length, running: ctx.batch.length, rejected: ctx.rejected?.length ?? 0,
@@ -1351,6 +1423,11 @@ function viewOf(sid: string, type: string, value: unknown, ctx: SessionContext, 
     },
     lastError: ctx.lastError, live, updatedAt,
   };
+}
+
+/** A tenant name: 1-64 characters of [A-Za-z0-9_-] (it becomes a metrics label and a lock key). */
+export function isTenant(t: unknown): t is string {
+  return typeof t === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(t);
 }
 
 /** History a hydration loads per agent type (its `maxHistory`), 50 for a type no longer registered. */
