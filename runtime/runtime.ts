@@ -21,8 +21,9 @@ import { OUTBOX_TAKEOVER_AGE_MS } from './host/outbox.js';
 import { createKeyedSerial } from './keyedSerial.js';
 import { createRetention } from './retention.js';
 import { BUDGET_WARNING_EVENT, Budgets } from './budgets.js';
+import { isTenant } from './sessionHost.js';
 import { createBudgetApi, type BudgetRef, type BudgetReport } from './budgetApi.js';
-import type { BudgetLimitSpec } from '../persistence/budget.js';
+import type { BudgetLimitSpec, BudgetScope } from '../persistence/budget.js';
 import { createHealth, type Readiness } from './health.js';
 import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';
@@ -71,6 +72,11 @@ export interface SendOptions {
   readonly traceparent?: string;
   /** W3C `tracestate` that goes with `traceparent`. */
   readonly tracestate?: string;
+  /**
+   * The sender's tenant (header `Agentry-Tenant`): sets the tenant of a session this message
+   * creates; for an existing session of another tenant, TENANT_MISMATCH (before publishing).
+   */
+  readonly tenant?: string;
 }
 
 /** Options of `sleepAgent`: the handler's `ctx.sleep()` options; `until` also takes an ISO time. */
@@ -189,7 +195,7 @@ export interface Runtime {
    * Sets the budget limits of one agent type, session or tenant (null removes them), effective at
    * once on this node and within a few seconds on others; resumes the sessions the scope held.
    */
-  setBudget(ref: BudgetRef, limits: unknown): Promise<{ scope: string; key: string; limits: BudgetLimitSpec[] | null; resumed: number }>;
+  setBudget(ref: BudgetRef, limits: unknown): Promise<{ scope: BudgetScope; key: string; limits: BudgetLimitSpec[] | null; resumed: number }>;
   /** The limits and usage of one agent type, session or tenant. */
   getBudget(ref: BudgetRef): Promise<BudgetReport>;
   /**
@@ -367,6 +373,10 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     if (o.from) hdrs[H.from] = o.from;
     if (o.eventType) hdrs[H.eventType] = o.eventType;
     Object.assign(hdrs, o.traceparent !== undefined ? traceCarrierOf(o.traceparent, o.tracestate) : activeTraceHeaders());
+    if (o.tenant !== undefined) {
+      if (!isTenant(o.tenant)) throw new AgentryError('INVALID_ARGUMENT', 'tenant must be 1-64 characters of [A-Za-z0-9_-]');
+      hdrs[H.tenant] = o.tenant;
+    }
     if (o.policy !== undefined) {
       if (!isTurnPolicy(o.policy)) throw new AgentryError('INVALID_ARGUMENT', `policy must be one of ${TURN_POLICIES.join(', ')}`);
       hdrs[TURN_POLICY_HEADER] = o.policy;
