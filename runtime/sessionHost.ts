@@ -47,7 +47,7 @@ import { abortRunHandle, createHandlerContext, type RunHandle } from './host/han
 import { addCompletedRun, batchRange, commitRecordOf, newPendingCommit, type PendingCommit, type PendingOutput } from './host/commitRecord.js';
 import { decodeInbox, sessionIdOfSubject } from './inbox.js';
 import type { Logger } from './logger.js';
-import { MinHeap } from './minHeap.js';
+import { FairQueue } from './host/fairQueue.js';
 import { partitionOf } from './partition.js';
 import { DLQ_SUBJECT, H, OUT_SUBJECT, STATE_SUBJECT, type Transport } from './transport.js';
 import { createWaitpoints, type Waitpoints } from './waitpoints.js';
@@ -147,8 +147,6 @@ function abortReasonOf(context: SessionContext, event: SessionEvent): string {
 
 interface LoadWaiter { readonly resolve: (v: LoadedSession | null) => void; readonly reject: (e: unknown) => void }
 
-/** A session waiting for an active slot: higher priority first, then the earlier. */
-interface ReadyEntry { readonly rank: number; readonly at: number; readonly n: number; readonly run: () => void }
 
 export interface HostDeps {
   readonly config: RuntimeConfig;
@@ -235,7 +233,10 @@ export class SessionHost {
   private stopping = false;
   /** Live sessions whose top state is `active` (handlers running or retrying). */
   private activeSessions = 0;
-  private readonly ready = new MinHeap<ReadyEntry>((a, b) => a.rank !== b.rank ? a.rank > b.rank : a.at !== b.at ? a.at < b.at : a.n < b.n);
+  /** Work waiting for an active slot, served fairly across tenants (host/fairQueue.ts). */
+  private readonly ready = new FairQueue();
+  /** Active sessions per tenant ('' none), for maxActivePerTenant. */
+  private readonly activeByTenant = new Map<string, number>();
   private readySeq = 0;
   /** Rows the agent types' retention removed (runtime/retention.ts; metrics). */
   readonly retentionCounts = { history: 0, transitions: 0 };
@@ -306,22 +307,46 @@ export class SessionHost {
     return this.ready.size;
   }
 
-  private hasCapacity(): boolean {
-    return this.activeSessions + this.reservedWakes < this.deps.config.maxActiveSessions;
+  private hasCapacity(tenant?: string): boolean {
+    return this.activeSessions + this.reservedWakes < this.deps.config.maxActiveSessions && (tenant === undefined || this.tenantHasCapacity(tenant));
+  }
+
+  /** Whether a tenant is under maxActivePerTenant ('': no tenant, never bounded). */
+  private tenantHasCapacity(tenant: string): boolean {
+    const max = this.deps.config.maxActivePerTenant;
+    return max <= 0 || tenant === '' || (this.activeByTenant.get(tenant) ?? 0) < max;
+  }
+
+  /** Counts a session entering (+1) or leaving (-1) `active`, overall and for its tenant. */
+  private activeDelta(s: LiveSession, d: 1 | -1): void {
+    this.activeSessions += d;
+    const t = s.actor.getSnapshot().context.tenant;
+    if (t === undefined) return;
+    const n = (this.activeByTenant.get(t) ?? 0) + d;
+    if (n <= 0) this.activeByTenant.delete(t); else this.activeByTenant.set(t, n);
+  }
+
+  /** Sessions running handlers and waiting for a slot, per tenant (metrics). */
+  tenantLoad(): { active: ReadonlyMap<string, number>; queued: ReadonlyMap<string, number> } {
+    return { active: this.activeByTenant, queued: this.ready.depths() };
   }
 
   /** Due wakes loading their session: they hold a handler slot before they are active. */
   private reservedWakes = 0;
 
   /** Queues work that would make a session active until a slot is free (urgent first, then oldest). */
-  private enqueueReady(priority: Priority, at: number, run: () => void): void {
+  private enqueueReady(priority: Priority, at: number, run: () => void, tenant = ''): void {
     this.stats.heldForCapacity++;
-    this.ready.push({ rank: priorityRank(priority), at, n: this.readySeq++, run });
+    this.ready.push(tenant, { rank: priorityRank(priority), at, n: this.readySeq++, run });
   }
 
-  /** Starts queued work while slots are free. */
+  /** Starts queued work while slots are free, taking tenants in turn. */
   private pump(): void {
-    while (this.hasCapacity() && this.ready.size > 0) this.ready.pop()!.run();
+    while (this.hasCapacity() && this.ready.size > 0) {
+      const e = this.ready.pop((t) => this.tenantHasCapacity(t));
+      if (!e) break;
+      e.run();
+    }
   }
 
   // ---- inbound -------------------------------------------------------------------------
@@ -388,14 +413,15 @@ export class SessionHost {
     }
     // A dropped session (its drop restarted the partition feed): left unacked, it comes again.
     if (s.broken) return;
-    if (s.held.length > 0 || (!this.hasCapacity() && topState(s.actor.getSnapshot().value) !== 'active')) {
+    const tenant = s.actor.getSnapshot().context.tenant;
+    if (s.held.length > 0 || (!this.hasCapacity(tenant) && topState(s.actor.getSnapshot().value) !== 'active')) {
       // All handler slots are taken: hold it (unacked, kept alive) behind this session's other held messages.
       s.acks.set(seq, m);
       s.maxEnqueuedSeq = seq;
       s.held.push(seq);
       if (!s.queued) {
         s.queued = true;
-        this.enqueueReady(prioOf(m), this.clock.now(), () => { this.releaseHeld(s); });
+        this.enqueueReady(prioOf(m), this.clock.now(), () => { this.releaseHeld(s); }, tenant ?? '');
       }
       return;
     }
@@ -756,7 +782,7 @@ export class SessionHost {
   private stopActor(s: LiveSession): void {
     this.afterAbort(s, abortRun(s), 'stopped'); // stopping an actor runs no exit actions
     if (s.lastPath === 'active' || s.lastPath.startsWith('active.')) {
-      this.activeSessions--;
+      this.activeDelta(s, -1);
       s.lastPath = 'stopped-live';
     }
     s.actor.stop();
@@ -1022,8 +1048,8 @@ export class SessionHost {
       if (path !== s.lastPath || restarted) {
         const wasActive = s.lastPath === 'active' || s.lastPath.startsWith('active.');
         const isActive = topState(snap.value) === 'active';
-        if (isActive && !wasActive) this.activeSessions++;
-        if (wasActive && !isActive) { this.activeSessions--; queueMicrotask(() => { this.pump(); }); }
+        if (isActive && !wasActive) this.activeDelta(s, 1);
+        if (wasActive && !isActive) { this.activeDelta(s, -1); queueMicrotask(() => { this.pump(); }); }
         const at = this.clock.now();
         const event = s.sending ?? internalEventOf(s, snap);
         s.transitions.push({ sessionId: s.id, at, event, from: s.lastPath, to: path });

@@ -61,7 +61,7 @@ describe('budget reservations across kill -9', () => {
 
     // While no node runs: the reservation holds its reserved amount, once.
     const held = (await ledger()).filter((r) => r.state !== 'metered');
-    expect(held).toEqual([{ id: expect.stringMatching(/^bk-1:\d+:0$/) as unknown as string, state: 'reserved', tokens: '100', tokens_in: '0', cost: '1.5', turns: '0' }]);
+    expect(held).toEqual([{ id: expect.stringMatching(/^bk-1:\d+:0$/), state: 'reserved', tokens: '100', tokens_in: '0', cost: '1.5', turns: '0' }]);
 
     child = await startChild(nc, cfg, log);
     await waitFor(async () => (await userState(child!)).done.length === 1, 'the turn re-run after the restart', 90_000, 50);
