@@ -16,6 +16,7 @@ import { settleWithin } from '../deadline.js';
 import { invalidParams } from './rpcErrors.js';
 import type { RpcConnection } from './rpcConnection.js';
 import { openNatsSubscriptions } from './subscriptions.js';
+import { tenantRateOf } from './tenantRate.js';
 
 type ParsedParams<M extends MethodName> = z.output<(typeof methods)[M]['params']>;
 type Impl<M extends MethodName> = (p: ParsedParams<M>, conn: RpcConnection) => Promise<ResultOf<M>>;
@@ -110,6 +111,8 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
     },
     async sendMessage(p) {
       const v = await acceptsMessages(p.agentId, 'receive messages');
+      const tenantOfMessage = p.tenant ?? v?.tenant ?? null;
+      if (tenantOfMessage !== null) tenantRateOf(runtime)?.take(tenantOfMessage); // before anything is published
       if (p.tenant !== undefined && v && v.tenant !== p.tenant) {
         throw new AgentryError('TENANT_MISMATCH', `session ${p.agentId} ${v.tenant === null ? 'has no tenant' : `belongs to tenant ${v.tenant}`}, not ${p.tenant} (a session's tenant is set once, at creation)`, { details: { tenant: v.tenant } });
       }
@@ -123,7 +126,8 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       });
     },
     async sendMail(p) {
-      await acceptsMessages(p.to, 'receive mail');
+      const v = await acceptsMessages(p.to, 'receive mail');
+      if (v?.tenant) tenantRateOf(runtime)?.take(v.tenant);
       return runtime.sendMail(p.to, p.body, { priority: p.priority ?? 'normal', ...(p.from ? { from: p.from } : {}) });
     },
     async sleepAgent(p) {
