@@ -36,6 +36,10 @@ describe('per-tenant rate limit', () => {
     const accepted = statuses.filter((s) => s === 202).length;
     const hist = await env.rt.getHistory('tr-a').catch(() => []);
     expect(hist.length).toBeLessThanOrEqual(accepted);
+    // /metrics: the refusals per tenant, and the running/queued series with the tenant label.
+    const metrics = await (await fetch(`${env.cp.url}/metrics`, { headers: env.auth })).text();
+    expect(metrics).toMatch(/agentry_tenant_rate_limited_total\{tenant="noisy"\} [2-9]/);
+    expect(metrics).toContain('agentry_tenant_sessions_queued');
   });
 
   it('refuses over JSON-RPC with the typed RATE_LIMITED error', async () => {
