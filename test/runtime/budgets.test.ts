@@ -7,6 +7,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineAgent } from '../../actors/index.js';
+import { budgetedChat } from '../../examples/budgetedChat.js';
 import { PG_URL, natsClient, publish, sleep, startStack, waitFor, type Stack } from '../helpers.js';
 
 interface Msg { i?: number; tokens?: number; cost?: string; actual?: number; swallow?: boolean }
@@ -61,7 +62,7 @@ const capped = defineAgent({
 
 let stack: Stack;
 beforeAll(async () => {
-  stack = await startStack('budgets', { agents: [spender, capped, retrier], config: { defaultAgentType: 'spender' } });
+  stack = await startStack('budgets', { agents: [spender, capped, retrier, budgetedChat], config: { defaultAgentType: 'spender' } });
 });
 afterAll(async () => { await stack?.stop(); });
 
@@ -196,6 +197,19 @@ describe('budgets', () => {
     await stack.rt.waitpoints.complete(wp2, { action: 'stop' });
     await waitFor(async () => (await stack.rt.getAgent('bg-ask')).state === 'stopped', 'stopped by the answer');
     expect((await userState('bg-ask')).done).toEqual([1, 2]);
+  });
+
+  it('the README example reserves and settles around its fake LLM call, and pauses at its daily token limit', async () => {
+    await stack.rt.createAgent('bg-chat', 'budgeted-chat');
+    for (let i = 1; i <= 3; i++) {
+      await stack.rt.sendMessage('bg-chat', `hello ${i}`);
+      await waitFor(async () => ((await stack.rt.getAgent('bg-chat')).userState as { turns: number }).turns === i, `turn ${i}`);
+    }
+    const used = (await stack.rt.getBudget({ agentId: 'bg-chat' })).limits.find((l) => l.metric === 'tokens')!;
+    expect(Number(used.used)).toBeGreaterThan(1000); // three settled calls of ~350 tokens: no room for a 1,000-token reservation
+    await stack.rt.sendMessage('bg-chat', 'hello 4');
+    await waitFor(async () => (await stack.rt.getAgent('bg-chat')).state === 'sleeping', 'paused by its daily token limit');
+    expect((await stack.rt.getAgent('bg-chat')).wake?.budget).toMatchObject({ metric: 'tokens', window: 'day', policy: 'pause' });
   });
 
   it('a retried turn reuses its reservation: one ledger row, never reserved twice', async () => {
