@@ -193,7 +193,7 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
         next = page.next;
         after = next ?? undefined;
       } while (o.all && next);
-      printResult({ agents: all, next }, json, table(['AGENT', 'TYPE', 'TENANT', 'STATE', 'WAKE AT', 'UPDATED'], all.map((a) => [a.agentId, a.type, a.tenant ?? '', a.state, when(a.wakeAt), when(a.updatedAt)]))
+      printResult({ agents: all, next }, json, table(['AGENT', 'TYPE', 'STATE', 'WAKE AT', 'UPDATED', 'TENANT'], all.map((a) => [a.agentId, a.type, a.state, when(a.wakeAt), when(a.updatedAt), a.tenant ?? '']))
         + (next ? `\n(more: --after ${next})` : ''));
     }));
 
