@@ -64,6 +64,57 @@ export interface WaitpointOptions {
   readonly tags?: readonly string[];
 }
 
+/**
+ * Amounts for `ctx.budget`: token counts are non-negative integers; `cost` is a decimal string
+ * in whatever unit you choose (dollars, credits), at most 12 fraction digits, never a float.
+ */
+export interface BudgetAmount {
+  /** Tokens not split into in/out (a reservation's estimate). */
+  readonly tokens?: number;
+  readonly tokensIn?: number;
+  readonly tokensOut?: number;
+  readonly cost?: string;
+  readonly toolCalls?: number;
+}
+
+/** A durable reservation: its id is the session, the turn's first message and the call's index in the turn. */
+export interface BudgetReservation {
+  readonly id: string;
+  /** True when a re-run of the turn found the reservation its earlier run made (nothing was reserved twice). */
+  readonly reused: boolean;
+}
+
+/**
+ * One limit: `metric` over `window` may not exceed `max`; on a breach `policy` decides:
+ * `warn` (event `budget.warning`, once per window), `ask` (a waitpoint for a person), `pause`
+ * (the session sleeps until the limit is raised), `abort` (dead letter `budget`; the default).
+ */
+export interface BudgetLimit {
+  readonly metric: 'tokens' | 'tokensIn' | 'tokensOut' | 'cost' | 'toolCalls' | 'wallMs' | 'turns';
+  /** An integer, or for cost a decimal string. */
+  readonly max: number | string;
+  /** `lifetime` (default), `day` (UTC) or `<N>h` (the rolling last N hours). */
+  readonly window?: 'lifetime' | 'day' | `${number}h`;
+  readonly policy?: 'warn' | 'ask' | 'pause' | 'abort';
+}
+
+/**
+ * `ctx.budget`: reserve before an LLM call, settle after it. Reservations are durable and
+ * idempotent per turn (see docs/budgets.md): a re-run of the turn reuses them.
+ * @example
+ * const r = await ctx.budget.reserve({ tokens: 4000, cost: '0.08' });   // BUDGET_EXCEEDED if it would break a limit
+ * const out = await llm(prompt);
+ * await ctx.budget.settle({ tokensIn: out.in, tokensOut: out.out, cost: out.cost }, r);
+ */
+export interface HandlerBudget {
+  /** Reserves `amount` against every limit of the session, its agent type and its tenant; throws BudgetExceededError when one would break. */
+  reserve(amount: BudgetAmount): Promise<BudgetReservation>;
+  /** Replaces a reservation's amount by what was spent (default: the run's oldest unsettled reservation). */
+  settle(actual: BudgetAmount, reservation?: BudgetReservation): Promise<void>;
+  /** Records spend without a reservation (e.g. a tool call): counted, never refused. */
+  record(amount: BudgetAmount): Promise<void>;
+}
+
 const NEXT: unique symbol = Symbol.for('agentry.next');
 
 /** What `ctx.sleep()` / `ctx.waitFor()` return; a handler returns it to leave `active` that way. */
@@ -88,6 +139,10 @@ export interface HandlerContext<S = unknown> {
   /** The most recent history (trimmed to the agent's `maxHistory`), oldest first. */
   readonly history: readonly HistoryItem[];
   readonly log: HandlerLog;
+  /** The session's tenant (null: none). */
+  readonly tenant: string | null;
+  /** Budget reservations around LLM calls (see HandlerBudget). */
+  readonly budget: HandlerBudget;
   /** The runtime's clock (fake in tests). */
   now(): number;
   /** Sends a reply to `agentry.out.<sessionId>`, published after the run commits (never for an aborted run). */
@@ -205,6 +260,8 @@ export interface AgentDefinition<S = unknown> {
    * (HTTP 429) to an API sender, a dead letter `mailbox-full` for a NATS producer. Default: no bound.
    */
   readonly maxMailbox?: number;
+  /** Budget limits of each session of this type (setBudget({ agentType }) replaces them at run time). */
+  readonly budget?: { readonly limits: readonly BudgetLimit[] };
   readonly handle: Handler<S>;
   /**
    * Called (synchronously) when a turn is aborted before it commits — merged into a newer turn,
@@ -252,6 +309,8 @@ export interface ResolvedAgent<S = unknown> {
   readonly sessionTtl?: SessionTtl;
   /** Set when the type bounds its sessions' mailboxes. */
   readonly maxMailbox?: number;
+  /** The type's budget limits as given (the runtime validates them when it starts). */
+  readonly budget?: { readonly limits: readonly BudgetLimit[] };
   readonly initialState: () => S;
   readonly handle: Handler<S>;
   readonly onAbort?: (ctx: AbortContext<S>, partial: AbortedTurn<S>) => void;
@@ -312,6 +371,7 @@ export function defineAgent<S = unknown>(def: AgentDefinition<S>): ResolvedAgent
     ...versionOf(def.type, def.version, def.migrate),
     ...(def.sessionTtl !== undefined ? { sessionTtl: sessionTtlOf(def.type, def.sessionTtl) } : {}),
     ...(def.maxMailbox !== undefined ? { maxMailbox: positiveInt(def.type, 'maxMailbox', def.maxMailbox) } : {}),
+    ...(budgetOf(def.type, def.budget) ?? {}),
     initialState: def.initialState ?? (() => ({}) as S),
     handle: def.handle,
     ...(def.onAbort ? { onAbort: def.onAbort } : {}),
@@ -344,6 +404,13 @@ export function sessionTtlOf(type: string, ttl: SessionTtl): SessionTtl {
   const idleMs = positiveInt(type, 'sessionTtl.idleMs', ttl.idleMs);
   if (ttl.purge !== undefined && typeof ttl.purge !== 'boolean') throw new TypeError(`agent ${type}: sessionTtl.purge must be a boolean`);
   return Object.freeze({ idleMs, purge: ttl.purge ?? false });
+}
+
+/** Copies a type's budget limits (their values are checked when the runtime starts). */
+function budgetOf(type: string, b: AgentDefinition['budget']): { budget: { readonly limits: readonly BudgetLimit[] } } | undefined {
+  if (b === undefined) return undefined;
+  if (b === null || typeof b !== 'object' || !Array.isArray(b.limits)) throw new TypeError(`${type}: budget must be { limits: [...] }`);
+  return { budget: Object.freeze({ limits: Object.freeze((b.limits as readonly BudgetLimit[]).map((l): BudgetLimit => Object.freeze({ ...l }))) }) };
 }
 
 /** Checks a type's retention options (positive integers); undefined when nothing is bounded. */

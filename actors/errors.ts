@@ -26,6 +26,8 @@ export type ErrorCode =
   | 'CONFIG_INVALID'
   | 'PARTITION_MISMATCH'
   | 'RATE_LIMITED'
+  | 'BUDGET_EXCEEDED'
+  | 'TENANT_MISMATCH'
   | 'STORE_ERROR'
   | 'STORE_UNAVAILABLE'
   | 'SCHEMA_TOO_NEW'
@@ -70,6 +72,10 @@ export const codes: Readonly<Record<ErrorCode, number>> = Object.freeze({
   PARTITION_MISMATCH: 5021,
   /** A control-API client sent requests faster than its connection's rate limit. */
   RATE_LIMITED: 4029,
+  /** A budget reservation (ctx.budget.reserve) would break a limit: the turn is aborted, paused or asks a person, per the limit's policy. */
+  BUDGET_EXCEEDED: 4030,
+  /** A message or command names another tenant than the session's (a session's tenant never changes). */
+  TENANT_MISMATCH: 4031,
   /** Store errors (persistence/errors.ts) keep their codes on the wire. */
   STORE_ERROR: 5030,
   STORE_UNAVAILABLE: 5031,
@@ -86,7 +92,7 @@ export const codes: Readonly<Record<ErrorCode, number>> = Object.freeze({
    */
   MIGRATION_FAILED: 5040,
   /** The session already holds `maxMailbox` messages not yet handled: this one was refused (HTTP 429). Retry later. */
-  MAILBOX_FULL: 4031,
+  MAILBOX_FULL: 4032,
 });
 
 /** Base class: every error the runtime raises on purpose has a code and says whether a retry can help. */
@@ -156,9 +162,22 @@ export class WaitpointClosedError extends AgentryError {
 
 /** Throw from a handler to fail the batch without retries (it goes straight to the dead letters). */
 export class TerminalError extends AgentryError {
-  override readonly name = 'TerminalError';
-  constructor(message: string, opts: { cause?: unknown } = {}) {
-    super('TERMINAL', message, opts);
+  override readonly name: string = 'TerminalError';
+  constructor(message: string, opts: { cause?: unknown; code?: ErrorCode; details?: Record<string, unknown> } = {}) {
+    super(opts.code ?? 'TERMINAL', message, opts);
+  }
+}
+
+/**
+ * `ctx.budget.reserve()` would break a limit (details: scope, key, metric, window, max, used,
+ * requested, policy). Terminal: with policy `abort` the batch goes to the dead letters with
+ * reason `budget`; with `pause` or `ask` the runtime holds the turn's messages instead (even
+ * if the handler catches this), so retrying inside the handler cannot help either.
+ */
+export class BudgetExceededError extends TerminalError {
+  override readonly name = 'BudgetExceededError';
+  constructor(message: string, details: Record<string, unknown>) {
+    super(message, { code: 'BUDGET_EXCEEDED', details });
   }
 }
 

@@ -46,6 +46,8 @@ export interface CompletedRun {
 export interface SessionContext {
   readonly sessionId: string;
   readonly agentType: string;
+  /** The session's tenant, set at creation and never changed (stored in `sessions.tenant` by the first commit). */
+  readonly tenant?: string;
   readonly limits: SessionLimits;
   readonly userState: unknown;
   readonly pending: readonly InboxMessage[];
@@ -87,6 +89,7 @@ export type SessionEvent =
 export interface SessionInput {
   readonly sessionId: string;
   readonly agentType: string;
+  readonly tenant?: string;
   readonly limits: SessionLimits;
   readonly userState: unknown;
   readonly at: number;
@@ -278,6 +281,24 @@ export const sessionMachine = setup({
     finishOk: assign(({ context, event }) => {
       const out = (event as unknown as { output: RunOutput }).output;
       const next: NextStep = out.next;
+      if (out.requeue) {
+        // A turn held back by a budget: its requeued messages wait in the mailbox (the sleep or
+        // wait it enters defers them) and its state is unchanged; the rest of its batch completes.
+        const keep = new Set(out.requeue);
+        const done = context.batch.filter((_, i) => !keep.has(i));
+        const queue = [...context.batch.filter((_, i) => keep.has(i)), ...context.pending];
+        return {
+          ...(done.length > 0
+            ? complete(context, { runId: context.runId, batch: done, outcome: 'ok', attempts: context.attempt, error: null }, queue)
+            : { version: context.version + 1 }),
+          pending: queue,
+          batch: [],
+          lastError: null,
+          clock: Math.max(context.clock, out.finishedAt),
+          wake: next.type === 'sleep' ? next.wake : null,
+          wait: next.type === 'wait' ? next.wait : null,
+        };
+      }
       return {
         userState: out.userState,
         ...complete(context, { runId: context.runId, batch: context.batch, outcome: 'ok', attempts: context.attempt, error: null }, context.pending),
@@ -347,6 +368,7 @@ export const sessionMachine = setup({
   context: ({ input }) => ({
     sessionId: input.sessionId,
     agentType: input.agentType,
+    ...(input.tenant !== undefined ? { tenant: input.tenant } : {}),
     limits: input.limits,
     userState: input.userState,
     pending: [],

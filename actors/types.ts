@@ -62,6 +62,18 @@ export interface WakeCondition {
   /** Trace context of the run that put the session to sleep: the wake-up run continues its trace. */
   readonly traceparent?: string;
   readonly tracestate?: string;
+  /** Set when a budget limit (policy `pause`) put the session to sleep: raising the limit (setBudget) or wakeAgent resumes it. */
+  readonly budget?: BudgetHold | null;
+}
+
+/** The limit that holds a session (a `pause`, or an `ask` waitpoint), as its snapshot keeps it. */
+export interface BudgetHold {
+  readonly scope: string;
+  readonly key: string;
+  readonly metric: string;
+  readonly window: string;
+  readonly max: string;
+  readonly policy: string;
 }
 
 /** What a waiting session waits for. */
@@ -124,6 +136,12 @@ export interface RunOutput {
   readonly userState: unknown;
   readonly next: NextStep;
   readonly finishedAt: number;
+  /**
+   * Positions in the batch of messages that did not run (a turn held back by a budget limit):
+   * they go back to the mailbox, deferred by the sleep or wait the turn ends in, and the
+   * session's state stays as it was. The rest of the batch completes.
+   */
+  readonly requeue?: readonly number[];
 }
 
 /**

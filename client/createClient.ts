@@ -174,6 +174,10 @@ export class AgentryClient {
   /** Moves a stuck inbox message (by stream sequence) to the dead letters, then out of the stream. */
   deadLetterInboxMessage(p: ParamsOf<'deadLetterInboxMessage'>): Promise<ResultOf<'deadLetterInboxMessage'>> { return this.call('deadLetterInboxMessage', p); }
   /** Completes a pending waitpoint with a value (same value twice: no-op success; another: WAITPOINT_CONFLICT). */
+  /** Sets (null: removes) the budget limits of a session, tenant or agent type; resumes what they held. */
+  setBudget(p: ParamsOf<'setBudget'>): Promise<ResultOf<'setBudget'>> { return this.call('setBudget', p); }
+  /** The budget limits and usage of a session, tenant or agent type. */
+  getBudget(p: ParamsOf<'getBudget'>): Promise<ResultOf<'getBudget'>> { return this.call('getBudget', p); }
   completeWaitpoint(p: ParamsOf<'completeWaitpoint'>): Promise<ResultOf<'completeWaitpoint'>> { return this.call('completeWaitpoint', p); }
   /** Cancels a pending waitpoint; its session resumes with status cancelled. */
   cancelWaitpoint(p: ParamsOf<'cancelWaitpoint'>): Promise<ResultOf<'cancelWaitpoint'>> { return this.call('cancelWaitpoint', p); }

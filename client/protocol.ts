@@ -34,6 +34,7 @@ const wakeCondition = z.object({
   until: epochMs.nullable(),
   events: z.array(z.string()),
   mailPriority: priority.nullable(),
+  budget: z.lazy(() => budgetHold).nullable().optional().describe('set when a budget limit with policy pause holds the session: raising it (setBudget) resumes it'),
 });
 const waitCondition = z.object({
   event: z.string().nullable(),
@@ -41,9 +42,12 @@ const waitCondition = z.object({
   timeoutAt: epochMs.nullable(),
   waitpointId: z.string().nullable().optional().describe('the waitpoint the session waits on (ctx.waitFor({ waitpoint }))'),
 });
+const tenant = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 characters of [A-Za-z0-9_-]').describe('tenant: set once, when the session is created; 1-64 characters of [A-Za-z0-9_-]');
+const budgetHold = z.object({ scope: z.string(), key: z.string(), metric: z.string(), window: z.string(), max: z.string(), policy: z.string() });
 const agentView = z.object({
   agentId: z.string(),
   type: z.string(),
+  tenant: z.string().nullable().optional().describe("the session's tenant (null: none)"),
   state: sessionState,
   stateValue: z.string().describe("full state path, e.g. 'active.retrying'"),
   policy: turnPolicy.describe("the session's turn policy (the agent type's, or the one createAgent set)"),
@@ -67,7 +71,19 @@ const agentView = z.object({
     fromVersion: z.number(), toVersion: z.number(), message: z.string(),
   }).optional().describe('set when the running code cannot take the stored snapshot: the session keeps it and its messages until a deploy can'),
 });
-const agentSummary = z.object({ agentId: z.string(), type: z.string(), state: sessionState, wakeAt: epochMs.nullable(), updatedAt: epochMs });
+const agentSummary = z.object({ agentId: z.string(), type: z.string(), state: sessionState, wakeAt: epochMs.nullable(), updatedAt: epochMs, tenant: z.string().nullable().optional() });
+const budgetLimit = z.strictObject({
+  metric: z.enum(['tokens', 'tokensIn', 'tokensOut', 'cost', 'toolCalls', 'wallMs', 'turns']).describe('what is counted; tokens = reserved + in + out'),
+  max: z.union([z.number().int().min(0), z.string().max(40)]).describe('an integer, or for cost a decimal string (at most 12 fraction digits)'),
+  window: z.string().max(8).optional().describe("lifetime (default), day (UTC) or <N>h (the rolling last N hours)"),
+  policy: z.enum(['warn', 'ask', 'pause', 'abort']).optional().describe('on a breach: warn (event budget.warning), ask (a waitpoint for a person), pause (sleep until raised), abort (dead letter budget; default)'),
+});
+const budgetRef = {
+  agentId: agentId.optional().describe('a session (its own limits; getBudget shows every limit that applies to it)'),
+  tenant: tenant.optional().describe('a tenant (limits on all its sessions together)'),
+  agentType: z.string().min(1).max(64).optional().describe("an agent type (limits of each of its sessions; replaces defineAgent's)"),
+};
+const totals = z.record(z.string(), z.string()).describe('tokens, tokensIn, tokensOut, cost, toolCalls, wallMs, turns as decimal strings');
 const stateResult = z.object({ agentId: z.string(), state: sessionState });
 const seqResult = z.object({ seq: z.number().describe('JetStream sequence of the stored message') });
 const taskInfo = z.object({
@@ -152,9 +168,10 @@ export const methods = {
       }).optional().describe('accepted for compatibility with existing clients; not used yet (sleeps take their own wakeOnMailPriority)'),
       state: z.unknown().optional().describe('initial user state (default: the agent\'s initialState())'),
       policy: turnPolicy.optional().describe("this session's turn policy, instead of its agent type's (stored with the session)"),
+      tenant: tenant.optional(),
     }),
     result: z.object({ agentId: z.string(), type: z.string(), state: sessionState }),
-    errors: ['INVALID_SESSION_ID', 'UNKNOWN_AGENT_TYPE', 'SESSION_EXISTS', 'UNSTORABLE_INPUT'],
+    errors: ['INVALID_SESSION_ID', 'UNKNOWN_AGENT_TYPE', 'SESSION_EXISTS', 'UNSTORABLE_INPUT', 'INVALID_ARGUMENT', 'RATE_LIMITED'],
   },
   getAgent: {
     summary: 'Returns the current view of a session (live or stored).',
@@ -168,6 +185,7 @@ export const methods = {
       status: sessionState.optional(),
       type: z.string().optional(),
       idContains: z.string().max(128).optional(),
+      tenant: tenant.optional().describe('only sessions of this tenant'),
       after: z.string().max(256).optional().describe('cursor: `next` of the previous page'),
       limit: limit(500, 100),
     }),
@@ -187,9 +205,10 @@ export const methods = {
       traceparent: z.string().regex(/^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/).optional().describe('W3C trace context to continue (stored with the message; the reply carries the run\'s traceparent)'),
       tracestate: z.string().max(512).regex(/^[\x20-\x7e]*$/).optional().describe('W3C tracestate that goes with traceparent'),
       expiresAt: z.union([z.string().max(64), z.number()]).optional().describe('ISO 8601 or epoch milliseconds (header Agentry-Expires-At): a message not yet handled by then is dead-lettered with reason expired, never run late'),
+      tenant: tenant.optional().describe("the sender's tenant (header Agentry-Tenant): sets a new session's tenant; another tenant than the session's is TENANT_MISMATCH"),
     }),
     result: seqResult,
-    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'SESSION_BUSY', 'MAILBOX_FULL', 'MIGRATION_FAILED', 'PAYLOAD_TOO_LARGE', 'UNSTORABLE_INPUT', 'NOT_READY'],
+    errors: [...SESSION_ERRORS, 'SESSION_STOPPED', 'SESSION_BUSY', 'MAILBOX_FULL', 'MIGRATION_FAILED', 'TENANT_MISMATCH', 'RATE_LIMITED', 'PAYLOAD_TOO_LARGE', 'UNSTORABLE_INPUT', 'NOT_READY'],
   },
   sendMail: {
     summary: "Sends mail (a message with a sender and a priority) to a session's inbox; a sleeper wakes when the priority reaches its threshold.",
@@ -251,6 +270,31 @@ export const methods = {
     params: z.strictObject({ agentId: agentId.optional() }),
     result: z.object({ tasks: z.array(taskInfo) }),
     errors: ['INVALID_SESSION_ID'],
+  },
+  setBudget: {
+    summary: 'Sets the budget limits of one session, tenant or agent type (null removes them), at once; resumes the sessions the scope held (paused, or asking a person).',
+    params: z.strictObject({ ...budgetRef, limits: z.array(budgetLimit).max(50).nullable() }),
+    result: z.object({
+      scope: z.enum(['session', 'tenant', 'type']), key: z.string(),
+      limits: z.array(z.object({ metric: z.string(), max: z.string(), window: z.string(), policy: z.string() })).nullable(),
+      resumed: z.number().describe('held sessions resumed (each checks its limits again before its next turn)'),
+    }),
+    errors: ['INVALID_ARGUMENT', 'INVALID_SESSION_ID'],
+  },
+  getBudget: {
+    summary: "Returns the budget limits and usage of one session (every limit that applies to it: its type's, its own, its tenant's), tenant or agent type.",
+    params: z.strictObject(budgetRef),
+    result: z.object({
+      scope: z.enum(['session', 'tenant', 'type']), key: z.string(), tenant: z.string().nullable().optional(),
+      limits: z.array(z.object({
+        scope: z.string(), key: z.string(), source: z.enum(['definition', 'api']),
+        metric: z.string(), max: z.string(), window: z.string(), policy: z.string(),
+        used: z.string().optional().describe('usage in the current window'), exceeded: z.boolean().optional(),
+      })),
+      usage: z.array(z.object({ window: z.string(), windowStart: epochMs, totals, open: z.number().describe('reservations not settled yet') })),
+      held: z.record(z.string(), z.unknown()).nullable().optional().describe('the limit holding the session (pause or ask)'),
+    }),
+    errors: [...SESSION_ERRORS, 'INVALID_ARGUMENT'],
   },
   completeWaitpoint: {
     summary: "Completes a pending waitpoint with a value matching its schema; its session resumes with it. Completing again with the same value is a no-op success (duplicate: true); with another value WAITPOINT_CONFLICT. Also POST /waitpoints/<id>, which needs no token.",

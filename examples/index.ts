@@ -2,6 +2,7 @@
 import { echo } from './echo.js';
 import { slowWriter } from './slowWriter.js';
 import { toolApproval } from './toolApproval.js';
+import { budgetedChat } from './budgetedChat.js';
 
-export { echo, slowWriter, toolApproval };
-export const exampleAgents = [echo, slowWriter, toolApproval] as const;
+export { echo, slowWriter, toolApproval, budgetedChat };
+export const exampleAgents = [echo, slowWriter, toolApproval, budgetedChat] as const;

@@ -6,6 +6,7 @@ import { CHECKPOINTS_PER_SESSION } from './checkpoints.js';
 import { FencedError, StaleVersionError, StoreError } from './errors.js';
 import { historyLimitFor } from './historyLimit.js';
 import { patternMatches } from './patterns.js';
+import { createMemoryBudget, tenantOfSnapshot } from './memoryBudget.js';
 import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, logRowsOf } from './sessionLog.js';
 import type {
   Checkpoint,
@@ -36,6 +37,9 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     if (!list) return;
     checkpoints.set(sid, list.filter((c, i) => !((maxCount !== undefined && list.length - i > maxCount) || (before !== undefined && c.at < before))));
   };
+  /** Each session's tenant, fixed by its first commit (as the SQL trigger of 0009 does). */
+  const tenants = new Map<string, string>();
+  const budget = createMemoryBudget(sessions, tenants);
 
   /** Removes a session's entries older than `before` and beyond the newest `keep`; returns how many. */
   const cutLog = (sid: string, before: number, keep: number): number => {
@@ -102,6 +106,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       }
       for (const r of records) {
         const cur = sessions.get(r.sessionId);
+        if (!cur) { const t = tenantOfSnapshot(r.snapshot); if (t !== null) tenants.set(r.sessionId, t); }
         const rec = toRecord(r, cur, now());
         sessions.set(r.sessionId, rec);
         push(history, r.sessionId, r.history);
@@ -146,7 +151,8 @@ export function createMemoryStore(now: () => number = Date.now): Store {
         if (query.status && s.status !== query.status) continue;
         if (query.type && s.type !== query.type) continue;
         if (query.idContains && !id.includes(query.idContains)) continue;
-        out.push({ id, type: s.type, status: s.status, wakeAt: s.wakeAt, updatedAt: s.updatedAt });
+        if (query.tenant !== undefined && tenants.get(id) !== query.tenant) continue;
+        out.push({ id, type: s.type, status: s.status, wakeAt: s.wakeAt, updatedAt: s.updatedAt, tenant: tenants.get(id) ?? null });
         if (out.length >= (query.limit ?? 100)) break;
       }
       return Promise.resolve(out);
@@ -288,7 +294,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       const cur = sessions.get(id);
       if (!cur || cur.version !== expectedVersion || cur.status !== 'stopped' || [...outbox.values()].some((o) => o.sessionId === id)) return Promise.resolve(false);
       sessions.delete(id);
-      history.delete(id); transitions.delete(id); subscriptions.delete(id); log.delete(id); logPruned.delete(id);
+      history.delete(id); transitions.delete(id); subscriptions.delete(id); log.delete(id); logPruned.delete(id); checkpoints.delete(id);
       for (const [k, v] of schedules) if (v.sessionId === id) schedules.delete(k);
       for (const [k, v] of waitpoints) if (v.sessionId === id) waitpoints.delete(k);
       return Promise.resolve(true);
@@ -316,6 +322,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       }
       return Promise.resolve({ history: h, transitions: t });
     },
+    ...budget,
     close: () => Promise.resolve(),
   };
 }

@@ -50,6 +50,7 @@ export interface SessionSummaryRow {
   status: string;
   wake_at: Int8 | null;
   updated_at: Int8;
+  tenant: string | null;
 }
 
 export interface HistoryRow {
@@ -162,7 +163,7 @@ export function toSessionParam({ record: r, expectedVersion, checkEpoch }: Sessi
 export function toSessionSummary(row: SessionSummaryRow): SessionSummary {
   return {
     id: row.id, type: row.type, status: row.status as SessionStatus, wakeAt: numOrNull(row.wake_at),
-    updatedAt: num(row.updated_at),
+    updatedAt: num(row.updated_at), tenant: row.tenant,
   };
 }
 
@@ -171,13 +172,14 @@ export async function selectSessionSummaries(
   q: Queryable, query: ListSessionsQuery, limit: number,
 ): Promise<SessionSummaryRow[]> {
   const { rows } = await q.query<SessionSummaryRow>(
-    `SELECT id, type, status, wake_at, updated_at FROM sessions
+    `SELECT id, type, status, wake_at, updated_at, tenant FROM sessions
      WHERE ($1::text IS NULL OR id > $1::text)
        AND ($2::text IS NULL OR status = $2::text)
        AND ($3::text IS NULL OR type = $3::text)
        AND ($4::text IS NULL OR position($4::text IN id) > 0)
+       AND ($6::text IS NULL OR tenant = $6::text)
      ORDER BY id LIMIT $5::integer`,
-    [query.after ?? null, query.status ?? null, query.type ?? null, query.idContains || null, limit],
+    [query.after ?? null, query.status ?? null, query.type ?? null, query.idContains || null, limit, query.tenant ?? null],
   );
   return rows;
 }
@@ -477,7 +479,8 @@ export async function deleteStoppedSession(q: Queryable, id: string, expectedVer
 
 /** Deletes what is stored under a session id besides its row and its dead letters (a purge, in its transaction). */
 export async function deleteSessionData(q: Queryable, id: string): Promise<void> {
-  for (const table of ['history', 'transitions', 'event_subscriptions', 'schedules', 'waitpoints', 'session_log', 'session_log_pruned']) {
+  // checkpoints too: a new session under the purged id must not fork from the old one's past.
+  for (const table of ['history', 'transitions', 'event_subscriptions', 'schedules', 'waitpoints', 'session_log', 'session_log_pruned', 'checkpoints']) {
     await q.query(`DELETE FROM ${table} WHERE session_id = $1::text`, [id]);
   }
 }

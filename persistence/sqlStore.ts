@@ -11,6 +11,7 @@ import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, LOG_PRUNE_EVERY_MS } from './sessi
 import * as lq from './sessionLogQueries.js';
 import * as wq from './wakeQueries.js';
 import * as wpq from './waitpointQueries.js';
+import * as bq from './budgetQueries.js';
 import type { SessionWrite } from './queries.js';
 import type { SqlDb } from './sqlDb.js';
 import * as cq from './checkpoints.js';
@@ -184,6 +185,15 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
       await sql.deleteSessionData(tx, id);
       return true;
     }),
+    reserveBudget: (r) => bq.reserveBudget(db, r),
+    settleBudget: (id, actual, at) => bq.updateBudgetSettled(db, id, actual, at),
+    recordBudget: (entries) => bq.upsertBudgetEntries(db, entries),
+    budgetUsage: (scope, key, starts) => bq.selectBudgetUsage(db, scope, key, starts),
+    listBudgetLimits: () => bq.selectBudgetLimits(db),
+    setBudgetLimits: (scope, key, limits, at) => bq.upsertBudgetLimits(db, scope, key, limits, at),
+    markBudgetWarning: (key, at) => bq.insertBudgetWarning(db, key, at),
+    budgetHeldSessions: (f) => bq.selectBudgetHeld(db, f),
+    tenantSpend: (since, limit) => bq.selectTenantSpend(db, since, clampLimit(limit, 100, 1000)),
     async close() {
       await retention.close();
       await db.close();

@@ -6,6 +6,9 @@
  * sequence number is just the highest inbox stream sequence a commit covers. Row types
  * (snake_case, as SQL returns them) stay inside the backends; these are the domain types.
  */
+import type {
+  BudgetAmounts, BudgetEntry, BudgetHeldSession, BudgetLimitSpec, BudgetMetric, BudgetReserveOutcome, BudgetReserveRequest, BudgetScope, BudgetUsage,
+} from './budget.js';
 
 /** The five states a session can rest in, as stored in `sessions.status`. */
 export type SessionStatus = 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped';
@@ -267,6 +270,8 @@ export interface DeadLetter {
 export interface ListSessionsQuery {
   readonly status?: SessionStatus;
   readonly type?: string;
+  /** Only sessions of this tenant. */
+  readonly tenant?: string;
   /** Substring of the session id. */
   readonly idContains?: string;
   /** Opaque cursor from a previous page (the last id seen). */
@@ -280,6 +285,8 @@ export interface SessionSummary {
   readonly status: SessionStatus;
   readonly wakeAt: number | null;
   readonly updatedAt: number;
+  /** The session's tenant (set once, at creation); null when it has none. */
+  readonly tenant: string | null;
 }
 
 export interface MigrationResult {
@@ -411,11 +418,33 @@ export interface Store {
   replaceSnapshot(id: string, expectedVersion: number, snapshot: unknown): Promise<boolean>;
   /**
    * Deletes a stopped session and everything stored under its id (history, transitions,
-   * subscriptions, schedules, waitpoints, log) in one transaction, only while the row is
+   * subscriptions, schedules, waitpoints, log, checkpoints) in one transaction, only while the row is
    * `stopped`, still holds `expectedVersion` and has no unpublished outbox row. Dead letters stay.
    * False (nothing deleted) otherwise.
    */
   purgeSession(id: string, expectedVersion: number): Promise<boolean>;
+  /**
+   * Budgets (migration 0009, persistence/budget.ts). A reservation checks every limit of
+   * `checks` against the scopes' usage and writes `entry` only when none that blocks would
+   * break, under a lock per scope; an existing id is `reused` (a re-run turn), never counted twice.
+   */
+  reserveBudget(r: BudgetReserveRequest): Promise<BudgetReserveOutcome>;
+  /** Settles a reservation with the actual amounts (settling again replaces them); false when no row has the id. */
+  settleBudget(id: string, actual: BudgetAmounts, at: number): Promise<boolean>;
+  /** Writes metered turns and direct records; an existing id takes the new amounts. */
+  recordBudget(entries: readonly BudgetEntry[]): Promise<void>;
+  /** A session's or tenant's sums from each window start on. */
+  budgetUsage(scope: 'session' | 'tenant', key: string, windowStarts: readonly number[]): Promise<BudgetUsage[]>;
+  /** Every limit set stored by setBudget. */
+  listBudgetLimits(): Promise<{ scope: BudgetScope; key: string; limits: BudgetLimitSpec[]; updatedAt: number }[]>;
+  /** Replaces a scope's limits (null removes them). */
+  setBudgetLimits(scope: BudgetScope, key: string, limits: readonly BudgetLimitSpec[] | null, at: number): Promise<void>;
+  /** True the first time `key` is marked: a warning is published once per limit and window. */
+  markBudgetWarning(key: string, at: number): Promise<boolean>;
+  /** Sessions a budget breach holds (paused or asking), filtered by id, tenant or type. */
+  budgetHeldSessions(filter: { sessionId?: string; tenant?: string; type?: string }): Promise<BudgetHeldSession[]>;
+  /** Spend per tenant since `since` (ms), the most expensive first. */
+  tenantSpend(since: number, limit: number): Promise<{ tenant: string; totals: Record<BudgetMetric, string> }[]>;
   close(): Promise<void>;
 }
 

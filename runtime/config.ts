@@ -67,6 +67,21 @@ const schema = z.object({
    * is discarded whenever it comes (AGENTRY_ABORT_GRACE_MS).
    */
   abortGraceMs: z.number().int().min(0).default(5_000),
+  /** A budget `ask` waits this long for a person's answer; then the session pauses (AGENTRY_BUDGET_ASK_TIMEOUT_MS). */
+  budgetAskTimeoutMs: z.number().int().min(1).default(24 * 3_600_000),
+  /** Most sessions of one tenant running handlers at once on this node (0: no bound but maxActiveSessions). */
+  maxActivePerTenant: z.number().int().min(0).default(0),
+  /**
+   * Messages per second one tenant may send through the HTTP and JSON-RPC ingress (0: unlimited);
+   * bursts of `tenantBurst`. Over it: HTTP 429 with Retry-After, JSON-RPC RATE_LIMITED.
+   */
+  tenantRatePerSec: z.number().min(0).default(0),
+  tenantBurst: z.number().int().min(1).default(100),
+  /**
+   * The `tenant` label of metrics: `off` (no per-tenant series), `all`, or `top-<N>` (the N
+   * tenants that spent most over the last day; the rest are `other`). Bounds their cardinality.
+   */
+  metricsTenants: z.string().regex(/^(off|all|top-\d{1,4})$/, 'must be off, all or top-<N>').default('top-20'),
   /** How often the history/transitions retention of agent types that set one runs (0: never). */
   retentionEveryMs: z.number().int().min(0).default(60_000),
   /** Default `sessionTtl.idleMs` for agent types without their own: sessions idle this long are stopped. Unset: off. */
@@ -120,6 +135,11 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_COMMIT_CONCURRENCY: { key: 'groupCommitConcurrency', number: true },
   AGENTRY_STATE_NOTICES: { key: 'stateNotices', boolean: true },
   AGENTRY_ABORT_GRACE_MS: { key: 'abortGraceMs', number: true },
+  AGENTRY_BUDGET_ASK_TIMEOUT_MS: { key: 'budgetAskTimeoutMs', number: true },
+  AGENTRY_MAX_ACTIVE_PER_TENANT: { key: 'maxActivePerTenant', number: true },
+  AGENTRY_TENANT_RATE: { key: 'tenantRatePerSec', number: true },
+  AGENTRY_TENANT_BURST: { key: 'tenantBurst', number: true },
+  AGENTRY_METRICS_TENANTS: { key: 'metricsTenants' },
   AGENTRY_RETENTION_EVERY_MS: { key: 'retentionEveryMs', number: true },
   AGENTRY_SESSION_TTL_MS: { key: 'sessionTtlMs', number: true },
   AGENTRY_SESSION_TTL_PURGE: { key: 'sessionTtlPurge', boolean: true },

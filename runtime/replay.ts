@@ -19,7 +19,7 @@
  * nothing and are not run.
  */
 import { AgentryError, errorInfo } from '../actors/errors.js';
-import { nextStepOf, type AnyAgent, type HistoryItem } from '../actors/defineAgent.js';
+import { nextStepOf, type AnyAgent, type HandlerBudget, type HistoryItem } from '../actors/defineAgent.js';
 import { snapshotContext } from '../actors/sessionMachine.js';
 import type { InboxMessage, Priority } from '../actors/types.js';
 import type { Checkpoint, HistoryEntry, Store } from '../persistence/types.js';
@@ -69,6 +69,13 @@ export interface ReplayReport {
 }
 
 const silent = createLogger('silent');
+
+/** `ctx.budget` in a replay: never refuses, records nothing (a replay spends nothing). */
+const REPLAY_BUDGET: HandlerBudget = Object.freeze({
+  reserve: () => Promise.resolve({ id: 'replay', reused: false }),
+  settle: () => Promise.resolve(),
+  record: () => Promise.resolve(),
+});
 
 function runIdOf(c: Checkpoint): number {
   return snapshotContext(c.snapshot).runId;
@@ -148,6 +155,7 @@ export async function replaySession(store: Store, agentId: string, agent: AnyAge
     const { ctx, finalState } = createHandlerContext({
       input: { sessionId: agentId, agentType: rec.type, runId: turn.runId, attempt: 1, batch, userState: state },
       run, outputs: out, now: () => at, log: () => silent, history: () => view, publishChunk: () => undefined,
+      tenant: snapshotContext(rec.snapshot).tenant ?? null, budget: () => REPLAY_BUDGET,
     });
     let actual: TurnState & { error?: string };
     try {

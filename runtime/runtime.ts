@@ -21,6 +21,10 @@ import { OUTBOX_TAKEOVER_AGE_MS } from './host/outbox.js';
 import { createKeyedSerial } from './keyedSerial.js';
 import { createRetention } from './retention.js';
 import { createSessionTtl } from './sessionTtl.js';
+import { BUDGET_WARNING_EVENT, Budgets } from './budgets.js';
+import { isTenant } from './sessionHost.js';
+import { createBudgetApi, type BudgetRef, type BudgetReport } from './budgetApi.js';
+import type { BudgetLimitSpec, BudgetScope } from '../persistence/budget.js';
 import { createHealth, type Readiness } from './health.js';
 import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';
@@ -74,6 +78,11 @@ export interface SendOptions {
    * being handled by then it is dead-lettered with reason `expired` instead (never run late).
    */
   readonly expiresAt?: number | Date | string;
+  /**
+   * The sender's tenant (header `Agentry-Tenant`): sets the tenant of a session this message
+   * creates; for an existing session of another tenant, TENANT_MISMATCH (before publishing).
+   */
+  readonly tenant?: string;
 }
 
 /** Options of `sleepAgent`: the handler's `ctx.sleep()` options; `until` also takes an ISO time. */
@@ -123,7 +132,7 @@ export interface Runtime {
   readonly clock: Clock;
   readiness(): Readiness;
   /** Creates a session; `opts.policy` sets its turn policy instead of its agent type's. */
-  createAgent(agentId: string, type: string, userState?: unknown, opts?: { policy?: TurnPolicy }): Promise<SessionView>;
+  createAgent(agentId: string, type: string, userState?: unknown, opts?: { policy?: TurnPolicy; tenant?: string }): Promise<SessionView>;
   /**
    * Creates a new session from a recorded point of `agentId` (its state, context and history as
    * of then), leaving `agentId` untouched: UNKNOWN_SESSION, POINT_NOT_RECORDED. See runtime/fork.ts.
@@ -186,6 +195,15 @@ export interface Runtime {
    * keep the values it was created with, as they do across a restart.
    */
   replaceAgents(agents: readonly AnyAgent[]): void;
+  /** Budgets: limits, ctx.budget and metering (runtime/budgets.ts). */
+  readonly budgets: Budgets;
+  /**
+   * Sets the budget limits of one agent type, session or tenant (null removes them), effective at
+   * once on this node and within a few seconds on others; resumes the sessions the scope held.
+   */
+  setBudget(ref: BudgetRef, limits: unknown): Promise<{ scope: BudgetScope; key: string; limits: BudgetLimitSpec[] | null; resumed: number }>;
+  /** The limits and usage of one agent type, session or tenant. */
+  getBudget(ref: BudgetRef): Promise<BudgetReport>;
   /**
    * Graceful, bounded by `shutdownGraceMs`: hands partitions off, lets handlers finish, drains
    * commits. Never waits past the deadline for a server that is gone; the report says what was
@@ -307,8 +325,16 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       }),
     },
   });
+  // Budgets: limits (agent types', stored ones), ctx.budget, metering; see runtime/budgets.ts.
+  const budgets = new Budgets({
+    store, agents, logger, now: () => clock.now(),
+    publishWarning: async (data, msgId) => {
+      await transport.publishEvent(BUDGET_WARNING_EVENT, JSON.stringify(data), { [H.kind]: 'event', [H.eventType]: BUDGET_WARNING_EVENT, [H.from]: 'agentry.budget', [H.priority]: 'normal' }, msgId);
+    },
+  });
+  await budgets.start();
   const host = new SessionHost({
-    config, store, committer, transport, agents, logger, clock,
+    config, store, committer, transport, agents, logger, clock, budgets,
     ownerEpoch: (p) => leases.epochOf(p),
     restartPartition: (p, reason) => { transport.restartPartition(p, reason); },
     ownedPartitions: () => leases.owned(),
@@ -359,6 +385,10 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     if (o.from) hdrs[H.from] = o.from;
     if (o.eventType) hdrs[H.eventType] = o.eventType;
     Object.assign(hdrs, o.traceparent !== undefined ? traceCarrierOf(o.traceparent, o.tracestate) : activeTraceHeaders());
+    if (o.tenant !== undefined) {
+      if (!isTenant(o.tenant)) throw new AgentryError('INVALID_ARGUMENT', 'tenant must be 1-64 characters of [A-Za-z0-9_-]');
+      hdrs[H.tenant] = o.tenant;
+    }
     if (o.policy !== undefined) {
       if (!isTurnPolicy(o.policy)) throw new AgentryError('INVALID_ARGUMENT', `policy must be one of ${TURN_POLICIES.join(', ')}`);
       hdrs[TURN_POLICY_HEADER] = o.policy;
@@ -391,10 +421,12 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       await host.createFrom(plan.newId, plan.type, plan.snapshot, plan.history, plan.point.lastSeq);
       return forkResultOf(plan, sourceId);
     },
-    createAgent: (agentId: string, type: string, userState?: unknown, o?: { policy?: TurnPolicy }) => {
+    createAgent: (agentId: string, type: string, userState?: unknown, o?: { policy?: TurnPolicy; tenant?: string }) => {
       if (o?.policy !== undefined && !isTurnPolicy(o.policy)) return Promise.reject(new AgentryError('INVALID_ARGUMENT', `policy must be one of ${TURN_POLICIES.join(', ')}`));
-      return host.create(agentId, type, userState, o?.policy);
+      return host.create(agentId, type, userState, o?.policy, o?.tenant);
     },
+    /** Wakes a session a budget paused; the wake is the runtime's (its handler does not see it). */
+    resumeBudget: (agentId: string) => host.command(agentId, { type: 'WAKE', reason: 'manual', at: clock.now(), detail: { budget: 'resumed' } }),
     /**
      * A message with turn policy `reject`, sent from the session's owner so its answer can say
      * whether the session took it: SESSION_BUSY when a turn was running. The session decides on
@@ -469,9 +501,16 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
   await leases.start();
   await wakeups.start();
+  const budgetApi = createBudgetApi({
+    budgets, store, waitpoints: host.waitpoints, logger, now: () => clock.now(),
+    getAgent: (agentId) => routed('getAgent', agentId),
+    resume: (agentId) => routed('resumeBudget', agentId),
+  });
 
   const runtime: Runtime = {
-    config, logger, store, host, transport, committer, wakeups, leases, clock, waitpoints: host.waitpoints,
+    config, logger, store, host, transport, committer, wakeups, leases, clock, waitpoints: host.waitpoints, budgets,
+    setBudget: (ref, limits) => budgetApi.setBudget(ref, limits),
+    getBudget: (ref) => budgetApi.getBudget(ref),
     readiness() {
       const r = health.readiness();
       // A lost connection shows before the next ping does.
@@ -555,6 +594,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       }
       for (const [type, a] of next) agents.set(type, a);
       host.agentsReplaced();
+      budgets.agentsReplaced();
       logger.info({ agents: now }, 'agents replaced');
     },
     deadLetterInboxMessage: (seq, reason) => deadLetterInboxMessage({ transport, store, config, clock, logger }, seq, reason),
@@ -575,6 +615,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       if (!leasesFreed && !timedOut.includes('leases')) timedOut.push('lease-release');
       await step('consumers', transport.stopConsuming(), Math.max(500, drainMs()));
       const hostReport = await host.shutdown(drainMs());
+      await step('budgets', budgets.stop(), Math.max(500, drainMs()));
       await step('retention', retention.stop(), Math.max(500, drainMs()));
       if (!hostReport.clean) timedOut.push('commits');
       await step('commit-drain', committer.drain());

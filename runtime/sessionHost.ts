@@ -28,7 +28,7 @@ import type { SpanContext } from '@opentelemetry/api';
 import { createActor, type Actor, type Snapshot } from 'xstate';
 import { AgentryError, InvalidTransitionError, TerminalError, errorInfo } from '../actors/errors.js';
 import { assertSessionId, sessionIdProblem } from '../actors/sessionId.js';
-import { nextStepOf, type HistoryItem, type ResolvedAgent } from '../actors/defineAgent.js';
+import { nextStepOf, type HandlerBudget, type HistoryItem, type ResolvedAgent } from '../actors/defineAgent.js';
 import {
   policyOf,
   backoffDelay, runInputOf, sessionMachine, statePath, topState, snapshotContext,
@@ -47,7 +47,7 @@ import { abortRunHandle, createHandlerContext, type RunHandle } from './host/han
 import { addCompletedRun, batchRange, commitRecordOf, newPendingCommit, type PendingCommit, type PendingOutput } from './host/commitRecord.js';
 import { decodeInbox, sessionIdOfSubject } from './inbox.js';
 import type { Logger } from './logger.js';
-import { MinHeap } from './minHeap.js';
+import { FairQueue } from './host/fairQueue.js';
 import { partitionOf } from './partition.js';
 import { DLQ_SUBJECT, H, OUT_SUBJECT, STATE_SUBJECT, type Transport } from './transport.js';
 import { createWaitpoints, type Waitpoints } from './waitpoints.js';
@@ -55,6 +55,9 @@ import { endRunTrace, nextStepWithTrace, type DroppedMessage, startRunTrace, tra
 import { BlockedSessions } from './host/blockedSessions.js';
 import { isExpired, mailboxSize, recordExpired, splitExpired } from './host/mailboxRules.js';
 import { migrateSnapshot, stampOf, type MigrationError } from '../actors/agentVersion.js';
+import type { BudgetBreach } from '../persistence/budget.js';
+import { exceededError, turnKeyOf, type Budgets } from './budgets.js';
+import { budgetNotices, heldTurn } from './host/budgetTurn.js';
 
 type SessionActor = Actor<ReturnType<typeof sessionMachine.provide>>;
 
@@ -151,8 +154,6 @@ function abortReasonOf(context: SessionContext, event: SessionEvent): string {
 
 interface LoadWaiter { readonly resolve: (v: LoadedSession | null) => void; readonly reject: (e: unknown) => void }
 
-/** A session waiting for an active slot: higher priority first, then the earlier. */
-interface ReadyEntry { readonly rank: number; readonly at: number; readonly n: number; readonly run: () => void }
 
 export interface HostDeps {
   readonly config: RuntimeConfig;
@@ -169,6 +170,8 @@ export interface HostDeps {
   readonly restartPartition?: (partition: number, reason: string) => void;
   /** The partitions this node owns (whose stored outbox rows it sweeps). Unset: all of them. */
   readonly ownedPartitions?: () => readonly number[];
+  /** Budgets (runtime/budgets.ts); unset: no limits, no metering. */
+  readonly budgets?: Budgets;
 }
 
 /** What a bounded shutdown left behind (redelivered to the next owner: nothing is lost). */
@@ -201,6 +204,8 @@ export interface HostStats {
 export interface SessionView {
   readonly agentId: string;
   readonly type: string;
+  /** The session's tenant (null: none); set at creation, never changed. */
+  readonly tenant: string | null;
   readonly state: 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped';
   readonly stateValue: string;
   /** The session's turn policy (its agent type's, or the one set at creation). */
@@ -239,7 +244,10 @@ export class SessionHost {
   private stopping = false;
   /** Live sessions whose top state is `active` (handlers running or retrying). */
   private activeSessions = 0;
-  private readonly ready = new MinHeap<ReadyEntry>((a, b) => a.rank !== b.rank ? a.rank > b.rank : a.at !== b.at ? a.at < b.at : a.n < b.n);
+  /** Work waiting for an active slot, served fairly across tenants (host/fairQueue.ts). */
+  private readonly ready = new FairQueue();
+  /** Active sessions per tenant ('' none), for maxActivePerTenant. */
+  private readonly activeByTenant = new Map<string, number>();
   private readySeq = 0;
   /** Sessions stopped and purged by their type's sessionTtl (runtime/sessionTtl.ts; metrics). */
   readonly ttlCounts = { stopped: 0, purged: 0 };
@@ -315,22 +323,46 @@ export class SessionHost {
     return this.ready.size;
   }
 
-  private hasCapacity(): boolean {
-    return this.activeSessions + this.reservedWakes < this.deps.config.maxActiveSessions;
+  private hasCapacity(tenant?: string): boolean {
+    return this.activeSessions + this.reservedWakes < this.deps.config.maxActiveSessions && (tenant === undefined || this.tenantHasCapacity(tenant));
+  }
+
+  /** Whether a tenant is under maxActivePerTenant ('': no tenant, never bounded). */
+  private tenantHasCapacity(tenant: string): boolean {
+    const max = this.deps.config.maxActivePerTenant;
+    return max <= 0 || tenant === '' || (this.activeByTenant.get(tenant) ?? 0) < max;
+  }
+
+  /** Counts a session entering (+1) or leaving (-1) `active`, overall and for its tenant. */
+  private activeDelta(s: LiveSession, d: 1 | -1): void {
+    this.activeSessions += d;
+    const t = s.actor.getSnapshot().context.tenant;
+    if (t === undefined) return;
+    const n = (this.activeByTenant.get(t) ?? 0) + d;
+    if (n <= 0) this.activeByTenant.delete(t); else this.activeByTenant.set(t, n);
+  }
+
+  /** Sessions running handlers and waiting for a slot, per tenant (metrics). */
+  tenantLoad(): { active: ReadonlyMap<string, number>; queued: ReadonlyMap<string, number> } {
+    return { active: this.activeByTenant, queued: this.ready.depths() };
   }
 
   /** Due wakes loading their session: they hold a handler slot before they are active. */
   private reservedWakes = 0;
 
   /** Queues work that would make a session active until a slot is free (urgent first, then oldest). */
-  private enqueueReady(priority: Priority, at: number, run: () => void): void {
+  private enqueueReady(priority: Priority, at: number, run: () => void, tenant = ''): void {
     this.stats.heldForCapacity++;
-    this.ready.push({ rank: priorityRank(priority), at, n: this.readySeq++, run });
+    this.ready.push(tenant, { rank: priorityRank(priority), at, n: this.readySeq++, run });
   }
 
-  /** Starts queued work while slots are free. */
+  /** Starts queued work while slots are free, taking tenants in turn. */
   private pump(): void {
-    while (this.hasCapacity() && this.ready.size > 0) this.ready.pop()!.run();
+    while (this.hasCapacity() && this.ready.size > 0) {
+      const e = this.ready.pop((t) => this.tenantHasCapacity(t));
+      if (!e) break;
+      e.run();
+    }
   }
 
   // ---- inbound -------------------------------------------------------------------------
@@ -354,12 +386,18 @@ export class SessionHost {
       return;
     }
     if (live) { this.deliver(live, m); return; }
+    // A live session checks a message's tenant on delivery (deliverNow); a message that would create one is checked here.
+    const tenant = m.headers?.get(H.tenant) || undefined;
+    if (tenant !== undefined && !isTenant(tenant)) {
+      this.deadLetterRaw(m, sid, 'invalid-tenant', `header ${H.tenant} must be 1-64 characters of [A-Za-z0-9_-]`);
+      return;
+    }
     const loading = this.loading.get(sid);
     if (loading) { loading.buffer.push(m); return; }
     if (this.holdBlocked(sid, m)) return;
     const entry = { buffer: [m], promise: Promise.resolve<LiveSession | null>(null) };
     this.loading.set(sid, entry);
-    entry.promise = this.hydrate(sid, partition, true);
+    entry.promise = this.hydrate(sid, partition, true, tenant);
     entry.promise.then((s) => {
       this.loading.delete(sid);
       if (s && this.deps.ownerEpoch && this.deps.ownerEpoch(partition) === 0) {
@@ -398,14 +436,15 @@ export class SessionHost {
       this.deadLetterInSession(s, m, 'mailbox-full', `session ${s.id} holds ${max} messages not yet handled (maxMailbox)`, decodePayloadLoose(m));
       return;
     }
-    if (s.held.length > 0 || (!this.hasCapacity() && topState(s.actor.getSnapshot().value) !== 'active')) {
+    const tenant = s.actor.getSnapshot().context.tenant;
+    if (s.held.length > 0 || (!this.hasCapacity(tenant) && topState(s.actor.getSnapshot().value) !== 'active')) {
       // All handler slots are taken: hold it (unacked, kept alive) behind this session's other held messages.
       s.acks.set(seq, m);
       s.maxEnqueuedSeq = seq;
       s.held.push(seq);
       if (!s.queued) {
         s.queued = true;
-        this.enqueueReady(prioOf(m), this.clock.now(), () => { this.releaseHeld(s); });
+        this.enqueueReady(prioOf(m), this.clock.now(), () => { this.releaseHeld(s); }, tenant ?? '');
       }
       return;
     }
@@ -436,6 +475,13 @@ export class SessionHost {
     }
     if (isExpired(decoded.message, now)) {
       this.deadLetterInSession(s, m, 'expired', `expired at ${new Date(decoded.message.expiresAt!).toISOString()} before it was delivered`, [decoded.message]);
+      return;
+    }
+    const tenant = m.headers?.get(H.tenant) || undefined;
+    if (tenant !== undefined && tenant !== s.actor.getSnapshot().context.tenant) {
+      // A session's tenant is set once, at creation: a message of another tenant is refused, never a switch.
+      const own = s.actor.getSnapshot().context.tenant;
+      this.deadLetterInSession(s, m, 'tenant-mismatch', `message of tenant ${tenant} for session ${s.id}, which ${own === undefined ? 'has no tenant' : `belongs to tenant ${own}`}`, decoded.message.body);
       return;
     }
     s.acks.set(seq, m);
@@ -534,7 +580,7 @@ export class SessionHost {
    * live. Waits for a free slot under maxLiveSessions; retries while the store is unavailable.
    * The session comes back pinned: the caller unpins it once it has handed it its work.
    */
-  private async hydrate(sid: string, partition: number, mayCreate: boolean): Promise<LiveSession | null> {
+  private async hydrate(sid: string, partition: number, mayCreate: boolean, tenant?: string): Promise<LiveSession | null> {
     // A dropped predecessor's commits land (or fail) first: the store must show them.
     const predecessor = this.retiring.get(sid);
     if (predecessor) await predecessor;
@@ -555,7 +601,7 @@ export class SessionHost {
         this.deps.logger.error({ sessionId: sid, type }, 'default agent type is not registered');
         return null;
       }
-      return this.pin(this.makeLive(sid, type, partition, null, []));
+      return this.pin(this.makeLive(sid, type, partition, null, [], tenant));
     } finally {
       this.release();
     }
@@ -683,7 +729,7 @@ export class SessionHost {
     return this.blocked.hold(sid, m);
   }
 
-  private makeLive(sid: string, type: string, partition: number, rec: SessionRecord | null, history: HistoryItem[]): LiveSession {
+  private makeLive(sid: string, type: string, partition: number, rec: SessionRecord | null, history: HistoryItem[], tenant?: string): LiveSession {
     this.stats.hydrations++;
     const agent = this.agentOf(type);
     const now = this.clock.now();
@@ -694,7 +740,7 @@ export class SessionHost {
       : createActor(this.machine, {
         clock: this.clock,
         input: {
-          sessionId: sid, agentType: type, userState: agent ? jsonCopy(agent.initialState()) : {}, at: now,
+          sessionId: sid, agentType: type, userState: agent ? jsonCopy(agent.initialState()) : {}, at: now, ...(tenant !== undefined ? { tenant } : {}),
           limits: agent?.limits ?? { policy: 'queue', maxMerge: 1, maxMergeDelayMs: 0, maxAttempts: 1, retryBaseMs: 0, retryCapMs: 0 },
         },
       } as never);
@@ -723,8 +769,9 @@ export class SessionHost {
    * Creates a session explicitly (createAgent); fails if it exists. Resolves after its first
    * commit. `policy` overrides the agent type's turn policy for this session (kept in its snapshot).
    */
-  async create(sid: string, type: string, userState?: unknown, policy?: TurnPolicy): Promise<SessionView> {
+  async create(sid: string, type: string, userState?: unknown, policy?: TurnPolicy, tenant?: string): Promise<SessionView> {
     assertSessionId(sid);
+    if (tenant !== undefined && !isTenant(tenant)) throw new AgentryError('INVALID_ARGUMENT', 'tenant must be 1-64 characters of [A-Za-z0-9_-]');
     const agent = this.agentOf(type);
     if (!agent) throw new AgentryError('UNKNOWN_AGENT_TYPE', `no agent type ${JSON.stringify(type)} is registered (known: ${[...this.deps.agents.keys()].join(', ')})`);
     if (this.live.has(sid) || this.loading.has(sid) || (await this.retryStore(() => this.deps.store.loadSession(sid)))) {
@@ -734,7 +781,7 @@ export class SessionHost {
     let s: LiveSession;
     try {
       if (this.live.has(sid)) throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
-      s = this.makeLive(sid, type, partitionOf(sid, this.deps.config.partitions), null, []);
+      s = this.makeLive(sid, type, partitionOf(sid, this.deps.config.partitions), null, [], tenant);
     } finally { this.release(); }
     if (userState !== undefined || policy !== undefined) {
       // Seed user state and policy by restoring from an adjusted snapshot: the machine has no "set state" event on purpose.
@@ -835,7 +882,7 @@ export class SessionHost {
   private stopActor(s: LiveSession): void {
     this.afterAbort(s, abortRun(s), 'stopped'); // stopping an actor runs no exit actions
     if (s.lastPath === 'active' || s.lastPath.startsWith('active.')) {
-      this.activeSessions--;
+      this.activeDelta(s, -1);
       s.lastPath = 'stopped-live';
     }
     s.actor.stop();
@@ -1006,6 +1053,55 @@ export class SessionHost {
   }
 
   private async runHandler(s: LiveSession, input: RunInput, run: RunHandle): Promise<RunOutput> {
+    const budgets = this.deps.budgets;
+    if (!budgets) return this.runAgent(s, input, run, null);
+    // Budgets (runtime/budgets.ts, host/budgetTurn.ts): the runtime's own budget messages are
+    // taken out, a person's answer applied, the limits checked before the turn, and a breach of
+    // a pause or ask limit holds the turn's messages instead of running or failing them.
+    const subject = { sessionId: s.id, type: s.type, tenant: s.actor.getSnapshot().context.tenant ?? null };
+    const metered = budgets.applies(subject);
+    const { rest, decision } = budgetNotices(input.batch);
+    const started = this.clock.now();
+    const hold = (b: BudgetBreach, policy: string): RunOutput | null => {
+      if (policy === 'abort') throw exceededError(b);
+      return policy === 'pause' || policy === 'ask' ? heldTurn(input, rest, b, policy, this.clock.now(), this.deps.config.budgetAskTimeoutMs) : null;
+    };
+    try {
+      if (decision === 'stop') {
+        setTimeout(() => {
+          void this.command(s.id, { type: 'STOP', at: this.clock.now(), reason: 'budget: stopped by a person' }).catch((err: unknown) => { s.log.warn({ err }, 'could not stop the session after a budget answer'); });
+        }, 0);
+        return { userState: input.userState, next: { type: 'sleep', wake: { until: null, events: [], mailPriority: null } }, finishedAt: this.clock.now(), requeue: rest };
+      }
+      if (rest.length === 0) return { userState: input.userState, next: { type: 'idle' }, finishedAt: this.clock.now() };
+      const pre = metered ? await budgets.beforeTurn(subject, String(input.runId)) : null;
+      if (pre) {
+        const held = hold(pre, decision === 'pause' && pre.limit.policy === 'ask' ? 'pause' : pre.limit.policy);
+        if (held) return held;
+      }
+      const batch = rest.length === input.batch.length ? input.batch : rest.map((i) => input.batch[i]!);
+      let breach: BudgetBreach | null = null;
+      const turnKey = turnKeyOf(input.batch, input.runId);
+      const ctxBudget = () => budgets.handlerBudget(subject, turnKey, (b) => { breach = b; run.budgetBreach = { policy: b.limit.policy }; });
+      let out: RunOutput;
+      try {
+        out = await this.runAgent(s, { ...input, batch }, run, ctxBudget);
+      } catch (err) {
+        const b = breach as BudgetBreach | null;
+        const held = b ? hold(b, b.limit.policy) : null;
+        if (held) return held;
+        throw err;
+      }
+      const b = breach as BudgetBreach | null;
+      const held = b ? hold(b, b.limit.policy) : null; // the handler caught the breach: its policy still applies
+      if (held) { s.outputs.delete(input.runId); return held; }
+      return out;
+    } finally {
+      if (metered) budgets.meterTurn(subject, String(input.runId), this.clock.now() - started);
+    }
+  }
+
+  private async runAgent(s: LiveSession, input: RunInput, run: RunHandle, budget: (() => HandlerBudget) | null): Promise<RunOutput> {
     const agent = this.agentOf(input.agentType);
     if (!agent) throw new TerminalError(`agent type ${input.agentType} is not registered on this node`);
     this.stats.runs++;
@@ -1020,6 +1116,8 @@ export class SessionHost {
     run.trace = startRunTrace(s.id, s.type, input.runId, input.attempt, input.batch, s.dropped?.splice(0));
     const { ctx, finalState } = createHandlerContext({
       input: startInput, run, outputs, now, log, history: () => s.historyView,
+      tenant: s.actor.getSnapshot().context.tenant ?? null,
+      budget: budget ?? (() => { throw new AgentryError('INVALID_ARGUMENT', 'budgets are not enabled on this runtime'); }),
       publishChunk: (subject, body, headers) => { this.deps.transport.publishCore(subject, body, headers); },
     });
     run.started = { state: startInput.userState, batch: input.batch, draft: () => ctx.state };
@@ -1028,7 +1126,7 @@ export class SessionHost {
       result = await agent.handle(input.batch, ctx);
     } catch (err) {
       // Each failed attempt, with its stack (a dead letter keeps only the message); not a superseded run.
-      if (!run.aborted) log().warn({ err, seqs: input.batch.map((m) => m.seq), maxAttempts: agent.limits.maxAttempts }, 'handler failed');
+      if (!run.aborted && !run.budgetBreach) log().warn({ err, seqs: input.batch.map((m) => m.seq), maxAttempts: agent.limits.maxAttempts }, 'handler failed');
       this.endTrace(s, run, input.runId, 'failed', err);
       throw err;
     } finally {
@@ -1061,8 +1159,8 @@ export class SessionHost {
       if (path !== s.lastPath || restarted) {
         const wasActive = s.lastPath === 'active' || s.lastPath.startsWith('active.');
         const isActive = topState(snap.value) === 'active';
-        if (isActive && !wasActive) this.activeSessions++;
-        if (wasActive && !isActive) { this.activeSessions--; queueMicrotask(() => { this.pump(); }); }
+        if (isActive && !wasActive) this.activeDelta(s, 1);
+        if (wasActive && !isActive) { this.activeDelta(s, -1); queueMicrotask(() => { this.pump(); }); }
         const at = this.clock.now();
         const event = s.sending ?? internalEventOf(s, snap);
         s.transitions.push({ sessionId: s.id, at, event, from: s.lastPath, to: path });
@@ -1515,7 +1613,7 @@ function decodePayloadLoose(m: JsMsg): unknown {
 
 function viewOf(sid: string, type: string, value: unknown, ctx: SessionContext, live: boolean, updatedAt: number | null): SessionView {
   return {
-    agentId: sid, type, state: topState(value), stateValue: statePath(value), policy: ctx.limits.policy, userState: ctx.userState, lastSeq: ctx.lastSeq,
+    agentId: sid, type, tenant: ctx.tenant ?? null, state: topState(value), stateValue: statePath(value), policy: ctx.limits.policy, userState: ctx.userState, lastSeq: ctx.lastSeq,
     wake: ctx.wake, wait: ctx.wait,
     mailbox: {
       pending: ctx.pending.length, running: ctx.batch.length, rejected: ctx.rejected?.length ?? 0,
@@ -1523,6 +1621,11 @@ function viewOf(sid: string, type: string, value: unknown, ctx: SessionContext, 
     },
     lastError: ctx.lastError, live, updatedAt,
   };
+}
+
+/** A tenant name: 1-64 characters of [A-Za-z0-9_-] (it becomes a metrics label and a lock key). */
+export function isTenant(t: unknown): t is string {
+  return typeof t === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(t);
 }
 
 /** History a hydration loads per agent type (its `maxHistory`), 50 for a type no longer registered. */

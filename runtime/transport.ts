@@ -34,6 +34,8 @@ export const H = {
   from: 'Agentry-From',
   eventType: 'Agentry-Event-Type',
   run: 'Agentry-Run',
+  /** The sender's tenant: sets the tenant of the session the message creates; any other tenant than the session's is dead-lettered. */
+  tenant: 'Agentry-Tenant',
   msgId: 'Nats-Msg-Id',
 } as const;
 

@@ -178,11 +178,12 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
     .option('--status <state>', 'idle | active | sleeping | waiting | stopped')
     .option('--type <type>', 'agent type')
     .option('--id-contains <text>', 'substring of the session id')
+    .option('--tenant <tenant>', 'only sessions of this tenant')
     .option('--limit <n>', 'page size (at most 500)', '100')
     .option('--after <cursor>', 'the `next` cursor of a previous page')
     .option('--all', 'fetch every page')
-    .action((o: { status?: string; type?: string; idContains?: string; limit: string; after?: string; all?: boolean }, cmd: Command) => run(cmd, async (c, json) => {
-      const base = { limit: intOpt('--limit', o.limit), ...(o.status ? { status: o.status as 'idle' } : {}), ...(o.type ? { type: o.type } : {}), ...(o.idContains ? { idContains: o.idContains } : {}) };
+    .action((o: { status?: string; type?: string; idContains?: string; tenant?: string; limit: string; after?: string; all?: boolean }, cmd: Command) => run(cmd, async (c, json) => {
+      const base = { limit: intOpt('--limit', o.limit), ...(o.status ? { status: o.status as 'idle' } : {}), ...(o.type ? { type: o.type } : {}), ...(o.idContains ? { idContains: o.idContains } : {}), ...(o.tenant ? { tenant: o.tenant } : {}) };
       let after = o.after;
       const all: Awaited<ReturnType<AgentryClient['listAgents']>>['agents'] = [];
       let next: string | null = null;
@@ -192,7 +193,7 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
         next = page.next;
         after = next ?? undefined;
       } while (o.all && next);
-      printResult({ agents: all, next }, json, table(['AGENT', 'TYPE', 'STATE', 'WAKE AT', 'UPDATED'], all.map((a) => [a.agentId, a.type, a.state, when(a.wakeAt), when(a.updatedAt)]))
+      printResult({ agents: all, next }, json, table(['AGENT', 'TYPE', 'STATE', 'WAKE AT', 'UPDATED', 'TENANT'], all.map((a) => [a.agentId, a.type, a.state, when(a.wakeAt), when(a.updatedAt), a.tenant ?? '']))
         + (next ? `\n(more: --after ${next})` : ''));
     }));
 
@@ -205,12 +206,13 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
   agents.command('create').argument('<agentId>').description('create a session')
     .requiredOption('--type <type>', 'agent type')
     .option('--state <json>', 'initial user state (JSON)')
-    .action((agentId: string, o: { type: string; state?: string }, cmd: Command) => run(cmd, async (c, json) => {
+    .option('--tenant <tenant>', "the session's tenant (set once)")
+    .action((agentId: string, o: { type: string; state?: string; tenant?: string }, cmd: Command) => run(cmd, async (c, json) => {
       let state: unknown;
       if (o.state !== undefined) {
         try { state = JSON.parse(o.state) as unknown; } catch { throw new UsageError('--state must be JSON'); }
       }
-      const r = await c.createAgent({ agentId, type: o.type, ...(o.state !== undefined ? { state } : {}) });
+      const r = await c.createAgent({ agentId, type: o.type, ...(o.state !== undefined ? { state } : {}), ...(o.tenant ? { tenant: o.tenant } : {}) });
       printResult(r, json, `created ${r.agentId} (${r.type}): ${r.state}`);
     }));
 
@@ -361,6 +363,40 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
       });
       printResult(r, json, table(['ID', 'AGENT', 'TYPE', 'STATUS', 'TAGS', 'CREATED', 'EXPIRES'],
         r.waitpoints.map((w) => [w.id, w.agentId, w.agentType, w.status, w.tags.join(','), when(w.createdAt), when(w.expiresAt)])));
+    }));
+
+  // ---- budgets ------------------------------------------------------------------------------
+  const budget = program.command('budget').alias('budgets').description('budgets: limits on tokens, cost, tool calls, wall-clock and turns per session, tenant or agent type');
+  const refOf = (o: { agent?: string; tenant?: string; type?: string }): { agentId?: string; tenant?: string; agentType?: string } => {
+    const n = [o.agent, o.tenant, o.type].filter((x) => x !== undefined).length;
+    if (n !== 1) throw new UsageError('give exactly one of --agent, --tenant or --type');
+    return o.agent !== undefined ? { agentId: o.agent } : o.tenant !== undefined ? { tenant: o.tenant } : { agentType: o.type! };
+  };
+  budget.command('get').description('limits and usage of a session (every limit that applies to it), a tenant or an agent type')
+    .option('--agent <agentId>').option('--tenant <tenant>').option('--type <agentType>')
+    .action((o: { agent?: string; tenant?: string; type?: string }, cmd: Command) => run(cmd, async (c, json) => {
+      const r = await c.getBudget(refOf(o));
+      const lines = [
+        table(['SCOPE', 'KEY', 'METRIC', 'WINDOW', 'MAX', 'USED', 'POLICY', 'SOURCE'],
+          r.limits.map((l) => [l.scope, l.key, l.metric, l.window, l.max, `${l.used ?? ''}${l.exceeded ? ' (exceeded)' : ''}`, l.policy, l.source])),
+        ...r.usage.map((u) => `${u.window}: ${Object.entries(u.totals).map(([k, v]) => `${k}=${v}`).join(' ')}${u.open ? ` open=${u.open}` : ''}`),
+        ...(r.held ? [`held: ${JSON.stringify(r.held)}`] : []),
+      ];
+      printResult(r, json, lines.join('\n'));
+    }));
+  budget.command('set').description('replace the limits of a session, tenant or agent type (resumes the sessions they held)')
+    .option('--agent <agentId>').option('--tenant <tenant>').option('--type <agentType>')
+    .option('--limit <metric:max[:window[:policy]]...>', 'a limit, e.g. tokens:100000:day:pause or cost:25.50:24h:ask (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--clear', 'remove the limits set over the API (an agent type falls back to its definition)')
+    .action((o: { agent?: string; tenant?: string; type?: string; limit: string[]; clear?: boolean }, cmd: Command) => run(cmd, async (c, json) => {
+      if (o.clear ? o.limit.length > 0 : o.limit.length === 0) throw new UsageError('give one or more --limit, or --clear');
+      const limits = o.clear ? null : o.limit.map((l) => {
+        const [metric, max, window, policy] = l.split(':');
+        if (!metric || !max) throw new UsageError(`--limit ${l}: expected metric:max[:window[:policy]]`);
+        return { metric, max, ...(window ? { window } : {}), ...(policy ? { policy } : {}) };
+      });
+      const r = await c.setBudget({ ...refOf(o), limits: limits as never });
+      printResult(r, json, `${r.scope} ${r.key}: ${r.limits === null ? 'limits removed' : r.limits.map((l) => `${l.metric} ≤ ${l.max} per ${l.window} (${l.policy})`).join(', ')}${r.resumed ? `; resumed ${r.resumed} held session(s)` : ''}`);
     }));
 
   // ---- dead letters ------------------------------------------------------------------------

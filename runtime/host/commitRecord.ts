@@ -89,7 +89,7 @@ export function addCompletedRun(p: PendingCommit, sessionId: string, run: Comple
 export function deadLetterOf(sessionId: string, run: CompletedRun, now: number): DeadLetter | null {
   if ((run.outcome !== 'dead-letter' && run.outcome !== 'stopped') || run.batch.length === 0) return null;
   return {
-    id: `${sessionId}:${batchRange(run)}`, sessionId, reason: run.outcome === 'stopped' ? 'stopped' : 'handler-failed',
+    id: `${sessionId}:${batchRange(run)}`, sessionId, reason: run.outcome === 'stopped' ? 'stopped' : run.error?.code === 'BUDGET_EXCEEDED' ? 'budget' : 'handler-failed',
     error: run.error ? storableText(run.error.message) : null, attempts: run.attempts, payload: run.batch, createdAt: now, replayedAt: null,
   };
 }

@@ -10,7 +10,7 @@
  */
 import { AgentryError, TerminalError, errorInfo } from '../../actors/errors.js';
 import { assertSessionId } from '../../actors/sessionId.js';
-import { assertEventPattern, isEventType, sleepResult, waitResult, type HandlerContext, type HistoryItem } from '../../actors/defineAgent.js';
+import { assertEventPattern, isEventType, sleepResult, waitResult, type HandlerBudget, type HandlerContext, type HistoryItem } from '../../actors/defineAgent.js';
 import type { RunInput } from '../../actors/types.js';
 import type { Logger } from '../logger.js';
 import { EVENT_SUBJECT, H, INBOX_SUBJECT, OUT_SUBJECT } from '../transport.js';
@@ -27,6 +27,8 @@ export interface RunHandle {
   streamed?: number;
   /** The handler's promise settled (an aborted run still running past the grace ignored its signal). */
   settled?: boolean;
+  /** The budget limit a reservation of this run broke (its policy decides the turn's fate). */
+  budgetBreach?: { readonly policy: string };
   /** Set when the handler starts: the state it started from, its batch, and its live draft (for `onAbort`). */
   started?: { readonly state: unknown; readonly batch: RunInput['batch']; readonly draft: () => unknown };
   /** The run's span (runtime/tracing.ts); its `traceparent` goes on every output. Ended (and unset) once. */
@@ -49,6 +51,10 @@ export interface HandlerContextDeps {
   /** The run's logger (made on first use). */
   readonly log: () => Logger;
   readonly now: () => number;
+  /** The session's tenant (null: none). */
+  readonly tenant: string | null;
+  /** Makes the run's `ctx.budget` (on first use). */
+  readonly budget: () => HandlerBudget;
   /** Publishes a streamed chunk now (core NATS). */
   readonly publishChunk: (subject: string, body: string, headers: Record<string, string>) => void;
 }
@@ -77,6 +83,7 @@ export function createHandlerContext(d: HandlerContextDeps): RunContext {
   let touched = false;
   let state: unknown;
   let log: HandlerContext['log'] | undefined;
+  let budget: HandlerBudget | undefined;
   const ctx: HandlerContext = {
     sessionId: sid, agentType: input.agentType, runId: input.runId, attempt: input.attempt,
     get signal() {
@@ -100,6 +107,8 @@ export function createHandlerContext(d: HandlerContextDeps): RunContext {
         error: (msg, f) => { d.log().error(f ?? {}, msg); },
       });
     },
+    tenant: d.tenant,
+    get budget() { return (budget ??= d.budget()); },
     now,
     reply: (body) => { outputs.push({ kind: 'reply', subject: OUT_SUBJECT(sid), headers: { ...tr, [H.kind]: 'reply' }, body }); },
     stream: (chunk) => {

@@ -225,6 +225,8 @@ export function createIngress(runtime: Runtime, deps: IngressDeps, opts: Ingress
       // W3C trace context headers continue the caller's trace (a malformed one is ignored).
       const trace = traceCarrierOf(req.headers.traceparent?.toString(), req.headers.tracestate?.toString());
       if (trace.traceparent !== undefined && params.traceparent === undefined) Object.assign(params, trace);
+      const tenant = req.headers['agentry-tenant'];
+      if (typeof tenant === 'string' && params.tenant === undefined) params.tenant = tenant;
       sendJson(res, 202, await call('sendMessage', params), cors);
     } else if (route.name === 'waitpoint') {
       // The body is the value itself (an empty body is null).
@@ -253,7 +255,7 @@ export function createIngress(runtime: Runtime, deps: IngressDeps, opts: Ingress
           // CORS preflight of an allowed origin (a browser's JSON POST or EventSource with headers).
           res.writeHead(204, {
             ...cors, 'Access-Control-Allow-Methods': ALLOW[route.name], 'Access-Control-Max-Age': '600',
-            'Access-Control-Allow-Headers': 'Authorization, Content-Type, Last-Event-ID, Idempotency-Key',
+            'Access-Control-Allow-Headers': 'Authorization, Content-Type, Last-Event-ID, Idempotency-Key, Agentry-Tenant',
           });
           res.end();
           return true;

@@ -71,6 +71,8 @@ export function toHttpError(e: unknown, logInternal: (requestId: string, err: un
   const type = typeof rawType === 'string' ? rawType : 'INTERNAL';
   const retryable = rawRetryable === true;
   const status = STATUS_OF[type] ?? (retryable ? 503 : 500);
-  const headers: Record<string, string> = status === 429 || status === 503 ? { 'Retry-After': '1' } : {};
+  // Retry-After in whole seconds: the limiter's own wait when it says (a tenant's rate), else 1.
+  const wait = typeof details.retryAfterMs === 'number' ? Math.max(1, Math.ceil(details.retryAfterMs / 1000)) : 1;
+  const headers: Record<string, string> = status === 429 || status === 503 ? { 'Retry-After': String(wait) } : {};
   return { status, body: { error: { code: rpc.code, type, message: rpc.message, retryable, ...details } }, headers };
 }

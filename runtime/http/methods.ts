@@ -16,6 +16,7 @@ import { settleWithin } from '../deadline.js';
 import { invalidParams } from './rpcErrors.js';
 import type { RpcConnection } from './rpcConnection.js';
 import { openNatsSubscriptions } from './subscriptions.js';
+import { tenantRateOf } from './tenantRate.js';
 
 type ParsedParams<M extends MethodName> = z.output<(typeof methods)[M]['params']>;
 type Impl<M extends MethodName> = (p: ParsedParams<M>, conn: RpcConnection) => Promise<ResultOf<M>>;
@@ -31,8 +32,8 @@ function epochOf(v: string | number, name: string): number {
 
 function viewResult(v: SessionView): ResultOf<'getAgent'> {
   return {
-    agentId: v.agentId, type: v.type, state: v.state, stateValue: v.stateValue, policy: v.policy, userState: v.userState, lastSeq: v.lastSeq,
-    wake: v.wake ? { until: v.wake.until, events: [...v.wake.events], mailPriority: v.wake.mailPriority } : null,
+    agentId: v.agentId, type: v.type, tenant: v.tenant, state: v.state, stateValue: v.stateValue, policy: v.policy, userState: v.userState, lastSeq: v.lastSeq,
+    wake: v.wake ? { until: v.wake.until, events: [...v.wake.events], mailPriority: v.wake.mailPriority, ...(v.wake.budget ? { budget: { ...v.wake.budget } } : {}) } : null,
     wait: v.wait ? { event: v.wait.event, replyFrom: v.wait.replyFrom, timeoutAt: v.wait.timeoutAt, waitpointId: v.wait.waitpoint?.id ?? null } : null,
     mailbox: { pending: v.mailbox.pending, running: v.mailbox.running, rejected: v.mailbox.rejected, deferred: v.mailbox.deferred.map((d) => ({ ...d })) },
     lastError: v.lastError ? { message: v.lastError.message, code: v.lastError.code, terminal: v.lastError.terminal } : null,
@@ -86,8 +87,16 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
   };
 
   return {
+    async setBudget(p) {
+      const { limits, ...ref } = p;
+      return runtime.setBudget(ref, limits);
+    },
+    async getBudget(p) {
+      const r = await runtime.getBudget(p);
+      return { ...r, limits: r.limits.map((l) => ({ ...l })), usage: r.usage.map((u) => ({ ...u, totals: { ...u.totals } })) };
+    },
     async createAgent(p) {
-      const v = await runtime.createAgent(p.agentId, p.type, p.state, p.policy ? { policy: p.policy } : undefined);
+      const v = await runtime.createAgent(p.agentId, p.type, p.state, p.policy || p.tenant ? { ...(p.policy ? { policy: p.policy } : {}), ...(p.tenant ? { tenant: p.tenant } : {}) } : undefined);
       return { agentId: v.agentId, type: v.type, state: v.state };
     },
     async getAgent(p) {
@@ -98,16 +107,22 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       const rows = await runtime.listAgents({
         ...(p.status ? { status: p.status } : {}), ...(p.type ? { type: p.type } : {}),
         ...(p.idContains ? { idContains: p.idContains } : {}), ...(p.after !== undefined ? { after: p.after } : {}),
+        ...(p.tenant ? { tenant: p.tenant } : {}),
         limit: limit + 1,
       });
       const page = rows.slice(0, limit);
       return {
-        agents: page.map((r) => ({ agentId: r.id, type: r.type, state: r.status, wakeAt: r.wakeAt, updatedAt: r.updatedAt })),
+        agents: page.map((r) => ({ agentId: r.id, type: r.type, state: r.status, wakeAt: r.wakeAt, updatedAt: r.updatedAt, tenant: r.tenant })),
         next: rows.length > limit ? page[page.length - 1]!.id : null,
       };
     },
     async sendMessage(p) {
       const v = await acceptsMessages(p.agentId, 'receive messages');
+      const tenantOfMessage = p.tenant ?? v?.tenant ?? null;
+      if (tenantOfMessage !== null) tenantRateOf(runtime)?.take(tenantOfMessage); // before anything is published
+      if (p.tenant !== undefined && v && v.tenant !== p.tenant) {
+        throw new AgentryError('TENANT_MISMATCH', `session ${p.agentId} ${v.tenant === null ? 'has no tenant' : `belongs to tenant ${v.tenant}`}, not ${p.tenant} (a session's tenant is set once, at creation)`, { details: { tenant: v.tenant } });
+      }
       // A session whose own policy is reject answers its API senders as a per-message reject would.
       const policy = p.policy ?? (v?.policy === 'reject' ? 'reject' : undefined);
       return runtime.sendMessage(p.agentId, p.message, {
@@ -115,10 +130,12 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
         ...(p.from ? { from: p.from } : {}), ...(p.msgId ? { msgId: p.msgId } : {}), ...(policy ? { policy } : {}),
         ...(p.traceparent ? { traceparent: p.traceparent } : {}), ...(p.tracestate ? { tracestate: p.tracestate } : {}),
         ...(p.expiresAt !== undefined ? { expiresAt: epochOf(p.expiresAt, 'expiresAt') } : {}),
+        ...(p.tenant ? { tenant: p.tenant } : {}),
       });
     },
     async sendMail(p) {
-      await acceptsMessages(p.to, 'receive mail');
+      const v = await acceptsMessages(p.to, 'receive mail');
+      if (v?.tenant) tenantRateOf(runtime)?.take(v.tenant);
       return runtime.sendMail(p.to, p.body, { priority: p.priority ?? 'normal', ...(p.from ? { from: p.from } : {}) });
     },
     async sleepAgent(p) {

@@ -12,6 +12,7 @@ import type { SessionStatus } from '../../persistence/types.js';
 import { packageVersion } from '../cluster.js';
 import type { Runtime } from '../runtime.js';
 import type { HostStats } from '../sessionHost.js';
+import { registerTenantMetrics } from './tenantMetrics.js';
 
 const STATES: readonly SessionStatus[] = ['idle', 'active', 'sleeping', 'waiting', 'stopped'];
 
@@ -40,8 +41,10 @@ export function createMetrics(runtime: Runtime, refreshMs = 5000): ControlPlaneM
   let partitions: { partition: number; pending: number; ackPending: number }[] = [];
   /** Pending of consumers that had delivered nothing when asked: asked once per consumer. */
   const asked = new Map<number, { name: string; pending: number }>();
+  const refreshTenants = registerTenantMetrics(runtime, registry);
   const refresh = async (): Promise<void> => {
     try { byStatus = await runtime.store.countSessionsByStatus(); } catch { /* keep the last counts; readiness reports the store */ }
+    await refreshTenants();
     if (!runtime.transport.isConnected()) return;
     // Pending from each consumer's last delivery, unacked from the host: asking the server for
     // consumer info scans the inbox (~30 ms per partition over 100k messages; every 5 s for 64

@@ -28,6 +28,8 @@ export interface ChildConfig {
   readonly commitLog?: string;
   /** The fixture exits by itself when the process that started it is gone (test/chaos/ sets it). */
   readonly exitWithParent?: boolean;
+  /** Agent `rec-budget` stops between its reservation and its settle (budgetCrash.test.ts kills it there). */
+  readonly stallAfterReserve?: boolean;
 }
 
 export interface ChildRuntime {

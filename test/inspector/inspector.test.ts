@@ -16,6 +16,7 @@ import { defineAgent } from '../../actors/index.js';
 import { echo } from '../../examples/echo.js';
 import { abortableDelay } from '../../examples/slowWriter.js';
 import { toolApproval } from '../../examples/toolApproval.js';
+import { budgetedChat } from '../../examples/budgetedChat.js';
 import { openStore } from '../../persistence/index.js';
 import type { Store } from '../../persistence/types.js';
 import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
@@ -97,7 +98,7 @@ describe.skipIf(!haveChromium)('inspector in Chromium', () => {
     nats = await startNats(8);
     schema = schemaName('inspector');
     store = openStore({ databaseUrl: PG_URL, schema });
-    rt = await startRuntime(nats.url, { agents: [echo, thinker, toolApproval], store, config: { defaultAgentType: 'echo' } });
+    rt = await startRuntime(nats.url, { agents: [echo, thinker, toolApproval, budgetedChat], store, config: { defaultAgentType: 'echo' } });
     cp = await startControlPlane(rt, { port: 0 });
     nc = await natsClient(nats.url);
     browser = await launch(1280, 800);
@@ -379,6 +380,23 @@ describe.skipIf(!haveChromium)('inspector in Chromium', () => {
       return v.state === 'idle' && (v.userState as { pending: unknown }).pending === null;
     }, 'the approved session idle again', 30_000);
     await hasCount(page.getByRole('form', { name: `Answer waitpoint ${id}` }), 0);
+  }, 60_000);
+
+  it('shows a session\'s budget: its limits with what was used, the limit holding it, and its tenant\'s totals', async () => {
+    await rt.createAgent('ui-budget', 'budgeted-chat', undefined, { tenant: 'ui-tenant' });
+    for (let i = 1; i <= 4; i++) {
+      await rt.sendMessage('ui-budget', `hello ${i}`); // one at a time: merged messages would make one call
+      if (i < 4) await waitFor(async () => ((await rt.getAgent('ui-budget')).userState as { turns: number }).turns === i, `turn ${i}`, 30_000);
+    }
+    await waitFor(async () => (await rt.getAgent('ui-budget')).state === 'sleeping', 'paused by its budget', 30_000);
+    await page.goto(`${cp.url}/#/s/ui-budget`);
+    const panel = page.locator('[data-testid="budget-panel"]');
+    await panel.waitFor({ timeout: 30_000 });
+    await hasText(panel.locator('[data-testid="budget-held"]'), /pause.*tokens day max 2000/);
+    await hasText(panel.locator('[data-testid="budget-tenant"]'), 'ui-tenant');
+    await hasText(panel.locator('[data-testid="budget-tenant-summary"]'), /turns [1-9]/);
+    await hasCount(panel.locator('[data-testid="budget-limit"]'), 3);
+    await shot('budget');
   }, 60_000);
 
   it('is readable on a narrow screen', async () => {

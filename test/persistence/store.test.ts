@@ -453,7 +453,7 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     expect(pages).toEqual(sorted);
 
     const first = (await store.listSessions({ idContains: 'ls-b-00' }))[0];
-    expect(first).toEqual({ id: 'ls-b-00', type: 'mail', status: 'idle', wakeAt: 123, updatedAt: clock });
+    expect(first).toEqual({ id: 'ls-b-00', type: 'mail', status: 'idle', wakeAt: 123, updatedAt: clock, tenant: null });
     const sleepingChat = await store.listSessions({ idContains: 'ls-', status: 'sleeping', type: 'chat' });
     expect(sleepingChat.map((s) => s.id)).toEqual(sorted.filter((id) => {
       const i = ids.indexOf(id);
@@ -567,9 +567,12 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     expect(await store.replaceSnapshot('mig-a', 1, { value: 'idle' })).toBe(false);
     await expect(store.commit([rec('mig-a', 2)])).rejects.toBeInstanceOf(StaleVersionError);
     expect(await store.replaceSnapshot('mig-none', 1, {})).toBe(false);
-    // Purge: a stopped session at the expected version without outbox rows; dead letters stay.
-    await store.commit([rec('mig-b', 2, { status: 'stopped', history: [hist('mig-b', 1)], transitions: [{ sessionId: 'mig-b', at: 1, event: 'STOP', from: 'idle', to: 'stopped' }], outbox: [out('mig-b', 'mig-b:2', 1)] })]);
+    // Purge: a stopped session at the expected version without outbox rows; dead letters stay,
+    // its flight-recorder checkpoints go (a new session under the id must not fork from them).
+    await store.setCheckpointTypes(['mig'], []);
+    await store.commit([rec('mig-b', 2, { type: 'mig', status: 'stopped', history: [hist('mig-b', 1)], transitions: [{ sessionId: 'mig-b', at: 1, event: 'STOP', from: 'idle', to: 'stopped' }], outbox: [out('mig-b', 'mig-b:2', 1)] })]);
     await store.addDeadLetter({ id: 'mig-b:9', sessionId: 'mig-b', reason: 'stopped', error: null, attempts: 0, payload: null, createdAt: 1, replayedAt: null });
+    expect((await store.listCheckpoints('mig-b')).length).toBeGreaterThan(0);
     expect(await store.purgeSession('mig-b', 2)).toBe(false); // an unpublished outbox row
     await store.deleteOutbox(['mig-b:2']);
     expect(await store.purgeSession('mig-b', 1)).toBe(false); // not the version seen
@@ -579,6 +582,8 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     expect(await store.getHistory('mig-b')).toEqual([]);
     expect(await store.getTransitions('mig-b')).toEqual([]);
     expect((await store.listDeadLetters({ sessionId: 'mig-b' })).map((d) => d.id)).toEqual(['mig-b:9']);
+    expect(await store.listCheckpoints('mig-b')).toEqual([]);
+    await store.setCheckpointTypes([], ['mig']);
     // The id is free again: a new session can be created under it.
     await store.commit([rec('mig-b', 1)]);
     expect((await store.loadSession('mig-b'))?.version).toBe(1);

@@ -4,7 +4,7 @@
 // delivery, after sitting in the stream while the node was down, queued behind a turn, and when
 // a merge restarts a turn (dropped from the merge with its own dead letter). Bound: under a flood
 // every message is handled, merged or dead-lettered `mailbox-full`, none lost or twice; an API
-// sender gets MAILBOX_FULL (JSON-RPC 4031, HTTP 429).
+// sender gets MAILBOX_FULL (JSON-RPC 4032, HTTP 429).
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineAgent, type AnyAgent, type InboxMessage } from '../../actors/index.js';
@@ -125,7 +125,7 @@ describe('mailbox bound', () => {
     expect((await history('mb-m')).every((h) => h.outcome === 'ok')).toBe(true);
   }, 120_000);
 
-  it('an API sender gets MAILBOX_FULL: JSON-RPC 4031 and HTTP 429', async () => {
+  it('an API sender gets MAILBOX_FULL: JSON-RPC 4032 and HTTP 429', async () => {
     await env.rt.createAgent('mb-api', 'bounded-q');
     await env.rt.sendMessage('mb-api', { op: 'hold', i: 0 });
     await waitFor(() => gates.has('mb-api'), 'holding');
@@ -133,12 +133,12 @@ describe('mailbox bound', () => {
     await waitFor(async () => (await env.rt.getAgent('mb-api')).mailbox.pending === 4, 'four queued behind the turn: the mailbox holds 5');
     const r = await env.post('/agents/mb-api/messages', { message: { i: 6 } });
     expect(r.status).toBe(429);
-    expect(r.json.error).toMatchObject({ type: 'MAILBOX_FULL', code: 4031, retryable: true });
+    expect(r.json.error).toMatchObject({ type: 'MAILBOX_FULL', code: 4032, retryable: true });
     const api = createClient(env.cp.rpcUrl, { token: env.token, WebSocket });
     try {
       const err = await api.sendMessage({ agentId: 'mb-api', message: { i: 7 } }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(RpcError);
-      expect(err).toMatchObject({ code: 4031, type: 'MAILBOX_FULL', retryable: true });
+      expect(err).toMatchObject({ code: 4032, type: 'MAILBOX_FULL', retryable: true });
     } finally { await api.close(); }
     gates.get('mb-api')!();
     await waitFor(async () => (await history('mb-api')).length === 5, 'the five taken ones handled');

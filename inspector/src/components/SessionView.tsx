@@ -21,6 +21,7 @@ import { JsonTree } from './JsonTree.js';
 import { MailboxPanel } from './MailboxPanel.js';
 import { Timeline } from './Timeline.js';
 import { WakePanel } from './WakePanel.js';
+import { BudgetPanel } from './BudgetPanel.js';
 import { Waitpoints } from './Waitpoints.js';
 
 function Panel({ id, title, area, children }: { id: string; title: string; area: string; children: JSX.Element | JSX.Element[] | null | false }): JSX.Element {
@@ -119,6 +120,7 @@ export function SessionView({ conn, agentId }: { conn: Connection; agentId: stri
           </Panel>
           <Panel id="p-state" title="State" area="state">
             <JsonTree name="userState" value={view.userState} openDepth={2} />
+            <BudgetPanel conn={conn} agentId={agentId} view={view} />
             <JsonTree name="context" openDepth={1} value={{
               stateValue: view.stateValue, lastSeq: view.lastSeq, live: view.live, updatedAt: view.updatedAt,
               wake: view.wake, wait: view.wait, mailbox: view.mailbox, lastError: view.lastError,
