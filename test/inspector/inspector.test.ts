@@ -401,6 +401,7 @@ describe.skipIf(!haveChromium)('inspector in Chromium', () => {
 
   it('is readable on a narrow screen', async () => {
     await page.setViewportSize({ width: 390, height: 800 });
+    await page.goto(`${cp.url}/#/`); // from the list, whatever page the test before left open
     await page.getByLabel('Filter by session id').fill('');
     await page.goto(`${cp.url}/#/s/ui-demo`);
     await page.locator('[data-node="stopped"][data-current="true"]').waitFor();
