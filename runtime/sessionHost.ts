@@ -774,15 +774,7 @@ export class SessionHost {
     if (tenant !== undefined && !isTenant(tenant)) throw new AgentryError('INVALID_ARGUMENT', 'tenant must be 1-64 characters of [A-Za-z0-9_-]');
     const agent = this.agentOf(type);
     if (!agent) throw new AgentryError('UNKNOWN_AGENT_TYPE', `no agent type ${JSON.stringify(type)} is registered (known: ${[...this.deps.agents.keys()].join(', ')})`);
-    if (this.live.has(sid) || this.loading.has(sid) || (await this.retryStore(() => this.deps.store.loadSession(sid)))) {
-      throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
-    }
-    await this.admit();
-    let s: LiveSession;
-    try {
-      if (this.live.has(sid)) throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
-      s = this.makeLive(sid, type, partitionOf(sid, this.deps.config.partitions), null, [], tenant);
-    } finally { this.release(); }
+    let s = await this.makeNew(sid, type, null, [], tenant);
     if (userState !== undefined || policy !== undefined) {
       // Seed user state and policy by restoring from an adjusted snapshot: the machine has no "set state" event on purpose.
       const snap = s.actor.getPersistedSnapshot() as unknown as { context: SessionContext };
@@ -800,7 +792,6 @@ export class SessionHost {
     return this.view(s);
   }
 
-  /** Live session, pinned (the caller unpins it), hydrating it if needed; throws UNKNOWN_SESSION when it does not exist. */
   /**
    * Creates session `sid` from another session's recorded snapshot (forkSession: runtime/fork.ts
    * plans it) with its history rows, in one commit, as `create` does; SESSION_EXISTS when it exists.
@@ -808,15 +799,7 @@ export class SessionHost {
   async createFrom(sid: string, type: string, snapshot: unknown, history: readonly HistoryEntry[], lastSeq: number): Promise<SessionView> {
     assertSessionId(sid);
     if (!this.agentOf(type)) throw new AgentryError('UNKNOWN_AGENT_TYPE', `no agent type ${JSON.stringify(type)} is registered on this node`);
-    if (this.live.has(sid) || this.loading.has(sid) || (await this.retryStore(() => this.deps.store.loadSession(sid)))) {
-      throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
-    }
-    await this.admit();
-    let s: LiveSession;
-    try {
-      if (this.live.has(sid)) throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
-      s = this.makeLive(sid, type, partitionOf(sid, this.deps.config.partitions), { snapshot, lastSeq, version: 0 } as unknown as SessionRecord, history.map(toHistoryItem));
-    } finally { this.release(); }
+    const s = await this.makeNew(sid, type, { snapshot, lastSeq, version: 0 } as unknown as SessionRecord, history.map(toHistoryItem));
     s.transitions.push({ sessionId: sid, at: this.clock.now(), event: 'fork', from: '', to: s.lastPath });
     this.commit(s, true);
     s.open?.history.push(...history); // the record submits on the session's chain, after this turn
@@ -824,6 +807,22 @@ export class SessionHost {
     return this.view(s);
   }
 
+  /**
+   * A new live session under an id nothing holds (live, loading or stored; else SESSION_EXISTS),
+   * made inside an admission slot (`create`, `createFrom`); the caller commits it.
+   */
+  private async makeNew(sid: string, type: string, rec: SessionRecord | null, history: HistoryItem[], tenant?: string): Promise<LiveSession> {
+    if (this.live.has(sid) || this.loading.has(sid) || (await this.retryStore(() => this.deps.store.loadSession(sid)))) {
+      throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
+    }
+    await this.admit();
+    try {
+      if (this.live.has(sid)) throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
+      return this.makeLive(sid, type, partitionOf(sid, this.deps.config.partitions), rec, history, tenant);
+    } finally { this.release(); }
+  }
+
+  /** Live session, pinned (the caller unpins it), hydrating it if needed; throws UNKNOWN_SESSION when it does not exist. */
   private async ensureLive(sid: string): Promise<LiveSession> {
     assertSessionId(sid);
     for (;;) {
