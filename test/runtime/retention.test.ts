@@ -44,6 +44,9 @@ describe('retention', () => {
       for (let i = 1; i <= 10; i++) {
         await publish(nc, 'ret-b-1', { i });
         await publish(nc, 'ret-k-1', { i });
+        // One at a time: a turn sees the history its predecessors committed, so the next one
+        // starts after this one's commit (a turn started before it sees one row fewer).
+        await waitFor(async () => ((await stack.store.loadSession('ret-b-1'))?.snapshot as { context: { userState: { n: number } } } | undefined)?.context.userState.n === i, `message ${i} committed`, 60_000, 20);
       }
     } finally { await nc.close(); }
     const count = async (sid: string) => (await stack.store.getHistory(sid, { limit: 1000 })).length;
