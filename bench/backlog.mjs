@@ -46,7 +46,7 @@ else await suite(process.argv[2]);
 async function runtimeNode({ natsUrl, schema }) {
   const tCreate0 = wallNow();
   const { createRuntime, defineAgent } = await import('../dist/runtime/index.js');
-  const { SessionHost } = await import('../dist/runtime/sessionHost.js');
+  const { SessionHost } = await import('../dist/runtime/host/sessionHost.js');
   const { createPgStore } = await import('../dist/persistence/index.js');
   const { pino } = await import('pino');
   let handled = 0;

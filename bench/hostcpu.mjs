@@ -16,7 +16,7 @@
 import { writeFileSync } from 'node:fs';
 import { GCProfiler } from 'node:v8';
 import { defineAgent, loadConfig } from '../dist/runtime/index.js';
-import { SessionHost } from '../dist/runtime/sessionHost.js';
+import { SessionHost } from '../dist/runtime/host/sessionHost.js';
 import { createGroupCommitter } from '../dist/runtime/groupCommit.js';
 import { createMemoryStore } from '../dist/persistence/index.js';
 import { partitionOf } from '../dist/runtime/partition.js';

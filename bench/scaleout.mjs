@@ -91,7 +91,7 @@ async function runNode(cfg) {
   // without its effect committed can be traced to the code path that acked it.
   let ackLog = null;
   if (cfg.ackLog) {
-    const { SessionHost } = await import('../dist/runtime/sessionHost.js');
+    const { SessionHost } = await import('../dist/runtime/host/sessionHost.js');
     const fd = openSync(cfg.ackLog, 'a');
     ackLog = (o) => { try { writeSync(fd, `${JSON.stringify(o)}\n`); } catch { /* evidence only */ } };
     const dispatch = SessionHost.prototype.dispatch;

@@ -12,8 +12,8 @@ import { decimalOf, windowStart } from '../persistence/budget.js';
 import type { Store } from '../persistence/types.js';
 import type { Budgets } from './budgets.js';
 import type { Logger } from './logger.js';
-import type { SessionView } from './sessionHost.js';
-import { isTenant } from './sessionHost.js';
+import type { SessionView } from './host/sessionHost.js';
+import { isTenant } from './host/sessionHost.js';
 import type { Waitpoints } from './waitpoints.js';
 
 /** Names one scope: exactly one of a session, a tenant or an agent type. */

@@ -6,6 +6,6 @@ export { startControlPlane } from './http/index.js';
 export type { ControlPlane, ControlPlaneOptions } from './http/index.js';
 export type { RuntimeConfig, RuntimeConfigInput } from './config.js';
 export { partitionOf } from './partition.js';
-export type { SessionView, HostListener } from './sessionHost.js';
+export type { SessionView, HostListener } from './host/sessionHost.js';
 export type { Clock } from './clock.js';
 export * from '../actors/index.js';

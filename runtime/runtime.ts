@@ -15,14 +15,14 @@ import { loadConfig, type RuntimeConfig, type RuntimeConfigInput } from './confi
 import { createGroupCommitter, type GroupCommitter } from './groupCommit.js';
 import { createLogger, type Logger } from './logger.js';
 import { realClock, type Clock } from './clock.js';
-import { SessionHost, type SessionView } from './sessionHost.js';
+import { SessionHost, type SessionView } from './host/sessionHost.js';
 import { settleWithin } from './deadline.js';
 import { OUTBOX_TAKEOVER_AGE_MS } from './host/outbox.js';
 import { createKeyedSerial } from './keyedSerial.js';
 import { createRetention } from './retention.js';
 import { createSessionTtl } from './sessionTtl.js';
 import { BUDGET_WARNING_EVENT, Budgets } from './budgets.js';
-import { isTenant } from './sessionHost.js';
+import { isTenant } from './host/sessionHost.js';
 import { createBudgetApi, type BudgetRef, type BudgetReport } from './budgetApi.js';
 import type { BudgetLimitSpec, BudgetScope } from '../persistence/budget.js';
 import { createHealth, type Readiness } from './health.js';

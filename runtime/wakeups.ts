@@ -26,13 +26,16 @@ import type { Logger } from './logger.js';
 import { partitionOf } from './partition.js';
 import { Scheduler } from './scheduler.js';
 import type { Clock } from './clock.js';
-import type { SessionHost } from './sessionHost.js';
+import type { SessionHost } from './host/sessionHost.js';
 import { DLQ_SUBJECT, H, INBOX_SUBJECT, type Transport } from './transport.js';
 
 /** How long a start keeps retrying the event router's consumer before it gives up. */
 const ROUTER_START_DEADLINE_MS = 60_000;
 
-/** Header on events the publisher already routed (`publishEvent`): the router skips them. */
+/**
+ * Header on events a node of an earlier version routed itself in `publishEvent`: the router skips
+ * them (a rolling deploy must not route them twice). No current code sets it.
+ */
 const ROUTED = 'Agentry-Routed';
 
 /** One event from the history. */

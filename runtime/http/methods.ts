@@ -11,7 +11,7 @@ import { fateOf, type MessageFate } from '../../actors/types.js';
 import { assertSessionId } from '../../actors/sessionId.js';
 import { ALIAS_PREFIX, METHOD_NAMES, PROTOCOL_VERSION, methods, type MethodName, type ResultOf } from '../../client/index.js';
 import type { Runtime } from '../runtime.js';
-import type { SessionView } from '../sessionHost.js';
+import type { SessionView } from '../host/sessionHost.js';
 import { settleWithin } from '../deadline.js';
 import { invalidParams } from './rpcErrors.js';
 import type { RpcConnection } from './rpcConnection.js';

@@ -11,7 +11,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { SessionStatus } from '../../persistence/types.js';
 import { packageVersion } from '../cluster.js';
 import type { Runtime } from '../runtime.js';
-import type { HostStats } from '../sessionHost.js';
+import type { HostStats } from '../host/sessionHost.js';
 import { registerTenantMetrics } from './tenantMetrics.js';
 
 const STATES: readonly SessionStatus[] = ['idle', 'active', 'sleeping', 'waiting', 'stopped'];

@@ -45,7 +45,7 @@ export interface ChildRuntime {
 
 /** Fails early with a clear message when `dist/` is missing or older than the sources it runs. */
 export function assertBuildIsFresh(): void {
-  assertDistFresh('dist/runtime/sessionHost.js', ['runtime/sessionHost.ts', 'runtime/runtime.ts', 'runtime/transport.ts', 'runtime/groupCommit.ts', 'persistence/sqlStore.ts', 'actors/sessionMachine.ts']);
+  assertDistFresh('dist/runtime/host/sessionHost.js', ['runtime/host/sessionHost.ts', 'runtime/runtime.ts', 'runtime/transport.ts', 'runtime/groupCommit.ts', 'persistence/sqlStore.ts', 'actors/sessionMachine.ts']);
 }
 
 /** Environment without anything that would override the child's explicit configuration. */

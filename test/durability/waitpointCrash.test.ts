@@ -31,7 +31,7 @@ const logs = tempDir('agentry-wp-crash-');
 
 beforeAll(async () => {
   assertBuildIsFresh();
-  assertDistFresh('dist/runtime/waitpoints.js', ['runtime/waitpoints.ts', 'runtime/sessionHost.ts', 'persistence/migrations']);
+  assertDistFresh('dist/runtime/waitpoints.js', ['runtime/waitpoints.ts', 'runtime/host/sessionHost.ts', 'persistence/migrations']);
   nats = await startNats(8);
   nc = await natsClient(nats.url);
   schema = schemaName('wpcrash');

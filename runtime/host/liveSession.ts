@@ -1,0 +1,182 @@
+/**
+ * Owns what a live session *is* on this node: the record the host keeps beside each XState
+ * actor (unacked messages, commit bookkeeping, the run in flight, slot bookkeeping) and the pure
+ * helpers that read it — the read model (`SessionView`), the timeline name of an internal
+ * change, the history item of a stored row. The host (sessionHost.ts) and its stages
+ * (handlerRuns.ts, liveSlots.ts, …) share this record; nothing here does I/O.
+ */
+import type { JsMsg } from '@nats-io/jetstream';
+import type { SpanContext } from '@opentelemetry/api';
+import type { Actor } from 'xstate';
+import type { HistoryItem, ResolvedAgent } from '../../actors/defineAgent.js';
+import { policyOf, statePath, topState, type sessionMachine, type SessionContext, type SessionEvent } from '../../actors/sessionMachine.js';
+import type { InboxMessage, Priority, TurnPolicy } from '../../actors/types.js';
+import type { MigrationError } from '../../actors/agentVersion.js';
+import type { HistoryEntry, HistoryLimit, TransitionRecord } from '../../persistence/types.js';
+import type { Logger } from '../logger.js';
+import { H } from '../transport.js';
+import { abortRunHandle, type RunHandle } from './handlerContext.js';
+import type { PendingCommit, PendingOutput } from './commitRecord.js';
+import type { DroppedMessage } from '../tracing.js';
+
+/** The session statechart's actor, with the host's run actions provided. */
+export type SessionActor = Actor<ReturnType<typeof sessionMachine.provide>>;
+
+export interface LiveSession {
+  readonly id: string;
+  readonly type: string;
+  readonly partition: number;
+  /** The agent version its snapshot is at (migrated on hydration): stamped on every commit. */
+  readonly agentVersion: number;
+  readonly actor: SessionActor;
+  readonly log: Logger;
+  /** Unacked inbox messages by stream sequence. */
+  readonly acks: Map<number, JsMsg>;
+  readonly outputs: Map<number, PendingOutput[]>;
+  historyView: HistoryItem[];
+  maxEnqueuedSeq: number;
+  committedLastSeq: number;
+  storeVersion: number;
+  submittedVersion: number;
+  lastCompletedRunId: number;
+  lastPath: string;
+  /** The external event being sent right now (snapshots during it are its doing), else null. */
+  sending: string | null;
+  /** runId at the last snapshot: a change with the same state path is a merge or an interrupt. */
+  lastRunId: number;
+  transitions: TransitionRecord[];
+  /**
+   * Changes waiting for the commit in flight (null: none). Every later change merges into it,
+   * so a busy session writes one record per round trip instead of one per change.
+   */
+  open: PendingCommit | null;
+  /** The handler run in flight (null: none). */
+  run: RunHandle | null;
+  chain: Promise<void>;
+  inflight: number;
+  lastActivity: number;
+  /** When the session's last change was committed (the stored row's updated_at when hydrated); null before its first commit. */
+  updatedAt: number | null;
+  broken: boolean;
+  /**
+   * Callers that hydrated or looked up this session and have not handed it its messages or
+   * command yet. A pinned session is never evicted: freshly hydrated, it is quiescent until
+   * then, and a hydration waiting for a slot would otherwise evict it in between (its messages
+   * then went to a stopped actor and sat unacked until redelivery, over and over under load).
+   */
+  pins: number;
+  /** Messages held back while maxActiveSessions handlers run (this session was not active). */
+  held: number[];
+  /** Whether the session has an entry in the admission queue. */
+  queued: boolean;
+  /** Messages of turns under way dropped because they expired before the turn started: seq → when found (mailboxRules.ts). */
+  readonly expired: Map<number, number>;
+  /** The state `onAbort` repaired after an aborted turn: the next turns start from it until one completes. */
+  repair?: { readonly state: unknown } | undefined;
+  /** Span contexts of finished runs not committed yet, by runId (their commit spans are children). */
+  runTraces?: Map<number, SpanContext>;
+  /** Traced messages of turns a newer message dropped: the next run links them. */
+  dropped?: DroppedMessage[];
+}
+
+/** Aborts the session's run in flight, if any, and returns it (for its retraction and grace watch). */
+export function abortRun(s: LiveSession): RunHandle | null {
+  const run = s.run;
+  if (!run) return null;
+  s.run = null;
+  abortRunHandle(run);
+  return run;
+}
+
+/** Why a run was aborted, from the event that left `running` (the `reason` of a `retracted` notice). */
+export function abortReasonOf(context: SessionContext, event: SessionEvent): string {
+  if (event.type === 'MESSAGE') {
+    const p = policyOf(context, event.message);
+    return p === 'latest' ? 'superseded' : p === 'rollback' ? 'rolled-back' : 'merged';
+  }
+  return event.type === 'INTERRUPT' ? 'interrupted' : event.type === 'STOP' ? 'stopped' : 'aborted';
+}
+
+/** Live view of a session for `getAgent` and the inspector. */
+export interface SessionView {
+  readonly agentId: string;
+  readonly type: string;
+  /** The session's tenant (null: none); set at creation, never changed. */
+  readonly tenant: string | null;
+  readonly state: 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped';
+  readonly stateValue: string;
+  /** The session's turn policy (its agent type's, or the one set at creation). */
+  readonly policy: TurnPolicy;
+  readonly userState: unknown;
+  readonly lastSeq: number;
+  readonly wake: SessionContext['wake'];
+  readonly wait: SessionContext['wait'];
+  /** `rejected`: messages refused (turn policy reject) whose refusal is not committed yet. */
+  readonly mailbox: { readonly pending: number; readonly deferred: readonly { seq: number; kind: string; priority: Priority; from?: string; at: number }[]; readonly running: number; readonly rejected: number };
+  readonly lastError: SessionContext['lastError'];
+  readonly live: boolean;
+  readonly updatedAt: number | null;
+  /** The agent version of its snapshot (stored, or migrated to when live). */
+  readonly agentVersion?: number;
+  /** Set when the running code cannot take its stored snapshot: it waits, messages held, for a deploy that can. */
+  readonly migrationError?: ReturnType<MigrationError['toJSON']>;
+}
+
+/**
+ * Names the internal event behind a snapshot no external event caused, for the timeline: a run
+ * that finished (`run.done`), failed (`run.failed`, then retried or dead-lettered) or a retry.
+ */
+export function internalEventOf(s: LiveSession, snap: { value: unknown; context: SessionContext }): string {
+  if (s.lastPath === 'active.retrying' && statePath(snap.value) === 'active.running') return 'retry';
+  const c = snap.context.completed;
+  if (c && c.runId !== s.lastCompletedRunId) return c.outcome === 'ok' ? 'run.done' : 'run.failed';
+  if (statePath(snap.value) === 'active.retrying') return 'run.failed';
+  return 'run.done';
+}
+
+/**
+ * A fresh session's initial state as the store will hold it (a run that never touches `ctx.state`
+ * hands it on as is); a value JSON cannot carry is left for the first run to refuse.
+ */
+export function jsonCopy(v: unknown): unknown {
+  try { return JSON.parse(JSON.stringify(v ?? null)) as unknown; } catch { return v; }
+}
+
+/** A held message's place in the active-slot queue: its `Agentry-Priority` header (default normal). */
+export function prioOf(m: JsMsg): Priority {
+  const p = m.headers?.get(H.priority);
+  return p === 'low' || p === 'high' || p === 'urgent' ? p : 'normal';
+}
+
+/** A stored history row as handlers see it (`ctx.history`). */
+export function toHistoryItem(h: HistoryEntry): HistoryItem {
+  return { seq: h.seq, kind: h.kind, body: h.body, from: h.from, batchId: h.batchId, outcome: h.outcome, at: h.at };
+}
+
+/** A dead letter's payload when the message cannot be decoded: its text, at most 64 KiB (kept for a person to read). */
+export function decodePayloadLoose(m: JsMsg): unknown {
+  try { return new TextDecoder().decode(m.data.subarray(0, 64 * 1024)); } catch { return null; }
+}
+
+/** The read model of a session (live or stored) for `getAgent` and the inspector. */
+export function viewOf(sid: string, type: string, value: unknown, ctx: SessionContext, live: boolean, updatedAt: number | null): SessionView {
+  return {
+    agentId: sid, type, tenant: ctx.tenant ?? null, state: topState(value), stateValue: statePath(value), policy: ctx.limits.policy, userState: ctx.userState, lastSeq: ctx.lastSeq,
+    wake: ctx.wake, wait: ctx.wait,
+    mailbox: {
+      pending: ctx.pending.length, running: ctx.batch.length, rejected: ctx.rejected?.length ?? 0,
+      deferred: ctx.deferred.map((m: InboxMessage) => ({ seq: m.seq, kind: m.kind, priority: m.priority, at: m.at, ...(m.from ? { from: m.from } : {}) })),
+    },
+    lastError: ctx.lastError, live, updatedAt,
+  };
+}
+
+/** A tenant name: 1-64 characters of [A-Za-z0-9_-] (it becomes a metrics label and a lock key). */
+export function isTenant(t: unknown): t is string {
+  return typeof t === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(t);
+}
+
+/** History a hydration loads per agent type (its `maxHistory`), 50 for a type no longer registered. */
+export function historyLimitOf(agents: ReadonlyMap<string, ResolvedAgent>): HistoryLimit {
+  return { byType: Object.fromEntries([...agents].map(([t, a]) => [t, a.maxHistory])), fallback: 50 };
+}

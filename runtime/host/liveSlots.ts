@@ -1,0 +1,119 @@
+/**
+ * Owns `maxLiveSessions`: which sessions have an actor in memory on this node, in LRU order,
+ * and the slots hydrations wait for. A hydration reserves a slot (`admit`) before it reads the
+ * store, evicting the least recently used *quiescent* session when the node is full — one with
+ * no pin, no commit in flight, no unacked message, no pending mail, not active and nothing
+ * unsubmitted — and otherwise waits in FIFO order. Idle sessions are passivated after
+ * `idleTimeoutMs` (`passivateIdle`); evicted ones hydrate again from their snapshot when needed.
+ *
+ * Pins: a caller that hydrated or looked up a session holds it pinned until it has handed it its
+ * messages or command, so a hydration waiting for a slot cannot evict it in between.
+ *
+ * Passivation and LRU order use wall-clock time, not the host's injected Clock: a fake clock
+ * that tests freeze must not keep every session in memory (and it is never a correctness
+ * matter: an evicted session re-hydrates).
+ *
+ * Not to be confused with activeSlots.ts (`maxActiveSessions`: handlers running).
+ */
+import { topState } from '../../actors/sessionMachine.js';
+import type { LiveSession } from './liveSession.js';
+
+/** What the slots need of the host. */
+export interface LiveSlotsDeps {
+  readonly maxLiveSessions: () => number;
+  readonly idleTimeoutMs: () => number;
+  /** Stops an evicted session's actor (aborting a run, fixing the active count). */
+  readonly stop: (s: LiveSession) => void;
+  /** Counts a passivation (HostStats). */
+  readonly evicted: () => void;
+}
+
+/** Live-slot admission, LRU and passivation (see the module comment). */
+export class LiveSlots {
+  /** Live sessions by id; Map order is the LRU order (`touch` re-inserts). */
+  readonly live = new Map<string, LiveSession>();
+  private readonly waiters: (() => void)[] = [];
+  /** Slots reserved by hydrations in progress. */
+  private reserved = 0;
+  /** Set at shutdown: a waiting hydration gives up. */
+  stopping = false;
+
+  constructor(private readonly deps: LiveSlotsDeps) {}
+
+  pin(s: LiveSession): LiveSession {
+    s.pins++;
+    return s;
+  }
+
+  unpin(s: LiveSession): void {
+    s.pins--;
+    this.admitNext(); // it may be evictable now
+  }
+
+  /** Marks a session used now (LRU order, idle timer). */
+  touch(s: LiveSession): void {
+    s.lastActivity = Date.now();
+    this.live.delete(s.id);
+    this.live.set(s.id, s);
+  }
+
+  /** Whether a session can be evicted without losing or delaying anything. */
+  quiescent(s: LiveSession): boolean {
+    const snap = s.actor.getSnapshot();
+    return s.pins === 0 && s.inflight === 0 && s.acks.size === 0 && topState(snap.value) !== 'active' && snap.context.pending.length === 0 && s.submittedVersion === snap.context.version;
+  }
+
+  evict(s: LiveSession): void {
+    this.deps.stop(s);
+    this.live.delete(s.id);
+    this.deps.evicted();
+  }
+
+  /** Evicts the sessions idle longer than `idleTimeoutMs` that are quiescent. */
+  passivateIdle(): void {
+    const cutoff = Date.now() - this.deps.idleTimeoutMs();
+    for (const s of this.live.values()) {
+      if (s.lastActivity > cutoff) break; // LRU order: the rest are newer
+      if (this.quiescent(s)) this.evict(s);
+    }
+    this.admitNext();
+  }
+
+  /** Waits until a live slot is free, evicting the least recently used quiescent sessions; reserves it. */
+  async admit(): Promise<void> {
+    let waited = false;
+    for (;;) {
+      if (this.live.size + this.reserved < this.deps.maxLiveSessions()) { this.reserved++; break; }
+      for (const s of this.live.values()) {
+        if (this.quiescent(s)) { this.evict(s); break; }
+      }
+      if (this.live.size + this.reserved < this.deps.maxLiveSessions()) { this.reserved++; break; }
+      if (this.stopping) throw new Error('runtime is shutting down');
+      // Back in line, at the front if it was already waiting: FIFO among hydrations.
+      await new Promise<void>((r) => { if (waited) this.waiters.unshift(r); else this.waiters.push(r); });
+      waited = true;
+    }
+    if (waited) this.admitNext(); // pass the baton: there may be room for the next one too
+  }
+
+  /** Gives back a slot `admit` reserved (the session is live now, or was not made). */
+  release(): void {
+    this.reserved--;
+    this.admitNext();
+  }
+
+  /**
+   * Lets the first waiting hydration re-check for a slot (after a release, an eviction or a
+   * commit); if it gets one, it wakes the next. Waking all of them made every commit cost
+   * waiters × live-sessions quiescence checks: with thousands of hydrations queued that
+   * quadratic scan took most of the CPU and starved the event loop (pool connect timeouts).
+   */
+  admitNext(): void {
+    if (this.waiters.length > 0) this.waiters.shift()!();
+  }
+
+  /** Wakes every waiting hydration (shutdown: they see `stopping` and give up). */
+  wakeAll(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+}
