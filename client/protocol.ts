@@ -326,14 +326,19 @@ export const methods = {
     errors: ['INVALID_SESSION_ID', 'INVALID_ARGUMENT'],
   },
   publishEvent: {
-    summary: 'Publishes an event on the bus (agentry.events.<type>); sessions waiting for or subscribed to it receive it.',
+    summary: 'Stores an event on the bus (agentry.events.<type>); resolves when it is stored, and the event router delivers it to the sessions waiting for or subscribed to it.',
     params: z.strictObject({
       type: z.string().min(1).max(256).regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'must be dot-separated tokens of [A-Za-z0-9_-]'),
       data: z.unknown().optional(),
       priority: priority.optional(),
       from: z.string().max(256).optional(),
+      msgId: z.string().min(1).max(256).optional().describe('de-duplication id: a repeat within 2 minutes is the same event (same seq, duplicate: true), so a retry cannot deliver it twice'),
     }),
-    result: z.object({ seq: z.number(), recipients: z.number().describe('sessions the event was delivered to') }),
+    result: z.object({
+      seq: z.number(),
+      recipients: z.number().describe('sessions the event goes to (its recipients when it was stored); the event router delivers it to each exactly once'),
+      duplicate: z.boolean().optional().describe('true: a repeat of msgId, not stored again'),
+    }),
     errors: ['INVALID_ARGUMENT', 'PAYLOAD_TOO_LARGE', 'UNSTORABLE_INPUT', 'NOT_READY'],
   },
   scheduleWake: {

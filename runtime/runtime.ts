@@ -31,7 +31,7 @@ import { H, createTransport, type Transport } from './transport.js';
 import { activeTraceHeaders, traceCarrierOf } from './tracing.js';
 import { replaySession, type ReplayOptions, type ReplayReport } from './replay.js';
 import { assertPoint, forkIdOf, forkResultOf, planFork, type ForkOptions, type ForkResult } from './fork.js';
-import { createWakeups, type EventRecord, type Wakeups } from './wakeups.js';
+import { createWakeups, type EventRecord, type PublishEventOptions, type Wakeups } from './wakeups.js';
 import type { Waitpoints } from './waitpoints.js';
 import { requestCtl, serveCtl } from './ctl.js';
 import { deadLetterInboxMessage, type InboxDeadLetterResult } from './inboxDeadLetter.js';
@@ -161,7 +161,7 @@ export interface Runtime {
   cancelTask(taskId: string): Promise<{ cancelled: boolean }>;
   listTasks(agentId?: string): Promise<TaskInfo[]>;
   /** Publishes on the event bus; `recipients` counts the sessions it was delivered to. */
-  publishEvent(type: string, data?: unknown, opts?: { priority?: Priority; from?: string }): Promise<{ seq: number; recipients: number }>;
+  publishEvent(type: string, data?: unknown, opts?: PublishEventOptions): Promise<{ seq: number; recipients: number; duplicate?: boolean }>;
   /** The event history (stream `<prefix>_EVENTS`), oldest first, by type and time. */
   listEvents(opts?: { type?: string; since?: number; limit?: number }): Promise<EventRecord[]>;
   /** Moves a sleeping session's wake time (keeping its event and mail conditions). */

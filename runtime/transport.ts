@@ -108,6 +108,8 @@ export interface Transport {
    */
   publishInboxAck(sessionId: string, body: string | Uint8Array, hdrs: Record<string, string>, msgId?: string): Promise<{ seq: number; duplicate: boolean }>;
   publishEvent(type: string, body: string, hdrs: Record<string, string>, msgId?: string): Promise<number>;
+  /** As `publishEvent`, with whether the stream dropped it as a repeat of `msgId` (then `seq` is the original's). */
+  publishEventAck(type: string, body: string, hdrs: Record<string, string>, msgId?: string): Promise<{ seq: number; duplicate: boolean }>;
   /** Fire-and-forget core publish (outputs, streamed chunks, dead-letter notices). */
   publishCore(subject: string, body: string, hdrs?: Record<string, string>): void;
   close(): Promise<void>;
@@ -161,6 +163,10 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     await Promise.all(all.map((f) => f.stop()));
   }
 
+  const publishEventAck: Transport['publishEventAck'] = async (type, body, hdrs, msgId) => {
+    const ack = await js.publish(EVENT_SUBJECT(type), body, { headers: toHeaders(hdrs), ...(msgId ? { msgID: msgId } : {}) });
+    return { seq: ack.seq, duplicate: ack.duplicate };
+  };
   const publishInboxAck: Transport['publishInboxAck'] = async (sessionId, body, hdrs, msgId) => {
     const ack = await js.publish(INBOX_SUBJECT(sessionId), body, { headers: toHeaders(hdrs), ...(msgId ? { msgID: msgId } : {}) });
     return { seq: ack.seq, duplicate: ack.duplicate };
@@ -246,9 +252,9 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     },
     publishInboxAck,
     async publishEvent(type, body, hdrs, msgId) {
-      const ack = await js.publish(EVENT_SUBJECT(type), body, { headers: toHeaders(hdrs), ...(msgId ? { msgID: msgId } : {}) });
-      return ack.seq;
+      return (await publishEventAck(type, body, hdrs, msgId)).seq;
     },
+    publishEventAck,
     publishCore(subject, body, hdrs) {
       nc.publish(subject, body, hdrs ? { headers: toHeaders(hdrs) } : undefined);
     },

@@ -4,9 +4,14 @@
  * event bus (`publishEvent`, routing of events published straight to NATS, event history).
  *
  * Events: every event is stored in the stream `<prefix>_EVENTS` (bounded retention: the event
- * history) and delivered to each recipient's inbox as a `kind: event` message with the
- * `Nats-Msg-Id` `evt:<eventSeq>:<sessionId>`, so a re-routing after a crash delivers nothing
- * twice. Recipients are sessions sleeping or waiting on the type and subscribers (exact types
+ * history) and delivered by the event router — one durable consumer, shared by the nodes — to
+ * each recipient's inbox as a `kind: event` message with the `Nats-Msg-Id`
+ * `evt:<eventSeq>:<sessionId>`; the router acks the event only once every recipient's publish is
+ * stored, so a node that dies mid-route leaves it to be routed again, and the re-routing
+ * delivers nothing twice (inbox de-duplication, 2 min window). `publishEvent` only stores the
+ * event (with its `msgId` as the stream's de-duplication id): it used to route the event itself
+ * and mark it for the router to skip, which lost the event for every recipient not reached yet
+ * when the publishing node died mid-route. Recipients are sessions sleeping or waiting on the type and subscribers (exact types
  * or NATS wildcards); the session's statechart decides whether the event wakes it (a listed
  * type, or priority `urgent`) or waits for its wake. An event that reaches no one is
  * dead-lettered with reason `no-recipient`.
@@ -55,9 +60,22 @@ export interface Wakeups {
   scheduleTask(agentId: string, task: unknown, schedule: string, opts?: { timezone?: string; taskId?: string }): Promise<{ taskId: string; nextRunAt: number | null }>;
   cancelTask(taskId: string): Promise<{ cancelled: boolean }>;
   listTasks(agentId?: string): Promise<ScheduleRecord[]>;
-  publishEvent(type: string, data?: unknown, opts?: { priority?: Priority; from?: string }): Promise<{ seq: number; recipients: number }>;
+  /**
+   * Stores an event for the router to deliver; resolves with its stream sequence and how many
+   * sessions it goes to (its recipients now). With `msgId`, a repeat within 2 minutes is the same
+   * event (same `seq`, `duplicate: true`): a caller retrying after an error cannot deliver it twice.
+   */
+  publishEvent(type: string, data?: unknown, opts?: PublishEventOptions): Promise<{ seq: number; recipients: number; duplicate?: boolean }>;
   /** Event history from the stream, oldest first. */
   listEvents(opts?: { type?: string; since?: number; limit?: number }): Promise<EventRecord[]>;
+}
+
+/** Options of `publishEvent`. */
+export interface PublishEventOptions {
+  readonly priority?: Priority;
+  readonly from?: string;
+  /** De-duplication id (`Nats-Msg-Id` on the events stream): a repeat within 2 minutes is dropped. */
+  readonly msgId?: string;
 }
 
 export interface WakeupDeps {
@@ -132,7 +150,11 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     scheduler.note(`cron:${taskId}`, next, sched.partition);
   }
 
-  async function route(type: string, body: string, priority: Priority, from: string | null, eventSeq: number): Promise<number> {
+  /**
+   * Delivers one event to every recipient's inbox (see the module comment); `working` is called
+   * between chunks of a long fan-out so the router's ack deadline does not pass mid-route.
+   */
+  async function route(type: string, body: string, priority: Priority, from: string | null, eventSeq: number, working: () => void): Promise<number> {
     const recipients = await store.eventRecipients(type);
     if (recipients.length === 0) {
       const dl = {
@@ -148,6 +170,7 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     const hdrs: Record<string, string> = { [H.kind]: 'event', [H.priority]: priority, [H.eventType]: type };
     if (from) hdrs[H.from] = from;
     for (let i = 0; i < recipients.length; i += 1000) {
+      if (i > 0) working();
       await Promise.all(recipients.slice(i, i + 1000).map((sid) => transport.publishInbox(sid, body, hdrs, `evt:${eventSeq}:${sid}`)));
     }
     return recipients.length;
@@ -156,11 +179,18 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
   /** Routes events that producers published straight to `agentry.events.<type>` (and outbox events). */
   async function startRouter(): Promise<void> {
     const durable = 'router';
-    try { await transport.jsm.consumers.info(transport.eventStream, durable); } catch {
+    // An event a node took and did not ack (it died mid-route) comes again after ack_wait: the
+    // node's ackWaitMs, as for inbox messages (long routes call working()).
+    const ackWait = config.ackWaitMs * 1_000_000;
+    let info: Awaited<ReturnType<typeof transport.jsm.consumers.info>> | null = null;
+    try { info = await transport.jsm.consumers.info(transport.eventStream, durable); } catch { /* not there yet */ }
+    if (!info) {
       await transport.jsm.consumers.add(transport.eventStream, {
         durable_name: durable, filter_subject: 'agentry.events.>', ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.New, ack_wait: 30_000_000_000, max_deliver: -1,
+        deliver_policy: DeliverPolicy.New, ack_wait: ackWait, max_deliver: -1,
       });
+    } else if (info.config.ack_wait !== ackWait) {
+      await transport.jsm.consumers.update(transport.eventStream, durable, { ack_wait: ackWait });
     }
     const consumer = await transport.js.consumers.get(transport.eventStream, durable);
     router = await consumer.consume({
@@ -171,7 +201,7 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
           const type = m.subject.slice('agentry.events.'.length);
           const p = m.headers?.get(H.priority);
           try {
-            await route(type, new TextDecoder().decode(m.data), isPriority(p) ? p : 'normal', m.headers?.get(H.from) || null, m.seq);
+            await route(type, new TextDecoder().decode(m.data), isPriority(p) ? p : 'normal', m.headers?.get(H.from) || null, m.seq, () => { m.working(); });
             m.ack();
           } catch (err) {
             logger.warn({ err, type }, 'event routing failed; it is redelivered');
@@ -232,13 +262,15 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
       if (!isEventType(type)) throw new AgentryError('INVALID_ARGUMENT', `invalid event type ${JSON.stringify(type)}: dot-separated tokens of [A-Za-z0-9_-]`);
       const priority = opts.priority ?? 'normal';
       if (!isPriority(priority)) throw new AgentryError('INVALID_ARGUMENT', 'priority must be low, normal, high or urgent');
+      if (opts.msgId !== undefined && (opts.msgId.length === 0 || opts.msgId.length > 256)) throw new AgentryError('INVALID_ARGUMENT', 'msgId must be 1-256 characters');
       const body = JSON.stringify(data ?? null);
       if (Buffer.byteLength(body) > config.maxPayloadBytes) throw new AgentryError('PAYLOAD_TOO_LARGE', `event data is larger than ${config.maxPayloadBytes} bytes`);
-      const hdrs: Record<string, string> = { [H.kind]: 'event', [H.priority]: priority, [H.eventType]: type, [ROUTED]: config.nodeId };
+      const hdrs: Record<string, string> = { [H.kind]: 'event', [H.priority]: priority, [H.eventType]: type };
       if (opts.from) hdrs[H.from] = opts.from;
-      const seq = await transport.publishEvent(type, body, hdrs);
-      const recipients = await route(type, body, priority, opts.from ?? null, seq);
-      return { seq, recipients };
+      // Read before the event is stored: a store that is down fails the call with nothing published.
+      const recipients = (await store.eventRecipients(type)).length;
+      const ack = await transport.publishEventAck(type, body, hdrs, opts.msgId);
+      return { seq: ack.seq, recipients, ...(ack.duplicate ? { duplicate: true } : {}) };
     },
     async listEvents(opts = {}) {
       const filter = `agentry.events.${opts.type ?? '>'}`;

@@ -298,9 +298,10 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
     .description('publish an event')
     .option('--priority <p>', 'low | normal | high | urgent (urgent wakes subscribed sleepers)')
     .option('--from <sender>')
-    .action((type: string, data: string | undefined, o: { priority?: string; from?: string }, cmd: Command) => run(cmd, async (c, json) => {
-      const r = await c.publishEvent({ type, ...(data !== undefined ? { data: parseBody(data) } : {}), ...(o.priority ? { priority: priorityOpt(o.priority)! } : {}), ...(o.from ? { from: o.from } : {}) });
-      printResult(r, json, `published ${type}: seq ${r.seq}, delivered to ${r.recipients} session(s)`);
+    .option('--msg-id <id>', 'de-duplication id: a repeat within 2 minutes is the same event')
+    .action((type: string, data: string | undefined, o: { priority?: string; from?: string; msgId?: string }, cmd: Command) => run(cmd, async (c, json) => {
+      const r = await c.publishEvent({ type, ...(data !== undefined ? { data: parseBody(data) } : {}), ...(o.priority ? { priority: priorityOpt(o.priority)! } : {}), ...(o.from ? { from: o.from } : {}), ...(o.msgId ? { msgId: o.msgId } : {}) });
+      printResult(r, json, `published ${type}: seq ${r.seq}${r.duplicate ? ' (a repeat: not stored again)' : ''}, going to ${r.recipients} session(s)`);
     }));
 
   events.command('list').description('the event history, oldest first')

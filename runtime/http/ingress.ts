@@ -232,7 +232,10 @@ export function createIngress(runtime: Runtime, deps: IngressDeps, opts: Ingress
       // The body is the value itself (an empty body is null).
       sendJson(res, 200, await call('completeWaitpoint', { id: route.id, value: body ?? null }), cors);
     } else if (route.name === 'events') {
-      sendJson(res, 202, await call('publishEvent', bodyObject(body, { type: route.type })), cors);
+      const params = bodyObject(body, { type: route.type });
+      const key = req.headers['idempotency-key'];
+      if (typeof key === 'string' && params.msgId === undefined) params.msgId = key;
+      sendJson(res, 202, await call('publishEvent', params), cors);
     } else {
       sendJson(res, 200, await call('interruptAgent', bodyObject(body, { agentId: route.agentId })), cors);
     }

@@ -187,7 +187,7 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       return { waitpoints: r.waitpoints.map((w) => ({ ...w, tags: [...w.tags] })), next: r.next };
     },
     async publishEvent(p) {
-      return runtime.publishEvent(p.type, p.data, { ...(p.priority ? { priority: p.priority } : {}), ...(p.from ? { from: p.from } : {}) });
+      return runtime.publishEvent(p.type, p.data, { ...(p.priority ? { priority: p.priority } : {}), ...(p.from ? { from: p.from } : {}), ...(p.msgId ? { msgId: p.msgId } : {}) });
     },
     async scheduleWake(p) {
       const v = await runtime.scheduleWake(p.agentId, epochOf(p.at, 'at'));

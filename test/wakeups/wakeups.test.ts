@@ -106,7 +106,8 @@ describe('wake-ups', () => {
     // A normal event to a subscribed sleeper that does not list it waits for its wake...
     const r2 = await rt.publishEvent('alerts.cpu', { load: 9 }, { priority: 'normal' });
     expect(r2.recipients).toBe(1);
-    await sleep(500);
+    await waitFor(async () => (await rt.getAgent('sub-1')).mailbox.deferred.length === 1, 'the event deferred to the wake');
+    await sleep(300);
     expect((await rt.getAgent('sub-1')).state).toBe('sleeping');
     expect((await rt.getAgent('sub-1')).mailbox.deferred).toHaveLength(1);
     // ...an urgent one wakes it at once, and it then gets both, oldest first.
@@ -126,7 +127,10 @@ describe('wake-ups', () => {
 
     const r3 = await rt.publishEvent('nobody.listens', { x: 1 });
     expect(r3.recipients).toBe(0);
-    const dls = await store.listDeadLetters({ sessionId: '_events' });
+    const dls = await waitFor(async () => {
+      const all = await store.listDeadLetters({ sessionId: '_events' });
+      return all.some((d) => d.id === `event:${r3.seq}`) ? all : null;
+    }, 'the unheard event dead-lettered by the router');
     expect(dls.find((d) => d.id === `event:${r3.seq}`)).toMatchObject({ reason: 'no-recipient', payload: { type: 'nobody.listens', data: { x: 1 } } });
     const history = await rt.listEvents({ type: 'system_alert' });
     expect(history.map((e) => e.data)).toEqual([{ disk: 'full' }]);
