@@ -5,7 +5,7 @@
  * exactly as it maps the inbox, the owner answers on its partitions' subjects, and so any node
  * (and its control plane) can serve any client. Errors cross the wire with their code.
  */
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { NoRespondersError, RequestError, TimeoutError, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { AgentryError, codes, type ErrorCode } from '../actors/errors.js';
 
 interface WireError { code: string; message: string; retryable: boolean; details?: Record<string, unknown> }
@@ -52,12 +52,14 @@ export async function requestCtl<T>(nc: NatsConnection, sessionId: string, op: s
       lastError = err;
     } catch (e) {
       if (e instanceof AgentryError) throw e;
-      const msg = (e as Error).message;
-      if (!/no responders|503/i.test(msg) && !/timeout/i.test(msg)) throw e;
-      lastError = new AgentryError(/timeout/i.test(msg) ? 'TIMEOUT' : 'NOT_READY',
-        /timeout/i.test(msg) ? `the node owning session ${sessionId} did not answer within ${timeoutMs} ms` : `no node owns the partition of session ${sessionId} right now`,
+      // The client's own error classes, not its messages (their wording may change between releases).
+      const timedOut = e instanceof TimeoutError || (e instanceof RequestError && e.cause instanceof TimeoutError);
+      const noResponders = e instanceof NoRespondersError || (e instanceof RequestError && e.isNoResponders());
+      if (!timedOut && !noResponders) throw e;
+      lastError = new AgentryError(timedOut ? 'TIMEOUT' : 'NOT_READY',
+        timedOut ? `the node owning session ${sessionId} did not answer within ${timeoutMs} ms` : `no node owns the partition of session ${sessionId} right now`,
         { retryable: true, cause: e });
-      if (/timeout/i.test(msg)) throw lastError;
+      if (timedOut) throw lastError;
     }
     await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
   }
