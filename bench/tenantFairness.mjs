@@ -1,79 +1,86 @@
 // Fair share between tenants (issue 17 §3): does a small tenant keep its latency when a big one
 // floods the node? One runtime (memory store: admission is what is measured, not the store),
-// handler slots AGENTRY_MAX_ACTIVE_SESSIONS = SLOTS, each turn WORK_MS of (async) work. Every
-// TICK_MS the big tenant A sends RATIO messages (spread over A_SESSIONS sessions) and the small
-// tenant B one (over B_SESSIONS sessions), for DURATION_MS; A's rate is above what the slots can
-// do, so A builds a backlog. Measured: B's publish → handler start, p50/p99, in three runs:
+// handler slots AGENTRY_MAX_ACTIVE_SESSIONS = SLOTS, each turn WORK_MS of (async) work. Two
+// publisher processes (bench/publisher.mjs, paced jobs) send for DURATION_MS: the big tenant A
+// RATIO messages per TICK_MS (spread over A_SESSIONS sessions), the small tenant B one per
+// TICK_MS (over B_SESSIONS sessions); A's rate is above what the slots can do, so A builds a
+// backlog. The publishers run in processes of their own, as producers do: publishing from the
+// runtime's own event loop (what this bench did first) measured the bench's CPU, not admission.
+// Measured: B's publish → handler start (wall clock across processes), p50/p99, in three runs:
 //   solo  — only B's load (tenants set);
-//   fair  — A and B, both with tenants: slots go round robin across tenants;
+//   fair  — A and B, both with tenants: slots go round robin across tenants, and with
+//           BENCH_MAX_ACTIVE_PER_TENANT (AGENTRY_MAX_ACTIVE_PER_TENANT) A cannot take every slot;
 //   fifo  — A and B without tenants: one lane, first come first served (what it was before).
 // Usage: node bench/tenantFairness.mjs [out.json]  (after `node ops/build.mjs`).
 import { writeFileSync } from 'node:fs';
-import { log, percentiles, quietLogger, sleep, startNats, waitUntil, wallNow } from './lib.mjs';
+import { forkPublisher, log, percentiles, quietLogger, sleep, startNats, waitUntil, wallNow } from './lib.mjs';
 
 const SLOTS = Number(process.env.BENCH_SLOTS ?? 4);
 const WORK_MS = Number(process.env.BENCH_WORK_MS ?? 2);
 const TICK_MS = Number(process.env.BENCH_TICK_MS ?? 25);
 const RATIO = Number(process.env.BENCH_RATIO ?? 100);
-const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 5000);
+const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 10_000);
+const PER_TENANT = Number(process.env.BENCH_MAX_ACTIVE_PER_TENANT ?? 0);
 const A_SESSIONS = 1000;
 const B_SESSIONS = 10;
 
 const { createRuntime, defineAgent } = await import('../dist/runtime/index.js');
 const nats = await startNats();
 const latency = new Map(); // run → B latencies (ms)
-let handledA = 0;
-let handledB = 0;
+const slowest = new Map(); // run → B's slowest: { at (ms into the run), ms, session }
+const handled = new Map(); // `${run}-${a|b}` → messages handled
 const agent = defineAgent({
   type: 'work',
   onMessage: 'queue',
   async handle(batch, ctx) {
     const now = wallNow();
+    const [run, who] = ctx.sessionId.split('-');
     for (const m of batch) {
-      const b = m.body;
-      if (b?.tenant === 'B') { latency.get(b.run)?.push(now - b.t); handledB++; } else handledA++;
+      if (who !== 'b') continue;
+      latency.get(run)?.push(now - m.body.t);
+      slowest.get(run)?.push({ at: Math.round(m.body.t - (runStart.get(run) ?? 0)), ms: Math.round(now - m.body.t), session: ctx.sessionId });
     }
+    handled.set(`${run}-${who}`, (handled.get(`${run}-${who}`) ?? 0) + batch.length);
     await sleep(WORK_MS);
     return undefined;
   },
 });
 const rt = await createRuntime({
   agents: [agent], logger: quietLogger(),
-  config: { natsUrl: nats.url, partitions: Number(process.env.BENCH_PARTITIONS ?? 64), store: 'memory', maxActiveSessions: SLOTS, groupCommitLingerMs: 1 },
+  config: { natsUrl: nats.url, partitions: Number(process.env.BENCH_PARTITIONS ?? 64), store: 'memory', maxActiveSessions: SLOTS, maxActivePerTenant: PER_TENANT, groupCommitLingerMs: 1 },
 });
+const pubA = await forkPublisher(nats.url);
+const pubB = await forkPublisher(nats.url);
+
+const runStart = new Map();
 
 async function run(name, { withA, tenants }) {
   latency.set(name, []);
-  const a = Array.from({ length: A_SESSIONS }, (_, i) => `${name}-a-${i}`);
-  const b = Array.from({ length: B_SESSIONS }, (_, i) => `${name}-b-${i}`);
-  for (const id of b) await rt.createAgent(id, 'work', undefined, tenants ? { tenant: 'B' } : undefined);
-  if (withA) for (const id of a) await rt.createAgent(id, 'work', undefined, tenants ? { tenant: 'A' } : undefined);
-  handledA = 0; handledB = 0;
-  let sentA = 0; let sentB = 0;
+  slowest.set(name, []);
+  for (let i = 0; i < B_SESSIONS; i++) await rt.createAgent(`${name}-b-${i}`, 'work', undefined, tenants ? { tenant: 'B' } : undefined);
+  if (withA) for (let i = 0; i < A_SESSIONS; i++) await rt.createAgent(`${name}-a-${i}`, 'work', undefined, tenants ? { tenant: 'A' } : undefined);
   const t0 = Date.now();
-  let tick = 0;
+  runStart.set(name, wallNow());
   const probe = setInterval(() => {
     const l = rt.host.tenantLoad();
-    log(`${name} t=${Date.now() - t0} running=${rt.host.activeCount()} ${JSON.stringify([...l.active])} queued=${JSON.stringify([...l.queued])} handledA=${handledA} handledB=${handledB}`);
+    log(`${name} t=${Date.now() - t0} running=${rt.host.activeCount()} ${JSON.stringify([...l.active])} queued=${JSON.stringify([...l.queued])} handledA=${handled.get(`${name}-a`) ?? 0} handledB=${handled.get(`${name}-b`) ?? 0}`);
   }, 1000);
-  while (Date.now() - t0 < DURATION_MS) {
-    const sends = [];
-    if (withA) for (let k = 0; k < RATIO; k++) { sends.push(rt.sendMessage(a[(sentA++) % A_SESSIONS], { tenant: 'A', run: name, t: wallNow() })); }
-    sends.push(rt.sendMessage(b[tick % B_SESSIONS], { tenant: 'B', run: name, t: wallNow() }));
-    sentB++;
-    tick++;
-    await Promise.all(sends);
-    await sleep(Math.max(0, t0 + tick * TICK_MS - Date.now()));
-  }
-  await waitUntil(() => handledB >= sentB && handledA >= sentA, `${name} drained`, 300_000, 50);
+  const job = (idPrefix, sessions, rate) => ({ mode: 'paced', subjectPrefix: 'agentry.in.', idPrefix, sessions, rate, durationMs: DURATION_MS });
+  const [a, b] = await Promise.all([
+    withA ? pubA.start(job(`${name}-a-`, A_SESSIONS, (RATIO * 1000) / TICK_MS)) : Promise.resolve({ count: 0 }),
+    pubB.start(job(`${name}-b-`, B_SESSIONS, 1000 / TICK_MS)),
+  ]);
+  await waitUntil(() => (handled.get(`${name}-b`) ?? 0) >= b.count && (handled.get(`${name}-a`) ?? 0) >= a.count, `${name} drained`, 600_000, 50);
   clearInterval(probe);
   const p = percentiles(latency.get(name));
-  log(`${name}: A sent ${sentA}, B sent ${sentB}; B latency ms p50 ${p.p50} p99 ${p.p99} max ${p.max}; load took ${Date.now() - t0} ms`);
-  return { sentA, sentB, bLatencyMs: p };
+  log(`${name}: A sent ${a.count}, B sent ${b.count}; B latency ms p50 ${p.p50} p99 ${p.p99} max ${p.max}; load took ${Date.now() - t0} ms`);
+  const slow = slowest.get(name).sort((x, y) => y.ms - x.ms).slice(0, 5);
+  log(`${name}: B's slowest ${JSON.stringify(slow)}`);
+  return { sentA: a.count, sentB: b.count, bLatencyMs: p, bSlowest: slow };
 }
 
 const results = {
-  config: { slots: SLOTS, workMs: WORK_MS, tickMs: TICK_MS, ratio: RATIO, durationMs: DURATION_MS, aSessions: A_SESSIONS, bSessions: B_SESSIONS },
+  config: { slots: SLOTS, workMs: WORK_MS, tickMs: TICK_MS, ratio: RATIO, durationMs: DURATION_MS, maxActivePerTenant: PER_TENANT, aSessions: A_SESSIONS, bSessions: B_SESSIONS, publishers: 'two processes' },
   solo: await run('solo', { withA: false, tenants: true }),
   fair: await run('fair', { withA: true, tenants: true }),
   fifo: await run('fifo', { withA: true, tenants: false }),
@@ -83,5 +90,7 @@ results.fifoP99OverSolo = Math.round((results.fifo.bLatencyMs.p99 / results.solo
 log(`fair p99 / solo p99 = ${results.fairP99OverSolo}; fifo p99 / solo p99 = ${results.fifoP99OverSolo}`);
 if (process.argv[2]) writeFileSync(process.argv[2], JSON.stringify(results, null, 2));
 else console.log(JSON.stringify(results, null, 2));
+await pubA.stop();
+await pubB.stop();
 await rt.stop();
 await nats.cleanup();
