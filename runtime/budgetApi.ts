@@ -54,6 +54,13 @@ export interface BudgetApiDeps {
   /** Wakes a session a budget paused (routed to its owner). */
   readonly resume: (agentId: string) => Promise<unknown>;
   readonly now: () => number;
+  /**
+   * How long after a setBudget every node's limit cache has the new limits (their refresh, plus a
+   * margin): the sessions its scope holds are looked up and resumed once more then, since a turn
+   * on a node with the old limits, or a pause not committed yet, may have held one after the first
+   * pass. Default 3 s.
+   */
+  readonly settleMs?: number;
 }
 
 /** Resolves a ref to its scope and key; INVALID_ARGUMENT unless exactly one is given and valid. */
@@ -90,17 +97,28 @@ export function createBudgetApi(d: BudgetApiDeps) {
       if (e instanceof TypeError) throw new AgentryError('INVALID_ARGUMENT', e.message);
       throw e;
     }
-    const held = await d.store.budgetHeldSessions(scope === 'session' ? { sessionId: key } : scope === 'tenant' ? { tenant: key } : { type: key });
-    let resumed = 0;
-    for (const h of held) {
-      try {
-        if (h.status === 'sleeping') await d.resume(h.id);
-        else if (h.waitpointId) await d.waitpoints.complete(h.waitpointId, { action: 'continue' });
-        resumed++;
-      } catch (err) {
-        d.logger.warn({ err, sessionId: h.id }, 'could not resume a session held by its budget (setBudget again, or wakeAgent)');
+    const resumeHeld = async (): Promise<number> => {
+      const held = await d.store.budgetHeldSessions(scope === 'session' ? { sessionId: key } : scope === 'tenant' ? { tenant: key } : { type: key });
+      let n = 0;
+      for (const h of held) {
+        try {
+          if (h.status === 'sleeping') await d.resume(h.id);
+          else if (h.waitpointId) await d.waitpoints.complete(h.waitpointId, { action: 'continue' });
+          n++;
+        } catch (err) {
+          d.logger.warn({ err, sessionId: h.id }, 'could not resume a session held by its budget (setBudget again, or wakeAgent)');
+        }
       }
-    }
+      return n;
+    };
+    const resumed = await resumeHeld();
+    // Once more when every node's limit cache has the new limits (see `settleMs`).
+    const again = setTimeout(() => {
+      void resumeHeld().then((n) => {
+        if (n > 0) d.logger.info({ scope, key, resumed: n }, 'setBudget: sessions held after its first pass (stale limits, or a pause committing) resumed');
+      }, (err: unknown) => { d.logger.warn({ err, scope, key }, 'setBudget: the second pass could not look up held sessions; they re-check their limits by themselves'); });
+    }, d.settleMs ?? 3_000);
+    again.unref();
     return { scope, key, limits: norm, resumed };
   }
 

@@ -69,6 +69,13 @@ const schema = z.object({
   abortGraceMs: z.number().int().min(0).default(5_000),
   /** A budget `ask` waits this long for a person's answer; then the session pauses (AGENTRY_BUDGET_ASK_TIMEOUT_MS). */
   budgetAskTimeoutMs: z.number().int().min(1).default(24 * 3_600_000),
+  /**
+   * A session a budget `pause` holds checks its limits again this often (a `day` limit: at the next
+   * window at the latest), so a limit raised where the resume did not reach it — another node's
+   * limit cache not refreshed yet, a pause committed after the `setBudget` — still lets it go on
+   * (AGENTRY_BUDGET_RECHECK_MS).
+   */
+  budgetRecheckMs: z.number().int().min(100).default(15 * 60_000),
   /** Most sessions of one tenant running handlers at once on this node (0: no bound but maxActiveSessions). */
   maxActivePerTenant: z.number().int().min(0).default(0),
   /**
@@ -136,6 +143,7 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_STATE_NOTICES: { key: 'stateNotices', boolean: true },
   AGENTRY_ABORT_GRACE_MS: { key: 'abortGraceMs', number: true },
   AGENTRY_BUDGET_ASK_TIMEOUT_MS: { key: 'budgetAskTimeoutMs', number: true },
+  AGENTRY_BUDGET_RECHECK_MS: { key: 'budgetRecheckMs', number: true },
   AGENTRY_MAX_ACTIVE_PER_TENANT: { key: 'maxActivePerTenant', number: true },
   AGENTRY_TENANT_RATE: { key: 'tenantRatePerSec', number: true },
   AGENTRY_TENANT_BURST: { key: 'tenantBurst', number: true },

@@ -170,7 +170,7 @@ export class HandlerRuns {
     const started = this.clock.now();
     const hold = (b: BudgetBreach, policy: string): RunOutput | null => {
       if (policy === 'abort') throw exceededError(b);
-      return policy === 'pause' || policy === 'ask' ? heldTurn(input, rest, b, policy, this.clock.now(), this.deps.config.budgetAskTimeoutMs) : null;
+      return policy === 'pause' || policy === 'ask' ? heldTurn(input, rest, b, policy, this.clock.now(), { askTimeoutMs: this.deps.config.budgetAskTimeoutMs, recheckMs: this.deps.config.budgetRecheckMs }) : null;
     };
     try {
       if (decision === 'stop') {

@@ -680,7 +680,8 @@ export class SessionHost {
       const now = this.clock.now();
       if (state === 'sleeping' && ctx.wake?.until !== null && ctx.wake?.until !== undefined && ctx.wake.until <= now) {
         this.slots.touch(s);
-        this.send(s, { type: 'WAKE', reason: 'time', at: now });
+        // A budget pause's re-check: the turn checks the limits again; its handler never sees this wake.
+        this.send(s, { type: 'WAKE', reason: 'time', at: now, ...(ctx.wake.budget ? { detail: { budget: 'recheck' } } : {}) });
       } else if (state === 'waiting' && ctx.wait?.timeoutAt !== null && ctx.wait?.timeoutAt !== undefined && ctx.wait.timeoutAt <= now) {
         const wp = ctx.wait.waitpoint;
         if (wp) {
