@@ -162,3 +162,38 @@ export async function selectTenantSpend(q: Queryable, since: number, limit: numb
   return rows.map((r) => ({ tenant: r.tenant, totals: toUsage(r).totals }));
 }
 
+
+/** Id of a session's folded ledger row (`.` is never in a session id, so never a reservation's). */
+export const budgetRollupId = (sessionId: string): string => `.rollup:${sessionId}`;
+
+/**
+ * Folds up to `max` closed ledger rows (settled, metered) older than `before` into one row per
+ * session (`budgetRollupId`, `at` 0: counted in the lifetime window only), in one statement: the
+ * rows are deleted and their sums added to the rollup together, and rows another node is folding
+ * at the same moment are skipped (SKIP LOCKED), so nothing is counted twice or lost. Returns how
+ * many rows were folded.
+ */
+export async function compactBudgetLedger(q: Queryable, before: number, max: number): Promise<number> {
+  const { rows } = await q.query<{ n: string }>(
+    `WITH picked AS (
+       SELECT id FROM budget_ledger WHERE state <> 'reserved' AND at > 0 AND at < $1 ORDER BY at LIMIT $2 FOR UPDATE SKIP LOCKED
+     ), moved AS (
+       DELETE FROM budget_ledger l USING picked WHERE l.id = picked.id
+       RETURNING l.session_id, l.tenant, l.tokens, l.tokens_in, l.tokens_out, l.cost, l.tool_calls, l.wall_ms, l.turns
+     ), folded AS (
+       INSERT INTO budget_ledger (id, session_id, tenant, at, state, tokens, tokens_in, tokens_out, cost, tool_calls, wall_ms, turns, settled_at)
+       SELECT '.rollup:' || session_id, session_id, max(tenant), 0, 'settled', sum(tokens), sum(tokens_in), sum(tokens_out), sum(cost),
+              sum(tool_calls), sum(wall_ms), sum(turns), $1::bigint
+       FROM moved GROUP BY session_id
+       ON CONFLICT (id) DO UPDATE SET
+         tokens = budget_ledger.tokens + EXCLUDED.tokens, tokens_in = budget_ledger.tokens_in + EXCLUDED.tokens_in,
+         tokens_out = budget_ledger.tokens_out + EXCLUDED.tokens_out, cost = budget_ledger.cost + EXCLUDED.cost,
+         tool_calls = budget_ledger.tool_calls + EXCLUDED.tool_calls, wall_ms = budget_ledger.wall_ms + EXCLUDED.wall_ms,
+         turns = budget_ledger.turns + EXCLUDED.turns, settled_at = EXCLUDED.settled_at
+       RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM moved)::text AS n`,
+    [before, max],
+  );
+  return Number(rows[0]?.n ?? 0);
+}

@@ -8,7 +8,7 @@ import {
 } from './budget.js';
 import type { SessionRecord, Store } from './types.js';
 
-type BudgetMethods = Pick<Store, 'reserveBudget' | 'settleBudget' | 'recordBudget' | 'budgetUsage' | 'listBudgetLimits' | 'setBudgetLimits' | 'markBudgetWarning' | 'budgetHeldSessions' | 'tenantSpend'>;
+type BudgetMethods = Pick<Store, 'reserveBudget' | 'settleBudget' | 'recordBudget' | 'budgetUsage' | 'listBudgetLimits' | 'setBudgetLimits' | 'markBudgetWarning' | 'budgetHeldSessions' | 'compactBudgetLedger' | 'tenantSpend'>;
 
 /** The tenant a stored snapshot names (context.tenant), or null. */
 export function tenantOfSnapshot(snapshot: unknown): string | null {
@@ -61,6 +61,24 @@ export function createMemoryBudget(sessions: ReadonlyMap<string, SessionRecord>,
       if (warnings.has(key)) return Promise.resolve(false);
       warnings.add(key);
       return Promise.resolve(true);
+    },
+    compactBudgetLedger(before, max) {
+      const picked = [...ledger.values()].filter((e) => e.state !== 'reserved' && e.at > 0 && e.at < before).sort((a, b) => a.at - b.at).slice(0, max);
+      for (const e of picked) {
+        ledger.delete(e.id);
+        const id = `.rollup:${e.sessionId}`;
+        const r = ledger.get(id)?.amounts ?? {};
+        const a = e.amounts;
+        const n = (k: 'tokens' | 'tokensIn' | 'tokensOut' | 'toolCalls' | 'wallMs' | 'turns'): number => (r[k] ?? 0) + (a[k] ?? 0);
+        ledger.set(id, {
+          id, sessionId: e.sessionId, tenant: ledger.get(id)?.tenant ?? e.tenant, at: 0, state: 'settled',
+          amounts: {
+            tokens: n('tokens'), tokensIn: n('tokensIn'), tokensOut: n('tokensOut'), cost: formatDecimal(amountOf(r, 'cost') + amountOf(a, 'cost')),
+            toolCalls: n('toolCalls'), wallMs: n('wallMs'), turns: n('turns'),
+          },
+        });
+      }
+      return Promise.resolve(picked.length);
     },
     budgetHeldSessions(f) {
       const out: BudgetHeldSession[] = [];

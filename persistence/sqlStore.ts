@@ -193,6 +193,7 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     setBudgetLimits: (scope, key, limits, at) => bq.upsertBudgetLimits(db, scope, key, limits, at),
     markBudgetWarning: (key, at) => bq.insertBudgetWarning(db, key, at),
     budgetHeldSessions: (f) => bq.selectBudgetHeld(db, f),
+    compactBudgetLedger: (before, max) => bq.compactBudgetLedger(db, before, max),
     tenantSpend: (since, limit) => bq.selectTenantSpend(db, since, clampLimit(limit, 100, 1000)),
     async close() {
       await retention.close();

@@ -443,6 +443,12 @@ export interface Store {
   markBudgetWarning(key: string, at: number): Promise<boolean>;
   /** Sessions a budget breach holds (paused or asking), filtered by id, tenant or type. */
   budgetHeldSessions(filter: { sessionId?: string; tenant?: string; type?: string }): Promise<BudgetHeldSession[]>;
+  /**
+   * Folds up to `max` closed ledger rows (settled, metered) older than `before` into one lifetime
+   * row per session (id `.rollup:<session>`, `at` 0), so the ledger does not grow with every turn
+   * for ever; usage of every window starting after `before` is unchanged. Returns the rows folded.
+   */
+  compactBudgetLedger(before: number, max: number): Promise<number>;
   /** Spend per tenant since `since` (ms), the most expensive first. */
   tenantSpend(since: number, limit: number): Promise<{ tenant: string; totals: Record<BudgetMetric, string> }[]>;
   close(): Promise<void>;

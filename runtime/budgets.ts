@@ -51,7 +51,19 @@ export interface BudgetsDeps {
   /** Publishes a warning event (JetStream, de-duplicated by `msgId`). */
   readonly publishWarning: (data: unknown, msgId: string) => Promise<void>;
   readonly refreshMs?: number;
+  /**
+   * Closed ledger rows older than this are folded into one lifetime row per session
+   * (`Store.compactBudgetLedger`); never less than the longest rolling window in use plus a day,
+   * so every window but lifetime still reads its own rows. 0: never (AGENTRY_BUDGET_LEDGER_KEEP_MS).
+   */
+  readonly ledgerKeepMs?: number;
+  /** How often a node folds old ledger rows (default 10 min; nodes folding at once skip each other's rows). */
+  readonly compactEveryMs?: number;
 }
+
+/** Rows folded per statement, and statements per compaction round (the rest waits for the next round). */
+const COMPACT_BATCH = 5_000;
+const COMPACT_ROUNDS = 20;
 
 /** One limit with where it came from. */
 type Sourced = BudgetLimitSpec & { readonly from: BudgetScope };
@@ -64,6 +76,10 @@ export class Budgets {
   private loaded: Promise<void> | null = null;
   private meterQueue: BudgetEntry[] = [];
   private flushing: Promise<void> | null = null;
+  private compactTimer: NodeJS.Timeout | undefined;
+  private compacting: Promise<number> | null = null;
+  /** Ledger rows folded by this node (metrics, tests). */
+  compacted = 0;
   readonly stats: BudgetStats = { reservations: 0, reused: 0, breaches: new Map(), warnings: 0 };
 
   constructor(private readonly deps: BudgetsDeps) {
@@ -82,10 +98,49 @@ export class Budgets {
     await this.refresh();
     this.timer = setInterval(() => { void this.refresh().catch(() => undefined); this.flush(); }, this.deps.refreshMs ?? 2000);
     this.timer.unref();
+    if ((this.deps.ledgerKeepMs ?? 0) > 0) {
+      this.compactTimer = setInterval(() => { void this.compact(); }, this.deps.compactEveryMs ?? 600_000);
+      this.compactTimer.unref();
+    }
+  }
+
+  /**
+   * How far back the ledger keeps single rows: `ledgerKeepMs`, or the longest rolling window of any
+   * limit known now (stored or defined) plus a day, whichever is longer.
+   */
+  ledgerHorizonMs(): number {
+    let longest = 0;
+    for (const limits of [...this.stored.values(), ...this.typeLimits.values()]) {
+      for (const l of limits) if (l.window !== 'lifetime' && l.window !== 'day') longest = Math.max(longest, Number(l.window.slice(0, -1)) * 3_600_000);
+    }
+    return Math.max(this.deps.ledgerKeepMs ?? 0, longest + 86_400_000);
+  }
+
+  /** Folds closed ledger rows older than the horizon (see `ledgerKeepMs`); resolves with how many. A failure is logged and retried next round. */
+  compact(): Promise<number> {
+    this.compacting ??= (async () => {
+      const before = this.deps.now() - this.ledgerHorizonMs();
+      let total = 0;
+      try {
+        for (let round = 0; round < COMPACT_ROUNDS; round++) {
+          const n = await this.deps.store.compactBudgetLedger(before, COMPACT_BATCH);
+          total += n;
+          if (n < COMPACT_BATCH) break;
+        }
+      } catch (err) {
+        this.deps.logger.warn({ err }, 'could not fold old budget ledger rows; retried at the next round');
+      }
+      this.compacted += total;
+      if (total > 0) this.deps.logger.info({ rows: total, before }, 'budget ledger: old rows folded into lifetime rows');
+      return total;
+    })().finally(() => { this.compacting = null; });
+    return this.compacting;
   }
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    if (this.compactTimer) clearInterval(this.compactTimer);
+    await this.compacting;
     this.flush();
     await this.flushing;
   }

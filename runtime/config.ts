@@ -76,6 +76,12 @@ const schema = z.object({
    * (AGENTRY_BUDGET_RECHECK_MS).
    */
   budgetRecheckMs: z.number().int().min(100).default(15 * 60_000),
+  /**
+   * Closed budget ledger rows older than this (never less than the longest rolling window in use
+   * plus a day) are folded into one lifetime row per session, so the ledger stops growing with
+   * every turn; 0 keeps every row (AGENTRY_BUDGET_LEDGER_KEEP_MS).
+   */
+  budgetLedgerKeepMs: z.number().int().min(0).default(8 * 86_400_000),
   /** Most sessions of one tenant running handlers at once on this node (0: no bound but maxActiveSessions). */
   maxActivePerTenant: z.number().int().min(0).default(0),
   /**
@@ -144,6 +150,7 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_ABORT_GRACE_MS: { key: 'abortGraceMs', number: true },
   AGENTRY_BUDGET_ASK_TIMEOUT_MS: { key: 'budgetAskTimeoutMs', number: true },
   AGENTRY_BUDGET_RECHECK_MS: { key: 'budgetRecheckMs', number: true },
+  AGENTRY_BUDGET_LEDGER_KEEP_MS: { key: 'budgetLedgerKeepMs', number: true },
   AGENTRY_MAX_ACTIVE_PER_TENANT: { key: 'maxActivePerTenant', number: true },
   AGENTRY_TENANT_RATE: { key: 'tenantRatePerSec', number: true },
   AGENTRY_TENANT_BURST: { key: 'tenantBurst', number: true },

@@ -327,7 +327,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   });
   // Budgets: limits (agent types', stored ones), ctx.budget, metering; see runtime/budgets.ts.
   const budgets = new Budgets({
-    store, agents, logger, now: () => clock.now(),
+    store, agents, logger, now: () => clock.now(), ledgerKeepMs: config.budgetLedgerKeepMs,
     publishWarning: async (data, msgId) => {
       await transport.publishEvent(BUDGET_WARNING_EVENT, JSON.stringify(data), { [H.kind]: 'event', [H.eventType]: BUDGET_WARNING_EVENT, [H.from]: 'agentry.budget', [H.priority]: 'normal' }, msgId);
     },

@@ -84,4 +84,43 @@ describe.each(backends)('budget ledger on %s', (_name, make) => {
     expect(await store.markBudgetWarning('k1', NOW)).toBe(true);
     expect(await store.markBudgetWarning('k1', NOW)).toBe(false);
   });
+  it('folds closed rows older than a horizon into one lifetime row per session: every window reads the same, twice is a no-op', async () => {
+    const DAY = 24 * HOUR;
+    const old = NOW - 10 * DAY;
+    const rows: BudgetEntry[] = [
+      { id: 'f1:1:0', sessionId: 'f1', tenant: 'tf', at: old, state: 'settled', amounts: { tokensIn: 7, tokensOut: 3, cost: '0.125' } },
+      { id: 'f1:2:0', sessionId: 'f1', tenant: 'tf', at: old + 1, state: 'metered', amounts: { turns: 1, wallMs: 40 } },
+      { id: 'f1:3:0', sessionId: 'f1', tenant: 'tf', at: old + 2, state: 'settled', amounts: { tokensIn: 1, cost: '0.000000000001', toolCalls: 2 } },
+      { id: 'f2:1:0', sessionId: 'f2', tenant: 'tf', at: old, state: 'settled', amounts: { tokensOut: 5, cost: '1' } },
+      { id: 'f1:9:0', sessionId: 'f1', tenant: 'tf', at: NOW - HOUR, state: 'settled', amounts: { tokensIn: 100, cost: '2' } }, // recent: kept
+    ];
+    await store.recordBudget(rows);
+    // An old reservation still open is never folded (its settle may come).
+    expect((await store.reserveBudget({ entry: entry('f1:4:0', 'f1', 'tf', { tokens: 11 }, old + 3), checks: [], now: NOW })).kind).toBe('reserved');
+    const starts = [0, NOW - 2 * HOUR, Date.UTC(2026, 10, 28)];
+    const before = { s1: await store.budgetUsage('session', 'f1', starts), s2: await store.budgetUsage('session', 'f2', starts), t: await store.budgetUsage('tenant', 'tf', starts) };
+    expect(before.s1.find((u) => u.windowStart === 0)!.totals).toMatchObject({ tokens: '122', tokensIn: '108', tokensOut: '3', cost: '2.125000000001', toolCalls: '2', turns: '1', wallMs: '40' });
+
+    expect(await store.compactBudgetLedger(NOW - 8 * DAY, 2)).toBe(2); // a batch at a time, oldest first
+    expect(await store.compactBudgetLedger(NOW - 8 * DAY, 1000)).toBe(2);
+    expect(await store.compactBudgetLedger(NOW - 8 * DAY, 1000)).toBe(0);
+    const after = { s1: await store.budgetUsage('session', 'f1', starts), s2: await store.budgetUsage('session', 'f2', starts), t: await store.budgetUsage('tenant', 'tf', starts) };
+    expect(after).toEqual(before);
+    // The open reservation is still there to settle; settling it changes the sums as before.
+    expect(await store.settleBudget('f1:4:0', { tokensIn: 4 }, NOW)).toBe(true);
+    expect((await store.budgetUsage('session', 'f1', [0]))[0]!.totals).toMatchObject({ tokens: '115', tokensIn: '112' });
+  });
+  it('two nodes folding at once skip each other\'s rows: each row folded once, sums unchanged', async () => {
+    const old = NOW - 30 * 24 * HOUR;
+    while (await store.compactBudgetLedger(NOW - 8 * 24 * HOUR, 1000) > 0); // what earlier tests left: only this test's rows count below
+    await store.recordBudget(Array.from({ length: 300 }, (_, k) => ({ id: `g${k % 3}:${k}:0`, sessionId: `g${k % 3}`, tenant: 'tg', at: old + k, state: 'metered' as const, amounts: { turns: 1, wallMs: k, cost: '0.01' } })));
+    const before = await store.budgetUsage('tenant', 'tg', [0]);
+    const folded = await Promise.all([store.compactBudgetLedger(NOW - 8 * 24 * HOUR, 120), store.compactBudgetLedger(NOW - 8 * 24 * HOUR, 120), store.compactBudgetLedger(NOW - 8 * 24 * HOUR, 120)]);
+    let rest = 0;
+    for (let n = -1; n !== 0;) { n = await store.compactBudgetLedger(NOW - 8 * 24 * HOUR, 120); rest += n; }
+    expect(folded.reduce((a, b) => a + b, 0) + rest).toBe(300);
+    expect(await store.budgetUsage('tenant', 'tg', [0])).toEqual(before);
+    expect(before[0]!.totals).toMatchObject({ turns: '300', wallMs: String((299 * 300) / 2) });
+    expect(Number(before[0]!.totals.cost)).toBe(3);
+  });
 });
