@@ -5,38 +5,16 @@
 // the reservation by its id (session, first message, call index) instead of reserving again, and
 // settles it: one ledger row with the actual amounts, and one metered turn. The tenant's limit
 // then admits exactly the rest of its budget: a leaked or doubled reservation would refuse it.
-import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NatsConnection } from '@nats-io/transport-node';
-import { assertBuildIsFresh, startChild, type ChildRuntime } from './childRuntime.js';
+import { describe, expect, it } from 'vitest';
+import { childSuite, startChild, type ChildRuntime } from './childRuntime.js';
 import { assertDistFresh } from '../builtFresh.js';
-import { PG_URL, dropSchema, natsClient, schemaName, startNats, tempDir, waitFor } from '../helpers.js';
+import { PG_URL, waitFor } from '../helpers.js';
 
-let nats: Awaited<ReturnType<typeof startNats>>;
-let nc: NatsConnection;
-let schema: string;
-let child: ChildRuntime | undefined;
-const logs = tempDir('agentry-budget-crash-');
-
-beforeAll(async () => {
-  assertBuildIsFresh();
-  assertDistFresh('dist/runtime/budgets.js', ['runtime/budgets.ts', 'runtime/host/budgetTurn.ts', 'persistence/budgetQueries.ts', 'persistence/migrations']);
-  nats = await startNats(8);
-  nc = await natsClient(nats.url);
-  schema = schemaName('budgetcrash');
-});
-
-afterAll(async () => {
-  if (child && !child.exited()) await child.kill();
-  await nc?.close();
-  await nats?.cleanup();
-  await dropSchema(schema);
-  logs.cleanup();
-});
+const t = childSuite('budgetcrash', { fresh: () => { assertDistFresh('dist/runtime/budgets.js', ['runtime/budgets.ts', 'runtime/host/budgetTurn.ts', 'persistence/budgetQueries.ts', 'persistence/migrations']); } });
 
 async function sql<T>(text: string, params: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${schema}` });
+  const c = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${t.schema}` });
   await c.connect();
   try { return (await c.query(text, params)).rows as T[]; } finally { await c.end(); }
 }
@@ -50,9 +28,7 @@ const userState = async (c: ChildRuntime): Promise<{ done: number[]; reused: boo
 
 describe('budget reservations across kill -9', () => {
   it('a reservation made before a crash is reused by the re-run: neither leaked nor counted twice', async () => {
-    const cfg = { natsUrl: nats.url, partitions: 8, ctlSubject: `test.ctl.${schema}`, databaseUrl: PG_URL, schema };
-    const log = join(logs.dir, 'child.log');
-    child = await startChild(nc, { ...cfg, stallAfterReserve: true }, log);
+    let child = t.child = await startChild(t.nc, { ...t.cfg, stallAfterReserve: true }, t.log);
     await child.ctl('createAgent', 'bk-1', 'rec-budget', { done: [], reused: [] }, { tenant: 'crash' });
     await child.ctl('setBudget', { tenant: 'crash' }, [{ metric: 'tokens', max: 250, policy: 'abort' }, { metric: 'cost', max: '3.25', policy: 'abort' }]);
     await child.ctl('sendMessage', 'bk-1', { i: 1, tokens: 100, cost: '1.5', actual: 40, actualCost: '0.75' });
@@ -63,18 +39,18 @@ describe('budget reservations across kill -9', () => {
     const held = (await ledger()).filter((r) => r.state !== 'metered');
     expect(held).toEqual([{ id: expect.stringMatching(/^bk-1:\d+:0$/), state: 'reserved', tokens: '100', tokens_in: '0', cost: '1.5', turns: '0' }]);
 
-    child = await startChild(nc, cfg, log);
-    await waitFor(async () => (await userState(child!)).done.length === 1, 'the turn re-run after the restart', 90_000, 50);
+    child = t.child = await startChild(t.nc, t.cfg, t.log);
+    await waitFor(async () => (await userState(child)).done.length === 1, 'the turn re-run after the restart', 90_000, 50);
     expect(await userState(child)).toEqual({ done: [1], reused: [true] });
     const settled = (await ledger()).filter((r) => r.state !== 'metered');
     expect(settled).toEqual([{ id: held[0]!.id, state: 'settled', tokens: '0', tokens_in: '40', cost: '0.75', turns: '0' }]);
 
     // The rest of the tenant's budget is exactly 250 - 40 tokens and 3.25 - 0.75 cost: both fit.
     await child.ctl('sendMessage', 'bk-1', { i: 2, tokens: 210, cost: '2.5', actual: 210, actualCost: '2.5' });
-    await waitFor(async () => (await userState(child!)).done.length === 2, 'the second turn', 60_000, 50);
+    await waitFor(async () => (await userState(child)).done.length === 2, 'the second turn', 60_000, 50);
     // And nothing more does.
     await child.ctl('sendMessage', 'bk-1', { i: 3, tokens: 1, cost: '0', actual: 1, actualCost: '0' });
-    await waitFor(async () => (await child!.ctl<{ reason: string }[]>('listDeadLetters', { sessionId: 'bk-1' })).some((d) => d.reason === 'budget'), 'the third refused', 60_000, 50);
+    await waitFor(async () => (await child.ctl<{ reason: string }[]>('listDeadLetters', { sessionId: 'bk-1' })).some((d) => d.reason === 'budget'), 'the third refused', 60_000, 50);
     const tenant = await child.ctl<{ usage: { window: string; totals: Record<string, string> }[] }>('getBudget', { tenant: 'crash' });
     // Turns: the crashed run and its re-run are one turn (same run id), then turns 2 and 3 (3 was admitted, then aborted).
     expect(tenant.usage.find((u) => u.window === 'lifetime')!.totals).toMatchObject({ tokens: '250', tokensIn: '250', cost: '3.25', turns: '3' });

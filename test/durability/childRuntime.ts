@@ -6,7 +6,9 @@ import { openSync, closeSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll } from 'vitest';
 import { assertDistFresh } from '../builtFresh.js';
+import { PG_URL, dropSchema, natsClient, schemaName, startNats, tempDir } from '../helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const fixture = join(root, 'test', 'fixtures', 'crash-runtime.mjs');
@@ -112,4 +114,46 @@ export async function startChild(nc: NatsConnection, cfg: ChildConfig, logFile: 
 /** The last lines of a log file, for failure messages. */
 export function tail(file: string, lines = 40): string {
   try { return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n'); } catch { return '(no log)'; }
+}
+
+/** What `childSuite` sets up for a test file: its own nats-server, a client, a Postgres schema and a log directory. */
+export interface ChildSuite {
+  readonly nats: Awaited<ReturnType<typeof startNats>>;
+  readonly nc: NatsConnection;
+  readonly schema: string;
+  /** The child's configuration on this suite's servers (Postgres in `schema`). */
+  readonly cfg: ChildConfig;
+  /** The log file of the suite's children. */
+  readonly log: string;
+  /** The running child, if any: killed after the suite. */
+  child: ChildRuntime | undefined;
+}
+
+/**
+ * Registers the hooks every kill -9 suite needs: before, a fresh build check (plus `fresh` for the
+ * files the suite depends on), a nats-server with `partitions`, a client and a schema name;
+ * after, the child killed, `cleanup` run, and servers, schema and logs removed. The fields are
+ * filled in `beforeAll`: read them inside tests.
+ */
+export function childSuite(tag: string, opts: { partitions?: number; fresh?: () => void; cleanup?: () => Promise<void> } = {}): ChildSuite {
+  const logs = tempDir(`agentry-${tag}-`);
+  const suite = { child: undefined } as { -readonly [K in keyof ChildSuite]: ChildSuite[K] };
+  beforeAll(async () => {
+    assertBuildIsFresh();
+    opts.fresh?.();
+    suite.nats = await startNats(opts.partitions ?? 8);
+    suite.nc = await natsClient(suite.nats.url);
+    suite.schema = schemaName(tag);
+    suite.cfg = { natsUrl: suite.nats.url, partitions: opts.partitions ?? 8, ctlSubject: `test.ctl.${suite.schema}`, databaseUrl: PG_URL, schema: suite.schema };
+    suite.log = join(logs.dir, 'child.log');
+  });
+  afterAll(async () => {
+    if (suite.child && !suite.child.exited()) await suite.child.kill();
+    await opts.cleanup?.();
+    await suite.nc?.close();
+    await suite.nats?.cleanup();
+    if (suite.schema) await dropSchema(suite.schema);
+    logs.cleanup();
+  });
+  return suite;
 }

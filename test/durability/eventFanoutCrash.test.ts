@@ -10,36 +10,14 @@
 // stored (their Nats-Msg-Id `evt:<seq>:<session>`).
 //
 // A retry of publishEvent with the same msgId is the same event: same seq, delivered once.
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NatsConnection } from '@nats-io/transport-node';
-import { assertBuildIsFresh, startChild, type ChildRuntime } from './childRuntime.js';
+import { describe, expect, it } from 'vitest';
+import { childSuite, startChild, type ChildRuntime } from './childRuntime.js';
 import { assertDistFresh } from '../builtFresh.js';
-import { PG_URL, dropSchema, natsClient, schemaName, sleep, startNats, tempDir } from '../helpers.js';
+import { sleep } from '../helpers.js';
 
 const SUBSCRIBERS = 2_500;
 
-let nats: Awaited<ReturnType<typeof startNats>>;
-let nc: NatsConnection;
-let schema: string;
-let child: ChildRuntime | undefined;
-const logs = tempDir('agentry-event-crash-');
-
-beforeAll(async () => {
-  assertBuildIsFresh();
-  assertDistFresh('dist/runtime/wakeups.js', ['runtime/wakeups.ts', 'test/fixtures/crash-runtime.mjs']);
-  nats = await startNats(8);
-  nc = await natsClient(nats.url);
-  schema = schemaName('eventcrash');
-});
-
-afterAll(async () => {
-  if (child && !child.exited()) await child.kill();
-  await nc?.close();
-  await nats?.cleanup();
-  await dropSchema(schema);
-  logs.cleanup();
-});
+const t = childSuite('eventcrash', { fresh: () => { assertDistFresh('dist/runtime/wakeups.js', ['runtime/wakeups.ts', 'test/fixtures/crash-runtime.mjs']); } });
 
 const ids = Array.from({ length: SUBSCRIBERS }, (_, i) => `ev-${i}`);
 
@@ -67,19 +45,17 @@ async function untilEveryRecorded(c: ChildRuntime, expected: number[], timeoutMs
 
 describe('event fan-out across kill -9', () => {
   it('a node killed mid-fan-out: after a restart every subscriber has the event exactly once', async () => {
-    const cfg = { natsUrl: nats.url, partitions: 8, ctlSubject: `test.ctl.${schema}`, databaseUrl: PG_URL, schema };
-    const log = join(logs.dir, 'child.log');
-    child = await startChild(nc, cfg, log);
-    for (let i = 0; i < ids.length; i += 250) await Promise.all(ids.slice(i, i + 250).map((id) => child!.ctl('createAgent', id, 'rec-event')));
+    const child = t.child = await startChild(t.nc, t.cfg, t.log);
+    for (let i = 0; i < ids.length; i += 250) await Promise.all(ids.slice(i, i + 250).map((id) => child.ctl('createAgent', id, 'rec-event')));
 
     // The first copy of the event in any inbox: kill the node then, mid-fan-out.
-    const copies = nc.subscribe('agentry.part.>');
+    const copies = t.nc.subscribe('agentry.part.>');
     let seen = 0;
     const firstCopy = (async () => {
       for await (const m of copies) {
         if (m.headers?.get('Agentry-Event-Type') !== 'fanout.crash') continue;
         seen++;
-        if (seen === 1) { await child!.kill(); return; }
+        if (seen === 1) { await child.kill(); return; }
       }
     })();
     const published = child.ctl<{ seq: number; recipients: number }>('publishEvent', 'fanout.crash', { i: 1 }).catch(() => null);
@@ -90,15 +66,16 @@ describe('event fan-out across kill -9', () => {
     // The call either answered before the kill (it had stored the event) or died with the node.
     if (r) expect(r.recipients).toBe(SUBSCRIBERS);
 
-    child = await startChild(nc, cfg, log);
-    await untilEveryRecorded(child, [1], 120_000);
+    t.child = await startChild(t.nc, t.cfg, t.log);
+    await untilEveryRecorded(t.child, [1], 120_000);
   }, 300_000);
 
   it('a publishEvent retried with the same msgId is the same event: same seq, delivered once', async () => {
-    const first = await child!.ctl<{ seq: number; recipients: number; duplicate?: boolean }>('publishEvent', 'fanout.retry', { i: 2 }, { msgId: 'retry-1' });
-    const again = await child!.ctl<{ seq: number; recipients: number; duplicate?: boolean }>('publishEvent', 'fanout.retry', { i: 2 }, { msgId: 'retry-1' });
+    const child = t.child!;
+    const first = await child.ctl<{ seq: number; recipients: number; duplicate?: boolean }>('publishEvent', 'fanout.retry', { i: 2 }, { msgId: 'retry-1' });
+    const again = await child.ctl<{ seq: number; recipients: number; duplicate?: boolean }>('publishEvent', 'fanout.retry', { i: 2 }, { msgId: 'retry-1' });
     expect(first.duplicate).toBeUndefined();
     expect(again).toMatchObject({ seq: first.seq, duplicate: true });
-    await untilEveryRecorded(child!, [1, 2], 120_000);
+    await untilEveryRecorded(child, [1, 2], 120_000);
   }, 300_000);
 });

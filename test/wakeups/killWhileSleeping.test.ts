@@ -3,42 +3,18 @@
 // timers only every hour (a 2 h horizon), so a wake within the test's deadline can only come from
 // the start-up read; the wake's time shows it was the new process that fired it, never early.
 // A 30-day sleep (beyond setTimeout's 2^31-1 ms) is stored and does not fire.
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { describe, expect, it } from 'vitest';
 import type { SessionRecord } from '../../persistence/types.js';
-import { assertBuildIsFresh, startChild, type ChildRuntime } from '../durability/childRuntime.js';
-import { PG_URL, dropSchema, natsClient, schemaName, sleep, startNats, tempDir, waitFor } from '../helpers.js';
+import { childSuite, startChild } from '../durability/childRuntime.js';
+import { sleep, waitFor } from '../helpers.js';
 
-type Nats = Awaited<ReturnType<typeof startNats>>;
-let nats: Nats;
-let nc: NatsConnection;
-let schema: string;
-let child: ChildRuntime | undefined;
-const logs = tempDir('agentry-wake-kill-');
-
-beforeAll(async () => {
-  assertBuildIsFresh();
-  nats = await startNats(8);
-  nc = await natsClient(nats.url);
-  schema = schemaName('wakekill');
-});
-
-afterAll(async () => {
-  if (child && !child.exited()) await child.kill();
-  await nc?.close();
-  await nats?.cleanup();
-  await dropSchema(schema);
-  logs.cleanup();
-});
+const t = childSuite('wakekill');
 
 const seenOf = (r: SessionRecord | null): unknown[] => (r?.snapshot as { context: { userState: { seen: unknown[] } } } | undefined)?.context.userState.seen ?? [];
 
 describe('sleep across a crash', () => {
   it('wakes right after restart when the deadline passed while down; a 30-day sleep is stored and does not fire', async () => {
-    const cfg = { natsUrl: nats.url, partitions: 8, ctlSubject: `test.ctl.${schema}`, databaseUrl: PG_URL, schema };
-    const log = join(logs.dir, 'child.log');
-    child = await startChild(nc, cfg, log);
+    let child = t.child = await startChild(t.nc, t.cfg, t.log);
     await child.ctl('createAgent', 'nap', 'rec-queue');
     await child.ctl('createAgent', 'hibernate', 'rec-queue');
     const t0 = Date.now();
@@ -53,8 +29,8 @@ describe('sleep across a crash', () => {
     await child.kill();
     await sleep(Math.max(0, until + 500 - Date.now()));
     const restartedAt = Date.now();
-    child = await startChild(nc, { ...cfg, extra: { timerHorizonMs: 2 * 3600_000 } }, log);
-    await waitFor(async () => seenOf(await child!.ctl<SessionRecord>('loadSession', 'nap')).includes('wake:time'), 'the overdue wake after restart', 60_000);
+    child = t.child = await startChild(t.nc, { ...t.cfg, extra: { timerHorizonMs: 2 * 3600_000 } }, t.log);
+    await waitFor(async () => seenOf(await child.ctl<SessionRecord>('loadSession', 'nap')).includes('wake:time'), 'the overdue wake after restart', 60_000);
     const history = await child.ctl<{ kind: string; at: number }[]>('getHistory', 'nap', { limit: 10 });
     const wake = history.find((h) => h.kind === 'wake')!;
     expect(wake.at).toBeGreaterThanOrEqual(until); // never early
