@@ -1,4 +1,4 @@
-/* eslint-disable @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment -- the raw client deals in untyped JSON on purpose: it must not share the server's types */
+/* eslint-disable @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-unsafe-argument -- the raw client deals in untyped JSON on purpose: it must not share the server's types */
 // Issue 18 (and 17's "every list API filters by tenant"): the reads and bulk actions behind the
 // inspector's fleet pages, over a real WebSocket against a runtime on real NATS and Postgres.
 // Dead letters across sessions: filters (reason, session, agent type, tenant, time, replayed),
