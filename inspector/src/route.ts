@@ -67,3 +67,9 @@ export function localInputToMs(text: string | undefined): number | undefined {
   const ms = new Date(text).getTime();
   return Number.isFinite(ms) ? ms : undefined;
 }
+
+/** The page size a URL asks for (`?limit=`), within 1…`max`; `dflt` when absent or not a number. */
+export function pageSize(text: string | undefined, dflt: number, max: number): number {
+  const n = Math.floor(Number(text));
+  return Number.isFinite(n) && n >= 1 ? Math.min(n, max) : dflt;
+}

@@ -11,7 +11,7 @@ import type { ResultOf } from '../../../client/index.js';
 import { describeError, type Connection } from '../connection.js';
 import { formatTime, preview } from '../format.js';
 import { usePaged } from '../paged.js';
-import { localInputToMs, sessionHash } from '../route.js';
+import { localInputToMs, pageSize, sessionHash } from '../route.js';
 import { FilterForm, Pager, TextFilter, useDraft } from './Pager.js';
 
 type Row = ResultOf<'listDeadLetters'>['deadLetters'][number];
@@ -49,7 +49,7 @@ export function DeadLettersPage({ conn, params }: { conn: Connection; params: Re
     const since = localInputToMs(params.since);
     const until = localInputToMs(params.until);
     const r = await conn.client.call('listDeadLetters', {
-      limit: DEAD_LETTERS_PAGE_SIZE,
+      limit: pageSize(params.limit, DEAD_LETTERS_PAGE_SIZE, 100),
       ...(params.reason ? { reason: params.reason } : {}), ...(params.agentId ? { agentId: params.agentId } : {}),
       ...(params.agentType ? { agentType: params.agentType } : {}), ...(params.tenant ? { tenant: params.tenant } : {}),
       ...(since !== undefined ? { since } : {}), ...(until !== undefined ? { until } : {}),

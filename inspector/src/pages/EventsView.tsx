@@ -9,7 +9,7 @@ import type { ResultOf } from '../../../client/index.js';
 import type { Connection } from '../connection.js';
 import { formatTime, preview } from '../format.js';
 import { usePaged } from '../paged.js';
-import { localInputToMs, sessionHash } from '../route.js';
+import { localInputToMs, pageSize, sessionHash } from '../route.js';
 import { FilterForm, Pager, TextFilter, useDraft } from './Pager.js';
 
 type EventRow = ResultOf<'listEvents'>['events'][number];
@@ -21,7 +21,7 @@ export const EVENTS_PAGE_SIZE = 25;
 export function EventsView({ conn, params }: { conn: Connection; params: Readonly<Record<string, string>> }): JSX.Element {
   const [draft, set] = useDraft(params);
   const key = JSON.stringify(params);
-  const limit = Math.min(Math.max(Number(params.limit) || EVENTS_PAGE_SIZE, 1), 1000);
+  const limit = pageSize(params.limit, EVENTS_PAGE_SIZE, 1000);
   const paged = usePaged<EventRow, number>(conn, key, async (before) => {
     const since = localInputToMs(params.since);
     const until = localInputToMs(params.until);

@@ -11,7 +11,7 @@ import { describeError, type Connection } from '../connection.js';
 import { formatRelative, formatTime, preview } from '../format.js';
 import { useNow } from '../hooks.js';
 import { usePaged } from '../paged.js';
-import { sessionHash } from '../route.js';
+import { pageSize, sessionHash } from '../route.js';
 import { FilterForm, Pager, TextFilter, useDraft } from './Pager.js';
 
 type Task = ResultOf<'listTasks'>['tasks'][number];
@@ -42,7 +42,7 @@ export function SchedulesView({ conn, params }: { conn: Connection; params: Read
   const now = useNow(1000);
   const paged = usePaged<Task, string>(conn, key, async (after) => {
     const r = await conn.client.call('listTasks', {
-      limit: SCHEDULES_PAGE_SIZE,
+      limit: pageSize(params.limit, SCHEDULES_PAGE_SIZE, 1000),
       ...(params.agentId ? { agentId: params.agentId } : {}), ...(params.tenant ? { tenant: params.tenant } : {}),
       ...(after !== undefined ? { after } : {}),
     });

@@ -10,7 +10,7 @@ import { useEffect, useState } from 'preact/hooks';
 import type { ResultOf } from '../../../client/index.js';
 import { describeError, type Connection } from '../connection.js';
 import { usePaged } from '../paged.js';
-import { hashOf } from '../route.js';
+import { hashOf, pageSize } from '../route.js';
 import { STATES } from '../states.js';
 import { Pager } from './Pager.js';
 
@@ -21,9 +21,9 @@ type Budget = ResultOf<'getBudget'>;
 export const TENANTS_PAGE_SIZE = 20;
 
 /** Tenants with their sessions, budget limits and usage. */
-export function TenantsView({ conn }: { conn: Connection; params: Readonly<Record<string, string>> }): JSX.Element {
-  const paged = usePaged<Tenant, string>(conn, '', async (after) => {
-    const r = await conn.client.call('listTenants', { limit: TENANTS_PAGE_SIZE, ...(after !== undefined ? { after } : {}) });
+export function TenantsView({ conn, params }: { conn: Connection; params: Readonly<Record<string, string>> }): JSX.Element {
+  const paged = usePaged<Tenant, string>(conn, JSON.stringify(params), async (after) => {
+    const r = await conn.client.call('listTenants', { limit: pageSize(params.limit, TENANTS_PAGE_SIZE, 100), ...(after !== undefined ? { after } : {}) });
     return { rows: r.tenants, next: r.next };
   });
   return (
