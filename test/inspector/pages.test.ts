@@ -69,7 +69,7 @@ async function field(label: string): Promise<Locator> {
 
 describe.skipIf(!haveChromium)('inspector fleet pages in Chromium', () => {
   beforeAll(async () => {
-    s = await startInspectorStack('inspector_pages', [flaky, steady]);
+    s = await startInspectorStack('inspector_pages', [flaky, steady], { config: { nodeId: 'node-a' } });
     page = s.page;
     await page.goto(s.cp.url);
     await page.locator('[data-connection="open"]').waitFor();
