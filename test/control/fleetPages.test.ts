@@ -149,7 +149,7 @@ describe('inspector fleet pages over the control API', () => {
     expect(globex.length).toBe(4);
     const discard = await rpc.ok('discardDeadLetters', { ids: globex });
     conforms('discardDeadLetters', discard);
-    expect(discard.results).toEqual(globex.map((id) => ({ id, ok: true, discarded: true })));
+    expect(discard.results).toEqual(globex.map((id: string) => ({ id, ok: true, discarded: true })));
     expect((await rpc.ok('listDeadLetters', { tenant: 'globex' })).deadLetters).toEqual([]);
     expect((await rpc.ok('discardDeadLetters', { ids: globex })).results.every((r: any) => r.discarded === false)).toBe(true);
 

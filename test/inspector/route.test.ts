@@ -2,7 +2,7 @@
 // filter set has (empty values dropped, keys sorted), old addresses that keep working
 // (`#/s/<id>`, `#/cluster`, `#/nodes`), and the page size a URL may ask for.
 import { describe, expect, it } from 'vitest';
-import { formatInZone } from '../../inspector/src/pages/SchedulesView.js';
+import { formatInZone } from '../../inspector/src/zoned.js';
 import { hashOf, pageSize, parseRoute, sessionHash } from '../../inspector/src/route.js';
 
 describe('inspector routes', () => {

@@ -9,6 +9,7 @@ import { useState } from 'preact/hooks';
 import type { ResultOf } from '../../../client/index.js';
 import { describeError, type Connection } from '../connection.js';
 import { formatRelative, formatTime, preview } from '../format.js';
+import { formatInZone } from '../zoned.js';
 import { useNow } from '../hooks.js';
 import { usePaged } from '../paged.js';
 import { pageSize, sessionHash } from '../route.js';
@@ -18,22 +19,6 @@ type Task = ResultOf<'listTasks'>['tasks'][number];
 
 /** Rows per page. */
 export const SCHEDULES_PAGE_SIZE = 50;
-
-const zoned = new Map<string, Intl.DateTimeFormat>();
-/** A time as read in `timeZone` (`Mon 9 Dec 09:00 Europe/Paris`); the zone's name when Intl does not know it. */
-export function formatInZone(ms: number | null, timeZone: string): string {
-  if (ms === null) return '—';
-  let f = zoned.get(timeZone);
-  if (!f) {
-    try {
-      f = new Intl.DateTimeFormat('en-GB', { timeZone, weekday: 'short', day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
-    } catch {
-      return `${formatTime(ms)} (local; ${timeZone} unknown here)`;
-    }
-    zoned.set(timeZone, f);
-  }
-  return `${f.format(ms)} ${timeZone}`;
-}
 
 /** Cron tasks with their next and last runs, and cancel. */
 export function SchedulesView({ conn, params }: { conn: Connection; params: Readonly<Record<string, string>> }): JSX.Element {
