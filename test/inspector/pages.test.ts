@@ -63,7 +63,7 @@ function hashParams(): Promise<Record<string, string>> {
   return page.evaluate(() => Object.fromEntries(new URLSearchParams(location.hash.split('?')[1] ?? '')));
 }
 
-async function field(label: string): Promise<Locator> {
+function field(label: string): Locator {
   return page.getByRole('search').getByLabel(label, { exact: true });
 }
 
@@ -89,7 +89,7 @@ describe.skipIf(!haveChromium)('inspector fleet pages in Chromium', () => {
     await nav('Events');
     await until(() => rowKeys('events-table', 'data-seq'), newest.slice(0, 25).map((e) => String(e.seq)));
 
-    await (await field('Type or pattern')).fill('invoice.*');
+    await field('Type or pattern').fill('invoice.*');
     await page.getByRole('search').getByRole('button', { name: 'Apply' }).click();
     const invoices = newest.filter((e) => e.type === 'invoice.paid').map((e) => String(e.seq));
     await until(hashParams, { type: 'invoice.*' });
@@ -98,7 +98,7 @@ describe.skipIf(!haveChromium)('inspector fleet pages in Chromium', () => {
     await until(() => rowKeys('events-table', 'data-seq'), invoices.slice(0, 8));
     await page.reload();
     await until(() => rowKeys('events-table', 'data-seq'), invoices.slice(0, 8));
-    await expect((await field('Type or pattern')).inputValue()).resolves.toBe('invoice.*');
+    await expect(field('Type or pattern').inputValue()).resolves.toBe('invoice.*');
     const pager = page.getByRole('navigation', { name: 'Events pages' });
     await pager.getByRole('button', { name: 'Older →' }).click();
     await until(() => rowKeys('events-table', 'data-seq'), invoices.slice(8, 16));
@@ -126,7 +126,7 @@ describe.skipIf(!haveChromium)('inspector fleet pages in Chromium', () => {
     // Unfiltered: every dead letter, newest first (the events nobody received included).
     await until(() => rowKeys('dead-letters-table', 'data-id'), (await s.rt.listDeadLetters({ limit: 50 })).map((d) => d.id));
     await page.goto(`${s.cp.url}#/dead-letters?limit=4`);
-    await (await field('Agent type')).fill('flaky');
+    await field('Agent type').fill('flaky');
     await page.getByRole('search').getByRole('button', { name: 'Apply' }).click();
     await until(hashParams, { agentType: 'flaky', limit: '4' });
     await until(() => rowKeys('dead-letters-table', 'data-id'), flakyAll.slice(0, 4));
@@ -191,7 +191,7 @@ describe.skipIf(!haveChromium)('inspector fleet pages in Chromium', () => {
     const pager = page.getByRole('navigation', { name: 'Schedules pages' });
     await pager.getByRole('button', { name: 'Older →' }).click();
     await until(() => rowKeys('schedules-table', 'data-task'), ids.slice(2, 4));
-    await (await field('Tenant')).fill('globex');
+    await field('Tenant').fill('globex');
     await page.getByRole('search').getByRole('button', { name: 'Apply' }).click();
     await until(() => rowKeys('schedules-table', 'data-task'), ['report-3', 'report-4']);
     await expect(page.locator('[data-testid="page-number"]').textContent()).resolves.toBe('page 1');
@@ -199,7 +199,7 @@ describe.skipIf(!haveChromium)('inspector fleet pages in Chromium', () => {
     await page.getByRole('button', { name: 'Cancel task report-3' }).click();
     const group = page.getByRole('group', { name: 'Confirm cancelling report-3' });
     await group.getByRole('button', { name: 'Keep' }).click();
-    await expect((await s.rt.listTasks()).map((t) => t.taskId)).toContain('report-3');
+    expect((await s.rt.listTasks()).map((t) => t.taskId)).toContain('report-3');
     await page.getByRole('button', { name: 'Cancel task report-3' }).click();
     await page.getByRole('group', { name: 'Confirm cancelling report-3' }).getByRole('button', { name: 'Yes, cancel it' }).click();
     await until(() => rowKeys('schedules-table', 'data-task'), ['report-4']);
