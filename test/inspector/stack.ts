@@ -25,21 +25,25 @@ export interface InspectorStack {
 /** Starts the stack for a browser test file (`tag` names its Postgres schema). */
 export async function startInspectorStack(tag: string, agents: readonly AnyAgent[], opts: { partitions?: number; config?: RuntimeConfigInput; width?: number; height?: number } = {}): Promise<InspectorStack> {
   assertInspectorBuilt();
-  const nats = await startNats(opts.partitions ?? 8);
-  const schema = schemaName(tag);
-  const store = openStore({ databaseUrl: PG_URL, schema });
-  const rt = await startRuntime(nats.url, { agents: [...agents], store, partitions: opts.partitions ?? 8, ...(opts.config ? { config: opts.config } : {}) });
-  const cp = await startControlPlane(rt, { port: 0 });
-  const browser = await launch(opts.width ?? 1280, opts.height ?? 800);
-  return {
-    nats, store, rt, cp, browser, page: browser.page,
-    async close() {
-      await browser.close();
-      await cp.close();
-      await rt.stop();
-      await store.close();
-      await nats.cleanup();
-      await dropSchema(schema);
-    },
-  };
+  const undo: (() => Promise<unknown>)[] = [];
+  /** Stops what started so far, newest first (a failed start leaves nothing running). */
+  const unwind = async (): Promise<void> => { for (const f of undo.reverse()) await f().catch(() => undefined); };
+  try {
+    const nats = await startNats(opts.partitions ?? 8);
+    undo.push(() => nats.cleanup());
+    const schema = schemaName(tag);
+    undo.push(() => dropSchema(schema));
+    const store = openStore({ databaseUrl: PG_URL, schema });
+    undo.push(() => store.close());
+    const rt = await startRuntime(nats.url, { agents: [...agents], store, partitions: opts.partitions ?? 8, ...(opts.config ? { config: opts.config } : {}) });
+    undo.push(() => rt.stop());
+    const cp = await startControlPlane(rt, { port: 0 });
+    undo.push(() => cp.close());
+    const browser = await launch(opts.width ?? 1280, opts.height ?? 800);
+    undo.push(() => browser.close());
+    return { nats, store, rt, cp, browser, page: browser.page, close: unwind };
+  } catch (e) {
+    await unwind();
+    throw e;
+  }
 }
