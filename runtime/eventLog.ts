@@ -10,9 +10,12 @@
  *
  * Bounds: at most `scanBudget` stream sequences are looked at per call (a sparse filter over a
  * long history answers a partial page with a `next` cursor rather than scanning everything);
- * every JetStream request has its own deadline. Faults: a consumer left behind by a crash
- * disappears by itself (`inactive_threshold`); events removed by retention while a page is
- * read are simply missing from it (the fetch ends at its deadline, never hangs).
+ * a window is fetched in batches and only the newest matches a page can use are kept, so memory
+ * follows the page size, not the window; every JetStream request has its own deadline.
+ *
+ * Faults: a consumer left behind by a crash disappears by itself (`inactive_threshold`); events
+ * removed by retention while a page is read are simply missing from it (the fetch ends at its
+ * deadline, never hangs).
  */
 import { AckPolicy, DeliverPolicy, type ConsumerConfig } from '@nats-io/jetstream';
 import { isPriority } from '../actors/types.js';
@@ -25,6 +28,8 @@ const EVENT_PREFIX = 'agentry.events.';
 export const EVENT_SCAN_BUDGET = 50_000;
 /** A window never spans more sequences than this (one fetch). */
 const MAX_WINDOW = 5_000;
+/** Events per fetch request: bounds what one request holds in memory at once. */
+const FETCH_BATCH = 100;
 /** Deadline of one fetch (the events are known to be there). */
 const FETCH_EXPIRES_MS = 5_000;
 /** A consumer left behind (a crash mid-page) is removed by the server after this (ns). */
@@ -111,21 +116,33 @@ export async function readEventsNewestFirst(transport: Transport, q: EventLogQue
     const c = await open({ filter_subject: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start });
     try {
       const count = c.pending - above;
+      // Only the newest `need` matches of the window can be on this page: older ones are dropped
+      // as the window is read, so memory stays bounded by the page, not by the window.
+      const need = q.limit + 1 - out.length;
       const found: EventRecord[] = [];
       if (count > 0) {
         const consumer = await js.consumers.get(stream, c.name);
-        for await (const m of await consumer.fetch({ max_messages: count, expires: FETCH_EXPIRES_MS })) {
-          if (m.seq <= end) {
-            const from = m.headers?.get(H.from) || null;
-            if (q.from === undefined || from === q.from) {
-              const p = m.headers?.get(H.priority);
-              found.push({
-                seq: m.seq, type: m.subject.slice(EVENT_PREFIX.length), data: parsePayload(m.data),
-                priority: isPriority(p) ? p : 'normal', from, at: Math.floor(m.info.timestampNanos / 1e6),
-              });
+        let got = 0;
+        let done = false;
+        while (!done && got < count) {
+          let n = 0;
+          for await (const m of await consumer.fetch({ max_messages: Math.min(count - got, FETCH_BATCH), expires: FETCH_EXPIRES_MS })) {
+            n++;
+            if (m.seq <= end) {
+              const from = m.headers?.get(H.from) || null;
+              if (q.from === undefined || from === q.from) {
+                const p = m.headers?.get(H.priority);
+                found.push({
+                  seq: m.seq, type: m.subject.slice(EVENT_PREFIX.length), data: parsePayload(m.data),
+                  priority: isPriority(p) ? p : 'normal', from, at: Math.floor(m.info.timestampNanos / 1e6),
+                });
+                if (found.length > need) found.shift();
+              }
             }
+            if (m.seq >= end || m.info.pending === 0) { done = true; break; }
           }
-          if (m.seq >= end || m.info.pending === 0) break;
+          got += n;
+          if (n === 0) break; // removed by retention meanwhile: the fetch ended at its deadline
         }
       }
       out.push(...found.reverse());
