@@ -8,8 +8,9 @@
  * start to the end of the stream, so the difference between two windows' counts says how many
  * to fetch: a fetch never waits for events that are not there.
  *
- * Bounds: at most `scanBudget` stream sequences are looked at per call (a sparse filter over a
- * long history answers a partial page with a `next` cursor rather than scanning everything);
+ * Bounds: at most `scanBudget` events are fetched and 2,000,000 sequences spanned per call (a
+ * rare sender over a long history answers a partial page with a `next` cursor rather than
+ * reading everything; a type filter is applied by the server, so rare types cost little);
  * a window is fetched in batches and only the newest matches a page can use are kept, so memory
  * follows the page size, not the window; every JetStream request has its own deadline.
  *
@@ -24,12 +25,15 @@ import { H, type Transport } from './transport.js';
 import type { EventRecord } from './wakeups.js';
 
 const EVENT_PREFIX = 'agentry.events.';
-/** Stream sequences looked at per call, at most. */
-export const EVENT_SCAN_BUDGET = 50_000;
-/** A window never spans more sequences than this (one fetch). */
-const MAX_WINDOW = 5_000;
+/** Events fetched per call, at most (the sender filter is applied to fetched events). */
+export const EVENT_SCAN_BUDGET = 10_000;
+/** Events one window fetches, at most (a denser window is narrowed first). */
+const MAX_FETCH = 5_000;
+/** Sequences one window spans, at most, and all windows of a call together. */
+const MAX_WINDOW = 200_000;
+const MAX_SPAN = 2_000_000;
 /** Events per fetch request: bounds what one request holds in memory at once. */
-const FETCH_BATCH = 100;
+const FETCH_BATCH = 1000;
 /** Deadline of one fetch (the events are known to be there). */
 const FETCH_EXPIRES_MS = 5_000;
 /** A consumer left behind (a crash mid-page) is removed by the server after this (ns). */
@@ -65,7 +69,11 @@ export interface EventLogPage {
  * const p1 = await readEventsNewestFirst(transport, { pattern: 'invoice.*', limit: 50 });
  * const p2 = p1.next === null ? null : await readEventsNewestFirst(transport, { pattern: 'invoice.*', limit: 50, before: p1.next });
  */
-export async function readEventsNewestFirst(transport: Transport, q: EventLogQuery, scanBudget = EVENT_SCAN_BUDGET): Promise<EventLogPage> {
+export async function readEventsNewestFirst(
+  transport: Transport, q: EventLogQuery, bounds: { readonly scanBudget?: number; readonly maxFetch?: number } = {},
+): Promise<EventLogPage> {
+  const scanBudget = bounds.scanBudget ?? EVENT_SCAN_BUDGET;
+  const maxFetch = bounds.maxFetch ?? MAX_FETCH;
   const { jsm, js, eventStream: stream } = transport;
   const filter = `${EVENT_PREFIX}${q.pattern ?? '>'}`;
   const info = await jsm.streams.info(stream);
@@ -110,12 +118,20 @@ export async function readEventsNewestFirst(transport: Transport, q: EventLogQue
   let above = await pendingFrom(hi + 1); // matching events above the range (arrived since `info`)
   let end = hi;
   let window = Math.max(64, q.limit * 2);
-  let scanned = 0;
-  while (end >= lo && out.length < q.limit && scanned < scanBudget) {
-    const start = Math.max(lo, end - Math.min(window, MAX_WINDOW) + 1);
+  let fetched = 0;
+  let span = 0;
+  while (end >= lo && out.length < q.limit && fetched < scanBudget && span < MAX_SPAN) {
+    const start = Math.max(lo, end - window + 1);
     const c = await open({ filter_subject: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start });
+    const count = c.pending - above;
+    if (count > maxFetch && start < end) {
+      // More matches than one window should fetch: narrow it (the server filtered by type, so
+      // the count says how dense the matches are here) and try again from the same end.
+      await close(c.name);
+      window = Math.max(1, Math.floor(((end - start + 1) * maxFetch) / count / 2));
+      continue;
+    }
     try {
-      const count = c.pending - above;
       // Only the newest `need` matches of the window can be on this page: older ones are dropped
       // as the window is read, so memory stays bounded by the page, not by the window.
       const need = q.limit + 1 - out.length;
@@ -147,12 +163,14 @@ export async function readEventsNewestFirst(transport: Transport, q: EventLogQue
       }
       out.push(...found.reverse());
       above = c.pending;
+      fetched += count;
+      span += end - start + 1;
+      // Sparse matches (a rare type): widen faster; the server skips what the filter excludes.
+      window = Math.min(count < q.limit ? window * 4 : window * 2, MAX_WINDOW);
     } finally {
       await close(c.name);
     }
-    scanned += end - start + 1;
     end = start - 1;
-    window *= 2;
   }
   if (out.length > q.limit) {
     const page = out.slice(0, q.limit);

@@ -13,6 +13,7 @@ import { methods } from '../../client/index.js';
 import { openStore } from '../../persistence/index.js';
 import type { Store } from '../../persistence/types.js';
 import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
+import { readEventsNewestFirst } from '../../runtime/eventLog.js';
 import { PG_URL, dropSchema, schemaName, sleep, startNats, startRuntime, waitFor } from '../helpers.js';
 import { RawRpc } from './rawRpc.js';
 
@@ -194,6 +195,24 @@ describe('inspector fleet pages over the control API', () => {
     expect(newer.events.map((e: any) => e.seq)).toEqual(newestFirst.filter((e) => (at.get(e.seq) as number) >= cut).map((e) => e.seq));
     expect(newer.next).toBeNull();
     expect((await rpc.ok('listEvents', { order: 'newest', type: 'nothing.here' })).events).toEqual([]);
+
+    // The reader's bounds, small: windows narrowed when denser than maxFetch, pages cut short by
+    // the scan budget — paging still visits every event once, in order.
+    const pagesOf = async (q: { pattern?: string; from?: string }, bounds: { scanBudget?: number; maxFetch?: number }) => {
+      const seen: number[] = [];
+      let before: number | undefined;
+      for (let n = 0; n < 500; n++) {
+        const p = await readEventsNewestFirst(rt.transport, { ...q, limit: 7, ...(before !== undefined ? { before } : {}) }, bounds);
+        expect(p.events.length).toBeLessThanOrEqual(7);
+        seen.push(...p.events.map((e) => e.seq));
+        if (p.next === null) return seen;
+        before = p.next;
+      }
+      throw new Error('paging does not end');
+    };
+    expect(await pagesOf({}, { maxFetch: 5 })).toEqual(newestFirst.map((e) => e.seq));
+    expect(await pagesOf({ from: 'svc-a' }, { maxFetch: 9, scanBudget: 20 })).toEqual(newestFirst.filter((e) => e.from === 'svc-a').map((e) => e.seq));
+    expect(await pagesOf({ pattern: 'order.*', from: 'svc-b' }, { maxFetch: 3, scanBudget: 4 })).toEqual(newestFirst.filter((e) => e.type === 'order.placed' && e.from === 'svc-b').map((e) => e.seq));
 
     // The oldest-first history is unchanged; bad input is refused.
     expect((await rpc.ok('listEvents', { limit: 3 })).events.length).toBe(3);
