@@ -86,7 +86,7 @@ export async function selectSchedules(q: Queryable, query: ScheduleQuery, limit:
   const { rows } = await q.query<ScheduleRow>(
     `SELECT ${SCHEDULE_COLUMNS.split(', ').map((c) => `c.${c}`).join(', ')} FROM schedules c
      WHERE ($1::text IS NULL OR c.session_id = $1::text)
-       AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE (s.id COLLATE "default") = c.session_id AND s.tenant = $2::text))
+       AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = (c.session_id COLLATE "C") AND s.tenant = $2::text))
        AND ($3::bigint IS NULL OR (c.created_at, c.id) > ($3::bigint, $4::text))
      ORDER BY c.created_at, c.id LIMIT $5::integer`,
     [query.sessionId ?? null, query.tenant ?? null, query.after?.createdAt ?? null, query.after?.id ?? null, limit],

@@ -39,6 +39,7 @@ export function EventsView({ conn, params }: { conn: Connection; params: Readonl
         <h1 id="events-title">Events</h1>
         <p class="summary" aria-live="polite" data-testid="events-summary">
           {paged.loading ? 'loading…' : `${paged.rows.length} event${paged.rows.length === 1 ? '' : 's'} on page ${paged.page}, newest first`}
+          {!paged.loading && paged.hasOlder && paged.rows.length < limit && ' · a partial page: each request reads a bounded part of the history, Older → goes on'}
         </p>
         <button type="button" onClick={paged.reload} disabled={conn.state !== 'open'}>Refresh</button>
       </div>
