@@ -62,7 +62,9 @@ export function EventsView({ conn, params }: { conn: Connection; params: Readonl
                   <td class="num">{e.seq}</td>
                   <td><time dateTime={new Date(e.at).toISOString()}>{formatTime(e.at)}</time></td>
                   <td><code>{e.type}</code></td>
-                  <td>{e.from ? <a href={sessionHash(e.from)} title="open the session (when the sender is one)">{e.from}</a> : <span class="muted">—</span>}</td>
+                  <td>{e.from === null ? <span class="muted">—</span>
+                    : /[.*>\s]/.test(e.from) ? <code>{e.from}</code> /* not a session id (agentry.budget, …) */
+                      : <a href={sessionHash(e.from)} title="open the sending session">{e.from}</a>}</td>
                   <td><span class={`badge prio-${e.priority}`}>{e.priority}</span></td>
                   <td><code class="body" title={preview(e.data, 2000)}>{preview(e.data, 120)}</code></td>
                 </tr>
