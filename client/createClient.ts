@@ -149,6 +149,8 @@ export class AgentryClient {
   cancelTask(p: ParamsOf<'cancelTask'>): Promise<ResultOf<'cancelTask'>> { return this.call('cancelTask', p); }
   /** Lists cron tasks. */
   listTasks(p: ParamsOf<'listTasks'> = {}): Promise<ResultOf<'listTasks'>> { return this.call('listTasks', p); }
+  /** Tenants with their sessions by state, in name order; page with `after`. */
+  listTenants(p: ParamsOf<'listTenants'> = {}): Promise<ResultOf<'listTenants'>> { return this.call('listTenants', p); }
   /** Publishes an event on the bus. */
   publishEvent(p: ParamsOf<'publishEvent'>): Promise<ResultOf<'publishEvent'>> { return this.call('publishEvent', p); }
   /** Moves a sleeping session's wake time. */
@@ -171,6 +173,10 @@ export class AgentryClient {
   listDeadLetters(p: ParamsOf<'listDeadLetters'> = {}): Promise<ResultOf<'listDeadLetters'>> { return this.call('listDeadLetters', p); }
   /** Replays a dead letter into its session's inbox. */
   replayDeadLetter(p: ParamsOf<'replayDeadLetter'>): Promise<ResultOf<'replayDeadLetter'>> { return this.call('replayDeadLetter', p); }
+  /** Replays up to 100 dead letters; one outcome per id (those replayed before are skipped unless `force`). */
+  replayDeadLetters(p: ParamsOf<'replayDeadLetters'>): Promise<ResultOf<'replayDeadLetters'>> { return this.call('replayDeadLetters', p); }
+  /** Deletes up to 100 dead letters; one outcome per id. */
+  discardDeadLetters(p: ParamsOf<'discardDeadLetters'>): Promise<ResultOf<'discardDeadLetters'>> { return this.call('discardDeadLetters', p); }
   /** Moves a stuck inbox message (by stream sequence) to the dead letters, then out of the stream. */
   deadLetterInboxMessage(p: ParamsOf<'deadLetterInboxMessage'>): Promise<ResultOf<'deadLetterInboxMessage'>> { return this.call('deadLetterInboxMessage', p); }
   /** Completes a pending waitpoint with a value (same value twice: no-op success; another: WAITPOINT_CONFLICT). */

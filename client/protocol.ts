@@ -89,6 +89,7 @@ const seqResult = z.object({ seq: z.number().describe('JetStream sequence of the
 const taskInfo = z.object({
   taskId: z.string(), agentId: z.string(), task: z.unknown(), schedule: z.string(), timezone: z.string(),
   nextRunAt: epochMs.nullable(), lastRunAt: epochMs.nullable(),
+  createdAt: epochMs.optional().describe('when it was scheduled (tasks are listed in this order)'),
 });
 const historyMessage = z.object({
   seq: z.number(), kind: z.string(), body: z.unknown(), priority: z.string(), from: z.string().nullable(),
@@ -113,7 +114,11 @@ const transition = z.object({ id: z.number().int().optional().describe('transiti
 const deadLetter = z.object({
   id: z.string(), agentId: z.string(), reason: z.string(), error: z.string().nullable(), attempts: z.number(),
   payload: z.unknown(), createdAt: epochMs, replayedAt: epochMs.nullable(),
+  agentType: z.string().nullable().optional().describe("its session's agent type (null: no such session)"),
 });
+const timeParam = z.union([z.string().max(64), z.number()]);
+const bulkError = z.object({ type: z.string(), message: z.string(), retryable: z.boolean() });
+const bulkIds = z.array(z.string().min(1).max(512)).min(1).max(100).describe('dead-letter ids, 1-100 (repeats count once)');
 
 const nodeInfo = z.object({
   nodeId: z.string(),
@@ -266,10 +271,30 @@ export const methods = {
     errors: [],
   },
   listTasks: {
-    summary: 'Lists scheduled tasks, of one session or all.',
-    params: z.strictObject({ agentId: agentId.optional() }),
-    result: z.object({ tasks: z.array(taskInfo) }),
-    errors: ['INVALID_SESSION_ID'],
+    summary: 'Lists scheduled tasks, of one session or all, oldest first; page with `after` (the `next` of the previous page).',
+    params: z.strictObject({
+      agentId: agentId.optional(),
+      tenant: tenant.optional().describe("only tasks of this tenant's sessions"),
+      after: z.string().max(256).optional().describe('cursor: `next` of the previous page'),
+      limit: limit(1000, 1000),
+    }),
+    result: z.object({ tasks: z.array(taskInfo), next: z.string().nullable().optional().describe('cursor of the next page; null on the last page') }),
+    errors: ['INVALID_SESSION_ID', 'INVALID_ARGUMENT'],
+  },
+  listTenants: {
+    summary: 'Lists tenants (of stored sessions, or with budget limits) in name order with their sessions by state; page with `after`. getBudget({ tenant }) has each one\'s limits and usage.',
+    params: z.strictObject({
+      after: z.string().max(64).optional().describe('cursor: `next` of the previous page'),
+      limit: limit(1000, 100),
+    }),
+    result: z.object({
+      tenants: z.array(z.object({
+        tenant: z.string(), sessions: z.number().describe('stored sessions of the tenant'),
+        byState: z.record(z.string(), z.number()).describe('idle, active, sleeping, waiting, stopped: sessions in each'),
+      })),
+      next: z.string().nullable().describe('cursor of the next page; null on the last page'),
+    }),
+    errors: [],
   },
   setBudget: {
     summary: 'Sets the budget limits of one session, tenant or agent type (null removes them), at once; resumes the sessions the scope held (paused, or asking a person).',
@@ -360,13 +385,20 @@ export const methods = {
     errors: SESSION_ERRORS,
   },
   listEvents: {
-    summary: 'The event history (stream AGENTRY_EVENTS, kept 7 days), oldest first.',
+    summary: "The event history (stream AGENTRY_EVENTS, kept 7 days), oldest first; with order 'newest', newest first in pages (`before` = the `next` of the previous page), also by sender and up to a time.",
     params: z.strictObject({
       type: eventPattern.optional().describe("event type or pattern ('invoice.*'); default all"),
       since: z.union([z.string(), z.number()]).optional().describe('ISO 8601 time or epoch milliseconds'),
       limit: limit(1000, 100),
+      order: z.enum(['oldest', 'newest']).optional().describe("default 'oldest'; 'newest' pages backwards and takes until, from and before"),
+      until: timeParam.optional().describe("(order 'newest') only events stored before this time: ISO 8601 or epoch milliseconds"),
+      from: z.string().min(1).max(256).optional().describe("(order 'newest') only events of this sender (Agentry-From: the publishing session's id, cron:<taskId>, …)"),
+      before: z.number().int().min(1).optional().describe("(order 'newest') cursor: only events with a lower sequence (`next` of the previous page)"),
     }),
-    result: z.object({ events: z.array(z.object({ seq: z.number(), type: z.string(), data: z.unknown(), priority: z.string(), from: z.string().nullable(), at: epochMs })) }),
+    result: z.object({
+      events: z.array(z.object({ seq: z.number(), type: z.string(), data: z.unknown(), priority: z.string(), from: z.string().nullable(), at: epochMs })),
+      next: z.number().nullable().optional().describe("(order 'newest') pass as `before` for the next, older page; null: no more. A page can hold fewer than `limit` events when a sparse filter meets the scan bound"),
+    }),
     errors: ['INVALID_ARGUMENT', 'NOT_READY'],
   },
   getHistory: {
@@ -414,10 +446,37 @@ export const methods = {
     errors: SESSION_ERRORS,
   },
   listDeadLetters: {
-    summary: 'Lists dead letters (batches or messages that could not be processed), newest first.',
-    params: z.strictObject({ agentId: agentId.optional(), limit: limit(1000, 100) }),
-    result: z.object({ deadLetters: z.array(deadLetter) }),
-    errors: ['INVALID_SESSION_ID'],
+    summary: 'Lists dead letters (batches or messages that could not be processed) across sessions, newest first, filtered; page with `before` (the `next` of the previous page).',
+    params: z.strictObject({
+      agentId: agentId.optional(),
+      reason: z.string().min(1).max(64).optional().describe('e.g. handler-failed, no-recipient, expired, operator, budget'),
+      agentType: z.string().min(1).max(64).optional().describe("its session's agent type"),
+      tenant: tenant.optional().describe("its session's tenant"),
+      since: timeParam.optional().describe('created at or after: ISO 8601 or epoch milliseconds'),
+      until: timeParam.optional().describe('created before: ISO 8601 or epoch milliseconds'),
+      replayed: z.boolean().optional().describe('true: only replayed ones; false: only those never replayed'),
+      before: z.string().max(700).optional().describe('cursor: `next` of the previous page'),
+      limit: limit(1000, 100),
+    }),
+    result: z.object({ deadLetters: z.array(deadLetter), next: z.string().nullable().optional().describe('cursor of the next page; null on the last page') }),
+    errors: ['INVALID_SESSION_ID', 'INVALID_ARGUMENT'],
+  },
+  replayDeadLetters: {
+    summary: "Replays up to 100 dead letters (replayDeadLetter each), with one outcome per id; one that fails does not stop the others. Those replayed before are skipped unless force, so the same call sent twice delivers nothing twice.",
+    params: z.strictObject({ ids: bulkIds, force: z.boolean().optional().describe('replay those replayed before too (default false: skipped)') }),
+    result: z.object({
+      results: z.array(z.union([
+        z.object({ id: z.string(), ok: z.literal(true), published: z.number(), duplicates: z.number(), skipped: z.boolean().describe('replayed before: nothing sent') }),
+        z.object({ id: z.string(), ok: z.literal(false), error: bulkError }),
+      ])).describe('in the order of ids'),
+    }),
+    errors: ['INVALID_ARGUMENT'],
+  },
+  discardDeadLetters: {
+    summary: 'Deletes up to 100 dead letters for good, with one outcome per id (discarded: false when it was gone already, so a retry is harmless).',
+    params: z.strictObject({ ids: bulkIds }),
+    result: z.object({ results: z.array(z.object({ id: z.string(), ok: z.literal(true), discarded: z.boolean() })).describe('in the order of ids') }),
+    errors: ['INVALID_ARGUMENT'],
   },
   replayDeadLetter: {
     summary: "Publishes a dead letter's messages to its session's inbox again (once: replay ids are deterministic).",

@@ -167,8 +167,32 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       return Promise.resolve();
     },
     listDeadLetters(opts = {}) {
-      const rows = [...deadLetters.values()].filter((d) => !opts.sessionId || d.sessionId === opts.sessionId);
-      return Promise.resolve(rows.slice(-(opts.limit ?? 100)).reverse());
+      const b = opts.before;
+      const rows = [...deadLetters.values()].map((d) => ({ ...d, agentType: sessions.get(d.sessionId)?.type ?? null })).filter((d) =>
+        (!opts.sessionId || d.sessionId === opts.sessionId) && (!opts.reason || d.reason === opts.reason)
+        && (!opts.agentType || d.agentType === opts.agentType) && (!opts.tenant || tenants.get(d.sessionId) === opts.tenant)
+        && (opts.since === undefined || d.createdAt >= opts.since) && (opts.until === undefined || d.createdAt < opts.until)
+        && (opts.replayed === undefined || (d.replayedAt !== null) === opts.replayed)
+        && (!b || d.createdAt < b.createdAt || (d.createdAt === b.createdAt && d.id < b.id)));
+      rows.sort((x, y) => y.createdAt - x.createdAt || (x.id < y.id ? 1 : x.id > y.id ? -1 : 0));
+      return Promise.resolve(rows.slice(0, Math.min(opts.limit ?? 100, 1000)));
+    },
+    deleteDeadLetters(ids) {
+      return Promise.resolve([...new Set(ids)].filter((id) => deadLetters.delete(id)));
+    },
+    async listTenants(opts = {}) {
+      const by = new Map<string, Record<SessionStatus, number>>();
+      const zero = (): Record<SessionStatus, number> => ({ idle: 0, active: 0, sleeping: 0, waiting: 0, stopped: 0 });
+      for (const [id, t] of tenants) {
+        const s = sessions.get(id);
+        if (!s) continue;
+        const c = by.get(t) ?? zero();
+        c[s.status]++;
+        by.set(t, c);
+      }
+      for (const l of await budget.listBudgetLimits()) if (l.scope === 'tenant' && !by.has(l.key)) by.set(l.key, zero());
+      return [...by.keys()].sort().filter((t) => opts.after === undefined || t > opts.after).slice(0, Math.min(opts.limit ?? 100, 1000))
+        .map((t) => { const c = by.get(t)!; return { tenant: t, sessions: Object.values(c).reduce((a, n) => a + n, 0), byStatus: c }; });
     },
     getDeadLetter: (id) => Promise.resolve(deadLetters.get(id) ?? null),
     markDeadLetterReplayed(id, at) {
@@ -215,7 +239,11 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     },
     deleteSchedule: (id) => Promise.resolve(schedules.delete(id)),
     getSchedule: (id) => Promise.resolve(schedules.get(id) ?? null),
-    listSchedules: (o = {}) => Promise.resolve([...schedules.values()].filter((x) => !o.sessionId || x.sessionId === o.sessionId).slice(0, o.limit ?? 1000)),
+    listSchedules: (o = {}) => Promise.resolve([...schedules.values()]
+      .filter((x) => (!o.sessionId || x.sessionId === o.sessionId) && (!o.tenant || tenants.get(x.sessionId) === o.tenant)
+        && (!o.after || x.createdAt > o.after.createdAt || (x.createdAt === o.after.createdAt && x.id > o.after.id)))
+      .sort((x, y) => x.createdAt - y.createdAt || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0))
+      .slice(0, Math.min(o.limit ?? 1000, 10_000))),
     dueSchedules(partitions, before, limit, from) {
       return Promise.resolve([...schedules.values()]
         .filter((x) => x.nextRunAt !== null && x.nextRunAt < before && (from === undefined || x.nextRunAt >= from) && (!partitions || partitions.includes(x.partition)))

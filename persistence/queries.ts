@@ -21,7 +21,7 @@
  */
 import type { Queryable } from './sqlDb.js';
 import type {
-  CommitRecord, DeadLetter, HistoryEntry, ListSessionsQuery, OutboxRecord, SessionRecord,
+  CommitRecord, DeadLetter, DeadLetterQuery, HistoryEntry, ListSessionsQuery, OutboxRecord, SessionRecord,
   SessionStatus, SessionSummary, TransitionRecord,
 } from './types.js';
 
@@ -358,15 +358,78 @@ export async function insertDeadLetter(q: Queryable, dl: DeadLetter): Promise<vo
   );
 }
 
-/** Newest first, optionally for one session. */
-export async function selectDeadLetters(
-  q: Queryable, sessionId: string | null, limit: number,
-): Promise<DeadLetterRow[]> {
-  const { rows } = await q.query<DeadLetterRow>(
-    `SELECT id, session_id, reason, error, attempts, payload, created_at, replayed_at FROM dead_letters
-     WHERE ($1::text IS NULL OR session_id = $1::text)
-     ORDER BY created_at DESC, id DESC LIMIT $2::integer`,
-    [sessionId, limit],
+/** A dead-letter row with its session's agent type (null: no session row). */
+export interface DeadLetterListRow extends DeadLetterRow {
+  agent_type: string | null;
+}
+
+/**
+ * Newest first (created_at, id descending), filtered; `before` is the previous page's last row.
+ * The session join is a LEFT JOIN (a dead letter may outlive its session, or have none, such as
+ * an event nobody received). `sessions.id` is COLLATE "C": the dead letter's id is cast to it so
+ * the join probes the sessions primary key per row of a backward scan of (created_at, id) — with
+ * the cast on the other side Postgres hashes every row of both tables (measured on 200,000 dead
+ * letters and 100,000 sessions: a page in ~1 ms instead of 150-280 ms).
+ */
+export async function selectDeadLetters(q: Queryable, query: DeadLetterQuery, limit: number): Promise<DeadLetterListRow[]> {
+  const { rows } = await q.query<DeadLetterListRow>(
+    `SELECT d.id, d.session_id, d.reason, d.error, d.attempts, d.payload, d.created_at, d.replayed_at, s.type AS agent_type
+     FROM dead_letters d LEFT JOIN sessions s ON s.id = (d.session_id COLLATE "C")
+     WHERE ($1::text IS NULL OR d.session_id = $1::text)
+       AND ($2::text IS NULL OR d.reason = $2::text)
+       AND ($3::text IS NULL OR s.type = $3::text)
+       AND ($4::text IS NULL OR s.tenant = $4::text)
+       AND ($5::bigint IS NULL OR d.created_at >= $5::bigint)
+       AND ($6::bigint IS NULL OR d.created_at < $6::bigint)
+       AND ($7::boolean IS NULL OR (d.replayed_at IS NOT NULL) = $7::boolean)
+       AND ($8::bigint IS NULL OR (d.created_at, d.id) < ($8::bigint, $9::text))
+     ORDER BY d.created_at DESC, d.id DESC LIMIT $10::integer`,
+    [
+      query.sessionId || null, query.reason || null, query.agentType || null, query.tenant || null,
+      query.since ?? null, query.until ?? null, query.replayed ?? null,
+      query.before?.createdAt ?? null, query.before?.id ?? null, limit,
+    ],
+  );
+  return rows;
+}
+
+/** Deletes dead letters by id; returns the ids that were there. */
+export async function deleteDeadLettersByIds(q: Queryable, ids: readonly string[]): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const { rows } = await q.query<{ id: string }>('DELETE FROM dead_letters WHERE id = ANY($1::text[]) RETURNING id', [ids]);
+  return rows.map((r) => r.id);
+}
+
+/** A tenant row of `selectTenants`: its sessions by status. */
+export interface TenantRow {
+  tenant: string;
+  idle: number; active: number; sleeping: number; waiting: number; stopped: number;
+}
+
+/**
+ * Tenants in name order after `after`: those of stored sessions and those with budget limits
+ * (scope tenant), with session counts by status. Byte order (COLLATE "C"), as JS compares
+ * strings, so the cursor means the same on both sides.
+ */
+export async function selectTenants(q: Queryable, after: string | null, limit: number): Promise<TenantRow[]> {
+  const { rows } = await q.query<TenantRow>(
+    `WITH t AS (
+       SELECT tenant,
+              count(*) FILTER (WHERE status = 'idle')::integer AS idle,
+              count(*) FILTER (WHERE status = 'active')::integer AS active,
+              count(*) FILTER (WHERE status = 'sleeping')::integer AS sleeping,
+              count(*) FILTER (WHERE status = 'waiting')::integer AS waiting,
+              count(*) FILTER (WHERE status = 'stopped')::integer AS stopped
+       FROM sessions WHERE tenant IS NOT NULL AND ($1::text IS NULL OR tenant COLLATE "C" > $1::text)
+       GROUP BY tenant ORDER BY tenant COLLATE "C" LIMIT $2::integer
+     ), l AS (
+       SELECT key AS tenant, 0, 0, 0, 0, 0 FROM budget_limits
+       WHERE scope = 'tenant' AND ($1::text IS NULL OR key COLLATE "C" > $1::text)
+         AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.tenant = budget_limits.key)
+       ORDER BY key COLLATE "C" LIMIT $2::integer
+     )
+     SELECT * FROM (SELECT * FROM t UNION ALL SELECT * FROM l) u ORDER BY tenant COLLATE "C" LIMIT $2::integer`,
+    [after, limit],
   );
   return rows;
 }

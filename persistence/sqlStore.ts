@@ -109,8 +109,8 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
       await sql.insertDeadLetter(db, dl);
     },
     async listDeadLetters(opts = {}) {
-      const rows = await sql.selectDeadLetters(db, opts.sessionId || null, clampLimit(opts.limit, 100, 1000));
-      return rows.map(sql.toDeadLetter);
+      const rows = await sql.selectDeadLetters(db, opts, clampLimit(opts.limit, 100, 1000));
+      return rows.map((r) => ({ ...sql.toDeadLetter(r), agentType: r.agent_type }));
     },
     async getDeadLetter(id) {
       const row = await sql.selectDeadLetter(db, id);
@@ -118,6 +118,14 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     },
     async markDeadLetterReplayed(id, at) {
       await sql.updateDeadLetterReplayed(db, id, at);
+    },
+    deleteDeadLetters: (ids) => sql.deleteDeadLettersByIds(db, ids),
+    async listTenants(opts = {}) {
+      const rows = await sql.selectTenants(db, opts.after ?? null, clampLimit(opts.limit, 100, 1000));
+      return rows.map((r) => {
+        const byStatus = { idle: r.idle, active: r.active, sleeping: r.sleeping, waiting: r.waiting, stopped: r.stopped };
+        return { tenant: r.tenant, sessions: r.idle + r.active + r.sleeping + r.waiting + r.stopped, byStatus };
+      });
     },
     async pendingOutbox(limit, opts = {}) {
       const rows = await sql.selectPendingOutbox(db, clampLimit(limit, 100, 10_000), opts.partitions ?? null, opts.createdBefore ?? null);
@@ -131,7 +139,7 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     addSchedule: (sched) => wq.insertSchedule(db, sched),
     deleteSchedule: (id) => wq.deleteScheduleById(db, id),
     getSchedule: (id) => wq.selectSchedule(db, id),
-    listSchedules: (o = {}) => wq.selectSchedules(db, o.sessionId ?? null, clampLimit(o.limit, 1000, 10_000)),
+    listSchedules: (o = {}) => wq.selectSchedules(db, o, clampLimit(o.limit, 1000, 10_000)),
     dueSchedules: (partitions, before, limit, from) => wq.selectDueSchedules(db, partitions, before, limit, from ?? null),
     fireSchedule(id, expected, next, firedAt, outbox) {
       return db.transaction(async (tx) => {

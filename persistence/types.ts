@@ -265,6 +265,47 @@ export interface DeadLetter {
   readonly payload: unknown;
   readonly createdAt: number;
   readonly replayedAt: number | null;
+  /** The agent type of its session, when listed (null: the session has no row). */
+  readonly agentType?: string | null;
+}
+
+/**
+ * Which dead letters `listDeadLetters` returns, newest first (created_at, then id, descending).
+ * Every filter is optional; `before` is the cursor of the previous page (its last row).
+ */
+export interface DeadLetterQuery {
+  readonly sessionId?: string;
+  readonly reason?: string;
+  /** The agent type of the dead letter's session. */
+  readonly agentType?: string;
+  /** The tenant of the dead letter's session. */
+  readonly tenant?: string;
+  /** Created at or after (ms). */
+  readonly since?: number;
+  /** Created before (ms). */
+  readonly until?: number;
+  /** true: only replayed ones; false: only those never replayed. */
+  readonly replayed?: boolean;
+  /** Exclusive: rows after this one in newest-first order. */
+  readonly before?: { readonly createdAt: number; readonly id: string };
+  readonly limit?: number;
+}
+
+/** Which cron tasks `listSchedules` returns, oldest first (created_at, then id). */
+export interface ScheduleQuery {
+  readonly sessionId?: string;
+  /** The tenant of the task's session. */
+  readonly tenant?: string;
+  /** Exclusive: rows after this one. */
+  readonly after?: { readonly createdAt: number; readonly id: string };
+  readonly limit?: number;
+}
+
+/** One tenant: its sessions by status (tenants with budget limits but no sessions have zeros). */
+export interface TenantSummary {
+  readonly tenant: string;
+  readonly sessions: number;
+  readonly byStatus: Readonly<Record<SessionStatus, number>>;
 }
 
 export interface ListSessionsQuery {
@@ -335,9 +376,17 @@ export interface Store {
   countSessionsByStatus(): Promise<Record<SessionStatus, number>>;
   /** Ignores a dead letter whose id already exists. */
   addDeadLetter(dl: DeadLetter): Promise<void>;
-  listDeadLetters(opts?: { sessionId?: string; limit?: number }): Promise<DeadLetter[]>;
+  /** Newest first, filtered, with each row's `agentType`; `limit` defaults to 100, at most 1000. */
+  listDeadLetters(opts?: DeadLetterQuery): Promise<DeadLetter[]>;
   getDeadLetter(id: string): Promise<DeadLetter | null>;
   markDeadLetterReplayed(id: string, at: number): Promise<void>;
+  /** Deletes these dead letters; returns the ids that existed (so a repeated call deletes nothing and says so). */
+  deleteDeadLetters(ids: readonly string[]): Promise<string[]>;
+  /**
+   * Tenants in name order after `after`: every tenant of a stored session or with budget limits
+   * set, with its session counts by status. `limit` defaults to 100, at most 1000.
+   */
+  listTenants(opts?: { after?: string; limit?: number }): Promise<TenantSummary[]>;
   /**
    * Outbox rows committed but not yet confirmed published, oldest first (published again after a
    * crash, a NATS outage or an ambiguous commit). `partitions`: only rows of sessions in these
@@ -355,7 +404,8 @@ export interface Store {
   /** True when a schedule was removed. */
   deleteSchedule(id: string): Promise<boolean>;
   getSchedule(id: string): Promise<ScheduleRecord | null>;
-  listSchedules(opts?: { sessionId?: string; limit?: number }): Promise<ScheduleRecord[]>;
+  /** Oldest first (created_at, id); `limit` defaults to 1000, at most 10,000. */
+  listSchedules(opts?: ScheduleQuery): Promise<ScheduleRecord[]>;
   /** Schedules due in [`from`, `before`); `partitions` null means all. */
   dueSchedules(partitions: readonly number[] | null, before: number, limit: number, from?: number): Promise<ScheduleRecord[]>;
   /**

@@ -6,7 +6,7 @@
 import { isWildcard, patternMatches } from './patterns.js';
 import { json, num, numOrNull, type Int8 } from './queries.js';
 import type { Queryable } from './sqlDb.js';
-import type { DueWake, OutboxRecord, ScheduleRecord, SessionStatus } from './types.js';
+import type { DueWake, OutboxRecord, ScheduleQuery, ScheduleRecord, SessionStatus } from './types.js';
 
 interface DueWakeRow { id: string; wake_at: Int8; status: string; partition: number }
 interface ScheduleRow {
@@ -81,11 +81,15 @@ export async function selectSchedule(q: Queryable, id: string): Promise<Schedule
   return rows[0] ? toSchedule(rows[0]) : null;
 }
 
-export async function selectSchedules(q: Queryable, sessionId: string | null, limit: number): Promise<ScheduleRecord[]> {
+/** Oldest first (created_at, id), of one session or tenant, after a cursor row. */
+export async function selectSchedules(q: Queryable, query: ScheduleQuery, limit: number): Promise<ScheduleRecord[]> {
   const { rows } = await q.query<ScheduleRow>(
-    `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE ($1::text IS NULL OR session_id = $1::text)
-     ORDER BY created_at, id LIMIT $2::integer`,
-    [sessionId, limit],
+    `SELECT ${SCHEDULE_COLUMNS.split(', ').map((c) => `c.${c}`).join(', ')} FROM schedules c
+     WHERE ($1::text IS NULL OR c.session_id = $1::text)
+       AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = (c.session_id COLLATE "C") AND s.tenant = $2::text))
+       AND ($3::bigint IS NULL OR (c.created_at, c.id) > ($3::bigint, $4::text))
+     ORDER BY c.created_at, c.id LIMIT $5::integer`,
+    [query.sessionId ?? null, query.tenant ?? null, query.after?.createdAt ?? null, query.after?.id ?? null, limit],
   );
   return rows.map(toSchedule);
 }

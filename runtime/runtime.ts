@@ -10,7 +10,11 @@ import { isPriority, isTurnPolicy, TURN_POLICIES, type MessageKind, type Priorit
 import { SessionBusyError } from '../actors/errors.js';
 import { EXPIRES_AT_HEADER, TURN_POLICY_HEADER } from './inbox.js';
 import { randomUUID } from 'node:crypto';
-import type { CheckpointPoint, DeadLetter, HistoryEntry, ListSessionsQuery, SessionSummary, Store, TransitionRecord } from '../persistence/types.js';
+import type {
+  CheckpointPoint, DeadLetter, DeadLetterQuery, HistoryEntry, ListSessionsQuery, ScheduleQuery, SessionSummary, Store, TenantSummary, TransitionRecord,
+} from '../persistence/types.js';
+import { readEventsNewestFirst, type EventLogPage, type EventLogQuery } from './eventLog.js';
+import { discardDeadLetters, replayDeadLetters, type BulkOutcome, type DiscardOutcome, type ReplayDone } from './deadLetterBulk.js';
 import { loadConfig, type RuntimeConfig, type RuntimeConfigInput } from './config.js';
 import { createGroupCommitter, type GroupCommitter } from './groupCommit.js';
 import { createLogger, type Logger } from './logger.js';
@@ -102,6 +106,8 @@ export interface TaskInfo {
   readonly timezone: string;
   readonly nextRunAt: number | null;
   readonly lastRunAt: number | null;
+  /** When it was scheduled (ms): with `taskId`, the order tasks are listed in. */
+  readonly createdAt: number;
 }
 
 export type { Readiness } from './health.js';
@@ -159,18 +165,31 @@ export interface Runtime {
   /** Schedules a cron task (croner syntax, IANA time zone; default UTC); each firing reaches the inbox as a `task`. */
   scheduleTask(agentId: string, task: unknown, schedule: string, opts?: { timezone?: string; taskId?: string }): Promise<{ taskId: string; nextRunAt: number | null }>;
   cancelTask(taskId: string): Promise<{ cancelled: boolean }>;
-  listTasks(agentId?: string): Promise<TaskInfo[]>;
+  /** Cron tasks oldest first (scheduled time, id), of one session or all, optionally by tenant and after a cursor task. */
+  listTasks(agentId?: string, opts?: Omit<ScheduleQuery, 'sessionId'>): Promise<TaskInfo[]>;
   /** Publishes on the event bus; `recipients` counts the sessions it was delivered to. */
   publishEvent(type: string, data?: unknown, opts?: PublishEventOptions): Promise<{ seq: number; recipients: number; duplicate?: boolean }>;
   /** The event history (stream `<prefix>_EVENTS`), oldest first, by type and time. */
   listEvents(opts?: { type?: string; since?: number; limit?: number }): Promise<EventRecord[]>;
+  /** The event history newest first, by type pattern, sender and time, one page per call (runtime/eventLog.ts). */
+  eventLog(query: EventLogQuery): Promise<EventLogPage>;
   /** Moves a sleeping session's wake time (keeping its event and mail conditions). */
   scheduleWake(agentId: string, at: number): Promise<SessionView>;
   /** Removes a sleeping session's wake time: only events, mail or wakeAgent wake it now. */
   cancelWake(agentId: string): Promise<SessionView>;
   /** When the session wakes next by time (sleep deadline or wait timeout), or null. */
   getNextWakeTime(agentId: string): Promise<number | null>;
-  listDeadLetters(opts?: { sessionId?: string; limit?: number }): Promise<DeadLetter[]>;
+  /** Dead letters across sessions, newest first, filtered (reason, session, agent type, tenant, time). */
+  listDeadLetters(opts?: DeadLetterQuery): Promise<DeadLetter[]>;
+  /**
+   * Replays up to 100 dead letters, one outcome per id (runtime/deadLetterBulk.ts); those
+   * replayed before are skipped unless `force`, so sending the same batch again is safe.
+   */
+  replayDeadLetters(ids: readonly string[], opts?: { force?: boolean }): Promise<BulkOutcome<ReplayDone>[]>;
+  /** Deletes up to 100 dead letters for good; an id already gone reports `discarded: false`. */
+  discardDeadLetters(ids: readonly string[]): Promise<DiscardOutcome[]>;
+  /** Tenants (of stored sessions, or with budget limits) in name order, with their sessions by status. */
+  listTenants(opts?: { after?: string; limit?: number }): Promise<TenantSummary[]>;
   /**
    * Publishes a dead letter's messages to its session's inbox again (once: the ids are
    * deterministic). `duplicates` counts the messages JetStream dropped because the same replay
@@ -507,6 +526,26 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     resume: (agentId) => routed('resumeBudget', agentId),
   });
 
+  /** Publishes a dead letter's messages to its session's inbox again, with deterministic ids (a repeat within JetStream's window is dropped). */
+  async function replayOneDeadLetter(id: string): Promise<{ published: number; duplicates: number }> {
+    const dl = await store.getDeadLetter(id);
+    if (!dl) throw new AgentryError('INVALID_ARGUMENT', `no dead letter ${id}`);
+    const msgs = Array.isArray(dl.payload) && dl.payload.every((m) => m && typeof m === 'object' && 'kind' in m && 'body' in m)
+      ? (dl.payload as { kind: string; body: unknown; priority?: Priority; from?: string; eventType?: string }[]).filter((m) => m.kind !== 'wake')
+      : [{ kind: 'message', body: dl.payload }];
+    let i = 0;
+    let duplicates = 0;
+    for (const m of msgs) {
+      const r = await publishToInbox(dl.sessionId, m.body, {
+        kind: m.kind as SendOptions['kind'], msgId: `replay:${dl.id}:${i++}`,
+        ...(m.priority ? { priority: m.priority } : {}), ...(m.from ? { from: m.from } : {}), ...(m.eventType ? { eventType: m.eventType } : {}),
+      });
+      if (r.duplicate) duplicates++;
+    }
+    await store.markDeadLetterReplayed(id, clock.now());
+    return { published: msgs.length - duplicates, duplicates };
+  }
+
   const runtime: Runtime = {
     config, logger, store, host, transport, committer, wakeups, leases, clock, waitpoints: host.waitpoints, budgets,
     setBudget: (ref, limits) => budgetApi.setBudget(ref, limits),
@@ -547,13 +586,14 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     },
     scheduleTask: (agentId, task, schedule, o) => routed('scheduleTask', agentId, task, schedule, o),
     cancelTask: (taskId) => wakeups.cancelTask(taskId),
-    async listTasks(agentId) {
-      return (await wakeups.listTasks(agentId)).map((t) => ({
-        taskId: t.id, agentId: t.sessionId, task: t.task, schedule: t.cron, timezone: t.timezone, nextRunAt: t.nextRunAt, lastRunAt: t.lastRunAt,
+    async listTasks(agentId, o = {}) {
+      return (await store.listSchedules({ ...o, ...(agentId ? { sessionId: agentId } : {}) })).map((t) => ({
+        taskId: t.id, agentId: t.sessionId, task: t.task, schedule: t.cron, timezone: t.timezone, nextRunAt: t.nextRunAt, lastRunAt: t.lastRunAt, createdAt: t.createdAt,
       }));
     },
     publishEvent: (type, data, o) => wakeups.publishEvent(type, data, o),
     listEvents: (o) => wakeups.listEvents(o),
+    eventLog: (q) => readEventsNewestFirst(transport, q),
     scheduleWake: (agentId, at) => routed('scheduleWake', agentId, at),
     cancelWake: (agentId) => routed('cancelWake', agentId),
     async getNextWakeTime(agentId) {
@@ -561,24 +601,12 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       return v.state === 'sleeping' ? (v.wake?.until ?? null) : v.state === 'waiting' ? (v.wait?.timeoutAt ?? null) : null;
     },
     listDeadLetters: (o) => store.listDeadLetters(o),
-    async replayDeadLetter(id) {
-      const dl = await store.getDeadLetter(id);
-      if (!dl) throw new AgentryError('INVALID_ARGUMENT', `no dead letter ${id}`);
-      const msgs = Array.isArray(dl.payload) && dl.payload.every((m) => m && typeof m === 'object' && 'kind' in m && 'body' in m)
-        ? (dl.payload as { kind: string; body: unknown; priority?: Priority; from?: string; eventType?: string }[]).filter((m) => m.kind !== 'wake')
-        : [{ kind: 'message', body: dl.payload }];
-      let i = 0;
-      let duplicates = 0;
-      for (const m of msgs) {
-        const r = await publishToInbox(dl.sessionId, m.body, {
-          kind: m.kind as SendOptions['kind'], msgId: `replay:${dl.id}:${i++}`,
-          ...(m.priority ? { priority: m.priority } : {}), ...(m.from ? { from: m.from } : {}), ...(m.eventType ? { eventType: m.eventType } : {}),
-        });
-        if (r.duplicate) duplicates++;
-      }
-      await store.markDeadLetterReplayed(id, clock.now());
-      return { published: msgs.length - duplicates, duplicates };
-    },
+    replayDeadLetter: (id) => replayOneDeadLetter(id),
+    replayDeadLetters: (ids, o = {}) => replayDeadLetters(store, replayOneDeadLetter, ids, {
+      ...o, onInternal: (id, err) => { logger.warn({ err, deadLetter: id }, 'bulk replay of a dead letter failed'); },
+    }),
+    discardDeadLetters: (ids) => discardDeadLetters(store, ids),
+    listTenants: (o) => store.listTenants(o),
     listNodes: () => listNodes(leases, config.nodeId, Date.now()),
     getPartitions: () => getPartitions(leases, Date.now()),
     replaceAgents(list) {

@@ -30,6 +30,18 @@ function epochOf(v: string | number, name: string): number {
   return ms;
 }
 
+/** A `<createdAt>:<id>` cursor (dead letters, tasks) as its parts; INVALID_ARGUMENT naming the param otherwise. */
+function rowCursorOf(v: string, name: string): { createdAt: number; id: string } {
+  const m = /^(\d{1,16}):(.+)$/s.exec(v);
+  if (!m) throw new AgentryError('INVALID_ARGUMENT', `${name} must be the \`next\` of a previous page`);
+  return { createdAt: Number(m[1]), id: m[2]! };
+}
+
+/** The cursor of a page whose last row is `row` (null: the page was not full, so it is the last). */
+function rowCursor(row: { createdAt: number; id: string } | undefined, full: boolean): string | null {
+  return full && row ? `${row.createdAt}:${row.id}` : null;
+}
+
 function viewResult(v: SessionView): ResultOf<'getAgent'> {
   return {
     agentId: v.agentId, type: v.type, tenant: v.tenant, state: v.state, stateValue: v.stateValue, policy: v.policy, userState: v.userState, lastSeq: v.lastSeq,
@@ -167,8 +179,22 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
     },
     async listTasks(p) {
       if (p.agentId !== undefined) assertSessionId(p.agentId);
-      const tasks = await runtime.listTasks(p.agentId);
-      return { tasks: tasks.map((t) => ({ ...t })) };
+      const limit = p.limit ?? 1000;
+      const rows = await runtime.listTasks(p.agentId, {
+        ...(p.tenant ? { tenant: p.tenant } : {}), ...(p.after !== undefined ? { after: rowCursorOf(p.after, 'after') } : {}), limit: limit + 1,
+      });
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return { tasks: page.map((t) => ({ ...t })), next: rowCursor(last && { createdAt: last.createdAt, id: last.taskId }, rows.length > limit) };
+    },
+    async listTenants(p) {
+      const limit = p.limit ?? 100;
+      const rows = await runtime.listTenants({ ...(p.after !== undefined ? { after: p.after } : {}), limit: limit + 1 });
+      const page = rows.slice(0, limit);
+      return {
+        tenants: page.map((t) => ({ tenant: t.tenant, sessions: t.sessions, byState: { ...t.byStatus } })),
+        next: rows.length > limit ? page[page.length - 1]!.tenant : null,
+      };
     },
     async completeWaitpoint(p) {
       return runtime.waitpoints.complete(p.id, p.value ?? null);
@@ -201,6 +227,17 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       return { agentId: p.agentId, wakeAt: await runtime.getNextWakeTime(p.agentId) };
     },
     async listEvents(p) {
+      if (p.order === 'newest') {
+        const page = await runtime.eventLog({
+          ...(p.type !== undefined ? { pattern: p.type } : {}), ...(p.from !== undefined ? { from: p.from } : {}),
+          ...(p.since !== undefined ? { since: epochOf(p.since, 'since') } : {}), ...(p.until !== undefined ? { until: epochOf(p.until, 'until') } : {}),
+          ...(p.before !== undefined ? { before: p.before } : {}), limit: p.limit ?? 100,
+        });
+        return { events: page.events.map((e) => ({ seq: e.seq, type: e.type, data: e.data, priority: e.priority, from: e.from, at: e.at })), next: page.next };
+      }
+      for (const k of ['until', 'from', 'before'] as const) {
+        if (p[k] !== undefined) throw new AgentryError('INVALID_ARGUMENT', `${k} needs order 'newest' (the oldest-first history takes type, since and limit)`);
+      }
       const events = await runtime.listEvents({
         ...(p.type !== undefined ? { type: p.type } : {}), ...(p.since !== undefined ? { since: epochOf(p.since, 'since') } : {}), limit: p.limit ?? 100,
       });
@@ -223,12 +260,28 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
     },
     async listDeadLetters(p) {
       if (p.agentId !== undefined) assertSessionId(p.agentId);
-      const rows = await runtime.listDeadLetters({ ...(p.agentId !== undefined ? { sessionId: p.agentId } : {}), limit: p.limit ?? 100 });
+      const limit = p.limit ?? 100;
+      const rows = await runtime.listDeadLetters({
+        ...(p.agentId !== undefined ? { sessionId: p.agentId } : {}), ...(p.reason ? { reason: p.reason } : {}),
+        ...(p.agentType ? { agentType: p.agentType } : {}), ...(p.tenant ? { tenant: p.tenant } : {}),
+        ...(p.since !== undefined ? { since: epochOf(p.since, 'since') } : {}), ...(p.until !== undefined ? { until: epochOf(p.until, 'until') } : {}),
+        ...(p.replayed !== undefined ? { replayed: p.replayed } : {}), ...(p.before !== undefined ? { before: rowCursorOf(p.before, 'before') } : {}),
+        limit: limit + 1,
+      });
+      const page = rows.slice(0, limit);
       return {
-        deadLetters: rows.map((d) => ({
+        deadLetters: page.map((d) => ({
           id: d.id, agentId: d.sessionId, reason: d.reason, error: d.error, attempts: d.attempts, payload: d.payload, createdAt: d.createdAt, replayedAt: d.replayedAt,
+          agentType: d.agentType ?? null,
         })),
+        next: rowCursor(page[page.length - 1], rows.length > limit),
       };
+    },
+    async replayDeadLetters(p) {
+      return { results: (await runtime.replayDeadLetters(p.ids, { force: p.force === true })).map((r) => ({ ...r })) };
+    },
+    async discardDeadLetters(p) {
+      return { results: (await runtime.discardDeadLetters(p.ids)).map((r) => ({ ...r })) };
     },
     async replayDeadLetter(p) {
       return runtime.replayDeadLetter(p.id);

@@ -1,4 +1,4 @@
-// Issue 14: the inspector's Cluster page in Chromium against two runtimes on one nats-server and
+// Issue 14: the inspector's Cluster page (the Nodes page since issue 18) in Chromium against two runtimes on one nats-server and
 // one Postgres schema (the page served by node-a). Reached by its link in the top bar, it lists
 // both nodes (node-a as "this node") with their partitions, and the partition grid colours each
 // cell by owner with the owner's fencing epoch in its tooltip, as the owners hold them. When
@@ -70,9 +70,9 @@ describe.skipIf(!haveChromium)('inspector Cluster page in Chromium', () => {
   it('lists the nodes with their partitions and colours the partition grid by owner, epochs on hover; follows a node leaving', async () => {
     await page.goto(cp.url);
     await page.locator('[data-connection="open"]').waitFor();
-    await page.getByRole('navigation', { name: 'Views' }).getByRole('link', { name: 'Cluster' }).click();
-    await page.getByRole('heading', { name: 'Cluster' }).waitFor();
-    await expect(page.title()).resolves.toBe('Cluster · Agentry inspector');
+    await page.getByRole('navigation', { name: 'Views' }).getByRole('link', { name: 'Nodes' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Nodes' }).waitFor();
+    await expect.poll(() => page.title()).toBe('Nodes · Agentry inspector');
 
     // The page refreshes by itself until the two have split the partitions 4/4.
     await expect.poll(async () => {

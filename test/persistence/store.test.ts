@@ -203,6 +203,69 @@ function sessionLogContract(getStore: () => Store): void {
 }
 
 /**
+ * The fleet listings behind the inspector's pages (issue 18) on any store: dead letters across
+ * sessions by reason, agent type, tenant, time and replayed, newest first with a cursor, and
+ * their bulk deletion; cron tasks by tenant after a cursor; tenants with sessions by status and
+ * budget-only tenants. Shared by the SQL backends and the memory store (which has its own code).
+ */
+function fleetListingContract(getStore: () => Store): void {
+  it('fleet listings: dead letters filtered and paged, deleted in bulk; tasks and tenants paged', async () => {
+    const store = getStore();
+    const snap = (tenant: string | null) => ({ value: 'idle', context: { n: 1, ...(tenant ? { tenant } : {}) } });
+    await store.commit([
+      rec('fl-a', 1, { type: 'fleet', snapshot: snap('fl-t1') }), rec('fl-b', 1, { type: 'fleet', snapshot: snap('fl-t2') }),
+      rec('fl-c', 1, { type: 'fleet-other', snapshot: snap('fl-t1'), status: 'stopped' }),
+    ]);
+    const dl = (id: string, sessionId: string, createdAt: number, reason = 'handler-failed'): DeadLetter => ({
+      id, sessionId, reason, error: null, attempts: 1, payload: null, createdAt, replayedAt: null,
+    });
+    // Two share a time: the id breaks the tie (descending), and the cursor must not skip or repeat either.
+    for (const d of [dl('fl-a:1', 'fl-a', 10), dl('fl-a:2', 'fl-a', 20), dl('fl-b:1', 'fl-b', 20), dl('fl-b:2', 'fl-b', 30, 'expired'), dl('fl-c:1', 'fl-c', 40), dl('fl-x:1', 'fl-x', 50)]) {
+      await store.addDeadLetter(d);
+    }
+    const ids = async (q: Parameters<Store['listDeadLetters']>[0]) => (await store.listDeadLetters(q)).map((d) => d.id);
+    expect(await ids({ agentType: 'fleet' })).toEqual(['fl-b:2', 'fl-b:1', 'fl-a:2', 'fl-a:1']);
+    const pages: string[][] = [];
+    let before: { createdAt: number; id: string } | undefined;
+    for (;;) {
+      const page = await store.listDeadLetters({ agentType: 'fleet', limit: 1, ...(before ? { before } : {}) });
+      if (page.length === 0) break;
+      pages.push(page.map((d) => d.id));
+      before = { createdAt: page[0]!.createdAt, id: page[0]!.id };
+    }
+    expect(pages.flat()).toEqual(['fl-b:2', 'fl-b:1', 'fl-a:2', 'fl-a:1']);
+    expect(await ids({ tenant: 'fl-t1' })).toEqual(['fl-c:1', 'fl-a:2', 'fl-a:1']);
+    expect(await ids({ reason: 'expired', sessionId: 'fl-b' })).toEqual(['fl-b:2']);
+    expect(await ids({ agentType: 'fleet', since: 20, until: 30 })).toEqual(['fl-b:1', 'fl-a:2']);
+    const [x] = await store.listDeadLetters({ sessionId: 'fl-x' });
+    expect(x).toMatchObject({ id: 'fl-x:1', agentType: null });
+    expect((await store.listDeadLetters({ sessionId: 'fl-c' }))[0]).toMatchObject({ agentType: 'fleet-other' });
+    await store.markDeadLetterReplayed('fl-a:1', 99);
+    expect(await ids({ agentType: 'fleet', replayed: true })).toEqual(['fl-a:1']);
+    expect(await ids({ agentType: 'fleet', replayed: false })).toEqual(['fl-b:2', 'fl-b:1', 'fl-a:2']);
+    expect((await store.deleteDeadLetters(['fl-a:1', 'fl-b:1', 'fl-nope'])).sort()).toEqual(['fl-a:1', 'fl-b:1']);
+    expect(await store.deleteDeadLetters(['fl-a:1'])).toEqual([]);
+    expect(await ids({ agentType: 'fleet' })).toEqual(['fl-b:2', 'fl-a:2']);
+
+    const task = (id: string, sessionId: string, createdAt: number) => ({ id, sessionId, partition: 0, task: null, cron: '0 9 * * *', timezone: 'Asia/Tokyo', nextRunAt: 1e13, lastRunAt: null, createdAt });
+    for (const t of [task('fl-t-2', 'fl-a', 5), task('fl-t-1', 'fl-a', 5), task('fl-t-3', 'fl-b', 6), task('fl-t-4', 'fl-c', 7)]) await store.addSchedule(t);
+    expect((await store.listSchedules({ tenant: 'fl-t1' })).map((t) => t.id)).toEqual(['fl-t-1', 'fl-t-2', 'fl-t-4']);
+    expect((await store.listSchedules({ tenant: 'fl-t1', after: { createdAt: 5, id: 'fl-t-1' }, limit: 1 })).map((t) => t.id)).toEqual(['fl-t-2']);
+    expect((await store.listSchedules({ sessionId: 'fl-b' })).map((t) => t.id)).toEqual(['fl-t-3']);
+
+    await store.setBudgetLimits('tenant', 'fl-t3', [{ metric: 'turns', max: '5', window: 'lifetime', policy: 'abort' }], 1);
+    await store.setBudgetLimits('tenant', 'fl-t1', [{ metric: 'turns', max: '5', window: 'lifetime', policy: 'abort' }], 1);
+    const tenants = (await store.listTenants({ after: 'fl-' })).filter((t) => t.tenant.startsWith('fl-'));
+    expect(tenants).toEqual([
+      { tenant: 'fl-t1', sessions: 2, byStatus: { idle: 1, active: 0, sleeping: 0, waiting: 0, stopped: 1 } },
+      { tenant: 'fl-t2', sessions: 1, byStatus: { idle: 1, active: 0, sleeping: 0, waiting: 0, stopped: 0 } },
+      { tenant: 'fl-t3', sessions: 0, byStatus: { idle: 0, active: 0, sleeping: 0, waiting: 0, stopped: 0 } },
+    ]);
+    expect((await store.listTenants({ after: 'fl-t1', limit: 1 })).map((t) => t.tenant)).toEqual(['fl-t2']);
+  });
+}
+
+/**
  * Batched hydration reads (`loadSessions`) on any store: each record as `loadSession` returns
  * it, each history as `getHistory` with the session's limit returns it (newest first), missing
  * ids absent. Shared by the SQL backends of the suite below and the memory store.
@@ -723,6 +786,11 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
 
   hydrationContract(() => store);
   sessionLogContract(() => store);
+  fleetListingContract(() => store);
+});
+
+describe('fleet listings on the memory store', () => {
+  fleetListingContract(() => createMemoryStore(now));
 });
 
 describe('hydration reads on the memory store', () => {

@@ -1,7 +1,8 @@
 /**
- * The Cluster page: every live node (version, uptime, its partitions, sessions, heartbeat age,
- * lease renewal lag) and a grid of all partitions coloured by owner, the epoch in each cell's
- * tooltip. Read with `listNodes` and `getPartitions` every few seconds while the page is open
+ * The Nodes page (`#/cluster`): every live node (version, uptime, its partitions, sessions,
+ * heartbeat age, lease renewal lag), a grid of all partitions coloured by owner, the epoch in
+ * each cell's tooltip, and a table of partitions with owner, lease epoch and renewal age that can
+ * be narrowed to one owner or the free ones (`#/cluster?node=<id>`, or `node=free`). Read with `listNodes` and `getPartitions` every few seconds while the page is open
  * (any node answers for the whole cluster); a failed read keeps the last view and says why.
  */
 import type { JSX } from 'preact';
@@ -11,6 +12,7 @@ import { lagLevel, ownerSlots, partitionRanges } from '../clusterModel.js';
 import { describeError, type Connection } from '../connection.js';
 import { formatDuration, formatRelative } from '../format.js';
 import { useNow, useSubscription } from '../hooks.js';
+import { hashOf } from '../route.js';
 
 /** How often the page reads the cluster view again. */
 export const CLUSTER_REFRESH_MS = 3000;
@@ -22,8 +24,9 @@ interface View { readonly nodes: Nodes['nodes']; readonly partitions: Partitions
 const age = (ms: number | null): string => (ms === null ? '—' : formatDuration(ms));
 const count = (n: number | null): string => (n === null ? '—' : n.toLocaleString('en-US'));
 
-/** Nodes and partitions of the cluster, refreshed every `CLUSTER_REFRESH_MS`. */
-export function ClusterView({ conn }: { conn: Connection }): JSX.Element {
+/** Nodes and partitions of the cluster, refreshed every `CLUSTER_REFRESH_MS`; `params.node` narrows the partition table. */
+export function ClusterView({ conn, params = {} }: { conn: Connection; params?: Readonly<Record<string, string>> }): JSX.Element {
+  const owner = params.node ?? '';
   useSubscription(conn);
   const now = useNow(1000);
   const [view, setView] = useState<View | null>(null);
@@ -60,7 +63,7 @@ export function ClusterView({ conn }: { conn: Connection }): JSX.Element {
   return (
     <section class="cluster-view" aria-labelledby="cluster-title">
       <div class="view-head">
-        <h1 id="cluster-title">Cluster</h1>
+        <h1 id="cluster-title">Nodes</h1>
         <p class="summary" aria-live="polite" data-testid="cluster-summary">
           {view
             ? `${view.nodes.length} node${view.nodes.length === 1 ? '' : 's'} · ${view.partitions.length} partitions, ${free} free · lease TTL ${formatDuration(view.leaseTtlMs)} · updated ${formatRelative(view.at, now)}`
@@ -130,6 +133,33 @@ export function ClusterView({ conn }: { conn: Connection }): JSX.Element {
                 );
               })}
             </ol>
+          </div>
+          <div class="panel">
+            <h2 id="partition-table-title">Partitions and their owners</h2>
+            <label class="field owner-filter">
+              <span>Owner</span>
+              <select value={owner} aria-label="Filter partitions by owner"
+                onChange={(e) => { location.hash = hashOf('cluster', { node: e.currentTarget.value }); }}>
+                <option value="">every owner</option>
+                {[...slots.keys()].map((id) => <option key={id} value={id}>{id}</option>)}
+                <option value="free">free</option>
+              </select>
+            </label>
+            <div class="table-scroll">
+              <table class="compact" data-testid="partition-table" aria-labelledby="partition-table-title">
+                <thead><tr><th scope="col" class="num">Partition</th><th scope="col">Owner</th><th scope="col" class="num">Lease epoch</th><th scope="col" class="num">Renewed</th></tr></thead>
+                <tbody>
+                  {view.partitions.filter((p) => owner === '' || (owner === 'free' ? p.nodeId === null : p.nodeId === owner)).map((p) => (
+                    <tr key={p.partition} data-partition={p.partition}>
+                      <td class="num">{p.partition}</td>
+                      <td>{p.nodeId === null ? <span class="muted">free</span> : <><span class={`swatch owner-${slots.get(p.nodeId) ?? 0}`} aria-hidden="true" /><code>{p.nodeId}</code></>}</td>
+                      <td class="num">{p.epoch ?? '—'}</td>
+                      <td class="num">{p.renewalAgeMs === null ? '—' : `${age(p.renewalAgeMs)} ago`}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
           </div>
         </>
       )}
