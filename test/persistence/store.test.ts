@@ -18,6 +18,7 @@ import { bundledMigrations } from '../../persistence/migrate.js';
 import { createPgliteDb } from '../../persistence/pgliteStore.js';
 import { createPgDb } from '../../persistence/pgStore.js';
 import { createSqlStore } from '../../persistence/sqlStore.js';
+import { waitFor } from '../helpers.js';
 
 const DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -863,7 +864,9 @@ describe('store errors and construction', () => {
         return tx.query('SELECT pg_sleep(0.04) FROM generate_series(1, 100)');
       })
         .then(() => null, (e: unknown) => e);
-      await new Promise((r) => setTimeout(r, 20));
+      // Kill it while it runs the sleep (not before: a kill between two statements surfaces as the
+      // client's own "not queryable" error on the next one, without the server's 57P01).
+      await waitFor(async () => (await admin.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query LIKE 'SELECT pg_sleep(0.04)%'", [pid])).rowCount === 1, 'the sleep running', 20_000, 5);
       await admin.query('SELECT pg_terminate_backend($1::integer)', [pid]);
       const err = await killed;
       expect(err).toBeInstanceOf(StoreUnavailableError);
