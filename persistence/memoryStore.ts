@@ -6,6 +6,7 @@ import { CHECKPOINTS_PER_SESSION } from './checkpoints.js';
 import { FencedError, StaleVersionError, StoreError } from './errors.js';
 import { historyLimitFor } from './historyLimit.js';
 import { patternMatches } from './patterns.js';
+import { stepOf } from './sessionStep.js';
 import { createMemoryBudget, tenantOfSnapshot } from './memoryBudget.js';
 import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, logRowsOf } from './sessionLog.js';
 import type {
@@ -116,7 +117,12 @@ export function createMemoryStore(now: () => number = Date.now): Store {
           snapshot: JSON.parse(JSON.stringify(r.snapshot ?? null)) as unknown, transitionsBefore: before, at: rec.updatedAt,
         }]);
         cutCheckpoints(r.sessionId, CHECKPOINTS_PER_SESSION, undefined);
-        push(transitions, r.sessionId, r.transitions.map((t) => ({ ...t, id: ++transitionId })));
+        // A frame and a user state are copied, as the snapshot is: the live session goes on changing.
+        push(transitions, r.sessionId, r.transitions.map((t) => ({
+          ...t, id: ++transitionId,
+          ...(t.frame !== undefined ? { frame: JSON.parse(JSON.stringify(t.frame)) as unknown } : {}),
+          ...('userState' in t ? { userState: JSON.parse(JSON.stringify(t.userState ?? null)) as unknown } : {}),
+        })));
         for (const o of r.outbox) outbox.set(o.id, o);
         const subs = subscriptions.get(r.sessionId) ?? new Set<string>();
         for (const p of r.unsubscribe ?? []) subs.delete(p);
@@ -140,7 +146,16 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     },
     getTransitions(sessionId, opts = {}) {
       const rows = (transitions.get(sessionId) ?? []).filter((t) => opts.after === undefined || t.at > opts.after);
-      return Promise.resolve(rows.slice(0, opts.limit ?? 1000));
+      return Promise.resolve(rows.slice(0, opts.limit ?? 1000).map(({ frame: _f, userState: _u, ...t }) => t));
+    },
+    getSessionStep(sessionId, id) {
+      const rows = transitions.get(sessionId) ?? [];
+      const i = rows.findIndex((t) => t.id === id);
+      if (i < 0) return Promise.resolve(null);
+      const strip = ({ frame: _f, userState: _u, ...t }: TransitionRecord): TransitionRecord => t;
+      const prev = i > 0 ? rows[i - 1]! : null;
+      const states = rows.slice(0, i + 1).filter((t) => 'userState' in t).reverse().slice(0, 2).map((t) => ({ value: t.userState, transitionId: t.id! }));
+      return Promise.resolve(stepOf(strip(rows[i]!), rows[i]!.frame ?? null, prev ? { transition: strip(prev), frame: prev.frame ?? null } : null, states));
     },
     listSessions(query: ListSessionsQuery = {}): Promise<SessionSummary[]> {
       const out: SessionSummary[] = [];
