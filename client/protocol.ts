@@ -432,8 +432,11 @@ export const methods = {
   },
   getTransitions: {
     summary: "Returns a session's state transitions, oldest first; page with `after` (exclusive lower bound on `at`).",
-    params: z.strictObject({ agentId, limit: limit(1000, 100), after: z.number().optional() }),
-    result: z.object({ transitions: z.array(transition) }),
+    params: z.strictObject({
+      agentId, limit: limit(1000, 100), after: z.number().optional(),
+      frames: z.boolean().optional().describe("also each step's frame: the event object, the context after it and, on a step that ended a run, what the run sent (null on steps recorded before it was kept)"),
+    }),
+    result: z.object({ transitions: z.array(transition.extend({ frame: z.unknown().optional() })) }),
     errors: SESSION_ERRORS,
   },
   listDeadLetters: {

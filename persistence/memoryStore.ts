@@ -146,7 +146,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     },
     getTransitions(sessionId, opts = {}) {
       const rows = (transitions.get(sessionId) ?? []).filter((t) => opts.after === undefined || t.at > opts.after);
-      return Promise.resolve(rows.slice(0, opts.limit ?? 1000).map(({ frame: _f, userState: _u, ...t }) => t));
+      return Promise.resolve(rows.slice(0, opts.limit ?? 1000).map(({ frame, userState: _u, ...t }) => (opts.frames ? { ...t, frame: frame ?? null } : t)));
     },
     getSessionStep(sessionId, id) {
       const rows = transitions.get(sessionId) ?? [];

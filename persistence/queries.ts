@@ -72,6 +72,8 @@ export interface TransitionRow {
   event: string;
   from_state: string;
   to_state: string;
+  /** Selected only when asked (migration 0013). */
+  frame?: unknown;
 }
 
 export interface OutboxRow {
@@ -266,7 +268,10 @@ export function toHistoryEntries(sessionId: string, rows: readonly HistoryAggRow
 // ------------------------------------------------------------------------------- transitions
 
 export function toTransitionRecord(row: TransitionRow): TransitionRecord {
-  return { ...(row.id !== undefined ? { id: num(row.id) } : {}), sessionId: row.session_id, at: num(row.at), event: row.event, from: row.from_state, to: row.to_state };
+  return {
+    ...(row.id !== undefined ? { id: num(row.id) } : {}), sessionId: row.session_id, at: num(row.at), event: row.event, from: row.from_state, to: row.to_state,
+    ...(row.frame !== undefined ? { frame: row.frame } : {}),
+  };
 }
 
 /** A transition as a row of the commit document's `transitions`; ids follow array order, which keeps the timeline in commit order. */
@@ -281,7 +286,7 @@ export function toTransitionParam(t: TransitionRecord): Record<string, unknown> 
 
 /** A transition row with its frame (migration 0013). */
 export interface TransitionFrameRow extends TransitionRow {
-  frame: unknown;
+  frame?: unknown;
 }
 
 /** Transition `id` of a session and the one before it (newest first: at most two rows), with their frames. */
@@ -308,10 +313,10 @@ export async function selectUserStatesUpTo(q: Queryable, sessionId: string, id: 
 
 /** Oldest first; `after` is an exclusive lower bound on `at` (ms), as in the memory store. */
 export async function selectTransitions(
-  q: Queryable, sessionId: string, after: number | null, limit: number,
+  q: Queryable, sessionId: string, after: number | null, limit: number, frames = false,
 ): Promise<TransitionRow[]> {
   const { rows } = await q.query<TransitionRow>(
-    `SELECT id, session_id, at, event, from_state, to_state FROM transitions
+    `SELECT id, session_id, at, event, from_state, to_state${frames ? ', frame' : ''} FROM transitions
      WHERE session_id = $1::text AND ($2::bigint IS NULL OR at > $2::bigint)
      ORDER BY id LIMIT $3::integer`,
     [sessionId, after, limit],

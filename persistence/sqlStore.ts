@@ -93,7 +93,7 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
       return rows.map(sql.toHistoryEntry);
     },
     async getTransitions(sessionId, opts = {}) {
-      const rows = await sql.selectTransitions(db, sessionId, opts.after ?? null, clampLimit(opts.limit, 1000, 10_000));
+      const rows = await sql.selectTransitions(db, sessionId, opts.after ?? null, clampLimit(opts.limit, 1000, 10_000), opts.frames === true);
       return rows.map(sql.toTransitionRecord);
     },
     async getSessionStep(sessionId, id) {

@@ -82,8 +82,8 @@ export interface TransitionRecord {
   readonly to: string;
   /**
    * What the session was right after it (migration 0013; runtime/transitionFrame.ts builds it):
-   * the event object and the context. Written by the host; absent on rows read back by
-   * `getTransitions` (read one step with `getSessionStep`) and on rows older than 0013.
+   * the event object and the context. Written by the host; read back by `getSessionStep`, and by
+   * `getTransitions` only when asked (`frames: true`); null on rows older than 0013.
    */
   readonly frame?: unknown;
   /** The user state after it, present only when it changed since the session's previous frame. */
@@ -352,7 +352,7 @@ export interface Store {
   /** Newest first; `before` is an exclusive upper bound on `seq`. */
   getHistory(sessionId: string, opts?: { limit?: number; before?: number }): Promise<HistoryEntry[]>;
   /** Oldest first. */
-  getTransitions(sessionId: string, opts?: { limit?: number; after?: number }): Promise<TransitionRecord[]>;
+  getTransitions(sessionId: string, opts?: { limit?: number; after?: number; frames?: boolean }): Promise<TransitionRecord[]>;
   /**
    * One transition of a session with what it recorded of the session (frame, user state) and the
    * same of the step before it, for time travel; null when the session has no transition `id`

@@ -156,7 +156,8 @@ export interface Runtime {
   stopAgent(agentId: string, reason?: string): Promise<SessionView>;
   interruptAgent(agentId: string, reason?: string): Promise<SessionView & { interrupted: boolean }>;
   getHistory(agentId: string, opts?: { limit?: number; before?: number }): Promise<HistoryEntry[]>;
-  getTransitions(agentId: string, opts?: { limit?: number; after?: number }): Promise<TransitionRecord[]>;
+  /** Oldest first; `frames: true` adds what each step recorded (runtime/transitionFrame.ts; the sequence view reads it). */
+  getTransitions(agentId: string, opts?: { limit?: number; after?: number; frames?: boolean }): Promise<TransitionRecord[]>;
   /**
    * The session as it was right after transition `transition` (an id from getTransitions): state,
    * context, mailbox, wake condition, waitpoint, the event object and the history as of then, with

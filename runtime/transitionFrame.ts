@@ -44,11 +44,20 @@ export interface FrameContext {
   readonly lastError: { readonly message: string; readonly code: string; readonly terminal: boolean } | null;
 }
 
+/** An output a run sent (reply, mail, event), as the frame of the transition that ended the run keeps it. */
+export interface FrameOutput {
+  readonly kind: string;
+  readonly subject: string;
+  readonly body: unknown;
+}
+
 /** What a transition row's `frame` holds. */
 export interface TransitionFrame {
   /** The event object that caused the transition (`type` plus its fields; an internal one such as `run.done` names its run). */
   readonly event: { readonly type: string } & Readonly<Record<string, unknown>>;
   readonly context: FrameContext;
+  /** On the transition that ended a run: the run and what it sent (committed with it): the sequence view's "out". */
+  readonly outputs?: { readonly runId: number; readonly items: readonly FrameOutput[] };
 }
 
 function messageOf(m: InboxMessage): FrameMessage {
@@ -111,7 +120,11 @@ export function frameEventOf(event: SessionEvent | null, name: string, ctx: Sess
   }
 }
 
-/** The frame of a transition the host records. */
-export function frameOf(event: SessionEvent | null, name: string, ctx: SessionContext): TransitionFrame {
-  return { event: frameEventOf(event, name, ctx), context: frameContextOf(ctx) };
+/**
+ * The frame of a transition the host records; `ended` is the run this transition ended and the
+ * outputs it sent (subscriptions left out), when it ended one.
+ */
+export function frameOf(event: SessionEvent | null, name: string, ctx: SessionContext, ended?: { runId: number; outputs: readonly { kind: string; subject: string; body: unknown }[] }): TransitionFrame {
+  const items = ended?.outputs.filter((o) => o.kind !== 'subscribe' && o.kind !== 'unsubscribe').map((o) => ({ kind: o.kind, subject: o.subject, body: cappedBody(o.body) }));
+  return { event: frameEventOf(event, name, ctx), context: frameContextOf(ctx), ...(ended ? { outputs: { runId: ended.runId, items: items ?? [] } } : {}) };
 }

@@ -566,12 +566,15 @@ export class SessionHost {
   /**
    * A transition with its frame (runtime/transitionFrame.ts) and, when it changed since the
    * session's previous frame (compared by reference: a run's result replaces the object), the
-   * user state: what getSessionAt shows for this step.
+   * user state: what getSessionAt shows for this step. A transition that ends a run also keeps
+   * what the run sent (the sequence view's outputs).
    */
   private framed(s: LiveSession, t: TransitionRecord, ctx: SessionContext): TransitionRecord {
     const changed = !('frameUserState' in s) || ctx.userState !== s.frameUserState;
     if (changed) s.frameUserState = ctx.userState;
-    return { ...t, frame: frameOf(s.sendingEvent ?? null, t.event, ctx), ...(changed ? { userState: ctx.userState } : {}) };
+    const c = ctx.completed;
+    const ended = c && c.runId !== s.lastCompletedRunId ? { runId: c.runId, outputs: s.outputs.get(c.runId) ?? [] } : undefined;
+    return { ...t, frame: frameOf(s.sendingEvent ?? null, t.event, ctx, ended), ...(changed ? { userState: ctx.userState } : {}) };
   }
 
   private onSnapshot(s: LiveSession, snap: ReturnType<SessionActor['getSnapshot']>): void {

@@ -216,8 +216,8 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       return { messages: rows.map(historyResult) };
     },
     async getTransitions(p) {
-      const rows = await runtime.getTransitions(p.agentId, { limit: p.limit ?? 100, ...(p.after !== undefined ? { after: p.after } : {}) });
-      return { transitions: rows.map((t) => ({ ...(t.id !== undefined ? { id: t.id } : {}), at: t.at, event: t.event, from: t.from, to: t.to })) };
+      const rows = await runtime.getTransitions(p.agentId, { limit: p.limit ?? 100, ...(p.after !== undefined ? { after: p.after } : {}), ...(p.frames ? { frames: true } : {}) });
+      return { transitions: rows.map((t) => ({ ...(t.id !== undefined ? { id: t.id } : {}), at: t.at, event: t.event, from: t.from, to: t.to, ...(p.frames ? { frame: t.frame ?? null } : {}) })) };
     },
     async getSessionAt(p) {
       const r = await runtime.getSessionAt(p.agentId, p.transition, { ...(p.until !== undefined ? { until: p.until } : {}), historyLimit: p.historyLimit ?? 200 });
