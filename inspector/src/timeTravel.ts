@@ -73,7 +73,8 @@ interface FrameShape {
   readonly outputs?: { readonly runId: number; readonly items: readonly { kind: string; subject: string; body: unknown }[] };
 }
 
-const ORDER = { in: 0, state: 1, call: 2, out: 3 } as const;
+/** At the same millisecond a message comes in first; the rest keep the order of the steps that made them. */
+const ORDER = { in: 0, call: 1, out: 1, state: 1 } as const;
 
 /**
  * The sequence of a session, oldest first: each message as it came in, each handler call as it
