@@ -146,16 +146,15 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     },
     getTransitions(sessionId, opts = {}) {
       const rows = (transitions.get(sessionId) ?? []).filter((t) => opts.after === undefined || t.at > opts.after);
-      return Promise.resolve(rows.slice(0, opts.limit ?? 1000).map(({ frame, userState: _u, ...t }) => (opts.frames ? { ...t, frame: frame ?? null } : t)));
+      return Promise.resolve(rows.slice(0, opts.limit ?? 1000).map((r) => (opts.frames ? { ...bare(r), frame: r.frame ?? null } : bare(r))));
     },
     getSessionStep(sessionId, id) {
       const rows = transitions.get(sessionId) ?? [];
       const i = rows.findIndex((t) => t.id === id);
       if (i < 0) return Promise.resolve(null);
-      const strip = ({ frame: _f, userState: _u, ...t }: TransitionRecord): TransitionRecord => t;
       const prev = i > 0 ? rows[i - 1]! : null;
       const states = rows.slice(0, i + 1).filter((t) => 'userState' in t).reverse().slice(0, 2).map((t) => ({ value: t.userState, transitionId: t.id! }));
-      return Promise.resolve(stepOf(strip(rows[i]!), rows[i]!.frame ?? null, prev ? { transition: strip(prev), frame: prev.frame ?? null } : null, states));
+      return Promise.resolve(stepOf(bare(rows[i]!), rows[i]!.frame ?? null, prev ? { transition: bare(prev), frame: prev.frame ?? null } : null, states));
     },
     listSessions(query: ListSessionsQuery = {}): Promise<SessionSummary[]> {
       const out: SessionSummary[] = [];
@@ -348,4 +347,9 @@ function toRecord(r: CommitRecord, cur: SessionRecord | undefined, at: number): 
     version: r.version, partition: r.partition, ownerEpoch: r.ownerEpoch, wakeAt: r.wakeAt,
     wakeEvents: r.wakeEvents, wakePriority: r.wakePriority, createdAt: cur?.createdAt ?? at, updatedAt: at,
   };
+}
+
+/** A stored transition without its frame and user state (what getTransitions returns unless asked). */
+function bare(t: TransitionRecord): TransitionRecord {
+  return { ...(t.id !== undefined ? { id: t.id } : {}), sessionId: t.sessionId, at: t.at, event: t.event, from: t.from, to: t.to };
 }

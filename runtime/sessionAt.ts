@@ -54,7 +54,7 @@ export function viewAtStep(id: SessionIdentity, t: TransitionRecord, frame: unkn
   const f = asFrame(frame);
   if (!f) return null;
   const c = f.context;
-  const state = topState(pathValue(t.to)) as SessionView['state'];
+  const state = topState(pathValue(t.to));
   return {
     agentId: id.agentId, type: id.type, tenant: id.tenant, policy: id.policy,
     state, stateValue: t.to, userState: userState ? userState.value : null, lastSeq: c.lastSeq,
