@@ -54,5 +54,11 @@ export async function driveTraveler(rt: Runtime, nc: NatsConnection, sid: string
   // The live view shows `waiting` as the wait starts; the waitpoint exists once its commit lands.
   await waitFor(async () => { try { return (await rt.waitpoints.complete(waitpointId, { ok: true })) ?? true; } catch { return null; } }, 'waitpoint completed');
   await waitFor(async () => (await notesOf(rt, sid)).some((n) => n.startsWith('answer:')) && (await rt.getAgent(sid)).state === 'idle', 'answered, idle');
+  // The live view runs ahead of the store: wait for the last turn's commit (its steps are read from there).
+  await waitFor(async () => {
+    const steps = await rt.getTransitions(sid, { limit: 1000 });
+    const i = steps.findIndex((t) => t.to === 'waiting');
+    return i >= 0 && steps.slice(i + 1).some((t) => t.to === 'idle');
+  }, 'the answered turn committed');
   return { seqs: { a, nap, b, ask }, waitpointId };
 }
