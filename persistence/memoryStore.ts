@@ -117,10 +117,10 @@ export function createMemoryStore(now: () => number = Date.now): Store {
           snapshot: JSON.parse(JSON.stringify(r.snapshot ?? null)) as unknown, transitionsBefore: before, at: rec.updatedAt,
         }]);
         cutCheckpoints(r.sessionId, CHECKPOINTS_PER_SESSION, undefined);
-        // A frame and a user state are copied, as the snapshot is: the live session goes on changing.
+        // A user state is copied, as a snapshot is: a handler may change it in place later. A frame
+        // is not: the host builds a new one per transition and never changes it.
         push(transitions, r.sessionId, r.transitions.map((t) => ({
           ...t, id: ++transitionId,
-          ...(t.frame !== undefined ? { frame: JSON.parse(JSON.stringify(t.frame)) as unknown } : {}),
           ...('userState' in t ? { userState: JSON.parse(JSON.stringify(t.userState ?? null)) as unknown } : {}),
         })));
         for (const o of r.outbox) outbox.set(o.id, o);

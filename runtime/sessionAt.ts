@@ -110,5 +110,15 @@ export async function readSessionAt(store: Store, id: SessionIdentity, transitio
   const until = opts.until ?? step.transition.at;
   const maxSeq = maxSeqOf(step.frame);
   const rows = await historyPage(store, id.agentId, { limit: opts.historyLimit ?? 200, ...(step.frame !== null ? { before: maxSeq + 1 } : {}) });
-  return sessionAtOf(id, step, rows.filter((h) => h.at <= until));
+  const at = sessionAtOf(id, step, rows.filter((h) => h.at <= until));
+  return { ...at, event: await withMessageBody(store, id.agentId, at.event) };
+}
+
+/** A MESSAGE event with its message's body, read from the message's history row (frames do not copy bodies). */
+async function withMessageBody(store: Store, sessionId: string, event: unknown): Promise<unknown> {
+  const e = event as { type?: unknown; message?: { seq?: unknown } } | null;
+  const seq = e?.type === 'MESSAGE' ? e.message?.seq : undefined;
+  if (typeof seq !== 'number' || seq <= 0) return event;
+  const [row] = await store.getHistory(sessionId, { before: seq + 1, limit: 1 });
+  return row && row.seq === seq ? { ...e, message: { ...e!.message, body: row.body } } : event;
 }

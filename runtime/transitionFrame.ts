@@ -4,8 +4,9 @@
  * the inspector show the whole session "as of step N" (getSessionAt), not only the statechart.
  *
  * Built on the commit path, once per transition (two or three per turn), so it stays small: no
- * message bodies but the causing event's (capped), mailbox entries as `{ seq, kind, priority,
- * at, from }`, no trace context. The user state, the one field that can be large, is not in the
+ * message bodies (a MESSAGE event names its message by seq; its history row has the body),
+ * mailbox entries as `{ seq, kind, priority, at, from }`, no trace context; a wake's detail and a
+ * run's outputs are capped at `FRAME_BODY_MAX` characters of JSON each. The user state, the one field that can be large, is not in the
  * frame: the host adds it to the row only when it changed since the session's previous frame.
  */
 import { errorInfo } from '../actors/errors.js';
@@ -109,7 +110,8 @@ export function frameEventOf(event: SessionEvent | null, name: string, ctx: Sess
       : { type: name, ...(ctx.runId ? { runId: ctx.runId } : {}) };
   }
   switch (event.type) {
-    case 'MESSAGE': return { type: event.type, at: event.at, message: { ...messageOf(event.message), body: cappedBody(event.message.body) } };
+    // The body is not copied: the message's history row holds it, and getSessionAt puts it back (runtime/sessionAt.ts).
+    case 'MESSAGE': return { type: event.type, at: event.at, message: messageOf(event.message) };
     case 'SLEEP': return { type: event.type, at: event.at, wake: { until: event.wake.until, events: [...event.wake.events], mailPriority: event.wake.mailPriority } };
     case 'WAIT': return { type: event.type, at: event.at, wait: { event: event.wait.event, replyFrom: event.wait.replyFrom, timeoutAt: event.wait.timeoutAt, waitpoint: event.wait.waitpoint?.id ?? null } };
     case 'WAKE': return { type: event.type, at: event.at, reason: event.reason, ...(event.detail !== undefined ? { detail: cappedBody(event.detail) } : {}) };

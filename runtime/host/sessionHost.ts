@@ -449,7 +449,7 @@ export class SessionHost {
       storeVersion: rec?.version ?? 0, submittedVersion: ctx?.version ?? 0,
       lastCompletedRunId: ctx?.runId ?? 0,
       lastPath: rec ? statePath((rec.snapshot as { value: unknown }).value) : 'idle',
-      sending: null, sendingEvent: null, lastRunId: ctx?.runId ?? 0, transitions: [], open: null, run: null, chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), updatedAt: rec?.updatedAt ?? null, broken: false, pins: 0,
+      sending: null, sendingEvent: null, frameUserState: NO_FRAME_YET, lastRunId: ctx?.runId ?? 0, transitions: [], open: null, run: null, chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), updatedAt: rec?.updatedAt ?? null, broken: false, pins: 0,
     };
     const s = session;
     actor.subscribe({
@@ -570,7 +570,7 @@ export class SessionHost {
    * what the run sent (the sequence view's outputs).
    */
   private framed(s: LiveSession, t: TransitionRecord, ctx: SessionContext): TransitionRecord {
-    const changed = !('frameUserState' in s) || ctx.userState !== s.frameUserState;
+    const changed = ctx.userState !== s.frameUserState;
     if (changed) s.frameUserState = ctx.userState;
     const c = ctx.completed;
     const ended = c && c.runId !== s.lastCompletedRunId ? { runId: c.runId, outputs: s.outputs.get(c.runId) ?? [] } : undefined;
@@ -890,3 +890,6 @@ export class SessionHost {
     };
   }
 }
+
+/** A session's `frameUserState` before its first frame (set in the record's literal: one object shape for every session). */
+const NO_FRAME_YET: unique symbol = Symbol('no frame yet');

@@ -32,13 +32,14 @@ describe('transition frames', () => {
       batch: [msg(7)], pending: [msg(8)], deferred: [msg(6)], lastSeq: 5, runId: 3,
       wake: { until: 99, events: ['bell'], mailPriority: 'high', traceparent: '00-y' },
     }));
-    expect(f.event).toEqual({ type: 'MESSAGE', at: 5, message: { seq: 7, kind: 'message', priority: 'normal', at: 1007, body: { text: 'hi' } } });
+    expect(f.event).toEqual({ type: 'MESSAGE', at: 5, message: { seq: 7, kind: 'message', priority: 'normal', at: 1007 } });
     expect(f.context).toEqual({
       lastSeq: 5, runId: 3, attempt: 0, wake: { until: 99, events: ['bell'], mailPriority: 'high' }, wait: null, lastError: null,
       mailbox: { pending: [{ seq: 8, kind: 'message', priority: 'normal', at: 1008 }], running: [{ seq: 7, kind: 'message', priority: 'normal', at: 1007 }], deferred: [{ seq: 6, kind: 'message', priority: 'normal', at: 1006 }], rejected: [] },
     });
     expect(JSON.stringify(f)).not.toContain('traceparent');
     expect(JSON.stringify(f)).not.toContain('"n":');
+    expect(JSON.stringify(f)).not.toContain('hi'); // bodies stay in history rows
   });
 
   it('name an internal step by its run and keep what a run sent (not its subscriptions)', () => {
