@@ -101,6 +101,9 @@ describe.skipIf(!haveChromium)('time travel in the inspector', () => {
     v = await scrubTo(/→ sleeping/, v);
     await assertRewound(v);
     expect(await page.getByTestId('session-state').getAttribute('data-state')).toBe('sleeping');
+    const sleepingContext = await text(page.getByTestId('context'));
+    expect(sleepingContext).toContain('stateValue: "sleeping"');
+    expect(sleepingContext).toContain(`lastSeq: ${nap}`);
     const wake = await text(panel('wake').getByTestId('wake-conditions'));
     expect(wake).toContain('bell');
     expect(wake).toContain('high');
@@ -124,6 +127,7 @@ describe.skipIf(!haveChromium)('time travel in the inspector', () => {
     v = await scrubTo(/→ waiting/, v);
     await assertRewound(v);
     expect(await page.getByTestId('session-state').getAttribute('data-state')).toBe('waiting');
+    expect(await text(page.getByTestId('context'))).toContain('stateValue: "waiting"');
     expect(await text(page.getByTestId('past-waitpoint'))).toContain(drive.waitpointId);
     expect(await text(page.getByTestId('past-waitpoint'))).toContain('travel');
     expect(await text(panel('wake').getByTestId('wake-conditions'))).toContain('Waiting for');
