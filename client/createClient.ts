@@ -167,6 +167,8 @@ export class AgentryClient {
   getTransitions(p: ParamsOf<'getTransitions'>): Promise<ResultOf<'getTransitions'>> { return this.call('getTransitions', p); }
   /** Creates a new session from a recorded point of `agentId`; POINT_NOT_RECORDED when the flight recorder no longer holds it. */
   forkSession(p: ParamsOf<'forkSession'>): Promise<ResultOf<'forkSession'>> { return this.call('forkSession', p); }
+  /** A session as it was right after one of its transitions (time travel; see the protocol's getSessionAt). */
+  getSessionAt(p: ParamsOf<'getSessionAt'>): Promise<ResultOf<'getSessionAt'>> { return this.call('getSessionAt', p); }
   /** Replays a session's recorded history through the registered agent in a sandbox; reports the turns that differ. */
   replaySession(p: ParamsOf<'replaySession'>): Promise<ResultOf<'replaySession'>> { return this.call('replaySession', p); }
   /** Lists dead letters. */

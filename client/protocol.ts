@@ -99,6 +99,7 @@ const historyMessage = z.object({
     .describe('what became of the message: handled, merged (one turn with others), superseded (latest), rejected (reject), rolled-back (rollback), or dead-letter / interrupted / stopped'),
   at: epochMs,
 });
+const mailboxEntry = z.object({ seq: z.number(), kind: z.string(), priority: z.string(), at: epochMs, from: z.string().optional(), eventType: z.string().optional() });
 const waitpointId = z.string().min(1).max(64).describe('the waitpoint id (22 base64url characters: the capability that completes it)');
 const waitpointInfo = z.object({
   id: z.string(), agentId: z.string(), agentType: z.string(),
@@ -439,10 +440,35 @@ export const methods = {
     }),
     errors: [...SESSION_ERRORS, 'UNKNOWN_AGENT_TYPE'],
   },
+  getSessionAt: {
+    summary: "Returns a session as it was right after one of its transitions (time travel): its view as getAgent shapes it, the event object that caused the step, the full mailbox, the history as of then, and the step before it for a diff.",
+    params: z.strictObject({
+      agentId,
+      transition: z.number().int().min(1).describe('transition id (from getTransitions)'),
+      until: epochMs.optional().describe("history up to this time (default: the step's own time)"),
+      historyLimit: limit(1000, 200),
+    }),
+    result: z.object({
+      step: transition,
+      agent: agentView.nullable().describe('the session right after the step (live false); null when the step recorded no frame (written before migration 0013)'),
+      userStateRecorded: z.boolean().describe('false when the user state of that step is no longer kept (pruned): agent.userState is null'),
+      event: z.unknown().describe('the event object that caused the step: { type, … } (null: not recorded)'),
+      waitpoint: z.object({ id: z.string(), schema: z.unknown(), hasDefault: z.boolean(), default: z.unknown(), tags: z.array(z.string()) }).nullable()
+        .describe('the waitpoint the session waited on then (null: none)'),
+      mailbox: z.object({ pending: z.array(mailboxEntry), running: z.array(mailboxEntry), deferred: z.array(mailboxEntry), rejected: z.array(mailboxEntry) }).nullable()
+        .describe('every mailbox entry then (null: not recorded)'),
+      previous: z.object({ step: transition, agent: agentView.nullable() }).nullable().describe('the step before it (null: the oldest kept)'),
+      history: z.array(historyMessage).describe('messages received by then and wake records, newest first'),
+    }),
+    errors: [...SESSION_ERRORS, 'POINT_NOT_RECORDED'],
+  },
   getTransitions: {
     summary: "Returns a session's state transitions, oldest first; page with `after` (exclusive lower bound on `at`).",
-    params: z.strictObject({ agentId, limit: limit(1000, 100), after: z.number().optional() }),
-    result: z.object({ transitions: z.array(transition) }),
+    params: z.strictObject({
+      agentId, limit: limit(1000, 100), after: z.number().optional(),
+      frames: z.boolean().optional().describe("also each step's frame: the event object, the context after it and, on a step that ended a run, what the run sent (null on steps recorded before it was kept)"),
+    }),
+    result: z.object({ transitions: z.array(transition.extend({ frame: z.unknown().optional() })) }),
     errors: SESSION_ERRORS,
   },
   listDeadLetters: {

@@ -6,6 +6,7 @@ import { CHECKPOINTS_PER_SESSION } from './checkpoints.js';
 import { FencedError, StaleVersionError, StoreError } from './errors.js';
 import { historyLimitFor } from './historyLimit.js';
 import { patternMatches } from './patterns.js';
+import { stepOf } from './sessionStep.js';
 import { createMemoryBudget, tenantOfSnapshot } from './memoryBudget.js';
 import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, logRowsOf } from './sessionLog.js';
 import type {
@@ -116,7 +117,12 @@ export function createMemoryStore(now: () => number = Date.now): Store {
           snapshot: JSON.parse(JSON.stringify(r.snapshot ?? null)) as unknown, transitionsBefore: before, at: rec.updatedAt,
         }]);
         cutCheckpoints(r.sessionId, CHECKPOINTS_PER_SESSION, undefined);
-        push(transitions, r.sessionId, r.transitions.map((t) => ({ ...t, id: ++transitionId })));
+        // A user state is copied, as a snapshot is: a handler may change it in place later. A frame
+        // is not: the host builds a new one per transition and never changes it.
+        push(transitions, r.sessionId, r.transitions.map((t) => ({
+          ...t, id: ++transitionId,
+          ...('userState' in t ? { userState: JSON.parse(JSON.stringify(t.userState ?? null)) as unknown } : {}),
+        })));
         for (const o of r.outbox) outbox.set(o.id, o);
         const subs = subscriptions.get(r.sessionId) ?? new Set<string>();
         for (const p of r.unsubscribe ?? []) subs.delete(p);
@@ -140,7 +146,15 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     },
     getTransitions(sessionId, opts = {}) {
       const rows = (transitions.get(sessionId) ?? []).filter((t) => opts.after === undefined || t.at > opts.after);
-      return Promise.resolve(rows.slice(0, opts.limit ?? 1000));
+      return Promise.resolve(rows.slice(0, opts.limit ?? 1000).map((r) => (opts.frames ? { ...bare(r), frame: r.frame ?? null } : bare(r))));
+    },
+    getSessionStep(sessionId, id) {
+      const rows = transitions.get(sessionId) ?? [];
+      const i = rows.findIndex((t) => t.id === id);
+      if (i < 0) return Promise.resolve(null);
+      const prev = i > 0 ? rows[i - 1]! : null;
+      const states = rows.slice(0, i + 1).filter((t) => 'userState' in t).reverse().slice(0, 2).map((t) => ({ value: t.userState, transitionId: t.id! }));
+      return Promise.resolve(stepOf(bare(rows[i]!), rows[i]!.frame ?? null, prev ? { transition: bare(prev), frame: prev.frame ?? null } : null, states));
     },
     listSessions(query: ListSessionsQuery = {}): Promise<SessionSummary[]> {
       const out: SessionSummary[] = [];
@@ -361,4 +375,9 @@ function toRecord(r: CommitRecord, cur: SessionRecord | undefined, at: number): 
     version: r.version, partition: r.partition, ownerEpoch: r.ownerEpoch, wakeAt: r.wakeAt,
     wakeEvents: r.wakeEvents, wakePriority: r.wakePriority, createdAt: cur?.createdAt ?? at, updatedAt: at,
   };
+}
+
+/** A stored transition without its frame and user state (what getTransitions returns unless asked). */
+function bare(t: TransitionRecord): TransitionRecord {
+  return { ...(t.id !== undefined ? { id: t.id } : {}), sessionId: t.sessionId, at: t.at, event: t.event, from: t.from, to: t.to };
 }

@@ -72,6 +72,8 @@ export interface TransitionRow {
   event: string;
   from_state: string;
   to_state: string;
+  /** Selected only when asked (migration 0013). */
+  frame?: unknown;
 }
 
 export interface OutboxRow {
@@ -266,20 +268,55 @@ export function toHistoryEntries(sessionId: string, rows: readonly HistoryAggRow
 // ------------------------------------------------------------------------------- transitions
 
 export function toTransitionRecord(row: TransitionRow): TransitionRecord {
-  return { ...(row.id !== undefined ? { id: num(row.id) } : {}), sessionId: row.session_id, at: num(row.at), event: row.event, from: row.from_state, to: row.to_state };
+  return {
+    ...(row.id !== undefined ? { id: num(row.id) } : {}), sessionId: row.session_id, at: num(row.at), event: row.event, from: row.from_state, to: row.to_state,
+    ...(row.frame !== undefined ? { frame: row.frame } : {}),
+  };
 }
 
 /** A transition as a row of the commit document's `transitions`; ids follow array order, which keeps the timeline in commit order. */
 export function toTransitionParam(t: TransitionRecord): Record<string, unknown> {
-  return { session_id: t.sessionId, at: t.at, event: t.event, from_state: t.from, to_state: t.to };
+  // frame and user_state go as strings of their own JSON text (cast to json in agentry_commit, 0013).
+  return {
+    session_id: t.sessionId, at: t.at, event: t.event, from_state: t.from, to_state: t.to,
+    ...(t.frame !== undefined ? { frame: json(t.frame) } : {}),
+    ...('userState' in t ? { user_state: json(t.userState ?? null) ?? 'null' } : {}),
+  };
+}
+
+/** A transition row with its frame (migration 0013). */
+export interface TransitionFrameRow extends TransitionRow {
+  frame?: unknown;
+}
+
+/** Transition `id` of a session and the one before it (newest first: at most two rows), with their frames. */
+export async function selectStepAndPrevious(q: Queryable, sessionId: string, id: number): Promise<TransitionFrameRow[]> {
+  const { rows } = await q.query<TransitionFrameRow>(
+    `SELECT id, session_id, at, event, from_state, to_state, frame FROM transitions
+     WHERE session_id = $1::text AND id <= $2::bigint
+     ORDER BY id DESC LIMIT 2`,
+    [sessionId, id],
+  );
+  return rows;
+}
+
+/** The two newest user states recorded at or before transition `id` (newest first). */
+export async function selectUserStatesUpTo(q: Queryable, sessionId: string, id: number): Promise<{ id: Int8; user_state: unknown }[]> {
+  const { rows } = await q.query<{ id: Int8; user_state: unknown }>(
+    `SELECT id, user_state FROM transitions
+     WHERE session_id = $1::text AND id <= $2::bigint AND user_state IS NOT NULL
+     ORDER BY id DESC LIMIT 2`,
+    [sessionId, id],
+  );
+  return rows;
 }
 
 /** Oldest first; `after` is an exclusive lower bound on `at` (ms), as in the memory store. */
 export async function selectTransitions(
-  q: Queryable, sessionId: string, after: number | null, limit: number,
+  q: Queryable, sessionId: string, after: number | null, limit: number, frames = false,
 ): Promise<TransitionRow[]> {
   const { rows } = await q.query<TransitionRow>(
-    `SELECT id, session_id, at, event, from_state, to_state FROM transitions
+    `SELECT id, session_id, at, event, from_state, to_state${frames ? ', frame' : ''} FROM transitions
      WHERE session_id = $1::text AND ($2::bigint IS NULL OR at > $2::bigint)
      ORDER BY id LIMIT $3::integer`,
     [sessionId, after, limit],

@@ -7,6 +7,8 @@ import { FencedError, StaleVersionError } from './errors.js';
 import { historyLimitForSql } from './historyLimit.js';
 import { migrate } from './migrate.js';
 import * as sql from './queries.js';
+import { num } from './queries.js';
+import { stepOf } from './sessionStep.js';
 import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, LOG_PRUNE_EVERY_MS } from './sessionLog.js';
 import * as lq from './sessionLogQueries.js';
 import * as wq from './wakeQueries.js';
@@ -91,8 +93,16 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
       return rows.map(sql.toHistoryEntry);
     },
     async getTransitions(sessionId, opts = {}) {
-      const rows = await sql.selectTransitions(db, sessionId, opts.after ?? null, clampLimit(opts.limit, 1000, 10_000));
+      const rows = await sql.selectTransitions(db, sessionId, opts.after ?? null, clampLimit(opts.limit, 1000, 10_000), opts.frames === true);
       return rows.map(sql.toTransitionRecord);
+    },
+    async getSessionStep(sessionId, id) {
+      const rows = await sql.selectStepAndPrevious(db, sessionId, id);
+      const step = rows[0];
+      if (!step || num(step.id!) !== id) return null;
+      const prev = rows[1];
+      const states = (await sql.selectUserStatesUpTo(db, sessionId, id)).map((r) => ({ value: r.user_state, transitionId: num(r.id) }));
+      return stepOf(sql.toTransitionRecord(step), step.frame ?? null, prev ? { transition: sql.toTransitionRecord(prev), frame: prev.frame ?? null } : null, states);
     },
     async listSessions(query = {}) {
       const rows = await sql.selectSessionSummaries(db, query, clampLimit(query.limit, 100, 1000));

@@ -80,6 +80,28 @@ export interface TransitionRecord {
   readonly event: string;
   readonly from: string;
   readonly to: string;
+  /**
+   * What the session was right after it (migration 0013; runtime/transitionFrame.ts builds it):
+   * the event object and the context. Written by the host; read back by `getSessionStep`, and by
+   * `getTransitions` only when asked (`frames: true`); null on rows older than 0013.
+   */
+  readonly frame?: unknown;
+  /** The user state after it, present only when it changed since the session's previous frame. */
+  readonly userState?: unknown;
+}
+
+/** One step of a session as `getSessionStep` reads it back, for time travel. */
+export interface SessionStep {
+  /** The transition (with its id). */
+  readonly transition: TransitionRecord;
+  /** Its frame (null: written before migration 0013, or by a store that keeps none). */
+  readonly frame: unknown;
+  /** The step before it (null: it is the oldest kept). */
+  readonly previous: { readonly transition: TransitionRecord; readonly frame: unknown } | null;
+  /** The user state after the step: the newest recorded at or before it (absent: none kept). */
+  readonly userState?: { readonly value: unknown; readonly transitionId: number };
+  /** The same after the previous step. */
+  readonly previousUserState?: { readonly value: unknown; readonly transitionId: number };
 }
 
 /** A message to publish after its commit: replies, mail, events. */
@@ -371,7 +393,13 @@ export interface Store {
   /** Newest first; `before` is an exclusive upper bound on `seq`. */
   getHistory(sessionId: string, opts?: { limit?: number; before?: number }): Promise<HistoryEntry[]>;
   /** Oldest first. */
-  getTransitions(sessionId: string, opts?: { limit?: number; after?: number }): Promise<TransitionRecord[]>;
+  getTransitions(sessionId: string, opts?: { limit?: number; after?: number; frames?: boolean }): Promise<TransitionRecord[]>;
+  /**
+   * One transition of a session with what it recorded of the session (frame, user state) and the
+   * same of the step before it, for time travel; null when the session has no transition `id`
+   * (never written, or pruned by retention).
+   */
+  getSessionStep(sessionId: string, id: number): Promise<SessionStep | null>;
   listSessions(query?: ListSessionsQuery): Promise<SessionSummary[]>;
   countSessionsByStatus(): Promise<Record<SessionStatus, number>>;
   /** Ignores a dead letter whose id already exists. */

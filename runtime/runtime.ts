@@ -40,6 +40,7 @@ import type { Waitpoints } from './waitpoints.js';
 import { requestCtl, serveCtl } from './ctl.js';
 import { deadLetterInboxMessage, type InboxDeadLetterResult } from './inboxDeadLetter.js';
 import { historyPage } from './historyPage.js';
+import { readSessionAt, type SessionAt } from './sessionAt.js';
 import { getPartitions, listNodes, packageVersion, type NodeInfo, type PartitionInfo } from './cluster.js';
 import { LeaseManager } from './leases.js';
 import { partitionOf } from './partition.js';
@@ -161,7 +162,19 @@ export interface Runtime {
   stopAgent(agentId: string, reason?: string): Promise<SessionView>;
   interruptAgent(agentId: string, reason?: string): Promise<SessionView & { interrupted: boolean }>;
   getHistory(agentId: string, opts?: { limit?: number; before?: number }): Promise<HistoryEntry[]>;
-  getTransitions(agentId: string, opts?: { limit?: number; after?: number }): Promise<TransitionRecord[]>;
+  /** Oldest first; `frames: true` adds what each step recorded (runtime/transitionFrame.ts; the sequence view reads it). */
+  getTransitions(agentId: string, opts?: { limit?: number; after?: number; frames?: boolean }): Promise<TransitionRecord[]>;
+  /**
+   * The session as it was right after transition `transition` (an id from getTransitions): state,
+   * context, mailbox, wake condition, waitpoint, the event object and the history as of then, with
+   * the step before it for a diff. The inspector's time travel. POINT_NOT_RECORDED when it has no
+   * such transition.
+   *
+   * @example
+   * const [t] = await rt.getTransitions('support-1', { limit: 1 });
+   * const past = await rt.getSessionAt('support-1', t!.id!);
+   */
+  getSessionAt(agentId: string, transition: number, opts?: { until?: number; historyLimit?: number }): Promise<SessionAt>;
   /** Schedules a cron task (croner syntax, IANA time zone; default UTC); each firing reaches the inbox as a `task`. */
   scheduleTask(agentId: string, task: unknown, schedule: string, opts?: { timezone?: string; taskId?: string }): Promise<{ taskId: string; nextRunAt: number | null }>;
   cancelTask(taskId: string): Promise<{ cancelled: boolean }>;
@@ -583,6 +596,10 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     async getTransitions(agentId, o = {}) {
       await existing(agentId);
       return store.getTransitions(agentId, o);
+    },
+    async getSessionAt(agentId, transition, o = {}) {
+      const v = await existing(agentId);
+      return readSessionAt(store, v, transition, o);
     },
     scheduleTask: (agentId, task, schedule, o) => routed('scheduleTask', agentId, task, schedule, o),
     cancelTask: (taskId) => wakeups.cancelTask(taskId),

@@ -138,7 +138,14 @@ export class SessionFeed {
 
   private addTransition(t: Transition): void {
     const k = transitionKey(t);
-    if (this.seen.has(k)) return;
+    if (this.seen.has(k)) {
+      // A live notice carries no id; the stored row that repeats it does (time travel and fork name steps by id).
+      if (t.id !== undefined) {
+        const i = this.transitions.findIndex((x) => x.id === undefined && transitionKey(x) === k);
+        if (i >= 0) this.transitions[i] = t;
+      }
+      return;
+    }
     this.seen.add(k);
     this.transitions.push(t);
     // A page left open on a busy session must not grow without bound: keep the newest.

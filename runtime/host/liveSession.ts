@@ -42,6 +42,13 @@ export interface LiveSession {
   lastPath: string;
   /** The external event being sent right now (snapshots during it are its doing), else null. */
   sending: string | null;
+  /** The event object being sent right now (the frame of a transition it causes keeps it). */
+  sendingEvent?: SessionEvent | null;
+  /**
+   * The user state the session's last recorded frame carried (unset: none yet, so the first frame
+   * carries it): a transition adds it to its row only when it differs.
+   */
+  frameUserState?: unknown;
   /** runId at the last snapshot: a change with the same state path is a merge or an interrupt. */
   lastRunId: number;
   transitions: TransitionRecord[];

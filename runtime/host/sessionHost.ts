@@ -38,7 +38,7 @@ import { assertSessionId, sessionIdProblem } from '../../actors/sessionId.js';
 import type { HistoryItem, ResolvedAgent } from '../../actors/defineAgent.js';
 import { backoffDelay, sessionMachine, statePath, topState, snapshotContext, type SessionContext, type SessionEvent } from '../../actors/sessionMachine.js';
 import type { Priority, TurnPolicy } from '../../actors/types.js';
-import type { HistoryEntry, HistoryLimit, SessionRecord } from '../../persistence/types.js';
+import type { HistoryEntry, HistoryLimit, SessionRecord, TransitionRecord } from '../../persistence/types.js';
 import { stampOf } from '../../actors/agentVersion.js';
 import { realClock, type Clock } from '../clock.js';
 import { settleWithin } from '../deadline.js';
@@ -47,6 +47,7 @@ import { partitionOf } from '../partition.js';
 import { retryWhileStoreDown } from '../retry.js';
 import { traceReceive } from '../tracing.js';
 import { H, STATE_SUBJECT } from '../transport.js';
+import { frameOf } from '../transitionFrame.js';
 import { createWaitpoints, type Waitpoints } from '../waitpoints.js';
 import { ActiveSlots } from './activeSlots.js';
 import type { BlockedSessions } from './blockedSessions.js';
@@ -357,8 +358,9 @@ export class SessionHost {
 
   private send(s: LiveSession, event: SessionEvent): void {
     s.sending = event.type;
+    s.sendingEvent = event;
     const before = s.actor.getSnapshot();
-    try { s.actor.send(event); } finally { s.sending = null; }
+    try { s.actor.send(event); } finally { s.sending = null; s.sendingEvent = null; }
     // A merge is a message that re-started the running batch (cancel-and-merge), not one queued behind it.
     if (event.type === 'MESSAGE' && topState(before.value) === 'active' && s.actor.getSnapshot().context.runId !== before.context.runId) this.stats.merges++;
   }
@@ -447,7 +449,7 @@ export class SessionHost {
       storeVersion: rec?.version ?? 0, submittedVersion: ctx?.version ?? 0,
       lastCompletedRunId: ctx?.runId ?? 0,
       lastPath: rec ? statePath((rec.snapshot as { value: unknown }).value) : 'idle',
-      sending: null, lastRunId: ctx?.runId ?? 0, transitions: [], open: null, run: null, chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), updatedAt: rec?.updatedAt ?? null, broken: false, pins: 0,
+      sending: null, sendingEvent: null, frameUserState: NO_FRAME_YET, lastRunId: ctx?.runId ?? 0, transitions: [], open: null, run: null, chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), updatedAt: rec?.updatedAt ?? null, broken: false, pins: 0,
     };
     const s = session;
     actor.subscribe({
@@ -480,7 +482,7 @@ export class SessionHost {
       this.live.delete(sid);
       s = this.makeLive(sid, type, s.partition, { snapshot: snap, lastSeq: 0, version: 0 } as unknown as SessionRecord, []);
     }
-    s.transitions.push({ sessionId: sid, at: this.clock.now(), event: 'create', from: '', to: 'idle' });
+    s.transitions.push(this.framed(s, { sessionId: sid, at: this.clock.now(), event: 'create', from: '', to: 'idle' }, s.actor.getSnapshot().context));
     this.commits.commit(s, true);
     await s.chain;
     return this.view(s);
@@ -494,7 +496,7 @@ export class SessionHost {
     assertSessionId(sid);
     if (!this.agentOf(type)) throw new AgentryError('UNKNOWN_AGENT_TYPE', `no agent type ${JSON.stringify(type)} is registered on this node`);
     const s = await this.makeNew(sid, type, { snapshot, lastSeq, version: 0 } as unknown as SessionRecord, history.map(toHistoryItem));
-    s.transitions.push({ sessionId: sid, at: this.clock.now(), event: 'fork', from: '', to: s.lastPath });
+    s.transitions.push(this.framed(s, { sessionId: sid, at: this.clock.now(), event: 'fork', from: '', to: s.lastPath }, s.actor.getSnapshot().context));
     this.commits.commit(s, true);
     s.open?.history.push(...history); // the record submits on the session's chain, after this turn
     await s.chain;
@@ -561,6 +563,20 @@ export class SessionHost {
 
   // ---- commit pipeline ------------------------------------------------------------------
 
+  /**
+   * A transition with its frame (runtime/transitionFrame.ts) and, when it changed since the
+   * session's previous frame (compared by reference: a run's result replaces the object), the
+   * user state: what getSessionAt shows for this step. A transition that ends a run also keeps
+   * what the run sent (the sequence view's outputs).
+   */
+  private framed(s: LiveSession, t: TransitionRecord, ctx: SessionContext): TransitionRecord {
+    const changed = ctx.userState !== s.frameUserState;
+    if (changed) s.frameUserState = ctx.userState;
+    const c = ctx.completed;
+    const ended = c && c.runId !== s.lastCompletedRunId ? { runId: c.runId, outputs: s.outputs.get(c.runId) ?? [] } : undefined;
+    return { ...t, frame: frameOf(s.sendingEvent ?? null, t.event, ctx, ended), ...(changed ? { userState: ctx.userState } : {}) };
+  }
+
   private onSnapshot(s: LiveSession, snap: ReturnType<SessionActor['getSnapshot']>): void {
     try {
       const path = statePath(snap.value);
@@ -574,7 +590,7 @@ export class SessionHost {
         if (wasActive && !isActive) { this.activeDelta(s, -1); queueMicrotask(() => { this.active.pump(); }); }
         const at = this.clock.now();
         const event = s.sending ?? internalEventOf(s, snap);
-        s.transitions.push({ sessionId: s.id, at, event, from: s.lastPath, to: path });
+        s.transitions.push(this.framed(s, { sessionId: s.id, at, event, from: s.lastPath, to: path }, snap.context));
         for (const l of this.listeners) l.onState?.(s.id, s.lastPath, path, event, at);
         if (this.deps.config.stateNotices) this.deps.transport.publishCore(STATE_SUBJECT(s.id), JSON.stringify({ agentId: s.id, from: s.lastPath, to: path, state: topState(snap.value), event, at }));
         s.lastPath = path;
@@ -874,3 +890,6 @@ export class SessionHost {
     };
   }
 }
+
+/** A session's `frameUserState` before its first frame (set in the record's literal: one object shape for every session). */
+const NO_FRAME_YET: unique symbol = Symbol('no frame yet');

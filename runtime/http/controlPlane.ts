@@ -26,7 +26,7 @@ import { createMetrics } from './metrics.js';
 import { buildOpenRpcDocument } from './openrpc.js';
 import { RpcConnection, type ConnectionLimits } from './rpcConnection.js';
 import { toRpcError } from './rpcErrors.js';
-import { loadStaticFiles, lookupStatic, type StaticFile } from './staticFiles.js';
+import { loadStaticFiles, lookupStatic, variantOf, type StaticFile } from './staticFiles.js';
 
 export interface ControlPlaneOptions {
   /** Interface to bind; default the runtime's `host` (127.0.0.1). */
@@ -273,13 +273,16 @@ export async function startControlPlane(runtime: Runtime, opts: ControlPlaneOpti
     }
     const file = lookupStatic(files, url.pathname);
     if (!file) { sendText(res, 404, 'not found\n'); return; }
-    if (req.headers['if-none-match'] === file.etag) { res.writeHead(304, { ETag: file.etag }); res.end(); return; }
+    const sent = variantOf(file, req.headers['accept-encoding']);
+    const vary = sent.varies ? { Vary: 'Accept-Encoding' } : {};
+    if (req.headers['if-none-match'] === sent.etag) { res.writeHead(304, { ETag: sent.etag, ...vary }); res.end(); return; }
     res.writeHead(200, {
-      'Content-Type': file.type, 'Content-Length': file.body.length, ETag: file.etag, 'Cache-Control': 'no-cache',
+      'Content-Type': file.type, 'Content-Length': sent.body.length, ETag: sent.etag, 'Cache-Control': 'no-cache', ...vary,
+      ...(sent.encoding ? { 'Content-Encoding': sent.encoding } : {}),
       'Content-Security-Policy': "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
       'Referrer-Policy': 'no-referrer',
     });
-    res.end(head ? undefined : file.body);
+    res.end(head ? undefined : sent.body);
   };
 
   /**

@@ -12,6 +12,7 @@ import { assertSessionId } from '../../actors/sessionId.js';
 import { ALIAS_PREFIX, METHOD_NAMES, PROTOCOL_VERSION, methods, type MethodName, type ResultOf } from '../../client/index.js';
 import type { Runtime } from '../runtime.js';
 import type { SessionView } from '../host/sessionHost.js';
+import type { HistoryEntry } from '../../persistence/types.js';
 import { settleWithin } from '../deadline.js';
 import { invalidParams } from './rpcErrors.js';
 import type { RpcConnection } from './rpcConnection.js';
@@ -52,6 +53,10 @@ function viewResult(v: SessionView): ResultOf<'getAgent'> {
     live: v.live, updatedAt: v.updatedAt,
     ...(v.agentVersion !== undefined ? { agentVersion: v.agentVersion } : {}), ...(v.migrationError ? { migrationError: { ...v.migrationError } } : {}),
   };
+}
+
+function historyResult(h: HistoryEntry): ResultOf<'getHistory'>['messages'][number] {
+  return { seq: h.seq, kind: h.kind, body: h.body, priority: h.priority, from: h.from, batchId: h.batchId, outcome: h.outcome, fate: (h.fate ?? fateOf(h.outcome, 1)) as MessageFate, at: h.at };
 }
 
 /**
@@ -245,11 +250,23 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
     },
     async getHistory(p) {
       const rows = await runtime.getHistory(p.agentId, { limit: p.limit ?? 50, ...(p.before !== undefined ? { before: p.before } : {}) });
-      return { messages: rows.map((h) => ({ seq: h.seq, kind: h.kind, body: h.body, priority: h.priority, from: h.from, batchId: h.batchId, outcome: h.outcome, fate: (h.fate ?? fateOf(h.outcome, 1)) as MessageFate, at: h.at })) };
+      return { messages: rows.map(historyResult) };
     },
     async getTransitions(p) {
-      const rows = await runtime.getTransitions(p.agentId, { limit: p.limit ?? 100, ...(p.after !== undefined ? { after: p.after } : {}) });
-      return { transitions: rows.map((t) => ({ ...(t.id !== undefined ? { id: t.id } : {}), at: t.at, event: t.event, from: t.from, to: t.to })) };
+      const rows = await runtime.getTransitions(p.agentId, { limit: p.limit ?? 100, ...(p.after !== undefined ? { after: p.after } : {}), ...(p.frames ? { frames: true } : {}) });
+      return { transitions: rows.map((t) => ({ ...(t.id !== undefined ? { id: t.id } : {}), at: t.at, event: t.event, from: t.from, to: t.to, ...(p.frames ? { frame: t.frame ?? null } : {}) })) };
+    },
+    async getSessionAt(p) {
+      const r = await runtime.getSessionAt(p.agentId, p.transition, { ...(p.until !== undefined ? { until: p.until } : {}), historyLimit: p.historyLimit ?? 200 });
+      const step = (t: typeof r.step) => ({ ...(t.id !== undefined ? { id: t.id } : {}), at: t.at, event: t.event, from: t.from, to: t.to });
+      const wp = r.agent?.wait?.waitpoint;
+      return {
+        step: step(r.step), agent: r.agent ? viewResult(r.agent) : null, userStateRecorded: r.userStateRecorded, event: r.event,
+        waitpoint: wp ? { id: wp.id, schema: wp.schema, hasDefault: wp.hasDefault, default: wp.default, tags: [...wp.tags] } : null,
+        mailbox: r.mailbox ? { pending: [...r.mailbox.pending], running: [...r.mailbox.running], deferred: [...r.mailbox.deferred], rejected: [...r.mailbox.rejected] } : null,
+        previous: r.previous ? { step: step(r.previous.step), agent: r.previous.agent ? viewResult(r.previous.agent) : null } : null,
+        history: r.history.map(historyResult),
+      };
     },
     async replaySession(p) {
       const r = await runtime.replaySession(p.agentId, p.maxMessages !== undefined ? { maxMessages: p.maxMessages } : {});

@@ -2,8 +2,15 @@
  * Owns the inspector UI's files as served by the control plane: read once from `inspector/dist`
  * into memory (no file system access per request, no path traversal), or a placeholder page
  * when the inspector has not been built.
+ *
+ * Compression: a text file (HTML, JS, CSS, JSON, SVG, source maps) of 1 KiB or more is sent
+ * brotli- or gzip-encoded when the request's Accept-Encoding allows it (brotli preferred), with
+ * `Vary: Accept-Encoding` and an ETag per encoding. Each encoding is made once, on the first
+ * request that asks for it, and kept in memory beside the file (a control plane that nobody
+ * browses pays nothing; one that is browsed compresses each file at most twice).
  */
 import { createHash } from 'node:crypto';
+import { brotliCompressSync, constants as zlibConstants, gzipSync } from 'node:zlib';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, extname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +20,26 @@ export interface StaticFile {
   readonly body: Buffer;
   readonly type: string;
   readonly etag: string;
+  /** True when it is worth compressing (text of at least `COMPRESS_MIN_BYTES`). */
+  readonly compressible?: boolean;
+  /** Encoded bodies made so far (filled by `variantOf`). */
+  readonly encoded?: Map<ContentEncoding, Buffer | null>;
 }
+
+/** A content coding the server can send. */
+export type ContentEncoding = 'br' | 'gzip';
+
+/** What to send for one request: the body, its encoding (absent: none) and its ETag. */
+export interface StaticVariant {
+  readonly body: Buffer;
+  readonly encoding?: ContentEncoding;
+  readonly etag: string;
+  /** True when the response depends on Accept-Encoding (send `Vary`). */
+  readonly varies: boolean;
+}
+
+/** Smaller files are sent as they are (the headers would eat the gain). */
+export const COMPRESS_MIN_BYTES = 1024;
 
 const TYPES: Readonly<Record<string, string>> = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
@@ -33,8 +59,50 @@ export function packageRoot(): string {
   return process.cwd();
 }
 
+const isText = (type: string): boolean => type.startsWith('text/') || type.startsWith('application/json') || type === 'image/svg+xml';
+
 function fileOf(body: Buffer, type: string): StaticFile {
-  return { body, type, etag: `"${createHash('sha1').update(body).digest('base64url')}"` };
+  const compressible = isText(type) && body.length >= COMPRESS_MIN_BYTES;
+  return { body, type, etag: `"${createHash('sha1').update(body).digest('base64url')}"`, ...(compressible ? { compressible, encoded: new Map() } : {}) };
+}
+
+/**
+ * The codings a request accepts, best first (`br`, then `gzip`), from its Accept-Encoding
+ * (RFC 9110 §12.5.3: `q=0` refuses a coding; `*` stands for those not named).
+ */
+export function acceptedEncodings(header: string | undefined): ContentEncoding[] {
+  if (!header) return [];
+  const q = new Map<string, number>();
+  for (const part of header.split(',')) {
+    const [name, ...params] = part.trim().toLowerCase().split(';');
+    if (!name) continue;
+    const qp = params.map((x) => x.trim()).find((x) => x.startsWith('q='));
+    const v = qp ? Number(qp.slice(2)) : 1;
+    q.set(name, Number.isFinite(v) ? v : 0);
+  }
+  const star = q.get('*');
+  return (['br', 'gzip'] as const).filter((e) => (q.get(e) ?? star ?? 0) > 0);
+}
+
+function encode(body: Buffer, enc: ContentEncoding): Buffer {
+  return enc === 'br'
+    ? brotliCompressSync(body, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 10, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: body.length } })
+    : gzipSync(body, { level: 9 });
+}
+
+/** The body to send for a request whose Accept-Encoding is `acceptEncoding`. */
+export function variantOf(file: StaticFile, acceptEncoding: string | undefined): StaticVariant {
+  if (!file.compressible || !file.encoded) return { body: file.body, etag: file.etag, varies: false };
+  for (const enc of acceptedEncodings(acceptEncoding)) {
+    let body = file.encoded.get(enc);
+    if (body === undefined) {
+      const made = encode(file.body, enc);
+      body = made.length < file.body.length * 0.95 ? made : null; // not worth it: keep sending the original
+      file.encoded.set(enc, body);
+    }
+    if (body) return { body, encoding: enc, etag: `${file.etag.slice(0, -1)}-${enc}"`, varies: true };
+  }
+  return { body: file.body, etag: file.etag, varies: true };
 }
 
 /** The page served at `/` while `inspector/dist` does not exist. */

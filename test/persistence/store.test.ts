@@ -497,6 +497,32 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     expect((await store.getTransitions('tr-1', { limit: 3 })).map((x) => x.event)).toEqual(['a', 'b', 'c']);
   });
 
+  it('keeps each transition\'s frame and changed user state, and reads a step back with the one before it (migration 0013)', async () => {
+    const t = (at: number, to: string, extra: object = {}) => ({ sessionId: 'fr-1', at, event: 'e', from: 's', to, ...extra });
+    // A NUL escape in a frame is kept (json, not jsonb), as in the session log.
+    await store.commit([rec('fr-1', 1, { transitions: [t(10, 'idle', { frame: { n: 1, text: 'a\u0000b' }, userState: { v: 1 } }), t(20, 'active', { frame: { n: 2 } })] })]);
+    await store.commit([rec('fr-1', 2, { transitions: [t(30, 'idle', { frame: { n: 3 }, userState: null })] })]);
+    const [a, b, c] = await store.getTransitions('fr-1');
+    expect(a).not.toHaveProperty('frame');
+    expect((await store.getTransitions('fr-1', { frames: true })).map((x) => x.frame)).toEqual([{ n: 1, text: 'a\u0000b' }, { n: 2 }, { n: 3 }]);
+    const second = await store.getSessionStep('fr-1', b!.id!);
+    expect(second).toMatchObject({ transition: { id: b!.id, at: 20, to: 'active' }, frame: { n: 2 }, previous: { transition: { id: a!.id }, frame: { n: 1 } } });
+    expect(second?.userState).toEqual({ value: { v: 1 }, transitionId: a!.id });
+    expect(second?.previousUserState).toEqual({ value: { v: 1 }, transitionId: a!.id });
+    const third = await store.getSessionStep('fr-1', c!.id!);
+    expect(third?.userState).toEqual({ value: null, transitionId: c!.id }); // a null user state is a recorded one
+    expect(third?.previousUserState).toEqual({ value: { v: 1 }, transitionId: a!.id });
+    const first = await store.getSessionStep('fr-1', a!.id!);
+    expect(first?.previous).toBeNull();
+    expect(first?.previousUserState).toBeUndefined();
+    expect(await store.getSessionStep('fr-1', c!.id! + 1000)).toBeNull();
+    expect(await store.getSessionStep('nobody', a!.id!)).toBeNull();
+    // A row written without a frame (before 0013) reads back as null.
+    await store.commit([rec('fr-1', 3, { transitions: [t(40, 'sleeping')] })]);
+    const d = (await store.getTransitions('fr-1')).at(-1)!;
+    expect(await store.getSessionStep('fr-1', d.id!)).toMatchObject({ frame: null, userState: { value: null, transitionId: c!.id } });
+  });
+
   it('lists sessions with filters and keyset pagination, and counts them by status', async () => {
     const before = await store.countSessionsByStatus();
     expect(Object.keys(before).sort()).toEqual(['active', 'idle', 'sleeping', 'stopped', 'waiting']);

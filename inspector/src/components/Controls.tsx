@@ -22,6 +22,8 @@ export interface ControlsProps {
   readonly view: AgentView | null;
   /** Called after a successful call, so the view re-reads the session. */
   onChanged(): void;
+  /** Time travel is on: the controls act on the live session, so they are disabled and say why. */
+  readonly disabled?: boolean;
 }
 
 function PrioritySelect({ value, onChange, label, allowNone = false }: { value: string; onChange(v: string): void; label: string; allowNone?: boolean }): JSX.Element {
@@ -41,7 +43,7 @@ function splitList(text: string): string[] {
 }
 
 /** All controls of one session. */
-export function Controls({ conn, agentId, view, onChanged }: ControlsProps): JSX.Element {
+export function Controls({ conn, agentId, view, onChanged, disabled = false }: ControlsProps): JSX.Element {
   const api = (): Connection['client'] => conn.client;
   const stopped = view?.state === 'stopped';
 
@@ -82,7 +84,9 @@ export function Controls({ conn, agentId, view, onChanged }: ControlsProps): JSX
   const done = (text: string): string => { onChanged(); return text; };
 
   return (
-    <div class="controls">
+    <fieldset class="controls" disabled={disabled} data-testid="controls" aria-describedby={disabled ? 'controls-live-only' : undefined}>
+      <legend class="visually-hidden">Session controls</legend>
+      {disabled && <p id="controls-live-only" class="hint" data-testid="controls-live-only">These act on the live session: go back to live to use them.</p>}
       <form aria-labelledby="c-msg" onSubmit={(e) => {
         e.preventDefault();
         void sendAction.run(async () => {
@@ -184,7 +188,7 @@ export function Controls({ conn, agentId, view, onChanged }: ControlsProps): JSX
             void lifeAction.run(async () => done(`Now ${(await api().stopAgent({ agentId, reason: 'stopped from the inspector' })).state}`));
           }}>{confirmStop ? 'Confirm stop' : 'Stop'}</button>
         </div>
-        {confirmStop && <p class="hint">Stopping is final: later messages are dead-lettered. Press again to confirm.</p>}
+        {confirmStop && <p class="hint">Stopping is final: later messages sent through the API are refused (SESSION_STOPPED); ones published straight to NATS are dead-lettered. Press again to confirm.</p>}
         <ActionResult action={lifeAction} />
       </div>
 
@@ -237,6 +241,6 @@ export function Controls({ conn, agentId, view, onChanged }: ControlsProps): JSX
         <button type="submit" class="primary" disabled={eventAction.busy}>Publish event</button>
         <ActionResult action={eventAction} />
       </form>
-    </div>
+    </fieldset>
   );
 }

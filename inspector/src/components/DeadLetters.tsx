@@ -7,12 +7,14 @@ import type { DeadLetter } from '../sessionFeed.js';
 import { ActionResult } from './ActionResult.js';
 
 /** The dead-letter list of one session. */
-export function DeadLetters({ conn, items, onChanged }: { conn: Connection; items: readonly DeadLetter[]; onChanged(): void }): JSX.Element {
-  if (items.length === 0) return <p class="muted">No dead letters.</p>;
-  return <ul class="dead-letters">{items.map((d) => <Item key={d.id} conn={conn} d={d} onChanged={onChanged} />)}</ul>;
+export function DeadLetters({ conn, items, onChanged, asOf = null }: { conn: Connection; items: readonly DeadLetter[]; onChanged(): void; asOf?: number | null }): JSX.Element {
+  // Time travel: the dead letters made by then, without replay (it acts on the live session).
+  const shown = asOf === null ? items : items.filter((d) => d.createdAt <= asOf);
+  if (shown.length === 0) return <p class="muted">{asOf === null ? 'No dead letters.' : 'No dead letters by then.'}</p>;
+  return <ul class="dead-letters">{shown.map((d) => <Item key={d.id} conn={conn} d={d} onChanged={onChanged} readOnly={asOf !== null} />)}</ul>;
 }
 
-function Item({ conn, d, onChanged }: { conn: Connection; d: DeadLetter; onChanged(): void }): JSX.Element {
+function Item({ conn, d, onChanged, readOnly }: { conn: Connection; d: DeadLetter; onChanged(): void; readOnly: boolean }): JSX.Element {
   const action = useAction();
   return (
     <li>
@@ -20,7 +22,7 @@ function Item({ conn, d, onChanged }: { conn: Connection; d: DeadLetter; onChang
         <span class="badge outcome-dead-letter">{d.reason}</span>
         <time class="muted">{formatTime(d.createdAt)}</time>
         <span class="muted">{d.attempts} attempt{d.attempts === 1 ? '' : 's'}</span>
-        {d.replayedAt !== null
+        {readOnly ? null : d.replayedAt !== null
           ? <span class="muted">replayed {formatTime(d.replayedAt)}</span>
           : (
             <button type="button" class="small" disabled={action.busy} aria-label={`Replay dead letter ${d.id}`}

@@ -11,8 +11,8 @@ import { groupByCall } from '../handlerCalls.js';
 import type { HistoryMessage } from '../sessionFeed.js';
 
 /** The history list. */
-export function HistoryPanel({ history }: { history: readonly HistoryMessage[] }): JSX.Element {
-  if (history.length === 0) return <p class="muted">No handled messages yet.</p>;
+export function HistoryPanel({ history, past = false }: { history: readonly HistoryMessage[]; past?: boolean }): JSX.Element {
+  if (history.length === 0) return <p class="muted">{past ? 'No messages received by then.' : 'No handled messages yet.'}</p>;
   const calls = groupByCall(history);
   return (
     <ol class="calls">
@@ -21,7 +21,7 @@ export function HistoryPanel({ history }: { history: readonly HistoryMessage[] }
         return (
           <li key={c.batchId} class={`call outcome-${c.outcome}`} data-batch={c.batchId}>
             <div class="call__head">
-              <span>Handler call <strong>#{c.batchId || '—'}</strong></span>
+              <span>Handler call <strong>{c.number}</strong> <span class="muted small" title="run id (history batchId)">run {c.batchId || '—'}</span></span>
               {real > 1 && <span class="badge merged" title="messages merged into one handler call">{real} messages merged</span>}
               <span class={`badge outcome outcome-${c.outcome}`}>{c.outcome}</span>
               <time class="muted">{formatTime(c.messages[c.messages.length - 1]!.at)}</time>

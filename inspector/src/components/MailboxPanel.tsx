@@ -1,18 +1,30 @@
 /** A session's mailbox: pending and running counts and the deferred mail (kept while asleep) with priorities. */
 import type { JSX } from 'preact';
 import { formatTime } from '../format.js';
+import type { ResultOf } from '../../../client/index.js';
 import type { AgentView } from '../sessionFeed.js';
 
-/** The mailbox of `view`. */
-export function MailboxPanel({ view }: { view: AgentView }): JSX.Element {
+/** Every entry of a mailbox (time travel has them; the live view has counts). */
+export type MailboxEntries = NonNullable<ResultOf<'getSessionAt'>['mailbox']>;
+
+const seqList = (ms: readonly { seq: number; kind: string }[]): string => ms.map((m) => (m.seq > 0 ? `#${m.seq}` : m.kind)).join(', ');
+
+/** The mailbox of `view`; `entries` (a past step) also names the pending and running messages. */
+export function MailboxPanel({ view, entries }: { view: AgentView; entries?: MailboxEntries | null }): JSX.Element {
   const { pending, running, deferred } = view.mailbox;
   return (
     <div>
       <dl class="stats">
         <div><dt>Pending</dt><dd data-testid="mailbox-pending">{pending}</dd></div>
-        <div><dt>Running</dt><dd>{running}</dd></div>
+        <div><dt>Running</dt><dd data-testid="mailbox-running">{running}</dd></div>
         <div><dt>Deferred</dt><dd data-testid="mailbox-deferred">{deferred.length}</dd></div>
       </dl>
+      {entries && (entries.running.length > 0 || entries.pending.length > 0) && (
+        <p class="small" data-testid="mailbox-entries">
+          {entries.running.length > 0 && <>Running {seqList(entries.running)}. </>}
+          {entries.pending.length > 0 && <>Pending {seqList(entries.pending)}.</>}
+        </p>
+      )}
       {deferred.length > 0 ? (
         <table class="compact">
           <caption class="visually-hidden">Deferred messages, delivered at wake, oldest first</caption>

@@ -1,8 +1,12 @@
 /**
  * The session timeline: transitions, messages and wakes in time order, drawn as a strip of
  * state bands with markers, and a range input that scrubs through it. Scrubbing picks an entry;
- * the session view then shows the state recorded at that point on the statechart. Entries are
- * spaced evenly (not by time), so a 300 ms run between two day-long sleeps stays visible.
+ * the session view then shows the whole session as it was at that point (time travel). Entries
+ * are spaced evenly (not by time), so a 300 ms run between two day-long sleeps stays visible.
+ *
+ * The strip and the range input share one geometry: entry i sits at i/(n-1) of the width between
+ * the centres of the thumb at its two ends (the strip is inset by half a thumb, whose width the
+ * stylesheet fixes as --thumb), so the cursor line is always under the thumb.
  */
 import type { JSX } from 'preact';
 import { formatPreciseTime } from '../format.js';
@@ -23,7 +27,6 @@ export interface TimelineProps {
 
 const W = 1000;
 const H = 56;
-const PAD = 8;
 
 /** At most this many entries are drawn (the newest). */
 export const TIMELINE_MAX = 500;
@@ -35,33 +38,37 @@ export function Timeline({ items, selected, onSelect, onFork, forkBusy = false }
   const shown = items.slice(offset);
   const n = shown.length;
   const cursor = selected === null ? n - 1 : Math.max(0, Math.min(n - 1, selected - offset));
-  // n entries take n slots; the last entry's state runs on to the right edge ("now").
-  const x = (i: number): number => PAD + (i * (W - 2 * PAD)) / n;
+  // Entry i at i/(n-1) of the strip, where the range input puts its thumb for value i; each band
+  // runs from half-way to the previous entry to half-way to the next.
+  const step = n > 1 ? W / (n - 1) : W;
+  const x = (i: number): number => (n > 1 ? i * step : 0);
+  const bandFrom = (i: number): number => Math.max(0, x(i) - step / 2);
+  const bandTo = (i: number): number => (n > 1 ? Math.min(W, x(i) + step / 2) : W);
   const current = shown[cursor]!;
   const near = shown.slice(Math.max(0, cursor - 5), cursor + 3);
 
   return (
     <div class="timeline">
-      <svg viewBox={`0 0 ${W} ${H}`} preserveAspectRatio="none" class="timeline__strip" aria-hidden="true">
+      <div class="timeline__track">
+      <svg viewBox={`0 0 ${W} ${H}`} preserveAspectRatio="none" class="timeline__strip" aria-hidden="true" data-testid="timeline-strip">
         {shown.map((it, i) => (
-          <rect key={`b${it.key}`} class={`band state-${topOf(it.state)}`} x={x(i)} y={18} width={Math.max(0.5, x(i + 1) - x(i))} height={22} />
+          <rect key={`b${it.key}`} class={`band state-${topOf(it.state)}`} x={bandFrom(i)} y={18} width={Math.max(0.5, bandTo(i) - bandFrom(i))} height={22} />
         ))}
         {shown.map((it, i) => {
           if (it.kind === 'transition') return <line key={it.key} class="mark mark--transition" x1={x(i)} x2={x(i)} y1={14} y2={44} />;
           if (it.kind === 'wake') return <path key={it.key} class="mark mark--wake" d={`M${x(i)},4 l5,6 l-5,6 l-5,-6 z`} />;
           return <circle key={it.key} class="mark mark--message" cx={x(i)} cy={9} r={3.5} />;
         })}
-        <line class="cursor" x1={x(cursor)} x2={x(cursor)} y1={0} y2={H} />
+        <line class="cursor" data-testid="timeline-cursor" x1={x(cursor)} x2={x(cursor)} y1={0} y2={H} />
       </svg>
+      <input
+        type="range" class="timeline__range" min={0} max={n - 1} step={1} value={cursor} aria-label="Scrub timeline"
+        aria-valuetext={`${formatPreciseTime(current.at)}: ${current.label}, state ${current.state}`}
+        onInput={(e) => { const v = Number(e.currentTarget.value); onSelect(v === n - 1 ? null : v + offset); }}
+      />
+      </div>
       <div class="timeline__controls">
-        <label class="field grow">
-          <span class="visually-hidden">Scrub timeline</span>
-          <input
-            type="range" min={0} max={n - 1} step={1} value={cursor} aria-label="Scrub timeline"
-            aria-valuetext={`${formatPreciseTime(current.at)}: ${current.label}, state ${current.state}`}
-            onInput={(e) => { const v = Number(e.currentTarget.value); onSelect(v === n - 1 ? null : v + offset); }}
-          />
-        </label>
+        <span class="muted small">Step {cursor + offset + 1} of {items.length}</span>
         <button type="button" disabled={selected === null} onClick={() => { onSelect(null); }} aria-label="Back to the live state">Live</button>
       </div>
       <p class="timeline__readout" aria-live="polite" data-testid="timeline-readout">

@@ -16,11 +16,14 @@ export interface WakePanelProps {
   readonly view: AgentView;
   readonly tasks: readonly Task[];
   onChanged(): void;
+  /** Time travel: the time of the step shown; countdowns count from it and cron tasks (live only) are left out. */
+  readonly asOf?: number | null;
 }
 
 /** Wake conditions and cron tasks of one session. */
-export function WakePanel({ conn, view, tasks, onChanged }: WakePanelProps): JSX.Element {
-  const now = useNow(1000);
+export function WakePanel({ conn, view, tasks, onChanged, asOf = null }: WakePanelProps): JSX.Element {
+  const clock = useNow(1000);
+  const now = asOf ?? clock;
   const { wake, wait } = view;
   return (
     <div class="wake-panel">
@@ -42,13 +45,15 @@ export function WakePanel({ conn, view, tasks, onChanged }: WakePanelProps): JSX
           <dt>Times out</dt>
           <dd>{wait.timeoutAt !== null ? <>{formatTime(wait.timeoutAt, now)} <span class="countdown">{formatRelative(wait.timeoutAt, now)}</span></> : <span class="muted">never</span>}</dd>
         </dl>
-      ) : <p class="muted">Not sleeping or waiting.</p>}
+      ) : <p class="muted" data-testid="wake-none">Not sleeping or waiting.</p>}
+      {asOf !== null ? <p class="muted small">Times are relative to that step. Cron tasks are shown live only.</p> : <>
       <h3>Cron tasks</h3>
       {tasks.length === 0 ? <p class="muted">None scheduled.</p> : (
         <ul class="tasks">
           {tasks.map((t) => <TaskRow key={t.taskId} conn={conn} task={t} now={now} onChanged={onChanged} />)}
         </ul>
       )}
+      </>}
     </div>
   );
 }
