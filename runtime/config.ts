@@ -57,6 +57,13 @@ const schema = z.object({
    * timeline in Postgres and the in-process listeners are unaffected.
    */
   stateNotices: z.boolean().default(true),
+  /**
+   * Keep a copy of the user state with each transition that changed it, so the inspector's time
+   * travel shows the state of every past step. It writes a session's user state about twice per
+   * turn instead of once: off for agents with large states, where past steps then show their
+   * state name, context and event but not their user state (AGENTRY_TIMELINE_USER_STATE).
+   */
+  timelineUserState: z.boolean().default(true),
   /** Group-commit transactions in flight at once (each takes a pool connection). */
   groupCommitConcurrency: z.number().int().min(1).max(16).default(3),
   /** On SIGTERM, running handlers get this long to finish before they are aborted. */
@@ -147,6 +154,7 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_MAX_ACK_PENDING: { key: 'maxAckPendingPerPartition', number: true },
   AGENTRY_COMMIT_CONCURRENCY: { key: 'groupCommitConcurrency', number: true },
   AGENTRY_STATE_NOTICES: { key: 'stateNotices', boolean: true },
+  AGENTRY_TIMELINE_USER_STATE: { key: 'timelineUserState', boolean: true },
   AGENTRY_ABORT_GRACE_MS: { key: 'abortGraceMs', number: true },
   AGENTRY_BUDGET_ASK_TIMEOUT_MS: { key: 'budgetAskTimeoutMs', number: true },
   AGENTRY_BUDGET_RECHECK_MS: { key: 'budgetRecheckMs', number: true },

@@ -570,7 +570,7 @@ export class SessionHost {
    * what the run sent (the sequence view's outputs).
    */
   private framed(s: LiveSession, t: TransitionRecord, ctx: SessionContext): TransitionRecord {
-    const changed = ctx.userState !== s.frameUserState;
+    const changed = this.deps.config.timelineUserState && ctx.userState !== s.frameUserState;
     if (changed) s.frameUserState = ctx.userState;
     const c = ctx.completed;
     const ended = c && c.runId !== s.lastCompletedRunId ? { runId: c.runId, outputs: s.outputs.get(c.runId) ?? [] } : undefined;

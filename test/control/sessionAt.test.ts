@@ -104,3 +104,26 @@ describe('getSessionAt', () => {
     expect((await c.err('getSessionAt', { agentId: 'bad.id', transition: 1 })).data?.type ?? 'params').toMatch(/INVALID_SESSION_ID|params/);
   });
 });
+
+describe('getSessionAt with AGENTRY_TIMELINE_USER_STATE off', () => {
+  it('past steps keep their state, context and event, and no copy of the user state', async () => {
+    const off = await startStack('session_at_off', { agents: [traveler], config: { timelineUserState: false } });
+    try {
+      await off.rt.createAgent('tt-off', 'traveler');
+      await off.rt.sendMessage('tt-off', { cmd: 'note', text: 'x' });
+      let ts: { id?: number; event: string; to: string }[] = [];
+      for (let i = 0; i < 200 && !ts.some((t) => t.event === 'run.done'); i++) {
+        ts = await off.rt.getTransitions('tt-off', { limit: 100 });
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const done = ts.find((t) => t.event === 'run.done')!;
+      expect(done).toBeDefined();
+      const past = await off.rt.getSessionAt('tt-off', done.id!);
+      expect(past.agent).toMatchObject({ state: 'idle' });
+      expect(past.agent!.userState ?? null).toBeNull(); // not kept: the live state has the note
+      expect((await off.rt.getAgent('tt-off')).userState).toEqual({ notes: ['x'] });
+    } finally {
+      await off.stop();
+    }
+  });
+});
