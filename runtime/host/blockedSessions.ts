@@ -83,9 +83,9 @@ export class BlockedSessions {
     return true;
   }
 
-  /** Keeps held messages from being redelivered (ack-wait) while this node holds them. */
-  keepAlive(): void {
-    for (const b of this.byId.values()) for (const m of b.held.values()) m.working();
+  /** Visits every held message (the host keeps them alive with `working()`, so ack-wait does not redeliver them). */
+  forEachHeld(fn: (m: JsMsg) => void): void {
+    for (const b of this.byId.values()) for (const m of b.held.values()) fn(m);
   }
 
   /** Forgets the sessions of `partition` (it moved away, or the code changed); true when they held messages. */
