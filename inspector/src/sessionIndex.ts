@@ -165,7 +165,8 @@ export class SessionIndex {
         if (!prev?.rows || !prev.next) break; // not read yet, or the end
         this.pages.push({ start: prev.next, rows: null, next: undefined, loading: false });
       }
-      const p = this.pages[k]!;
+      const p = this.pages[k];
+      if (!p) break; // beyond the next page: the view cannot be there yet
       if (!p.rows && !p.loading && p.start !== null) void this.readPage(k);
     }
   }
