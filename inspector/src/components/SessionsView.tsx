@@ -35,11 +35,16 @@ export function SessionsView({ conn, index, onOpen }: SessionsViewProps): JSX.El
   const [showCreate, setShowCreate] = useState(false);
   const [text, setText] = useState({ q: query.q, type: query.type, tenant: query.tenant });
   const typing = useRef<ReturnType<typeof setTimeout> | null>(null);
+  // The debounced apply must start from the query as it is when it fires, not as it was at the
+  // key press: a state chip clicked in between would otherwise be undone.
+  const latest = useRef(query);
+  latest.current = query;
 
   index.setQuery(query);
   const apply = (q: ListQuery): void => {
     const hash = hashOf(q);
     if (location.hash !== hash && !(location.hash === '' && hash === '#/')) history.replaceState(history.state, '', hash);
+    latest.current = q;
     setQueryState(q);
   };
   // A hash edited by hand (or a link to another query) while the list is open.
@@ -57,7 +62,7 @@ export function SessionsView({ conn, index, onOpen }: SessionsViewProps): JSX.El
     const next = { ...text, [field]: value };
     setText(next);
     if (typing.current) clearTimeout(typing.current);
-    typing.current = setTimeout(() => { typing.current = null; apply({ ...query, ...next }); }, TYPING_DEBOUNCE_MS);
+    typing.current = setTimeout(() => { typing.current = null; apply({ ...latest.current, ...next }); }, TYPING_DEBOUNCE_MS);
   };
 
   const all = STATES.reduce((n, s) => n + index.counts[s], 0);
