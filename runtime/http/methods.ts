@@ -131,7 +131,7 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
         ...(p.updatedBefore !== undefined ? { updatedBefore: epochOf(p.updatedBefore, 'updatedBefore') } : {}),
       } as ListParams;
       const query = listQueryOf(params);
-      const { from: _from, ...filters } = query;
+      const filters = { ...query, from: undefined }; // the count ignores the cursor
       const [rows, total, stateCounts] = await Promise.all([
         runtime.listAgents({ ...query, limit: limit + 1 }),
         p.count ? runtime.store.countSessions(filters, LIST_COUNT_CAP + 1) : undefined,
