@@ -62,14 +62,14 @@ const schema = schemaName('inspector_list');
 let result;
 let rt;
 let cp;
+let rpcCp;
 let browser;
 const profile = mkdtempSync(join(tmpdir(), 'agentry-bench-chromium-'));
 try {
   const agents = TYPES.map((type) => defineAgent({ type, handle: () => undefined }));
   rt = await createRuntime({
     agents, logger: quietLogger(),
-    // The RPC walk below sends a few thousand calls back to back: above the per-connection default limit.
-    config: { natsUrl: nats.url, partitions: PARTITIONS, defaultAgentType: 'echo', logLevel: 'error', store: 'auto', databaseUrl: PG_URL, databaseSchema: schema, rpcRatePerSec: 100_000, rpcBurst: 100_000 },
+    config: { natsUrl: nats.url, partitions: PARTITIONS, defaultAgentType: 'echo', logLevel: 'error', store: 'auto', databaseUrl: PG_URL, databaseSchema: schema },
   });
   const templates = [];
   for (const type of TYPES) {
@@ -86,10 +86,13 @@ try {
   log(`inspectorList: seeding ${N} sessions`);
   const seedMs = await seed(schema, templates, N);
   log(`inspectorList: seeded in ${seedMs} ms`);
-  cp = await startControlPlane(rt, { port: 0 });
+  cp = await startControlPlane(rt, { port: 0 }); // what the browser uses: default limits
+  // The RPC walk below sends a few thousand calls back to back: above the default per-connection
+  // rate limit, so it gets a control plane of its own with the limit raised.
+  rpcCp = await startControlPlane(rt, { port: 0, ratePerSec: 100_000, burst: 100_000 });
 
   // ---- listAgents over a WebSocket ------------------------------------------------------------
-  const client = createClient(cp.rpcUrl, { WebSocket });
+  const client = createClient(rpcCp.rpcUrl, { WebSocket });
   await client.connect();
   const queries = {
     'first page, newest first, with counts (what the list asks first)': { sort: 'updatedAt', limit: 200, count: true, countByState: true },
@@ -235,6 +238,7 @@ try {
   await browser?.close().catch(() => undefined);
   rmSync(profile, { recursive: true, force: true });
   await cp?.close().catch(() => undefined);
+  await rpcCp?.close().catch(() => undefined);
   await rt?.stop().catch(() => undefined);
   await dropSchema(schema).catch(() => undefined);
   await nats.cleanup();

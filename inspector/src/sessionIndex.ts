@@ -140,9 +140,11 @@ export class SessionIndex {
     this.reset();
   }
 
-  /** Reads the query again from the top (the Refresh button; a reconnect). */
+  /** Reads the counts and the pages in view again now (the Refresh button). */
   reload(): void {
-    this.reset();
+    this.dirty = true;
+    if (this.refreshTimer) { clearTimeout(this.refreshTimer); this.refreshTimer = null; }
+    void this.refresh();
   }
 
   /**

@@ -85,7 +85,7 @@ export function SessionsView({ conn, index, onOpen }: SessionsViewProps): JSX.El
           {isFiltered(query) ? `${matching} of ${fmt(all)} sessions` : `${fmt(all)} sessions`}
           {index.loading && ' · loading…'}
         </p>
-        <button type="button" onClick={() => { index.reload(); }} title="Read the list again from the top">Refresh</button>
+        <button type="button" onClick={() => { index.reload(); }} title="Read the counts and the rows in view again">Refresh</button>
         <button type="button" class="primary" aria-expanded={showCreate} aria-controls="create-form" onClick={() => { setShowCreate(!showCreate); }}>
           New session
         </button>
