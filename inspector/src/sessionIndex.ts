@@ -13,6 +13,7 @@
  * Live: one `subscribe { kinds: ['state'] }` for all sessions. A change to a row we hold patches
  * it in place (batched per animation frame); any change marks the list dirty, and a dirty list
  * re-reads its counts and the pages in view at most every REFRESH_MS — never every session.
+ * Rows never wait for counts: those are a call of their own (`readCounts`).
  * Faults: a failed page read is shown (`error`) and retried when the rows are asked for again;
  * a notification gap (reconnect) marks the list dirty; a reply for an old query is dropped.
  */
@@ -211,7 +212,8 @@ export class SessionIndex {
     for (const p of this.pages) for (const r of p.rows ?? []) this.byId.set(r.id, r);
   }
 
-  private reset(): void {
+  /** A new query (or connection): the first page, and beside it the counts. */
+  private reset(withStateCounts = false): void {
     this.generation++;
     this.pages = [{ start: undefined, rows: null, next: undefined, loading: false }];
     this.byId.clear();
@@ -219,14 +221,34 @@ export class SessionIndex {
     this.totalCapped = false;
     this.error = '';
     this.dirty = false;
-    if (this.connected) void this.readPage(0);
+    if (this.connected) {
+      void this.readPage(0);
+      void this.readCounts(withStateCounts);
+    }
     this.changed();
+  }
+
+  /**
+   * Reads how many sessions pass the filters (capped by the server) and, when asked, the counts
+   * by state — in a call of its own, so the rows never wait for a count. The counts by state
+   * ignore the filters and read every row: they are read on load and refresh, not per keystroke.
+   */
+  private async readCounts(withStateCounts: boolean): Promise<void> {
+    const gen = this.generation;
+    try {
+      const r = await this.conn.client.listAgents({ ...listParamsOf(this.query, Date.now()), limit: 1, count: true, ...(withStateCounts ? { countByState: true } : {}) });
+      if (r.stateCounts) this.counts = { ...this.counts, ...r.stateCounts };
+      if (gen === this.generation && r.total !== undefined) { this.total = r.total; this.totalCapped = r.totalCapped === true; }
+      this.changed();
+    } catch (e) {
+      if (gen === this.generation) { this.error = `cannot count sessions: ${(e as Error).message}`; this.changed(); }
+    }
   }
 
   private async subscribeAndLoad(): Promise<void> {
     const client = this.conn.client;
-    this.connected = true;
     if (this.subscribedOn !== client) {
+      this.connected = false; // no page read before the subscription: a change in between would be lost
       this.subscribedOn = client;
       try {
         // A gap (lost notifications, a reconnect) means what we show may be stale: refresh.
@@ -237,13 +259,14 @@ export class SessionIndex {
         this.changed();
       }
     }
-    this.reset();
+    this.connected = true;
+    this.reset(true);
   }
 
   /** Reads page `k` from its cursor; a changed end moves the pages after it (they are read again when in view). */
   private async readPage(k: number, refresh = false): Promise<void> {
     const page = this.pages[k];
-    if (!page || page.start === null) return;
+    if (!page || page.start === null || !this.connected) return;
     const gen = this.generation;
     page.loading = true;
     if (k === 0 && !refresh) this.loading = true;
@@ -252,7 +275,6 @@ export class SessionIndex {
       const r = await this.conn.client.listAgents({
         ...listParamsOf(this.query, Date.now()), limit: PAGE_SIZE,
         ...(page.start !== undefined ? { after: page.start } : {}),
-        ...(k === 0 ? { count: true, countByState: true } : {}),
       });
       if (gen !== this.generation || this.pages[k] !== page) return;
       page.rows = r.agents.map((a) => {
@@ -271,8 +293,6 @@ export class SessionIndex {
       if (r.next === null) this.pages.length = k + 1;
       else if (this.pages[k + 1]) this.pages[k + 1]!.start = r.next;
       this.reindex();
-      if (r.total !== undefined) { this.total = r.total; this.totalCapped = r.totalCapped === true; }
-      if (r.stateCounts) this.counts = { ...this.counts, ...r.stateCounts };
       this.error = '';
     } catch (e) {
       if (gen === this.generation) this.error = `cannot list sessions: ${(e as Error).message}`;
@@ -317,7 +337,7 @@ export class SessionIndex {
     this.refreshTimer = setTimeout(() => { this.refreshTimer = null; void this.refresh(); }, wait);
   }
 
-  /** Re-reads the first page (counts) and the pages in view, in order. */
+  /** Re-reads the counts and the pages in view, in order. */
   private async refresh(): Promise<void> {
     if (!this.dirty) return;
     this.dirty = false;
@@ -325,7 +345,8 @@ export class SessionIndex {
     const k0 = Math.floor(this.view[0] / PAGE_SIZE);
     const k1 = Math.floor(Math.max(this.view[0], this.view[1] - 1) / PAGE_SIZE);
     const gen = this.generation;
-    for (const k of new Set([0, ...Array.from({ length: k1 - k0 + 1 }, (_, i) => k0 + i)])) {
+    void this.readCounts(true);
+    for (const k of new Set([k0, ...Array.from({ length: k1 - k0 + 1 }, (_, i) => k0 + i)])) {
       if (gen !== this.generation || !this.pages[k] || this.pages[k]!.loading) continue;
       await this.readPage(k, true);
     }
