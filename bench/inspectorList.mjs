@@ -5,7 +5,7 @@
 // agent types, a tenant on a third), then:
 //  - listAgents latency over a WebSocket for each filter and sort (first page and a deep page);
 //  - in Chromium (Debian's, through playwright-core): the list's first page (navigation → first
-//    row drawn), a filter (the last key of an id prefix → only matching rows drawn, the 150 ms
+//    row drawn), a filter (the last key of an id prefix → only matching rows drawn, the 100 ms
 //    typing debounce included), a state filter (click → rows drawn);
 //  - the tab's JS heap (CDP Performance.getMetrics JSHeapUsedSize after a forced GC) and DOM
 //    size while scrolling through BENCH_LIST_SCROLL_PAGES pages of 200 rows;
@@ -158,6 +158,7 @@ try {
     const [ms] = await timed(async () => { await page.goto(`${cp.url}/#/`); await firstRow(); });
     firstPage.push(ms);
   }
+  await page.waitForFunction(() => !(document.querySelector('[data-testid="sessions-summary"]')?.textContent ?? '…').includes('…'), undefined, { polling: 'raf', timeout: 60_000 });
   const summaryText = await page.locator('[data-testid="sessions-summary"]').textContent();
 
   // Typing an id prefix: from the last key to the list showing only matching rows.

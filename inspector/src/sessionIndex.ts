@@ -69,8 +69,8 @@ export class SessionIndex {
   /** Sessions that pass the filters (first page's count; at most 10,000, see `totalCapped`). */
   total: number | null = null;
   totalCapped = false;
-  /** All sessions by state, regardless of filters. */
-  counts: Record<SessionState, number> = { idle: 0, active: 0, sleeping: 0, waiting: 0, stopped: 0 };
+  /** All sessions by state, regardless of filters; null until first read. */
+  counts: Record<SessionState, number> | null = null;
   /** Agent types seen on the pages read (suggestions for the type filter). */
   readonly types = new Set<string>();
   /** True while the first page of the query is being read. */
@@ -237,7 +237,7 @@ export class SessionIndex {
     const gen = this.generation;
     try {
       const r = await this.conn.client.listAgents({ ...listParamsOf(this.query, Date.now()), limit: 1, count: true, ...(withStateCounts ? { countByState: true } : {}) });
-      if (r.stateCounts) this.counts = { ...this.counts, ...r.stateCounts };
+      if (r.stateCounts) this.counts = { ...r.stateCounts };
       if (gen === this.generation && r.total !== undefined) { this.total = r.total; this.totalCapped = r.totalCapped === true; }
       this.changed();
     } catch (e) {

@@ -17,7 +17,7 @@ import { SessionTable } from './SessionTable.js';
 import { Waitpoints } from './Waitpoints.js';
 
 /** Typing waits this long before the list asks the server (one query per pause, not per key). */
-const TYPING_DEBOUNCE_MS = 150;
+const TYPING_DEBOUNCE_MS = 100;
 const ACTIVITY_LABELS: Readonly<Record<string, string>> = { '5m': 'last 5 minutes', '1h': 'last hour', '24h': 'last 24 hours', '7d': 'last 7 days' };
 
 /** Props of `SessionsView`. */
@@ -65,8 +65,9 @@ export function SessionsView({ conn, index, onOpen }: SessionsViewProps): JSX.El
     typing.current = setTimeout(() => { typing.current = null; apply({ ...latest.current, ...next }); }, TYPING_DEBOUNCE_MS);
   };
 
-  const all = STATES.reduce((n, s) => n + index.counts[s], 0);
-  const fmt = (n: number): string => n.toLocaleString('en-US');
+  const counts = index.counts;
+  const fmt = (n: number | null | undefined): string => (n === null || n === undefined ? '…' : n.toLocaleString('en-US'));
+  const all = counts ? STATES.reduce((n, s) => n + counts[s], 0) : null;
   const toggleState = (s: SessionState): void => {
     const states = query.states.includes(s) ? query.states.filter((x) => x !== s) : STATES.filter((x) => x === s || query.states.includes(x));
     apply({ ...query, states });
@@ -102,7 +103,7 @@ export function SessionsView({ conn, index, onOpen }: SessionsViewProps): JSX.El
           {STATES.map((s) => (
             <button key={s} type="button" class={`chip state-${s}${query.states.includes(s) ? ' on' : ''}`} aria-pressed={query.states.includes(s)}
               data-count-state={s} onClick={() => { toggleState(s); }}>
-              {s} <span class="count">{fmt(index.counts[s])}</span>
+              {s} <span class="count">{fmt(counts?.[s])}</span>
             </button>
           ))}
         </div>
