@@ -51,6 +51,8 @@ const STALE_REREAD_MS = 2000;
 /** An unchanged row on screen is read again after this long (deferred mail does not notify). */
 const DETAIL_TTL_MS = 15_000;
 const DETAIL_CONCURRENCY = 4;
+/** A page whose read failed is asked again after this long (when it is still in view). */
+const RETRY_MS = 3000;
 
 interface Page {
   /** Cursor of this page (undefined for the first); unknown (null) until the page before it is read. */
@@ -59,6 +61,8 @@ interface Page {
   /** The page after: a cursor, null when this is the last, undefined until read. */
   next: string | null | undefined;
   loading: boolean;
+  /** After a failed read, not before this time (epoch ms): a server that refuses must not be asked in a loop. */
+  retryAt?: number;
 }
 
 type Listener = () => void;
@@ -170,7 +174,7 @@ export class SessionIndex {
       }
       const p = this.pages[k];
       if (!p) break; // beyond the next page: the view cannot be there yet
-      if (!p.rows && !p.loading && p.start !== null) void this.readPage(k);
+      if (!p.rows && !p.loading && p.start !== null && !(p.retryAt !== undefined && Date.now() < p.retryAt)) void this.readPage(k);
     }
   }
 
@@ -295,6 +299,7 @@ export class SessionIndex {
       this.reindex();
       this.error = '';
     } catch (e) {
+      page.retryAt = Date.now() + RETRY_MS;
       if (gen === this.generation) this.error = `cannot list sessions: ${(e as Error).message}`;
     } finally {
       page.loading = false;

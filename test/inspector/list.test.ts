@@ -3,7 +3,8 @@
 // 1. state and id-prefix filters run on the server, live in the URL and survive a reload;
 // 2. scrolling reads pages as they come into view and keeps only the rows in view in the DOM;
 // 3. opening a session and coming back restores the scroll position and the rows shown;
-// 4. no console errors, page errors or failed requests meanwhile.
+// 4. no console errors, page errors or failed requests meanwhile;
+// 5. a filter the server refuses is shown as an error and not retried in a loop.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -169,5 +170,23 @@ describe.skipIf(!haveChromium)('sessions list at scale in Chromium', () => {
     mkdirSync('test-artifacts', { recursive: true });
     await page.screenshot({ path: join('test-artifacts', 'inspector-list-scrolled.png') });
     expect(browser.failures).toEqual([]);
+  }, 120_000);
+
+  it('shows the server\'s refusal of a filter, does not ask again in a loop, and recovers when the filter is fixed', async () => {
+    await page.goto(`${cp.url}/#/`);
+    await page.reload();
+    await page.locator('#srow-0[data-session]').waitFor({ timeout: 30_000 });
+    let listCalls = 0;
+    const ws = await new Promise<import('playwright-core').WebSocket>((resolve) => { page.once('websocket', resolve); void page.reload(); });
+    ws.on('framesent', (f) => { if (typeof f.payload === 'string' && f.payload.includes('"listAgents"')) listCalls++; });
+    await page.locator('#srow-0[data-session]').waitFor({ timeout: 30_000 });
+    await page.getByLabel('Filter by tenant').fill('no spaces allowed');
+    await expect.poll(() => page.getByRole('alert').first().textContent(), { timeout: 30_000 }).toMatch(/cannot (list|count) sessions: .*tenant/);
+    const after = listCalls;
+    await page.waitForTimeout(2000);
+    expect(listCalls - after).toBeLessThanOrEqual(2); // at most one retry of the page and of the count
+    await page.getByLabel('Filter by tenant').fill('');
+    await page.locator('#srow-0[data-session]').waitFor({ timeout: 30_000 });
+    await expect.poll(() => page.getByRole('alert').count(), { timeout: 30_000 }).toBe(0);
   }, 120_000);
 });
