@@ -170,10 +170,8 @@ export function toSessionSummary(row: SessionSummaryRow): SessionSummary {
   };
 }
 
-/** One keyset page of summaries in `query`'s order (see sessionListQuery.ts); every filter is optional. */
-export async function selectSessionSummaries(
-  q: Queryable, query: ListSessionsQuery, limit: number,
-): Promise<SessionSummaryRow[]> {
+/** The SQL of one keyset page in `query`'s order (exported for the plan tests: each shape must use an index). */
+export function sessionSummariesSql(query: ListSessionsQuery, limit: number): { text: string; params: unknown[] } {
   const { where, orderBy, params, split } = sessionListSql(query);
   params.push(limit);
   const n = `$${params.length}::integer`;
@@ -182,6 +180,14 @@ export async function selectSessionSummaries(
   const text = split
     ? `(${select(and(split.within))}) UNION ALL (${select(and(split.beyond))}) ORDER BY ${orderBy} LIMIT ${n}`
     : select(where);
+  return { text, params };
+}
+
+/** One keyset page of summaries in `query`'s order (see sessionListQuery.ts); every filter is optional. */
+export async function selectSessionSummaries(
+  q: Queryable, query: ListSessionsQuery, limit: number,
+): Promise<SessionSummaryRow[]> {
+  const { text, params } = sessionSummariesSql(query, limit);
   const { rows } = await q.query<SessionSummaryRow>(text, params);
   return rows;
 }
