@@ -9,6 +9,7 @@ import type { JSX } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Connection } from '../connection.js';
 import { useAction, useSubscription, parseBody } from '../hooks.js';
+import { parseRoute } from '../route.js';
 import { ACTIVITY_WINDOWS, defaultDesc, hashOf, isFiltered, queryFromHash, type ListQuery, type SortKey } from '../listQuery.js';
 import type { SessionIndex } from '../sessionIndex.js';
 import { STATES, type SessionState } from '../states.js';
@@ -50,7 +51,7 @@ export function SessionsView({ conn, index, onOpen }: SessionsViewProps): JSX.El
   // A hash edited by hand (or a link to another query) while the list is open.
   useEffect(() => {
     const onHash = (): void => {
-      if (location.hash.startsWith('#/s/') || location.hash === '#/cluster') return;
+      if (parseRoute(location.hash).page !== 'sessions') return; // another page: this view is leaving
       const q = queryFromHash(location.hash);
       setQueryState(q);
       setText({ q: q.q, type: q.type, tenant: q.tenant });
