@@ -5,11 +5,12 @@
 // Raw JSON goes to bench/results/ (git-ignored); the table in docs/benchmarks.md is regenerated
 // between its markers (the hand-written analysis around them is kept).
 //
-// Knobs: BENCH_QUICK=1 (shorter run), BENCH_ONLY=throughput,hostcpu,latency,heap,pglite,restart,lowload,backlog,scaleout,
+// Knobs: BENCH_QUICK=1 (shorter run), BENCH_ONLY=throughput,hostcpu,latency,heap,pglite,restart,lowload,backlog,scaleout,inspectorList,
 // BENCH_ROUNDS, BENCH_SESSIONS, BENCH_PER_SESSION, BENCH_PARTITIONS, BENCH_PUB_WINDOW,
 // BENCH_POLICY (queue | cancel-and-merge), BENCH_STATE_BYTES, BENCH_RESTART_SESSIONS,
 // BENCH_LOWLOAD_N, BENCH_LOWLOAD_TIMERS, BENCH_LOWLOAD_GAP_MS, BENCH_LOWLOAD_STORES (pg,memory),
 // BENCH_BACKLOG, BENCH_BACKLOG_SESSIONS, BENCH_BACKLOG_LIMIT_S, BENCH_SCALEOUT_* (see bench/scaleout.mjs),
+// BENCH_LIST_SESSIONS, BENCH_LIST_REPS, BENCH_LIST_SCROLL_PAGES (bench/inspectorList.mjs),
 // BENCH_QUIET_WAIT_S, BENCH_MERGE=<earlier results.json> (with BENCH_ONLY: re-run those suites,
 // keep the rest), BENCH_CPU_PROF=1 (writes .cpuprofile files of each suite process to
 // bench/results/profiles/), BENCH_NO_DOCS=1.
@@ -35,6 +36,8 @@ const SUITES = [
   // Scale-out: 1 → 2 → 3 node processes (concurrency-bound and CPU-bound), and a rolling restart
   // of 3 nodes under load verified from Postgres (issue 14). Its own block in docs/benchmarks.md.
   { name: 'scaleout', timeoutMs: 1_500_000 },
+  // The inspector's sessions list with 100,000 stored sessions, in Chromium (issue 18). Its own block in docs/benchmarks.md.
+  { name: 'inspectorList', timeoutMs: 900_000 },
 ];
 const only = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',').map((s) => s.trim()) : null;
 const resultsDir = join(BENCH_DIR, 'results');

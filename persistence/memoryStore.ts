@@ -9,6 +9,7 @@ import { patternMatches } from './patterns.js';
 import { stepOf } from './sessionStep.js';
 import { createMemoryBudget, tenantOfSnapshot } from './memoryBudget.js';
 import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, logRowsOf } from './sessionLog.js';
+import { matchesSessionQuery, sessionComparator } from './sessionListQuery.js';
 import type {
   Checkpoint,
   CommitRecord, DeadLetter, DueWake, HistoryEntry, ScheduleRecord, ListSessionsQuery, LoadedSession, LogPruneOptions, MigrationResult, OutboxRecord,
@@ -157,19 +158,26 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       return Promise.resolve(stepOf(bare(rows[i]!), rows[i]!.frame ?? null, prev ? { transition: bare(prev), frame: prev.frame ?? null } : null, states));
     },
     listSessions(query: ListSessionsQuery = {}): Promise<SessionSummary[]> {
-      const out: SessionSummary[] = [];
-      const ids = [...sessions.keys()].sort();
-      for (const id of ids) {
-        const s = sessions.get(id)!;
-        if (query.after !== undefined && id <= query.after) continue;
-        if (query.status && s.status !== query.status) continue;
-        if (query.type && s.type !== query.type) continue;
-        if (query.idContains && !id.includes(query.idContains)) continue;
-        if (query.tenant !== undefined && tenants.get(id) !== query.tenant) continue;
-        out.push({ id, type: s.type, status: s.status, wakeAt: s.wakeAt, updatedAt: s.updatedAt, tenant: tenants.get(id) ?? null });
-        if (out.length >= (query.limit ?? 100)) break;
+      const cmp = sessionComparator(query);
+      const sort = query.sort ?? 'id';
+      const from = query.from ?? (query.after !== undefined && sort === 'id' ? { id: query.after, updatedAt: 0, type: '', status: '' } : undefined);
+      const rows: SessionSummary[] = [];
+      for (const [id, s] of sessions) {
+        const row = { id, type: s.type, status: s.status, updatedAt: s.updatedAt, tenant: tenants.get(id) ?? null };
+        if (!matchesSessionQuery(row, query)) continue;
+        if (from && cmp(row, from) <= 0) continue;
+        rows.push({ ...row, wakeAt: s.wakeAt });
       }
-      return Promise.resolve(out);
+      rows.sort(cmp);
+      return Promise.resolve(rows.slice(0, Math.max(1, Math.min(query.limit ?? 100, 1000))));
+    },
+    countSessions(query: ListSessionsQuery, cap: number): Promise<number> {
+      let n = 0;
+      for (const [id, s] of sessions) {
+        if (n >= cap) break;
+        if (matchesSessionQuery({ id, type: s.type, status: s.status, updatedAt: s.updatedAt, tenant: tenants.get(id) ?? null }, query)) n++;
+      }
+      return Promise.resolve(n);
     },
     countSessionsByStatus() {
       const counts: Record<SessionStatus, number> = { idle: 0, active: 0, sleeping: 0, waiting: 0, stopped: 0 };

@@ -20,6 +20,7 @@
  * back as `null`.
  */
 import type { Queryable } from './sqlDb.js';
+import { sessionListSql } from './sessionListQuery.js';
 import type {
   CommitRecord, DeadLetter, DeadLetterQuery, HistoryEntry, ListSessionsQuery, OutboxRecord, SessionRecord,
   SessionStatus, SessionSummary, TransitionRecord,
@@ -169,21 +170,37 @@ export function toSessionSummary(row: SessionSummaryRow): SessionSummary {
   };
 }
 
-/** Keyset page ordered by id (byte order, the column is COLLATE "C"); every filter is optional. */
+/** The SQL of one keyset page in `query`'s order (exported for the plan tests: each shape must use an index). */
+export function sessionSummariesSql(query: ListSessionsQuery, limit: number): { text: string; params: unknown[] } {
+  const { where, orderBy, params, split } = sessionListSql(query);
+  params.push(limit);
+  const n = `$${params.length}::integer`;
+  const select = (cond: string): string => `SELECT id, type, status, wake_at, updated_at, tenant FROM sessions ${cond} ORDER BY ${orderBy} LIMIT ${n}`;
+  const and = (extra: string): string => (where ? `${where} AND ${extra}` : `WHERE ${extra}`);
+  const text = split
+    ? `(${select(and(split.within))}) UNION ALL (${select(and(split.beyond))}) ORDER BY ${orderBy} LIMIT ${n}`
+    : select(where);
+  return { text, params };
+}
+
+/** One keyset page of summaries in `query`'s order (see sessionListQuery.ts); every filter is optional. */
 export async function selectSessionSummaries(
   q: Queryable, query: ListSessionsQuery, limit: number,
 ): Promise<SessionSummaryRow[]> {
-  const { rows } = await q.query<SessionSummaryRow>(
-    `SELECT id, type, status, wake_at, updated_at, tenant FROM sessions
-     WHERE ($1::text IS NULL OR id > $1::text)
-       AND ($2::text IS NULL OR status = $2::text)
-       AND ($3::text IS NULL OR type = $3::text)
-       AND ($4::text IS NULL OR position($4::text IN id) > 0)
-       AND ($6::text IS NULL OR tenant = $6::text)
-     ORDER BY id LIMIT $5::integer`,
-    [query.after ?? null, query.status ?? null, query.type ?? null, query.idContains || null, limit, query.tenant ?? null],
-  );
+  const { text, params } = sessionSummariesSql(query, limit);
+  const { rows } = await q.query<SessionSummaryRow>(text, params);
   return rows;
+}
+
+/** How many sessions pass `query`'s filters, reading at most `cap` rows (the LIMIT bounds the scan). */
+export async function countSessionsMatching(q: Queryable, query: ListSessionsQuery, cap: number): Promise<number> {
+  const { where, params } = sessionListSql(query, false);
+  params.push(cap);
+  const { rows } = await q.query<{ n: number }>(
+    `SELECT count(*)::integer AS n FROM (SELECT 1 FROM sessions ${where} LIMIT $${params.length}::integer) capped`,
+    params,
+  );
+  return rows[0]?.n ?? 0;
 }
 
 export async function countSessionsGroupedByStatus(q: Queryable): Promise<{ status: string; n: number }[]> {

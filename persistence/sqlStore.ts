@@ -108,6 +108,9 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
       const rows = await sql.selectSessionSummaries(db, query, clampLimit(query.limit, 100, 1000));
       return rows.map(sql.toSessionSummary);
     },
+    countSessions(query, cap) {
+      return sql.countSessionsMatching(db, query, Math.max(0, Math.min(Math.trunc(cap), 1_000_000)));
+    },
     async countSessionsByStatus() {
       const counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<SessionStatus, number>;
       for (const { status, n } of await sql.countSessionsGroupedByStatus(db)) {

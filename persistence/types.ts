@@ -330,15 +330,43 @@ export interface TenantSummary {
   readonly byStatus: Readonly<Record<SessionStatus, number>>;
 }
 
+/**
+ * Orders of the sessions list. Each ends in a unique tie-break, so keyset pages neither repeat
+ * nor skip a row that did not change: `id`; `updatedAt` then id; `type` and `status` then newest
+ * activity first, then id (descending reverses every part).
+ */
+export type SessionSort = 'id' | 'updatedAt' | 'type' | 'status';
+
+/** Where a keyset page starts: the sort key of the last row of the previous page. */
+export interface SessionCursor {
+  readonly id: string;
+  readonly updatedAt: number;
+  readonly type: string;
+  readonly status: string;
+}
+
 export interface ListSessionsQuery {
   readonly status?: SessionStatus;
+  /** Any of these states (with `status`, both must hold). */
+  readonly statuses?: readonly SessionStatus[];
   readonly type?: string;
   /** Only sessions of this tenant. */
   readonly tenant?: string;
-  /** Substring of the session id. */
+  /** Substring of the session id (not indexed: a scan; prefer `idPrefix`). */
   readonly idContains?: string;
-  /** Opaque cursor from a previous page (the last id seen). */
+  /** Start of the session id (an index range; case-sensitive, no wildcards). */
+  readonly idPrefix?: string;
+  /** Last activity at or after this time (epoch ms). */
+  readonly updatedAfter?: number;
+  /** Last activity before this time (epoch ms). */
+  readonly updatedBefore?: number;
+  /** Default `id`, ascending. */
+  readonly sort?: SessionSort;
+  readonly desc?: boolean;
+  /** Id sort only: the last id seen (the original cursor, kept for existing callers). */
   readonly after?: string;
+  /** Any sort: the last row seen (wins over `after`). */
+  readonly from?: SessionCursor;
   readonly limit?: number;
 }
 
@@ -401,6 +429,11 @@ export interface Store {
    */
   getSessionStep(sessionId: string, id: number): Promise<SessionStep | null>;
   listSessions(query?: ListSessionsQuery): Promise<SessionSummary[]>;
+  /**
+   * How many sessions match `query`'s filters, counting no further than `cap` (so a count never
+   * reads more than `cap` index entries however large the fleet).
+   */
+  countSessions(query: ListSessionsQuery, cap: number): Promise<number>;
   countSessionsByStatus(): Promise<Record<SessionStatus, number>>;
   /** Ignores a dead letter whose id already exists. */
   addDeadLetter(dl: DeadLetter): Promise<void>;

@@ -175,15 +175,27 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
 
   agents.command('list')
     .description('list sessions (one page; --all follows the cursor)')
-    .option('--status <state>', 'idle | active | sleeping | waiting | stopped')
+    .option('--status <state>', 'idle | active | sleeping | waiting | stopped (several: comma-separated)')
     .option('--type <type>', 'agent type')
-    .option('--id-contains <text>', 'substring of the session id')
+    .option('--id-prefix <text>', 'start of the session id (indexed)')
+    .option('--id-contains <text>', 'substring of the session id (reads every row)')
     .option('--tenant <tenant>', 'only sessions of this tenant')
+    .option('--updated-after <time>', 'last activity at or after (ISO 8601 or epoch ms)')
+    .option('--updated-before <time>', 'last activity before (ISO 8601 or epoch ms)')
+    .option('--sort <key>', 'agentId (default) | updatedAt | type | state')
+    .option('--order <dir>', 'asc | desc (default desc for updatedAt, asc otherwise)')
     .option('--limit <n>', 'page size (at most 500)', '100')
-    .option('--after <cursor>', 'the `next` cursor of a previous page')
+    .option('--after <cursor>', 'the `next` cursor of a previous page (same --sort and --order)')
     .option('--all', 'fetch every page')
-    .action((o: { status?: string; type?: string; idContains?: string; tenant?: string; limit: string; after?: string; all?: boolean }, cmd: Command) => run(cmd, async (c, json) => {
-      const base = { limit: intOpt('--limit', o.limit), ...(o.status ? { status: o.status as 'idle' } : {}), ...(o.type ? { type: o.type } : {}), ...(o.idContains ? { idContains: o.idContains } : {}), ...(o.tenant ? { tenant: o.tenant } : {}) };
+    .action((o: { status?: string; type?: string; idPrefix?: string; idContains?: string; tenant?: string; updatedAfter?: string; updatedBefore?: string; sort?: string; order?: string; limit: string; after?: string; all?: boolean }, cmd: Command) => run(cmd, async (c, json) => {
+      const states = o.status?.split(',').map((x) => x.trim()).filter(Boolean) as ('idle')[] | undefined;
+      const time = (v: string): string | number => (/^\d+$/.test(v) ? Number(v) : v);
+      const base = {
+        limit: intOpt('--limit', o.limit), ...(states?.length ? { state: states.length === 1 ? states[0]! : states } : {}), ...(o.type ? { type: o.type } : {}),
+        ...(o.idPrefix ? { idPrefix: o.idPrefix } : {}), ...(o.idContains ? { idContains: o.idContains } : {}), ...(o.tenant ? { tenant: o.tenant } : {}),
+        ...(o.updatedAfter ? { updatedAfter: time(o.updatedAfter) } : {}), ...(o.updatedBefore ? { updatedBefore: time(o.updatedBefore) } : {}),
+        ...(o.sort ? { sort: o.sort as 'agentId' } : {}), ...(o.order ? { order: o.order as 'asc' } : {}),
+      };
       let after = o.after;
       const all: Awaited<ReturnType<AgentryClient['listAgents']>>['agents'] = [];
       let next: string | null = null;

@@ -14,6 +14,7 @@ import type { Runtime } from '../runtime.js';
 import type { SessionView } from '../host/sessionHost.js';
 import type { HistoryEntry } from '../../persistence/types.js';
 import { settleWithin } from '../deadline.js';
+import { encodeCursor, listQueryOf, type ListParams } from './listCursor.js';
 import { invalidParams } from './rpcErrors.js';
 import type { RpcConnection } from './rpcConnection.js';
 import { openNatsSubscriptions } from './subscriptions.js';
@@ -42,6 +43,9 @@ function rowCursorOf(v: string, name: string): { createdAt: number; id: string }
 function rowCursor(row: { createdAt: number; id: string } | undefined, full: boolean): string | null {
   return full && row ? `${row.createdAt}:${row.id}` : null;
 }
+
+/** `listAgents`' `count` stops here: a count costs at most this many index entries, however large the fleet. */
+const LIST_COUNT_CAP = 10_000;
 
 function viewResult(v: SessionView): ResultOf<'getAgent'> {
   return {
@@ -121,16 +125,24 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
     },
     async listAgents(p) {
       const limit = p.limit ?? 100;
-      const rows = await runtime.listAgents({
-        ...(p.status ? { status: p.status } : {}), ...(p.type ? { type: p.type } : {}),
-        ...(p.idContains ? { idContains: p.idContains } : {}), ...(p.after !== undefined ? { after: p.after } : {}),
-        ...(p.tenant ? { tenant: p.tenant } : {}),
-        limit: limit + 1,
-      });
+      const params: ListParams = {
+        ...p,
+        ...(p.updatedAfter !== undefined ? { updatedAfter: epochOf(p.updatedAfter, 'updatedAfter') } : {}),
+        ...(p.updatedBefore !== undefined ? { updatedBefore: epochOf(p.updatedBefore, 'updatedBefore') } : {}),
+      } as ListParams;
+      const query = listQueryOf(params);
+      const filters = { ...query, from: undefined }; // the count ignores the cursor
+      const [rows, total, stateCounts] = await Promise.all([
+        runtime.listAgents({ ...query, limit: limit + 1 }),
+        p.count ? runtime.store.countSessions(filters, LIST_COUNT_CAP + 1) : undefined,
+        p.countByState ? runtime.store.countSessionsByStatus() : undefined,
+      ]);
       const page = rows.slice(0, limit);
       return {
         agents: page.map((r) => ({ agentId: r.id, type: r.type, state: r.status, wakeAt: r.wakeAt, updatedAt: r.updatedAt, tenant: r.tenant })),
-        next: rows.length > limit ? page[page.length - 1]!.id : null,
+        next: rows.length > limit ? encodeCursor(params, page[page.length - 1]!) : null,
+        ...(total !== undefined ? { total: Math.min(total, LIST_COUNT_CAP), totalCapped: total > LIST_COUNT_CAP } : {}),
+        ...(stateCounts ? { stateCounts: { ...stateCounts } } : {}),
       };
     },
     async sendMessage(p) {

@@ -104,6 +104,9 @@ describe('agentry CLI', () => {
     expect(list.code).toBe(0);
     expect(list.stdout).toMatch(/^AGENT\s+TYPE\s+STATE/);
     expect(list.stdout).toMatch(/cli-a\s+echo\s+stopped/);
+    const filtered = await cli('agents', 'list', '--status', 'idle,stopped', '--id-prefix', 'cli-', '--sort', 'updatedAt', '--json');
+    expect(filtered.code).toBe(0);
+    expect((JSON.parse(filtered.stdout) as { agents: { agentId: string; state: string }[] }).agents).toContainEqual(expect.objectContaining({ agentId: 'cli-a', state: 'stopped' }));
     const hist = await cli('agents', 'history', 'cli-a', '--json');
     const messages = (JSON.parse(hist.stdout) as { messages: { body: unknown }[] }).messages;
     expect(messages.some((m) => m.body === 'hello from the cli')).toBe(true);

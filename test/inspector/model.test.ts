@@ -1,6 +1,5 @@
 // The inspector's pure parts, in Node: the statechart graph extracted from the real session
-// machine (what the UI draws), the sessions query over 100,000 rows (what keeps the list
-// smooth), the timeline and handler-call models, duration parsing for the sleep control, and the
+// machine (what the UI draws), the timeline and handler-call models, duration parsing for the sleep control, and the
 // Cluster page's owner colours, partition ranges and lease lag levels.
 import { describe, expect, it } from 'vitest';
 import { sessionMachine } from '../../actors/index.js';
@@ -9,7 +8,6 @@ import { OWNER_COLOURS, lagLevel, ownerSlots, partitionRanges } from '../../insp
 import { parseDuration } from '../../inspector/src/format.js';
 import { groupByCall } from '../../inspector/src/handlerCalls.js';
 import type { HistoryMessage, Transition } from '../../inspector/src/sessionFeed.js';
-import { queryRows, type SessionRow } from '../../inspector/src/sessionIndex.js';
 import { edgeForTransition, edgesForTransition } from '../../inspector/src/statechart/graph.js';
 import { BOXES, ROUTES } from '../../inspector/src/statechart/layout.js';
 import { STATES } from '../../inspector/src/states.js';
@@ -55,40 +53,6 @@ describe('statechart graph from sessionMachine', () => {
     const path = edgesForTransition(graph, 'sleeping', 'active.running', 'WAKE').map((e) => `${e.source}->${e.target}`);
     expect(path).toEqual(['sleeping->idle', 'idle->active']);
     expect(edgesForTransition(graph, 'stopped', 'idle', 'WAKE')).toEqual([]);
-  });
-});
-
-describe('sessions query', () => {
-  const states = ['idle', 'active', 'sleeping', 'waiting', 'stopped'] as const;
-  const rows: SessionRow[] = Array.from({ length: 100_000 }, (_, i) => ({
-    id: `s-${String(i).padStart(6, '0')}`, type: i % 3 === 0 ? 'support' : 'echo', state: states[i % 5]!,
-    wakeAt: i % 5 === 2 ? 1_000_000 + i : null, updatedAt: 2_000_000 - i, mailbox: null, detailAt: 0, stale: false,
-  }));
-
-  it('filters and sorts 100,000 rows (the times are printed; bounds on them belong in bench/)', () => {
-    const t0 = performance.now();
-    const byText = queryRows(rows, { states: new Set(), type: '', text: '04242', sort: 'id', desc: false });
-    const t1 = performance.now();
-    const sleepers = queryRows(rows, { states: new Set(['sleeping']), type: 'support', text: '', sort: 'wakeAt', desc: true });
-    const t2 = performance.now();
-    const all = queryRows(rows, { states: new Set(), type: '', text: '', sort: 'updatedAt', desc: false });
-    const t3 = performance.now();
-    console.log(`[inspector] query over 100,000 rows: id text ${(t1 - t0).toFixed(1)} ms, state+type+sort by wake ${(t2 - t1).toFixed(1)} ms, sort all by activity ${(t3 - t2).toFixed(1)} ms`);
-    expect(byText.map((r) => r.id)).toEqual(['s-004242', 's-042420', 's-042421', 's-042422', 's-042423', 's-042424', 's-042425', 's-042426', 's-042427', 's-042428', 's-042429']);
-    expect(sleepers.length).toBe(rows.filter((r) => r.state === 'sleeping' && r.type === 'support').length);
-    expect(sleepers.every((r) => r.state === 'sleeping' && r.type === 'support')).toBe(true);
-    expect(sleepers[0]!.wakeAt).toBeGreaterThan(sleepers[1]!.wakeAt!);
-    expect(all[0]!.id).toBe('s-099999');
-    expect(all).toHaveLength(rows.length);
-  });
-
-  it('keeps sessions without a wake time last in either direction', () => {
-    const some = rows.slice(0, 10);
-    for (const desc of [false, true]) {
-      const sorted = queryRows(some, { states: new Set(), type: '', text: '', sort: 'wakeAt', desc });
-      expect(sorted.slice(0, 2).every((r) => r.wakeAt !== null)).toBe(true);
-      expect(sorted.slice(2).every((r) => r.wakeAt === null)).toBe(true);
-    }
   });
 });
 

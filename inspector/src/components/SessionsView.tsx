@@ -1,22 +1,25 @@
 /**
- * The sessions view: counts by state (which double as state filters), id search, type filter,
- * sorting, the windowed list, and a form to create a session. The query lives in module state
- * so it survives a visit to a session and back.
+ * The sessions view: counts by state (which double as state filters), id prefix search, type,
+ * tenant and last-activity filters, sorting, the windowed list, and a form to create a session.
+ * Filtering and sorting happen on the server (`listAgents`); the query lives in the URL
+ * (`#/?state=sleeping&q=support-`), so reload, back and shared links restore it, and the list
+ * model keeps its pages and scroll offset while a session is open.
  */
 import type { JSX } from 'preact';
-import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Connection } from '../connection.js';
 import { useAction, useSubscription, parseBody } from '../hooks.js';
-import { queryRows, type Query, type SessionIndex, type SessionRow, type SortKey } from '../sessionIndex.js';
+import { parseRoute } from '../route.js';
+import { ACTIVITY_WINDOWS, defaultDesc, hashOf, isFiltered, queryFromHash, type ListQuery, type SortKey } from '../listQuery.js';
+import type { SessionIndex } from '../sessionIndex.js';
 import { STATES, type SessionState } from '../states.js';
 import { ActionResult } from './ActionResult.js';
 import { SessionTable } from './SessionTable.js';
 import { Waitpoints } from './Waitpoints.js';
 
-/** How often (at most) the list re-filters and re-sorts while rows change underneath it. */
-const REQUERY_MS = 300;
-
-let savedQuery: Query = { states: new Set(), type: '', text: '', sort: 'id', desc: false };
+/** Typing waits this long before the list asks the server (one query per pause, not per key). */
+const TYPING_DEBOUNCE_MS = 100;
+const ACTIVITY_LABELS: Readonly<Record<string, string>> = { '5m': 'last 5 minutes', '1h': 'last hour', '24h': 'last 24 hours', '7d': 'last 7 days' };
 
 /** Props of `SessionsView`. */
 export interface SessionsViewProps {
@@ -25,42 +28,66 @@ export interface SessionsViewProps {
   onOpen(id: string): void;
 }
 
-/** The list of every session with its filters and the create form. */
+/** The list of sessions with its filters and the create form. */
 export function SessionsView({ conn, index, onOpen }: SessionsViewProps): JSX.Element {
   useSubscription(index);
-  const [query, setQueryState] = useState<Query>(savedQuery);
-  const setQuery = (q: Query): void => { savedQuery = q; setQueryState(q); };
+  // The URL is the source of truth; the index keeps its pages when it already shows this query.
+  const [query, setQueryState] = useState<ListQuery>(() => queryFromHash(location.hash));
   const [showCreate, setShowCreate] = useState(false);
+  const [text, setText] = useState({ q: query.q, type: query.type, tenant: query.tenant });
+  const typing = useRef<ReturnType<typeof setTimeout> | null>(null);
+  // The debounced apply must start from the query as it is when it fires, not as it was at the
+  // key press: a state chip clicked in between would otherwise be undone.
+  const latest = useRef(query);
+  latest.current = query;
 
-  // Re-query when the query changes at once; when rows change, at most every REQUERY_MS.
-  const [structure, setStructure] = useState(index.structureVersion);
-  const pending = useRef<ReturnType<typeof setTimeout> | null>(null);
+  index.setQuery(query);
+  const apply = (q: ListQuery): void => {
+    const hash = hashOf(q);
+    if (location.hash !== hash && !(location.hash === '' && hash === '#/')) history.replaceState(history.state, '', hash);
+    latest.current = q;
+    setQueryState(q);
+  };
+  // A hash edited by hand (or a link to another query) while the list is open.
   useEffect(() => {
-    if (index.structureVersion === structure || pending.current) return;
-    pending.current = setTimeout(() => { pending.current = null; setStructure(index.structureVersion); }, REQUERY_MS);
-  });
-  useEffect(() => () => { if (pending.current) clearTimeout(pending.current); }, []);
-  const rows: SessionRow[] = useMemo(() => queryRows(index.all, query), [query, structure, index]);
+    const onHash = (): void => {
+      if (parseRoute(location.hash).page !== 'sessions') return; // another page: this view is leaving
+      const q = queryFromHash(location.hash);
+      setQueryState(q);
+      setText({ q: q.q, type: q.type, tenant: q.tenant });
+    };
+    addEventListener('hashchange', onHash);
+    return () => { removeEventListener('hashchange', onHash); if (typing.current) clearTimeout(typing.current); };
+  }, []);
+  const typeInto = (field: 'q' | 'type' | 'tenant', value: string): void => {
+    const next = { ...text, [field]: value };
+    setText(next);
+    if (typing.current) clearTimeout(typing.current);
+    typing.current = setTimeout(() => { typing.current = null; apply({ ...latest.current, ...next }); }, TYPING_DEBOUNCE_MS);
+  };
 
-  const total = index.all.length;
+  const counts = index.counts;
+  const fmt = (n: number | null | undefined): string => (n === null || n === undefined ? '…' : n.toLocaleString('en-US'));
+  const all = counts ? STATES.reduce((n, s) => n + counts[s], 0) : null;
   const toggleState = (s: SessionState): void => {
-    const states = new Set(query.states);
-    if (states.has(s)) states.delete(s); else states.add(s);
-    setQuery({ ...query, states });
+    const states = query.states.includes(s) ? query.states.filter((x) => x !== s) : STATES.filter((x) => x === s || query.states.includes(x));
+    apply({ ...query, states });
   };
   const onSort = (key: SortKey): void => {
-    setQuery({ ...query, sort: key, desc: query.sort === key ? !query.desc : key === 'updatedAt' });
+    apply({ ...query, sort: key, desc: query.sort === key ? !query.desc : defaultDesc(key) });
   };
   const types = [...index.types].sort();
+  const matching = index.total === null ? '…' : `${fmt(index.total)}${index.totalCapped ? '+' : ''}`;
 
   return (
     <section class="sessions-view" aria-labelledby="sessions-title">
       <div class="view-head">
         <h1 id="sessions-title">Sessions</h1>
         <p class="summary" aria-live="polite" data-testid="sessions-summary">
-          {rows.length === total ? `${total.toLocaleString('en-US')} sessions` : `${rows.length.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} sessions`}
-          {index.loading && ` · loading… ${index.loaded.toLocaleString('en-US')}`}
+          {isFiltered(query) ? `${matching} of ${fmt(all)} sessions` : `${fmt(all)} sessions`}
+          {index.loading && ' · loading…'}
         </p>
+        <button type="button" onClick={() => { index.reload(); }} title="Read the counts and the rows in view again">Refresh</button>
         <button type="button" class="primary" aria-expanded={showCreate} aria-controls="create-form" onClick={() => { setShowCreate(!showCreate); }}>
           New session
         </button>
@@ -70,31 +97,42 @@ export function SessionsView({ conn, index, onOpen }: SessionsViewProps): JSX.El
       <Waitpoints conn={conn} quiet />
       <div class="filters" role="search" aria-label="Filter sessions">
         <div class="state-chips" role="group" aria-label="Filter by state">
-          <button type="button" class={`chip${query.states.size === 0 ? ' on' : ''}`} aria-pressed={query.states.size === 0}
-            onClick={() => { setQuery({ ...query, states: new Set() }); }}>
-            all <span class="count">{total.toLocaleString('en-US')}</span>
+          <button type="button" class={`chip${query.states.length === 0 ? ' on' : ''}`} aria-pressed={query.states.length === 0}
+            onClick={() => { apply({ ...query, states: [] }); }}>
+            all <span class="count">{fmt(all)}</span>
           </button>
           {STATES.map((s) => (
-            <button key={s} type="button" class={`chip state-${s}${query.states.has(s) ? ' on' : ''}`} aria-pressed={query.states.has(s)}
+            <button key={s} type="button" class={`chip state-${s}${query.states.includes(s) ? ' on' : ''}`} aria-pressed={query.states.includes(s)}
               data-count-state={s} onClick={() => { toggleState(s); }}>
-              {s} <span class="count">{index.counts[s].toLocaleString('en-US')}</span>
+              {s} <span class="count">{fmt(counts?.[s])}</span>
             </button>
           ))}
         </div>
         <label class="field grow">
-          <span>Session id contains</span>
-          <input type="search" value={query.text} placeholder="e.g. support-" aria-label="Filter by session id"
-            onInput={(e) => { setQuery({ ...query, text: e.currentTarget.value }); }} />
+          <span>Session id starts with</span>
+          <input type="search" value={text.q} placeholder="e.g. support-" aria-label="Filter by session id"
+            onInput={(e) => { typeInto('q', e.currentTarget.value); }} />
         </label>
         <label class="field">
           <span>Type</span>
-          <select value={query.type} aria-label="Filter by agent type" onChange={(e) => { setQuery({ ...query, type: e.currentTarget.value }); }}>
-            <option value="">any type</option>
-            {types.map((t) => <option key={t} value={t}>{t}</option>)}
+          <input type="search" list="list-types" value={text.type} placeholder="any type" aria-label="Filter by agent type"
+            onInput={(e) => { typeInto('type', e.currentTarget.value); }} />
+          <datalist id="list-types">{types.map((t) => <option key={t} value={t} />)}</datalist>
+        </label>
+        <label class="field">
+          <span>Tenant</span>
+          <input type="search" value={text.tenant} placeholder="any tenant" aria-label="Filter by tenant"
+            onInput={(e) => { typeInto('tenant', e.currentTarget.value); }} />
+        </label>
+        <label class="field">
+          <span>Last activity</span>
+          <select value={query.active} aria-label="Filter by last activity" onChange={(e) => { apply({ ...query, active: e.currentTarget.value }); }}>
+            <option value="">any time</option>
+            {Object.keys(ACTIVITY_WINDOWS).map((k) => <option key={k} value={k}>{ACTIVITY_LABELS[k] ?? k}</option>)}
           </select>
         </label>
       </div>
-      <SessionTable rows={rows} index={index} sort={query.sort} desc={query.desc} onSort={onSort} onOpen={onOpen} />
+      <SessionTable index={index} sort={query.sort} desc={query.desc} onSort={onSort} onOpen={onOpen} />
     </section>
   );
 }
