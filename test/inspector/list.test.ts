@@ -12,18 +12,17 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineAgent } from '../../actors/index.js';
 import { echo } from '../../examples/echo.js';
-import { openStore } from '../../persistence/index.js';
 import type { SessionSummary, Store } from '../../persistence/types.js';
-import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
-import { PG_URL, dropSchema, schemaName, startNats, startRuntime } from '../helpers.js';
-import { assertInspectorBuilt, chromiumAvailable, launch, type BrowserSession } from './browser.js';
+import type { ControlPlane, Runtime } from '../../runtime/index.js';
+import { PG_URL } from '../helpers.js';
+import { chromiumAvailable, type BrowserSession } from './browser.js';
+import { startInspectorStack, type InspectorStack } from './stack.js';
 
 const BULK = 3000;
 const support = defineAgent({ type: 'support', handle: () => undefined });
 
 const haveChromium = chromiumAvailable();
-let nats: Awaited<ReturnType<typeof startNats>>;
-let schema: string;
+let stack: InspectorStack;
 let store: Store;
 let rt: Runtime;
 let cp: ControlPlane;
@@ -77,30 +76,19 @@ async function gridScrollTop(): Promise<number> {
 
 describe.skipIf(!haveChromium)('sessions list at scale in Chromium', () => {
   beforeAll(async () => {
-    assertInspectorBuilt();
-    nats = await startNats(8);
-    schema = schemaName('inspector_list');
-    store = openStore({ databaseUrl: PG_URL, schema });
-    rt = await startRuntime(nats.url, { agents: [echo, support], store, config: { defaultAgentType: 'echo' } });
-    cp = await startControlPlane(rt, { port: 0 });
+    stack = await startInspectorStack('inspector_list', [echo, support], { config: { defaultAgentType: 'echo' } });
+    ({ store, rt, cp, browser, page } = stack);
     await rt.createAgent('tpl-idle', 'echo');
     await rt.createAgent('tpl-support', 'support');
     await rt.createAgent('tpl-sleeping', 'echo');
     await rt.sleepAgent('tpl-sleeping', { durationMs: 86_400_000 });
     await rt.createAgent('tpl-stopped', 'support');
     await rt.stopAgent('tpl-stopped');
-    await seedSessions(PG_URL, schema, ['tpl-idle', 'tpl-support', 'tpl-sleeping', 'tpl-stopped'], 'ls-', BULK, Date.now() - 60_000);
-    browser = await launch(1280, 800);
-    page = browser.page;
+    await seedSessions(PG_URL, stack.schema, ['tpl-idle', 'tpl-support', 'tpl-sleeping', 'tpl-stopped'], 'ls-', BULK, Date.now() - 60_000);
   }, 120_000);
 
   afterAll(async () => {
-    await browser?.close();
-    await cp?.close();
-    await rt?.stop();
-    await store?.close();
-    await nats?.cleanup();
-    if (schema) await dropSchema(schema);
+    await stack?.close();
   });
 
   it('filters by state and by id prefix on the server, keeps the filters in the URL, and restores them on reload', async () => {

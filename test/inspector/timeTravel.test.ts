@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromiumAvailable } from './browser.js';
-import { startInspectorStack, type InspectorStack } from './inspectorStack.js';
+import { startInspectorStack, type InspectorStack } from './stack.js';
 import { driveTraveler, traveler, type Drive } from './timeTravelAgent.js';
 
 const haveChromium = chromiumAvailable();
@@ -57,13 +57,13 @@ async function assertRewound(v: number): Promise<void> {
 
 describe.skipIf(!haveChromium)('time travel in the inspector', () => {
   beforeAll(async () => {
-    stack = await startInspectorStack('timetravel', [traveler]);
+    stack = await startInspectorStack('timetravel', [traveler], { width: 1280, height: 900 });
     page = stack.browser.page;
     drive = await driveTraveler(stack.rt, stack.nc, 'tt-ui');
   }, 120_000);
 
   afterAll(async () => {
-    await stack?.stop();
+    await stack?.close();
   });
 
   it('scrubs to each past step and every panel shows that step, then back to live', async () => {
