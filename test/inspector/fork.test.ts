@@ -7,11 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Page } from 'playwright-core';
 import { defineAgent } from '../../actors/index.js';
-import { openStore } from '../../persistence/index.js';
 import type { Store } from '../../persistence/types.js';
-import { startControlPlane, type ControlPlane, type Runtime } from '../../runtime/index.js';
-import { PG_URL, dropSchema, natsClient, publish, schemaName, startNats, startRuntime, waitFor } from '../helpers.js';
-import { assertInspectorBuilt, chromiumAvailable, launch, type BrowserSession } from './browser.js';
+import type { ControlPlane, Runtime } from '../../runtime/index.js';
+import { publish, waitFor } from '../helpers.js';
+import { chromiumAvailable, type BrowserSession } from './browser.js';
+import { startInspectorStack, type InspectorStack } from './stack.js';
 
 const counter = defineAgent<{ words: string[] }>({
   type: 'counter',
@@ -25,8 +25,7 @@ const counter = defineAgent<{ words: string[] }>({
 });
 
 const haveChromium = chromiumAvailable();
-let nats: Awaited<ReturnType<typeof startNats>>;
-let schema: string;
+let stack: InspectorStack;
 let store: Store;
 let rt: Runtime;
 let cp: ControlPlane;
@@ -39,25 +38,12 @@ const wordsOf = async (sid: string): Promise<string[] | undefined> =>
 
 describe.skipIf(!haveChromium)('fork from the inspector', () => {
   beforeAll(async () => {
-    assertInspectorBuilt();
-    nats = await startNats(8);
-    schema = schemaName('inspfork');
-    store = openStore({ databaseUrl: PG_URL, schema });
-    rt = await startRuntime(nats.url, { agents: [counter], store });
-    cp = await startControlPlane(rt, { port: 0 });
-    nc = await natsClient(nats.url);
-    browser = await launch(1280, 900);
-    page = browser.page;
+    stack = await startInspectorStack('inspfork', [counter], { width: 1280, height: 900 });
+    ({ store, rt, cp, nc, browser, page } = stack);
   }, 120_000);
 
   afterAll(async () => {
-    await browser?.close();
-    await nc?.close();
-    await cp?.close();
-    await rt?.stop();
-    await store?.close();
-    await nats?.cleanup();
-    if (schema) await dropSchema(schema);
+    await stack?.close();
   });
 
   it('forks from a message picked on the timeline and opens the fork', async () => {
