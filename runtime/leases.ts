@@ -150,6 +150,9 @@ export class LeaseManager {
   /** Partitions this node owns now. */
   owned(): number[] { return [...this.held.keys()].sort((a, b) => a - b); }
 
+  /** The partitions this node owns and is not letting go of (a graceful release drains them first): whose timers it fires. */
+  serving(): number[] { return [...this.held].filter(([, h]) => !h.releasing).map(([p]) => p).sort((a, b) => a - b); }
+
   owns(p: number): boolean { return this.held.has(p); }
 
   /** Fencing epoch of an owned partition (0 when not owned). */

@@ -352,7 +352,10 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         ctlSubs.delete(p);
         await transport.stopPartition(p);
         await host.releasePartition(p, graceful, drainMs());
-        void wakeups.scheduler.refresh(); // forgets p's timers (and their fired marks): its next owner runs them
+        // Forgets p's timers and fired marks (its next owner runs them) before the lease is gone:
+        // a graceful release runs while p is still held, so a refresh alone would keep them.
+        wakeups.scheduler.released(p);
+        void wakeups.scheduler.refresh();
         logger.info({ partition: p, graceful }, 'partition released');
       }),
     },
@@ -402,7 +405,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     }
   }
   host.start();
-  const wakeups = createWakeups({ config, store, transport, host, clock, logger, partitions: () => leases.owned() });
+  // Timers fire for the partitions this node serves: not one it is draining for a graceful release.
+  const wakeups = createWakeups({ config, store, transport, host, clock, logger, partitions: () => leases.serving() });
 
   // Pings with deadlines on their own timer: a blackholed Postgres or NATS turns readiness false.
   // Real time, not the injected clock: readiness is about wall-clock deadlines (a fake clock that

@@ -177,6 +177,22 @@ export class Scheduler {
     return this.request();
   }
 
+  /**
+   * Partition `p` is let go (its release): its held timers and fired marks are forgotten now,
+   * whatever `partitions()` still says. When this node takes `p` again it reads it in full and
+   * fires its overdue timers — also one it fired before it let go, whose wake may have been
+   * dropped with the partition's sessions. (A release used to only `refresh()`, and a graceful one
+   * runs while its lease is still held: the fired mark stayed, and the taken-back partition's
+   * overdue wake was held back until the next full read, up to 5 minutes.)
+   */
+  released(p: number): void {
+    if (this.stopped) return;
+    this.known.delete(p);
+    this.covered.delete(p);
+    for (const [k, h] of this.expected) if (h.part === p) this.expected.delete(k);
+    for (const [k, f] of this.fired) if (f.part === p) this.fired.delete(k);
+  }
+
   stop(): void {
     this.stopped = true;
     if (this.timer !== undefined) this.deps.clock.clearTimeout(this.timer);

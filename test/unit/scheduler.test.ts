@@ -235,4 +235,24 @@ describe('scheduler reads (fake clock, fake source)', () => {
     expect(h.fired[2]).toMatchObject({ sid: 'x', at: T0 + 300_000, firedAt: T0 + 300_000 });
     h.sched.stop();
   });
+  it('a wake fired just before a graceful release, whose effect the release dropped, fires at once when the partition comes back', async () => {
+    const h = harness({ parts: [0, 1], commit: false }); // the wake's commit never lands: the release dropped its session
+    h.src.sleep('bounced', T0 + 1_000, 1);
+    await h.sched.start();
+    await h.clock.advanceTo(T0 + 2_000, 1);
+    expect(h.fired.map((f) => f.sid)).toEqual(['bounced']);
+    // A graceful release: the runtime tells the scheduler while the lease is still held (partitions() still has 1).
+    h.sched.released(1);
+    void h.sched.refresh();
+    await h.sched.settled();
+    h.own([0]); // the lease key is gone now
+    await h.clock.advance(5_000, 1);
+    expect(h.fired.length).toBe(1); // not this node's any more
+    // Taken back within FIRED_TTL_MS: the overdue wake fires again at once (before: held back by its fired mark for up to 5 min).
+    h.own([0, 1]);
+    await h.sched.refresh();
+    await h.clock.advance(0, 1);
+    expect(h.fired.map((f) => f.sid)).toEqual(['bounced', 'bounced']);
+    h.sched.stop();
+  });
 });
