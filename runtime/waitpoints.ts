@@ -31,7 +31,11 @@ const ID = /^[A-Za-z0-9_-]{22}$/;
 
 /** A fresh waitpoint id: 128 random bits, base64url, safe in a URL path and a NATS header. */
 export function newWaitpointId(): string {
-  return randomBytes(16).toString('base64url');
+  // Never with a leading '-': a command line reads such an id as an option (1 id in 64 did).
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
 }
 
 /** True when `id` has the shape of a waitpoint id (anything else is unknown without a query). */

@@ -350,6 +350,7 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
   const wp = program.command('waitpoint').alias('waitpoints').description('waitpoints: sessions waiting for a person (ctx.waitFor({ waitpoint }))');
   wp.command('complete').argument('<id>', 'the waitpoint id').argument('<json>', 'the value, as JSON (validated against the waitpoint\'s schema)')
     .description('complete a pending waitpoint; its session resumes with the value')
+    .allowUnknownOption() // ids made before 2026-11-28 may start with '-': an argument, not an option
     .action((id: string, text: string, _o: unknown, cmd: Command) => run(cmd, async (c, json) => {
       let value: unknown;
       try { value = JSON.parse(text) as unknown; } catch { throw new UsageError('<json> must be JSON (quote strings: \'"yes"\')'); }
@@ -357,6 +358,7 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
       printResult(r, json, r.duplicate ? `waitpoint ${id} was already completed with this value (${r.agentId})` : `completed waitpoint ${id}: ${r.agentId} resumes`);
     }));
   wp.command('cancel').argument('<id>').description('cancel a pending waitpoint; its session resumes with status cancelled')
+    .allowUnknownOption() // as complete: an id may start with '-'
     .action((id: string, _o: unknown, cmd: Command) => run(cmd, async (c, json) => {
       const r = await c.cancelWaitpoint({ id });
       printResult(r, json, `cancelled waitpoint ${id} (${r.agentId})`);

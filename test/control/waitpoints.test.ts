@@ -156,6 +156,11 @@ describe('waitpoints', () => {
     expect(list.stdout).toContain(id);
     const bad = await cli('waitpoint', 'complete', id, '{"approve":"x"}');
     expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/approve/); // refused for its value, not for how the id reads
+    // An id that starts with '-' (1 in 64 did before 2026-11-28) is an id, not an option.
+    const dashed = await cli('waitpoint', 'cancel', '-AAAAAAAAAAAAAAAAAAAAA');
+    expect(dashed.stderr).not.toMatch(/unknown option/);
+    expect(dashed.stderr).toMatch(/UNKNOWN_WAITPOINT/);
     const ok = await cli('waitpoint', 'complete', id, '{"approve":true}');
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toContain('completed');

@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { endsWait } from '../../actors/sessionMachine.js';
 import type { InboxMessage, WaitCondition } from '../../actors/types.js';
+import { isWaitpointId, newWaitpointId } from '../../runtime/waitpoints.js';
 
 const wait: WaitCondition = {
   event: null, replyFrom: null, timeoutAt: 1000,
@@ -20,5 +21,14 @@ describe('endsWait with a waitpoint', () => {
   });
   it('a wait without a waitpoint is not ended by a waitpoint message', () => {
     expect(endsWait({ event: 'x', replyFrom: null, timeoutAt: null }, msg('waitpoint', { id: 'AAAAAAAAAAAAAAAAAAAAAA' }))).toBe(false);
+  });
+});
+
+describe('waitpoint ids', () => {
+  it('never start with a dash (a command line would read the id as an option)', () => {
+    const ids = Array.from({ length: 5_000 }, () => newWaitpointId());
+    expect(ids.filter((id) => id.startsWith('-'))).toEqual([]);
+    expect(ids.every((id) => isWaitpointId(id))).toBe(true);
+    expect(new Set(ids).size).toBe(ids.length);
   });
 });
