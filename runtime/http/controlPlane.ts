@@ -117,7 +117,9 @@ function sendHtml(res: ServerResponse, status: number, html: string, extra: Reco
   res.writeHead(status, {
     'Content-Type': 'text/html; charset=utf-8', 'Content-Length': Buffer.byteLength(html), 'Cache-Control': 'no-store',
     'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-    'Referrer-Policy': 'no-referrer', ...extra,
+    // same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with the form's
+    // POST, which the sign-in's origin check refuses (the form never worked in a real browser).
+    'Referrer-Policy': 'same-origin', ...extra,
   });
   res.end(html);
 }

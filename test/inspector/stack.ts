@@ -28,7 +28,7 @@ export interface InspectorStack {
 }
 
 /** Starts the stack for a browser test file (`tag` names its Postgres schema). */
-export async function startInspectorStack(tag: string, agents: readonly AnyAgent[], opts: { partitions?: number; config?: RuntimeConfigInput; width?: number; height?: number } = {}): Promise<InspectorStack> {
+export async function startInspectorStack(tag: string, agents: readonly AnyAgent[], opts: { partitions?: number; config?: RuntimeConfigInput; width?: number; height?: number; token?: string } = {}): Promise<InspectorStack> {
   assertInspectorBuilt();
   const undo: (() => Promise<unknown>)[] = [];
   /** Stops what started so far, newest first (a failed start leaves nothing running). */
@@ -42,7 +42,7 @@ export async function startInspectorStack(tag: string, agents: readonly AnyAgent
     undo.push(() => store.close());
     const rt = await startRuntime(nats.url, { agents: [...agents], store, partitions: opts.partitions ?? 8, ...(opts.config ? { config: opts.config } : {}) });
     undo.push(() => rt.stop());
-    const cp = await startControlPlane(rt, { port: 0 });
+    const cp = await startControlPlane(rt, { port: 0, ...(opts.token ? { token: opts.token } : {}) });
     undo.push(() => cp.close());
     const nc = await natsClient(nats.url);
     undo.push(() => nc.close());
