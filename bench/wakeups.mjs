@@ -58,8 +58,14 @@ const benchAgent = defineAgent({
   },
 });
 
+/** Group-commit knobs for experiments (BENCH_COMMIT_BATCH, BENCH_COMMIT_CONCURRENCY); unset: the runtime's defaults. */
+const COMMIT_KNOBS = {
+  ...(process.env.BENCH_COMMIT_BATCH ? { groupCommitMaxBatch: Number(process.env.BENCH_COMMIT_BATCH) } : {}),
+  ...(process.env.BENCH_COMMIT_CONCURRENCY ? { groupCommitConcurrency: Number(process.env.BENCH_COMMIT_CONCURRENCY) } : {}),
+};
+
 function runtimeConfig(nats, schema, extra = {}) {
-  return { natsUrl: nats.url, partitions: PARTITIONS, store: 'auto', databaseUrl: PG_URL, databaseSchema: schema, logLevel: 'error', maxActiveSessions: MAX_ACTIVE, timerHorizonMs: HORIZON_MS, port: 0, ...extra };
+  return { ...COMMIT_KNOBS, natsUrl: nats.url, partitions: PARTITIONS, store: 'auto', databaseUrl: PG_URL, databaseSchema: schema, logLevel: 'error', maxActiveSessions: MAX_ACTIVE, timerHorizonMs: HORIZON_MS, port: 0, ...extra };
 }
 
 async function freshSchema(tag) {
@@ -243,9 +249,19 @@ async function fanoutRun(tpl) {
     const calls = [];
     let recipients = 0;
     // Group-commit transactions and their records during the fan-out (the committer calls store.commit).
-    const tx = { count: 0, records: 0 };
+    const tx = { count: 0, records: 0, ms: [], busyMs: 0, inFlight: 0, busySince: 0 };
     const commit = rt.store.commit.bind(rt.store);
-    rt.store.commit = (recs) => { tx.count++; tx.records += recs.length; return commit(recs); };
+    rt.store.commit = async (recs) => {
+      tx.count++; tx.records += recs.length;
+      const c0 = performance.now();
+      if (tx.inFlight++ === 0) tx.busySince = c0;
+      try { return await commit(recs); } finally {
+        const c1 = performance.now();
+        tx.ms.push(c1 - c0);
+        if (--tx.inFlight === 0) tx.busyMs += c1 - tx.busySince;
+        else if (tx.inFlight < 0) tx.inFlight = 0;
+      }
+    };
     const stats0 = { ...rt.host.stats };
     const cpu0 = cpuMark(nats.pid);
     const t0 = performance.now();
@@ -259,6 +275,7 @@ async function fanoutRun(tpl) {
     await waitUntil(() => eventsHandled >= total, `${total} event deliveries`, 300_000, 50).catch((e) => log(`fanout: ${e.message}`));
     const tDone = performance.now();
     const cpu = cpuDelta(cpu0, cpuMark(nats.pid), cpus().length);
+    if (tx.inFlight > 0) tx.busyMs += tDone - tx.busySince; // a commit still in flight at the end
     const per = (ms) => round((ms * 1000) / Math.max(1, eventsHandled));
     // The first event hydrates every subscriber; the rest reach live sessions.
     return {
@@ -266,7 +283,8 @@ async function fanoutRun(tpl) {
       publishCallMs: percentiles(calls), publishAllMs: round(tPublished - t0), allHandledMs: round(tDone - t0),
       deliveriesPerSec: round(eventsHandled / ((tDone - t0) / 1000)), routedPerSec: round(recipients / ((tPublished - t0) / 1000)), liveAtEnd: rt.host.liveCount(),
       cpu, cpuUsPerDelivery: { runtime: per(cpu.self.cpuMs), nats: per(cpu.nats.cpuMs), postgres: per(cpu.postgres.cpuMs) },
-      transactions: tx.count, recordsPerTransaction: round(tx.records / Math.max(1, tx.count)),
+      transactions: tx.count, recordsPerTransaction: round(tx.records / Math.max(1, tx.count)), transactionMs: percentiles(tx.ms),
+      commitBusyShare: round(tx.busyMs / (tDone - t0), 2),
       runs: rt.host.stats.runs - stats0.runs, commitRecords: rt.host.stats.commits - stats0.commits, coalesced: rt.host.stats.coalesced - stats0.coalesced,
     };
   } finally {
@@ -323,7 +341,7 @@ try {
   if (PARTS.has('fanout')) {
     results.fanout = await fanoutRun(tpl);
     const f = results.fanout;
-    log(`fanout: ${f.deliveriesPerSec} deliveries/s, publishEvent p50 ${f.publishCallMs.p50} ms; CPU µs/delivery runtime ${f.cpuUsPerDelivery.runtime}, nats ${f.cpuUsPerDelivery.nats}, postgres ${f.cpuUsPerDelivery.postgres} (other processes ${f.cpu.otherCores} cores); ${f.runs} runs, ${f.commitRecords} records in ${f.transactions} transactions (${f.recordsPerTransaction}/tx), ${f.coalesced} coalesced`);
+    log(`fanout: ${f.deliveriesPerSec} deliveries/s, publishEvent p50 ${f.publishCallMs.p50} ms; CPU µs/delivery runtime ${f.cpuUsPerDelivery.runtime}, nats ${f.cpuUsPerDelivery.nats}, postgres ${f.cpuUsPerDelivery.postgres} (other processes ${f.cpu.otherCores} cores); ${f.runs} runs, ${f.commitRecords} records in ${f.transactions} transactions (${f.recordsPerTransaction}/tx, p50 ${f.transactionMs.p50} ms, max ${f.transactionMs.max} ms; a commit in flight ${Math.round(f.commitBusyShare * 100)} % of the time), ${f.coalesced} coalesced`);
     await dropSchema(schemas.at(-1)).catch(() => undefined);
   }
   if (PARTS.has('startup')) results.startup = await startupRun(tpl);
