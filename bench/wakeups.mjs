@@ -16,6 +16,7 @@
 //
 // Run: npm run bench:wakeups (BENCH_QUICK=1: 10k sleepers only, 100k start-up timers, fewer events).
 import { writeFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { cpus, totalmem } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -269,6 +270,8 @@ async function fanoutRun(tpl) {
       if (f) rt.transport[k] = async (...a) => { const r = await f(...a); routedAt = performance.now(); return r; };
     }
     const stats0 = { ...rt.host.stats };
+    const eld = monitorEventLoopDelay({ resolution: 10 });
+    eld.enable();
     const cpu0 = cpuMark(nats.pid);
     const t0 = performance.now();
     for (let k = 0; k < EVENTS; k++) {
@@ -280,6 +283,7 @@ async function fanoutRun(tpl) {
     const tPublished = performance.now();
     await waitUntil(() => eventsHandled >= total, `${total} event deliveries`, 300_000, 50).catch((e) => log(`fanout: ${e.message}`));
     const tDone = performance.now();
+    eld.disable();
     const cpu = cpuDelta(cpu0, cpuMark(nats.pid), cpus().length);
     if (tx.inFlight > 0) tx.busyMs += tDone - tx.busySince; // a commit still in flight at the end
     const per = (ms) => round((ms * 1000) / Math.max(1, eventsHandled));
@@ -290,6 +294,7 @@ async function fanoutRun(tpl) {
       deliveriesPerSec: round(eventsHandled / ((tDone - t0) / 1000)), routedPerSec: round(recipients / ((tPublished - t0) / 1000)), liveAtEnd: rt.host.liveCount(),
       cpu, cpuUsPerDelivery: { runtime: per(cpu.self.cpuMs), nats: per(cpu.nats.cpuMs), postgres: per(cpu.postgres.cpuMs) },
       routedAllMs: round(routedAt - t0),
+      eventLoopDelayMs: { p50: round(eld.percentile(50) / 1e6), p99: round(eld.percentile(99) / 1e6), max: round(eld.max / 1e6) },
       transactions: tx.count, recordsPerTransaction: round(tx.records / Math.max(1, tx.count)), transactionMs: percentiles(tx.ms),
       commitBusyShare: round(tx.busyMs / (tDone - t0), 2),
       runs: rt.host.stats.runs - stats0.runs, commitRecords: rt.host.stats.commits - stats0.commits, coalesced: rt.host.stats.coalesced - stats0.coalesced,
@@ -348,7 +353,7 @@ try {
   if (PARTS.has('fanout')) {
     results.fanout = await fanoutRun(tpl);
     const f = results.fanout;
-    log(`fanout: ${f.deliveriesPerSec} deliveries/s (all routed at ${f.routedAllMs} ms, all handled at ${f.allHandledMs} ms), publishEvent p50 ${f.publishCallMs.p50} ms; CPU µs/delivery runtime ${f.cpuUsPerDelivery.runtime}, nats ${f.cpuUsPerDelivery.nats}, postgres ${f.cpuUsPerDelivery.postgres} (other processes ${f.cpu.otherCores} cores); ${f.runs} runs, ${f.commitRecords} records in ${f.transactions} transactions (${f.recordsPerTransaction}/tx, p50 ${f.transactionMs.p50} ms, max ${f.transactionMs.max} ms; a commit in flight ${Math.round(f.commitBusyShare * 100)} % of the time), ${f.coalesced} coalesced`);
+    log(`fanout: ${f.deliveriesPerSec} deliveries/s (all routed at ${f.routedAllMs} ms, all handled at ${f.allHandledMs} ms), publishEvent p50 ${f.publishCallMs.p50} ms; event-loop delay p50 ${f.eventLoopDelayMs.p50} p99 ${f.eventLoopDelayMs.p99} ms; CPU µs/delivery runtime ${f.cpuUsPerDelivery.runtime}, nats ${f.cpuUsPerDelivery.nats}, postgres ${f.cpuUsPerDelivery.postgres} (other processes ${f.cpu.otherCores} cores); ${f.runs} runs, ${f.commitRecords} records in ${f.transactions} transactions (${f.recordsPerTransaction}/tx, p50 ${f.transactionMs.p50} ms, max ${f.transactionMs.max} ms; a commit in flight ${Math.round(f.commitBusyShare * 100)} % of the time), ${f.coalesced} coalesced`);
     await dropSchema(schemas.at(-1)).catch(() => undefined);
   }
   if (PARTS.has('startup')) results.startup = await startupRun(tpl);
