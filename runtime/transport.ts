@@ -208,7 +208,8 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
         if (err) reject(err); else resolve();
       };
       const sub = nc.subscribe(`${reply}.*`, {
-        callback: (_err: Error | null, m: Msg) => {
+        callback: (err: Error | null, m: Msg) => {
+          if (err) { settle(err); return; } // e.g. a permissions violation on the reply subject
           const problem = pubAckProblem(m);
           if (problem) { settle(new AgentryError('NOT_READY', `inbox publish refused: ${problem}`, { retryable: true })); return; }
           if (--left === 0) settle(null);
