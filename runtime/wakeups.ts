@@ -34,10 +34,9 @@ import type { Clock } from './clock.js';
 import type { SessionHost } from './host/sessionHost.js';
 import { DLQ_SUBJECT, H, INBOX_SUBJECT, type Transport } from './transport.js';
 
-/** Inbox publishes per chunk of one event's fan-out, how long a chunk's acknowledgements may take, and chunks in flight. */
+/** Inbox publishes of one event in flight at once, and how long their acknowledgements may take. */
 const ROUTE_CHUNK = 1000;
 const ROUTE_CHUNK_TIMEOUT_MS = 10_000;
-const ROUTE_WINDOW = 4;
 
 /** How long a start keeps retrying the event router's consumer before it gives up. */
 const ROUTER_START_DEADLINE_MS = 60_000;
@@ -174,25 +173,11 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     }
     const hdrs: Record<string, string> = { [H.kind]: 'event', [H.priority]: priority, [H.eventType]: type };
     if (from) hdrs[H.from] = from;
-    // Chunks go to distinct sessions, so their order does not matter: up to ROUTE_WINDOW are in
-    // flight at once (waiting for each chunk's acknowledgements before the next paced delivery
-    // to a busy node's event loop). The event is acked only after every chunk resolved; the
-    // first failure fails the route (its stored messages are de-duplicated when it is routed again).
-    let next = 0;
-    let failed = false;
-    const lane = async (): Promise<void> => {
-      while (next < recipients.length && !failed) {
-        const chunk = recipients.slice(next, next += ROUTE_CHUNK);
-        try {
-          await transport.publishInboxMany(chunk, chunk.map((sid) => `evt:${eventSeq}:${sid}`), body, hdrs, ROUTE_CHUNK_TIMEOUT_MS);
-        } catch (err) {
-          failed = true; // the other lanes start no more chunks
-          throw err;
-        }
-        if (recipients.length > ROUTE_CHUNK) working();
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(ROUTE_WINDOW, Math.ceil(recipients.length / ROUTE_CHUNK)) }, lane));
+    for (let i = 0; i < recipients.length; i += ROUTE_CHUNK) {
+      if (i > 0) working();
+      const chunk = recipients.slice(i, i + ROUTE_CHUNK);
+      await transport.publishInboxMany(chunk, chunk.map((sid) => `evt:${eventSeq}:${sid}`), body, hdrs, ROUTE_CHUNK_TIMEOUT_MS);
+    }
     return recipients.length;
   }
 
