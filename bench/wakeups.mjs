@@ -16,12 +16,13 @@
 //
 // Run: npm run bench:wakeups (BENCH_QUICK=1: 10k sleepers only, 100k start-up timers, fewer events).
 import { writeFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { cpus, totalmem } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createRuntime, defineAgent, partitionOf } from '../dist/runtime/index.js';
 import { createPgStore } from '../dist/persistence/index.js';
-import { PARTITIONS, PG_URL, QUICK, ROOT, dropSchema, log, percentiles, pgClient, quietLogger, round, schemaName, sleep, startNats, waitUntil } from './lib.mjs';
+import { PARTITIONS, PG_URL, QUICK, ROOT, cpuDelta, cpuMark, dropSchema, log, percentiles, pgClient, quietLogger, round, schemaName, sleep, startNats, waitUntil } from './lib.mjs';
 
 const SLEEPER_COUNTS = QUICK ? [10_000] : (process.env.BENCH_SLEEPERS ?? '10000,100000').split(',').map(Number);
 const TIMERS = Number(process.env.BENCH_TIMERS ?? (QUICK ? 100_000 : 1_000_000));
@@ -31,6 +32,8 @@ const WINDOW_MS = Number(process.env.BENCH_WAKE_WINDOW_MS ?? 30_000);
 const WAKE_BATCH = 1000;
 const MAX_ACTIVE = Number(process.env.BENCH_MAX_ACTIVE ?? 10_000);
 const HORIZON_MS = 60_000; // the default timerHorizonMs
+/** BENCH_WAKEUP_PARTS=fanout (comma list of wakes, fanout, startup): run only those parts. */
+const PARTS = new Set((process.env.BENCH_WAKEUP_PARTS ?? 'wakes,fanout,startup').split(','));
 
 const schemas = [];
 const results = { config: { partitions: PARTITIONS, maxActiveSessions: MAX_ACTIVE, timerHorizonMs: HORIZON_MS, wakeWindowMs: WINDOW_MS, commitBatch: WAKE_BATCH } };
@@ -56,8 +59,14 @@ const benchAgent = defineAgent({
   },
 });
 
+/** Group-commit knobs for experiments (BENCH_COMMIT_BATCH, BENCH_COMMIT_CONCURRENCY); unset: the runtime's defaults. */
+const COMMIT_KNOBS = {
+  ...(process.env.BENCH_COMMIT_BATCH ? { groupCommitMaxBatch: Number(process.env.BENCH_COMMIT_BATCH) } : {}),
+  ...(process.env.BENCH_COMMIT_CONCURRENCY ? { groupCommitConcurrency: Number(process.env.BENCH_COMMIT_CONCURRENCY) } : {}),
+};
+
 function runtimeConfig(nats, schema, extra = {}) {
-  return { natsUrl: nats.url, partitions: PARTITIONS, store: 'auto', databaseUrl: PG_URL, databaseSchema: schema, logLevel: 'error', maxActiveSessions: MAX_ACTIVE, timerHorizonMs: HORIZON_MS, port: 0, ...extra };
+  return { ...COMMIT_KNOBS, natsUrl: nats.url, partitions: PARTITIONS, store: 'auto', databaseUrl: PG_URL, databaseSchema: schema, logLevel: 'error', maxActiveSessions: MAX_ACTIVE, timerHorizonMs: HORIZON_MS, port: 0, ...extra };
 }
 
 async function freshSchema(tag) {
@@ -240,6 +249,30 @@ async function fanoutRun(tpl) {
     const total = SUBSCRIBERS * EVENTS;
     const calls = [];
     let recipients = 0;
+    // Group-commit transactions and their records during the fan-out (the committer calls store.commit).
+    const tx = { count: 0, records: 0, ms: [], busyMs: 0, inFlight: 0, busySince: 0 };
+    const commit = rt.store.commit.bind(rt.store);
+    rt.store.commit = async (recs) => {
+      tx.count++; tx.records += recs.length;
+      const c0 = performance.now();
+      if (tx.inFlight++ === 0) tx.busySince = c0;
+      try { return await commit(recs); } finally {
+        const c1 = performance.now();
+        tx.ms.push(c1 - c0);
+        if (--tx.inFlight === 0) tx.busyMs += c1 - tx.busySince;
+        else if (tx.inFlight < 0) tx.inFlight = 0;
+      }
+    };
+    // When the router stored the last recipient's message (the old router used publishInbox per recipient).
+    let routedAt = 0;
+    for (const k of ['publishInboxMany', 'publishInbox']) {
+      const f = rt.transport[k]?.bind(rt.transport);
+      if (f) rt.transport[k] = async (...a) => { const r = await f(...a); routedAt = performance.now(); return r; };
+    }
+    const stats0 = { ...rt.host.stats };
+    const eld = monitorEventLoopDelay({ resolution: 10 });
+    eld.enable();
+    const cpu0 = cpuMark(nats.pid);
     const t0 = performance.now();
     for (let k = 0; k < EVENTS; k++) {
       const c0 = performance.now();
@@ -250,11 +283,21 @@ async function fanoutRun(tpl) {
     const tPublished = performance.now();
     await waitUntil(() => eventsHandled >= total, `${total} event deliveries`, 300_000, 50).catch((e) => log(`fanout: ${e.message}`));
     const tDone = performance.now();
+    eld.disable();
+    const cpu = cpuDelta(cpu0, cpuMark(nats.pid), cpus().length);
+    if (tx.inFlight > 0) tx.busyMs += tDone - tx.busySince; // a commit still in flight at the end
+    const per = (ms) => round((ms * 1000) / Math.max(1, eventsHandled));
     // The first event hydrates every subscriber; the rest reach live sessions.
     return {
       subscribers: SUBSCRIBERS, events: EVENTS, recipients, handled: eventsHandled,
       publishCallMs: percentiles(calls), publishAllMs: round(tPublished - t0), allHandledMs: round(tDone - t0),
       deliveriesPerSec: round(eventsHandled / ((tDone - t0) / 1000)), routedPerSec: round(recipients / ((tPublished - t0) / 1000)), liveAtEnd: rt.host.liveCount(),
+      cpu, cpuUsPerDelivery: { runtime: per(cpu.self.cpuMs), nats: per(cpu.nats.cpuMs), postgres: per(cpu.postgres.cpuMs) },
+      routedAllMs: round(routedAt - t0),
+      eventLoopDelayMs: { p50: round(eld.percentile(50) / 1e6), p99: round(eld.percentile(99) / 1e6), max: round(eld.max / 1e6) },
+      transactions: tx.count, recordsPerTransaction: round(tx.records / Math.max(1, tx.count)), transactionMs: percentiles(tx.ms),
+      commitBusyShare: round(tx.busyMs / (tDone - t0), 2),
+      runs: rt.host.stats.runs - stats0.runs, commitRecords: rt.host.stats.commits - stats0.commits, coalesced: rt.host.stats.coalesced - stats0.coalesced,
     };
   } finally {
     await rt.stop();
@@ -301,17 +344,20 @@ try {
   log(`wakeups: sleepers ${SLEEPER_COUNTS.join(', ')}, ${TIMERS} stored timers, ${SUBSCRIBERS} subscribers × ${EVENTS} events`);
   const tpl = await templates();
   results.wakes = [];
-  for (const n of SLEEPER_COUNTS) {
+  for (const n of PARTS.has('wakes') ? SLEEPER_COUNTS : []) {
     const w = await wakeLatenessRun(tpl, n);
     results.wakes.push(w);
     log(`wakes ${n}: p50 ${w.lateness.p50} p99 ${w.lateness.p99} max ${w.lateness.max} ms, early ${w.early}; scheduler p99 ${w.schedulerLateness.p99} ms`);
     await dropSchema(schemas.at(-1)).catch(() => undefined);
   }
-  results.fanout = await fanoutRun(tpl);
-  log(`fanout: ${results.fanout.deliveriesPerSec} deliveries/s, publishEvent p50 ${results.fanout.publishCallMs.p50} ms`);
-  await dropSchema(schemas.at(-1)).catch(() => undefined);
-  results.startup = await startupRun(tpl);
-  log(`startup: createRuntime ${results.startup.stored.createRuntimeMs} ms, held ${results.startup.stored.held}, heap ${results.startup.stored.heapUsedMB} MB vs empty ${results.startup.empty.heapUsedMB} MB`);
+  if (PARTS.has('fanout')) {
+    results.fanout = await fanoutRun(tpl);
+    const f = results.fanout;
+    log(`fanout: ${f.deliveriesPerSec} deliveries/s (all routed at ${f.routedAllMs} ms, all handled at ${f.allHandledMs} ms), publishEvent p50 ${f.publishCallMs.p50} ms; event-loop delay p50 ${f.eventLoopDelayMs.p50} p99 ${f.eventLoopDelayMs.p99} ms; CPU µs/delivery runtime ${f.cpuUsPerDelivery.runtime}, nats ${f.cpuUsPerDelivery.nats}, postgres ${f.cpuUsPerDelivery.postgres} (other processes ${f.cpu.otherCores} cores); ${f.runs} runs, ${f.commitRecords} records in ${f.transactions} transactions (${f.recordsPerTransaction}/tx, p50 ${f.transactionMs.p50} ms, max ${f.transactionMs.max} ms; a commit in flight ${Math.round(f.commitBusyShare * 100)} % of the time), ${f.coalesced} coalesced`);
+    await dropSchema(schemas.at(-1)).catch(() => undefined);
+  }
+  if (PARTS.has('startup')) results.startup = await startupRun(tpl);
+  if (results.startup) log(`startup: createRuntime ${results.startup.stored.createRuntimeMs} ms, held ${results.startup.stored.held}, heap ${results.startup.stored.heapUsedMB} MB vs empty ${results.startup.empty.heapUsedMB} MB`);
 } finally {
   for (const s of schemas) await dropSchema(s).catch(() => undefined);
 }

@@ -9,7 +9,7 @@
  * such a moment (deliveries in flight on the old connection are lost and would only come back
  * after the ack wait, behind newer ones), so every feed restarts on reconnect.
  */
-import { connect, headers as natsHeaders, nuid, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { connect, createInbox, headers as natsHeaders, nuid, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import {
   DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager,
   type JetStreamClient, type JetStreamManager, type JsMsg,
@@ -107,12 +107,34 @@ export interface Transport {
    * (`seq` is then the earlier message's).
    */
   publishInboxAck(sessionId: string, body: string | Uint8Array, hdrs: Record<string, string>, msgId?: string): Promise<{ seq: number; duplicate: boolean }>;
+  /**
+   * Publishes one body into many inboxes through JetStream (one message each, `Nats-Msg-Id`
+   * `msgIds[i]`) and resolves once the stream acknowledged every one (a duplicate counts: it is
+   * stored already). Rejects on the first refusal, or if not every acknowledgement came within
+   * `timeoutMs`; messages stored before that stay stored (a retry with the same ids is
+   * de-duplicated). Cheaper than `publishInbox` per message: one reply subscription and one timer
+   * for the whole batch instead of a request, a timer and two pre-built errors per message.
+   */
+  publishInboxMany(sessionIds: readonly string[], msgIds: readonly string[], body: string | Uint8Array, hdrs: Record<string, string>, timeoutMs: number): Promise<void>;
   publishEvent(type: string, body: string, hdrs: Record<string, string>, msgId?: string): Promise<number>;
   /** As `publishEvent`, with whether the stream dropped it as a repeat of `msgId` (then `seq` is the original's). */
   publishEventAck(type: string, body: string, hdrs: Record<string, string>, msgId?: string): Promise<{ seq: number; duplicate: boolean }>;
   /** Fire-and-forget core publish (outputs, streamed chunks, dead-letter notices). */
   publishCore(subject: string, body: string, hdrs?: Record<string, string>): void;
   close(): Promise<void>;
+}
+
+/** Why a JetStream publish acknowledgement is a refusal (no stream: 503 status; a stream error), or null. */
+function pubAckProblem(m: Msg): string | null {
+  if (m.headers && m.headers.code >= 400) return `${m.headers.code} ${m.headers.description}`;
+  if (m.data.length === 0) return 'empty acknowledgement';
+  try {
+    const ack = m.json<{ error?: { code?: number; description?: string }; seq?: number }>();
+    if (ack.error) return `${ack.error.code ?? ''} ${ack.error.description ?? 'error'}`;
+    return typeof ack.seq === 'number' ? null : 'acknowledgement without a sequence';
+  } catch {
+    return 'acknowledgement is not JSON';
+  }
 }
 
 function toHeaders(h: Record<string, string>): MsgHdrs {
@@ -171,8 +193,44 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     const ack = await js.publish(INBOX_SUBJECT(sessionId), body, { headers: toHeaders(hdrs), ...(msgId ? { msgID: msgId } : {}) });
     return { seq: ack.seq, duplicate: ack.duplicate };
   };
+  const inboxPrefix = natsConnectOptions(opts.url).inboxPrefix;
+  const publishInboxMany: Transport['publishInboxMany'] = (sessionIds, msgIds, body, hdrs, timeoutMs) => {
+    if (sessionIds.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const reply = createInbox(inboxPrefix);
+      let left = sessionIds.length;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const settle = (err: Error | null): void => {
+        if (timer === undefined) return;
+        clearTimeout(timer);
+        timer = undefined;
+        sub.unsubscribe();
+        if (err) reject(err); else resolve();
+      };
+      const sub = nc.subscribe(`${reply}.*`, {
+        callback: (err: Error | null, m: Msg) => {
+          if (err) { settle(err); return; } // e.g. a permissions violation on the reply subject
+          const problem = pubAckProblem(m);
+          if (problem) { settle(new AgentryError('NOT_READY', `inbox publish refused: ${problem}`, { retryable: true })); return; }
+          if (--left === 0) settle(null);
+        },
+      });
+      timer = setTimeout(() => { settle(new AgentryError('TIMEOUT', `inbox publish: ${left} of ${sessionIds.length} not acknowledged within ${timeoutMs} ms`, { retryable: true })); }, timeoutMs);
+      try {
+        // The headers are encoded at each publish: one object serves every message.
+        const h = toHeaders(hdrs);
+        const data = typeof body === 'string' ? new TextEncoder().encode(body) : body;
+        for (let i = 0; i < sessionIds.length; i++) {
+          h.set(H.msgId, msgIds[i]!);
+          nc.publish(INBOX_SUBJECT(sessionIds[i]!), data, { headers: h, reply: `${reply}.${i}` });
+        }
+      } catch (err) {
+        settle(err as Error);
+      }
+    });
+  };
   return {
-    nc, controlNc, js, jsm, inboxStream, eventStream, stopConsuming,
+    nc, controlNc, js, jsm, inboxStream, eventStream, stopConsuming, publishInboxMany,
     async stopPartition(p) {
       const f = feeds.get(p);
       feeds.delete(p);

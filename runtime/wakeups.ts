@@ -34,6 +34,10 @@ import type { Clock } from './clock.js';
 import type { SessionHost } from './host/sessionHost.js';
 import { DLQ_SUBJECT, H, INBOX_SUBJECT, type Transport } from './transport.js';
 
+/** Inbox publishes of one event in flight at once, and how long their acknowledgements may take. */
+const ROUTE_CHUNK = 1000;
+const ROUTE_CHUNK_TIMEOUT_MS = 10_000;
+
 /** How long a start keeps retrying the event router's consumer before it gives up. */
 const ROUTER_START_DEADLINE_MS = 60_000;
 
@@ -169,9 +173,10 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     }
     const hdrs: Record<string, string> = { [H.kind]: 'event', [H.priority]: priority, [H.eventType]: type };
     if (from) hdrs[H.from] = from;
-    for (let i = 0; i < recipients.length; i += 1000) {
+    for (let i = 0; i < recipients.length; i += ROUTE_CHUNK) {
       if (i > 0) working();
-      await Promise.all(recipients.slice(i, i + 1000).map((sid) => transport.publishInbox(sid, body, hdrs, `evt:${eventSeq}:${sid}`)));
+      const chunk = recipients.slice(i, i + ROUTE_CHUNK);
+      await transport.publishInboxMany(chunk, chunk.map((sid) => `evt:${eventSeq}:${sid}`), body, hdrs, ROUTE_CHUNK_TIMEOUT_MS);
     }
     return recipients.length;
   }
