@@ -48,6 +48,8 @@ export interface SessionContext {
   readonly agentType: string;
   /** The session's tenant, set at creation and never changed (stored in `sessions.tenant` by the first commit). */
   readonly tenant?: string;
+  /** Labels set at creation and never changed (stored in `sessions.tags` by the first commit; listAgents filters by them). */
+  readonly tags?: readonly string[];
   readonly limits: SessionLimits;
   readonly userState: unknown;
   readonly pending: readonly InboxMessage[];

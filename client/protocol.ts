@@ -43,11 +43,13 @@ const waitCondition = z.object({
   waitpointId: z.string().nullable().optional().describe('the waitpoint the session waits on (ctx.waitFor({ waitpoint }))'),
 });
 const tenant = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 characters of [A-Za-z0-9_-]').describe('tenant: set once, when the session is created; 1-64 characters of [A-Za-z0-9_-]');
+const tag = z.string().regex(/^[A-Za-z0-9_:.-]{1,64}$/, 'must be 1-64 characters of [A-Za-z0-9_:.-]').describe('a tag: 1-64 characters of [A-Za-z0-9_:.-]');
 const budgetHold = z.object({ scope: z.string(), key: z.string(), metric: z.string(), window: z.string(), max: z.string(), policy: z.string() });
 const agentView = z.object({
   agentId: z.string(),
   type: z.string(),
   tenant: z.string().nullable().optional().describe("the session's tenant (null: none)"),
+  tags: z.array(z.string()).optional().describe("the session's tags (set at creation; empty: none)"),
   state: sessionState,
   stateValue: z.string().describe("full state path, e.g. 'active.retrying'"),
   policy: turnPolicy.describe("the session's turn policy (the agent type's, or the one createAgent set)"),
@@ -71,7 +73,7 @@ const agentView = z.object({
     fromVersion: z.number(), toVersion: z.number(), message: z.string(),
   }).optional().describe('set when the running code cannot take the stored snapshot: the session keeps it and its messages until a deploy can'),
 });
-const agentSummary = z.object({ agentId: z.string(), type: z.string(), state: sessionState, wakeAt: epochMs.nullable(), updatedAt: epochMs, tenant: z.string().nullable().optional() });
+const agentSummary = z.object({ agentId: z.string(), type: z.string(), state: sessionState, wakeAt: epochMs.nullable(), updatedAt: epochMs, tenant: z.string().nullable().optional(), tags: z.array(z.string()).optional() });
 const budgetLimit = z.strictObject({
   metric: z.enum(['tokens', 'tokensIn', 'tokensOut', 'cost', 'toolCalls', 'wallMs', 'turns']).describe('what is counted; tokens = reserved + in + out'),
   max: z.union([z.number().int().min(0), z.string().max(40)]).describe('an integer, or for cost a decimal string (at most 12 fraction digits)'),
@@ -175,6 +177,7 @@ export const methods = {
       state: z.unknown().optional().describe('initial user state (default: the agent\'s initialState())'),
       policy: turnPolicy.optional().describe("this session's turn policy, instead of its agent type's (stored with the session)"),
       tenant: tenant.optional(),
+      tags: z.array(tag).max(16, 'at most 16 tags').optional().describe('labels to find the session by (listAgents tag); set once, at creation; duplicates are kept once'),
     }),
     result: z.object({ agentId: z.string(), type: z.string(), state: sessionState }),
     errors: ['INVALID_SESSION_ID', 'UNKNOWN_AGENT_TYPE', 'SESSION_EXISTS', 'UNSTORABLE_INPUT', 'INVALID_ARGUMENT', 'RATE_LIMITED'],
@@ -186,7 +189,7 @@ export const methods = {
     errors: SESSION_ERRORS,
   },
   listAgents: {
-    summary: 'Lists sessions a page at a time: filtered (state, type, tenant, id prefix or substring, last activity) and sorted on the server; pass `next` of one page as `after` to get the following page (keyset: no page is skipped or repeated for sessions that did not change meanwhile).',
+    summary: 'Lists sessions a page at a time: filtered (state, type, tenant, tag, id prefix or substring, last activity) and sorted on the server; pass `next` of one page as `after` to get the following page (keyset: no page is skipped or repeated for sessions that did not change meanwhile).',
     params: z.strictObject({
       status: sessionState.optional().describe('one state (older spelling of state)'),
       state: z.union([sessionState, z.array(sessionState).min(1).max(5)]).optional().describe('only sessions in this state, or in any of these states'),
@@ -194,6 +197,7 @@ export const methods = {
       idPrefix: z.string().min(1).max(128).optional().describe('only sessions whose id starts with this (case-sensitive; no wildcards; uses the id index)'),
       idContains: z.string().max(128).optional().describe('only sessions whose id contains this (case-sensitive; reads every row: prefer idPrefix on large fleets)'),
       tenant: tenant.optional().describe('only sessions of this tenant'),
+      tag: tag.optional().describe('only sessions carrying this tag'),
       updatedAfter: z.union([z.string().max(64), z.number()]).optional().describe('last activity at or after this time (ISO 8601 or epoch milliseconds)'),
       updatedBefore: z.union([z.string().max(64), z.number()]).optional().describe('last activity before this time (ISO 8601 or epoch milliseconds)'),
       sort: z.enum(['agentId', 'updatedAt', 'type', 'state']).optional().describe("order (default agentId); type and state then list newest activity first within a group; ties break by id"),

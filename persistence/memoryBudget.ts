@@ -16,6 +16,12 @@ export function tenantOfSnapshot(snapshot: unknown): string | null {
   return typeof t === 'string' ? t : null;
 }
 
+/** The tags a stored snapshot names (context.tags), or none. */
+export function tagsOfSnapshot(snapshot: unknown): string[] {
+  const t = (snapshot as { context?: { tags?: unknown } } | null)?.context?.tags;
+  return Array.isArray(t) ? t.filter((x): x is string => typeof x === 'string') : [];
+}
+
 /** The budget methods of the memory store, over its sessions (for tenants and held sessions). */
 export function createMemoryBudget(sessions: ReadonlyMap<string, SessionRecord>, tenants: ReadonlyMap<string, string>): BudgetMethods {
   const ledger = new Map<string, BudgetEntry>();

@@ -7,7 +7,7 @@ import { FencedError, StaleVersionError, StoreError } from './errors.js';
 import { historyLimitFor } from './historyLimit.js';
 import { patternMatches } from './patterns.js';
 import { stepOf } from './sessionStep.js';
-import { createMemoryBudget, tenantOfSnapshot } from './memoryBudget.js';
+import { createMemoryBudget, tagsOfSnapshot, tenantOfSnapshot } from './memoryBudget.js';
 import { LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION, logRowsOf } from './sessionLog.js';
 import { matchesSessionQuery, sessionComparator } from './sessionListQuery.js';
 import type {
@@ -41,6 +41,8 @@ export function createMemoryStore(now: () => number = Date.now): Store {
   };
   /** Each session's tenant, fixed by its first commit (as the SQL trigger of 0009 does). */
   const tenants = new Map<string, string>();
+  /** Each session's tags, fixed by its first commit (as the SQL trigger of 0019 does). */
+  const tags = new Map<string, readonly string[]>();
   const budget = createMemoryBudget(sessions, tenants);
 
   /** Removes a session's entries older than `before` and beyond the newest `keep`; returns how many. */
@@ -108,7 +110,10 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       }
       for (const r of records) {
         const cur = sessions.get(r.sessionId);
-        if (!cur) { const t = tenantOfSnapshot(r.snapshot); if (t !== null) tenants.set(r.sessionId, t); }
+        if (!cur) {
+          const t = tenantOfSnapshot(r.snapshot); if (t !== null) tenants.set(r.sessionId, t);
+          const g = tagsOfSnapshot(r.snapshot); if (g.length > 0) tags.set(r.sessionId, g); else tags.delete(r.sessionId);
+        }
         const rec = toRecord(r, cur, now());
         sessions.set(r.sessionId, rec);
         push(history, r.sessionId, r.history);
@@ -163,7 +168,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       const from = query.from ?? (query.after !== undefined && sort === 'id' ? { id: query.after, updatedAt: 0, type: '', status: '' } : undefined);
       const rows: SessionSummary[] = [];
       for (const [id, s] of sessions) {
-        const row = { id, type: s.type, status: s.status, updatedAt: s.updatedAt, tenant: tenants.get(id) ?? null };
+        const row = { id, type: s.type, status: s.status, updatedAt: s.updatedAt, tenant: tenants.get(id) ?? null, tags: tags.get(id) ?? [] };
         if (!matchesSessionQuery(row, query)) continue;
         if (from && cmp(row, from) <= 0) continue;
         rows.push({ ...row, wakeAt: s.wakeAt });
@@ -175,7 +180,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       let n = 0;
       for (const [id, s] of sessions) {
         if (n >= cap) break;
-        if (matchesSessionQuery({ id, type: s.type, status: s.status, updatedAt: s.updatedAt, tenant: tenants.get(id) ?? null }, query)) n++;
+        if (matchesSessionQuery({ id, type: s.type, status: s.status, updatedAt: s.updatedAt, tenant: tenants.get(id) ?? null, tags: tags.get(id) ?? [] }, query)) n++;
       }
       return Promise.resolve(n);
     },
@@ -343,7 +348,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     purgeSession(id, expectedVersion) {
       const cur = sessions.get(id);
       if (!cur || cur.version !== expectedVersion || cur.status !== 'stopped' || [...outbox.values()].some((o) => o.sessionId === id)) return Promise.resolve(false);
-      sessions.delete(id);
+      sessions.delete(id); tags.delete(id);
       history.delete(id); transitions.delete(id); subscriptions.delete(id); log.delete(id); logPruned.delete(id); checkpoints.delete(id);
       for (const [k, v] of schedules) if (v.sessionId === id) schedules.delete(k);
       for (const [k, v] of waitpoints) if (v.sessionId === id) waitpoints.delete(k);

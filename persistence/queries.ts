@@ -52,6 +52,7 @@ export interface SessionSummaryRow {
   wake_at: Int8 | null;
   updated_at: Int8;
   tenant: string | null;
+  tags: string[] | null;
 }
 
 export interface HistoryRow {
@@ -166,7 +167,7 @@ export function toSessionParam({ record: r, expectedVersion, checkEpoch }: Sessi
 export function toSessionSummary(row: SessionSummaryRow): SessionSummary {
   return {
     id: row.id, type: row.type, status: row.status as SessionStatus, wakeAt: numOrNull(row.wake_at),
-    updatedAt: num(row.updated_at), tenant: row.tenant,
+    updatedAt: num(row.updated_at), tenant: row.tenant, tags: row.tags ?? [],
   };
 }
 
@@ -175,7 +176,7 @@ export function sessionSummariesSql(query: ListSessionsQuery, limit: number): { 
   const { where, orderBy, params, split } = sessionListSql(query);
   params.push(limit);
   const n = `$${params.length}::integer`;
-  const select = (cond: string): string => `SELECT id, type, status, wake_at, updated_at, tenant FROM sessions ${cond} ORDER BY ${orderBy} LIMIT ${n}`;
+  const select = (cond: string): string => `SELECT id, type, status, wake_at, updated_at, tenant, tags FROM sessions ${cond} ORDER BY ${orderBy} LIMIT ${n}`;
   const and = (extra: string): string => (where ? `${where} AND ${extra}` : `WHERE ${extra}`);
   const text = split
     ? `(${select(and(split.within))}) UNION ALL (${select(and(split.beyond))}) ORDER BY ${orderBy} LIMIT ${n}`

@@ -11,6 +11,8 @@
  * `desc` reverses every part. A keyset page is "rows after the cursor row in this order",
  * never OFFSET: its cost does not grow with the page number.
  *
+ * A tag filter is `tags @> ARRAY[tag]` (the GIN index of migration 0019).
+ *
  * No user text reaches the SQL: every value is a parameter; the id prefix is a range on the
  * primary key (`id >= p AND id < successor(p)`), not LIKE, so `%` and `_` are plain characters.
  */
@@ -55,6 +57,7 @@ export function sessionListSql(q: ListSessionsQuery, withOrder = true): SessionL
   if (q.statuses && q.statuses.length > 0) where.push(`status = ANY(${p([...q.statuses])}::text[])`);
   if (q.type !== undefined) where.push(`type = ${p(q.type)}::text`);
   if (q.tenant !== undefined) where.push(`tenant = ${p(q.tenant)}::text`);
+  if (q.tag !== undefined) where.push(`tags @> ARRAY[${p(q.tag)}::text]`);
   if (q.idContains) where.push(`position(${p(q.idContains)}::text IN id) > 0`);
   if (q.idPrefix) {
     where.push(`id >= ${p(q.idPrefix)}::text`);
@@ -103,6 +106,7 @@ export interface ListableSession {
   readonly status: string;
   readonly updatedAt: number;
   readonly tenant: string | null;
+  readonly tags: readonly string[];
 }
 
 /** True when `s` passes `q`'s filters (not its cursor): the memory store's WHERE. */
@@ -111,6 +115,7 @@ export function matchesSessionQuery(s: ListableSession, q: ListSessionsQuery): b
   if (q.statuses && q.statuses.length > 0 && !q.statuses.includes(s.status as never)) return false;
   if (q.type !== undefined && s.type !== q.type) return false;
   if (q.tenant !== undefined && s.tenant !== q.tenant) return false;
+  if (q.tag !== undefined && !s.tags.includes(q.tag)) return false;
   if (q.idContains && !s.id.includes(q.idContains)) return false;
   if (q.idPrefix && !s.id.startsWith(q.idPrefix)) return false;
   if (q.updatedAfter !== undefined && s.updatedAt < q.updatedAfter) return false;

@@ -352,6 +352,8 @@ export interface ListSessionsQuery {
   readonly type?: string;
   /** Only sessions of this tenant. */
   readonly tenant?: string;
+  /** Only sessions carrying this tag (set at creation; see migration 0019). */
+  readonly tag?: string;
   /** Substring of the session id (not indexed: a scan; prefer `idPrefix`). */
   readonly idContains?: string;
   /** Start of the session id (an index range; case-sensitive, no wildcards). */
@@ -378,6 +380,8 @@ export interface SessionSummary {
   readonly updatedAt: number;
   /** The session's tenant (set once, at creation); null when it has none. */
   readonly tenant: string | null;
+  /** The session's tags (set once, at creation); empty when it has none. */
+  readonly tags: readonly string[];
 }
 
 export interface MigrationResult {

@@ -139,7 +139,7 @@ export interface Runtime {
   readonly clock: Clock;
   readiness(): Readiness;
   /** Creates a session; `opts.policy` sets its turn policy instead of its agent type's. */
-  createAgent(agentId: string, type: string, userState?: unknown, opts?: { policy?: TurnPolicy; tenant?: string }): Promise<SessionView>;
+  createAgent(agentId: string, type: string, userState?: unknown, opts?: { policy?: TurnPolicy; tenant?: string; tags?: readonly string[] }): Promise<SessionView>;
   /**
    * Creates a new session from a recorded point of `agentId` (its state, context and history as
    * of then), leaving `agentId` untouched: UNKNOWN_SESSION, POINT_NOT_RECORDED. See runtime/fork.ts.
@@ -457,9 +457,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       await host.createFrom(plan.newId, plan.type, plan.snapshot, plan.history, plan.point.lastSeq);
       return forkResultOf(plan, sourceId);
     },
-    createAgent: (agentId: string, type: string, userState?: unknown, o?: { policy?: TurnPolicy; tenant?: string }) => {
+    createAgent: (agentId: string, type: string, userState?: unknown, o?: { policy?: TurnPolicy; tenant?: string; tags?: readonly string[] }) => {
       if (o?.policy !== undefined && !isTurnPolicy(o.policy)) return Promise.reject(new AgentryError('INVALID_ARGUMENT', `policy must be one of ${TURN_POLICIES.join(', ')}`));
-      return host.create(agentId, type, userState, o?.policy, o?.tenant);
+      return host.create(agentId, type, userState, o?.policy, o?.tenant, o?.tags);
     },
     /** Wakes a session a budget paused; the wake is the runtime's (its handler does not see it). */
     resumeBudget: (agentId: string) => host.command(agentId, { type: 'WAKE', reason: 'manual', at: clock.now(), detail: { budget: 'resumed' } }),

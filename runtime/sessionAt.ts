@@ -39,7 +39,7 @@ export interface SessionAt {
 }
 
 /** The parts of the live session a past view borrows: identity and policy do not change. */
-export type SessionIdentity = Pick<SessionView, 'agentId' | 'type' | 'tenant' | 'policy'>;
+export type SessionIdentity = Pick<SessionView, 'agentId' | 'type' | 'tenant' | 'policy'> & { readonly tags?: readonly string[] };
 
 function asFrame(v: unknown): TransitionFrame | null {
   const f = v as TransitionFrame | null;
@@ -56,7 +56,7 @@ export function viewAtStep(id: SessionIdentity, t: TransitionRecord, frame: unkn
   const c = f.context;
   const state = topState(pathValue(t.to));
   return {
-    agentId: id.agentId, type: id.type, tenant: id.tenant, policy: id.policy,
+    agentId: id.agentId, type: id.type, tenant: id.tenant, tags: id.tags ?? [], policy: id.policy,
     state, stateValue: t.to, userState: userState ? userState.value : null, lastSeq: c.lastSeq,
     wake: c.wake ? { until: c.wake.until, events: [...c.wake.events], mailPriority: c.wake.mailPriority as Priority | null, ...(c.wake.budget ? { budget: c.wake.budget as BudgetHold } : {}) } : null,
     wait: c.wait ? { event: c.wait.event, replyFrom: c.wait.replyFrom, timeoutAt: c.wait.timeoutAt, waitpoint: c.wait.waitpoint ? { ...c.wait.waitpoint } : null } : null,

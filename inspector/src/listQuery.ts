@@ -1,6 +1,6 @@
 /**
  * Owns the sessions list's query as the user sees it: filters and order, their place in the
- * URL (`#/?state=sleeping,idle&type=echo&q=support-&sort=updatedAt&order=desc`), so a reload,
+ * URL (`#/?state=sleeping,idle&type=echo&tag=vip&q=support-&sort=updatedAt&order=desc`), so a reload,
  * a shared link and the back button bring the same list back, and their translation into
  * `listAgents` params (all filtering and sorting happen on the server).
  */
@@ -19,6 +19,8 @@ export interface ListQuery {
   readonly states: readonly SessionState[];
   readonly type: string;
   readonly tenant: string;
+  /** One tag the sessions carry (set at creation). */
+  readonly tag: string;
   /** Session id prefix. */
   readonly q: string;
   /** A key of ACTIVITY_WINDOWS, or '' for any time. */
@@ -28,7 +30,7 @@ export interface ListQuery {
 }
 
 /** Newest activity first, no filter: what a fleet operator looks at first. */
-export const DEFAULT_QUERY: ListQuery = { states: [], type: '', tenant: '', q: '', active: '', sort: 'updatedAt', desc: true };
+export const DEFAULT_QUERY: ListQuery = { states: [], type: '', tenant: '', tag: '', q: '', active: '', sort: 'updatedAt', desc: true };
 
 /** The direction a sort starts in when its column is chosen. */
 export function defaultDesc(sort: SortKey): boolean {
@@ -37,7 +39,7 @@ export function defaultDesc(sort: SortKey): boolean {
 
 /** True when the query filters anything (the summary then says "n of N"). */
 export function isFiltered(q: ListQuery): boolean {
-  return q.states.length > 0 || q.type !== '' || q.tenant !== '' || q.q !== '' || q.active !== '';
+  return q.states.length > 0 || q.type !== '' || q.tenant !== '' || q.tag !== '' || q.q !== '' || q.active !== '';
 }
 
 /** The query in a location hash; unknown or malformed parts fall back to the defaults. */
@@ -52,7 +54,7 @@ export function queryFromHash(hash: string): ListQuery {
   const active = p.get('active') ?? '';
   return {
     states: STATES.filter((s) => states.includes(s)), // one order, whatever the URL says
-    type: p.get('type') ?? '', tenant: p.get('tenant') ?? '', q: p.get('q') ?? '',
+    type: p.get('type') ?? '', tenant: p.get('tenant') ?? '', tag: p.get('tag') ?? '', q: p.get('q') ?? '',
     active: active in ACTIVITY_WINDOWS ? active : '',
     sort, desc: order === 'asc' ? false : order === 'desc' ? true : defaultDesc(sort),
   };
@@ -64,6 +66,7 @@ export function hashOf(q: ListQuery): string {
   if (q.states.length > 0) p.set('state', q.states.join(','));
   if (q.type) p.set('type', q.type);
   if (q.tenant) p.set('tenant', q.tenant);
+  if (q.tag) p.set('tag', q.tag);
   if (q.q) p.set('q', q.q);
   if (q.active) p.set('active', q.active);
   if (q.sort !== DEFAULT_QUERY.sort || q.desc !== defaultDesc(q.sort)) {
@@ -83,11 +86,13 @@ export function queryKey(q: ListQuery): string {
 export function listParamsOf(q: ListQuery, now: number): ParamsOf<'listAgents'> {
   const type = q.type.trim();
   const tenant = q.tenant.trim();
+  const tag = q.tag.trim();
   const prefix = q.q.trim();
   return {
     ...(q.states.length > 0 ? { state: [...q.states] } : {}),
     ...(type ? { type } : {}),
     ...(tenant ? { tenant } : {}),
+    ...(tag ? { tag } : {}),
     ...(prefix ? { idPrefix: prefix } : {}),
     ...(q.active ? { updatedAfter: now - ACTIVITY_WINDOWS[q.active]! } : {}),
     sort: q.sort, order: q.desc ? 'desc' : 'asc',

@@ -180,6 +180,7 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
     .option('--id-prefix <text>', 'start of the session id (indexed)')
     .option('--id-contains <text>', 'substring of the session id (reads every row)')
     .option('--tenant <tenant>', 'only sessions of this tenant')
+    .option('--tag <tag>', 'only sessions carrying this tag')
     .option('--updated-after <time>', 'last activity at or after (ISO 8601 or epoch ms)')
     .option('--updated-before <time>', 'last activity before (ISO 8601 or epoch ms)')
     .option('--sort <key>', 'agentId (default) | updatedAt | type | state')
@@ -187,12 +188,12 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
     .option('--limit <n>', 'page size (at most 500)', '100')
     .option('--after <cursor>', 'the `next` cursor of a previous page (same --sort and --order)')
     .option('--all', 'fetch every page')
-    .action((o: { status?: string; type?: string; idPrefix?: string; idContains?: string; tenant?: string; updatedAfter?: string; updatedBefore?: string; sort?: string; order?: string; limit: string; after?: string; all?: boolean }, cmd: Command) => run(cmd, async (c, json) => {
+    .action((o: { status?: string; type?: string; idPrefix?: string; idContains?: string; tenant?: string; tag?: string; updatedAfter?: string; updatedBefore?: string; sort?: string; order?: string; limit: string; after?: string; all?: boolean }, cmd: Command) => run(cmd, async (c, json) => {
       const states = o.status?.split(',').map((x) => x.trim()).filter(Boolean) as ('idle')[] | undefined;
       const time = (v: string): string | number => (/^\d+$/.test(v) ? Number(v) : v);
       const base = {
         limit: intOpt('--limit', o.limit), ...(states?.length ? { state: states.length === 1 ? states[0]! : states } : {}), ...(o.type ? { type: o.type } : {}),
-        ...(o.idPrefix ? { idPrefix: o.idPrefix } : {}), ...(o.idContains ? { idContains: o.idContains } : {}), ...(o.tenant ? { tenant: o.tenant } : {}),
+        ...(o.idPrefix ? { idPrefix: o.idPrefix } : {}), ...(o.idContains ? { idContains: o.idContains } : {}), ...(o.tenant ? { tenant: o.tenant } : {}), ...(o.tag ? { tag: o.tag } : {}),
         ...(o.updatedAfter ? { updatedAfter: time(o.updatedAfter) } : {}), ...(o.updatedBefore ? { updatedBefore: time(o.updatedBefore) } : {}),
         ...(o.sort ? { sort: o.sort as 'agentId' } : {}), ...(o.order ? { order: o.order as 'asc' } : {}),
       };
@@ -205,7 +206,7 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
         next = page.next;
         after = next ?? undefined;
       } while (o.all && next);
-      printResult({ agents: all, next }, json, table(['AGENT', 'TYPE', 'STATE', 'WAKE AT', 'UPDATED', 'TENANT'], all.map((a) => [a.agentId, a.type, a.state, when(a.wakeAt), when(a.updatedAt), a.tenant ?? '']))
+      printResult({ agents: all, next }, json, table(['AGENT', 'TYPE', 'STATE', 'WAKE AT', 'UPDATED', 'TENANT', 'TAGS'], all.map((a) => [a.agentId, a.type, a.state, when(a.wakeAt), when(a.updatedAt), a.tenant ?? '', (a.tags ?? []).join(',')]))
         + (next ? `\n(more: --after ${next})` : ''));
     }));
 
@@ -219,12 +220,13 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
     .requiredOption('--type <type>', 'agent type')
     .option('--state <json>', 'initial user state (JSON)')
     .option('--tenant <tenant>', "the session's tenant (set once)")
-    .action((agentId: string, o: { type: string; state?: string; tenant?: string }, cmd: Command) => run(cmd, async (c, json) => {
+    .option('--tag <tag>', 'a tag to find the session by (repeatable, at most 16; set once)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .action((agentId: string, o: { type: string; state?: string; tenant?: string; tag: string[] }, cmd: Command) => run(cmd, async (c, json) => {
       let state: unknown;
       if (o.state !== undefined) {
         try { state = JSON.parse(o.state) as unknown; } catch { throw new UsageError('--state must be JSON'); }
       }
-      const r = await c.createAgent({ agentId, type: o.type, ...(o.state !== undefined ? { state } : {}), ...(o.tenant ? { tenant: o.tenant } : {}) });
+      const r = await c.createAgent({ agentId, type: o.type, ...(o.state !== undefined ? { state } : {}), ...(o.tenant ? { tenant: o.tenant } : {}), ...(o.tag.length > 0 ? { tags: o.tag } : {}) });
       printResult(r, json, `created ${r.agentId} (${r.type}): ${r.state}`);
     }));
 

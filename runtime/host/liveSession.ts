@@ -110,6 +110,8 @@ export interface SessionView {
   readonly type: string;
   /** The session's tenant (null: none); set at creation, never changed. */
   readonly tenant: string | null;
+  /** The session's tags (empty: none); set at creation, never changed. */
+  readonly tags: readonly string[];
   readonly state: 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped';
   readonly stateValue: string;
   /** The session's turn policy (its agent type's, or the one set at creation). */
@@ -168,7 +170,7 @@ export function decodePayloadLoose(m: JsMsg): unknown {
 /** The read model of a session (live or stored) for `getAgent` and the inspector. */
 export function viewOf(sid: string, type: string, value: unknown, ctx: SessionContext, live: boolean, updatedAt: number | null): SessionView {
   return {
-    agentId: sid, type, tenant: ctx.tenant ?? null, state: topState(value), stateValue: statePath(value), policy: ctx.limits.policy, userState: ctx.userState, lastSeq: ctx.lastSeq,
+    agentId: sid, type, tenant: ctx.tenant ?? null, tags: ctx.tags ?? [], state: topState(value), stateValue: statePath(value), policy: ctx.limits.policy, userState: ctx.userState, lastSeq: ctx.lastSeq,
     wake: ctx.wake, wait: ctx.wait,
     mailbox: {
       pending: ctx.pending.length, running: ctx.batch.length, rejected: ctx.rejected?.length ?? 0,
@@ -181,6 +183,25 @@ export function viewOf(sid: string, type: string, value: unknown, ctx: SessionCo
 /** A tenant name: 1-64 characters of [A-Za-z0-9_-] (it becomes a metrics label and a lock key). */
 export function isTenant(t: unknown): t is string {
   return typeof t === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(t);
+}
+
+/** Most tags a session may have. */
+export const MAX_TAGS = 16;
+
+/**
+ * Why `tags` is not a valid tag list (null when it is): at most 16 tags, each 1-64 characters of
+ * [A-Za-z0-9_:.-] (so a tag is safe in a URL, a CLI argument and a Postgres array literal alike).
+ */
+export function tagsProblem(tags: unknown): string | null {
+  if (!Array.isArray(tags)) return 'tags must be an array of strings';
+  if (tags.length > MAX_TAGS) return `tags: at most ${MAX_TAGS} tags (got ${tags.length})`;
+  for (const t of tags) if (!isTag(t)) return `tags: ${JSON.stringify(t)} is not a tag (1-64 characters of [A-Za-z0-9_:.-])`;
+  return null;
+}
+
+/** One tag: 1-64 characters of [A-Za-z0-9_:.-]. */
+export function isTag(t: unknown): t is string {
+  return typeof t === 'string' && /^[A-Za-z0-9_:.-]{1,64}$/.test(t);
 }
 
 /** History a hydration loads per agent type (its `maxHistory`), 50 for a type no longer registered. */

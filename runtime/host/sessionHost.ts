@@ -55,7 +55,7 @@ import { CommitChain } from './commitChain.js';
 import { HandlerRuns } from './handlerRuns.js';
 import { newHostStats, type HostDeps, type HostListener, type HostStats, type ShutdownReport } from './hostContract.js';
 import {
-  abortReasonOf, abortRun, decodePayloadLoose, historyLimitOf, internalEventOf, isTenant, jsonCopy, prioOf, toHistoryItem, viewOf,
+  abortReasonOf, abortRun, decodePayloadLoose, historyLimitOf, internalEventOf, isTenant, jsonCopy, tagsProblem, prioOf, toHistoryItem, viewOf,
   type LiveSession, type SessionActor, type SessionView,
 } from './liveSession.js';
 import { LiveSlots } from './liveSlots.js';
@@ -68,7 +68,7 @@ export type { HostDeps, HostListener, HostStats, ShutdownReport } from './hostCo
 
 /** `working()` calls per event-loop turn in a keep-alive round (see `keepAlive`). */
 const KEEPALIVE_SLICE = 500;
-export { isTenant, type SessionView } from './liveSession.js';
+export { isTenant, isTag, tagsProblem, MAX_TAGS, type SessionView } from './liveSession.js';
 
 /** The runtime's set of live sessions on this node. */
 export class SessionHost {
@@ -466,20 +466,25 @@ export class SessionHost {
 
   /**
    * Creates a session explicitly (createAgent); fails if it exists. Resolves after its first
-   * commit. `policy` overrides the agent type's turn policy for this session (kept in its snapshot).
+   * commit. `policy` overrides the agent type's turn policy for this session (kept in its snapshot);
+   * `tags` label it for listAgents (kept in its snapshot, copied to `sessions.tags` by the first commit).
    */
-  async create(sid: string, type: string, userState?: unknown, policy?: TurnPolicy, tenant?: string): Promise<SessionView> {
+  async create(sid: string, type: string, userState?: unknown, policy?: TurnPolicy, tenant?: string, tags?: readonly string[]): Promise<SessionView> {
     assertSessionId(sid);
     if (tenant !== undefined && !isTenant(tenant)) throw new AgentryError('INVALID_ARGUMENT', 'tenant must be 1-64 characters of [A-Za-z0-9_-]');
+    const tagProblem = tags === undefined ? null : tagsProblem(tags);
+    if (tagProblem !== null) throw new AgentryError('INVALID_ARGUMENT', tagProblem);
+    const tagSet = tags && tags.length > 0 ? [...new Set(tags)] : undefined;
     const agent = this.agentOf(type);
     if (!agent) throw new AgentryError('UNKNOWN_AGENT_TYPE', `no agent type ${JSON.stringify(type)} is registered (known: ${[...this.deps.agents.keys()].join(', ')})`);
     let s = await this.makeNew(sid, type, null, [], tenant);
-    if (userState !== undefined || policy !== undefined) {
-      // Seed user state and policy by restoring from an adjusted snapshot: the machine has no "set state" event on purpose.
+    if (userState !== undefined || policy !== undefined || tagSet !== undefined) {
+      // Seed user state, policy and tags by restoring from an adjusted snapshot: the machine has no "set state" event on purpose.
       const snap = s.actor.getPersistedSnapshot() as unknown as { context: SessionContext };
       snap.context = {
         ...snap.context, ...(userState !== undefined ? { userState } : {}),
         ...(policy !== undefined ? { limits: { ...snap.context.limits, policy } } : {}),
+        ...(tagSet !== undefined ? { tags: tagSet } : {}),
       };
       s.actor.stop();
       this.live.delete(sid);

@@ -27,6 +27,7 @@ export interface ListParams {
   readonly idContains?: string | undefined;
   readonly idPrefix?: string | undefined;
   readonly tenant?: string | undefined;
+  readonly tag?: string | undefined;
   readonly updatedAfter?: number | undefined;
   readonly updatedBefore?: number | undefined;
   readonly sort?: ListSort | undefined;
@@ -82,7 +83,7 @@ export function listQueryOf(p: ListParams): ListSessionsQuery {
   return {
     ...(p.status ? { status: p.status } : {}), ...(states ? { statuses: states } : {}),
     ...(p.type ? { type: p.type } : {}), ...(p.idContains ? { idContains: p.idContains } : {}),
-    ...(p.idPrefix ? { idPrefix: p.idPrefix } : {}), ...(p.tenant ? { tenant: p.tenant } : {}),
+    ...(p.idPrefix ? { idPrefix: p.idPrefix } : {}), ...(p.tenant ? { tenant: p.tenant } : {}), ...(p.tag ? { tag: p.tag } : {}),
     ...(p.updatedAfter !== undefined ? { updatedAfter: p.updatedAfter } : {}),
     ...(p.updatedBefore !== undefined ? { updatedBefore: p.updatedBefore } : {}),
     sort: STORE_SORT[p.sort ?? 'agentId'], desc: isDesc(p),

@@ -49,7 +49,7 @@ const LIST_COUNT_CAP = 10_000;
 
 function viewResult(v: SessionView): ResultOf<'getAgent'> {
   return {
-    agentId: v.agentId, type: v.type, tenant: v.tenant, state: v.state, stateValue: v.stateValue, policy: v.policy, userState: v.userState, lastSeq: v.lastSeq,
+    agentId: v.agentId, type: v.type, tenant: v.tenant, tags: [...v.tags], state: v.state, stateValue: v.stateValue, policy: v.policy, userState: v.userState, lastSeq: v.lastSeq,
     wake: v.wake ? { until: v.wake.until, events: [...v.wake.events], mailPriority: v.wake.mailPriority, ...(v.wake.budget ? { budget: { ...v.wake.budget } } : {}) } : null,
     wait: v.wait ? { event: v.wait.event, replyFrom: v.wait.replyFrom, timeoutAt: v.wait.timeoutAt, waitpointId: v.wait.waitpoint?.id ?? null } : null,
     mailbox: { pending: v.mailbox.pending, running: v.mailbox.running, rejected: v.mailbox.rejected, deferred: v.mailbox.deferred.map((d) => ({ ...d })) },
@@ -117,7 +117,9 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       return { ...r, limits: r.limits.map((l) => ({ ...l })), usage: r.usage.map((u) => ({ ...u, totals: { ...u.totals } })) };
     },
     async createAgent(p) {
-      const v = await runtime.createAgent(p.agentId, p.type, p.state, p.policy || p.tenant ? { ...(p.policy ? { policy: p.policy } : {}), ...(p.tenant ? { tenant: p.tenant } : {}) } : undefined);
+      const v = await runtime.createAgent(p.agentId, p.type, p.state, p.policy || p.tenant || p.tags ? {
+        ...(p.policy ? { policy: p.policy } : {}), ...(p.tenant ? { tenant: p.tenant } : {}), ...(p.tags ? { tags: p.tags } : {}),
+      } : undefined);
       return { agentId: v.agentId, type: v.type, state: v.state };
     },
     async getAgent(p) {
@@ -139,7 +141,7 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       ]);
       const page = rows.slice(0, limit);
       return {
-        agents: page.map((r) => ({ agentId: r.id, type: r.type, state: r.status, wakeAt: r.wakeAt, updatedAt: r.updatedAt, tenant: r.tenant })),
+        agents: page.map((r) => ({ agentId: r.id, type: r.type, state: r.status, wakeAt: r.wakeAt, updatedAt: r.updatedAt, tenant: r.tenant, tags: [...r.tags] })),
         next: rows.length > limit ? encodeCursor(params, page[page.length - 1]!) : null,
         ...(total !== undefined ? { total: Math.min(total, LIST_COUNT_CAP), totalCapped: total > LIST_COUNT_CAP } : {}),
         ...(stateCounts ? { stateCounts: { ...stateCounts } } : {}),

@@ -197,6 +197,20 @@ describe('agentry CLI', () => {
     expect(JSON.parse((await cli('dlq', 'replay', dl!.id, '--json')).stdout)).toEqual({ published: 0, duplicates: 1 });
   });
 
+  it('agents create --tag (repeatable) sets tags; agents list --tag finds them', async () => {
+    expect((await cli('agents', 'create', 'cli-tag-1', '--type', 'echo', '--tag', 'vip', '--tag', 'team:eu'))).toMatchObject({ code: 0 });
+    expect((await cli('agents', 'create', 'cli-tag-2', '--type', 'echo', '--tag', 'team:eu'))).toMatchObject({ code: 0 });
+    const vip = await cli('agents', 'list', '--tag', 'vip', '--json');
+    expect(vip.code).toBe(0);
+    expect((JSON.parse(vip.stdout) as { agents: { agentId: string; tags: string[] }[] }).agents).toEqual([expect.objectContaining({ agentId: 'cli-tag-1', tags: ['vip', 'team:eu'] })]);
+    const eu = await cli('agents', 'list', '--tag', 'team:eu');
+    expect(eu.stdout).toMatch(/cli-tag-1 .*vip,team:eu/);
+    expect(eu.stdout).toMatch(/cli-tag-2 /);
+    const bad = await cli('agents', 'create', 'cli-tag-3', '--type', 'echo', '--tag', 'no spaces');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/tags/);
+  });
+
   it('agents sleep --until takes an ISO time or epoch ms (the API\'s until, as ctx.sleep({ until }))', async () => {
     await cli('agents', 'create', 'cli-until', '--type', 'echo');
     const at = Date.now() + 3_600_000;

@@ -190,7 +190,7 @@ describe('other endpoints', () => {
     expect(doc.openrpc).toBe('1.2.6');
     expect(doc.methods.map((m) => m.name)).toEqual(METHOD_NAMES);
     const create = doc.methods.find((m) => m.name === 'createAgent')!;
-    expect(create.params.map((p) => p.name)).toEqual(['agentId', 'type', 'config', 'state', 'policy', 'tenant']);
+    expect(create.params.map((p) => p.name)).toEqual(['agentId', 'type', 'config', 'state', 'policy', 'tenant', 'tags']);
     expect(create.errors.map((e) => e.message)).toContain('SESSION_EXISTS');
     expect(doc.methods.find((m) => m.name === 'wakeAgent')!.errors).toContainEqual({ code: 4010, message: 'INVALID_TRANSITION' });
     for (const m of doc.methods) expect(m.result.schema, m.name).toBeTypeOf('object');

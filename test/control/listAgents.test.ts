@@ -141,4 +141,40 @@ describe('listAgents at fleet scale', () => {
     // The connection and the method go on working.
     expect((await c.ok('listAgents', { idPrefix: 'la-', limit: 1 })).agents).toHaveLength(1);
   });
+
+  it('tags: createAgent sets them once, getAgent and listAgents show them, listAgents filters by one (with other filters and any sort, paged), bad tags are refused and create nothing', async () => {
+    const tagged = (i: number): string[] => [...(i % 2 ? ['vip'] : []), ...(i % 3 === 0 ? ['team:ops.eu'] : []), 'all'];
+    for (let i = 0; i < 9; i++) await c.ok('createAgent', { agentId: `tg-${i}`, type: 'echo', tags: [...tagged(i), 'all'] });
+    const one = await c.ok('getAgent', { agentId: 'tg-3' });
+    expect(one.tags).toEqual(['vip', 'team:ops.eu', 'all']); // duplicates kept once, order kept
+    expect((await c.ok('getAgent', { agentId: id(0) })).tags).toEqual([]);
+    const vip = ['tg-1', 'tg-3', 'tg-5', 'tg-7'];
+    expect((await walk({ tag: 'vip' }, 3)).map((a) => a.agentId)).toEqual(vip);
+    expect((await walk({ tag: 'vip', sort: 'updatedAt', order: 'asc' }, 1)).map((a) => a.agentId)).toEqual(vip);
+    expect((await walk({ tag: 'vip', sort: 'state', order: 'desc' }, 2)).map((a) => a.agentId).sort()).toEqual(vip);
+    expect((await walk({ tag: 'team:ops.eu', idPrefix: 'tg-', state: 'idle' }, 2)).map((a) => a.agentId)).toEqual(['tg-0', 'tg-3', 'tg-6']);
+    const page = await c.ok('listAgents', { tag: 'all', limit: 2, count: true });
+    expect(page).toMatchObject({ total: 9, totalCapped: false });
+    expect(page.agents[0]).toMatchObject({ agentId: 'tg-0', tags: ['team:ops.eu', 'all'] });
+    expect((await c.ok('listAgents', { tag: 'VIP' })).agents).toEqual([]);
+    // A message does not change them (the first commit set sessions.tags; later ones keep it).
+    await c.ok('sendMessage', { agentId: 'tg-1', message: { text: 'hi' } });
+    await waitFor(async () => (await c.ok('getAgent', { agentId: 'tg-1' })).lastSeq > 0, 'tg-1 handled', 30_000);
+    expect((await walk({ tag: 'vip' }, 10)).map((a) => a.agentId)).toEqual(vip);
+
+    for (const tags of [['has space'], [''], ['x'.repeat(65)], ['ok', 'bad/slash'], Array.from({ length: 17 }, (_, i) => `t${i}`), 'vip']) {
+      const e = await c.err('createAgent', { agentId: 'tg-bad', type: 'echo', tags });
+      expect(e.code, JSON.stringify(tags)).toBe(-32602);
+      expect(e.message).toMatch(/tags/);
+    }
+    // The runtime checks them too (callers of the library, not only of the API).
+    await expect(stack.rt.createAgent('tg-bad', 'echo', undefined, { tags: ['a b'] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(stack.rt.createAgent('tg-bad', 'echo', undefined, { tags: Array.from({ length: 17 }, (_, i) => `t${i}`) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect((await c.err('getAgent', { agentId: 'tg-bad' })).data).toMatchObject({ type: 'UNKNOWN_SESSION' });
+    expect((await c.err('listAgents', { tag: 'a b' })).code).toBe(-32602);
+    expect((await c.err('listAgents', { tag: '' })).code).toBe(-32602);
+    // Sixteen is allowed.
+    await c.ok('createAgent', { agentId: 'tg-16', type: 'echo', tags: Array.from({ length: 16 }, (_, i) => `t${i}`) });
+    expect((await c.ok('listAgents', { tag: 't15' })).agents.map((a: Summary) => a.agentId)).toEqual(['tg-16']);
+  });
 });

@@ -177,4 +177,23 @@ describe.skipIf(!haveChromium)('sessions list at scale in Chromium', () => {
     await page.locator('#srow-0[data-session]').waitFor({ timeout: 30_000 });
     await expect.poll(() => page.getByRole('alert').count(), { timeout: 30_000 }).toBe(0);
   }, 120_000);
+
+  it('filters by tag from the URL (#/?tag=vip), keeps it on reload, and shows a session\'s tags in its header', async () => {
+    await rt.createAgent('tag-vip-1', 'echo', undefined, { tags: ['vip', 'team:eu'] });
+    await rt.createAgent('tag-vip-2', 'support', undefined, { tags: ['vip'] });
+    await rt.createAgent('tag-other', 'echo', undefined, { tags: ['team:eu'] });
+    const rows = (): Promise<(string | null)[]> => page.locator('.grid-spacer [role="row"][data-session]').evaluateAll((r) => r.map((x) => x.getAttribute('data-session')));
+    await page.goto(`${cp.url}/#/?tag=vip`);
+    await page.reload();
+    await expect.poll(rows, { timeout: 30_000 }).toEqual(['tag-vip-2', 'tag-vip-1']); // newest activity first
+    expect(await page.getByLabel('Filter by tag').inputValue()).toBe('vip');
+    await page.getByLabel('Filter by tag').fill('team:eu');
+    await expect.poll(() => page.url()).toMatch(/#\/\?tag=team%3Aeu$/);
+    await page.reload();
+    await expect.poll(rows, { timeout: 30_000 }).toEqual(['tag-other', 'tag-vip-1']);
+    expect(await page.getByLabel('Filter by tag').inputValue()).toBe('team:eu');
+    await page.goto(`${cp.url}/#/s/tag-vip-1`);
+    await expect.poll(() => page.locator('[data-testid="session-tag"]').allTextContents(), { timeout: 30_000 }).toEqual(['#vip', '#team:eu']);
+    expect(browser.failures).toEqual([]);
+  }, 120_000);
 });

@@ -11,10 +11,10 @@ import { PG_URL, dropSchema } from '../helpers.js';
 let clock = 1_700_000_000_000;
 const now = (): number => clock;
 
-function rec(sessionId: string, version: number, over: Partial<CommitRecord> & { tenant?: string } = {}): CommitRecord {
-  const { tenant, ...rest } = over;
+function rec(sessionId: string, version: number, over: Partial<CommitRecord> & { tenant?: string; tags?: string[] } = {}): CommitRecord {
+  const { tenant, tags, ...rest } = over;
   return {
-    sessionId, type: 'chat', status: 'idle', snapshot: { value: 'idle', context: tenant ? { tenant } : {} },
+    sessionId, type: 'chat', status: 'idle', snapshot: { value: 'idle', context: { ...(tenant ? { tenant } : {}), ...(tags ? { tags } : {}) } },
     lastSeq: version, version, partition: 0, ownerEpoch: 1, wakeAt: null, wakeEvents: [],
     wakePriority: null, history: [], transitions: [], outbox: [], ...rest,
   };
@@ -38,6 +38,9 @@ function expectedOrder(rows: readonly SessionSummary[], sort: SessionSort, desc:
   };
   return [...rows].sort((a, b) => (desc ? -1 : 1) * cmp[sort](a, b)).map((r) => r.id);
 }
+
+/** Tags of seeded session `i`: 'vip' on every third, 'team:a.b' on every sixth (both on those). */
+const tagsOf = (i: number): string[] => [...(i % 3 === 1 ? ['vip'] : []), ...(i % 6 === 1 ? ['team:a.b'] : [])];
 
 /** Every page of `q`, `size` rows at a time, following the last row as the cursor. */
 async function walk(store: Store, q: ListSessionsQuery, size: number, between?: (page: number) => Promise<void>): Promise<string[]> {
@@ -86,7 +89,7 @@ describe.each(backends)('sessions list on %s', (_name, make) => {
     const ids = Array.from({ length: 60 }, (_, i) => `s${i % 2 ? 'A' : 'b'}${i % 5 === 0 ? '%' : i % 7 === 0 ? '_' : '-'}${String(i).padStart(2, '0')}${i === 59 ? '😀' : ''}`);
     for (let i = 0; i < ids.length; i++) {
       clock = 1_700_000_000_000 + (i % 13) * 1000;
-      await store.commit([rec(ids[i]!, 1, { status: STATES[i % 5]!, type: TYPES[i % 3]!, ...(i % 4 === 0 ? { tenant: 'acme' } : {}) })]);
+      await store.commit([rec(ids[i]!, 1, { status: STATES[i % 5]!, type: TYPES[i % 3]!, ...(i % 4 === 0 ? { tenant: 'acme' } : {}), ...(tagsOf(i).length > 0 ? { tags: tagsOf(i) } : {}) })]);
     }
     all = await store.listSessions({ limit: 1000 });
     expect(all).toHaveLength(60);
@@ -103,6 +106,12 @@ describe.each(backends)('sessions list on %s', (_name, make) => {
         expect(await walk(store, { sort, desc, statuses: [...states] }, 4)).toEqual(expectedOrder(filtered, sort, desc));
         const chat = all.filter((r) => r.type === 'chat' && r.status === 'idle');
         expect(await walk(store, { sort, desc, type: 'chat', status: 'idle' }, 3)).toEqual(expectedOrder(chat, sort, desc));
+        const vip = all.filter((r) => r.tags.includes('vip'));
+        expect(vip).toHaveLength(20);
+        expect(await walk(store, { sort, desc, tag: 'vip' }, 3)).toEqual(expectedOrder(vip, sort, desc));
+        const vipAcme = all.filter((r) => r.tags.includes('vip') && r.tenant === 'acme' && r.status !== 'stopped');
+        expect(vipAcme.length).toBeGreaterThan(0);
+        expect(await walk(store, { sort, desc, tag: 'vip', tenant: 'acme', statuses: ['idle', 'active', 'sleeping', 'waiting'] }, 2)).toEqual(expectedOrder(vipAcme, sort, desc));
       });
     }
   }
@@ -115,6 +124,15 @@ describe.each(backends)('sessions list on %s', (_name, make) => {
     expect(await ids({ type: 'mail' })).toEqual(want((r) => r.type === 'mail'));
     expect(await ids({ tenant: 'acme' })).toEqual(want((r) => r.tenant === 'acme'));
     expect((await ids({ tenant: 'acme' })).length).toBe(15);
+    // Tags: membership in the session's set, exact and case-sensitive; ':' and '.' are plain characters.
+    expect(await ids({ tag: 'team:a.b' })).toEqual(want((r) => r.tags.includes('team:a.b')));
+    expect((await ids({ tag: 'team:a.b' })).length).toBe(10);
+    expect(await ids({ tag: 'VIP' })).toEqual([]);
+    expect(await ids({ tag: 'team' })).toEqual([]);
+    expect(await ids({ tag: 'vip', type: 'mail' })).toEqual(want((r) => r.tags.includes('vip') && r.type === 'mail'));
+    expect(await store.countSessions({ tag: 'vip' }, 1000)).toBe(20);
+    expect(all.filter((r) => r.tags.length === 0)).toHaveLength(40);
+    expect(all.find((r) => r.tags.includes('team:a.b'))!.tags).toEqual(['vip', 'team:a.b']);
     // The prefix is literal: '%' and '_' are characters, not wildcards; it is case-sensitive.
     expect(await ids({ idPrefix: 'sA%' })).toEqual(want((r) => r.id.startsWith('sA%')));
     expect((await ids({ idPrefix: 'sA%' })).length).toBeGreaterThan(0);
@@ -168,5 +186,7 @@ describe.each(backends)('sessions list on %s', (_name, make) => {
     for (const s of before) if (!touched.has(s.id)) expect(ids).toContain(s.id);
     expect(touched.size).toBeGreaterThan(2);
     all = await store.listSessions({ limit: 1000 });
+    // Tags are set by the first commit only: the updates above (snapshots without tags) kept them.
+    expect(await store.countSessions({ tag: 'vip' }, 1000)).toBe(20);
   });
 });

@@ -29,11 +29,12 @@ beforeAll(async () => {
   await store.close();
   c = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${schema}` });
   await c.connect();
-  await c.query(`INSERT INTO sessions (id, type, status, snapshot, last_seq, version, partition, owner_epoch, created_at, updated_at, tenant)
+  await c.query(`INSERT INTO sessions (id, type, status, snapshot, last_seq, version, partition, owner_epoch, created_at, updated_at, tenant, tags)
     SELECT 'sess-' || lpad(i::text, 6, '0'), (ARRAY['echo','support','billing','research'])[1 + i % 4],
            (ARRAY['idle','idle','sleeping','idle','waiting','active','stopped','idle','sleeping','idle'])[1 + (i * 7) % 10],
            jsonb_build_object('value', 'idle', 'pad', repeat('x', 400)), 0, 1, i % 64, 1, 1700000000000 + i,
-           1700000000000 + ((i * 7919) % 100000) * 1000, CASE WHEN i % 3 = 0 THEN 'acme' END
+           1700000000000 + ((i * 7919) % 100000) * 1000, CASE WHEN i % 3 = 0 THEN 'acme' END,
+           CASE WHEN i % 200 = 0 THEN ARRAY['rare', 'vip'] WHEN i % 3 = 1 THEN ARRAY['vip'] END
     FROM generate_series(1, 100000) AS i`);
   await c.query('VACUUM ANALYZE sessions');
 }, 120_000);
@@ -51,6 +52,9 @@ const shapes: [string, ListSessionsQuery][] = [
   ['one state, newest first, by cursor', { statuses: ['sleeping'], sort: 'updatedAt', desc: true, from: cursor }],
   ['type, newest first', { type: 'billing', sort: 'updatedAt', desc: true }],
   ['tenant, newest first', { tenant: 'acme', sort: 'updatedAt', desc: true }],
+  ['rare tag (0.5%), newest first', { tag: 'rare', sort: 'updatedAt', desc: true }],
+  ['common tag (a third), newest first, by cursor', { tag: 'vip', sort: 'updatedAt', desc: true, from: cursor }],
+  ['rare tag, by type, by cursor', { tag: 'rare', sort: 'type', from: cursor }],
   ['id prefix, newest first', { idPrefix: 'sess-0421', sort: 'updatedAt', desc: true }],
   ['id prefix, by id', { idPrefix: 'sess-0421' }],
   ['last activity range', { updatedAfter: 1_700_090_000_000, updatedBefore: 1_700_095_000_000, sort: 'updatedAt', desc: true }],
@@ -73,4 +77,9 @@ describe('sessions list query plans on Postgres with 100,000 sessions', () => {
       for (const s of p.filter((n) => n['Node Type'] === 'Sort')) expect(s['Plan Rows'] ?? 0).toBeLessThanOrEqual(1000);
     });
   }
+
+  it('a rare tag is found through the GIN index of migration 0019', async () => {
+    const p = await plan({ tag: 'rare', sort: 'updatedAt', desc: true });
+    expect(p.map((n) => n['Index Name']).filter(Boolean), JSON.stringify(p.map((n) => n['Node Type']))).toContain('sessions_tags_idx');
+  });
 });

@@ -543,7 +543,7 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     expect(pages).toEqual(sorted);
 
     const first = (await store.listSessions({ idContains: 'ls-b-00' }))[0];
-    expect(first).toEqual({ id: 'ls-b-00', type: 'mail', status: 'idle', wakeAt: 123, updatedAt: clock, tenant: null });
+    expect(first).toEqual({ id: 'ls-b-00', type: 'mail', status: 'idle', wakeAt: 123, updatedAt: clock, tenant: null, tags: [] });
     const sleepingChat = await store.listSessions({ idContains: 'ls-', status: 'sleeping', type: 'chat' });
     expect(sleepingChat.map((s) => s.id)).toEqual(sorted.filter((id) => {
       const i = ids.indexOf(id);

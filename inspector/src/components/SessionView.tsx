@@ -144,6 +144,7 @@ export function SessionView({ conn, agentId }: { conn: Connection; agentId: stri
         {live && (
           <>
             <span class="type-tag" title="agent type">{live.type}</span>
+            {(live.tags ?? []).map((t) => <a key={t} class="type-tag" href={`#/?tag=${encodeURIComponent(t)}`} title="tag: list the sessions carrying it" data-testid="session-tag">#{t}</a>)}
             {travelling ? (
               <span class={`state-pill big state-${picked.state.split('.')[0]}`} data-testid="session-state" data-state={picked.state.split('.')[0]} data-past="true">{picked.state} <span class="small">(step {stepNo})</span></span>
             ) : <span class={`state-pill big state-${live.state}`} data-testid="session-state" data-state={live.state}>{live.stateValue}</span>}

@@ -1,6 +1,6 @@
 /**
  * The sessions view: counts by state (which double as state filters), id prefix search, type,
- * tenant and last-activity filters, sorting, the windowed list, and a form to create a session.
+ * tenant, tag and last-activity filters, sorting, the windowed list, and a form to create a session.
  * Filtering and sorting happen on the server (`listAgents`); the query lives in the URL
  * (`#/?state=sleeping&q=support-`), so reload, back and shared links restore it, and the list
  * model keeps its pages and scroll offset while a session is open.
@@ -34,7 +34,7 @@ export function SessionsView({ conn, index, onOpen }: SessionsViewProps): JSX.El
   // The URL is the source of truth; the index keeps its pages when it already shows this query.
   const [query, setQueryState] = useState<ListQuery>(() => queryFromHash(location.hash));
   const [showCreate, setShowCreate] = useState(false);
-  const [text, setText] = useState({ q: query.q, type: query.type, tenant: query.tenant });
+  const [text, setText] = useState({ q: query.q, type: query.type, tenant: query.tenant, tag: query.tag });
   const typing = useRef<ReturnType<typeof setTimeout> | null>(null);
   // The debounced apply must start from the query as it is when it fires, not as it was at the
   // key press: a state chip clicked in between would otherwise be undone.
@@ -54,12 +54,12 @@ export function SessionsView({ conn, index, onOpen }: SessionsViewProps): JSX.El
       if (parseRoute(location.hash).page !== 'sessions') return; // another page: this view is leaving
       const q = queryFromHash(location.hash);
       setQueryState(q);
-      setText({ q: q.q, type: q.type, tenant: q.tenant });
+      setText({ q: q.q, type: q.type, tenant: q.tenant, tag: q.tag });
     };
     addEventListener('hashchange', onHash);
     return () => { removeEventListener('hashchange', onHash); if (typing.current) clearTimeout(typing.current); };
   }, []);
-  const typeInto = (field: 'q' | 'type' | 'tenant', value: string): void => {
+  const typeInto = (field: 'q' | 'type' | 'tenant' | 'tag', value: string): void => {
     const next = { ...text, [field]: value };
     setText(next);
     if (typing.current) clearTimeout(typing.current);
@@ -123,6 +123,11 @@ export function SessionsView({ conn, index, onOpen }: SessionsViewProps): JSX.El
           <span>Tenant</span>
           <input type="search" value={text.tenant} placeholder="any tenant" aria-label="Filter by tenant"
             onInput={(e) => { typeInto('tenant', e.currentTarget.value); }} />
+        </label>
+        <label class="field">
+          <span>Tag</span>
+          <input type="search" value={text.tag} placeholder="any tag" aria-label="Filter by tag"
+            onInput={(e) => { typeInto('tag', e.currentTarget.value); }} />
         </label>
         <label class="field">
           <span>Last activity</span>
