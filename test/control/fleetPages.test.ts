@@ -16,22 +16,14 @@ import { startControlPlane, type ControlPlane, type Runtime } from '../../runtim
 import { readEventsNewestFirst } from '../../runtime/eventLog.js';
 import { PG_URL, dropSchema, schemaName, sleep, startNats, startRuntime, waitFor } from '../helpers.js';
 import { RawRpc } from './rawRpc.js';
+import { switchableFailure } from '../fixtures/switchableFailure.js';
 
-/** While true, every `flaky` turn fails terminally (its batch is dead-lettered at once). */
-let failing = true;
-const flaky = defineAgent<{ seen: string[] }>({
-  type: 'flaky',
-  onMessage: 'queue',
-  initialState: () => ({ seen: [] }),
-  handle(batch, ctx) {
-    if (failing) throw new TerminalError('flaky: refusing on purpose');
-    for (const m of batch) ctx.state.seen.push(String((m.body as { text?: string } | null)?.text ?? m.body));
-    return undefined;
-  },
-});
+/** While `sw.failing`, every `flaky` turn fails terminally (its batch is dead-lettered at once). */
+const sw = switchableFailure();
+const flaky = sw.flaky;
 const other = defineAgent<{ seen: number }>({
   type: 'other', onMessage: 'queue', initialState: () => ({ seen: 0 }),
-  handle(_b, ctx) { if (failing) throw new TerminalError('other: refusing'); ctx.state.seen++; return undefined; },
+  handle(_b, ctx) { if (sw.failing) throw new TerminalError('other: refusing'); ctx.state.seen++; return undefined; },
 });
 
 let nats: Awaited<ReturnType<typeof startNats>>;
@@ -89,7 +81,7 @@ afterAll(async () => {
 
 describe('inspector fleet pages over the control API', () => {
   it('dead letters across sessions: filters, cursor pages, bulk replay handled by the sessions, bulk discard; safe to retry', async () => {
-    failing = true;
+    sw.failing = true;
     for (let i = 0; i < 4; i++) await rpc.ok('createAgent', { agentId: `dl-f${i}`, type: 'flaky', tenant: i < 2 ? 'acme' : 'globex' });
     await rpc.ok('createAgent', { agentId: 'dl-o0', type: 'other' });
     for (let i = 0; i < 4; i++) for (let k = 0; k < 2; k++) await rpc.ok('sendMessage', { agentId: `dl-f${i}`, message: { text: `m${i}.${k}` } });
@@ -124,7 +116,7 @@ describe('inspector fleet pages over the control API', () => {
     expect((await rpc.ok('listDeadLetters', { replayed: true })).deadLetters).toEqual([]);
 
     // Bulk replay of acme's four (plus an unknown id): each outcome in order; the sessions handle them.
-    failing = false;
+    sw.failing = false;
     const ids = acme.deadLetters.map((d: any) => d.id as string);
     const replay = await rpc.ok('replayDeadLetters', { ids: [...ids, 'no-such-dead-letter', ids[0]] });
     conforms('replayDeadLetters', replay);

@@ -12,24 +12,16 @@ import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TerminalError, defineAgent } from '../../actors/index.js';
+import { defineAgent } from '../../actors/index.js';
 import { chromiumAvailable } from './browser.js';
 import { startInspectorStack, type InspectorStack } from './stack.js';
+import { switchableFailure } from '../fixtures/switchableFailure.js';
 
 const ARTIFACTS = 'test-artifacts';
 
-/** While true, every `flaky` turn fails terminally (its batch is dead-lettered at once). */
-let failing = true;
-const flaky = defineAgent<{ seen: string[] }>({
-  type: 'flaky',
-  onMessage: 'queue',
-  initialState: () => ({ seen: [] }),
-  handle(batch, ctx) {
-    if (failing) throw new TerminalError('flaky: refusing on purpose');
-    for (const m of batch) ctx.state.seen.push(String((m.body as { text?: string } | null)?.text ?? m.body));
-    return undefined;
-  },
-});
+/** While `sw.failing`, every `flaky` turn fails terminally (its batch is dead-lettered at once). */
+const sw = switchableFailure();
+const flaky = sw.flaky;
 const steady = defineAgent<{ n: number }>({ type: 'steady', initialState: () => ({ n: 0 }), handle(_b, ctx) { ctx.state.n++; return undefined; } });
 
 const haveChromium = chromiumAvailable();
@@ -113,7 +105,7 @@ describe.skipIf(!haveChromium)('inspector fleet pages in Chromium', () => {
   }, 120_000);
 
   it('Dead letters: filter, page through, bulk replay (handled by their sessions) and bulk discard, each confirmed', async () => {
-    failing = true;
+    sw.failing = true;
     for (let i = 0; i < 3; i++) await s.rt.createAgent(`pay-${i}`, 'flaky');
     for (let i = 0; i < 3; i++) for (let k = 0; k < 2; k++) await s.rt.sendMessage(`pay-${i}`, { text: `charge ${i}.${k}` });
     await s.rt.createAgent('stuck-1', 'flaky');
@@ -139,7 +131,7 @@ describe.skipIf(!haveChromium)('inspector fleet pages in Chromium', () => {
     await until(() => rowKeys('dead-letters-table', 'data-id'), flakyAll.slice(0, 4));
 
     // Replay the pay-* ones on this page (select each by its checkbox): confirmed, one outcome each.
-    failing = false;
+    sw.failing = false;
     const payIds = (await s.rt.listDeadLetters({ agentType: 'flaky', limit: 100 })).filter((d) => d.sessionId.startsWith('pay-')).map((d) => d.id);
     const onPage = flakyAll.slice(0, 4).filter((id) => payIds.includes(id));
     for (const id of onPage) await page.getByRole('checkbox', { name: `Select ${id}` }).check();
