@@ -1,6 +1,6 @@
 /**
  * Owns the runtime's wake-ups around the session host: the scheduler (sleep deadlines, wait
- * timeouts, cron firings), cron tasks (`scheduleTask` / `cancelTask` / `listTasks`), and the
+ * timeouts, cron firings), cron tasks (`scheduleTask` / `cancelTask`; listed from the store), and the
  * event bus (`publishEvent`, routing of events published straight to NATS, event history).
  *
  * Events: every event is stored in the stream `<prefix>_EVENTS` (bounded retention: the event
@@ -22,7 +22,7 @@ import { AgentryError } from '../actors/errors.js';
 import { isEventType } from '../actors/defineAgent.js';
 import { assertSessionId } from '../actors/sessionId.js';
 import { isPriority, type Priority } from '../actors/types.js';
-import type { OutboxRecord, ScheduleRecord, Store } from '../persistence/types.js';
+import type { OutboxRecord, Store } from '../persistence/types.js';
 import type { RuntimeConfig } from './config.js';
 import { nextRunAfter, parseCron } from './cron.js';
 import { parsePayload } from './inbox.js';
@@ -63,7 +63,6 @@ export interface Wakeups {
   stop(): Promise<void>;
   scheduleTask(agentId: string, task: unknown, schedule: string, opts?: { timezone?: string; taskId?: string }): Promise<{ taskId: string; nextRunAt: number | null }>;
   cancelTask(taskId: string): Promise<{ cancelled: boolean }>;
-  listTasks(agentId?: string): Promise<ScheduleRecord[]>;
   /**
    * Stores an event for the router to deliver; resolves with its stream sequence and how many
    * sessions it goes to (its recipients now). With `msgId`, a repeat within 2 minutes is the same
@@ -262,7 +261,6 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
       scheduler.note(`cron:${taskId}`, null);
       return { cancelled };
     },
-    listTasks: (agentId) => store.listSchedules(agentId ? { sessionId: agentId } : {}),
     async publishEvent(type, data, opts = {}) {
       if (!isEventType(type)) throw new AgentryError('INVALID_ARGUMENT', `invalid event type ${JSON.stringify(type)}: dot-separated tokens of [A-Za-z0-9_-]`);
       const priority = opts.priority ?? 'normal';
