@@ -242,7 +242,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     dueWakes(partitions, before, limit, from) {
       const rows: DueWake[] = [];
       for (const x of sessions.values()) {
-        if (x.wakeAt === null || x.wakeAt >= before || (from !== undefined && x.wakeAt < from) || (x.status !== 'sleeping' && x.status !== 'waiting')) continue;
+        if (x.wakeAt === null || x.wakeAt >= before || (from !== undefined && x.wakeAt < from) || (x.status !== 'sleeping' && x.status !== 'waiting' && x.status !== 'active')) continue;
         if (partitions && !partitions.includes(x.partition)) continue;
         rows.push({ sessionId: x.id, wakeAt: x.wakeAt, status: x.status, partition: x.partition });
       }

@@ -460,7 +460,7 @@ export interface Store {
    */
   pendingOutbox(limit: number, opts?: PendingOutboxQuery): Promise<OutboxRecord[]>;
   deleteOutbox(ids: readonly string[]): Promise<void>;
-  /** Sleeping/waiting sessions due in [`from`, `before`), oldest first; `partitions` null means all. */
+  /** Sleeping/waiting sessions due in [`from`, `before`) (and `active` ones carrying a wake: see selectDueWakes), oldest first; `partitions` null means all. */
   dueWakes(partitions: readonly number[] | null, before: number, limit: number, from?: number): Promise<DueWake[]>;
   /** Sessions an event of `type` goes to: sleepers/waiters listing it and subscribers (not stopped ones). */
   eventRecipients(type: string): Promise<string[]>;

@@ -24,14 +24,15 @@ export function toSchedule(r: ScheduleRow): ScheduleRecord {
 }
 
 /**
- * Sleeping/waiting sessions whose deadline is in [`from`, `before`) (served by
+ * Sleeping/waiting sessions whose deadline is in [`from`, `before`), and `active` ones whose run
+ * carries a wake or deferred mail (their wake time is the run's commit: resumed if it never ends), (served by
  * sessions_wake_at_idx), ordered by (wake_at, id) so that a reader paging from the last
  * deadline it read sees rows of one deadline in a stable order.
  */
 export async function selectDueWakes(q: Queryable, partitions: readonly number[] | null, before: number, limit: number, from: number | null): Promise<DueWake[]> {
   const { rows } = await q.query<DueWakeRow>(
     `SELECT id, wake_at, status, partition FROM sessions
-     WHERE wake_at IS NOT NULL AND wake_at < $1::bigint AND status IN ('sleeping', 'waiting')
+     WHERE wake_at IS NOT NULL AND wake_at < $1::bigint AND status IN ('sleeping', 'waiting', 'active')
        AND ($2::integer[] IS NULL OR partition = ANY($2::integer[]))
        AND ($4::bigint IS NULL OR wake_at >= $4::bigint)
      ORDER BY wake_at, id LIMIT $3::integer`,

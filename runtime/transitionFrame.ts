@@ -119,6 +119,7 @@ export function frameEventOf(event: SessionEvent | null, name: string, ctx: Sess
     case 'STOP': return { type: event.type, at: event.at, ...(event.reason !== undefined ? { reason: event.reason } : {}) };
     case 'RUN_DONE': return { type: event.type, runId: event.runId, next: event.output.next.type };
     case 'RUN_FAILED': return { type: event.type, runId: event.runId, error: errorInfo(event.error).message };
+    case 'RESUME': return { type: event.type, at: event.at };
   }
 }
 

@@ -126,12 +126,33 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     void host.wakeDue(sid, dueAt, retry).then((ok) => { if (!ok) retry(); }, retry);
   }
 
-  // Sleep deadlines and wait timeouts reach the scheduler with the commit that stores them.
+  // Sleep deadlines and wait timeouts reach the scheduler with the commit that stores them. A run
+  // under way that carries a wake (status `active` with a wake time: commitRecordOf) is left as
+  // it is: this node runs it, and the run's own commit notes what comes next; its stored wake
+  // time is for the next owner, should this node die first.
   host.listen({
     onCommitted(r) {
+      if (r.status === 'active' && r.wakeAt !== null) return;
       scheduler.note(`wake:${r.sessionId}`, r.status === 'sleeping' || r.status === 'waiting' ? r.wakeAt : null, r.partition);
     },
+    onDropped(sid, part) { rearmFromStore(sid, part); },
   });
+
+  /**
+   * A dropped live session (a failed commit, new agent code) may have taken a due wake with it:
+   * the scheduler marked it fired and would hold it back until a full read (up to 5 minutes).
+   * Its stored row says what is still due; arm that again (for a partition this node serves).
+   */
+  function rearmFromStore(sid: string, part: number): void {
+    const owned = deps.partitions?.();
+    if (owned && !owned.includes(part)) return; // the partition's owner reads it
+    const key = `wake:${sid}` as const;
+    void store.loadSession(sid).then((rec) => {
+      if (!rec || rec.wakeAt === null || (rec.status !== 'sleeping' && rec.status !== 'waiting' && rec.status !== 'active')) return;
+      scheduler.note(key, null, part); // clears a fired mark
+      scheduler.note(key, rec.wakeAt, part);
+    }, (err: unknown) => { logger.warn({ err, sessionId: sid }, 'could not read a dropped session\'s wake time; the next full timer read arms it'); });
+  }
 
   /** One cron firing: CAS next_run_at and write its outbox row in one transaction, then publish. */
   async function fireCron(taskId: string, dueAt: number): Promise<void> {

@@ -8,7 +8,7 @@
  * order; a run's outputs enter only when it completed `ok`. Outbox ids name the record's
  * version, known only at submission, so resends of a stored row keep its id.
  */
-import { durableSnapshotOf, topState, type CompletedRun } from '../../actors/sessionMachine.js';
+import { carriedOver, durableSnapshotOf, topState, type CompletedRun } from '../../actors/sessionMachine.js';
 import { fateOf } from '../../actors/types.js';
 import { stamped } from '../../actors/agentVersion.js';
 import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, TransitionRecord, WaitpointRecord } from '../../persistence/types.js';
@@ -108,6 +108,9 @@ export function commitRecordOf(
   const ctx = p.snap.context;
   const wake = ctx.wake;
   const subscribe = version === 1 ? [...initialSubscriptions, ...p.subscribe] : p.subscribe;
+  // A run under way stores `active`; when it carries a wake or deferred mail (carriedOver), its
+  // wake time is the commit's clock, already due: if this node dies before the run commits, the
+  // partition's next owner finds it among the due wakes and resumes it (the host sends RESUME).
   const status = topState(p.snap.value);
   // A waiting session's waitpoint is stored by the commit that stores the wait (each later commit
   // of the wait carries it again; the store keeps the first).
@@ -121,7 +124,7 @@ export function commitRecordOf(
     // Stamped with the agent type, the version of its code, and the statechart's hash (agentVersion.ts).
     sessionId: session.id, type: session.type, status, snapshot: stamped(durableSnapshotOf(p.snap), session.type, session.agentVersion ?? 1),
     lastSeq: ctx.lastSeq, version, partition: session.partition, ownerEpoch: p.epoch,
-    wakeAt: wake?.until ?? ctx.wait?.timeoutAt ?? null, wakeEvents: wake?.events ?? (ctx.wait?.event ? [ctx.wait.event] : []),
+    wakeAt: wake?.until ?? ctx.wait?.timeoutAt ?? (status === 'active' && carriedOver(ctx).length > 0 ? ctx.clock : null), wakeEvents: wake?.events ?? (ctx.wait?.event ? [ctx.wait.event] : []),
     wakePriority: wake?.mailPriority ?? null,
     history: p.history, transitions: p.transitions,
     outbox: p.outbox.map((o, i) => ({ ...o, id: `${session.id}:${version}:${i}` })),

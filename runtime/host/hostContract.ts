@@ -17,6 +17,8 @@ import type { Transport } from '../transport.js';
 export interface HostListener {
   onState?(sessionId: string, from: string, to: string, event: string, at: number): void;
   onCommitted?(record: CommitRecord): void;
+  /** A live session was dropped (a failed commit, new agent code) and its commits have settled: its stored row is the truth again. */
+  onDropped?(sessionId: string, partition: number): void;
 }
 
 

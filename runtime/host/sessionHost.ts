@@ -640,6 +640,12 @@ export class SessionHost {
     if (first && !this.stopping && (s.acks.size > 0 || s.held.length > 0) && (this.deps.ownerEpoch?.(s.partition) ?? 1) > 0) {
       this.deps.restartPartition?.(s.partition, `session ${s.id} dropped with unacked messages (${why})`);
     }
+    // Its wake may have fired into the dropped copy (the scheduler marked it fired): once its last
+    // commits have landed or failed, the wake-ups read its stored row and arm what is still due.
+    if (first && !this.stopping) {
+      const told = (): void => { for (const l of this.listeners) l.onDropped?.(s.id, s.partition); };
+      void s.chain.then(told, told);
+    }
   }
 
   /** Commit chains of dropped sessions: a new hydration of the same id waits for its predecessor's. */
@@ -723,7 +729,11 @@ export class SessionHost {
       const ctx = s.actor.getSnapshot().context;
       const state = topState(s.actor.getSnapshot().value);
       const now = this.clock.now();
-      if (state === 'sleeping' && ctx.wake?.until !== null && ctx.wake?.until !== undefined && ctx.wake.until <= now) {
+      if (state === 'idle' && ctx.pending.length > 0) {
+        // Restored with work a run did not finish (carriedOver: a wake, deferred mail): take it up.
+        this.slots.touch(s);
+        this.send(s, { type: 'RESUME', at: now });
+      } else if (state === 'sleeping' && ctx.wake?.until !== null && ctx.wake?.until !== undefined && ctx.wake.until <= now) {
         this.slots.touch(s);
         // A budget pause's re-check: the turn checks the limits again; its handler never sees this wake.
         this.send(s, { type: 'WAKE', reason: 'time', at: now, ...(ctx.wake.budget ? { detail: { budget: 'recheck' } } : {}) });
@@ -787,7 +797,7 @@ export class SessionHost {
       const verb = event.type.toLowerCase();
       const accepts: Record<SessionEvent['type'], readonly string[]> = {
         SLEEP: ['idle', 'active', 'sleeping'], WAIT: ['idle'], WAKE: ['sleeping', 'waiting', 'idle', 'active'],
-        STOP: ['idle', 'active', 'sleeping', 'waiting'], INTERRUPT: ['active', 'idle', 'sleeping', 'waiting'], MESSAGE: [], RUN_DONE: [], RUN_FAILED: [],
+        STOP: ['idle', 'active', 'sleeping', 'waiting'], INTERRUPT: ['active', 'idle', 'sleeping', 'waiting'], MESSAGE: [], RUN_DONE: [], RUN_FAILED: [], RESUME: [],
       };
       if (state === 'stopped' || !accepts[event.type].includes(state)) throw new InvalidTransitionError(sid, state, verb);
       const before = s.actor.getSnapshot().context.version;

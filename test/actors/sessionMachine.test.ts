@@ -227,6 +227,38 @@ describe('session statechart', () => {
     expect(restored.getSnapshot().context.lastSeq).toBe(2);
   });
 
+  it('a session caught in a wake run keeps the wake and the deferred mail durable (not the unacked message); RESUME runs them after a restore', async () => {
+    const h = harness({ policy: 'queue' });
+    h.send(h.msg('a'));
+    h.calls[0]!.resolve({ userState: { n: 1 }, next: { type: 'sleep', wake: { until: 10_000, events: [], mailPriority: null } } });
+    await h.flush();
+    expect(h.state()).toBe('sleeping');
+    h.send(h.msg('b')); h.send(h.msg('c')); // deferred: committed and acked with lastSeq 3
+    h.actor.send({ type: 'WAKE', reason: 'time', at: 10_000 });
+    expect(h.state()).toBe('active');
+    h.send(h.msg('d')); // arrives during the wake run: unacked, redelivered after a crash
+    const durable = JSON.parse(JSON.stringify(durableSnapshotOf(h.actor.getSnapshot()))) as { value: unknown; context: { pending: InboxMessage[]; lastSeq: number } };
+    expect(durable.value).toBe('idle');
+    expect(durable.context.pending.map((m) => (m.kind === 'wake' ? 'wake' : m.body))).toEqual(['wake', 'b', 'c']);
+    expect(durable.context.lastSeq).toBe(3);
+    expect(JSON.parse(JSON.stringify(toDurableSnapshot(h.actor.getPersistedSnapshot())))).toEqual(durable);
+
+    const batches: unknown[][] = [];
+    const machine = withRunner((input) => { batches.push(input.batch.map((m) => (m.kind === 'wake' ? 'wake' : m.body))); return Promise.resolve({ userState: input.userState, next: { type: 'idle' as const }, finishedAt: 0 }); });
+    const restored = createActor(machine, { snapshot: durable as never, input: undefined }).start();
+    expect(topState(restored.getSnapshot().value)).toBe('idle');
+    expect(batches).toEqual([]); // nothing runs by itself on restore
+    restored.send({ type: 'RESUME', at: 11_000 });
+    for (let i = 0; i < 10 && batches.length < 3; i++) await new Promise((r) => setTimeout(r, 0));
+    restored.send({ type: 'MESSAGE', message: { seq: 4, kind: 'message', body: 'd', priority: 'normal', at: 11_000 }, at: 11_000 });
+    for (let i = 0; i < 10 && batches.length < 4; i++) await new Promise((r) => setTimeout(r, 0));
+    expect(batches).toEqual([['wake'], ['b'], ['c'], ['d']]);
+    for (let i = 0; i < 10 && topState(restored.getSnapshot().value) !== 'idle'; i++) await new Promise((r) => setTimeout(r, 0));
+    expect(restored.getSnapshot().context.lastSeq).toBe(4);
+    expect(topState(restored.getSnapshot().value)).toBe('idle');
+    await h.flush();
+  });
+
   it('durableSnapshotOf (built from the snapshot\'s fields) equals the durable form of XState\'s persisted snapshot in every state', async () => {
     const h = harness({ policy: 'queue' });
     const same = () => {

@@ -32,6 +32,8 @@ export interface ChildConfig {
   readonly exitWithParent?: boolean;
   /** Agent `rec-budget` stops between its reservation and its settle (budgetCrash.test.ts kills it there). */
   readonly stallAfterReserve?: boolean;
+  /** Agent `rec-sleep` stops in the run of a timer's wake (wakeCrash.test.ts kills it there). */
+  readonly stallOnWake?: boolean;
 }
 
 export interface ChildRuntime {
