@@ -97,12 +97,13 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
   const { config, store, transport, host, clock, logger } = deps;
   let router: ConsumerMessages | undefined;
   let routing = Promise.resolve();
+  let stopped = false;
 
   const scheduler = new Scheduler({
     store, clock, logger, horizonMs: config.timerHorizonMs,
     partitions: deps.partitions ?? (() => null),
     onWakeDue: (sid, dueAt) => { fireWake(sid, dueAt); },
-    onCronDue: (taskId, dueAt) => { void fireCron(taskId, dueAt).catch((err: unknown) => { logger.error({ err, taskId }, 'cron firing failed; retried at the next timer read'); }); },
+    onCronDue: (taskId, dueAt) => { cronDue(taskId, dueAt, 0); },
   });
 
   /**
@@ -124,6 +125,32 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
       t.unref();
     };
     void host.wakeDue(sid, dueAt, retry).then((ok) => { if (!ok) retry(); }, retry);
+  }
+
+  /**
+   * Fires a cron task; a firing the store could not take (an outage) is armed again after a
+   * backoff (1 s doubling to 30 s), since the scheduler marked it fired and would otherwise hold
+   * it back until a full read, up to 5 minutes. The firing is a compare-and-set on the task's
+   * due time, so a retry that meets another node's firing (the partition moved) does nothing.
+   * An error that is not the store's being away (a data error) is left to the full read.
+   */
+  function cronDue(taskId: string, dueAt: number, attempt: number): void {
+    void fireCron(taskId, dueAt).catch((err: unknown) => {
+      if (stopped) return;
+      if ((err as { retryable?: boolean }).retryable !== true) {
+        logger.error({ err, taskId }, 'cron firing failed; retried at the next full timer read');
+        return;
+      }
+      const delay = Math.min(30_000, 1_000 * 2 ** attempt);
+      if (attempt === 0) logger.warn({ err: (err as Error).message, taskId, retryInMs: delay }, 'cron firing failed (store unavailable); retrying');
+      const key = `cron:${taskId}` as const;
+      const t = setTimeout(() => {
+        if (stopped || scheduler.nextFor(key) !== null) return; // re-read or re-noted meanwhile: it fires from there
+        scheduler.note(key, null); // clears the fired mark
+        cronDue(taskId, dueAt, attempt + 1);
+      }, delay);
+      t.unref();
+    });
   }
 
   // Sleep deadlines and wait timeouts reach the scheduler with the commit that stores them. A run
@@ -256,6 +283,7 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
       }
     },
     async stop() {
+      stopped = true;
       scheduler.stop();
       await router?.close();
       await routing;

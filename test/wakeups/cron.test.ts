@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineAgent } from '../../actors/index.js';
 import { openStore } from '../../persistence/index.js';
 import type { Store } from '../../persistence/types.js';
+import { StoreUnavailableError } from '../../persistence/errors.js';
 import type { Runtime } from '../../runtime/index.js';
 import { FakeClock } from '../fakeClock.js';
 import { PG_URL, dropSchema, schemaName, sleep, startNats, startRuntime, waitFor } from '../helpers.js';
@@ -116,6 +117,36 @@ describe('cron tasks', () => {
     expect(task).toMatchObject({ timezone: 'Europe/Berlin', nextRunAt: iso('2026-10-31T01:30:00Z') });
     await rt.stop();
   }, 120_000);
+
+  it('a firing the store refused (an outage) fires again within seconds, once', async () => {
+    // The scheduler marks a timer fired before the firing's store write; on the code before this
+    // test a failed write left the task to the next full read of the timers, up to 5 minutes later.
+    const clock = new FakeClock(iso('2026-05-01T12:00:00Z'));
+    let refusals = 2;
+    const flaky = new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop !== 'fireSchedule') return Reflect.get(target, prop, receiver) as unknown;
+        return (...args: Parameters<Store['fireSchedule']>) => (refusals-- > 0
+          ? Promise.reject(new StoreUnavailableError('injected: the store is away'))
+          : target.fireSchedule(...args));
+      },
+    });
+    const rt = await startRuntime(nats.url, { agents: [recorder], store: flaky, clock, config: { timerHorizonMs: 6 * 3_600_000, defaultAgentType: 'cron-recorder' } });
+    try {
+      await rt.createAgent('outage', 'cron-recorder');
+      const { taskId } = await rt.scheduleTask('outage', null, '0 13 * * *', { timezone: 'UTC', taskId: 'daily-outage' });
+      await clock.advanceTo(iso('2026-05-01T13:00:00Z'));
+      // Real time passes for the retries (1 s, then 2 s); the fake clock stays at the due instant.
+      await waitFor(async () => { await clock.advance(0); return firings.get(taskId)?.length === 1; }, 'the refused firing to go through', 30_000, 100);
+      expect(refusals).toBeLessThan(0); // both refusals were met, then the write went through
+      await sleep(300);
+      expect(firings.get(taskId)!.map((f) => f.scheduledFor)).toEqual(['2026-05-01T13:00:00.000Z']);
+      const [task] = await rt.listTasks('outage');
+      expect(task).toMatchObject({ nextRunAt: iso('2026-05-02T13:00:00Z') });
+    } finally {
+      await rt.stop();
+    }
+  }, 60_000);
 
   it('rejects a bad expression or time zone with a clear error', async () => {
     const clock = new FakeClock(iso('2026-01-01T00:00:00Z'));
