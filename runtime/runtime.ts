@@ -28,7 +28,7 @@ import { createRetention } from './retention.js';
 import { createSessionTtl } from './sessionTtl.js';
 import { BUDGET_WARNING_EVENT, Budgets } from './budgets.js';
 import { isTenant } from './host/sessionHost.js';
-import { createBudgetApi, type BudgetRef, type BudgetReport } from './budgetApi.js';
+import { createBudgetApi, type BudgetRef, type BudgetReport, type SetBudgetResult } from './budgetApi.js';
 import type { BudgetLimitSpec, BudgetScope } from '../persistence/budget.js';
 import { createHealth, type Readiness } from './health.js';
 import { openStoreFor } from './store.js';
@@ -245,7 +245,11 @@ export interface Runtime {
    * Sets the budget limits of one agent type, session or tenant (null removes them), effective at
    * once on this node and within a few seconds on others; resumes the sessions the scope held.
    */
-  setBudget(ref: BudgetRef, limits: unknown): Promise<{ scope: BudgetScope; key: string; limits: BudgetLimitSpec[] | null; resumed: number }>;
+  /**
+   * Sets a scope's limits and resumes the sessions it held: `resumed` counts the first pass (at
+   * once); a second pass follows at `secondPassAt`. With `wait`, resolves after it too (`resumedLater`).
+   */
+  setBudget(ref: BudgetRef, limits: unknown, opts?: { wait?: boolean }): Promise<SetBudgetResult>;
   /** The limits and usage of one agent type, session or tenant. */
   getBudget(ref: BudgetRef): Promise<BudgetReport>;
   /**
@@ -579,7 +583,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
   const runtime: Runtime = {
     config, logger, store, host, transport, committer, wakeups, leases, clock, waitpoints: host.waitpoints, budgets, tenantRate,
-    setBudget: (ref, limits) => budgetApi.setBudget(ref, limits),
+    setBudget: (ref, limits, o) => budgetApi.setBudget(ref, limits, o),
     getBudget: (ref) => budgetApi.getBudget(ref),
     readiness() {
       const r = health.readiness();

@@ -108,8 +108,8 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
 
   return {
     async setBudget(p) {
-      const { limits, ...ref } = p;
-      return runtime.setBudget(ref, limits);
+      const { limits, wait, ...ref } = p;
+      return runtime.setBudget(ref, limits, wait ? { wait } : {});
     },
     async getBudget(p) {
       const r = await runtime.getBudget(p);
