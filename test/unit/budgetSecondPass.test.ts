@@ -56,7 +56,9 @@ describe('setBudget: the second pass', () => {
 
   it('with wait, answers at its deadline without a count when the second pass hangs', async () => {
     const { deps } = depsWith([[held('a')], [held('b')]], { slowSecondPass: true });
+    const t0 = Date.now();
     const r = await createBudgetApi(deps).setBudget({ tenant: 't' }, limits, { wait: true });
+    expect(Date.now() - t0, 'it waited for the second pass until its deadline').toBeGreaterThanOrEqual(245);
     expect(r.resumed).toBe(1);
     expect(r.resumedLater).toBeUndefined();
   });
