@@ -29,7 +29,6 @@ import { createSessionTtl } from './sessionTtl.js';
 import { BUDGET_WARNING_EVENT, Budgets } from './budgets.js';
 import { isTenant } from './host/sessionHost.js';
 import { createBudgetApi, type BudgetRef, type BudgetReport, type SetBudgetResult } from './budgetApi.js';
-import type { BudgetLimitSpec, BudgetScope } from '../persistence/budget.js';
 import { createHealth, type Readiness } from './health.js';
 import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';

@@ -150,8 +150,9 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       const v = await acceptsMessages(p.agentId, 'receive messages');
       const tenantOfMessage = p.tenant ?? v?.tenant ?? null;
       // Before anything is published; the message is stamped as charged, so this node's host does not count it again.
-      const rateCharged = tenantOfMessage !== null && runtime.tenantRate !== null;
-      if (rateCharged) runtime.tenantRate!.take(tenantOfMessage);
+      const rate = tenantOfMessage !== null ? runtime.tenantRate : null;
+      rate?.take(tenantOfMessage!);
+      const rateCharged = rate !== null;
       if (p.tenant !== undefined && v && v.tenant !== p.tenant) {
         throw new AgentryError('TENANT_MISMATCH', `session ${p.agentId} ${v.tenant === null ? 'has no tenant' : `belongs to tenant ${v.tenant}`}, not ${p.tenant} (a session's tenant is set once, at creation)`, { details: { tenant: v.tenant } });
       }
@@ -167,8 +168,9 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
     },
     async sendMail(p) {
       const v = await acceptsMessages(p.to, 'receive mail');
-      const rateCharged = !!v?.tenant && runtime.tenantRate !== null;
-      if (rateCharged) runtime.tenantRate!.take(v!.tenant!);
+      const rate = v?.tenant ? runtime.tenantRate : null;
+      if (v?.tenant) rate?.take(v.tenant);
+      const rateCharged = rate !== null;
       return runtime.sendMail(p.to, p.body, { priority: p.priority ?? 'normal', ...(p.from ? { from: p.from } : {}), ...(rateCharged ? { rateCharged } : {}) });
     },
     async sleepAgent(p) {
