@@ -27,6 +27,9 @@
  *   that held unacked messages restarts its partition's feed (`restartPartition`) in the same
  *   tick, before any newer message of it can reach a fresh hydration. A fresh hydration of a
  *   dropped session waits for the old one's commits to settle (`retiring`), so it reads them.
+ * - A message waiting for an active slot (`held`) or for its tenant's rate (`paced`, tenantPacer.ts)
+ *   stays in `acks`, unacked and kept alive, and the session's later messages queue behind it; a
+ *   released message can be older than ones still waiting, so `maxEnqueuedSeq` only ever grows.
  * - Raw dead letters of a live session go through the session's commit chain: a later commit
  *   never acks past a dead letter that is not stored yet.
  * - A commit that Postgres refuses as data (StoreDataError: a poison record) dead-letters the
