@@ -125,6 +125,10 @@ export class SessionHost {
       rate: deps.tenantRate, clock: this.clock,
       alive: (s) => !s.broken && this.live.get(s.id) === s,
       release: (s, m) => { this.deliverPaced(s, m, s.actor.getSnapshot().context.tenant); },
+      failed: (err, s) => {
+        s.log.error({ err }, 'delivering a message the tenant rate deferred failed');
+        this.dropSession(s, 'delivering a message the tenant rate deferred failed');
+      },
     }) : null;
     this.loader = new SessionLoader(deps.store, () => this.historyLimit, stopping);
     this.outbox = new Outbox({ store: deps.store, transport: deps.transport, logger: deps.logger, owned: () => deps.ownedPartitions?.() ?? null });

@@ -40,6 +40,8 @@ export interface PacerPort {
   alive(s: LiveSession): boolean;
   /** Goes on with a message its tenant's rate let through (an active slot, then the session). */
   release(s: LiveSession, m: JsMsg): void;
+  /** A release threw (a bug): the host drops the session (its feed restarts); the tenant's other messages go on. */
+  failed(err: unknown, s: LiveSession): void;
 }
 
 /** A tenant's sessions with deferred messages, served in turn, and the timer of its next token. */
@@ -143,7 +145,9 @@ export class TenantPacer {
       s.paced!.shift();
       this.next(lane);
       if (s.paced!.length > 0) lane.sessions.push(s);
-      this.port.release(s, m);
+      // A throw here must not strand the lane (its timer is spent); the host drops the session,
+      // so its unacked messages come again in order.
+      try { this.port.release(s, m); } catch (err) { this.port.failed(err, s); }
     }
     this.lanes.delete(tenant);
   }

@@ -21,6 +21,7 @@ function setup(rate = 10, burst = 2) {
   const pacer = new TenantPacer({
     rate: limiter, clock, alive: (s) => !dropped.has(s),
     release: (s, m) => { released.push(`${s.id}:${m.seq}`); s.acks.delete(m.seq); },
+    failed: () => undefined,
   });
   /** What the host does: deliver now when admitted. */
   const deliver = (s: LiveSession, tenant: string, m: JsMsg): void => { if (pacer.admit(s, tenant, m)) released.push(`${s.id}:${m.seq}`); };
