@@ -316,12 +316,17 @@ export const methods = {
     errors: [],
   },
   setBudget: {
-    summary: 'Sets the budget limits of one session, tenant or agent type (null removes them), at once; resumes the sessions the scope held (paused, or asking a person).',
-    params: z.strictObject({ ...budgetRef, limits: z.array(budgetLimit).max(50).nullable() }),
+    summary: 'Sets the budget limits of one session, tenant or agent type (null removes them), at once; resumes the sessions the scope held (paused, or asking a person): at once, and in a second pass at secondPassAt (for sessions a node with the old limits held meanwhile).',
+    params: z.strictObject({
+      ...budgetRef, limits: z.array(budgetLimit).max(50).nullable(),
+      wait: z.boolean().optional().describe('also wait for the second pass (about 3 s) and report resumedLater'),
+    }),
     result: z.object({
       scope: z.enum(['session', 'tenant', 'type']), key: z.string(),
       limits: z.array(z.object({ metric: z.string(), max: z.string(), window: z.string(), policy: z.string() })).nullable(),
-      resumed: z.number().describe('held sessions resumed (each checks its limits again before its next turn)'),
+      resumed: z.number().describe('held sessions the first pass resumed, at once (each checks its limits again before its next turn); the second pass is not counted here'),
+      secondPassAt: z.number().describe('when the second pass looks for held sessions again (epoch ms)'),
+      resumedLater: z.number().optional().describe('with wait: held sessions the second pass resumed (absent if it did not finish within its deadline)'),
     }),
     errors: ['INVALID_ARGUMENT', 'INVALID_SESSION_ID'],
   },

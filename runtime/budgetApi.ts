@@ -61,6 +61,8 @@ export interface BudgetApiDeps {
    * pass. Default 3 s.
    */
   readonly settleMs?: number;
+  /** How long past `settleMs` a `setBudget { wait: true }` waits for its second pass (default 10 s). */
+  readonly secondPassDeadlineMs?: number;
 }
 
 /** Resolves a ref to its scope and key; INVALID_ARGUMENT unless exactly one is given and valid. */
@@ -76,6 +78,19 @@ export function scopeOf(ref: BudgetRef): { scope: BudgetScope; key: string } {
   return { scope: 'type', key: ref.agentType! };
 }
 
+/** What setBudget answers (see `setBudget` in `createBudgetApi`). */
+export interface SetBudgetResult {
+  readonly scope: BudgetScope;
+  readonly key: string;
+  readonly limits: BudgetLimitSpec[] | null;
+  /** Held sessions the first pass resumed (at once). */
+  readonly resumed: number;
+  /** When the second pass looks for held sessions again (epoch ms). */
+  readonly secondPassAt: number;
+  /** Held sessions the second pass resumed; only with `wait`, and only when it finished in time. */
+  readonly resumedLater?: number;
+}
+
 /** The budget methods over a runtime's parts. */
 export function createBudgetApi(d: BudgetApiDeps) {
   const windowName = (start: number, limits: readonly BudgetLimitSpec[], now: number): string =>
@@ -87,8 +102,15 @@ export function createBudgetApi(d: BudgetApiDeps) {
     return { ...l, used, exceeded: decimalOf(used) > decimalOf(l.max) };
   });
 
-  /** Sets (or, with null, removes) a scope's limits, then resumes the sessions it held. */
-  async function setBudget(ref: BudgetRef, limits: unknown): Promise<{ scope: BudgetScope; key: string; limits: BudgetLimitSpec[] | null; resumed: number }> {
+  /**
+   * Sets (or, with null, removes) a scope's limits, then resumes the sessions it held: at once
+   * (`resumed` counts them) and once more at `secondPassAt` (`settleMs` later: see there), which
+   * catches sessions held meanwhile by a node with the old limits. The first pass's count is all
+   * a caller learns unless it asks to `wait`: then the call also waits for the second pass (up to
+   * `settleMs` + `secondPassDeadlineMs`) and `resumedLater` counts what that pass resumed
+   * (absent when it did not finish in time: it still runs, and the sessions re-check by themselves).
+   */
+  async function setBudget(ref: BudgetRef, limits: unknown, opts: { wait?: boolean } = {}): Promise<SetBudgetResult> {
     const { scope, key } = scopeOf(ref);
     let norm: BudgetLimitSpec[] | null;
     try {
@@ -113,13 +135,26 @@ export function createBudgetApi(d: BudgetApiDeps) {
     };
     const resumed = await resumeHeld();
     // Once more when every node's limit cache has the new limits (see `settleMs`).
-    const again = setTimeout(() => {
-      void resumeHeld().then((n) => {
-        if (n > 0) d.logger.info({ scope, key, resumed: n }, 'setBudget: sessions held after its first pass (stale limits, or a pause committing) resumed');
-      }, (err: unknown) => { d.logger.warn({ err, scope, key }, 'setBudget: the second pass could not look up held sessions; they re-check their limits by themselves'); });
-    }, d.settleMs ?? 3_000);
-    again.unref();
-    return { scope, key, limits: norm, resumed };
+    const settleMs = d.settleMs ?? 3_000;
+    const secondPassAt = d.now() + settleMs;
+    const secondPass = new Promise<number | null>((resolve) => {
+      const again = setTimeout(() => {
+        void resumeHeld().then((n) => {
+          if (n > 0) d.logger.info({ scope, key, resumed: n }, 'setBudget: sessions held after its first pass (stale limits, or a pause committing) resumed');
+          resolve(n);
+        }, (err: unknown) => {
+          d.logger.warn({ err, scope, key }, 'setBudget: the second pass could not look up held sessions; they re-check their limits by themselves');
+          resolve(null);
+        });
+      }, settleMs);
+      again.unref();
+    });
+    const result = { scope, key, limits: norm, resumed, secondPassAt };
+    if (!opts.wait) return result;
+    let timer: NodeJS.Timeout | undefined;
+    const later = await Promise.race([secondPass, new Promise<null>((r) => { timer = setTimeout(() => { r(null); }, settleMs + (d.secondPassDeadlineMs ?? 10_000)); })]);
+    clearTimeout(timer);
+    return later === null ? result : { ...result, resumedLater: later };
   }
 
   /** A scope's limits and usage; for a session, every limit that applies to it (type, session, tenant). */

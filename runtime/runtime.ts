@@ -19,6 +19,7 @@ import { loadConfig, type RuntimeConfig, type RuntimeConfigInput } from './confi
 import { createGroupCommitter, type GroupCommitter } from './groupCommit.js';
 import { createLogger, type Logger } from './logger.js';
 import { realClock, type Clock } from './clock.js';
+import { createTenantRate, RATE_CHARGED_HEADER, type TenantRate } from './tenantRate.js';
 import { SessionHost, type SessionView } from './host/sessionHost.js';
 import { settleWithin } from './deadline.js';
 import { OUTBOX_TAKEOVER_AGE_MS } from './host/outbox.js';
@@ -27,8 +28,7 @@ import { createRetention } from './retention.js';
 import { createSessionTtl } from './sessionTtl.js';
 import { BUDGET_WARNING_EVENT, Budgets } from './budgets.js';
 import { isTenant } from './host/sessionHost.js';
-import { createBudgetApi, type BudgetRef, type BudgetReport } from './budgetApi.js';
-import type { BudgetLimitSpec, BudgetScope } from '../persistence/budget.js';
+import { createBudgetApi, type BudgetRef, type BudgetReport, type SetBudgetResult } from './budgetApi.js';
 import { createHealth, type Readiness } from './health.js';
 import { openStoreFor } from './store.js';
 import { H, createTransport, type Transport } from './transport.js';
@@ -88,6 +88,12 @@ export interface SendOptions {
    * creates; for an existing session of another tenant, TENANT_MISMATCH (before publishing).
    */
   readonly tenant?: string;
+  /**
+   * The caller already took this message's token from the node's tenant rate (`tenantRate.take`:
+   * the API does, before it publishes): the message is stamped so that this node's host does not
+   * count it again (runtime/tenantRate.ts).
+   */
+  readonly rateCharged?: boolean;
 }
 
 /** Options of `sleepAgent`: the handler's `ctx.sleep()` options; `until` also takes an ISO time. */
@@ -137,6 +143,11 @@ export interface Runtime {
   readonly waitpoints: Waitpoints;
   readonly leases: LeaseManager;
   readonly clock: Clock;
+  /**
+   * The node's per-tenant rate (AGENTRY_TENANT_RATE; null: none), one bucket per tenant shared by
+   * the API (which refuses over it) and the host (which defers inbox messages over it).
+   */
+  readonly tenantRate: TenantRate | null;
   readiness(): Readiness;
   /** Creates a session; `opts.policy` sets its turn policy instead of its agent type's. */
   createAgent(agentId: string, type: string, userState?: unknown, opts?: { policy?: TurnPolicy; tenant?: string; tags?: readonly string[] }): Promise<SessionView>;
@@ -156,7 +167,7 @@ export interface Runtime {
   getAgent(agentId: string): Promise<SessionView>;
   listAgents(query?: ListSessionsQuery): Promise<SessionSummary[]>;
   sendMessage(agentId: string, message: unknown, opts?: SendOptions): Promise<{ seq: number }>;
-  sendMail(to: string, body: unknown, opts: { from?: string; priority?: Priority }): Promise<{ seq: number }>;
+  sendMail(to: string, body: unknown, opts: { from?: string; priority?: Priority; rateCharged?: boolean }): Promise<{ seq: number }>;
   sleepAgent(agentId: string, opts?: SleepAgentOptions): Promise<SessionView>;
   wakeAgent(agentId: string): Promise<SessionView>;
   stopAgent(agentId: string, reason?: string): Promise<SessionView>;
@@ -233,7 +244,11 @@ export interface Runtime {
    * Sets the budget limits of one agent type, session or tenant (null removes them), effective at
    * once on this node and within a few seconds on others; resumes the sessions the scope held.
    */
-  setBudget(ref: BudgetRef, limits: unknown): Promise<{ scope: BudgetScope; key: string; limits: BudgetLimitSpec[] | null; resumed: number }>;
+  /**
+   * Sets a scope's limits and resumes the sessions it held: `resumed` counts the first pass (at
+   * once); a second pass follows at `secondPassAt`. With `wait`, resolves after it too (`resumedLater`).
+   */
+  setBudget(ref: BudgetRef, limits: unknown, opts?: { wait?: boolean }): Promise<SetBudgetResult>;
   /** The limits and usage of one agent type, session or tenant. */
   getBudget(ref: BudgetRef): Promise<BudgetReport>;
   /**
@@ -368,8 +383,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     },
   });
   await budgets.start();
+  const tenantRate = config.tenantRatePerSec > 0 ? createTenantRate(config.tenantRatePerSec, config.tenantBurst, () => clock.now()) : null;
   const host = new SessionHost({
-    config, store, committer, transport, agents, logger, clock, budgets,
+    config, store, committer, transport, agents, logger, clock, budgets, tenantRate,
     ownerEpoch: (p) => leases.epochOf(p),
     restartPartition: (p, reason) => { transport.restartPartition(p, reason); },
     ownedPartitions: () => leases.owned(),
@@ -425,6 +441,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       if (!isTenant(o.tenant)) throw new AgentryError('INVALID_ARGUMENT', 'tenant must be 1-64 characters of [A-Za-z0-9_-]');
       hdrs[H.tenant] = o.tenant;
     }
+    if (o.rateCharged && tenantRate) hdrs[RATE_CHARGED_HEADER] = tenantRate.chargedMark;
     if (o.policy !== undefined) {
       if (!isTurnPolicy(o.policy)) throw new AgentryError('INVALID_ARGUMENT', `policy must be one of ${TURN_POLICIES.join(', ')}`);
       hdrs[TURN_POLICY_HEADER] = o.policy;
@@ -564,8 +581,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   }
 
   const runtime: Runtime = {
-    config, logger, store, host, transport, committer, wakeups, leases, clock, waitpoints: host.waitpoints, budgets,
-    setBudget: (ref, limits) => budgetApi.setBudget(ref, limits),
+    config, logger, store, host, transport, committer, wakeups, leases, clock, waitpoints: host.waitpoints, budgets, tenantRate,
+    setBudget: (ref, limits, o) => budgetApi.setBudget(ref, limits, o),
     getBudget: (ref) => budgetApi.getBudget(ref),
     readiness() {
       const r = health.readiness();
@@ -588,7 +605,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     sendMessage: async (agentId, message, o = {}) => (o.policy === 'reject'
       ? routed('sendRejectable', agentId, message, o)
       : { seq: (await publishToInbox(agentId, message, o)).seq }),
-    sendMail: async (to, body, o) => ({ seq: (await publishToInbox(to, body, { kind: 'mail', priority: o.priority ?? 'normal', ...(o.from ? { from: o.from } : {}) })).seq }),
+    sendMail: async (to, body, o) => ({ seq: (await publishToInbox(to, body, { kind: 'mail', priority: o.priority ?? 'normal', ...(o.from ? { from: o.from } : {}), ...(o.rateCharged ? { rateCharged: true } : {}) })).seq }),
     sleepAgent: (agentId, o = {}) => routed('sleepAgent', agentId, o),
     wakeAgent: (agentId) => routed('wakeAgent', agentId),
     stopAgent: (agentId, reason) => routed('stopAgent', agentId, reason),

@@ -405,15 +405,17 @@ export function registerApiCommands(program: Command, deps: ApiCommandDeps): voi
     .option('--agent <agentId>').option('--tenant <tenant>').option('--type <agentType>')
     .option('--limit <metric:max[:window[:policy]]...>', 'a limit, e.g. tokens:100000:day:pause or cost:25.50:24h:ask (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--clear', 'remove the limits set over the API (an agent type falls back to its definition)')
-    .action((o: { agent?: string; tenant?: string; type?: string; limit: string[]; clear?: boolean }, cmd: Command) => run(cmd, async (c, json) => {
+    .option('--wait', 'also wait for the second look for held sessions (about 3 s) and count what it resumed')
+    .action((o: { agent?: string; tenant?: string; type?: string; limit: string[]; clear?: boolean; wait?: boolean }, cmd: Command) => run(cmd, async (c, json) => {
       if (o.clear ? o.limit.length > 0 : o.limit.length === 0) throw new UsageError('give one or more --limit, or --clear');
       const limits = o.clear ? null : o.limit.map((l) => {
         const [metric, max, window, policy] = l.split(':');
         if (!metric || !max) throw new UsageError(`--limit ${l}: expected metric:max[:window[:policy]]`);
         return { metric, max, ...(window ? { window } : {}), ...(policy ? { policy } : {}) };
       });
-      const r = await c.setBudget({ ...refOf(o), limits: limits as never });
-      printResult(r, json, `${r.scope} ${r.key}: ${r.limits === null ? 'limits removed' : r.limits.map((l) => `${l.metric} ≤ ${l.max} per ${l.window} (${l.policy})`).join(', ')}${r.resumed ? `; resumed ${r.resumed} held session(s)` : ''}`);
+      const r = await c.setBudget({ ...refOf(o), limits: limits as never, ...(o.wait ? { wait: true } : {}) });
+      const later = r.resumedLater !== undefined ? `; ${r.resumedLater} more resumed by the second look` : o.wait ? '; the second look did not finish in time (held sessions re-check by themselves)' : '; a second look for held sessions follows in a few seconds (--wait to count it)';
+      printResult(r, json, `${r.scope} ${r.key}: ${r.limits === null ? 'limits removed' : r.limits.map((l) => `${l.metric} ≤ ${l.max} per ${l.window} (${l.policy})`).join(', ')}; resumed ${r.resumed} held session(s) at once${later}`);
     }));
 
   // ---- dead letters ------------------------------------------------------------------------

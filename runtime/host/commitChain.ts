@@ -60,7 +60,7 @@ export class CommitChain {
   deadLetterInSession(s: LiveSession, m: JsMsg, reason: string, detail: string, payload: unknown): void {
     const seq = m.seq;
     s.acks.set(seq, m);
-    s.maxEnqueuedSeq = seq;
+    s.maxEnqueuedSeq = Math.max(s.maxEnqueuedSeq, seq); // a message the tenant rate deferred is older than later ones of the session
     const dl: DeadLetter = { id: `${s.id}:${seq}`, sessionId: s.id, reason, error: detail, attempts: 0, payload, createdAt: this.clock.now(), replayedAt: null };
     this.deps.logger.warn({ sessionId: s.id, seq, reason, detail }, 'message dead-lettered');
     s.open = null; // later changes must not ride on a record that commits (and acks) before this dead letter is stored

@@ -11,6 +11,7 @@ import type { Clock } from '../clock.js';
 import type { RuntimeConfig } from '../config.js';
 import type { GroupCommitter } from '../groupCommit.js';
 import type { Logger } from '../logger.js';
+import type { TenantRate } from '../tenantRate.js';
 import type { Transport } from '../transport.js';
 
 /** Live notifications for subscribers (control plane, inspector). */
@@ -39,6 +40,8 @@ export interface HostDeps {
   readonly ownedPartitions?: () => readonly number[];
   /** Budgets (runtime/budgets.ts); unset: no limits, no metering. */
   readonly budgets?: Budgets;
+  /** The node's per-tenant rate (runtime/tenantRate.ts), shared with the API; unset: messages are never deferred by rate. */
+  readonly tenantRate?: TenantRate | null;
 }
 
 /** What a bounded shutdown left behind (redelivered to the next owner: nothing is lost). */

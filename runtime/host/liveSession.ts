@@ -76,6 +76,8 @@ export interface LiveSession {
   held: number[];
   /** Whether the session has an entry in the admission queue. */
   queued: boolean;
+  /** Messages deferred because its tenant is over its rate (tenantPacer.ts), oldest first; all in `acks`. */
+  paced?: number[];
   /** Messages of turns under way dropped because they expired before the turn started: seq → when found (mailboxRules.ts). */
   readonly expired: Map<number, number>;
   /** The state `onAbort` repaired after an aborted turn: the next turns start from it until one completes. */

@@ -7,6 +7,7 @@
  * - liveSession.ts: the record kept beside each actor, and the read model (`SessionView`);
  * - liveSlots.ts: maxLiveSessions — LRU, pins, passivation, hydrations waiting for a slot;
  * - activeSlots.ts + fairQueue.ts: maxActiveSessions / maxActivePerTenant, fair across tenants;
+ * - tenantPacer.ts: AGENTRY_TENANT_RATE — a tenant's messages over its rate wait (deferred, unacked);
  * - sessionLoader.ts: batched hydration reads;  migrationGate.ts: lazy snapshot migration;
  * - handlerRuns.ts (+ handlerContext.ts, budgetTurn.ts, runPacer.ts): the handler runs;
  * - commitChain.ts (+ commitRecord.ts): commit records, ack after commit, dead letters;
@@ -26,6 +27,9 @@
  *   that held unacked messages restarts its partition's feed (`restartPartition`) in the same
  *   tick, before any newer message of it can reach a fresh hydration. A fresh hydration of a
  *   dropped session waits for the old one's commits to settle (`retiring`), so it reads them.
+ * - A message waiting for an active slot (`held`) or for its tenant's rate (`paced`, tenantPacer.ts)
+ *   stays in `acks`, unacked and kept alive, and the session's later messages queue behind it; a
+ *   released message can be older than ones still waiting, so `maxEnqueuedSeq` only ever grows.
  * - Raw dead letters of a live session go through the session's commit chain: a later commit
  *   never acks past a dead letter that is not stored yet.
  * - A commit that Postgres refuses as data (StoreDataError: a poison record) dead-letters the
@@ -63,6 +67,7 @@ import { isExpired, mailboxSize } from './mailboxRules.js';
 import { MigrationGate } from './migrationGate.js';
 import { Outbox } from './outbox.js';
 import { SessionLoader } from './sessionLoader.js';
+import { TenantPacer } from './tenantPacer.js';
 
 export type { HostDeps, HostListener, HostStats, ShutdownReport } from './hostContract.js';
 
@@ -79,6 +84,8 @@ export class SessionHost {
   private readonly loading = new Map<string, { buffer: JsMsg[]; promise: Promise<LiveSession | null> }>();
   /** Active-slot admission (maxActiveSessions, maxActivePerTenant), fair across tenants. */
   private readonly active: ActiveSlots;
+  /** The tenant rate's deferral of inbox messages (null: no AGENTRY_TENANT_RATE). */
+  private readonly pacer: TenantPacer | null;
   private readonly loader: SessionLoader;
   private readonly runs: HandlerRuns;
   private readonly commits: CommitChain;
@@ -114,6 +121,15 @@ export class SessionHost {
     });
     this.live = this.slots.live;
     this.active = new ActiveSlots(() => deps.config);
+    this.pacer = deps.tenantRate ? new TenantPacer({
+      rate: deps.tenantRate, clock: this.clock,
+      alive: (s) => !s.broken && this.live.get(s.id) === s,
+      release: (s, m) => { this.deliverPaced(s, m, s.actor.getSnapshot().context.tenant); },
+      failed: (err, s) => {
+        s.log.error({ err }, 'delivering a message the tenant rate deferred failed');
+        this.dropSession(s, 'delivering a message the tenant rate deferred failed');
+      },
+    }) : null;
     this.loader = new SessionLoader(deps.store, () => this.historyLimit, stopping);
     this.outbox = new Outbox({ store: deps.store, transport: deps.transport, logger: deps.logger, owned: () => deps.ownedPartitions?.() ?? null });
     this.waitpoints = createWaitpoints({ store: deps.store, publish: (rows) => this.outbox.publish(rows), now: () => this.clock.now() });
@@ -190,6 +206,11 @@ export class SessionHost {
   /** Sessions running handlers and waiting for a slot, per tenant (metrics). */
   tenantLoad(): { active: ReadonlyMap<string, number>; queued: ReadonlyMap<string, number> } {
     return this.active.tenantLoad();
+  }
+
+  /** Inbox messages deferred now by their tenant's rate, per tenant (metrics). */
+  tenantDeferred(): ReadonlyMap<string, number> {
+    return this.pacer?.depths() ?? new Map();
   }
 
   /** Queues work that would make a session active until a slot is free (counted: heldForCapacity). */
@@ -270,15 +291,23 @@ export class SessionHost {
     // A dropped session (its drop restarted the partition feed): left unacked, it comes again.
     if (s.broken) return;
     const max = this.agentOf(s.type)?.maxMailbox;
-    if (max !== undefined && mailboxSize(s.actor.getSnapshot().context, s.held.length) >= max) {
+    if (max !== undefined && mailboxSize(s.actor.getSnapshot().context, s.held.length + (s.paced?.length ?? 0)) >= max) {
       this.commits.deadLetterInSession(s, m, 'mailbox-full', `session ${s.id} holds ${max} messages not yet handled (maxMailbox)`, decodePayloadLoose(m));
       return;
     }
     const tenant = s.actor.getSnapshot().context.tenant;
+    // Over its tenant's rate: deferred (unacked, kept alive) until a token; released in order.
+    if (tenant !== undefined && this.pacer && !this.pacer.admit(s, tenant, m)) return;
+    this.deliverPaced(s, m, tenant);
+  }
+
+  /** The rest of `deliver` once the tenant's rate let `m` through: an active slot, then the session. */
+  private deliverPaced(s: LiveSession, m: JsMsg, tenant: string | undefined): void {
+    const seq = m.seq;
     if (s.held.length > 0 || (!this.active.hasCapacity(tenant) && topState(s.actor.getSnapshot().value) !== 'active')) {
       // All handler slots are taken: hold it (unacked, kept alive) behind this session's other held messages.
       s.acks.set(seq, m);
-      s.maxEnqueuedSeq = seq;
+      s.maxEnqueuedSeq = Math.max(s.maxEnqueuedSeq, seq);
       s.held.push(seq);
       if (!s.queued) {
         s.queued = true;
@@ -323,7 +352,7 @@ export class SessionHost {
       return;
     }
     s.acks.set(seq, m);
-    s.maxEnqueuedSeq = seq;
+    s.maxEnqueuedSeq = Math.max(s.maxEnqueuedSeq, seq); // released by the tenant rate, it may be older than messages deferred behind it
     this.slots.touch(s);
     traceReceive(s.id, s.type, decoded.message, s.lastPath);
     this.send(s, { type: 'MESSAGE', message: decoded.message, at: now });
@@ -917,6 +946,7 @@ export class SessionHost {
     this.slots.stopping = true;
     this.slots.wakeAll();
     if (this.sweeper) clearInterval(this.sweeper);
+    this.pacer?.stop(); // deferred messages stay unacked: the next owner gets them
     const sessions = [...this.live.values()];
     for (const s of sessions) this.stopActor(s); // aborts what still runs: its messages stay unacked
     const clean = await settleWithin(Promise.all(sessions.map((s) => s.chain)), Math.max(0, deadline - Date.now()));

@@ -18,7 +18,6 @@ import { encodeCursor, listQueryOf, type ListParams } from './listCursor.js';
 import { invalidParams } from './rpcErrors.js';
 import type { RpcConnection } from './rpcConnection.js';
 import { openNatsSubscriptions } from './subscriptions.js';
-import { tenantRateOf } from './tenantRate.js';
 
 type ParsedParams<M extends MethodName> = z.output<(typeof methods)[M]['params']>;
 type Impl<M extends MethodName> = (p: ParsedParams<M>, conn: RpcConnection) => Promise<ResultOf<M>>;
@@ -109,8 +108,8 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
 
   return {
     async setBudget(p) {
-      const { limits, ...ref } = p;
-      return runtime.setBudget(ref, limits);
+      const { limits, wait, ...ref } = p;
+      return runtime.setBudget(ref, limits, wait ? { wait } : {});
     },
     async getBudget(p) {
       const r = await runtime.getBudget(p);
@@ -150,7 +149,10 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
     async sendMessage(p) {
       const v = await acceptsMessages(p.agentId, 'receive messages');
       const tenantOfMessage = p.tenant ?? v?.tenant ?? null;
-      if (tenantOfMessage !== null) tenantRateOf(runtime)?.take(tenantOfMessage); // before anything is published
+      // Before anything is published; the message is stamped as charged, so this node's host does not count it again.
+      const rate = tenantOfMessage !== null ? runtime.tenantRate : null;
+      rate?.take(tenantOfMessage!);
+      const rateCharged = rate !== null;
       if (p.tenant !== undefined && v && v.tenant !== p.tenant) {
         throw new AgentryError('TENANT_MISMATCH', `session ${p.agentId} ${v.tenant === null ? 'has no tenant' : `belongs to tenant ${v.tenant}`}, not ${p.tenant} (a session's tenant is set once, at creation)`, { details: { tenant: v.tenant } });
       }
@@ -161,13 +163,15 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
         ...(p.from ? { from: p.from } : {}), ...(p.msgId ? { msgId: p.msgId } : {}), ...(policy ? { policy } : {}),
         ...(p.traceparent ? { traceparent: p.traceparent } : {}), ...(p.tracestate ? { tracestate: p.tracestate } : {}),
         ...(p.expiresAt !== undefined ? { expiresAt: epochOf(p.expiresAt, 'expiresAt') } : {}),
-        ...(p.tenant ? { tenant: p.tenant } : {}),
+        ...(p.tenant ? { tenant: p.tenant } : {}), ...(rateCharged ? { rateCharged } : {}),
       });
     },
     async sendMail(p) {
       const v = await acceptsMessages(p.to, 'receive mail');
-      if (v?.tenant) tenantRateOf(runtime)?.take(v.tenant);
-      return runtime.sendMail(p.to, p.body, { priority: p.priority ?? 'normal', ...(p.from ? { from: p.from } : {}) });
+      const rate = v?.tenant ? runtime.tenantRate : null;
+      if (v?.tenant) rate?.take(v.tenant);
+      const rateCharged = rate !== null;
+      return runtime.sendMail(p.to, p.body, { priority: p.priority ?? 'normal', ...(p.from ? { from: p.from } : {}), ...(rateCharged ? { rateCharged } : {}) });
     },
     async sleepAgent(p) {
       const v = await runtime.sleepAgent(p.agentId, {

@@ -10,7 +10,6 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { BudgetMetric } from '../../persistence/budget.js';
 import { BUDGET_METRICS, decimalOf } from '../../persistence/budget.js';
 import type { Runtime } from '../runtime.js';
-import { tenantRateOf } from './tenantRate.js';
 
 /** Registers the series; returns the refresh to run with the others. */
 export function registerTenantMetrics(runtime: Runtime, registry: Registry): () => Promise<void> {
@@ -78,7 +77,15 @@ export function registerTenantMetrics(runtime: Runtime, registry: Registry): () 
   new Counter({ name: 'agentry_budget_warnings_total', help: 'budget.warning events published by this node', registers, collect() { this.reset(); this.inc(runtime.budgets.stats.warnings); } });
   new Counter({
     name: 'agentry_tenant_rate_limited_total', help: 'Messages refused by the per-tenant rate limit (AGENTRY_TENANT_RATE)', labelNames: ['tenant'], registers,
-    collect() { this.reset(); const l = tenantRateOf(runtime); if (l) for (const [t, n] of sumBy(l.refused)) this.inc({ tenant: t }, n); },
+    collect() { this.reset(); const l = runtime.tenantRate; if (l) for (const [t, n] of sumBy(l.refused)) this.inc({ tenant: t }, n); },
+  });
+  new Counter({
+    name: 'agentry_tenant_rate_deferred_total', help: 'Inbox messages this node deferred because their tenant was over AGENTRY_TENANT_RATE (held unacked, applied later in order; never dropped)', labelNames: ['tenant'], registers,
+    collect() { this.reset(); const l = runtime.tenantRate; if (l) for (const [t, n] of sumBy(l.deferred)) this.inc({ tenant: t }, n); },
+  });
+  new Gauge({
+    name: 'agentry_tenant_messages_deferred', help: 'Inbox messages deferred now on this node by their tenant\'s rate, waiting for a token', labelNames: ['tenant'], registers,
+    collect() { this.reset(); for (const [t, n] of sumBy(runtime.host.tenantDeferred())) this.set({ tenant: t }, n); },
   });
 
   return async () => {
