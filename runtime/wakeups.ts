@@ -228,7 +228,7 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     } else if (info.config.ack_wait !== ackWait) {
       await transport.jsm.consumers.update(transport.eventStream, durable, { ack_wait: ackWait });
     }
-    if (info) routerFloor = info.ack_floor.stream_seq;
+    if (info) routerFloor = routerAckedThrough(info);
   }
 
   async function startRouter(resumeAt: number | null = null): Promise<void> {
@@ -287,7 +287,7 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
   /** Reads the router's ack floor (a failed read keeps the last one). */
   async function readRouterFloor(): Promise<void> {
     try {
-      routerFloor = (await transport.jsm.consumers.info(transport.eventStream, durable)).ack_floor.stream_seq;
+      routerFloor = routerAckedThrough(await transport.jsm.consumers.info(transport.eventStream, durable));
     } catch { /* NATS away or the consumer gone: the last floor stands */ }
   }
 
@@ -384,4 +384,25 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
 function isConsumerNotFound(err: unknown): boolean {
   const e = err as { name?: string; code?: number; api_error?: { err_code?: number } };
   return e.name === 'ConsumerNotFoundError' || e.api_error?.err_code === 10014 || e.code === 404;
+}
+
+/** What `routerAckedThrough` reads of a consumer's info. */
+export interface RouterConsumerState {
+  readonly ack_floor: { readonly stream_seq: number };
+  readonly delivered: { readonly stream_seq: number; readonly consumer_seq: number };
+  readonly num_ack_pending: number;
+}
+
+/**
+ * Every event up to this stream sequence was acked by the router's consumer: where a re-created
+ * one resumes. The server reports an ack floor of 0 until the consumer's first ack (one created
+ * with "new events only" over a long history too), so then it is the sequence before the first
+ * delivery — the last delivered sequence less the deliveries (exact without redeliveries,
+ * earlier with them: the events stream holds only events, its sequences have no gaps); with
+ * nothing awaiting an ack, everything delivered.
+ */
+export function routerAckedThrough(info: RouterConsumerState): number {
+  if (info.num_ack_pending === 0) return info.delivered.stream_seq;
+  if (info.ack_floor.stream_seq > 0) return info.ack_floor.stream_seq;
+  return Math.max(0, info.delivered.stream_seq - info.delivered.consumer_seq);
 }

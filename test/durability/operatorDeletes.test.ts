@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { defineAgent } from '../../actors/defineAgent.js';
 import { partitionOf } from '../../runtime/partition.js';
+import { routerAckedThrough } from '../../runtime/wakeups.js';
 import { natsClient, publish, startStack, waitFor, type Stack } from '../helpers.js';
 
 const handled = new Map<string, number[]>();
@@ -22,6 +23,21 @@ const sub = defineAgent({
   },
 });
 
+describe('where a re-created event router resumes', () => {
+  // The server reports ack floor 0 until a consumer's first ack; resuming from 1 would route the
+  // whole event history (7 days) again, duplicating every event older than the inbox's 2 min window.
+  it('before the first ack: the sequence before the first delivery, not the start of the history', () => {
+    // Created over 5 stored events ("new only"), 3 delivered since, none acked (nats-server 2.9).
+    expect(routerAckedThrough({ ack_floor: { stream_seq: 0 }, delivered: { stream_seq: 8, consumer_seq: 3 }, num_ack_pending: 3 })).toBe(5);
+    // Created over 5 stored events, nothing delivered yet.
+    expect(routerAckedThrough({ ack_floor: { stream_seq: 0 }, delivered: { stream_seq: 5, consumer_seq: 0 }, num_ack_pending: 0 })).toBe(5);
+  });
+  it('after acks: the ack floor; everything delivered when nothing awaits an ack', () => {
+    expect(routerAckedThrough({ ack_floor: { stream_seq: 6 }, delivered: { stream_seq: 8, consumer_seq: 3 }, num_ack_pending: 2 })).toBe(6);
+    expect(routerAckedThrough({ ack_floor: { stream_seq: 6 }, delivered: { stream_seq: 8, consumer_seq: 3 }, num_ack_pending: 0 })).toBe(8);
+  });
+});
+
 describe('JetStream consumers deleted by an operator while the runtime runs', () => {
   let stack: Stack;
   beforeAll(async () => { stack = await startStack('opdel', { agents: [sub], config: { defaultAgentType: 'del-sub' } }); }, 60_000);
@@ -36,7 +52,11 @@ describe('JetStream consumers deleted by an operator while the runtime runs', ()
     const nc = await natsClient(stack.nats.url);
     try {
       const jsm = await jetstreamManager(nc);
-      await jsm.consumers.delete(rt.transport.eventStream, 'router');
+      // nats-server 2.9 sometimes deletes the consumer and still answers "unlinkat …: directory not
+      // empty" (its file store raced a write into the consumer's directory): the delete happened.
+      await jsm.consumers.delete(rt.transport.eventStream, 'router').catch((e: unknown) => {
+        if (!String(e).includes('directory not empty')) throw e;
+      });
       await rt.publishEvent('opdel.x', { n: 2 });
       await waitFor(() => ids.every((id) => handled.get(id)?.includes(1002)) || null,
         `every subscriber to handle the event published after the delete (${ids.filter((id) => handled.get(id)?.includes(1002)).length} of ${ids.length} did)`, 60_000);
