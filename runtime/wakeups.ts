@@ -15,6 +15,15 @@
  * or NATS wildcards); the session's statechart decides whether the event wakes it (a listed
  * type, or priority `urgent`) or waits for its wake. An event that reaches no one is
  * dead-lettered with reason `no-recipient`.
+ *
+ * The router's consumer deleted while the runtime runs (an operator's `nats consumer rm`, a
+ * clean-up script): every node notices (`consumer_deleted` / `consumer_not_found`) and the first
+ * re-creates it from the consumer's ack floor as last read (every `ROUTER_FLOOR_EVERY_MS`), so
+ * every event not acked yet, including those published while it was gone, is routed; the events
+ * acked since that read are routed again and de-duplicated by the inbox (their copies are
+ * younger than its 2 min window unless an older event held the floor back that long). Before
+ * 2026-11-28 the router was never re-created: every event published after the delete was
+ * stored, acknowledged to its producer and never delivered.
  */
 import { randomUUID } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
@@ -30,6 +39,7 @@ import { storableText, toStorable } from '../persistence/storable.js';
 import type { Logger } from './logger.js';
 import { partitionOf } from './partition.js';
 import { Scheduler } from './scheduler.js';
+import { settleWithin } from './deadline.js';
 import type { Clock } from './clock.js';
 import type { SessionHost } from './host/sessionHost.js';
 import { DLQ_SUBJECT, H, INBOX_SUBJECT, type Transport } from './transport.js';
@@ -40,6 +50,9 @@ const ROUTE_CHUNK_TIMEOUT_MS = 10_000;
 
 /** How long a start keeps retrying the event router's consumer before it gives up. */
 const ROUTER_START_DEADLINE_MS = 60_000;
+
+/** How often the router's ack floor is read: where a re-created router consumer resumes. */
+const ROUTER_FLOOR_EVERY_MS = 30_000;
 
 /**
  * Header on events a node of an earlier version routed itself in `publishEvent`: the router skips
@@ -229,23 +242,47 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
   }
 
   /** Routes events that producers published straight to `agentry.events.<type>` (and outbox events). */
-  async function startRouter(): Promise<void> {
-    const durable = 'router';
+  const durable = 'router';
+  /** Every event up to this sequence was acked by some node, as the router's consumer said last (null: not read yet). */
+  let routerFloor: number | null = null;
+  let floorTimer: ReturnType<typeof setInterval> | undefined;
+  let routerStopped = false;
+  let recreating: Promise<void> | null = null;
+
+  /** Creates the router's durable consumer when it is missing: new events only, or from `resumeAt`. */
+  async function ensureRouterConsumer(resumeAt: number | null): Promise<void> {
     // An event a node took and did not ack (it died mid-route) comes again after ack_wait: the
     // node's ackWaitMs, as for inbox messages (long routes call working()).
     const ackWait = config.ackWaitMs * 1_000_000;
-    let info: Awaited<ReturnType<typeof transport.jsm.consumers.info>> | null = null;
-    try { info = await transport.jsm.consumers.info(transport.eventStream, durable); } catch { /* not there yet */ }
+    const infoOf = async (): Promise<Awaited<ReturnType<typeof transport.jsm.consumers.info>> | null> => {
+      try { return await transport.jsm.consumers.info(transport.eventStream, durable); } catch (err) {
+        if (isConsumerNotFound(err)) return null;
+        throw err;
+      }
+    };
+    let info = await infoOf();
     if (!info) {
-      await transport.jsm.consumers.add(transport.eventStream, {
-        durable_name: durable, filter_subject: 'agentry.events.>', ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.New, ack_wait: ackWait, max_deliver: -1,
-      });
+      try {
+        await transport.jsm.consumers.add(transport.eventStream, {
+          durable_name: durable, filter_subject: 'agentry.events.>', ack_policy: AckPolicy.Explicit,
+          ...(resumeAt === null ? { deliver_policy: DeliverPolicy.New } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: resumeAt }),
+          ack_wait: ackWait, max_deliver: -1,
+        });
+      } catch (err) {
+        // Another node re-created it first (its start differs from ours): use theirs.
+        if (!(await infoOf())) throw err;
+      }
+      info = await infoOf();
     } else if (info.config.ack_wait !== ackWait) {
       await transport.jsm.consumers.update(transport.eventStream, durable, { ack_wait: ackWait });
     }
+    if (info) routerFloor = routerAckedThrough(info);
+  }
+
+  async function startRouter(resumeAt: number | null = null): Promise<void> {
+    await ensureRouterConsumer(resumeAt);
     const consumer = await transport.js.consumers.get(transport.eventStream, durable);
-    router = await consumer.consume({
+    const messages = await consumer.consume({
       max_messages: 256,
       callback: (m: JsMsg) => {
         routing = routing.then(async () => {
@@ -262,6 +299,44 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
         });
       },
     });
+    router = messages;
+    void watchRouter(messages);
+  }
+
+  /** Re-creates the router's consumer when it is deleted or missing (see the module comment). */
+  async function watchRouter(messages: ConsumerMessages): Promise<void> {
+    try {
+      for await (const s of messages.status()) {
+        if (routerStopped || router !== messages) return;
+        if (s.type === 'consumer_deleted' || s.type === 'consumer_not_found') {
+          recreating ??= recreateRouter(messages, s.type).finally(() => { recreating = null; });
+          return;
+        }
+      }
+    } catch { /* closed */ }
+  }
+
+  async function recreateRouter(old: ConsumerMessages, why: string): Promise<void> {
+    const resumeAt = routerFloor === null ? null : routerFloor + 1;
+    logger.warn({ reason: why, resumeAt }, 'event router consumer gone; re-creating it from its last known ack floor');
+    router = undefined;
+    await settleWithin(old.close(), 2_000);
+    for (let delay = 250; !routerStopped; delay = Math.min(delay * 2, 5_000)) {
+      try {
+        await startRouter(resumeAt);
+        return;
+      } catch (err) {
+        logger.warn({ err: (err as Error).message }, 'could not re-create the event router consumer yet; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** Reads the router's ack floor (a failed read keeps the last one). */
+  async function readRouterFloor(): Promise<void> {
+    try {
+      routerFloor = routerAckedThrough(await transport.jsm.consumers.info(transport.eventStream, durable));
+    } catch { /* NATS away or the consumer gone: the last floor stands */ }
   }
 
   return {
@@ -274,6 +349,8 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
       for (let delay = 250; ; delay = Math.min(delay * 2, 4_000)) {
         try {
           await startRouter();
+          floorTimer = setInterval(() => { if (!recreating) void readRouterFloor(); }, ROUTER_FLOOR_EVERY_MS);
+          floorTimer.unref();
           return;
         } catch (err) {
           if (Date.now() + delay > deadline) throw err;
@@ -285,6 +362,9 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     async stop() {
       stopped = true;
       scheduler.stop();
+      routerStopped = true;
+      clearInterval(floorTimer);
+      await recreating;
       await router?.close();
       await routing;
     },
@@ -347,4 +427,31 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
       return out;
     },
   };
+}
+
+/** The JetStream API said the consumer does not exist (10014). */
+function isConsumerNotFound(err: unknown): boolean {
+  const e = err as { name?: string; code?: number; api_error?: { err_code?: number } };
+  return e.name === 'ConsumerNotFoundError' || e.api_error?.err_code === 10014 || e.code === 404;
+}
+
+/** What `routerAckedThrough` reads of a consumer's info. */
+export interface RouterConsumerState {
+  readonly ack_floor: { readonly stream_seq: number };
+  readonly delivered: { readonly stream_seq: number; readonly consumer_seq: number };
+  readonly num_ack_pending: number;
+}
+
+/**
+ * Every event up to this stream sequence was acked by the router's consumer: where a re-created
+ * one resumes. The server reports an ack floor of 0 until the consumer's first ack (one created
+ * with "new events only" over a long history too), so then it is the sequence before the first
+ * delivery — the last delivered sequence less the deliveries (exact without redeliveries,
+ * earlier with them: the events stream holds only events, its sequences have no gaps); with
+ * nothing awaiting an ack, everything delivered.
+ */
+export function routerAckedThrough(info: RouterConsumerState): number {
+  if (info.num_ack_pending === 0) return info.delivered.stream_seq;
+  if (info.ack_floor.stream_seq > 0) return info.ack_floor.stream_seq;
+  return Math.max(0, info.delivered.stream_seq - info.delivered.consumer_seq);
 }

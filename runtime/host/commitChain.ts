@@ -61,7 +61,9 @@ export class CommitChain {
     const seq = m.seq;
     s.acks.set(seq, m);
     s.maxEnqueuedSeq = Math.max(s.maxEnqueuedSeq, seq); // a message the tenant rate deferred is older than later ones of the session
-    const dl: DeadLetter = { id: `${s.id}:${seq}`, sessionId: s.id, reason, error: detail, attempts: 0, payload, createdAt: this.clock.now(), replayedAt: null };
+    // Detail and payload may quote what a producer sent (a header, the raw bytes): store them in
+    // a form Postgres accepts, or the dead letter itself is refused and the message comes again.
+    const dl: DeadLetter = { id: `${s.id}:${seq}`, sessionId: s.id, reason, error: storableText(detail), attempts: 0, payload: toStorable(payload), createdAt: this.clock.now(), replayedAt: null };
     this.deps.logger.warn({ sessionId: s.id, seq, reason, detail }, 'message dead-lettered');
     s.open = null; // later changes must not ride on a record that commits (and acks) before this dead letter is stored
     s.inflight++;

@@ -13,8 +13,14 @@
  * than a few seconds (younger ones are still on their way out): every 5 s, rows older than 15 s;
  * when it takes a partition, that partition's rows older than 5 s; after a failed publish, its
  * partitions' rows of any age, every 2 s until a sweep gets them all out.
+ *
+ * A row NATS can never carry (larger than the streams' largest message, headers included; or
+ * refused by the client as an invalid argument: over the server's max_payload) is dead-lettered
+ * (`output-too-large` / `output-unpublishable`) and removed: before 2026-11-28 every publish and
+ * sweep stopped at it, so it stayed forever and every row stored after it was never swept.
  */
-import type { OutboxRecord, PendingOutboxQuery, Store } from '../../persistence/types.js';
+import type { DeadLetter, OutboxRecord, PendingOutboxQuery, Store } from '../../persistence/types.js';
+import { storableText } from '../../persistence/storable.js';
 import type { Logger } from '../logger.js';
 import { H, type Transport } from '../transport.js';
 
@@ -47,11 +53,13 @@ export class Outbox {
   swept = 0;
 
   constructor(private readonly deps: {
-    readonly store: Pick<Store, 'pendingOutbox' | 'deleteOutbox'>;
+    readonly store: Pick<Store, 'pendingOutbox' | 'deleteOutbox' | 'addDeadLetter'>;
     readonly transport: Pick<Transport, 'publishCore' | 'publishInbox' | 'publishEvent'>;
     readonly logger: Logger;
     /** The partitions this node owns now; null: every row is this node's (a node without leases). */
     readonly owned: () => readonly number[] | null;
+    /** The largest message (headers included) a subject takes, as far as known up front (`outboxMaxBytes`). */
+    readonly maxBytes?: (subject: string) => number;
   }) {}
 
   /**
@@ -60,6 +68,12 @@ export class Outbox {
    */
   async publish(rows: readonly OutboxRecord[]): Promise<boolean> {
     for (const o of rows) {
+      const size = encodedSize(o);
+      const max = this.deps.maxBytes?.(o.subject) ?? Infinity;
+      if (size > max) {
+        if (!(await this.deadLetter(o, 'output-too-large', `${size} bytes with headers > ${max}, the largest message NATS takes on ${o.subject}`))) return false;
+        continue;
+      }
       try {
         if (o.subject.startsWith(INBOX_PREFIX)) {
           await this.deps.transport.publishInbox(o.subject.slice(INBOX_PREFIX.length), o.body, { ...o.headers }, o.id);
@@ -71,11 +85,40 @@ export class Outbox {
         this.deletes.push(o.id);
         this.published.add(o.id);
       } catch (err) {
+        // The client refuses what it can never send (a bad subject, a payload over max_payload it knows of).
+        if ((err as { name?: string }).name === 'InvalidArgumentError') {
+          if (!(await this.deadLetter(o, 'output-unpublishable', `NATS refused it: ${(err as Error).message}`))) return false;
+          continue;
+        }
         this.deps.logger.warn({ err, id: o.id }, 'outbox publish failed; it stays in the outbox and is retried');
         this.failedAt = Date.now();
         return false;
       }
     }
+    return true;
+  }
+
+  /**
+   * Stores a row that can never be published as a dead letter (its head and size; the whole
+   * body would be as unwieldy there) and queues its delete. False when the store failed: the
+   * row stays and a later sweep tries again.
+   */
+  private async deadLetter(o: OutboxRecord, reason: string, detail: string): Promise<boolean> {
+    const dl: DeadLetter = {
+      id: `outbox:${o.id}`, sessionId: o.sessionId, reason, error: storableText(detail), attempts: 0,
+      payload: { subject: o.subject, headers: o.headers, bytes: Buffer.byteLength(o.body), head: storableText(o.body.slice(0, 1024)) },
+      createdAt: Date.now(), replayedAt: null,
+    };
+    try {
+      await this.deps.store.addDeadLetter(dl);
+    } catch (err) {
+      this.deps.logger.warn({ err, id: o.id }, 'an unpublishable outbox row could not be dead-lettered; retried');
+      this.failedAt = Date.now();
+      return false;
+    }
+    this.deps.logger.error({ id: o.id, sessionId: o.sessionId, subject: o.subject, reason, detail }, 'output dead-lettered: NATS can never carry it');
+    this.deletes.push(o.id);
+    this.published.add(o.id);
     return true;
   }
 
@@ -142,4 +185,20 @@ export class Outbox {
       throw err;
     }
   }
+}
+
+/** A row's size on the wire as NATS counts it against max_payload: body plus encoded headers (and its Nats-Msg-Id). */
+function encodedSize(o: OutboxRecord): number {
+  let h = 'NATS/1.0\r\n\r\n'.length + `${H.msgId}: ${o.id}\r\n`.length;
+  for (const [k, v] of Object.entries(o.headers)) h += Buffer.byteLength(`${k}: ${v}\r\n`);
+  return Buffer.byteLength(o.body) + h;
+}
+
+/**
+ * The largest message `subject` takes that the outbox can know of up front: the streams'
+ * max_msg_size (`maxPayloadBytes`) for the JetStream subjects (inbox mail, events); no limit for
+ * core subjects (the client refuses one over the server's max_payload: `output-unpublishable`).
+ */
+export function outboxMaxBytes(subject: string, streamMax: number): number {
+  return subject.startsWith(INBOX_PREFIX) || subject.startsWith(EVENTS_PREFIX) ? streamMax : Infinity;
 }

@@ -65,7 +65,7 @@ import {
 import { LiveSlots } from './liveSlots.js';
 import { isExpired, mailboxSize } from './mailboxRules.js';
 import { MigrationGate } from './migrationGate.js';
-import { Outbox } from './outbox.js';
+import { Outbox, outboxMaxBytes } from './outbox.js';
 import { SessionLoader } from './sessionLoader.js';
 import { TenantPacer } from './tenantPacer.js';
 
@@ -131,7 +131,10 @@ export class SessionHost {
       },
     }) : null;
     this.loader = new SessionLoader(deps.store, () => this.historyLimit, stopping);
-    this.outbox = new Outbox({ store: deps.store, transport: deps.transport, logger: deps.logger, owned: () => deps.ownedPartitions?.() ?? null });
+    this.outbox = new Outbox({
+      store: deps.store, transport: deps.transport, logger: deps.logger, owned: () => deps.ownedPartitions?.() ?? null,
+      maxBytes: (subject) => outboxMaxBytes(subject, deps.config.maxPayloadBytes),
+    });
     this.waitpoints = createWaitpoints({ store: deps.store, publish: (rows) => this.outbox.publish(rows), now: () => this.clock.now() });
     this.runs = new HandlerRuns(deps, {
       clock: this.clock, stats: this.stats, sessionOf: (sid) => this.live.get(sid),

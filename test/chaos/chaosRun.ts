@@ -14,7 +14,11 @@ import { POISON_KINDS } from './load.js';
 import { Scenario } from './scenario.js';
 import type { FaultRecord, Recovery, Report } from './verifier.js';
 
-export const FAULT_KINDS = ['kill', 'pause', 'term', 'nats-restart', 'nats-refuse', 'nats-blackhole', 'pg-refuse', 'pg-blackhole', 'pg-deaf'] as const;
+export const FAULT_KINDS = [
+  'kill', 'pause', 'term', 'nats-restart', 'nats-refuse', 'nats-blackhole', 'pg-refuse', 'pg-blackhole', 'pg-deaf',
+  // Two faults at once, and operator faults (added 2026-11-28):
+  'pause-nats-restart', 'term-pg-deaf', 'term-nats-blackhole', 'pg-restart', 'consumer-delete',
+] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface ChaosOptions {
@@ -62,7 +66,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  */
 export function boundedRecoveryMs(r: Recovery): number | null {
   if (r.recoveryMs === null) return null;
-  return r.kind === 'kill' || r.kind === 'pause' || r.kind.startsWith('term') ? r.recoveryMs : r.afterEndMs;
+  return r.kind === 'kill' || r.kind.startsWith('pause') || r.kind.startsWith('term') ? r.recoveryMs : r.afterEndMs;
 }
 
 function percentile(xs: number[], p: number): number | null {
@@ -101,9 +105,9 @@ export async function runChaos(o: ChaosOptions, log: (line: string) => void = (l
       const heal = rng.next() < 0.5;
       const durationMs =
         kind === 'kill' ? rng.int(1000, 8000)
-          : kind === 'pause' ? rng.int(2 * leaseTtlMs, 3 * leaseTtlMs)
+          : kind === 'pause' || kind === 'pause-nats-restart' ? rng.int(2 * leaseTtlMs, 3 * leaseTtlMs)
             : kind === 'nats-restart' ? rng.int(0, 3000)
-              : kind === 'term' ? 0 : rng.int(2000, 6000);
+              : kind === 'term' || kind === 'consumer-delete' ? 0 : rng.int(2000, 6000);
       // Timers due during the fault, on sleepers whose last timer has fired by now.
       const free = sc.sleepers.filter((s) => (timerDue.get(s) ?? 0) < Date.now());
       for (let n = 0; n < Math.min(2, free.length); n++) {
@@ -117,8 +121,9 @@ export async function runChaos(o: ChaosOptions, log: (line: string) => void = (l
       await sleep(1000);
       if (poison) sc.load.injectPoison(poison.sid, poison.kind);
       const detail: Record<string, unknown> = { durationMs, ...(kind.endsWith('blackhole') ? { heal } : {}), ...(poison ? { poison } : {}) };
-      const f = sc.fault(kind, kind === 'nats-restart' ? null : node, detail);
-      log(`[chaos] fault ${k}/${o.faults}: ${kind}${kind === 'nats-restart' ? '' : ` node-${node}`} ${JSON.stringify(detail)}`);
+      const global = kind === 'nats-restart' || kind === 'pg-restart';
+      const f = sc.fault(kind, global ? null : node, detail);
+      log(`[chaos] fault ${k}/${o.faults}: ${kind}${global ? '' : ` node-${node}`} ${JSON.stringify(detail)}`);
       try {
         switch (kind) {
           case 'kill':
@@ -157,6 +162,42 @@ export async function runChaos(o: ChaosOptions, log: (line: string) => void = (l
             await sleep(durationMs);
             c.pgMode(node, 'pass');
             break;
+          case 'pause-nats-restart': {
+            // The node is frozen while nats-server goes away and comes back: it wakes up to a
+            // new server connection, leases that lapsed, and partitions that moved meanwhile.
+            c.pauseNode(node);
+            const t = Date.now();
+            await sleep(Math.min(1000, durationMs / 3));
+            await c.restartNats(rng.int(0, 2000));
+            await sleep(Math.max(0, durationMs - (Date.now() - t)));
+            c.resumeNode(node);
+            break;
+          }
+          case 'term-pg-deaf': case 'term-nats-blackhole': {
+            // A graceful stop while its Postgres answers are dropped (its last commits are
+            // ambiguous) or its NATS swallows everything: it must still exit, and lose nothing.
+            if (kind === 'term-pg-deaf') c.pgMode(node, 'deaf'); else c.natsMode(node, 'blackhole');
+            await sleep(rng.int(200, 1500));
+            const r = await c.termNode(node, graceMs + 30_000);
+            detail.exit = { code: r.code, ms: r.ms, hung: r.hung };
+            log(`[chaos]   SIGTERM → ${r.hung ? 'hung, SIGKILLed' : `exit ${r.code}`} after ${r.ms} ms`);
+            c.pgMode(node, 'pass'); c.natsMode(node, 'pass');
+            await c.startNode(node);
+            break;
+          }
+          case 'pg-restart':
+            // Postgres restarted (or failed over) for everyone: every node's connections reset.
+            for (let i = 0; i < o.nodes; i++) c.pgMode(i, 'refuse');
+            await sleep(durationMs);
+            for (let i = 0; i < o.nodes; i++) c.pgMode(i, 'pass');
+            break;
+          case 'consumer-delete': {
+            // An operator deletes the inbox consumer of one of the node's partitions.
+            const deleted = await c.deleteConsumerOf(node, rng.int(0, 63));
+            detail.deleted = deleted;
+            log(`[chaos]   deleted ${deleted ?? 'nothing (the node owns no partition)'}`);
+            break;
+          }
         }
       } catch (e) {
         detail.error = (e as Error).message;

@@ -5,7 +5,8 @@
 // node's NATS or Postgres away (refused or blackholed) while the harness still reaches both.
 //
 // Faults it drives: SIGKILL and restart a node, SIGSTOP / SIGCONT it, SIGTERM it (timed) and
-// restart it, restart nats-server, and refuse or blackhole one node's NATS or Postgres.
+// restart it, restart nats-server, refuse or blackhole one node's NATS or Postgres, and delete
+// a partition's consumer as an operator would.
 // Every process it starts is registered with procs.ts and killed by destroy() (and on exit).
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -260,6 +261,24 @@ export class Cluster {
     if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
     await this.nats.restart();
     track(this.nats.pid);
+  }
+
+  /**
+   * As an operator would (`nats consumer rm`): deletes the inbox consumer of one partition node i
+   * owns (the `pick`-th, modulo how many it owns). Returns the consumer's name, or null when the
+   * node owns none (or did not answer).
+   */
+  async deleteConsumerOf(i: number, pick = 0): Promise<string | null> {
+    const owned = (await this.ping(i))?.owned ?? [];
+    if (owned.length === 0) return null;
+    const p = owned[pick % owned.length]!;
+    const jsm = await jetstreamManager(this.nc);
+    for await (const ci of jsm.consumers.list('AGENTRY_INBOX')) {
+      if (ci?.config?.filter_subject !== `agentry.part.${p}.>`) continue;
+      await jsm.consumers.delete('AGENTRY_INBOX', ci.name);
+      return ci.name;
+    }
+    return null;
   }
 
   /** Asks node i for its stats; null when it does not answer within `timeoutMs`. */

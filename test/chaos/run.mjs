@@ -14,7 +14,8 @@
 // --sleepers N, --lease-ms MS, --bound-ms MS, --settle-ms MS, --kinds a,b,…, --poison-rate P
 // (chance per fault of a poison message, 0.5; 0: none), --report FILE,
 // --keep-logs, --no-build. Fault kinds: kill pause term nats-restart nats-refuse nats-blackhole
-// pg-refuse pg-blackhole pg-deaf.
+// pg-refuse pg-blackhole pg-deaf, two at once: pause-nats-restart term-pg-deaf term-nats-blackhole,
+// and pg-restart (every node's Postgres refused) and consumer-delete (an operator's `nats consumer rm`).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
