@@ -389,6 +389,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     ownerEpoch: (p) => leases.epochOf(p),
     restartPartition: (p, reason) => { transport.restartPartition(p, reason); },
     ownedPartitions: () => leases.owned(),
+    partitionUsable: (p) => leases.usable(p, leases.epochOf(p)),
   });
   // Agent types' retention: the past of the sessions each commit touched is pruned in the background.
   const retention = createRetention({

@@ -38,6 +38,11 @@ export interface HostDeps {
   readonly restartPartition?: (partition: number, reason: string) => void;
   /** The partitions this node owns (whose stored outbox rows it sweeps). Unset: all of them. */
   readonly ownedPartitions?: () => readonly number[];
+  /**
+   * Whether this node may still act for partition p: it holds the lease and renewed it recently
+   * (false after a long pause, before the node has learned it lost the lease). Unset: always.
+   */
+  readonly partitionUsable?: (partition: number) => boolean;
   /** Budgets (runtime/budgets.ts); unset: no limits, no metering. */
   readonly budgets?: Budgets;
   /** The node's per-tenant rate (runtime/tenantRate.ts), shared with the API; unset: messages are never deferred by rate. */

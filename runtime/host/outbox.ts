@@ -60,6 +60,13 @@ export class Outbox {
     readonly owned: () => readonly number[] | null;
     /** The largest message (headers included) a subject takes, as far as known up front (`outboxMaxBytes`). */
     readonly maxBytes?: (subject: string) => number;
+    /**
+     * Whether this node may still publish a row of `sessionId` (it holds the partition's lease,
+     * renewed recently). A node that wakes from a long pause (SIGSTOP, a VM freeze) must not go on
+     * publishing rows its successor's takeover sweep published already: past the streams' 2-minute
+     * duplicate window, each would be delivered twice. Unset: always.
+     */
+    readonly mayPublish?: (sessionId: string) => boolean;
   }) {}
 
   /**
@@ -68,6 +75,12 @@ export class Outbox {
    */
   async publish(rows: readonly OutboxRecord[]): Promise<boolean> {
     for (const o of rows) {
+      if (this.deps.mayPublish && !this.deps.mayPublish(o.sessionId)) {
+        // The lease is in doubt (a pause, a lapse): the row stays stored. A renewal lets the retry
+        // sweep publish it; a lost lease leaves it to the next owner's takeover sweep.
+        this.failedAt = Date.now();
+        return false;
+      }
       const size = encodedSize(o);
       const max = this.deps.maxBytes?.(o.subject) ?? Infinity;
       if (size > max) {

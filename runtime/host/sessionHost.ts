@@ -134,6 +134,7 @@ export class SessionHost {
     this.outbox = new Outbox({
       store: deps.store, transport: deps.transport, logger: deps.logger, owned: () => deps.ownedPartitions?.() ?? null,
       maxBytes: (subject) => outboxMaxBytes(subject, deps.config.maxPayloadBytes),
+      ...(deps.partitionUsable ? { mayPublish: (sid: string) => deps.partitionUsable!(partitionOf(sid, deps.config.partitions)) } : {}),
     });
     this.waitpoints = createWaitpoints({ store: deps.store, publish: (rows) => this.outbox.publish(rows), now: () => this.clock.now() });
     this.runs = new HandlerRuns(deps, {
