@@ -558,15 +558,27 @@ export function withRunner(run: (input: RunInput, signal: AbortSignal) => Promis
 
 /** The top-level state name of a snapshot value (`{ active: 'running' }` → `active`). */
 export function topState(value: unknown): 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped' {
-  const v = typeof value === 'string' ? value : Object.keys(value as object)[0];
-  return v as 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped';
+  if (typeof value === 'string') return value as 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped';
+  for (const k in value as object) return k as 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped'; // the first key, without an array
+  return undefined as never;
 }
 
-/** Full state path for timelines (`active.running`). */
+/** Paths of nested values already seen (`active` → `running` → `active.running`): a few entries, made once. */
+const PATHS = new Map<string, Map<string, string>>();
+
+/** Full state path for timelines (`active.running`). Runs on every snapshot: no allocation for a known path. */
 export function statePath(value: unknown): string {
   if (typeof value === 'string') return value;
-  const [k, v] = Object.entries(value as Record<string, unknown>)[0] ?? ['?', ''];
-  return `${k}.${statePath(v)}`;
+  for (const k in value as Record<string, unknown>) {
+    const v = (value as Record<string, unknown>)[k];
+    if (typeof v !== 'string') return `${k}.${statePath(v)}`;
+    let m = PATHS.get(k);
+    if (!m) PATHS.set(k, (m = new Map<string, string>()));
+    let p = m.get(v);
+    if (p === undefined) { p = `${k}.${v}`; if (m.size < 64) m.set(v, p); }
+    return p;
+  }
+  return '?.';
 }
 
 interface PersistedShape {

@@ -46,8 +46,8 @@ export interface HandlerContextDeps {
   readonly run: RunHandle;
   /** Where buffered outputs go (the host keeps them until the run's commit). */
   readonly outputs: PendingOutput[];
-  /** The session's recent history, oldest first (copied when the handler reads it). */
-  readonly history: () => readonly HistoryItem[];
+  /** The session's recent history, oldest first (a new array: made when the handler reads it). */
+  readonly history: () => HistoryItem[];
   /** The run's logger (made on first use). */
   readonly log: () => Logger;
   readonly now: () => number;
@@ -98,7 +98,7 @@ export function createHandlerContext(d: HandlerContextDeps): RunContext {
       return state;
     },
     set state(v: unknown) { touched = true; state = v; },
-    get history() { return (historyCopy ??= d.history().slice()); },
+    get history() { return (historyCopy ??= d.history()); },
     get log() {
       return (log ??= {
         debug: (msg, f) => { d.log().debug(f ?? {}, msg); },
