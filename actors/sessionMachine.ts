@@ -104,8 +104,11 @@ export interface SessionInput {
   readonly at: number;
 }
 
-const maxSeq = (seq: number, msgs: readonly InboxMessage[]): number =>
-  msgs.reduce((m, x) => (x.seq > m ? x.seq : m), seq);
+const maxSeq = (seq: number, msgs: readonly InboxMessage[]): number => {
+  let m = seq;
+  for (let i = 0; i < msgs.length; i++) if (msgs[i]!.seq > m) m = msgs[i]!.seq;
+  return m;
+};
 
 const wakeRecord = (reason: WakeReason, at: number, detail?: unknown, trace?: { traceparent?: string; tracestate?: string } | null): InboxMessage => ({
   seq: 0, kind: 'wake', body: detail === undefined ? { reason } : { reason, detail }, priority: 'normal', at,
@@ -138,6 +141,11 @@ function nextBatch(context: SessionContext, pending: readonly InboxMessage[]): P
  * `lastSeq` covers all of them.
  */
 function complete(context: SessionContext, run: CompletedRun, unsettled: readonly InboxMessage[]): Partial<SessionContext> {
+  const refused = context.rejected;
+  if ((refused === undefined || refused.length === 0) && run.settled === undefined) {
+    // The common case (nothing refused, nothing settled without running): no filtering, no copies.
+    return { completed: run, rejected: refused ?? [], lastSeq: maxSeq(context.lastSeq, run.batch), version: context.version + 1 };
+  }
   const oldest = unsettled.reduce((min, x) => (x.seq > 0 && x.seq < min ? x.seq : min), Infinity);
   const rejected = context.rejected ?? [];
   const now = rejected.filter((r) => r.seq < oldest);
@@ -623,12 +631,13 @@ export function toDurableSnapshot(persisted: unknown): unknown {
  * `toDurableSnapshot(actor.getPersistedSnapshot())` (a test holds them equal) without XState
  * walking the whole context and every child actor first. It runs once per commit.
  */
-export function durableSnapshotOf(snap: { status: string; value: unknown; context: SessionContext; historyValue?: unknown; error?: unknown; output?: unknown }): unknown {
+export function durableSnapshotOf(snap: { status: string; value: unknown; context: SessionContext; historyValue?: unknown; error?: unknown; output?: unknown }, agentry?: unknown): unknown {
   const ctx: SessionContext = { ...snap.context, pending: carriedOver(snap.context), batch: [], rejected: [], completed: null, attempt: 0 };
-  return {
-    status: snap.status, value: topState(snap.value) === 'active' ? 'idle' : snap.value, historyValue: {},
-    context: ctx, children: {}, error: snap.error, output: snap.output,
-  };
+  const value = topState(snap.value) === 'active' ? 'idle' : snap.value;
+  // `agentry`: the stamp (actors/agentVersion.ts), last, as `stamped` puts it.
+  return agentry === undefined
+    ? { status: snap.status, value, historyValue: {}, context: ctx, children: {}, error: snap.error, output: snap.output }
+    : { status: snap.status, value, historyValue: {}, context: ctx, children: {}, error: snap.error, output: snap.output, agentry };
 }
 
 /** The context of a durable snapshot (for reads that do not need a live actor). */

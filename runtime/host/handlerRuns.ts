@@ -48,8 +48,13 @@ export class HandlerRuns {
   private readonly pacer = new RunPacer();
   private readonly clock: Clock;
 
+  /** The clock as a function, made once (a run's `ctx.now`). */
+  private readonly now: () => number;
+
   constructor(private readonly deps: HostDeps, private readonly port: RunPort) {
     this.clock = port.clock;
+    const clock = port.clock;
+    this.now = () => clock.now();
   }
 
   /**
@@ -224,7 +229,7 @@ export class HandlerRuns {
     // The run's logger is made on first use: most runs never log (a child logger per run cost ~2% of CPU).
     let runLog: Logger | undefined;
     const log = (): Logger => (runLog ??= s.log.child({ runId: input.runId, attempt: input.attempt }));
-    const now = (): number => this.clock.now();
+    const now = this.now;
     // After an aborted turn the agent's onAbort may have repaired the state: start from that.
     const startInput = s.repair ? { ...input, userState: s.repair.state } : input;
     run.trace = startRunTrace(s.id, s.type, input.runId, input.attempt, input.batch, s.dropped?.splice(0));
