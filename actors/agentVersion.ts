@@ -15,7 +15,7 @@
  *   state value is not a state of the current statechart.
  */
 import { AgentryError } from './errors.js';
-import { sessionMachine } from './sessionMachine.js';
+import { durableSnapshotOf, sessionMachine } from './sessionMachine.js';
 
 /** Why a snapshot cannot be taken by the current code (the `reason` of a MigrationError). */
 export type MigrationFailure = 'newer-version' | 'no-path' | 'migrate-threw' | 'invalid-state';
@@ -75,6 +75,15 @@ export function stampOf(snapshot: unknown): { version: number; machine: string |
   const s = (snapshot as { agentry?: Partial<SnapshotStamp> } | null)?.agentry;
   const version = typeof s?.version === 'number' && Number.isInteger(s.version) && s.version >= 1 ? s.version : 1;
   return { version, machine: typeof s?.machine === 'string' ? s.machine : null, type: typeof s?.type === 'string' ? s.type : null };
+}
+
+/**
+ * The stamped durable snapshot of a live snapshot, in one object: the same value as
+ * `stamped(durableSnapshotOf(snap), type, version)` (a test holds them equal), with one
+ * wrapper fewer per commit.
+ */
+export function stampedDurableSnapshotOf(snap: Parameters<typeof durableSnapshotOf>[0], type: string, version: number): unknown {
+  return durableSnapshotOf(snap, { type, version, machine: MACHINE_HASH } satisfies SnapshotStamp);
 }
 
 /** A durable snapshot with its stamp (a new object; the input is not changed). */

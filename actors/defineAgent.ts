@@ -481,5 +481,8 @@ export function waitResult(opts: WaitOptions, now: number, waitpoint?: Waitpoint
 /** Reads the next step out of a handler's return value (idle when it returned nothing). */
 export function nextStepOf(result: unknown): NextStep {
   if (result !== null && typeof result === 'object' && NEXT in result) return (result as HandlerResult)[NEXT];
-  return { type: 'idle' };
+  return IDLE_STEP;
 }
+
+/** The step of a handler that returned nothing (shared: a NextStep is never changed). */
+const IDLE_STEP: NextStep = Object.freeze({ type: 'idle' });

@@ -104,8 +104,11 @@ export interface SessionInput {
   readonly at: number;
 }
 
-const maxSeq = (seq: number, msgs: readonly InboxMessage[]): number =>
-  msgs.reduce((m, x) => (x.seq > m ? x.seq : m), seq);
+const maxSeq = (seq: number, msgs: readonly InboxMessage[]): number => {
+  let m = seq;
+  for (let i = 0; i < msgs.length; i++) if (msgs[i]!.seq > m) m = msgs[i]!.seq;
+  return m;
+};
 
 const wakeRecord = (reason: WakeReason, at: number, detail?: unknown, trace?: { traceparent?: string; tracestate?: string } | null): InboxMessage => ({
   seq: 0, kind: 'wake', body: detail === undefined ? { reason } : { reason, detail }, priority: 'normal', at,
@@ -138,6 +141,11 @@ function nextBatch(context: SessionContext, pending: readonly InboxMessage[]): P
  * `lastSeq` covers all of them.
  */
 function complete(context: SessionContext, run: CompletedRun, unsettled: readonly InboxMessage[]): Partial<SessionContext> {
+  const refused = context.rejected;
+  if ((refused === undefined || refused.length === 0) && run.settled === undefined) {
+    // The common case (nothing refused, nothing settled without running): no filtering, no copies.
+    return { completed: run, rejected: refused ?? [], lastSeq: maxSeq(context.lastSeq, run.batch), version: context.version + 1 };
+  }
   const oldest = unsettled.reduce((min, x) => (x.seq > 0 && x.seq < min ? x.seq : min), Infinity);
   const rejected = context.rejected ?? [];
   const now = rejected.filter((r) => r.seq < oldest);
@@ -558,15 +566,27 @@ export function withRunner(run: (input: RunInput, signal: AbortSignal) => Promis
 
 /** The top-level state name of a snapshot value (`{ active: 'running' }` → `active`). */
 export function topState(value: unknown): 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped' {
-  const v = typeof value === 'string' ? value : Object.keys(value as object)[0];
-  return v as 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped';
+  if (typeof value === 'string') return value as 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped';
+  for (const k in value as object) return k as 'idle' | 'active' | 'sleeping' | 'waiting' | 'stopped'; // the first key, without an array
+  return undefined as never;
 }
 
-/** Full state path for timelines (`active.running`). */
+/** Paths of nested values already seen (`active` → `running` → `active.running`): a few entries, made once. */
+const PATHS = new Map<string, Map<string, string>>();
+
+/** Full state path for timelines (`active.running`). Runs on every snapshot: no allocation for a known path. */
 export function statePath(value: unknown): string {
   if (typeof value === 'string') return value;
-  const [k, v] = Object.entries(value as Record<string, unknown>)[0] ?? ['?', ''];
-  return `${k}.${statePath(v)}`;
+  for (const k in value as Record<string, unknown>) {
+    const v = (value as Record<string, unknown>)[k];
+    if (typeof v !== 'string') return `${k}.${statePath(v)}`;
+    let m = PATHS.get(k);
+    if (!m) PATHS.set(k, (m = new Map<string, string>()));
+    let p = m.get(v);
+    if (p === undefined) { p = `${k}.${v}`; if (m.size < 64) m.set(v, p); }
+    return p;
+  }
+  return '?.';
 }
 
 interface PersistedShape {
@@ -611,12 +631,13 @@ export function toDurableSnapshot(persisted: unknown): unknown {
  * `toDurableSnapshot(actor.getPersistedSnapshot())` (a test holds them equal) without XState
  * walking the whole context and every child actor first. It runs once per commit.
  */
-export function durableSnapshotOf(snap: { status: string; value: unknown; context: SessionContext; historyValue?: unknown; error?: unknown; output?: unknown }): unknown {
+export function durableSnapshotOf(snap: { status: string; value: unknown; context: SessionContext; historyValue?: unknown; error?: unknown; output?: unknown }, agentry?: unknown): unknown {
   const ctx: SessionContext = { ...snap.context, pending: carriedOver(snap.context), batch: [], rejected: [], completed: null, attempt: 0 };
-  return {
-    status: snap.status, value: topState(snap.value) === 'active' ? 'idle' : snap.value, historyValue: {},
-    context: ctx, children: {}, error: snap.error, output: snap.output,
-  };
+  const value = topState(snap.value) === 'active' ? 'idle' : snap.value;
+  // `agentry`: the stamp (actors/agentVersion.ts), last, as `stamped` puts it.
+  return agentry === undefined
+    ? { status: snap.status, value, historyValue: {}, context: ctx, children: {}, error: snap.error, output: snap.output }
+    : { status: snap.status, value, historyValue: {}, context: ctx, children: {}, error: snap.error, output: snap.output, agentry };
 }
 
 /** The context of a durable snapshot (for reads that do not need a live actor). */

@@ -106,7 +106,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
         const cur = versions.has(r.sessionId) ? versions.get(r.sessionId) : sessions.get(r.sessionId);
         if ((cur?.version ?? 0) !== r.version - 1) return Promise.reject(new StaleVersionError(r.sessionId, r.version - 1));
         if (cur && cur.ownerEpoch > r.ownerEpoch) return Promise.reject(new FencedError(r.sessionId, r.ownerEpoch));
-        versions.set(r.sessionId, { ...toRecord(r, cur, now()) });
+        versions.set(r.sessionId, toRecord(r, cur, now()));
       }
       for (const r of records) {
         const cur = sessions.get(r.sessionId);
@@ -114,6 +114,7 @@ export function createMemoryStore(now: () => number = Date.now): Store {
           const t = tenantOfSnapshot(r.snapshot); if (t !== null) tenants.set(r.sessionId, t);
           const g = tagsOfSnapshot(r.snapshot); if (g.length > 0) tags.set(r.sessionId, g); else tags.delete(r.sessionId);
         }
+        // The validated record (each record of a session in this batch got its own, in order).
         const rec = toRecord(r, cur, now());
         sessions.set(r.sessionId, rec);
         push(history, r.sessionId, r.history);
@@ -130,16 +131,19 @@ export function createMemoryStore(now: () => number = Date.now): Store {
           ...('userState' in t ? { userState: JSON.parse(JSON.stringify(t.userState ?? null)) as unknown } : {}),
         })));
         for (const o of r.outbox) outbox.set(o.id, o);
-        const subs = subscriptions.get(r.sessionId) ?? new Set<string>();
-        for (const p of r.unsubscribe ?? []) subs.delete(p);
-        for (const p of r.subscribe ?? []) subs.add(p);
-        subscriptions.set(r.sessionId, subs);
+        if (r.subscribe?.length || r.unsubscribe?.length) {
+          const subs = subscriptions.get(r.sessionId) ?? new Set<string>();
+          for (const p of r.unsubscribe ?? []) subs.delete(p);
+          for (const p of r.subscribe ?? []) subs.add(p);
+          subscriptions.set(r.sessionId, subs);
+        }
         for (const w of r.waitpoints ?? []) {
           if (!waitpoints.has(w.id)) waitpoints.set(w.id, { ...w, status: 'pending', value: null, settledAt: null, defaultValue: w.hasDefault ? w.defaultValue ?? null : null });
         }
         const at = now();
+        // A log row's data is a new object logRowsOf built from the record (nothing else holds it): kept as is.
         for (const row of logRowsOf(r)) {
-          push(log, row.sessionId, [{ id: ++logId, sessionId: row.sessionId, kind: row.kind, data: JSON.parse(JSON.stringify(row.data)) as unknown, at }]);
+          push(log, row.sessionId, [{ id: ++logId, sessionId: row.sessionId, kind: row.kind, data: row.data, at }]);
           cutLog(row.sessionId, at - LOG_MAX_AGE_MS, LOG_MAX_PER_SESSION); // retention costs nothing here: apply it at once
         }
       }

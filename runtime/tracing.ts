@@ -143,6 +143,9 @@ export interface RunTrace {
 }
 
 /** Starts the span of one handler attempt: child of the batch's first traced message, linked to the others. */
+/** The trace of a run with no span and no carrier (shared: nothing changes a RunTrace). */
+const NO_RUN_TRACE: RunTrace = Object.freeze({ span: null, headers: Object.freeze({}) });
+
 export function startRunTrace(
   sessionId: string, agentType: string, runId: number, attempt: number, batch: readonly InboxMessage[],
   dropped: readonly DroppedMessage[] = [],
@@ -150,7 +153,7 @@ export function startRunTrace(
   if (!tracing()) {
     // Stored carriers were validated at the door: forward the first one as it came.
     const first = batch.find((m) => m.traceparent !== undefined);
-    return { span: null, headers: first ? carrierHeaders(first) : {} };
+    return first ? { span: null, headers: carrierHeaders(first) } : NO_RUN_TRACE;
   }
   const parentIdx = batch.findIndex((m) => m.traceparent !== undefined && parseTraceparent(m.traceparent) !== null);
   const links: Link[] = [];

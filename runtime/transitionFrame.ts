@@ -78,6 +78,14 @@ export function cappedBody(body: unknown): unknown {
   return { truncated: true, preview: text.slice(0, FRAME_BODY_MAX) };
 }
 
+/** An empty mailbox list of a frame (shared: a stored frame is never changed). */
+const NO_MESSAGES: readonly FrameMessage[] = Object.freeze([]);
+
+/** A mailbox list as a frame keeps it (most are empty: one shared array, not a new one per frame). */
+function messagesOf(list: readonly InboxMessage[] | undefined): readonly FrameMessage[] {
+  return list === undefined || list.length === 0 ? NO_MESSAGES : list.map(messageOf);
+}
+
 /** The context part of a frame. */
 export function frameContextOf(ctx: SessionContext): FrameContext {
   const w = ctx.wake;
@@ -91,8 +99,8 @@ export function frameContextOf(ctx: SessionContext): FrameContext {
       waitpoint: wp ? { id: wp.id, schema: wp.schema, hasDefault: wp.hasDefault, default: wp.default, tags: [...wp.tags] } : null,
     } : null,
     mailbox: {
-      pending: ctx.pending.map(messageOf), running: ctx.batch.map(messageOf),
-      deferred: ctx.deferred.map(messageOf), rejected: (ctx.rejected ?? []).map(messageOf),
+      pending: messagesOf(ctx.pending), running: messagesOf(ctx.batch),
+      deferred: messagesOf(ctx.deferred), rejected: messagesOf(ctx.rejected),
     },
     lastError: ctx.lastError ? { message: ctx.lastError.message, code: ctx.lastError.code, terminal: ctx.lastError.terminal } : null,
   };

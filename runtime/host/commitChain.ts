@@ -25,7 +25,7 @@ import { traceCommit, tracePublish } from '../tracing.js';
 import { DLQ_SUBJECT } from '../transport.js';
 import { addCompletedRun, batchRange, commitRecordOf, newPendingCommit, type PendingCommit } from './commitRecord.js';
 import type { HostDeps, HostListener, HostStats } from './hostContract.js';
-import { decodePayloadLoose, toHistoryItem, type LiveSession } from './liveSession.js';
+import { decodePayloadLoose, type LiveSession } from './liveSession.js';
 import { recordExpired } from './mailboxRules.js';
 import type { Outbox } from './outbox.js';
 
@@ -119,7 +119,7 @@ export class CommitChain {
     if (completed) {
       addCompletedRun(p, s.id, completed, s.outputs.get(completed.runId) ?? [], this.clock.now());
       recordExpired(p, s.id, completed, s.expired);
-      for (const k of s.outputs.keys()) if (k <= completed.runId) s.outputs.delete(k);
+      if (s.outputs.size > 0) for (const k of s.outputs.keys()) if (k <= completed.runId) s.outputs.delete(k);
     }
     if (!fresh) { this.port.stats.coalesced++; return; }
     const record = p;
@@ -194,7 +194,7 @@ export class CommitChain {
     if (record.history.length > 0) {
       const agent = this.deps.agents.get(s.type);
       const max = agent?.maxHistory ?? 50;
-      s.historyView.push(...record.history.map(toHistoryItem));
+      for (const h of record.history) s.historyView.push(h);
       if (s.historyView.length > max) s.historyView.splice(0, s.historyView.length - max);
     }
     for (const dl of deadLetters) {

@@ -10,7 +10,7 @@
  */
 import { carriedOver, durableSnapshotOf, topState, type CompletedRun } from '../../actors/sessionMachine.js';
 import { fateOf } from '../../actors/types.js';
-import { stamped } from '../../actors/agentVersion.js';
+import { stampedDurableSnapshotOf } from '../../actors/agentVersion.js';
 import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, TransitionRecord, WaitpointRecord } from '../../persistence/types.js';
 import { storableText } from '../../persistence/storable.js';
 
@@ -122,7 +122,7 @@ export function commitRecordOf(
   }] : [];
   return {
     // Stamped with the agent type, the version of its code, and the statechart's hash (agentVersion.ts).
-    sessionId: session.id, type: session.type, status, snapshot: stamped(durableSnapshotOf(p.snap), session.type, session.agentVersion ?? 1),
+    sessionId: session.id, type: session.type, status, snapshot: stampedDurableSnapshotOf(p.snap, session.type, session.agentVersion ?? 1),
     lastSeq: ctx.lastSeq, version, partition: session.partition, ownerEpoch: p.epoch,
     wakeAt: wake?.until ?? ctx.wait?.timeoutAt ?? (status === 'active' && carriedOver(ctx).length > 0 ? ctx.clock : null), wakeEvents: wake?.events ?? (ctx.wait?.event ? [ctx.wait.event] : []),
     wakePriority: wake?.mailPriority ?? null,

@@ -22,9 +22,15 @@ import { budgetNotices, heldTurn } from './budgetTurn.js';
 import type { PendingOutput } from './commitRecord.js';
 import { createHandlerContext, type RunHandle } from './handlerContext.js';
 import type { HostDeps, HostStats } from './hostContract.js';
-import { abortRun, type LiveSession } from './liveSession.js';
+import { abortRun, historyItemsOf, type LiveSession } from './liveSession.js';
 import { splitExpired } from './mailboxRules.js';
 import { RunPacer } from './runPacer.js';
+
+/** Whether a message of the batch has an expiry (a loop: this runs for every run). */
+function mayExpire(batch: RunInput['batch']): boolean {
+  for (let i = 0; i < batch.length; i++) if (batch[i]!.expiresAt !== undefined) return true;
+  return false;
+}
 
 /** What runs need of the host beyond its deps. */
 export interface RunPort {
@@ -42,8 +48,13 @@ export class HandlerRuns {
   private readonly pacer = new RunPacer();
   private readonly clock: Clock;
 
+  /** The clock as a function, made once (a run's `ctx.now`). */
+  private readonly now: () => number;
+
   constructor(private readonly deps: HostDeps, private readonly port: RunPort) {
     this.clock = port.clock;
+    const clock = port.clock;
+    this.now = () => clock.now();
   }
 
   /**
@@ -65,10 +76,12 @@ export class HandlerRuns {
     };
     let input = runInputOf(context);
     // Messages that expired before this turn started are dropped from it (recorded with its commit).
-    const { live, expired } = input.batch.some((m) => m.expiresAt !== undefined) ? splitExpired(input.batch, this.clock.now()) : { live: [], expired: [] };
-    if (expired.length > 0) {
-      for (const m of expired) if (!s.expired.has(m.seq)) s.expired.set(m.seq, this.clock.now());
-      input = { ...input, batch: live };
+    if (mayExpire(input.batch)) {
+      const { live, expired } = splitExpired(input.batch, this.clock.now());
+      if (expired.length > 0) {
+        for (const m of expired) if (!s.expired.has(m.seq)) s.expired.set(m.seq, this.clock.now());
+        input = { ...input, batch: live };
+      }
     }
     // The handler starts after the transition that started it, never inside XState's step, and
     // in a later event-loop turn once this turn has run handlers for long enough (runPacer.ts).
@@ -216,12 +229,12 @@ export class HandlerRuns {
     // The run's logger is made on first use: most runs never log (a child logger per run cost ~2% of CPU).
     let runLog: Logger | undefined;
     const log = (): Logger => (runLog ??= s.log.child({ runId: input.runId, attempt: input.attempt }));
-    const now = (): number => this.clock.now();
+    const now = this.now;
     // After an aborted turn the agent's onAbort may have repaired the state: start from that.
     const startInput = s.repair ? { ...input, userState: s.repair.state } : input;
     run.trace = startRunTrace(s.id, s.type, input.runId, input.attempt, input.batch, s.dropped?.splice(0));
     const { ctx, finalState } = createHandlerContext({
-      input: startInput, run, outputs, now, log, history: () => s.historyView,
+      input: startInput, run, outputs, now, log, history: () => historyItemsOf(s.historyView),
       tenant: s.actor.getSnapshot().context.tenant ?? null,
       budget: budget ?? (() => { throw new AgentryError('INVALID_ARGUMENT', 'budgets are not enabled on this runtime'); }),
       publishChunk: (subject, body, headers) => { this.deps.transport.publishCore(subject, body, headers); },
@@ -241,7 +254,7 @@ export class HandlerRuns {
     const runTrace = run.trace;
     this.endTrace(s, run, input.runId, 'ok');
     const userState = finalState();
-    if (!run.aborted) s.outputs.set(input.runId, outputs);
+    if (!run.aborted && outputs.length > 0) s.outputs.set(input.runId, outputs); // a run that sent nothing leaves no entry
     return { userState, next: runTrace ? nextStepWithTrace(nextStepOf(result), runTrace.headers) : nextStepOf(result), finishedAt: now() };
   }
 

@@ -33,7 +33,11 @@ export interface LiveSession {
   /** Unacked inbox messages by stream sequence. */
   readonly acks: Map<number, JsMsg>;
   readonly outputs: Map<number, PendingOutput[]>;
-  historyView: HistoryItem[];
+  /**
+   * The session's recent history, oldest first, as stored rows (a commit's own history entries:
+   * no copy per message); `ctx.history` turns them into items when a handler reads it.
+   */
+  historyView: HistoryEntry[];
   maxEnqueuedSeq: number;
   committedLastSeq: number;
   storeVersion: number;
@@ -157,6 +161,11 @@ export function jsonCopy(v: unknown): unknown {
 export function prioOf(m: JsMsg): Priority {
   const p = m.headers?.get(H.priority);
   return p === 'low' || p === 'high' || p === 'urgent' ? p : 'normal';
+}
+
+/** The history items a handler sees (`ctx.history`) of a session's history view. */
+export function historyItemsOf(view: readonly HistoryEntry[]): HistoryItem[] {
+  return view.map(toHistoryItem);
 }
 
 /** A stored history row as handlers see it (`ctx.history`). */

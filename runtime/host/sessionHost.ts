@@ -39,7 +39,7 @@ import type { JsMsg } from '@nats-io/jetstream';
 import { createActor, type Snapshot } from 'xstate';
 import { AgentryError, InvalidTransitionError, errorInfo } from '../../actors/errors.js';
 import { assertSessionId, sessionIdProblem } from '../../actors/sessionId.js';
-import type { HistoryItem, ResolvedAgent } from '../../actors/defineAgent.js';
+import type { ResolvedAgent } from '../../actors/defineAgent.js';
 import { backoffDelay, sessionMachine, statePath, topState, snapshotContext, type SessionContext, type SessionEvent } from '../../actors/sessionMachine.js';
 import type { Priority, TurnPolicy } from '../../actors/types.js';
 import type { HistoryEntry, HistoryLimit, SessionRecord, TransitionRecord } from '../../persistence/types.js';
@@ -57,9 +57,10 @@ import { ActiveSlots } from './activeSlots.js';
 import type { BlockedSessions } from './blockedSessions.js';
 import { CommitChain } from './commitChain.js';
 import { HandlerRuns } from './handlerRuns.js';
+import type { PendingOutput } from './commitRecord.js';
 import { newHostStats, type HostDeps, type HostListener, type HostStats, type ShutdownReport } from './hostContract.js';
 import {
-  abortReasonOf, abortRun, decodePayloadLoose, historyLimitOf, internalEventOf, isTenant, jsonCopy, tagsProblem, prioOf, toHistoryItem, viewOf,
+  abortReasonOf, abortRun, decodePayloadLoose, historyLimitOf, internalEventOf, isTenant, jsonCopy, tagsProblem, prioOf, viewOf,
   type LiveSession, type SessionActor, type SessionView,
 } from './liveSession.js';
 import { LiveSlots } from './liveSlots.js';
@@ -70,6 +71,9 @@ import { SessionLoader } from './sessionLoader.js';
 import { TenantPacer } from './tenantPacer.js';
 
 export type { HostDeps, HostListener, HostStats, ShutdownReport } from './hostContract.js';
+
+/** A run that sent nothing (shared, never changed). */
+const NO_OUTPUTS: readonly PendingOutput[] = Object.freeze([]);
 
 /** `working()` calls per event-loop turn in a keep-alive round (see `keepAlive`). */
 const KEEPALIVE_SLICE = 500;
@@ -419,7 +423,7 @@ export class SessionHost {
       if (loaded) {
         const rec = this.gate.migrated(sid, partition, loaded.record);
         if (!rec) return null; // blocked: its messages are held (holdBlocked)
-        return this.slots.pin(this.makeLive(sid, loaded.record.type, partition, rec, loaded.history.reverse().map(toHistoryItem)));
+        return this.slots.pin(this.makeLive(sid, loaded.record.type, partition, rec, loaded.history.reverse()));
       }
       if (!mayCreate) return null;
       const type = this.deps.config.defaultAgentType;
@@ -461,7 +465,7 @@ export class SessionHost {
     return this.deps.agents.get(type);
   }
 
-  private makeLive(sid: string, type: string, partition: number, rec: SessionRecord | null, history: HistoryItem[], tenant?: string): LiveSession {
+  private makeLive(sid: string, type: string, partition: number, rec: SessionRecord | null, history: HistoryEntry[], tenant?: string): LiveSession {
     this.stats.hydrations++;
     const agent = this.agentOf(type);
     const now = this.clock.now();
@@ -523,7 +527,7 @@ export class SessionHost {
       this.live.delete(sid);
       s = this.makeLive(sid, type, s.partition, { snapshot: snap, lastSeq: 0, version: 0 } as unknown as SessionRecord, []);
     }
-    s.transitions.push(this.framed(s, { sessionId: sid, at: this.clock.now(), event: 'create', from: '', to: 'idle' }, s.actor.getSnapshot().context));
+    s.transitions.push(this.framed(s, this.clock.now(), 'create', '', 'idle', s.actor.getSnapshot().context));
     this.commits.commit(s, true);
     await s.chain;
     return this.view(s);
@@ -536,8 +540,8 @@ export class SessionHost {
   async createFrom(sid: string, type: string, snapshot: unknown, history: readonly HistoryEntry[], lastSeq: number): Promise<SessionView> {
     assertSessionId(sid);
     if (!this.agentOf(type)) throw new AgentryError('UNKNOWN_AGENT_TYPE', `no agent type ${JSON.stringify(type)} is registered on this node`);
-    const s = await this.makeNew(sid, type, { snapshot, lastSeq, version: 0 } as unknown as SessionRecord, history.map(toHistoryItem));
-    s.transitions.push(this.framed(s, { sessionId: sid, at: this.clock.now(), event: 'fork', from: '', to: s.lastPath }, s.actor.getSnapshot().context));
+    const s = await this.makeNew(sid, type, { snapshot, lastSeq, version: 0 } as unknown as SessionRecord, [...history]);
+    s.transitions.push(this.framed(s, this.clock.now(), 'fork', '', s.lastPath, s.actor.getSnapshot().context));
     this.commits.commit(s, true);
     s.open?.history.push(...history); // the record submits on the session's chain, after this turn
     await s.chain;
@@ -548,7 +552,7 @@ export class SessionHost {
    * A new live session under an id nothing holds (live, loading or stored; else SESSION_EXISTS),
    * made inside an admission slot (`create`, `createFrom`); the caller commits it.
    */
-  private async makeNew(sid: string, type: string, rec: SessionRecord | null, history: HistoryItem[], tenant?: string): Promise<LiveSession> {
+  private async makeNew(sid: string, type: string, rec: SessionRecord | null, history: HistoryEntry[], tenant?: string): Promise<LiveSession> {
     if (this.live.has(sid) || this.loading.has(sid) || (await this.retry(() => this.deps.store.loadSession(sid)))) {
       throw new AgentryError('SESSION_EXISTS', `session ${sid} already exists`);
     }
@@ -610,12 +614,13 @@ export class SessionHost {
    * user state: what getSessionAt shows for this step. A transition that ends a run also keeps
    * what the run sent (the sequence view's outputs).
    */
-  private framed(s: LiveSession, t: TransitionRecord, ctx: SessionContext): TransitionRecord {
+  private framed(s: LiveSession, at: number, event: string, from: string, to: string, ctx: SessionContext): TransitionRecord {
     const changed = this.deps.config.timelineUserState && ctx.userState !== s.frameUserState;
     if (changed) s.frameUserState = ctx.userState;
     const c = ctx.completed;
-    const ended = c && c.runId !== s.lastCompletedRunId ? { runId: c.runId, outputs: s.outputs.get(c.runId) ?? [] } : undefined;
-    return { ...t, frame: frameOf(s.sendingEvent ?? null, t.event, ctx, ended), ...(changed ? { userState: ctx.userState } : {}) };
+    const ended = c && c.runId !== s.lastCompletedRunId ? { runId: c.runId, outputs: s.outputs.get(c.runId) ?? NO_OUTPUTS } : undefined;
+    const frame = frameOf(s.sendingEvent ?? null, event, ctx, ended);
+    return changed ? { sessionId: s.id, at, event, from, to, frame, userState: ctx.userState } : { sessionId: s.id, at, event, from, to, frame };
   }
 
   private onSnapshot(s: LiveSession, snap: ReturnType<SessionActor['getSnapshot']>): void {
@@ -631,7 +636,7 @@ export class SessionHost {
         if (wasActive && !isActive) { this.activeDelta(s, -1); queueMicrotask(() => { this.active.pump(); }); }
         const at = this.clock.now();
         const event = s.sending ?? internalEventOf(s, snap);
-        s.transitions.push(this.framed(s, { sessionId: s.id, at, event, from: s.lastPath, to: path }, snap.context));
+        s.transitions.push(this.framed(s, at, event, s.lastPath, path, snap.context));
         for (const l of this.listeners) l.onState?.(s.id, s.lastPath, path, event, at);
         if (this.deps.config.stateNotices) this.deps.transport.publishCore(STATE_SUBJECT(s.id), JSON.stringify({ agentId: s.id, from: s.lastPath, to: path, state: topState(snap.value), event, at }));
         s.lastPath = path;
