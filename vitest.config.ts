@@ -23,16 +23,16 @@ class LongestFirstSequencer extends BaseSequencer {
 }
 
 // Integration suites start real nats-server processes and use real Postgres; they run in
-// separate forks, four at a time. CI machines have 2 cores, but a test file keeps about a third
+// separate forks, three at a time. CI machines have 2 cores, but a test file keeps about a third
 // of one core busy: the rest of its time it waits on servers, timers, child processes and paced
-// load (the chaos suites run a fixed rate for their length). Four forks keep both cores busy.
-// (Three for a while: two of three four-fork runs hit chaos/natsCut's timer miss, a lost wake run
-// fixed on 2026-11-28; docs/testing.md.) `npx vitest run --maxWorkers 2` runs fewer.
+// load (the chaos suites run a fixed rate for their length). Four forks were ~25 s faster on a
+// quiet machine; on a loaded one the PGlite children of the crash suites missed their 30 s start
+// deadline (docs/testing.md). `npx vitest run --maxWorkers 2` runs fewer.
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     pool: 'forks',
-    maxWorkers: 4,
+    maxWorkers: 3,
     testTimeout: 60_000,
     // Suites start their own nats-server, Postgres schema and runtimes in hooks: slow on a loaded box.
     hookTimeout: 120_000,
