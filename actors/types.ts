@@ -40,6 +40,12 @@ export interface InboxMessage {
   readonly eventType?: string;
   /** The producer's de-duplication id (`Nats-Msg-Id`), when it gave one. */
   readonly msgId?: string;
+  /**
+   * For an event's copy (`kind: 'event'`): the event's own id (`Agentry-Event-Id`: its stream
+   * sequence and stream time), the same on every copy the router makes of it. A session remembers
+   * the ids of its recent events, so a copy routed again after the duplicate window is skipped.
+   */
+  readonly eventId?: string;
   /** Milliseconds since the epoch when the runtime received it. */
   readonly at: number;
   /** The sender's turn policy for this message (`Agentry-Turn-Policy`); unset: the session's. */

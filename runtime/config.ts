@@ -23,6 +23,14 @@ const schema = z.object({
   streamPrefix: z.string().regex(/^[A-Z0-9_]+$/).default('AGENTRY'),
   /** How long JetStream waits for an ack before redelivering; held messages are kept alive with `working()`. */
   ackWaitMs: z.number().int().min(1000).default(30_000),
+  /**
+   * How long the inbox and event streams drop a resend with the same `Nats-Msg-Id` (JetStream
+   * `duplicate_window`). Re-sent outbox rows and re-routed event copies are de-duplicated only
+   * inside it, so it must outlast a redelivery (at least twice `ackWaitMs`); the event router
+   * and the outbox stop publishing what another node may have taken over before it runs out.
+   * Shorter only in tests (AGENTRY_DUPLICATE_WINDOW_MS).
+   */
+  duplicateWindowMs: z.number().int().min(1000).default(120_000),
   /** Messages each partition consumer buffers. */
   consumerBuffer: z.number().int().min(1).optional(),
   /**
@@ -137,6 +145,9 @@ const schema = z.object({
   rpcRatePerSec: z.number().positive().default(200),
   /** Per-connection JSON-RPC burst (token bucket size). */
   rpcBurst: z.number().int().min(1).default(400),
+}).refine((c) => c.duplicateWindowMs >= 2 * c.ackWaitMs, {
+  path: ['duplicateWindowMs'],
+  message: 'must be at least twice ackWaitMs (AGENTRY_ACK_WAIT_MS): a redelivered copy must still meet its original inside the window',
 });
 
 export type RuntimeConfig = Readonly<z.infer<typeof schema>>;
@@ -151,6 +162,7 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_PARTITIONS: { key: 'partitions', number: true },
   AGENTRY_STREAM_PREFIX: { key: 'streamPrefix' },
   AGENTRY_ACK_WAIT_MS: { key: 'ackWaitMs', number: true },
+  AGENTRY_DUPLICATE_WINDOW_MS: { key: 'duplicateWindowMs', number: true },
   AGENTRY_MAX_ACK_PENDING: { key: 'maxAckPendingPerPartition', number: true },
   AGENTRY_COMMIT_CONCURRENCY: { key: 'groupCommitConcurrency', number: true },
   AGENTRY_STATE_NOTICES: { key: 'stateNotices', boolean: true },

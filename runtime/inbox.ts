@@ -18,6 +18,9 @@ import { H } from './transport.js';
 import { TRACEPARENT, TRACESTATE, traceCarrierOf } from './tracing.js';
 
 /** Header naming the sender's turn policy for one message (`queue`, `latest`, `reject`, …); see `TurnPolicy`. */
+
+/** `Agentry-Event-Id` as the router writes it: `<event stream seq>.<event stream time in ms, base 36>`. */
+const EVENT_ID = /^[0-9]{1,16}\.[0-9a-z]{1,12}$/;
 export const TURN_POLICY_HEADER = 'Agentry-Turn-Policy';
 
 /** Header with the time after which a message must not be handled (epoch ms or ISO 8601): it is dead-lettered `expired`. */
@@ -161,6 +164,10 @@ export function decodeInbox(m: InboxWire, at: number, maxPayloadBytes: number, m
   const from = m.headers?.get(H.from) || undefined;
   const eventType = m.headers?.get(H.eventType) || undefined;
   const msgId = m.headers?.get(H.msgId) || undefined;
+  // Only the router's own form is taken; anything else is ignored (the copy is then only
+  // de-duplicated inside the stream's window), never a reason to refuse the message.
+  const eventIdRaw = kindRaw === 'event' ? m.headers?.get(H.eventId) || undefined : undefined;
+  const eventId = eventIdRaw !== undefined && EVENT_ID.test(eventIdRaw) ? eventIdRaw : undefined;
   // These headers are stored with the message (history, snapshot): the same rule as the body.
   for (const [name, value] of [[H.from, from], [H.eventType, eventType], [H.msgId, msgId]] as const) {
     const problem = value === undefined ? null : storableTextProblem(value);
@@ -170,7 +177,7 @@ export function decodeInbox(m: InboxWire, at: number, maxPayloadBytes: number, m
     ok: true,
     message: {
       seq: m.seq, kind: kindRaw as MessageKind, body, priority: prioRaw, at,
-      ...(from ? { from } : {}), ...(eventType ? { eventType } : {}), ...(msgId ? { msgId } : {}), ...(policy ? { policy } : {}),
+      ...(from ? { from } : {}), ...(eventType ? { eventType } : {}), ...(msgId ? { msgId } : {}), ...(eventId ? { eventId } : {}), ...(policy ? { policy } : {}),
       // A malformed trace context is dropped (W3C: start a new trace), never a reason to refuse the message.
       ...traceCarrierOf(m.headers?.get(TRACEPARENT) || m.headers?.get('Traceparent'), m.headers?.get(TRACESTATE) || m.headers?.get('Tracestate')),
       ...(expiresAt !== undefined ? { expiresAt } : {}),

@@ -297,6 +297,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
   const transport = await createTransport({
     url: config.natsUrl, partitions: config.partitions, streamPrefix: config.streamPrefix, ackWaitMs: config.ackWaitMs,
+    duplicateWindowMs: config.duplicateWindowMs,
     maxAckPending: config.maxAckPendingPerPartition,
     consumerBuffer: config.consumerBuffer ?? Math.max(64, Math.ceil(8192 / config.partitions)),
     maxPayloadBytes: config.maxPayloadBytes, logger, name: `agentry-${config.nodeId}`,

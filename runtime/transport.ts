@@ -33,6 +33,8 @@ export const H = {
   priority: 'Agentry-Priority',
   from: 'Agentry-From',
   eventType: 'Agentry-Event-Type',
+  /** On an event's copies: `<event seq>.<event's stream time, base 36>`, which a session remembers (see `rememberEvents`). */
+  eventId: 'Agentry-Event-Id',
   run: 'Agentry-Run',
   /** The sender's tenant: sets the tenant of the session the message creates; any other tenant than the session's is dead-lettered. */
   tenant: 'Agentry-Tenant',
@@ -44,6 +46,8 @@ export interface TransportOptions {
   readonly partitions: number;
   readonly streamPrefix: string;
   readonly ackWaitMs: number;
+  /** The streams' `duplicate_window` (config `duplicateWindowMs`); default 2 minutes. */
+  readonly duplicateWindowMs?: number;
   /** Unacked messages one partition consumer may hold (JetStream max_ack_pending); unset: no bound. */
   readonly maxAckPending?: number;
   readonly consumerBuffer: number;
@@ -168,6 +172,8 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
   const inboxStream = `${opts.streamPrefix}_INBOX`;
   const eventStream = `${opts.streamPrefix}_EVENTS`;
 
+  const duplicateWindowNs = (opts.duplicateWindowMs ?? 120_000) * 1_000_000;
+
   async function upsertStream(config: Parameters<JetStreamManager['streams']['add']>[0]): Promise<void> {
     try {
       await jsm.streams.info(config.name);
@@ -250,7 +256,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
         storage: StorageType.File,
         discard: DiscardPolicy.New,
         max_msg_size: opts.maxPayloadBytes,
-        duplicate_window: 120_000_000_000, // 2 min, in ns: resends with the same Nats-Msg-Id are dropped
+        duplicate_window: duplicateWindowNs, // resends with the same Nats-Msg-Id are dropped
       });
       await upsertStream({
         name: eventStream,
@@ -260,7 +266,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
         discard: DiscardPolicy.Old,
         max_age: 7 * 24 * 3600 * 1_000_000_000, // event history: 7 days
         max_msg_size: opts.maxPayloadBytes,
-        duplicate_window: 120_000_000_000,
+        duplicate_window: duplicateWindowNs,
       });
     },
     async probePartitions() {

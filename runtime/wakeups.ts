@@ -17,16 +17,21 @@
  * dead-lettered with reason `no-recipient`.
  *
  * The router's consumer deleted while the runtime runs (an operator's `nats consumer rm`, a
- * clean-up script): every node notices (`consumer_deleted` / `consumer_not_found`) and the first
+ * clean-up script): every node notices (its pull fails: consumer deleted / not found) and the first
  * re-creates it from the consumer's ack floor as last read (every `ROUTER_FLOOR_EVERY_MS`), so
  * every event not acked yet, including those published while it was gone, is routed; the events
  * acked since that read are routed again and de-duplicated by the inbox (their copies are
  * younger than its 2 min window unless an older event held the floor back that long). Before
  * 2026-11-28 the router was never re-created: every event published after the delete was
  * stored, acknowledged to its producer and never delivered.
+ *
+ * A node paused mid-route past the ack wait (SIGSTOP, a VM freeze) must not go on publishing when
+ * it wakes: the event went to another node meanwhile, and copies published after the duplicate
+ * window are stored twice. `RouteHold` stops such a route, and the router pulls in small batches so
+ * that an event read after a pause is known to be possibly stale (see `routerLoop`).
  */
 import { randomUUID } from 'node:crypto';
-import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, type Consumer, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { AgentryError } from '../actors/errors.js';
 import { isEventType } from '../actors/defineAgent.js';
 import { assertSessionId } from '../actors/sessionId.js';
@@ -39,10 +44,12 @@ import { storableText, toStorable } from '../persistence/storable.js';
 import type { Logger } from './logger.js';
 import { partitionOf } from './partition.js';
 import { Scheduler } from './scheduler.js';
-import { settleWithin } from './deadline.js';
 import type { Clock } from './clock.js';
 import type { SessionHost } from './host/sessionHost.js';
 import { DLQ_SUBJECT, H, INBOX_SUBJECT, type Transport } from './transport.js';
+
+/** Events one router pull asks for: few, so that the last of a batch is not held long before its route (RouteHold). */
+const ROUTER_BATCH = 16;
 
 /** Inbox publishes of one event in flight at once, and how long their acknowledgements may take. */
 const ROUTE_CHUNK = 1000;
@@ -215,10 +222,11 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
   }
 
   /**
-   * Delivers one event to every recipient's inbox (see the module comment); `working` is called
-   * between chunks of a long fan-out so the router's ack deadline does not pass mid-route.
+   * Delivers one event to every recipient's inbox (see the module comment). `hold` is asked
+   * before each chunk: it keeps the router's ack deadline from passing mid-route, and refuses
+   * once the event may have gone to another node (see `RouteHold`), which ends the route here.
    */
-  async function route(type: string, body: string, priority: Priority, from: string | null, eventSeq: number, working: () => void): Promise<number> {
+  async function route(type: string, body: string, priority: Priority, from: string | null, eventSeq: number, eventAtMs: number, hold: () => boolean): Promise<number> {
     const recipients = await store.eventRecipients(type);
     if (recipients.length === 0) {
       const dl = {
@@ -231,12 +239,14 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
       transport.publishCore(DLQ_SUBJECT('_events'), JSON.stringify(dl));
       return 0;
     }
-    const hdrs: Record<string, string> = { [H.kind]: 'event', [H.priority]: priority, [H.eventType]: type };
+    const hdrs: Record<string, string> = { [H.kind]: 'event', [H.priority]: priority, [H.eventType]: type, [H.eventId]: eventIdOf(eventSeq, eventAtMs) };
     if (from) hdrs[H.from] = from;
+    // A chunk must finish well inside the ack deadline the hold renewed before it.
+    const chunkTimeoutMs = Math.min(ROUTE_CHUNK_TIMEOUT_MS, Math.floor(config.ackWaitMs / 2));
     for (let i = 0; i < recipients.length; i += ROUTE_CHUNK) {
-      if (i > 0) working();
+      if (!hold()) throw new RouteAbandoned(eventSeq, i, recipients.length);
       const chunk = recipients.slice(i, i + ROUTE_CHUNK);
-      await transport.publishInboxMany(chunk, chunk.map((sid) => `evt:${eventSeq}:${sid}`), body, hdrs, ROUTE_CHUNK_TIMEOUT_MS);
+      await transport.publishInboxMany(chunk, chunk.map((sid) => `evt:${eventSeq}:${sid}`), body, hdrs, chunkTimeoutMs);
     }
     return recipients.length;
   }
@@ -249,17 +259,23 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
   let routerStopped = false;
   let recreating: Promise<void> | null = null;
 
+  let signalStop: () => void = () => {};
+  const routerStopping = new Promise<void>((r) => { signalStop = r; });
+
+  /** The router consumer's info, or null when it does not exist. */
+  async function routerConsumerInfo(): Promise<Awaited<ReturnType<typeof transport.jsm.consumers.info>> | null> {
+    try { return await transport.jsm.consumers.info(transport.eventStream, durable); } catch (err) {
+      if (isConsumerNotFound(err)) return null;
+      throw err;
+    }
+  }
+
   /** Creates the router's durable consumer when it is missing: new events only, or from `resumeAt`. */
   async function ensureRouterConsumer(resumeAt: number | null): Promise<void> {
     // An event a node took and did not ack (it died mid-route) comes again after ack_wait: the
     // node's ackWaitMs, as for inbox messages (long routes call working()).
     const ackWait = config.ackWaitMs * 1_000_000;
-    const infoOf = async (): Promise<Awaited<ReturnType<typeof transport.jsm.consumers.info>> | null> => {
-      try { return await transport.jsm.consumers.info(transport.eventStream, durable); } catch (err) {
-        if (isConsumerNotFound(err)) return null;
-        throw err;
-      }
-    };
+    const infoOf = routerConsumerInfo;
     let info = await infoOf();
     if (!info) {
       try {
@@ -282,52 +298,71 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
   async function startRouter(resumeAt: number | null = null): Promise<void> {
     await ensureRouterConsumer(resumeAt);
     const consumer = await transport.js.consumers.get(transport.eventStream, durable);
-    const messages = await consumer.consume({
-      max_messages: 256,
-      callback: (m: JsMsg) => {
-        routing = routing.then(async () => {
-          if (m.headers?.get(ROUTED)) { m.ack(); return; }
-          const type = m.subject.slice('agentry.events.'.length);
-          const p = m.headers?.get(H.priority);
-          try {
-            await route(type, new TextDecoder().decode(m.data), isPriority(p) ? p : 'normal', m.headers?.get(H.from) || null, m.seq, () => { m.working(); });
-            m.ack();
-          } catch (err) {
-            logger.warn({ err, type }, 'event routing failed; it is redelivered');
-            m.nak(1000);
-          }
-        });
-      },
-    });
-    router = messages;
-    void watchRouter(messages);
+    routing = routerLoop(consumer);
   }
 
-  /** Re-creates the router's consumer when it is deleted or missing (see the module comment). */
-  async function watchRouter(messages: ConsumerMessages): Promise<void> {
-    try {
-      for await (const s of messages.status()) {
-        if (routerStopped || router !== messages) return;
-        if (s.type === 'consumer_deleted' || s.type === 'consumer_not_found') {
-          recreating ??= recreateRouter(messages, s.type).finally(() => { recreating = null; });
+  /**
+   * Pulls events in small batches and routes them one at a time. A pull, not `consume()`: every
+   * event of a batch was delivered after the batch was asked for, so its hold (`RouteHold`) can
+   * start then — an event that sat in the socket while this process was paused is known to be
+   * possibly stale when it is finally read, and is left to its redelivery instead of routed again.
+   */
+  async function routerLoop(consumer: Consumer): Promise<void> {
+    const expires = Math.max(1_000, Math.min(5_000, Math.floor(config.ackWaitMs / 4)));
+    for (let failures = 0; !routerStopped;) {
+      const askedAt = monotonicNow();
+      try {
+        const batch = await consumer.fetch({ max_messages: ROUTER_BATCH, expires });
+        router = batch;
+        for await (const m of batch) {
+          await routeOne(m, new RouteHold(config.ackWaitMs, monotonicNow, askedAt));
+          if (routerStopped) break;
+        }
+        failures = 0;
+      } catch (err) {
+        if (routerStopped) return;
+        failures++;
+        if (isConsumerGone(err) || (await routerConsumerInfo().then((i) => i === null, () => false))) {
+          recreating ??= recreateRouter((err as Error).message).finally(() => { recreating = null; });
           return;
         }
+        if (failures === 1 || failures % 20 === 0) logger.warn({ err: (err as Error).message, failures }, 'event router pull failed; retrying');
+        await Promise.race([new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** Math.min(failures, 5)))), routerStopping]);
       }
-    } catch { /* closed */ }
+    }
   }
 
-  async function recreateRouter(old: ConsumerMessages, why: string): Promise<void> {
+  /** Routes one event and acks it; see `RouteHold` for when it is left to another node instead. */
+  async function routeOne(m: JsMsg, hold: RouteHold): Promise<void> {
+    if (m.headers?.get(ROUTED)) { m.ack(); return; }
+    const type = m.subject.slice('agentry.events.'.length);
+    const p = m.headers?.get(H.priority);
+    try {
+      await route(type, new TextDecoder().decode(m.data), isPriority(p) ? p : 'normal', m.headers?.get(H.from) || null, m.seq, Math.floor(m.info.timestampNanos / 1e6), () => hold.renew(() => { m.working(); }));
+      m.ack();
+    } catch (err) {
+      if (err instanceof RouteAbandoned || !hold.held()) {
+        // Neither ack nor nak: the event is another node's now (or comes back to one after its
+        // ack wait), and a nak of this stale delivery could have it routed once more.
+        logger.warn({ eventSeq: m.seq, type, err: (err as Error).message }, 'event route abandoned: this node held the event past half its ack wait (a pause or a stall); another node routes it');
+        return;
+      }
+      logger.warn({ err, type }, 'event routing failed; it is redelivered');
+      m.nak(1000);
+    }
+  }
+
+  async function recreateRouter(why: string): Promise<void> {
     const resumeAt = routerFloor === null ? null : routerFloor + 1;
     logger.warn({ reason: why, resumeAt }, 'event router consumer gone; re-creating it from its last known ack floor');
     router = undefined;
-    await settleWithin(old.close(), 2_000);
     for (let delay = 250; !routerStopped; delay = Math.min(delay * 2, 5_000)) {
       try {
         await startRouter(resumeAt);
         return;
       } catch (err) {
         logger.warn({ err: (err as Error).message }, 'could not re-create the event router consumer yet; retrying');
-        await new Promise((r) => setTimeout(r, delay));
+        await Promise.race([new Promise((r) => setTimeout(r, delay)), routerStopping]);
       }
     }
   }
@@ -363,6 +398,7 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
       stopped = true;
       scheduler.stop();
       routerStopped = true;
+      signalStop();
       clearInterval(floorTimer);
       await recreating;
       await router?.close();
@@ -429,10 +465,66 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
   };
 }
 
+/** A pull's error that says the router's consumer was deleted or does not exist. */
+function isConsumerGone(err: unknown): boolean {
+  return isConsumerNotFound(err) || /consumer (deleted|not found)/i.test((err as Error)?.message ?? '');
+}
+
 /** The JetStream API said the consumer does not exist (10014). */
 function isConsumerNotFound(err: unknown): boolean {
   const e = err as { name?: string; code?: number; api_error?: { err_code?: number } };
   return e.name === 'ConsumerNotFoundError' || e.api_error?.err_code === 10014 || e.code === 404;
+}
+
+/**
+ * An event's id on its copies: its stream sequence and its stream time, so that a sequence the
+ * stream hands out again after it was deleted and re-created is a different id.
+ */
+export function eventIdOf(eventSeq: number, eventAtMs: number): string {
+  return `${eventSeq}.${eventAtMs.toString(36)}`;
+}
+
+/** Milliseconds of a clock that a wall-clock change cannot move, but a pause of the process does. */
+function monotonicNow(): number { return performance.now(); }
+
+/** A route stopped before its next chunk because the event may have been redelivered elsewhere. */
+class RouteAbandoned extends Error {
+  constructor(readonly eventSeq: number, readonly reached: number, readonly recipients: number) {
+    super(`route of event ${eventSeq} abandoned after ${reached} of ${recipients} recipients`);
+  }
+}
+
+/**
+ * Whether an event this node took is still its own to route. JetStream hands an event not acked
+ * within the ack wait to another node, which routes it again; copies both publish are one copy
+ * only inside the inbox's duplicate window. A node that resumes a route after a pause (SIGSTOP,
+ * a VM freeze, a stalled event loop) past that would deliver every copy it still publishes twice.
+ * So before each chunk the route renews its ack deadline (`working()`), unless more than half
+ * the ack wait has passed since the delivery or the last renewal: then the deadline may be gone
+ * and the route stops. Measured on a monotonic clock, which runs on while the process is paused.
+ * The delivery time is not on the message, and a message read after a pause may have waited in the
+ * socket all along: so the hold starts when the pull that brought the event was sent (`heldSince`),
+ * which no delivery to it can precede.
+ */
+export class RouteHold {
+  private last: number;
+  constructor(private readonly ackWaitMs: number, private readonly now: () => number, heldSince: number) {
+    this.last = heldSince;
+  }
+
+  /** Whether the event is still this node's (no renewal): a failure after the hold lapsed must not nak a stale delivery. */
+  held(): boolean {
+    return this.now() - this.last <= this.ackWaitMs / 2;
+  }
+
+  /** True (after renewing through `working`) while the event is still this node's; false once it may not be. */
+  renew(working: () => void): boolean {
+    if (!this.held()) return false;
+    const t = this.now();
+    working();
+    this.last = t;
+    return true;
+  }
 }
 
 /** What `routerAckedThrough` reads of a consumer's info. */

@@ -24,6 +24,7 @@ import { retryWhileStoreDown } from '../retry.js';
 import { traceCommit, tracePublish } from '../tracing.js';
 import { DLQ_SUBJECT } from '../transport.js';
 import { addCompletedRun, batchRange, commitRecordOf, newPendingCommit, type PendingCommit } from './commitRecord.js';
+import { rememberEvents } from './liveSession.js';
 import type { HostDeps, HostListener, HostStats } from './hostContract.js';
 import { decodePayloadLoose, type LiveSession } from './liveSession.js';
 import { recordExpired } from './mailboxRules.js';
@@ -137,6 +138,12 @@ export class CommitChain {
     if (s.open === p) s.open = null;
     if (s.broken) return; // an earlier link failed: this version can never land
     const version = ++s.storeVersion;
+    // Records are built in chain order, so `seenEvents` is what this version (and every earlier
+    // one) settled: a record never remembers an event a later record settles.
+    if (p.events.length > 0) {
+      s.seenEvents = rememberEvents(s.seenEvents, p.events);
+      if (s.liveEvents) for (const id of p.events) s.liveEvents.delete(id);
+    }
     const record = commitRecordOf(p, s, version, this.deps.agents.get(s.type)?.subscribe ?? []);
     for (const dl of p.deadLetters) await retryWhileStoreDown(() => this.deps.store.addDeadLetter(dl), this.port.stopping);
     const runs = p.completed.map((c) => ({ runId: c.runId, run: s.runTraces?.get(c.runId), batch: c.batch, settled: c.settled ?? [], outcome: c.outcome }));

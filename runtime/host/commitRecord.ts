@@ -39,11 +39,13 @@ export interface PendingCommit {
   readonly unsubscribe: string[];
   readonly deadLetters: DeadLetter[];
   readonly completed: CompletedRun[];
+  /** Ids of the events whose fate this record settles (see `rememberEvents`). */
+  readonly events: string[];
 }
 
 /** An empty pending record for changes made under lease `epoch`. */
 export function newPendingCommit(snap: SessionSnapshot, epoch: number): PendingCommit {
-  return { snap, epoch, history: [], transitions: [], outbox: [], subscribe: [], unsubscribe: [], deadLetters: [], completed: [] };
+  return { snap, epoch, history: [], transitions: [], outbox: [], subscribe: [], unsubscribe: [], deadLetters: [], completed: [], events: [] };
 }
 
 /**
@@ -57,12 +59,14 @@ export function addCompletedRun(p: PendingCommit, sessionId: string, run: Comple
   const batchId = String(run.runId);
   const fate = fateOf(run.outcome, run.batch.filter((m) => m.seq > 0).length);
   for (const m of run.batch) {
+    if (m.eventId !== undefined) p.events.push(m.eventId);
     p.history.push({
       sessionId, seq: m.seq, kind: m.kind, body: m.body ?? null, priority: m.priority, from: m.from ?? null,
       batchId, outcome: run.outcome, fate: m.seq > 0 ? fate : fateOf(run.outcome, 1), at: m.at,
     });
   }
   for (const { message: m, fate: f, batchId: b } of run.settled ?? []) {
+    if (m.eventId !== undefined) p.events.push(m.eventId);
     p.history.push({
       sessionId, seq: m.seq, kind: m.kind, body: m.body ?? null, priority: m.priority, from: m.from ?? null,
       batchId: b, outcome: f, fate: f, at: m.at,
@@ -102,7 +106,7 @@ export function batchRange(run: CompletedRun): string {
 
 /** The record a pending commit becomes when it is submitted as `version` of the session's row. */
 export function commitRecordOf(
-  p: PendingCommit, session: { readonly id: string; readonly type: string; readonly partition: number; readonly agentVersion?: number },
+  p: PendingCommit, session: { readonly id: string; readonly type: string; readonly partition: number; readonly agentVersion?: number; readonly seenEvents?: readonly string[] },
   version: number, initialSubscriptions: readonly string[],
 ): CommitRecord {
   const ctx = p.snap.context;
@@ -120,9 +124,12 @@ export function commitRecordOf(
     schema: wp.schema, hasDefault: wp.hasDefault, defaultValue: wp.hasDefault ? wp.default : null, tags: wp.tags, value: null,
     createdAt: ctx.clock, expiresAt: ctx.wait?.timeoutAt ?? null, settledAt: null,
   }] : [];
+  const snapshot = stampedDurableSnapshotOf(p.snap, session.type, session.agentVersion ?? 1);
+  // The events the session has had (a fresh object: durableSnapshotOf made it for this record).
+  if (session.seenEvents !== undefined && session.seenEvents.length > 0) (snapshot as { events?: readonly string[] }).events = session.seenEvents;
   return {
     // Stamped with the agent type, the version of its code, and the statechart's hash (agentVersion.ts).
-    sessionId: session.id, type: session.type, status, snapshot: stampedDurableSnapshotOf(p.snap, session.type, session.agentVersion ?? 1),
+    sessionId: session.id, type: session.type, status, snapshot,
     lastSeq: ctx.lastSeq, version, partition: session.partition, ownerEpoch: p.epoch,
     wakeAt: wake?.until ?? ctx.wait?.timeoutAt ?? (status === 'active' && carriedOver(ctx).length > 0 ? ctx.clock : null), wakeEvents: wake?.events ?? (ctx.wait?.event ? [ctx.wait.event] : []),
     wakePriority: wake?.mailPriority ?? null,

@@ -38,6 +38,14 @@ export interface LiveSession {
    * no copy per message); `ctx.history` turns them into items when a handler reads it.
    */
   historyView: HistoryEntry[];
+  /**
+   * Ids of the events whose fate the session's records settled, newest last (at most
+   * `REMEMBERED_EVENTS`), as the last record built stores them: a copy of one of them is a
+   * duplicate, however late it comes (see `rememberEvents`). A new array on every change.
+   */
+  seenEvents: readonly string[];
+  /** Ids of events handed to the actor and not settled by a record yet (none: undefined). */
+  liveEvents?: Set<string>;
   maxEnqueuedSeq: number;
   committedLastSeq: number;
   storeVersion: number;
@@ -219,3 +227,35 @@ export function isTag(t: unknown): t is string {
 export function historyLimitOf(agents: ReadonlyMap<string, ResolvedAgent>): HistoryLimit {
   return { byType: Object.fromEntries([...agents].map(([t, a]) => [t, a.maxHistory])), fallback: 50 };
 }
+
+/**
+ * How many of its latest events a session remembers. A copy of an event reaches a session twice
+ * only when a route was broken off (a crash, a pause past the ack wait) and the event routed
+ * again after the streams' duplicate window; by then a session has rarely had this many others.
+ */
+export const REMEMBERED_EVENTS = 32;
+
+/** `seen` with `ids` added (each once), the oldest dropped beyond `REMEMBERED_EVENTS`: a new array. */
+export function rememberEvents(seen: readonly string[], ids: readonly string[]): readonly string[] {
+  const out = seen.filter((x) => !ids.includes(x));
+  for (const id of ids) if (!out.includes(id)) out.push(id);
+  return out.length > REMEMBERED_EVENTS ? out.slice(out.length - REMEMBERED_EVENTS) : out;
+}
+
+/** The event ids a stored snapshot remembers (`events`, beside the stamp); none in older snapshots. */
+export function seenEventsOf(snapshot: unknown): readonly string[] {
+  const e = (snapshot as { events?: unknown } | null)?.events;
+  return Array.isArray(e) ? e.filter((x): x is string => typeof x === 'string') : [];
+}
+
+/**
+ * Whether `id` is an event this session already has: settled by a record, handed to its actor,
+ * or carried in its mailbox (deferred while it sleeps, restored from the store).
+ */
+export function hasEvent(s: LiveSession, id: string): boolean {
+  if (s.seenEvents.includes(id) || s.liveEvents?.has(id) === true) return true;
+  const ctx = s.actor.getSnapshot().context;
+  for (const list of [ctx.pending, ctx.deferred, ctx.batch]) for (const m of list) if (m.eventId === id) return true;
+  return false;
+}
+

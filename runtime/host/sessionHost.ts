@@ -60,7 +60,7 @@ import { HandlerRuns } from './handlerRuns.js';
 import type { PendingOutput } from './commitRecord.js';
 import { newHostStats, type HostDeps, type HostListener, type HostStats, type ShutdownReport } from './hostContract.js';
 import {
-  abortReasonOf, abortRun, decodePayloadLoose, historyLimitOf, internalEventOf, isTenant, jsonCopy, tagsProblem, prioOf, viewOf,
+  abortReasonOf, abortRun, decodePayloadLoose, hasEvent, historyLimitOf, seenEventsOf, internalEventOf, isTenant, jsonCopy, tagsProblem, prioOf, viewOf,
   type LiveSession, type SessionActor, type SessionView,
 } from './liveSession.js';
 import { LiveSlots } from './liveSlots.js';
@@ -359,6 +359,13 @@ export class SessionHost {
       this.commits.deadLetterInSession(s, m, 'tenant-mismatch', `message of tenant ${tenant} for session ${s.id}, which ${own === undefined ? 'has no tenant' : `belongs to tenant ${own}`}`, decoded.message.body);
       return;
     }
+    const eventId = decoded.message.eventId;
+    if (eventId !== undefined) {
+      // A copy of an event the session already has, routed again after the duplicate window (a
+      // route broken off by a crash or a pause): known applied or in hand, so acked and skipped.
+      if (hasEvent(s, eventId)) { this.stats.duplicatesSkipped++; m.ack(); return; }
+      (s.liveEvents ??= new Set()).add(eventId);
+    }
     s.acks.set(seq, m);
     s.maxEnqueuedSeq = Math.max(s.maxEnqueuedSeq, seq); // released by the tenant rate, it may be older than messages deferred behind it
     this.slots.touch(s);
@@ -484,7 +491,7 @@ export class SessionHost {
     const session: LiveSession = {
       id: sid, type, partition, actor, agentVersion: agent?.version ?? (rec ? stampOf(rec.snapshot).version : 1),
       log: this.deps.logger.child({ sessionId: sid, agentType: type }),
-      acks: new Map(), outputs: new Map(), historyView: history, held: [], queued: false, expired: new Map(),
+      acks: new Map(), outputs: new Map(), historyView: history, seenEvents: rec ? seenEventsOf(rec.snapshot) : [], held: [], queued: false, expired: new Map(),
       maxEnqueuedSeq: rec?.lastSeq ?? 0, committedLastSeq: rec?.lastSeq ?? 0,
       storeVersion: rec?.version ?? 0, submittedVersion: ctx?.version ?? 0,
       lastCompletedRunId: ctx?.runId ?? 0,

@@ -1,0 +1,98 @@
+// A session remembers its recent events (the ids on their copies, `Agentry-Event-Id`), so a copy
+// of an event it already has is skipped however late it comes. Copies of one event share their
+// `Nats-Msg-Id` (`evt:<seq>:<session>`) and the inbox stream drops repeats, but only inside its
+// duplicate window (2 minutes): a route broken off by a crash or a pause and done again later
+// publishes copies the stream stores a second time. Here such late copies are published straight
+// to the inbox with a msgId the stream has never seen, against real NATS and Postgres.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineAgent } from '../../actors/index.js';
+import type { Runtime } from '../../runtime/index.js';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { natsClient, publish, sleep, startRuntime, startStack, type Stack, waitFor } from '../helpers.js';
+
+let stack: Stack;
+let rt: Runtime;
+let nc: NatsConnection;
+
+/** Records every event it handles in its state; `{ sleep: true }` puts it to sleep for an hour, waking on no event. */
+const rec = defineAgent<{ got: string[] }>({
+  type: 'ev-rec',
+  onMessage: 'queue',
+  initialState: () => ({ got: [] }),
+  handle(batch, ctx) {
+    for (const m of batch) if (m.kind === 'event') ctx.state.got.push(`${m.eventType}:${JSON.stringify(m.body)}`);
+    if (batch.some((m) => m.kind === 'message' && (m.body as { sleep?: boolean } | null)?.sleep === true)) return ctx.sleep({ durationMs: 3_600_000 });
+    return undefined;
+  },
+});
+
+let n = 0;
+/** Publishes one copy of event `eventId` to `sid`'s inbox, as the router does, with a msgId never used before. */
+async function copy(sid: string, eventId: string, i: number): Promise<void> {
+  await publish(nc, sid, { i }, {
+    'Agentry-Kind': 'event', 'Agentry-Event-Type': 'mem.test', 'Agentry-Event-Id': eventId, 'Nats-Msg-Id': `late-${Date.now()}-${n++}`,
+  });
+}
+
+async function got(sid: string): Promise<string[]> {
+  const view = await rt.getAgent(sid);
+  return (view.userState as { got: string[] }).got;
+}
+
+/** Sends a plain message and waits for it to be handled: everything published before it was handled or skipped. */
+async function settle(sid: string): Promise<void> {
+  const seq = await publish(nc, sid, { ping: true });
+  await waitFor(async () => ((await rt.getHistory(sid, { limit: 1 }))[0]?.seq ?? -1) >= seq, `ping ${seq} handled`, 30_000);
+}
+
+beforeAll(async () => {
+  stack = await startStack('evmemory', { agents: [rec], config: { defaultAgentType: 'ev-rec' } });
+  rt = stack.rt;
+  nc = await natsClient(stack.nats.url);
+});
+afterAll(async () => { await nc?.close(); await stack?.stop(); });
+
+describe('a session remembers its events', () => {
+  it('skips a late copy of an event it handled, also after a restart; a re-created stream\'s reused sequence is a new event', async () => {
+    const sid = 'mem-live';
+    await rt.createAgent(sid, 'ev-rec');
+    await copy(sid, '7.mi3k2x1a', 1);
+    await copy(sid, '7.mi3k2x1a', 1); // the same event again, as a re-route after the window would publish it
+    await settle(sid);
+    expect(await got(sid)).toEqual(['mem.test:{"i":1}']);
+
+    // A new runtime over the same store and NATS: the memory comes from the stored snapshot.
+    await rt.stop();
+    rt = await startRuntime(stack.nats.url, { agents: [rec], store: stack.store, config: { defaultAgentType: 'ev-rec' } });
+    Object.assign(stack, { rt });
+    await copy(sid, '7.mi3k2x1a', 1);
+    await copy(sid, '7.mi3k2x1b', 2); // same sequence, another stream time: the stream was re-created
+    await settle(sid);
+    expect(await got(sid)).toEqual(['mem.test:{"i":1}', 'mem.test:{"i":2}']);
+  }, 120_000);
+
+  it('skips a copy of an event deferred while the session sleeps, and handles the event once when it wakes', async () => {
+    const sid = 'mem-sleep';
+    await rt.createAgent(sid, 'ev-rec');
+    await publish(nc, sid, { sleep: true });
+    await waitFor(async () => (await rt.getAgent(sid)).state === 'sleeping', 'asleep', 30_000);
+    await copy(sid, '9.mi3k2x1a', 3);
+    await copy(sid, '9.mi3k2x1a', 3);
+    await sleep(500); // both reached the session (deferred or skipped) before the wake
+    await rt.wakeAgent(sid);
+    await settle(sid);
+    expect(await got(sid)).toEqual(['mem.test:{"i":3}']);
+  }, 120_000);
+
+  it('remembers only the newest events, and never longer than it must', async () => {
+    const { rememberEvents, REMEMBERED_EVENTS, seenEventsOf } = await import('../../runtime/host/liveSession.js');
+    let seen: readonly string[] = [];
+    for (let i = 0; i < REMEMBERED_EVENTS + 5; i++) seen = rememberEvents(seen, [`${i}.a`]);
+    expect(seen.length).toBe(REMEMBERED_EVENTS);
+    expect(seen[0]).toBe('5.a');
+    expect(rememberEvents(seen, ['6.a']).at(-1)).toBe('6.a'); // moved to the newest end, once
+    expect(rememberEvents(seen, ['6.a']).filter((x) => x === '6.a').length).toBe(1);
+    expect(seenEventsOf({ value: 'idle' })).toEqual([]);
+    expect(seenEventsOf({ events: ['1.a', 2] })).toEqual(['1.a']);
+  });
+});
