@@ -113,6 +113,19 @@ export async function startChild(nc: NatsConnection, cfg: ChildConfig, logFile: 
   };
 }
 
+/**
+ * What each of `ids` (sessions of the fixture's `rec-event` agent) recorded: the `i` of each event
+ * it handled, from its committed row (a restart would load exactly that).
+ */
+export async function recordedEvents(c: ChildRuntime, ids: readonly string[]): Promise<Map<string, number[]>> {
+  const out = new Map<string, number[]>();
+  for (let i = 0; i < ids.length; i += 250) {
+    const rows = await Promise.all(ids.slice(i, i + 250).map((id) => c.ctl<{ snapshot: { context: { userState: { got: number[] } } } } | null>('loadSession', id)));
+    rows.forEach((r, k) => { out.set(ids[i + k]!, r?.snapshot.context.userState.got ?? []); });
+  }
+  return out;
+}
+
 /** The last lines of a log file, for failure messages. */
 export function tail(file: string, lines = 40): string {
   try { return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n'); } catch { return '(no log)'; }

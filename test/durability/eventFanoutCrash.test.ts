@@ -11,7 +11,7 @@
 //
 // A retry of publishEvent with the same msgId is the same event: same seq, delivered once.
 import { describe, expect, it } from 'vitest';
-import { childSuite, startChild, type ChildRuntime } from './childRuntime.js';
+import { childSuite, recordedEvents, startChild, type ChildRuntime } from './childRuntime.js';
 import { assertDistFresh } from '../builtFresh.js';
 import { sleep } from '../helpers.js';
 
@@ -22,14 +22,7 @@ const t = childSuite('eventcrash', { fresh: () => { assertDistFresh('dist/runtim
 const ids = Array.from({ length: SUBSCRIBERS }, (_, i) => `ev-${i}`);
 
 /** Each subscriber's recorded events (the `i` of each event it handled), from its committed row. */
-async function recorded(c: ChildRuntime): Promise<Map<string, number[]>> {
-  const out = new Map<string, number[]>();
-  for (let i = 0; i < ids.length; i += 250) {
-    const rows = await Promise.all(ids.slice(i, i + 250).map((id) => c.ctl<{ snapshot: { context: { userState: { got: number[] } } } } | null>('loadSession', id)));
-    rows.forEach((r, k) => { out.set(ids[i + k]!, r?.snapshot.context.userState.got ?? []); });
-  }
-  return out;
-}
+const recorded = (c: ChildRuntime): Promise<Map<string, number[]>> => recordedEvents(c, ids);
 
 /** Waits until every subscriber recorded exactly `expected`; fails listing the ones that did not. */
 async function untilEveryRecorded(c: ChildRuntime, expected: number[], timeoutMs: number): Promise<void> {

@@ -16,7 +16,7 @@
 // sessions' memory makes that change nothing either.)
 import { afterAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { childSuite, startChild, type ChildConfig, type ChildRuntime } from './childRuntime.js';
+import { childSuite, recordedEvents, startChild, type ChildConfig, type ChildRuntime } from './childRuntime.js';
 import { assertDistFresh } from '../builtFresh.js';
 import { sleep } from '../helpers.js';
 
@@ -37,14 +37,7 @@ function nodeCfg(name: string): ChildConfig {
 }
 
 /** Each subscriber's recorded events (the `i` of each event it handled), from its committed row. */
-async function recorded(c: ChildRuntime): Promise<Map<string, number[]>> {
-  const out = new Map<string, number[]>();
-  for (let i = 0; i < ids.length; i += 250) {
-    const rows = await Promise.all(ids.slice(i, i + 250).map((id) => c.ctl<{ snapshot: { context: { userState: { got: number[] } } } } | null>('loadSession', id)));
-    rows.forEach((r, k) => { out.set(ids[i + k]!, r?.snapshot.context.userState.got ?? []); });
-  }
-  return out;
-}
+const recorded = (c: ChildRuntime): Promise<Map<string, number[]>> => recordedEvents(c, ids);
 
 describe('event fan-out by a node paused past the ack wait', () => {
   it('the paused node\'s stale route and late copies change nothing: every subscriber has the event exactly once', async () => {
