@@ -249,13 +249,17 @@ export function seenEventsOf(snapshot: unknown): readonly string[] {
 }
 
 /**
- * Whether `id` is an event this session already has: settled by a record, handed to its actor,
- * or carried in its mailbox (deferred while it sleeps, restored from the store).
+ * Whether `id` is an event this session already has: settled by a record, or handed to its actor
+ * and not settled yet (`liveEvents`, which hydration seeds with the events a stored mailbox holds).
  */
 export function hasEvent(s: LiveSession, id: string): boolean {
-  if (s.seenEvents.includes(id) || s.liveEvents?.has(id) === true) return true;
-  const ctx = s.actor.getSnapshot().context;
-  for (const list of [ctx.pending, ctx.deferred, ctx.batch]) for (const m of list) if (m.eventId === id) return true;
-  return false;
+  return s.seenEvents.includes(id) || s.liveEvents?.has(id) === true;
+}
+
+/** The events a restored session holds unsettled (deferred to its wake, carried over a run): its first `liveEvents`. */
+export function heldEventsOf(ctx: SessionContext): Set<string> | undefined {
+  let out: Set<string> | undefined;
+  for (const list of [ctx.pending, ctx.deferred, ctx.batch]) for (const m of list) if (m.eventId !== undefined) (out ??= new Set()).add(m.eventId);
+  return out;
 }
 

@@ -60,7 +60,7 @@ import { HandlerRuns } from './handlerRuns.js';
 import type { PendingOutput } from './commitRecord.js';
 import { newHostStats, type HostDeps, type HostListener, type HostStats, type ShutdownReport } from './hostContract.js';
 import {
-  abortReasonOf, abortRun, decodePayloadLoose, hasEvent, historyLimitOf, seenEventsOf, internalEventOf, isTenant, jsonCopy, tagsProblem, prioOf, viewOf,
+  abortReasonOf, abortRun, decodePayloadLoose, hasEvent, heldEventsOf, historyLimitOf, seenEventsOf, internalEventOf, isTenant, jsonCopy, tagsProblem, prioOf, viewOf,
   type LiveSession, type SessionActor, type SessionView,
 } from './liveSession.js';
 import { LiveSlots } from './liveSlots.js';
@@ -491,7 +491,7 @@ export class SessionHost {
     const session: LiveSession = {
       id: sid, type, partition, actor, agentVersion: agent?.version ?? (rec ? stampOf(rec.snapshot).version : 1),
       log: this.deps.logger.child({ sessionId: sid, agentType: type }),
-      acks: new Map(), outputs: new Map(), historyView: history, seenEvents: rec ? seenEventsOf(rec.snapshot) : [], held: [], queued: false, expired: new Map(),
+      acks: new Map(), outputs: new Map(), historyView: history, seenEvents: rec ? seenEventsOf(rec.snapshot) : [], ...(ctx ? { liveEvents: heldEventsOf(ctx) } : {}), held: [], queued: false, expired: new Map(),
       maxEnqueuedSeq: rec?.lastSeq ?? 0, committedLastSeq: rec?.lastSeq ?? 0,
       storeVersion: rec?.version ?? 0, submittedVersion: ctx?.version ?? 0,
       lastCompletedRunId: ctx?.runId ?? 0,

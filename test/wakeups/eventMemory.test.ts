@@ -45,6 +45,13 @@ async function settle(sid: string): Promise<void> {
   await waitFor(async () => ((await rt.getHistory(sid, { limit: 1 }))[0]?.seq ?? -1) >= seq, `ping ${seq} handled`, 30_000);
 }
 
+/** A new runtime over the same store and NATS (sessions are loaded from their stored rows). */
+async function restart(): Promise<void> {
+  await rt.stop();
+  rt = await startRuntime(stack.nats.url, { agents: [rec], store: stack.store, config: { defaultAgentType: 'ev-rec' } });
+  Object.assign(stack, { rt });
+}
+
 beforeAll(async () => {
   stack = await startStack('evmemory', { agents: [rec], config: { defaultAgentType: 'ev-rec' } });
   rt = stack.rt;
@@ -62,23 +69,26 @@ describe('a session remembers its events', () => {
     expect(await got(sid)).toEqual(['mem.test:{"i":1}']);
 
     // A new runtime over the same store and NATS: the memory comes from the stored snapshot.
-    await rt.stop();
-    rt = await startRuntime(stack.nats.url, { agents: [rec], store: stack.store, config: { defaultAgentType: 'ev-rec' } });
-    Object.assign(stack, { rt });
+    await restart();
     await copy(sid, '7.mi3k2x1a', 1);
     await copy(sid, '7.mi3k2x1b', 2); // same sequence, another stream time: the stream was re-created
     await settle(sid);
     expect(await got(sid)).toEqual(['mem.test:{"i":1}', 'mem.test:{"i":2}']);
   }, 120_000);
 
-  it('skips a copy of an event deferred while the session sleeps, and handles the event once when it wakes', async () => {
+  it('skips a copy of an event deferred while the session sleeps, also after a restart, and handles the event once when it wakes', async () => {
     const sid = 'mem-sleep';
     await rt.createAgent(sid, 'ev-rec');
     await publish(nc, sid, { sleep: true });
     await waitFor(async () => (await rt.getAgent(sid)).state === 'sleeping', 'asleep', 30_000);
     await copy(sid, '9.mi3k2x1a', 3);
     await copy(sid, '9.mi3k2x1a', 3);
-    await sleep(500); // both reached the session (deferred or skipped) before the wake
+    await sleep(500); // both reached the session (deferred or skipped)
+    // Restarted, the session is loaded from its stored row: the deferred copy is in its stored
+    // mailbox, and a further copy must still be recognised.
+    await restart();
+    await copy(sid, '9.mi3k2x1a', 3);
+    await sleep(500);
     await rt.wakeAgent(sid);
     await settle(sid);
     expect(await got(sid)).toEqual(['mem.test:{"i":3}']);
