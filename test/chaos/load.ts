@@ -6,6 +6,10 @@
 // a JSON string, a raw NUL byte, a lone surrogate, 10,000-deep JSON) slipped between two of a
 // session's messages, and sleep commands `{ i, sleepUntil }` for `rec-sleep` sessions.
 //
+// Events: with `eventsPerSec`, it also publishes `{ i: k }` (k = 1, 2, …) as events of type
+// `fanout.chaos` to the events stream (`Nats-Msg-Id: chaos-ev-<k>`, retried until acked) until
+// close(); the `rec-event` sessions the scenario created record each one they handle.
+//
 // It connects straight to nats-server (never through a node's proxy) and records, per session,
 // every message's stream sequence and ack time: the verifier's ground truth.
 import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
@@ -51,7 +55,14 @@ export interface LoadOptions {
   readonly ratePerSec: number;
   /** Ack timeout of one publish attempt; default 5000 ms. */
   readonly publishTimeoutMs?: number;
+  /** Events of type `fanout.chaos` published per second (0 or unset: none). */
+  readonly eventsPerSec?: number;
+  /** The `rec-event` sessions subscribed to them (for the verifier). */
+  readonly eventSubscribers?: readonly string[];
 }
+
+/** One acked event: its number and its sequence in the events stream. */
+export interface EventSent { readonly k: number; readonly seq: number; readonly ackedAt: number }
 
 interface Item { readonly body: Uint8Array; readonly msgId: string; readonly onAck: (seq: number, sentAt: number, ackedAt: number, attempts: number) => void }
 
@@ -73,6 +84,8 @@ export class Load {
   readonly published = new Map<string, Published[]>();
   readonly poison: PoisonSent[] = [];
   readonly timers: TimerSet[] = [];
+  /** Acked events, in order. */
+  readonly events: EventSent[] = [];
   /** Publish attempts that failed and were retried. */
   retries = 0;
   /** The rec-sleep sessions (their messages wait for timers: no measure of recovery). */
@@ -84,6 +97,8 @@ export class Load {
   private nextSlot = 0;
   private workers: Promise<void>[] = [];
   private poisonN = 0;
+  private eventsClosed = false;
+  private eventsWake: (() => void) | null = null;
 
   constructor(private readonly o: LoadOptions) {
     for (const id of o.sessions) this.lanes.set(id, { id, queue: [], next: 1, lastI: 0, closed: false, wake: null, planned: o.messages });
@@ -97,6 +112,30 @@ export class Load {
     this.nc = await connect({ servers: this.o.url, maxReconnectAttempts: -1, reconnectTimeWait: 200, name: 'chaos-load' });
     this.js = jetstream(this.nc, { timeout: this.o.publishTimeoutMs ?? 5000 });
     this.workers = [...this.lanes.values()].map((l) => this.run(l));
+    if ((this.o.eventsPerSec ?? 0) > 0) this.workers.push(this.runEvents(this.o.eventsPerSec!));
+  }
+
+  /** The sessions subscribed to the load's events. */
+  get eventSubscribers(): readonly string[] { return this.o.eventSubscribers ?? []; }
+
+  /** Publishes `{ i: k }` events until close(), each retried with its msgId until acked. */
+  private async runEvents(perSec: number): Promise<void> {
+    for (let k = 1; !this.eventsClosed && !this.stopped; k++) {
+      const sentAt = Date.now();
+      for (let attempt = 1; !this.stopped; attempt++) {
+        try {
+          const ack = await this.js!.publish('agentry.events.fanout.chaos', JSON.stringify({ i: k }), { msgID: `chaos-ev-${k}` });
+          this.events.push({ k, seq: ack.seq, ackedAt: Date.now() });
+          break;
+        } catch {
+          this.retries++;
+          await sleep(Math.min(1000, 100 * attempt));
+        }
+      }
+      const wait = sentAt + 1000 / perSec - Date.now();
+      if (wait > 0) await new Promise<void>((r) => { const t = setTimeout(r, wait); this.eventsWake = () => { clearTimeout(t); r(); }; });
+      this.eventsWake = null;
+    }
   }
 
   /** Resolves when every planned message (and everything queued) is acked; with no plan, after close(). */
@@ -105,6 +144,8 @@ export class Load {
   /** Ends open-ended load: each session publishes what is queued, then stops. */
   close(): void {
     for (const l of this.lanes.values()) { l.closed = true; l.wake?.(); }
+    this.eventsClosed = true;
+    this.eventsWake?.();
   }
 
   /** Abandons everything still unpublished (bounded teardown) and closes the connection. */

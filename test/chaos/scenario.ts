@@ -17,6 +17,9 @@ export interface ScenarioOptions extends ClusterOptions {
   readonly messages?: number | null;
   /** Total publish rate (default 150/s). */
   readonly ratePerSec?: number;
+  /** rec-event sessions subscribed to the load's events (default 6), and events per second (default 2; 0: none). */
+  readonly eventSubscribers?: number;
+  readonly eventsPerSec?: number;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -36,9 +39,12 @@ export class Scenario {
       const ctl = cluster.nodes[0]!.child!;
       for (const sid of merge) await ctl.ctl('createAgent', sid, 'rec-merge');
       for (const sid of sleepers) await ctl.ctl('createAgent', sid, 'rec-sleep');
+      const eventsPerSec = o.eventsPerSec ?? 2;
+      const subscribers = eventsPerSec > 0 ? Array.from({ length: o.eventSubscribers ?? 6 }, (_, k) => `ev-${k}`) : [];
+      for (const sid of subscribers) await ctl.ctl('createAgent', sid, 'rec-event');
       const messages = o.messages === undefined ? 60 : o.messages;
       const load = new Load({
-        url: cluster.nats.url, sessions: [...queue, ...merge], sleepers, ratePerSec: o.ratePerSec ?? 150,
+        url: cluster.nats.url, sessions: [...queue, ...merge], sleepers, ratePerSec: o.ratePerSec ?? 150, eventsPerSec, eventSubscribers: subscribers,
         ...(messages === null ? {} : { messages }),
       });
       await load.start();
@@ -93,8 +99,9 @@ export class Scenario {
       const single = !owners.known || (owners.overlaps.length === 0 && owners.unowned.length === 0);
       const timersDue = Date.now() > lastTimer + 500 && (await this.timersFired());
       outbox = await this.outboxRows();
-      if (unacked === 0 && owners.ready && single && timersDue && outbox === 0) break;
-      waited = `unacked=${unacked} ready=${owners.ready} owners=${JSON.stringify(owners.byNode)} timersFired=${timersDue} outbox=${outbox}`;
+      const events = await this.eventsDelivered();
+      if (unacked === 0 && owners.ready && single && timersDue && outbox === 0 && events) break;
+      waited = `unacked=${unacked} ready=${owners.ready} owners=${JSON.stringify(owners.byNode)} timersFired=${timersDue} outbox=${outbox} eventsDelivered=${events}`;
       if (Date.now() > deadline) { console.log(`[${title}] settle deadline passed (${waited})`); break; }
       await sleep(250);
     }
@@ -118,6 +125,19 @@ export class Scenario {
       const r = await db.query<{ n: string }>('SELECT count(*)::text AS n FROM outbox');
       return Number(r.rows[0]?.n ?? -1);
     } catch { return -1; } finally { await db.end(); }
+  }
+
+  /** Has every event subscriber committed at least as many events as were published? */
+  private async eventsDelivered(): Promise<boolean> {
+    const subs = this.load.eventSubscribers;
+    if (subs.length === 0 || this.load.events.length === 0) return true;
+    const db = await this.cluster.db();
+    try {
+      const r = await db.query<{ n: string }>(
+        `SELECT coalesce(min(jsonb_array_length(coalesce(snapshot->'context'->'userState'->'got', '[]'::jsonb))), 0)::text AS n FROM sessions WHERE id = ANY($1)`,
+        [[...subs]]);
+      return Number(r.rows[0]?.n ?? 0) >= this.load.events.length;
+    } catch { return false; } finally { await db.end(); }
   }
 
   /** Have all timers set so far produced a `time` wake in the committed state? */

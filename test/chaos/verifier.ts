@@ -11,6 +11,8 @@
 //   dead-lettered a good message that became a dead letter (only poison may)
 //   poison        each poison message must be exactly one dead letter and never applied
 //   timers        each timer set by a sleeper fires once (a `time` wake), never before its time
+//   events        each event the producer had acked is in every subscriber's committed `got`
+//                 exactly once (missed: never handled; doubled: handled twice)
 //   unacked       messages still in the work-queue inbox stream after settling
 //   stale commits a commit prepared after another node committed the same partition with a
 //                 higher fencing epoch (from the commit logs)
@@ -59,6 +61,7 @@ export interface Report {
     deadLetteredGood: number; unacked: number; publishRetries: number;
     poison: { sent: number; deadLettered: number; missing: number; multiple: number; applied: number };
     timers: { set: number; fired: number; missed: number; twice: number; early: number; unexpectedWakes: number };
+    events: { published: number; subscribers: number; delivered: number; missed: number; doubled: number };
     commitsByNode: Record<string, number>; staleCommits: number;
   };
   readonly recovery: Recovery[];
@@ -119,6 +122,7 @@ export async function verify(cluster: Cluster, load: Load, faults: readonly Faul
   let sessions: SessionRow[];
   let history: HistoryRow[];
   let dls: DeadLetterRow[];
+  let events: { id: string; got: unknown[] | null }[];
   try {
     sessions = (await db.query<SessionRow>(
       `SELECT id, status, last_seq::text AS last_seq, snapshot->'context'->'userState' AS user_state FROM sessions WHERE id = ANY($1)`, [sessionIds])).rows;
@@ -129,6 +133,8 @@ export async function verify(cluster: Cluster, load: Load, faults: readonly Faul
       `SELECT id, session_id, reason, error,
               CASE WHEN jsonb_typeof(payload) = 'array' THEN ARRAY(SELECT e->>'seq' FROM jsonb_array_elements(payload) e WHERE jsonb_typeof(e) = 'object') END AS payload_seqs
          FROM dead_letters WHERE session_id = ANY($1)`, [sessionIds])).rows;
+    events = load.eventSubscribers.length === 0 ? [] : (await db.query<{ id: string; got: unknown[] | null }>(
+      `SELECT id, snapshot->'context'->'userState'->'got' AS got FROM sessions WHERE id = ANY($1)`, [[...load.eventSubscribers]])).rows;
   } finally {
     await db.end();
   }
@@ -216,6 +222,19 @@ export async function verify(cluster: Cluster, load: Load, faults: readonly Faul
     }
   }
 
+  // Events: every acked event once in every subscriber's committed state (order across events is not promised).
+  const ev = { published: load.events.length, subscribers: load.eventSubscribers.length, delivered: 0, missed: 0, doubled: 0 };
+  const gotBy = new Map(events.map((r) => [r.id, r.got ?? []]));
+  for (const sid of load.eventSubscribers) {
+    const count = new Map<unknown, number>();
+    for (const k of gotBy.get(sid) ?? []) count.set(k, (count.get(k) ?? 0) + 1);
+    for (const e of load.events) {
+      const c = count.get(e.k) ?? 0;
+      if (c === 0) { ev.missed++; note('events', `${sid} never handled event ${e.k} (seq ${e.seq})`); } else ev.delivered++;
+      if (c > 1) { ev.doubled++; note('events', `${sid} handled event ${e.k} ${c} times`); }
+    }
+  }
+
   const unacked = streamReadable ? inStream.size : -1;
   if (unacked !== 0) {
     try {
@@ -241,6 +260,7 @@ export async function verify(cluster: Cluster, load: Load, faults: readonly Faul
   add(deadLetteredGood, 'good messages dead-lettered', 'deadLetteredGood');
   add(poison.missing + poison.multiple + poison.applied, 'poison messages not exactly one dead letter', 'poison');
   add(timers.missed + timers.twice + timers.early + timers.unexpectedWakes, 'timer faults (missed, fired twice, early or unexpected)', 'timers');
+  add(ev.missed + ev.doubled, 'event deliveries not exactly once (missed or doubled)', 'events');
   if (unacked !== 0) problems.push(`${unacked < 0 ? 'inbox stream unreadable' : `${unacked} messages left unacked in the inbox stream (by subject)`}${examples.unacked ? `: ${examples.unacked.join('; ')}` : ''}`);
   add(staleCommits, 'stale commits (a deposed owner committed after the new owner)', 'staleCommits');
   const never = recovery.filter((r) => r.sessions > 0 && r.recoveryMs === null);
@@ -251,7 +271,7 @@ export async function verify(cluster: Cluster, load: Load, faults: readonly Faul
     problems,
     counts: {
       sessions: sessionIds.length, published, applied, lost, unprocessed, doubled, outOfOrder, deadLetteredGood, unacked,
-      publishRetries: load.retries, poison, timers, commitsByNode, staleCommits,
+      publishRetries: load.retries, poison, timers, events: ev, commitsByNode, staleCommits,
     },
     recovery,
     examples,
@@ -338,7 +358,8 @@ export function summarize(r: Report, title = 'chaos'): string {
     `[${title}] ${r.ok ? 'OK' : 'FAILED'}: ${c.sessions} sessions, ${c.published} published, ${c.applied} applied; ` +
       `lost ${c.lost}, never processed ${c.unprocessed}, doubled ${c.doubled}, out of order ${c.outOfOrder}, good dead-lettered ${c.deadLetteredGood}, unacked ${c.unacked}`,
     `[${title}] poison: ${c.poison.sent} sent, ${c.poison.deadLettered} dead-lettered once, ${c.poison.missing} missing, ${c.poison.multiple} multiple, ${c.poison.applied} applied; ` +
-      `timers: ${c.timers.set} set, ${c.timers.fired} fired, ${c.timers.missed} missed, ${c.timers.twice} twice, ${c.timers.early} early`,
+      `timers: ${c.timers.set} set, ${c.timers.fired} fired, ${c.timers.missed} missed, ${c.timers.twice} twice, ${c.timers.early} early; ` +
+      `events: ${c.events.published} × ${c.events.subscribers} subscribers, ${c.events.delivered} delivered, ${c.events.missed} missed, ${c.events.doubled} doubled`,
     `[${title}] commits by node: ${JSON.stringify(c.commitsByNode)}; stale commits ${c.staleCommits}; publish retries ${c.publishRetries}`,
     ...rec.map((x) => `[${title}] recovery ${x.kind}@${x.node ?? 'all'}: ${x.recoveryMs === null ? 'NEVER' : `${x.recoveryMs} ms`} from start` +
       ` (fault lasted ${x.durationMs} ms; ${x.afterEndMs === null ? '-' : `${x.afterEndMs} ms`} after it ended; ${x.sessions} sessions; slowest ${x.slowest ?? '-'})`),
