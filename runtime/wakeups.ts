@@ -227,6 +227,9 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
    * once the event may have gone to another node (see `RouteHold`), which ends the route here.
    */
   async function route(type: string, body: string, priority: Priority, from: string | null, eventSeq: number, eventAtMs: number, hold: () => boolean): Promise<number> {
+    // Renewed first, so that the recipients' read does not eat into the hold of an event that
+    // came late in its pull.
+    if (!hold()) throw new RouteAbandoned(eventSeq, 0, 0);
     const recipients = await store.eventRecipients(type);
     if (recipients.length === 0) {
       const dl = {
@@ -244,7 +247,7 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     // A chunk must finish well inside the ack deadline the hold renewed before it.
     const chunkTimeoutMs = Math.min(ROUTE_CHUNK_TIMEOUT_MS, Math.floor(config.ackWaitMs / 2));
     for (let i = 0; i < recipients.length; i += ROUTE_CHUNK) {
-      if (!hold()) throw new RouteAbandoned(eventSeq, i, recipients.length);
+      if (i > 0 && !hold()) throw new RouteAbandoned(eventSeq, i, recipients.length);
       const chunk = recipients.slice(i, i + ROUTE_CHUNK);
       await transport.publishInboxMany(chunk, chunk.map((sid) => `evt:${eventSeq}:${sid}`), body, hdrs, chunkTimeoutMs);
     }
@@ -344,7 +347,7 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
       if (err instanceof RouteAbandoned || !hold.held()) {
         // Neither ack nor nak: the event is another node's now (or comes back to one after its
         // ack wait), and a nak of this stale delivery could have it routed once more.
-        logger.warn({ eventSeq: m.seq, type, err: (err as Error).message }, 'event route abandoned: this node held the event past half its ack wait (a pause or a stall); another node routes it');
+        logger.warn({ eventSeq: m.seq, type, err: (err as Error).message }, 'event route abandoned: this node held the event too long for its ack wait (a pause or a stall); another node routes it');
         return;
       }
       logger.warn({ err, type }, 'event routing failed; it is redelivered');
@@ -487,6 +490,9 @@ export function eventIdOf(eventSeq: number, eventAtMs: number): string {
 /** Milliseconds of a clock that a wall-clock change cannot move, but a pause of the process does. */
 function monotonicNow(): number { return performance.now(); }
 
+/** The share of the ack wait a route may go without renewing its hold; the rest is the renewal's margin. */
+const HOLD_SHARE = 0.8;
+
 /** A route stopped before its next chunk because the event may have been redelivered elsewhere. */
 class RouteAbandoned extends Error {
   constructor(readonly eventSeq: number, readonly reached: number, readonly recipients: number) {
@@ -499,9 +505,9 @@ class RouteAbandoned extends Error {
  * within the ack wait to another node, which routes it again; copies both publish are one copy
  * only inside the inbox's duplicate window. A node that resumes a route after a pause (SIGSTOP,
  * a VM freeze, a stalled event loop) past that would deliver every copy it still publishes twice.
- * So before each chunk the route renews its ack deadline (`working()`), unless more than half
- * the ack wait has passed since the delivery or the last renewal: then the deadline may be gone
- * and the route stops. Measured on a monotonic clock, which runs on while the process is paused.
+ * So when it starts and before each later chunk the route renews its ack deadline (`working()`),
+ * unless 80 % of the ack wait has passed since the delivery or the last renewal: then the
+ * deadline may be gone (the rest is the renewal's margin to reach the server) and the route stops. Measured on a monotonic clock, which runs on while the process is paused.
  * The delivery time is not on the message, and a message read after a pause may have waited in the
  * socket all along: so the hold starts when the pull that brought the event was sent (`heldSince`),
  * which no delivery to it can precede.
@@ -514,7 +520,7 @@ export class RouteHold {
 
   /** Whether the event is still this node's (no renewal): a failure after the hold lapsed must not nak a stale delivery. */
   held(): boolean {
-    return this.now() - this.last <= this.ackWaitMs / 2;
+    return this.now() - this.last <= this.ackWaitMs * HOLD_SHARE;
   }
 
   /** True (after renewing through `working`) while the event is still this node's; false once it may not be. */

@@ -86,6 +86,12 @@ export class Load {
   readonly timers: TimerSet[] = [];
   /** Acked events, in order. */
   readonly events: EventSent[] = [];
+  /**
+   * Every copy of an event the routers published to an inbox (a core subscription sees the
+   * publishes the stream drops as duplicates too), by `<session> <i>`: what the verifier prints
+   * when a subscriber handled an event twice.
+   */
+  readonly eventCopies = new Map<string, string[]>();
   /** Publish attempts that failed and were retried. */
   retries = 0;
   /** The rec-sleep sessions (their messages wait for timers: no measure of recovery). */
@@ -112,7 +118,21 @@ export class Load {
     this.nc = await connect({ servers: this.o.url, maxReconnectAttempts: -1, reconnectTimeWait: 200, name: 'chaos-load' });
     this.js = jetstream(this.nc, { timeout: this.o.publishTimeoutMs ?? 5000 });
     this.workers = [...this.lanes.values()].map((l) => this.run(l));
-    if ((this.o.eventsPerSec ?? 0) > 0) this.workers.push(this.runEvents(this.o.eventsPerSec!));
+    if ((this.o.eventsPerSec ?? 0) > 0) {
+      this.workers.push(this.runEvents(this.o.eventsPerSec!));
+      const t0 = Date.now();
+      this.nc.subscribe('agentry.part.>', {
+        callback: (_err, m) => {
+          if (m.headers?.get('Agentry-Event-Type') !== 'fanout.chaos') return;
+          let i: unknown = null;
+          try { i = (m.json<{ i?: unknown }>()).i; } catch { /* not JSON */ }
+          const key = `${m.subject.split('.').pop()!} ${String(i)}`;
+          const l = this.eventCopies.get(key) ?? [];
+          l.push(`+${Date.now() - t0}ms ${m.headers.get('Nats-Msg-Id')} ${m.headers.get('Agentry-Event-Id')}`);
+          this.eventCopies.set(key, l);
+        },
+      });
+    }
   }
 
   /** The sessions subscribed to the load's events. */

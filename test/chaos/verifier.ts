@@ -231,7 +231,7 @@ export async function verify(cluster: Cluster, load: Load, faults: readonly Faul
     for (const e of load.events) {
       const c = count.get(e.k) ?? 0;
       if (c === 0) { ev.missed++; note('events', `${sid} never handled event ${e.k} (seq ${e.seq})`); } else ev.delivered++;
-      if (c > 1) { ev.doubled++; note('events', `${sid} handled event ${e.k} ${c} times`); }
+      if (c > 1) { ev.doubled++; note('events', `${sid} handled event ${e.k} ${c} times (copies published: ${(load.eventCopies.get(`${sid} ${e.k}`) ?? []).join(', ')})`); }
     }
   }
 

@@ -10,7 +10,7 @@
 // (often) a redelivery of the event that waited in its socket: on the code before 2026-11-28 it
 // sent those copies, went on with its route and routed the event again, and since the window had
 // passed the inbox stored every copy again: all 2,500 subscribers handled the event twice. Now A
-// abandons the route it held past half its ack wait and the stale redelivery (RouteHold), and each
+// abandons the route it held too long for its ack wait and the stale redelivery (RouteHold), and each
 // session skips a copy of an event it already has (its remembered event ids): every subscriber
 // has the event exactly once. (Under heavy load B's route may itself end after the window: the
 // sessions' memory makes that change nothing either.)
