@@ -6,7 +6,7 @@
  * Events: every event is stored in the stream `<prefix>_EVENTS` (bounded retention: the event
  * history) and delivered by the event router — one durable consumer, shared by the nodes — to
  * each recipient's inbox as a `kind: event` message with the `Nats-Msg-Id`
- * `evt:<eventSeq>:<sessionId>`; the router acks the event only once every recipient's publish is
+ * `evt:<eventId>:<sessionId>` (`eventIdOf`: its sequence and stream time); the router acks the event only once every recipient's publish is
  * stored, so a node that dies mid-route leaves it to be routed again, and the re-routing
  * delivers nothing twice (inbox de-duplication, 2 min window). `publishEvent` only stores the
  * event (with its `msgId` as the stream's de-duplication id): it used to route the event itself
@@ -242,14 +242,18 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
       transport.publishCore(DLQ_SUBJECT('_events'), JSON.stringify(dl));
       return 0;
     }
-    const hdrs: Record<string, string> = { [H.kind]: 'event', [H.priority]: priority, [H.eventType]: type, [H.eventId]: eventIdOf(eventSeq, eventAtMs) };
+    // The copies' msgId names the event by its id (sequence and stream time), not its sequence alone:
+    // an event stream deleted and created again from sequence 1 must not have its events' copies
+    // dropped by the inbox as repeats of the old stream's.
+    const eventId = eventIdOf(eventSeq, eventAtMs);
+    const hdrs: Record<string, string> = { [H.kind]: 'event', [H.priority]: priority, [H.eventType]: type, [H.eventId]: eventId };
     if (from) hdrs[H.from] = from;
     // A chunk must finish well inside the ack deadline the hold renewed before it.
     const chunkTimeoutMs = Math.min(ROUTE_CHUNK_TIMEOUT_MS, Math.floor(config.ackWaitMs / 2));
     for (let i = 0; i < recipients.length; i += ROUTE_CHUNK) {
       if (i > 0 && !hold()) throw new RouteAbandoned(eventSeq, i, recipients.length);
       const chunk = recipients.slice(i, i + ROUTE_CHUNK);
-      await transport.publishInboxMany(chunk, chunk.map((sid) => `evt:${eventSeq}:${sid}`), body, hdrs, chunkTimeoutMs);
+      await transport.publishInboxMany(chunk, chunk.map((sid) => `evt:${eventId}:${sid}`), body, hdrs, chunkTimeoutMs);
     }
     return recipients.length;
   }

@@ -39,9 +39,9 @@ export interface LiveSession {
    */
   historyView: HistoryEntry[];
   /**
-   * Ids of the events whose fate the session's records settled, newest last (at most
-   * `REMEMBERED_EVENTS`), as the last record built stores them: a copy of one of them is a
-   * duplicate, however late it comes (see `rememberEvents`). A new array on every change.
+   * Ids of the events whose fate the session's records settled, newest last (pruned as
+   * `rememberEvents` says), as the last record built stores them: a copy of one of them is a
+   * duplicate, however late it comes. A new array on every change.
    */
   seenEvents: readonly string[];
   /** Ids of events handed to the actor and not settled by a record yet (none: undefined). */
@@ -229,17 +229,33 @@ export function historyLimitOf(agents: ReadonlyMap<string, ResolvedAgent>): Hist
 }
 
 /**
- * How many of its latest events a session remembers. A copy of an event reaches a session twice
- * only when a route was broken off (a crash, a pause past the ack wait) and the event routed
- * again after the streams' duplicate window; by then a session has rarely had this many others.
+ * What a session remembers of its events: every event published within `REMEMBER_EVENTS_MS` of
+ * the newest one it has, and at least its last `REMEMBERED_EVENTS`, at most `MAX_REMEMBERED_EVENTS`.
+ * A copy of an event reaches a session twice when a route was broken off (a crash, a pause, an
+ * ack lost in a NATS restart) and the event was routed again, and the stream no longer knows the
+ * first copy's id: past its duplicate window, or after a nats-server restart (which forgets the
+ * ids of messages a work queue has already removed — seen in chaos runs: a copy stored again 51 s
+ * after the first). Time, not count, is what such a late copy is late by.
  */
 export const REMEMBERED_EVENTS = 32;
+export const REMEMBER_EVENTS_MS = 5 * 60_000;
+export const MAX_REMEMBERED_EVENTS = 512;
 
-/** `seen` with `ids` added (each once), the oldest dropped beyond `REMEMBERED_EVENTS`: a new array. */
+/** The event's stream time, from its id (`<seq>.<ms base 36>`); NaN for a malformed one. */
+function eventTimeOf(id: string): number {
+  return parseInt(id.slice(id.indexOf('.') + 1), 36);
+}
+
+/** `seen` with `ids` added (each once, newest last), then pruned as `REMEMBERED_EVENTS` says: a new array. */
 export function rememberEvents(seen: readonly string[], ids: readonly string[]): readonly string[] {
-  const out = seen.filter((x) => !ids.includes(x));
+  let out = seen.filter((x) => !ids.includes(x));
   for (const id of ids) if (!out.includes(id)) out.push(id);
-  return out.length > REMEMBERED_EVENTS ? out.slice(out.length - REMEMBERED_EVENTS) : out;
+  if (out.length > MAX_REMEMBERED_EVENTS) out = out.slice(out.length - MAX_REMEMBERED_EVENTS);
+  if (out.length <= REMEMBERED_EVENTS) return out;
+  let newest = -Infinity;
+  for (const id of out) { const t = eventTimeOf(id); if (t > newest) newest = t; }
+  const keepFrom = out.length - REMEMBERED_EVENTS;
+  return out.filter((id, k) => k >= keepFrom || eventTimeOf(id) >= newest - REMEMBER_EVENTS_MS);
 }
 
 /** The event ids a stored snapshot remembers (`events`, beside the stamp); none in older snapshots. */

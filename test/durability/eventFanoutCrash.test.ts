@@ -7,7 +7,7 @@
 // event itself and mark it for the router to skip: the recipients not reached when the node
 // died never got it. Now the event router routes every event and acks it only after the whole
 // fan-out is stored; the restarted node routes it again and the inbox drops the copies already
-// stored (their Nats-Msg-Id `evt:<seq>:<session>`).
+// stored (their Nats-Msg-Id `evt:<event id>:<session>`).
 //
 // A retry of publishEvent with the same msgId is the same event: same seq, delivered once.
 import { describe, expect, it } from 'vitest';

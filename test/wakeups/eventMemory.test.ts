@@ -1,6 +1,6 @@
 // A session remembers its recent events (the ids on their copies, `Agentry-Event-Id`), so a copy
 // of an event it already has is skipped however late it comes. Copies of one event share their
-// `Nats-Msg-Id` (`evt:<seq>:<session>`) and the inbox stream drops repeats, but only inside its
+// `Nats-Msg-Id` (`evt:<event id>:<session>`) and the inbox stream drops repeats, but only inside its
 // duplicate window (2 minutes): a route broken off by a crash or a pause and done again later
 // publishes copies the stream stores a second time. Here such late copies are published straight
 // to the inbox with a msgId the stream has never seen, against real NATS and Postgres.
@@ -94,14 +94,27 @@ describe('a session remembers its events', () => {
     expect(await got(sid)).toEqual(['mem.test:{"i":3}']);
   }, 120_000);
 
-  it('remembers only the newest events, and never longer than it must', async () => {
-    const { rememberEvents, REMEMBERED_EVENTS, seenEventsOf } = await import('../../runtime/host/liveSession.js');
+  it('remembers the events of the last minutes (at least the last 32, at most 512), each once', async () => {
+    const { rememberEvents, REMEMBERED_EVENTS, REMEMBER_EVENTS_MS, MAX_REMEMBERED_EVENTS, seenEventsOf } = await import('../../runtime/host/liveSession.js');
+    const idAt = (seq: number, ms: number): string => `${seq}.${ms.toString(36)}`;
+    const t0 = 1_795_000_000_000;
+    // 100 events one second apart: all inside the time horizon, all remembered.
     let seen: readonly string[] = [];
-    for (let i = 0; i < REMEMBERED_EVENTS + 5; i++) seen = rememberEvents(seen, [`${i}.a`]);
+    for (let i = 0; i < 100; i++) seen = rememberEvents(seen, [idAt(i, t0 + i * 1000)]);
+    expect(seen.length).toBe(100);
+    // One far newer event: those older than the horizon go, but the last 32 stay.
+    seen = rememberEvents(seen, [idAt(100, t0 + 99_000 + REMEMBER_EVENTS_MS + 1)]);
     expect(seen.length).toBe(REMEMBERED_EVENTS);
-    expect(seen[0]).toBe('5.a');
-    expect(rememberEvents(seen, ['6.a']).at(-1)).toBe('6.a'); // moved to the newest end, once
-    expect(rememberEvents(seen, ['6.a']).filter((x) => x === '6.a').length).toBe(1);
+    expect(seen.at(-1)).toBe(idAt(100, t0 + 99_000 + REMEMBER_EVENTS_MS + 1));
+    // A flood inside the horizon is capped.
+    let flood: readonly string[] = [];
+    for (let i = 0; i < MAX_REMEMBERED_EVENTS + 40; i++) flood = rememberEvents(flood, [idAt(i, t0 + i)]);
+    expect(flood.length).toBe(MAX_REMEMBERED_EVENTS);
+    expect(flood[0]).toBe(idAt(40, t0 + 40));
+    // An id seen again moves to the newest end, once.
+    const again = rememberEvents(seen, [seen[0]!]);
+    expect(again.at(-1)).toBe(seen[0]);
+    expect(again.filter((x) => x === seen[0]).length).toBe(1);
     expect(seenEventsOf({ value: 'idle' })).toEqual([]);
     expect(seenEventsOf({ events: ['1.a', 2] })).toEqual(['1.a']);
   });
