@@ -93,6 +93,12 @@ interface Held {
   releasing: boolean;
   /** Not renewed for 90% of the TTL: not consuming, commits wait, until a renewal decides. */
   suspended: boolean;
+  /**
+   * When a renewal sent then, past its deadline, is still unanswered (null: none). It may still
+   * land and change the revision, so a compare-and-set sent meanwhile would fail on it: rounds skip
+   * the lease until it is answered, for at most half the TTL.
+   */
+  pendingSince?: number | null;
 }
 
 /** Share of the TTL after which a lease is no longer used (see the module comment). */
@@ -450,9 +456,11 @@ export class LeaseManager {
     await Promise.all([
       this.heartbeat(kv, this.heartbeatBody()),
       ...[...this.held].map(async ([p, h]) => {
+        if (h.pendingSince != null && sentAt - h.pendingSince < this.o.ttlMs / 2) return;
         const was = h.revision;
+        const req = kv.update(`part.${p}`, withEpoch(body, h.epoch), h.revision);
         try {
-          const rev = await this.kvRequest(kv.update(`part.${p}`, withEpoch(body, h.epoch), h.revision), 'lease renewal', (r) => { this.renewedLate(p, h, was, sentAt, r); });
+          const rev = await this.kvRequest(req, 'lease renewal', (r) => { this.renewedLate(p, h, was, sentAt, r); });
           if (this.held.get(p) !== h) return;
           h.revision = rev;
           h.renewedAt = sentAt;
@@ -464,6 +472,12 @@ export class LeaseManager {
           }
         } catch (err) {
           if (this.held.get(p) !== h) return;
+          if ((err as { name?: string }).name === 'TimeoutError') {
+            h.pendingSince = sentAt;
+            const answered = (): void => { if (h.pendingSince === sentAt) h.pendingSince = null; };
+            req.then(answered, answered);
+            return;
+          }
           if (isCasFailure(err) && (await this.recover(kv, p, h)) === false) this.lose(p, 'its lease was taken or expired');
           // Otherwise transient (timeout, disconnected, the read unanswered): the next round tries again; expireStale decides.
         }

@@ -60,7 +60,10 @@ describe('partition leases with a slow NATS KV', () => {
       // Renewals go on through the slowness: the lease key's revision moves on several times.
       const kv = await new Kvm(direct).open('SLOW1');
       const rev0 = (await kv.get('part.0'))!.revision;
-      await waitFor(async () => ((await kv.get('part.0'))!.revision >= rev0 + 6) || null, 'six renewals of partition 0 through the slow server', 60_000, 100);
+      await waitFor(async () => {
+        if (ev.log.some((e) => e.startsWith('released'))) throw new Error(`a lease was dropped: ${ev.log.join(', ')}`);
+        return ((await kv.get('part.0'))?.revision ?? 0) >= rev0 + 6 || null;
+      }, 'six renewals of partition 0 through the slow server', 60_000, 100);
       expect(ev.log.filter((e) => e.startsWith('released')), `events: ${ev.log.join(', ')}`).toEqual([]);
       expect(a.owned()).toEqual([0, 1]);
       expect([a.epochOf(0), a.epochOf(1)]).toEqual(epochs); // the same leases: no handler runs twice
