@@ -10,7 +10,8 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { defineAgent } from '../../actors/defineAgent.js';
 import { partitionOf } from '../../runtime/partition.js';
-import { natsClient, sleep, startStack, waitFor, type Stack } from '../helpers.js';
+import { openStore } from '../../persistence/index.js';
+import { PG_URL, dropSchema, natsClient, publish, schemaName, sleep, startNats, startRuntime, startStack, waitFor, type Stack } from '../helpers.js';
 
 const handled = new Map<string, number[]>();
 
@@ -137,6 +138,44 @@ describe('JetStream streams deleted by an operator while the runtime runs', () =
       await waitFor(() => rt.readiness().ok || null, 'ready again', 30_000);
     } finally {
       await nc.close();
+    }
+  }, 120_000);
+});
+
+describe('the inbox stream deleted while the runtime was down', () => {
+  it('a node that starts creates it past every session’s last_seq: the next messages are applied, not skipped as already applied', async () => {
+    const nats = await startNats(8);
+    const schema = schemaName('streamdel-down');
+    const store = openStore({ databaseUrl: PG_URL, schema });
+    const nc = await natsClient(nats.url);
+    try {
+      const sid = 'sd-down';
+      let rt = await startRuntime(nats.url, { store, agents: [rec], config: { defaultAgentType: 'sdel-rec' } });
+      try {
+        // Other sessions first, so this one's last_seq is well above 1.
+        for (let n = 1; n <= 20; n++) await publish(nc, `sd-other-${n % 4}`, { n });
+        for (let n = 1; n <= 3; n++) await publish(nc, sid, { n });
+        await waitFor(async () => (await store.getHistory(sid)).length >= 3 || null, 'the first three committed', 30_000);
+      } finally {
+        await rt.stop();
+      }
+      const before = (await store.loadSession(sid))!.lastSeq;
+      expect(before).toBeGreaterThan(3);
+      await (await jetstreamManager(nc)).streams.delete('AGENTRY_INBOX');
+      rt = await startRuntime(nats.url, { store, agents: [rec], config: { defaultAgentType: 'sdel-rec' } });
+      try {
+        for (let n = 4; n <= 6; n++) await publish(nc, sid, { n });
+        await waitFor(() => (handled.get(sid)?.length ?? 0) >= 6 || null,
+          `messages published after the restart applied (${handled.get(sid)?.join(',')}; a stream restarted at sequence 1 has them skipped as ≤ last_seq ${before})`, 30_000);
+        expect(handled.get(sid)).toEqual([1, 2, 3, 4, 5, 6]);
+      } finally {
+        await rt.stop();
+      }
+    } finally {
+      await nc.close();
+      await store.close();
+      await nats.cleanup();
+      await dropSchema(schema);
     }
   }, 120_000);
 });
