@@ -76,6 +76,13 @@ export interface SessionContext {
   /** A sleep asked for while a run was in flight; applied when it ends. */
   readonly sleepRequested: WakeCondition | null;
   readonly lastError: ErrorInfo | null;
+  /**
+   * This incarnation of the session id, made at creation: a session purged and created again
+   * under the same id starts over at version 1, and its outbox ids (`Nats-Msg-Id`) name the
+   * incarnation so JetStream does not drop them as repeats of the old one's. Absent in sessions
+   * created before 2026-11-28 (their ids keep the old form).
+   */
+  readonly incarnation?: string;
 }
 
 export type SessionEvent =
@@ -102,6 +109,8 @@ export interface SessionInput {
   readonly limits: SessionLimits;
   readonly userState: unknown;
   readonly at: number;
+  /** See `SessionContext.incarnation`; the host makes one for every new session. */
+  readonly incarnation?: string;
 }
 
 const maxSeq = (seq: number, msgs: readonly InboxMessage[]): number => {
@@ -386,6 +395,7 @@ export const sessionMachine = setup({
     sessionId: input.sessionId,
     agentType: input.agentType,
     ...(input.tenant !== undefined ? { tenant: input.tenant } : {}),
+    ...(input.incarnation !== undefined ? { incarnation: input.incarnation } : {}),
     limits: input.limits,
     userState: input.userState,
     pending: [],

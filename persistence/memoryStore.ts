@@ -98,6 +98,11 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       partitionEpochs.set(partition, epoch);
       return Promise.resolve(true);
     },
+    maxLastSeq(): Promise<number> {
+      let max = 0;
+      for (const r of sessions.values()) max = Math.max(max, r.lastSeq);
+      return Promise.resolve(max);
+    },
     commit(records: readonly CommitRecord[]): Promise<void> {
       // Validate everything first so a failing batch changes nothing, as a transaction would.
       const versions = new Map<string, SessionRecord | undefined>();

@@ -88,6 +88,7 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
         return sql.upsertPartitionEpoch(tx, partition, epoch, node, now());
       });
     },
+    maxLastSeq: () => sql.selectMaxLastSeq(db),
     async getHistory(sessionId, opts = {}) {
       const rows = await sql.selectHistory(db, sessionId, opts.before ?? null, clampLimit(opts.limit, 100, 1000));
       return rows.map(sql.toHistoryEntry);

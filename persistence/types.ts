@@ -422,6 +422,12 @@ export interface Store {
    * transactions that checked the older epoch to end. False when a newer epoch is recorded.
    */
   claimPartition(partition: number, epoch: number, node: string, lockTimeoutMs: number): Promise<boolean>;
+  /**
+   * The highest inbox stream sequence any stored session has applied (`last_seq`; 0 for none):
+   * an inbox stream the runtime has to create again starts past it, or sessions would skip its
+   * first messages as already applied.
+   */
+  maxLastSeq(): Promise<number>;
   /** Newest first; `before` is an exclusive upper bound on `seq`. */
   getHistory(sessionId: string, opts?: { limit?: number; before?: number }): Promise<HistoryEntry[]>;
   /** Oldest first. */

@@ -17,7 +17,8 @@ import { realClock, type Clock } from './clock.js';
 /** What readiness reports (the `/readyz` body). */
 export interface Readiness {
   readonly ok: boolean;
-  readonly checks: { readonly nats: boolean; readonly store: boolean; readonly migrations: boolean };
+  /** `streams` (set by the runtime): false while one of its JetStream streams is missing (runtime/streamKeeper.ts). */
+  readonly checks: { readonly nats: boolean; readonly store: boolean; readonly migrations: boolean; readonly streams?: boolean };
 }
 
 export interface HealthOptions {

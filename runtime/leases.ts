@@ -93,6 +93,12 @@ interface Held {
   releasing: boolean;
   /** Not renewed for 90% of the TTL: not consuming, commits wait, until a renewal decides. */
   suspended: boolean;
+  /**
+   * When a renewal sent then, past its deadline, is still unanswered (null: none). It may still
+   * land and change the revision, so a compare-and-set sent meanwhile would fail on it: rounds skip
+   * the lease until it is answered, for at most half the TTL.
+   */
+  pendingSince?: number | null;
 }
 
 /** Share of the TTL after which a lease is no longer used (see the module comment). */
@@ -125,8 +131,75 @@ export class LeaseManager {
     this.now = o.now ?? Date.now;
   }
 
-  /** Deadline of one KV request: a blackholed server must not hold a renewal round. */
-  private get requestMs(): number { return Math.max(250, Math.floor(this.o.ttlMs / 4)); }
+  /** How long recent KV requests took (ms, newest last; a timed-out one counts as its deadline). */
+  private readonly latencies: number[] = [];
+
+  /**
+   * Deadline of one KV request: a blackholed server must not hold a renewal round. A quarter of
+   * the TTL, or twice the slowest of the recent requests (a timeout doubles it), up to half the
+   * TTL: a server that answers slower than a quarter TTL (an overloaded one) still renews and
+   * hands out leases. Safety does not rest on it: a lease counts from when its renewal was sent
+   * (`renewedAt`), however late the answer came, so it is never believed held past its TTL.
+   * Public for tests and metrics.
+   */
+  get requestMs(): number {
+    const base = Math.max(250, Math.floor(this.o.ttlMs / 4));
+    const cap = Math.max(base, Math.floor(this.o.ttlMs / 2));
+    let slowest = 0;
+    for (const l of this.latencies) slowest = Math.max(slowest, l);
+    return Math.min(cap, Math.max(base, Math.ceil(slowest * 2)));
+  }
+
+  /**
+   * One KV request with the current deadline; its time (or the deadline, if it passed) is
+   * remembered. A request past its deadline may still be answered: `late` then gets the answer
+   * (and its real time is remembered too).
+   */
+  private async kvRequest<T>(p: Promise<T>, what: string, late?: (v: T) => void): Promise<T> {
+    const ms = this.requestMs;
+    const t0 = performance.now();
+    try {
+      const v = await within(p, ms, what);
+      this.noteLatency(performance.now() - t0);
+      return v;
+    } catch (err) {
+      const timedOut = (err as { name?: string }).name === 'TimeoutError';
+      this.noteLatency(timedOut ? ms : performance.now() - t0);
+      if (timedOut) p.then((v) => { this.noteLatency(performance.now() - t0); late?.(v); }, () => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * Deadline of a key listing (`kv.keys`: an ordered consumer, several round trips, then the
+   * keys): three request deadlines, at most the TTL. It only holds a balance round or a cluster
+   * view, never a renewal; with one request deadline a slow server failed every listing, and the
+   * balance round that starts with one took no partition at all.
+   */
+  private get listMs(): number { return Math.min(Math.max(this.o.ttlMs, this.requestMs), this.requestMs * 3); }
+
+  private noteLatency(ms: number): void {
+    this.latencies.push(ms);
+    if (this.latencies.length > LATENCY_SAMPLES) this.latencies.shift();
+  }
+
+  /**
+   * A renewal of p sent at `sentAt` under revision `was` was answered after its deadline: the
+   * server applied it, so the lease is renewed as of `sentAt` (the key's TTL restarted no earlier)
+   * and `rev` is its revision — unless the lease moved on meanwhile (released, or another renewal
+   * already got through). Without this, the next renewal's compare-and-set failed on the
+   * revision this one made, and on a slow server the read to sort that out was late too.
+   */
+  private renewedLate(p: number, h: Held, was: number, sentAt: number, rev: number): void {
+    if (this.held.get(p) !== h || h.revision !== was) return;
+    h.revision = rev;
+    if (sentAt > h.renewedAt) h.renewedAt = sentAt;
+    if (h.suspended && this.now() - h.renewedAt < this.o.ttlMs * USABLE_FRACTION) {
+      h.suspended = false;
+      this.o.logger.info({ partition: p }, 'partition lease renewal answered late, still in time: resumed');
+      this.o.events.resumed?.(p);
+    }
+  }
 
   /** Opens the bucket, announces the node and takes its share of the free partitions. */
   async start(): Promise<void> {
@@ -189,8 +262,9 @@ export class LeaseManager {
     const h = this.held.get(p);
     if (!kv || !h || this.stopped) return false;
     const sentAt = this.now();
+    const was = h.revision;
     try {
-      const rev = await within(kv.update(`part.${p}`, this.body(), h.revision), this.requestMs, 'lease renewal');
+      const rev = await this.kvRequest(kv.update(`part.${p}`, this.body(), h.revision), 'lease renewal', (r) => { this.renewedLate(p, h, was, sentAt, r); });
       if (this.held.get(p) !== h) return false;
       h.revision = rev;
       h.renewedAt = sentAt;
@@ -199,7 +273,9 @@ export class LeaseManager {
     } catch (err) {
       if (this.held.get(p) !== h) return false;
       if (isCasFailure(err)) {
-        if (await this.recover(kv, p, h)) return this.confirm(p);
+        const mine = await this.recover(kv, p, h);
+        if (mine) return this.confirm(p);
+        if (mine === null) return null; // the read got no answer: undecided
         this.lose(p, 'its lease was taken or expired');
         return false;
       }
@@ -261,10 +337,10 @@ export class LeaseManager {
       await within(this.o.nc.flush(), this.requestMs, 'lease bucket (NATS round trip)');
       return this.viewOf(mirrored);
     }
-    const lister = await within(kv.keys(), this.requestMs, 'lease key list');
+    const lister = await within(kv.keys(), this.listMs, 'lease key list');
     const keys: string[] = [];
     try {
-      await within((async () => { for await (const k of lister) if (k) keys.push(k); })(), this.requestMs * 2, 'lease key list');
+      await within((async () => { for await (const k of lister) if (k) keys.push(k); })(), this.listMs, 'lease key list');
     } finally {
       lister.stop();
     }
@@ -272,7 +348,7 @@ export class LeaseManager {
     // would show an owned partition as free or a live node as gone.
     this.viewReads += keys.length;
     const entries = await Promise.all([...new Set(keys)].map(async (k) => {
-      const e = await within(kv.get(k), this.requestMs, 'lease read');
+      const e = await this.kvRequest(kv.get(k), 'lease read');
       if (!e || e.operation !== 'PUT') return null; // deleted or expired since it was listed
       try { return { key: k, revision: e.revision, body: e.json<Record<string, unknown>>() }; } catch { return null; }
     }));
@@ -323,23 +399,31 @@ export class LeaseManager {
 
   /**
    * A renewal's CAS failed. If the key holds a value this process wrote, an earlier renewal
-   * that timed out on our side was applied by the server after all: ownership never left us,
-   * adopt that revision. Otherwise someone else wrote it (or it expired): lost.
+   * that timed out on our side was applied by the server after all (a slow server): ownership
+   * never left us, adopt that revision (true). Someone else wrote it, or it expired: lost
+   * (false). The read got no answer: undecided (null) — the lease stays held but unrenewed, so
+   * it is suspended at 90% of the TTL like any late one, and a later round decides. (Until
+   * 2026-11-28 no answer counted as lost: a server slower than the request deadline made every
+   * node drop every lease it held.)
    */
-  private async recover(kv: KV, p: number, h: Held): Promise<boolean> {
+  private async recover(kv: KV, p: number, h: Held): Promise<boolean | null> {
+    let e: Awaited<ReturnType<KV['get']>>;
     try {
-      const e = await within(kv.get(`part.${p}`), this.requestMs, 'lease read');
-      if (e && e.operation === 'PUT' && e.revision > h.revision && e.json<{ inst?: string }>().inst === this.instance) {
-        h.revision = e.revision;
-        return true;
-      }
-    } catch { /* no answer: undecided, treated as lost only by a failed CAS */ }
+      e = await this.kvRequest(kv.get(`part.${p}`), 'lease read');
+    } catch {
+      return null;
+    }
+    // `>=`: a late answer (renewedLate) may have adopted that revision already.
+    if (e && e.operation === 'PUT' && e.revision >= h.revision && e.json<{ inst?: string }>().inst === this.instance) {
+      h.revision = e.revision;
+      return true;
+    }
     return false;
   }
 
   private async heartbeat(kv: KV, body: string): Promise<void> {
     try {
-      await within(kv.put(`node.${this.o.nodeId}`, body), this.requestMs, 'node heartbeat');
+      await this.kvRequest(kv.put(`node.${this.o.nodeId}`, body), 'node heartbeat');
     } catch (err) {
       this.o.logger.warn({ err: (err as Error).message }, 'node heartbeat failed');
     }
@@ -372,8 +456,11 @@ export class LeaseManager {
     await Promise.all([
       this.heartbeat(kv, this.heartbeatBody()),
       ...[...this.held].map(async ([p, h]) => {
+        if (h.pendingSince != null && sentAt - h.pendingSince < this.o.ttlMs / 2) return;
+        const was = h.revision;
+        const req = kv.update(`part.${p}`, withEpoch(body, h.epoch), h.revision);
         try {
-          const rev = await within(kv.update(`part.${p}`, withEpoch(body, h.epoch), h.revision), this.requestMs, 'lease renewal');
+          const rev = await this.kvRequest(req, 'lease renewal', (r) => { this.renewedLate(p, h, was, sentAt, r); });
           if (this.held.get(p) !== h) return;
           h.revision = rev;
           h.renewedAt = sentAt;
@@ -385,8 +472,14 @@ export class LeaseManager {
           }
         } catch (err) {
           if (this.held.get(p) !== h) return;
-          if (isCasFailure(err) && !(await this.recover(kv, p, h))) this.lose(p, 'its lease was taken or expired');
-          // Otherwise transient (timeout, disconnected): the next round tries again; expireStale decides.
+          if ((err as { name?: string }).name === 'TimeoutError') {
+            h.pendingSince = sentAt;
+            const answered = (): void => { if (h.pendingSince === sentAt) h.pendingSince = null; };
+            req.then(answered, answered);
+            return;
+          }
+          if (isCasFailure(err) && (await this.recover(kv, p, h)) === false) this.lose(p, 'its lease was taken or expired');
+          // Otherwise transient (timeout, disconnected, the read unanswered): the next round tries again; expireStale decides.
         }
       }),
     ]);
@@ -407,12 +500,12 @@ export class LeaseManager {
    */
   private async takeOver(kv: KV, p: number, body: string): Promise<number | null> {
     try {
-      return await within(kv.create(`part.${p}`, body), this.requestMs, 'lease create');
+      return await this.kvRequest(kv.create(`part.${p}`, body), 'lease create');
     } catch { /* taken, or no answer: by whom? */ }
     try {
-      const e = await within(kv.get(`part.${p}`), this.requestMs, 'lease read');
+      const e = await this.kvRequest(kv.get(`part.${p}`), 'lease read');
       if (e && e.operation === 'PUT' && e.json<{ node: string }>().node === this.o.nodeId && !this.held.has(p)) {
-        return await within(kv.update(`part.${p}`, body, e.revision), this.requestMs, 'lease reclaim');
+        return await this.kvRequest(kv.update(`part.${p}`, body, e.revision), 'lease reclaim');
       }
     } catch { /* raced */ }
     return null;
@@ -420,10 +513,10 @@ export class LeaseManager {
 
   /** Ids of the nodes whose heartbeat key is live, read within a deadline. */
   private async liveNodes(kv: KV): Promise<Set<string>> {
-    const keys = await within(kv.keys('node.*'), this.requestMs, 'node list');
+    const keys = await within(kv.keys('node.*'), this.listMs, 'node list');
     const names = new Set<string>();
     try {
-      await within((async () => { for await (const k of keys) if (k) names.add(k); })(), this.requestMs * 2, 'node list');
+      await within((async () => { for await (const k of keys) if (k) names.add(k); })(), this.listMs, 'node list');
     } finally {
       keys.stop();
     }
@@ -568,6 +661,9 @@ function isCasFailure(err: unknown): boolean {
 function withEpoch(body: string, epoch: number): string {
   return `${body.slice(0, -1)},"epoch":${epoch}}`;
 }
+
+/** KV request times remembered for the adaptive deadline (about two renewal rounds of 8 partitions). */
+const LATENCY_SAMPLES = 16;
 
 /** Partitions started at once (claim in Postgres, consumer re-created). */
 const PARALLEL_STARTS = 8;

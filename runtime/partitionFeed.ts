@@ -14,7 +14,9 @@
  * gap in dseq, an idle heartbeat reporting deliveries this node never saw, the consumer deleted
  * or missing (e.g. inactivity clean-up), and the host dropping a session that held unacked
  * messages (`restart()`). A restart whose requests fail is retried with backoff until it works
- * or the feed is stopped.
+ * or the feed is stopped. The stream itself deleted (an operator): the restarts fail with
+ * "stream not found" and tell `onStreamMissing`, whose re-creation (streamKeeper.ts) lets the
+ * next one succeed.
  *
  * Names: `part-<p>-<epoch>-<n>`. A new owner (higher epoch) deletes every other consumer of the
  * partition before creating its own, so a deposed owner's `consume()` can never find the new
@@ -30,6 +32,7 @@ import {
 import type { NatsConnection } from '@nats-io/transport-node';
 import { settleWithin } from './deadline.js';
 import type { Logger } from './logger.js';
+import { isStreamNotFound } from './streamKeeper.js';
 
 /** The subject filter of partition p's consumer. */
 export const partitionFilter = (p: number): string => `agentry.part.${p}.>`;
@@ -66,6 +69,8 @@ export interface PartitionFeedOptions {
   readonly confirm?: () => Promise<boolean | null>;
   /** Called for every restart (metrics). */
   readonly onRestart?: (reason: string) => void;
+  /** The stream was not found (deleted?): its keeper should look (the restarts go on meanwhile). */
+  readonly onStreamMissing?: (why: string) => void;
 }
 
 /** One partition's consumer on this node, restarted from the ack floor whenever order may have broken. */
@@ -158,6 +163,7 @@ export class PartitionFeed {
         delay = 100;
       } catch (err) {
         if (this.stopped) return;
+        if (isStreamNotFound(err)) this.o.onStreamMissing?.(`partition ${this.o.partition}: stream not found`);
         this.o.logger.warn({ err, partition: this.o.partition }, 'partition consumer restart failed; retrying');
         this.restartWanted = true;
         await new Promise((r) => setTimeout(r, delay));
@@ -243,7 +249,8 @@ export class PartitionFeed {
           this.restart(`the server delivered up to ${s.lastConsumerSequence}, this node saw ${this.lastDseq}`);
           return;
         }
-        if (s.type === 'consumer_deleted' || s.type === 'consumer_not_found') {
+        if (s.type === 'consumer_deleted' || s.type === 'consumer_not_found' || s.type === 'stream_not_found') {
+          if (s.type === 'stream_not_found') this.o.onStreamMissing?.(`partition ${this.o.partition}: stream not found`);
           this.restart(`consumer ${this.name ?? ''}: ${s.type}`);
           return;
         }

@@ -301,6 +301,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     maxAckPending: config.maxAckPendingPerPartition,
     consumerBuffer: config.consumerBuffer ?? Math.max(64, Math.ceil(8192 / config.partitions)),
     maxPayloadBytes: config.maxPayloadBytes, logger, name: `agentry-${config.nodeId}`,
+    recordedInboxSeq: () => store.maxLastSeq(),
   });
   try {
     await transport.ensureStreams();
@@ -588,8 +589,10 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     getBudget: (ref) => budgetApi.getBudget(ref),
     readiness() {
       const r = health.readiness();
-      // A lost connection shows before the next ping does.
-      return transport.isConnected() ? r : { ok: false, checks: { ...r.checks, nats: false } };
+      // A lost connection shows before the next ping does; a deleted stream until it is re-created.
+      const nats = r.checks.nats && transport.isConnected();
+      const streams = transport.streamsReady();
+      return { ok: r.ok && nats && streams, checks: { ...r.checks, nats, streams } };
     },
     createAgent: (agentId, type, userState, o) => routed('createAgent', agentId, type, userState, o),
     forkSession: (agentId, o) => routed('forkSession', o.newId ?? forkIdOf(agentId), agentId, assertPoint(o.at)),

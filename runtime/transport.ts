@@ -4,6 +4,10 @@
  * partition, the start-up probe that proves nats.conf's partition mapping matches ours, and
  * publishing (outputs on core NATS; inbox mail and events through JetStream with a msg id).
  *
+ * Streams deleted while the runtime runs (an operator, a clean-up script) are noticed and
+ * re-created by the `StreamKeeper` (streamKeeper.ts): readiness fails meanwhile, and a publish
+ * into a missing stream is refused with a retryable `NOT_READY`, never acknowledged.
+ *
  * Ordering: each owned partition is a `PartitionFeed` (partitionFeed.ts), which re-creates its
  * consumer from the oldest unacked message whenever order may have broken. A NATS reconnect is
  * such a moment (deliveries in flight on the old connection are lost and would only come back
@@ -20,6 +24,7 @@ import { natsConnectOptions } from './natsUrl.js';
 import { partitionOf } from './partition.js';
 import { settleWithin } from './deadline.js';
 import { PartitionFeed } from './partitionFeed.js';
+import { StreamKeeper, isNoStream, isStreamNotFound, type KeptStreamConfig } from './streamKeeper.js';
 
 export const INBOX_SUBJECT = (sessionId: string): string => `agentry.in.${sessionId}`;
 export const OUT_SUBJECT = (sessionId: string): string => `agentry.out.${sessionId}`;
@@ -54,6 +59,11 @@ export interface TransportOptions {
   readonly maxPayloadBytes: number;
   readonly logger: Logger;
   readonly name: string;
+  /**
+   * The highest inbox sequence recorded in the store (every session's `last_seq`): an inbox
+   * stream the runtime has to (re-)create starts past it. Unset: only what this node saw.
+   */
+  readonly recordedInboxSeq?: () => Promise<number>;
 }
 
 /** Called for every inbox message of an owned partition; must not throw. */
@@ -72,8 +82,15 @@ export interface Transport {
   readonly inboxStream: string;
   readonly eventStream: string;
   isConnected(): boolean;
-  /** Creates or updates streams; idempotent. */
+  /**
+   * Creates or updates streams; idempotent. From then on a stream deleted while the runtime runs
+   * is re-created (streamKeeper.ts), past every sequence its deleted incarnation issued.
+   */
   ensureStreams(): Promise<void>;
+  /** False while one of the runtime's streams is missing (deleted, not re-created yet): readiness. */
+  streamsReady(): boolean;
+  /** Streams re-created since start because they had disappeared (metrics, tests). */
+  streamsRecreated(): number;
   /** Proves the server maps `agentry.in.*` / `agentry.ctl.*` into our partition count. */
   probePartitions(): Promise<void>;
   /**
@@ -156,6 +173,10 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
   let connected = true;
   const feeds = new Map<number, PartitionFeed>();
   let restarts = 0;
+  // Made once the JetStream manager is: a reconnect before that has no streams to look at yet.
+  let keeper = null as StreamKeeper | null;
+  const inboxStream = `${opts.streamPrefix}_INBOX`;
+  const eventStream = `${opts.streamPrefix}_EVENTS`;
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect') { connected = false; log.warn({ server: natsConnectOptions(opts.url).servers.join(',') }, 'NATS connection lost; reconnecting'); }
@@ -164,24 +185,38 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
         log.info('NATS connection restored');
         // Deliveries in flight on the lost connection are gone: re-deliver in order.
         for (const f of feeds.values()) f.restart('NATS reconnected');
+        // A server restarted with an empty store has no streams: find out now, not at the next check.
+        keeper?.suspect(inboxStream);
+        keeper?.suspect(eventStream);
       }
     }
   })();
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
-  const inboxStream = `${opts.streamPrefix}_INBOX`;
-  const eventStream = `${opts.streamPrefix}_EVENTS`;
 
   const duplicateWindowNs = (opts.duplicateWindowMs ?? 120_000) * 1_000_000;
 
-  async function upsertStream(config: Parameters<JetStreamManager['streams']['add']>[0]): Promise<void> {
+  const streams = new StreamKeeper({
+    nc, jsm, logger: log,
+    recordedSeq: (stream) => (stream === inboxStream && opts.recordedInboxSeq ? opts.recordedInboxSeq() : Promise.resolve(0)),
+  });
+  keeper = streams;
+  async function upsertStream(config: KeptStreamConfig): Promise<void> {
+    await streams.ensure(config);
+  }
+  /**
+   * A JetStream publish `p` to `stream`: its sequence is noted (a re-created stream starts past
+   * it); no stream to answer it is a retryable refusal, and makes the keeper look at the stream.
+   */
+  async function published<T extends { seq: number }>(stream: string, p: Promise<T>): Promise<T> {
     try {
-      await jsm.streams.info(config.name);
-      await jsm.streams.update(config.name, config);
-    } catch (e) {
-      if ((e as { name?: string }).name === 'StreamNotFoundError' || /not found/i.test((e as Error).message)) {
-        await jsm.streams.add(config);
-      } else throw e;
+      const ack = await p;
+      streams.noteSeq(stream, ack.seq);
+      return ack;
+    } catch (err) {
+      if (!isNoStream(err) && !isStreamNotFound(err)) throw err;
+      streams.suspect(stream, 'a publish found no stream');
+      throw new AgentryError('NOT_READY', `stream ${stream} is not available (deleted? it is being re-created): publish again`, { retryable: true, cause: err });
     }
   }
 
@@ -192,11 +227,11 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
   }
 
   const publishEventAck: Transport['publishEventAck'] = async (type, body, hdrs, msgId) => {
-    const ack = await js.publish(EVENT_SUBJECT(type), body, { headers: toHeaders(hdrs), ...(msgId ? { msgID: msgId } : {}) });
+    const ack = await published(eventStream, js.publish(EVENT_SUBJECT(type), body, { headers: toHeaders(hdrs), ...(msgId ? { msgID: msgId } : {}) }));
     return { seq: ack.seq, duplicate: ack.duplicate };
   };
   const publishInboxAck: Transport['publishInboxAck'] = async (sessionId, body, hdrs, msgId) => {
-    const ack = await js.publish(INBOX_SUBJECT(sessionId), body, { headers: toHeaders(hdrs), ...(msgId ? { msgID: msgId } : {}) });
+    const ack = await published(inboxStream, js.publish(INBOX_SUBJECT(sessionId), body, { headers: toHeaders(hdrs), ...(msgId ? { msgID: msgId } : {}) }));
     return { seq: ack.seq, duplicate: ack.duplicate };
   };
   const inboxPrefix = natsConnectOptions(opts.url).inboxPrefix;
@@ -217,7 +252,12 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
         callback: (err: Error | null, m: Msg) => {
           if (err) { settle(err); return; } // e.g. a permissions violation on the reply subject
           const problem = pubAckProblem(m);
-          if (problem) { settle(new AgentryError('NOT_READY', `inbox publish refused: ${problem}`, { retryable: true })); return; }
+          if (problem) {
+            // 503: no stream over the subject (deleted?): the keeper looks at it.
+            if (m.headers?.code === 503) streams.suspect(inboxStream, 'a publish found no stream');
+            settle(new AgentryError('NOT_READY', `inbox publish refused: ${problem}`, { retryable: true }));
+            return;
+          }
           if (--left === 0) settle(null);
         },
       });
@@ -248,6 +288,8 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     pendingAtLastDelivery: (p) => feeds.get(p)?.pendingAtLastDelivery() ?? null,
     consumerRestarts: () => restarts,
     isConnected: () => connected && !nc.isClosed(),
+    streamsReady: () => streams.ready(),
+    streamsRecreated: () => streams.recreated,
     async ensureStreams() {
       await upsertStream({
         name: inboxStream,
@@ -268,6 +310,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
         max_msg_size: opts.maxPayloadBytes,
         duplicate_window: duplicateWindowNs,
       });
+      streams.start();
     },
     async probePartitions() {
       const token = `_agentry-probe-${nuid.next()}`;
@@ -301,6 +344,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       const feed = new PartitionFeed({
         nc, jsm, js, stream: inboxStream, partition: p, epoch, ackWaitMs: opts.ackWaitMs, maxAckPending: opts.maxAckPending ?? -1, buffer: opts.consumerBuffer,
         logger: log, onMessage, onRestart: () => { restarts++; }, ...(hooks ? { confirm: () => hooks.confirm() } : {}),
+        onStreamMissing: (why) => { streams.suspect(inboxStream, why); },
       });
       feeds.set(p, feed);
       try {
@@ -308,6 +352,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       } catch (e) {
         if (feeds.get(p) === feed) feeds.delete(p);
         await feed.stop();
+        if (isStreamNotFound(e)) streams.suspect(inboxStream, `partition ${p}: stream not found`);
         throw e;
       }
     },
@@ -323,6 +368,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       nc.publish(subject, body, hdrs ? { headers: toHeaders(hdrs) } : undefined);
     },
     async close() {
+      await streams.stop();
       await stopConsuming();
       // Drain flushes what was published, but with the server gone it would wait for a
       // reconnect that may never come: a short deadline, then a plain close.

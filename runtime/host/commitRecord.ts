@@ -104,6 +104,19 @@ export function batchRange(run: CompletedRun): string {
   return seqs.length ? `${Math.min(...seqs)}-${Math.max(...seqs)}` : `run${run.runId}`;
 }
 
+/**
+ * The id of a session's `i`-th outbox row of record `version`, its `Nats-Msg-Id`:
+ * `<session>:<incarnation>:<version>:<i>`. Deterministic within an incarnation (a row sent again
+ * after a crash keeps its stored id, and JetStream drops the repeat), different across
+ * incarnations: a session purged and created again under the same id within the streams' 2-minute
+ * duplicate window starts again at version 1, and with `<session>:<version>:<i>` (the form of
+ * sessions without an incarnation, created before 2026-11-28) its first mail and events were
+ * dropped as repeats of the old incarnation's.
+ */
+export function outboxIdOf(sessionId: string, incarnation: string | undefined, version: number, i: number): string {
+  return incarnation === undefined ? `${sessionId}:${version}:${i}` : `${sessionId}:${incarnation}:${version}:${i}`;
+}
+
 /** The record a pending commit becomes when it is submitted as `version` of the session's row. */
 export function commitRecordOf(
   p: PendingCommit, session: { readonly id: string; readonly type: string; readonly partition: number; readonly agentVersion?: number; readonly seenEvents?: readonly string[] },
@@ -134,7 +147,7 @@ export function commitRecordOf(
     wakeAt: wake?.until ?? ctx.wait?.timeoutAt ?? (status === 'active' && carriedOver(ctx).length > 0 ? ctx.clock : null), wakeEvents: wake?.events ?? (ctx.wait?.event ? [ctx.wait.event] : []),
     wakePriority: wake?.mailPriority ?? null,
     history: p.history, transitions: p.transitions,
-    outbox: p.outbox.map((o, i) => ({ ...o, id: `${session.id}:${version}:${i}` })),
+    outbox: p.outbox.map((o, i) => ({ ...o, id: outboxIdOf(session.id, ctx.incarnation, version, i) })),
     ...(subscribe.length ? { subscribe } : {}), ...(p.unsubscribe.length ? { unsubscribe: p.unsubscribe } : {}),
     ...(waitpoints.length ? { waitpoints } : {}),
   };

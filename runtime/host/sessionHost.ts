@@ -35,6 +35,7 @@
  * - A commit that Postgres refuses as data (StoreDataError: a poison record) dead-letters the
  *   run's messages with reason `unstorable` and re-hydrates the session; it is never retried.
  */
+import { randomBytes } from 'node:crypto';
 import type { JsMsg } from '@nats-io/jetstream';
 import { createActor, type Snapshot } from 'xstate';
 import { AgentryError, InvalidTransitionError, errorInfo } from '../../actors/errors.js';
@@ -484,6 +485,7 @@ export class SessionHost {
         clock: this.clock,
         input: {
           sessionId: sid, agentType: type, userState: agent ? jsonCopy(agent.initialState()) : {}, at: now, ...(tenant !== undefined ? { tenant } : {}),
+          incarnation: newIncarnation(),
           limits: agent?.limits ?? { policy: 'queue', maxMerge: 1, maxMergeDelayMs: 0, maxAttempts: 1, retryBaseMs: 0, retryCapMs: 0 },
         },
       } as never);
@@ -547,7 +549,9 @@ export class SessionHost {
   async createFrom(sid: string, type: string, snapshot: unknown, history: readonly HistoryEntry[], lastSeq: number): Promise<SessionView> {
     assertSessionId(sid);
     if (!this.agentOf(type)) throw new AgentryError('UNKNOWN_AGENT_TYPE', `no agent type ${JSON.stringify(type)} is registered on this node`);
-    const s = await this.makeNew(sid, type, { snapshot, lastSeq, version: 0 } as unknown as SessionRecord, [...history]);
+    // A new session: its own incarnation, not the source's (outbox ids must not repeat a former session of this id).
+    const own = { ...(snapshot as { context: SessionContext }), context: { ...snapshotContext(snapshot), incarnation: newIncarnation() } };
+    const s = await this.makeNew(sid, type, { snapshot: own, lastSeq, version: 0 } as unknown as SessionRecord, [...history]);
     s.transitions.push(this.framed(s, this.clock.now(), 'fork', '', s.lastPath, s.actor.getSnapshot().context));
     this.commits.commit(s, true);
     s.open?.history.push(...history); // the record submits on the session's chain, after this turn
@@ -978,3 +982,8 @@ export class SessionHost {
 
 /** A session's `frameUserState` before its first frame (set in the record's literal: one object shape for every session). */
 const NO_FRAME_YET: unique symbol = Symbol('no frame yet');
+
+/** A new session's incarnation (48 random bits, 8 characters): see `SessionContext.incarnation`. */
+function newIncarnation(): string {
+  return randomBytes(6).toString('base64url');
+}

@@ -173,7 +173,7 @@ describe('/readyz', () => {
       const r = await fetch(`${cp.url}/readyz`);
       return { status: r.status, body: await r.json() as { ok: boolean; checks: Record<string, boolean> } };
     };
-    expect(await ready()).toEqual({ status: 200, body: { ok: true, checks: { nats: true, store: true, migrations: true } } });
+    expect(await ready()).toEqual({ status: 200, body: { ok: true, checks: { nats: true, store: true, migrations: true, streams: true } } });
     await nats.stop();
     const down = await waitFor(async () => { const r = await ready(); return r.status === 503 ? r : null; }, '/readyz 503', 60_000);
     expect(down.body).toMatchObject({ ok: false, checks: { nats: false, store: true } });
