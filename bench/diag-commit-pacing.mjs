@@ -6,8 +6,10 @@
 // NATS, no actors: what differs between two builds here is the committer's policy only.
 // Builds alternate, ROUNDS times, in one process, so a loaded machine hits both alike.
 //   node bench/diag-commit-pacing.mjs                                   (this build)
-//   DISTS=/path/to/old/dist,/path/to/new/dist node bench/diag-commit-pacing.mjs
+//   DISTS=/path/to/old/dist,/path/to/new/dist,/path/to/new/dist@2 node bench/diag-commit-pacing.mjs
 //   RATE=1000 MS=5000 ROUNDS=3 LINGER=2 CONCURRENCY=3
+//   FAKE_MS=3 …   (no Postgres: a store whose commit takes FAKE_MS + 0.02 ms per record, a timer:
+//                  the policies alone, with the database's own noise taken out)
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { PG_URL, dropSchema, makeBody, percentiles, schemaName, wallNow } from './lib.mjs';
 
@@ -18,13 +20,18 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 3);
 const LINGER = process.env.LINGER === undefined ? undefined : Number(process.env.LINGER);
 const SESSIONS = 1000;
+const FAKE_MS = process.env.FAKE_MS === undefined ? null : Number(process.env.FAKE_MS);
 
-const first = DISTS[0];
+const first = DISTS[0].split('@')[0];
 const { createPgStore } = await import(`${first}/persistence/index.js`);
 const { defineAgent, sessionMachine, toDurableSnapshot } = await import(`${first}/actors/index.js`);
 const { createActor } = await import('xstate');
 const { createLogger } = await import(`${first}/runtime/logger.js`);
-const builds = await Promise.all(DISTS.map(async (d) => ({ dist: d, ...(await import(`${d}/runtime/groupCommit.js`)), ...(await import(`${d}/runtime/config.js`)) })));
+// `path@2`: that build with lingerMs 2 (else LINGER, else the build's own default).
+const builds = await Promise.all(DISTS.map(async (entry) => {
+  const [d, linger] = entry.split('@');
+  return { dist: entry, linger: linger === undefined ? undefined : Number(linger), ...(await import(`${d}/runtime/groupCommit.js`)), ...(await import(`${d}/runtime/config.js`)) };
+}));
 
 /** CPU (ms) of the Postgres backends serving this process (by the client ports of its sockets). */
 function myBackendsCpuMs() {
@@ -57,8 +64,10 @@ const TEMPLATE = toDurableSnapshot(actor.getPersistedSnapshot());
 actor.stop();
 
 const schema = schemaName('pace');
-const store = createPgStore({ connectionString: PG_URL, schema });
-await store.migrate();
+const store = FAKE_MS === null
+  ? createPgStore({ connectionString: PG_URL, schema })
+  : { commit: (records) => new Promise((r) => setTimeout(r, FAKE_MS + records.length * 0.02)), close: async () => undefined };
+if (FAKE_MS === null) await store.migrate();
 const versions = new Map();
 let seq = 1;
 
@@ -87,7 +96,7 @@ async function round(build) {
   const calls = [];
   const commit = store.commit.bind(store);
   const counting = { ...store, commit: async (records) => { calls.push(records.length); await commit(records); } };
-  const lingerMs = LINGER ?? build.loadConfig({}, {}).groupCommitLingerMs;
+  const lingerMs = build.linger ?? LINGER ?? build.loadConfig({}, {}).groupCommitLingerMs;
   const gc = build.createGroupCommitter({ store: counting, logger: createLogger('silent'), maxBatch: 500, lingerMs, concurrency: CONCURRENCY });
   const chains = new Map();
   const lat = [];
@@ -135,6 +144,6 @@ try {
   }
 } finally {
   await store.close();
-  await dropSchema(schema).catch(() => undefined);
+  if (FAKE_MS === null) await dropSchema(schema).catch(() => undefined);
 }
 process.exit(0);

@@ -66,6 +66,24 @@ describe('group commit', () => {
     await first;
   });
 
+  it('with a linger configured, a transaction that ends lets the gathering records go at once', async () => {
+    const { store, calls } = fakeStore();
+    const gc = createGroupCommitter({ store, logger, maxBatch: 500, concurrency: 3, lingerMs: 60_000 });
+    const first = gc.submit(rec('a'));
+    await turn();
+    const second = gc.submit(rec('b'));
+    await turn();
+    expect(calls).toHaveLength(1); // gathering for company: another transaction is in flight
+    calls[0]!.settle();
+    await first;
+    await turn();
+    // Before 2026-11-28 the free slot sat out the whole linger (here a minute).
+    expect(calls.map((c) => c.ids)).toEqual([['a'], ['b']]);
+    calls[1]!.settle();
+    await second;
+    gc.close();
+  });
+
   it('records that find every slot busy wait, and the first slot to free takes them all', async () => {
     const { store, calls } = fakeStore();
     const gc = createGroupCommitter({ store, logger, maxBatch: 500, concurrency: 2 });
