@@ -158,6 +158,7 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_ACK_WAIT_MS: { key: 'ackWaitMs', number: true },
   AGENTRY_MAX_ACK_PENDING: { key: 'maxAckPendingPerPartition', number: true },
   AGENTRY_COMMIT_CONCURRENCY: { key: 'groupCommitConcurrency', number: true },
+  AGENTRY_COMMIT_LINGER_MS: { key: 'groupCommitLingerMs', number: true },
   AGENTRY_STATE_NOTICES: { key: 'stateNotices', boolean: true },
   AGENTRY_TIMELINE_USER_STATE: { key: 'timelineUserState', boolean: true },
   AGENTRY_ABORT_GRACE_MS: { key: 'abortGraceMs', number: true },

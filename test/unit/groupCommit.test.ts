@@ -53,6 +53,7 @@ describe('group commit', () => {
     // The runtime's default: no linger (it was 2 ms: a timer on nearly every commit at 1,000 msg/s).
     const { groupCommitLingerMs } = loadConfig({}, {});
     expect(groupCommitLingerMs).toBe(0);
+    expect(loadConfig({}, { AGENTRY_COMMIT_LINGER_MS: '2' }).groupCommitLingerMs).toBe(2); // the opt-in
     const gc = createGroupCommitter({ store, logger, maxBatch: 500, concurrency: 3, lingerMs: groupCommitLingerMs });
     const first = gc.submit(rec('a'));
     await turn();
