@@ -65,10 +65,12 @@ function childEnv(cfg: ChildConfig): NodeJS.ProcessEnv {
 
 /**
  * Spawns the fixture and resolves once it answers on its control subject. Output goes to `logFile`.
+ * The start deadline is a minute: a PGlite child opening its data directory on a busy 2-core
+ * machine (load 10–20 while other suites run) took more than the 30 s it had until 2026-11-28.
  * `onSpawn` learns the process id at once (before it is ready), so a harness can register it for
  * clean-up even if the start fails or the harness dies meanwhile.
  */
-export async function startChild(nc: NatsConnection, cfg: ChildConfig, logFile: string, timeoutMs = 30_000, onSpawn?: (pid: number) => void): Promise<ChildRuntime> {
+export async function startChild(nc: NatsConnection, cfg: ChildConfig, logFile: string, timeoutMs = 60_000, onSpawn?: (pid: number) => void): Promise<ChildRuntime> {
   const fd = openSync(logFile, 'a');
   let proc: ChildProcess;
   try {
