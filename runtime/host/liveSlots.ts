@@ -6,6 +6,15 @@
  * unsubmitted — and otherwise waits in FIFO order. Idle sessions are passivated after
  * `idleTimeoutMs` (`passivateIdle`); evicted ones hydrate again from their snapshot when needed.
  *
+ * Finding a session to evict looks at EVICT_SCAN sessions at most, from the least recently used
+ * end, and moves the busy ones it passes to the most recent end (a busy session is in use; its
+ * `lastActivity` stays, so idle passivation, which stops at the first recent session, may reach
+ * it up to one idle timeout later). It
+ * used to scan every live session from the front on every attempt: with the node full of busy
+ * sessions (10,000 woken ones committing) and thousands of hydrations waiting, each commit woke
+ * a waiter that re-scanned the same 10,000 — 54 % of the runtime's CPU in the 100k-sleepers
+ * benchmark on a loaded machine (docs/benchmarks-wakeups.md), and the wake path collapsed.
+ *
  * Pins: a caller that hydrated or looked up a session holds it pinned until it has handed it its
  * messages or command, so a hydration waiting for a slot cannot evict it in between.
  *
@@ -17,6 +26,12 @@
  */
 import { topState } from '../../actors/sessionMachine.js';
 import type { LiveSession } from './liveSession.js';
+
+/**
+ * Live sessions one eviction attempt looks at before it gives up for this turn. Busy ones it
+ * passes go to the back of the LRU order (they are in use), so the next attempt looks further.
+ */
+export const EVICT_SCAN = 256;
 
 /** What the slots need of the host. */
 export interface LiveSlotsDeps {
@@ -84,19 +99,64 @@ export class LiveSlots {
     let waited = false;
     for (;;) {
       if (this.live.size + this.reserved < this.deps.maxLiveSessions()) { this.reserved++; break; }
-      for (const s of this.live.values()) {
-        if (this.quiescent(s)) { this.evict(s); break; }
-      }
+      const found = this.evictOne();
       if (this.live.size + this.reserved < this.deps.maxLiveSessions()) { this.reserved++; break; }
       if (this.stopping) throw new Error('runtime is shutting down');
       // Back in line, at the front if it was already waiting: FIFO among hydrations.
-      await new Promise<void>((r) => { if (waited) this.waiters.unshift(r); else this.waiters.push(r); });
+      await new Promise<void>((r) => {
+        if (waited) this.waiters.unshift(r); else this.waiters.push(r);
+        // Only part of the sessions was looked at: look further next turn, not only at the next commit.
+        if (found === 'partial') this.lookFurther();
+      });
       waited = true;
     }
     if (waited) this.admitNext(); // pass the baton: there may be room for the next one too
   }
 
-  /** Gives back a slot `admit` reserved (the session is live now, or was not made). */
+  /**
+   * Evicts the least recently used quiescent session among the next EVICT_SCAN, moving the busy
+   * ones passed to the back. `partial`: none found, but not every session was looked at.
+   */
+  private evictOne(): 'evicted' | 'none' | 'partial' {
+    const busy: LiveSession[] = [];
+    let found: LiveSession | undefined;
+    for (const s of this.live.values()) {
+      if (this.quiescent(s)) { found = s; break; }
+      busy.push(s);
+      if (busy.length >= EVICT_SCAN) break;
+    }
+    for (const s of busy) { this.live.delete(s.id); this.live.set(s.id, s); } // to the back; lastActivity kept
+    if (found) { this.evict(found); this.passedSinceEvict = 0; return 'evicted'; }
+    this.passedSinceEvict += busy.length;
+    // Every session was looked at since the last eviction: wait for a commit or an unpin to free one.
+    return this.passedSinceEvict < this.live.size ? 'partial' : 'none';
+  }
+
+  /** Busy sessions passed by eviction attempts since the last eviction or `admitNext`. */
+  private passedSinceEvict = 0;
+  private lookingFurther = false;
+
+  /** Lets the first waiter try again next turn (one such retry at a time). */
+  private lookFurther(): void {
+    if (this.lookingFurther) return;
+    this.lookingFurther = true;
+    setImmediate(() => { this.lookingFurther = false; this.wakeFirst(); });
+  }
+
+  /**
+   * Reserves a live slot only if one is free now, or a quiescent session can make room (it is
+   * evicted), and no hydration is waiting for one: never waits and never jumps the line. For work
+   * that may be skipped (loading a session ahead of its wake). Give the slot back with `release`.
+   */
+  tryAdmit(): boolean {
+    if (this.stopping || this.waiters.length > 0) return false;
+    if (this.live.size + this.reserved < this.deps.maxLiveSessions()) { this.reserved++; return true; }
+    this.evictOne();
+    if (this.live.size + this.reserved < this.deps.maxLiveSessions()) { this.reserved++; return true; }
+    return false;
+  }
+
+  /** Gives back a slot `admit` or `tryAdmit` reserved (the session is live now, or was not made). */
   release(): void {
     this.reserved--;
     this.admitNext();
@@ -109,6 +169,11 @@ export class LiveSlots {
    * quadratic scan took most of the CPU and starved the event loop (pool connect timeouts).
    */
   admitNext(): void {
+    this.passedSinceEvict = 0; // something changed: every session may be looked at again
+    this.wakeFirst();
+  }
+
+  private wakeFirst(): void {
     if (this.waiters.length > 0) this.waiters.shift()!();
   }
 

@@ -4,6 +4,11 @@
  * flight, so a burst of 1,000 first messages (or due wakes) costs a few queries, not 2,000, and
  * hydrations never take the pool connections group commit needs. Store outages are retried
  * (runtime/retry.ts); a caller waiting for the same id shares the read.
+ *
+ * A batch's callers are answered RESOLVE_SLICE at a time, one slice per event-loop turn: each
+ * answer makes a session live (XState restore, ~0.1 ms with what follows it in microtasks), and
+ * answering 500 at once held the event loop for tens of milliseconds, so every timer (a wake
+ * due meanwhile) and every I/O answer waited behind it.
  */
 import type { HistoryLimit, LoadedSession, Store } from '../../persistence/types.js';
 import { retryWhileStoreDown } from '../retry.js';
@@ -16,6 +21,8 @@ import { retryWhileStoreDown } from '../retry.js';
 const LOAD_CONCURRENCY = 2;
 /** Most sessions read by one hydration query. */
 const LOAD_BATCH = 500;
+/** Callers of a batch answered per event-loop turn (see the module comment). */
+export const RESOLVE_SLICE = 32;
 
 interface LoadWaiter { readonly resolve: (v: LoadedSession | null) => void; readonly reject: (e: unknown) => void }
 
@@ -48,13 +55,28 @@ export class SessionLoader {
       this.running++;
       const ids = batch.map(([id]) => id);
       void retryWhileStoreDown(() => this.store.loadSessions(ids, this.historyLimit()), this.stopping).then((found) => {
-        for (const [id, waiters] of batch) for (const w of waiters) w.resolve(found.get(id) ?? null);
+        this.running--;
+        this.pump(); // the next read goes out before this one's answers are handed over
+        answerInSlices(batch, (w, id) => { w.resolve(found.get(id) ?? null); });
       }, (err: unknown) => {
-        for (const [, waiters] of batch) for (const w of waiters) w.reject(err);
-      }).finally(() => {
         this.running--;
         this.pump();
+        for (const [, waiters] of batch) for (const w of waiters) w.reject(err);
       });
     }
   }
+}
+
+/** Calls `answer` for every waiter of `batch`, RESOLVE_SLICE ids per event-loop turn. */
+function answerInSlices(batch: readonly [string, LoadWaiter[]][], answer: (w: LoadWaiter, id: string) => void): void {
+  let i = 0;
+  const slice = (): void => {
+    const end = Math.min(batch.length, i + RESOLVE_SLICE);
+    for (; i < end; i++) {
+      const [id, waiters] = batch[i]!;
+      for (const w of waiters) answer(w, id);
+    }
+    if (i < batch.length) setImmediate(slice);
+  };
+  slice();
 }
