@@ -5,10 +5,11 @@
  * hydrations never take the pool connections group commit needs. Store outages are retried
  * (runtime/retry.ts); a caller waiting for the same id shares the read.
  *
- * A batch's callers are answered RESOLVE_SLICE at a time, one slice per event-loop turn: each
- * answer makes a session live (XState restore, ~0.1 ms with what follows it in microtasks), and
- * answering 500 at once held the event loop for tens of milliseconds, so every timer (a wake
- * due meanwhile) and every I/O answer waited behind it.
+ * A batch's callers are answered in one go. Answering them 32 per event-loop turn was tried
+ * (each answer makes a session live, ~0.1 ms) and made the tail worse on a loaded machine: a
+ * turn there takes 50-100 ms, so the last callers of a batch waited a second for their turn.
+ * Wakes now load ahead of their due time (`SessionHost.prefetchWake`), which spreads these
+ * hydrations over time instead.
  */
 import type { HistoryLimit, LoadedSession, Store } from '../../persistence/types.js';
 import { retryWhileStoreDown } from '../retry.js';
@@ -21,8 +22,6 @@ import { retryWhileStoreDown } from '../retry.js';
 const LOAD_CONCURRENCY = 2;
 /** Most sessions read by one hydration query. */
 const LOAD_BATCH = 500;
-/** Callers of a batch answered per event-loop turn (see the module comment). */
-export const RESOLVE_SLICE = 32;
 
 interface LoadWaiter { readonly resolve: (v: LoadedSession | null) => void; readonly reject: (e: unknown) => void }
 
@@ -57,7 +56,7 @@ export class SessionLoader {
       void retryWhileStoreDown(() => this.store.loadSessions(ids, this.historyLimit()), this.stopping).then((found) => {
         this.running--;
         this.pump(); // the next read goes out before this one's answers are handed over
-        answerInSlices(batch, (w, id) => { w.resolve(found.get(id) ?? null); });
+        for (const [id, waiters] of batch) for (const w of waiters) w.resolve(found.get(id) ?? null);
       }, (err: unknown) => {
         this.running--;
         this.pump();
@@ -65,18 +64,4 @@ export class SessionLoader {
       });
     }
   }
-}
-
-/** Calls `answer` for every waiter of `batch`, RESOLVE_SLICE ids per event-loop turn. */
-function answerInSlices(batch: readonly [string, LoadWaiter[]][], answer: (w: LoadWaiter, id: string) => void): void {
-  let i = 0;
-  const slice = (): void => {
-    const end = Math.min(batch.length, i + RESOLVE_SLICE);
-    for (; i < end; i++) {
-      const [id, waiters] = batch[i]!;
-      for (const w of waiters) answer(w, id);
-    }
-    if (i < batch.length) setImmediate(slice);
-  };
-  slice();
 }
