@@ -6,14 +6,14 @@
  * unsubmitted — and otherwise waits in FIFO order. Idle sessions are passivated after
  * `idleTimeoutMs` (`passivateIdle`); evicted ones hydrate again from their snapshot when needed.
  *
- * Finding a session to evict looks at EVICT_SCAN sessions at most, from the least recently used
- * end, and moves the busy ones it passes to the most recent end (a busy session is in use; its
- * `lastActivity` stays, so idle passivation, which stops at the first recent session, may reach
- * it up to one idle timeout later). It
- * used to scan every live session from the front on every attempt: with the node full of busy
- * sessions (10,000 woken ones committing) and thousands of hydrations waiting, each commit woke
- * a waiter that re-scanned the same 10,000 — 54 % of the runtime's CPU in the 100k-sleepers
- * benchmark on a loaded machine (docs/benchmarks-wakeups.md), and the wake path collapsed.
+ * Finding a session to evict looks at EVICT_SCAN sessions at most per attempt, with a hand that
+ * goes on from where the last attempt stopped (from the least recently used end, wrapping
+ * around): an approximation of LRU (CLOCK). It used to scan from the front on every attempt:
+ * with the node full of busy sessions and thousands of hydrations waiting, every commit woke a
+ * waiter that walked the same busy sessions — and the holes that `touch` leaves at the front of
+ * the Map — again: 54 % of the runtime's CPU in the 100k-sleepers benchmark on a loaded machine
+ * (docs/benchmarks-wakeups.md). Moving the busy ones to the back instead (tried) cost as much:
+ * each move leaves another hole at the front.
  *
  * Pins: a caller that hydrated or looked up a session holds it pinned until it has handed it its
  * messages or command, so a hydration waiting for a slot cannot evict it in between.
@@ -28,8 +28,8 @@ import { topState } from '../../actors/sessionMachine.js';
 import type { LiveSession } from './liveSession.js';
 
 /**
- * Live sessions one eviction attempt looks at before it gives up for this turn. Busy ones it
- * passes go to the back of the LRU order (they are in use), so the next attempt looks further.
+ * Live sessions one eviction attempt looks at before it gives up for this turn; the next attempt
+ * goes on from where it stopped (a clock hand over the LRU order).
  */
 export const EVICT_SCAN = 256;
 
@@ -114,23 +114,29 @@ export class LiveSlots {
   }
 
   /**
-   * Evicts the least recently used quiescent session among the next EVICT_SCAN, moving the busy
-   * ones passed to the back. `partial`: none found, but not every session was looked at.
+   * Evicts the first quiescent session among the next EVICT_SCAN the hand reaches. `partial`:
+   * none found, but not every session was looked at since something last changed.
    */
   private evictOne(): 'evicted' | 'none' | 'partial' {
-    const busy: LiveSession[] = [];
-    let found: LiveSession | undefined;
-    for (const s of this.live.values()) {
-      if (this.quiescent(s)) { found = s; break; }
-      busy.push(s);
-      if (busy.length >= EVICT_SCAN) break;
+    let restarted = false;
+    for (let looked = 0; looked < EVICT_SCAN;) {
+      if (!this.hand) {
+        if (restarted) break; // every session looked at in this attempt
+        this.hand = this.live.values();
+        restarted = true;
+      }
+      const next = this.hand.next();
+      if (next.done) { this.hand = null; continue; }
+      looked++;
+      if (this.quiescent(next.value)) { this.evict(next.value); this.passedSinceEvict = 0; return 'evicted'; }
+      this.passedSinceEvict++;
     }
-    for (const s of busy) { this.live.delete(s.id); this.live.set(s.id, s); } // to the back; lastActivity kept
-    if (found) { this.evict(found); this.passedSinceEvict = 0; return 'evicted'; }
-    this.passedSinceEvict += busy.length;
-    // Every session was looked at since the last eviction: wait for a commit or an unpin to free one.
+    // Every session was looked at since the last change: wait for a commit or an unpin to free one.
     return this.passedSinceEvict < this.live.size ? 'partial' : 'none';
   }
+
+  /** Where the next eviction attempt looks (null: from the least recently used end). */
+  private hand: Iterator<LiveSession> | null = null;
 
   /** Busy sessions passed by eviction attempts since the last eviction or `admitNext`. */
   private passedSinceEvict = 0;

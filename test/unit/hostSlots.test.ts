@@ -118,7 +118,7 @@ describe('LiveSlots', () => {
     expect(stopped).toEqual(['old']);
   });
 
-  it(`an eviction attempt looks at ${EVICT_SCAN} sessions at most per turn, sends the busy ones it passes to the back, and finds a quiescent one deeper in later turns`, async () => {
+  it(`an eviction attempt looks at ${EVICT_SCAN} sessions at most per turn, goes on where it stopped, and finds a quiescent one deeper in later turns`, async () => {
     const n = EVICT_SCAN * 4;
     const { slots, stopped } = make(n);
     const all = Array.from({ length: n }, (_, i) => live(`s${i}`));
@@ -134,8 +134,7 @@ describe('LiveSlots', () => {
     await got;
     expect(stopped).toEqual([`s${n - 1}`]);
     expect(Math.max(...perTurn)).toBeLessThanOrEqual(EVICT_SCAN + 1);
-    // The busy ones passed went to the back, in their order: the least recently used end is where the scan stopped.
-    expect([...slots.live.keys()].slice(-3)).toEqual([`s${n - 4}`, `s${n - 3}`, `s${n - 2}`]);
+    expect(perTurn.reduce((a, b) => a + b, 0)).toBe(n); // each session looked at once
     slots.release();
   });
 
