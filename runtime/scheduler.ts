@@ -23,6 +23,14 @@
  * - a commit's note that arrives while a read runs is applied again after the read, so a
  *   read that started before the commit cannot leave a stale due time behind.
  *
+ * Look-ahead (`leadMs`, `onWakeSoon`): a wake is announced `leadMs` before it is due, so the host
+ * can load its session in time; it still fires at its due time, never before. The announcement
+ * is a hint: it marks nothing fired and changes nothing a read or a note decides.
+ *
+ * Firing yields: one timer callback fires at most FIRE_SLICE timers (announcements and due
+ * ones) and continues on a fresh timer, so 100,000 timers due at once (a start after downtime)
+ * do not hold the event loop for one long synchronous loop.
+ *
  * Faults it survives: failing, slow or paged reads; partitions taken and released during a
  * read; many refreshes at once (start-up takes 64 partitions, each asking for a read). A wake
  * whose session load failed is fired again by the next full read once `FIRED_TTL_MS` passed
@@ -62,6 +70,13 @@ export interface SchedulerDeps {
   readonly onWakeDue: (sessionId: string, dueAt: number) => void;
   /** A cron task is due. */
   readonly onCronDue: (taskId: string, dueAt: number) => void;
+  /**
+   * A session's sleep deadline or wait timeout falls due within `leadMs` (a hint to load it now;
+   * `onWakeDue` still follows at the due time). Called at most once per held due time.
+   */
+  readonly onWakeSoon?: (sessionId: string, dueAt: number) => void;
+  /** How long before its due time a wake is announced to `onWakeSoon`; default 0 (off). */
+  readonly leadMs?: number;
   /** Rows per read query; default 10,000 (a read pages until its range is exhausted). */
   readonly pageSize?: number;
   /** How often every partition is read in full, as a safety net; default 5 minutes. */
@@ -74,6 +89,15 @@ const FULL_READ_EVERY_MS = 5 * 60_000;
 /** A fired timer whose commit has not been noted after this long may be fired again by a read. */
 const FIRED_TTL_MS = 30_000;
 const RETRY_MIN_MS = 1000;
+/**
+ * Most timers one timer callback fires (announcements included) before it yields to the event
+ * loop: a guard against one huge burst (100,000 overdue wakes at a start after downtime; ~10 µs
+ * each, so a slice holds the loop ~0.1 s). Large, because a due batch should go out in one tick
+ * (the loader then reads it in one query), and because a slice costs a whole event-loop turn:
+ * on a saturated loop (turns of 0.7-2.7 s, measured) slices of 256 and 4,096 fired fewer wakes
+ * per second than fell due (3,333/s), and the scheduler itself became the bottleneck.
+ */
+export const FIRE_SLICE = 10_000;
 const RETRY_MAX_MS = 10_000;
 
 /** What one read pass reads: partitions (null: all) from `from` (undefined: from the start). */
@@ -82,6 +106,8 @@ interface ReadSpec { readonly parts: readonly number[] | null; readonly from: nu
 /** The durable timer wheel of one node. */
 export class Scheduler {
   private readonly heap = new MinHeap<Entry>((a, b) => a.at < b.at);
+  /** Wake entries not announced yet (`onWakeSoon`), by due time; stale ones are skipped as in `heap`. */
+  private readonly soon = new MinHeap<Entry>((a, b) => a.at < b.at);
   /** The due time each key currently expects; heap entries that disagree are stale. */
   private readonly expected = new Map<TimerKey, Held>();
   /** Every timer of a covered partition due before this is held (or fired); 0: nothing read yet. */
@@ -113,12 +139,14 @@ export class Scheduler {
   private stopped = false;
   private readonly pageSize: number;
   private readonly fullReadEveryMs: number;
+  private readonly leadMs: number;
   /** Firing lateness (ms) of recent timers, for metrics and benchmarks. */
   readonly lateness: number[] = [];
 
   constructor(private readonly deps: SchedulerDeps) {
     this.pageSize = Math.max(1, deps.pageSize ?? PAGE);
     this.fullReadEveryMs = deps.fullReadEveryMs ?? FULL_READ_EVERY_MS;
+    this.leadMs = deps.onWakeSoon ? Math.max(0, deps.leadMs ?? 0) : 0;
   }
 
   /**
@@ -149,6 +177,19 @@ export class Scheduler {
     if (this.stopped) return;
     this.notesDuringRead?.push([key, at, partition]);
     this.applyNote(key, at, partition);
+  }
+
+  /**
+   * Clears the fired mark of `key` and holds it again at `at`: for a firing whose effect did not
+   * happen (the host could not deliver a wake; a dropped session took it along), which the mark
+   * would otherwise hold back until a full read after FIRED_TTL_MS (30 s to 5 min). The same as
+   * noting the key cleared and then due at `at`, as one call.
+   *
+   * @example scheduler.rearm(`wake:${sid}`, dueAt, partition); // fires again now if dueAt passed
+   */
+  rearm(key: TimerKey, at: number, partition?: number): void {
+    this.note(key, null, partition);
+    this.note(key, at, partition);
   }
 
   /**
@@ -200,6 +241,7 @@ export class Scheduler {
     this.timer = undefined;
     this.reloadTimer = undefined;
     this.heap.clear();
+    this.soon.clear();
     this.expected.clear();
     for (const w of this.waiters.splice(0)) w();
   }
@@ -410,30 +452,53 @@ export class Scheduler {
       return;
     }
     this.expected.set(key, { at, part: part ?? cur?.part });
-    this.heap.push({ at, key });
-    if (at < this.armedFor) this.arm();
+    const e = { at, key };
+    this.heap.push(e);
+    if (this.leadMs > 0 && key.startsWith('wake:')) {
+      this.soon.push(e);
+      if (at - this.leadMs < this.armedFor) this.arm();
+    } else if (at < this.armedFor) {
+      this.arm();
+    }
+  }
+
+  /** When the timer must next run: the earliest due time, or the earliest announcement. */
+  private nextRun(): number {
+    const due = this.heap.peek()?.at ?? Infinity;
+    const soon = this.soon.peek();
+    return soon ? Math.min(due, soon.at - this.leadMs) : due;
   }
 
   private arm(): void {
     if (this.stopped) return;
-    const top = this.heap.peek();
+    const next = this.nextRun();
     if (this.timer !== undefined) { this.deps.clock.clearTimeout(this.timer); this.timer = undefined; }
-    if (!top) { this.armedFor = Infinity; return; }
-    this.armedFor = top.at;
-    const delay = Math.min(MAX_DELAY, Math.max(0, top.at - this.deps.clock.now()));
+    if (next === Infinity) { this.armedFor = Infinity; return; }
+    this.armedFor = next;
+    const delay = Math.min(MAX_DELAY, Math.max(0, next - this.deps.clock.now()));
     this.timer = this.deps.clock.setTimeout(() => { this.timer = undefined; this.fire(); }, delay);
   }
 
+  /**
+   * Fires what is due and announces what falls due within `leadMs`, at most FIRE_SLICE of them
+   * per call; the rest continue on a timer armed for now (see the module comment).
+   */
   private fire(): void {
     const now = this.deps.clock.now();
+    let budget = FIRE_SLICE;
     let owned: ReadonlySet<number> | null | undefined;
-    for (let top = this.heap.peek(); top && top.at <= now; top = this.heap.peek()) {
+    const ownedParts = (): ReadonlySet<number> | null => {
+      if (owned === undefined) { const p = this.deps.partitions(); owned = p ? new Set(p) : null; }
+      return owned;
+    };
+    for (let top = this.heap.peek(); top && top.at <= now && budget > 0; top = this.heap.peek()) {
       this.heap.pop();
       const held = this.expected.get(top.key);
       if (held?.at !== top.at) continue; // superseded
       this.expected.delete(top.key);
-      if (owned === undefined) { const p = this.deps.partitions(); owned = p ? new Set(p) : null; }
-      if (owned && held.part !== undefined && !owned.has(held.part)) continue; // its partition moved away
+      const parts = ownedParts();
+      if (parts && held.part !== undefined && !parts.has(held.part)) continue; // its partition moved away
+      budget--;
       this.fired.set(top.key, { at: top.at, firedAt: now, part: held.part });
       if (this.fired.size > 200_000) for (const k of [...this.fired.keys()].slice(0, 100_000)) this.fired.delete(k); // bound it
       this.lateness.push(now - top.at);
@@ -443,6 +508,21 @@ export class Scheduler {
         else this.deps.onCronDue(top.key.slice(5), top.at);
       } catch (err) {
         this.deps.logger.error({ err, key: top.key }, 'timer handler failed');
+      }
+    }
+    // Then announcements, with what is left of the slice (due timers go first).
+    for (let top = this.soon.peek(); top && top.at - this.leadMs <= now && budget > 0; top = this.soon.peek()) {
+      this.soon.pop();
+      if (top.at <= now) continue; // due already: it fired above (or fires in the next slice); no time left to load ahead
+      const held = this.expected.get(top.key);
+      if (held?.at !== top.at) continue; // superseded
+      const parts = ownedParts();
+      if (parts && held.part !== undefined && !parts.has(held.part)) continue; // its partition moved away
+      budget--;
+      try {
+        this.deps.onWakeSoon?.(top.key.slice(5), top.at);
+      } catch (err) {
+        this.deps.logger.error({ err, key: top.key }, 'timer look-ahead handler failed');
       }
     }
     this.arm(); // also covers a callback that ran early: the entry is still at the top

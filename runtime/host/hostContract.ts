@@ -73,9 +73,11 @@ export interface HostStats {
   coalesced: number;
   /** Aborted handler runs still running `abortGraceMs` after their signal fired (they ignore `ctx.signal`). */
   abortIgnored: number;
+  /** Sessions loaded ahead of a wake due soon (`prefetchWake`). */
+  wakesLoadedAhead: number;
 }
 
 /** A zeroed HostStats. */
 export function newHostStats(): HostStats {
-  return { heldForCapacity: 0, hydrations: 0, passivations: 0, merges: 0, runs: 0, retries: 0, deadLetters: 0, duplicatesSkipped: 0, commits: 0, coalesced: 0, abortIgnored: 0 };
+  return { heldForCapacity: 0, hydrations: 0, passivations: 0, merges: 0, runs: 0, retries: 0, deadLetters: 0, duplicatesSkipped: 0, commits: 0, coalesced: 0, abortIgnored: 0, wakesLoadedAhead: 0 };
 }

@@ -6,6 +6,15 @@
  * unsubmitted — and otherwise waits in FIFO order. Idle sessions are passivated after
  * `idleTimeoutMs` (`passivateIdle`); evicted ones hydrate again from their snapshot when needed.
  *
+ * Finding a session to evict looks at EVICT_SCAN sessions at most per attempt, with a hand that
+ * goes on from where the last attempt stopped (from the least recently used end, wrapping
+ * around): an approximation of LRU (CLOCK). It used to scan from the front on every attempt:
+ * with the node full of busy sessions and thousands of hydrations waiting, every commit woke a
+ * waiter that walked the same busy sessions — and the holes that `touch` leaves at the front of
+ * the Map — again: 54 % of the runtime's CPU in the 100k-sleepers benchmark on a loaded machine
+ * (docs/benchmarks-wakeups.md). Moving the busy ones to the back instead (tried) cost as much:
+ * each move leaves another hole at the front.
+ *
  * Pins: a caller that hydrated or looked up a session holds it pinned until it has handed it its
  * messages or command, so a hydration waiting for a slot cannot evict it in between.
  *
@@ -17,6 +26,12 @@
  */
 import { topState } from '../../actors/sessionMachine.js';
 import type { LiveSession } from './liveSession.js';
+
+/**
+ * Live sessions one eviction attempt looks at before it gives up for this turn; the next attempt
+ * goes on from where it stopped (a clock hand over the LRU order).
+ */
+export const EVICT_SCAN = 256;
 
 /** What the slots need of the host. */
 export interface LiveSlotsDeps {
@@ -84,19 +99,70 @@ export class LiveSlots {
     let waited = false;
     for (;;) {
       if (this.live.size + this.reserved < this.deps.maxLiveSessions()) { this.reserved++; break; }
-      for (const s of this.live.values()) {
-        if (this.quiescent(s)) { this.evict(s); break; }
-      }
+      const found = this.evictOne();
       if (this.live.size + this.reserved < this.deps.maxLiveSessions()) { this.reserved++; break; }
       if (this.stopping) throw new Error('runtime is shutting down');
       // Back in line, at the front if it was already waiting: FIFO among hydrations.
-      await new Promise<void>((r) => { if (waited) this.waiters.unshift(r); else this.waiters.push(r); });
+      await new Promise<void>((r) => {
+        if (waited) this.waiters.unshift(r); else this.waiters.push(r);
+        // Only part of the sessions was looked at: look further next turn, not only at the next commit.
+        if (found === 'partial') this.lookFurther();
+      });
       waited = true;
     }
     if (waited) this.admitNext(); // pass the baton: there may be room for the next one too
   }
 
-  /** Gives back a slot `admit` reserved (the session is live now, or was not made). */
+  /**
+   * Evicts the first quiescent session among the next EVICT_SCAN the hand reaches. `partial`:
+   * none found, but not every session was looked at since something last changed.
+   */
+  private evictOne(): 'evicted' | 'none' | 'partial' {
+    let restarted = false;
+    for (let looked = 0; looked < EVICT_SCAN;) {
+      if (!this.hand) {
+        if (restarted) break; // every session looked at in this attempt
+        this.hand = this.live.values();
+        restarted = true;
+      }
+      const next = this.hand.next();
+      if (next.done) { this.hand = null; continue; }
+      looked++;
+      if (this.quiescent(next.value)) { this.evict(next.value); this.passedSinceEvict = 0; return 'evicted'; }
+      this.passedSinceEvict++;
+    }
+    // Every session was looked at since the last change: wait for a commit or an unpin to free one.
+    return this.passedSinceEvict < this.live.size ? 'partial' : 'none';
+  }
+
+  /** Where the next eviction attempt looks (null: from the least recently used end). */
+  private hand: Iterator<LiveSession> | null = null;
+
+  /** Busy sessions passed by eviction attempts since the last eviction or `admitNext`. */
+  private passedSinceEvict = 0;
+  private lookingFurther = false;
+
+  /** Lets the first waiter try again next turn (one such retry at a time). */
+  private lookFurther(): void {
+    if (this.lookingFurther) return;
+    this.lookingFurther = true;
+    setImmediate(() => { this.lookingFurther = false; this.wakeFirst(); });
+  }
+
+  /**
+   * Reserves a live slot only if one is free now, or a quiescent session can make room (it is
+   * evicted), and no hydration is waiting for one: never waits and never jumps the line. For work
+   * that may be skipped (loading a session ahead of its wake). Give the slot back with `release`.
+   */
+  tryAdmit(): boolean {
+    if (this.stopping || this.waiters.length > 0) return false;
+    if (this.live.size + this.reserved < this.deps.maxLiveSessions()) { this.reserved++; return true; }
+    this.evictOne();
+    if (this.live.size + this.reserved < this.deps.maxLiveSessions()) { this.reserved++; return true; }
+    return false;
+  }
+
+  /** Gives back a slot `admit` or `tryAdmit` reserved (the session is live now, or was not made). */
   release(): void {
     this.reserved--;
     this.admitNext();
@@ -109,6 +175,11 @@ export class LiveSlots {
    * quadratic scan took most of the CPU and starved the event loop (pool connect timeouts).
    */
   admitNext(): void {
+    this.passedSinceEvict = 0; // something changed: every session may be looked at again
+    this.wakeFirst();
+  }
+
+  private wakeFirst(): void {
     if (this.waiters.length > 0) this.waiters.shift()!();
   }
 

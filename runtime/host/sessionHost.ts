@@ -420,11 +420,11 @@ export class SessionHost {
    * live. Waits for a free slot under maxLiveSessions; retries while the store is unavailable.
    * The session comes back pinned: the caller unpins it once it has handed it its work.
    */
-  private async hydrate(sid: string, partition: number, mayCreate: boolean, tenant?: string): Promise<LiveSession | null> {
+  private async hydrate(sid: string, partition: number, mayCreate: boolean, tenant?: string, admitted = false): Promise<LiveSession | null> {
     // A dropped predecessor's commits land (or fail) first: the store must show them.
     const predecessor = this.retiring.get(sid);
     if (predecessor) await predecessor;
-    await this.slots.admit();
+    if (!admitted) await this.slots.admit(); // else the caller reserved the slot (`prefetchWake`)
     try {
       const loaded = await this.loader.load(sid);
       if (this.live.has(sid)) return this.slots.pin(this.live.get(sid)!);
@@ -591,8 +591,9 @@ export class SessionHost {
     }
   }
 
-  private async hydrateForCommand(sid: string): Promise<LiveSession | null> {
-    const entry = { buffer: [] as JsMsg[], promise: this.hydrate(sid, partitionOf(sid, this.deps.config.partitions), false) };
+  /** Loads a stored session (never creates one); `admitted`: the caller reserved its live slot. */
+  private async hydrateForCommand(sid: string, admitted = false): Promise<LiveSession | null> {
+    const entry = { buffer: [] as JsMsg[], promise: this.hydrate(sid, partitionOf(sid, this.deps.config.partitions), false, undefined, admitted) };
     this.loading.set(sid, entry);
     let s: LiveSession | null = null;
     try {
@@ -810,6 +811,30 @@ export class SessionHost {
     } finally {
       this.slots.unpin(s);
     }
+  }
+
+  /**
+   * A sleep deadline or wait timeout falls due soon (the scheduler's look-ahead): loads the
+   * session now, so that `wakeDue` at the due time finds it live and starts its handler without
+   * a store round trip. A hint that changes nothing: the session is sent nothing (the wake itself
+   * comes only at its due time, so it cannot be early) and is left unpinned. It never waits: with
+   * every live slot busy, hydrations queued for one, or the session live, loading, retiring or
+   * blocked, it does nothing and the wake loads its session at the due time, as without it.
+   */
+  prefetchWake(sid: string): void {
+    if (this.stopping || this.live.has(sid) || this.loading.has(sid) || this.retiring.has(sid) || this.blocked.errorOf(sid)) return;
+    const partition = partitionOf(sid, this.deps.config.partitions);
+    const epoch = this.deps.ownerEpoch?.(partition);
+    if (!this.slots.tryAdmit()) return;
+    this.stats.wakesLoadedAhead++;
+    void this.hydrateForCommand(sid, true).then((s) => {
+      if (!s) return;
+      this.slots.unpin(s);
+      // The partition changed hands while it loaded: this copy may predate the new owner's commits.
+      if (this.deps.ownerEpoch && this.deps.ownerEpoch(partition) !== epoch && this.live.get(sid) === s && this.slots.quiescent(s)) this.slots.evict(s);
+    }, (err: unknown) => {
+      if (!this.stopping) this.deps.logger.debug({ err, sessionId: sid }, 'loading a session ahead of its wake failed; it loads at its due time');
+    });
   }
 
   // ---- commands -------------------------------------------------------------------------

@@ -4,6 +4,12 @@
  * flight, so a burst of 1,000 first messages (or due wakes) costs a few queries, not 2,000, and
  * hydrations never take the pool connections group commit needs. Store outages are retried
  * (runtime/retry.ts); a caller waiting for the same id shares the read.
+ *
+ * A batch's callers are answered in one go. Answering them 32 per event-loop turn was tried
+ * (each answer makes a session live, ~0.1 ms) and made the tail worse on a loaded machine: a
+ * turn there takes 50-100 ms, so the last callers of a batch waited a second for their turn.
+ * Wakes now load ahead of their due time (`SessionHost.prefetchWake`), which spreads these
+ * hydrations over time instead.
  */
 import type { HistoryLimit, LoadedSession, Store } from '../../persistence/types.js';
 import { retryWhileStoreDown } from '../retry.js';
@@ -48,12 +54,13 @@ export class SessionLoader {
       this.running++;
       const ids = batch.map(([id]) => id);
       void retryWhileStoreDown(() => this.store.loadSessions(ids, this.historyLimit()), this.stopping).then((found) => {
+        this.running--;
+        this.pump(); // the next read goes out before this one's answers are handed over
         for (const [id, waiters] of batch) for (const w of waiters) w.resolve(found.get(id) ?? null);
       }, (err: unknown) => {
-        for (const [, waiters] of batch) for (const w of waiters) w.reject(err);
-      }).finally(() => {
         this.running--;
         this.pump();
+        for (const [, waiters] of batch) for (const w of waiters) w.reject(err);
       });
     }
   }

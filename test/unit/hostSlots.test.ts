@@ -1,12 +1,12 @@
 // The session host's two admission schemes, alone (runtime/host/activeSlots.ts, liveSlots.ts):
 // who may run a handler now, and which sessions may stay in memory. Real XState actors of the
 // session statechart stand in for live sessions (quiescence reads their snapshot).
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createActor } from 'xstate';
 import { sessionMachine } from '../../actors/sessionMachine.js';
 import { ActiveSlots } from '../../runtime/host/activeSlots.js';
 import type { LiveSession } from '../../runtime/host/liveSession.js';
-import { LiveSlots } from '../../runtime/host/liveSlots.js';
+import { EVICT_SCAN, LiveSlots } from '../../runtime/host/liveSlots.js';
 
 describe('ActiveSlots', () => {
   it('bounds active sessions overall and per tenant; queued work runs as slots free, tenants in turn', () => {
@@ -116,5 +116,46 @@ describe('LiveSlots', () => {
     slots.unpin(old);
     slots.passivateIdle();
     expect(stopped).toEqual(['old']);
+  });
+
+  it(`an eviction attempt looks at ${EVICT_SCAN} sessions at most per turn, goes on where it stopped, and finds a quiescent one deeper in later turns`, async () => {
+    const n = EVICT_SCAN * 4;
+    const { slots, stopped } = make(n);
+    const all = Array.from({ length: n }, (_, i) => live(`s${i}`));
+    for (const s of all) slots.live.set(s.id, s);
+    for (const s of all.slice(0, n - 1)) slots.pin(s); // busy: woken sessions not settled yet
+    // Quiescence checks per event-loop turn (the old scan looked at all of them at once, on every attempt).
+    const perTurn: number[] = [0];
+    const quiescent = slots.quiescent.bind(slots);
+    slots.quiescent = (x: LiveSession): boolean => { perTurn[perTurn.length - 1]!++; return quiescent(x); };
+    let done = false;
+    const got = slots.admit().then(() => { done = true; });
+    for (let i = 0; i < 10 && !done; i++) { perTurn.push(0); await new Promise((r) => setImmediate(r)); }
+    await got;
+    expect(stopped).toEqual([`s${n - 1}`]);
+    expect(Math.max(...perTurn)).toBeLessThanOrEqual(EVICT_SCAN + 1);
+    expect(perTurn.reduce((a, b) => a + b, 0)).toBe(n); // each session looked at once
+    slots.release();
+  });
+
+  it('with every session busy it stops looking after one round (no spinning) and looks again when one is unpinned', async () => {
+    const n = EVICT_SCAN + 44;
+    const { slots, stopped } = make(n);
+    const all = Array.from({ length: n }, (_, i) => live(`b${i}`));
+    for (const s of all) slots.live.set(s.id, slots.pin(s));
+    const check = vi.spyOn(slots, 'quiescent');
+    let done = false;
+    const got = slots.admit().then(() => { done = true; });
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    const afterRound = check.mock.calls.length;
+    expect(afterRound).toBeLessThanOrEqual(n + EVICT_SCAN);
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    expect(check.mock.calls.length).toBe(afterRound); // waiting, not spinning
+    expect(done).toBe(false);
+    const last = [...slots.live.values()].at(-1)!; // the far end from where the next attempt starts
+    slots.unpin(last);
+    await got;
+    expect(stopped).toEqual([last.id]);
+    slots.release();
   });
 });

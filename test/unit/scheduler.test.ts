@@ -4,7 +4,7 @@
 // due rows than one page (and more rows at one instant than one page). Every case checks the
 // same three rules: every timer fires, once per commit, never early.
 import { describe, expect, it } from 'vitest';
-import { Scheduler } from '../../runtime/scheduler.js';
+import { FIRE_SLICE, Scheduler } from '../../runtime/scheduler.js';
 import { createLogger } from '../../runtime/logger.js';
 import { FakeClock } from '../fakeClock.js';
 import { FakeTimerSource } from './fakeTimerSource.js';
@@ -15,17 +15,25 @@ const HORIZON = 60_000;
 interface Firing { readonly sid: string; readonly at: number; readonly firedAt: number }
 
 /** A scheduler on a fake clock and source; a firing "commits" (clears the row, notes null) unless `commit` is false. */
-function harness(o: { parts?: number[] | null; pageSize?: number; commit?: boolean } = {}) {
+function harness(o: { parts?: number[] | null; pageSize?: number; commit?: boolean; leadMs?: number } = {}) {
   const clock = new FakeClock(T0);
   const src = new FakeTimerSource();
   let owned: number[] | null = o.parts === undefined ? [0] : o.parts;
   const fired: Firing[] = [];
   const crons: Firing[] = [];
+  const soon: Firing[] = [];
+  /** Which timer callback (one synchronous run of the scheduler) each firing came from. */
+  const callbackOf: number[] = [];
+  let callback = 0;
+  let inCallback = false;
   const sched: Scheduler = new Scheduler({
     store: src, clock, logger: createLogger('silent'), horizonMs: HORIZON,
     partitions: () => owned,
     ...(o.pageSize !== undefined ? { pageSize: o.pageSize } : {}),
+    ...(o.leadMs !== undefined ? { leadMs: o.leadMs, onWakeSoon: (sid: string, at: number) => { soon.push({ sid, at, firedAt: clock.now() }); } } : {}),
     onWakeDue: (sid, at) => {
+      if (!inCallback) { inCallback = true; callback++; queueMicrotask(() => { inCallback = false; }); }
+      callbackOf.push(callback);
       fired.push({ sid, at, firedAt: clock.now() });
       if (o.commit === false) return;
       const part = src.wakes.get(sid)?.part;
@@ -36,7 +44,7 @@ function harness(o: { parts?: number[] | null; pageSize?: number; commit?: boole
     onCronDue: (id, at) => { crons.push({ sid: id, at, firedAt: clock.now() }); },
   });
   return {
-    clock, src, sched, fired, crons,
+    clock, src, sched, fired, crons, soon, callbackOf,
     own(p: number[] | null) { owned = p; },
     /** Every id fired exactly once, at or after its due time. */
     expectFiredOnce(due: ReadonlyMap<string, number>) {
@@ -259,6 +267,107 @@ describe('scheduler reads (fake clock, fake source)', () => {
     await h.sched.refresh();
     await h.clock.advance(0, 1);
     expect(h.fired.map((f) => f.sid)).toEqual(['bounced', 'bounced']);
+    h.sched.stop();
+  });
+});
+
+describe('scheduler rearm, look-ahead and sliced firing (fake clock, fake source)', () => {
+  it('rearm clears the fired mark and fires again at once when the time passed, at the time when it has not', async () => {
+    const h = harness({ parts: [0], commit: false }); // no commit comes: the fired mark stays
+    h.src.sleep('r', T0 + 1_000, 0);
+    h.src.sleep('later', T0 + 1_000, 0);
+    await h.sched.start();
+    await h.clock.advanceTo(T0 + 2_000, 1);
+    expect(h.fired.map((f) => f.sid).sort()).toEqual(['later', 'r']);
+    // A note of the same due time alone does not fire it again: the mark holds it back (a read would too).
+    h.sched.note('wake:r', T0 + 1_000, 0);
+    await h.clock.advance(0, 1);
+    expect(h.fired.length).toBe(2);
+    // rearm: the host could not deliver it; it fires again now, once.
+    h.sched.rearm('wake:r', T0 + 1_000, 0);
+    await h.clock.advance(0, 1);
+    expect(h.fired.at(-1)).toEqual({ sid: 'r', at: T0 + 1_000, firedAt: T0 + 2_000 });
+    await h.clock.advance(10_000, 1);
+    expect(h.fired.length).toBe(3);
+    // rearm to a time not reached: held until then, never early.
+    h.sched.rearm('wake:later', T0 + 20_000, 0);
+    await h.clock.advanceTo(T0 + 19_999, 1);
+    expect(h.fired.length).toBe(3);
+    await h.clock.advanceTo(T0 + 20_000, 1);
+    expect(h.fired.at(-1)).toEqual({ sid: 'later', at: T0 + 20_000, firedAt: T0 + 20_000 });
+    expect(h.sched.nextFor('wake:later')).toBeNull();
+    h.sched.stop();
+  });
+
+  it('rearm during a read holds after it too (the read may predate it)', async () => {
+    const h = harness({ parts: [0], commit: false });
+    h.src.sleep('m', T0 + 1_000, 0);
+    await h.sched.start();
+    await h.clock.advanceTo(T0 + 2_000, 1);
+    expect(h.fired.length).toBe(1);
+    h.src.hold();
+    const read = h.sched.refresh(); // a full read, slow: it sees the row and the fired mark
+    await drain();
+    h.sched.rearm('wake:m', T0 + 1_000, 0);
+    h.src.release();
+    await read;
+    await h.clock.advance(0, 1);
+    expect(h.fired.map((f) => f.sid)).toEqual(['m', 'm']); // once more, not twice
+    h.sched.stop();
+  });
+
+  it('look-ahead: each wake is announced once within leadMs before its time and fires at its time, never early, once', async () => {
+    const h = harness({ parts: [0], leadMs: 200 });
+    const due = plant(h.src, 'a', 50, 0, (i) => T0 + 5_000 + i * 37);
+    await h.sched.start();
+    await h.clock.advanceTo(T0 + 10_000, 1);
+    h.expectFiredOnce(due);
+    expect(h.soon.map((x) => x.sid).sort()).toEqual([...due.keys()].sort());
+    for (const x of h.soon) {
+      expect(x.at).toBe(due.get(x.sid));
+      expect(x.firedAt, `${x.sid} announced too early`).toBeGreaterThanOrEqual(x.at - 200);
+      expect(x.firedAt, `${x.sid} announced at or after its due time`).toBeLessThan(x.at);
+      // Announced before it fired.
+      const f = h.fired.find((y) => y.sid === x.sid)!;
+      expect(f.firedAt).toBeGreaterThanOrEqual(f.at);
+    }
+    h.sched.stop();
+  });
+
+  it('look-ahead: an announcement marks nothing fired; a wake moved or cleared after it is not fired at the old time', async () => {
+    const h = harness({ parts: [0], leadMs: 200, commit: false });
+    h.src.sleep('moved', T0 + 5_000, 0);
+    h.src.sleep('cleared', T0 + 5_000, 0);
+    h.src.sleep('overdue', T0 - 1_000, 0);
+    await h.sched.start();
+    await h.clock.advanceTo(T0 + 4_900, 1);
+    // The overdue one fired at start and was not announced (no time left to load it ahead).
+    expect(h.soon.map((x) => x.sid).sort()).toEqual(['cleared', 'moved']);
+    expect(h.fired.map((f) => f.sid)).toEqual(['overdue']);
+    // After the announcement the session woke by other means and slept again / stopped sleeping.
+    h.src.sleep('moved', T0 + 8_000, 0);
+    h.sched.note('wake:moved', T0 + 8_000, 0);
+    h.src.woke('cleared');
+    h.sched.note('wake:cleared', null, 0);
+    await h.clock.advanceTo(T0 + 7_900, 1);
+    expect(h.fired.map((f) => f.sid)).toEqual(['overdue']);
+    expect(h.soon.filter((x) => x.sid === 'moved').map((x) => x.at)).toEqual([T0 + 5_000, T0 + 8_000]);
+    await h.clock.advanceTo(T0 + 8_000, 1);
+    expect(h.fired.map((f) => [f.sid, f.at, f.firedAt])).toEqual([['overdue', T0 - 1_000, T0], ['moved', T0 + 8_000, T0 + 8_000]]);
+    h.sched.stop();
+  });
+
+  it(`fires at most ${FIRE_SLICE} timers per timer callback and yields; all of them still fire, once, none early`, async () => {
+    const h = harness({ parts: [0] });
+    const n = FIRE_SLICE * 2 + 17;
+    const due = plant(h.src, 'burst', n, 0, () => T0 + 1_000); // all due at one instant
+    await h.sched.start();
+    await h.clock.advanceTo(T0 + 1_000, 1);
+    h.expectFiredOnce(due);
+    const perCallback = new Map<number, number>();
+    for (const c of h.callbackOf) perCallback.set(c, (perCallback.get(c) ?? 0) + 1);
+    expect(Math.max(...perCallback.values())).toBe(FIRE_SLICE);
+    expect(perCallback.size).toBe(3);
     h.sched.stop();
   });
 });
