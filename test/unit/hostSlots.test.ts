@@ -56,7 +56,7 @@ function live(id: string): LiveSession {
   } as never);
   actor.start();
   return {
-    id, type: 't', partition: 0, agentVersion: 1, actor: actor as never, log: null as never, acks: new Map(), outputs: new Map(), historyView: [], seenEvents: [],
+    id, type: 't', partition: 0, agentVersion: 1, actor: actor, log: null as never, acks: new Map(), outputs: new Map(), historyView: [], seenEvents: [],
     maxEnqueuedSeq: 0, committedLastSeq: 0, storeVersion: 0, submittedVersion: 0, lastCompletedRunId: 0, lastPath: 'idle', sending: null, lastRunId: 0,
     transitions: [], open: null, run: null, chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), updatedAt: null, broken: false, pins: 0,
     held: [], queued: false, expired: new Map(),
