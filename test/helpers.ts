@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
 import { startNatsServer, type NatsServerHandle } from '../ops/natsServer.js';
 import { createRuntime, type Runtime, type RuntimeOptions } from '../runtime/index.js';
 import type { RuntimeConfigInput } from '../runtime/config.js';
@@ -113,4 +114,36 @@ export async function stateOf(rt: Runtime, sid: string): Promise<string | null> 
     if ((e as { code?: string }).code === 'UNKNOWN_SESSION') return null;
     throw e;
   }
+}
+
+/** What `pgSuite` sets up for an in-process suite (fields filled in `beforeAll`: read them inside tests and hooks). */
+export interface PgSuite {
+  readonly nats: Awaited<ReturnType<typeof startNats>>;
+  readonly schema: string;
+  readonly store: import('../persistence/types.js').Store;
+  /** The suite's runtime, if it started one: stopped after the suite. */
+  rt: Runtime | undefined;
+}
+
+/**
+ * Registers the hooks an in-process suite over real servers needs: before, a nats-server and a
+ * Postgres schema with a store; after, `beforeStop`, the runtime stopped, the store closed, the
+ * server stopped and the schema dropped. Call it at the top of a file or of a `describe`.
+ */
+export function pgSuite(tag: string, opts: { beforeStop?: () => void } = {}): PgSuite {
+  const suite = { rt: undefined } as { -readonly [K in keyof PgSuite]: PgSuite[K] };
+  beforeAll(async () => {
+    const { openStore } = await import('../persistence/index.js');
+    suite.nats = await startNats(8);
+    suite.schema = schemaName(tag);
+    suite.store = openStore({ databaseUrl: PG_URL, schema: suite.schema });
+  });
+  afterAll(async () => {
+    opts.beforeStop?.();
+    await suite.rt?.stop();
+    await suite.store?.close();
+    await suite.nats?.cleanup();
+    if (suite.schema) await dropSchema(suite.schema);
+  });
+  return suite;
 }

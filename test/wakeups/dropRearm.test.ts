@@ -5,12 +5,9 @@
 // Now the host tells the wake-ups that it dropped the session; they read its stored row and arm
 // the wake that is still due, which runs once on a fresh hydration. Real NATS and Postgres.
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { defineAgent } from '../../actors/index.js';
-import { openStore } from '../../persistence/index.js';
-import type { Store } from '../../persistence/types.js';
-import type { Runtime } from '../../runtime/index.js';
-import { PG_URL, dropSchema, schemaName, startNats, startRuntime, waitFor } from '../helpers.js';
+import { PG_URL, pgSuite, startRuntime, waitFor } from '../helpers.js';
 
 interface St { wakes: number; msgs: number }
 const napper = defineAgent({
@@ -28,39 +25,23 @@ const napper = defineAgent({
   },
 });
 
-let nats: Awaited<ReturnType<typeof startNats>>;
-let schema: string;
-let store: Store;
-let rt: Runtime | undefined;
-
-beforeAll(async () => {
-  nats = await startNats(8);
-  schema = schemaName('droprearm');
-  store = openStore({ databaseUrl: PG_URL, schema });
-});
-
-afterAll(async () => {
-  await rt?.stop();
-  await store?.close();
-  await nats?.cleanup();
-  await dropSchema(schema);
-});
+const t = pgSuite('droprearm');
 
 describe('a wake whose commit is refused', () => {
   it('fires again from the stored row once the live copy is dropped, and runs once', async () => {
     // A two-hour horizon: periodic reads come every hour and read ahead only; no full read within the test.
-    rt = await startRuntime(nats.url, { agents: [napper], store, config: { timerHorizonMs: 2 * 3_600_000 } });
-    await rt.createAgent('nap-1', 'napper');
+    t.rt = await startRuntime(t.nats.url, { agents: [napper], store: t.store, config: { timerHorizonMs: 2 * 3_600_000 } });
+    await t.rt.createAgent('nap-1', 'napper');
     const until = Date.now() + 1500;
-    await rt.sendMessage('nap-1', { until });
-    await waitFor(async () => (await rt!.getAgent('nap-1'))?.state === 'sleeping', 'asleep');
+    await t.rt.sendMessage('nap-1', { until });
+    await waitFor(async () => (await t.rt!.getAgent('nap-1'))?.state === 'sleeping', 'asleep');
     // The row changes under the live copy: its next commit (the wake's) is refused as stale.
-    const c = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${schema}` });
+    const c = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${t.schema}` });
     await c.connect();
     try { await c.query("UPDATE sessions SET version = version + 1 WHERE id = 'nap-1'"); } finally { await c.end(); }
 
-    await waitFor(async () => ((await rt!.getAgent('nap-1'))?.userState as St | undefined)?.wakes === 1, 'the wake to run after the drop', 20_000, 50);
-    const v = (await rt.getAgent('nap-1'));
+    await waitFor(async () => ((await t.rt!.getAgent('nap-1'))?.userState as St | undefined)?.wakes === 1, 'the wake to run after the drop', 20_000, 50);
+    const v = (await t.rt.getAgent('nap-1'));
     expect(v.userState).toEqual({ wakes: 1, msgs: 1 });
     expect(v.state).toBe('idle');
   }, 60_000);

@@ -6,13 +6,10 @@
 // harm. Real NATS and Postgres; the runtime's clock is a fake one, so "before the due time" is
 // exact however loaded the machine is.
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { defineAgent } from '../../actors/index.js';
-import { openStore } from '../../persistence/index.js';
-import type { Store } from '../../persistence/types.js';
-import type { Runtime } from '../../runtime/index.js';
 import { FakeClock } from '../fakeClock.js';
-import { PG_URL, dropSchema, schemaName, startNats, startRuntime, waitFor } from '../helpers.js';
+import { PG_URL, pgSuite, startRuntime, waitFor } from '../helpers.js';
 
 const clock = new FakeClock(Date.now());
 /** What each session's wake runs saw: the clock when the handler started. */
@@ -28,23 +25,7 @@ const napper = defineAgent({
   },
 });
 
-let nats: Awaited<ReturnType<typeof startNats>>;
-let schema: string;
-let store: Store;
-let rt: Runtime | undefined;
-
-beforeAll(async () => {
-  nats = await startNats(8);
-  schema = schemaName('wakeahead');
-  store = openStore({ databaseUrl: PG_URL, schema });
-});
-
-afterAll(async () => {
-  await rt?.stop();
-  await store?.close();
-  await nats?.cleanup();
-  await dropSchema(schema);
-});
+const t = pgSuite('wakeahead');
 
 describe('loading ahead of a wake', () => {
   it('loads sleepers within the look-ahead, starts each handler at its due time, never early, once', async () => {
@@ -52,7 +33,7 @@ describe('loading ahead of a wake', () => {
     const due = clock.now() + 30_000;
     const planned = new Map<string, number>();
     // Put them to sleep with one runtime, then start another on the same store: none is live there.
-    const first = await startRuntime(nats.url, { agents: [napper], store, clock });
+    const first = await startRuntime(t.nats.url, { agents: [napper], store: t.store, clock });
     try {
       for (let i = 0; i < N; i++) {
         const sid = `nap-${i}`;
@@ -66,14 +47,14 @@ describe('loading ahead of a wake', () => {
         await first.sleepAgent(sid, { until: due });
       }
       await waitFor(async () => {
-        for (const sid of planned.keys()) if ((await store.loadSession(sid))?.status !== 'sleeping') return false;
+        for (const sid of planned.keys()) if ((await t.store.loadSession(sid))?.status !== 'sleeping') return false;
         return true;
       }, 'every sleeper stored asleep', 60_000, 50);
     } finally {
       await first.stop();
     }
-    rt = await startRuntime(nats.url, { agents: [napper], store, clock });
-    const r = rt;
+    t.rt = await startRuntime(t.nats.url, { agents: [napper], store: t.store, clock });
+    const r = t.rt;
     expect(r.host.liveCount()).toBe(0);
 
     // Within the look-ahead (200 ms) of every one, before the first is due: they load, nothing runs.
@@ -88,7 +69,7 @@ describe('loading ahead of a wake', () => {
     await waitFor(() => (wakeRuns.get('woken')?.length ?? 0) === 1, 'the manual wake ran');
     // Loaded ahead, then its row changes under the live copy (an eager migration bumps the
     // version): the wake's commit is refused, the copy dropped, and the wake runs again from the row.
-    const c = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${schema}` });
+    const c = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${t.schema}` });
     await c.connect();
     try { await c.query("UPDATE sessions SET version = version + 1 WHERE id = 'changed'"); } finally { await c.end(); }
 
@@ -96,7 +77,7 @@ describe('loading ahead of a wake', () => {
     // The fake clock moves on while waiting: the refused wake is armed again for "now", on it.
     await waitFor(async () => {
       await clock.advance(1, 1);
-      for (const sid of planned.keys()) if ((await store.loadSession(sid))?.status !== 'idle') return false;
+      for (const sid of planned.keys()) if ((await t.store.loadSession(sid))?.status !== 'idle') return false;
       return true;
     }, 'every wake committed', 60_000, 50);
     for (const [sid, at] of planned) {
