@@ -17,10 +17,10 @@ import { DEFAULT_MAX_JSON_DEPTH, jsonNestingExceeds, storableProblem, storableTe
 import { H } from './transport.js';
 import { TRACEPARENT, TRACESTATE, traceCarrierOf } from './tracing.js';
 
-/** Header naming the sender's turn policy for one message (`queue`, `latest`, `reject`, …); see `TurnPolicy`. */
-
 /** `Agentry-Event-Id` as the router writes it: `<event stream seq>.<event stream time in ms, base 36>`. */
 const EVENT_ID = /^[0-9]{1,16}\.[0-9a-z]{1,12}$/;
+
+/** Header naming the sender's turn policy for one message (`queue`, `latest`, `reject`, …); see `TurnPolicy`. */
 export const TURN_POLICY_HEADER = 'Agentry-Turn-Policy';
 
 /** Header with the time after which a message must not be handled (epoch ms or ISO 8601): it is dead-lettered `expired`. */

@@ -24,9 +24,8 @@ import { retryWhileStoreDown } from '../retry.js';
 import { traceCommit, tracePublish } from '../tracing.js';
 import { DLQ_SUBJECT } from '../transport.js';
 import { addCompletedRun, batchRange, commitRecordOf, newPendingCommit, type PendingCommit } from './commitRecord.js';
-import { rememberEvents } from './liveSession.js';
 import type { HostDeps, HostListener, HostStats } from './hostContract.js';
-import { decodePayloadLoose, type LiveSession } from './liveSession.js';
+import { decodePayloadLoose, rememberEvents, type LiveSession } from './liveSession.js';
 import { recordExpired } from './mailboxRules.js';
 import type { Outbox } from './outbox.js';
 
