@@ -27,7 +27,7 @@ const { defineAgent, sessionMachine, toDurableSnapshot } = await import(`${DIST}
 const BACKENDS = (process.env.BACKENDS ?? 'pg,pglite').split(',');
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const RECORDS = Number(process.env.RECORDS ?? 20_000);
-const BATCH = Number(process.env.BATCH ?? 500);
+const BATCH = 500;
 const SESSIONS = 1000;
 const HISTORY_LIMIT = 50;
 
