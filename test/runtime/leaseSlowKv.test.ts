@@ -10,25 +10,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { LeaseManager, type LeaseEvents } from '../../runtime/leases.js';
+import { LeaseManager } from '../../runtime/leases.js';
 import { createLogger } from '../../runtime/logger.js';
 import { startTcpProxy, type TcpProxy } from '../durability/tcpProxy.js';
 import { natsClient, startNats, waitFor } from '../helpers.js';
 
 const TTL = 3000;
 const DELAY_MS = 1000;
+import { recorder } from './leaseRecorder.js';
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 
-function recorder(): LeaseEvents & { readonly log: string[] } {
-  const l: string[] = [];
-  return {
-    log: l,
-    acquired: (p, e) => { l.push(`acquired ${p}@${e}`); return Promise.resolve(); },
-    released: (p, g) => { l.push(`released ${p} ${g ? 'graceful' : 'lost'}`); return Promise.resolve(); },
-    suspended: (p) => { l.push(`suspended ${p}`); },
-    resumed: (p) => { l.push(`resumed ${p}`); },
-  };
-}
 
 describe('partition leases with a slow NATS KV', () => {
   let nats: Awaited<ReturnType<typeof startNats>>;

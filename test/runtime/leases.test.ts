@@ -10,19 +10,9 @@ import { createLogger } from '../../runtime/logger.js';
 import { natsClient, startNats, waitFor } from '../helpers.js';
 
 const TTL = 3000;
+import { recorder } from './leaseRecorder.js';
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 
-interface Recorder extends LeaseEvents { readonly log: string[] }
-function recorder(): Recorder {
-  const l: string[] = [];
-  return {
-    log: l,
-    acquired: (p, e) => { l.push(`acquired ${p}@${e}`); return Promise.resolve(); },
-    released: (p, g) => { l.push(`released ${p} ${g ? 'graceful' : 'lost'}`); return Promise.resolve(); },
-    suspended: (p) => { l.push(`suspended ${p}`); },
-    resumed: (p) => { l.push(`resumed ${p}`); },
-  };
-}
 
 describe('partition leases', () => {
   let nats: Awaited<ReturnType<typeof startNats>>;
