@@ -44,6 +44,9 @@ export interface InboxMessage {
    * For an event's copy (`kind: 'event'`): the event's own id (`Agentry-Event-Id`: its stream
    * sequence and stream time), the same on every copy the router makes of it. A session remembers
    * the ids of its recent events, so a copy routed again after the duplicate window is skipped.
+   * For mail, a cron firing or a waitpoint result (an outbox row): its delivery id
+   * (`Agentry-Delivery-Id`), remembered the same way, so a row sent again after NATS forgot its
+   * `Nats-Msg-Id` (a nats-server restart, a lost PubAck) is skipped too.
    */
   readonly eventId?: string;
   /** Milliseconds since the epoch when the runtime received it. */

@@ -304,10 +304,20 @@ export function exceededError(b: BudgetBreach): BudgetExceededError {
   );
 }
 
-/** The turn key of a batch: its first inbox message's sequence, else (a wake alone) the run. */
-export function turnKeyOf(batch: readonly InboxMessage[], runId: number): string {
+/**
+ * A run's key in ledger and dead-letter ids: its run id, prefixed with the session's incarnation
+ * when it has one. Run ids start again at 1 in a session purged and created again under the same
+ * id; without the incarnation its turns' ledger entries overwrote the old incarnation's (spend
+ * lost from the tenant's window) and a wake run's dead letter was dropped as a repeat.
+ */
+export function runKeyOf(incarnation: string | undefined, runId: number): string {
+  return incarnation === undefined ? String(runId) : `${incarnation}.${runId}`;
+}
+
+/** The turn key of a batch: its first inbox message's sequence, else (a wake alone) the run (`runKeyOf`). */
+export function turnKeyOf(batch: readonly InboxMessage[], runId: number, incarnation?: string): string {
   const first = batch.find((m) => m.seq > 0);
-  return first ? String(first.seq) : `w${runId}`;
+  return first ? String(first.seq) : `w${runKeyOf(incarnation, runId)}`;
 }
 
 /** Budget waitpoints (policy `ask`) have ids with this prefix. */

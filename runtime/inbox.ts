@@ -19,6 +19,10 @@ import { TRACEPARENT, TRACESTATE, traceCarrierOf } from './tracing.js';
 
 /** `Agentry-Event-Id` as the router writes it: `<event stream seq>.<event stream time in ms, base 36>`. */
 const EVENT_ID = /^[0-9]{1,16}\.[0-9a-z]{1,12}$/;
+/** `Agentry-Delivery-Id` as the outbox writes it on rows to an inbox (`deliveryIdOf`). */
+const DELIVERY_ID = /^r[0-9a-z]{1,13}\.[0-9a-z]{1,12}$/;
+/** Kinds the outbox sends to an inbox (mail, cron firings, waitpoint results): they carry a delivery id. */
+const ROW_KINDS: ReadonlySet<string> = new Set(['mail', 'task', 'waitpoint']);
 
 /** Header naming the sender's turn policy for one message (`queue`, `latest`, `reject`, …); see `TurnPolicy`. */
 export const TURN_POLICY_HEADER = 'Agentry-Turn-Policy';
@@ -166,8 +170,10 @@ export function decodeInbox(m: InboxWire, at: number, maxPayloadBytes: number, m
   const msgId = m.headers?.get(H.msgId) || undefined;
   // Only the router's own form is taken; anything else is ignored (the copy is then only
   // de-duplicated inside the stream's window), never a reason to refuse the message.
-  const eventIdRaw = kindRaw === 'event' ? m.headers?.get(H.eventId) || undefined : undefined;
-  const eventId = eventIdRaw !== undefined && EVENT_ID.test(eventIdRaw) ? eventIdRaw : undefined;
+  // An outbox row's delivery id is remembered the same way (the field keeps its name: snapshots hold it).
+  const eventIdRaw = kindRaw === 'event' ? m.headers?.get(H.eventId) || undefined
+    : ROW_KINDS.has(kindRaw) ? m.headers?.get(H.deliveryId) || undefined : undefined;
+  const eventId = eventIdRaw !== undefined && (kindRaw === 'event' ? EVENT_ID : DELIVERY_ID).test(eventIdRaw) ? eventIdRaw : undefined;
   // These headers are stored with the message (history, snapshot): the same rule as the body.
   for (const [name, value] of [[H.from, from], [H.eventType, eventType], [H.msgId, msgId]] as const) {
     const problem = value === undefined ? null : storableTextProblem(value);

@@ -40,6 +40,11 @@ export const H = {
   eventType: 'Agentry-Event-Type',
   /** On an event's copies: `<event seq>.<event's stream time, base 36>`, which a session remembers (see `rememberEvents`). */
   eventId: 'Agentry-Event-Id',
+  /**
+   * On mail, cron firings and waitpoint results (outbox rows to an inbox): `r<hash of the row id>.<row's
+   * creation time, base 36>`, which the recipient remembers like an event id (see `rememberEvents`).
+   */
+  deliveryId: 'Agentry-Delivery-Id',
   run: 'Agentry-Run',
   /** The sender's tenant: sets the tenant of the session the message creates; any other tenant than the session's is dead-lettered. */
   tenant: 'Agentry-Tenant',

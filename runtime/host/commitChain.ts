@@ -117,7 +117,7 @@ export class CommitChain {
     p.snap = snap;
     if (s.transitions.length > 0) p.transitions.push(...s.transitions.splice(0));
     if (completed) {
-      addCompletedRun(p, s.id, completed, s.outputs.get(completed.runId) ?? [], this.clock.now());
+      addCompletedRun(p, s.id, completed, s.outputs.get(completed.runId) ?? [], this.clock.now(), ctx.incarnation);
       recordExpired(p, s.id, completed, s.expired);
       if (s.outputs.size > 0) for (const k of s.outputs.keys()) if (k <= completed.runId) s.outputs.delete(k);
     }
@@ -179,7 +179,7 @@ export class CommitChain {
   private async deadLetterUnstorable(s: LiveSession, c: CompletedRun, err: unknown): Promise<void> {
     const seqs = c.batch.map((m) => m.seq).filter((q) => q > 0);
     const dl: DeadLetter = {
-      id: `${s.id}:${batchRange(c)}`, sessionId: s.id, reason: 'unstorable',
+      id: `${s.id}:${batchRange(c, s.actor.getSnapshot().context.incarnation)}`, sessionId: s.id, reason: 'unstorable',
       error: `the store refused the run's result: ${errorInfo(err).message}`, attempts: c.attempts,
       payload: toStorable(c.batch), createdAt: this.clock.now(), replayedAt: null,
     };

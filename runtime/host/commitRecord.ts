@@ -13,6 +13,7 @@ import { fateOf } from '../../actors/types.js';
 import { stampedDurableSnapshotOf } from '../../actors/agentVersion.js';
 import type { CommitRecord, DeadLetter, HistoryEntry, OutboxRecord, TransitionRecord, WaitpointRecord } from '../../persistence/types.js';
 import { storableText } from '../../persistence/storable.js';
+import { runKeyOf } from '../budgets.js';
 
 /** A snapshot of a session actor, as much of it as a commit stores. */
 export type SessionSnapshot = Parameters<typeof durableSnapshotOf>[0];
@@ -54,7 +55,7 @@ export function newPendingCommit(snap: SessionSnapshot, epoch: number): PendingC
  * a rejected one also a dead letter `busy`), its outputs when it succeeded, and a dead letter
  * when it failed or the session stopped.
  */
-export function addCompletedRun(p: PendingCommit, sessionId: string, run: CompletedRun, outputs: readonly PendingOutput[], now: number): void {
+export function addCompletedRun(p: PendingCommit, sessionId: string, run: CompletedRun, outputs: readonly PendingOutput[], now: number, incarnation?: string): void {
   p.completed.push(run);
   const batchId = String(run.runId);
   const fate = fateOf(run.outcome, run.batch.filter((m) => m.seq > 0).length);
@@ -85,23 +86,23 @@ export function addCompletedRun(p: PendingCommit, sessionId: string, run: Comple
       else p.outbox.push({ sessionId, subject: o.subject, headers: o.headers, body: JSON.stringify(o.body ?? null), createdAt: now });
     }
   }
-  const dl = deadLetterOf(sessionId, run, now);
+  const dl = deadLetterOf(sessionId, run, now, incarnation);
   if (dl) p.deadLetters.push(dl);
 }
 
 /** The dead letter a finished run leaves: its whole batch, when it failed for good or the session stopped. */
-export function deadLetterOf(sessionId: string, run: CompletedRun, now: number): DeadLetter | null {
+export function deadLetterOf(sessionId: string, run: CompletedRun, now: number, incarnation?: string): DeadLetter | null {
   if ((run.outcome !== 'dead-letter' && run.outcome !== 'stopped') || run.batch.length === 0) return null;
   return {
-    id: `${sessionId}:${batchRange(run)}`, sessionId, reason: run.outcome === 'stopped' ? 'stopped' : run.error?.code === 'BUDGET_EXCEEDED' ? 'budget' : 'handler-failed',
+    id: `${sessionId}:${batchRange(run, incarnation)}`, sessionId, reason: run.outcome === 'stopped' ? 'stopped' : run.error?.code === 'BUDGET_EXCEEDED' ? 'budget' : 'handler-failed',
     error: run.error ? storableText(run.error.message) : null, attempts: run.attempts, payload: run.batch, createdAt: now, replayedAt: null,
   };
 }
 
-/** `<min>-<max>` of a run's message sequences (`run<N>` for a batch of wake records only): dead-letter ids. */
-export function batchRange(run: CompletedRun): string {
+/** `<min>-<max>` of a run's message sequences (`run<incarnation>.<N>` for a batch of wake records only, `runKeyOf`): dead-letter ids. */
+export function batchRange(run: CompletedRun, incarnation?: string): string {
   const seqs = run.batch.map((m) => m.seq).filter((q) => q > 0);
-  return seqs.length ? `${Math.min(...seqs)}-${Math.max(...seqs)}` : `run${run.runId}`;
+  return seqs.length ? `${Math.min(...seqs)}-${Math.max(...seqs)}` : `run${runKeyOf(incarnation, run.runId)}`;
 }
 
 /**

@@ -13,7 +13,7 @@ import { nextStepOf, type HandlerBudget } from '../../actors/defineAgent.js';
 import { runInputOf, type SessionContext, type SessionEvent } from '../../actors/sessionMachine.js';
 import type { RunInput, RunOutput } from '../../actors/types.js';
 import type { BudgetBreach } from '../../persistence/budget.js';
-import { exceededError, turnKeyOf } from '../budgets.js';
+import { exceededError, runKeyOf, turnKeyOf } from '../budgets.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
 import { endRunTrace, nextStepWithTrace, startRunTrace } from '../tracing.js';
@@ -177,8 +177,10 @@ export class HandlerRuns {
     // Budgets (runtime/budgets.ts, host/budgetTurn.ts): the runtime's own budget messages are
     // taken out, a person's answer applied, the limits checked before the turn, and a breach of
     // a pause or ask limit holds the turn's messages instead of running or failing them.
-    const subject = { sessionId: s.id, type: s.type, tenant: s.actor.getSnapshot().context.tenant ?? null };
+    const { tenant, incarnation } = s.actor.getSnapshot().context;
+    const subject = { sessionId: s.id, type: s.type, tenant: tenant ?? null };
     const metered = budgets.applies(subject);
+    const runKey = runKeyOf(incarnation, input.runId);
     const { rest, decision } = budgetNotices(input.batch);
     const started = this.clock.now();
     const hold = (b: BudgetBreach, policy: string): RunOutput | null => {
@@ -193,14 +195,14 @@ export class HandlerRuns {
         return { userState: input.userState, next: { type: 'sleep', wake: { until: null, events: [], mailPriority: null } }, finishedAt: this.clock.now(), requeue: rest };
       }
       if (rest.length === 0) return { userState: input.userState, next: { type: 'idle' }, finishedAt: this.clock.now() };
-      const pre = metered ? await budgets.beforeTurn(subject, String(input.runId)) : null;
+      const pre = metered ? await budgets.beforeTurn(subject, runKey) : null;
       if (pre) {
         const held = hold(pre, decision === 'pause' && pre.limit.policy === 'ask' ? 'pause' : pre.limit.policy);
         if (held) return held;
       }
       const batch = rest.length === input.batch.length ? input.batch : rest.map((i) => input.batch[i]!);
       let breach: BudgetBreach | null = null;
-      const turnKey = turnKeyOf(input.batch, input.runId);
+      const turnKey = turnKeyOf(input.batch, input.runId, incarnation);
       const ctxBudget = () => budgets.handlerBudget(subject, turnKey, (b) => { breach = b; run.budgetBreach = { policy: b.limit.policy }; });
       let out: RunOutput;
       try {
@@ -216,7 +218,7 @@ export class HandlerRuns {
       if (held) { s.outputs.delete(input.runId); return held; }
       return out;
     } finally {
-      if (metered) budgets.meterTurn(subject, String(input.runId), this.clock.now() - started);
+      if (metered) budgets.meterTurn(subject, runKey, this.clock.now() - started);
     }
   }
 

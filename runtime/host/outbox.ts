@@ -19,6 +19,7 @@
  * (`output-too-large` / `output-unpublishable`) and removed: before 2026-11-28 every publish and
  * sweep stopped at it, so it stayed forever and every row stored after it was never swept.
  */
+import { createHash } from 'node:crypto';
 import type { DeadLetter, OutboxRecord, PendingOutboxQuery, Store } from '../../persistence/types.js';
 import { storableText } from '../../persistence/storable.js';
 import type { Logger } from '../logger.js';
@@ -89,7 +90,7 @@ export class Outbox {
       }
       try {
         if (o.subject.startsWith(INBOX_PREFIX)) {
-          await this.deps.transport.publishInbox(o.subject.slice(INBOX_PREFIX.length), o.body, { ...o.headers }, o.id);
+          await this.deps.transport.publishInbox(o.subject.slice(INBOX_PREFIX.length), o.body, { ...o.headers, [H.deliveryId]: deliveryIdOf(o) }, o.id);
         } else if (o.subject.startsWith(EVENTS_PREFIX)) {
           await this.deps.transport.publishEvent(o.subject.slice(EVENTS_PREFIX.length), o.body, { ...o.headers }, o.id);
         } else {
@@ -200,9 +201,25 @@ export class Outbox {
   }
 }
 
+/**
+ * The id a recipient remembers a row by (`Agentry-Delivery-Id`): `r<64 bits of the row id's
+ * SHA-1, base 36>.<creation time, base 36>`, the same on every send of the row. JetStream drops a
+ * row sent again only while it remembers the row's `Nats-Msg-Id`: a nats-server restart forgets
+ * the ids of messages a work queue already removed, and a row whose PubAck was lost in it is
+ * sent again by a sweep, then stored a second time. Its recipient skips it by this id (the event
+ * memory, `rememberEvents`, which keeps ids by this time).
+ */
+export function deliveryIdOf(o: Pick<OutboxRecord, 'id' | 'createdAt'>): string {
+  const hash = createHash('sha1').update(o.id).digest().readBigUInt64BE(0).toString(36);
+  return `r${hash}.${Math.max(0, Math.floor(Number(o.createdAt))).toString(36)}`;
+}
+
+/** Bytes `Agentry-Delivery-Id` adds to a row to an inbox, at most (name, `r`, 13 + 12 base-36 digits, separators). */
+const DELIVERY_ID_BYTES = `${H.deliveryId}: r${'x'.repeat(13)}.${'x'.repeat(12)}\r\n`.length;
+
 /** A row's size on the wire as NATS counts it against max_payload: body plus encoded headers (and its Nats-Msg-Id). */
 function encodedSize(o: OutboxRecord): number {
-  let h = 'NATS/1.0\r\n\r\n'.length + `${H.msgId}: ${o.id}\r\n`.length;
+  let h = 'NATS/1.0\r\n\r\n'.length + `${H.msgId}: ${o.id}\r\n`.length + (o.subject.startsWith(INBOX_PREFIX) ? DELIVERY_ID_BYTES : 0);
   for (const [k, v] of Object.entries(o.headers)) h += Buffer.byteLength(`${k}: ${v}\r\n`);
   return Buffer.byteLength(o.body) + h;
 }
