@@ -211,7 +211,7 @@ export class Outbox {
  */
 export function deliveryIdOf(o: Pick<OutboxRecord, 'id' | 'createdAt'>): string {
   const hash = createHash('sha1').update(o.id).digest().readBigUInt64BE(0).toString(36);
-  return `r${hash}.${Math.max(0, Math.floor(Number(o.createdAt))).toString(36)}`;
+  return `r${hash}.${Math.max(0, Math.floor(o.createdAt)).toString(36)}`;
 }
 
 /** Bytes `Agentry-Delivery-Id` adds to a row to an inbox, at most (name, `r`, 13 + 12 base-36 digits, separators). */
