@@ -1,9 +1,9 @@
 /**
- * Owns the live session actors of this node and the inbound path to them: a message of an owned
- * partition is dispatched (`dispatch`), de-duplicated and held or delivered (`deliver`,
- * `deliverNow`) and sent to its actor; the host hydrates sessions on demand, applies control
- * commands, delivers due wake-ups and lets go of partitions. Each stage off that path has its
- * own file in runtime/host/:
+ * Owns the live session actors of this node: it hydrates sessions on demand, names and commits
+ * their transitions, applies control commands, delivers due wake-ups and lets go of partitions.
+ * Each stage of the pipeline has its own file in runtime/host/:
+ * - inbound.ts: a message of an owned partition is dispatched, de-duplicated, admitted (mailbox
+ *   bound, tenant rate, active slot) and checked at the door, then sent to its actor;
  * - liveSession.ts: the record kept beside each actor, and the read model (`SessionView`);
  * - liveSlots.ts: maxLiveSessions — LRU, pins, passivation, hydrations waiting for a slot;
  * - activeSlots.ts + fairQueue.ts: maxActiveSessions / maxActivePerTenant, fair across tenants;
@@ -39,7 +39,7 @@ import { randomBytes } from 'node:crypto';
 import type { JsMsg } from '@nats-io/jetstream';
 import { createActor, type Snapshot } from 'xstate';
 import { AgentryError, InvalidTransitionError, errorInfo } from '../../actors/errors.js';
-import { assertSessionId, sessionIdProblem } from '../../actors/sessionId.js';
+import { assertSessionId } from '../../actors/sessionId.js';
 import type { ResolvedAgent } from '../../actors/defineAgent.js';
 import { backoffDelay, sessionMachine, statePath, topState, snapshotContext, type SessionContext, type SessionEvent } from '../../actors/sessionMachine.js';
 import type { Priority, TurnPolicy } from '../../actors/types.js';
@@ -47,25 +47,23 @@ import type { HistoryEntry, HistoryLimit, SessionRecord, TransitionRecord } from
 import { stampOf } from '../../actors/agentVersion.js';
 import { realClock, type Clock } from '../clock.js';
 import { settleWithin } from '../deadline.js';
-import { decodeInbox, sessionIdOfSubject } from '../inbox.js';
 import { partitionOf } from '../partition.js';
 import { retryWhileStoreDown } from '../retry.js';
-import { traceReceive } from '../tracing.js';
-import { H, STATE_SUBJECT } from '../transport.js';
+import { STATE_SUBJECT } from '../transport.js';
 import { frameOf } from '../transitionFrame.js';
 import { createWaitpoints, type Waitpoints } from '../waitpoints.js';
 import { ActiveSlots } from './activeSlots.js';
 import type { BlockedSessions } from './blockedSessions.js';
 import { CommitChain } from './commitChain.js';
 import { HandlerRuns } from './handlerRuns.js';
+import { Inbound, type Loading } from './inbound.js';
 import type { PendingOutput } from './commitRecord.js';
 import { newHostStats, type HostDeps, type HostListener, type HostStats, type ShutdownReport } from './hostContract.js';
 import {
-  abortReasonOf, abortRun, decodePayloadLoose, hasEvent, heldEventsOf, historyLimitOf, seenEventsOf, internalEventOf, isTenant, jsonCopy, tagsProblem, prioOf, viewOf,
+  abortReasonOf, abortRun, heldEventsOf, historyLimitOf, seenEventsOf, internalEventOf, isTenant, jsonCopy, tagsProblem, viewOf,
   type LiveSession, type SessionActor, type SessionView,
 } from './liveSession.js';
 import { LiveSlots } from './liveSlots.js';
-import { isExpired, mailboxSize } from './mailboxRules.js';
 import { MigrationGate } from './migrationGate.js';
 import { Outbox, outboxMaxBytes } from './outbox.js';
 import { SessionLoader } from './sessionLoader.js';
@@ -86,7 +84,9 @@ export class SessionHost {
   private readonly slots: LiveSlots;
   /** The slots' map of live sessions by id (LRU order). */
   private readonly live: Map<string, LiveSession>;
-  private readonly loading = new Map<string, { buffer: JsMsg[]; promise: Promise<LiveSession | null> }>();
+  private readonly loading = new Map<string, Loading>();
+  /** The inbound path: dispatch, de-duplication, admission, the door's checks (inbound.ts). */
+  private readonly inbound: Inbound;
   /** Active-slot admission (maxActiveSessions, maxActivePerTenant), fair across tenants. */
   private readonly active: ActiveSlots;
   /** The tenant rate's deferral of inbox messages (null: no AGENTRY_TENANT_RATE). */
@@ -129,7 +129,7 @@ export class SessionHost {
     this.pacer = deps.tenantRate ? new TenantPacer({
       rate: deps.tenantRate, clock: this.clock,
       alive: (s) => !s.broken && this.live.get(s.id) === s,
-      release: (s, m) => { this.deliverPaced(s, m, s.actor.getSnapshot().context.tenant); },
+      release: (s, m) => { this.inbound.deliverPaced(s, m, s.actor.getSnapshot().context.tenant); },
       failed: (err, s) => {
         s.log.error({ err }, 'delivering a message the tenant rate deferred failed');
         this.dropSession(s, 'delivering a message the tenant rate deferred failed');
@@ -152,6 +152,14 @@ export class SessionHost {
     });
     this.gate = new MigrationGate(deps, { clock: this.clock, stopping, deadLetterRaw: (m, sid, reason, detail) => { this.commits.deadLetterRaw(m, sid, reason, detail); } });
     this.blocked = this.gate.blocked;
+    this.inbound = new Inbound({
+      deps, clock: this.clock, stats: this.stats, live: this.live, loading: this.loading, slots: this.slots, active: this.active,
+      pacer: this.pacer, commits: this.commits, gate: this.gate,
+      hydrate: (sid, partition, mayCreate, tenant) => this.hydrate(sid, partition, mayCreate, tenant),
+      send: (s, event) => { this.send(s, event); },
+      enqueueReady: (priority, at, run, tenant) => { this.enqueueReady(priority, at, run, tenant); },
+      agentOf: (type) => this.agentOf(type),
+    });
     this.machine = sessionMachine.provide({
       actions: {
         startRun: ({ context, self }) => { this.runs.startRun(context, self); },
@@ -233,175 +241,19 @@ export class SessionHost {
     this.active.delta(s.actor.getSnapshot().context.tenant, d);
   }
 
-  // ---- inbound -------------------------------------------------------------------------
+  // ---- inbound (inbound.ts) --------------------------------------------------------------
 
   /** Entry point for every inbox message of an owned partition (the consumer callback). */
   dispatch(partition: number, m: JsMsg): void {
-    const sid = sessionIdOfSubject(m.subject);
-    if (sid.startsWith('_agentry-probe-')) { m.ack(); return; }
-    const live = this.live.get(sid);
-    // A live session's id was checked when it loaded, and its partition is fixed: the common case.
-    if (live && live.partition === partition) { this.deliver(live, m); return; }
-    const problem = sessionIdProblem(sid);
-    if (problem !== null) {
-      this.commits.deadLetterRaw(m, sid, 'invalid-session-id', problem);
-      return;
-    }
-    if (partitionOf(sid, this.deps.config.partitions) !== partition) {
-      // Published straight to a partition subject, around nats.conf's mapping: delivering it
-      // here would put the session on two partitions (two owners). Keep it as a dead letter.
-      this.commits.deadLetterRaw(m, sid, 'wrong-partition', `published to partition ${partition}; session ${sid} belongs to ${partitionOf(sid, this.deps.config.partitions)} (publish to agentry.in.<id>)`);
-      return;
-    }
-    if (live) { this.deliver(live, m); return; }
-    // A live session checks a message's tenant on delivery (deliverNow); a message that would create one is checked here.
-    const tenant = m.headers?.get(H.tenant) || undefined;
-    if (tenant !== undefined && !isTenant(tenant)) {
-      this.commits.deadLetterRaw(m, sid, 'invalid-tenant', `header ${H.tenant} must be 1-64 characters of [A-Za-z0-9_-]`);
-      return;
-    }
-    const loading = this.loading.get(sid);
-    if (loading) { loading.buffer.push(m); return; }
-    if (this.gate.hold(sid, m)) return;
-    const entry = { buffer: [m], promise: Promise.resolve<LiveSession | null>(null) };
-    this.loading.set(sid, entry);
-    entry.promise = this.hydrate(sid, partition, true, tenant);
-    entry.promise.then((s) => {
-      this.loading.delete(sid);
-      if (s && this.deps.ownerEpoch && this.deps.ownerEpoch(partition) === 0) {
-        // The partition moved away while this session loaded: its messages are the new owner's.
-        this.slots.unpin(s);
-        if (this.live.get(sid) === s && this.slots.quiescent(s)) this.slots.evict(s);
-        return;
-      }
-      for (const msg of entry.buffer) {
-        if (s) this.deliver(s, msg);
-        else if (this.gate.hold(sid, msg)) continue;
-        else this.commits.deadLetterRaw(msg, sid, 'unknown-session', 'no session with this id exists and no default agent type is configured');
-      }
-      if (s) this.slots.unpin(s);
-    }, (err: unknown) => {
-      // Only reached at shutdown (hydration retries store outages itself); leave the messages unacked.
-      this.loading.delete(sid);
-      this.deps.logger.warn({ err, sessionId: sid }, 'hydration abandoned');
-    });
+    this.inbound.dispatch(partition, m);
   }
-
-  private deliver(s: LiveSession, m: JsMsg): void {
-    const seq = m.seq;
-    if (seq <= s.committedLastSeq) { this.stats.duplicatesSkipped++; m.ack(); return; }
-    if (seq <= s.maxEnqueuedSeq) {
-      this.stats.duplicatesSkipped++;
-      // Still in flight: the newest handle is the one that acks. Not held any more: it was
-      // settled (dead-lettered and stored, or committed), so this copy is a known duplicate.
-      if (s.acks.has(seq)) s.acks.set(seq, m); else m.ack();
-      return;
-    }
-    // A dropped session (its drop restarted the partition feed): left unacked, it comes again.
-    if (s.broken) return;
-    const max = this.agentOf(s.type)?.maxMailbox;
-    if (max !== undefined && mailboxSize(s.actor.getSnapshot().context, s.held.length + (s.paced?.length ?? 0)) >= max) {
-      this.commits.deadLetterInSession(s, m, 'mailbox-full', `session ${s.id} holds ${max} messages not yet handled (maxMailbox)`, decodePayloadLoose(m));
-      return;
-    }
-    const tenant = s.actor.getSnapshot().context.tenant;
-    // Over its tenant's rate: deferred (unacked, kept alive) until a token; released in order.
-    if (tenant !== undefined && this.pacer && !this.pacer.admit(s, tenant, m)) return;
-    this.deliverPaced(s, m, tenant);
-  }
-
-  /** The rest of `deliver` once the tenant's rate let `m` through: an active slot, then the session. */
-  private deliverPaced(s: LiveSession, m: JsMsg, tenant: string | undefined): void {
-    const seq = m.seq;
-    if (s.held.length > 0 || (!this.active.hasCapacity(tenant) && topState(s.actor.getSnapshot().value) !== 'active')) {
-      // All handler slots are taken: hold it (unacked, kept alive) behind this session's other held messages.
-      s.acks.set(seq, m);
-      s.maxEnqueuedSeq = Math.max(s.maxEnqueuedSeq, seq);
-      s.held.push(seq);
-      if (!s.queued) {
-        s.queued = true;
-        this.enqueueReady(prioOf(m), this.clock.now(), () => { this.releaseHeld(s); }, tenant ?? '');
-      }
-      return;
-    }
-    this.deliverNow(s, m);
-  }
-
-  /** Hands a session its held messages, in order, once it has a slot. */
-  private releaseHeld(s: LiveSession): void {
-    s.queued = false;
-    const seqs = s.held.splice(0);
-    for (const seq of seqs) {
-      const m = s.acks.get(seq);
-      if (m && this.live.get(s.id) === s) this.deliverNow(s, m);
-    }
-  }
-
-  private deliverNow(s: LiveSession, m: JsMsg): void {
-    const seq = m.seq;
-    const now = this.clock.now();
-    const decoded = decodeInbox(m, now, this.deps.config.maxPayloadBytes, this.deps.config.maxJsonDepth);
-    if (!decoded.ok) {
-      this.commits.deadLetterInSession(s, m, decoded.reason, decoded.detail, decoded.payload);
-      return;
-    }
-    if (s.actor.getSnapshot().status === 'done') {
-      this.commits.deadLetterInSession(s, m, 'stopped', `session ${s.id} is stopped`, decoded.message.body);
-      return;
-    }
-    if (isExpired(decoded.message, now)) {
-      this.commits.deadLetterInSession(s, m, 'expired', `expired at ${new Date(decoded.message.expiresAt!).toISOString()} before it was delivered`, [decoded.message]);
-      return;
-    }
-    const tenant = m.headers?.get(H.tenant) || undefined;
-    if (tenant !== undefined && tenant !== s.actor.getSnapshot().context.tenant) {
-      // A session's tenant is set once, at creation: a message of another tenant is refused, never a switch.
-      const own = s.actor.getSnapshot().context.tenant;
-      this.commits.deadLetterInSession(s, m, 'tenant-mismatch', `message of tenant ${tenant} for session ${s.id}, which ${own === undefined ? 'has no tenant' : `belongs to tenant ${own}`}`, decoded.message.body);
-      return;
-    }
-    const eventId = decoded.message.eventId;
-    if (eventId !== undefined) {
-      // A copy of an event the session already has, routed again after the duplicate window (a
-      // route broken off by a crash or a pause): known applied or in hand, so acked and skipped.
-      if (hasEvent(s, eventId)) { this.stats.duplicatesSkipped++; m.ack(); return; }
-      (s.liveEvents ??= new Set()).add(eventId);
-    }
-    s.acks.set(seq, m);
-    s.maxEnqueuedSeq = Math.max(s.maxEnqueuedSeq, seq); // released by the tenant rate, it may be older than messages deferred behind it
-    this.slots.touch(s);
-    traceReceive(s.id, s.type, decoded.message, s.lastPath);
-    this.send(s, { type: 'MESSAGE', message: decoded.message, at: now });
-    if (this.decisionWaiters.size > 0 && decoded.message.msgId !== undefined) {
-      const waiter = this.decisionWaiters.get(decoded.message.msgId);
-      if (waiter) {
-        this.decisionWaiters.delete(decoded.message.msgId);
-        waiter((s.actor.getSnapshot().context.rejected ?? []).some((r) => r.seq === seq) ? 'rejected' : 'accepted');
-      }
-    }
-  }
-
-  /** Senders waiting to hear whether their message was taken or refused (turn policy `reject`), by msgId. */
-  private readonly decisionWaiters = new Map<string, (d: 'accepted' | 'rejected') => void>();
 
   /**
    * Waits until the message published with `msgId` reaches its session here and is taken or
-   * refused (turn policy `reject`); resolves `unknown` after `timeoutMs` (it may not have been
-   * delivered yet, or went to a dead letter for another reason). Register before publishing.
-   * An API sender learns this way, synchronously, that it got SESSION_BUSY.
+   * refused (turn policy `reject`); see `Inbound.awaitDecision`.
    */
   awaitDecision(msgId: string, timeoutMs: number): { readonly decision: Promise<'accepted' | 'rejected' | 'unknown'>; cancel(): void } {
-    let settle: (d: 'accepted' | 'rejected' | 'unknown') => void = () => undefined;
-    const decision = new Promise<'accepted' | 'rejected' | 'unknown'>((resolve) => { settle = resolve; });
-    const done = (d: 'accepted' | 'rejected' | 'unknown'): void => {
-      clearTimeout(timer);
-      if (this.decisionWaiters.get(msgId) === waiter) this.decisionWaiters.delete(msgId);
-      settle(d);
-    };
-    const waiter = (d: 'accepted' | 'rejected'): void => { done(d); };
-    this.decisionWaiters.set(msgId, waiter);
-    const timer = setTimeout(() => { done('unknown'); }, timeoutMs);
-    return { decision, cancel: () => { done('unknown'); } };
+    return this.inbound.awaitDecision(msgId, timeoutMs);
   }
 
   private send(s: LiveSession, event: SessionEvent): void {
@@ -604,7 +456,7 @@ export class SessionHost {
       // Messages that arrived meanwhile: to the session, or (it does not exist) through the
       // normal path, which creates it with the default type or dead-letters them.
       const p = partitionOf(sid, this.deps.config.partitions);
-      for (const m of entry.buffer) if (s) this.deliver(s, m); else this.dispatch(p, m);
+      for (const m of entry.buffer) if (s) this.inbound.deliver(s, m); else this.inbound.dispatch(p, m);
     }
   }
 
