@@ -20,6 +20,8 @@ import type {
 export function createMemoryStore(now: () => number = Date.now): Store {
   const sessions = new Map<string, SessionRecord>();
   const partitionEpochs = new Map<number, number>();
+  /** Runtime marks by key, as JSON text (`saveMark`). */
+  const marks = new Map<string, string>();
   const history = new Map<string, HistoryEntry[]>();
   const transitions = new Map<string, TransitionRecord[]>();
   const deadLetters = new Map<string, DeadLetter>();
@@ -97,6 +99,14 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       if (cur > epoch) return Promise.resolve(false);
       partitionEpochs.set(partition, epoch);
       return Promise.resolve(true);
+    },
+    loadMark(key: string): Promise<unknown> {
+      const v = marks.get(key);
+      return Promise.resolve(v === undefined ? null : JSON.parse(v) as unknown);
+    },
+    saveMark(key: string, value: unknown): Promise<void> {
+      marks.set(key, JSON.stringify(value));
+      return Promise.resolve();
     },
     maxLastSeq(): Promise<number> {
       let max = 0;

@@ -89,6 +89,17 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
       });
     },
     maxLastSeq: () => sql.selectMaxLastSeq(db),
+    async loadMark(key) {
+      const { rows } = await db.query<{ value: unknown }>('SELECT value FROM runtime_marks WHERE key = $1::text', [key]);
+      return rows[0]?.value ?? null;
+    },
+    async saveMark(key, value) {
+      await db.query(
+        `INSERT INTO runtime_marks (key, value, updated_at) VALUES ($1::text, $2::text::jsonb, $3::bigint)
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at`,
+        [key, JSON.stringify(value), now()],
+      );
+    },
     async getHistory(sessionId, opts = {}) {
       const rows = await sql.selectHistory(db, sessionId, opts.before ?? null, clampLimit(opts.limit, 100, 1000));
       return rows.map(sql.toHistoryEntry);

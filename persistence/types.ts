@@ -428,6 +428,14 @@ export interface Store {
    * first messages as already applied.
    */
   maxLastSeq(): Promise<number>;
+  /**
+   * A durable mark of the runtime by key (the event router's floor: runtime/wakeups.ts), or null
+   * when never saved. Marks outlive what NATS keeps of them (a consumer deleted while every node
+   * was down).
+   */
+  loadMark(key: string): Promise<unknown>;
+  /** Saves a mark (the last write wins: its writers save what they read from NATS, which only moves on). */
+  saveMark(key: string, value: unknown): Promise<void>;
   /** Newest first; `before` is an exclusive upper bound on `seq`. */
   getHistory(sessionId: string, opts?: { limit?: number; before?: number }): Promise<HistoryEntry[]>;
   /** Oldest first. */

@@ -30,7 +30,11 @@
  * acked since that read are routed again and de-duplicated by the inbox (their copies are
  * younger than its 2 min window unless an older event held the floor back that long). Before
  * 2026-11-28 the router was never re-created: every event published after the delete was
- * stored, acknowledged to its producer and never delivered.
+ * stored, acknowledged to its producer and never delivered. The floor is also stored in Postgres
+ * (`runtime_marks`, each round it moved, and when a node stops), so a consumer deleted while
+ * every node was down is re-created from there at start instead of "new events only", which
+ * skipped the events published meanwhile (a first start, with no floor stored, still begins with
+ * new events; an events stream made anew since the floor was stored is routed from its start).
  *
  * A node paused mid-route past the ack wait (SIGSTOP, a VM freeze) must not go on publishing when
  * it wakes: the event went to another node meanwhile, and copies published after the duplicate
@@ -46,6 +50,7 @@ import { isPriority, type Priority } from '../actors/types.js';
 import type { OutboxRecord, Store } from '../persistence/types.js';
 import type { RuntimeConfig } from './config.js';
 import { nextRunAfter, parseCron } from './cron.js';
+import { settleWithin } from './deadline.js';
 import { parsePayload } from './inbox.js';
 import { storableText, toStorable } from '../persistence/storable.js';
 import type { Logger } from './logger.js';
@@ -294,7 +299,7 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     }
   }
 
-  /** Creates the router's durable consumer when it is missing: new events only, or from `resumeAt`. */
+  /** Creates the router's durable consumer when it is missing: from `resumeAt`, else from the stored mark, else new events only. */
   async function ensureRouterConsumer(resumeAt: number | null): Promise<void> {
     // An event a node took and did not ack (it died mid-route) comes again after ack_wait: the
     // node's ackWaitMs, as for inbox messages (long routes call working()).
@@ -302,6 +307,10 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     const infoOf = routerConsumerInfo;
     let info = await infoOf();
     if (!info) {
+      if (resumeAt === null) {
+        resumeAt = await storedResume();
+        if (resumeAt !== null) logger.warn({ resumeAt }, 'event router consumer missing at start; re-creating it from the floor stored in Postgres');
+      }
       try {
         await transport.jsm.consumers.add(transport.eventStream, {
           durable_name: durable, filter_subject: 'agentry.events.>', ack_policy: AckPolicy.Explicit,
@@ -391,11 +400,51 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     }
   }
 
-  /** Reads the router's ack floor (a failed read keeps the last one). */
+  /** Reads the router's ack floor (a failed read keeps the last one) and stores it when it moved. */
   async function readRouterFloor(): Promise<void> {
     try {
       routerFloor = routerAckedThrough(await transport.jsm.consumers.info(transport.eventStream, durable));
-    } catch { /* NATS away or the consumer gone: the last floor stands */ }
+    } catch { return; /* NATS away or the consumer gone: the last floor stands */ }
+    await saveRouterFloor();
+  }
+
+  /** The floor last stored (this node's writes), so an unchanged one is not written again. */
+  let savedFloor: RouterMark | null = null;
+  /** The mark's key names the events stream (several runtimes may share a database under other stream prefixes). */
+  const markKey = `${ROUTER_MARK}:${transport.eventStream}`;
+
+  /**
+   * Stores the router's floor with the events stream's creation time (`ROUTER_MARK`), so a node
+   * that starts with the consumer gone resumes where it stood. Failures are left to the next
+   * round (the mark only bounds what a later start may skip).
+   */
+  async function saveRouterFloor(): Promise<void> {
+    if (routerFloor === null) return;
+    try {
+      const streamCreated = (await transport.jsm.streams.info(transport.eventStream)).created;
+      const mark: RouterMark = { seq: routerFloor, streamCreated };
+      if (savedFloor && savedFloor.seq === mark.seq && savedFloor.streamCreated === mark.streamCreated) return;
+      await store.saveMark(markKey, mark);
+      savedFloor = mark;
+    } catch (err) {
+      logger.debug({ err: (err as Error).message }, 'could not store the event router floor; the next round tries again');
+    }
+  }
+
+  /**
+   * Where a router consumer missing at start resumes, from the stored mark: right after its floor
+   * in the same stream; the stream's first event when the stream was made anew since (another
+   * creation time, or fewer events than the floor: none of its events was routed); null (new
+   * events only) when no floor was ever stored — a first start. Throws while the store or NATS
+   * does not answer: starting "new events only" then would skip events for good.
+   */
+  async function storedResume(): Promise<number | null> {
+    const mark = routerMarkOf(await store.loadMark(markKey));
+    if (!mark) return null;
+    const { created, state } = await transport.jsm.streams.info(transport.eventStream);
+    const first = Math.max(1, state.first_seq);
+    if (mark.streamCreated !== created || mark.seq > state.last_seq) return first;
+    return Math.max(first, mark.seq + 1);
   }
 
   return {
@@ -427,6 +476,8 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
       await recreating;
       await router?.close();
       await routing;
+      // The floor as this node leaves it: a start that finds the consumer gone resumes there.
+      await settleWithin(readRouterFloor(), 2_000);
     },
     async scheduleTask(agentId, task, schedule, opts = {}) {
       assertSessionId(agentId);
@@ -552,6 +603,18 @@ export class RouteHold {
     this.last = t;
     return true;
   }
+}
+
+/** Key prefix of the event router's stored floor (`Store.saveMark`; `<prefix>:<events stream>`). */
+export const ROUTER_MARK = 'event-router';
+
+/** The event router's stored floor: every event up to `seq` of the stream created at `streamCreated` was routed. */
+export interface RouterMark { readonly seq: number; readonly streamCreated: string }
+
+/** A stored router mark, or null when it is missing or not of that shape. */
+export function routerMarkOf(v: unknown): RouterMark | null {
+  const m = v as Partial<RouterMark> | null;
+  return m && typeof m.seq === 'number' && Number.isInteger(m.seq) && m.seq >= 0 && typeof m.streamCreated === 'string' ? { seq: m.seq, streamCreated: m.streamCreated } : null;
 }
 
 /** What `routerAckedThrough` reads of a consumer's info. */

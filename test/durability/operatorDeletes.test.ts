@@ -3,11 +3,11 @@
 // message: events published after the delete still reach their subscribers (once each), and a
 // partition's messages published after the delete are applied once and in order.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { defineAgent } from '../../actors/defineAgent.js';
 import { partitionOf } from '../../runtime/partition.js';
-import { routerAckedThrough } from '../../runtime/wakeups.js';
-import { natsClient, publish, startStack, waitFor, type Stack } from '../helpers.js';
+import { ROUTER_MARK, routerAckedThrough, routerMarkOf } from '../../runtime/wakeups.js';
+import { natsClient, publish, sleep, startRuntime, startStack, waitFor, type Stack } from '../helpers.js';
 
 const handled = new Map<string, number[]>();
 
@@ -84,4 +84,38 @@ describe('JetStream consumers deleted by an operator while the runtime runs', ()
       await nc.close();
     }
   }, 120_000);
+
+  it('the event router’s consumer deleted while every node is down: the restarted runtime routes what was published meanwhile, once', async () => {
+    // Before the floor was stored in Postgres, a router consumer missing at start was created
+    // "new events only": the events published while it was gone were acked to their producer
+    // and never delivered.
+    const ids = ['odd-1', 'odd-2'];
+    for (const id of ids) await stack.rt.createAgent(id, 'del-sub');
+    await stack.rt.publishEvent('opdel.x', { n: 3 });
+    await waitFor(() => ids.every((id) => handled.get(id)?.includes(1003)) || null, 'the event before the stop handled', 30_000);
+    await stack.rt.stop(); // the last node leaves: it stores the router's floor
+    const mark = routerMarkOf(await stack.store.loadMark(`${ROUTER_MARK}:${stack.rt.transport.eventStream}`));
+    expect(mark?.seq).toBeGreaterThan(0);
+    const nc = await natsClient(stack.nats.url);
+    let rt2: Awaited<ReturnType<typeof startRuntime>> | undefined;
+    try {
+      const jsm = await jetstreamManager(nc);
+      await jsm.consumers.delete(stack.rt.transport.eventStream, 'router').catch((e: unknown) => {
+        if (!String(e).includes('directory not empty')) throw e;
+      });
+      // Producers go on publishing events straight to the stream while no node runs.
+      const js = jetstream(nc, { timeout: 30_000 });
+      for (const n of [4, 5]) await js.publish('agentry.events.opdel.x', JSON.stringify({ n }), { msgID: `odd-ev-${n}` });
+      rt2 = await startRuntime(stack.nats.url, { agents: [sub], store: stack.store, config: { defaultAgentType: 'del-sub' } });
+      await waitFor(() => ids.every((id) => handled.get(id)?.includes(1005)) || null,
+        `every subscriber to handle the events published while no node ran (${ids.filter((id) => handled.get(id)?.includes(1005)).length} of ${ids.length} did)`, 60_000);
+      await rt2.publishEvent('opdel.x', { n: 6 });
+      await waitFor(() => ids.every((id) => handled.get(id)?.includes(1006)) || null, 'an event after the restart handled', 30_000);
+      await sleep(500);
+      expect(ids.map((id) => handled.get(id))).toEqual(ids.map(() => [1003, 1004, 1005, 1006]));
+    } finally {
+      await rt2?.stop();
+      await nc.close();
+    }
+  }, 180_000);
 });

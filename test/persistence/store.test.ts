@@ -363,6 +363,15 @@ describe.each(backends)('store on %s', (_name, makeHarness) => {
     expect(rows).toEqual((await bundledMigrations()).map((m) => ({ version: m.version, name: m.name })));
   });
 
+  it('keeps runtime marks by key; the last write wins; an unknown key is null', async () => {
+    expect(await store.loadMark('mark-test')).toBeNull();
+    await store.saveMark('mark-test', { seq: 7, streamCreated: '2026-11-28T00:00:00Z' });
+    await store.saveMark('mark-other', { seq: 1, streamCreated: 'x' });
+    await store.saveMark('mark-test', { seq: 5, streamCreated: '2026-11-28T01:00:00Z' });
+    expect(await store.loadMark('mark-test')).toEqual({ seq: 5, streamCreated: '2026-11-28T01:00:00Z' });
+    expect(await store.loadMark('mark-other')).toEqual({ seq: 1, streamCreated: 'x' });
+  });
+
   it('refuses a database migrated by a newer release', async () => {
     await h.raw(`INSERT INTO agentry_migrations (version, name, applied_at) VALUES (9999, 'future', 0)`);
     try {
