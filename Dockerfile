@@ -19,7 +19,9 @@ RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-slim
+# A 64 MiB young generation: ~20 % less CPU per message (docs/operations.md, "Node's young generation").
 ENV NODE_ENV=production \
+    NODE_OPTIONS=--max-semi-space-size=64 \
     HOST=0.0.0.0 \
     PORT=7070
 WORKDIR /app
