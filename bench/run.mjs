@@ -11,7 +11,7 @@
 // BENCH_LOWLOAD_N, BENCH_LOWLOAD_TIMERS, BENCH_LOWLOAD_GAP_MS, BENCH_LOWLOAD_STORES (pg,memory),
 // BENCH_BACKLOG, BENCH_BACKLOG_SESSIONS, BENCH_BACKLOG_LIMIT_S, BENCH_SCALEOUT_* (see bench/scaleout.mjs),
 // BENCH_LIST_SESSIONS, BENCH_LIST_REPS, BENCH_LIST_SCROLL_PAGES (bench/inspectorList.mjs),
-// BENCH_QUIET_WAIT_S, BENCH_MERGE=<earlier results.json> (with BENCH_ONLY: re-run those suites,
+// BENCH_SEMI_SPACE_MB (64: as npm start runs nodes; 0: V8's default), BENCH_QUIET_WAIT_S, BENCH_MERGE=<earlier results.json> (with BENCH_ONLY: re-run those suites,
 // keep the rest), BENCH_CPU_PROF=1 (writes .cpuprofile files of each suite process to
 // bench/results/profiles/), BENCH_NO_DOCS=1.
 import { spawn } from 'node:child_process';
@@ -73,6 +73,10 @@ process.on('SIGINT', () => {
 function runSuite({ name, timeoutMs }) {
   const out = join(resultsDir, `${stamp}-${name}.json`);
   const args = ['--expose-gc'];
+  // The young generation nodes are started with (npm start, the Dockerfile: docs/operations.md);
+  // BENCH_SEMI_SPACE_MB=0 measures with V8's default (16 MiB) instead.
+  const semi = Number(process.env.BENCH_SEMI_SPACE_MB ?? 64);
+  if (semi > 0) args.push(`--max-semi-space-size=${semi}`);
   if (process.env.BENCH_CPU_PROF === '1') args.push('--cpu-prof', '--cpu-prof-dir', join(resultsDir, 'profiles', `${stamp}-${name}`)); // forked children inherit it; Node's default file names carry the pid
   args.push(join(BENCH_DIR, `${name}.mjs`), out);
   const t0 = Date.now();
