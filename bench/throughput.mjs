@@ -55,6 +55,11 @@ const results = { sessions: SESSIONS, perSession: PER_SESSION, total: TOTAL, win
  * consumer: the publisher sends to agentry.in.<id>, nats.conf maps it to agentry.part.<p>.<id>, and
  * this process consumes PARTITIONS filtered durable consumers with the runtime's buffer size.
  */
+// Diagnostics of the server's cost (issue 12, A1): the raw consumers' max_ack_pending (-1: none) and
+// acks delayed by a random 0..N ms (out of delivery order, as the runtime's acks after commits are).
+const RAW_MAX_ACK_PENDING = Number(process.env.BENCH_RAW_MAX_ACK_PENDING ?? -1);
+const RAW_ACK_DELAY_MS = Number(process.env.BENCH_RAW_ACK_DELAY_MS ?? 0);
+
 async function rawJetStream({ partitioned = false } = {}) {
   const nc = await connect({ servers: nats.url, name: 'bench-raw-consumer' });
   const jsm = await jetstreamManager(nc);
@@ -77,14 +82,14 @@ async function rawJetStream({ partitioned = false } = {}) {
   const iters = [];
   for (const c of consumers) {
     await jsm.consumers.add(stream, {
-      durable_name: c.name, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: -1, ack_wait: 30_000_000_000,
+      durable_name: c.name, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: RAW_MAX_ACK_PENDING, ack_wait: 30_000_000_000,
       ...(c.filter_subject ? { filter_subject: c.filter_subject } : {}),
     });
     const consumer = await js.consumers.get(stream, c.name);
     iters.push(await consumer.consume({
       max_messages: buffer,
       callback: (m) => {
-        m.ack();
+        if (RAW_ACK_DELAY_MS > 0) setTimeout(() => { m.ack(); }, Math.random() * RAW_ACK_DELAY_MS); else m.ack();
         if (++count === TOTAL) { tEnd = wallNow(); done(); }
       },
     }));
