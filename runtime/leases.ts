@@ -237,10 +237,18 @@ export class LeaseManager {
     return h !== undefined && h.epoch === epoch && !h.suspended && this.now() - h.renewedAt < this.o.ttlMs * USABLE_FRACTION;
   }
 
-  /** The commit path's question: go ahead, wait (lease suspended, may come back), or give up (lost). */
+  /**
+   * The commit path's question: go ahead, wait (lease suspended, may come back), or give up (lost).
+   * Not 'lost' merely because `stop()` began: it releases each partition gracefully, and the
+   * drain is there for the commits under way; a partition is lost to them only once its lease is
+   * let go (`held` forgets it), and `usable` still bounds them by the last renewal. Answering
+   * 'lost' from the first moment of stop() refused a record that waited for a commit slot, or
+   * for the next event-loop turn (`setImmediate` in the group commit), and ran its handler again
+   * on the next node (test/durability/stopDrainsCommits.test.ts).
+   */
   fenceOf(p: number, epoch: number): Fence {
     const h = this.held.get(p);
-    if (h === undefined || h.epoch !== epoch || this.stopped) return 'lost';
+    if (h === undefined || h.epoch !== epoch) return 'lost';
     return this.usable(p, epoch) ? 'ok' : 'wait';
   }
 
