@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { defineAgent } from '../../actors/index.js';
 import type { Store } from '../../persistence/types.js';
-import { natsClient, pgSuite, publish, startRuntime, waitFor } from '../helpers.js';
+import { natsClient, pgSuite, publish, sleep, startRuntime, waitFor } from '../helpers.js';
 
 /** Every message body each session's handler saw, re-runs included. */
 const handled = new Map<string, number[]>();
@@ -20,6 +20,27 @@ const counter = defineAgent<{ n: number[] }>({
   onMessage: 'queue',
   initialState: () => ({ n: [] }),
   handle(batch, ctx) {
+    for (const m of batch) {
+      const n = (m.body as { n: number }).n;
+      ctx.state.n.push(n);
+      handled.set(ctx.sessionId, [...(handled.get(ctx.sessionId) ?? []), n]);
+    }
+    return undefined;
+  },
+});
+
+/** Opened by the test: the `slow` handler's turn waits for it. */
+let letSlowFinish: () => void = () => undefined;
+const slowTurn = new Promise<void>((r) => { letSlowFinish = r; });
+let slowStarted = false;
+
+const slowAgent = defineAgent<{ n: number[] }>({
+  type: 'slow',
+  onMessage: 'queue',
+  initialState: () => ({ n: [] }),
+  async handle(batch, ctx) {
+    slowStarted = true;
+    await slowTurn;
     for (const m of batch) {
       const n = (m.body as { n: number }).n;
       ctx.state.n.push(n);
@@ -99,8 +120,39 @@ describe('graceful stop', () => {
         expect(((await suite.store.loadSession(sid))?.snapshot as { context: { userState: { n: number[] } } }).context.userState.n).toEqual([1, 2]);
         expect(handled.get(sid), `${sid}'s handler runs`).toEqual([1, 2]);
       }
+      await rt2.stop();
+      suite.rt = undefined;
     } finally {
       slow.open();
+      await nc.close();
+    }
+  }, 120_000);
+
+  it('a handler that ends after the lease\'s TTL, within the grace, commits: the leases are renewed while partitions drain', async () => {
+    const TTL = 1_500;
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write(line: string) { lines.push(line); } });
+    const rt = await startRuntime(suite.nats.url, { agents: [counter, slowAgent], store: suite.store, logger, config: { leaseTtlMs: TTL, shutdownGraceMs: 30_000 } });
+    suite.rt = rt;
+    await rt.createAgent('sd-slow', 'slow');
+    const nc = await natsClient(suite.nats.url);
+    try {
+      const seq = await publish(nc, 'sd-slow', { n: 1 });
+      await waitFor(() => slowStarted, 'the slow turn running');
+      const stopping = rt.stop();
+      await waitFor(() => lines.some((l) => l.includes('"partition released"')), 'a drained partition released', 30_000);
+      // Past the lease's TTL: without renewals its key would be gone and its commits refused.
+      await sleep(TTL * 2);
+      letSlowFinish();
+      const report = await stopping;
+      suite.rt = undefined;
+      expect(report.clean).toBe(true);
+      const rec = await suite.store.loadSession('sd-slow');
+      expect(rec?.lastSeq, 'the turn that ended during the drain committed').toBe(seq);
+      expect(lines.filter((l) => l.includes('"sessionId"') && (l.includes('"level":40') || l.includes('"level":50')))).toEqual([]);
+      expect(handled.get('sd-slow')).toEqual([1]);
+    } finally {
+      letSlowFinish();
       await nc.close();
     }
   }, 120_000);
