@@ -57,8 +57,13 @@ const schema = z.object({
   defaultAgentType: z.string().min(1).optional(),
   /** Most session commits grouped into one transaction. */
   groupCommitMaxBatch: z.number().int().min(1).default(500),
-  /** How long a commit waits for company before its transaction starts. */
-  groupCommitLingerMs: z.number().min(0).default(2),
+  /**
+   * Extra wait for company before a transaction starts while another is in flight (0: none).
+   * Without it, the records of one event-loop turn go together into a free slot, and records
+   * that find every slot busy go together when one frees (runtime/groupCommit.ts). It was 2 ms
+   * until 2026-11-28: that wait, plus its timer's lateness, sat on every commit at 1,000 msg/s.
+   */
+  groupCommitLingerMs: z.number().min(0).default(0),
   /**
    * Publish a core NATS notice on `agentry.state.<id>` for every state change (SSE streams and
    * `subscribe` on other nodes listen to them). Off saves two publishes per message; the
@@ -165,6 +170,7 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_DUPLICATE_WINDOW_MS: { key: 'duplicateWindowMs', number: true },
   AGENTRY_MAX_ACK_PENDING: { key: 'maxAckPendingPerPartition', number: true },
   AGENTRY_COMMIT_CONCURRENCY: { key: 'groupCommitConcurrency', number: true },
+  AGENTRY_COMMIT_LINGER_MS: { key: 'groupCommitLingerMs', number: true },
   AGENTRY_STATE_NOTICES: { key: 'stateNotices', boolean: true },
   AGENTRY_TIMELINE_USER_STATE: { key: 'timelineUserState', boolean: true },
   AGENTRY_ABORT_GRACE_MS: { key: 'abortGraceMs', number: true },

@@ -237,10 +237,18 @@ export class LeaseManager {
     return h !== undefined && h.epoch === epoch && !h.suspended && this.now() - h.renewedAt < this.o.ttlMs * USABLE_FRACTION;
   }
 
-  /** The commit path's question: go ahead, wait (lease suspended, may come back), or give up (lost). */
+  /**
+   * The commit path's question: go ahead, wait (lease suspended, may come back), or give up (lost).
+   * Not 'lost' merely because `stop()` began: it releases each partition gracefully, and the
+   * drain is there for the commits under way; a partition is lost to them only once its lease is
+   * let go (`held` forgets it), and `usable` still bounds them by the last renewal. Answering
+   * 'lost' from the first moment of stop() refused a record that waited for a commit slot, or
+   * for the next event-loop turn (`setImmediate` in the group commit), and ran its handler again
+   * on the next node (test/durability/stopDrainsCommits.test.ts).
+   */
   fenceOf(p: number, epoch: number): Fence {
     const h = this.held.get(p);
-    if (h === undefined || h.epoch !== epoch || this.stopped) return 'lost';
+    if (h === undefined || h.epoch !== epoch) return 'lost';
     return this.usable(p, epoch) ? 'ok' : 'wait';
   }
 
@@ -287,10 +295,13 @@ export class LeaseManager {
    * Releases every lease (graceful shutdown) so other nodes take over without waiting for the
    * TTL: partitions drain in parallel, keys are deleted in parallel, each request with a deadline.
    * False when a lease key could not be deleted (NATS gone): other nodes then wait for its TTL.
+   * Renewals go on while the partitions drain, as in a rebalancing release: a drain is there for
+   * the turns and commits under way, and a lease left unrenewed for 90% of its TTL makes their
+   * commits wait and then be refused (its key expires), so the drain was as long as the TTL, not
+   * the grace (test/durability/stopDrainsCommits.test.ts).
    */
   async stop(): Promise<boolean> {
     this.stopped = true;
-    clearInterval(this.renewTimer);
     clearInterval(this.balanceTimer);
     this.watcher?.stop();
     await settleWithin(this.balancing ?? undefined, this.o.ttlMs);
@@ -299,10 +310,16 @@ export class LeaseManager {
       const h = this.held.get(p);
       if (!h) return true;
       await this.o.events.released(p, true).catch((err: unknown) => { this.o.logger.warn({ err, partition: p }, 'partition release failed'); });
+      // A renewal in flight would move the key's revision under the delete: let it land first.
+      // Nothing awaits between its end and forgetting p, so no later round renews p.
+      while (this.renewing) await this.renewing;
+      if (this.held.get(p) !== h) return true; // a renewal found it taken or expired: not ours to delete
       this.held.delete(p);
       if (!kv) return true;
       return within(kv.delete(`part.${p}`, { previousSeq: h.revision }), 1_000, 'lease release').then(() => true, () => false);
     }));
+    clearInterval(this.renewTimer);
+    while (this.renewing) await this.renewing; // its heartbeat must not write the node key back
     if (kv) await settleWithin(kv.delete(`node.${this.o.nodeId}`), 1_000);
     return freed.every(Boolean);
   }
@@ -435,7 +452,8 @@ export class LeaseManager {
     if (now - this.lastRenewStart > this.o.ttlMs / 2) this.o.logger.warn({ ms: now - this.lastRenewStart }, 'lease renewal ran late (a busy or paused process); leases may lapse');
     this.lastRenewStart = now;
     this.expireStale();
-    if (this.renewing || this.stopped || !this.kv) return;
+    // Stopping: renewals go on until the last partition is drained and let go (see `stop`).
+    if (this.renewing || (this.stopped && this.held.size === 0) || !this.kv) return;
     this.renewing = this.renew(this.kv).catch((err: unknown) => { this.o.logger.error({ err }, 'lease renewal failed'); }).finally(() => { this.renewing = null; });
   }
 
