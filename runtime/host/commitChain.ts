@@ -159,6 +159,7 @@ export class CommitChain {
       throw err;
     }
     this.port.stats.commits++;
+    p.committed = true;
     this.afterCommit(s, record, p.deadLetters);
     await tracePublish(s.id, runs.map((r) => r.run), record.outbox.length, () => this.port.outbox.publish(record.outbox));
   }

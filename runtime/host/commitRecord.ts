@@ -42,11 +42,13 @@ export interface PendingCommit {
   readonly completed: CompletedRun[];
   /** Ids of the events whose fate this record settles (see `rememberEvents`). */
   readonly events: string[];
+  /** Set once the store committed it: a command waiting on the chain tells success from a dropped record. */
+  committed: boolean;
 }
 
 /** An empty pending record for changes made under lease `epoch`. */
 export function newPendingCommit(snap: SessionSnapshot, epoch: number): PendingCommit {
-  return { snap, epoch, history: [], transitions: [], outbox: [], subscribe: [], unsubscribe: [], deadLetters: [], completed: [], events: [] };
+  return { snap, epoch, history: [], transitions: [], outbox: [], subscribe: [], unsubscribe: [], deadLetters: [], completed: [], events: [], committed: false };
 }
 
 /**

@@ -77,6 +77,8 @@ export interface LiveSession {
   /** When the session's last change was committed (the stored row's updated_at when hydrated); null before its first commit. */
   updatedAt: number | null;
   broken: boolean;
+  /** Why a link of its commit chain failed (the drop that made it `broken`), for the commands waiting on it. */
+  failure?: unknown;
   /**
    * Callers that hydrated or looked up this session and have not handed it its messages or
    * command yet. A pinned session is never evicted: freshly hydrated, it is quiescent until

@@ -57,7 +57,7 @@ import type { BlockedSessions } from './blockedSessions.js';
 import { CommitChain } from './commitChain.js';
 import { HandlerRuns } from './handlerRuns.js';
 import { Inbound, type Loading } from './inbound.js';
-import type { PendingOutput } from './commitRecord.js';
+import type { PendingCommit, PendingOutput } from './commitRecord.js';
 import { newHostStats, type HostDeps, type HostListener, type HostStats, type ShutdownReport } from './hostContract.js';
 import {
   abortReasonOf, abortRun, heldEventsOf, historyLimitOf, seenEventsOf, internalEventOf, isTenant, jsonCopy, tagsProblem, viewOf,
@@ -390,7 +390,7 @@ export class SessionHost {
     }
     s.transitions.push(this.framed(s, this.clock.now(), 'create', '', 'idle', s.actor.getSnapshot().context));
     this.commits.commit(s, true);
-    await s.chain;
+    await this.stored(s, s.open, 'createAgent');
     return this.view(s);
   }
 
@@ -407,7 +407,7 @@ export class SessionHost {
     s.transitions.push(this.framed(s, this.clock.now(), 'fork', '', s.lastPath, s.actor.getSnapshot().context));
     this.commits.commit(s, true);
     s.open?.history.push(...history); // the record submits on the session's chain, after this turn
-    await s.chain;
+    await this.stored(s, s.open, 'forkSession');
     return this.view(s);
   }
 
@@ -512,10 +512,29 @@ export class SessionHost {
   }
 
   /**
+   * Waits for the session's commit chain, then throws when `record` (the one carrying a
+   * command's change) was never committed: a link failed (stale version, fenced, the store
+   * refused it) or the session was let go before it was submitted (its partition moved, a
+   * shutdown). Before 2026-11-28 createAgent, forkSession and the control commands answered
+   * success then, for a change the store never got. `NOT_READY` (retryable: the session reloads
+   * from the store, possibly on its partition's new owner), or the store's own error when it
+   * refused the data.
+   */
+  private async stored(s: LiveSession, record: PendingCommit | null, what: string): Promise<void> {
+    await s.chain;
+    if (record === null || record.committed) return;
+    const cause = s.failure;
+    if ((cause as { code?: string } | undefined)?.code === 'STORE_DATA') throw cause;
+    const why = cause === undefined ? 'the session was let go (its partition moved or the node is stopping)' : errorInfo(cause).message;
+    throw new AgentryError('NOT_READY', `${what} on session ${s.id} was not stored: ${why}; retry`, { retryable: true, ...(cause === undefined ? {} : { cause }) });
+  }
+
+  /**
    * A link of a session's commit chain failed (stale version, fenced, unstorable, shutdown):
    * the live copy can no longer be trusted. Drop it; it re-hydrates from the store.
    */
   private commitFailed(s: LiveSession, err: unknown): void {
+    s.failure ??= err;
     if (!s.broken) {
       if (this.stopping) s.log.warn({ err: errorInfo(err).message }, 'commit abandoned at shutdown (its messages are redelivered)');
       // The partition moved (a release, a lost lease): expected, and nothing is lost.
@@ -718,6 +737,7 @@ export class SessionHost {
   async command(sid: string, event: SessionEvent): Promise<SessionView & { changed: boolean }> {
     const s = await this.ensureLive(sid);
     let changed: boolean;
+    let record: PendingCommit | null = null;
     try {
       const state = topState(s.actor.getSnapshot().value);
       const verb = event.type.toLowerCase();
@@ -730,10 +750,11 @@ export class SessionHost {
       this.slots.touch(s);
       this.send(s, event);
       changed = s.actor.getSnapshot().context.version !== before;
+      if (changed) record = s.open; // the record carrying the change (onSnapshot opened or joined it)
     } finally {
       this.slots.unpin(s); // the change it made (if any) is committing now: that keeps it live until done
     }
-    await s.chain;
+    await this.stored(s, record, event.type.toLowerCase());
     return { ...this.view(s), changed };
   }
 
