@@ -50,6 +50,20 @@ const slowAgent = defineAgent<{ n: number[] }>({
   },
 });
 
+/** A handler that never finishes on its own (it ignores its abort signal too): a turn that outlasts any grace. */
+const stuckAgent = defineAgent({
+  type: 'stuck',
+  onMessage: 'queue',
+  initialState: () => ({}),
+  async handle() {
+    stuckStarted = true;
+    await new Promise<void>((r) => { releaseStuck = r; });
+    return undefined;
+  },
+});
+let stuckStarted = false;
+let releaseStuck: () => void = () => undefined;
+
 /** The real store; once armed, the first commit that carries `sid` waits for `open()` (a slow transaction). */
 function slowCommitOf(store: Store, sid: string): { store: Store; arm: () => void; reached: Promise<void>; open: () => void } {
   let reachedNow: () => void = () => undefined;
@@ -153,6 +167,24 @@ describe('graceful stop', () => {
       expect(handled.get('sd-slow')).toEqual([1]);
     } finally {
       letSlowFinish();
+      await nc.close();
+    }
+  }, 120_000);
+  it('a turn that outlasts the grace leaves its message unacked, and the report counts it', async () => {
+    // The report must say what a stop left to the next owner (helper hcommit saw it say 0 when a
+    // fenced commit had dropped the session before the count; that drop is gone with the fence fix).
+    const rt = await startRuntime(suite.nats.url, { agents: [stuckAgent], store: suite.store, config: { shutdownGraceMs: 1_000 } });
+    suite.rt = rt;
+    await rt.createAgent('sd-stuck', 'stuck');
+    const nc = await natsClient(suite.nats.url);
+    try {
+      await publish(nc, 'sd-stuck', { n: 1 });
+      await waitFor(() => stuckStarted, 'the stuck turn running');
+      const report = await rt.stop();
+      suite.rt = undefined;
+      expect(report.unackedMessages).toBe(1);
+    } finally {
+      releaseStuck();
       await nc.close();
     }
   }, 120_000);
