@@ -276,7 +276,15 @@ export class LeaseManager {
       if (this.held.get(p) !== h) return false;
       h.revision = rev;
       h.renewedAt = sentAt;
-      h.suspended = false; // the caller (a feed restart) consumes again itself
+      if (h.suspended) {
+        // Suspended while this confirmation was on its way: the feed was paused meanwhile, and a
+        // paused restart does not consume again by itself. Until 2026-11-28 the suspension was
+        // cleared silently here and the partition handled nothing until its lease was lost
+        // (chaos seed 11: 45 s; test/runtime/leaseConfirmSuspended.test.ts).
+        h.suspended = false;
+        this.o.logger.info({ partition: p }, 'partition lease confirmed after a lapse: resumed');
+        this.o.events.resumed?.(p);
+      }
       return true;
     } catch (err) {
       if (this.held.get(p) !== h) return false;

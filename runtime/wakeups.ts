@@ -47,7 +47,7 @@ import { AgentryError } from '../actors/errors.js';
 import { isEventType } from '../actors/defineAgent.js';
 import { assertSessionId } from '../actors/sessionId.js';
 import { isPriority, type Priority } from '../actors/types.js';
-import type { OutboxRecord, Store } from '../persistence/types.js';
+import type { OutboxRecord, ScheduleRecord, Store } from '../persistence/types.js';
 import type { RuntimeConfig } from './config.js';
 import { nextRunAfter, parseCron } from './cron.js';
 import { settleWithin } from './deadline.js';
@@ -223,10 +223,20 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     }, (err: unknown) => { logger.warn({ err, sessionId: sid }, 'could not read a dropped session\'s wake time; the next full timer read arms it'); });
   }
 
-  /** One cron firing: CAS next_run_at and write its outbox row in one transaction, then publish. */
+  /**
+   * One cron firing: CAS next_run_at and write its outbox row in one transaction, then publish.
+   *
+   * A firing that finds the task's stored due time is not its own (a retry of a firing whose
+   * commit went through although its answer was lost; a firing put back by the late note of a
+   * slower firing before it, whose publish hung in a NATS outage; a CAS another firing won) holds
+   * the stored due time again. It used to just return: the scheduler then held nothing for the
+   * task, and its periodic read covers only times past its horizon, so the task stopped until the
+   * next full read, up to 5 minutes (chaos seed 909; test/wakeups/cron.test.ts).
+   */
   async function fireCron(taskId: string, dueAt: number): Promise<void> {
     const sched = await store.getSchedule(taskId);
-    if (!sched || sched.nextRunAt !== dueAt) return;
+    if (!sched) return;
+    if (sched.nextRunAt !== dueAt) { holdStored(sched); return; }
     const now = clock.now();
     const missed = now - dueAt > Math.max(60_000, config.timerHorizonMs);
     const next = nextRunAfter(sched.cron, sched.timezone, Math.max(dueAt, now));
@@ -237,10 +247,22 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
       createdAt: now,
     };
     const won = await store.fireSchedule(taskId, dueAt, next, now, row);
-    if (!won) return;
+    if (!won) {
+      const cur = await store.getSchedule(taskId);
+      if (cur) holdStored(cur);
+      return;
+    }
     // Stored with the firing: a failed publish stays in the outbox and goes out with a later sweep.
     if (row) await host.outbox.publish([row]);
     scheduler.note(`cron:${taskId}`, next, sched.partition);
+  }
+
+  /**
+   * Holds a task's stored due time in the scheduler (a no-op while this node is firing that very
+   * time: its fired mark holds it back). A due time already past fires at once, as a catch-up.
+   */
+  function holdStored(sched: Pick<ScheduleRecord, 'id' | 'nextRunAt' | 'partition'>): void {
+    if (sched.nextRunAt !== null) scheduler.note(`cron:${sched.id}`, sched.nextRunAt, sched.partition);
   }
 
   /**

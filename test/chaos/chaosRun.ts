@@ -2,7 +2,8 @@
 // one after another — SIGKILL and restart, SIGSTOP past the lease, SIGTERM and restart, a
 // nats-server restart, one node's NATS or Postgres refused or blackholed, its Postgres answers
 // dropped while statements still commit (ambiguous commits) — with timers set to
-// fall due during each fault and poison messages slipped into the load. Then the load stops, the
+// fall due during each fault and poison messages slipped into the load. Part of the load is
+// mail between sessions (mailers → mailboxes on other partitions) and cron firings every 2 s. Then the load stops, the
 // system settles, and the verifier reports. Used by chaos.test.ts (a short run in CI) and by
 // `npm run chaos` (test/chaos/run.mjs) for long runs.
 //
@@ -31,6 +32,10 @@ export interface ChaosOptions {
   /** Load sessions (three quarters rec-queue, a quarter rec-merge). */
   readonly sessions?: number;
   readonly sleepers?: number;
+  /** Load sessions that mail each message on to a mailbox on another partition (default 6; on top of `sessions`). */
+  readonly mailers?: number;
+  /** Sessions with a cron task firing every 2 s (default 3). */
+  readonly cronSessions?: number;
   readonly leaseTtlMs?: number;
   readonly shutdownGraceMs?: number;
   /** Longest acceptable recovery (see `boundOf`); default 10 s. */
@@ -87,10 +92,11 @@ export async function runChaos(o: ChaosOptions, log: (line: string) => void = (l
   const sc = await Scenario.start({
     tag: `chaos${o.seed}`, nodes: o.nodes, leaseTtlMs, shutdownGraceMs: graceMs, messages: null,
     ratePerSec: o.ratePerSec ?? 120, queueSessions: Math.ceil(sessions * 0.75), mergeSessions: Math.floor(sessions * 0.25),
-    sleepers: o.sleepers ?? 6, ...(o.keepLogs ? { keepLogs: true } : {}),
+    sleepers: o.sleepers ?? 6, mailers: o.mailers ?? 6, cronSessions: o.cronSessions ?? 3, ...(o.keepLogs ? { keepLogs: true } : {}),
   });
   const c = sc.cluster;
-  const loadSessions = [...sc.load.published.keys()].filter((s) => !sc.sleepers.includes(s));
+  // Poison goes to the recorders only (as before mail joined the load: a seed picks the same sessions).
+  const loadSessions = [...sc.load.published.keys()].filter((s) => !sc.sleepers.includes(s) && !sc.traffic.mailTo.has(s));
   const timerDue = new Map<string, number>(); // sleeper → when its last timer falls due
   try {
     log(`[chaos] seed ${o.seed}: ${o.faults} faults over ≥ ${o.durationS} s, ${o.nodes} nodes, lease ${leaseTtlMs} ms, kinds ${kinds.join(',')}; logs in ${c.dir}`);
@@ -253,6 +259,7 @@ export function chaosOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Chaos
   return {
     seed: num('CHAOS_SEED', 1), faults: num('CHAOS_FAULTS', 8), nodes: num('CHAOS_NODES', 3), durationS: num('CHAOS_DURATION', 60),
     ratePerSec: num('CHAOS_RATE', 120), sessions: num('CHAOS_SESSIONS', 40), sleepers: num('CHAOS_SLEEPERS', 6),
+    mailers: num('CHAOS_MAILERS', 6), cronSessions: num('CHAOS_CRON', 3),
     leaseTtlMs: num('CHAOS_LEASE_MS', 3000), recoveryBoundMs: num('CHAOS_BOUND_MS', 10_000), settleMs: num('CHAOS_SETTLE_MS', 90_000),
     poisonRate: num('CHAOS_POISON_RATE', 0.5),
     ...(kinds.length ? { kinds } : {}),

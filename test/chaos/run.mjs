@@ -3,7 +3,8 @@
 // runs the seeded chaos run (test/chaos/chaos.test.ts → chaosRun.ts) through vitest with the
 // options as CHAOS_* variables, and prints the verifier's verdict from the JSON report. Exits
 // non-zero when anything was lost, applied twice or out of order, a poison message did not
-// become exactly one dead letter, a timer was missed, fired twice or early, or a fault's recovery
+// become exactly one dead letter, a timer was missed, fired twice or early, an event or a mail
+// was not handled exactly once, a cron firing was doubled, early or missing, or a fault's recovery
 // exceeded the bound (printed). Plain JS, so it needs nothing beyond the dev dependencies.
 //
 //   npm run chaos                                  # 20 faults, 3 nodes, ≥ 300 s, a random seed
@@ -11,7 +12,7 @@
 //   npm run chaos -- --seed 7 --faults 8 --duration 60 --kinds kill,pause
 //
 // Options: --seed N, --faults N, --nodes N, --duration SECONDS, --rate MSG_PER_S, --sessions N,
-// --sleepers N, --lease-ms MS, --bound-ms MS, --settle-ms MS, --kinds a,b,…, --poison-rate P
+// --sleepers N, --mailers N (sessions that mail on, 6), --cron N (sessions with a cron task, 3), --lease-ms MS, --bound-ms MS, --settle-ms MS, --kinds a,b,…, --poison-rate P
 // (chance per fault of a poison message, 0.5; 0: none), --report FILE,
 // --keep-logs, --no-build. Fault kinds: kill pause term nats-restart nats-refuse nats-blackhole
 // pg-refuse pg-blackhole pg-deaf, two at once: pause-nats-restart term-pg-deaf term-nats-blackhole,
@@ -27,12 +28,12 @@ const FLAGS = {
   '--seed': 'CHAOS_SEED', '--faults': 'CHAOS_FAULTS', '--nodes': 'CHAOS_NODES', '--duration': 'CHAOS_DURATION',
   '--rate': 'CHAOS_RATE', '--sessions': 'CHAOS_SESSIONS', '--sleepers': 'CHAOS_SLEEPERS', '--lease-ms': 'CHAOS_LEASE_MS',
   '--bound-ms': 'CHAOS_BOUND_MS', '--settle-ms': 'CHAOS_SETTLE_MS', '--kinds': 'CHAOS_KINDS', '--report': 'CHAOS_REPORT',
-  '--poison-rate': 'CHAOS_POISON_RATE',
+  '--poison-rate': 'CHAOS_POISON_RATE', '--mailers': 'CHAOS_MAILERS', '--cron': 'CHAOS_CRON',
 };
 
 function usage(msg) {
   if (msg) console.error(`chaos: ${msg}`);
-  console.error('usage: npm run chaos -- [--seed N] [--faults N] [--nodes N] [--duration S] [--rate R] [--sessions N] [--sleepers N] [--lease-ms MS] [--bound-ms MS] [--settle-ms MS] [--kinds a,b] [--poison-rate P] [--report FILE] [--keep-logs] [--no-build]');
+  console.error('usage: npm run chaos -- [--seed N] [--faults N] [--nodes N] [--duration S] [--rate R] [--sessions N] [--sleepers N] [--mailers N] [--cron N] [--lease-ms MS] [--bound-ms MS] [--settle-ms MS] [--kinds a,b] [--poison-rate P] [--report FILE] [--keep-logs] [--no-build]');
   process.exit(2);
 }
 
@@ -84,6 +85,9 @@ const lines = [
   `  messages: ${c.published} published, ${c.applied} applied, lost ${c.lost}, never processed ${c.unprocessed}, applied twice ${c.doubled}, out of order ${c.outOfOrder}, good dead-lettered ${c.deadLetteredGood}, left unacked ${c.unacked}`,
   `  poison:   ${c.poison.sent} sent, ${c.poison.deadLettered} dead-lettered once, ${c.poison.missing} not dead-lettered, ${c.poison.multiple} more than once, ${c.poison.applied} applied`,
   `  timers:   ${c.timers.set} set, ${c.timers.fired} fired, ${c.timers.missed} missed, ${c.timers.twice} fired twice, ${c.timers.early} early`,
+  ...(c.events ? [`  events:   ${c.events.published} × ${c.events.subscribers} subscribers, ${c.events.delivered} delivered, ${c.events.missed} missed, ${c.events.doubled} doubled`] : []),
+  ...(c.mail ? [`  mail:     ${c.mail.mailers} mailers, ${c.mail.expected} sent by committed turns, ${c.mail.delivered} delivered, ${c.mail.missing} missing, ${c.mail.doubled} doubled, ${c.mail.phantom} from uncommitted turns, ${c.mail.reordered} reordered (not promised)`] : []),
+  ...(c.cron ? [`  cron:     ${c.cron.tasks} tasks, ${c.cron.fired} firings, ${c.cron.twice} twice, ${c.cron.early} early, ${c.cron.missing} missing, ${c.cron.collapsed} collapsed by catch-up, ${c.cron.reordered} reordered, ${c.cron.stopped} stopped`] : []),
   `  commits by node ${JSON.stringify(c.commitsByNode)}, stale commits ${c.staleCommits}`,
   `  recovery (ms; kill/pause/term from the fault's start, server faults from when they were lifted; bound ${r.recoveryBoundMs} ms):`,
   ...Object.entries(r.recoveryByKind).map(([k, b]) => `    ${k.padEnd(14)} n=${b.n} p50=${b.p50 ?? '-'} p99=${b.p99 ?? '-'} max=${b.max ?? '-'} never=${b.never}`),

@@ -1,11 +1,12 @@
 // Owns the shape every chaos scenario test shares: a cluster, a set of sessions (rec-queue ones
-// created by their first message, rec-merge and rec-sleep ones created up front), a load that
+// created by their first message, rec-merge and rec-sleep ones created up front; optionally
+// mailers with their mailboxes and sessions with a cron task), a load that
 // runs while the test injects its fault, a settle period with a deadline, and the verifier's
 // report printed and returned. The test decides when and what the fault is.
 import type { Cluster, ClusterOptions } from './cluster.js';
 import { Cluster as ClusterClass } from './cluster.js';
 import { Load, type PoisonKind } from './load.js';
-import { summarize, verify, type FaultRecord, type Report } from './verifier.js';
+import { summarize, verify, type FaultRecord, type Report, type Traffic } from './verifier.js';
 
 export interface ScenarioOptions extends ClusterOptions {
   /** rec-queue sessions (default 30) and rec-merge sessions (default 10). */
@@ -20,14 +21,28 @@ export interface ScenarioOptions extends ClusterOptions {
   /** rec-event sessions subscribed to the load's events (default 6), and events per second (default 2; 0: none). */
   readonly eventSubscribers?: number;
   readonly eventsPerSec?: number;
+  /**
+   * Load sessions that mail each message they handle on (`rec-mailer`, half `rec-mailer-merge`;
+   * default 0) and the `rec-mailbox` sessions they mail (default 3 when there are mailers): each
+   * mailer has one partner, on another partition.
+   */
+  readonly mailers?: number;
+  readonly mailboxes?: number;
+  /** `rec-mailbox` sessions with a cron task each (default 0), and its schedule (default every 2 s). */
+  readonly cronSessions?: number;
+  readonly cronSchedule?: string;
 }
+
+/** The default cron schedule (croner, with seconds): a firing every 2 s. */
+export const CRON_EVERY_2S = '*/2 * * * * *';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A running scenario: its cluster, its load, and the faults recorded so far. */
 export class Scenario {
   readonly faults: FaultRecord[] = [];
-  private constructor(readonly cluster: Cluster, readonly load: Load, readonly sleepers: readonly string[], readonly total: number) {}
+  private cronCancelled = false;
+  private constructor(readonly cluster: Cluster, readonly load: Load, readonly sleepers: readonly string[], readonly total: number, readonly traffic: Traffic) {}
 
   /** Starts the cluster, creates the typed sessions and starts the load. */
   static async start(o: ScenarioOptions): Promise<Scenario> {
@@ -42,13 +57,14 @@ export class Scenario {
       const eventsPerSec = o.eventsPerSec ?? 2;
       const subscribers = eventsPerSec > 0 ? Array.from({ length: o.eventSubscribers ?? 6 }, (_, k) => `ev-${k}`) : [];
       for (const sid of subscribers) await ctl.ctl('createAgent', sid, 'rec-event');
+      const traffic = await setUpTraffic(cluster, o);
       const messages = o.messages === undefined ? 60 : o.messages;
       const load = new Load({
-        url: cluster.nats.url, sessions: [...queue, ...merge], sleepers, ratePerSec: o.ratePerSec ?? 150, eventsPerSec, eventSubscribers: subscribers,
+        url: cluster.nats.url, sessions: [...queue, ...merge, ...traffic.mailTo.keys()], sleepers, ratePerSec: o.ratePerSec ?? 150, eventsPerSec, eventSubscribers: subscribers,
         ...(messages === null ? {} : { messages }),
       });
       await load.start();
-      return new Scenario(cluster, load, sleepers, messages === null ? Infinity : (queue.length + merge.length) * messages);
+      return new Scenario(cluster, load, sleepers, messages === null ? Infinity : (queue.length + merge.length + traffic.mailTo.size) * messages, traffic);
     } catch (e) {
       await cluster.destroy();
       throw e;
@@ -93,19 +109,23 @@ export class Scenario {
     let waited = '';
     let outbox = -1;
     let owners = await this.cluster.ownership();
+    const settleFrom = Date.now();
     for (;;) {
+      // Cron keeps firing: once every task has fired after the settle began (it survived the
+      // faults), the tasks are cancelled, so that the stream and the outbox can drain for good.
+      const cron = await this.cronSettled(settleFrom);
       const unacked = await this.cluster.unacked().catch(() => -1);
       owners = await this.cluster.ownership();
       const single = !owners.known || (owners.overlaps.length === 0 && owners.unowned.length === 0);
       const timersDue = Date.now() > lastTimer + 500 && (await this.timersFired());
       outbox = await this.outboxRows();
       const events = await this.eventsDelivered();
-      if (unacked === 0 && owners.ready && single && timersDue && outbox === 0 && events) break;
-      waited = `unacked=${unacked} ready=${owners.ready} owners=${JSON.stringify(owners.byNode)} timersFired=${timersDue} outbox=${outbox} eventsDelivered=${events}`;
+      if (unacked === 0 && owners.ready && single && timersDue && outbox === 0 && events && cron) break;
+      waited = `unacked=${unacked} ready=${owners.ready} owners=${JSON.stringify(owners.byNode)} timersFired=${timersDue} outbox=${outbox} eventsDelivered=${events} cronSettled=${cron}`;
       if (Date.now() > deadline) { console.log(`[${title}] settle deadline passed (${waited})`); break; }
       await sleep(250);
     }
-    const verified = await verify(this.cluster, this.load, this.faults);
+    const verified = await verify(this.cluster, this.load, this.faults, { traffic: this.traffic, cronLiveFrom: settleFrom });
     // Two nodes that both believe they own a partition after settling: both may process its sessions.
     const problems = [...verified.problems];
     if (owners.overlaps.length > 0) problems.push(`partitions claimed by more than one node after settling: ${owners.overlaps.join('; ')}`);
@@ -140,6 +160,32 @@ export class Scenario {
     } catch { return false; } finally { await db.end(); }
   }
 
+  /**
+   * True once every cron task has a firing due after `from` in its session's committed state and
+   * the tasks are cancelled (they are cancelled then, once; a cancel that fails is tried again).
+   */
+  private async cronSettled(from: number): Promise<boolean> {
+    if (this.traffic.cron.size === 0 || this.cronCancelled) return true;
+    const db = await this.cluster.db();
+    let latest: number;
+    try {
+      const r = await db.query<{ n: string | null }>(
+        `SELECT min((SELECT max((f->>0)::bigint) FROM jsonb_array_elements(coalesce(snapshot->'context'->'userState'->'fires', '[]'::jsonb)) f))::text AS n
+           FROM sessions WHERE id = ANY($1)`, [[...this.traffic.cron.keys()]]);
+      latest = Number(r.rows[0]?.n ?? 0);
+    } catch { return false; } finally { await db.end(); }
+    if (!(latest > from)) return false;
+    for (const node of this.cluster.nodes) {
+      if (!node.child || node.child.exited() || node.paused) continue;
+      try {
+        for (const taskId of this.traffic.cron.values()) await node.child.ctl('cancelTask', taskId);
+        this.cronCancelled = true;
+        return false; // one more round: a firing that was under way when cancelled drains first
+      } catch { /* that node is cut off: try another */ }
+    }
+    return false;
+  }
+
   /** Have all timers set so far produced a `time` wake in the committed state? */
   private async timersFired(): Promise<boolean> {
     if (this.load.timers.length === 0) return true;
@@ -157,6 +203,42 @@ export class Scenario {
     await this.load.stop();
     await this.cluster.destroy();
   }
+}
+
+/**
+ * Creates the mailboxes, the mailers (each with a partner on another partition: its mail crosses
+ * partitions, so usually nodes) and the cron sessions with their tasks, through node 0.
+ */
+async function setUpTraffic(cluster: Cluster, o: ScenarioOptions): Promise<Traffic> {
+  const ctl = cluster.nodes[0]!.child!;
+  const nMailers = o.mailers ?? 0;
+  const boxes = nMailers > 0 ? Array.from({ length: o.mailboxes ?? 3 }, (_, k) => `mb-${k}`) : [];
+  for (const sid of boxes) await ctl.ctl('createAgent', sid, 'rec-mailbox');
+  const mailTo = new Map<string, string>();
+  for (let k = 0; k < nMailers; k++) {
+    const sid = `mx-${k}`;
+    const p = cluster.partitionOf(sid);
+    const ordered = boxes.map((_, j) => boxes[(k + j) % boxes.length]!);
+    const to = ordered.find((b) => cluster.partitionOf(b) !== p) ?? ordered[0]!;
+    await ctl.ctl('createAgent', sid, k % 2 === 0 ? 'rec-mailer' : 'rec-mailer-merge', { seen: [], to });
+    mailTo.set(sid, to);
+  }
+  const schedule = o.cronSchedule ?? CRON_EVERY_2S;
+  const cron = new Map<string, string>();
+  for (let k = 0; k < (o.cronSessions ?? 0); k++) {
+    const sid = `cr-${k}`;
+    await ctl.ctl('createAgent', sid, 'rec-mailbox');
+    const taskId = `chaos-cron-${k}`;
+    await ctl.ctl('scheduleTask', sid, { k }, schedule, { taskId });
+    cron.set(sid, taskId);
+  }
+  return { mailTo, cron, cronPeriodMs: cronPeriodMs(schedule) };
+}
+
+/** The period in ms of an every-N-seconds schedule (the only kind the chaos load uses); 0 for any other. */
+function cronPeriodMs(schedule: string): number {
+  const m = /^\*\/(\d+) \* \* \* \* \*$/.exec(schedule);
+  return m ? Number(m[1]) * 1000 : 0;
 }
 
 /** The failure message a scenario test asserts with: the problems, or nothing when all is well. */

@@ -13,6 +13,13 @@
 //   timers        each timer set by a sleeper fires once (a `time` wake), never before its time
 //   events        each event the producer had acked is in every subscriber's committed `got`
 //                 exactly once (missed: never handled; doubled: handled twice)
+//   mail          each mailer's mail `{ from, i }` is in its mailbox's committed `mail[from]`
+//                 exactly once for every `i` in the mailer's committed `seen`, and never for an
+//                 `i` that is not (a phantom: mail of a run that did not commit). Mail order is
+//                 counted, not judged: the runtime does not promise it (see countMail)
+//   cron          each firing (its `scheduledFor`) is handled at most once, never before its due
+//                 time, none is missing (a gap in the firings not explained by the catch-up rule:
+//                 see checkFires), and every task fired after the settle began
 //   unacked       messages still in the work-queue inbox stream after settling
 //   stale commits a commit prepared after another node committed the same partition with a
 //                 higher fencing epoch (from the commit logs)
@@ -31,6 +38,16 @@ export interface FaultRecord {
   /** When the fault was lifted (the node restarted, resumed, the proxy passes again). */
   end: number;
   readonly detail?: Record<string, unknown>;
+}
+
+/** Mail between sessions and cron firings the scenario set up: what the verifier checks them against. */
+export interface Traffic {
+  /** Mailer → the mailbox it mails. */
+  readonly mailTo: ReadonlyMap<string, string>;
+  /** Cron session → its task id. */
+  readonly cron: ReadonlyMap<string, string>;
+  /** The cron schedule's period (ms): firings are this far apart unless late ones were collapsed. */
+  readonly cronPeriodMs: number;
 }
 
 /** A line of a node's commit log (see test/fixtures/crash-runtime.mjs). */
@@ -62,11 +79,23 @@ export interface Report {
     poison: { sent: number; deadLettered: number; missing: number; multiple: number; applied: number };
     timers: { set: number; fired: number; missed: number; twice: number; early: number; unexpectedWakes: number };
     events: { published: number; subscribers: number; delivered: number; missed: number; doubled: number };
+    mail: MailCounts;
+    cron: CronCounts;
     commitsByNode: Record<string, number>; staleCommits: number;
   };
   readonly recovery: Recovery[];
   readonly examples: Record<string, string[]>;
 }
+
+/** Mail between sessions: expected (mailers' applied messages), delivered, and what went wrong. */
+export interface MailCounts { mailers: number; expected: number; delivered: number; missing: number; doubled: number; phantom: number; reordered: number }
+
+/**
+ * Cron firings: handled, twice, early, missing (a gap the catch-up rule does not explain),
+ * collapsed (due times skipped because a firing was late: the promised catch-up), reordered
+ * (handled after a later firing: not promised), and tasks that stopped firing before the settle.
+ */
+export interface CronCounts { tasks: number; fired: number; twice: number; early: number; missing: number; collapsed: number; reordered: number; stopped: number }
 
 const EXAMPLES = 8;
 
@@ -102,7 +131,10 @@ function coveredSeqs(dl: DeadLetterRow): number[] {
 }
 
 /** Reads Postgres, the stream and the commit logs, and judges the run (see the module comment). */
-export async function verify(cluster: Cluster, load: Load, faults: readonly FaultRecord[], opts: { timerGraceMs?: number; now?: number } = {}): Promise<Report> {
+export async function verify(
+  cluster: Cluster, load: Load, faults: readonly FaultRecord[],
+  opts: { timerGraceMs?: number; now?: number; traffic?: Traffic; cronLiveFrom?: number } = {},
+): Promise<Report> {
   const now = opts.now ?? Date.now();
   const examples: Record<string, string[]> = {};
   const note = (kind: string, text: string): void => {
@@ -123,7 +155,14 @@ export async function verify(cluster: Cluster, load: Load, faults: readonly Faul
   let history: HistoryRow[];
   let dls: DeadLetterRow[];
   let events: { id: string; got: unknown[] | null }[];
+  let boxes: { id: string; user_state: BoxState | null }[];
+  const traffic = opts.traffic ?? { mailTo: new Map<string, string>(), cron: new Map<string, string>(), cronPeriodMs: 0 };
+  const boxIds = [...new Set([...traffic.mailTo.values(), ...traffic.cron.keys()])];
   try {
+    // The mailboxes before the mailers: a mail is published only after its sender's commit, so
+    // every mail read here has its sender's `i` in the rows read next (a phantom is a real one).
+    boxes = boxIds.length === 0 ? [] : (await db.query<{ id: string; user_state: BoxState | null }>(
+      `SELECT id, snapshot->'context'->'userState' AS user_state FROM sessions WHERE id = ANY($1)`, [boxIds])).rows;
     sessions = (await db.query<SessionRow>(
       `SELECT id, status, last_seq::text AS last_seq, snapshot->'context'->'userState' AS user_state FROM sessions WHERE id = ANY($1)`, [sessionIds])).rows;
     history = (await db.query<HistoryRow>(
@@ -235,6 +274,20 @@ export async function verify(cluster: Cluster, load: Load, faults: readonly Faul
     }
   }
 
+  // Mail: what each mailer's committed turns sent, against what its mailbox committed.
+  const boxBy = new Map(boxes.map((r) => [r.id, r.user_state]));
+  const mail: MailCounts = { mailers: traffic.mailTo.size, expected: 0, delivered: 0, missing: 0, doubled: 0, phantom: 0, reordered: 0 };
+  for (const [from, to] of traffic.mailTo) {
+    const sent = (bySession.get(from)?.user_state?.seen ?? []).filter((x): x is number => typeof x === 'number');
+    const got = (boxBy.get(to)?.mail?.[from] ?? []).filter((x): x is number => typeof x === 'number');
+    countMail(from, to, sent, got, mail, note);
+  }
+  // Cron: each task's firings as its session committed them.
+  const cron: CronCounts = { tasks: traffic.cron.size, fired: 0, twice: 0, early: 0, missing: 0, collapsed: 0, reordered: 0, stopped: 0 };
+  for (const sid of traffic.cron.keys()) {
+    checkFires(sid, boxBy.get(sid)?.fires ?? [], traffic.cronPeriodMs, opts.cronLiveFrom ?? null, cron, note);
+  }
+
   const unacked = streamReadable ? inStream.size : -1;
   if (unacked !== 0) {
     try {
@@ -261,6 +314,8 @@ export async function verify(cluster: Cluster, load: Load, faults: readonly Faul
   add(poison.missing + poison.multiple + poison.applied, 'poison messages not exactly one dead letter', 'poison');
   add(timers.missed + timers.twice + timers.early + timers.unexpectedWakes, 'timer faults (missed, fired twice, early or unexpected)', 'timers');
   add(ev.missed + ev.doubled, 'event deliveries not exactly once (missed or doubled)', 'events');
+  add(mail.missing + mail.doubled + mail.phantom, 'mail not exactly once per committed turn (missing, doubled or from a turn that did not commit)', 'mail');
+  add(cron.twice + cron.early + cron.missing + cron.stopped, 'cron firings wrong (twice, early, missing, or the task stopped firing)', 'cron');
   if (unacked !== 0) problems.push(`${unacked < 0 ? 'inbox stream unreadable' : `${unacked} messages left unacked in the inbox stream (by subject)`}${examples.unacked ? `: ${examples.unacked.join('; ')}` : ''}`);
   add(staleCommits, 'stale commits (a deposed owner committed after the new owner)', 'staleCommits');
   const never = recovery.filter((r) => r.sessions > 0 && r.recoveryMs === null);
@@ -271,11 +326,79 @@ export async function verify(cluster: Cluster, load: Load, faults: readonly Faul
     problems,
     counts: {
       sessions: sessionIds.length, published, applied, lost, unprocessed, doubled, outOfOrder, deadLetteredGood, unacked,
-      publishRetries: load.retries, poison, timers, events: ev, commitsByNode, staleCommits,
+      publishRetries: load.retries, poison, timers, events: ev, mail, cron, commitsByNode, staleCommits,
     },
     recovery,
     examples,
   };
+}
+
+/** What a `rec-mailbox` session commits: mail by sender, cron firings as `[scheduledFor, at]`. */
+interface BoxState { mail?: Record<string, unknown[]>; fires?: [unknown, unknown][] }
+
+/**
+ * Judges one mailer → mailbox pair: every `i` the mailer applied (`sent`) must be in the
+ * mailbox's list (`got`) exactly once, and nothing else. Order is only counted: each run's rows
+ * go out in order, but a row whose publish failed (NATS away, a crash after the commit) is
+ * published by a later sweep, after the mail of the sender's later turns went out directly.
+ */
+export function countMail(from: string, to: string, sent: readonly number[], got: readonly number[], c: MailCounts, note: (kind: string, text: string) => void): void {
+  const n = new Map<number, number>();
+  for (const i of got) n.set(i, (n.get(i) ?? 0) + 1);
+  const applied = new Set(sent);
+  for (const i of applied) {
+    c.expected++;
+    const k = n.get(i) ?? 0;
+    if (k === 0) { c.missing++; note('mail', `${to} never got mail i=${i} from ${from} (its turn committed)`); } else c.delivered++;
+    if (k > 1) { c.doubled++; note('mail', `${to} got mail i=${i} from ${from} ${k} times`); }
+  }
+  for (const [i, k] of n) if (!applied.has(i)) { c.phantom += k; note('mail', `${to} got mail i=${i} from ${from}, whose turn for i=${i} never committed`); }
+  let max = -Infinity;
+  const first = new Set<number>();
+  for (const i of got) {
+    if (first.has(i)) continue;
+    first.add(i);
+    if (i < max) { c.reordered++; note('mailOrder', `${to} got mail i=${i} from ${from} after i=${max}`); }
+    max = Math.max(max, i);
+  }
+}
+
+/**
+ * Judges one cron task's firings (`[scheduledFor, at]` in handling order), for a schedule that
+ * fires every `periodMs`. The runtime fires a due time once (a compare-and-set on the task's next
+ * due time, in the transaction that stores the firing) and then sets the next due time to the
+ * first one after the moment it fired: firings that fell due while it was late (an outage, a
+ * partition moving) collapse into the late one (`cronCatchUp: 'run-once'`). So a firing `a`
+ * followed by `b` more than a period later is explained only when `a` fired at or after
+ * `b - periodMs`; its handling time `at` comes later still, so `at < b - periodMs` means a due
+ * time in between was skipped without a late firing to stand for it: missing.
+ */
+export function checkFires(sid: string, fires: readonly [unknown, unknown][], periodMs: number, liveFrom: number | null, c: CronCounts, note: (kind: string, text: string) => void): void {
+  const firstAt = new Map<number, number>();
+  let max = -Infinity;
+  for (const [due, at] of fires) {
+    if (typeof due !== 'number' || typeof at !== 'number') { c.missing++; note('cron', `${sid}: a task message without its due time (${JSON.stringify([due, at])})`); continue; }
+    if (firstAt.has(due)) { c.twice++; note('cron', `${sid}: firing due ${new Date(due).toISOString()} handled twice`); continue; }
+    firstAt.set(due, at);
+    c.fired++;
+    if (at < due) { c.early++; note('cron', `${sid}: firing due ${new Date(due).toISOString()} handled ${due - at} ms early`); }
+    if (due < max) { c.reordered++; note('cronOrder', `${sid}: firing due ${new Date(due).toISOString()} handled after the one due ${new Date(max).toISOString()}`); }
+    max = Math.max(max, due);
+  }
+  const dues = [...firstAt.keys()].sort((x, y) => x - y);
+  for (let k = 1; periodMs > 0 && k < dues.length; k++) {
+    const a = dues[k - 1]!;
+    const b = dues[k]!;
+    if (b - a <= periodMs) continue;
+    const skipped = Math.round((b - a) / periodMs) - 1;
+    if (firstAt.get(a)! >= b - periodMs) { c.collapsed += skipped; continue; }
+    c.missing += skipped;
+    note('cron', `${sid}: ${skipped} firing(s) between ${new Date(a).toISOString()} and ${new Date(b).toISOString()} never handled (the one due ${new Date(a).toISOString()} was handled at ${new Date(firstAt.get(a)!).toISOString()}, before the next due time)`);
+  }
+  if (liveFrom !== null && !(dues.length > 0 && dues[dues.length - 1]! > liveFrom)) {
+    c.stopped++;
+    note('cron', `${sid}: no firing due after the settle began (last: ${dues.length ? new Date(dues[dues.length - 1]!).toISOString() : 'none'})`);
+  }
 }
 
 /**
@@ -360,6 +483,8 @@ export function summarize(r: Report, title = 'chaos'): string {
     `[${title}] poison: ${c.poison.sent} sent, ${c.poison.deadLettered} dead-lettered once, ${c.poison.missing} missing, ${c.poison.multiple} multiple, ${c.poison.applied} applied; ` +
       `timers: ${c.timers.set} set, ${c.timers.fired} fired, ${c.timers.missed} missed, ${c.timers.twice} twice, ${c.timers.early} early; ` +
       `events: ${c.events.published} × ${c.events.subscribers} subscribers, ${c.events.delivered} delivered, ${c.events.missed} missed, ${c.events.doubled} doubled`,
+    `[${title}] mail: ${c.mail.mailers} mailers, ${c.mail.expected} expected, ${c.mail.delivered} delivered, ${c.mail.missing} missing, ${c.mail.doubled} doubled, ${c.mail.phantom} phantom, ${c.mail.reordered} reordered (not promised); ` +
+      `cron: ${c.cron.tasks} tasks, ${c.cron.fired} firings, ${c.cron.twice} twice, ${c.cron.early} early, ${c.cron.missing} missing, ${c.cron.collapsed} collapsed (catch-up), ${c.cron.reordered} reordered, ${c.cron.stopped} stopped`,
     `[${title}] commits by node: ${JSON.stringify(c.commitsByNode)}; stale commits ${c.staleCommits}; publish retries ${c.publishRetries}`,
     ...rec.map((x) => `[${title}] recovery ${x.kind}@${x.node ?? 'all'}: ${x.recoveryMs === null ? 'NEVER' : `${x.recoveryMs} ms`} from start` +
       ` (fault lasted ${x.durationMs} ms; ${x.afterEndMs === null ? '-' : `${x.afterEndMs} ms`} after it ended; ${x.sessions} sessions; slowest ${x.slowest ?? '-'})`),

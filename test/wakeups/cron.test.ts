@@ -148,6 +148,43 @@ describe('cron tasks', () => {
     }
   }, 60_000);
 
+  it('a task whose firing committed but whose answer was lost (an ambiguous commit) keeps firing', async () => {
+    // The firing's retry finds the task's due time moved on (the lost answer was a success). On
+    // the code before this test it returned there, holding nothing for the task: the periodic
+    // timer read covers only times past its horizon, so the task stopped until the next full
+    // read, up to 5 minutes later. Chaos seed 909 met the same through a firing whose publish
+    // hung in a nats-server restart: its late note put back a due time already fired.
+    const clock = new FakeClock(iso('2026-06-01T12:00:00Z'));
+    let ambiguous = 1;
+    const deaf = new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop !== 'fireSchedule') return Reflect.get(target, prop, receiver) as unknown;
+        return async (...args: Parameters<Store['fireSchedule']>) => {
+          const won = await target.fireSchedule(...args); // committed …
+          if (ambiguous-- > 0) throw new StoreUnavailableError('injected: the commit went through, its answer was lost'); // … not heard
+          return won;
+        };
+      },
+    });
+    const rt = await startRuntime(nats.url, { agents: [recorder], store: deaf, clock, config: { defaultAgentType: 'cron-recorder' } });
+    try {
+      await rt.createAgent('ambiguous', 'cron-recorder');
+      const { taskId } = await rt.scheduleTask('ambiguous', null, '*/10 * * * * *', { timezone: 'UTC', taskId: 'every-10s-ambiguous' });
+      await clock.advanceTo(iso('2026-06-01T12:00:10Z'));
+      await waitFor(async () => { await clock.advance(0); return ambiguous === 0; }, 'the ambiguous firing');
+      await sleep(1500); // its retry (after 1 s) meets the moved due time
+      for (let t = iso('2026-06-01T12:00:11Z'); t <= iso('2026-06-01T12:00:50Z'); t += 1000) { await clock.advanceTo(t); await sleep(20); }
+      const want = ['2026-06-01T12:00:10.000Z', '2026-06-01T12:00:20.000Z', '2026-06-01T12:00:30.000Z', '2026-06-01T12:00:40.000Z', '2026-06-01T12:00:50.000Z'];
+      // The ambiguous firing's row is published by the outbox sweep (every 5 s), the others at once.
+      await waitFor(async () => { await clock.advance(0); return (firings.get(taskId)?.length ?? 0) >= want.length; }, 'five firings', 30_000, 100)
+        .catch((e: unknown) => { throw new Error(`${(e as Error).message}; handled: ${JSON.stringify(firings.get(taskId)?.map((f) => f.scheduledFor) ?? [])}`); });
+      await sleep(300);
+      expect(firings.get(taskId)!.map((f) => f.scheduledFor).sort()).toEqual(want);
+    } finally {
+      await rt.stop();
+    }
+  }, 60_000);
+
   it('rejects a bad expression or time zone with a clear error', async () => {
     const clock = new FakeClock(iso('2026-01-01T00:00:00Z'));
     const rt = await runtimeOn(clock);
