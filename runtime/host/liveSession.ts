@@ -237,7 +237,9 @@ export function historyLimitOf(agents: ReadonlyMap<string, ResolvedAgent>): Hist
  * ack lost in a NATS restart) and the event was routed again, and the stream no longer knows the
  * first copy's id: past its duplicate window, or after a nats-server restart (which forgets the
  * ids of messages a work queue has already removed — seen in chaos runs: a copy stored again 51 s
- * after the first). Time, not count, is what such a late copy is late by.
+ * after the first). Time, not count, is what such a late copy is late by. Outbox rows' delivery
+ * ids (mail, cron firings, waitpoint results) are kept by the same rule, with the time their row
+ * was created by the sending node's clock.
  */
 export const REMEMBERED_EVENTS = 32;
 export const REMEMBER_EVENTS_MS = 5 * 60_000;
