@@ -441,11 +441,11 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
    * round (the mark only bounds what a later start may skip).
    */
   async function saveRouterFloor(): Promise<void> {
-    if (routerFloor === null) return;
+    // An unchanged floor needs no write, nor the stream read (a stream made anew moves the floor).
+    if (routerFloor === null || savedFloor?.seq === routerFloor) return;
     try {
       const streamCreated = (await transport.jsm.streams.info(transport.eventStream)).created;
       const mark: RouterMark = { seq: routerFloor, streamCreated };
-      if (savedFloor && savedFloor.seq === mark.seq && savedFloor.streamCreated === mark.streamCreated) return;
       await store.saveMark(markKey, mark);
       savedFloor = mark;
     } catch (err) {
