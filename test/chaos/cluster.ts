@@ -342,6 +342,19 @@ export class Cluster {
     return (await jsm.streams.info('AGENTRY_INBOX')).state.messages;
   }
 
+  /**
+   * Events the router has yet to route or to ack (pending plus ack-pending over the events
+   * stream's consumers). A route abandoned under load (its hold ran out) is routed again, and its
+   * copies land in the inbox (to be skipped by sessions that remember them): until this is 0 the
+   * inbox can still fill after it drained.
+   */
+  async eventsUnrouted(): Promise<number> {
+    const jsm = await jetstreamManager(this.nc);
+    let n = 0;
+    for await (const c of jsm.consumers.list('AGENTRY_EVENTS')) n += c.num_pending + c.num_ack_pending;
+    return n;
+  }
+
   /** The sequences still in the inbox stream (published, never acked), from its state and deleted list. */
   async unackedSeqs(): Promise<Set<number>> {
     const jsm = await jetstreamManager(this.nc);
@@ -353,11 +366,24 @@ export class Cluster {
     return out;
   }
 
-  /** Unacked messages by subject (for a report). */
-  async unackedSubjects(): Promise<Record<string, number>> {
+  /**
+   * What the first `max` of `seqs` are, read at once (a report read later finds them acked):
+   * `seq subject kind msgId [event or delivery id]`, or `seq gone`.
+   */
+  async describeInbox(seqs: Iterable<number>, max = 8): Promise<string[]> {
     const jsm = await jetstreamManager(this.nc);
-    const info = await jsm.streams.info('AGENTRY_INBOX', { subjects_filter: '>' });
-    return (info.state as { subjects?: Record<string, number> }).subjects ?? {};
+    const out: string[] = [];
+    for (const seq of seqs) {
+      if (out.length >= max) break;
+      try {
+        const m = await jsm.streams.getMessage('AGENTRY_INBOX', { seq });
+        if (!m) { out.push(`${seq} gone`); continue; }
+        const h = (k: string): string => m.header?.get(k) ?? '';
+        const id = h('Agentry-Event-Id') || h('Agentry-Delivery-Id');
+        out.push(`${seq} ${m.subject} kind=${h('Agentry-Kind') || '-'} msgId=${h('Nats-Msg-Id') || '-'}${id ? ` id=${id}` : ''} age=${Date.now() - m.time.getTime()}ms`);
+      } catch (err) { out.push(`${seq} unreadable (${(err as Error).message})`); }
+    }
+    return out;
   }
 
   /** A direct Postgres client on this cluster's schema (the caller ends it). */

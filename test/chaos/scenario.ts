@@ -102,9 +102,12 @@ export class Scenario {
    * be ready and every timer to have fallen due and fired; then verifies and prints the report.
    */
   async finish(title: string, settleMs = 60_000): Promise<Report> {
-    const deadline = Date.now() + settleMs;
     this.load.close(); // open-ended load ends here; a planned one publishes the rest of its plan
     await Promise.race([this.load.finished(), sleep(settleMs)]);
+    // From the load's end: on a loaded machine (CI runs suites side by side) a planned load can
+    // still be publishing long after the faults, and its tail needs the same time to drain.
+    const deadline = Date.now() + settleMs;
+    let ranOut = '';
     const lastTimer = Math.max(0, ...this.load.timers.map((t) => t.until));
     let waited = '';
     let outbox = -1;
@@ -120,14 +123,19 @@ export class Scenario {
       const timersDue = Date.now() > lastTimer + 500 && (await this.timersFired());
       outbox = await this.outboxRows();
       const events = await this.eventsDelivered();
-      if (unacked === 0 && owners.ready && single && timersDue && outbox === 0 && events && cron) break;
-      waited = `unacked=${unacked} ready=${owners.ready} owners=${JSON.stringify(owners.byNode)} timersFired=${timersDue} outbox=${outbox} eventsDelivered=${events} cronSettled=${cron}`;
-      if (Date.now() > deadline) { console.log(`[${title}] settle deadline passed (${waited})`); break; }
+      // Checked before the inbox is read again: a late re-route publishes its copies first, acks after.
+      const unrouted = await this.cluster.eventsUnrouted().catch(() => -1);
+      const inbox = unrouted === 0 ? await this.cluster.unacked().catch(() => -1) : -1;
+      if (unacked === 0 && inbox === 0 && unrouted === 0 && owners.ready && single && timersDue && outbox === 0 && events && cron) break;
+      waited = `unacked=${unacked} ready=${owners.ready} owners=${JSON.stringify(owners.byNode)} timersFired=${timersDue} outbox=${outbox} eventsDelivered=${events} eventsUnrouted=${unrouted} cronSettled=${cron}`;
+      if (Date.now() > deadline) { ranOut = waited; console.log(`[${title}] settle deadline passed (${waited})`); break; }
       await sleep(250);
     }
     const verified = await verify(this.cluster, this.load, this.faults, { traffic: this.traffic, cronLiveFrom: settleFrom });
     // Two nodes that both believe they own a partition after settling: both may process its sessions.
     const problems = [...verified.problems];
+    // Said with the problems, so that a failure read from CI's summary says whether it settled.
+    if (ranOut && problems.length > 0) problems.push(`the settle ran out of time after ${settleMs} ms: ${ranOut}`);
     if (owners.overlaps.length > 0) problems.push(`partitions claimed by more than one node after settling: ${owners.overlaps.join('; ')}`);
     if (owners.known && owners.unowned.length > 0) problems.push(`partitions owned by no node after settling: ${owners.unowned.join(', ')}`);
     // Every committed output (each message's reply) published: none stranded in the outbox.
