@@ -81,8 +81,10 @@ function runUntilSignal(graceMs: number, stop: () => Promise<StopReport>): void 
     }, graceMs + 1500).unref();
     stop().then((r) => {
       if (r.clean) process.exit(0);
-      process.stderr.write(`agentry: shutdown incomplete after ${r.ms} ms: ${r.timedOut.join(', ')} did not finish; ${r.unackedMessages} unacked messages and ${r.sessionsWithPendingCommits} sessions with pending commits left (redelivered to the next owner, nothing is lost)\n`);
-      process.exit(1);
+      // Turns aborted at the grace's end are what the grace is for: said, but not a failed stop.
+      const onlyHandlers = r.timedOut.every((t) => t === 'handlers');
+      process.stderr.write(`agentry: shutdown ${onlyHandlers ? 'aborted running handlers' : 'incomplete'} after ${r.ms} ms: ${r.timedOut.join(', ')} did not finish; ${r.abortedTurns} turns aborted, ${r.unackedMessages} unacked messages and ${r.sessionsWithPendingCommits} sessions with pending commits left (redelivered to the next owner, nothing is lost)\n`);
+      process.exit(onlyHandlers ? 0 : 1);
     }, (err: unknown) => { process.stderr.write(`agentry: shutdown failed: ${String(err)}\n`); process.exit(1); });
   };
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => { onSignal(sig); });

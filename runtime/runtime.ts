@@ -126,7 +126,9 @@ export interface StopReport {
   readonly ms: number;
   readonly unackedMessages: number;
   readonly sessionsWithPendingCommits: number;
-  /** Shutdown steps that did not finish in time. */
+  /** Handler turns still running when the grace ran out, aborted (they run again on the next owner). */
+  readonly abortedTurns: number;
+  /** Shutdown steps that did not finish in time (`handlers`: turns aborted; `commits`: commits left). */
   readonly timedOut: readonly string[];
 }
 
@@ -681,6 +683,10 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       await step('wakeups', wakeups.stop());
       await step('session-ttl', sessionTtl.stop(), Math.max(500, drainMs()));
       // Drains and frees every partition, so other nodes take over at once (not: after the TTL).
+      // Partition releases drain and let go of sessions before the host's own shutdown: what they
+      // aborted and left unacked counts in this stop's report too (read from the host's counters).
+      const aborted0 = host.stats.turnsAborted;
+      const released0 = host.stats.releasedUnacked;
       let leasesFreed = false;
       await step('leases', leases.stop().then((ok) => { leasesFreed = ok; }));
       if (!leasesFreed && !timedOut.includes('leases')) timedOut.push('lease-release');
@@ -688,14 +694,18 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       const hostReport = await host.shutdown(drainMs());
       await step('budgets', budgets.stop(), Math.max(500, drainMs()));
       await step('retention', retention.stop(), Math.max(500, drainMs()));
-      if (!hostReport.clean) timedOut.push('commits');
+      const abortedTurns = host.stats.turnsAborted - aborted0;
+      if (abortedTurns > 0) timedOut.push('handlers');
+      if (hostReport.sessionsWithPendingCommits > 0 || (!hostReport.clean && hostReport.abortedTurns === 0)) timedOut.push('commits');
       await step('commit-drain', committer.drain());
       committer.close();
       await step('nats-close', transport.close(), Math.max(1_000, drainMs()));
       if (!opts.store) await step('store-close', store.close(), Math.max(500, drainMs()));
       const report: StopReport = {
         clean: timedOut.length === 0, ms: Date.now() - t0, timedOut,
-        unackedMessages: hostReport.unackedMessages, sessionsWithPendingCommits: hostReport.sessionsWithPendingCommits,
+        unackedMessages: hostReport.unackedMessages + (host.stats.releasedUnacked - released0),
+        sessionsWithPendingCommits: hostReport.sessionsWithPendingCommits,
+        abortedTurns,
       };
       if (report.clean) logger.info({ ms: report.ms }, 'runtime stopped');
       else logger.error(report, 'runtime stopped at its shutdown deadline with work left (unacked messages are redelivered to the next owner)');

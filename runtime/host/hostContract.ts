@@ -51,9 +51,12 @@ export interface HostDeps {
 
 /** What a bounded shutdown left behind (redelivered to the next owner: nothing is lost). */
 export interface ShutdownReport {
+  /** Every turn ended by itself within the grace and every commit landed. */
   readonly clean: boolean;
   readonly unackedMessages: number;
   readonly sessionsWithPendingCommits: number;
+  /** Turns still running at the grace's end, aborted here: their messages go to the next owner, and they run again there. */
+  readonly abortedTurns: number;
 }
 
 /** Counters the metrics endpoint and benchmarks read. */
@@ -75,9 +78,13 @@ export interface HostStats {
   abortIgnored: number;
   /** Sessions loaded ahead of a wake due soon (`prefetchWake`). */
   wakesLoadedAhead: number;
+  /** Running turns aborted because their session was stopped (a partition let go, a shutdown, a drop): they run again where the message goes next. */
+  turnsAborted: number;
+  /** Unacked messages held by sessions a partition release let go (they go to the partition's next owner). */
+  releasedUnacked: number;
 }
 
 /** A zeroed HostStats. */
 export function newHostStats(): HostStats {
-  return { heldForCapacity: 0, hydrations: 0, passivations: 0, merges: 0, runs: 0, retries: 0, deadLetters: 0, duplicatesSkipped: 0, commits: 0, coalesced: 0, abortIgnored: 0, wakesLoadedAhead: 0 };
+  return { heldForCapacity: 0, hydrations: 0, passivations: 0, merges: 0, runs: 0, retries: 0, deadLetters: 0, duplicatesSkipped: 0, commits: 0, coalesced: 0, abortIgnored: 0, wakesLoadedAhead: 0, turnsAborted: 0, releasedUnacked: 0 };
 }

@@ -464,6 +464,7 @@ export class SessionHost {
   private stopActor(s: LiveSession): void {
     this.runs.afterAbort(s, abortRun(s), 'stopped'); // stopping an actor runs no exit actions
     if (s.lastPath === 'active' || s.lastPath.startsWith('active.')) {
+      this.stats.turnsAborted++;
       this.activeDelta(s, -1);
       s.lastPath = 'stopped-live';
     }
@@ -835,6 +836,7 @@ export class SessionHost {
     const leaving = mine();
     const blockedHeld = this.blocked.dropPartition(p);
     const heldMessages = blockedHeld || leaving.some((s) => s.acks.size > 0 || s.held.length > 0);
+    for (const s of leaving) this.stats.releasedUnacked += s.acks.size;
     for (const s of leaving) {
       s.broken = true; // nothing more goes to it
       this.stopActor(s);
@@ -866,12 +868,15 @@ export class SessionHost {
     if (this.sweeper) clearInterval(this.sweeper);
     this.pacer?.stop(); // deferred messages stay unacked: the next owner gets them
     const sessions = [...this.live.values()];
+    const aborted0 = this.stats.turnsAborted;
     for (const s of sessions) this.stopActor(s); // aborts what still runs: its messages stay unacked
-    const clean = await settleWithin(Promise.all(sessions.map((s) => s.chain)), Math.max(0, deadline - Date.now()));
+    const abortedTurns = this.stats.turnsAborted - aborted0;
+    const committed = await settleWithin(Promise.all(sessions.map((s) => s.chain)), Math.max(0, deadline - Date.now()));
     this.outbox.flushDeletes();
     this.live.clear();
     return {
-      clean,
+      clean: committed && abortedTurns === 0,
+      abortedTurns,
       unackedMessages: sessions.reduce((n, s) => n + s.acks.size, 0) + [...this.loading.values()].reduce((n, l) => n + l.buffer.length, 0) + this.blocked.heldTotal(),
       sessionsWithPendingCommits: sessions.filter((s) => s.inflight > 0).length,
     };

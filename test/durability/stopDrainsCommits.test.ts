@@ -183,6 +183,10 @@ describe('graceful stop', () => {
       const report = await rt.stop();
       suite.rt = undefined;
       expect(report.unackedMessages).toBe(1);
+      // Not clean: the turn was aborted, and it runs again on the next owner.
+      expect(report.abortedTurns).toBe(1);
+      expect(report.clean).toBe(false);
+      expect(report.timedOut).toContain('handlers');
     } finally {
       releaseStuck();
       await nc.close();
