@@ -226,6 +226,18 @@ export const sessionMachine = setup({
     /** `debounces` for a message that will lead a batch of its own (from a stable `idle`). */
     debouncesMessage: ({ context, event }) =>
       event.type === 'MESSAGE' && event.message.kind !== 'wake' && policyOf(context, event.message) === 'debounce' && (context.limits.debounceMs ?? 0) > 0,
+    /**
+     * A run that finished `ok` with more queued and nothing that would stop at `idle` (no sleep or
+     * wait, none requested, no budget requeue, no debounce at the head): `idle`'s `always` would
+     * take the next batch and `starting` would run it, so `running` re-enters with it directly.
+     */
+    continuesWithPending: ({ context, event }) => {
+      if (event.type !== 'RUN_DONE' || event.runId !== context.runId) return false;
+      const out = event.output;
+      if (out.next.type === 'sleep' || out.next.type === 'wait' || out.requeue || context.sleepRequested !== null) return false;
+      const head = context.pending[0];
+      return head !== undefined && !(head.kind !== 'wake' && policyOf(context, head) === 'debounce' && (context.limits.debounceMs ?? 0) > 0);
+    },
     wakesSleeper: ({ context, event }) => event.type === 'MESSAGE' && wakesSleeper(context.wake, event.message) !== null,
     endsWait: ({ context, event }) => event.type === 'MESSAGE' && endsWait(context.wait, event.message),
   },
@@ -495,6 +507,9 @@ export const sessionMachine = setup({
             RUN_DONE: [
               { guard: ({ context, event }) => event.runId === context.runId && event.output.next.type === 'sleep', target: '#session.sleeping', actions: 'finishOk' },
               { guard: ({ context, event }) => event.runId === context.runId && event.output.next.type === 'wait', target: '#session.waiting', actions: 'finishOk' },
+              // The next batch at once, when going through `idle` would take it anyway (the same
+              // actions in the same order: finishOk, then takeBatch): one microstep, not three.
+              { guard: 'continuesWithPending', target: 'running', reenter: true, actions: ['finishOk', 'takeBatch'] },
               { guard: ({ context, event }) => event.runId === context.runId, target: '#session.idle', actions: 'finishOk' },
             ],
             RUN_FAILED: [
