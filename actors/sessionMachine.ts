@@ -631,9 +631,16 @@ interface PersistedShape {
  * pending, and no message would ever load it again (chaos/natsCut, 2 of 4 runs with 40 sleepers).
  */
 export function carriedOver(context: Pick<SessionContext, 'batch' | 'pending' | 'lastSeq'>): InboxMessage[] {
-  const keep = (m: InboxMessage): boolean => m.seq === 0 || m.seq <= context.lastSeq;
-  if (context.batch.length === 0 && context.pending.length === 0) return [];
-  return [...context.batch, ...context.pending].filter(keep);
+  // Runs once per commit over the whole queue: a loop, not two copies (most entries are unacked
+  // messages, left out).
+  const out: InboxMessage[] = [];
+  for (const list of [context.batch, context.pending]) {
+    for (let i = 0; i < list.length; i++) {
+      const m = list[i]!;
+      if (m.seq === 0 || m.seq <= context.lastSeq) out.push(m);
+    }
+  }
+  return out;
 }
 
 /**

@@ -478,7 +478,11 @@ export const methods = {
       event: z.unknown().describe('the event object that caused the step: { type, … } (null: not recorded)'),
       waitpoint: z.object({ id: z.string(), schema: z.unknown(), hasDefault: z.boolean(), default: z.unknown(), tags: z.array(z.string()) }).nullable()
         .describe('the waitpoint the session waited on then (null: none)'),
-      mailbox: z.object({ pending: z.array(mailboxEntry), running: z.array(mailboxEntry), deferred: z.array(mailboxEntry), rejected: z.array(mailboxEntry) }).nullable()
+      mailbox: z.object({
+        pending: z.array(mailboxEntry), running: z.array(mailboxEntry), deferred: z.array(mailboxEntry), rejected: z.array(mailboxEntry),
+        pendingOmitted: z.object({ count: z.number(), maxSeq: z.number() }).optional()
+          .describe('queued messages past the first 32, left out of pending: how many, and the highest seq among them'),
+      }).nullable()
         .describe('every mailbox entry then (null: not recorded)'),
       previous: z.object({ step: transition, agent: agentView.nullable() }).nullable().describe('the step before it (null: the oldest kept)'),
       history: z.array(historyMessage).describe('messages received by then and wake records, newest first'),

@@ -61,7 +61,7 @@ export function viewAtStep(id: SessionIdentity, t: TransitionRecord, frame: unkn
     wake: c.wake ? { until: c.wake.until, events: [...c.wake.events], mailPriority: c.wake.mailPriority as Priority | null, ...(c.wake.budget ? { budget: c.wake.budget as BudgetHold } : {}) } : null,
     wait: c.wait ? { event: c.wait.event, replyFrom: c.wait.replyFrom, timeoutAt: c.wait.timeoutAt, waitpoint: c.wait.waitpoint ? { ...c.wait.waitpoint } : null } : null,
     mailbox: {
-      pending: c.mailbox.pending.length, running: c.mailbox.running.length, rejected: c.mailbox.rejected.length,
+      pending: c.mailbox.pending.length + (c.mailbox.pendingOmitted?.count ?? 0), running: c.mailbox.running.length, rejected: c.mailbox.rejected.length,
       deferred: c.mailbox.deferred.map((m) => ({ seq: m.seq, kind: m.kind, priority: m.priority as Priority, at: m.at, ...(m.from !== undefined ? { from: m.from } : {}) })),
     },
     lastError: c.lastError, live: false, updatedAt: t.at,
@@ -80,7 +80,7 @@ export function maxSeqOf(frame: unknown): number {
   if (!f) return 0;
   const m = f.context.mailbox;
   const all: readonly FrameMessage[] = [...m.pending, ...m.running, ...m.deferred, ...m.rejected];
-  return all.reduce((x, e) => (e.seq > x ? e.seq : x), f.context.lastSeq);
+  return all.reduce((x, e) => (e.seq > x ? e.seq : x), Math.max(f.context.lastSeq, m.pendingOmitted?.maxSeq ?? 0));
 }
 
 /** Builds the answer from a stored step (see `SessionAt`). */

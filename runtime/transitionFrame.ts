@@ -37,10 +37,13 @@ export interface FrameContext {
     readonly waitpoint: { readonly id: string; readonly schema: unknown; readonly hasDefault: boolean; readonly default: unknown; readonly tags: readonly string[] } | null;
   } | null;
   readonly mailbox: {
+    /** The first `FRAME_PENDING_MAX` queued messages (what runs next); the rest are counted in `pendingOmitted`. */
     readonly pending: readonly FrameMessage[];
     readonly running: readonly FrameMessage[];
     readonly deferred: readonly FrameMessage[];
     readonly rejected: readonly FrameMessage[];
+    /** Queued messages left out of `pending`, and the highest seq among them (absent when none were). */
+    readonly pendingOmitted?: { readonly count: number; readonly maxSeq: number };
   };
   readonly lastError: { readonly message: string; readonly code: string; readonly terminal: boolean } | null;
 }
@@ -68,6 +71,13 @@ function messageOf(m: InboxMessage): FrameMessage {
   };
 }
 
+/**
+ * Queued messages a frame lists. A frame is built for every run a session starts, so a full list
+ * made a long queue cost O(n) per message (O(n²) to drain: a third of all allocation with a few
+ * hundred queued); the head of the queue is what the inspector shows, the rest is counted.
+ */
+export const FRAME_PENDING_MAX = 32;
+
 /** A body as a frame keeps it: itself when its JSON is short, else `{ truncated, preview }`. */
 export function cappedBody(body: unknown): unknown {
   if (typeof body === 'string') return body.length <= FRAME_BODY_MAX ? body : { truncated: true, preview: body.slice(0, FRAME_BODY_MAX) };
@@ -86,6 +96,13 @@ function messagesOf(list: readonly InboxMessage[] | undefined): readonly FrameMe
   return list === undefined || list.length === 0 ? NO_MESSAGES : list.map(messageOf);
 }
 
+/** What `FRAME_PENDING_MAX` left out of a frame's pending list. */
+function omitted(pending: readonly InboxMessage[]): { count: number; maxSeq: number } {
+  let maxSeq = 0;
+  for (let i = FRAME_PENDING_MAX; i < pending.length; i++) if (pending[i]!.seq > maxSeq) maxSeq = pending[i]!.seq;
+  return { count: pending.length - FRAME_PENDING_MAX, maxSeq };
+}
+
 /** The context part of a frame. */
 export function frameContextOf(ctx: SessionContext): FrameContext {
   const w = ctx.wake;
@@ -99,8 +116,9 @@ export function frameContextOf(ctx: SessionContext): FrameContext {
       waitpoint: wp ? { id: wp.id, schema: wp.schema, hasDefault: wp.hasDefault, default: wp.default, tags: [...wp.tags] } : null,
     } : null,
     mailbox: {
-      pending: messagesOf(ctx.pending), running: messagesOf(ctx.batch),
+      pending: messagesOf(ctx.pending.length > FRAME_PENDING_MAX ? ctx.pending.slice(0, FRAME_PENDING_MAX) : ctx.pending), running: messagesOf(ctx.batch),
       deferred: messagesOf(ctx.deferred), rejected: messagesOf(ctx.rejected),
+      ...(ctx.pending.length > FRAME_PENDING_MAX ? { pendingOmitted: omitted(ctx.pending) } : {}),
     },
     lastError: ctx.lastError ? { message: ctx.lastError.message, code: ctx.lastError.code, terminal: ctx.lastError.terminal } : null,
   };

@@ -195,8 +195,9 @@ export class CommitChain {
   private afterCommit(s: LiveSession, record: CommitRecord, deadLetters: readonly DeadLetter[]): void {
     s.committedLastSeq = Math.max(s.committedLastSeq, record.lastSeq);
     s.updatedAt = this.clock.now();
-    for (const [seq, m] of s.acks) {
-      if (seq <= record.lastSeq) { m.ack(); s.acks.delete(seq); }
+    // By key: the entry iterator made a pair per unacked message of the session on every commit.
+    for (const seq of s.acks.keys()) {
+      if (seq <= record.lastSeq) { s.acks.get(seq)!.ack(); s.acks.delete(seq); }
     }
     if (record.history.length > 0) {
       const agent = this.deps.agents.get(s.type);

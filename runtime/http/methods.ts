@@ -281,7 +281,10 @@ export function createMethodTable(runtime: Runtime, openRpc: () => Record<string
       return {
         step: step(r.step), agent: r.agent ? viewResult(r.agent) : null, userStateRecorded: r.userStateRecorded, event: r.event,
         waitpoint: wp ? { id: wp.id, schema: wp.schema, hasDefault: wp.hasDefault, default: wp.default, tags: [...wp.tags] } : null,
-        mailbox: r.mailbox ? { pending: [...r.mailbox.pending], running: [...r.mailbox.running], deferred: [...r.mailbox.deferred], rejected: [...r.mailbox.rejected] } : null,
+        mailbox: r.mailbox ? {
+          pending: [...r.mailbox.pending], running: [...r.mailbox.running], deferred: [...r.mailbox.deferred], rejected: [...r.mailbox.rejected],
+          ...(r.mailbox.pendingOmitted ? { pendingOmitted: { ...r.mailbox.pendingOmitted } } : {}),
+        } : null,
         previous: r.previous ? { step: step(r.previous.step), agent: r.previous.agent ? viewResult(r.previous.agent) : null } : null,
         history: r.history.map(historyResult),
       };

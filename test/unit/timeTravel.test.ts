@@ -13,7 +13,7 @@ import { createMemoryStore } from '../../persistence/index.js';
 import { stepOf } from '../../persistence/sessionStep.js';
 import type { CommitRecord, TransitionRecord } from '../../persistence/types.js';
 import { maxSeqOf, sessionAtOf, viewAtStep } from '../../runtime/sessionAt.js';
-import { FRAME_BODY_MAX, cappedBody, frameOf } from '../../runtime/transitionFrame.js';
+import { FRAME_BODY_MAX, FRAME_PENDING_MAX, cappedBody, frameOf } from '../../runtime/transitionFrame.js';
 
 const msg = (seq: number, body: unknown = { n: seq }, kind: InboxMessage['kind'] = 'message'): InboxMessage => ({ seq, kind, body, priority: 'normal', at: 1000 + seq });
 
@@ -48,6 +48,19 @@ describe('transition frames', () => {
     expect(f.event).toEqual({ type: 'run.done', runId: 4, outcome: 'ok', attempts: 1, seqs: [9] });
     expect(f.outputs).toEqual({ runId: 4, items: [{ kind: 'reply', subject: 'agentry.out.s', body: 'hello' }] });
     expect(frameOf(null, 'create', ctx()).event).toEqual({ type: 'create' });
+  });
+
+  it('list the head of a long queue and count the rest (a frame per run: a full list was O(n²) to drain)', () => {
+    const pending = Array.from({ length: FRAME_PENDING_MAX + 8 }, (_, i) => msg(100 + i));
+    const f = frameOf(null, 'run.done', ctx({ pending, lastSeq: 99 }));
+    expect(f.context.mailbox.pending.map((m) => m.seq)).toEqual(pending.slice(0, FRAME_PENDING_MAX).map((m) => m.seq));
+    expect(f.context.mailbox.pendingOmitted).toEqual({ count: 8, maxSeq: 100 + FRAME_PENDING_MAX + 7 });
+    // Read back: the count is the whole queue, and history reaches its newest message.
+    const t: TransitionRecord = { sessionId: 's', at: 1, event: 'run.done', from: 'active.running', to: 'idle', frame: f };
+    expect(viewAtStep(identity, t, f, undefined)?.mailbox.pending).toBe(FRAME_PENDING_MAX + 8);
+    expect(maxSeqOf(f)).toBe(100 + FRAME_PENDING_MAX + 7);
+    // A short queue is listed whole, with nothing omitted.
+    expect(frameOf(null, 'run.done', ctx({ pending: [msg(5)] })).context.mailbox.pendingOmitted).toBeUndefined();
   });
 
   it('cap a long body to a preview', () => {

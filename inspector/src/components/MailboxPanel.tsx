@@ -22,7 +22,7 @@ export function MailboxPanel({ view, entries }: { view: AgentView; entries?: Mai
       {entries && (entries.running.length > 0 || entries.pending.length > 0) && (
         <p class="small" data-testid="mailbox-entries">
           {entries.running.length > 0 && <>Running {seqList(entries.running)}. </>}
-          {entries.pending.length > 0 && <>Pending {seqList(entries.pending)}.</>}
+          {entries.pending.length > 0 && <>Pending {seqList(entries.pending)}{entries.pendingOmitted ? ` and ${entries.pendingOmitted.count} more (up to ${entries.pendingOmitted.maxSeq})` : ''}.</>}
         </p>
       )}
       {deferred.length > 0 ? (
