@@ -30,7 +30,7 @@ describe('statechart graph from sessionMachine', () => {
     expect(edge('sleeping', 'idle')?.labels).toEqual(['MESSAGE [wakesSleeper]', 'WAKE']);
     expect(edge('active.running', 'idle')?.labels).toEqual(['done', 'error']);
     expect(edge('active.retrying', 'active.running')?.labels).toEqual(['after backoff']);
-    expect(edge('active.running', 'active.running')?.labels).toEqual(['MESSAGE [canMerge]']);
+    expect(edge('active.running', 'active.running')?.labels).toEqual(['MESSAGE [canMerge]', 'done [continuesWithPending]']);
   });
 
   it('has a hand-tuned box for every state and a route for every edge', () => {
@@ -46,6 +46,8 @@ describe('statechart graph from sessionMachine', () => {
     expect(edgeForTransition(graph, 'active.running', 'idle', 'INTERRUPT')).toMatchObject({ source: 'active', target: 'idle' });
     expect(edgeForTransition(graph, 'active.running', 'stopped', 'STOP')).toMatchObject({ source: 'active', target: 'stopped' });
     expect(edgeForTransition(graph, 'sleeping', 'idle', 'WAKE')).toMatchObject({ source: 'sleeping', target: 'idle' });
+    // A run that ends with more queued starts the next one in place (one microstep).
+    expect(edgeForTransition(graph, 'active.running', 'active.running', 'run.done')).toMatchObject({ source: 'active.running', target: 'active.running' });
     expect(edgeForTransition(graph, 'stopped', 'idle', 'WAKE')).toBeNull();
   });
 
