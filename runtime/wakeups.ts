@@ -252,9 +252,11 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
       if (cur) holdStored(cur);
       return;
     }
-    // Stored with the firing: a failed publish stays in the outbox and goes out with a later sweep.
-    if (row) await host.outbox.publish([row]);
+    // The next due time is held before the publish: a publish that hangs (NATS paused or
+    // restarting, up to its timeout) must not hold the next firings back. Stored with the firing:
+    // a failed publish stays in the outbox and goes out with a later sweep.
     scheduler.note(`cron:${taskId}`, next, sched.partition);
+    if (row) await host.outbox.publish([row]);
   }
 
   /**

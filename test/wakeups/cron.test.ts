@@ -186,6 +186,49 @@ describe('cron tasks', () => {
     }
   }, 60_000);
 
+  it('a firing whose publish hangs (NATS paused) does not hold back the next one', async () => {
+    // The firing commits in Postgres, then publishes; on the code before this test the task's next
+    // due time was noted only after the publish returned, so while NATS did not answer (a pause,
+    // a restart: up to the publish timeout) the next firings were held back and then collapsed.
+    const clock = new FakeClock(iso('2026-07-01T12:00:05Z'));
+    const fired: { dueAt: number; natsPaused: boolean }[] = [];
+    let natsPaused = false;
+    const watched = new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop !== 'fireSchedule') return Reflect.get(target, prop, receiver) as unknown;
+        return (...args: Parameters<Store['fireSchedule']>) => {
+          if (args[0] === 'every-10s-hung') fired.push({ dueAt: args[1], natsPaused });
+          return target.fireSchedule(...args);
+        };
+      },
+    });
+    const rt = await startRuntime(nats.url, { agents: [recorder], store: watched, clock, config: { defaultAgentType: 'cron-recorder' } });
+    const pid = nats.pid!;
+    try {
+      await rt.createAgent('hung', 'cron-recorder');
+      const { taskId } = await rt.scheduleTask('hung', null, '*/10 * * * * *', { timezone: 'UTC', taskId: 'every-10s-hung' });
+      process.kill(pid, 'SIGSTOP');
+      natsPaused = true;
+      try {
+        await clock.advanceTo(iso('2026-07-01T12:00:10Z')); // fires; its publish hangs
+        await waitFor(() => fired.some((f) => f.dueAt === iso('2026-07-01T12:00:10Z')), 'the first firing', 5_000);
+        await sleep(200);
+        await clock.advanceTo(iso('2026-07-01T12:00:20Z')); // the next is due while the first still publishes
+        await waitFor(() => fired.some((f) => f.dueAt === iso('2026-07-01T12:00:20Z')), 'the second firing while NATS is paused', 1_500)
+          .catch(() => undefined);
+      } finally {
+        natsPaused = false;
+        process.kill(pid, 'SIGCONT');
+      }
+      expect(fired.find((f) => f.dueAt === iso('2026-07-01T12:00:20Z'))?.natsPaused).toBe(true);
+      await waitFor(async () => { await clock.advance(0); return (firings.get(taskId)?.length ?? 0) >= 2; }, 'both firings delivered', 30_000, 100);
+      await sleep(300);
+      expect(firings.get(taskId)!.map((f) => f.scheduledFor).sort()).toEqual(['2026-07-01T12:00:10.000Z', '2026-07-01T12:00:20.000Z']);
+    } finally {
+      await rt.stop();
+    }
+  }, 60_000);
+
   it('rejects a bad expression or time zone with a clear error', async () => {
     const clock = new FakeClock(iso('2026-01-01T00:00:00Z'));
     const rt = await runtimeOn(clock);
