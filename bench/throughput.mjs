@@ -152,6 +152,8 @@ async function runtimeRun(kind, { sessions = SESSIONS, perSession = PER_SESSION,
     Object.assign(config, { store: 'auto', databaseUrl: PG_URL, databaseSchema: schema });
   }
   const rt = await createRuntime({ agents: [noop], config, logger: quietLogger() });
+  // Before 2.10 the server's cost per ack grows with the inbox backlog (runtime/natsVersion.ts): say which one ran.
+  results.natsServerVersion ??= rt.transport.nc.info?.version ?? null;
   rt.host.listen({
     onCommitted(rec) {
       st.committed += rec.history.length;
