@@ -2,7 +2,7 @@
 // schemas, the forked publisher, CPU accounting per process group, percentiles and payloads.
 // Everything runs on loopback; every helper cleans up what it starts.
 import { fork } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +32,15 @@ export function tempDir(prefix) {
 /** Starts nats-server with the project's nats.conf (partition count patched to PARTITIONS) on a free port. */
 export async function startNats() {
   const t = tempDir('agentry-bench-nats-');
-  const srv = await startNatsServer({ storeDir: join(t.dir, 'js'), partitions: PARTITIONS });
+  // Diagnostics: BENCH_NATS_MONITOR_PORT=N adds the server's monitoring endpoint on N (/connz, /jsz)
+  // and its Go profiler on N+1 (/debug/pprof/profile), to see where the server's CPU goes.
+  const mon = Number(process.env.BENCH_NATS_MONITOR_PORT ?? 0);
+  let configPath;
+  if (mon > 0) {
+    configPath = join(t.dir, 'nats-monitored.conf');
+    writeFileSync(configPath, `${readFileSync(join(ROOT, 'nats.conf'), 'utf8')}\nhttp_port: ${mon}\nprof_port: ${mon + 1}\n`);
+  }
+  const srv = await startNatsServer({ storeDir: join(t.dir, 'js'), partitions: PARTITIONS, ...(configPath ? { configPath } : {}) });
   return Object.assign(srv, { dir: t.dir, cleanup: async () => { await srv.stop(); t.cleanup(); } });
 }
 

@@ -59,6 +59,9 @@ const results = { sessions: SESSIONS, perSession: PER_SESSION, total: TOTAL, win
 // acks delayed by a random 0..N ms (out of delivery order, as the runtime's acks after commits are).
 const RAW_MAX_ACK_PENDING = Number(process.env.BENCH_RAW_MAX_ACK_PENDING ?? -1);
 const RAW_ACK_DELAY_MS = Number(process.env.BENCH_RAW_ACK_DELAY_MS ?? 0);
+// BENCH_RAW_PREFILL=1: publish everything first, then consume (a deep stream, as behind a slower consumer);
+// the rate and CPU are then the consumers' alone, from the first pull to the last message.
+const RAW_PREFILL = process.env.BENCH_RAW_PREFILL === '1';
 
 async function rawJetStream({ partitioned = false } = {}) {
   const nc = await connect({ servers: nats.url, name: 'bench-raw-consumer' });
@@ -80,11 +83,18 @@ async function rawJetStream({ partitioned = false } = {}) {
   let done;
   const finished = new Promise((r) => { done = r; });
   const iters = [];
+  const job = { mode: 'burst', subjectPrefix: partitioned ? 'agentry.in.' : 'bench.raw.', idPrefix: 's', sessions: SESSIONS, perSession: PER_SESSION, window: WINDOW };
   for (const c of consumers) {
     await jsm.consumers.add(stream, {
       durable_name: c.name, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: RAW_MAX_ACK_PENDING, ack_wait: 30_000_000_000,
       ...(c.filter_subject ? { filter_subject: c.filter_subject } : {}),
     });
+  }
+  let report;
+  let c0;
+  let t0 = 0;
+  if (RAW_PREFILL) { report = await pub.start(job); c0 = cpuMark(nats.pid, pub.pid); t0 = wallNow(); }
+  for (const c of consumers) {
     const consumer = await js.consumers.get(stream, c.name);
     iters.push(await consumer.consume({
       max_messages: buffer,
@@ -94,13 +104,13 @@ async function rawJetStream({ partitioned = false } = {}) {
       },
     }));
   }
-  const c0 = cpuMark(nats.pid, pub.pid);
-  const report = await pub.start({ mode: 'burst', subjectPrefix: partitioned ? 'agentry.in.' : 'bench.raw.', idPrefix: 's', sessions: SESSIONS, perSession: PER_SESSION, window: WINDOW });
+  if (!RAW_PREFILL) { c0 = cpuMark(nats.pid, pub.pid); report = await pub.start(job); } else report = { ...report, t0 };
   await withTimeout(finished, 120_000, `the raw consumer (got ${count}/${TOTAL})`);
   const c1 = cpuMark(nats.pid, pub.pid);
   await nc.flush();
   await waitUntil(async () => (await jsm.streams.info(stream)).state.messages === 0, 'raw acks to land', 60_000, 50);
   const tAcked = wallNow();
+  const c2 = cpuMark(nats.pid, pub.pid);
   for (const it of iters) await it.close();
   await jsm.streams.delete(stream);
   await nc.close();
@@ -108,6 +118,8 @@ async function rawJetStream({ partitioned = false } = {}) {
   return {
     consumers: consumers.length, rate: round(TOTAL / (ms / 1000)), ackedRate: round(TOTAL / ((tAcked - report.t0) / 1000)), ms: round(ms),
     publishRate: round(report.publishRate), cpu: cpuDelta(c0, c1, CORES),
+    // Up to the last ack processed (the server removes each acked message; behind a deep stream that lags delivery).
+    cpuAcked: cpuDelta(c0, c2, CORES),
   };
 }
 
@@ -140,6 +152,8 @@ async function runtimeRun(kind, { sessions = SESSIONS, perSession = PER_SESSION,
     Object.assign(config, { store: 'auto', databaseUrl: PG_URL, databaseSchema: schema });
   }
   const rt = await createRuntime({ agents: [noop], config, logger: quietLogger() });
+  // Before 2.10 the server's cost per ack grows with the inbox backlog (runtime/natsVersion.ts): say which one ran.
+  results.natsServerVersion ??= rt.transport.nc.info?.version ?? null;
   rt.host.listen({
     onCommitted(rec) {
       st.committed += rec.history.length;
@@ -154,6 +168,7 @@ async function runtimeRun(kind, { sessions = SESSIONS, perSession = PER_SESSION,
   await rt.transport.nc.flush();
   await waitUntil(async () => (await rt.transport.jsm.streams.info(rt.transport.inboxStream)).state.messages === 0, 'runtime acks to land', 60_000, 50);
   const tAcked = wallNow();
+  const c2 = cpuMark(nats.pid, pub.pid);
   const stats = { ...rt.host.stats };
   await rt.stop();
   const handledMs = st.tHandled - report.t0;
@@ -168,6 +183,7 @@ async function runtimeRun(kind, { sessions = SESSIONS, perSession = PER_SESSION,
     latencyUnderLoadMs: percentiles(st.lat),
     runs: stats.runs, commits: stats.commits, merges: stats.merges,
     cpu: cpuDelta(c0, c1, CORES),
+    cpuAcked: cpuDelta(c0, c2, CORES),
   };
 }
 
@@ -290,15 +306,20 @@ try {
   results.snapshotTemplateBytes = tpl.s.length;
   for (let i = 1; i <= ROUNDS; i++) {
     const r = { round: i };
+    // Marks for a profiler sampling one scenario (BENCH_NATS_MONITOR_PORT): the line comes before its set-up.
+    const starting = (name) => { if (process.env.BENCH_NATS_MONITOR_PORT) log(`round ${i} ${name} starting`); };
     if (want('rawJetStream')) {
+      starting('raw-jetstream');
       r.rawJetStream = await rawJetStream();
       log(`round ${i} raw-jetstream ${r.rawJetStream.rate} msg/s (publisher ${r.rawJetStream.publishRate}/s)`);
     }
     if (want('rawJetStreamPartitioned')) {
+      starting('raw-jetstream-partitioned');
       r.rawJetStreamPartitioned = await rawJetStream({ partitioned: true });
       log(`round ${i} raw-jetstream, ${PARTITIONS} partitions ${r.rawJetStreamPartitioned.rate} msg/s, acks processed ${r.rawJetStreamPartitioned.ackedRate}/s`);
     }
     if (want('runtimeMemory')) {
+      starting('runtime-memory');
       r.runtimeMemory = await runtimeRun('memory', { idPrefix: `r${i}-m-` });
       log(`round ${i} runtime-memory ${r.runtimeMemory.handledRate} msg/s handled, ${r.runtimeMemory.committedRate} committed`);
     }
@@ -311,6 +332,7 @@ try {
       log(`round ${i} store-commit ${r.storeCommit.rate} records/s`);
     }
     if (want('runtimePg')) {
+      starting('runtime-pg');
       r.runtimePg = await runtimeRun('pg', { idPrefix: `r${i}-p-` });
       log(`round ${i} runtime-pg ${r.runtimePg.committedRate} msg/s committed (handled ${r.runtimePg.handledRate}), ${r.runtimePg.ackedRate} acks processed`);
       if (i === ROUNDS) results.pgSizes = await storeSizes(r.runtimePg.schema);

@@ -21,6 +21,7 @@ import {
 import { AgentryError } from '../actors/errors.js';
 import type { Logger } from './logger.js';
 import { natsConnectOptions } from './natsUrl.js';
+import { ackCostGrowsWithBacklog } from './natsVersion.js';
 import { partitionOf } from './partition.js';
 import { settleWithin } from './deadline.js';
 import { PartitionFeed } from './partitionFeed.js';
@@ -198,6 +199,11 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
   })();
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
+  const serverVersion = nc.info?.version;
+  if (ackCostGrowsWithBacklog(serverVersion)) {
+    // Once per node: behind a backlog every ack costs this server a scan of the inbox (natsVersion.ts).
+    log.warn({ serverVersion }, 'nats-server before 2.10: each ack costs the server more the deeper the inbox backlog (hundreds of µs per message with ~1,000 sessions queued); use 2.10 or later in production');
+  }
 
   const duplicateWindowNs = (opts.duplicateWindowMs ?? 120_000) * 1_000_000;
 
