@@ -696,7 +696,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       await step('retention', retention.stop(), Math.max(500, drainMs()));
       const abortedTurns = host.stats.turnsAborted - aborted0;
       if (abortedTurns > 0) timedOut.push('handlers');
-      if (hostReport.sessionsWithPendingCommits > 0 || (!hostReport.clean && hostReport.abortedTurns === 0)) timedOut.push('commits');
+      if (!hostReport.committed) timedOut.push('commits');
       await step('commit-drain', committer.drain());
       committer.close();
       await step('nats-close', transport.close(), Math.max(1_000, drainMs()));

@@ -51,8 +51,8 @@ export interface HostDeps {
 
 /** What a bounded shutdown left behind (redelivered to the next owner: nothing is lost). */
 export interface ShutdownReport {
-  /** Every turn ended by itself within the grace and every commit landed. */
-  readonly clean: boolean;
+  /** Every commit of the sessions stopped here landed within the grace. */
+  readonly committed: boolean;
   readonly unackedMessages: number;
   readonly sessionsWithPendingCommits: number;
   /** Turns still running at the grace's end, aborted here: their messages go to the next owner, and they run again there. */

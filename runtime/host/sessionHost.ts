@@ -875,7 +875,7 @@ export class SessionHost {
     this.outbox.flushDeletes();
     this.live.clear();
     return {
-      clean: committed && abortedTurns === 0,
+      committed,
       abortedTurns,
       unackedMessages: sessions.reduce((n, s) => n + s.acks.size, 0) + [...this.loading.values()].reduce((n, l) => n + l.buffer.length, 0) + this.blocked.heldTotal(),
       sessionsWithPendingCommits: sessions.filter((s) => s.inflight > 0).length,
