@@ -836,8 +836,8 @@ export class SessionHost {
     const leaving = mine();
     const blockedHeld = this.blocked.dropPartition(p);
     const heldMessages = blockedHeld || leaving.some((s) => s.acks.size > 0 || s.held.length > 0);
-    for (const s of leaving) this.stats.releasedUnacked += s.acks.size;
     for (const s of leaving) {
+      this.stats.releasedUnacked += s.acks.size;
       s.broken = true; // nothing more goes to it
       this.stopActor(s);
       this.live.delete(s.id);
