@@ -16,7 +16,7 @@
 // Stops when the stream is empty and every message was handled, or after LIMIT_S, or when the
 // node dies, and reports how far it got.
 import { fork } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
@@ -36,6 +36,14 @@ const RAW = Number(process.env.BENCH_BACKLOG_RAW ?? Math.min(BACKLOG, 100_000));
 const RAW_LIMIT_S = QUICK ? 60 : 180;
 const PROBE_EVERY_MS = 200;
 const SAMPLE_EVERY_MS = 500;
+// Every LIVE_EVERY_S the node forces a full GC and reports the heap left (the live set): heapUsed
+// between GCs is mostly garbage V8 has not collected yet, which says little about what the runtime holds.
+const LIVE_EVERY_S = Number(process.env.BENCH_BACKLOG_LIVE_EVERY_S ?? 20);
+// The server's view of the partition consumers (CONSUMER.LIST) every BENCH_BACKLOG_SERVER_EVERY_S
+// seconds (0: never). On nats-server 2.9 a list counts every consumer's pending messages, a scan of
+// the inbox each: seconds of the server's time per list in front of a deep backlog, which the
+// runtime being measured then waits behind.
+const SERVER_EVERY = Math.round(Number(process.env.BENCH_BACKLOG_SERVER_EVERY_S ?? 30) * 1000 / SAMPLE_EVERY_MS);
 const MiB = 2 ** 20;
 
 if (process.argv[2] === '--node') await runtimeNode(JSON.parse(process.argv[3]));
@@ -60,8 +68,11 @@ async function runtimeNode({ natsUrl, schema }) {
   // it at info), and every warning or error by message.
   const acquired = [];
   const warnings = {};
+  // Diagnosis: BENCH_BACKLOG_LOG=<file> appends the runtime's info-and-above log lines to that file.
+  const logFile = process.env.BENCH_BACKLOG_LOG;
   const logger = pino({ level: 'info', base: {} }, {
     write(line) {
+      if (logFile) appendFileSync(logFile, line);
       try {
         const o = JSON.parse(line);
         if (o.msg === 'partition acquired') acquired.push({ tS: round((wallNow() - tCreate0) / 1000, 2), partition: o.partition, claimMs: o.claimMs, ms: o.ms });
@@ -107,14 +118,21 @@ async function runtimeNode({ natsUrl, schema }) {
   });
   // Diagnosis: BENCH_BACKLOG_HEAPSNAP_MIB=<n> writes one heap snapshot (bench/results/) the first time heapUsed passes n MiB.
   let snapAt = Number(process.env.BENCH_BACKLOG_HEAPSNAP_MIB ?? 0) * 1024 * 1024;
+  let liveAt = Date.now() + LIVE_EVERY_S * 1000;
   const sample = () => {
+    let liveHeap = null;
+    if (typeof globalThis.gc === 'function' && Date.now() >= liveAt) {
+      globalThis.gc();
+      liveHeap = process.memoryUsage().heapUsed;
+      liveAt = Date.now() + LIVE_EVERY_S * 1000;
+    }
     const mu = process.memoryUsage();
     if (snapAt > 0 && mu.heapUsed > snapAt) {
       snapAt = 0;
       process.stderr.write(`heap snapshot: ${writeHeapSnapshot(join(BENCH_DIR, 'results', `backlog-${Date.now()}.heapsnapshot`))}\n`);
     }
     const s = {
-      type: 'sample', t: wallNow(), heapUsed: mu.heapUsed, heapTotal: mu.heapTotal, rss: mu.rss, external: mu.external, arrayBuffers: mu.arrayBuffers,
+      type: 'sample', t: wallNow(), liveHeap, heapUsed: mu.heapUsed, heapTotal: mu.heapTotal, rss: mu.rss, external: mu.external, arrayBuffers: mu.arrayBuffers,
       handled, committed, acksSent, probes, partitions: acquired.length, duplicates: host?.stats.duplicatesSkipped ?? 0,
       live: host?.liveCount() ?? null, commitBacklog: rt?.committer.backlog() ?? null, warnings: Object.values(warnings).reduce((a, b) => a + b, 0),
     };
@@ -202,7 +220,7 @@ async function suite(outPath) {
   const { createRuntime, defineAgent, loadConfig } = await import('../dist/runtime/index.js');
   const nats = await startNats();
   const schema = schemaName('backlog');
-  const results = { config: { backlog: BACKLOG, sessions: SESSIONS, perSession: Math.ceil(BACKLOG / SESSIONS), bodyBytes: 100, partitions: PARTITIONS, limitS: LIMIT_S, probeEveryMs: PROBE_EVERY_MS, sampleEveryMs: SAMPLE_EVERY_MS } };
+  const results = { config: { backlog: BACKLOG, sessions: SESSIONS, perSession: Math.ceil(BACKLOG / SESSIONS), bodyBytes: 100, partitions: PARTITIONS, limitS: LIMIT_S, probeEveryMs: PROBE_EVERY_MS, sampleEveryMs: SAMPLE_EVERY_MS, serverEveryS: SERVER_EVERY * SAMPLE_EVERY_MS / 1000, liveEveryS: LIVE_EVERY_S } };
   let node;
   let prober;
   const nc = await connect({ servers: nats.url, name: 'agentry-bench-backlog' });
@@ -253,13 +271,13 @@ async function suite(outPath) {
     let stopped = null;
     const tSpawn = wallNow();
     const sinceSpawnS = (t) => round((t - tSpawn) / 1000, 2);
-    node = fork(SELF, ['--node', JSON.stringify({ natsUrl: nats.url, schema })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    node = fork(SELF, ['--node', JSON.stringify({ natsUrl: nats.url, schema })], { execArgv: [...process.execArgv, '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     node.on('exit', (code, signal) => { exited = { code, signal, atS: sinceSpawnS(wallNow()) }; });
     node.on('message', (m) => {
       if (m.type === 'sample') {
         probes.push(...m.probes);
         samples.push({
-          tS: sinceSpawnS(m.t), heapUsed: m.heapUsed, heapTotal: m.heapTotal, rss: m.rss, external: m.external, arrayBuffers: m.arrayBuffers,
+          tS: sinceSpawnS(m.t), liveHeap: m.liveHeap, heapUsed: m.heapUsed, heapTotal: m.heapTotal, rss: m.rss, external: m.external, arrayBuffers: m.arrayBuffers,
           handled: m.handled, committed: m.committed, acksSent: m.acksSent, duplicates: m.duplicates, warnings: m.warnings,
           partitions: m.partitions, live: m.live, commitBacklog: m.commitBacklog, left: null,
         });
@@ -285,8 +303,8 @@ async function suite(outPath) {
       try { lastLeft = await left(); } catch { /* keep the last value */ }
       const s = samples[samples.length - 1];
       if (s && s.left === null) s.left = lastLeft;
-      if (k % 20 === 0) {
-        // Every 10 s only: in nats-server 2.9 a filtered consumer's info counts its pending messages (not free on a deep stream).
+      if (SERVER_EVERY > 0 && k % SERVER_EVERY === 0) {
+        // Not often: see SERVER_EVERY.
         const t = wallNow();
         try { server.push({ tS: sinceSpawnS(t), left: lastLeft, ...(await consumerState()), infoMs: round(wallNow() - t) }); } catch { /* the server is busy: skip */ }
       }
@@ -334,12 +352,13 @@ async function suite(outPath) {
     };
     results.heap = {
       peakHeapUsedBytes: peak('heapUsed'), peakHeapTotalBytes: peak('heapTotal'), peakRssBytes: peak('rss'), peakExternalBytes: peak('external'),
-      lastHeapUsedBytes: last.heapUsed ?? null, peakLive: peak('live'), peakCommitBacklog: peak('commitBacklog'),
+      lastHeapUsedBytes: last.heapUsed ?? null, peakLiveHeapBytes: peak('liveHeap'),
+      lastLiveHeapBytes: [...samples].reverse().find((x) => x.liveHeap !== null && x.liveHeap !== undefined)?.liveHeap ?? null, peakLive: peak('live'), peakCommitBacklog: peak('commitBacklog'),
       // Buckets of samples: the lowest heapUsed of a bucket (right after a GC) is the live set's trend, the highest what it peaked at.
       series: Array.from({ length: Math.ceil(samples.length / every) }, (_, b) => samples.slice(b * every, (b + 1) * every)).map((xs) => {
         const x = xs[xs.length - 1];
         return {
-          tS: x.tS, heapMinMiB: round(Math.min(...xs.map((y) => y.heapUsed)) / MiB, 1), heapMaxMiB: round(Math.max(...xs.map((y) => y.heapUsed)) / MiB, 1),
+          tS: x.tS, liveMiB: xs.some((y) => y.liveHeap) ? round(Math.max(...xs.map((y) => y.liveHeap ?? 0)) / MiB, 1) : null, heapMinMiB: round(Math.min(...xs.map((y) => y.heapUsed)) / MiB, 1), heapMaxMiB: round(Math.max(...xs.map((y) => y.heapUsed)) / MiB, 1),
           rssMiB: round(Math.max(...xs.map((y) => y.rss)) / MiB, 1), handled: x.handled, committed: x.committed,
           left: [...xs].reverse().find((y) => y.left !== null)?.left ?? null, partitions: x.partitions, live: x.live,
         };

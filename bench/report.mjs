@@ -219,7 +219,7 @@ function backlogRows(bl, L) {
   const p = bl.probes;
   const n = `${fmt(bl.config.sessions * bl.config.perSession)} × 100 B over ${fmt(bl.config.sessions)} sessions`;
   const how = d.drained ? `drained in ${fmt(d.seconds)} s` : `${d.stoppedBy} after ${fmt(d.seconds)} s, ${fmt(d.leftInStream)} left`;
-  L.push(`| D1 | backlog of ${n} published with the runtime stopped, then drained by a runtime (Postgres): peak heapUsed (peak RSS); heap at the end | **${fmt(h.peakHeapUsedBytes / MiB)} MiB** (${fmt(h.peakRssBytes / MiB)} MiB); ${fmt((h.lastHeapUsedBytes ?? 0) / MiB)} MiB | | | flat, bounded by config | (see the series) | ${d.cpu?.otherCores ?? ''} |`);
+  L.push(`| D1 | backlog of ${n} published with the runtime stopped, then drained by a runtime (Postgres): live heap after a forced GC: peak, at the end; peak heapUsed between GCs (peak RSS) | ${h.peakLiveHeapBytes ? `**${fmt(h.peakLiveHeapBytes / MiB)} MiB**, ${fmt((h.lastLiveHeapBytes ?? 0) / MiB)} MiB; ` : ''}${fmt(h.peakHeapUsedBytes / MiB)} MiB (${fmt(h.peakRssBytes / MiB)} MiB) | | | flat, bounded by config | (see the series) | ${d.cpu?.otherCores ?? ''} |`);
   const rd = bl.rawDrain;
   const rawCell = rd ? `plain consumers, same layout, ${fmt(rd.count)} msgs: ${fmt(rd.rate)} msg/s${rd.drained ? '' : ' (not drained in time)'}` : '';
   const after = d.ackedRateAfterReady !== null && d.ackedRateAfterReady !== undefined ? `, ${fmt(d.ackedRateAfterReady)} msg/s once createRuntime() resolved` : '';
@@ -306,14 +306,14 @@ function backlogDetails(bl, L) {
   L.push('');
   const srv = bl.server ?? [];
   if (srv.length) {
-    L.push(`The server's view (sum over the partition consumers, every 10 s): unacked deliveries peaked at ${fmt(Math.max(...srv.map((x) => x.ackPending)))}, redelivered-and-unacked at ${fmt(Math.max(...srv.map((x) => x.redelivered)))}.`);
+    L.push(`The server's view (sum over the partition consumers, every ${fmt(bl.config.serverEveryS ?? 10)} s): unacked deliveries peaked at ${fmt(Math.max(...srv.map((x) => x.ackPending)))}, redelivered-and-unacked at ${fmt(Math.max(...srv.map((x) => x.redelivered)))}.`);
     L.push('');
   }
-  L.push('Memory and progress over time (each row covers the samples since the previous one: heapUsed lowest–highest, the lowest being the live set after a GC; RSS highest; counts at the row\'s time):');
+  L.push('Memory and progress over time (each row covers the samples since the previous one: live heap after the forced GCs in it (highest), heapUsed lowest–highest between them; RSS highest; counts at the row\'s time):');
   L.push('');
-  L.push('| s since spawn | heapUsed MiB | RSS MiB | handled | committed | left in stream | partitions taken | live sessions |');
-  L.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
-  for (const x of bl.heap.series) L.push(`| ${fmt(x.tS)} | ${x.heapMinMiB !== undefined ? `${fmt(x.heapMinMiB)}–${fmt(x.heapMaxMiB)}` : fmt(x.heapMiB)} | ${fmt(x.rssMiB)} | ${fmt(x.handled)} | ${fmt(x.committed)} | ${x.left === null ? '' : fmt(x.left)} | ${x.partitions ?? ''} | ${x.live === null ? '' : fmt(x.live)} |`);
+  L.push('| s since spawn | live heap MiB | heapUsed MiB | RSS MiB | handled | committed | left in stream | partitions taken | live sessions |');
+  L.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const x of bl.heap.series) L.push(`| ${fmt(x.tS)} | ${x.liveMiB ? fmt(x.liveMiB) : ''} | ${x.heapMinMiB !== undefined ? `${fmt(x.heapMinMiB)}–${fmt(x.heapMaxMiB)}` : fmt(x.heapMiB)} | ${fmt(x.rssMiB)} | ${fmt(x.handled)} | ${fmt(x.committed)} | ${x.left === null ? '' : fmt(x.left)} | ${x.partitions ?? ''} | ${x.live === null ? '' : fmt(x.live)} |`);
   L.push('');
   const p = bl.probes;
   L.push(`New sessions during the drain: ${p.published} sent, ${p.handled} handled, ${p.answered} answered. Publish → delivered to the runtime (dispatch) p50 / p99 ${fmt(pq(p.dispatchMs, 'p50'))} / ${fmt(pq(p.dispatchMs))} ms; → handler start ${fmt(pq(p.handlerStartMs, 'p50'))} / ${fmt(pq(p.handlerStartMs))} ms; → reply ${fmt(pq(p.replyMs, 'p50'))} / ${fmt(pq(p.replyMs))} ms${p.unhandledWaitedMs?.n ? `; ${p.unhandledWaitedMs.n} never handled had waited ${fmt(p.unhandledWaitedMs.p50)} ms (median) when the run stopped` : ''}.`);
