@@ -51,6 +51,11 @@ export interface PartitionFeedOptions {
   readonly nc: NatsConnection;
   readonly jsm: JetStreamManager;
   readonly js: JetStreamClient;
+  /**
+   * Runs an open (list, delete, create) when the node's other opens leave room for it: the
+   * server's API is not flooded by every feed at once after a reconnect. Absent: at once.
+   */
+  readonly admit?: <T>(fn: () => Promise<T>) => Promise<T>;
   readonly stream: string;
   readonly partition: number;
   /** Fencing epoch of this node's lease: part of the consumer name. */
@@ -172,7 +177,12 @@ export class PartitionFeed {
     }
   }
 
-  private async open(): Promise<void> {
+  private open(): Promise<void> {
+    return this.o.admit ? this.o.admit(() => this.openNow()) : this.openNow();
+  }
+
+  private async openNow(): Promise<void> {
+    if (this.stopped) return;
     const { jsm, js, stream, partition: p } = this.o;
     // Every other consumer of this partition goes first: a work-queue stream refuses two
     // consumers with overlapping filters, and a deposed owner must not keep pulling.
@@ -190,8 +200,9 @@ export class PartitionFeed {
       max_deliver: -1,
       inactive_threshold: INACTIVE_THRESHOLD_MS * 1_000_000,
     };
+    let ci;
     try {
-      await jsm.consumers.add(stream, config);
+      ci = await jsm.consumers.add(stream, config);
     } catch (err) {
       if (!isFilterNotUnique(err)) throw err;
       // Someone else's consumer filters this partition under another name: find it by filter
@@ -202,14 +213,16 @@ export class PartitionFeed {
         if (ci?.config?.filter_subject === partitionFilter(p)) other.push(ci.name);
       }
       await this.deleteAll(other);
-      await jsm.consumers.add(stream, config);
+      ci = await jsm.consumers.add(stream, config);
     }
     this.name = name;
     this.pending = null;
     if (this.stopped || this.paused) return;
     const gen = ++this.gen;
     this.lastDseq = 0;
-    const consumer = await js.consumers.get(stream, name);
+    // From the create's answer: `consumers.get` would ask the server for the consumer's info,
+    // one more scan of the inbox on nats-server 2.9.
+    const consumer = js.consumers.getConsumerFromInfo(ci);
     const messages = await consumer.consume({
       max_messages: this.o.maxAckPending > 0 ? Math.min(this.o.buffer, this.o.maxAckPending) : this.o.buffer,
       expires: PULL_EXPIRES_MS,

@@ -12,6 +12,15 @@
  * consumer from the oldest unacked message whenever order may have broken. A NATS reconnect is
  * such a moment (deliveries in flight on the old connection are lost and would only come back
  * after the ack wait, behind newer ones), so every feed restarts on reconnect.
+ *
+ * Three connections: deliveries, acks and publishes (`nc`); leases and control (`controlNc`);
+ * JetStream's management API (`jsm`: consumers and streams made, listed, deleted). A server runs
+ * an API request in the reading loop of the connection that sent it, and on nats-server 2.9 a
+ * consumer created or listed over a deep inbox takes seconds (it counts the consumer's pending
+ * messages); on the data connection that stalled acks and pings for as long, the client took
+ * the connection for dead and reconnected, and the reconnect restarted every feed, each with
+ * more such requests: a node in front of a 300k backlog stopped consuming for good (bench
+ * backlog, 2026-11-28). Feeds also open their consumers a few at a time (`OPENS_AT_ONCE`).
  */
 import { connect, createInbox, headers as natsHeaders, nuid, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import {
@@ -24,6 +33,7 @@ import { natsConnectOptions } from './natsUrl.js';
 import { ackCostGrowsWithBacklog } from './natsVersion.js';
 import { partitionOf } from './partition.js';
 import { settleWithin } from './deadline.js';
+import { createLimiter } from './keyedSerial.js';
 import { PartitionFeed } from './partitionFeed.js';
 import { StreamKeeper, isNoStream, isStreamNotFound, type KeptStreamConfig } from './streamKeeper.js';
 
@@ -176,6 +186,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
   // Credentials in the URL (nats://user:pass@host) become connect options: nats.js does not read them itself.
   const nc = await connect({ ...natsConnectOptions(opts.url), name: opts.name, maxReconnectAttempts: -1, reconnectTimeWait: 500, pingInterval: 10_000 });
   const controlNc = await connect({ ...natsConnectOptions(opts.url), name: `${opts.name}-control`, maxReconnectAttempts: -1, reconnectTimeWait: 500, pingInterval: 10_000 });
+  const adminNc = await connect({ ...natsConnectOptions(opts.url), name: `${opts.name}-admin`, maxReconnectAttempts: -1, reconnectTimeWait: 500, pingInterval: 10_000 });
   let connected = true;
   const feeds = new Map<number, PartitionFeed>();
   let restarts = 0;
@@ -197,8 +208,12 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       }
     }
   })();
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(adminNc);
   const js = jetstream(nc);
+  const opens = createLimiter(OPENS_AT_ONCE);
+  // The feeds' own manager: a consumer create the server is still working on when the client
+  // gives up is made anyway, then deleted and made again by the retry (more of the same work).
+  const feedJsm = await jetstreamManager(adminNc, { timeout: FEED_API_TIMEOUT_MS, checkAPI: false });
   const serverVersion = nc.info?.version;
   if (ackCostGrowsWithBacklog(serverVersion)) {
     // Once per node: behind a backlog every ack costs this server a scan of the inbox (natsVersion.ts).
@@ -353,7 +368,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     async startPartition(p, epoch, onMessage, hooks) {
       await feeds.get(p)?.stop();
       const feed = new PartitionFeed({
-        nc, jsm, js, stream: inboxStream, partition: p, epoch, ackWaitMs: opts.ackWaitMs, maxAckPending: opts.maxAckPending ?? -1, buffer: opts.consumerBuffer,
+        nc: adminNc, jsm: feedJsm, js, admit: opens, stream: inboxStream, partition: p, epoch, ackWaitMs: opts.ackWaitMs, maxAckPending: opts.maxAckPending ?? -1, buffer: opts.consumerBuffer,
         logger: log, onMessage, onRestart: () => { restarts++; }, ...(hooks ? { confirm: () => hooks.confirm() } : {}),
         onStreamMissing: (why) => { streams.suspect(inboxStream, why); },
       });
@@ -386,6 +401,19 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       if (!nc.isClosed()) await settleWithin(nc.drain(), 2_000);
       if (!nc.isClosed()) await settleWithin(nc.close(), 1_000);
       if (!controlNc.isClosed()) await settleWithin(controlNc.close(), 1_000);
+      if (!adminNc.isClosed()) await settleWithin(adminNc.close(), 1_000);
     },
   };
 }
+
+/**
+ * Partition consumers opened at once by one node. A reconnect restarts every feed together; each
+ * open lists, deletes and creates consumers, and on nats-server 2.9 a create over a deep inbox
+ * costs the server a scan: 64 at once kept its API busy past every request's deadline, so none
+ * finished. A few at a time, each finishes within its deadline and the rest follow.
+ */
+const OPENS_AT_ONCE = 4;
+
+/** Deadline of a feed's API requests (names, delete, create): longer than the default 5 s, see `feedJsm`. */
+const FEED_API_TIMEOUT_MS = 15_000;
+
