@@ -25,12 +25,15 @@ export const BODY_BYTES = 100;
  * `nats-server`, in a temporary directory removed at exit; child processes inherit it.
  */
 const benchNatsServer = process.env.BENCH_NATS_SERVER;
-if (benchNatsServer) {
+if (benchNatsServer && process.env.BENCH_NATS_SERVER_DIR === undefined) {
   const bin = resolve(benchNatsServer);
   accessSync(bin, fsConstants.X_OK); // fail loudly on a wrong path rather than measure the default server
   const binDir = mkdtempSync(join(tmpdir(), 'agentry-bench-natsbin-'));
   symlinkSync(bin, join(binDir, 'nats-server'));
   process.env.PATH = `${binDir}:${process.env.PATH ?? ''}`;
+  // Child processes (suites, the publisher) inherit PATH and reuse the directory: only its creator
+  // removes it, after they have ended.
+  process.env.BENCH_NATS_SERVER_DIR = binDir;
   process.on('exit', () => rmSync(binDir, { recursive: true, force: true }));
 }
 

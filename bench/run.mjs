@@ -121,7 +121,7 @@ async function waitForQuiet() {
 
 const started = new Date();
 const machine = await machineInfo();
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('BENCH_') && k !== 'BENCH_MERGE'));
+const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('BENCH_') && k !== 'BENCH_MERGE' && k !== 'BENCH_NATS_SERVER_DIR'));
 // BENCH_MERGE=<results.json>: re-run some suites (BENCH_ONLY) and keep the others from that file;
 // every suite records when it ran, and the doc says so.
 const base = process.env.BENCH_MERGE ? JSON.parse(readFileSync(process.env.BENCH_MERGE, 'utf8')) : null;
