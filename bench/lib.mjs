@@ -2,9 +2,9 @@
 // schemas, the forked publisher, CPU accounting per process group, percentiles and payloads.
 // Everything runs on loopback; every helper cleans up what it starts.
 import { fork } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
+import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startNatsServer } from '../dist/ops/natsServer.js';
@@ -16,6 +16,26 @@ export const PG_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127
 export const QUICK = process.env.BENCH_QUICK === '1';
 export const PARTITIONS = Number(process.env.BENCH_PARTITIONS ?? 64);
 export const BODY_BYTES = 100;
+
+/**
+ * BENCH_NATS_SERVER=<path to a nats-server binary>: the suites (and the version run.mjs records)
+ * use that binary instead of the one on PATH / Debian's, to compare server releases (issue 12:
+ * the file store's per-ack cost changed in 2.10). The runtime finds its server on PATH first
+ * (ops/natsServer.ts), so the binary is put first on this process's PATH, under the name
+ * `nats-server`, in a temporary directory removed at exit; child processes inherit it.
+ */
+const benchNatsServer = process.env.BENCH_NATS_SERVER;
+if (benchNatsServer && process.env.BENCH_NATS_SERVER_DIR === undefined) {
+  const bin = resolve(benchNatsServer);
+  accessSync(bin, fsConstants.X_OK); // fail loudly on a wrong path rather than measure the default server
+  const binDir = mkdtempSync(join(tmpdir(), 'agentry-bench-natsbin-'));
+  symlinkSync(bin, join(binDir, 'nats-server'));
+  process.env.PATH = `${binDir}:${process.env.PATH ?? ''}`;
+  // Child processes (suites, the publisher) inherit PATH and reuse the directory: only its creator
+  // removes it, after they have ended.
+  process.env.BENCH_NATS_SERVER_DIR = binDir;
+  process.on('exit', () => rmSync(binDir, { recursive: true, force: true }));
+}
 
 /** Wall-clock milliseconds with sub-millisecond precision; comparable across processes on one machine. */
 export const wallNow = () => performance.timeOrigin + performance.now();

@@ -70,12 +70,14 @@ export function renderResults(res) {
   L.push('');
   // Only the knobs that change what is measured (not BENCH_ONLY, BENCH_MERGE, BENCH_QUIET_WAIT_S, …).
   const shaping = (e) => Object.entries(e ?? {}).filter(([k]) => !['BENCH_ONLY', 'BENCH_MERGE', 'BENCH_QUIET_WAIT_S', 'BENCH_NO_DOCS', 'BENCH_CPU_PROF', 'BENCH_LOG_LEVEL', 'BENCH_DATABASE_URL'].includes(k));
-  const knobs = [...new Set(Object.values(res.suites).flatMap((x) => shaping(x.env ?? res.env).map(([k, v]) => `${k}=${v}`)))].join(' ');
+  // BENCH_NATS_SERVER is a path on the machine that ran it: the doc names the version instead.
+  const knobs = [...new Set(Object.values(res.suites).flatMap((x) => shaping(x.env ?? res.env).map(([k, v]) => (k === 'BENCH_NATS_SERVER' ? `${k}=<a ${(x.natsServer ?? 'nats-server').replace(/^nats-server:\s*/, 'nats-server ')} binary>` : `${k}=${v}`))))].join(' ');
   L.push(`Reproduce: \`${knobs ? knobs + ' ' : ''}npm run bench\` (raw numbers: \`bench/results/<date>.json\`). Everything — publisher, nats-server, runtime, Postgres — shares the same cores, so CPU shares below add up to at most ${m.cores}.`);
   L.push('');
   const when = Object.entries(res.suites).filter(([, x]) => x.startedAt).map(([n, x]) => {
     const q = x.before ? (x.before.quiet ? 'machine quiet before it' : `other processes busy (${x.before.busyCores} cores) when it started`) : '';
-    return `${n} ${x.startedAt.slice(11, 16)} UTC${q ? ` (${q})` : ''}`;
+    const srv = x.natsServer && x.natsServer !== m.natsServer ? `, ${x.natsServer}` : '';
+    return `${n} ${x.startedAt.slice(11, 16)} UTC${srv}${q ? ` (${q})` : ''}`;
   });
   if (when.length) {
     const codes = [...new Set(Object.values(res.suites).map((x) => x.code).filter(Boolean))];

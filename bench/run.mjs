@@ -13,7 +13,8 @@
 // BENCH_LIST_SESSIONS, BENCH_LIST_REPS, BENCH_LIST_SCROLL_PAGES (bench/inspectorList.mjs),
 // BENCH_SEMI_SPACE_MB (64: as npm start runs nodes; 0: V8's default), BENCH_QUIET_WAIT_S, BENCH_MERGE=<earlier results.json> (with BENCH_ONLY: re-run those suites,
 // keep the rest), BENCH_CPU_PROF=1 (writes .cpuprofile files of each suite process to
-// bench/results/profiles/), BENCH_NO_DOCS=1.
+// bench/results/profiles/), BENCH_NO_DOCS=1, BENCH_NATS_SERVER=<path to a nats-server binary> (instead of
+// the one on PATH / Debian's; every suite records the version it ran with: see bench/lib.mjs).
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
@@ -120,7 +121,7 @@ async function waitForQuiet() {
 
 const started = new Date();
 const machine = await machineInfo();
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('BENCH_') && k !== 'BENCH_MERGE'));
+const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('BENCH_') && k !== 'BENCH_MERGE' && k !== 'BENCH_NATS_SERVER_DIR'));
 // BENCH_MERGE=<results.json>: re-run some suites (BENCH_ONLY) and keep the others from that file;
 // every suite records when it ran, and the doc says so.
 const base = process.env.BENCH_MERGE ? JSON.parse(readFileSync(process.env.BENCH_MERGE, 'utf8')) : null;
@@ -133,7 +134,7 @@ for (const s of SUITES) {
   log(`suite ${s.name} … (machine ${quiet.quiet ? 'quiet' : `busy with other work: ${quiet.busyCores} cores`} after ${quiet.waitedS} s)`);
   const at = new Date().toISOString();
   const code = codeHash();
-  results.suites[s.name] = { ...(await runSuite(s)), before: quiet, startedAt: at, env, code };
+  results.suites[s.name] = { ...(await runSuite(s)), before: quiet, startedAt: at, env, code, natsServer: machine.natsServer };
   log(`suite ${s.name}: ${results.suites[s.name].ok ? 'ok' : results.suites[s.name].error} in ${results.suites[s.name].seconds} s`);
 }
 results.finishedAt = new Date().toISOString();
