@@ -135,15 +135,18 @@ describe('foundation runtime', () => {
     // completed, or for at most a minute (then the bound is broken and the test fails).
     const deadline = Date.now() + 60_000;
     let n = 0;
+    let lastSeq = 0;
     while (completed() < 3 && Date.now() < deadline) {
-      await publish(nc, 'steady', { n: n++, ms: 100 });
+      lastSeq = await publish(nc, 'steady', { n: n++, ms: 100 });
       await sleep(20);
     }
     const completedWhileStreaming = completed();
     await nc.close();
     expect(completedWhileStreaming).toBeGreaterThanOrEqual(3);
     expect(calls.some((c) => c.sid === 'steady' && c.aborted)).toBe(true); // messages did supersede runs
-    await waitFor(async () => { const v = await rt.getAgent('steady'); return v.lastSeq > 0 && v.state === 'idle' && v.mailbox.pending === 0; }, 'steady to drain', 60_000);
+    // Drained: idle with the last message applied (idle with an empty mailbox alone can come while
+    // the last one is still on its way from the stream).
+    await waitFor(async () => { const v = await rt.getAgent('steady'); return v.lastSeq >= lastSeq && v.state === 'idle' && v.mailbox.pending === 0; }, 'steady to drain', 60_000);
     const handled = calls.filter((c) => c.sid === 'steady' && c.completed).flatMap((c) => c.bodies.map((b) => (b as { n: number }).n));
     expect(handled).toEqual(Array.from({ length: n }, (_, i) => i)); // every message in exactly one completed run, in order
   });
