@@ -62,7 +62,7 @@ export class LiveSlots {
 
   unpin(s: LiveSession): void {
     s.pins--;
-    this.admitNext(); // it may be evictable now
+    this.admitNext(s); // it may be evictable now
   }
 
   /** Marks a session used now (LRU order, idle timer). */
@@ -118,6 +118,15 @@ export class LiveSlots {
    * none found, but not every session was looked at since something last changed.
    */
   private evictOne(): 'evicted' | 'none' | 'partial' {
+    // After a full pass found nothing, only the sessions changed since can have become quiescent.
+    while (this.changed.length > 0) {
+      const c = this.changed.pop()!;
+      if (this.live.get(c.id) === c && this.quiescent(c)) { this.evict(c); return 'evicted'; }
+    }
+    // Nothing else changed since that pass (any other change resets the count: `admitNext()`,
+    // and `passivateIdle` every sweep, ≤ 1 s, as a backstop): walking the busy sessions again
+    // would find nothing.
+    if (this.passedSinceEvict >= this.live.size && this.live.size > 0) return 'none';
     let restarted = false;
     for (let looked = 0; looked < EVICT_SCAN;) {
       if (!this.hand) {
@@ -140,6 +149,13 @@ export class LiveSlots {
 
   /** Busy sessions passed by eviction attempts since the last eviction or `admitNext`. */
   private passedSinceEvict = 0;
+  /**
+   * Sessions that changed (a commit settled, an unpin) after a full pass of the hand found none
+   * quiescent: the only ones that can be evicted now, so an attempt looks at them first (see
+   * `admitNext`). Never more entries than changes made while hydrations wait, and emptied by the
+   * next eviction attempts or a full reset.
+   */
+  private changed: LiveSession[] = [];
   private lookingFurther = false;
 
   /** Lets the first waiter try again next turn (one such retry at a time). */
@@ -165,7 +181,8 @@ export class LiveSlots {
   /** Gives back a slot `admit` or `tryAdmit` reserved (the session is live now, or was not made). */
   release(): void {
     this.reserved--;
-    this.admitNext();
+    // Room, not a session that became quiescent (a session made here is pinned; its unpin says so).
+    this.wakeFirst();
   }
 
   /**
@@ -174,8 +191,21 @@ export class LiveSlots {
    * waiters × live-sessions quiescence checks: with thousands of hydrations queued that
    * quadratic scan took most of the CPU and starved the event loop (pool connect timeouts).
    */
-  admitNext(): void {
-    this.passedSinceEvict = 0; // something changed: every session may be looked at again
+  admitNext(s?: LiveSession): void {
+    if (s !== undefined && this.waiters.length > 0 && this.passedSinceEvict >= this.live.size) {
+      // Every session was looked at since the last eviction and none was quiescent: `s` is the
+      // only one this change can have freed. Checking it alone, not walking the hand over the
+      // node again, is the same choice at O(1): with 10,000 busy live sessions and hydrations
+      // waiting (100k sleepers), each commit's walk to the session it freed, up to a full round
+      // of quiescence checks, was 16 % of the runtime's CPU (docs/benchmarks-wakeups.md).
+      // A session still busy frees nothing: no waiter is woken to find that out again (unless
+      // there is room, e.g. `s` was dropped).
+      if (this.live.get(s.id) === s && this.quiescent(s)) { if (this.changed.length < this.live.size) this.changed.push(s); }
+      else if (this.live.size + this.reserved >= this.deps.maxLiveSessions()) return;
+    } else {
+      this.passedSinceEvict = 0; // something changed: every session may be looked at again
+      this.changed.length = 0;
+    }
     this.wakeFirst();
   }
 
