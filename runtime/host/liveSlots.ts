@@ -131,10 +131,6 @@ export class LiveSlots {
       const c = this.changed.pop()!;
       if (this.live.get(c.id) === c && this.quiescent(c)) { this.evict(c); return 'evicted'; }
     }
-    // Nothing else changed since that pass (any other change resets the count: `admitNext()`,
-    // and `passivateIdle` every sweep, ≤ 1 s, as a backstop): walking the busy sessions again
-    // would find nothing.
-    if (this.passedSinceEvict >= this.live.size && this.live.size > 0) return 'none';
     let restarted = false;
     for (let looked = 0; looked < EVICT_SCAN;) {
       if (!this.hand) {
