@@ -30,6 +30,8 @@ const SUBSCRIBERS = Number(process.env.BENCH_SUBSCRIBERS ?? 10_000);
 const EVENTS = Number(process.env.BENCH_EVENTS ?? (QUICK ? 5 : 10));
 const WINDOW_MS = Number(process.env.BENCH_WAKE_WINDOW_MS ?? 30_000);
 const WAKE_BATCH = 1000;
+/** Rows/s the sleepers' inserts are budgeted (the wake window starts after them). */
+const INSERT_RATE = Number(process.env.BENCH_INSERT_RATE ?? 15_000);
 const MAX_ACTIVE = Number(process.env.BENCH_MAX_ACTIVE ?? 10_000);
 const HORIZON_MS = 60_000; // the default timerHorizonMs
 /** BENCH_WAKEUP_PARTS=fanout (comma list of wakes, fanout, startup): run only those parts. */
@@ -124,9 +126,10 @@ async function wakeLatenessRun(tpl, n) {
   const nats = await startNats();
   const { schema, store } = await freshSchema(`wk_wake${n}`);
   planned.clear(); startedAt.clear(); wakeLateness = []; wakesSeen = 0;
-  // The window starts after the rows are written (~15k/s budgeted) and the runtime is up.
+  // The window starts after the rows are written (~15k/s budgeted, BENCH_INSERT_RATE on a slower
+  // or busier machine) and the runtime is up.
   const tInsert0 = Date.now();
-  const windowStart = tInsert0 + Math.ceil(n / 15_000) * 1000 + 15_000;
+  const windowStart = tInsert0 + Math.ceil(n / INSERT_RATE) * 1000 + 15_000;
   for (let i0 = 0; i0 < n; i0 += WAKE_BATCH) {
     const recs = [];
     for (let i = i0; i < Math.min(n, i0 + WAKE_BATCH); i++) {
@@ -172,6 +175,8 @@ async function wakeLatenessRun(tpl, n) {
       wakesPerSecOverWindow: round(wakeLateness.length / ((lastWake - windowStart) / 1000)), drainedAfterWindowMs: Math.max(0, lastWake - (windowStart + WINDOW_MS)),
       benchProcessCores: round((cpu.user + cpu.system) / 1000 / (lastWake - t0), 2), liveAtEnd: rt.host.liveCount(),
       eventLoopDelayMs: { p50: round(eld.percentile(50) / 1e6), p99: round(eld.percentile(99) / 1e6), max: round(eld.max / 1e6) },
+      // CPU per wake over the window (the runtime process; Postgres counts every backend on the machine).
+      cpuPerWakeMs: { runtime: round(load.self.cpuMs / Math.max(1, wakeLateness.length), 3), postgres: round(load.postgres.cpuMs / Math.max(1, wakeLateness.length), 3), nats: round(load.nats.cpuMs / Math.max(1, wakeLateness.length), 3) },
       load: { runtimeCores: load.self.cores, natsCores: load.nats.cores, postgresCores: load.postgres.cores, otherCores: load.otherCores, loadavg: loadavg().map((x) => round(x, 2)) },
       stages: trace.report(),
     };
@@ -446,6 +451,7 @@ try {
     const w = await wakeLatenessRun(tpl, n);
     results.wakes.push(w);
     log(`wakes ${n}: p50 ${w.lateness.p50} p99 ${w.lateness.p99} max ${w.lateness.max} ms, early ${w.early}; scheduler p99 ${w.schedulerLateness.p99} ms; event-loop delay p99 ${w.eventLoopDelayMs.p99} max ${w.eventLoopDelayMs.max} ms; load: other processes ${w.load.otherCores} cores, loadavg ${w.load.loadavg.join(' ')}`);
+    log(`wakes ${n}: CPU per wake: runtime ${w.cpuPerWakeMs.runtime} ms (${w.load.runtimeCores} cores), postgres ${w.cpuPerWakeMs.postgres} ms, nats ${w.cpuPerWakeMs.nats} ms; ${w.wakesPerSecOverWindow} wakes/s`);
     const st = w.stages;
     log(`wakes ${n}: stages: fired late p99 ${st.fireLateMs.p99}, load after firing p99 ${st.loadAfterFireMs.p99}, handler start after load p99 ${st.startAfterLoadMs.p99} ms; loaded ahead ${st.loadedAhead}/${st.n}; slowest 1 % (${st.slowest1pct.totalMs} ms) = fire ${st.slowest1pct.fireMs} + load ${st.slowest1pct.loadMs} + start ${st.slowest1pct.runStartMs}; ${st.loadQueries} loads (${st.idsPerLoad} ids, p99 ${st.loadQueryMs.p99} ms), ${st.commitTransactions} commits (${st.recordsPerCommit} records, p99 ${st.commitMs.p99} ms)`);
     await dropSchema(schemas.at(-1)).catch(() => undefined);

@@ -16,7 +16,7 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import { errorInfo } from '../../actors/errors.js';
 import { sessionIdProblem } from '../../actors/sessionId.js';
-import type { CompletedRun } from '../../actors/sessionMachine.js';
+import { topState, type CompletedRun } from '../../actors/sessionMachine.js';
 import type { CommitRecord, DeadLetter } from '../../persistence/types.js';
 import { storableText, toStorable } from '../../persistence/storable.js';
 import type { Clock } from '../clock.js';
@@ -29,6 +29,19 @@ import { decodePayloadLoose, rememberEvents, type LiveSession } from './liveSess
 import { recordExpired } from './mailboxRules.js';
 import type { Outbox } from './outbox.js';
 
+/**
+ * How long the record a due wake opens waits for the run the wake starts, before it is submitted
+ * alone (`CommitChain.commit`). A wake changes the session twice in quick succession (`sleeping`
+ * → `active` with the wake record carried over, then the run's end); committed apart, that was
+ * two records, two snapshots serialized and two row updates per wake, and the second waited on
+ * the chain for the first to land. A run that ends within this time merges into the wake's
+ * record: one commit. Nothing is given up meanwhile: until a record of the wake lands, the stored
+ * row still holds the due wake (a crash, a drop or a lost lease fires it again, as for the
+ * `active` record with its carried-over wake), and no message is acked before the commit that
+ * covers it. A longer run (an LLM call) commits its `active` record this much later than before.
+ */
+export const WAKE_HOLD_MS = 100;
+
 /** What the chain needs of the host beyond its deps. */
 export interface CommitPort {
   readonly clock: Clock;
@@ -39,8 +52,8 @@ export interface CommitPort {
   readonly stopping: () => boolean;
   /** A link failed: the live copy can no longer be trusted (the host drops it). */
   failed(s: LiveSession, err: unknown): void;
-  /** A commit settled: a hydration waiting for a live slot may find an evictable session now. */
-  admitNext(): void;
+  /** A commit of `s` settled: a hydration waiting for a live slot may find `s` evictable now. */
+  admitNext(s: LiveSession): void;
 }
 
 /** Commit records, their chain per session, and what follows a commit (see the module comment). */
@@ -77,7 +90,7 @@ export class CommitChain {
       this.port.failed(s, err);
     }).finally(() => {
       s.inflight--;
-      this.port.admitNext();
+      this.port.admitNext(s);
     });
   }
 
@@ -121,14 +134,36 @@ export class CommitChain {
       recordExpired(p, s.id, completed, s.expired);
       if (s.outputs.size > 0) for (const k of s.outputs.keys()) if (k <= completed.runId) s.outputs.delete(k);
     }
-    if (!fresh) { this.port.stats.coalesced++; return; }
+    if (!fresh) {
+      this.port.stats.coalesced++;
+      // The run the held wake started has ended (or the session left `active` otherwise): submit.
+      if (p.release !== null && topState(snap.value) !== 'active') p.release();
+      return;
+    }
     const record = p;
     s.inflight++;
-    s.chain = s.chain.then(() => this.submitPending(s, record)).catch((err: unknown) => {
+    // A due wake that started a run: its record waits for the run's end (WAKE_HOLD_MS at most).
+    const hold = s.wakeHold && topState(snap.value) === 'active' ? this.holdFor(record) : null;
+    const before = hold === null ? s.chain : s.chain.then(() => hold);
+    s.chain = before.then(() => this.submitPending(s, record)).catch((err: unknown) => {
       this.port.failed(s, err);
     }).finally(() => {
       s.inflight--;
-      this.port.admitNext();
+      this.port.admitNext(s);
+    });
+  }
+
+  /** Resolves when `p.release()` is called or WAKE_HOLD_MS after now, whichever is first. */
+  private holdFor(p: PendingCommit): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        if (p.release !== done) return;
+        p.release = null;
+        this.clock.clearTimeout(timer);
+        resolve();
+      };
+      const timer = this.clock.setTimeout(done, WAKE_HOLD_MS);
+      p.release = done;
     });
   }
 

@@ -44,11 +44,13 @@ export interface PendingCommit {
   readonly events: string[];
   /** Set once the store committed it: a command waiting on the chain tells success from a dropped record. */
   committed: boolean;
+  /** Ends the wait of a record held for the run its wake started (CommitChain; null: not held). */
+  release: (() => void) | null;
 }
 
 /** An empty pending record for changes made under lease `epoch`. */
 export function newPendingCommit(snap: SessionSnapshot, epoch: number): PendingCommit {
-  return { snap, epoch, history: [], transitions: [], outbox: [], subscribe: [], unsubscribe: [], deadLetters: [], completed: [], events: [], committed: false };
+  return { snap, epoch, history: [], transitions: [], outbox: [], subscribe: [], unsubscribe: [], deadLetters: [], completed: [], events: [], committed: false, release: null };
 }
 
 /**

@@ -69,6 +69,11 @@ export interface LiveSession {
    * so a busy session writes one record per round trip instead of one per change.
    */
   open: PendingCommit | null;
+  /**
+   * The change being made now is a due wake from the scheduler (`SessionHost.wakeDue`): the record
+   * it opens waits for the run it starts before it is submitted (`CommitChain.commit`, WAKE_HOLD_MS).
+   */
+  wakeHold: boolean;
   /** The handler run in flight (null: none). */
   run: RunHandle | null;
   chain: Promise<void>;

@@ -13,7 +13,10 @@
  * waiter that walked the same busy sessions — and the holes that `touch` leaves at the front of
  * the Map — again: 54 % of the runtime's CPU in the 100k-sleepers benchmark on a loaded machine
  * (docs/benchmarks-wakeups.md). Moving the busy ones to the back instead (tried) cost as much:
- * each move leaves another hole at the front.
+ * each move leaves another hole at the front. Once a full round found every session busy, a
+ * change (a commit settled, an unpin) is checked alone (`admitNext(s)`): a waiter is woken only
+ * when that session is quiescent (it is evicted first) or there is room; each commit used to wake
+ * one to walk to the session it freed (16-18 % of the CPU at 100k sleepers, 2026-11-28 evening).
  *
  * Pins: a caller that hydrated or looked up a session holds it pinned until it has handed it its
  * messages or command, so a hydration waiting for a slot cannot evict it in between.
@@ -47,7 +50,13 @@ export interface LiveSlotsDeps {
 export class LiveSlots {
   /** Live sessions by id; Map order is the LRU order (`touch` re-inserts). */
   readonly live = new Map<string, LiveSession>();
-  private readonly waiters: (() => void)[] = [];
+  /**
+   * Hydrations waiting for a slot, FIFO from `head`. A woken waiter that finds nothing goes back
+   * to the front: the slot `head` just left, so with thousands waiting neither that nor waking
+   * the first moves the array (`unshift` and `shift` did: 3 % of the CPU at 100k sleepers).
+   */
+  private waiters: ((() => void) | undefined)[] = [];
+  private head = 0;
   /** Slots reserved by hydrations in progress. */
   private reserved = 0;
   /** Set at shutdown: a waiting hydration gives up. */
@@ -62,7 +71,7 @@ export class LiveSlots {
 
   unpin(s: LiveSession): void {
     s.pins--;
-    this.admitNext(); // it may be evictable now
+    this.admitNext(s); // it may be evictable now
   }
 
   /** Marks a session used now (LRU order, idle timer). */
@@ -104,7 +113,9 @@ export class LiveSlots {
       if (this.stopping) throw new Error('runtime is shutting down');
       // Back in line, at the front if it was already waiting: FIFO among hydrations.
       await new Promise<void>((r) => {
-        if (waited) this.waiters.unshift(r); else this.waiters.push(r);
+        if (!waited) this.waiters.push(r);
+        else if (this.head > 0) this.waiters[--this.head] = r;
+        else this.waiters.unshift(r);
         // Only part of the sessions was looked at: look further next turn, not only at the next commit.
         if (found === 'partial') this.lookFurther();
       });
@@ -118,6 +129,11 @@ export class LiveSlots {
    * none found, but not every session was looked at since something last changed.
    */
   private evictOne(): 'evicted' | 'none' | 'partial' {
+    // After a full pass found nothing, only the sessions changed since can have become quiescent.
+    while (this.changed.length > 0) {
+      const c = this.changed.pop()!;
+      if (this.live.get(c.id) === c && this.quiescent(c)) { this.evict(c); return 'evicted'; }
+    }
     let restarted = false;
     for (let looked = 0; looked < EVICT_SCAN;) {
       if (!this.hand) {
@@ -140,6 +156,13 @@ export class LiveSlots {
 
   /** Busy sessions passed by eviction attempts since the last eviction or `admitNext`. */
   private passedSinceEvict = 0;
+  /**
+   * Sessions that changed (a commit settled, an unpin) after a full pass of the hand found none
+   * quiescent: the only ones that can be evicted now, so an attempt looks at them first (see
+   * `admitNext`). Never more entries than changes made while hydrations wait, and emptied by the
+   * next eviction attempts or a full reset.
+   */
+  private changed: LiveSession[] = [];
   private lookingFurther = false;
 
   /** Lets the first waiter try again next turn (one such retry at a time). */
@@ -155,7 +178,7 @@ export class LiveSlots {
    * that may be skipped (loading a session ahead of its wake). Give the slot back with `release`.
    */
   tryAdmit(): boolean {
-    if (this.stopping || this.waiters.length > 0) return false;
+    if (this.stopping || this.waiting() > 0) return false;
     if (this.live.size + this.reserved < this.deps.maxLiveSessions()) { this.reserved++; return true; }
     this.evictOne();
     if (this.live.size + this.reserved < this.deps.maxLiveSessions()) { this.reserved++; return true; }
@@ -165,7 +188,8 @@ export class LiveSlots {
   /** Gives back a slot `admit` or `tryAdmit` reserved (the session is live now, or was not made). */
   release(): void {
     this.reserved--;
-    this.admitNext();
+    // Room, not a session that became quiescent (a session made here is pinned; its unpin says so).
+    this.wakeFirst();
   }
 
   /**
@@ -174,17 +198,43 @@ export class LiveSlots {
    * waiters × live-sessions quiescence checks: with thousands of hydrations queued that
    * quadratic scan took most of the CPU and starved the event loop (pool connect timeouts).
    */
-  admitNext(): void {
-    this.passedSinceEvict = 0; // something changed: every session may be looked at again
+  admitNext(s?: LiveSession): void {
+    if (s !== undefined && this.waiting() > 0 && this.passedSinceEvict >= this.live.size) {
+      // Every session was looked at since the last eviction and none was quiescent: `s` is the
+      // only one this change can have freed. Checking it alone, not walking the hand over the
+      // node again, is the same choice at O(1): with 10,000 busy live sessions and hydrations
+      // waiting (100k sleepers), each commit's walk to the session it freed, up to a full round
+      // of quiescence checks, was 16 % of the runtime's CPU (docs/benchmarks-wakeups.md).
+      // A session still busy frees nothing: no waiter is woken to find that out again (unless
+      // there is room, e.g. `s` was dropped).
+      if (this.live.get(s.id) === s && this.quiescent(s)) { if (this.changed.length < this.live.size) this.changed.push(s); }
+      else if (this.live.size + this.reserved >= this.deps.maxLiveSessions()) return;
+    } else {
+      this.passedSinceEvict = 0; // something changed: every session may be looked at again
+      this.changed.length = 0;
+    }
     this.wakeFirst();
   }
 
+  /** Hydrations waiting for a slot. */
+  private waiting(): number {
+    return this.waiters.length - this.head;
+  }
+
   private wakeFirst(): void {
-    if (this.waiters.length > 0) this.waiters.shift()!();
+    if (this.head >= this.waiters.length) return;
+    const w = this.waiters[this.head]!;
+    this.waiters[this.head++] = undefined;
+    if (this.head === this.waiters.length) { this.waiters = []; this.head = 0; }
+    else if (this.head > 1024 && this.head * 2 > this.waiters.length) { this.waiters = this.waiters.slice(this.head); this.head = 0; }
+    w();
   }
 
   /** Wakes every waiting hydration (shutdown: they see `stopping` and give up). */
   wakeAll(): void {
-    for (const w of this.waiters.splice(0)) w();
+    const all = this.waiters.slice(this.head);
+    this.waiters = [];
+    this.head = 0;
+    for (const w of all) w!();
   }
 }

@@ -148,7 +148,7 @@ export class SessionHost {
     });
     this.commits = new CommitChain(deps, {
       clock: this.clock, stats: this.stats, listeners: this.listeners, outbox: this.outbox, stopping,
-      failed: (s, err) => { this.commitFailed(s, err); }, admitNext: () => { this.slots.admitNext(); },
+      failed: (s, err) => { this.commitFailed(s, err); }, admitNext: (s) => { this.slots.admitNext(s); },
     });
     this.gate = new MigrationGate(deps, { clock: this.clock, stopping, deadLetterRaw: (m, sid, reason, detail) => { this.commits.deadLetterRaw(m, sid, reason, detail); } });
     this.blocked = this.gate.blocked;
@@ -265,6 +265,16 @@ export class SessionHost {
     if (event.type === 'MESSAGE' && topState(before.value) === 'active' && s.actor.getSnapshot().context.runId !== before.context.runId) this.stats.merges++;
   }
 
+  /**
+   * Sends a due wake (the scheduler's, `wakeDue`): the record the wake opens waits for the run it
+   * starts (see `CommitChain.commit`), so a wake whose handler finishes soon commits once, not
+   * twice (the wake, then the run).
+   */
+  private sendWake(s: LiveSession, event: SessionEvent): void {
+    s.wakeHold = true;
+    try { this.send(s, event); } finally { s.wakeHold = false; }
+  }
+
   // ---- hydration, creation, passivation --------------------------------------------------
 
   /**
@@ -350,7 +360,7 @@ export class SessionHost {
       storeVersion: rec?.version ?? 0, submittedVersion: ctx?.version ?? 0,
       lastCompletedRunId: ctx?.runId ?? 0,
       lastPath: rec ? statePath((rec.snapshot as { value: unknown }).value) : 'idle',
-      sending: null, sendingEvent: null, frameUserState: NO_FRAME_YET, lastRunId: ctx?.runId ?? 0, transitions: [], open: null, run: null, chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), updatedAt: rec?.updatedAt ?? null, broken: false, pins: 0,
+      sending: null, sendingEvent: null, frameUserState: NO_FRAME_YET, lastRunId: ctx?.runId ?? 0, transitions: [], open: null, wakeHold: false, run: null, chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), updatedAt: rec?.updatedAt ?? null, broken: false, pins: 0,
     };
     const s = session;
     actor.subscribe({
@@ -469,6 +479,8 @@ export class SessionHost {
       s.lastPath = 'stopped-live';
     }
     s.actor.stop();
+    // A wake's record held for its run (CommitChain.commit): the run will not end now, submit it.
+    s.open?.release?.();
   }
 
   // ---- commit pipeline ------------------------------------------------------------------
@@ -654,11 +666,11 @@ export class SessionHost {
       if (state === 'idle' && ctx.pending.length > 0) {
         // Restored with work a run did not finish (carriedOver: a wake, deferred mail): take it up.
         this.slots.touch(s);
-        this.send(s, { type: 'RESUME', at: now });
+        this.sendWake(s, { type: 'RESUME', at: now });
       } else if (state === 'sleeping' && ctx.wake?.until !== null && ctx.wake?.until !== undefined && ctx.wake.until <= now) {
         this.slots.touch(s);
         // A budget pause's re-check: the turn checks the limits again; its handler never sees this wake.
-        this.send(s, { type: 'WAKE', reason: 'time', at: now, ...(ctx.wake.budget ? { detail: { budget: 'recheck' } } : {}) });
+        this.sendWake(s, { type: 'WAKE', reason: 'time', at: now, ...(ctx.wake.budget ? { detail: { budget: 'recheck' } } : {}) });
       } else if (state === 'waiting' && ctx.wait?.timeoutAt !== null && ctx.wait?.timeoutAt !== undefined && ctx.wait.timeoutAt <= now) {
         const wp = ctx.wait.waitpoint;
         if (wp) {
@@ -674,7 +686,7 @@ export class SessionHost {
           return true;
         }
         this.slots.touch(s);
-        this.send(s, { type: 'WAKE', reason: 'timeout', at: now });
+        this.sendWake(s, { type: 'WAKE', reason: 'timeout', at: now });
       }
       return true; // woken, or no longer due (its commit tells the scheduler either way)
     };

@@ -58,7 +58,7 @@ function live(id: string): LiveSession {
   return {
     id, type: 't', partition: 0, agentVersion: 1, actor: actor, log: null as never, acks: new Map(), outputs: new Map(), historyView: [], seenEvents: [],
     maxEnqueuedSeq: 0, committedLastSeq: 0, storeVersion: 0, submittedVersion: 0, lastCompletedRunId: 0, lastPath: 'idle', sending: null, lastRunId: 0,
-    transitions: [], open: null, run: null, chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), updatedAt: null, broken: false, pins: 0,
+    transitions: [], open: null, wakeHold: false, run: null, chain: Promise.resolve(), inflight: 0, lastActivity: Date.now(), updatedAt: null, broken: false, pins: 0,
     held: [], queued: false, expired: new Map(),
   };
 }
@@ -156,6 +156,29 @@ describe('LiveSlots', () => {
     slots.unpin(last);
     await got;
     expect(stopped).toEqual([last.id]);
+    slots.release();
+  });
+
+  it('after a round that found every session busy, a change is checked alone: a still-busy one wakes no waiter, a freed one is evicted without a walk', async () => {
+    const n = EVICT_SCAN * 4;
+    const { slots, stopped } = make(n);
+    const all = Array.from({ length: n }, (_, i) => live(`c${i}`));
+    for (const s of all) slots.live.set(s.id, slots.pin(s));
+    slots.pin(all[7]!); // pinned twice: its first unpin leaves it busy
+    const check = vi.spyOn(slots, 'quiescent');
+    let done = false;
+    const got = slots.admit().then(() => { done = true; });
+    for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+    expect(done).toBe(false);
+    const afterRound = check.mock.calls.length;
+    slots.unpin(all[7]!); // still pinned once: busy
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(check.mock.calls.length - afterRound).toBe(1); // that session alone, and no walk
+    expect(done).toBe(false);
+    slots.unpin(all[2 * EVICT_SCAN]!); // freed, far from the hand
+    await got;
+    expect(stopped).toEqual([`c${2 * EVICT_SCAN}`]);
+    expect(check.mock.calls.length - afterRound).toBeLessThanOrEqual(3); // the two unpins and the eviction's check
     slots.release();
   });
 });
