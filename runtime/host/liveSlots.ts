@@ -206,7 +206,9 @@ export class LiveSlots {
       // waiting (100k sleepers), each commit's walk to the session it freed, up to a full round
       // of quiescence checks, was 16 % of the runtime's CPU (docs/benchmarks-wakeups.md).
       // A session still busy frees nothing: no waiter is woken to find that out again (unless
-      // there is room, e.g. `s` was dropped).
+      // there is room, e.g. `s` was dropped). One that becomes quiescent without a settled commit
+      // or an unpin (an ack let go by a partition release) is found by `passivateIdle`, which the
+      // host's sweeper runs at least every second: it resets the scan and wakes a waiter.
       if (this.live.get(s.id) === s && this.quiescent(s)) { if (this.changed.length < this.live.size) this.changed.push(s); }
       else if (this.live.size + this.reserved >= this.deps.maxLiveSessions()) return;
     } else {
