@@ -34,7 +34,7 @@ import { ackCostGrowsWithBacklog } from './natsVersion.js';
 import { partitionOf } from './partition.js';
 import { settleWithin } from './deadline.js';
 import { createLimiter } from './keyedSerial.js';
-import { PartitionFeed } from './partitionFeed.js';
+import { PartitionFeed, type FeedState } from './partitionFeed.js';
 import { StreamKeeper, isNoStream, isStreamNotFound, type KeptStreamConfig } from './streamKeeper.js';
 
 export const INBOX_SUBJECT = (sessionId: string): string => `agentry.in.${sessionId}`;
@@ -127,6 +127,8 @@ export interface Transport {
   pendingAtLastDelivery(p: number): number | null;
   /** Partition consumers restarted because order may have broken, since start (metrics). */
   consumerRestarts(): number;
+  /** What each partition feed of this node is doing (diagnostics: a partition owned and not consuming shows here). */
+  feedStates(): FeedState[];
   /**
    * A second connection for control traffic (leases): on the data connection a lease renewal
    * would queue behind thousands of inbox deliveries under load and arrive too late.
@@ -301,6 +303,13 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       }
     });
   };
+  // The feeds' safety net (partitionFeed.ts, `watchdog`), while the data connection is up: a
+  // reconnect restarts every feed anyway, and a restart meanwhile would only retry.
+  const watchdog = setInterval(() => {
+    if (!connected || nc.isClosed()) return;
+    for (const f of feeds.values()) f.watchdog();
+  }, FEED_WATCHDOG_EVERY_MS);
+  watchdog.unref();
   return {
     nc, controlNc, js, jsm, inboxStream, eventStream, stopConsuming, publishInboxMany,
     async stopPartition(p) {
@@ -313,6 +322,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     consumerName: (p) => feeds.get(p)?.consumerName() ?? null,
     pendingAtLastDelivery: (p) => feeds.get(p)?.pendingAtLastDelivery() ?? null,
     consumerRestarts: () => restarts,
+    feedStates: () => [...feeds.values()].map((f) => f.state()).sort((a, b) => a.partition - b.partition),
     isConnected: () => connected && !nc.isClosed(),
     streamsReady: () => streams.ready(),
     streamsRecreated: () => streams.recreated,
@@ -394,6 +404,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       nc.publish(subject, body, hdrs ? { headers: toHeaders(hdrs) } : undefined);
     },
     async close() {
+      clearInterval(watchdog);
       await streams.stop();
       await stopConsuming();
       // Drain flushes what was published, but with the server gone it would wait for a
@@ -413,6 +424,9 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
  * finished. A few at a time, each finishes within its deadline and the rest follow.
  */
 const OPENS_AT_ONCE = 4;
+
+/** How often the feeds' watchdog looks (a feed idle for `IDLE_RESTART_MS` is restarted at the next look). */
+const FEED_WATCHDOG_EVERY_MS = 5_000;
 
 /** Deadline of a feed's API requests (names, delete, create): longer than the default 5 s, see `feedJsm`. */
 const FEED_API_TIMEOUT_MS = 15_000;
