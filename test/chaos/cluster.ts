@@ -51,6 +51,19 @@ export interface NodePing {
   readonly stats: Record<string, number>;
   readonly live: number;
   readonly owned?: number[] | null;
+  /** Each partition feed's state (runtime/partitionFeed.ts `FeedState`), when the runtime reports it. */
+  readonly feeds?: readonly FeedStateView[] | null;
+}
+
+/** What a node says one partition feed is doing (the fields of runtime/partitionFeed.ts `FeedState`). */
+export interface FeedStateView {
+  readonly partition: number;
+  readonly state: string;
+  readonly step: string | null;
+  readonly forMs: number;
+  readonly quietMs: number | null;
+  readonly consumer: string | null;
+  readonly restarts: number;
 }
 
 /** One node's place in the cluster: its id and proxies survive its restarts. */
@@ -399,6 +412,30 @@ export class Cluster {
     return { log: n.logFile, commits: n.commitLog };
   }
 
+  /**
+   * Each running node's view of itself, one line per node: ready or not, the partitions it owns,
+   * and what each partition feed is doing (state, step, for how long, how long its consumer has
+   * been quiet). Printed when a check fails: a partition owned and not consuming shows here.
+   */
+  async diagnose(): Promise<string> {
+    const lines: string[] = [];
+    for (const n of this.nodes) {
+      if (!n.child || n.child.exited()) { lines.push(`${n.id}: not running`); continue; }
+      if (n.paused) { lines.push(`${n.id}: paused (SIGSTOP)`); continue; }
+      const p = await this.ping(n.index);
+      if (!p) { lines.push(`${n.id}: no answer to ping`); continue; }
+      const feeds = (p.feeds ?? []).map((f) => `p${f.partition} ${f.state}${f.step ? ` (${f.step})` : ''} ${Math.round(f.forMs / 1000)}s` +
+        `${f.quietMs === null ? '' : ` quiet ${Math.round(f.quietMs / 1000)}s`} restarts ${f.restarts}`);
+      const notReady = Object.entries(p.ready.checks).filter(([, ok]) => !ok).map(([k]) => k);
+      lines.push(`${n.id}: ${p.ready.ok ? 'ready' : `NOT ready (${notReady.join(', ')})`}, owns ${JSON.stringify(p.owned ?? null)}; feeds: ${p.feeds ? feeds.join('; ') || 'none' : 'not reported'}`);
+    }
+    return lines.join('\n');
+  }
+
+  /** Keeps the log directory after destroy() whatever CHAOS_KEEP_LOGS says (a check failed: the logs are the evidence). */
+  keepLogs(): void { this.keep = true; }
+  private keep = false;
+
   /** The last lines of every node's current log, for a failure message (pino lines shortened to time, message, session, error). */
   tails(lines = 20): string {
     return this.nodes.map((n) => `--- ${n.id} (${n.logFile}) ---\n${compactLog(tail(n.logFile, lines))}`).join('\n');
@@ -420,7 +457,7 @@ export class Cluster {
     untrack(natsPid);
     await this.nats.cleanup().catch(() => undefined);
     await dropSchema(this.schema).catch(() => undefined);
-    if (this.opts.keepLogs === true || process.env.CHAOS_KEEP_LOGS === '1') console.log(`[chaos] logs kept in ${this.dir}`);
+    if (this.keep || this.opts.keepLogs === true || process.env.CHAOS_KEEP_LOGS === '1') console.log(`[chaos] logs kept in ${this.dir}`);
     else this.cleanupDir();
   }
 }

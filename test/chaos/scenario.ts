@@ -142,7 +142,13 @@ export class Scenario {
     if (outbox !== 0) problems.push(outbox < 0 ? 'outbox table unreadable' : `${outbox} committed outputs never published (left in the outbox)`);
     const report: Report = { ...verified, problems, ok: problems.length === 0 };
     console.log(summarize(report, title));
-    if (!report.ok) console.log(this.cluster.tails(12));
+    if (!report.ok) {
+      // Read while the nodes still run: a node that owns partitions and does not consume them
+      // shows its feeds' states here. The logs are kept (their directory is printed at destroy).
+      console.log(`[${title}] nodes at the verdict:\n${await this.cluster.diagnose()}`);
+      console.log(this.cluster.tails(40));
+      this.cluster.keepLogs();
+    }
     return report;
   }
 
