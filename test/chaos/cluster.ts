@@ -53,6 +53,8 @@ export interface NodePing {
   readonly owned?: number[] | null;
   /** Each partition feed's state (runtime/partitionFeed.ts `FeedState`), when the runtime reports it. */
   readonly feeds?: readonly FeedStateView[] | null;
+  /** How long ago the node's oldest held lease was last renewed (ms). */
+  readonly renewalAgeMs?: number | null;
 }
 
 /** What a node says one partition feed is doing (the fields of runtime/partitionFeed.ts `FeedState`). */
@@ -427,7 +429,7 @@ export class Cluster {
       const feeds = (p.feeds ?? []).map((f) => `p${f.partition} ${f.state}${f.step ? ` (${f.step})` : ''} ${Math.round(f.forMs / 1000)}s` +
         `${f.quietMs === null ? '' : ` quiet ${Math.round(f.quietMs / 1000)}s`} restarts ${f.restarts}`);
       const notReady = Object.entries(p.ready.checks).filter(([, ok]) => !ok).map(([k]) => k);
-      lines.push(`${n.id}: ${p.ready.ok ? 'ready' : `NOT ready (${notReady.join(', ')})`}, owns ${JSON.stringify(p.owned ?? null)}; feeds: ${p.feeds ? feeds.join('; ') || 'none' : 'not reported'}`);
+      lines.push(`${n.id}: ${p.ready.ok ? 'ready' : `NOT ready (${notReady.join(', ')})`}, owns ${JSON.stringify(p.owned ?? null)} (oldest renewal ${p.renewalAgeMs ?? '?'} ms ago); feeds: ${p.feeds ? feeds.join('; ') || 'none' : 'not reported'}`);
     }
     return lines.join('\n');
   }
