@@ -131,6 +131,8 @@ export class Cluster {
       for (const n of nodes.slice(0, o.startNodes ?? o.nodes)) await cluster.startNode(n.index);
       await cluster.waitPartitionsHeld(60_000, 1);
     } catch (e) {
+      console.log(`[chaos] the cluster did not start: ${(e as Error).message}\n${await cluster.diagnose().catch(() => '')}\n${cluster.tails(40)}`);
+      cluster.keepLogs();
       await cluster.destroy();
       throw e;
     }
