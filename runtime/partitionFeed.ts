@@ -30,10 +30,11 @@
  * or restart running) for `IDLE_RESTART_MS`: no event would ever bring it back, so a partition
  * owned and renewed would handle nothing until its lease moved. A restart is always safe (it
  * confirms the lease and re-creates the consumer from the ack floor) and a feed never runs two
- * restarts, so the watchdog cannot make two consumers. It only logs (rate-limited) a start or
- * restart under way for long, and a consumer that has heard nothing from the server (no
- * delivery, no idle heartbeat) for long: those may be legitimate on a slow server. `state()`
- * says what a feed is doing (diagnostics: the fixture's ping, the chaos harness).
+ * restarts, so the watchdog cannot make two consumers. A consumer that has heard nothing from
+ * the server (no delivery, heartbeat or expired pull) for `QUIET_RESTART_MS` is restarted too: a
+ * live server answers a waiting pull every 2.5 s. A start or restart under way for long is only
+ * logged (rate-limited): it retries by itself, and a second one could make a second consumer.
+ * `state()` says what a feed is doing (diagnostics: the fixture's ping, the chaos harness).
  */
 import {
   AckPolicy, DeliverPolicy, JetStreamApiError,
@@ -93,7 +94,16 @@ export interface PartitionFeedOptions {
 /** A feed with no consumer and nothing under way to make one is restarted after this long. */
 export const IDLE_RESTART_MS = 10_000;
 
-/** A start or restart under way, or a consumer the server has said nothing to, is logged after this long (and again after as long). */
+/**
+ * A consumer that heard nothing from the server this long (no delivery, no idle heartbeat, no
+ * expired pull) is restarted. The server answers a waiting pull every 2.5 s (our `expires` / 2),
+ * even at `max_ack_pending` (nats-server 2.9.10, measured 2026-11-29: heartbeats and expiries
+ * every 2.5 s to a consumer holding its limit); a blackholed connection is found by the client's
+ * pings (`pingInterval` 10 s, two missed) well within this.
+ */
+export const QUIET_RESTART_MS = 60_000;
+
+/** A start or restart under way this long is logged (and again after as long); it retries by itself. */
 export const SLOW_WARN_MS = 60_000;
 
 /** What a feed is doing (`PartitionFeed.state()`), for the watchdog's log and diagnostics. */
@@ -107,7 +117,7 @@ export interface FeedState {
   readonly state: 'consuming' | 'opening' | 'restarting' | 'paused' | 'stopped' | 'idle';
   /** The step of a start or restart under way (`waiting for an open slot`, `confirming the lease`, …), else null. */
   readonly step: string | null;
-  /** How long the feed has been in this state (ms). */
+  /** How long the feed has been in this state (ms), as far as `state()` calls saw (the watchdog's, every 5 s: up to 5 s short). */
   readonly forMs: number;
   /** Since the current consumer's last delivery or server heartbeat, or its start (ms); null without a consumer. */
   readonly quietMs: number | null;
@@ -240,9 +250,9 @@ export class PartitionFeed {
 
   /**
    * The safety net, called every few seconds: a feed `idle` for `IDLE_RESTART_MS` (no consumer,
-   * not paused or stopped, nothing under way) is restarted; a start or restart under way, or a
-   * consumer quiet, for `SLOW_WARN_MS` is logged (at most once per `SLOW_WARN_MS`). Returns the
-   * state it judged.
+   * not paused or stopped, nothing under way), or whose consumer heard nothing from the server
+   * for `QUIET_RESTART_MS`, is restarted; a start or restart under way for `SLOW_WARN_MS` is
+   * logged (at most once per `SLOW_WARN_MS`). Returns the state it judged.
    */
   watchdog(): FeedState {
     const s = this.state();
@@ -253,13 +263,15 @@ export class PartitionFeed {
       this.restart(`no consumer for ${Math.round(s.forMs / 1000)} s and none on its way (watchdog)`);
       return s;
     }
-    const slow = ((s.state === 'restarting' || s.state === 'opening') && s.forMs >= SLOW_WARN_MS)
-      || (s.state === 'consuming' && (s.quietMs ?? 0) >= SLOW_WARN_MS);
-    if (slow && now - this.warnedAt >= SLOW_WARN_MS) {
+    if (s.state === 'consuming' && (s.quietMs ?? 0) >= QUIET_RESTART_MS) {
+      this.o.logger.warn({ partition: this.o.partition, quietMs: s.quietMs, consumer: s.consumer },
+        'partition consumer heard nothing from the server (no delivery, no heartbeat) for long: restarting it (watchdog)');
+      this.restart(`its consumer heard nothing from the server for ${Math.round((s.quietMs ?? 0) / 1000)} s (watchdog)`);
+      return s;
+    }
+    if ((s.state === 'restarting' || s.state === 'opening') && s.forMs >= SLOW_WARN_MS && now - this.warnedAt >= SLOW_WARN_MS) {
       this.warnedAt = now;
-      this.o.logger.warn({ ...s }, s.state === 'consuming'
-        ? 'partition consumer has heard nothing from the server (no delivery, no heartbeat) for long'
-        : 'partition consumer start or restart under way for long');
+      this.o.logger.warn({ ...s }, 'partition consumer start or restart under way for long');
     }
     return s;
   }
@@ -404,7 +416,8 @@ export class PartitionFeed {
     try {
       for await (const s of messages.status()) {
         if (gen !== this.gen) return;
-        if (s.type === 'heartbeat' || s.type === 'discard') this.lastSign = this.now();
+        // The server's own words: an idle heartbeat, a pull expired (`discard`), another status.
+        if (s.type === 'heartbeat' || s.type === 'discard' || s.type === 'debug') this.lastSign = this.now();
         if (s.type === 'heartbeat' && s.lastConsumerSequence > this.lastDseq) {
           this.restart(`the server delivered up to ${s.lastConsumerSequence}, this node saw ${this.lastDseq}`);
           return;

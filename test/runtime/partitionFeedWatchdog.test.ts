@@ -10,15 +10,16 @@
 //    feed stayed unpaused with no consumer for good. Tried at every microtask depth around the
 //    loop's end; the old code lost the restart at some of them.
 // 2. The watchdog (`watchdog()`, every 5 s from the transport): a feed left idle by whatever path
-//    is restarted after IDLE_RESTART_MS (fake clock); a paused, stopped or restarting feed is not
-//    touched, so it never makes a second consumer; a consumer deleted under the feed comes back.
+//    is restarted after IDLE_RESTART_MS, a consumer that heard nothing from the server after
+//    QUIET_RESTART_MS (fake clock); a paused, stopped or restarting feed is not touched, so it
+//    never makes a second consumer; a consumer deleted under the feed comes back.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   RetentionPolicy, StorageType, jetstream, jetstreamManager,
   type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg,
 } from '@nats-io/jetstream';
-import { IDLE_RESTART_MS, PartitionFeed, consumerNames, type PartitionFeedOptions } from '../../runtime/partitionFeed.js';
+import { IDLE_RESTART_MS, PartitionFeed, QUIET_RESTART_MS, consumerNames, type PartitionFeedOptions } from '../../runtime/partitionFeed.js';
 import { createLogger } from '../../runtime/logger.js';
 import { natsClient, startNats, waitFor } from '../helpers.js';
 
@@ -151,6 +152,18 @@ describe('a partition feed is never left without a consumer', () => {
     await send(3, 'd');
     await waitFor(() => got.includes('d') || null, 'the message after the consumer was deleted', 30_000);
     expect(feed.consumerName()).not.toBe(name);
+    expect(await consumersOf(3)).toHaveLength(1);
+
+    // A consumer that heard nothing from the server for QUIET_RESTART_MS (a live server answers a
+    // waiting pull every 2.5 s): restarted.
+    const restartsBefore = feed.restarts;
+    now += QUIET_RESTART_MS - 1;
+    expect(feed.watchdog().state).toBe('consuming');
+    now += 1;
+    expect(feed.watchdog().quietMs).toBeGreaterThanOrEqual(QUIET_RESTART_MS);
+    await waitFor(() => feed.restarts > restartsBefore || null, 'the restart of the quiet consumer');
+    await send(3, 'e');
+    await waitFor(() => got.includes('e') || null, 'the message after the quiet consumer was restarted');
     expect(await consumersOf(3)).toHaveLength(1);
 
     await feed.stop();
