@@ -213,6 +213,31 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
   const jsm = await jetstreamManager(adminNc);
   const js = jetstream(nc);
   const opens = createLimiter(OPENS_AT_ONCE);
+  // Whether the admin connection is up. nats.js (3.4) clears its outbound buffer at every
+  // (re)connect attempt, so a request sent while a connection is down is never sent and waits out
+  // its whole deadline. A reconnect of the data connection restarts every feed at once, and the
+  // admin connection, reconnecting on its own, was often still down then: each feed's first API
+  // request was lost, and 4 of them held the open slots for 15 s (FEED_API_TIMEOUT_MS) before
+  // any feed opened (natsCut with a 6 s lease, 2026-11-29: recovery 17 s after the cut). An open
+  // now waits for the admin connection first (at most FEED_API_TIMEOUT_MS, then it tries anyway).
+  let adminUp = true;
+  let adminWaiters: (() => void)[] = [];
+  void (async () => {
+    for await (const s of adminNc.status()) {
+      if (s.type === 'disconnect') adminUp = false;
+      if (s.type === 'reconnect') {
+        adminUp = true;
+        const ws = adminWaiters;
+        adminWaiters = [];
+        for (const w of ws) w();
+      }
+    }
+  })();
+  const adminReady = (): Promise<void> => (adminUp ? Promise.resolve() : new Promise<void>((r) => { adminWaiters.push(r); }));
+  const admit = <T>(fn: () => Promise<T>): Promise<T> => opens(async () => {
+    await settleWithin(adminReady(), FEED_API_TIMEOUT_MS);
+    return fn();
+  });
   // The feeds' own manager: a consumer create the server is still working on when the client
   // gives up is made anyway, then deleted and made again by the retry (more of the same work).
   const feedJsm = await jetstreamManager(adminNc, { timeout: FEED_API_TIMEOUT_MS, checkAPI: false });
@@ -378,7 +403,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     async startPartition(p, epoch, onMessage, hooks) {
       await feeds.get(p)?.stop();
       const feed = new PartitionFeed({
-        nc: adminNc, jsm: feedJsm, js, admit: opens, stream: inboxStream, partition: p, epoch, ackWaitMs: opts.ackWaitMs, maxAckPending: opts.maxAckPending ?? -1, buffer: opts.consumerBuffer,
+        nc: adminNc, jsm: feedJsm, js, admit, stream: inboxStream, partition: p, epoch, ackWaitMs: opts.ackWaitMs, maxAckPending: opts.maxAckPending ?? -1, buffer: opts.consumerBuffer,
         logger: log, onMessage, onRestart: () => { restarts++; }, ...(hooks ? { confirm: () => hooks.confirm() } : {}),
         onStreamMissing: (why) => { streams.suspect(inboxStream, why); },
       });
