@@ -36,6 +36,7 @@ import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv';
 import { JetStreamApiError } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { settleWithin, within } from './deadline.js';
+import { isStreamFull } from './streamKeeper.js';
 import type { Logger } from './logger.js';
 
 export interface LeaseEvents {
@@ -504,12 +505,27 @@ export class LeaseManager {
             req.then(answered, answered);
             return;
           }
+          if (isStreamFull(err)) this.storageFull();
           if (isCasFailure(err) && (await this.recover(kv, p, h)) === false) this.lose(p, 'its lease was taken or expired');
           // Otherwise transient (timeout, disconnected, the read unanswered): the next round tries again; expireStale decides.
         }
       }),
     ]);
     this.expireStale();
+  }
+
+  private lastFullLog = 0;
+  /**
+   * A renewal refused for want of JetStream storage: say so plainly (once a minute), since the
+   * leases lapse next and this node stops consuming — and only consuming the inbox makes room.
+   * The runtime's own streams are bounded so that they cannot get there (`inboxMaxBytes`,
+   * `eventsMaxBytes`); something else filled the server's or account's storage.
+   */
+  private storageFull(): void {
+    const now = Date.now();
+    if (now - this.lastFullLog < 60_000) return;
+    this.lastFullLog = now;
+    this.o.logger.error({ bucket: this.o.bucket }, 'JetStream storage is full: partition lease renewals are refused, leases will lapse and partitions stop; free JetStream storage (other streams, max_file_store) — inboxMaxBytes and eventsMaxBytes must stay well below it');
   }
 
   /** The lease is gone: stop consuming and committing in p at once. */

@@ -35,7 +35,7 @@ import { partitionOf } from './partition.js';
 import { settleWithin } from './deadline.js';
 import { createLimiter } from './keyedSerial.js';
 import { PartitionFeed } from './partitionFeed.js';
-import { StreamKeeper, isNoStream, isStreamNotFound, type KeptStreamConfig } from './streamKeeper.js';
+import { StreamKeeper, isNoStream, isStreamFull, isStreamNotFound, type KeptStreamConfig } from './streamKeeper.js';
 
 export const INBOX_SUBJECT = (sessionId: string): string => `agentry.in.${sessionId}`;
 export const OUT_SUBJECT = (sessionId: string): string => `agentry.out.${sessionId}`;
@@ -73,6 +73,10 @@ export interface TransportOptions {
   readonly maxAckPending?: number;
   readonly consumerBuffer: number;
   readonly maxPayloadBytes: number;
+  /** The inbox stream's `max_bytes` (config `inboxMaxBytes`; 0 or unset: none of its own). */
+  readonly inboxMaxBytes?: number;
+  /** The events stream's `max_bytes` (config `eventsMaxBytes`; 0 or unset: none of its own). */
+  readonly eventsMaxBytes?: number;
   readonly logger: Logger;
   readonly name: string;
   /**
@@ -240,6 +244,10 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       streams.noteSeq(stream, ack.seq);
       return ack;
     } catch (err) {
+      if (isStreamFull(err)) {
+        streams.suspect(stream); // its size look logs how full it is
+        throw new AgentryError('NOT_READY', `stream ${stream} is full (${(err as Error).message}): nothing was stored; publish again once the runtime has drained it`, { retryable: true, cause: err, details: { reason: 'stream-full', stream } });
+      }
       if (!isNoStream(err) && !isStreamNotFound(err)) throw err;
       streams.suspect(stream, 'a publish found no stream');
       throw new AgentryError('NOT_READY', `stream ${stream} is not available (deleted? it is being re-created): publish again`, { retryable: true, cause: err });
@@ -324,6 +332,9 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
         storage: StorageType.File,
         discard: DiscardPolicy.New,
         max_msg_size: opts.maxPayloadBytes,
+        // Full: publishes are refused (never an acknowledged message dropped), and the rest of
+        // JetStream — the lease bucket above all — keeps room (see docs/operations.md).
+        max_bytes: capOf(opts.inboxMaxBytes),
         duplicate_window: duplicateWindowNs, // resends with the same Nats-Msg-Id are dropped
       });
       await upsertStream({
@@ -331,8 +342,12 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
         subjects: ['agentry.events.>'],
         retention: RetentionPolicy.Limits,
         storage: StorageType.File,
-        discard: DiscardPolicy.Old,
+        // New, not Old: at its max_bytes an event is refused rather than the oldest dropped,
+        // which could be one not routed yet. Routed history is trimmed before it gets there
+        // (wakeups.ts, `trimEventHistory`). Discard Old until 2026-11-29, with no max_bytes.
+        discard: DiscardPolicy.New,
         max_age: 7 * 24 * 3600 * 1_000_000_000, // event history: 7 days
+        max_bytes: capOf(opts.eventsMaxBytes),
         max_msg_size: opts.maxPayloadBytes,
         duplicate_window: duplicateWindowNs,
       });
@@ -417,3 +432,8 @@ const OPENS_AT_ONCE = 4;
 /** Deadline of a feed's API requests (names, delete, create): longer than the default 5 s, see `feedJsm`. */
 const FEED_API_TIMEOUT_MS = 15_000;
 
+
+/** A configured stream size as JetStream's `max_bytes` (-1: no limit of the stream's own). */
+function capOf(bytes: number | undefined): number {
+  return bytes !== undefined && bytes > 0 ? bytes : -1;
+}
