@@ -79,6 +79,13 @@ const schema = z.object({
   timelineUserState: z.boolean().default(true),
   /** Group-commit transactions in flight at once (each takes a pool connection). */
   groupCommitConcurrency: z.number().int().min(1).max(16).default(3),
+  /**
+   * Longest a turn (one handler call) may run before it is aborted and counted as a failed
+   * attempt, for agent types without their own `turnTimeoutMs`; 0: no limit
+   * (AGENTRY_TURN_TIMEOUT_MS). A handler awaiting something that never answers (an LLM call
+   * without a timeout, a lost socket) otherwise holds its session, and its messages, forever.
+   */
+  turnTimeoutMs: z.number().int().min(0).default(15 * 60_000),
   /** On SIGTERM, running handlers get this long to finish before they are aborted. */
   shutdownGraceMs: z.number().int().min(0).default(10_000),
   /**
@@ -212,6 +219,7 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_CRON_CATCH_UP: { key: 'cronCatchUp' },
   AGENTRY_DEFAULT_AGENT: { key: 'defaultAgentType' },
   AGENTRY_SHUTDOWN_GRACE_MS: { key: 'shutdownGraceMs', number: true },
+  AGENTRY_TURN_TIMEOUT_MS: { key: 'turnTimeoutMs', number: true },
   AGENTRY_MAX_JSON_DEPTH: { key: 'maxJsonDepth', number: true },
   AGENTRY_LOG_LEVEL: { key: 'logLevel' },
   AGENTRY_NODE_ID: { key: 'nodeId' },

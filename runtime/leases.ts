@@ -62,7 +62,7 @@ export interface LeaseOptions {
   readonly ttlMs: number;
   readonly logger: Logger;
   readonly events: LeaseEvents;
-  /** Wall clock (tests may slow it down or speed it up). */
+  /** Clock for lease ages (tests may slow it down or speed it up); default: one that never steps (`steadyNow`). */
   readonly now?: () => number;
   /** Facts about this node its heartbeat carries for the cluster view (version, sessions, …). */
   readonly nodeInfo?: () => Readonly<Record<string, unknown>>;
@@ -129,7 +129,7 @@ export class LeaseManager {
   private lastRenewStart = 0;
 
   constructor(private readonly o: LeaseOptions) {
-    this.now = o.now ?? Date.now;
+    this.now = o.now ?? steadyNow;
   }
 
   /** How long recent KV requests took (ms, newest last; a timed-out one counts as its deadline). */
@@ -714,4 +714,16 @@ function hashOf(s: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 0x01000193) >>> 0; }
   return h;
+}
+
+/**
+ * Epoch milliseconds that never step: the process's start time plus a monotonic clock. A lease's
+ * age must not follow the wall clock: set back (an NTP step, a VM resumed and re-synced) it made
+ * a lease that nobody renewed look fresh for as long as the step (the node kept consuming and
+ * committing long after its lease expired on the server; Postgres' epoch fencing still refused
+ * its commits once another node claimed the partition), and set forward it made every lease look
+ * stale at once (2026-11-29; test/runtime/leaseClockStep.test.ts).
+ */
+function steadyNow(): number {
+  return performance.timeOrigin + performance.now();
 }

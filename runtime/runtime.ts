@@ -305,6 +305,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     maxPayloadBytes: config.maxPayloadBytes, inboxMaxBytes: config.inboxMaxBytes, eventsMaxBytes: config.eventsMaxBytes,
     logger, name: `agentry-${config.nodeId}`,
     recordedInboxSeq: () => store.maxLastSeq(),
+    leaseBucket: { name: `${config.streamPrefix}_LEASES`, ttlMs: config.leaseTtlMs, recordedEpoch: () => store.maxPartitionEpoch() },
   });
   try {
     await transport.ensureStreams();

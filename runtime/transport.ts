@@ -30,7 +30,7 @@ import {
 import { AgentryError } from '../actors/errors.js';
 import type { Logger } from './logger.js';
 import { natsConnectOptions } from './natsUrl.js';
-import { ackCostGrowsWithBacklog } from './natsVersion.js';
+import { ackCostGrowsWithBacklog, allowsDirectGet } from './natsVersion.js';
 import { partitionOf } from './partition.js';
 import { settleWithin } from './deadline.js';
 import { createLimiter } from './keyedSerial.js';
@@ -84,6 +84,15 @@ export interface TransportOptions {
    * stream the runtime has to (re-)create starts past it. Unset: only what this node saw.
    */
   readonly recordedInboxSeq?: () => Promise<number>;
+  /**
+   * The partition lease bucket (a KV bucket: stream `KV_<name>`), kept like the streams: made
+   * here before the leases bind to it, and re-created when it disappears, its revisions — the
+   * partitions' fencing epochs — starting past `recordedEpoch()` (the highest epoch claimed in
+   * the store). Made from 1 instead (a bucket deleted, a nats-server whose store was wiped),
+   * every new lease's epoch would be older than the one Postgres holds, and refused: no node
+   * could serve any partition until the revisions caught up, hours later.
+   */
+  readonly leaseBucket?: { readonly name: string; readonly ttlMs: number; readonly recordedEpoch: () => Promise<number> };
 }
 
 /** Called for every inbox message of an owned partition; must not throw. */
@@ -226,9 +235,11 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
 
   const duplicateWindowNs = (opts.duplicateWindowMs ?? 120_000) * 1_000_000;
 
+  const leaseStream = opts.leaseBucket ? `KV_${opts.leaseBucket.name}` : null;
   const streams = new StreamKeeper({
     nc, jsm, logger: log,
-    recordedSeq: (stream) => (stream === inboxStream && opts.recordedInboxSeq ? opts.recordedInboxSeq() : Promise.resolve(0)),
+    recordedSeq: (stream) => (stream === inboxStream && opts.recordedInboxSeq ? opts.recordedInboxSeq()
+      : stream === leaseStream && opts.leaseBucket ? opts.leaseBucket.recordedEpoch() : Promise.resolve(0)),
   });
   keeper = streams;
   async function upsertStream(config: KeptStreamConfig): Promise<void> {
@@ -351,6 +362,22 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
         max_msg_size: opts.maxPayloadBytes,
         duplicate_window: duplicateWindowNs,
       });
+      if (opts.leaseBucket && leaseStream) {
+        // The stream a KV bucket is (as @nats-io/kv makes one with history 1 and a TTL): the
+        // leases' `Kvm.create` then binds to it.
+        await upsertStream({
+          name: leaseStream,
+          subjects: [`$KV.${opts.leaseBucket.name}.>`],
+          retention: RetentionPolicy.Limits,
+          storage: StorageType.File,
+          discard: DiscardPolicy.New,
+          max_msgs_per_subject: 1,
+          max_age: opts.leaseBucket.ttlMs * 1_000_000,
+          allow_rollup_hdrs: true,
+          allow_direct: allowsDirectGet(nc.info?.version),
+          num_replicas: 1,
+        });
+      }
       streams.start();
     },
     async probePartitions() {
