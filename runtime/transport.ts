@@ -375,7 +375,8 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
           max_age: opts.leaseBucket.ttlMs * 1_000_000,
           allow_rollup_hdrs: true,
           allow_direct: allowsDirectGet(nc.info?.version),
-          num_replicas: 1,
+          // No num_replicas: made with the server's default (1), and an operator's replicas
+          // (`nats kv edit --replicas 3` in a NATS cluster) are kept by the update.
         });
       }
       streams.start();
