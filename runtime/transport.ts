@@ -373,9 +373,14 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
           discard: DiscardPolicy.New,
           max_msgs_per_subject: 1,
           max_age: opts.leaseBucket.ttlMs * 1_000_000,
+          // As the server sets it for a bucket made with a TTL under 2 min; given, so that an
+          // update to a shorter TTL (another node's AGENTRY_LEASE_TTL_MS) is not refused with
+          // "duplicates window can not be larger then max age".
+          duplicate_window: Math.min(opts.leaseBucket.ttlMs, 120_000) * 1_000_000,
           allow_rollup_hdrs: true,
           allow_direct: allowsDirectGet(nc.info?.version),
-          num_replicas: 1,
+          // No num_replicas: made with the server's default (1), and an operator's replicas
+          // (`nats kv edit --replicas 3` in a NATS cluster) are kept by the update.
         });
       }
       streams.start();
