@@ -76,8 +76,9 @@ describe('JetStream storage full', () => {
     store = openStore({ databaseUrl: PG_URL, schema });
     rt = await startRuntime(nats.url, {
       agents: [gated, listener], store,
-      // A short lease: a node that cannot renew loses its partitions within seconds.
-      config: { inboxMaxBytes: 1024 * 1024, eventsMaxBytes: 1024 * 1024, leaseTtlMs: 3_000 },
+      // A short lease (but not so short that a loaded machine's stalls lapse it): a node that
+      // cannot renew loses its partitions within seconds.
+      config: { inboxMaxBytes: 1024 * 1024, eventsMaxBytes: 1024 * 1024, leaseTtlMs: 5_000 },
     });
   }, 60_000);
 
@@ -114,7 +115,7 @@ describe('JetStream storage full', () => {
     expect(err).toMatchObject({ code: 'NOT_READY', retryable: true, details: { reason: 'stream-full' } });
 
     // Several lease TTLs while full: the node keeps every partition (its renewals still find room).
-    await sleep(8_000);
+    await sleep(12_000);
     const parts = await rt.getPartitions();
     expect(parts.filter((p) => p.nodeId !== rt.config.nodeId)).toEqual([]);
 
