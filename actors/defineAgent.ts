@@ -185,7 +185,7 @@ export interface AbortContext<S = unknown> {
 /** What an aborted turn had done when it was aborted. */
 export interface AbortedTurn<S = unknown> {
   readonly runId: number;
-  /** `merged` (cancel-and-merge, debounce), `superseded` (latest), `rolled-back`, `interrupted`, `stopped`. */
+  /** `merged` (cancel-and-merge, debounce), `superseded` (latest), `rolled-back`, `interrupted`, `stopped`, `timeout` (past `turnTimeoutMs`). */
   readonly reason: string;
   readonly batch: readonly InboxMessage[];
   /** The turn's own draft of the state when it was aborted (discarded). */
@@ -216,6 +216,13 @@ export interface AgentDefinition<S = unknown> {
   readonly maxMergeDelayMs?: number;
   /** Attempts per batch before it is dead-lettered (default 3). */
   readonly maxAttempts?: number;
+  /**
+   * Longest a turn (one handler call) may run, in ms; 0: no limit. Past it the turn's
+   * `ctx.signal` fires (reason: a `TIMEOUT` error) and the turn counts as a failed attempt
+   * (retried after `retryBaseMs`…, dead-lettered after `maxAttempts`), whether or not the handler
+   * stops. Default: the runtime's `turnTimeoutMs` (15 minutes).
+   */
+  readonly turnTimeoutMs?: number;
   readonly retryBaseMs?: number;
   readonly retryCapMs?: number;
   /** How many history messages `ctx.history` holds (default 50). */
@@ -309,6 +316,8 @@ export interface ResolvedAgent<S = unknown> {
   readonly sessionTtl?: SessionTtl;
   /** Set when the type bounds its sessions' mailboxes. */
   readonly maxMailbox?: number;
+  /** Set when the type has its own turn limit (absent: the runtime's `turnTimeoutMs`; 0: none). */
+  readonly turnTimeoutMs?: number;
   /** The type's budget limits as given (the runtime validates them when it starts). */
   readonly budget?: { readonly limits: readonly BudgetLimit[] };
   readonly initialState: () => S;
@@ -371,6 +380,7 @@ export function defineAgent<S = unknown>(def: AgentDefinition<S>): ResolvedAgent
     ...versionOf(def.type, def.version, def.migrate),
     ...(def.sessionTtl !== undefined ? { sessionTtl: sessionTtlOf(def.type, def.sessionTtl) } : {}),
     ...(def.maxMailbox !== undefined ? { maxMailbox: positiveInt(def.type, 'maxMailbox', def.maxMailbox) } : {}),
+    ...(def.turnTimeoutMs !== undefined ? { turnTimeoutMs: positive('turnTimeoutMs', def.turnTimeoutMs, 0) } : {}),
     ...(budgetOf(def.type, def.budget) ?? {}),
     initialState: def.initialState ?? (() => ({}) as S),
     handle: def.handle,

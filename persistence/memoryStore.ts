@@ -108,6 +108,11 @@ export function createMemoryStore(now: () => number = Date.now): Store {
       marks.set(key, JSON.stringify(value));
       return Promise.resolve();
     },
+    maxPartitionEpoch(): Promise<number> {
+      let max = 0;
+      for (const e of partitionEpochs.values()) max = Math.max(max, e);
+      return Promise.resolve(max);
+    },
     maxLastSeq(): Promise<number> {
       let max = 0;
       for (const r of sessions.values()) max = Math.max(max, r.lastSeq);

@@ -145,6 +145,12 @@ export async function upsertPartitionEpoch(q: Queryable, partition: number, epoc
   return rows.length === 1 && num(rows[0]!.epoch) === epoch;
 }
 
+/** The highest epoch claimed for any partition (0 for none): where a re-created lease bucket must start past. */
+export async function selectMaxPartitionEpoch(q: Queryable): Promise<number> {
+  const { rows } = await q.query<{ max: Int8 | null }>('SELECT max(epoch) AS max FROM partition_epochs');
+  return rows[0]?.max == null ? 0 : num(rows[0].max);
+}
+
 /** The highest `last_seq` of any session (0 for none): where a re-created inbox stream must start past. */
 export async function selectMaxLastSeq(q: Queryable): Promise<number> {
   const { rows } = await q.query<{ max: Int8 | null }>('SELECT max(last_seq) AS max FROM sessions');

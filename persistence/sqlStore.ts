@@ -89,6 +89,7 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
       });
     },
     maxLastSeq: () => sql.selectMaxLastSeq(db),
+    maxPartitionEpoch: () => sql.selectMaxPartitionEpoch(db),
     async loadMark(key) {
       const { rows } = await db.query<{ value: unknown }>('SELECT value FROM runtime_marks WHERE key = $1::text', [key]);
       return rows[0]?.value ?? null;

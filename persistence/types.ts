@@ -429,6 +429,12 @@ export interface Store {
    */
   maxLastSeq(): Promise<number>;
   /**
+   * The highest partition epoch ever claimed (0 for none): a lease bucket the runtime has to
+   * create again (deleted, or a nats-server whose store was wiped) starts its revisions past it,
+   * or every new lease's epoch would be refused as older than the one recorded.
+   */
+  maxPartitionEpoch(): Promise<number>;
+  /**
    * A durable mark of the runtime by key (the event router's floor: runtime/wakeups.ts), or null
    * when never saved. Marks outlive what NATS keeps of them (a consumer deleted while every node
    * was down).

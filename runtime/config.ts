@@ -79,6 +79,13 @@ const schema = z.object({
   timelineUserState: z.boolean().default(true),
   /** Group-commit transactions in flight at once (each takes a pool connection). */
   groupCommitConcurrency: z.number().int().min(1).max(16).default(3),
+  /**
+   * Longest a turn (one handler call) may run before it is aborted and counted as a failed
+   * attempt, for agent types without their own `turnTimeoutMs`; 0: no limit
+   * (AGENTRY_TURN_TIMEOUT_MS). A handler awaiting something that never answers (an LLM call
+   * without a timeout, a lost socket) otherwise holds its session, and its messages, forever.
+   */
+  turnTimeoutMs: z.number().int().min(0).default(15 * 60_000),
   /** On SIGTERM, running handlers get this long to finish before they are aborted. */
   shutdownGraceMs: z.number().int().min(0).default(10_000),
   /**
@@ -125,6 +132,23 @@ const schema = z.object({
   sessionTtlEveryMs: z.number().int().min(0).default(60_000),
   /** Payloads above this many bytes are dead-lettered (the server's max_payload caps them first). */
   maxPayloadBytes: z.number().int().min(1).default(1024 * 1024),
+  /**
+   * Most bytes the inbox stream (`<prefix>_INBOX`: messages not processed yet) may hold; 0: no
+   * limit of its own. Full, it refuses new messages (producers get a retryable error) instead of
+   * filling JetStream's storage: with the storage exhausted nats-server refuses every write,
+   * partition lease renewals too, and a node that cannot renew stops consuming — the only thing
+   * that would make room (2026-11-29). Keep it and `eventsMaxBytes` together well below the
+   * server's `max_file_store` (10 GB in nats.conf) or the account's storage limit
+   * (AGENTRY_INBOX_MAX_BYTES). Lowered on a stream that holds more than half of the new value,
+   * it is applied only once the stream has drained (see runtime/streamKeeper.ts).
+   */
+  inboxMaxBytes: z.number().int().min(0).default(6 * 1024 ** 3),
+  /**
+   * Most bytes the events stream (`<prefix>_EVENTS`: the event history, 7 days) may hold; 0: no
+   * limit of its own. Routed events are trimmed, oldest first, once it passes 80 % of this; an
+   * event is refused (retryable) only when the events not routed yet fill it (AGENTRY_EVENTS_MAX_BYTES).
+   */
+  eventsMaxBytes: z.number().int().min(0).default(2 * 1024 ** 3),
   /**
    * Deepest JSON nesting accepted in a payload (a message body, mail, event data, a task, user
    * state); deeper input is refused at the door (HTTP 400 / JSON-RPC -32602 UNSTORABLE_INPUT) or
@@ -189,10 +213,13 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_IDLE_TIMEOUT_MS: { key: 'idleTimeoutMs', number: true },
   AGENTRY_MAX_ACTIVE_SESSIONS: { key: 'maxActiveSessions', number: true },
   AGENTRY_LEASE_TTL_MS: { key: 'leaseTtlMs', number: true },
+  AGENTRY_INBOX_MAX_BYTES: { key: 'inboxMaxBytes', number: true },
+  AGENTRY_EVENTS_MAX_BYTES: { key: 'eventsMaxBytes', number: true },
   AGENTRY_TIMER_HORIZON_MS: { key: 'timerHorizonMs', number: true },
   AGENTRY_CRON_CATCH_UP: { key: 'cronCatchUp' },
   AGENTRY_DEFAULT_AGENT: { key: 'defaultAgentType' },
   AGENTRY_SHUTDOWN_GRACE_MS: { key: 'shutdownGraceMs', number: true },
+  AGENTRY_TURN_TIMEOUT_MS: { key: 'turnTimeoutMs', number: true },
   AGENTRY_MAX_JSON_DEPTH: { key: 'maxJsonDepth', number: true },
   AGENTRY_LOG_LEVEL: { key: 'logLevel' },
   AGENTRY_NODE_ID: { key: 'nodeId' },

@@ -36,6 +36,7 @@ import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv';
 import { JetStreamApiError } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { settleWithin, within } from './deadline.js';
+import { isStreamFull } from './streamKeeper.js';
 import type { Logger } from './logger.js';
 
 export interface LeaseEvents {
@@ -61,7 +62,7 @@ export interface LeaseOptions {
   readonly ttlMs: number;
   readonly logger: Logger;
   readonly events: LeaseEvents;
-  /** Wall clock (tests may slow it down or speed it up). */
+  /** Clock for lease ages (tests may slow it down or speed it up); default: one that never steps (`steadyNow`). */
   readonly now?: () => number;
   /** Facts about this node its heartbeat carries for the cluster view (version, sessions, …). */
   readonly nodeInfo?: () => Readonly<Record<string, unknown>>;
@@ -141,7 +142,7 @@ export class LeaseManager {
   private connStatus: { stop?: () => void } | null = null;
 
   constructor(private readonly o: LeaseOptions) {
-    this.now = o.now ?? Date.now;
+    this.now = o.now ?? steadyNow;
   }
 
   /** How long recent KV requests took (ms, newest last; a timed-out one counts as its deadline). */
@@ -551,12 +552,27 @@ export class LeaseManager {
             req.then(answered, answered);
             return;
           }
+          if (isStreamFull(err)) this.storageFull();
           if (isCasFailure(err) && (await this.recover(kv, p, h)) === false) this.lose(p, 'its lease was taken or expired');
           // Otherwise transient (timeout, disconnected, the read unanswered): the next round tries again; expireStale decides.
         }
       }),
     ]);
     this.expireStale();
+  }
+
+  private lastFullLog = 0;
+  /**
+   * A renewal refused for want of JetStream storage: say so plainly (once a minute), since the
+   * leases lapse next and this node stops consuming — and only consuming the inbox makes room.
+   * The runtime's own streams are bounded so that they cannot get there (`inboxMaxBytes`,
+   * `eventsMaxBytes`); something else filled the server's or account's storage.
+   */
+  private storageFull(): void {
+    const now = Date.now();
+    if (now - this.lastFullLog < 60_000) return;
+    this.lastFullLog = now;
+    this.o.logger.error({ bucket: this.o.bucket }, 'JetStream storage is full: partition lease renewals are refused, leases will lapse and partitions stop; free JetStream storage (other streams, max_file_store) — inboxMaxBytes and eventsMaxBytes must stay well below it');
   }
 
   /** The lease is gone: stop consuming and committing in p at once. */
@@ -745,4 +761,16 @@ function hashOf(s: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 0x01000193) >>> 0; }
   return h;
+}
+
+/**
+ * Epoch milliseconds that never step: the process's start time plus a monotonic clock. A lease's
+ * age must not follow the wall clock: set back (an NTP step, a VM resumed and re-synced) it made
+ * a lease that nobody renewed look fresh for as long as the step (the node kept consuming and
+ * committing long after its lease expired on the server; Postgres' epoch fencing still refused
+ * its commits once another node claimed the partition), and set forward it made every lease look
+ * stale at once (2026-11-29; test/runtime/leaseClockStep.test.ts).
+ */
+function steadyNow(): number {
+  return performance.timeOrigin + performance.now();
 }

@@ -29,3 +29,9 @@ export function ackCostGrowsWithBacklog(version: string | undefined | null): boo
   if (!v) return false;
   return v[0] < 2 || (v[0] === 2 && v[1] < 10);
 }
+
+/** Whether the server serves direct gets (`allow_direct`, 2.9+), which @nats-io/kv turns on for a bucket it makes there. */
+export function allowsDirectGet(version: string | undefined | null): boolean {
+  const v = parseServerVersion(version);
+  return v !== null && (v[0] > 2 || (v[0] === 2 && v[1] >= 9));
+}

@@ -302,8 +302,10 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     duplicateWindowMs: config.duplicateWindowMs,
     maxAckPending: config.maxAckPendingPerPartition,
     consumerBuffer: config.consumerBuffer ?? Math.max(64, Math.ceil(8192 / config.partitions)),
-    maxPayloadBytes: config.maxPayloadBytes, logger, name: `agentry-${config.nodeId}`,
+    maxPayloadBytes: config.maxPayloadBytes, inboxMaxBytes: config.inboxMaxBytes, eventsMaxBytes: config.eventsMaxBytes,
+    logger, name: `agentry-${config.nodeId}`,
     recordedInboxSeq: () => store.maxLastSeq(),
+    leaseBucket: { name: `${config.streamPrefix}_LEASES`, ttlMs: config.leaseTtlMs, recordedEpoch: () => store.maxPartitionEpoch() },
   });
   try {
     await transport.ensureStreams();
@@ -461,6 +463,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     try {
       return await transport.publishInboxAck(agentId, payload, hdrs, o.msgId);
     } catch (e) {
+      if (e instanceof AgentryError) throw e; // the transport's own (a full or missing stream) says more
       throw new AgentryError('NOT_READY', `could not publish to NATS: ${(e as Error).message}`, { retryable: true, cause: e });
     }
   };

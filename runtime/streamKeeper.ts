@@ -35,6 +35,14 @@
  * ("error opening msg block file … no such file"; its consumers then delivered nothing, forever).
  * So a stream found missing is re-created only `DELETE_SETTLE_MS` later, and before it takes real
  * subjects the new store is proven: a probe message is stored, read back and erased.
+ *
+ * The size rule. A stream's `max_bytes` is never lowered below what it holds: nats-server
+ * enforces a lowered limit at once by deleting the oldest messages, whatever the discard policy
+ * (a work-queue inbox of 100 messages updated to half their bytes kept the newest 47; nats-server
+ * 2.9.10, checked 2026-11-28) — unapplied messages, acknowledged to their producers, gone. A
+ * limit that would cut is held back (the stream keeps its old one, logged) and applied by the
+ * periodic check once the stream holds at most half of it (the half leaves room for what is
+ * published between the check and the update).
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
@@ -75,6 +83,28 @@ export function isStreamNotFound(err: unknown): boolean {
   return e?.name === 'StreamNotFoundError' || e?.api_error?.err_code === JetStreamApiCodes.StreamNotFound;
 }
 
+/**
+ * Whether JetStream refused to store a message for want of room: the stream is at its
+ * `max_bytes` / `max_msgs` with discard `new` (10077, "maximum bytes exceeded"), or the server's
+ * or account's JetStream storage is exhausted (10023, "insufficient resources"). Retryable: room
+ * comes back as consumers drain the inbox or history ages out.
+ */
+export function isStreamFull(err: unknown): boolean {
+  const e = err as { name?: string; code?: unknown; message?: unknown } | null;
+  if (e?.name !== 'JetStreamApiError') return false;
+  const msg = typeof e.message === 'string' ? e.message : '';
+  return e.code === 10023 || (e.code === 10077 && /maximum (bytes|messages)|insufficient|no space/i.test(msg)) || /insufficient resources/i.test(msg);
+}
+
+/** Whether a stream create or update was refused because its max_bytes cannot be reserved (10047). */
+function isReserveRefused(err: unknown): boolean {
+  const e = err as { name?: string; code?: unknown; message?: unknown } | null;
+  return e?.code === 10047 || (typeof e?.message === 'string' && /insufficient storage resources/i.test(e.message));
+}
+
+/** The smallest `max_bytes` the keeper halves a refused one to (then: no limit of the stream's own). */
+const MIN_FITTED_BYTES = 1024 * 1024;
+
 /** Whether a JetStream publish found nobody to store it (no stream over the subject). */
 export function isNoStream(err: unknown): boolean {
   return (err as { name?: string } | null)?.name === 'JetStreamNotEnabled';
@@ -92,6 +122,10 @@ export class StreamKeeper {
   private timer: ReturnType<typeof setInterval> | undefined;
   private advisories: Subscription | undefined;
   private stopped = false;
+  /** Streams whose configured `max_bytes` is held back until they hold at most half of it (the size rule). */
+  private readonly capHeld = new Set<string>();
+  /** Streams at ≥ 90 % of their `max_bytes` at the last check (logged once per crossing). */
+  private readonly nearlyFull = new Set<string>();
   /** Streams re-created since start (metrics, tests). */
   recreated = 0;
 
@@ -154,6 +188,7 @@ export class StreamKeeper {
     const info = await this.infoOrNull(stream);
     if (info && !isPlaceholder(info)) {
       this.noteSeq(stream, info.state.last_seq);
+      await this.checkSize(info);
       return;
     }
     this.missingNow.add(stream);
@@ -175,6 +210,84 @@ export class StreamKeeper {
     }
   }
 
+  /**
+   * `config` as it may be applied to the stream `info` describes: its `max_bytes` replaced by the
+   * stream's current one when the new limit is lower and the stream holds more than half of it
+   * (the size rule of the module comment); the periodic check applies it later.
+   */
+  private withSafeCap(config: KeptStreamConfig, info: StreamInfo): KeptStreamConfig {
+    const want = config.max_bytes ?? -1;
+    const have = info.config.max_bytes ?? -1;
+    const lowers = want > 0 && (have <= 0 || want < have);
+    if (!lowers || info.state.bytes <= want / 2) {
+      this.capHeld.delete(config.name);
+      return config;
+    }
+    if (!this.capHeld.has(config.name)) {
+      this.o.logger.warn({ stream: config.name, holds: info.state.bytes, maxBytes: want, keeps: have },
+        'stream max_bytes not lowered yet: the stream holds more than half of the new limit, and nats-server would delete its oldest messages to fit; applied once it has drained');
+    }
+    this.capHeld.add(config.name);
+    return { ...config, max_bytes: have };
+  }
+
+  /**
+   * Runs a create or update with `config`, halving its `max_bytes` while the server refuses it
+   * for want of storage to reserve (10047: a stream's max_bytes is reserved against the server's
+   * `max_file_store` or the account's limit; a server with less room than the defaults, or other
+   * streams' reservations). The first size that fits can be nearly all the room left, and the
+   * lease bucket needs some: so it is halved once more (when the stream, holding `holds` bytes,
+   * keeps at least half of that free). Below 1 MiB it gives up the limit (logged as an error: the
+   * stream can then fill JetStream's storage). The limit it settles on is logged.
+   */
+  private async fitted<T>(config: KeptStreamConfig, op: (c: KeptStreamConfig) => Promise<T>, holds = 0): Promise<T> {
+    let c = config;
+    for (;;) {
+      try {
+        const r = await op(c);
+        const fit = c.max_bytes ?? -1;
+        if (fit === config.max_bytes) return r;
+        let set = fit;
+        if (fit > 0 && Math.floor(fit / 2) >= MIN_FITTED_BYTES && holds <= fit / 4) {
+          set = Math.floor(fit / 2);
+          await this.o.jsm.streams.update(c.name, { max_bytes: set });
+        }
+        this.o.logger.warn({ stream: c.name, maxBytes: set, configured: config.max_bytes }, 'JetStream could not reserve the configured max_bytes for the stream (its storage limit is smaller, or other streams reserved it): a smaller limit was set; set AGENTRY_INBOX_MAX_BYTES / AGENTRY_EVENTS_MAX_BYTES well below the server\'s storage');
+        return r;
+      } catch (err) {
+        const max = c.max_bytes ?? -1;
+        if (!isReserveRefused(err) || max <= 0) throw err;
+        if (max / 2 < MIN_FITTED_BYTES) {
+          this.o.logger.error({ stream: c.name, configured: config.max_bytes }, 'JetStream could not reserve even 1 MiB for the stream: created without a limit of its own, so it can fill JetStream\'s storage (where lease renewals fail too); give the server more storage (max_file_store)');
+          c = { ...c, max_bytes: -1 };
+        } else {
+          c = { ...c, max_bytes: Math.floor(max / 2) };
+        }
+      }
+    }
+  }
+
+  /** The periodic size look: applies a held-back limit once it is safe, and says when a stream is nearly full. */
+  private async checkSize(info: StreamInfo): Promise<void> {
+    const name = info.config.name;
+    const config = this.configs.get(name);
+    if (config && this.capHeld.has(name)) {
+      const next = this.withSafeCap(config, info);
+      if (!this.capHeld.has(name)) {
+        await this.fitted(next, (c) => this.o.jsm.streams.update(name, c), info.state.bytes);
+        this.o.logger.info({ stream: name, maxBytes: next.max_bytes }, 'stream max_bytes lowered now that the stream has drained');
+        return;
+      }
+    }
+    const max = info.config.max_bytes ?? -1;
+    const full = max > 0 && info.state.bytes >= 0.9 * max;
+    if (full && !this.nearlyFull.has(name)) {
+      this.o.logger.warn({ stream: name, bytes: info.state.bytes, maxBytes: max },
+        'stream nearly full (≥ 90 % of its max_bytes): new messages are refused once it is (producers get a retryable error); the runtime keeps draining it');
+    }
+    if (full) this.nearlyFull.add(name); else this.nearlyFull.delete(name);
+  }
+
   private async infoOrNull(stream: string): Promise<StreamInfo | null> {
     try {
       return await this.o.jsm.streams.info(stream);
@@ -191,7 +304,7 @@ export class StreamKeeper {
       const info = await this.infoOrNull(config.name);
       if (info && !isPlaceholder(info)) {
         this.noteSeq(config.name, info.state.last_seq);
-        await this.o.jsm.streams.update(config.name, config);
+        await this.fitted(this.withSafeCap(config, info), (c) => this.o.jsm.streams.update(c.name, c), info.state.bytes);
         return;
       }
       if (info) {
@@ -214,7 +327,7 @@ export class StreamKeeper {
     const first = await this.firstSeqFor(name);
     const placeholder = { ...config, subjects: [`_agentry.recreating.${name}`], description: `${PLACEHOLDER} ${name} from ${first}` };
     try {
-      await this.o.jsm.streams.add(placeholder);
+      await this.fitted(placeholder, (c) => this.o.jsm.streams.add(c));
     } catch (err) {
       if (await this.infoOrNull(name)) return false; // someone else's create came first
       throw err;
@@ -227,7 +340,7 @@ export class StreamKeeper {
       if (purged.state.last_seq < first - 1) throw new Error(`stream ${name}: the purge did not move its first sequence to ${first}`);
     }
     if (prove) await this.prove(name, placeholder.subjects[0]!);
-    await this.o.jsm.streams.update(name, { ...config, description: config.description ?? '' });
+    await this.fitted({ ...config, description: config.description ?? '' }, (c) => this.o.jsm.streams.update(name, c));
     this.noteSeq(name, first - 1);
     this.o.logger.warn({ stream: name, firstSeq: first }, 'JetStream stream created; its sequences start past every one its deleted incarnation can have issued');
     return true;

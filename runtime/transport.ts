@@ -30,12 +30,12 @@ import {
 import { AgentryError } from '../actors/errors.js';
 import type { Logger } from './logger.js';
 import { natsConnectOptions } from './natsUrl.js';
-import { ackCostGrowsWithBacklog } from './natsVersion.js';
+import { ackCostGrowsWithBacklog, allowsDirectGet } from './natsVersion.js';
 import { partitionOf } from './partition.js';
 import { settleWithin } from './deadline.js';
 import { createLimiter } from './keyedSerial.js';
 import { PartitionFeed, type FeedState } from './partitionFeed.js';
-import { StreamKeeper, isNoStream, isStreamNotFound, type KeptStreamConfig } from './streamKeeper.js';
+import { StreamKeeper, isNoStream, isStreamFull, isStreamNotFound, type KeptStreamConfig } from './streamKeeper.js';
 
 export const INBOX_SUBJECT = (sessionId: string): string => `agentry.in.${sessionId}`;
 export const OUT_SUBJECT = (sessionId: string): string => `agentry.out.${sessionId}`;
@@ -73,6 +73,10 @@ export interface TransportOptions {
   readonly maxAckPending?: number;
   readonly consumerBuffer: number;
   readonly maxPayloadBytes: number;
+  /** The inbox stream's `max_bytes` (config `inboxMaxBytes`; 0 or unset: none of its own). */
+  readonly inboxMaxBytes?: number;
+  /** The events stream's `max_bytes` (config `eventsMaxBytes`; 0 or unset: none of its own). */
+  readonly eventsMaxBytes?: number;
   readonly logger: Logger;
   readonly name: string;
   /**
@@ -80,6 +84,15 @@ export interface TransportOptions {
    * stream the runtime has to (re-)create starts past it. Unset: only what this node saw.
    */
   readonly recordedInboxSeq?: () => Promise<number>;
+  /**
+   * The partition lease bucket (a KV bucket: stream `KV_<name>`), kept like the streams: made
+   * here before the leases bind to it, and re-created when it disappears, its revisions — the
+   * partitions' fencing epochs — starting past `recordedEpoch()` (the highest epoch claimed in
+   * the store). Made from 1 instead (a bucket deleted, a nats-server whose store was wiped),
+   * every new lease's epoch would be older than the one Postgres holds, and refused: no node
+   * could serve any partition until the revisions caught up, hours later.
+   */
+  readonly leaseBucket?: { readonly name: string; readonly ttlMs: number; readonly recordedEpoch: () => Promise<number> };
 }
 
 /** Called for every inbox message of an owned partition; must not throw. */
@@ -249,9 +262,11 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
 
   const duplicateWindowNs = (opts.duplicateWindowMs ?? 120_000) * 1_000_000;
 
+  const leaseStream = opts.leaseBucket ? `KV_${opts.leaseBucket.name}` : null;
   const streams = new StreamKeeper({
     nc, jsm, logger: log,
-    recordedSeq: (stream) => (stream === inboxStream && opts.recordedInboxSeq ? opts.recordedInboxSeq() : Promise.resolve(0)),
+    recordedSeq: (stream) => (stream === inboxStream && opts.recordedInboxSeq ? opts.recordedInboxSeq()
+      : stream === leaseStream && opts.leaseBucket ? opts.leaseBucket.recordedEpoch() : Promise.resolve(0)),
   });
   keeper = streams;
   async function upsertStream(config: KeptStreamConfig): Promise<void> {
@@ -267,6 +282,10 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       streams.noteSeq(stream, ack.seq);
       return ack;
     } catch (err) {
+      if (isStreamFull(err)) {
+        streams.suspect(stream); // its size look logs how full it is
+        throw new AgentryError('NOT_READY', `stream ${stream} is full (${(err as Error).message}): nothing was stored; publish again once the runtime has drained it`, { retryable: true, cause: err, details: { reason: 'stream-full', stream } });
+      }
       if (!isNoStream(err) && !isStreamNotFound(err)) throw err;
       streams.suspect(stream, 'a publish found no stream');
       throw new AgentryError('NOT_READY', `stream ${stream} is not available (deleted? it is being re-created): publish again`, { retryable: true, cause: err });
@@ -359,6 +378,9 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
         storage: StorageType.File,
         discard: DiscardPolicy.New,
         max_msg_size: opts.maxPayloadBytes,
+        // Full: publishes are refused (never an acknowledged message dropped), and the rest of
+        // JetStream — the lease bucket above all — keeps room (see docs/operations.md).
+        max_bytes: capOf(opts.inboxMaxBytes),
         duplicate_window: duplicateWindowNs, // resends with the same Nats-Msg-Id are dropped
       });
       await upsertStream({
@@ -366,11 +388,36 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
         subjects: ['agentry.events.>'],
         retention: RetentionPolicy.Limits,
         storage: StorageType.File,
-        discard: DiscardPolicy.Old,
+        // New, not Old: at its max_bytes an event is refused rather than the oldest dropped,
+        // which could be one not routed yet. Routed history is trimmed before it gets there
+        // (wakeups.ts, `trimEventHistory`). Discard Old until 2026-11-29, with no max_bytes.
+        discard: DiscardPolicy.New,
         max_age: 7 * 24 * 3600 * 1_000_000_000, // event history: 7 days
+        max_bytes: capOf(opts.eventsMaxBytes),
         max_msg_size: opts.maxPayloadBytes,
         duplicate_window: duplicateWindowNs,
       });
+      if (opts.leaseBucket && leaseStream) {
+        // The stream a KV bucket is (as @nats-io/kv makes one with history 1 and a TTL): the
+        // leases' `Kvm.create` then binds to it.
+        await upsertStream({
+          name: leaseStream,
+          subjects: [`$KV.${opts.leaseBucket.name}.>`],
+          retention: RetentionPolicy.Limits,
+          storage: StorageType.File,
+          discard: DiscardPolicy.New,
+          max_msgs_per_subject: 1,
+          max_age: opts.leaseBucket.ttlMs * 1_000_000,
+          // As the server sets it for a bucket made with a TTL under 2 min; given, so that an
+          // update to a shorter TTL (another node's AGENTRY_LEASE_TTL_MS) is not refused with
+          // "duplicates window can not be larger then max age".
+          duplicate_window: Math.min(opts.leaseBucket.ttlMs, 120_000) * 1_000_000,
+          allow_rollup_hdrs: true,
+          allow_direct: allowsDirectGet(nc.info?.version),
+          // No num_replicas: made with the server's default (1), and an operator's replicas
+          // (`nats kv edit --replicas 3` in a NATS cluster) are kept by the update.
+        });
+      }
       streams.start();
     },
     async probePartitions() {
@@ -456,3 +503,8 @@ const FEED_WATCHDOG_EVERY_MS = 5_000;
 /** Deadline of a feed's API requests (names, delete, create): longer than the default 5 s, see `feedJsm`. */
 const FEED_API_TIMEOUT_MS = 15_000;
 
+
+/** A configured stream size as JetStream's `max_bytes` (-1: no limit of the stream's own). */
+function capOf(bytes: number | undefined): number {
+  return bytes !== undefined && bytes > 0 ? bytes : -1;
+}

@@ -40,6 +40,14 @@
  * it wakes: the event went to another node meanwhile, and copies published after the duplicate
  * window are stored twice. `RouteHold` stops such a route, and the router pulls in small batches so
  * that an event read after a pause is known to be possibly stale (see `routerLoop`).
+ *
+ * The event history is bounded by 7 days and by `eventsMaxBytes`. The stream discards new
+ * events at that size, never old ones (an old one may not be routed yet); instead the nodes trim
+ * it (`trimEventHistory`, every `TRIM_EVERY_MS`): past 80 % of the size, the oldest events up to
+ * the router's ack floor are purged, down to 60 %. So events are refused (retryable, nothing
+ * acknowledged is lost) only while the events not routed yet fill the stream. Before 2026-11-29
+ * the history had no size bound: it could fill JetStream's storage, where nats-server refuses
+ * every write, the partition leases' renewals too (docs/reliability.md).
  */
 import { randomUUID } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, type Consumer, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
@@ -79,6 +87,10 @@ const ROUTER_START_DEADLINE_MS = 60_000;
 
 /** How often the router's ack floor is read: where a re-created router consumer resumes. */
 const ROUTER_FLOOR_EVERY_MS = 30_000;
+/** The event history's size is looked at this often; past `TRIM_AT` of `eventsMaxBytes` routed events are trimmed to `TRIM_TO`. */
+const TRIM_EVERY_MS = 5_000;
+const TRIM_AT = 0.8;
+const TRIM_TO = 0.6;
 
 /**
  * Header on events a node of an earlier version routed itself in `publishEvent`: the router skips
@@ -424,6 +436,36 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
     }
   }
 
+  let trimTimer: ReturnType<typeof setInterval> | undefined;
+  /** The oldest event was not routed yet when the history needed trimming (logged once per episode). */
+  let trimBlocked = false;
+
+  /**
+   * Keeps the event history under `eventsMaxBytes` (see the module comment): past `TRIM_AT` of
+   * it, drops the oldest events down to `TRIM_TO`, but never one the router has not acked (a
+   * purge up to its floor, freshly read). The stream discards new, so when the events not routed
+   * yet fill it, publishers are refused (retryable) and nothing acknowledged is dropped.
+   */
+  async function trimEventHistory(): Promise<void> {
+    // The stream's own limit: the keeper may have set a smaller one than configured (runtime/streamKeeper.ts `fitted`).
+    const { config: sc, state } = await transport.jsm.streams.info(transport.eventStream);
+    const cap = sc.max_bytes ?? -1;
+    if (cap <= 0) return;
+    if (state.bytes < TRIM_AT * cap || state.messages === 0) { trimBlocked = false; return; }
+    await readRouterFloor();
+    if (routerFloor === null) return;
+    const drop = Math.ceil((state.bytes - TRIM_TO * cap) / (state.bytes / state.messages));
+    const keepFrom = Math.min(routerFloor + 1, state.first_seq + drop);
+    if (keepFrom <= state.first_seq) {
+      if (!trimBlocked) logger.warn({ bytes: state.bytes, maxBytes: cap, firstSeq: state.first_seq, routerFloor }, 'event history nearly full and its oldest events are not routed yet: nothing trimmed; events are refused once it is full');
+      trimBlocked = true;
+      return;
+    }
+    trimBlocked = false;
+    const r = await transport.jsm.streams.purge(transport.eventStream, { seq: keepFrom });
+    logger.info({ purged: r.purged, keepFrom, bytes: state.bytes, maxBytes: cap }, 'event history trimmed: routed events dropped, oldest first, to keep room under eventsMaxBytes');
+  }
+
   /** Reads the router's ack floor (a failed read keeps the last one) and stores it when it moved. */
   async function readRouterFloor(): Promise<void> {
     try {
@@ -483,6 +525,15 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
           await startRouter();
           floorTimer = setInterval(() => { if (!recreating) void readRouterFloor(); }, ROUTER_FLOOR_EVERY_MS);
           floorTimer.unref();
+          if (config.eventsMaxBytes > 0) {
+            let trimming = false;
+            trimTimer = setInterval(() => {
+              if (trimming || recreating) return;
+              trimming = true;
+              trimEventHistory().catch((err: unknown) => { logger.debug({ err: (err as Error).message }, 'event history trim failed; the next round tries again'); }).finally(() => { trimming = false; });
+            }, TRIM_EVERY_MS);
+            trimTimer.unref();
+          }
           return;
         } catch (err) {
           if (Date.now() + delay > deadline) throw err;
@@ -497,6 +548,7 @@ export function createWakeups(deps: WakeupDeps): Wakeups {
       routerStopped = true;
       signalStop();
       clearInterval(floorTimer);
+      clearInterval(trimTimer);
       await recreating;
       await router?.close();
       await routing;

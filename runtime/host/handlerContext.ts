@@ -33,6 +33,8 @@ export interface RunHandle {
   started?: { readonly state: unknown; readonly batch: RunInput['batch']; readonly draft: () => unknown };
   /** The run's span (runtime/tracing.ts); its `traceparent` goes on every output. Ended (and unset) once. */
   trace?: RunTrace | undefined;
+  /** Ends the run as failed with `err` at once (a turn past its time limit), if it has not ended. */
+  fail?: (err: unknown) => void;
 }
 
 /** Aborts a run: its signal fires (if it was ever read) and its late results are ignored. */

@@ -7,6 +7,14 @@
  * interrupt, a stop) reports nothing: its streamed chunks are retracted, the agent's `onAbort`
  * may repair the state the next turn starts from, and a handler that ignores `ctx.signal` past
  * `abortGraceMs` is counted.
+ *
+ * A turn has a time limit (`turnTimeoutMs`: the agent type's, else the runtime's; 15 minutes by
+ * default): a handler still running past it — awaiting an LLM call or a socket that never
+ * answers — is failed at once with a `TIMEOUT` error (its signal fires with that reason, its
+ * result is discarded whenever it comes, `onAbort` may repair the state), and the attempt counts
+ * like a thrown error: retried, then dead-lettered after `maxAttempts`. Before 2026-11-29 such a
+ * turn held its session, and every message after it, forever. Checked by `expireTurns` on the
+ * host's one-second sweep: no timer per run.
  */
 import { AgentryError, TerminalError } from '../../actors/errors.js';
 import { nextStepOf, type HandlerBudget } from '../../actors/defineAgent.js';
@@ -20,7 +28,7 @@ import { endRunTrace, nextStepWithTrace, startRunTrace } from '../tracing.js';
 import { H, OUT_SUBJECT } from '../transport.js';
 import { budgetNotices, heldTurn } from './budgetTurn.js';
 import type { PendingOutput } from './commitRecord.js';
-import { createHandlerContext, type RunHandle } from './handlerContext.js';
+import { abortRunHandle, createHandlerContext, type RunHandle } from './handlerContext.js';
 import type { HostDeps, HostStats } from './hostContract.js';
 import { abortRun, historyItemsOf, type LiveSession } from './liveSession.js';
 import { splitExpired } from './mailboxRules.js';
@@ -51,6 +59,9 @@ export class HandlerRuns {
   /** The clock as a function, made once (a run's `ctx.now`). */
   private readonly now: () => number;
 
+  /** Runs with a time limit, until they end (insertion order: oldest first). */
+  private readonly timed = new Map<RunHandle, { readonly sid: string; readonly deadline: number; readonly limitMs: number }>();
+
   constructor(private readonly deps: HostDeps, private readonly port: RunPort) {
     this.clock = port.clock;
     const clock = port.clock;
@@ -68,6 +79,7 @@ export class HandlerRuns {
     const run: RunHandle = { runId: context.runId, ctl: null, aborted: false };
     s.run = run;
     const settle = (event: SessionEvent): void => {
+      this.timed.delete(run);
       if (run.aborted || s.run !== run || s.broken) return;
       s.run = null;
       if (event.type === 'RUN_FAILED') this.retract(s, run, 'failed'); // a retry or a dead letter: its chunks are void
@@ -92,6 +104,9 @@ export class HandlerRuns {
         settle({ type: 'RUN_DONE', runId: run.runId, output: { userState: s.repair ? s.repair.state : input.userState, next: { type: 'idle' }, finishedAt: this.clock.now() } });
         return;
       }
+      run.fail = (error) => { settle({ type: 'RUN_FAILED', runId: run.runId, error }); };
+      const limit = this.deps.agents.get(input.agentType)?.turnTimeoutMs ?? this.deps.config.turnTimeoutMs;
+      if (limit > 0) this.timed.set(run, { sid: s.id, deadline: this.clock.now() + limit, limitMs: limit });
       this.runHandler(s, input, run).then(
         (output) => { settle({ type: 'RUN_DONE', runId: run.runId, output }); },
         (error: unknown) => { settle({ type: 'RUN_FAILED', runId: run.runId, error }); },
@@ -102,7 +117,32 @@ export class HandlerRuns {
   /** Exit of `running` (a merge, an interrupt, a stop): the run in flight is aborted. */
   cancelRun(sid: string, self: unknown, reason: string): void {
     const s = this.port.sessionOf(sid);
-    if (s && s.actor === self) this.afterAbort(s, abortRun(s), reason);
+    if (!s || s.actor !== self) return;
+    const run = abortRun(s);
+    if (run) this.timed.delete(run);
+    this.afterAbort(s, run, reason);
+  }
+
+  /**
+   * Fails every turn running past its time limit (see the module comment); the host calls it
+   * about once a second. A run that ended or was aborted meanwhile is only forgotten.
+   */
+  expireTurns(): void {
+    if (this.timed.size === 0) return;
+    const now = this.clock.now();
+    for (const [run, t] of this.timed) {
+      if (now < t.deadline) continue;
+      this.timed.delete(run);
+      const s = this.port.sessionOf(t.sid);
+      if (!s || s.run !== run || run.aborted || run.settled || !run.fail) continue;
+      const err = new AgentryError('TIMEOUT', `turn ${run.runId} of session ${s.id} ran past its limit of ${t.limitMs} ms (turnTimeoutMs): aborted, counted as a failed attempt`, { retryable: true, details: { turnTimeoutMs: t.limitMs } });
+      this.port.stats.turnTimeouts++;
+      s.log.warn({ runId: run.runId, turnTimeoutMs: t.limitMs }, 'a turn ran past turnTimeoutMs: aborted and counted as a failed attempt');
+      run.fail(err); // RUN_FAILED: s.run is cleared, so the handler's late result is ignored
+      run.ctl?.abort(err);
+      abortRunHandle(run);
+      this.afterAbort(s, run, 'timeout');
+    }
   }
 
   /**

@@ -76,6 +76,8 @@ export interface HostStats {
   coalesced: number;
   /** Aborted handler runs still running `abortGraceMs` after their signal fired (they ignore `ctx.signal`). */
   abortIgnored: number;
+  /** Turns aborted for running past their `turnTimeoutMs`. */
+  turnTimeouts: number;
   /** Sessions loaded ahead of a wake due soon (`prefetchWake`). */
   wakesLoadedAhead: number;
   /** Running turns aborted because their session was stopped (a partition let go, a shutdown, a drop): they run again where the message goes next. */
@@ -86,5 +88,5 @@ export interface HostStats {
 
 /** A zeroed HostStats. */
 export function newHostStats(): HostStats {
-  return { heldForCapacity: 0, hydrations: 0, passivations: 0, merges: 0, runs: 0, retries: 0, deadLetters: 0, duplicatesSkipped: 0, commits: 0, coalesced: 0, abortIgnored: 0, wakesLoadedAhead: 0, turnsAborted: 0, releasedUnacked: 0 };
+  return { heldForCapacity: 0, hydrations: 0, passivations: 0, merges: 0, runs: 0, retries: 0, deadLetters: 0, duplicatesSkipped: 0, commits: 0, coalesced: 0, abortIgnored: 0, turnTimeouts: 0, wakesLoadedAhead: 0, turnsAborted: 0, releasedUnacked: 0 };
 }

@@ -183,6 +183,7 @@ export class SessionHost {
       const now = Date.now();
       if (now - lastWorking >= this.deps.config.ackWaitMs / 3) { lastWorking = now; this.keepAlive(); }
       this.slots.passivateIdle();
+      this.runs.expireTurns();
       this.gate.retry();
       this.outbox.flushDeletes();
       this.outbox.tick();

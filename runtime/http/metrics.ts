@@ -127,6 +127,7 @@ export function createMetrics(runtime: Runtime, refreshMs = 5000): ControlPlaneM
   hostCounter('agentry_passivations_total', 'Idle sessions evicted from memory', 'passivations');
   hostCounter('agentry_handler_runs_total', 'Handler runs started', 'runs');
   hostCounter('agentry_handler_retries_total', 'Handler runs that were retries', 'retries');
+  hostCounter('agentry_turn_timeouts_total', 'Turns failed for running past their turnTimeoutMs (each counts as a failed attempt)', 'turnTimeouts');
   hostCounter('agentry_handler_abort_ignored_total', 'Aborted handler runs still running abortGraceMs after their abort signal (they ignore ctx.signal; their results are discarded)', 'abortIgnored');
   hostCounter('agentry_merges_total', 'Messages that arrived while a handler ran (cancel-and-merge or queued)', 'merges');
   hostCounter('agentry_dead_letters_total', 'Batches and messages dead-lettered', 'deadLetters');

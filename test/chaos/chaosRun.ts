@@ -19,6 +19,8 @@ export const FAULT_KINDS = [
   'kill', 'pause', 'term', 'nats-restart', 'nats-refuse', 'nats-blackhole', 'pg-refuse', 'pg-blackhole', 'pg-deaf',
   // Two faults at once, and operator faults (added 2026-11-28):
   'pause-nats-restart', 'term-pg-deaf', 'term-nats-blackhole', 'pg-restart', 'consumer-delete',
+  // Added 2026-11-29 (it changes which faults a seed picks from then on):
+  'lease-bucket-delete',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -113,7 +115,7 @@ export async function runChaos(o: ChaosOptions, log: (line: string) => void = (l
         kind === 'kill' ? rng.int(1000, 8000)
           : kind === 'pause' || kind === 'pause-nats-restart' ? rng.int(2 * leaseTtlMs, 3 * leaseTtlMs)
             : kind === 'nats-restart' ? rng.int(0, 3000)
-              : kind === 'term' || kind === 'consumer-delete' ? 0 : rng.int(2000, 6000);
+              : kind === 'term' || kind === 'consumer-delete' || kind === 'lease-bucket-delete' ? 0 : rng.int(2000, 6000);
       // Timers due during the fault, on sleepers whose last timer has fired by now.
       const free = sc.sleepers.filter((s) => (timerDue.get(s) ?? 0) < Date.now());
       for (let n = 0; n < Math.min(2, free.length); n++) {
@@ -127,7 +129,7 @@ export async function runChaos(o: ChaosOptions, log: (line: string) => void = (l
       await sleep(1000);
       if (poison) sc.load.injectPoison(poison.sid, poison.kind);
       const detail: Record<string, unknown> = { durationMs, ...(kind.endsWith('blackhole') ? { heal } : {}), ...(poison ? { poison } : {}) };
-      const global = kind === 'nats-restart' || kind === 'pg-restart';
+      const global = kind === 'nats-restart' || kind === 'pg-restart' || kind === 'lease-bucket-delete';
       const f = sc.fault(kind, global ? null : node, detail);
       log(`[chaos] fault ${k}/${o.faults}: ${kind}${global ? '' : ` node-${node}`} ${JSON.stringify(detail)}`);
       try {
@@ -197,6 +199,11 @@ export async function runChaos(o: ChaosOptions, log: (line: string) => void = (l
             await sleep(durationMs);
             for (let i = 0; i < o.nodes; i++) c.pgMode(i, 'pass');
             break;
+          case 'lease-bucket-delete': {
+            // An operator (or a wiped store) takes the partition lease bucket away under every node.
+            await c.deleteLeaseBucket();
+            break;
+          }
           case 'consumer-delete': {
             // An operator deletes the inbox consumer of one of the node's partitions.
             const deleted = await c.deleteConsumerOf(node, rng.int(0, 63));

@@ -285,6 +285,12 @@ export class Cluster {
    * owns (the `pick`-th, modulo how many it owns). Returns the consumer's name, or null when the
    * node owns none (or did not answer).
    */
+  /** Deletes the partition lease bucket's stream (`nats kv rm AGENTRY_LEASES`): the nodes must re-create it and take their partitions again. */
+  async deleteLeaseBucket(): Promise<void> {
+    const jsm = await jetstreamManager(this.nc);
+    await jsm.streams.delete('KV_AGENTRY_LEASES');
+  }
+
   async deleteConsumerOf(i: number, pick = 0): Promise<string | null> {
     const owned = (await this.ping(i))?.owned ?? [];
     if (owned.length === 0) return null;

@@ -16,7 +16,8 @@
 // (chance per fault of a poison message, 0.5; 0: none), --report FILE,
 // --keep-logs, --no-build. Fault kinds: kill pause term nats-restart nats-refuse nats-blackhole
 // pg-refuse pg-blackhole pg-deaf, two at once: pause-nats-restart term-pg-deaf term-nats-blackhole,
-// and pg-restart (every node's Postgres refused) and consumer-delete (an operator's `nats consumer rm`).
+// pg-restart (every node's Postgres refused), consumer-delete (an operator's `nats consumer rm`) and
+// lease-bucket-delete (`nats kv rm AGENTRY_LEASES`).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -70,11 +70,13 @@ describe('cron tasks', () => {
     expect((await rt.listTasks('berlin')).map((t) => t.taskId)).toEqual([taskId]);
 
     await advanceHours(clock, iso('2026-03-28T12:00:00Z'));
-    await waitFor(() => firings.get(taskId)?.length === 2, 'two firings');
+    // Waits move the clock by 0: a firing's commit that answers after the clock passed the next
+    // due time leaves that time as a timer at `now`, which a fake clock fires only when it moves.
+    await waitFor(async () => { await clock.advance(0); return firings.get(taskId)?.length === 2; }, 'two firings', 20_000, 50);
     await rt.stop(); // restart between firings, with no time lost
     rt = await runtimeOn(clock);
     await advanceHours(clock, iso('2026-03-31T00:00:00Z'));
-    await waitFor(() => firings.get(taskId)?.length === 4, 'four firings');
+    await waitFor(async () => { await clock.advance(0); return firings.get(taskId)?.length === 4; }, 'four firings', 20_000, 50);
     await sleep(300);
 
     expect(firings.get(taskId)!.map((f) => f.scheduledFor)).toEqual([
@@ -94,7 +96,7 @@ describe('cron tasks', () => {
     await rt.createAgent('berlin-fall', 'cron-recorder');
     const { taskId } = await rt.scheduleTask('berlin-fall', null, '30 2 * * *', { timezone: 'Europe/Berlin', taskId: 'daily-fall' });
     await advanceHours(clock, iso('2026-10-26T12:00:00Z'));
-    await waitFor(() => firings.get(taskId)?.length === 3, 'three firings');
+    await waitFor(async () => { await clock.advance(0); return firings.get(taskId)?.length === 3; }, 'three firings', 20_000, 50);
     expect(firings.get(taskId)!.map((f) => f.scheduledFor)).toEqual([
       '2026-10-24T00:30:00.000Z', // 02:30 CEST
       '2026-10-25T00:30:00.000Z', // 02:30 happens twice that night: it fires once
@@ -106,9 +108,9 @@ describe('cron tasks', () => {
     await clock.advanceTo(iso('2026-10-29T12:00:00Z'));
     rt = await runtimeOn(clock);
     await clock.advance(0); // the overdue timer was armed at start with no delay
-    await waitFor(() => firings.get(taskId)?.length === 4, 'catch-up firing');
+    await waitFor(async () => { await clock.advance(0); return firings.get(taskId)?.length === 4; }, 'catch-up firing', 20_000, 50);
     await advanceHours(clock, iso('2026-10-30T12:00:00Z'));
-    await waitFor(() => firings.get(taskId)?.length === 5, 'next regular firing');
+    await waitFor(async () => { await clock.advance(0); return firings.get(taskId)?.length === 5; }, 'next regular firing', 20_000, 50);
     await sleep(300);
     expect(firings.get(taskId)!.slice(3).map((f) => f.scheduledFor)).toEqual([
       '2026-10-27T01:30:00.000Z', // the first missed instant, run once at start
