@@ -24,6 +24,17 @@
  * asks `confirm()` (a lease renewal): a node that lost its lease does not delete the new
  * owner's consumer. Consumers left behind by a dead node are removed by the next owner, or by
  * the server after `inactive_threshold`.
+ *
+ * Watchdog (since 2026-11-29): `watchdog()`, called every few seconds by the transport, restarts a
+ * feed that has no consumer and nothing under way to make one (not paused, not stopped, no start
+ * or restart running) for `IDLE_RESTART_MS`: no event would ever bring it back, so a partition
+ * owned and renewed would handle nothing until its lease moved. A restart is always safe (it
+ * confirms the lease and re-creates the consumer from the ack floor) and a feed never runs two
+ * restarts, so the watchdog cannot make two consumers. A consumer that has heard nothing from
+ * the server (no delivery, heartbeat or expired pull) for `QUIET_RESTART_MS` is restarted too: a
+ * live server answers a waiting pull every 2.5 s. A start or restart under way for long is only
+ * logged (rate-limited): it retries by itself, and a second one could make a second consumer.
+ * `state()` says what a feed is doing (diagnostics: the fixture's ping, the chaos harness).
  */
 import {
   AckPolicy, DeliverPolicy, JetStreamApiError,
@@ -76,6 +87,42 @@ export interface PartitionFeedOptions {
   readonly onRestart?: (reason: string) => void;
   /** The stream was not found (deleted?): its keeper should look (the restarts go on meanwhile). */
   readonly onStreamMissing?: (why: string) => void;
+  /** Clock of the watchdog (tests move it); default `Date.now`. */
+  readonly now?: () => number;
+}
+
+/** A feed with no consumer and nothing under way to make one is restarted after this long. */
+export const IDLE_RESTART_MS = 10_000;
+
+/**
+ * A consumer that heard nothing from the server this long (no delivery, no idle heartbeat, no
+ * expired pull) is restarted. The server answers a waiting pull every 2.5 s (our `expires` / 2),
+ * even at `max_ack_pending` (nats-server 2.9.10, measured 2026-11-29: heartbeats and expiries
+ * every 2.5 s to a consumer holding its limit); a blackholed connection is found by the client's
+ * pings (`pingInterval` 10 s, two missed) well within this.
+ */
+export const QUIET_RESTART_MS = 60_000;
+
+/** A start or restart under way this long is logged (and again after as long); it retries by itself. */
+export const SLOW_WARN_MS = 60_000;
+
+/** What a feed is doing (`PartitionFeed.state()`), for the watchdog's log and diagnostics. */
+export interface FeedState {
+  readonly partition: number;
+  /**
+   * `consuming`: a consumer runs; `opening`: the first start is under way; `restarting`: a
+   * restart is under way; `paused`: the lease is suspended; `stopped`; `idle`: no consumer and
+   * nothing under way (the watchdog restarts it after `IDLE_RESTART_MS`).
+   */
+  readonly state: 'consuming' | 'opening' | 'restarting' | 'paused' | 'stopped' | 'idle';
+  /** The step of a start or restart under way (`waiting for an open slot`, `confirming the lease`, …), else null. */
+  readonly step: string | null;
+  /** How long the feed has been in this state (ms), as far as `state()` calls saw (the watchdog's, every 5 s: up to 5 s short). */
+  readonly forMs: number;
+  /** Since the current consumer's last delivery or server heartbeat, or its start (ms); null without a consumer. */
+  readonly quietMs: number | null;
+  readonly consumer: string | null;
+  readonly restarts: number;
 }
 
 /** One partition's consumer on this node, restarted from the ack floor whenever order may have broken. */
@@ -86,15 +133,41 @@ export class PartitionFeed {
   private messages: ConsumerMessages | null = null;
   private name: string | null = null;
   private created = 0;
-  private restarting: Promise<void> | null = null;
+  /**
+   * A restart loop runs. Set and cleared synchronously (not when the loop's promise settles):
+   * a `restart()` that came after the loop's last look at `restartWanted`, but before a
+   * `.finally` had run, returned early and left the feed with no consumer and no loop.
+   */
+  private looping = false;
+  /** The first `start()` is opening the consumer. */
+  private starting = false;
   private restartWanted = false;
+  /** The step of the open or restart under way (diagnostics). */
+  private step: string | null = null;
+  /**
+   * Counts every change of what the feed does (a restart asked, a pause, a stop, a start or a
+   * restart ending, a consumer made): a state the watchdog sees twice with no change between
+   * has lasted since the first look.
+   */
+  private changes = 0;
+  private seen = '';
+  /** When the watchdog first saw the current state (with no change since). */
+  private since = 0;
+  /** The current consumer's last delivery or heartbeat (or its start). */
+  private lastSign = 0;
+  /** When the watchdog last logged this feed (rate limit). */
+  private warnedAt = -Infinity;
+  private readonly now: () => number;
   private stopped = false;
   /** Paused while the lease is suspended: no consumer runs until `restart()`. */
   private paused = false;
   /** Restarts done (metrics, tests). */
   restarts = 0;
 
-  constructor(private readonly o: PartitionFeedOptions) {}
+  constructor(private readonly o: PartitionFeedOptions) {
+    this.now = o.now ?? Date.now;
+    this.since = this.now();
+  }
 
   /** The durable name in use (null before the first start). */
   consumerName(): string | null { return this.name; }
@@ -109,7 +182,14 @@ export class PartitionFeed {
 
   /** Creates this node's consumer (removing every other one of the partition) and starts delivering. */
   async start(): Promise<void> {
-    await this.open();
+    this.starting = true;
+    try {
+      await this.open();
+    } finally {
+      this.starting = false;
+      this.step = null;
+      this.changes++;
+    }
   }
 
   /**
@@ -119,18 +199,21 @@ export class PartitionFeed {
   restart(reason: string): void {
     if (this.stopped) return;
     this.gen++;
+    this.changes++;
     this.paused = false;
     this.restartWanted = true;
     this.o.onRestart?.(reason);
     this.o.logger.warn({ partition: this.o.partition, reason }, 'restarting the partition consumer from its oldest unacked message');
-    if (this.restarting) return;
-    this.restarting = this.restartLoop().finally(() => { this.restarting = null; });
+    if (this.looping) return;
+    this.looping = true;
+    void this.restartLoop();
   }
 
   /** Stops delivering until `restart()` (the lease is suspended); nothing more reaches the host meanwhile. */
   pause(): void {
     if (this.stopped) return;
     this.gen++;
+    this.changes++;
     this.paused = true;
     this.restartWanted = false;
     const m = this.messages;
@@ -142,42 +225,106 @@ export class PartitionFeed {
   async stop(): Promise<void> {
     this.stopped = true;
     this.gen++;
+    this.changes++;
     const m = this.messages;
     this.messages = null;
     await settleWithin(m?.close(), 2_000);
   }
 
+  /** What this feed is doing now (see `FeedState`). */
+  state(): FeedState {
+    const now = this.now();
+    const state: FeedState['state'] = this.stopped ? 'stopped'
+      : this.looping ? 'restarting'
+        : this.starting ? 'opening'
+          : this.paused ? 'paused'
+            : this.messages ? 'consuming' : 'idle';
+    const key = `${state}/${this.changes}`;
+    if (key !== this.seen) { this.seen = key; this.since = now; }
+    return {
+      partition: this.o.partition, state, step: state === 'restarting' || state === 'opening' ? this.step : null,
+      forMs: now - this.since, quietMs: this.messages ? now - this.lastSign : null,
+      consumer: this.name, restarts: this.restarts,
+    };
+  }
+
+  /**
+   * The safety net, called every few seconds: a feed `idle` for `IDLE_RESTART_MS` (no consumer,
+   * not paused or stopped, nothing under way), or whose consumer heard nothing from the server
+   * for `QUIET_RESTART_MS`, is restarted; a start or restart under way for `SLOW_WARN_MS` is
+   * logged (at most once per `SLOW_WARN_MS`). Returns the state it judged.
+   */
+  watchdog(): FeedState {
+    const s = this.state();
+    const now = this.now();
+    if (s.state === 'idle' && s.forMs >= IDLE_RESTART_MS) {
+      this.o.logger.warn({ partition: this.o.partition, idleMs: s.forMs, consumer: s.consumer },
+        'partition owned and not suspended has had no consumer, and nothing was restarting it: restarting it (watchdog)');
+      this.restart(`no consumer for ${Math.round(s.forMs / 1000)} s and none on its way (watchdog)`);
+      return s;
+    }
+    if (s.state === 'consuming' && (s.quietMs ?? 0) >= QUIET_RESTART_MS) {
+      this.o.logger.warn({ partition: this.o.partition, quietMs: s.quietMs, consumer: s.consumer },
+        'partition consumer heard nothing from the server (no delivery, no heartbeat) for long: restarting it (watchdog)');
+      this.restart(`its consumer heard nothing from the server for ${Math.round((s.quietMs ?? 0) / 1000)} s (watchdog)`);
+      return s;
+    }
+    if ((s.state === 'restarting' || s.state === 'opening') && s.forMs >= SLOW_WARN_MS && now - this.warnedAt >= SLOW_WARN_MS) {
+      this.warnedAt = now;
+      this.o.logger.warn({ ...s }, 'partition consumer start or restart under way for long');
+    }
+    return s;
+  }
+
+  /**
+   * Runs while a restart is wanted. `looping` is cleared by this function's own `finally`, which
+   * runs in the same turn as the loop's last look at `restartWanted` (a `return` runs it before
+   * anything else can): a `restart()` either finds `looping` set and is seen by the next look, or
+   * finds it cleared and starts a new loop. Cleared one microtask later (by a `.finally` on the
+   * loop's promise until 2026-11-29, or by an awaiting caller), a restart landing in between was
+   * lost and the feed kept no consumer for good (test/runtime/partitionFeedWatchdog.test.ts).
+   */
   private async restartLoop(): Promise<void> {
     let delay = 100;
-    while (this.restartWanted && !this.stopped && !this.paused) {
-      this.restartWanted = false;
-      try {
-        const m = this.messages;
-        this.messages = null;
-        await settleWithin(m?.close(), 2_000);
-        const owned = this.o.confirm ? await this.o.confirm() : true;
-        if (owned === null) throw new Error('could not confirm the partition lease (NATS did not answer)');
-        if (!owned) {
-          this.o.logger.warn({ partition: this.o.partition }, 'partition lease lost while restarting its consumer');
-          this.stopped = true;
-          return;
+    try {
+      while (this.restartWanted && !this.stopped && !this.paused) {
+        this.restartWanted = false;
+        try {
+          const m = this.messages;
+          this.messages = null;
+          this.step = 'closing the old consumer';
+          await settleWithin(m?.close(), 2_000);
+          this.step = 'confirming the lease';
+          const owned = this.o.confirm ? await this.o.confirm() : true;
+          if (owned === null) throw new Error('could not confirm the partition lease (NATS did not answer)');
+          if (!owned) {
+            this.o.logger.warn({ partition: this.o.partition }, 'partition lease lost while restarting its consumer');
+            this.stopped = true;
+            return;
+          }
+          if (this.stopped) return;
+          await this.open();
+          this.restarts++;
+          delay = 100;
+        } catch (err) {
+          if (this.stopped) return;
+          if (isStreamNotFound(err)) this.o.onStreamMissing?.(`partition ${this.o.partition}: stream not found`);
+          this.o.logger.warn({ err, partition: this.o.partition }, 'partition consumer restart failed; retrying');
+          this.restartWanted = true;
+          this.step = 'waiting to retry';
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(delay * 2, 5_000);
         }
-        if (this.stopped) return;
-        await this.open();
-        this.restarts++;
-        delay = 100;
-      } catch (err) {
-        if (this.stopped) return;
-        if (isStreamNotFound(err)) this.o.onStreamMissing?.(`partition ${this.o.partition}: stream not found`);
-        this.o.logger.warn({ err, partition: this.o.partition }, 'partition consumer restart failed; retrying');
-        this.restartWanted = true;
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 5_000);
       }
+    } finally {
+      this.looping = false;
+      this.step = null;
+      this.changes++;
     }
   }
 
   private open(): Promise<void> {
+    this.step = 'waiting for an open slot';
     return this.o.admit ? this.o.admit(() => this.openNow()) : this.openNow();
   }
 
@@ -187,7 +334,9 @@ export class PartitionFeed {
     // Every other consumer of this partition goes first: a work-queue stream refuses two
     // consumers with overlapping filters, and a deposed owner must not keep pulling.
     // By name: the runtime names every consumer it makes `part-<p>-…` (`part-<p>` before epochs).
+    this.step = 'listing consumers';
     const names = await consumerNames(this.o.nc, jsm, stream);
+    this.step = 'deleting other consumers';
     await this.deleteAll(names.filter((n) => n.startsWith(consumerPrefix(p)) || n === `part-${p}`));
     const name = `${consumerPrefix(p)}${this.o.epoch}-${++this.created}`;
     const config = {
@@ -201,6 +350,7 @@ export class PartitionFeed {
       inactive_threshold: INACTIVE_THRESHOLD_MS * 1_000_000,
     };
     let ci;
+    this.step = 'creating the consumer';
     try {
       ci = await jsm.consumers.add(stream, config);
     } catch (err) {
@@ -229,7 +379,14 @@ export class PartitionFeed {
       callback: (m) => { this.deliver(gen, m); },
     });
     if (gen !== this.gen) { void settleWithin(messages.close(), 2_000); return; }
+    // A start and a restart can both be opening (a reconnect during a start): the later one
+    // wins, and the earlier one's consumer (deleted by the later open) is closed, not left to
+    // ask the server for it every few seconds.
+    const before = this.messages;
+    if (before && before !== messages) void settleWithin(before.close(), 2_000);
     this.messages = messages;
+    this.changes++;
+    this.lastSign = this.now();
     void this.watch(gen, messages);
   }
 
@@ -249,6 +406,7 @@ export class PartitionFeed {
       return;
     }
     this.lastDseq = dseq;
+    this.lastSign = this.now();
     this.pending = m.info.pending;
     this.o.onMessage(this.o.partition, m);
   }
@@ -258,6 +416,8 @@ export class PartitionFeed {
     try {
       for await (const s of messages.status()) {
         if (gen !== this.gen) return;
+        // The server's own words: an idle heartbeat, a pull expired (`discard`), another status.
+        if (s.type === 'heartbeat' || s.type === 'discard' || s.type === 'debug') this.lastSign = this.now();
         if (s.type === 'heartbeat' && s.lastConsumerSequence > this.lastDseq) {
           this.restart(`the server delivered up to ${s.lastConsumerSequence}, this node saw ${this.lastDseq}`);
           return;

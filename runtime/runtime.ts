@@ -562,6 +562,24 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
   await leases.start();
   await wakeups.start();
+  // Diagnostics (2026-11-29): a partition this node serves, its lease usable, with no feed for
+  // `UNFED_WARN_MS` has an acquisition (claim, consumer start) stuck behind something; logged at
+  // most once per `UNFED_WARN_MS`. A feed with no consumer is the feed watchdog's (partitionFeed.ts).
+  const unfedSince = new Map<number, number>();
+  let unfedWarnedAt = -Infinity;
+  const unfedTimer = setInterval(() => {
+    const now = Date.now();
+    const fed = new Set(transport.feedStates().map((f) => f.partition));
+    const serving = new Set(leases.serving().filter((p) => !fed.has(p) && leases.usable(p, leases.epochOf(p))));
+    for (const p of [...unfedSince.keys()]) if (!serving.has(p)) unfedSince.delete(p);
+    for (const p of serving) if (!unfedSince.has(p)) unfedSince.set(p, now);
+    const stuck = [...unfedSince].filter(([, at]) => now - at >= UNFED_WARN_MS).map(([p]) => p);
+    if (stuck.length > 0 && now - unfedWarnedAt >= UNFED_WARN_MS) {
+      unfedWarnedAt = now;
+      logger.warn({ partitions: stuck, forMs: Math.max(...stuck.map((p) => now - unfedSince.get(p)!)) }, 'partitions owned, their leases usable, with no consumer feed for long (their start is stuck)');
+    }
+  }, 5_000);
+  unfedTimer.unref();
   const budgetApi = createBudgetApi({
     budgets, store, waitpoints: host.waitpoints, logger, now: () => clock.now(),
     getAgent: (agentId) => routed('getAgent', agentId),
@@ -679,6 +697,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       stopDeadline = t0 + config.shutdownGraceMs;
       logger.info({ graceMs: config.shutdownGraceMs }, 'runtime stopping');
       health.stop();
+      clearInterval(unfedTimer);
       const timedOut: string[] = [];
       const step = async (name: string, p: Promise<unknown>, ms = drainMs()): Promise<void> => {
         if (!(await settleWithin(p.catch((err: unknown) => { logger.warn({ err, step: name }, 'shutdown step failed'); }), ms))) timedOut.push(name);
@@ -717,3 +736,6 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   };
   return runtime;
 }
+
+/** A partition served with a usable lease and no consumer feed this long is logged (its start is stuck). */
+const UNFED_WARN_MS = 30_000;

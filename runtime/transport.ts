@@ -34,7 +34,7 @@ import { ackCostGrowsWithBacklog, allowsDirectGet } from './natsVersion.js';
 import { partitionOf } from './partition.js';
 import { settleWithin } from './deadline.js';
 import { createLimiter } from './keyedSerial.js';
-import { PartitionFeed } from './partitionFeed.js';
+import { PartitionFeed, type FeedState } from './partitionFeed.js';
 import { StreamKeeper, isNoStream, isStreamFull, isStreamNotFound, type KeptStreamConfig } from './streamKeeper.js';
 
 export const INBOX_SUBJECT = (sessionId: string): string => `agentry.in.${sessionId}`;
@@ -140,6 +140,8 @@ export interface Transport {
   pendingAtLastDelivery(p: number): number | null;
   /** Partition consumers restarted because order may have broken, since start (metrics). */
   consumerRestarts(): number;
+  /** What each partition feed of this node is doing (diagnostics: a partition owned and not consuming shows here). */
+  feedStates(): FeedState[];
   /**
    * A second connection for control traffic (leases): on the data connection a lease renewal
    * would queue behind thousands of inbox deliveries under load and arrive too late.
@@ -224,6 +226,31 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
   const jsm = await jetstreamManager(adminNc);
   const js = jetstream(nc);
   const opens = createLimiter(OPENS_AT_ONCE);
+  // Whether the admin connection is up. nats.js (3.4) clears its outbound buffer at every
+  // (re)connect attempt, so a request sent while a connection is down is never sent and waits out
+  // its whole deadline. A reconnect of the data connection restarts every feed at once, and the
+  // admin connection, reconnecting on its own, was often still down then: each feed's first API
+  // request was lost, and 4 of them held the open slots for 15 s (FEED_API_TIMEOUT_MS) before
+  // any feed opened (natsCut with a 6 s lease, 2026-11-29: recovery 17 s after the cut). An open
+  // now waits for the admin connection first (at most FEED_API_TIMEOUT_MS, then it tries anyway).
+  let adminUp = true;
+  let adminWaiters: (() => void)[] = [];
+  void (async () => {
+    for await (const s of adminNc.status()) {
+      if (s.type === 'disconnect') adminUp = false;
+      if (s.type === 'reconnect') {
+        adminUp = true;
+        const ws = adminWaiters;
+        adminWaiters = [];
+        for (const w of ws) w();
+      }
+    }
+  })();
+  const adminReady = (): Promise<void> => (adminUp ? Promise.resolve() : new Promise<void>((r) => { adminWaiters.push(r); }));
+  const admit = <T>(fn: () => Promise<T>): Promise<T> => opens(async () => {
+    await settleWithin(adminReady(), FEED_API_TIMEOUT_MS);
+    return fn();
+  });
   // The feeds' own manager: a consumer create the server is still working on when the client
   // gives up is made anyway, then deleted and made again by the retry (more of the same work).
   const feedJsm = await jetstreamManager(adminNc, { timeout: FEED_API_TIMEOUT_MS, checkAPI: false });
@@ -320,6 +347,13 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       }
     });
   };
+  // The feeds' safety net (partitionFeed.ts, `watchdog`), while the data connection is up: a
+  // reconnect restarts every feed anyway, and a restart meanwhile would only retry.
+  const watchdog = setInterval(() => {
+    if (!connected || nc.isClosed()) return;
+    for (const f of feeds.values()) f.watchdog();
+  }, FEED_WATCHDOG_EVERY_MS);
+  watchdog.unref();
   return {
     nc, controlNc, js, jsm, inboxStream, eventStream, stopConsuming, publishInboxMany,
     async stopPartition(p) {
@@ -332,6 +366,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     consumerName: (p) => feeds.get(p)?.consumerName() ?? null,
     pendingAtLastDelivery: (p) => feeds.get(p)?.pendingAtLastDelivery() ?? null,
     consumerRestarts: () => restarts,
+    feedStates: () => [...feeds.values()].map((f) => f.state()).sort((a, b) => a.partition - b.partition),
     isConnected: () => connected && !nc.isClosed(),
     streamsReady: () => streams.ready(),
     streamsRecreated: () => streams.recreated,
@@ -415,7 +450,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     async startPartition(p, epoch, onMessage, hooks) {
       await feeds.get(p)?.stop();
       const feed = new PartitionFeed({
-        nc: adminNc, jsm: feedJsm, js, admit: opens, stream: inboxStream, partition: p, epoch, ackWaitMs: opts.ackWaitMs, maxAckPending: opts.maxAckPending ?? -1, buffer: opts.consumerBuffer,
+        nc: adminNc, jsm: feedJsm, js, admit, stream: inboxStream, partition: p, epoch, ackWaitMs: opts.ackWaitMs, maxAckPending: opts.maxAckPending ?? -1, buffer: opts.consumerBuffer,
         logger: log, onMessage, onRestart: () => { restarts++; }, ...(hooks ? { confirm: () => hooks.confirm() } : {}),
         onStreamMissing: (why) => { streams.suspect(inboxStream, why); },
       });
@@ -441,6 +476,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       nc.publish(subject, body, hdrs ? { headers: toHeaders(hdrs) } : undefined);
     },
     async close() {
+      clearInterval(watchdog);
       await streams.stop();
       await stopConsuming();
       // Drain flushes what was published, but with the server gone it would wait for a
@@ -460,6 +496,9 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
  * finished. A few at a time, each finishes within its deadline and the rest follow.
  */
 const OPENS_AT_ONCE = 4;
+
+/** How often the feeds' watchdog looks (a feed idle for `IDLE_RESTART_MS` is restarted at the next look). */
+const FEED_WATCHDOG_EVERY_MS = 5_000;
 
 /** Deadline of a feed's API requests (names, delete, create): longer than the default 5 s, see `feedJsm`. */
 const FEED_API_TIMEOUT_MS = 15_000;

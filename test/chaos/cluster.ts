@@ -51,6 +51,21 @@ export interface NodePing {
   readonly stats: Record<string, number>;
   readonly live: number;
   readonly owned?: number[] | null;
+  /** Each partition feed's state (runtime/partitionFeed.ts `FeedState`), when the runtime reports it. */
+  readonly feeds?: readonly FeedStateView[] | null;
+  /** How long ago the node's oldest held lease was last renewed (ms). */
+  readonly renewalAgeMs?: number | null;
+}
+
+/** What a node says one partition feed is doing (the fields of runtime/partitionFeed.ts `FeedState`). */
+export interface FeedStateView {
+  readonly partition: number;
+  readonly state: string;
+  readonly step: string | null;
+  readonly forMs: number;
+  readonly quietMs: number | null;
+  readonly consumer: string | null;
+  readonly restarts: number;
 }
 
 /** One node's place in the cluster: its id and proxies survive its restarts. */
@@ -116,6 +131,8 @@ export class Cluster {
       for (const n of nodes.slice(0, o.startNodes ?? o.nodes)) await cluster.startNode(n.index);
       await cluster.waitPartitionsHeld(60_000, 1);
     } catch (e) {
+      console.log(`[chaos] the cluster did not start: ${(e as Error).message}\n${await cluster.diagnose().catch(() => '')}\n${cluster.tails(40)}`);
+      cluster.keepLogs();
       await cluster.destroy();
       throw e;
     }
@@ -405,6 +422,30 @@ export class Cluster {
     return { log: n.logFile, commits: n.commitLog };
   }
 
+  /**
+   * Each running node's view of itself, one line per node: ready or not, the partitions it owns,
+   * and what each partition feed is doing (state, step, for how long, how long its consumer has
+   * been quiet). Printed when a check fails: a partition owned and not consuming shows here.
+   */
+  async diagnose(): Promise<string> {
+    const lines: string[] = [];
+    for (const n of this.nodes) {
+      if (!n.child || n.child.exited()) { lines.push(`${n.id}: not running`); continue; }
+      if (n.paused) { lines.push(`${n.id}: paused (SIGSTOP)`); continue; }
+      const p = await this.ping(n.index);
+      if (!p) { lines.push(`${n.id}: no answer to ping`); continue; }
+      const feeds = (p.feeds ?? []).map((f) => `p${f.partition} ${f.state}${f.step ? ` (${f.step})` : ''} ${Math.round(f.forMs / 1000)}s` +
+        `${f.quietMs === null ? '' : ` quiet ${Math.round(f.quietMs / 1000)}s`} restarts ${f.restarts}`);
+      const notReady = Object.entries(p.ready.checks).filter(([, ok]) => !ok).map(([k]) => k);
+      lines.push(`${n.id}: ${p.ready.ok ? 'ready' : `NOT ready (${notReady.join(', ')})`}, owns ${JSON.stringify(p.owned ?? null)} (oldest renewal ${p.renewalAgeMs ?? '?'} ms ago); feeds: ${p.feeds ? feeds.join('; ') || 'none' : 'not reported'}`);
+    }
+    return lines.join('\n');
+  }
+
+  /** Keeps the log directory after destroy() whatever CHAOS_KEEP_LOGS says (a check failed: the logs are the evidence). */
+  keepLogs(): void { this.keep = true; }
+  private keep = false;
+
   /** The last lines of every node's current log, for a failure message (pino lines shortened to time, message, session, error). */
   tails(lines = 20): string {
     return this.nodes.map((n) => `--- ${n.id} (${n.logFile}) ---\n${compactLog(tail(n.logFile, lines))}`).join('\n');
@@ -426,7 +467,7 @@ export class Cluster {
     untrack(natsPid);
     await this.nats.cleanup().catch(() => undefined);
     await dropSchema(this.schema).catch(() => undefined);
-    if (this.opts.keepLogs === true || process.env.CHAOS_KEEP_LOGS === '1') console.log(`[chaos] logs kept in ${this.dir}`);
+    if (this.keep || this.opts.keepLogs === true || process.env.CHAOS_KEEP_LOGS === '1') console.log(`[chaos] logs kept in ${this.dir}`);
     else this.cleanupDir();
   }
 }

@@ -66,6 +66,8 @@ export class Scenario {
       await load.start();
       return new Scenario(cluster, load, sleepers, messages === null ? Infinity : (queue.length + merge.length + traffic.mailTo.size) * messages, traffic);
     } catch (e) {
+      console.log(`[scenario] setting up failed: ${(e as Error).message}\n${await cluster.diagnose().catch(() => '')}\n${cluster.tails(40)}`);
+      cluster.keepLogs();
       await cluster.destroy();
       throw e;
     }
@@ -75,7 +77,11 @@ export class Scenario {
   async progress(fraction: number, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (this.load.ackedCount() < this.total * fraction) {
-      if (Date.now() > deadline) throw new Error(`load stuck at ${this.load.ackedCount()} of ${this.total} acked`);
+      if (Date.now() > deadline) {
+        console.log(`[progress] load stuck; nodes:\n${await this.cluster.diagnose()}\n${this.cluster.tails(40)}`);
+        this.cluster.keepLogs();
+        throw new Error(`load stuck at ${this.load.ackedCount()} of ${this.total} acked`);
+      }
       await sleep(50);
     }
   }
@@ -142,7 +148,13 @@ export class Scenario {
     if (outbox !== 0) problems.push(outbox < 0 ? 'outbox table unreadable' : `${outbox} committed outputs never published (left in the outbox)`);
     const report: Report = { ...verified, problems, ok: problems.length === 0 };
     console.log(summarize(report, title));
-    if (!report.ok) console.log(this.cluster.tails(12));
+    if (!report.ok) {
+      // Read while the nodes still run: a node that owns partitions and does not consume them
+      // shows its feeds' states here. The logs are kept (their directory is printed at destroy).
+      console.log(`[${title}] nodes at the verdict:\n${await this.cluster.diagnose()}`);
+      console.log(this.cluster.tails(40));
+      this.cluster.keepLogs();
+    }
     return report;
   }
 
