@@ -81,7 +81,7 @@ async function round1() {
     initialState: () => ({ notes: 'n'.repeat(STATE_BYTES) }),
     handle() { return undefined; },
   });
-  const transport = { publishCore() {}, publishInbox: async () => {}, publishEvent: async () => {} };
+  const transport = { publishCore() {}, publishInbox: async () => {}, publishEvent: async () => {}, flushCore: async () => {}, isConnected: () => true };
   const host = new SessionHost({ config, store, committer, transport, agents: new Map([['noop', noop]]), logger });
   const ids = Array.from({ length: SESSIONS }, (_, i) => `hc-${i}`);
   const st = { seq: 0 };

@@ -32,7 +32,7 @@ import type { Logger } from './logger.js';
 import { natsConnectOptions } from './natsUrl.js';
 import { ackCostGrowsWithBacklog, allowsDirectGet } from './natsVersion.js';
 import { partitionOf } from './partition.js';
-import { settleWithin } from './deadline.js';
+import { settleWithin, within } from './deadline.js';
 import { createLimiter } from './keyedSerial.js';
 import { PartitionFeed, type FeedState } from './partitionFeed.js';
 import { StreamKeeper, isNoStream, isStreamFull, isStreamNotFound, type KeptStreamConfig } from './streamKeeper.js';
@@ -173,6 +173,13 @@ export interface Transport {
   publishEventAck(type: string, body: string, hdrs: Record<string, string>, msgId?: string): Promise<{ seq: number; duplicate: boolean }>;
   /** Fire-and-forget core publish (outputs, streamed chunks, dead-letter notices). */
   publishCore(subject: string, body: string, hdrs?: Record<string, string>): void;
+  /**
+   * Resolves once the server has everything published on the data connection before it (a
+   * PING's PONG), within `timeoutMs`; rejects when the connection drops first. nats.js clears a
+   * connection's outbound buffer at every reconnect attempt, so a core publish is known to have
+   * reached the server only after this.
+   */
+  flushCore(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -474,6 +481,9 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     publishEventAck,
     publishCore(subject, body, hdrs) {
       nc.publish(subject, body, hdrs ? { headers: toHeaders(hdrs) } : undefined);
+    },
+    async flushCore(timeoutMs) {
+      await within(nc.flush(), timeoutMs, 'NATS flush');
     },
     async close() {
       clearInterval(watchdog);

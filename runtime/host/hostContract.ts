@@ -27,7 +27,7 @@ export interface HostDeps {
   readonly config: RuntimeConfig;
   readonly store: Store;
   readonly committer: GroupCommitter;
-  readonly transport: Pick<Transport, 'publishCore' | 'publishInbox' | 'publishEvent'>;
+  readonly transport: Pick<Transport, 'publishCore' | 'publishInbox' | 'publishEvent' | 'flushCore' | 'isConnected'>;
   readonly agents: ReadonlyMap<string, ResolvedAgent>;
   readonly logger: Logger;
   readonly clock?: Clock;

@@ -14,6 +14,13 @@
  * when it takes a partition, that partition's rows older than 5 s; after a failed publish, its
  * partitions' rows of any age, every 2 s until a sweep gets them all out.
  *
+ * A core row (a reply, a stream chunk's notice) has no acknowledgement: it is deleted only after a
+ * flush of the data connection confirms the server has it (`confirmCore`, one flush for the rows
+ * of many commits), and it is not published while the connection is down. nats.js clears a
+ * connection's outbound buffer at every reconnect attempt, so before 2026-11-29 a reply committed
+ * while NATS was away was dropped by the client and its row deleted: lost for good
+ * (test/durability/replyDuringCut.test.ts). A flush that fails leaves the rows to the retry sweep.
+ *
  * A row NATS can never carry (larger than the streams' largest message, headers included; or
  * refused by the client as an invalid argument: over the server's max_payload) is dead-lettered
  * (`output-too-large` / `output-unpublishable`) and removed: before 2026-11-28 every publish and
@@ -33,6 +40,8 @@ export const OUTBOX_SWEEP_EVERY_MS = 5_000;
 export const OUTBOX_SWEEP_AGE_MS = 15_000;
 /** A partition just taken: its previous owner's rows older than this are published again. */
 export const OUTBOX_TAKEOVER_AGE_MS = 5_000;
+/** How long a flush confirming core rows may take before they count as not delivered. */
+const CORE_CONFIRM_MS = 5_000;
 /** After a failed publish, sweeps of rows of any age come this often until one publishes all. */
 const RETRY_EVERY_MS = 2_000;
 
@@ -52,10 +61,13 @@ export class Outbox {
   private sweeping = false;
   /** Rows published by sweeps (metrics, tests). */
   swept = 0;
+  /** Core rows published and not yet confirmed by a flush (their deletes wait for it). */
+  private unconfirmed: string[] = [];
+  private confirming = false;
 
   constructor(private readonly deps: {
     readonly store: Pick<Store, 'pendingOutbox' | 'deleteOutbox' | 'addDeadLetter'>;
-    readonly transport: Pick<Transport, 'publishCore' | 'publishInbox' | 'publishEvent'>;
+    readonly transport: Pick<Transport, 'publishCore' | 'publishInbox' | 'publishEvent' | 'flushCore' | 'isConnected'>;
     readonly logger: Logger;
     /** The partitions this node owns now; null: every row is this node's (a node without leases). */
     readonly owned: () => readonly number[] | null;
@@ -94,7 +106,13 @@ export class Outbox {
         } else if (o.subject.startsWith(EVENTS_PREFIX)) {
           await this.deps.transport.publishEvent(o.subject.slice(EVENTS_PREFIX.length), o.body, { ...o.headers }, o.id);
         } else {
+          // Sent while the connection is down, the client would drop it (see the module comment).
+          if (!this.deps.transport.isConnected()) throw new Error('the NATS connection is down');
           this.deps.transport.publishCore(o.subject, o.body, { ...o.headers, [H.msgId]: o.id });
+          this.published.add(o.id);
+          this.unconfirmed.push(o.id);
+          this.confirmCore();
+          continue;
         }
         this.deletes.push(o.id);
         this.published.add(o.id);
@@ -110,6 +128,30 @@ export class Outbox {
       }
     }
     return true;
+  }
+
+  /**
+   * Confirms the core rows published so far with one flush (and again for those published
+   * meanwhile): confirmed, their deletes are queued; not (the connection dropped, or no answer
+   * within 5 s), they are forgotten as published, so the retry sweep publishes them again.
+   */
+  private confirmCore(): void {
+    if (this.confirming) return;
+    this.confirming = true;
+    void (async () => {
+      while (this.unconfirmed.length > 0) {
+        const ids = this.unconfirmed;
+        this.unconfirmed = [];
+        try {
+          await this.deps.transport.flushCore(CORE_CONFIRM_MS);
+          this.deletes.push(...ids);
+        } catch (err) {
+          for (const id of ids) this.published.delete(id);
+          this.failedAt = Date.now();
+          this.deps.logger.warn({ err: (err as Error).message, rows: ids.length }, 'core outputs not confirmed by the NATS server (the connection dropped?): kept in the outbox and published again');
+        }
+      }
+    })().finally(() => { this.confirming = false; if (this.unconfirmed.length > 0) this.confirmCore(); });
   }
 
   /**

@@ -23,6 +23,8 @@ function rig(mayPublish: () => boolean) {
     publishCore: (subject: string) => { sent.push(subject); },
     publishInbox: (sid: string) => { sent.push(`agentry.in.${sid}`); return Promise.resolve({ seq: sent.length, duplicate: false }); },
     publishEvent: () => Promise.resolve({ seq: 0, duplicate: false }),
+    flushCore: () => Promise.resolve(),
+    isConnected: () => true,
   };
   const outbox = new Outbox({ store: store, transport: transport as never, logger: quiet, owned: () => null, mayPublish: () => mayPublish() });
   const row = (i: number): OutboxRecord => {
