@@ -373,6 +373,11 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
           discard: DiscardPolicy.New,
           max_msgs_per_subject: 1,
           max_age: opts.leaseBucket.ttlMs * 1_000_000,
+          // Set, not left to the server: it made the window the TTL at create (at most 2 min), and
+          // an update sends the stream's whole old config back with the new max_age, so a lower
+          // AGENTRY_LEASE_TTL_MS than the bucket was made with failed the start ("duplicates
+          // window can not be larger then max age"; found 2026-11-29).
+          duplicate_window: Math.min(opts.leaseBucket.ttlMs, 120_000) * 1_000_000,
           allow_rollup_hdrs: true,
           allow_direct: allowsDirectGet(nc.info?.version),
           num_replicas: 1,
