@@ -246,7 +246,9 @@ export class StreamKeeper {
       try {
         const r = await op(c);
         const fit = c.max_bytes ?? -1;
-        if (fit === config.max_bytes) return r;
+        // A config without a limit (the lease bucket) had nothing cut: until 2026-11-29 every
+        // start warned of a limit it "could not reserve".
+        if (fit === (config.max_bytes ?? -1)) return r;
         let set = fit;
         if (fit > 0 && Math.floor(fit / 2) >= MIN_FITTED_BYTES && holds <= fit / 4) {
           set = Math.floor(fit / 2);

@@ -3,9 +3,11 @@
 // the next start updates the stream with its whole old config (the client sends it back) and the
 // new max_age. Until 2026-11-29 a lower TTL then failed the start with a raw JetStream error,
 // "duplicates window can not be larger then max age": the node could not start at all until an
-// operator deleted the bucket. Real nats-server and Postgres.
+// operator deleted the bucket. And every start warned that JetStream "could not reserve the
+// configured max_bytes" of the bucket, which configures none. Real nats-server and Postgres.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
+import pino from 'pino';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { defineAgent } from '../../actors/index.js';
 import { openStore } from '../../persistence/index.js';
@@ -19,7 +21,7 @@ const counter = defineAgent({
   handle(batch, ctx) { ctx.state.n += batch.length; },
 });
 
-describe('the lease TTL lowered between starts', () => {
+describe('the partition lease bucket stream at start', () => {
   let nats: Awaited<ReturnType<typeof startNats>>;
   let nc: NatsConnection;
   let store: Store;
@@ -36,6 +38,14 @@ describe('the lease TTL lowered between starts', () => {
     await nats?.cleanup();
     await dropSchema(schema);
   }, 60_000);
+
+  it('a start does not warn of a max_bytes it could not reserve when the stream (the lease bucket) has none', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write(line: string) { lines.push(line); } });
+    const rt = await startRuntime(nats.url, { agents: [counter], store, partitions: 4, logger, config: { defaultAgentType: 'ttl-counter', leaseTtlMs: 30_000 } });
+    await rt.stop();
+    expect(lines.filter((l) => l.includes('could not reserve'))).toEqual([]);
+  }, 120_000);
 
   it('starts with the lower TTL, and the bucket takes it', async () => {
     const start = (leaseTtlMs: number) => startRuntime(nats.url, { agents: [counter], store, partitions: 4, config: { defaultAgentType: 'ttl-counter', leaseTtlMs } });
