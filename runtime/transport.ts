@@ -77,6 +77,12 @@ export interface TransportOptions {
   readonly inboxMaxBytes?: number;
   /** The events stream's `max_bytes` (config `eventsMaxBytes`; 0 or unset: none of its own). */
   readonly eventsMaxBytes?: number;
+  /**
+   * `num_replicas` of the inbox, events and lease-bucket streams (config `natsReplicas`; default 1).
+   * Their consumers inherit it (nats-server: a consumer without its own replica count has its
+   * stream's, and one on a work-queue stream must). More than 1 needs a clustered server.
+   */
+  readonly replicas?: number;
   readonly logger: Logger;
   readonly name: string;
   /**
@@ -242,8 +248,13 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       : stream === leaseStream && opts.leaseBucket ? opts.leaseBucket.recordedEpoch() : Promise.resolve(0)),
   });
   keeper = streams;
+  const replicas = opts.replicas ?? 1;
   async function upsertStream(config: KeptStreamConfig): Promise<void> {
-    await streams.ensure(config);
+    try {
+      await streams.ensure({ ...config, num_replicas: replicas });
+    } catch (err) {
+      throw replicasProblem(err, replicas, config.name) ?? err;
+    }
   }
   /**
    * A JetStream publish `p` to `stream`: its sequence is noted (a re-created stream starts past
@@ -336,6 +347,11 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     streamsReady: () => streams.ready(),
     streamsRecreated: () => streams.recreated,
     async ensureStreams() {
+      // A server outside any cluster takes an update to R3 without a word (and keeps one copy:
+      // nats-server 2.9.10, checked 2026-11-29); only a create says "not supported". Asked first.
+      if (replicas > 1 && !nc.info?.cluster) {
+        throw new AgentryError('CONFIG_INVALID', `AGENTRY_NATS_REPLICAS (natsReplicas) is ${replicas}, but the NATS server${nc.info?.server_name ? ` ${nc.info.server_name}` : ''} is not part of a cluster, where JetStream keeps one copy of each stream: set it to 1, or connect to a nats-server cluster of at least ${replicas} servers`, { details: { natsReplicas: replicas } });
+      }
       await upsertStream({
         name: inboxStream,
         subjects: ['agentry.part.>'],
@@ -380,7 +396,6 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
           duplicate_window: Math.min(opts.leaseBucket.ttlMs, 120_000) * 1_000_000,
           allow_rollup_hdrs: true,
           allow_direct: allowsDirectGet(nc.info?.version),
-          num_replicas: 1,
         });
       }
       streams.start();
@@ -464,6 +479,22 @@ const OPENS_AT_ONCE = 4;
 /** Deadline of a feed's API requests (names, delete, create): longer than the default 5 s, see `feedJsm`. */
 const FEED_API_TIMEOUT_MS = 15_000;
 
+
+/**
+ * A stream create or update refused because of its replica count, as a CONFIG_INVALID naming
+ * AGENTRY_NATS_REPLICAS (null: another error): 10074, replicas on a server outside a cluster;
+ * 10005, no placement (fewer JetStream servers up than replicas).
+ */
+function replicasProblem(err: unknown, replicas: number, stream: string): AgentryError | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 10074) {
+    return new AgentryError('CONFIG_INVALID', `AGENTRY_NATS_REPLICAS (natsReplicas) is ${replicas}, but the NATS server is not clustered (${(err as Error).message}): set it to 1, or use a nats-server cluster`, { cause: err, details: { natsReplicas: replicas, stream } });
+  }
+  if (code === 10005 && replicas > 1) {
+    return new AgentryError('CONFIG_INVALID', `stream ${stream}: JetStream cannot place ${replicas} replicas (${(err as Error).message}): AGENTRY_NATS_REPLICAS (natsReplicas) must not exceed the cluster's JetStream servers, and that many must be up to create a stream`, { cause: err, details: { natsReplicas: replicas, stream } });
+  }
+  return null;
+}
 
 /** A configured stream size as JetStream's `max_bytes` (-1: no limit of the stream's own). */
 function capOf(bytes: number | undefined): number {
