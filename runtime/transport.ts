@@ -4,6 +4,11 @@
  * partition, the start-up probe that proves nats.conf's partition mapping matches ours, and
  * publishing (outputs on core NATS; inbox mail and events through JetStream with a msg id).
  *
+ * Replicas: the streams (and the lease bucket's) get `num_replicas` from config `natsReplicas`;
+ * their consumers inherit it. On a 3-server cluster with 3 replicas, losing one server loses
+ * nothing acknowledged (test/durability/natsClusterLoss.test.ts): publishes wait for a new
+ * leader, and this node's connections move to another server (a reconnect, below).
+ *
  * Streams deleted while the runtime runs (an operator, a clean-up script) are noticed and
  * re-created by the `StreamKeeper` (streamKeeper.ts): readiness fails meanwhile, and a publish
  * into a missing stream is refused with a retryable `NOT_READY`, never acknowledged.
