@@ -486,9 +486,9 @@ const FEED_API_TIMEOUT_MS = 15_000;
 
 
 /**
- * A stream create or update refused because of its replica count, as a CONFIG_INVALID naming
- * AGENTRY_NATS_REPLICAS (null: another error): 10074, replicas on a server outside a cluster;
- * 10005, no placement (fewer JetStream servers up than replicas).
+ * A stream create or update refused because of its replica count, as an error naming
+ * AGENTRY_NATS_REPLICAS (null: another error): 10074, replicas on a server outside a cluster
+ * (CONFIG_INVALID); 10005, no placement (NOT_READY: fewer JetStream servers up than replicas).
  */
 function replicasProblem(err: unknown, replicas: number, stream: string): AgentryError | null {
   const code = (err as { code?: unknown } | null)?.code;
@@ -496,7 +496,8 @@ function replicasProblem(err: unknown, replicas: number, stream: string): Agentr
     return new AgentryError('CONFIG_INVALID', `AGENTRY_NATS_REPLICAS (natsReplicas) is ${replicas}, but the NATS server is not clustered (${(err as Error).message}): set it to 1, or use a nats-server cluster`, { cause: err, details: { natsReplicas: replicas, stream } });
   }
   if (code === 10005 && replicas > 1) {
-    return new AgentryError('CONFIG_INVALID', `stream ${stream}: JetStream cannot place ${replicas} replicas (${(err as Error).message}): AGENTRY_NATS_REPLICAS (natsReplicas) must not exceed the cluster's JetStream servers, and that many must be up to create a stream`, { cause: err, details: { natsReplicas: replicas, stream } });
+    // Retryable: a cluster that has just started does not know all its peers yet (seen on 2.9.10).
+    return new AgentryError('NOT_READY', `stream ${stream}: JetStream cannot place ${replicas} replicas (${(err as Error).message}): fewer JetStream servers are up (or known yet, just after the cluster started) than AGENTRY_NATS_REPLICAS (natsReplicas), or it exceeds the cluster's size`, { retryable: true, cause: err, details: { natsReplicas: replicas, stream } });
   }
   return null;
 }

@@ -28,9 +28,9 @@ export interface NatsCluster {
 }
 
 /**
- * Starts `size` (default 3) clustered nats-servers and resolves once JetStream has a meta
- * leader (a stream can be created): before that, stream creates fail with "JetStream cluster
- * not available". Waits up to `readyMs` (default 60 s: the machine is shared).
+ * Starts `size` (default 3) clustered nats-servers and resolves once JetStream can place a
+ * stream on all of them: before that, stream creates fail ("JetStream cluster not available",
+ * then "no suitable peers for placement"). Waits up to `readyMs` (default 60 s: the machine is shared).
  */
 export async function startNatsCluster(opts: { partitions?: number; size?: number; readyMs?: number } = {}): Promise<NatsCluster> {
   const size = opts.size ?? 3;
@@ -53,7 +53,7 @@ export async function startNatsCluster(opts: { partitions?: number; size?: numbe
       servers.push(Object.assign(srv, { name }));
     }
     const urls = servers.map((s) => s.url).join(',');
-    await waitForMetaLeader(urls, opts.readyMs ?? 60_000);
+    await waitForPlacement(urls, size, opts.readyMs ?? 60_000);
     return {
       servers, urls,
       byName(n) {
@@ -73,18 +73,23 @@ export async function startNatsCluster(opts: { partitions?: number; size?: numbe
   }
 }
 
-/** Resolves once the cluster answers a JetStream account request (it has elected a meta leader). */
-async function waitForMetaLeader(urls: string, timeoutMs: number): Promise<void> {
+/**
+ * Resolves once the cluster can place a stream on all `size` servers (a probe stream made and
+ * removed): a meta leader answers before it knows every peer, and a stream create meanwhile is
+ * refused with "no suitable peers for placement".
+ */
+async function waitForPlacement(urls: string, size: number, timeoutMs: number): Promise<void> {
   const nc = await connect({ servers: urls.split(',') });
   try {
     const jsm = await jetstreamManager(nc, { timeout: 5_000, checkAPI: false });
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {
-        const ai = await jsm.getAccountInfo();
-        if (ai) return;
+        await jsm.streams.add({ name: '_cluster_probe', subjects: ['_cluster_probe'], num_replicas: size });
+        await jsm.streams.delete('_cluster_probe');
+        return;
       } catch (err) {
-        if (Date.now() > deadline) throw new Error(`the NATS cluster has no JetStream meta leader after ${timeoutMs} ms: ${(err as Error).message}`);
+        if (Date.now() > deadline) throw new Error(`the NATS cluster cannot place a stream on ${size} servers after ${timeoutMs} ms: ${(err as Error).message}`);
       }
       await new Promise((r) => setTimeout(r, 250));
     }
