@@ -19,6 +19,15 @@ const schema = z.object({
   databaseSchema: z.string().regex(/^[a-z_][a-z0-9_]*$/).optional(),
   /** Must equal the partition count in nats.conf's mappings. */
   partitions: z.number().int().min(1).max(1024).default(64),
+  /**
+   * Copies JetStream keeps of the inbox, the event history and the partition lease bucket
+   * (`num_replicas`; their consumers inherit it). 1 on a single nats-server; 3 on a 3-server
+   * cluster, so that losing one server loses nothing acknowledged and stops nothing for more
+   * than a leader election. More than 1 needs a clustered nats-server: the start is refused
+   * otherwise (a single server would accept the setting and keep one copy). Changed on
+   * existing streams at the next start: JetStream scales them (AGENTRY_NATS_REPLICAS, 2026-11-29).
+   */
+  natsReplicas: z.number().int().min(1).max(5).default(1),
   /** Prefix of every stream and consumer name (lets several runtimes share one server in tests). */
   streamPrefix: z.string().regex(/^[A-Z0-9_]+$/).default('AGENTRY'),
   /** How long JetStream waits for an ack before redelivering; held messages are kept alive with `working()`. */
@@ -190,6 +199,7 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_DB_SCHEMA: { key: 'databaseSchema' },
   AGENTRY_PARTITIONS: { key: 'partitions', number: true },
   AGENTRY_STREAM_PREFIX: { key: 'streamPrefix' },
+  AGENTRY_NATS_REPLICAS: { key: 'natsReplicas', number: true },
   AGENTRY_ACK_WAIT_MS: { key: 'ackWaitMs', number: true },
   AGENTRY_DUPLICATE_WINDOW_MS: { key: 'duplicateWindowMs', number: true },
   AGENTRY_MAX_ACK_PENDING: { key: 'maxAckPendingPerPartition', number: true },

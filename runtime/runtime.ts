@@ -299,7 +299,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
   const transport = await createTransport({
     url: config.natsUrl, partitions: config.partitions, streamPrefix: config.streamPrefix, ackWaitMs: config.ackWaitMs,
-    duplicateWindowMs: config.duplicateWindowMs,
+    duplicateWindowMs: config.duplicateWindowMs, replicas: config.natsReplicas,
     maxAckPending: config.maxAckPendingPerPartition,
     consumerBuffer: config.consumerBuffer ?? Math.max(64, Math.ceil(8192 / config.partitions)),
     maxPayloadBytes: config.maxPayloadBytes, inboxMaxBytes: config.inboxMaxBytes, eventsMaxBytes: config.eventsMaxBytes,

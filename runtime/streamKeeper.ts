@@ -246,7 +246,9 @@ export class StreamKeeper {
       try {
         const r = await op(c);
         const fit = c.max_bytes ?? -1;
-        if (fit === config.max_bytes) return r;
+        // A config without a limit (the lease bucket) had nothing cut: until 2026-11-29 every
+        // start warned of a limit it "could not reserve".
+        if (fit === (config.max_bytes ?? -1)) return r;
         let set = fit;
         if (fit > 0 && Math.floor(fit / 2) >= MIN_FITTED_BYTES && holds <= fit / 4) {
           set = Math.floor(fit / 2);
@@ -335,12 +337,12 @@ export class StreamKeeper {
     // Nobody can publish into it yet (its subject is the placeholder): a purge up to `first` moves
     // its first sequence there. (A node whose identical placeholder add came second does the same.)
     if (first > 1) {
-      await this.o.jsm.streams.purge(name, { seq: first });
+      await seenAfterCreate(() => this.o.jsm.streams.purge(name, { seq: first }));
       const purged = await this.o.jsm.streams.info(name);
       if (purged.state.last_seq < first - 1) throw new Error(`stream ${name}: the purge did not move its first sequence to ${first}`);
     }
     if (prove) await this.prove(name, placeholder.subjects[0]!);
-    await this.fitted({ ...config, description: config.description ?? '' }, (c) => this.o.jsm.streams.update(name, c));
+    await seenAfterCreate(() => this.fitted({ ...config, description: config.description ?? '' }, (c) => this.o.jsm.streams.update(name, c)));
     this.noteSeq(name, first - 1);
     this.o.logger.warn({ stream: name, firstSeq: first }, 'JetStream stream created; its sequences start past every one its deleted incarnation can have issued');
     return true;
@@ -369,6 +371,28 @@ export class StreamKeeper {
     const known = Math.max(recorded, this.seen.get(stream) ?? 0);
     // A stream never seen anywhere (a fresh install) starts at 1.
     return known === 0 ? 1 : known + SEQUENCE_GAP + 1;
+  }
+}
+
+/** How long a stream just created may still be "not found" (a NATS cluster electing its leader). */
+const CREATED_VISIBLE_MS = 15_000;
+
+/**
+ * Runs `op` on a stream this node has just created, again while it answers "stream not found":
+ * on a NATS cluster the create is answered before the stream's replicas have elected a leader,
+ * and the next request about it (the update to its real subjects) was refused as "stream not
+ * found" — the first start against a fresh cluster failed (nats-server 2.9.10, 3 servers,
+ * 2026-11-29, about one start in six on the shared 2-core machine).
+ */
+async function seenAfterCreate<T>(op: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + CREATED_VISIBLE_MS;
+  for (let delay = 50; ; delay = Math.min(delay * 2, 1_000)) {
+    try {
+      return await op();
+    } catch (err) {
+      if (!isStreamNotFound(err) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+    }
   }
 }
 

@@ -4,6 +4,11 @@
  * partition, the start-up probe that proves nats.conf's partition mapping matches ours, and
  * publishing (outputs on core NATS; inbox mail and events through JetStream with a msg id).
  *
+ * Replicas: the streams (and the lease bucket's) get `num_replicas` from config `natsReplicas`;
+ * their consumers inherit it. On a 3-server cluster with 3 replicas, losing one server loses
+ * nothing acknowledged (test/durability/natsClusterLoss.test.ts): publishes wait for a new
+ * leader, and this node's connections move to another server (a reconnect, below).
+ *
  * Streams deleted while the runtime runs (an operator, a clean-up script) are noticed and
  * re-created by the `StreamKeeper` (streamKeeper.ts): readiness fails meanwhile, and a publish
  * into a missing stream is refused with a retryable `NOT_READY`, never acknowledged.
@@ -77,6 +82,12 @@ export interface TransportOptions {
   readonly inboxMaxBytes?: number;
   /** The events stream's `max_bytes` (config `eventsMaxBytes`; 0 or unset: none of its own). */
   readonly eventsMaxBytes?: number;
+  /**
+   * `num_replicas` of the inbox, events and lease-bucket streams (config `natsReplicas`; default 1).
+   * Their consumers inherit it (nats-server: a consumer without its own replica count has its
+   * stream's, and one on a work-queue stream must). More than 1 needs a clustered server.
+   */
+  readonly replicas?: number;
   readonly logger: Logger;
   readonly name: string;
   /**
@@ -276,8 +287,13 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       : stream === leaseStream && opts.leaseBucket ? opts.leaseBucket.recordedEpoch() : Promise.resolve(0)),
   });
   keeper = streams;
+  const replicas = opts.replicas ?? 1;
   async function upsertStream(config: KeptStreamConfig): Promise<void> {
-    await streams.ensure(config);
+    try {
+      await streams.ensure({ ...config, num_replicas: replicas });
+    } catch (err) {
+      throw replicasProblem(err, replicas, config.name) ?? err;
+    }
   }
   /**
    * A JetStream publish `p` to `stream`: its sequence is noted (a re-created stream starts past
@@ -378,6 +394,11 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     streamsReady: () => streams.ready(),
     streamsRecreated: () => streams.recreated,
     async ensureStreams() {
+      // A server outside any cluster takes an update to R3 without a word (and keeps one copy:
+      // nats-server 2.9.10, checked 2026-11-29); only a create says "not supported". Asked first.
+      if (replicas > 1 && !nc.info?.cluster) {
+        throw new AgentryError('CONFIG_INVALID', `AGENTRY_NATS_REPLICAS (natsReplicas) is ${replicas}, but the NATS server${nc.info?.server_name ? ` ${nc.info.server_name}` : ''} is not part of a cluster, where JetStream keeps one copy of each stream: set it to 1, or connect to a nats-server cluster of at least ${replicas} servers`, { details: { natsReplicas: replicas } });
+      }
       await upsertStream({
         name: inboxStream,
         subjects: ['agentry.part.>'],
@@ -415,14 +436,13 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
           discard: DiscardPolicy.New,
           max_msgs_per_subject: 1,
           max_age: opts.leaseBucket.ttlMs * 1_000_000,
-          // As the server sets it for a bucket made with a TTL under 2 min; given, so that an
-          // update to a shorter TTL (another node's AGENTRY_LEASE_TTL_MS) is not refused with
-          // "duplicates window can not be larger then max age".
+          // Set, not left to the server: it made the window the TTL at create (at most 2 min), and
+          // an update sends the stream's whole old config back with the new max_age, so a lower
+          // AGENTRY_LEASE_TTL_MS than the bucket was made with failed the start ("duplicates
+          // window can not be larger then max age"; found 2026-11-29).
           duplicate_window: Math.min(opts.leaseBucket.ttlMs, 120_000) * 1_000_000,
           allow_rollup_hdrs: true,
           allow_direct: allowsDirectGet(nc.info?.version),
-          // No num_replicas: made with the server's default (1), and an operator's replicas
-          // (`nats kv edit --replicas 3` in a NATS cluster) are kept by the update.
         });
       }
       streams.start();
@@ -513,6 +533,23 @@ const FEED_WATCHDOG_EVERY_MS = 5_000;
 /** Deadline of a feed's API requests (names, delete, create): longer than the default 5 s, see `feedJsm`. */
 const FEED_API_TIMEOUT_MS = 15_000;
 
+
+/**
+ * A stream create or update refused because of its replica count, as an error naming
+ * AGENTRY_NATS_REPLICAS (null: another error): 10074, replicas on a server outside a cluster
+ * (CONFIG_INVALID); 10005, no placement (NOT_READY: fewer JetStream servers up than replicas).
+ */
+function replicasProblem(err: unknown, replicas: number, stream: string): AgentryError | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 10074) {
+    return new AgentryError('CONFIG_INVALID', `AGENTRY_NATS_REPLICAS (natsReplicas) is ${replicas}, but the NATS server is not clustered (${(err as Error).message}): set it to 1, or use a nats-server cluster`, { cause: err, details: { natsReplicas: replicas, stream } });
+  }
+  if (code === 10005 && replicas > 1) {
+    // Retryable: a cluster that has just started does not know all its peers yet (seen on 2.9.10).
+    return new AgentryError('NOT_READY', `stream ${stream}: JetStream cannot place ${replicas} replicas (${(err as Error).message}): fewer JetStream servers are up (or known yet, just after the cluster started) than AGENTRY_NATS_REPLICAS (natsReplicas), or it exceeds the cluster's size`, { retryable: true, cause: err, details: { natsReplicas: replicas, stream } });
+  }
+  return null;
+}
 
 /** A configured stream size as JetStream's `max_bytes` (-1: no limit of the stream's own). */
 function capOf(bytes: number | undefined): number {

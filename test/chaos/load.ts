@@ -44,7 +44,7 @@ export interface PoisonSent { readonly sessionId: string; readonly kind: PoisonK
 export interface TimerSet { readonly sessionId: string; readonly i: number; readonly until: number; readonly seq: number; readonly ackedAt: number }
 
 export interface LoadOptions {
-  /** nats-server URL (straight, not through a proxy). */
+  /** nats-server URL (straight, not through a proxy); a comma-separated list for a cluster. */
   readonly url: string;
   /** Sessions that get `{ i }` for i = 1..messages (or until stop when `messages` is omitted). */
   readonly sessions: readonly string[];
@@ -115,7 +115,7 @@ export class Load {
 
   /** Connects and starts publishing. */
   async start(): Promise<void> {
-    this.nc = await connect({ servers: this.o.url, maxReconnectAttempts: -1, reconnectTimeWait: 200, name: 'chaos-load' });
+    this.nc = await connect({ servers: this.o.url.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 200, name: 'chaos-load' });
     this.js = jetstream(this.nc, { timeout: this.o.publishTimeoutMs ?? 5000 });
     this.workers = [...this.lanes.values()].map((l) => this.run(l));
     if ((this.o.eventsPerSec ?? 0) > 0) {
