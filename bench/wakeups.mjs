@@ -15,11 +15,11 @@
 //    and publishEvent() call latency.
 //
 // Run: npm run bench:wakeups (BENCH_QUICK=1: 10k sleepers only, 100k start-up timers, fewer events).
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createRuntime, defineAgent, partitionOf } from '../dist/runtime/index.js';
 import { createPgStore } from '../dist/persistence/index.js';
 import { PARTITIONS, PG_URL, QUICK, ROOT, cpuDelta, cpuMark, dropSchema, log, percentiles, pgClient, quietLogger, round, schemaName, sleep, startNats, waitUntil } from './lib.mjs';
@@ -470,6 +470,7 @@ try {
 const md = table(results);
 console.log(md);
 const outPath = process.argv[2] ?? join(ROOT, 'bench', 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}-wakeups.json`);
+mkdirSync(dirname(outPath), { recursive: true }); // bench/results is not in a fresh checkout
 writeFileSync(outPath, JSON.stringify(results, null, 2));
 log(`results written to ${outPath}`);
 // A stopped runtime can leave a ref'd timer behind (see restart.mjs): exit explicitly.
