@@ -37,6 +37,7 @@ import { JetStreamApiError } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { settleWithin, within } from './deadline.js';
 import { isStreamFull } from './streamKeeper.js';
+import { followConnection, type ConnectionUp } from './connectionUp.js';
 import type { Logger } from './logger.js';
 
 export interface LeaseEvents {
@@ -128,18 +129,12 @@ export class LeaseManager {
   private readonly now: () => number;
   private lastRenewStart = 0;
   /**
-   * Whether the control connection is up, as its status events say. nats.js (3.4) clears a
-   * connection's outbound buffer at every (re)connect attempt: a KV request sent while it is down
-   * is never sent and only times out. So a renewal round sends nothing while it is down (a lease
-   * not renewed ages as it would; a dropped renewal used to leave the lease skipped as "pending"
-   * for up to half the TTL after the reconnect), and `confirm()` waits for it to be back.
-   * (A request made during the last, successful connect attempt is sent after all: so a request
-   * made while down is never assumed lost — only not made.)
+   * Whether the control connection is up (runtime/connectionUp.ts: nats.js drops what is sent
+   * while a connection is down). A renewal round sends nothing while it is down (a lease not
+   * renewed ages as it would; a dropped renewal used to leave the lease skipped as "pending" for
+   * up to half the TTL after the reconnect), and `confirm()` waits for it to be back.
    */
-  private connUp = true;
-  private connWaiters: (() => void)[] = [];
-  /** The status iterator (nats.js' has `stop()`; ended anyway when the connection closes). */
-  private connStatus: { stop?: () => void } | null = null;
+  private conn: ConnectionUp | null = null;
 
   constructor(private readonly o: LeaseOptions) {
     this.now = o.now ?? steadyNow;
@@ -215,32 +210,9 @@ export class LeaseManager {
     }
   }
 
-  /** Follows the control connection's status (see `connUp`) until `stop()`. */
-  private followConnection(): void {
-    const it = this.o.nc.status() as ReturnType<NatsConnection['status']> & { stop?: () => void };
-    this.connStatus = it;
-    void (async () => {
-      for await (const st of it) {
-        if (st.type === 'disconnect') this.connUp = false;
-        if (st.type === 'reconnect') {
-          this.connUp = true;
-          const ws = this.connWaiters;
-          this.connWaiters = [];
-          for (const w of ws) w();
-        }
-      }
-    })();
-  }
-
-  /** Resolves when the control connection is up, or after `ms` (then a request may still be dropped and time out). */
-  private async connected(ms: number): Promise<void> {
-    if (this.connUp) return;
-    await settleWithin(new Promise<void>((r) => { this.connWaiters.push(r); }), ms);
-  }
-
   /** Opens the bucket, announces the node and takes its share of the free partitions. */
   async start(): Promise<void> {
-    this.followConnection();
+    this.conn = followConnection(this.o.nc);
     const kv = await new Kvm(this.o.nc).create(this.o.bucket, { history: 1, ttl: this.o.ttlMs });
     this.kv = kv;
     // Watching before anything else: surplus another node frees while this one announces itself
@@ -305,9 +277,9 @@ export class LeaseManager {
    */
   async confirm(p: number): Promise<boolean | null> {
     // Sent while the connection is down, the request would be dropped by the client (see
-    // `connUp`): a feed restarting on a reconnect of the data connection asks this while the
+    // `conn`): a feed restarting on a reconnect of the data connection asks this while the
     // control connection may still be reconnecting.
-    await this.connected(Math.floor(this.o.ttlMs / 2));
+    await this.conn?.whenUp(Math.floor(this.o.ttlMs / 2));
     const kv = this.kv;
     const h = this.held.get(p);
     if (!kv || !h || this.stopped) return false;
@@ -371,8 +343,7 @@ export class LeaseManager {
     clearInterval(this.renewTimer);
     while (this.renewing) await this.renewing; // its heartbeat must not write the node key back
     if (kv) await settleWithin(kv.delete(`node.${this.o.nodeId}`), 1_000);
-    this.connStatus?.stop?.();
-    for (const w of this.connWaiters.splice(0)) w();
+    this.conn?.stop();
     return freed.every(Boolean);
   }
 
@@ -521,10 +492,10 @@ export class LeaseManager {
   }
 
   private async renew(kv: KV): Promise<void> {
-    // Nothing sent while the connection is down: the client would drop it (see `connUp`), and a
+    // Nothing sent while the connection is down: the client would drop it (see `conn`), and a
     // renewal that timed out would be skipped as pending after the reconnect. The leases age as
     // with any failed renewal, and `expireStale` below still suspends them in time.
-    if (!this.connUp) { this.expireStale(); return; }
+    if (this.conn && !this.conn.up()) { this.expireStale(); return; }
     const sentAt = this.now();
     const body = this.body();
     await Promise.all([

@@ -39,6 +39,7 @@ import { ackCostGrowsWithBacklog, allowsDirectGet } from './natsVersion.js';
 import { partitionOf } from './partition.js';
 import { settleWithin, within } from './deadline.js';
 import { createLimiter } from './keyedSerial.js';
+import { followConnection } from './connectionUp.js';
 import { PartitionFeed, type FeedState } from './partitionFeed.js';
 import { StreamKeeper, isNoStream, isStreamFull, isStreamNotFound, type KeptStreamConfig } from './streamKeeper.js';
 
@@ -251,22 +252,9 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
   // request was lost, and 4 of them held the open slots for 15 s (FEED_API_TIMEOUT_MS) before
   // any feed opened (natsCut with a 6 s lease, 2026-11-29: recovery 17 s after the cut). An open
   // now waits for the admin connection first (at most FEED_API_TIMEOUT_MS, then it tries anyway).
-  let adminUp = true;
-  let adminWaiters: (() => void)[] = [];
-  void (async () => {
-    for await (const s of adminNc.status()) {
-      if (s.type === 'disconnect') adminUp = false;
-      if (s.type === 'reconnect') {
-        adminUp = true;
-        const ws = adminWaiters;
-        adminWaiters = [];
-        for (const w of ws) w();
-      }
-    }
-  })();
-  const adminReady = (): Promise<void> => (adminUp ? Promise.resolve() : new Promise<void>((r) => { adminWaiters.push(r); }));
+  const adminUp = followConnection(adminNc);
   const admit = <T>(fn: () => Promise<T>): Promise<T> => opens(async () => {
-    await settleWithin(adminReady(), FEED_API_TIMEOUT_MS);
+    await adminUp.whenUp(FEED_API_TIMEOUT_MS);
     return fn();
   });
   // The feeds' own manager: a consumer create the server is still working on when the client

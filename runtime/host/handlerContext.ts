@@ -35,6 +35,9 @@ export interface RunHandle {
   trace?: RunTrace | undefined;
   /** Ends the run as failed with `err` at once (a turn past its time limit), if it has not ended. */
   fail?: (err: unknown) => void;
+  /** The turn's time limit (`turnTimeoutMs`) and when it passes (the clock's ms); absent: no limit. */
+  turnLimitMs?: number;
+  deadline?: number;
 }
 
 /** Aborts a run: its signal fires (if it was ever read) and its late results are ignored. */

@@ -60,7 +60,7 @@ export class HandlerRuns {
   private readonly now: () => number;
 
   /** Runs with a time limit, until they end (insertion order: oldest first). */
-  private readonly timed = new Map<RunHandle, { readonly sid: string; readonly deadline: number; readonly limitMs: number }>();
+  private readonly timed = new Map<RunHandle, string>(); // → its session's id; the limit is on the handle (no object per run)
 
   constructor(private readonly deps: HostDeps, private readonly port: RunPort) {
     this.clock = port.clock;
@@ -106,7 +106,7 @@ export class HandlerRuns {
       }
       run.fail = (error) => { settle({ type: 'RUN_FAILED', runId: run.runId, error }); };
       const limit = this.deps.agents.get(input.agentType)?.turnTimeoutMs ?? this.deps.config.turnTimeoutMs;
-      if (limit > 0) this.timed.set(run, { sid: s.id, deadline: this.clock.now() + limit, limitMs: limit });
+      if (limit > 0) { run.turnLimitMs = limit; run.deadline = this.clock.now() + limit; this.timed.set(run, s.id); }
       this.runHandler(s, input, run).then(
         (output) => { settle({ type: 'RUN_DONE', runId: run.runId, output }); },
         (error: unknown) => { settle({ type: 'RUN_FAILED', runId: run.runId, error }); },
@@ -130,14 +130,15 @@ export class HandlerRuns {
   expireTurns(): void {
     if (this.timed.size === 0) return;
     const now = this.clock.now();
-    for (const [run, t] of this.timed) {
-      if (now < t.deadline) continue;
+    for (const [run, sid] of this.timed) {
+      if (now < (run.deadline ?? Infinity)) continue;
       this.timed.delete(run);
-      const s = this.port.sessionOf(t.sid);
+      const s = this.port.sessionOf(sid);
       if (!s || s.run !== run || run.aborted || run.settled || !run.fail) continue;
-      const err = new AgentryError('TIMEOUT', `turn ${run.runId} of session ${s.id} ran past its limit of ${t.limitMs} ms (turnTimeoutMs): aborted, counted as a failed attempt`, { retryable: true, details: { turnTimeoutMs: t.limitMs } });
+      const limitMs = run.turnLimitMs;
+      const err = new AgentryError('TIMEOUT', `turn ${run.runId} of session ${s.id} ran past its limit of ${limitMs} ms (turnTimeoutMs): aborted, counted as a failed attempt`, { retryable: true, details: { turnTimeoutMs: limitMs } });
       this.port.stats.turnTimeouts++;
-      s.log.warn({ runId: run.runId, turnTimeoutMs: t.limitMs }, 'a turn ran past turnTimeoutMs: aborted and counted as a failed attempt');
+      s.log.warn({ runId: run.runId, turnTimeoutMs: limitMs }, 'a turn ran past turnTimeoutMs: aborted and counted as a failed attempt');
       run.fail(err); // RUN_FAILED: s.run is cleared, so the handler's late result is ignored
       run.ctl?.abort(err);
       abortRunHandle(run);
