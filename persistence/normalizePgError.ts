@@ -14,8 +14,16 @@ const SOCKET_CODES = new Set([
  * SQLSTATEs that mean the server is going away, not accepting work or too slow: 57P01
  * admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 53300 too_many_connections,
  * 57014 query_canceled (our statement_timeout). Class 08 (connection exceptions) is matched by prefix.
+ *
+ * And those where the server answers but cannot write, whatever the data: 25006
+ * read_only_sql_transaction (a failover left the pool on a standby, or the database was made
+ * read-only), 53000 insufficient_resources, 53100 disk_full, 53200 out_of_memory, 58000
+ * system_error, 58030 io_error. They pass when an operator or a promotion fixes the server, so
+ * they are outages (waited out, readiness down), never a record's fault: before 2026-11-29 they
+ * reached callers raw, so a dead letter being stored dropped its session and restarted its feed
+ * at every try, and an API call answered INTERNAL instead of a retryable code.
  */
-const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '57014']);
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '57014', '25006', '53000', '53100', '53200', '58000', '58030']);
 
 /** SQLSTATEs where the same transaction can succeed if run again: serialization failure, deadlock. */
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']);

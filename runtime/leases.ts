@@ -6,7 +6,8 @@
  * Each node aims for ceil(partitions / live nodes) leases: it takes free partitions up to that
  * share and releases the surplus (after draining it) when more nodes join. When a node dies its
  * keys expire and the others take its partitions. A node that restarts under the same id (after
- * a crash) reclaims its own leases at once.
+ * a crash) reclaims its own leases at once — unless the process holding them is seen alive (two
+ * processes given one id: `twinsSeen`).
  *
  * The KV revision at acquisition is the partition's fencing epoch: revisions only grow, so a
  * new owner's epoch is always higher. The new owner records it in Postgres before it consumes
@@ -350,6 +351,41 @@ export class LeaseManager {
   /** This process (a restarted node keeps its id but not this): tells our own writes from others'. */
   private readonly instance = `${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
 
+  /**
+   * Other live processes running under this node's id (a copy-pasted `AGENTRY_NODE_ID`, a pod
+   * duplicated by a forced delete), by instance, with when one was last seen writing: a heartbeat
+   * or a lease renewal the watch saw as an update, i.e. written after this process started
+   * watching — a crashed predecessor writes nothing more, so its leases are still reclaimed at
+   * once. A live twin's leases are left to it: before 2026-11-29 the two reclaimed each other's
+   * partitions at every balance round for as long as both ran (8 partitions flapping between
+   * them several times a second, each takeover a fencing epoch, a consumer re-made and the
+   * partition's unacked messages redelivered).
+   */
+  private readonly twinsSeen = new Map<string, number>();
+  private twinWarnedAt = -Infinity;
+
+  /** Instances of other live processes using this node's id (see `twinsSeen`); empty when the id is this process's alone. */
+  twins(): string[] {
+    const now = this.now();
+    return [...this.twinsSeen].filter(([, at]) => now - at <= this.o.ttlMs).map(([inst]) => inst);
+  }
+
+  private isLiveTwin(inst: unknown): boolean {
+    if (typeof inst !== 'string' || inst === this.instance) return false;
+    const at = this.twinsSeen.get(inst);
+    return at !== undefined && this.now() - at <= this.o.ttlMs;
+  }
+
+  /** A write of another process under this node's id was seen: remember it, and say so (once a minute). */
+  private twinSeen(inst: string, now: number): void {
+    this.twinsSeen.set(inst, now);
+    if (this.twinsSeen.size > 16) for (const [i, at] of this.twinsSeen) if (now - at > this.o.ttlMs) this.twinsSeen.delete(i);
+    if (now - this.twinWarnedAt < 60_000) return;
+    this.twinWarnedAt = now;
+    this.o.logger.error({ nodeId: this.o.nodeId, instance: this.instance, twin: inst },
+      'another live process runs with this node id: give each process its own AGENTRY_NODE_ID (each keeps the leases it holds; partitions are not balanced evenly until then)');
+  }
+
   private body(): string {
     return JSON.stringify({ node: this.o.nodeId, inst: this.instance, at: this.now() });
   }
@@ -564,7 +600,8 @@ export class LeaseManager {
     } catch { /* taken, or no answer: by whom? */ }
     try {
       const e = await this.kvRequest(kv.get(`part.${p}`), 'lease read');
-      if (e && e.operation === 'PUT' && e.json<{ node: string }>().node === this.o.nodeId && !this.held.has(p)) {
+      const owner = e && e.operation === 'PUT' ? e.json<{ node?: string; inst?: string }>() : null;
+      if (e && owner?.node === this.o.nodeId && !this.held.has(p) && !this.isLiveTwin(owner.inst)) {
         return await this.kvRequest(kv.update(`part.${p}`, body, e.revision), 'lease reclaim');
       }
     } catch { /* raced */ }
@@ -617,8 +654,12 @@ export class LeaseManager {
         this.mirror.clear();
         opened?.();
         if (this.stopped) { it.stop(); return; }
+        // The revision that ends the replay of last values: only a write past it happened while
+        // this watch was open (nats.js marks the last replayed value as an update too).
+        let replayEnd = Infinity;
         for await (const e of it) {
           const now = this.now();
+          if (replayEnd === Infinity && e.delta === 0) replayEnd = e.revision;
           if (e.operation === 'PUT') {
             let body: Record<string, unknown> | null = null;
             try { body = e.json<Record<string, unknown>>(); } catch { /* not ours */ }
@@ -632,6 +673,8 @@ export class LeaseManager {
             continue;
           }
           this.mirrorLive = true;
+          const written = e.operation === 'PUT' && e.revision > replayEnd ? this.mirror.get(e.key)?.body : null;
+          if (written && written.node === this.o.nodeId && typeof written.inst === 'string' && written.inst !== this.instance) this.twinSeen(written.inst, now);
           if (e.key.startsWith('part.')) {
             if (e.operation !== 'PUT') this.balanceSoon();
           } else if (e.key.startsWith('node.')) {

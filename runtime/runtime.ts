@@ -21,7 +21,7 @@ import { createLogger, type Logger } from './logger.js';
 import { realClock, type Clock } from './clock.js';
 import { createTenantRate, RATE_CHARGED_HEADER, type TenantRate } from './tenantRate.js';
 import { SessionHost, type SessionView } from './host/sessionHost.js';
-import { settleWithin } from './deadline.js';
+import { commandWithin, settleWithin } from './deadline.js';
 import { OUTBOX_TAKEOVER_AGE_MS } from './host/outbox.js';
 import { createKeyedSerial } from './keyedSerial.js';
 import { createRetention } from './retention.js';
@@ -475,6 +475,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   };
 
   /** Session commands as the owning node runs them (reached locally or over `agentry.ctl.<id>`). */
+  const commandDeadlineMs = Math.max(100, Math.floor(config.ctlTimeoutMs * 0.8));
   const local = {
     /** Runs on the owner of the fork's id: plans from the store (any node could) and creates it here. */
     forkSession: async (newId: string, sourceId: string, at: CheckpointPoint): Promise<ForkResult> => {
@@ -547,16 +548,29 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       return Promise.reject(new AgentryError('NOT_READY', `session ${sid}'s partition moved off node ${config.nodeId}`, { retryable: true }));
     }
     if (!(op in local) || args[0] !== sid) return Promise.reject(new AgentryError('INVALID_ARGUMENT', `unknown control operation ${op}`));
-    return (local[op as keyof LocalOps] as (...a: unknown[]) => Promise<unknown>)(...args);
+    return runLocal(sid, op as keyof LocalOps, args);
+  };
+
+  /**
+   * Runs a command on this node, the session's owner, with an answer within
+   * `commandDeadlineMs` (deadline.ts `commandWithin`). A command that changes the session is
+   * refused up front while group commit cannot write (a store that is down, read-only or out of
+   * disk): NOT_READY, nothing changed, rather than a change that waits out the outage unseen.
+   * The deadline is shorter than a remote caller's `ctlTimeoutMs`, so its answer gets there.
+   */
+  const runLocal = <K extends keyof LocalOps>(sid: string, op: K, args: readonly unknown[]): Promise<Awaited<ReturnType<LocalOps[K]>>> => {
+    if (!READ_ONLY_COMMANDS.has(op) && !committer.healthy()) {
+      return Promise.reject(new AgentryError('NOT_READY', `${op} on session ${sid} was refused: the store is not accepting writes right now (nothing was changed); retry`, { retryable: true, details: { reason: 'store-unavailable' } }));
+    }
+    const run = (local[op] as (...a: unknown[]) => Promise<Awaited<ReturnType<LocalOps[K]>>>)(...args);
+    return commandWithin(run, commandDeadlineMs, op, sid);
   };
 
   /** Runs a session command where the session lives: here, or on its partition's owner. */
   const routed = async <K extends keyof LocalOps>(op: K, ...args: Parameters<LocalOps[K]>): Promise<Awaited<ReturnType<LocalOps[K]>>> => {
     const sid = args[0];
     assertSessionId(sid);
-    if (leases.owns(partitionOf(sid, config.partitions))) {
-      return (local[op] as (...a: unknown[]) => Promise<Awaited<ReturnType<LocalOps[K]>>>)(...args);
-    }
+    if (leases.owns(partitionOf(sid, config.partitions))) return runLocal(sid, op, args);
     return requestCtl<Awaited<ReturnType<LocalOps[K]>>>(transport.nc, sid, op, args, config.ctlTimeoutMs);
   };
 
@@ -739,3 +753,9 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
 /** A partition served with a usable lease and no consumer feed this long is logged (its start is stuck). */
 const UNFED_WARN_MS = 30_000;
+
+/**
+ * Session commands that change nothing stored (a read of the live session, a message whose
+ * answer waits for the session's decision): served while the store refuses writes.
+ */
+const READ_ONLY_COMMANDS: ReadonlySet<string> = new Set(['getAgent', 'sendRejectable']);
