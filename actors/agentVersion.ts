@@ -11,8 +11,9 @@
  *   deploy): old code does not know the newer state;
  * - `no-path`: a step `migrate[n]` between the stored version and the current one is missing;
  * - `migrate-threw`: a step threw (its message is kept);
- * - `invalid-state`: a step returned `undefined` or something that is not JSON, or the stored
- *   state value is not a state of the current statechart.
+ * - `invalid-state`: a step returned `undefined` or something that is not JSON, the stored
+ *   state value is not a state of the current statechart, or the stored snapshot is not a
+ *   session snapshot at all (a row changed outside the runtime).
  */
 import { AgentryError } from './errors.js';
 import { durableSnapshotOf, sessionMachine } from './sessionMachine.js';
@@ -41,7 +42,9 @@ export class MigrationError extends AgentryError {
     readonly toVersion: number,
     detail: string,
   ) {
-    super('MIGRATION_FAILED', `session ${sessionId} (${agentType}) cannot be migrated from version ${fromVersion} to ${toVersion}: ${reason}: ${detail}`, {
+    super('MIGRATION_FAILED', fromVersion === toVersion
+      ? `session ${sessionId} (${agentType}) cannot be restored from its stored snapshot: ${reason}: ${detail}`
+      : `session ${sessionId} (${agentType}) cannot be migrated from version ${fromVersion} to ${toVersion}: ${reason}: ${detail}`, {
       details: { reason, fromVersion, toVersion },
     });
   }
@@ -109,6 +112,8 @@ export function migrateSnapshot(
   const to = agent.version;
   const fail = (reason: MigrationFailure, detail: string): MigrationOutcome => ({ ok: false, error: new MigrationError(sessionId, agent.type, reason, from, to, detail) });
   if (from > to) return fail('newer-version', `the stored snapshot was written by version ${from}, newer than this code (${to}); deploy version ${from} or later`);
+  const shape = snapshotShapeProblem(snapshot);
+  if (shape !== null) return fail('invalid-state', shape);
   const snap = snapshot as { value: unknown; context: { userState: unknown } & Record<string, unknown> };
   if (stamp.machine !== null && stamp.machine !== MACHINE_HASH) {
     try {
@@ -135,4 +140,36 @@ export function migrateSnapshot(
     }
   }
   return { ok: true, snapshot: { ...snap, context: { ...snap.context, userState: state } }, from, to, changed: true };
+}
+
+/**
+ * Why a stored snapshot is not one a session can be restored from, or null. Cheap enough for
+ * every hydration: a row changed outside the runtime (a hand edit, a bad data fix) must block its
+ * session with a typed error instead of reaching XState or the host as a TypeError.
+ */
+export function snapshotShapeProblem(snapshot: unknown): string | null {
+  const snap = snapshot as { value?: unknown; context?: unknown } | null;
+  if (typeof snap !== 'object' || snap === null || Array.isArray(snap)) return 'the stored snapshot is not an object: the row was changed outside the runtime';
+  if (snap.value === undefined || snap.value === null) return 'the stored snapshot has no state value: the row was changed outside the runtime';
+  const ctx = snap.context as { version?: unknown } | null | undefined;
+  if (typeof ctx !== 'object' || ctx === null || Array.isArray(ctx) || typeof ctx.version !== 'number') return 'the stored snapshot has no session context: the row was changed outside the runtime';
+  return null;
+}
+
+/**
+ * Why a stored snapshot cannot be restored by the current statechart, or null: its shape, and
+ * its state value checked against the statechart whatever its stamp says (`migrateSnapshot` skips
+ * that check for a snapshot stamped by this statechart). For re-reading a blocked session's row,
+ * where a stamp cannot be trusted.
+ */
+export function snapshotProblem(snapshot: unknown): string | null {
+  const shape = snapshotShapeProblem(snapshot);
+  if (shape !== null) return shape;
+  const snap = snapshot as { value: unknown; context: unknown };
+  try {
+    sessionMachine.resolveState({ value: snap.value as never, context: snap.context as never });
+  } catch (e) {
+    return `the stored state ${JSON.stringify(snap.value)} is not a state of this statechart: ${e instanceof Error ? e.message : String(e)}`;
+  }
+  return null;
 }

@@ -1,13 +1,14 @@
 /**
  * Owns the gate between a stored snapshot and the running agent code: on hydration the snapshot
  * is migrated in memory to the agent's current version (actors/agentVersion.ts; the session's
- * next commit writes it). A snapshot the code cannot take blocks the session (blockedSessions.ts):
+ * next commit writes it). A snapshot the code cannot take — one that does not migrate, or that
+ * is not a snapshot XState can restore (a row changed outside the runtime) — blocks the session (blockedSessions.ts):
  * nothing of it is written, its messages are held unacked, the error is announced on its state
  * subject, and its row is read again now and then (`retry`) so a row rewritten by
  * `agentry migrate` releases it without a restart.
  */
 import type { JsMsg } from '@nats-io/jetstream';
-import { migrateSnapshot } from '../../actors/agentVersion.js';
+import { migrateSnapshot, snapshotProblem, type MigrationError } from '../../actors/agentVersion.js';
 import type { SessionRecord } from '../../persistence/types.js';
 import type { Clock } from '../clock.js';
 import { STATE_SUBJECT } from '../transport.js';
@@ -39,10 +40,7 @@ export class MigrationGate {
     if (!agent) return rec; // a type this node does not run: its turns fail as before
     const out = migrateSnapshot(sid, agent, rec.snapshot);
     if (!out.ok) {
-      this.blocked.block(sid, partition, out.error);
-      this.deps.logger.error({ sessionId: sid, agentType: rec.type, code: out.error.code, reason: out.error.reason, fromVersion: out.error.fromVersion, toVersion: out.error.toVersion, err: out.error.message },
-        'session snapshot cannot be migrated: the session keeps its stored snapshot and its messages stay unacked until a deploy can take it');
-      this.deps.transport.publishCore(STATE_SUBJECT(sid), JSON.stringify({ agentId: sid, error: out.error.toJSON(), at: this.port.clock.now() }));
+      this.refuse(sid, partition, out.error);
       return null;
     }
     if (out.changed) {
@@ -50,6 +48,18 @@ export class MigrationGate {
       this.deps.logger.info({ sessionId: sid, agentType: rec.type, fromVersion: out.from, toVersion: out.to }, 'session snapshot migrated');
     }
     return out.changed ? { ...rec, snapshot: out.snapshot } : rec;
+  }
+
+  /**
+   * Blocks a session whose stored snapshot this code cannot take (a failed migration, or a
+   * snapshot XState cannot restore: `SessionHost.makeLive`): its messages are held unacked, the
+   * error is logged and announced on its state subject, its row is left as it is.
+   */
+  refuse(sid: string, partition: number, error: MigrationError): void {
+    this.blocked.block(sid, partition, error);
+    this.deps.logger.error({ sessionId: sid, agentType: error.agentType, code: error.code, reason: error.reason, fromVersion: error.fromVersion, toVersion: error.toVersion, err: error.message },
+      'session snapshot cannot be taken: the session keeps its stored snapshot and its messages stay unacked until a deploy or a corrected row can take it');
+    this.deps.transport.publishCore(STATE_SUBJECT(sid), JSON.stringify({ agentId: sid, error: error.toJSON(), at: this.port.clock.now() }));
   }
 
   /**
@@ -62,7 +72,9 @@ export class MigrationGate {
     for (const { sid, agentType } of this.blocked.due(Date.now() - Math.max(5_000, this.deps.config.ackWaitMs))) {
       const agent = this.deps.agents.get(agentType);
       void this.deps.store.loadSession(sid).then((rec) => {
-        if (!rec || !agent || !migrateSnapshot(sid, agent, rec.snapshot).ok) return;
+        if (!rec || !agent) return;
+        const out = migrateSnapshot(sid, agent, rec.snapshot);
+        if (!out.ok || snapshotProblem(out.snapshot) !== null) return;
         const p = this.blocked.release(sid);
         this.deps.logger.info({ sessionId: sid, agentType }, 'a blocked session\'s snapshot can be taken now (rewritten meanwhile): it hydrates again');
         if (p !== null) this.deps.restartPartition?.(p, `session ${sid} unblocked: its held messages come again`);

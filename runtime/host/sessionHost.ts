@@ -44,7 +44,7 @@ import type { ResolvedAgent } from '../../actors/defineAgent.js';
 import { backoffDelay, sessionMachine, statePath, topState, snapshotContext, type SessionContext, type SessionEvent } from '../../actors/sessionMachine.js';
 import type { Priority, TurnPolicy } from '../../actors/types.js';
 import type { HistoryEntry, HistoryLimit, SessionRecord, TransitionRecord } from '../../persistence/types.js';
-import { stampOf } from '../../actors/agentVersion.js';
+import { MigrationError, snapshotShapeProblem, stampOf } from '../../actors/agentVersion.js';
 import { realClock, type Clock } from '../clock.js';
 import { settleWithin } from '../deadline.js';
 import { partitionOf } from '../partition.js';
@@ -294,7 +294,15 @@ export class SessionHost {
       if (loaded) {
         const rec = this.gate.migrated(sid, partition, loaded.record);
         if (!rec) return null; // blocked: its messages are held (holdBlocked)
-        return this.slots.pin(this.makeLive(sid, loaded.record.type, partition, rec, loaded.history.reverse()));
+        let s: LiveSession;
+        try {
+          s = this.makeLive(sid, loaded.record.type, partition, rec, loaded.history.reverse());
+        } catch (err) {
+          if (!(err instanceof MigrationError)) throw err;
+          this.gate.refuse(sid, partition, err); // a snapshot XState cannot restore: blocked, like a failed migration
+          return null;
+        }
+        return this.slots.pin(s);
       }
       if (!mayCreate) return null;
       const type = this.deps.config.defaultAgentType;
@@ -352,6 +360,16 @@ export class SessionHost {
           limits: agent?.limits ?? { policy: 'queue', maxMerge: 1, maxMergeDelayMs: 0, maxAttempts: 1, retryBaseMs: 0, retryCapMs: 0 },
         },
       } as never);
+    if (rec) {
+      // XState keeps a restore's error in the snapshot instead of throwing: an actor started from
+      // it would take every message and never commit one (a stored state the statechart lacks,
+      // the stamp not telling: a row edited by hand).
+      const restored = actor.getSnapshot() as { status: string; error?: unknown };
+      if (restored.status === 'error') {
+        throw new MigrationError(sid, type, 'invalid-state', stampOf(rec.snapshot).version, agent?.version ?? stampOf(rec.snapshot).version,
+          `the stored snapshot cannot be restored: ${restored.error instanceof Error ? restored.error.message : String(restored.error)}`);
+      }
+    }
     const ctx = rec ? snapshotContext(rec.snapshot) : null;
     const session: LiveSession = {
       id: sid, type, partition, actor, agentVersion: agent?.version ?? (rec ? stampOf(rec.snapshot).version : 1),
@@ -731,8 +749,13 @@ export class SessionHost {
     if (s) return this.view(s);
     const rec = await this.deps.store.loadSession(sid);
     if (!rec) return null;
-    const ctx = snapshotContext(rec.snapshot);
     const blocked = this.blocked.errorOf(sid);
+    const unreadable = snapshotShapeProblem(rec.snapshot);
+    if (unreadable !== null) {
+      const v = stampOf(rec.snapshot).version;
+      throw blocked ?? new MigrationError(sid, rec.type, 'invalid-state', v, this.agentOf(rec.type)?.version ?? v, unreadable);
+    }
+    const ctx = snapshotContext(rec.snapshot);
     return {
       ...viewOf(sid, rec.type, (rec.snapshot as { value: unknown }).value, ctx, false, rec.updatedAt),
       agentVersion: stampOf(rec.snapshot).version, ...(blocked ? { migrationError: blocked.toJSON() } : {}),
