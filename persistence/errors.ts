@@ -14,6 +14,27 @@ export class StoreError extends Error {
 export class StoreUnavailableError extends StoreError {
   override readonly name = 'StoreUnavailableError';
   override readonly code = 'STORE_UNAVAILABLE';
+  /**
+   * The call ran past its deadline (a query or statement timeout): the store may be slow rather
+   * than gone, and a group commit's batch is split before it is tried again (groupCommit.ts) — a
+   * batch too heavy to finish in time would time out the same way at every try.
+   */
+  readonly splitBatch: boolean;
+
+  constructor(message: string, options?: ErrorOptions & { readonly splitBatch?: boolean }) {
+    super(message, options);
+    this.splitBatch = options?.splitBatch ?? false;
+  }
+}
+
+/**
+ * A group commit's batch whose document is too large to build or to send as one statement
+ * (`MAX_COMMIT_DOCUMENT_CHARS`, or past V8's longest string): its records go in smaller
+ * batches. Never reaches an API client: the committer splits the batch (groupCommit.ts).
+ */
+export class StoreBatchTooLargeError extends StoreError {
+  override readonly name = 'StoreBatchTooLargeError';
+  readonly splitBatch = true;
 }
 
 /** The database was migrated by a newer release; running older code against it could corrupt it. */

@@ -59,7 +59,7 @@ const UNAVAILABLE_MESSAGES = /Connection terminated|timeout exceeded when trying
 export function normalizePgError(err: unknown): unknown {
   if (err instanceof StoreError) return err;
   if (isUnavailable(err)) {
-    return new StoreUnavailableError(`store unavailable: ${messageOf(err)}`, { cause: err });
+    return new StoreUnavailableError(`store unavailable: ${messageOf(err)}`, { cause: err, splitBatch: isTimeout(err) });
   }
   const code = codeOf(err);
   if (code !== undefined && RETRYABLE_SQLSTATES.has(code)) {
@@ -83,6 +83,11 @@ function isUnavailable(err: unknown): boolean {
     if (/^08[0-9A-Z]{3}$/.test(code)) return true;
   }
   return err instanceof Error && UNAVAILABLE_MESSAGES.test(err.message);
+}
+
+/** A deadline passed (Postgres' statement_timeout, pg's client-side query_timeout): slow, maybe not gone. */
+function isTimeout(err: unknown): boolean {
+  return codeOf(err) === '57014' || (err instanceof Error && /Query read timeout/i.test(err.message));
 }
 
 function codeOf(err: unknown): string | undefined {

@@ -3,7 +3,7 @@
  * the PGlite backend (they differ only in the `SqlDb` adapter they pass in).
  */
 import { commitDocument, commitRecords } from './commitQuery.js';
-import { FencedError, StaleVersionError } from './errors.js';
+import { FencedError, StaleVersionError, StoreBatchTooLargeError, StoreDataError } from './errors.js';
 import { historyLimitForSql } from './historyLimit.js';
 import { migrate } from './migrate.js';
 import * as sql from './queries.js';
@@ -76,7 +76,7 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
       if (records.length === 0) return;
       // One statement, its own transaction (migration 0005): fencing under a share lock held to
       // its end, every check before any write, so a failed check leaves nothing written.
-      const doc = commitDocument(records, planSessionWrites(records));
+      const doc = boundedCommitDocument(records);
       const outcome = await commitRecords(db, doc, now());
       if (outcome.kind === 'fenced') throw firstFenced(records, outcome.epochs) ?? new FencedError(records[0]!.sessionId, records[0]!.ownerEpoch);
       if (outcome.kind === 'conflict') throw firstConflict(records, outcome.versions);
@@ -321,4 +321,29 @@ export function firstFenced(records: readonly CommitRecord[], epochs: ReadonlyMa
 function clampLimit(limit: number | undefined, fallback: number, max: number): number {
   if (limit === undefined || !Number.isFinite(limit)) return fallback;
   return Math.max(0, Math.min(max, Math.floor(limit)));
+}
+
+/**
+ * Most characters of one commit document with more than one record (64 Mi: about 64 MB of
+ * JSON). Larger ones are split by the committer. A backlog of sessions with megabytes of state
+ * each made documents of hundreds of MB: a commit past the 15 s query deadline, tried again
+ * whole at every retry (200 sessions of 1.5 MB: 70 commits in 4 minutes, readiness down);
+ * past V8's longest string (~512 MB) one could not even be built.
+ */
+export const MAX_COMMIT_DOCUMENT_CHARS = 64 * 1024 * 1024;
+
+/** The commit document of `records`, or the error that makes the committer split them (or refuses one record as data). */
+function boundedCommitDocument(records: readonly CommitRecord[]): ReturnType<typeof commitDocument> {
+  let doc: ReturnType<typeof commitDocument>;
+  try {
+    doc = commitDocument(records, planSessionWrites(records));
+  } catch (err) {
+    if (!(err instanceof RangeError) || !/Invalid string length/i.test(err.message)) throw err;
+    if (records.length > 1) throw new StoreBatchTooLargeError(`a commit of ${records.length} records is too large to build as one document`, { cause: err });
+    throw new StoreDataError(`session ${records[0]!.sessionId}'s commit is too large to store (its state and outputs exceed ~512 MB as JSON)`, { cause: err });
+  }
+  if (records.length > 1 && doc.json.length > MAX_COMMIT_DOCUMENT_CHARS) {
+    throw new StoreBatchTooLargeError(`a commit of ${records.length} records is ${Math.round(doc.json.length / 1048576)} MB as JSON (at most ${MAX_COMMIT_DOCUMENT_CHARS / 1048576} MB per batch)`);
+  }
+  return doc;
 }

@@ -17,7 +17,9 @@
  * lateness sat on nearly every commit.
  *
  * While the store is unavailable the batch is retried with capped backoff and `healthy()`
- * reports false; nothing is dropped and nothing is acked meanwhile. A non-retryable failure
+ * reports false; nothing is dropped and nothing is acked meanwhile. A batch the store says is
+ * too large for one statement, or that ran past its deadline (`splitBatch`), is split in halves
+ * first: records of sessions with megabytes of state made batches that timed out at every try. A non-retryable failure
  * (stale version, fenced, or data Postgres cannot store: a poison record) is isolated by
  * splitting the batch in halves until the failing record stands alone; it alone is rejected,
  * everything else commits. A data error is never retried.
@@ -82,6 +84,7 @@ export function createGroupCommitter(opts: {
   let drainWaiters: (() => void)[] = [];
 
   const isRetryable = (e: unknown): boolean => (e as { retryable?: boolean }).retryable !== false;
+  let splitWarnedAt = -Infinity;
 
   async function commitWithRetry(all: Pending[]): Promise<void> {
     let delay = 50;
@@ -115,6 +118,15 @@ export function createGroupCommitter(opts: {
         if (!isRetryable(e)) {
           if (batch.length === 1) { batch[0]!.reject(e); return; }
           // Halves, in order: a session's v+1 never commits before its v.
+          const mid = Math.ceil(batch.length / 2);
+          await commitWithRetry(batch.slice(0, mid));
+          await commitWithRetry(batch.slice(mid));
+          return;
+        }
+        if ((e as { splitBatch?: boolean }).splitBatch === true && batch.length > 1) {
+          // Too large for one statement, or past the query deadline (a batch of heavy records
+          // would time out the same way at every try): halves, in order, each retried alone.
+          if (Date.now() - splitWarnedAt >= 60_000) { splitWarnedAt = Date.now(); logger.warn({ records: batch.length, err: (e as Error).message }, 'store commit too large or too slow as one batch; splitting it'); }
           const mid = Math.ceil(batch.length / 2);
           await commitWithRetry(batch.slice(0, mid));
           await commitWithRetry(batch.slice(mid));

@@ -161,4 +161,29 @@ describe('group commit', () => {
     expect(Object.fromEntries(outcome)).toEqual({ a: 'ok', b: 'ok', c: 'StoreDataError', d: 'ok' });
     expect(calls.map((c) => c.ids)).toEqual([['a', 'b', 'c', 'd'], ['a', 'b'], ['c', 'd'], ['c'], ['d']]);
   });
+
+  it('a batch that timed out or is too large is split in halves, in order, until it fits; a lone record is retried as it is', async () => {
+    const { store, calls } = fakeStore();
+    const gc = createGroupCommitter({ store, logger, maxBatch: 500, concurrency: 1 });
+    const ids = ['a', 'b', 'c', 'd', 'e'];
+    const committed: string[] = [];
+    const done = ids.map((id) => gc.submit(rec(id)).then(() => { committed.push(id); }));
+    // Anything of more than two records times out, and anything with `e` in it but alone; the
+    // lone `e` times out once more (a slow store, not a heavy batch), then commits.
+    let seen = 0;
+    let eTimedOut = false;
+    while (committed.length < ids.length) {
+      await turn();
+      while (seen < calls.length) {
+        const c = calls[seen++]!;
+        const lone = c.ids.length === 1 && c.ids[0] === 'e' && !eTimedOut;
+        if (lone) eTimedOut = true;
+        c.settle(c.ids.length > 2 || (c.ids.includes('e') && c.ids.length > 1) || lone ? new StoreUnavailableError('canceling statement due to statement timeout', { splitBatch: true }) : undefined);
+      }
+    }
+    await Promise.all(done);
+    expect(committed).toEqual(ids);
+    // Not the same five again and again (before 2026-11-29 a batch past the deadline timed out at every try).
+    expect(calls.map((c) => c.ids)).toEqual([['a', 'b', 'c', 'd', 'e'], ['a', 'b', 'c'], ['a', 'b'], ['c'], ['d', 'e'], ['d'], ['e'], ['e']]);
+  });
 });
