@@ -1,0 +1,153 @@
+// Two runtime processes on one NATS server and one Postgres whose wall clocks disagree: one runs
+// 20 s ahead, the other 20 s behind (the preload test/fixtures/skewClock.mjs shifts Date.now,
+// new Date() and performance.timeOrigin; the monotonic clock and timers are untouched, as on a
+// host whose NTP is broken). Sleepers are set on both, with a due time the test gives (in its own
+// time, which is Postgres' too: same host) and with a duration the node turns into a due time;
+// then the ahead node is SIGKILLed and the behind node fires what was set on it. Every wake is
+// recorded with the real (unshifted) time it ran: none may be early, none more than LATE_MS late.
+// Before runtime/storeClock.ts each node fired by its own wall clock: the ahead node fired 20 s
+// early, the behind one 20 s late, and a duration set on the ahead node and fired on the behind
+// one came 40 s late.
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { SessionRecord } from '../../persistence/types.js';
+import { partitionOf } from '../../runtime/index.js';
+import { assertBuildIsFresh, startChild, tail, type ChildConfig, type ChildRuntime } from '../durability/childRuntime.js';
+import { PG_URL, dropSchema, natsClient, schemaName, sleep, startNats, tempDir, waitFor } from '../helpers.js';
+
+const PARTS = 4;
+const SKEW_MS = 20_000;
+/** Generous for a busy 2-core machine; the fault it catches is 20 s. Early is never allowed. */
+const LATE_MS = 5_000;
+
+type Nats = Awaited<ReturnType<typeof startNats>>;
+let nats: Nats;
+let nc: NatsConnection;
+let schema: string;
+const logs = tempDir('agentry-clockskew-');
+const nodes: ChildRuntime[] = [];
+
+interface Wake { at: number; reason: string | null; i: number | null; until: number | null; real: number }
+/** One sleeper: when it must wake (by the store's clock), and what the node stored. */
+interface Sleeper { sid: string; node: string; how: 'until' | 'duration'; dueAt: number }
+
+const cfgOf = (id: string, skew: number): ChildConfig => ({
+  natsUrl: nats.url, partitions: PARTS, ctlSubject: `test.ctl.${schema}.${id}`, databaseUrl: PG_URL, schema,
+  clockSkewMs: skew, extra: { nodeId: id, leaseTtlMs: 2000 },
+});
+const logOf = (id: string): string => join(logs.dir, `${id}.log`);
+
+beforeAll(async () => {
+  assertBuildIsFresh();
+  nats = await startNats(PARTS);
+  nc = await natsClient(nats.url);
+  schema = schemaName('clockskew');
+});
+
+afterAll(async () => {
+  for (const n of nodes) if (!n.exited()) await n.kill();
+  await nc?.close();
+  await nats?.cleanup();
+  if (schema) await dropSchema(schema);
+  logs.cleanup();
+});
+
+const owned = async (n: ChildRuntime): Promise<number[]> => (await n.ctl<{ owned: number[] | null }>('ping')).owned ?? [];
+
+/** Session ids of the given partitions, `count` of them. */
+function sessionsOn(parts: readonly number[], prefix: string, count: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; out.length < count; i++) if (parts.includes(partitionOf(`${prefix}-${i}`, PARTS))) out.push(`${prefix}-${i}`);
+  return out;
+}
+
+/** Puts `sid` to sleep on `n`: until `Date.now() + ms` as the test reckons it, or for `ms` as the node reckons it. */
+async function putToSleep(n: ChildRuntime, node: string, sid: string, how: 'until' | 'duration', ms: number): Promise<Sleeper> {
+  await n.ctl('createAgent', sid, 'rec-sleep');
+  if (how === 'until') {
+    const dueAt = Date.now() + ms;
+    await n.ctl('sendMessage', sid, { i: 1, sleepUntil: dueAt });
+    await waitFor(async () => (await n.ctl<SessionRecord>('loadSession', sid)).status === 'sleeping', `${sid} asleep`);
+    return { sid, node, how, dueAt };
+  }
+  const asked = Date.now();
+  const r = await n.ctl<{ state: string; wake: { until: number | null } | null }>('sleepAgent', sid, { durationMs: ms });
+  const answered = Date.now();
+  expect(r.state).toBe('sleeping');
+  const dueAt = r.wake?.until ?? NaN;
+  // The node turned the duration into a due time by its clock: it must be the store's (the
+  // test's) time of the request plus the duration, not one 20 s off.
+  expect(dueAt, `${sid}: due time set on ${node}`).toBeLessThanOrEqual(answered + ms);
+  expect(dueAt, `${sid}: due time set on ${node}`).toBeGreaterThanOrEqual(asked + ms - 1000);
+  return { sid, node, how, dueAt };
+}
+
+/**
+ * Waits until every sleeper recorded its timer's wake, or until the last due time plus LATE_MS
+ * (and a little to read it) passed; returns each one's wake as recorded (null: none yet).
+ */
+async function wakesOf(reader: () => ChildRuntime, sleepers: readonly Sleeper[]): Promise<Map<string, Wake | null>> {
+  const deadline = Math.max(...sleepers.map((s) => s.dueAt)) + LATE_MS + 2_000;
+  const out = new Map<string, Wake | null>();
+  for (;;) {
+    for (const s of sleepers) {
+      const rec = await reader().ctl<SessionRecord | null>('loadSession', s.sid);
+      const wakes = (rec?.snapshot as { context?: { userState?: { wakes?: Wake[] } } } | undefined)?.context?.userState?.wakes ?? [];
+      out.set(s.sid, wakes.find((w) => w.reason === 'time') ?? null);
+    }
+    if ([...out.values()].every((w) => w !== null) || Date.now() > deadline) return out;
+    await sleep(100);
+  }
+}
+
+/** Checks every sleeper woke, none before its due time, none more than LATE_MS after; returns the report. */
+function judge(sleepers: readonly Sleeper[], wakes: Map<string, Wake | null>): string[] {
+  const report = sleepers.map((s) => {
+    const w = wakes.get(s.sid);
+    return w ? `${s.sid} (${s.how}, set on ${s.node}): woke ${w.real - s.dueAt} ms after its due time` : `${s.sid} (${s.how}, set on ${s.node}): not woken by ${LATE_MS} ms after its due time`;
+  });
+  for (const s of sleepers) {
+    const w = wakes.get(s.sid);
+    expect(w, report.join('\n')).not.toBeNull();
+    expect(w!.real - s.dueAt, `early: ${report.join('\n')}`).toBeGreaterThanOrEqual(0);
+    expect(w!.real - s.dueAt, `late: ${report.join('\n')}`).toBeLessThan(LATE_MS);
+  }
+  return report;
+}
+
+describe('nodes whose wall clocks disagree by 40 s', () => {
+  it('fire sleepers by the store\'s clock: none early, none late, also after a failover from the ahead node to the behind one', async () => {
+    const ahead = await startChild(nc, cfgOf('ahead', SKEW_MS), logOf('ahead'));
+    nodes.push(ahead);
+    const behind = await startChild(nc, cfgOf('behind', -SKEW_MS), logOf('behind'));
+    nodes.push(behind);
+    await waitFor(async () => (await owned(ahead)).length === PARTS / 2 && (await owned(behind)).length === PARTS / 2, 'the partitions split between the nodes', 30_000, 100);
+    const aheadParts = await owned(ahead);
+    const behindParts = await owned(behind);
+
+    // Both alive: each fires its own sleepers.
+    const [ua, da] = sessionsOn(aheadParts, 'a1', 2);
+    const [ub, db] = sessionsOn(behindParts, 'b1', 2);
+    const first = await Promise.all([
+      putToSleep(ahead, 'ahead', ua!, 'until', 4_000), putToSleep(ahead, 'ahead', da!, 'duration', 4_000),
+      putToSleep(behind, 'behind', ub!, 'until', 4_000), putToSleep(behind, 'behind', db!, 'duration', 4_000),
+    ]);
+    const report1 = judge(first, await wakesOf(() => behind, first));
+
+    // Set on the ahead node, which is then SIGKILLed: the behind node takes its partitions and fires them.
+    const [uf, df] = sessionsOn(aheadParts, 'a2', 2);
+    const second = await Promise.all([putToSleep(ahead, 'ahead', uf!, 'until', 8_000), putToSleep(ahead, 'ahead', df!, 'duration', 8_000)]);
+    await ahead.kill();
+    await waitFor(async () => (await owned(behind)).length === PARTS, 'the behind node to take the ahead node\'s partitions', 20_000, 100);
+    const report2 = judge(second, await wakesOf(() => behind, second));
+
+    // What the behind node measured: Postgres' clock minus its wall clock, about +20 s.
+    const status = await behind.ctl<{ source: string; offsetMs: number | null; uncertaintyMs: number | null } | null>('clockStatus');
+    console.log([...report1, ...report2, `behind node's clock: ${JSON.stringify(status)}`].join('\n'));
+    expect(status?.source).toBe('store');
+    expect(Math.abs(status!.offsetMs! - SKEW_MS)).toBeLessThan(1000);
+    expect(tail(logOf('ahead'), 400)).toMatch(/wall clock is \d+ ms ahead of the store's/);
+    expect(tail(logOf('behind'), 400)).toMatch(/wall clock is \d+ ms behind the store's/);
+  }, 90_000);
+});
