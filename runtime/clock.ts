@@ -17,6 +17,13 @@ export interface Clock {
    * Absent on clocks that are never corrected.
    */
   onAdjust?(fn: () => void): () => void;
+  /**
+   * The earliest the authority's time can be now, at most `now()`: a clock that only estimates
+   * its authority's time (runtime/storeClock.ts: Postgres' clock, known within a round trip) says
+   * here when a due time has certainly come, and timers fire by it so that none fires early.
+   * Absent: `now()` is exact.
+   */
+  earliestNow?(): number;
 }
 
 /** The wall clock and Node's timers. */

@@ -6,8 +6,8 @@
  *
  * Timers are never early: a timer callback that runs before its due time re-arms; times are
  * the runtime's clock's, which follows Postgres' clock on a `pg` store (runtime/storeClock.ts), so
- * nodes whose wall clocks disagree fire a timer at the same instant, and re-arm when that clock
- * is corrected forward. A timer
+ * nodes whose wall clocks disagree fire a timer at the same instant: due by the clock's earliest
+ * possible now (`earliestNow`), re-armed when that clock is corrected forward. A timer
  * that fell due while the runtime was down is in the first read and fires right after start.
  * Delays beyond 2^31-1 ms work because nothing is armed further out than the horizon.
  * Entries are verified when they fire (the session may have woken meanwhile), so the heap
@@ -470,6 +470,16 @@ export class Scheduler {
     }
   }
 
+  /**
+   * The time timers are due by: the clock's earliest possible now (a clock synchronised with the
+   * store's is only known within a round trip; firing by the lower bound keeps every timer from
+   * firing early), or its now.
+   */
+  private dueNow(): number {
+    const c = this.deps.clock;
+    return c.earliestNow ? c.earliestNow() : c.now();
+  }
+
   /** When the timer must next run: the earliest due time, or the earliest announcement. */
   private nextRun(): number {
     const due = this.heap.peek()?.at ?? Infinity;
@@ -483,7 +493,7 @@ export class Scheduler {
     if (this.timer !== undefined) { this.deps.clock.clearTimeout(this.timer); this.timer = undefined; }
     if (next === Infinity) { this.armedFor = Infinity; return; }
     this.armedFor = next;
-    const delay = Math.min(MAX_DELAY, Math.max(0, next - this.deps.clock.now()));
+    const delay = Math.min(MAX_DELAY, Math.max(0, next - this.dueNow()));
     this.timer = this.deps.clock.setTimeout(() => { this.timer = undefined; this.fire(); }, delay);
   }
 
@@ -492,7 +502,7 @@ export class Scheduler {
    * per call; the rest continue on a timer armed for now (see the module comment).
    */
   private fire(): void {
-    const now = this.deps.clock.now();
+    const now = this.dueNow();
     let budget = FIRE_SLICE;
     let owned: ReadonlySet<number> | null | undefined;
     const ownedParts = (): ReadonlySet<number> | null => {

@@ -1,44 +1,50 @@
 /**
- * Owns the runtime's time when several nodes share one Postgres: a `Clock` whose `now()` is the
- * store's clock, so that nodes whose wall clocks disagree still agree on when a timer is due.
+ * Owns the runtime's time when several nodes share one Postgres: a `Clock` that keeps the store's
+ * time, so that nodes whose wall clocks disagree still agree on when a timer is due.
  *
  * Due times are absolute epoch milliseconds in Postgres, set by whichever node runs a session and
- * fired by whichever node owns its partition then. On wall clocks a node 30 s ahead fired every
- * timer it owned 30 s early (and cron firings too), one 30 s behind fired them late and set due
- * times 30 s short for the others, and a sleep set on one node and fired by another after a
+ * fired by whichever node owns its partition then. On wall clocks a node 20 s ahead fired every
+ * timer it owned 20 s early (and cron firings too), one 20 s behind fired them late and set due
+ * times 20 s short for the others, and a sleep set on one node and fired by another after a
  * failover was early or late by their difference. Here the store's clock is the one authority:
  *
  * - Each sync reads `clock_timestamp()` a few times (`SAMPLES`) and keeps the reading with the
- *   shortest round trip. The server read its clock between send and reply, so at the reply the
- *   server's clock reads at least that value: the clock is anchored there, a LOWER bound of the
- *   store's time (behind it by at most the round trip, never ahead).
- * - Between syncs it runs on the monotonic clock (`performance.now()`), not on the wall clock: a
- *   wall clock that steps (NTP, a VM resumed with a stale clock) moves nothing here. It runs
- *   `DRIFT` (100 ppm) slower than the monotonic clock, more than a crystal drifts, so that it
- *   stays a lower bound between syncs; each sync then moves it forward by a few ms at most.
+ *   shortest round trip. The server read its clock after the question went and before the answer
+ *   came, so at the answer its clock reads between that reading and the reading plus the round
+ *   trip: bounds, `earliest` and `latest`, a round trip apart (under a millisecond on a LAN).
+ * - Between syncs the bounds run on the monotonic clock (`performance.now()`), never on the wall
+ *   clock (a wall clock that steps, NTP or a VM resumed with a stale clock, moves nothing here),
+ *   widening by `DRIFT` (100 ppm, more than a crystal drifts) so that they stay bounds.
+ * - `now()` is the wall clock kept within the bounds: where the node's clock agrees with the
+ *   store's (NTP works) it is `Date.now()` exactly, as before; one ahead reads `latest`, one behind
+ *   `earliest`. Due times set from a duration (`now() + ms`) are then never short by more than the
+ *   round trip, and never short at all on a node that is ahead.
+ * - The scheduler fires by `earliestNow()`, the lower bound: a timer fires only once the store's
+ *   clock has certainly reached its due time, so none fires early, and late by at most the round
+ *   trip plus the drift allowance since the last sync (a few ms).
  * - It never goes backwards: a sync that finds it ahead (the store's clock stepped back) holds it
  *   until the store's time catches up, if by at most `HOLD_MAX_MS`; further back it steps back
  *   with a warn (holding the clock for minutes would stop every timer for as long).
- * - A correction forward tells `onAdjust` listeners (the scheduler re-arms its timer, which would
- *   otherwise fire late by the correction); a held clock needs nothing (a timer that runs while it
- *   is held finds nothing due and re-arms).
+ * - A sync that moves the lower bound forward tells `onAdjust` listeners (the scheduler re-arms its
+ *   timer, which would otherwise fire late by the correction); a held clock needs nothing (a timer
+ *   that runs while it is held finds nothing due and re-arms).
  * - The store away (an outage, a timeout): the last anchor stays and the clock runs on; the next
  *   sync retries. A node that could not sync at start runs on its wall clock until a sync works.
  *
- * So a timer fires no earlier than its due time by the store's clock, and late by at most the
- * round trip of the best sample plus what the monotonic clock drifted since the last sync. The
- * offset (store minus this node's wall clock) is reported (`status()`: the `agentry_clock_offset_seconds`
- * metric, `listNodes`) and logged as a warn past `warnMs`. PGlite needs none of this (its clock
- * is this process's): the runtime uses it only for a store with `serverNow` of kind `pg`.
+ * The offset (store minus this node's wall clock) is reported (`status()`: the
+ * `agentry_clock_offset_seconds` metric, `listNodes`) and logged as a warn past `warnMs`. PGlite
+ * needs none of this (its clock is this process's): the runtime uses it only for a store with
+ * `serverNow` of kind `pg`.
  */
 import type { Clock } from './clock.js';
 import type { Logger } from './logger.js';
 
 /** Readings per sync: the one with the shortest round trip is kept. */
 const SAMPLES = 5;
-/** How much slower than the monotonic clock this clock runs (100 ppm): it must not run ahead between syncs. */
+/** How much the bounds widen per monotonic ms (100 ppm), so that a drifting monotonic clock keeps them bounds between syncs. */
 const DRIFT = 1e-4;
-const RATE = 1 - DRIFT;
+const SLOW = 1 - DRIFT;
+const FAST = 1 + DRIFT;
 /** The furthest a sync holds the clock (instead of stepping it back) when it finds it ahead of the store's. */
 export const HOLD_MAX_MS = 5_000;
 /** While the offset stays past the warn threshold, the warn is repeated this often. */
@@ -70,8 +76,8 @@ export interface StoreClockOptions {
   readonly wall?: () => number;
 }
 
-/** An anchor: the store's time `storeMs` (a lower bound) at monotonic time `mono`. */
-interface Anchor { readonly storeMs: number; readonly mono: number }
+/** An anchor: the store's clock read `storeMs`, answered at monotonic time `mono`, `rtt` after it was asked. */
+interface Anchor { readonly storeMs: number; readonly mono: number; readonly rtt: number }
 
 /**
  * The store-synchronised clock of one node (see the module comment). `start()` syncs once before
@@ -80,12 +86,15 @@ interface Anchor { readonly storeMs: number; readonly mono: number }
  * @example
  * const clock = new StoreClock({ read: () => store.serverNow!(), logger, everyMs: 30_000, warnMs: 1000 });
  * await clock.start();
- * clock.now(); // the store's time, never ahead of it
+ * clock.now();         // this node's wall clock, kept within a round trip of the store's
+ * clock.earliestNow(); // the store's time, never ahead of it: what timers fire by
  */
 export class StoreClock implements Clock {
   private anchor: Anchor | null = null;
   /** The latest value `now()` returned: it never returns less (a hold). */
   private floor = Number.NEGATIVE_INFINITY;
+  /** The latest value `earliestNow()` returned, likewise. */
+  private earliestFloor = Number.NEGATIVE_INFINITY;
   private offsetMs: number | null = null;
   private uncertaintyMs: number | null = null;
   private syncedAtMono: number | null = null;
@@ -118,17 +127,37 @@ export class StoreClock implements Clock {
     this.listeners.clear();
   }
 
-  /** Whole milliseconds like `Date.now()` (due times are stored as bigint), rounded down: never ahead. */
+  /**
+   * This node's wall clock, kept within what the store's clock can read now (`bounds`): where the
+   * two agree (NTP works) it is `Date.now()` exactly; a wall clock ahead reads the latest the
+   * store's can be, one behind the earliest. Whole milliseconds (due times are stored as bigint),
+   * never less than it returned before.
+   */
   now(): number {
-    const v = Math.floor(this.anchor ? this.anchor.storeMs + (this.mono() - this.anchor.mono) * RATE : this.wall());
+    const b = this.bounds();
+    const w = this.wall();
+    const v = Math.floor(b ? Math.min(b.latest, Math.max(b.earliest, w)) : w);
     if (v <= this.floor) return this.floor;
     this.floor = v;
     return v;
   }
 
-  /** Node's timers, the delay stretched by this clock's rate so that `now()` has advanced by `ms` when it runs. */
+  /**
+   * The earliest the store's clock can read now (the lower bound), never above `now()`: a timer due
+   * by it is due by the store's clock, so the scheduler fires by it and none fires early.
+   */
+  earliestNow(): number {
+    const b = this.bounds();
+    const now = this.now();
+    const v = b ? Math.min(now, Math.floor(b.earliest)) : now;
+    if (v <= this.earliestFloor) return this.earliestFloor;
+    this.earliestFloor = v;
+    return v;
+  }
+
+  /** Node's timers, the delay stretched by this clock's slowest rate so that `earliestNow()` has advanced by `ms` when it runs. */
   setTimeout(fn: (...args: unknown[]) => void, ms: number): unknown {
-    return setTimeout(fn, Math.ceil(Math.max(0, ms) / RATE));
+    return setTimeout(fn, Math.ceil(Math.max(0, ms) / SLOW));
   }
 
   clearTimeout(id: unknown): void {
@@ -147,6 +176,18 @@ export class StoreClock implements Clock {
       uncertaintyMs: this.uncertaintyMs,
       syncAgeMs: this.syncedAtMono === null ? null : Math.max(0, this.mono() - this.syncedAtMono),
     };
+  }
+
+  /**
+   * What the store's clock can read now, from the last sync: at least its reading (it was taken
+   * before the answer came), at most that plus the round trip (it was taken after the question
+   * went), each side run on the monotonic clock with `DRIFT` to spare. Null before a sync.
+   */
+  private bounds(): { earliest: number; latest: number } | null {
+    const a = this.anchor;
+    if (!a) return null;
+    const since = this.mono() - a.mono;
+    return { earliest: a.storeMs + since * SLOW, latest: a.storeMs + a.rtt + since * FAST };
   }
 
   /**
@@ -189,22 +230,30 @@ export class StoreClock implements Clock {
     const wasSynced = this.anchor !== null;
     // Before the first sync nothing may have read the clock yet (the runtime syncs before it
     // starts): then there is nothing to keep monotonic with.
-    const before = wasSynced || this.floor > Number.NEGATIVE_INFINITY ? this.now() : Number.NEGATIVE_INFINITY;
-    this.anchor = { storeMs: s.storeMs, mono: s.mono };
+    const used = wasSynced || this.floor > Number.NEGATIVE_INFINITY;
+    const before = used ? this.now() : Number.NEGATIVE_INFINITY;
+    const beforeEarliest = used ? this.earliestNow() : Number.NEGATIVE_INFINITY;
+    this.anchor = { storeMs: s.storeMs, mono: s.mono, rtt: s.rtt };
     this.syncedAtMono = s.mono;
     // Reported as the midpoint estimate: the store read its clock somewhere within the round trip.
     this.offsetMs = Math.round((s.storeMs + s.rtt / 2 - s.wall) * 10) / 10;
     this.uncertaintyMs = Math.round(s.rtt * 5) / 10;
-    const fresh = Math.floor(this.anchor.storeMs + (this.mono() - this.anchor.mono) * RATE);
-    const ahead = before - fresh;
+    const b = this.bounds()!;
+    const fresh = Math.floor(Math.min(b.latest, Math.max(b.earliest, this.wall())));
+    const freshEarliest = Math.min(fresh, Math.floor(b.earliest));
+    const ahead = Math.max(before - fresh, beforeEarliest - freshEarliest);
     if (ahead > HOLD_MAX_MS) {
       // The store's clock went back (or this node ran on a wall clock far ahead before its first
       // sync): step back rather than stop every timer for that long.
       this.o.logger.warn({ stepMs: Math.round(ahead) }, 'the runtime clock was ahead of the store\'s by more than it holds; stepped back');
       this.floor = fresh;
-    } else if (ahead > 0) {
-      if (wasSynced && ahead > 100) this.o.logger.info({ holdMs: Math.round(ahead) }, 'the runtime clock is ahead of the store\'s; holding it until the store\'s catches up');
-    } else if (ahead < 0) {
+      this.earliestFloor = freshEarliest;
+    } else if (ahead > 100 && wasSynced) {
+      // Held (the floors stay) until the store's time catches up.
+      this.o.logger.info({ holdMs: Math.round(ahead) }, 'the runtime clock is ahead of the store\'s; holding it until the store\'s catches up');
+    }
+    if (freshEarliest > beforeEarliest) {
+      // Timers armed by the earlier bound would fire late by the correction: their owners re-arm.
       for (const fn of [...this.listeners]) {
         try { fn(); } catch (err) { this.o.logger.error({ err }, 'a clock adjustment listener failed'); }
       }

@@ -1,7 +1,8 @@
 // The store-synchronised clock alone (runtime/storeClock.ts), on a simulated monotonic clock and a
-// simulated store clock with round trips: it follows the store's time, never ahead of it (also
-// when this node's monotonic clock runs fast), never backwards, re-arms on a forward correction,
-// runs on through a store outage, and warns about a skewed wall clock.
+// simulated store clock with round trips: `now()` is the wall clock where it agrees with the
+// store's and within a round trip of the store's where it does not; `earliestNow()` (what timers
+// fire by) is never ahead of the store's (also when the monotonic clock drifts); neither goes
+// backwards; a forward correction re-arms; it runs on through a store outage; it warns about skew.
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -54,63 +55,91 @@ function harness(o: { warnMs?: number } = {}) {
 }
 
 describe('StoreClock', () => {
-  it('reads the store\'s time from the sample with the shortest round trip, as a lower bound', async () => {
+  it('bounds the store\'s time by the sample with the shortest round trip; fires by the lower bound', async () => {
     const { w, clock } = harness();
+    w.wallSkew = 60_000; // reads the upper bound
     w.trips = [[40, 40], [3, 5], [1, 0.5], [20, 1], [7, 7]];
     await clock.start();
     expect(w.reads).toBe(5);
+    const earliest = clock.earliestNow();
+    expect(Number.isInteger(earliest)).toBe(true); // due times are stored as bigint
+    expect(earliest).toBeLessThanOrEqual(w.storeNow());
+    expect(w.storeNow() - earliest).toBeLessThanOrEqual(1.5 + 1); // behind by at most the best round trip (+ rounding down)
     const now = clock.now();
-    expect(now).toBeLessThanOrEqual(w.storeNow());
-    expect(w.storeNow() - now).toBeLessThanOrEqual(1.5 + 1e-6); // behind by at most the best round trip
+    expect(now).toBeGreaterThanOrEqual(earliest);
+    expect(now - w.storeNow()).toBeLessThanOrEqual(1.5); // ahead by at most the round trip
     expect(clock.status()).toMatchObject({ source: 'store', uncertaintyMs: 0.8 });
-    expect(Number.isInteger(now)).toBe(true); // due times are stored as bigint
   });
 
-  it('is never ahead of the store between syncs, also when this node\'s monotonic clock runs 90 ppm fast', async () => {
+  it('reads this node\'s wall clock exactly where it agrees with the store\'s (NTP works)', async () => {
     const { w, clock } = harness();
-    w.storeRate = 1 - 90e-6;
+    w.up = 0.4;
+    w.down = 0.4;
+    w.mono = 1000.3;
     await clock.start();
-    for (let i = 0; i < 100; i++) {
-      w.mono += 60_000;
-      expect(clock.now()).toBeLessThanOrEqual(w.storeNow());
+    for (let i = 0; i < 50; i++) {
+      w.mono += 617.3;
+      expect(clock.now()).toBe(Math.floor(w.storeNow()));
+      expect(clock.earliestNow()).toBeLessThanOrEqual(w.storeNow());
     }
-    // 100 minutes on, it is behind by no more than the unused drift allowance (10 ppm) and the round trip.
-    expect(w.storeNow() - clock.now()).toBeLessThan(6_000_000 * 10e-6 + 2 + 1);
   });
 
-  it('ignores the wall clock: a node 20 s ahead or behind reads the store\'s time, and reports its offset', async () => {
+  it('keeps both bounds, also when this node\'s monotonic clock runs 90 ppm fast or slow', async () => {
+    for (const rate of [1 - 90e-6, 1 + 90e-6]) {
+      const { w, clock } = harness();
+      w.storeRate = rate;
+      w.wallSkew = 20_000;
+      await clock.start();
+      for (let i = 0; i < 100; i++) {
+        w.mono += 60_000;
+        expect(clock.earliestNow()).toBeLessThanOrEqual(w.storeNow());
+        expect(clock.now()).toBeGreaterThanOrEqual(Math.floor(w.storeNow()));
+      }
+      // 100 minutes on, within the unused drift allowance (10 ppm) and the round trip.
+      expect(w.storeNow() - clock.earliestNow()).toBeLessThan(6_000_000 * 190e-6 + 3);
+    }
+  });
+
+  it('ignores a wall clock 20 s ahead or behind (and its steps): within a round trip of the store\'s, and reports the offset', async () => {
     for (const skew of [20_000, -20_000]) {
       const { w, clock } = harness();
       w.wallSkew = skew;
       await clock.start();
-      expect(w.storeNow() - clock.now()).toBeGreaterThanOrEqual(0);
-      expect(w.storeNow() - clock.now()).toBeLessThanOrEqual(2);
+      expect(Math.abs(clock.now() - w.storeNow())).toBeLessThanOrEqual(2);
+      expect(clock.earliestNow()).toBeLessThanOrEqual(w.storeNow());
       expect(Math.abs(clock.status().offsetMs! + skew)).toBeLessThanOrEqual(1);
       w.wallSkew = skew + 5_000; // the wall clock steps: nothing moves
       w.mono += 1000;
-      expect(w.storeNow() - clock.now()).toBeLessThanOrEqual(2);
+      expect(Math.abs(clock.now() - w.storeNow())).toBeLessThanOrEqual(2);
+      expect(clock.earliestNow()).toBeLessThanOrEqual(w.storeNow());
     }
   });
 
   it('never goes backwards: a store clock a little behind is waited for, far behind is stepped back to', async () => {
     const { w, clock } = harness();
+    w.wallSkew = 600_000;
     await clock.start();
     const t1 = clock.now();
+    const e1 = clock.earliestNow();
     w.storeOffset -= 2_000; // the store's clock stepped back 2 s
     await clock.sync();
     const held = clock.now();
+    const heldEarliest = clock.earliestNow();
     expect(held).toBeGreaterThanOrEqual(t1);
+    expect(heldEarliest).toBeGreaterThanOrEqual(e1);
     w.mono += 1_000;
     expect(clock.now()).toBe(held); // held, not set back
+    expect(clock.earliestNow()).toBe(heldEarliest);
     w.mono += 1_100;
     expect(clock.now()).toBeGreaterThan(held); // the store's time caught up
-    expect(clock.now()).toBeLessThanOrEqual(w.storeNow());
+    expect(clock.earliestNow()).toBeGreaterThan(heldEarliest);
+    expect(clock.earliestNow()).toBeLessThanOrEqual(w.storeNow());
 
     const t2 = clock.now();
     w.storeOffset -= HOLD_MAX_MS + 60_000; // far back: stepped, not held for a minute
     await clock.sync();
     expect(clock.now()).toBeLessThan(t2);
-    expect(clock.now()).toBeLessThanOrEqual(w.storeNow());
+    expect(clock.earliestNow()).toBeLessThanOrEqual(w.storeNow());
   });
 
   it('tells its listeners when a sync moves it forward (the scheduler re-arms)', async () => {
@@ -129,14 +158,15 @@ describe('StoreClock', () => {
 
   it('runs on through a store outage from its last sync, logs it once, and resyncs after', async () => {
     const { w, clock, lines } = harness();
+    w.wallSkew = -30_000;
     await clock.start();
     w.failing = true;
     expect(await clock.sync()).toBe(false);
     expect(await clock.sync()).toBe(false);
     w.mono += 10_000;
-    const now = clock.now();
-    expect(now).toBeLessThanOrEqual(w.storeNow());
-    expect(w.storeNow() - now).toBeLessThan(10);
+    const earliest = clock.earliestNow();
+    expect(earliest).toBeLessThanOrEqual(w.storeNow());
+    expect(w.storeNow() - earliest).toBeLessThan(10);
     expect(clock.status().syncAgeMs).toBeGreaterThanOrEqual(10_000);
     expect(lines.filter((l) => /could not read the store's clock/.test(l.msg))).toHaveLength(1);
     w.failing = false;
@@ -151,9 +181,11 @@ describe('StoreClock', () => {
     await clock.start();
     expect(clock.status()).toMatchObject({ source: 'local', offsetMs: null });
     const before = clock.now();
+    expect(clock.earliestNow()).toBe(before);
     w.failing = false;
     await clock.sync();
     expect(clock.now()).toBeGreaterThan(before + 2_900);
+    expect(clock.earliestNow()).toBeGreaterThan(before + 2_900);
   });
 
   it('warns when the wall clock is off the store\'s by more than warnMs, once, and says when it is back', async () => {
