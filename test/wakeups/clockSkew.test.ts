@@ -5,6 +5,7 @@
 // time, which is Postgres' too: same host) and with a duration the node turns into a due time;
 // then the ahead node is SIGKILLed and the behind node fires what was set on it. Every wake is
 // recorded with the real (unshifted) time it ran: none may be early, none more than LATE_MS late.
+// A cron task every 2 s on each node (the ahead node's taken over by the behind one) likewise.
 // Before runtime/storeClock.ts each node fired by its own wall clock: the ahead node fired 20 s
 // early, the behind one 20 s late, and a duration set on the ahead node and fired on the behind
 // one came 40 s late.
@@ -127,6 +128,7 @@ function judge(sleepers: readonly Sleeper[], wakes: Map<string, Wake | null>): {
 
 describe('nodes whose wall clocks disagree by 40 s', () => {
   it('fire sleepers by the store\'s clock: none early, none late, also after a failover from the ahead node to the behind one', async () => {
+    const t0 = Date.now();
     const ahead = await startChild(nc, cfgOf('ahead', SKEW_MS), logOf('ahead'));
     nodes.push(ahead);
     const behind = await startChild(nc, cfgOf('behind', -SKEW_MS), logOf('behind'));
@@ -134,6 +136,14 @@ describe('nodes whose wall clocks disagree by 40 s', () => {
     await waitFor(async () => (await owned(ahead)).length === PARTS / 2 && (await owned(behind)).length === PARTS / 2, 'the partitions split between the nodes', 30_000, 100);
     const aheadParts = await owned(ahead);
     const behindParts = await owned(behind);
+
+    // A cron task every 2 s on each node (the ahead one's moves to the behind one at the failover).
+    const [ca] = sessionsOn(aheadParts, 'ca', 1);
+    const [cb] = sessionsOn(behindParts, 'cb', 1);
+    for (const [n, sid] of [[ahead, ca!], [behind, cb!]] as const) {
+      await n.ctl('createAgent', sid, 'rec-mailbox');
+      await n.ctl('scheduleTask', sid, { tick: true }, '*/2 * * * * *');
+    }
 
     // Both alive: each fires its own sleepers.
     const [ua, da] = sessionsOn(aheadParts, 'a1', 2);
@@ -153,6 +163,18 @@ describe('nodes whose wall clocks disagree by 40 s', () => {
     await ahead.kill();
     await waitFor(async () => (await owned(behind)).length === PARTS, 'the behind node to take the ahead node\'s partitions', 20_000, 100);
     const failover = judge(second, await wakesOf(() => behind, second));
+
+    // Every cron firing handled so far (by either node): at or after the time it was scheduled for, not LATE_MS after.
+    const cron: string[] = [];
+    for (const sid of [ca!, cb!]) {
+      const rec = await behind.ctl<SessionRecord | null>('loadSession', sid);
+      const fires = (rec?.snapshot as { context?: { userState?: { fires?: [number, number, number][] } } } | undefined)?.context?.userState?.fires ?? [];
+      const offs = fires.map(([due, , real]) => real - due);
+      both.lines.push(`${sid} (cron every 2 s): ${fires.length} firings, handled ${offs.length ? `${Math.min(...offs)} to ${Math.max(...offs)}` : '-'} ms after their times`);
+      if (fires.length < 2) cron.push(`${sid}: ${fires.length} cron firings in ${Math.round((Date.now() - t0) / 1000)} s`);
+      for (const o of offs) if (o < 0) cron.push(`${sid}: a cron firing ${-o} ms early`); else if (o >= LATE_MS) cron.push(`${sid}: a cron firing ${o} ms late`);
+    }
+    both.problems.push(...cron);
 
     // What the nodes measured: Postgres' clock minus their wall clocks, about -20 s and +20 s.
     const behindStatus = await behind.ctl<Status>('clockStatus');
