@@ -11,10 +11,10 @@ export interface Clock {
   setTimeout(fn: (...args: unknown[]) => void, ms: number): unknown;
   clearTimeout(id: unknown): void;
   /**
-   * Registers `fn` to run after `now()` was corrected forward by more than time passing (a
-   * clock synchronised with the store's): a timer armed for a due time before the correction
-   * would fire late by the correction, so its owner re-arms it. Returns the unregistration.
-   * Absent on clocks that are never corrected.
+   * Registers `fn` to run after the clock was corrected forward by more than time passing (a
+   * clock synchronised with the store's, whose `earliestNow()` moved on at a sync): a timer armed
+   * for a due time before the correction would fire late by the correction, so its owner re-arms
+   * it. Returns the unregistration. Absent on clocks that are never corrected.
    */
   onAdjust?(fn: () => void): () => void;
   /**

@@ -4,8 +4,9 @@
  * never per scrape), live and running actors, the session host's counters, inbox backlog per
  * partition (from JetStream consumer info), how long activations take (from the host's state
  * notices), how late timers fire (from the scheduler), readiness, the node's id and version, its
- * partitions and lease lag, its clock's offset from Postgres', and the API's own requests, errors and connections. Labels are bounded
- * sets (method names, states, partitions, this node's id and version): never a session id.
+ * partitions and lease lag, its clock's offset from Postgres', and the API's own requests, errors
+ * and connections. Labels are bounded sets (method names, states, partitions, this node's id and
+ * version): never a session id.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SessionStatus } from '../../persistence/types.js';
