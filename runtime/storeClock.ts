@@ -72,7 +72,7 @@ export interface StoreClockOptions {
   readonly warnMs: number;
   /** Monotonic milliseconds; default `performance.now` (injectable for the unit tests). */
   readonly monotonic?: () => number;
-  /** This node's wall clock, only for the offset it reports; default `Date.now`. */
+  /** This node's wall clock: `now()` where it agrees with the store's, and the offset reported; default `Date.now()`. */
   readonly wall?: () => number;
 }
 
@@ -109,7 +109,7 @@ export class StoreClock implements Clock {
 
   constructor(private readonly o: StoreClockOptions) {
     this.mono = o.monotonic ?? (() => performance.now());
-    this.wall = o.wall ?? Date.now;
+    this.wall = o.wall ?? (() => Date.now()); // looked up at each call: a test may replace Date
   }
 
   /** Syncs once (a failure is logged, and the clock runs on the wall clock until a sync works), then every `everyMs`. */
