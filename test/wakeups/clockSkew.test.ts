@@ -36,6 +36,9 @@ interface Wake { at: number; reason: string | null; i: number | null; until: num
  */
 interface Sleeper { sid: string; node: string; how: 'until' | 'duration'; dueAt: number; setOffMs: number; rightDueAt: number }
 
+/** The wakes a `rec-sleep` session recorded in its committed state. */
+const wakesIn = (rec: SessionRecord | null): Wake[] => (rec?.snapshot as { context?: { userState?: { wakes?: Wake[] } } } | undefined)?.context?.userState?.wakes ?? [];
+
 const cfgOf = (id: string, skew: number): ChildConfig => ({
   natsUrl: nats.url, partitions: PARTS, ctlSubject: `test.ctl.${schema}.${id}`, databaseUrl: PG_URL, schema,
   clockSkewMs: skew, extra: { nodeId: id, leaseTtlMs: 2000 },
@@ -72,7 +75,11 @@ async function putToSleep(n: ChildRuntime, node: string, sid: string, how: 'unti
   if (how === 'until') {
     const dueAt = Date.now() + ms;
     await n.ctl('sendMessage', sid, { i: 1, sleepUntil: dueAt });
-    await waitFor(async () => (await n.ctl<SessionRecord>('loadSession', sid)).status === 'sleeping', `${sid} asleep`);
+    // Asleep, or (a node that fires early: the old code) woken already.
+    await waitFor(async () => {
+      const rec = await n.ctl<SessionRecord>('loadSession', sid);
+      return rec.status === 'sleeping' || wakesIn(rec).some((w) => w.reason === 'time');
+    }, `${sid} asleep`);
     return { sid, node, how, dueAt, setOffMs: 0, rightDueAt: dueAt };
   }
   const asked = Date.now();
@@ -97,8 +104,7 @@ async function wakesOf(reader: () => ChildRuntime, sleepers: readonly Sleeper[])
   for (;;) {
     for (const s of sleepers) {
       const rec = await reader().ctl<SessionRecord | null>('loadSession', s.sid);
-      const wakes = (rec?.snapshot as { context?: { userState?: { wakes?: Wake[] } } } | undefined)?.context?.userState?.wakes ?? [];
-      out.set(s.sid, wakes.find((w) => w.reason === 'time') ?? null);
+      out.set(s.sid, wakesIn(rec).find((w) => w.reason === 'time') ?? null);
     }
     if ([...out.values()].every((w) => w !== null) || Date.now() > deadline) return out;
     await sleep(100);
