@@ -134,6 +134,7 @@ const nodeInfo = z.object({
   liveSessions: z.number().nullable().describe('session actors in memory on it'),
   activeSessions: z.number().nullable().describe('sessions whose handler runs on it now'),
   leaseRenewalAgeMs: z.number().nullable().describe('how long ago its oldest lease was renewed, as it last reported: near leaseTtlMs its partitions are suspended'),
+  clockOffsetMs: z.number().nullable().optional().describe("Postgres' clock minus the node's wall clock in ms, as it last measured (null: not measured; absent: an older node); the runtime keeps time by the store's clock, a large value means the host's NTP is broken"),
 });
 const partitionInfo = z.object({
   partition: z.number().int(),

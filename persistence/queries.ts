@@ -151,6 +151,15 @@ export async function selectMaxPartitionEpoch(q: Queryable): Promise<number> {
   return rows[0]?.max == null ? 0 : num(rows[0].max);
 }
 
+/**
+ * The server's clock now, in epoch milliseconds (with microseconds as the fraction):
+ * `clock_timestamp()`, not `now()`, which is frozen at the start of the transaction.
+ */
+export async function selectServerClock(q: Queryable): Promise<number> {
+  const { rows } = await q.query<{ ms: number | string }>('SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS ms');
+  return Number(rows[0]!.ms);
+}
+
 /** The highest `last_seq` of any session (0 for none): where a re-created inbox stream must start past. */
 export async function selectMaxLastSeq(q: Queryable): Promise<number> {
   const { rows } = await q.query<{ max: Int8 | null }>('SELECT max(last_seq) AS max FROM sessions');

@@ -59,6 +59,7 @@ export function createSqlStore(db: SqlDb, kind: 'pg' | 'pglite', opts: SqlStoreO
     async ping() {
       await db.query('SELECT 1');
     },
+    serverNow: () => sql.selectServerClock(db),
     async loadSession(id) {
       const row = await sql.selectSession(db, id);
       return row && sql.toSessionRecord(row);

@@ -400,6 +400,12 @@ export interface Store {
   migrate(): Promise<MigrationResult>;
   /** Cheap round trip used by readiness checks. */
   ping(): Promise<void>;
+  /**
+   * The database server's clock (epoch ms), read in one round trip: the runtime's time authority
+   * when several nodes share a Postgres (runtime/storeClock.ts). Absent where the store runs in
+   * this process (PGlite, memory), whose clock is this node's own.
+   */
+  serverNow?(): Promise<number>;
   loadSession(id: string): Promise<SessionRecord | null>;
   /**
    * Hydration reads for many sessions in one query however many ids: each stored session of

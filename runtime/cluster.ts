@@ -25,6 +25,11 @@ export interface NodeInfo {
   readonly activeSessions: number | null;
   /** How long ago its oldest lease was renewed, as it last reported (lease tick lag). */
   readonly leaseRenewalAgeMs: number | null;
+  /**
+   * Postgres' clock minus its wall clock (ms), as it last measured (runtime/storeClock.ts): it keeps
+   * time by the store's clock, but a large value means its host's NTP is broken. Null: not measured.
+   */
+  readonly clockOffsetMs: number | null;
 }
 
 /** A partition's lease: its owner and fencing epoch, or free. */
@@ -70,6 +75,7 @@ export async function listNodes(leases: LeaseManager, selfId: string, now: numbe
       liveSessions: num(n.info.liveSessions),
       activeSessions: num(n.info.activeSessions),
       leaseRenewalAgeMs: num(n.info.renewalAgeMs),
+      clockOffsetMs: num(n.info.clockOffsetMs),
     };
   });
 }

@@ -54,6 +54,13 @@ const schema = z.object({
   maxActiveSessions: z.number().int().min(1).default(1000),
   /** Timers due within this window are held in memory; the rest stay in Postgres until it comes closer. */
   timerHorizonMs: z.number().int().min(1000).default(60_000),
+  /**
+   * How often a node reads Postgres' clock (runtime/storeClock.ts): with a `pg` store, timers are
+   * due by the store's clock, not by each node's wall clock. PGlite needs no sync.
+   */
+  clockSyncEveryMs: z.number().int().min(1000).default(30_000),
+  /** A node whose wall clock is off the store's by more than this (either way) logs a warn. */
+  clockSkewWarnMs: z.number().int().min(0).default(1000),
   /** A cron firing missed while the runtime was down: run it once at start, or skip to the next instant. */
   cronCatchUp: z.enum(['run-once', 'skip']).default('run-once'),
   /** Partition leases expire this long after their node stops renewing them (failover time). */
@@ -227,6 +234,8 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_EVENTS_MAX_BYTES: { key: 'eventsMaxBytes', number: true },
   AGENTRY_TIMER_HORIZON_MS: { key: 'timerHorizonMs', number: true },
   AGENTRY_CRON_CATCH_UP: { key: 'cronCatchUp' },
+  AGENTRY_CLOCK_SYNC_MS: { key: 'clockSyncEveryMs', number: true },
+  AGENTRY_CLOCK_SKEW_WARN_MS: { key: 'clockSkewWarnMs', number: true },
   AGENTRY_DEFAULT_AGENT: { key: 'defaultAgentType' },
   AGENTRY_SHUTDOWN_GRACE_MS: { key: 'shutdownGraceMs', number: true },
   AGENTRY_TURN_TIMEOUT_MS: { key: 'turnTimeoutMs', number: true },

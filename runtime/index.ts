@@ -8,4 +8,5 @@ export type { RuntimeConfig, RuntimeConfigInput } from './config.js';
 export { partitionOf } from './partition.js';
 export type { SessionView, HostListener } from './host/sessionHost.js';
 export type { Clock } from './clock.js';
+export type { ClockStatus } from './storeClock.js';
 export * from '../actors/index.js';

@@ -19,6 +19,7 @@ import { loadConfig, type RuntimeConfig, type RuntimeConfigInput } from './confi
 import { createGroupCommitter, type GroupCommitter } from './groupCommit.js';
 import { createLogger, type Logger } from './logger.js';
 import { realClock, type Clock } from './clock.js';
+import { StoreClock, type ClockStatus } from './storeClock.js';
 import { createTenantRate, RATE_CHARGED_HEADER, type TenantRate } from './tenantRate.js';
 import { SessionHost, type SessionView } from './host/sessionHost.js';
 import { commandWithin, settleWithin } from './deadline.js';
@@ -145,6 +146,11 @@ export interface Runtime {
   readonly waitpoints: Waitpoints;
   readonly leases: LeaseManager;
   readonly clock: Clock;
+  /**
+   * How this node keeps time: synchronised with Postgres' clock (`source: 'store'`, with the
+   * offset of this node's wall clock from it), or its own (PGlite, an injected clock).
+   */
+  clockStatus(): ClockStatus;
   /**
    * The node's per-tenant rate (AGENTRY_TENANT_RATE; null: none), one bucket per tenant shared by
    * the API (which refuses over it) and the host (which defers inbox messages over it).
@@ -325,7 +331,16 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   /** Set by stop(): partition drains share its one deadline. */
   let stopDeadline: number | null = null;
   const drainMs = (): number => (stopDeadline === null ? config.shutdownGraceMs : Math.max(0, stopDeadline - Date.now()));
-  const clock = opts.clock ?? realClock;
+  // With Postgres, the store's clock is the time authority of every node sharing it: due times
+  // are absolute and any node may fire what another set (runtime/storeClock.ts). An injected
+  // clock (tests) is used as it is; PGlite runs in this process, on this process's clock.
+  const storeClock = !opts.clock && store.kind === 'pg' && store.serverNow
+    ? new StoreClock({ read: () => store.serverNow!(), logger, everyMs: config.clockSyncEveryMs, warnMs: config.clockSkewWarnMs })
+    : null;
+  await storeClock?.start();
+  const clock = opts.clock ?? storeClock ?? realClock;
+  const clockStatus = (): ClockStatus => storeClock?.status()
+    ?? { source: 'local', offsetMs: store.kind === 'pg' ? null : 0, uncertaintyMs: store.kind === 'pg' ? null : 0, syncAgeMs: null };
   const startedAt = Date.now();
   // Leases come first: the host stamps each commit with its partition's fencing epoch.
   const ctlSubs = new Map<number, Subscription>();
@@ -345,7 +360,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     nc: transport.controlNc, bucket: `${config.streamPrefix}_LEASES`, nodeId: config.nodeId, partitions: config.partitions,
     ttlMs: config.leaseTtlMs, logger,
     // Read at each heartbeat, after start(): the host exists by then.
-    nodeInfo: (): Record<string, unknown> => ({ version: packageVersion(), startedAt, liveSessions: host.liveCount(), activeSessions: host.activeCount() }),
+    nodeInfo: (): Record<string, unknown> => ({ version: packageVersion(), startedAt, liveSessions: host.liveCount(), activeSessions: host.activeCount(), clockOffsetMs: clockStatus().offsetMs }),
     events: {
       acquired: (p, epoch) => inOrder(p, async () => {
         // A release of an earlier epoch of p ran first (inOrder): if the lease went meanwhile, let it go.
@@ -622,6 +637,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
 
   const runtime: Runtime = {
     config, logger, store, host, transport, committer, wakeups, leases, clock, waitpoints: host.waitpoints, budgets, tenantRate,
+    clockStatus,
     setBudget: (ref, limits, o) => budgetApi.setBudget(ref, limits, o),
     getBudget: (ref) => budgetApi.getBudget(ref),
     readiness() {
@@ -711,6 +727,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       stopDeadline = t0 + config.shutdownGraceMs;
       logger.info({ graceMs: config.shutdownGraceMs }, 'runtime stopping');
       health.stop();
+      storeClock?.stop();
       clearInterval(unfedTimer);
       const timedOut: string[] = [];
       const step = async (name: string, p: Promise<unknown>, ms = drainMs()): Promise<void> => {

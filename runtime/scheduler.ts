@@ -4,7 +4,10 @@
  * due within a horizon (a min-heap with one timer for the earliest), re-read every half
  * horizon, so a million stored timers cost a heap of what is due in the next minute.
  *
- * Timers are never early: a timer callback that runs before its due time re-arms. A timer
+ * Timers are never early: a timer callback that runs before its due time re-arms; times are
+ * the runtime's clock's, which follows Postgres' clock on a `pg` store (runtime/storeClock.ts), so
+ * nodes whose wall clocks disagree fire a timer at the same instant: due by the clock's earliest
+ * possible now (`earliestNow`), re-armed when that clock is corrected forward. A timer
  * that fell due while the runtime was down is in the first read and fires right after start.
  * Delays beyond 2^31-1 ms work because nothing is armed further out than the horizon.
  * Entries are verified when they fire (the session may have woken meanwhile), so the heap
@@ -142,11 +145,15 @@ export class Scheduler {
   private readonly leadMs: number;
   /** Firing lateness (ms) of recent timers, for metrics and benchmarks. */
   readonly lateness: number[] = [];
+  private readonly unadjust: (() => void) | undefined;
 
   constructor(private readonly deps: SchedulerDeps) {
     this.pageSize = Math.max(1, deps.pageSize ?? PAGE);
     this.fullReadEveryMs = deps.fullReadEveryMs ?? FULL_READ_EVERY_MS;
     this.leadMs = deps.onWakeSoon ? Math.max(0, deps.leadMs ?? 0) : 0;
+    // A clock corrected forward (synchronised with the store's: runtime/storeClock.ts) makes the
+    // armed delay too long by the correction: re-arm from the corrected now.
+    this.unadjust = deps.clock.onAdjust?.(() => { this.arm(); });
   }
 
   /**
@@ -236,6 +243,7 @@ export class Scheduler {
 
   stop(): void {
     this.stopped = true;
+    this.unadjust?.();
     if (this.timer !== undefined) this.deps.clock.clearTimeout(this.timer);
     if (this.reloadTimer !== undefined) this.deps.clock.clearTimeout(this.reloadTimer);
     this.timer = undefined;
@@ -462,6 +470,16 @@ export class Scheduler {
     }
   }
 
+  /**
+   * The time timers are due by: the clock's earliest possible now (a clock synchronised with the
+   * store's is only known within a round trip; firing by the lower bound keeps every timer from
+   * firing early), or its now.
+   */
+  private dueNow(): number {
+    const c = this.deps.clock;
+    return c.earliestNow ? c.earliestNow() : c.now();
+  }
+
   /** When the timer must next run: the earliest due time, or the earliest announcement. */
   private nextRun(): number {
     const due = this.heap.peek()?.at ?? Infinity;
@@ -475,7 +493,7 @@ export class Scheduler {
     if (this.timer !== undefined) { this.deps.clock.clearTimeout(this.timer); this.timer = undefined; }
     if (next === Infinity) { this.armedFor = Infinity; return; }
     this.armedFor = next;
-    const delay = Math.min(MAX_DELAY, Math.max(0, next - this.deps.clock.now()));
+    const delay = Math.min(MAX_DELAY, Math.max(0, next - this.dueNow()));
     this.timer = this.deps.clock.setTimeout(() => { this.timer = undefined; this.fire(); }, delay);
   }
 
@@ -484,7 +502,7 @@ export class Scheduler {
    * per call; the rest continue on a timer armed for now (see the module comment).
    */
   private fire(): void {
-    const now = this.deps.clock.now();
+    const now = this.dueNow();
     let budget = FIRE_SLICE;
     let owned: ReadonlySet<number> | null | undefined;
     const ownedParts = (): ReadonlySet<number> | null => {

@@ -80,6 +80,12 @@ export class Outbox {
      * duplicate window, each would be delivered twice. Unset: always.
      */
     readonly mayPublish?: (sessionId: string) => boolean;
+    /**
+     * The clock rows' `createdAt` come from (the runtime's: on Postgres, the store's time). A
+     * sweep's age cutoff must be on it: on this node's wall clock, a node 20 s ahead of the store
+     * swept every row at once and one 20 s behind only rows 35 s old. Default `Date.now()`.
+     */
+    readonly now?: () => number;
   }) {}
 
   /**
@@ -185,7 +191,7 @@ export class Outbox {
    */
   async sweep(partitions: readonly number[] | null, olderThanMs: number, limit = 1000): Promise<number | null> {
     if (partitions !== null && partitions.length === 0) return 0;
-    const q: PendingOutboxQuery = { ...(partitions ? { partitions } : {}), createdBefore: Date.now() - olderThanMs };
+    const q: PendingOutboxQuery = { ...(partitions ? { partitions } : {}), createdBefore: (this.deps.now?.() ?? Date.now()) - olderThanMs };
     let published = 0;
     for (;;) {
       const rows = await this.deps.store.pendingOutbox(limit, q);

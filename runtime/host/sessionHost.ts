@@ -138,6 +138,7 @@ export class SessionHost {
     this.loader = new SessionLoader(deps.store, () => this.historyLimit, stopping);
     this.outbox = new Outbox({
       store: deps.store, transport: deps.transport, logger: deps.logger, owned: () => deps.ownedPartitions?.() ?? null,
+      now: () => this.clock.now(),
       maxBytes: (subject) => outboxMaxBytes(subject, deps.config.maxPayloadBytes),
       ...(deps.partitionUsable ? { mayPublish: (sid: string) => deps.partitionUsable!(partitionOf(sid, deps.config.partitions)) } : {}),
     });

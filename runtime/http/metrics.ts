@@ -4,8 +4,9 @@
  * never per scrape), live and running actors, the session host's counters, inbox backlog per
  * partition (from JetStream consumer info), how long activations take (from the host's state
  * notices), how late timers fire (from the scheduler), readiness, the node's id and version, its
- * partitions and lease lag, and the API's own requests, errors and connections. Labels are bounded
- * sets (method names, states, partitions, this node's id and version): never a session id.
+ * partitions and lease lag, its clock's offset from Postgres', and the API's own requests, errors
+ * and connections. Labels are bounded sets (method names, states, partitions, this node's id and
+ * version): never a session id.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SessionStatus } from '../../persistence/types.js';
@@ -107,6 +108,18 @@ export function createMetrics(runtime: Runtime, refreshMs = 5000): ControlPlaneM
   new Gauge({
     name: 'agentry_lease_renewal_age_seconds', help: 'Age of the oldest lease renewal on this node: near the lease TTL, partitions are suspended (a stalled node)', registers,
     collect() { this.set(runtime.leases.renewalAge() / 1000); },
+  });
+  // Skewed clocks (runtime/storeClock.ts): timers keep the store's time whatever this says, but
+  // alert on it (its host's NTP is broken) and on a sync that stopped (a stale offset).
+  new Gauge({
+    name: 'agentry_clock_offset_seconds', help: "Postgres' clock minus this node's wall clock, as last measured (positive: this node's clock is behind); the runtime keeps time by the store's clock, a large value means this host's NTP is broken. 0 on PGlite; absent before a measurement",
+    registers,
+    collect() { this.reset(); const o = runtime.clockStatus().offsetMs; if (o !== null) this.set(o / 1000); },
+  });
+  new Gauge({
+    name: 'agentry_clock_sync_age_seconds', help: "How long ago this node last read Postgres' clock (it syncs every AGENTRY_CLOCK_SYNC_MS; older means the store is away and the clock runs on from its last sync); absent without a sync (PGlite)",
+    registers,
+    collect() { this.reset(); const a = runtime.clockStatus().syncAgeMs; if (a !== null) this.set(a / 1000); },
   });
   let lastRestarts = 0;
   new Counter({

@@ -155,6 +155,9 @@ describe('/metrics', () => {
     expect(fams.get('agentry_node_info')?.samples).toHaveLength(1);
     expect(value('agentry_partitions_owned')).toBe(rt.config.partitions); // one node owns them all
     expect(value('agentry_lease_renewal_age_seconds')).toBeLessThan(rt.config.leaseTtlMs / 1000);
+    // Postgres on this host: its clock is this process's, the offset a round trip at most (runtime/storeClock.ts).
+    expect(Math.abs(value('agentry_clock_offset_seconds')!)).toBeLessThan(1);
+    expect(value('agentry_clock_sync_age_seconds')).toBeGreaterThanOrEqual(0);
     expect(value('agentry_consumer_restarts_total')).toBe(0); // nothing broke order here
     expect(value('agentry_inbox_ack_pending', { partition: '0' })).toBeDefined(); // found under the per-epoch consumer name
     expect(fams.has('process_cpu_user_seconds_total') || fams.has('process_cpu_user_seconds')).toBe(true);

@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll } from 'vitest';
 import { assertDistFresh } from '../builtFresh.js';
@@ -12,6 +12,7 @@ import { PG_URL, dropSchema, natsClient, schemaName, startNats, tempDir } from '
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const fixture = join(root, 'test', 'fixtures', 'crash-runtime.mjs');
+const skewPreload = pathToFileURL(join(root, 'test', 'fixtures', 'skewClock.mjs')).href;
 
 /** What the fixture reads from AGENTRY_TEST_CHILD. */
 export interface ChildConfig {
@@ -34,6 +35,8 @@ export interface ChildConfig {
   readonly stallAfterReserve?: boolean;
   /** Agent `rec-sleep` stops in the run of a timer's wake (wakeCrash.test.ts kills it there). */
   readonly stallOnWake?: boolean;
+  /** The child's wall clock runs this far ahead (negative: behind), by the preload test/fixtures/skewClock.mjs. */
+  readonly clockSkewMs?: number;
 }
 
 export interface ChildRuntime {
@@ -74,7 +77,8 @@ export async function startChild(nc: NatsConnection, cfg: ChildConfig, logFile: 
   const fd = openSync(logFile, 'a');
   let proc: ChildProcess;
   try {
-    proc = spawn(process.execPath, [fixture], { env: childEnv(cfg), stdio: ['ignore', fd, fd] });
+    const preload = cfg.clockSkewMs !== undefined ? ['--import', skewPreload] : [];
+    proc = spawn(process.execPath, [...preload, fixture], { env: childEnv(cfg), stdio: ['ignore', fd, fd] });
   } finally {
     closeSync(fd);
   }

@@ -81,6 +81,7 @@ describe('cluster view', () => {
       expect(n.heartbeatAgeMs).toBeGreaterThanOrEqual(0);
       expect(n.leaseRenewalAgeMs).toBeGreaterThanOrEqual(0);
       expect(n.activeSessions).toBeGreaterThanOrEqual(0);
+      expect(Math.abs(n.clockOffsetMs!)).toBeLessThan(1000); // Postgres on this host: a round trip at most
       expect([...n.partitions].sort((x, y) => x - y)).toEqual((n.nodeId === 'node-a' ? a : b!).leases.owned());
     }
   });

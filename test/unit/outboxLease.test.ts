@@ -11,7 +11,7 @@ import type { Logger } from '../../runtime/logger.js';
 
 const quiet = { warn() {}, error() {}, info() {}, debug() {} } as unknown as Logger;
 
-function rig(mayPublish: () => boolean) {
+function rig(mayPublish: () => boolean, now?: () => number) {
   const rows = new Map<string, OutboxRecord>();
   const sent: string[] = [];
   const store = {
@@ -26,9 +26,9 @@ function rig(mayPublish: () => boolean) {
     flushCore: () => Promise.resolve(),
     isConnected: () => true,
   };
-  const outbox = new Outbox({ store: store, transport: transport as never, logger: quiet, owned: () => null, mayPublish: () => mayPublish() });
-  const row = (i: number): OutboxRecord => {
-    const r: OutboxRecord = { id: `a:${i}:0`, sessionId: 'a', subject: `agentry.in.b${i}`, headers: {}, body: '{}', createdAt: 0 };
+  const outbox = new Outbox({ store: store, transport: transport as never, logger: quiet, owned: () => null, mayPublish: () => mayPublish(), ...(now ? { now } : {}) });
+  const row = (i: number, createdAt = 0): OutboxRecord => {
+    const r: OutboxRecord = { id: `a:${i}:0`, sessionId: 'a', subject: `agentry.in.b${i}`, headers: {}, body: '{}', createdAt };
     rows.set(r.id, r);
     return r;
   };
@@ -53,5 +53,17 @@ describe('outbox and the partition lease', () => {
     expect(await r.outbox.sweep(null, 0)).toBe(2); // the first row went out already: not again
     expect(r.sent).toEqual(['agentry.in.b1', 'agentry.in.b2', 'agentry.in.b3']);
     expect([...r.rows.keys()]).toEqual([]); // published rows are deleted by the sweep
+  });
+
+  it('ages rows by the runtime\'s clock (their createdAt\'s), not by this node\'s wall clock', async () => {
+    // The runtime's clock (the store's time, runtime/storeClock.ts) reads an hour ago; this
+    // node's wall clock is far ahead of it. A row the runtime committed 5 s ago is young: a sweep
+    // of rows older than 15 s leaves it (on the wall clock it looked an hour old).
+    const storeNow = Date.now() - 3_600_000;
+    const r = rig(() => true, () => storeNow);
+    r.row(1, storeNow - 5_000);
+    r.row(2, storeNow - 20_000);
+    expect(await r.outbox.sweep(null, 15_000)).toBe(1);
+    expect(r.sent).toEqual(['agentry.in.b2']);
   });
 });

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { FIRE_SLICE, Scheduler } from '../../runtime/scheduler.js';
 import { createLogger } from '../../runtime/logger.js';
+import type { Clock } from '../../runtime/clock.js';
 import { FakeClock } from '../fakeClock.js';
 import { FakeTimerSource } from './fakeTimerSource.js';
 
@@ -369,5 +370,42 @@ describe('scheduler rearm, look-ahead and sliced firing (fake clock, fake source
     expect(Math.max(...perCallback.values())).toBe(FIRE_SLICE);
     expect(perCallback.size).toBe(3);
     h.sched.stop();
+  });
+
+  it('fires by the clock\'s earliest possible now when it has one (a clock that knows the store\'s time within a round trip), and re-arms when it is corrected forward', async () => {
+    // A store-synchronised clock (runtime/storeClock.ts) on the fake one: `now()` may be ahead of
+    // the store's time by up to the round trip; `earliestNow()` is `lag` behind now.
+    const fake = new FakeClock(T0);
+    let lag = 50;
+    const listeners = new Set<() => void>();
+    const clock: Clock = {
+      now: () => fake.now(),
+      earliestNow: () => fake.now() - lag,
+      setTimeout: fake.setTimeout,
+      clearTimeout: fake.clearTimeout,
+      onAdjust: (fn) => { listeners.add(fn); return () => { listeners.delete(fn); }; },
+    };
+    const src = new FakeTimerSource();
+    const fired: Firing[] = [];
+    const sched = new Scheduler({
+      store: src, clock, logger: createLogger('silent'), horizonMs: HORIZON, partitions: () => [0],
+      onWakeDue: (sid, at) => { fired.push({ sid, at, firedAt: fake.now() - lag }); src.woke(sid); queueMicrotask(() => { sched.note(`wake:${sid}`, null, 0); }); },
+      onCronDue: () => undefined,
+    });
+    src.sleep('a', T0 + 1_000, 0);
+    src.sleep('b', T0 + 2_000, 0);
+    await sched.start();
+    await fake.advanceTo(T0 + 1_049, 1);
+    expect(fired).toEqual([]); // due by now(), not yet by the earliest the store's clock can read
+    await fake.advanceTo(T0 + 1_050, 1);
+    expect(fired.map((f) => [f.sid, f.firedAt])).toEqual([['a', T0 + 1_000]]);
+    // A sync narrows the lag to 0: the timer armed for b's due time by the old lag would fire
+    // 50 ms late; the clock's listeners make the scheduler re-arm.
+    lag = 0;
+    for (const fn of listeners) fn();
+    await fake.advanceTo(T0 + 2_000, 1);
+    expect(fired.map((f) => [f.sid, f.firedAt])).toEqual([['a', T0 + 1_000], ['b', T0 + 2_000]]);
+    sched.stop();
+    expect(listeners.size).toBe(0); // stop() unregisters
   });
 });
