@@ -172,6 +172,12 @@ const schema = z.object({
    * thousand levels) or Node's own recursion (JSON.stringify) could overflow.
    */
   maxJsonDepth: z.number().int().min(1).max(1000).default(64),
+  /**
+   * A promise rejection nothing handles (an agent handler that did not await or catch one):
+   * `log` (error line, metric; the node runs on) or `crash` (Node's default: the process ends,
+   * for an application that owns that policy). See runtime/unhandledRejections.ts.
+   */
+  unhandledRejections: z.enum(['log', 'crash']).default('log'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /**
    * This node's name in logs and leases. Keep it stable across restarts (the default is the host
@@ -236,6 +242,7 @@ const ENV: Readonly<Record<string, { key: keyof RuntimeConfigInput; number?: boo
   AGENTRY_CRON_CATCH_UP: { key: 'cronCatchUp' },
   AGENTRY_CLOCK_SYNC_MS: { key: 'clockSyncEveryMs', number: true },
   AGENTRY_CLOCK_SKEW_WARN_MS: { key: 'clockSkewWarnMs', number: true },
+  AGENTRY_UNHANDLED_REJECTIONS: { key: 'unhandledRejections' },
   AGENTRY_DEFAULT_AGENT: { key: 'defaultAgentType' },
   AGENTRY_SHUTDOWN_GRACE_MS: { key: 'shutdownGraceMs', number: true },
   AGENTRY_TURN_TIMEOUT_MS: { key: 'turnTimeoutMs', number: true },

@@ -20,6 +20,7 @@ import { createGroupCommitter, type GroupCommitter } from './groupCommit.js';
 import { createLogger, type Logger } from './logger.js';
 import { realClock, type Clock } from './clock.js';
 import { StoreClock, type ClockStatus } from './storeClock.js';
+import { watchUnhandledRejections } from './unhandledRejections.js';
 import { createTenantRate, RATE_CHARGED_HEADER, type TenantRate } from './tenantRate.js';
 import { SessionHost, type SessionView } from './host/sessionHost.js';
 import { commandWithin, settleWithin } from './deadline.js';
@@ -151,6 +152,11 @@ export interface Runtime {
    * offset of this node's wall clock from it), or its own (PGlite, an injected clock).
    */
   clockStatus(): ClockStatus;
+  /**
+   * Promise rejections nothing handled (an agent handler that did not await or catch one) that
+   * this node logged and survived since it started (AGENTRY_UNHANDLED_REJECTIONS=log).
+   */
+  unhandledRejections(): number;
   /**
    * The node's per-tenant rate (AGENTRY_TENANT_RATE; null: none), one bucket per tenant shared by
    * the API (which refuses over it) and the host (which defers inbox messages over it).
@@ -589,7 +595,14 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     return requestCtl<Awaited<ReturnType<LocalOps[K]>>>(transport.nc, sid, op, args, config.ctlTimeoutMs);
   };
 
-  await leases.start();
+  // From before the first handler can run (a partition taken starts its feed) to the end of stop().
+  const rejections = config.unhandledRejections === 'log' ? watchUnhandledRejections(logger) : null;
+  try {
+    await leases.start();
+  } catch (err) {
+    rejections?.stop();
+    throw err;
+  }
   await wakeups.start();
   // Diagnostics (2026-11-29): a partition this node serves, its lease usable, with no feed for
   // `UNFED_WARN_MS` has an acquisition (claim, consumer start) stuck behind something; logged at
@@ -638,6 +651,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const runtime: Runtime = {
     config, logger, store, host, transport, committer, wakeups, leases, clock, waitpoints: host.waitpoints, budgets, tenantRate,
     clockStatus,
+    unhandledRejections: () => rejections?.count() ?? 0,
     setBudget: (ref, limits, o) => budgetApi.setBudget(ref, limits, o),
     getBudget: (ref) => budgetApi.getBudget(ref),
     readiness() {
@@ -760,6 +774,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         sessionsWithPendingCommits: hostReport.sessionsWithPendingCommits,
         abortedTurns,
       };
+      rejections?.stop();
       if (report.clean) logger.info({ ms: report.ms }, 'runtime stopped');
       else logger.error(report, 'runtime stopped at its shutdown deadline with work left (unacked messages are redelivered to the next owner)');
       return report;

@@ -104,6 +104,11 @@ export function createMetrics(runtime: Runtime, refreshMs = 5000): ControlPlaneM
     collect() { this.reset(); this.set({ node: runtime.config.nodeId, version: packageVersion() ?? 'unknown' }, 1); },
   });
   new Gauge({ name: 'agentry_partitions_owned', help: 'Partitions whose lease this node holds', registers, collect() { this.set(runtime.leases.owned().length); } });
+  let lastRejections = 0;
+  new Counter({
+    name: 'agentry_unhandled_rejections_total', help: 'Promise rejections nothing handled (an agent handler that did not await or catch one), logged instead of ending the process',
+    registers, collect() { const v = runtime.unhandledRejections(); if (v > lastRejections) { this.inc(v - lastRejections); lastRejections = v; } },
+  });
   new Gauge({ name: 'agentry_node_id_twins', help: 'Other live processes seen running with this node\'s id (must be 0: give each process its own AGENTRY_NODE_ID)', registers, collect() { this.set(runtime.leases.twins().length); } });
   new Gauge({
     name: 'agentry_lease_renewal_age_seconds', help: 'Age of the oldest lease renewal on this node: near the lease TTL, partitions are suspended (a stalled node)', registers,
