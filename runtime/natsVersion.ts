@@ -41,14 +41,15 @@ export function allowsDirectGet(version: string | undefined | null): boolean {
  * lose acknowledged messages of a work-queue stream (the inbox) — before 2.10. So that an
  * operator on such a server is told at start, not after a loss nobody can explain.
  *
- * Measured with test/durability/natsClusterLoss.test.ts (3 servers, the inbox's leader, the lease
- * bucket's leader and the node's own server killed in turn under load; docs/operations.md,
- * "A NATS cluster"): on 2.9.10, 3 failures in ~28 runs — twice a run of acknowledged messages
- * gone (the stream's last sequence went backwards across a leader change, below a sequence its
- * consumer had already delivered), once a partition whose consumer no create accepted any more
- * ("filtered consumer not unique on workqueue stream"); on 2.11.8 none. The pattern matches
- * nats-server's own reports fixed through 2.10.x (nats-io/nats-server#3953, #5612, #5638).
- * A single server (natsReplicas 1, no cluster) is not concerned. An unreadable version: false.
+ * Measured with test/durability/natsClusterLoss.test.ts (3 servers; the inbox's leader, the lease
+ * bucket's leader and the node's own server killed in turn under load; the runs per version are in
+ * docs/operations.md, "A NATS cluster"): on 2.9.10 acknowledged messages were lost (a run of them
+ * gone, the stream's last sequence gone backwards across a leader change, below a sequence its
+ * consumer had already delivered) and partitions were left with a consumer no create accepted any
+ * more ("filtered consumer not unique on workqueue stream"); on 2.10.29 and 2.11.8 nothing
+ * acknowledged was lost. The pattern matches nats-server's own reports fixed through 2.10.x
+ * (nats-io/nats-server#3953, #5612, #5638). A single server (natsReplicas 1, no cluster) is not
+ * concerned. An unreadable version: false (nothing is claimed).
  */
 export function clusterLosesAckedMessages(version: string | undefined | null): boolean {
   const v = parseServerVersion(version);
