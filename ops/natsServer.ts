@@ -36,6 +36,12 @@ export interface NatsServerOptions {
    * that pid and serving the same store (left by a parent killed with SIGKILL) is stopped first.
    */
   readonly pidFile?: string;
+  /**
+   * The nats-server binary to run; default `findNatsServerBinary()` (PATH, then Debian's). The
+   * tests pass `AGENTRY_TEST_NATS_SERVER` through it, to run on another server version without
+   * changing PATH.
+   */
+  readonly binary?: string;
 }
 
 /** A running nats-server child; `stop()` ends it cleanly, `kill()` with SIGKILL, `restart()` reuses port and store. */
@@ -154,7 +160,7 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   const baseDir = dirname(storeDir);
   const conf = materializeConfig(opts.configPath ?? join(projectRoot(), 'nats.conf'), opts.partitions ?? 64, baseDir);
   const logFile = opts.logFile ?? join(baseDir, 'nats-server.log');
-  const bin = findNatsServerBinary();
+  const bin = opts.binary ?? findNatsServerBinary();
   let child: ChildProcess | undefined;
 
   const launch = async (): Promise<void> => {

@@ -19,6 +19,12 @@ export interface Readiness {
   readonly ok: boolean;
   /** `streams` (set by the runtime): false while one of its JetStream streams is missing (runtime/streamKeeper.ts). */
   readonly checks: { readonly nats: boolean; readonly store: boolean; readonly migrations: boolean; readonly streams?: boolean };
+  /**
+   * Set (by the runtime) only when something is known to be wrong that does not stop the node
+   * from working: it never makes `ok` false. Today: a nats-server cluster of a version known to
+   * lose acknowledged messages (`NATS_SERVER_CLUSTER_FAULTS`, runtime/transport.ts).
+   */
+  readonly warnings?: readonly { readonly code: string; readonly message: string }[];
 }
 
 export interface HealthOptions {

@@ -659,7 +659,8 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       // A lost connection shows before the next ping does; a deleted stream until it is re-created.
       const nats = r.checks.nats && transport.isConnected();
       const streams = transport.streamsReady();
-      return { ok: r.ok && nats && streams, checks: { ...r.checks, nats, streams } };
+      const warnings = transport.serverWarnings().map(({ code, message }) => ({ code, message }));
+      return { ok: r.ok && nats && streams, checks: { ...r.checks, nats, streams }, ...(warnings.length > 0 ? { warnings } : {}) };
     },
     createAgent: (agentId, type, userState, o) => routed('createAgent', agentId, type, userState, o),
     forkSession: (agentId, o) => routed('forkSession', o.newId ?? forkIdOf(agentId), agentId, assertPoint(o.at)),

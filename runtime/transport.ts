@@ -35,7 +35,7 @@ import {
 import { AgentryError } from '../actors/errors.js';
 import type { Logger } from './logger.js';
 import { natsConnectOptions } from './natsUrl.js';
-import { ackCostGrowsWithBacklog, allowsDirectGet } from './natsVersion.js';
+import { ackCostGrowsWithBacklog, allowsDirectGet, natsServerWarnings, type NatsServerWarning } from './natsVersion.js';
 import { partitionOf } from './partition.js';
 import { settleWithin, within } from './deadline.js';
 import { createLimiter } from './keyedSerial.js';
@@ -152,6 +152,11 @@ export interface Transport {
   pendingAtLastDelivery(p: number): number | null;
   /** Partition consumers restarted because order may have broken, since start (metrics). */
   consumerRestarts(): number;
+  /**
+   * What is known to be wrong with the nats-server this node started on, for operators (readiness
+   * details, metrics); empty when nothing is. Never makes the node unready: it works, at a risk.
+   */
+  serverWarnings(): readonly NatsServerWarning[];
   /** What each partition feed of this node is doing (diagnostics: a partition owned and not consuming shows here). */
   feedStates(): FeedState[];
   /**
@@ -267,6 +272,10 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
   }
 
   const duplicateWindowNs = (opts.duplicateWindowMs ?? 120_000) * 1_000_000;
+  const replicas = opts.replicas ?? 1;
+  const serverWarnings = natsServerWarnings(nc.info, replicas);
+  // Once per node, at error level: a loss there is the server's, and the node cannot see it happen.
+  for (const w of serverWarnings) log.error({ code: w.code, serverVersion: w.serverVersion, natsReplicas: replicas, cluster: nc.info?.cluster }, w.message);
 
   const leaseStream = opts.leaseBucket ? `KV_${opts.leaseBucket.name}` : null;
   const streams = new StreamKeeper({
@@ -275,7 +284,6 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
       : stream === leaseStream && opts.leaseBucket ? opts.leaseBucket.recordedEpoch() : Promise.resolve(0)),
   });
   keeper = streams;
-  const replicas = opts.replicas ?? 1;
   async function upsertStream(config: KeptStreamConfig): Promise<void> {
     try {
       await streams.ensure({ ...config, num_replicas: replicas });
@@ -377,6 +385,7 @@ export async function createTransport(opts: TransportOptions): Promise<Transport
     consumerName: (p) => feeds.get(p)?.consumerName() ?? null,
     pendingAtLastDelivery: (p) => feeds.get(p)?.pendingAtLastDelivery() ?? null,
     consumerRestarts: () => restarts,
+    serverWarnings: () => serverWarnings,
     feedStates: () => [...feeds.values()].map((f) => f.state()).sort((a, b) => a.partition - b.partition),
     isConnected: () => connected && !nc.isClosed(),
     streamsReady: () => streams.ready(),

@@ -1,14 +1,14 @@
 // Shared test infrastructure: a real nats-server per suite (free port, temp store, the project's
 // nats.conf), a real Postgres schema per suite (CI's 127.0.0.1:5432) or PGlite, runtimes wired
 // to them, and polling helpers. Nothing here fakes NATS or Postgres.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
-import { startNatsServer, type NatsServerHandle } from '../ops/natsServer.js';
+import { findNatsServerBinary, startNatsServer, type NatsServerHandle } from '../ops/natsServer.js';
 import { createRuntime, type Runtime, type RuntimeOptions } from '../runtime/index.js';
 import type { RuntimeConfigInput } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
@@ -21,10 +21,24 @@ export function tempDir(prefix = 'agentry-test-'): { dir: string; cleanup: () =>
   return { dir, cleanup: () => { rmSync(dir, { recursive: true, force: true }); } };
 }
 
-/** Starts a nats-server with the project's nats.conf on a free port. */
+/**
+ * The nats-server binary the tests run: `AGENTRY_TEST_NATS_SERVER` (a path) when set, so a suite
+ * can be run on another server version (the cluster tests' results depend on it: nats-server
+ * 2.9.10 loses messages in a cluster, docs/operations.md "A NATS cluster") without PATH tricks;
+ * otherwise the one on PATH, then Debian's (`findNatsServerBinary`). A path that does not exist
+ * fails loudly rather than falling back to another version unnoticed.
+ */
+export function testNatsServerBinary(): string {
+  const bin = process.env.AGENTRY_TEST_NATS_SERVER;
+  if (bin === undefined || bin === '') return findNatsServerBinary();
+  if (!existsSync(bin)) throw new Error(`AGENTRY_TEST_NATS_SERVER is ${bin}, which does not exist: set it to a nats-server binary, or unset it to use the one on PATH`);
+  return bin;
+}
+
+/** Starts a nats-server (`testNatsServerBinary()`) with the project's nats.conf on a free port. */
 export async function startNats(partitions = 8): Promise<NatsServerHandle & { dir: string; cleanup: () => Promise<void> }> {
   const t = tempDir('agentry-nats-');
-  const srv = await startNatsServer({ storeDir: join(t.dir, 'js'), partitions });
+  const srv = await startNatsServer({ storeDir: join(t.dir, 'js'), partitions, binary: testNatsServerBinary() });
   return Object.assign(srv, {
     dir: t.dir,
     cleanup: async () => { await srv.stop(); t.cleanup(); },

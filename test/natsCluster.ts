@@ -1,7 +1,8 @@
 // Owns a test's 3-server nats-server cluster on loopback: each server on free client and route
 // ports, JetStream with a store of its own, a `server_name`, one `cluster { name, listen, routes }`
 // block naming all three, and the project's nats.conf (mappings with the partition count
-// substituted, as ops/natsServer.ts does for one server). Each server is an ordinary
+// substituted, as ops/natsServer.ts does for one server), all three the same binary
+// (`AGENTRY_TEST_NATS_SERVER`, else PATH: test/helpers.ts `testNatsServerBinary`). Each server is an ordinary
 // `startNatsServer` handle, so a test can `kill()` (SIGKILL) one and `restart()` it on the same
 // ports and store.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -9,7 +10,7 @@ import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { freePort, projectRoot, startNatsServer, type NatsServerHandle } from '../ops/natsServer.js';
-import { tempDir } from './helpers.js';
+import { tempDir, testNatsServerBinary } from './helpers.js';
 
 /** One server of the cluster. */
 export interface ClusterServer extends NatsServerHandle {
@@ -34,6 +35,8 @@ export interface NatsCluster {
  */
 export async function startNatsCluster(opts: { partitions?: number; size?: number; readyMs?: number } = {}): Promise<NatsCluster> {
   const size = opts.size ?? 3;
+  // AGENTRY_TEST_NATS_SERVER, or PATH: the same for every server of the cluster.
+  const binary = testNatsServerBinary();
   const t = tempDir('agentry-natscluster-');
   const clientPorts: number[] = [];
   const routePorts: number[] = [];
@@ -49,7 +52,7 @@ export async function startNatsCluster(opts: { partitions?: number; size?: numbe
       const template = join(dir, 'cluster-template.conf');
       writeFileSync(template, `${base}\nserver_name: ${name}\ncluster {\n  name: agentry-test\n  listen: 127.0.0.1:${routePorts[i]}\n  routes: [${routes}]\n}\n`);
       // The template is materialized into <dir>/nats.conf with the partition count.
-      const srv = await startNatsServer({ port: clientPorts[i]!, storeDir: join(dir, 'js'), partitions: opts.partitions ?? 8, configPath: template });
+      const srv = await startNatsServer({ port: clientPorts[i]!, storeDir: join(dir, 'js'), partitions: opts.partitions ?? 8, configPath: template, binary });
       servers.push(Object.assign(srv, { name }));
     }
     const urls = servers.map((s) => s.url).join(',');

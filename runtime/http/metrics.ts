@@ -99,6 +99,11 @@ export function createMetrics(runtime: Runtime, refreshMs = 5000): ControlPlaneM
   });
 
   new Gauge({
+    name: 'agentry_readiness_warnings', help: 'Known problems that do not make this node unready, by code (1 while present): NATS_SERVER_CLUSTER_FAULTS is a nats-server cluster before 2.10, known to lose acknowledged messages; alert on it',
+    labelNames: ['code'], registers,
+    collect() { this.reset(); for (const w of runtime.readiness().warnings ?? []) this.set({ code: w.code }, 1); },
+  });
+  new Gauge({
     name: 'agentry_node_info', help: 'Always 1: this node\'s id and the agentry-runtime version it runs (join on node to label other series, count by version during an upgrade)',
     labelNames: ['node', 'version'], registers,
     collect() { this.reset(); this.set({ node: runtime.config.nodeId, version: packageVersion() ?? 'unknown' }, 1); },

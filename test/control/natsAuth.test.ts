@@ -12,9 +12,9 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echo } from '../../examples/echo.js';
-import { findNatsServerBinary, freePort } from '../../ops/natsServer.js';
+import { freePort } from '../../ops/natsServer.js';
 import type { Runtime } from '../../runtime/index.js';
-import { sleep, startRuntime, tempDir, waitFor } from '../helpers.js';
+import { sleep, startRuntime, tempDir, testNatsServerBinary, waitFor } from '../helpers.js';
 
 let child: ChildProcess;
 let port: number;
@@ -56,7 +56,7 @@ beforeAll(async () => {
   for (let attempt = 1; ; attempt++) {
     port = await freePort();
     const log = join(dir.dir, `nats-${attempt}.log`);
-    child = spawn(findNatsServerBinary(), ['-c', join('ops', 'nats-prod.conf'), '-a', '127.0.0.1', '-p', String(port), '-sd', join(dir.dir, 'js'), '-l', log], {
+    child = spawn(testNatsServerBinary(), ['-c', join('ops', 'nats-prod.conf'), '-a', '127.0.0.1', '-p', String(port), '-sd', join(dir.dir, 'js'), '-l', log], {
       env: { ...process.env, AGENTRY_NATS_RUNTIME_PASSWORD: runtimePassword, AGENTRY_NATS_PUBLISHER_PASSWORD: publisherPassword },
       stdio: 'ignore',
     });

@@ -23,7 +23,7 @@ import { startNatsServer, type NatsServerHandle } from '../../ops/natsServer.js'
 import { openStore } from '../../persistence/index.js';
 import type { Store } from '../../persistence/types.js';
 import type { Runtime } from '../../runtime/index.js';
-import { PG_URL, dropSchema, natsClient, publish, schemaName, sleep, startRuntime, tempDir, waitFor } from '../helpers.js';
+import { PG_URL, dropSchema, natsClient, publish, schemaName, sleep, startRuntime, tempDir, testNatsServerBinary, waitFor } from '../helpers.js';
 
 const SESSIONS = 10;
 const BODY = 'x'.repeat(900);
@@ -71,7 +71,7 @@ describe('JetStream storage full', () => {
 
   beforeAll(async () => {
     mkdirSync(join(t.dir, 'srv'), { recursive: true });
-    nats = await startNatsServer({ storeDir: join(t.dir, 'srv', 'js'), partitions: 8, configPath: smallConfig(t.dir) });
+    nats = await startNatsServer({ storeDir: join(t.dir, 'srv', 'js'), partitions: 8, configPath: smallConfig(t.dir), binary: testNatsServerBinary() });
     nc = await natsClient(nats.url);
     store = openStore({ databaseUrl: PG_URL, schema });
     rt = await startRuntime(nats.url, {

@@ -6,12 +6,16 @@
 // Real nats-server cluster (test/natsCluster.ts) and Postgres; no wall-clock thresholds: the
 // times measured are printed, not asserted.
 //
-// Known to fail now and then on nats-server 2.9.10 (3 of ~28 runs, 2026-11-29), for causes that
-// look like the server's, not the node's (not proven): a partition whose consumer cannot be created again ("filtered consumer not
-// unique on workqueue stream" with no such consumer listed; test/ops/natsWqGhost.test.ts
-// reproduces it without the runtime), and once 78 messages of one partition acknowledged and never
-// delivered. On a failure it prints the session, the partition's consumers and the JetStream
-// advisories. See docs/operations.md, "A NATS cluster".
+// Its result depends on the nats-server (AGENTRY_TEST_NATS_SERVER picks one, docs/testing.md; the
+// runs per version are in docs/operations.md, "A NATS cluster"). On 2.9.10 it fails now and then
+// for the server's faults, fixed in 2.10 (the node warns of them, NATS_SERVER_CLUSTER_FAULTS): a
+// partition whose consumer cannot be created again ("filtered consumer not unique on workqueue
+// stream" with no such consumer listed; test/ops/natsWqGhost.test.ts reproduces it without the
+// runtime), and runs of acknowledged messages never delivered. On 2.10.29 and 2.11.8 nothing
+// acknowledged was lost; 2.11.8 once left the inbox with no leader (both followers had reset their
+// copies), which the test reports as a cluster that did not recover, after checking every
+// acknowledged message anyway. On a loss it prints the session, the partition's consumers and the
+// JetStream advisories.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -20,6 +24,7 @@ import { defineAgent } from '../../actors/index.js';
 import { openStore } from '../../persistence/index.js';
 import type { Store } from '../../persistence/types.js';
 import type { Runtime } from '../../runtime/index.js';
+import { clusterLosesAckedMessages } from '../../runtime/natsVersion.js';
 import { partitionOf } from '../../runtime/partition.js';
 import { consumerNames } from '../../runtime/partitionFeed.js';
 import { Load } from '../chaos/load.js';
@@ -51,10 +56,10 @@ const logger = pino({ level: 'warn' }, {
   },
 });
 
-// Opt-in (AGENTRY_CLUSTER_TESTS=1) until the loss below is understood: on nats-server 2.9.10 it
-// fails often enough (3 of ~28 runs, one of them the lead's first run after the merge) that it
-// would fail CI for the server's sake; `AGENTRY_CLUSTER_TESTS=1 npx vitest run
-// test/durability/natsClusterLoss.test.ts` runs it.
+// Opt-in (AGENTRY_CLUSTER_TESTS=1): CI has Debian's nats-server 2.9.10, on which it fails often
+// enough for the server's faults (above) to fail CI for the server's sake; `AGENTRY_CLUSTER_TESTS=1
+// npx vitest run test/durability/natsClusterLoss.test.ts` runs it, with AGENTRY_TEST_NATS_SERVER
+// for another server.
 describe.runIf(process.env.AGENTRY_CLUSTER_TESTS === '1')('a NATS cluster losing one server under load', () => {
   let cluster: NatsCluster;
   let nc: NatsConnection;
@@ -106,9 +111,14 @@ describe.runIf(process.env.AGENTRY_CLUSTER_TESTS === '1')('a NATS cluster losing
       }, `${s}: a leader and two followers`, 60_000, 250);
     }
     // The partition consumers inherit the stream's replicas (nats-server: a work-queue stream's must).
-    const names: string[] = [];
-    for await (const ci of jsm.consumers.list('AGENTRY_INBOX')) names.push(ci.name);
-    expect(names.length).toBe(PARTITIONS);
+    // Waited for: right after the scale-up a partition's consumer create may go unanswered (the
+    // node lets the partition go and takes it again), and a listing may miss consumers whose
+    // groups are still electing (nats-server 2.11.8: 4 of 8 listed once, 2026-11-29).
+    const names = await waitFor(async () => {
+      const n: string[] = [];
+      for await (const ci of jsm.consumers.list('AGENTRY_INBOX')) n.push(ci.name);
+      return n.length === PARTITIONS ? n : null;
+    }, `${PARTITIONS} partition consumers listed`, 60_000, 250);
     for (const name of names) {
       await waitFor(async () => {
         const c = (await jsm.consumers.info('AGENTRY_INBOX', name)).cluster;
@@ -121,6 +131,12 @@ describe.runIf(process.env.AGENTRY_CLUSTER_TESTS === '1')('a NATS cluster losing
       return i.cluster?.leader && i.cluster.replicas?.length === 2 ? i : null;
     }, 'the router consumer with 3 replicas', 60_000, 250);
     expect(router.config.num_replicas ?? 0).not.toBe(1);
+    // A server before 2.10 is known to lose acknowledged messages in a cluster: readiness says so
+    // (and stays ok); a fixed server says nothing.
+    const version = rt.transport.nc.info?.version;
+    const r = rt.readiness();
+    expect(r.ok).toBe(true);
+    expect((r.warnings ?? []).map((w) => w.code), `nats-server ${version}`).toEqual(clusterLosesAckedMessages(version) ? ['NATS_SERVER_CLUSTER_FAULTS'] : []);
   }, 120_000);
 
   it('the inbox leader killed mid-load, then the lease bucket leader, then the server the node is connected to; each restarted: every acknowledged message applied once, in order; ready again', async () => {
@@ -135,9 +151,16 @@ describe.runIf(process.env.AGENTRY_CLUSTER_TESTS === '1')('a NATS cluster losing
     }, 20);
     await load.start();
     const notes: string[] = [];
+    // A wait on the cluster that timed out (no new leader, no acks, a restarted server never
+    // current again) is recorded here and ends the kills, but not the test: the victim is started
+    // again and the loss check below still runs, so a failure says whether anything acknowledged
+    // was lost or only the cluster did not recover (nats-server 2.11.8: an inbox with no leader
+    // for 5 minutes after its two followers had reset their copies; 2026-11-29).
+    const clusterProblems: string[] = [];
 
     /** Kills `victim` with SIGKILL at `at` acks, lets `more` acks pass with it down, restarts it, waits for it to be current. */
     const killAndRestart = async (pick: () => Promise<string>, at: number, what: string, led = 'AGENTRY_INBOX'): Promise<void> => {
+      if (clusterProblems.length > 0) return;
       await waitFor(() => load!.ackedCount() >= at, `${at} acknowledged`, 300_000, 50);
       const name = await pick();
       const victim = cluster.byName(name);
@@ -152,17 +175,31 @@ describe.runIf(process.env.AGENTRY_CLUSTER_TESTS === '1')('a NATS cluster losing
         const l = (await quickJsm.streams.info(led).catch(() => null))?.cluster?.leader;
         return l && l !== name ? l : null;
       }, `a new leader of ${led}`, 300_000, 100).then((l) => { electedMs = Date.now() - killedAt; return l; });
-      await waitFor(() => load!.ackedCount() >= Math.min(total, acked + 100), `publishing goes on without ${name}`, 300_000, 50);
-      const acksAgainMs = Date.now() - killedAt;
-      const leader = await elected;
-      await waitFor(() => load!.ackedCount() >= Math.min(total, acked + 250), `more load without ${name}`, 300_000, 50);
-      await waitFor(() => r.readiness().ok, 'ready with one server down', 300_000, 50);
-      const readyMs = notReady > notReadyBefore && readySince !== null ? readySince - killedAt : 0;
+      elected.catch(() => undefined); // awaited below, or given up on with the wait that failed first
+      let acksAgainMs = 0;
+      let leader: string | undefined;
+      let readyMs = 0;
+      try {
+        await waitFor(() => load!.ackedCount() >= Math.min(total, acked + 100), `publishing goes on without ${name}`, 300_000, 50);
+        acksAgainMs = Date.now() - killedAt;
+        leader = await elected;
+        await waitFor(() => load!.ackedCount() >= Math.min(total, acked + 250), `more load without ${name}`, 300_000, 50);
+        await waitFor(() => r.readiness().ok, 'ready with one server down', 300_000, 50);
+        readyMs = notReady > notReadyBefore && readySince !== null ? readySince - killedAt : 0;
+      } catch (err) {
+        clusterProblems.push(`${what} ${name} killed: ${(err as Error).message} (${JSON.stringify(await streamSummary(quickJsm))})`);
+      }
       await victim.restart();
-      await waitFor(async () => {
-        const info = await jsm.streams.info('AGENTRY_INBOX').catch(() => null);
-        return info?.cluster?.leader && info.cluster.replicas?.length === 2 && info.cluster.replicas.every((p) => p.current);
-      }, `${name} current again`, 300_000, 250);
+      if (clusterProblems.length > 0) return; // no gate: the loss check is what matters now
+      try {
+        await waitFor(async () => {
+          const info = await jsm.streams.info('AGENTRY_INBOX').catch(() => null);
+          return info?.cluster?.leader && info.cluster.replicas?.length === 2 && info.cluster.replicas.every((p) => p.current);
+        }, `${name} current again`, 300_000, 250);
+      } catch (err) {
+        clusterProblems.push(`${what} ${name} restarted: ${(err as Error).message} (${JSON.stringify(await streamSummary(quickJsm))})`);
+        return;
+      }
       notes.push(`${what} ${name} killed: acks again after ${acksAgainMs} ms, new ${led} leader ${leader} after ${electedMs} ms, lease losses ${leaseLosses - lossesBefore}, ready checks failed ${notReady - notReadyBefore}×, ready again ${readyMs} ms after the kill, current again ${Date.now() - killedAt} ms after`);
     };
     await killAndRestart(async () => (await jsm.streams.info('AGENTRY_INBOX')).cluster!.leader!, total / 5, 'the inbox leader');
@@ -172,14 +209,32 @@ describe.runIf(process.env.AGENTRY_CLUSTER_TESTS === '1')('a NATS cluster losing
     // The data connection's server: the node's feeds lose their deliveries in flight and restart.
     await killAndRestart(() => Promise.resolve(r.transport.nc.info!.server_name), (3 * total) / 5, 'the node\'s server');
 
-    await load.finished();
+    // Every server is up again here; a cluster that still cannot take the rest in 5 minutes is a
+    // problem of its own, and what was acknowledged until then is checked all the same.
+    const done = await Promise.race([load.finished().then(() => true), sleep(300_000).then(() => false)]);
+    if (!done) {
+      clusterProblems.push(`the load did not finish within 5 minutes of the last restart (${load.ackedCount()} of ${total} acknowledged; ${JSON.stringify(await streamSummary(quickJsm))})`);
+      await load.stop();
+    }
     const lastAck = Date.now();
     await allApplied(r, jsm, load, 'after the kills and restarts');
+    console.log(`[natsClusterLoss] nats-server ${r.transport.nc.info?.version}: ${notes.join('; ')}; publish retries ${load.retries}; all ${load.ackedCount()} acknowledged applied once, in order, ${Date.now() - lastAck} ms after the last ack; consumer restarts ${r.transport.consumerRestarts()}${clusterProblems.length > 0 ? `; CLUSTER PROBLEMS: ${clusterProblems.join('; ')}` : ''}`);
+    expect(clusterProblems, 'the cluster did not recover by itself (nothing acknowledged was lost: checked above)').toEqual([]);
     await waitFor(() => r.readiness().ok, 'the node ready again', 120_000, 50);
     clearInterval(watch);
-    console.log(`[natsClusterLoss] ${notes.join('; ')}; publish retries ${load.retries}; all ${total} applied ${Date.now() - lastAck} ms after the last ack; consumer restarts ${r.transport.consumerRestarts()}`);
   }, 900_000);
 });
+
+/** The inbox's and the lease bucket's leader, replicas and sequences, for a failure's message. */
+async function streamSummary(jsm: JetStreamManager): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const s of ['AGENTRY_INBOX', 'KV_AGENTRY_LEASES']) {
+    out[s] = await jsm.streams.info(s).then(
+      (i) => ({ leader: i.cluster?.leader, replicas: i.cluster?.replicas?.map((p) => `${p.name}${p.current ? '' : ' not current'}${p.offline ? ' offline' : ''}${p.lag ? ` lag ${p.lag}` : ''}`), firstSeq: i.state.first_seq, lastSeq: i.state.last_seq, messages: i.state.messages }),
+      (e: unknown) => String(e));
+  }
+  return out;
+}
 
 /**
  * Waits until every session applied as many messages as were acknowledged to it, then checks it

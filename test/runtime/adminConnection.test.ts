@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { defineAgent } from '../../actors/defineAgent.js';
 import { freePort, projectRoot, startNatsServer, type NatsServerHandle } from '../../ops/natsServer.js';
-import { natsClient, publish, startRuntime, waitFor } from '../helpers.js';
+import { natsClient, publish, startRuntime, testNatsServerBinary, waitFor } from '../helpers.js';
 
 const echo = defineAgent({ type: 'echo', handle(batch, ctx) { for (const m of batch) ctx.reply({ got: m.body }); } });
 
@@ -31,7 +31,7 @@ describe('the JetStream API goes over the admin connection', () => {
     monitor = await freePort();
     const conf = join(dir, 'nats-monitored.conf');
     writeFileSync(conf, `${readFileSync(join(projectRoot(), 'nats.conf'), 'utf8')}\nhttp_port: ${monitor}\n`);
-    nats = await startNatsServer({ storeDir: join(dir, 'js'), partitions: 8, configPath: conf });
+    nats = await startNatsServer({ storeDir: join(dir, 'js'), partitions: 8, configPath: conf, binary: testNatsServerBinary() });
     nc = await natsClient(nats.url);
     spy = nc.subscribe('$JS.API.>', { callback: (_e, m) => { requests.push({ subject: m.subject, reply: m.reply ?? '' }); } });
     await nc.flush();
