@@ -10,21 +10,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
-import { defineAgent } from '../../actors/index.js';
 import { openStore } from '../../persistence/index.js';
 import type { Store } from '../../persistence/types.js';
 import type { Runtime } from '../../runtime/index.js';
+import { committedSeen, recorder } from './recorder.js';
 import { PG_URL, dropSchema, natsClient, publish, schemaName, startNats, startRuntime, waitFor } from '../helpers.js';
-
-const recorder = defineAgent<{ seen: number[] }>({
-  type: 'recorder',
-  onMessage: 'queue',
-  initialState: () => ({ seen: [] }),
-  handle(batch, ctx) {
-    for (const m of batch) ctx.state.seen.push((m.body as { i: number }).i);
-    return undefined;
-  },
-});
 
 describe('a corrupt snapshot row', () => {
   let nats: Awaited<ReturnType<typeof startNats>>;
@@ -61,7 +51,7 @@ describe('a corrupt snapshot row', () => {
     const tag = what.replace(/\W+/g, '-').slice(0, 12);
     const ids = Array.from({ length: 5 }, (_, n) => `${tag}-${n}`);
     for (const id of ids) await publish(nc, id, { i: 0 });
-    const seenOf = async (sid: string): Promise<number[]> => ((await store.loadSession(sid))?.snapshot as { context: { userState: { seen: number[] } } } | undefined)?.context.userState.seen ?? [];
+    const seenOf = (sid: string): Promise<number[]> => committedSeen(store, sid);
     await waitFor(async () => { for (const id of ids) if ((await seenOf(id)).length < 1) return false; return true; }, 'first messages');
     const bad = ids[2]!;
     // Changed while no node holds it (a restart): the next message hydrates it from the row.

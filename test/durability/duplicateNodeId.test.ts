@@ -10,25 +10,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
-import { defineAgent } from '../../actors/index.js';
 import { openStore } from '../../persistence/index.js';
 import type { Store } from '../../persistence/types.js';
 import type { Runtime } from '../../runtime/index.js';
+import { committedSeen, recorder } from './recorder.js';
 import { PG_URL, dropSchema, natsClient, schemaName, sleep, startNats, startRuntime, waitFor } from '../helpers.js';
 
 const PARTS = 8;
 const SESSIONS = 16;
 const ROUNDS = 150;
-
-const recorder = defineAgent<{ seen: number[] }>({
-  type: 'recorder',
-  onMessage: 'queue',
-  initialState: () => ({ seen: [] }),
-  handle(batch, ctx) {
-    for (const m of batch) ctx.state.seen.push((m.body as { i: number }).i);
-    return undefined;
-  },
-});
 
 describe('two processes with one node id', () => {
   let nats: Awaited<ReturnType<typeof startNats>>;
@@ -86,7 +76,7 @@ describe('two processes with one node id', () => {
       await sleep(40);
     }
     const expected = Array.from({ length: ROUNDS }, (_, i) => i);
-    const seenOf = async (sid: string): Promise<number[]> => ((await storeA.loadSession(sid))?.snapshot as { context: { userState: { seen: number[] } } } | undefined)?.context.userState.seen ?? [];
+    const seenOf = (sid: string): Promise<number[]> => committedSeen(storeA, sid);
     await waitFor(async () => {
       for (const id of ids) if ((await seenOf(id)).length < ROUNDS) return false;
       return true;

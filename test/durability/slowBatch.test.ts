@@ -7,23 +7,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
-import { defineAgent } from '../../actors/index.js';
 import { createPgStore } from '../../persistence/index.js';
 import type { Store } from '../../persistence/types.js';
 import type { Runtime } from '../../runtime/index.js';
+import { committedSeen, recorder } from './recorder.js';
 import { PG_URL, dropSchema, natsClient, publish, schemaName, startNats, startRuntime, waitFor } from '../helpers.js';
 
 const SESSIONS = 60;
-
-const recorder = defineAgent<{ seen: number[] }>({
-  type: 'recorder',
-  onMessage: 'queue',
-  initialState: () => ({ seen: [] }),
-  handle(batch, ctx) {
-    for (const m of batch) ctx.state.seen.push((m.body as { i: number }).i);
-    return undefined;
-  },
-});
 
 describe('a commit batch slower than the statement timeout', () => {
   let nats: Awaited<ReturnType<typeof startNats>>;
@@ -59,7 +49,7 @@ describe('a commit batch slower than the statement timeout', () => {
     const ids = Array.from({ length: SESSIONS }, (_, n) => `sb-${n}`);
     for (const id of ids) await publish(nc, id, { i: 0 });
     for (const id of ids) await publish(nc, id, { i: 1 });
-    const seenOf = async (sid: string): Promise<number[]> => ((await store.loadSession(sid))?.snapshot as { context: { userState: { seen: number[] } } } | undefined)?.context.userState.seen ?? [];
+    const seenOf = (sid: string): Promise<number[]> => committedSeen(store, sid);
     await waitFor(async () => {
       for (const id of ids) if ((await seenOf(id)).length < 2) return false;
       return true;
