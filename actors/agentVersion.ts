@@ -116,11 +116,8 @@ export function migrateSnapshot(
   if (shape !== null) return fail('invalid-state', shape);
   const snap = snapshot as { value: unknown; context: { userState: unknown } & Record<string, unknown> };
   if (stamp.machine !== null && stamp.machine !== MACHINE_HASH) {
-    try {
-      sessionMachine.resolveState({ value: snap.value as never, context: snap.context as never });
-    } catch (e) {
-      return fail('invalid-state', `the stored state ${JSON.stringify(snap.value)} is not a state of this statechart: ${e instanceof Error ? e.message : String(e)}`);
-    }
+    const problem = stateValueProblem(snap);
+    if (problem !== null) return fail('invalid-state', problem);
   }
   if (from === to) return { ok: true, snapshot, from, to, changed: false };
   let state: unknown = JSON.parse(JSON.stringify(snap.context.userState ?? null));
@@ -165,7 +162,11 @@ export function snapshotShapeProblem(snapshot: unknown): string | null {
 export function snapshotProblem(snapshot: unknown): string | null {
   const shape = snapshotShapeProblem(snapshot);
   if (shape !== null) return shape;
-  const snap = snapshot as { value: unknown; context: unknown };
+  return stateValueProblem(snapshot as { value: unknown; context: unknown });
+}
+
+/** Why the snapshot's state value is not one of this statechart, or null. */
+function stateValueProblem(snap: { value: unknown; context: unknown }): string | null {
   try {
     sessionMachine.resolveState({ value: snap.value as never, context: snap.context as never });
   } catch (e) {

@@ -17,13 +17,15 @@ export async function settleWithin(p: Promise<unknown> | undefined, ms: number):
   return settled;
 }
 
-/** Rejects with `TimeoutError`-named error when `p` has not settled after `ms`. */
-export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+/** Rejects with `TimeoutError`-named error (or `timeoutError()`) when `p` has not settled after `ms`. */
+export async function within<T>(p: Promise<T>, ms: number, what: string, timeoutError?: () => Error): Promise<T> {
   let t: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
       p,
-      new Promise<never>((_, reject) => { t = setTimeout(() => { reject(Object.assign(new Error(`${what} timed out after ${ms} ms`), { name: 'TimeoutError' })); }, ms); }),
+      new Promise<never>((_, reject) => {
+        t = setTimeout(() => { reject(timeoutError?.() ?? Object.assign(new Error(`${what} timed out after ${ms} ms`), { name: 'TimeoutError' })); }, ms);
+      }),
     ]);
   } finally {
     clearTimeout(t);
@@ -37,18 +39,6 @@ export async function within<T>(p: Promise<T>, ms: number, what: string): Promis
  * JSON-RPC call held open for good — while the same command sent from another node timed out.
  * The answer says the outcome is unknown, so a client reads the session before it retries.
  */
-export async function commandWithin<T>(p: Promise<T>, ms: number, op: string, sessionId: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        t = setTimeout(() => {
-          reject(new AgentryError('TIMEOUT', `${op} on session ${sessionId} did not complete within ${ms} ms (the store is slow or refusing writes); it may still take effect when the store answers: read the session before retrying`, { retryable: true }));
-        }, ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(t);
-  }
+export function commandWithin<T>(p: Promise<T>, ms: number, op: string, sessionId: string): Promise<T> {
+  return within(p, ms, op, () => new AgentryError('TIMEOUT', `${op} on session ${sessionId} did not complete within ${ms} ms (the store is slow or refusing writes); it may still take effect when the store answers: read the session before retrying`, { retryable: true }));
 }
